@@ -1,0 +1,314 @@
+/* config.c - the settings table and its three sources.
+ *
+ * One static table describes every setting: name, type, field offset,
+ * default, bounds, help.  The file reader walks libyaml events so an error can
+ * point at file:line:col.  Nothing here keeps global state; the caller owns
+ * the ll_config and treats it as read-only once serving.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "landlord/config.h"
+#include "landlord/error.h"
+#include "landlord/log.h"
+#include "landlord/util.h"
+#include "landlord/validate.h"
+
+typedef enum { T_STRING, T_INT } setting_type;
+
+typedef struct setting {
+    const char *name;
+    setting_type type;
+    size_t offset;
+    size_t size; /* for strings: the field's size */
+    const char *def;
+    long min, max;
+    int (*check)(const char *value);
+    const char *help;
+} setting;
+
+static int check_listen(const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    char *end;
+    long port;
+    if (!colon || colon == v)
+        return ll_error_set(LL_EINVALID, "listen address '%s' is not host:port", v);
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
+        return ll_error_set(LL_EINVALID, "listen address '%s' has a bad port", v);
+    return 0;
+}
+
+static int check_nonempty(const char *v)
+{
+    if (!*v)
+        return ll_error_set(LL_EINVALID, "value must not be empty");
+    return 0;
+}
+
+static int check_branch(const char *v)
+{
+    if (!*v || strstr(v, "..") || v[0] == '-' || v[0] == '/' || strpbrk(v, " ~^:?*[\\"))
+        return ll_error_set(LL_EINVALID, "'%s' is not a valid branch name", v);
+    return 0;
+}
+
+static int check_root(const char *v)
+{
+    if (!*v || v[0] == '/' || strstr(v, "..") || strstr(v, "//") || v[strlen(v) - 1] == '/')
+        return ll_error_set(LL_EINVALID, "'%s' is not a relative path inside the repository", v);
+    return 0;
+}
+
+static int check_release(const char *v)
+{
+    return ll_validate_release(v);
+}
+
+static int check_level(const char *v)
+{
+    ll_log_level level;
+    return ll_log_parse_level(&level, v);
+}
+
+#define S(field) T_STRING, offsetof(ll_config, field), sizeof(((ll_config *)0)->field)
+#define I(field) T_INT, offsetof(ll_config, field), 0
+
+static const setting settings[] = {
+    {"config", S(config), "", 0, 0, NULL, "YAML file with settings (keys are these option names)"},
+    {"listen", S(listen), "127.0.0.1:8080", 0, 0, check_listen,
+     "address:port to serve HTTP on (port 0 picks a free one)"},
+    {"data", S(data), "./var", 0, 0, check_nonempty,
+     "data directory: SQLite registry, git clone, default remote"},
+    {"git-url", S(git_url), "", 0, 0, NULL,
+     "GitOps remote (path or URL); empty = a bare repository <data>/remote.git"},
+    {"git-branch", S(git_branch), "main", 0, 0, check_branch, "branch Flux reconciles"},
+    {"git-root", S(git_root), "application-plane/production", 0, 0, check_root,
+     "folder in the repository that holds tier-templates/, tenants/, pooled-envs/"},
+    {"git-author-name", S(git_author_name), "landlord", 0, 0, check_nonempty,
+     "name on the commits landlord makes"},
+    {"git-author-email", S(git_author_email), "landlord@localhost", 0, 0, check_nonempty,
+     "email on the commits landlord makes"},
+    {"default-release", S(default_release), "0.0", 0, 0, check_release,
+     "release for tenants onboarded without one (1.2.3, 1.2 or 1.2.x)"},
+    {"log-level", S(log_level), "info", 0, 0, check_level, "debug, info, warn or error"},
+    {"http-threads", I(http_threads), "4", 1, 256, NULL, "HTTP worker threads"},
+    {"http-connection-limit", I(http_connection_limit), "512", 1, 65536, NULL,
+     "concurrent HTTP connections accepted"},
+    {"http-connection-timeout", I(http_connection_timeout), "30", 1, 3600, NULL,
+     "seconds an idle or slow connection is kept"},
+    {"http-max-body", I(http_max_body), "1048576", 1024, 1073741824, NULL,
+     "largest request body in bytes (413 above)"},
+    {"write-wait", I(write_wait), "10", 0, 300, NULL,
+     "seconds a write waits for its push before answering 202 (?wait= overrides)"},
+    {"batch-size", I(batch_size), "64", 1, 10000, NULL, "operations combined into one commit"},
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static const setting *find(const char *name)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (strcmp(settings[i].name, name) == 0)
+            return &settings[i];
+    }
+    return NULL;
+}
+
+int ll_config_has(const char *name)
+{
+    return find(name) != NULL;
+}
+
+static void env_name(char *out, size_t cap, const char *name)
+{
+    size_t n = (size_t)snprintf(out, cap, "LANDLORD_");
+    for (const char *p = name; *p && n + 1 < cap; p++)
+        out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[n] = '\0';
+}
+
+static int apply(ll_config *cfg, const setting *s, const char *value)
+{
+    char *field = (char *)cfg + s->offset;
+    if (s->type == T_STRING) {
+        if (strlen(value) >= s->size)
+            return ll_error_set(LL_EINVALID, "value is longer than %zu characters", s->size - 1);
+        if (s->check && s->check(value) < 0)
+            return LL_EINVALID;
+        memcpy(field, value, strlen(value) + 1);
+    } else {
+        char *end;
+        long v;
+        errno = 0;
+        v = strtol(value, &end, 10);
+        if (errno || end == value || *end)
+            return ll_error_set(LL_EINVALID, "'%s' is not a whole number", value);
+        if (v < s->min || v > s->max)
+            return ll_error_set(LL_EINVALID, "%ld is outside %ld..%ld", v, s->min, s->max);
+        *(long *)(void *)field = v;
+    }
+    return 0;
+}
+
+void ll_config_defaults(ll_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NSETTINGS; i++)
+        apply(cfg, &settings[i], settings[i].def);
+}
+
+int ll_config_set(ll_config *cfg, const char *name, const char *value, const char *source)
+{
+    const setting *s = find(name);
+    char msg[LL_ERROR_MSG_MAX];
+    if (!s) {
+        ll_error_set(LL_ENOTFOUND, "%s: unknown setting '%s'", source, name);
+        ll_error_hint("run 'landlord serve --help' for the list of settings");
+        return LL_ENOTFOUND;
+    }
+    if (apply(cfg, s, value) < 0) {
+        snprintf(msg, sizeof(msg), "%s", ll_error_last()->message);
+        ll_error_set(LL_EINVALID, "%s: bad value for '%s': %s", source, name, msg);
+        if (s->type == T_INT)
+            ll_error_hint("'%s' takes a whole number from %ld to %ld (default %s)", name, s->min,
+                          s->max, s->def);
+        else
+            ll_error_hint("'%s': %s (default '%s')", name, s->help, s->def);
+        return LL_EINVALID;
+    }
+    return 0;
+}
+
+int ll_config_load_file(ll_config *cfg, const char *path)
+{
+    int error = -1, depth = 0, done = 0;
+    FILE *f = NULL;
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    char key[128] = "", where[1200];
+    int have_key = 0;
+
+    if (!yaml_parser_initialize(&parser))
+        return ll_error_set(LL_ERROR, "cannot start the yaml parser");
+    if (!(f = fopen(path, "rb"))) {
+        ll_error_set(LL_EINVALID, "%s: cannot open config file: %s", path, strerror(errno));
+        ll_error_hint("check the --config path");
+        goto out;
+    }
+    yaml_parser_set_input_file(&parser, f);
+    while (!done) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            ll_error_set(LL_EINVALID, "%s:%zu:%zu: %s", path, parser.problem_mark.line + 1,
+                         parser.problem_mark.column + 1,
+                         parser.problem ? parser.problem : "yaml error");
+            ll_error_hint("the config file is a YAML mapping of setting: value");
+            goto out;
+        }
+        snprintf(where, sizeof(where), "%s:%zu:%zu", path, ev.start_mark.line + 1,
+                 ev.start_mark.column + 1);
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
+        case YAML_MAPPING_START_EVENT:
+            if (++depth > 1) {
+                ll_error_set(LL_EINVALID, "%s: '%s' takes a single value, not a mapping", where,
+                             key);
+                ll_error_hint("settings are flat: write '%s: value'", key);
+                goto fail_event;
+            }
+            break;
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            ll_error_set(LL_EINVALID, "%s: unexpected list%s%s", where, have_key ? " for " : "",
+                         have_key ? key : "");
+            ll_error_hint("settings are flat: write 'name: value'");
+            goto fail_event;
+        case YAML_ALIAS_EVENT:
+            ll_error_set(LL_EINVALID, "%s: aliases are not supported here", where);
+            ll_error_hint("write the value out");
+            goto fail_event;
+        case YAML_SCALAR_EVENT: {
+            const char *text = (const char *)ev.data.scalar.value;
+            if (depth != 1) {
+                ll_error_set(LL_EINVALID, "%s: the config file must be a mapping", where);
+                ll_error_hint("write one 'name: value' per line");
+                goto fail_event;
+            }
+            if (!have_key) {
+                snprintf(key, sizeof(key), "%s", text);
+                if (!find(key) || strcmp(key, "config") == 0) {
+                    ll_error_set(LL_EINVALID, "%s: unknown setting '%s'", where, key);
+                    ll_error_hint("run 'landlord serve --help' for the settings a file may set");
+                    goto fail_event;
+                }
+                have_key = 1;
+            } else {
+                if (ll_config_set(cfg, key, text, where) < 0)
+                    goto fail_event;
+                have_key = 0;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+        continue;
+    fail_event:
+        yaml_event_delete(&ev);
+        error = LL_EINVALID;
+        goto out;
+    }
+    snprintf(cfg->config, sizeof(cfg->config), "%s", path);
+    error = 0;
+out:
+    yaml_parser_delete(&parser);
+    if (f)
+        fclose(f);
+    return error;
+}
+
+int ll_config_load_env(ll_config *cfg, char **envp)
+{
+    char var[160], source[200];
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        env_name(var, sizeof(var), settings[i].name);
+        for (char **e = envp; e && *e; e++) {
+            size_t n = strlen(var);
+            if (strncmp(*e, var, n) == 0 && (*e)[n] == '=') {
+                snprintf(source, sizeof(source), "environment variable %s", var);
+                if (ll_config_set(cfg, settings[i].name, *e + n + 1, source) < 0)
+                    return LL_EINVALID;
+            }
+        }
+    }
+    return 0;
+}
+
+void ll_config_print_help(FILE *out)
+{
+    char var[160], flag[64];
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting *s = &settings[i];
+        env_name(var, sizeof(var), s->name);
+        snprintf(flag, sizeof(flag), "--%s %s", s->name, s->type == T_INT ? "N" : "VALUE");
+        fprintf(out, "  %-34s %s\n  %-34s   env %s", flag, s->help, "", var);
+        if (s->def[0])
+            fprintf(out, ", default %s", s->def);
+        if (s->type == T_INT)
+            fprintf(out, ", %ld..%ld", s->min, s->max);
+        fputc('\n', out);
+    }
+}

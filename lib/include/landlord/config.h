@@ -1,0 +1,54 @@
+/* config.h - landlord's settings: one table, three sources.
+ *
+ * Every setting has a name (the YAML key and the flag without "--"), an
+ * environment variable (LANDLORD_ + upper-cased name with '_'), a type, a
+ * default and bounds.  Sources apply in order: defaults < file < environment
+ * < flags.  The configuration is read-only once the server runs.
+ */
+#ifndef LANDLORD_CONFIG_H
+#define LANDLORD_CONFIG_H
+
+#include <stdio.h>
+
+typedef struct ll_config {
+    char config[1024];  /* the YAML file read, or "" */
+    char listen[256];   /* host:port */
+    char data[1024];    /* data directory */
+    char git_url[1024]; /* "" = <data>/remote.git */
+    char git_branch[128];
+    char git_root[256];
+    char git_author_name[128];
+    char git_author_email[256];
+    char default_release[32];
+    char log_level[16];
+    long http_threads;
+    long http_connection_limit;
+    long http_connection_timeout; /* seconds */
+    long http_max_body;           /* bytes */
+    long write_wait;              /* seconds a write waits for its push */
+    long batch_size;              /* operations per commit */
+} ll_config;
+
+/* Fills cfg with the defaults. */
+void ll_config_defaults(ll_config *cfg);
+
+/* Sets one setting from text.  source names where the text came from (for the
+ * error message).  Returns 0, LL_ENOTFOUND for an unknown name or LL_EINVALID
+ * for a bad value (message and hint set). */
+int ll_config_set(ll_config *cfg, const char *name, const char *value, const char *source);
+
+/* Reads a YAML file: a mapping of setting names to scalars.  Errors carry
+ * path:line:col and a hint. */
+int ll_config_load_file(ll_config *cfg, const char *path);
+
+/* Applies every LANDLORD_* variable that names a setting; unknown LANDLORD_*
+ * variables are ignored (LANDLORD_BIN and friends belong to tools). */
+int ll_config_load_env(ll_config *cfg, char **envp);
+
+/* Writes the options, their variables, defaults and help, one per line. */
+void ll_config_print_help(FILE *out);
+
+/* 1 when name is a setting. */
+int ll_config_has(const char *name);
+
+#endif

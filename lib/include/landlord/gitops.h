@@ -1,0 +1,59 @@
+/* gitops.h - the one writer of the GitOps repository.
+ *
+ * landlord keeps a bare clone (<data>/work.git) of the remote.  One writer
+ * thread owns it: it takes queued operations from the registry's outbox,
+ * applies them to the remote head's tree in memory (no working tree), makes
+ * one commit, pushes it, and records the outcome.  A rejected push (someone
+ * else moved the branch) is answered with fetch and rebuild.  Other threads
+ * only notify the writer, wait for an operation, and read snapshots.
+ */
+#ifndef LANDLORD_GITOPS_H
+#define LANDLORD_GITOPS_H
+
+#include <stdint.h>
+#include <jansson.h>
+
+#include "landlord/registry.h"
+
+typedef struct ll_gitops ll_gitops;
+
+typedef struct ll_gitops_options {
+    const char *workdir;     /* the local bare clone, created if missing */
+    const char *url;         /* the remote: a path or URL */
+    const char *branch;      /* e.g. "main" */
+    const char *root;        /* e.g. "application-plane/production" */
+    const char *author_name; /* commit identity */
+    const char *author_email;
+    const char *default_release; /* release of the seeded pool environments */
+    const char *db_path;         /* the registry; the writer opens its own connection */
+    int batch_size;              /* operations per commit */
+} ll_gitops_options;
+
+/* Opens the clone, fetches the branch, seeds the remote with the default
+ * layout when the branch is missing or has no root folder, and reads the tier
+ * catalogue.  Does not start the writer thread.  LL_EUPSTREAM when the remote
+ * cannot be reached. */
+int ll_gitops_open(ll_gitops **out, const ll_gitops_options *opts);
+
+/* Starts the writer thread. */
+int ll_gitops_start(ll_gitops *g);
+
+/* Stops the writer thread (after its current batch) and frees everything. */
+void ll_gitops_free(ll_gitops *g);
+
+/* Wakes the writer: operations are queued. */
+void ll_gitops_notify(ll_gitops *g);
+
+/* Waits until operation op is no longer queued or deadline_ms (monotonic)
+ * passes.  *out is the operation as the registry has it at the end (new
+ * reference).  Returns 0, LL_ETIMEOUT (with *out set) or an error. */
+int ll_gitops_wait(json_t **out, ll_gitops *g, ll_registry *r, long long op, int64_t deadline_ms);
+
+/* The tier catalogue of the current head (see tiers.h); new reference. */
+json_t *ll_gitops_tiers(ll_gitops *g);
+
+/* {"status": "ok"|"failed", "head": sha, "branch": ..., "error"?: ...}; new
+ * reference. */
+json_t *ll_gitops_status(ll_gitops *g);
+
+#endif

@@ -1,0 +1,72 @@
+/* registry.h - the SQLite registry: tenants and the outbox of operations.
+ *
+ * One ll_registry is one SQLite connection and belongs to one thread at a
+ * time.  Opening applies the embedded migrations (migrations/NNNN_*.sql) in
+ * order inside a transaction each, tracked by PRAGMA user_version and the
+ * schema_migrations table; a database newer than the binary is refused.
+ *
+ * Tenants and operations come back as JSON objects (new references):
+ *   tenant:    id tier release values lifecycle sync commit operation
+ *              created_at updated_at offboarded_at [commits]
+ *   operation: id kind tenant tier payload state commit error error_type
+ *              created_at updated_at
+ */
+#ifndef LANDLORD_REGISTRY_H
+#define LANDLORD_REGISTRY_H
+
+#include <jansson.h>
+
+typedef struct ll_registry ll_registry;
+
+/* Opens (creating it if needed) and migrates the database at path.
+ * WAL, foreign keys on, busy timeout 5 s.  LL_ECONFLICT when the database
+ * was written by a newer landlord. */
+int ll_registry_open(ll_registry **out, const char *path);
+
+void ll_registry_close(ll_registry *r);
+
+/* The number of migrations applied (PRAGMA user_version), and how many this
+ * binary knows. */
+int ll_registry_schema_version(ll_registry *r, int *out_applied, int *out_known);
+
+/* A trivial query, for /readyz. */
+int ll_registry_ping(ll_registry *r);
+
+/* The tenant (with its commits when with_commits), LL_ENOTFOUND if none. */
+int ll_registry_tenant_get(json_t **out, ll_registry *r, const char *id, int with_commits);
+
+/* Tenants ordered by id, after the id `after` (NULL = from the start),
+ * optionally of one tier and one lifecycle.  *out_next is the last id
+ * returned when more follow (caller frees), else NULL. */
+int ll_registry_tenant_list(json_t **out_items, char **out_next, ll_registry *r, const char *tier,
+                            const char *lifecycle, const char *after, int limit);
+
+/* Tenants not offboarded, counted per tier: {"basic": 3, ...}. */
+int ll_registry_tenant_counts(json_t **out, ll_registry *r);
+
+/* Stores the tenant (lifecycle active, sync pending) and its onboard
+ * operation in one transaction.  An offboarded tenant is reused.
+ * LL_EEXISTS when the tenant exists and is not offboarded; *out_existing
+ * then holds it.  *out_op is the operation id. */
+int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r, const char *id,
+                        const char *tier, const char *release, const char *values_json);
+
+/* Marks the tenant offboarding and queues its offboard operation.
+ * LL_ENOTFOUND for no such tenant; *out_op = 0 when it is offboarded
+ * already (nothing queued). */
+int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id);
+
+/* Up to limit queued operations, oldest first (new JSON array). */
+int ll_registry_ops_queued(json_t **out, ll_registry *r, int limit);
+
+/* The operation, or LL_ENOTFOUND. */
+int ll_registry_op_get(json_t **out, ll_registry *r, long long id);
+
+/* Records the outcome of operations in one transaction and moves their
+ * tenants along.  results: [{"id": N, "ok": true, "commit": sha} |
+ * {"id": N, "ok": false, "error": "...", "error_type": "..."}].  A failed
+ * onboarding removes the tenant it created (or returns a re-onboarded tenant
+ * to offboarded); a failed offboarding returns the tenant to active. */
+int ll_registry_ops_finish(ll_registry *r, const json_t *results);
+
+#endif

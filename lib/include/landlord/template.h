@@ -1,0 +1,81 @@
+/* template.h - tier templates rendered into a tenant's Kubernetes objects.
+ *
+ * A tier template is YAML text with placeholders.  Rendering substitutes
+ * validated values only, keeps every comment of the template (Flux image
+ * automation markers live in comments), merges the tenant's chart value
+ * overrides into spec.values of each HelmRelease, and checks the result.
+ */
+#ifndef LANDLORD_TEMPLATE_H
+#define LANDLORD_TEMPLATE_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+typedef struct ll_render_input {
+    const char *tenant_id;      /* {TENANT_ID}; a validated DNS-1123 label, or NULL */
+    const char *tier;           /* {TIER}; a validated label, or NULL */
+    const char *release;        /* {RELEASE_VERSION}; a valid release, or NULL */
+    const char *environment_id; /* {ENVIRONMENT_ID}; a validated label, or NULL */
+    const json_t *values;       /* chart value overrides (object) or NULL; borrowed */
+} ll_render_input;
+
+/* Renders tmpl for one tenant (or pool environment).
+ *
+ * - {TENANT_ID}, {TIER}, {ENVIRONMENT_ID} are replaced by their values.
+ *   {RELEASE_VERSION} is replaced by the chart version expression of the
+ *   release (ll_release_expr); when the template writes "{RELEASE_VERSION}.x"
+ *   (the reference's style) the ".x" belongs to the placeholder.  A placeholder
+ *   whose input is NULL fails with LL_EINVALID.  Other text in braces is left
+ *   alone.
+ * - A plain scalar made from a substituted value that YAML would read as
+ *   anything but a string (true, null, yes, 1e3, 0x1f, 2001-12-14, ...) is
+ *   written double-quoted, so the id stays a string.
+ * - values is merged into spec.values of every HelmRelease document: objects
+ *   merge key by key, anything else replaces the template's value; keys the
+ *   template lacks are added.  Comments on lines that are not replaced stay.
+ *   Values are written as one-line JSON flow text with JSON-quoted keys
+ *   ("key": value); json null is written null.  A scalar replaced in place
+ *   keeps the comment after it on its line; a block collection replaced by
+ *   a value loses the lines (and their comments) it spanned.  An empty or
+ *   null template mapping is replaced whole.  Placeholder values must be
+ *   letters, digits, '-', '.' and '_' starting with a letter or digit (so no
+ *   value can change the YAML around it), else LL_EINVALID.  LL_EINVALID too
+ *   when a values key would be over 1000 characters
+ *   quoted, or when a HelmRelease to merge into uses YAML aliases.
+ * - The result must be one or more YAML documents, each a mapping with
+ *   apiVersion, kind and metadata.name; else LL_EINVALID with the reason and
+ *   line.
+ *
+ * On success *out is a new NUL-terminated buffer (caller frees) of *out_len
+ * bytes.  Returns 0, LL_EINVALID or -1. */
+int ll_template_render(char **out, size_t *out_len, const char *tmpl, size_t tmpl_len,
+                       const ll_render_input *in);
+
+/* Checks that text is one or more YAML documents, each a mapping with
+ * apiVersion, kind and metadata.name (scalars that are neither empty nor
+ * null) and no mapping holding the same key twice.  Empty documents (a
+ * trailing "---", only comments) are skipped.  Messages read "rendered
+ * template: document N at line L has no metadata.name" or "rendered
+ * template: yaml error at line L column C: <problem>".  Returns 0 or
+ * LL_EINVALID. */
+int ll_template_check_objects(const char *text, size_t len);
+
+/* Loads every YAML document of text as JSON (a new array, one element per
+ * document).  Plain scalars resolve as YAML 1.1 would for true/false, null
+ * and integers; everything else is a string.  Returns 0 or LL_EINVALID.
+ *
+ * Precisely: plain true/True/TRUE and false/False/FALSE are booleans; plain
+ * "", ~, null, Null, NULL are null (so an empty document is a null
+ * element); plain decimal integers without leading zeros that fit in 64
+ * bits are integers; every quoted scalar and everything else (yes, 1.5,
+ * 0x1f, 0777) is a string.  Mapping keys must be scalars and unique.
+ * Aliases are expanded, at most 100000 nodes beyond the document's own;
+ * nesting deeper than 64 levels is refused. */
+int ll_yaml_load_json(json_t **out, const char *text, size_t len);
+
+/* 1 when a plain YAML scalar with this text could be read as something other
+ * than a string by a YAML 1.1 or 1.2 reader (booleans, null, numbers,
+ * timestamps), else 0. */
+int ll_yaml_plain_is_ambiguous(const char *s);
+
+#endif

@@ -1,0 +1,560 @@
+/* kustomize.c - editing the `resources` list of kustomization.yaml files.
+ *
+ * The tier kustomizations of a GitOps repository are written by people, by
+ * the reference's shell scripts (which leave no final newline) and by
+ * landlord, so they are edited as text: the file is parsed with libyaml
+ * (yamltext.h) and only the lines of `resources` entries change.
+ *
+ * - A block sequence (indented or not) gets a new "- entry" line after its
+ *   last entry, at the column of the existing dashes; removed entries lose
+ *   their whole line.  A file without final newline still has none after.
+ * - A missing or empty `resources` gets a block sequence indented two
+ *   spaces more than its key.
+ * - An empty flow sequence (`resources: []`) gets its first entry as a block
+ *   list on the next line.
+ * - Anything else (a flow sequence, `null`, a block sequence whose dashes
+ *   are not on their entries' lines) is rewritten as a JSON flow list.
+ *
+ * Every edit is checked by parsing the result again and comparing its
+ * resources with the list intended; a difference is an internal error (-1).
+ * Entries are written plain when no YAML reader could misread them, else as
+ * double-quoted strings.  Reentrant; no global state.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "landlord/error.h"
+#include "landlord/kustomize.h"
+#include "landlord/template.h"
+#include "landlord/util.h"
+#include "yamltext.h"
+
+#define WHAT "kustomization"
+
+/* Longest entry accepted. */
+#define ENTRY_MAX 4096
+
+typedef struct kz {
+    ll_ytext y;
+    yaml_document_t *doc;
+    yaml_node_t *root;
+    yaml_node_pair_t *pair; /* the resources pair, or NULL */
+    yaml_node_t *res;       /* its value, or NULL */
+    json_t *entries;        /* the entries as strings */
+} kz;
+
+static void kz_free(kz *k)
+{
+    json_decref(k->entries);
+    k->entries = NULL;
+    ll_ytext_free(&k->y);
+}
+
+static int kz_load(kz *k, const char *text, size_t len)
+{
+    yaml_node_pair_t *pair;
+    yaml_node_item_t *item;
+    yaml_node_t *root, *node;
+    size_t d, seen = 0;
+    int error;
+
+    memset(k, 0, sizeof(*k));
+    if ((error = ll_ytext_load(&k->y, text, len, WHAT)) < 0)
+        return error;
+    for (d = 0; d < k->y.ndocs; d++) {
+        if (!(root = ll_ytext_root(&k->y.docs[d])))
+            continue;
+        if (k->root)
+            return ll_error_set(LL_EINVALID, WHAT ": more than one yaml document");
+        k->doc = &k->y.docs[d];
+        k->root = root;
+    }
+    if (!k->root || k->root->type != YAML_MAPPING_NODE)
+        return ll_error_set(LL_EINVALID, WHAT ": not a yaml mapping");
+    for (pair = k->root->data.mapping.pairs.start; pair < k->root->data.mapping.pairs.top; pair++)
+        if (ll_ytext_scalar_eq(ll_ytext_node(k->doc, pair->key), "resources", 9))
+            seen++;
+    if (seen > 1)
+        return ll_error_set(LL_EINVALID, WHAT ": resources is listed more than once");
+    k->pair = ll_ytext_map_pair(k->doc, k->root, "resources", 9);
+    k->res = k->pair ? ll_ytext_node(k->doc, k->pair->value) : NULL;
+    if (!(k->entries = json_array()))
+        return ll_error_set(LL_ERROR, "out of memory");
+    if (!k->res || ll_ytext_is_null(k->res))
+        return 0;
+    if (k->res->type != YAML_SEQUENCE_NODE)
+        return ll_error_set(LL_EINVALID, WHAT ": resources at line %zu is not a sequence",
+                            (size_t)k->res->start_mark.line + 1);
+    for (item = k->res->data.sequence.items.start; item < k->res->data.sequence.items.top; item++) {
+        node = ll_ytext_node(k->doc, *item);
+        if (!node || node->type != YAML_SCALAR_NODE)
+            return ll_error_set(LL_EINVALID, WHAT ": resources entry at line %zu is not a string",
+                                node ? (size_t)node->start_mark.line + 1 : 0);
+        if (json_array_append_new(k->entries, json_stringn((const char *)node->data.scalar.value,
+                                                           node->data.scalar.length)) < 0)
+            return ll_error_set(LL_EINVALID,
+                                WHAT ": resources entry at line %zu is not valid utf-8",
+                                (size_t)node->start_mark.line + 1);
+    }
+    return 0;
+}
+
+static int check_entry(const char *entry)
+{
+    const unsigned char *p;
+    json_t *s;
+
+    if (!entry || !*entry)
+        return ll_error_set(LL_EINVALID, WHAT ": empty resources entry");
+    if (strlen(entry) > ENTRY_MAX)
+        return ll_error_set(LL_EINVALID, WHAT ": resources entry longer than %d bytes", ENTRY_MAX);
+    for (p = (const unsigned char *)entry; *p; p++)
+        if (*p < 0x20 || *p == 0x7F)
+            return ll_error_set(LL_EINVALID, WHAT ": resources entry holds a control character");
+    if (!(s = json_string(entry)))
+        return ll_error_set(LL_EINVALID, WHAT ": resources entry is not valid utf-8");
+    json_decref(s);
+    return 0;
+}
+
+/* 1 when entry can be written as a plain scalar that every reader takes for
+ * this string. */
+static int plain_safe(const char *entry)
+{
+    const char *p;
+    size_t n = strlen(entry);
+
+    if (n == 0 || ll_yaml_plain_is_ambiguous(entry) || entry[n - 1] == ':')
+        return 0;
+    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/", entry[0]))
+        return 0;
+    for (p = entry; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/:@=+~-", *p))
+            return 0;
+    return 1;
+}
+
+/* entry as YAML text (new string). */
+static int format_entry(char **out, size_t *out_len, const char *entry)
+{
+    if (plain_safe(entry)) {
+        *out_len = strlen(entry);
+        if (!(*out = strdup(entry)))
+            return ll_error_set(LL_ERROR, "out of memory");
+        return 0;
+    }
+    return ll_yaml_quote(out, out_len, entry, strlen(entry));
+}
+
+static size_t count_of(const json_t *entries, const char *entry)
+{
+    size_t i, n = 0;
+    json_t *v;
+
+    json_array_foreach(entries, i, v)
+    {
+        if (!strcmp(json_string_value(v), entry))
+            n++;
+    }
+    return n;
+}
+
+static int copy_text(char **out, size_t *out_len, const char *text, size_t len)
+{
+    if (!(*out = malloc(len + 1)))
+        return ll_error_set(LL_ERROR, "out of memory");
+    if (len)
+        memcpy(*out, text, len);
+    (*out)[len] = '\0';
+    if (out_len)
+        *out_len = len;
+    return 0;
+}
+
+/* A string of n spaces (new). */
+static char *spaces(size_t n)
+{
+    char *s = malloc(n + 1);
+
+    if (s) {
+        memset(s, ' ', n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+/* The offset of the '-' of a block sequence entry, which must be on the
+ * entry's line after nothing but spaces; else 0 with *ok cleared. */
+static size_t dash_of(const ll_ytext *y, const yaml_node_t *item, int *ok)
+{
+    size_t p = ll_ytext_start(y, item), ls, i;
+
+    while (p > 0 && (y->text[p - 1] == ' ' || y->text[p - 1] == '\t'))
+        p--;
+    if (p == 0 || y->text[p - 1] != '-') {
+        *ok = 0;
+        return 0;
+    }
+    p--;
+    ls = ll_ytext_line_start(y, p);
+    for (i = ls; i < p; i++) {
+        if (y->text[i] != ' ') {
+            *ok = 0;
+            return 0;
+        }
+    }
+    return p;
+}
+
+/* Line edits on a block sequence.  Returns 1 when the sequence is not laid
+ * out one entry per line (the caller rewrites it), 0 when the edits are
+ * added, or an error. */
+static int block_edits(ll_yedits *e, kz *k, const char *entry, int adding)
+{
+    const ll_ytext *y = &k->y;
+    yaml_node_item_t *item;
+    yaml_node_t *node;
+    size_t n = (size_t)(k->res->data.sequence.items.top - k->res->data.sequence.items.start);
+    size_t dash = 0, pos, end, start, seen = 0, nrange = 0, i;
+    size_t(*ranges)[2] = NULL;
+    char *pad = NULL, *fmt = NULL;
+    size_t fmt_len = 0;
+    const char *nl = ll_ytext_newline(y);
+    ll_buf line;
+    int ok = 1, error = 0;
+
+    ll_buf_init(&line, LL_YAML_TEXT_MAX);
+    for (item = k->res->data.sequence.items.start; item < k->res->data.sequence.items.top; item++) {
+        if (!(node = ll_ytext_node(k->doc, *item)))
+            return ll_error_set(LL_ERROR, "yaml document has a dangling node");
+        dash = dash_of(y, node, &ok);
+        if (!ok)
+            return 1;
+    }
+    if (!adding && count_of(k->entries, entry) == n)
+        return 1; /* nothing left: the caller writes [] */
+    if (adding && count_of(k->entries, entry) == 0) {
+        /* Append after the last entry, at its dash's column. */
+        if ((error = ll_ytext_after_node(&pos, y, k->doc, k->res)) < 0)
+            goto done;
+        if (!(pad = spaces(dash - ll_ytext_line_start(y, dash)))) {
+            error = ll_error_set(LL_ERROR, "out of memory");
+            goto done;
+        }
+        if ((error = format_entry(&fmt, &fmt_len, entry)) < 0)
+            goto done;
+        if (pos == y->len && (y->len == 0 || y->text[y->len - 1] != '\n'))
+            error = ll_buf_printf(&line, "%s%s- %s", nl, pad, fmt);
+        else
+            error = ll_buf_printf(&line, "%s- %s%s", pad, fmt, nl);
+        if (error < 0)
+            goto done;
+        error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
+        goto done;
+    }
+    /* Remove whole lines: every copy, or every copy after the first. */
+    if (!(ranges = calloc(n ? n : 1, sizeof(*ranges)))) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    for (item = k->res->data.sequence.items.start; item < k->res->data.sequence.items.top; item++) {
+        node = ll_ytext_node(k->doc, *item);
+        if (!ll_ytext_scalar_eq(node, entry, strlen(entry)))
+            continue;
+        if (adding && seen++ == 0)
+            continue;
+        start = ll_ytext_line_start(y, dash_of(y, node, &ok));
+        if ((error = ll_ytext_content_end(&end, y, k->doc, node)) < 0)
+            goto done;
+        end = ll_ytext_line_end(y, end);
+        if (end < y->len)
+            end += y->text[end] == '\r' ? 2 : 1;
+        if (nrange && ranges[nrange - 1][1] >= start) {
+            ranges[nrange - 1][1] = end;
+        } else {
+            ranges[nrange][0] = start;
+            ranges[nrange][1] = end;
+            nrange++;
+        }
+    }
+    if (nrange && ranges[nrange - 1][1] == y->len && y->len > 0 && y->text[y->len - 1] != '\n') {
+        /* The last line goes and had no line break: take the one before. */
+        start = ranges[nrange - 1][0];
+        if (start > 0 && y->text[start - 1] == '\n')
+            start--;
+        if (start > 0 && y->text[start - 1] == '\r')
+            start--;
+        ranges[nrange - 1][0] = start;
+        if (nrange > 1 && ranges[nrange - 2][1] > start)
+            ranges[nrange - 2][1] = start;
+    }
+    for (i = 0; i < nrange; i++)
+        if (ranges[i][1] > ranges[i][0] &&
+            (error = ll_yedits_add(e, ranges[i][0], ranges[i][1], 0, "", 0)) < 0)
+            goto done;
+
+done:
+    ll_buf_free(&line);
+    free(ranges);
+    free(pad);
+    free(fmt);
+    return error;
+}
+
+/* Edits that turn k's resources into want. */
+static int plan_edits(ll_yedits *e, kz *k, const json_t *want, const char *entry, int adding)
+{
+    const ll_ytext *y = &k->y;
+    char *flow = NULL, *pad = NULL, *fmt = NULL;
+    size_t flow_len = 0, fmt_len = 0, pos, indent;
+    const char *nl = ll_ytext_newline(y);
+    int block_root = k->root->data.mapping.style != YAML_FLOW_MAPPING_STYLE;
+    ll_buf line;
+    int error;
+
+    ll_buf_init(&line, LL_YAML_TEXT_MAX);
+    if (ll_ytext_has_aliases(k->doc)) {
+        error = ll_error_set(LL_EINVALID, WHAT ": files with yaml aliases cannot be edited");
+        goto done;
+    }
+    if (k->res && ll_ytext_is_block_collection(k->res) &&
+        (error = block_edits(e, k, entry, adding)) <= 0)
+        goto done;
+    if ((error = ll_yaml_flow(&flow, &flow_len, want)) < 0)
+        goto done;
+    if ((error = format_entry(&fmt, &fmt_len, entry)) < 0)
+        goto done;
+    if (!k->pair && block_root) {
+        /* A new key after the last line of the mapping. */
+        indent = ll_ytext_map_indent(k->doc, k->root);
+        if ((error = ll_ytext_after_node(&pos, y, k->doc, k->root)) < 0)
+            goto done;
+        if (!(pad = spaces(indent))) {
+            error = ll_error_set(LL_ERROR, "out of memory");
+            goto done;
+        }
+        if (pos == y->len && (y->len == 0 || y->text[y->len - 1] != '\n'))
+            error = ll_buf_printf(&line, "%s%sresources:%s%s  - %s", nl, pad, nl, pad, fmt);
+        else
+            error = ll_buf_printf(&line, "%sresources:%s%s  - %s%s", pad, nl, pad, fmt, nl);
+        if (error == 0)
+            error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
+    } else if (!k->pair) {
+        error = ll_ytext_insert_pair(e, y, k->doc, k->root, "\"resources\"", 11, flow, flow_len, 0);
+    } else if (block_root && ll_ytext_is_empty(k->res) && adding) {
+        /* `resources:` with nothing after it: entries on the next lines. */
+        yaml_node_t *key = ll_ytext_node(k->doc, k->pair->key);
+        if ((error = ll_ytext_colon_after(&pos, y, ll_ytext_end(y, key))) < 0)
+            goto done;
+        pos = ll_ytext_line_end(y, pos);
+        if (!(pad = spaces(key->start_mark.column + 2))) {
+            error = ll_error_set(LL_ERROR, "out of memory");
+            goto done;
+        }
+        if ((error = ll_buf_printf(&line, "%s%s- %s", nl, pad, fmt)) == 0)
+            error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
+    } else if (block_root && adding && k->res->type == YAML_SEQUENCE_NODE &&
+               k->res->data.sequence.items.top == k->res->data.sequence.items.start) {
+        /* `resources: []` (how landlord seeds an empty tier) becomes a block
+         * list, as people write kustomizations. */
+        yaml_node_t *key = ll_ytext_node(k->doc, k->pair->key);
+        if (!(pad = spaces(key->start_mark.column + 2))) {
+            error = ll_error_set(LL_ERROR, "out of memory");
+            goto done;
+        }
+        size_t start = ll_ytext_start(y, k->res), end = ll_ytext_end(y, k->res);
+        while (start > 0 && y->text[start - 1] == ' ')
+            start--;
+        if ((error = ll_buf_printf(&line, "%s%s- %s", nl, pad, fmt)) == 0)
+            error = ll_yedits_add(e, start, end, 0, line.data, line.len);
+    } else {
+        error = ll_ytext_replace_value(e, y, k->doc, k->root, k->pair, flow, flow_len);
+    }
+
+done:
+    ll_buf_free(&line);
+    free(flow);
+    free(pad);
+    free(fmt);
+    return error;
+}
+
+/* Applies the edits, then checks that the result lists want. */
+static int finish(char **out, size_t *out_len, const char *text, size_t len, ll_yedits *e,
+                  const json_t *want)
+{
+    char *res = NULL, why[LL_ERROR_MSG_MAX];
+    size_t res_len = 0;
+    kz check;
+    int error;
+
+    if ((error = ll_yedits_apply(&res, &res_len, text, len, e)) < 0)
+        return error;
+    error = kz_load(&check, res, res_len);
+    if (error == 0 && !json_equal(check.entries, (json_t *)want)) {
+        error = ll_error_set(LL_ERROR, WHAT ": edit did not give the resources intended");
+    } else if (error < 0) {
+        snprintf(why, sizeof(why), "%s", ll_error_last()->message);
+        error = ll_error_set(LL_ERROR, WHAT ": edit broke the file");
+        ll_error_detail("%s", why);
+    }
+    kz_free(&check);
+    if (error < 0) {
+        free(res);
+        return error;
+    }
+    *out = res;
+    if (out_len)
+        *out_len = res_len;
+    return 0;
+}
+
+int ll_kustomize_resources(json_t **out, const char *text, size_t len)
+{
+    kz k;
+    int error;
+
+    *out = NULL;
+    if ((error = kz_load(&k, text, len)) == 0) {
+        *out = k.entries;
+        k.entries = NULL;
+    }
+    kz_free(&k);
+    return error;
+}
+
+/* Shared body of add and remove. */
+static int edit(char **out, size_t *out_len, int *changed, const char *text, size_t len,
+                const char *entry, int adding)
+{
+    ll_yedits edits;
+    json_t *want = NULL, *v;
+    size_t count, i, seen = 0;
+    kz k;
+    int error;
+
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    if (changed)
+        *changed = 0;
+    ll_yedits_init(&edits);
+    memset(&k, 0, sizeof(k));
+    if ((error = check_entry(entry)) < 0)
+        goto done;
+    if ((error = kz_load(&k, text, len)) < 0)
+        goto done;
+    count = count_of(k.entries, entry);
+    if ((adding && count == 1) || (!adding && count == 0)) {
+        error = copy_text(out, out_len, text, len);
+        goto done;
+    }
+    if (!(want = json_array())) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    json_array_foreach(k.entries, i, v)
+    {
+        if (!strcmp(json_string_value(v), entry) && (!adding || seen++ > 0))
+            continue;
+        if (json_array_append(want, v) < 0) {
+            error = ll_error_set(LL_ERROR, "out of memory");
+            goto done;
+        }
+    }
+    if (adding && count == 0 && json_array_append_new(want, json_string(entry)) < 0) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    if ((error = plan_edits(&edits, &k, want, entry, adding)) < 0)
+        goto done;
+    if ((error = finish(out, out_len, text, len, &edits, want)) < 0)
+        goto done;
+    if (changed)
+        *changed = 1;
+
+done:
+    ll_yedits_free(&edits);
+    json_decref(want);
+    kz_free(&k);
+    return error;
+}
+
+int ll_kustomize_add(char **out, size_t *out_len, int *changed, const char *text, size_t len,
+                     const char *entry)
+{
+    return edit(out, out_len, changed, text, len, entry, 1);
+}
+
+int ll_kustomize_remove(char **out, size_t *out_len, int *changed, const char *text, size_t len,
+                        const char *entry)
+{
+    return edit(out, out_len, changed, text, len, entry, 0);
+}
+
+int ll_kustomize_new(char **out, size_t *out_len, const char *const *entries, size_t n)
+{
+    ll_buf b;
+    json_t *seen = NULL, *want = NULL;
+    char *fmt = NULL;
+    size_t fmt_len = 0, i;
+    kz check;
+    int error;
+
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    memset(&check, 0, sizeof(check));
+    ll_buf_init(&b, LL_YAML_TEXT_MAX);
+    if (n && !entries) {
+        error = ll_error_set(LL_EINVALID, WHAT ": no entries given");
+        goto done;
+    }
+    if (!(seen = json_object()) || !(want = json_array())) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    if ((error = ll_buf_adds(&b, "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+                                 "kind: Kustomization\n")) < 0)
+        goto done;
+    if ((error = ll_buf_adds(&b, n ? "resources:\n" : "resources: []\n")) < 0)
+        goto done;
+    for (i = 0; i < n; i++) {
+        if ((error = check_entry(entries[i])) < 0)
+            goto done;
+        if (json_object_get(seen, entries[i]))
+            continue;
+        if (json_object_set_new(seen, entries[i], json_true()) < 0 ||
+            json_array_append_new(want, json_string(entries[i])) < 0) {
+            error = ll_error_set(LL_ERROR, "out of memory");
+            goto done;
+        }
+        if ((error = format_entry(&fmt, &fmt_len, entries[i])) < 0)
+            goto done;
+        error = ll_buf_printf(&b, "  - %s\n", fmt);
+        free(fmt);
+        fmt = NULL;
+        if (error < 0)
+            goto done;
+    }
+    if ((error = kz_load(&check, b.data, b.len)) < 0)
+        goto done;
+    if (!json_equal(check.entries, want)) {
+        error = ll_error_set(LL_ERROR, WHAT ": new file does not list the resources intended");
+        goto done;
+    }
+    if (!(*out = ll_buf_steal(&b, out_len))) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    error = 0;
+
+done:
+    kz_free(&check);
+    ll_buf_free(&b);
+    json_decref(seen);
+    json_decref(want);
+    free(fmt);
+    return error;
+}

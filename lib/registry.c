@@ -1,0 +1,650 @@
+/* registry.c - SQLite storage for tenants and the operation outbox.
+ *
+ * Each ll_registry wraps one connection; callers keep one per thread (the
+ * core hands each thread its own).  Every write that must be atomic runs in
+ * one BEGIN IMMEDIATE transaction, so the outbox row and the tenant row land
+ * together or not at all.  Rows are returned as jansson objects.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+
+#include "landlord/embedded.h"
+#include "landlord/error.h"
+#include "landlord/registry.h"
+#include "landlord/util.h"
+
+struct ll_registry {
+    sqlite3 *db;
+};
+
+static int db_error(ll_registry *r, const char *what)
+{
+    int rc = sqlite3_extended_errcode(r->db);
+    int code = (rc & 0xff) == SQLITE_CONSTRAINT ? LL_ECONFLICT : LL_ERROR;
+    return ll_error_set(code, "registry: %s: %s", what, sqlite3_errmsg(r->db));
+}
+
+static int exec(ll_registry *r, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(r->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        ll_error_set(LL_ERROR, "registry: %s", msg ? msg : "exec failed");
+        sqlite3_free(msg);
+        return LL_ERROR;
+    }
+    return 0;
+}
+
+static int prepare(sqlite3_stmt **out, ll_registry *r, const char *sql)
+{
+    if (sqlite3_prepare_v2(r->db, sql, -1, out, NULL) != SQLITE_OK)
+        return db_error(r, "prepare");
+    return 0;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static json_t *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? json_string((const char *)t) : json_null();
+}
+
+/* Migrations: the embedded migrations/NNNN_name.sql files, in path order. */
+static int known_migrations(const ll_embedded_file **list, int cap)
+{
+    int n = 0;
+    for (const ll_embedded_file *f = ll_embedded_files; f->path && n < cap; f++) {
+        if (strncmp(f->path, "migrations/", 11) == 0 && strstr(f->path, ".sql"))
+            list[n++] = f;
+    }
+    return n;
+}
+
+static int user_version(ll_registry *r, int *out)
+{
+    sqlite3_stmt *st = NULL;
+    int error;
+    if ((error = prepare(&st, r, "PRAGMA user_version")) < 0)
+        return error;
+    *out = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int migrate(ll_registry *r, const char *path)
+{
+    const ll_embedded_file *list[256];
+    int n = known_migrations(list, 256), applied = 0, error;
+    char sql[256], now[32];
+
+    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0)
+        return error;
+    if ((error = user_version(r, &applied)) < 0)
+        goto fail;
+    if (applied > n) {
+        ll_error_set(LL_ECONFLICT,
+                     "registry %s has schema version %d but this landlord knows only %d", path,
+                     applied, n);
+        ll_error_hint("run a newer landlord, or restore a backup made for this version");
+        error = LL_ECONFLICT;
+        goto fail;
+    }
+    if ((error = exec(r, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY "
+                         "KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT")) < 0)
+        goto fail;
+    for (int i = applied; i < n; i++) {
+        sqlite3_stmt *st = NULL;
+        if ((error = exec(r, (const char *)list[i]->data)) < 0) {
+            ll_error_set(LL_ERROR, "migration %s failed: %s", list[i]->path,
+                         ll_error_last()->message);
+            goto fail;
+        }
+        ll_now_rfc3339(now);
+        if ((error = prepare(&st, r, "INSERT INTO schema_migrations VALUES (?, ?, ?)")) < 0)
+            goto fail;
+        sqlite3_bind_int(st, 1, i + 1);
+        bind_text(st, 2, list[i]->path + 11);
+        bind_text(st, 3, now);
+        error = sqlite3_step(st) == SQLITE_DONE ? 0 : db_error(r, "record migration");
+        sqlite3_finalize(st);
+        if (error < 0)
+            goto fail;
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", i + 1);
+        if ((error = exec(r, sql)) < 0)
+            goto fail;
+    }
+    return exec(r, "COMMIT");
+fail:
+    exec(r, "ROLLBACK");
+    return error;
+}
+
+int ll_registry_open(ll_registry **out, const char *path)
+{
+    ll_registry *r = calloc(1, sizeof(*r));
+    int error = -1;
+
+    if (!r)
+        return ll_error_set(LL_ERROR, "out of memory");
+    if (sqlite3_open_v2(path, &r->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        error = ll_error_set(LL_ERROR, "cannot open registry %s: %s", path,
+                             r->db ? sqlite3_errmsg(r->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(r->db, 5000);
+    if ((error = exec(r, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; "
+                         "PRAGMA foreign_keys = ON")) < 0)
+        goto fail;
+    if ((error = migrate(r, path)) < 0)
+        goto fail;
+    *out = r;
+    return 0;
+fail:
+    ll_registry_close(r);
+    return error;
+}
+
+void ll_registry_close(ll_registry *r)
+{
+    if (!r)
+        return;
+    sqlite3_close(r->db);
+    free(r);
+}
+
+int ll_registry_schema_version(ll_registry *r, int *out_applied, int *out_known)
+{
+    const ll_embedded_file *list[256];
+    *out_known = known_migrations(list, 256);
+    return user_version(r, out_applied);
+}
+
+int ll_registry_ping(ll_registry *r)
+{
+    return exec(r, "SELECT count(*) FROM tenants WHERE 0");
+}
+
+/* --- tenants ------------------------------------------------------------ */
+
+#define TENANT_COLS                                                                                \
+    "id, tier, release, values_json, lifecycle, sync, commit_sha, operation_id, created_at, "      \
+    "updated_at, offboarded_at"
+
+static json_t *tenant_row(sqlite3_stmt *st)
+{
+    json_t *t = json_object(), *values;
+    const char *vj = (const char *)sqlite3_column_text(st, 3);
+
+    values = vj ? json_loads(vj, 0, NULL) : NULL;
+    json_object_set_new(t, "id", col_text(st, 0));
+    json_object_set_new(t, "tier", col_text(st, 1));
+    json_object_set_new(t, "release", col_text(st, 2));
+    json_object_set_new(t, "values", values ? values : json_object());
+    json_object_set_new(t, "lifecycle", col_text(st, 4));
+    json_object_set_new(t, "sync", col_text(st, 5));
+    json_object_set_new(t, "commit", col_text(st, 6));
+    json_object_set_new(t, "operation",
+                        sqlite3_column_type(st, 7) == SQLITE_NULL
+                            ? json_null()
+                            : json_integer(sqlite3_column_int64(st, 7)));
+    json_object_set_new(t, "created_at", col_text(st, 8));
+    json_object_set_new(t, "updated_at", col_text(st, 9));
+    json_object_set_new(t, "offboarded_at", col_text(st, 10));
+    return t;
+}
+
+static int tenant_commits(json_t *t, ll_registry *r, const char *id)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *list = json_array();
+    int error, rc;
+
+    if ((error = prepare(&st, r,
+                         "SELECT commit_sha, kind, updated_at FROM operations WHERE tenant_id = ? "
+                         "AND state = 'pushed' ORDER BY id")) < 0)
+        goto done;
+    bind_text(st, 1, id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *c = json_object();
+        json_object_set_new(c, "sha", col_text(st, 0));
+        json_object_set_new(c, "operation", col_text(st, 1));
+        json_object_set_new(c, "at", col_text(st, 2));
+        json_array_append_new(list, c);
+    }
+    error = rc == SQLITE_DONE ? 0 : db_error(r, "read commits");
+done:
+    sqlite3_finalize(st);
+    json_object_set_new(t, "commits", list);
+    return error;
+}
+
+int ll_registry_tenant_get(json_t **out, ll_registry *r, const char *id, int with_commits)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *t = NULL;
+    int error, rc;
+
+    if ((error = prepare(&st, r, "SELECT " TENANT_COLS " FROM tenants WHERE id = ?")) < 0)
+        return error;
+    bind_text(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        t = tenant_row(st);
+        error = 0;
+    } else if (rc == SQLITE_DONE) {
+        error = ll_error_set(LL_ENOTFOUND, "no tenant '%s'", id);
+    } else {
+        error = db_error(r, "read tenant");
+    }
+    sqlite3_finalize(st);
+    if (!error && with_commits)
+        error = tenant_commits(t, r, id);
+    if (error < 0) {
+        json_decref(t);
+        return error;
+    }
+    *out = t;
+    return 0;
+}
+
+int ll_registry_tenant_list(json_t **out_items, char **out_next, ll_registry *r, const char *tier,
+                            const char *lifecycle, const char *after, int limit)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *items = json_array();
+    int error, rc, n = 0;
+
+    *out_next = NULL;
+    if ((error = prepare(&st, r,
+                         "SELECT " TENANT_COLS " FROM tenants WHERE (?1 IS NULL OR tier = ?1) AND "
+                         "(?2 IS NULL OR lifecycle = ?2) AND (?3 IS NULL OR id > ?3) "
+                         "ORDER BY id LIMIT ?4")) < 0)
+        goto fail;
+    bind_text(st, 1, tier);
+    bind_text(st, 2, lifecycle);
+    bind_text(st, 3, after);
+    sqlite3_bind_int(st, 4, limit + 1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n++ == limit) {
+            json_t *last = json_array_get(items, json_array_size(items) - 1);
+            *out_next = strdup(json_string_value(json_object_get(last, "id")));
+            break;
+        }
+        json_array_append_new(items, tenant_row(st));
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        error = db_error(r, "list tenants");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out_items = items;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(items);
+    return error;
+}
+
+int ll_registry_tenant_counts(json_t **out, ll_registry *r)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *counts = json_object();
+    int error, rc;
+
+    if ((error = prepare(&st, r,
+                         "SELECT tier, count(*) FROM tenants WHERE lifecycle != 'offboarded' "
+                         "GROUP BY tier")) < 0)
+        goto fail;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_object_set_new(counts, (const char *)sqlite3_column_text(st, 0),
+                            json_integer(sqlite3_column_int64(st, 1)));
+    if (rc != SQLITE_DONE) {
+        error = db_error(r, "count tenants");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = counts;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(counts);
+    return error;
+}
+
+static int insert_op(long long *out, ll_registry *r, const char *kind, const char *tenant,
+                     const char *tier, const char *payload, const char *now)
+{
+    sqlite3_stmt *st = NULL;
+    int error;
+    if ((error = prepare(&st, r,
+                         "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
+                         "created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?) "
+                         "RETURNING id")) < 0)
+        return error;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, tenant);
+    bind_text(st, 3, tier);
+    bind_text(st, 4, payload);
+    bind_text(st, 5, now);
+    bind_text(st, 6, now);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        error = 0;
+    } else {
+        error = db_error(r, "queue operation");
+    }
+    sqlite3_finalize(st);
+    return error;
+}
+
+/* Runs one statement with text parameters (NULL binds NULL); returns the
+ * number of changed rows or a negative code. */
+static int run(ll_registry *r, const char *sql, int n, const char *const *params)
+{
+    sqlite3_stmt *st = NULL;
+    int error;
+    if ((error = prepare(&st, r, sql)) < 0)
+        return error;
+    for (int i = 0; i < n; i++)
+        bind_text(st, i + 1, params[i]);
+    error = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(r->db) : db_error(r, sql);
+    sqlite3_finalize(st);
+    return error;
+}
+
+int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r, const char *id,
+                        const char *tier, const char *release, const char *values_json)
+{
+    json_t *existing = NULL, *values = json_loads(values_json, 0, NULL), *desired = NULL;
+    char now[32], opid[32], *payload = NULL;
+    int error;
+
+    if (!values && !(values = json_object()))
+        return ll_error_set(-1, "out of memory");
+
+    *out_existing = NULL;
+    ll_now_rfc3339(now);
+    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0) {
+        json_decref(values);
+        return error;
+    }
+    error = ll_registry_tenant_get(&existing, r, id, 1);
+    if (error == 0 &&
+        strcmp(json_string_value(json_object_get(existing, "lifecycle")), "offboarded") != 0) {
+        ll_error_set(LL_EEXISTS, "tenant '%s' exists already", id);
+        ll_error_field("id");
+        *out_existing = existing;
+        existing = NULL;
+        error = LL_EEXISTS;
+        goto fail;
+    }
+    if (error < 0 && error != LL_ENOTFOUND)
+        goto fail;
+    /* The operation carries the desired state it must write and, for a
+     * tenant onboarded again, the record to return to if it fails. */
+    desired = json_pack("{s:s, s:O}", "release", release, "values", values);
+    if (existing)
+        json_object_set_new(desired, "previous",
+                            json_pack("{s:O, s:O, s:O}", "tier", json_object_get(existing, "tier"),
+                                      "release", json_object_get(existing, "release"), "values",
+                                      json_object_get(existing, "values")));
+    payload = json_dumps(desired, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!payload) {
+        error = ll_error_set(-1, "cannot encode the operation");
+        goto fail;
+    }
+    if ((error = insert_op(out_op, r, "onboard", id, tier, payload, now)) < 0)
+        goto fail;
+    snprintf(opid, sizeof(opid), "%lld", *out_op);
+    if (existing) {
+        const char *p[] = {tier, release, values_json, opid, now, id};
+        error = run(r,
+                    "UPDATE tenants SET tier = ?, release = ?, values_json = ?, lifecycle = "
+                    "'active', sync = 'pending', operation_id = ?, updated_at = ?, "
+                    "offboarded_at = NULL WHERE id = ?",
+                    6, p);
+    } else {
+        const char *p[] = {id, tier, release, values_json, opid, now, now};
+        error = run(r,
+                    "INSERT INTO tenants (id, tier, release, values_json, lifecycle, sync, "
+                    "operation_id, created_at, updated_at) VALUES (?, ?, ?, ?, 'active', "
+                    "'pending', ?, ?, ?)",
+                    7, p);
+    }
+    if (error < 0)
+        goto fail;
+    json_decref(existing);
+    json_decref(desired);
+    json_decref(values);
+    free(payload);
+    return exec(r, "COMMIT");
+fail:
+    json_decref(existing);
+    json_decref(desired);
+    json_decref(values);
+    free(payload);
+    exec(r, "ROLLBACK");
+    return error;
+}
+
+int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id)
+{
+    json_t *t = NULL;
+    char now[32], opid[32];
+    const char *lifecycle;
+    int error;
+
+    *out_op = 0;
+    ll_now_rfc3339(now);
+    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0)
+        return error;
+    if ((error = ll_registry_tenant_get(&t, r, id, 0)) < 0)
+        goto fail;
+    lifecycle = json_string_value(json_object_get(t, "lifecycle"));
+    if (strcmp(lifecycle, "offboarded") == 0) {
+        json_decref(t);
+        return exec(r, "COMMIT");
+    }
+    if ((error = insert_op(out_op, r, "offboard", id, json_string_value(json_object_get(t, "tier")),
+                           "{}", now)) < 0)
+        goto fail;
+    snprintf(opid, sizeof(opid), "%lld", *out_op);
+    {
+        const char *p[] = {opid, now, id};
+        if ((error = run(r,
+                         "UPDATE tenants SET lifecycle = 'offboarding', sync = 'pending', "
+                         "operation_id = ?, updated_at = ? WHERE id = ?",
+                         3, p)) < 0)
+            goto fail;
+    }
+    json_decref(t);
+    return exec(r, "COMMIT");
+fail:
+    json_decref(t);
+    exec(r, "ROLLBACK");
+    return error;
+}
+
+/* --- operations ----------------------------------------------------------- */
+
+#define OP_COLS                                                                                    \
+    "id, kind, tenant_id, tier, payload, state, commit_sha, error, error_type, created_at, "       \
+    "updated_at"
+
+static json_t *op_row(sqlite3_stmt *st)
+{
+    json_t *o = json_object(), *payload;
+    const char *pj = (const char *)sqlite3_column_text(st, 4);
+    payload = pj ? json_loads(pj, 0, NULL) : NULL;
+    json_object_set_new(o, "id", json_integer(sqlite3_column_int64(st, 0)));
+    json_object_set_new(o, "kind", col_text(st, 1));
+    json_object_set_new(o, "tenant", col_text(st, 2));
+    json_object_set_new(o, "tier", col_text(st, 3));
+    json_object_set_new(o, "payload", payload ? payload : json_object());
+    json_object_set_new(o, "state", col_text(st, 5));
+    json_object_set_new(o, "commit", col_text(st, 6));
+    json_object_set_new(o, "error", col_text(st, 7));
+    json_object_set_new(o, "error_type", col_text(st, 8));
+    json_object_set_new(o, "created_at", col_text(st, 9));
+    json_object_set_new(o, "updated_at", col_text(st, 10));
+    return o;
+}
+
+int ll_registry_ops_queued(json_t **out, ll_registry *r, int limit)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *list = json_array();
+    int error, rc;
+
+    if ((error = prepare(&st, r,
+                         "SELECT " OP_COLS " FROM operations WHERE state = 'queued' ORDER BY id "
+                         "LIMIT ?")) < 0)
+        goto fail;
+    sqlite3_bind_int(st, 1, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(list, op_row(st));
+    if (rc != SQLITE_DONE) {
+        error = db_error(r, "read queued operations");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = list;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(list);
+    return error;
+}
+
+int ll_registry_op_get(json_t **out, ll_registry *r, long long id)
+{
+    sqlite3_stmt *st = NULL;
+    int error, rc;
+    if ((error = prepare(&st, r, "SELECT " OP_COLS " FROM operations WHERE id = ?")) < 0)
+        return error;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = op_row(st);
+        error = 0;
+    } else if (rc == SQLITE_DONE) {
+        error = ll_error_set(LL_ENOTFOUND, "no operation %lld", id);
+    } else {
+        error = db_error(r, "read operation");
+    }
+    sqlite3_finalize(st);
+    return error;
+}
+
+static int finish_one(ll_registry *r, const json_t *res, const char *now)
+{
+    long long id = json_integer_value(json_object_get(res, "id"));
+    int ok = json_is_true(json_object_get(res, "ok"));
+    const char *sha = json_string_value(json_object_get(res, "commit"));
+    const char *err = json_string_value(json_object_get(res, "error"));
+    const char *etype = json_string_value(json_object_get(res, "error_type"));
+    json_t *op = NULL;
+    const char *kind, *tenant;
+    char opid[32];
+    int error;
+
+    if ((error = ll_registry_op_get(&op, r, id)) < 0)
+        return error;
+    kind = json_string_value(json_object_get(op, "kind"));
+    tenant = json_string_value(json_object_get(op, "tenant"));
+    snprintf(opid, sizeof(opid), "%lld", id);
+    {
+        const char *p[] = {ok ? "pushed" : "failed",
+                           ok ? sha : NULL,
+                           ok ? NULL : err,
+                           ok ? NULL : etype,
+                           now,
+                           opid};
+        if ((error = run(r,
+                         "UPDATE operations SET state = ?, commit_sha = ?, error = ?, "
+                         "error_type = ?, updated_at = ? WHERE id = ?",
+                         6, p)) < 0)
+            goto done;
+    }
+    /* Only the tenant's latest operation moves the tenant. */
+    if (ok && strcmp(kind, "onboard") == 0) {
+        const char *p[] = {sha, now, tenant, opid};
+        error = run(r,
+                    "UPDATE tenants SET sync = 'committed', commit_sha = ?, updated_at = ? "
+                    "WHERE id = ? AND operation_id = ?",
+                    4, p);
+    } else if (ok) {
+        const char *p[] = {sha, now, now, tenant, opid};
+        error = run(r,
+                    "UPDATE tenants SET lifecycle = 'offboarded', sync = 'committed', "
+                    "commit_sha = ?, updated_at = ?, offboarded_at = ? WHERE id = ? AND "
+                    "operation_id = ?",
+                    5, p);
+    } else if (strcmp(kind, "onboard") == 0) {
+        /* Undo: a tenant with no pushed history disappears; a re-onboarded
+         * one returns to offboarded. */
+        const char *p[] = {tenant, opid};
+        error = run(r,
+                    "DELETE FROM tenants WHERE id = ?1 AND operation_id = ?2 AND NOT EXISTS "
+                    "(SELECT 1 FROM operations WHERE tenant_id = ?1 AND state = 'pushed')",
+                    2, p);
+        json_t *prev = json_object_get(json_object_get(op, "payload"), "previous");
+        if (error >= 0 && prev) {
+            char *pv = json_dumps(json_object_get(prev, "values"), JSON_COMPACT | JSON_SORT_KEYS);
+            const char *q[] = {now,
+                               tenant,
+                               opid,
+                               json_string_value(json_object_get(prev, "tier")),
+                               json_string_value(json_object_get(prev, "release")),
+                               pv ? pv : "{}"};
+            error = run(r,
+                        "UPDATE tenants SET lifecycle = 'offboarded', sync = 'committed', "
+                        "updated_at = ?1, tier = ?4, release = ?5, values_json = ?6, "
+                        "operation_id = (SELECT max(id) FROM operations WHERE tenant_id = ?2 AND "
+                        "state = 'pushed') WHERE id = ?2 AND operation_id = ?3",
+                        6, q);
+            free(pv);
+        }
+    } else {
+        const char *p[] = {now, tenant, opid};
+        error = run(r,
+                    "UPDATE tenants SET lifecycle = 'active', sync = 'committed', updated_at = ?1, "
+                    "operation_id = (SELECT max(id) FROM operations WHERE tenant_id = ?2 AND "
+                    "state = 'pushed') WHERE id = ?2 AND operation_id = ?3",
+                    3, p);
+    }
+done:
+    json_decref(op);
+    return error < 0 ? error : 0;
+}
+
+int ll_registry_ops_finish(ll_registry *r, const json_t *results)
+{
+    char now[32];
+    size_t i;
+    json_t *res;
+    int error;
+
+    ll_now_rfc3339(now);
+    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0)
+        return error;
+    json_array_foreach(results, i, res)
+    {
+        if ((error = finish_one(r, res, now)) < 0) {
+            exec(r, "ROLLBACK");
+            return error;
+        }
+    }
+    return exec(r, "COMMIT");
+}

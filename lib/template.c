@@ -1,0 +1,857 @@
+/* template.c - rendering tier templates into a tenant's Kubernetes objects.
+ *
+ * A tier template is not YAML until its placeholders are replaced
+ * (`name: {TENANT_ID}-basic` reads as a flow mapping), so rendering works on
+ * text in four passes, each producing a new buffer:
+ *
+ *  1. substitute: {TENANT_ID}, {TIER}, {ENVIRONMENT_ID} and {RELEASE_VERSION}
+ *     (with an optional ".x" that the version expression replaces) become
+ *     their values; the byte ranges they land in are recorded.  Values must
+ *     look like labels or versions ([A-Za-z0-9._-], starting alphanumeric) so
+ *     no value can change the YAML structure around it.
+ *  2. quote: the text is parsed; every plain scalar touching a substituted
+ *     range that a YAML 1.1 or 1.2 reader would not take as a string
+ *     (ll_yaml_plain_is_ambiguous) is replaced by the same text double-quoted.
+ *  3. merge: the chart value overrides are merged into spec.values of each
+ *     HelmRelease document by text edits at libyaml's node positions
+ *     (yamltext.h), so every untouched line keeps its bytes and comments.
+ *  4. check: the result is parsed once more; every document must be a
+ *     mapping with apiVersion, kind and metadata.name.
+ *
+ * ll_yaml_load_json() reads YAML into jansson values for callers and tests
+ * that need the data rather than the text.
+ *
+ * Everything is reentrant; the thread-local last error carries the reason of
+ * a failure.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "landlord/error.h"
+#include "landlord/template.h"
+#include "landlord/util.h"
+#include "landlord/validate.h"
+#include "yamltext.h"
+
+#define WHAT "rendered template"
+
+/* Longest value a placeholder may take. */
+#define VALUE_MAX 253
+
+/* Alias expansions ll_yaml_load_json allows beyond the nodes of a document. */
+#define ALIAS_BUDGET 100000
+
+typedef struct range {
+    size_t start;
+    size_t end;
+} range;
+
+typedef struct ranges {
+    range *v;
+    size_t n;
+    size_t alloc;
+} ranges;
+
+static int ranges_add(ranges *r, size_t start, size_t end)
+{
+    range *v;
+    size_t n;
+
+    if (r->n == r->alloc) {
+        n = r->alloc ? r->alloc * 2 : 16;
+        v = realloc(r->v, n * sizeof(*v));
+        if (!v)
+            return ll_error_set(LL_ERROR, "out of memory");
+        r->v = v;
+        r->alloc = n;
+    }
+    r->v[r->n].start = start;
+    r->v[r->n].end = end;
+    r->n++;
+    return 0;
+}
+
+/* 1 when [start, end) shares a byte with a range of r (sorted, disjoint). */
+static int ranges_touch(const ranges *r, size_t start, size_t end)
+{
+    size_t lo = 0, hi = r->n, mid;
+
+    /* The first range ending after start. */
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        if (r->v[mid].end <= start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < r->n && r->v[lo].start < end;
+}
+
+/* ---- ambiguity of plain scalars ---------------------------------------- */
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int is_hex(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int eq_nocase(const char *s, const char *word)
+{
+    return strcasecmp(s, word) == 0;
+}
+
+/* 0x.., 0o.., 0b.. (after the sign): digits of the base, '_' and, for hex
+ * floats as Go reads them, '.', 'p' and an exponent sign. */
+static int is_prefixed_number(const char *s)
+{
+    char base;
+    int digits = 0;
+
+    if (s[0] != '0' || !s[1])
+        return 0;
+    base = s[1];
+    if (base != 'x' && base != 'X' && base != 'o' && base != 'O' && base != 'b' && base != 'B')
+        return 0;
+    for (s += 2; *s; s++) {
+        if (is_hex(*s))
+            digits++;
+        else if (*s != '_' && *s != '.' && *s != 'p' && *s != 'P' && *s != '+' && *s != '-')
+            return 0;
+    }
+    return digits > 0;
+}
+
+/* Decimal integers and floats in any reader's taste, generously: digits with
+ * '_', ',' (Ruby) and ':' (YAML 1.1 base 60), an optional fraction, an
+ * optional exponent.  "1", "0777", "1_000", "1:20", "1.5", ".5", "5.",
+ * "1e3", "1E-3", "6.02e+23". */
+static int is_decimal_number(const char *s)
+{
+    int digits = 0;
+
+    while (is_digit(*s) || *s == '_' || *s == ',' || *s == ':')
+        digits += is_digit(*s++);
+    if (*s == '.') {
+        s++;
+        while (is_digit(*s) || *s == '_')
+            digits += is_digit(*s++);
+    }
+    if (!digits)
+        return 0;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-')
+            s++;
+        if (!is_digit(*s))
+            return 0;
+        while (is_digit(*s))
+            s++;
+    }
+    return *s == '\0';
+}
+
+/* YYYY-M-D at the start, then the end or a time part. */
+static int is_timestamp(const char *s)
+{
+    int i, n;
+
+    for (i = 0; i < 4; i++)
+        if (!is_digit(s[i]))
+            return 0;
+    s += 4;
+    for (i = 0; i < 2; i++) {
+        if (*s++ != '-')
+            return 0;
+        for (n = 0; is_digit(*s) && n < 2; n++)
+            s++;
+        if (!n)
+            return 0;
+    }
+    return *s == '\0' || *s == 'T' || *s == 't' || *s == ' ' || *s == '\t';
+}
+
+int ll_yaml_plain_is_ambiguous(const char *s)
+{
+    /* Booleans of YAML 1.1, 1.2 and go-yaml (any case), null, YAML 1.1's
+     * merge and value keys, and floats spelled as words. */
+    static const char *const words[] = {"y",    "n",   "yes",       "no",       "true", "false",
+                                        "on",   "off", "null",      "~",        "<<",   "=",
+                                        ".inf", "inf", ".infinity", "infinity", ".nan", "nan"};
+    const char *num = s;
+    size_t i;
+
+    if (!s || !*s)
+        return 1;
+    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (eq_nocase(s, words[i]))
+            return 1;
+    if (*num == '+' || *num == '-') {
+        num++;
+        if (eq_nocase(num, ".inf") || eq_nocase(num, "inf") || eq_nocase(num, ".infinity") ||
+            eq_nocase(num, "infinity"))
+            return 1;
+    }
+    if (is_prefixed_number(num) || is_decimal_number(num))
+        return 1;
+    return is_timestamp(s);
+}
+
+/* ---- pass 1: substitution ---------------------------------------------- */
+
+/* Values that cannot change the YAML around them. */
+static int check_value(const char *placeholder, const char *value)
+{
+    size_t i, n = strlen(value);
+    char c;
+
+    if (n == 0 || n > VALUE_MAX)
+        return ll_error_set(LL_EINVALID, "template value for %s must have 1 to %d characters",
+                            placeholder, VALUE_MAX);
+    for (i = 0; i < n; i++) {
+        c = value[i];
+        if (!(is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (i > 0 && (c == '-' || c == '.' || c == '_'))))
+            return ll_error_set(LL_EINVALID,
+                                "template value for %s may only hold letters, digits, '-', '.' "
+                                "and '_', starting with a letter or digit",
+                                placeholder);
+    }
+    return 0;
+}
+
+static int substitute(ll_buf *out, ranges *subs, const char *tmpl, size_t len,
+                      const ll_render_input *in)
+{
+    struct {
+        const char *name;
+        const char *value;
+    } ph[] = {
+        {"{RELEASE_VERSION}.x", NULL},
+        {"{RELEASE_VERSION}", NULL},
+        {"{TENANT_ID}", in ? in->tenant_id : NULL},
+        {"{TIER}", in ? in->tier : NULL},
+        {"{ENVIRONMENT_ID}", in ? in->environment_id : NULL},
+    };
+    const size_t nph = sizeof(ph) / sizeof(ph[0]);
+    char expr[128];
+    const char *p = tmpl, *end = tmpl + len, *brace;
+    size_t i, n, at;
+    int error, have_expr = 0;
+
+    while (p < end) {
+        brace = memchr(p, '{', (size_t)(end - p));
+        if (!brace)
+            break;
+        if ((error = ll_buf_add(out, p, (size_t)(brace - p))) < 0)
+            return error;
+        p = brace;
+        for (i = 0; i < nph; i++) {
+            n = strlen(ph[i].name);
+            if ((size_t)(end - p) >= n && memcmp(p, ph[i].name, n) == 0)
+                break;
+        }
+        if (i == nph) {
+            if ((error = ll_buf_add(out, p, 1)) < 0)
+                return error;
+            p++;
+            continue;
+        }
+        if (i < 2) {
+            if (!in || !in->release)
+                return ll_error_set(LL_EINVALID,
+                                    "template uses {RELEASE_VERSION} but no release was given");
+            if (!have_expr) {
+                if ((error = ll_release_expr(expr, sizeof(expr), in->release)) < 0)
+                    return error;
+                if ((error = check_value("{RELEASE_VERSION}", expr)) < 0)
+                    return error;
+                have_expr = 1;
+            }
+            ph[i].value = expr;
+        } else {
+            if (!ph[i].value)
+                return ll_error_set(LL_EINVALID, "template uses %s but no value was given for it",
+                                    ph[i].name);
+            if ((error = check_value(ph[i].name, ph[i].value)) < 0)
+                return error;
+        }
+        at = out->len;
+        if ((error = ll_buf_adds(out, ph[i].value)) < 0)
+            return error;
+        if ((error = ranges_add(subs, at, out->len)) < 0)
+            return error;
+        p += n;
+    }
+    return ll_buf_add(out, p, (size_t)(end - p));
+}
+
+/* ---- pass 2: quoting ----------------------------------------------------- */
+
+static int quote_ambiguous(char **out, size_t *out_len, const char *text, size_t len,
+                           const ranges *subs)
+{
+    ll_ytext y = {0};
+    ll_yedits edits;
+    yaml_document_t *doc;
+    yaml_node_t *n;
+    size_t d, s, e, vlen;
+    char *q = NULL;
+    size_t qlen;
+    int error;
+
+    ll_yedits_init(&edits);
+    if ((error = ll_ytext_load(&y, text, len, WHAT)) < 0)
+        goto done;
+    for (d = 0; d < y.ndocs; d++) {
+        doc = &y.docs[d];
+        for (n = doc->nodes.start; n < doc->nodes.top; n++) {
+            if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+                continue;
+            s = ll_ytext_start(&y, n);
+            e = ll_ytext_end(&y, n);
+            if (s >= e || !ranges_touch(subs, s, e))
+                continue;
+            if (!ll_yaml_plain_is_ambiguous((const char *)n->data.scalar.value))
+                continue;
+            /* Quote the scalar's own text, not a tag or anchor before it. */
+            vlen = n->data.scalar.length;
+            if (e - s >= vlen && memcmp(text + e - vlen, n->data.scalar.value, vlen) == 0)
+                s = e - vlen;
+            if ((error = ll_yaml_quote(&q, &qlen, (const char *)n->data.scalar.value, vlen)) < 0)
+                goto done;
+            error = ll_yedits_add(&edits, s, e, 0, q, qlen);
+            free(q);
+            q = NULL;
+            if (error < 0)
+                goto done;
+        }
+    }
+    error = ll_yedits_apply(out, out_len, text, len, &edits);
+
+done:
+    ll_yedits_free(&edits);
+    ll_ytext_free(&y);
+    return error;
+}
+
+/* ---- pass 3: merging chart values ---------------------------------------- */
+
+typedef struct merge_ctx {
+    ll_ytext *y;
+    yaml_document_t *doc;
+    ll_yedits *edits;
+    size_t docno;
+} merge_ctx;
+
+/* At most how many characters key takes as a YAML double-quoted scalar. */
+static size_t quoted_chars_max(const char *key)
+{
+    const unsigned char *p;
+    size_t n = 2;
+
+    for (p = (const unsigned char *)key; *p; p++) {
+        if (*p < 0x20 || *p == 0x7F)
+            n += 6;
+        else if (*p >= 0x80)
+            n += 3; /* an escaped U+0080..U+FFFF takes 6 for its 2 or 3 bytes */
+        else if (*p == '"' || *p == '\\')
+            n += 2;
+        else
+            n += 1;
+    }
+    return n;
+}
+
+/* Keys must stay short enough for an implicit YAML key. */
+static int check_keys(const json_t *v, int depth)
+{
+    const char *key;
+    json_t *child;
+    size_t i;
+    int error;
+
+    if (depth > LL_YAML_DEPTH_MAX)
+        return ll_error_set(LL_EINVALID, "chart values are nested more than %d levels deep",
+                            LL_YAML_DEPTH_MAX);
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, key, child)
+        {
+            if (quoted_chars_max(key) > LL_YAML_KEY_MAX)
+                return ll_error_set(LL_EINVALID,
+                                    "chart value key is too long for yaml (over %d characters "
+                                    "quoted)",
+                                    LL_YAML_KEY_MAX);
+            if ((error = check_keys(child, depth + 1)) < 0)
+                return error;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, child)
+        {
+            if ((error = check_keys(child, depth + 1)) < 0)
+                return error;
+        }
+    }
+    return 0;
+}
+
+/* Replaces the message of an LL_EINVALID from yamltext with one that names
+ * the document; the original goes to the detail. */
+static void restate(int error, size_t docno, const char *action, size_t line)
+{
+    char was[LL_ERROR_MSG_MAX];
+
+    if (error != LL_EINVALID)
+        return;
+    snprintf(was, sizeof(was), "%s", ll_error_last()->message);
+    ll_error_set(LL_EINVALID, WHAT ": document %zu: cannot %s the chart value at line %zu", docno,
+                 action, line);
+    ll_error_detail("%s", was);
+}
+
+static int replace_value(merge_ctx *c, yaml_node_t *map, yaml_node_pair_t *pair, const json_t *v)
+{
+    yaml_node_t *key;
+    char *flow = NULL;
+    size_t flow_len = 0;
+    int error;
+
+    if ((error = ll_yaml_flow(&flow, &flow_len, v)) < 0)
+        return error;
+    error = ll_ytext_replace_value(c->edits, c->y, c->doc, map, pair, flow, flow_len);
+    free(flow);
+    key = ll_ytext_node(c->doc, pair->key);
+    restate(error, c->docno, "replace", (key ? key : map)->start_mark.line + 1);
+    return error;
+}
+
+static int insert_value(merge_ctx *c, yaml_node_t *map, const char *key, const json_t *v, int depth)
+{
+    char *flow = NULL, *qkey = NULL;
+    size_t flow_len = 0, qkey_len = 0;
+    int error;
+
+    if ((error = ll_yaml_quote(&qkey, &qkey_len, key, strlen(key))) < 0)
+        goto done;
+    if ((error = ll_yaml_flow(&flow, &flow_len, v)) < 0)
+        goto done;
+    error =
+        ll_ytext_insert_pair(c->edits, c->y, c->doc, map, qkey, qkey_len, flow, flow_len, -depth);
+    restate(error, c->docno, "add", map->start_mark.line + 1);
+
+done:
+    free(flow);
+    free(qkey);
+    return error;
+}
+
+/* A mapping with at least one pair: values merge into it key by key.  An
+ * empty one ({}) is replaced whole, as several insertions into it could not
+ * tell which comes first. */
+static int has_pairs(const yaml_node_t *n)
+{
+    return n && n->type == YAML_MAPPING_NODE &&
+           n->data.mapping.pairs.top > n->data.mapping.pairs.start;
+}
+
+static int merge_object(merge_ctx *c, yaml_node_t *map, const json_t *obj, int depth)
+{
+    yaml_node_pair_t *pair;
+    yaml_node_t *value;
+    const char *key;
+    json_t *v;
+    int error;
+
+    if (depth > LL_YAML_DEPTH_MAX)
+        return ll_error_set(LL_EINVALID, "chart values are nested more than %d levels deep",
+                            LL_YAML_DEPTH_MAX);
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        pair = ll_ytext_map_pair(c->doc, map, key, strlen(key));
+        if (!pair) {
+            error = insert_value(c, map, key, v, depth);
+        } else {
+            value = ll_ytext_node(c->doc, pair->value);
+            if (!value)
+                return ll_error_set(LL_ERROR, "yaml document has a dangling node");
+            if (json_is_object(v) && has_pairs(value))
+                error = merge_object(c, value, v, depth + 1);
+            else
+                error = replace_value(c, map, pair, v);
+        }
+        if (error < 0)
+            return error;
+    }
+    return 0;
+}
+
+static int merge_values(char **out, size_t *out_len, const char *text, size_t len,
+                        const json_t *values)
+{
+    ll_ytext y = {0};
+    ll_yedits edits;
+    merge_ctx c;
+    yaml_node_t *root, *spec, *value;
+    yaml_node_pair_t *pair;
+    size_t d;
+    int error;
+
+    ll_yedits_init(&edits);
+    if ((error = ll_ytext_load(&y, text, len, WHAT)) < 0)
+        goto done;
+    c.y = &y;
+    c.edits = &edits;
+    for (d = 0; d < y.ndocs; d++) {
+        c.doc = &y.docs[d];
+        c.docno = d + 1;
+        root = ll_ytext_root(c.doc);
+        if (!root || root->type != YAML_MAPPING_NODE ||
+            !ll_ytext_scalar_eq(ll_ytext_map_get(c.doc, root, "kind"), "HelmRelease", 11))
+            continue;
+        if (ll_ytext_has_aliases(c.doc)) {
+            error = ll_error_set(LL_EINVALID,
+                                 WHAT ": document %zu uses yaml aliases; chart values cannot be "
+                                      "merged into it",
+                                 c.docno);
+            goto done;
+        }
+        spec = ll_ytext_map_get(c.doc, root, "spec");
+        if (!spec || spec->type != YAML_MAPPING_NODE) {
+            error = ll_error_set(LL_EINVALID,
+                                 WHAT ": document %zu has no spec mapping for the chart values",
+                                 c.docno);
+            goto done;
+        }
+        pair = ll_ytext_map_pair(c.doc, spec, "values", 6);
+        if (!pair) {
+            error = insert_value(&c, spec, "values", values, 1);
+        } else {
+            value = ll_ytext_node(c.doc, pair->value);
+            if (has_pairs(value))
+                error = merge_object(&c, value, values, 2);
+            else
+                error = replace_value(&c, spec, pair, values);
+        }
+        if (error < 0)
+            goto done;
+    }
+    error = ll_yedits_apply(out, out_len, text, len, &edits);
+
+done:
+    ll_yedits_free(&edits);
+    ll_ytext_free(&y);
+    return error;
+}
+
+/* ---- pass 4: checking ---------------------------------------------------- */
+
+/* A scalar with text that does not read as null. */
+static int is_name(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE && n->data.scalar.length > 0 && !ll_ytext_is_null(n);
+}
+
+static int check_objects(const char *text, size_t len, const char *what)
+{
+    ll_ytext y = {0};
+    yaml_document_t *doc;
+    yaml_node_t *root, *meta;
+    size_t d, objects = 0, line;
+    int error;
+
+    if ((error = ll_ytext_load(&y, text, len, what)) < 0)
+        goto done;
+    error = LL_EINVALID;
+    for (d = 0; d < y.ndocs; d++) {
+        doc = &y.docs[d];
+        root = ll_ytext_root(doc);
+        if (!root)
+            continue;
+        line = root->start_mark.line + 1;
+        if (root->type != YAML_MAPPING_NODE) {
+            ll_error_set(LL_EINVALID, "%s: document %zu at line %zu is not a mapping", what, d + 1,
+                         line);
+            goto done;
+        }
+        switch (ll_ytext_dup_key(&line, doc)) {
+        case 0:
+            break;
+        case 1:
+            ll_error_set(LL_EINVALID, "%s: document %zu has a duplicate key at line %zu", what,
+                         d + 1, line);
+            goto done;
+        default:
+            error = ll_error_set(LL_ERROR, "out of memory");
+            goto done;
+        }
+        line = root->start_mark.line + 1;
+        if (!is_name(ll_ytext_map_get(doc, root, "apiVersion"))) {
+            ll_error_set(LL_EINVALID, "%s: document %zu at line %zu has no apiVersion", what, d + 1,
+                         line);
+            goto done;
+        }
+        if (!is_name(ll_ytext_map_get(doc, root, "kind"))) {
+            ll_error_set(LL_EINVALID, "%s: document %zu at line %zu has no kind", what, d + 1,
+                         line);
+            goto done;
+        }
+        meta = ll_ytext_map_get(doc, root, "metadata");
+        if (!meta || meta->type != YAML_MAPPING_NODE ||
+            !is_name(ll_ytext_map_get(doc, meta, "name"))) {
+            ll_error_set(LL_EINVALID, "%s: document %zu at line %zu has no metadata.name", what,
+                         d + 1, line);
+            goto done;
+        }
+        objects++;
+    }
+    if (!objects) {
+        ll_error_set(LL_EINVALID, "%s: no kubernetes objects in the text", what);
+        goto done;
+    }
+    error = 0;
+
+done:
+    ll_ytext_free(&y);
+    return error;
+}
+
+int ll_template_check_objects(const char *text, size_t len)
+{
+    return check_objects(text, len, WHAT);
+}
+
+/* ---- rendering ------------------------------------------------------------ */
+
+int ll_template_render(char **out, size_t *out_len, const char *tmpl, size_t tmpl_len,
+                       const ll_render_input *in)
+{
+    ll_buf sub;
+    ranges subs = {0};
+    char *quoted = NULL, *merged = NULL;
+    size_t quoted_len = 0, merged_len = 0;
+    const json_t *values = in ? in->values : NULL;
+    int error;
+
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    ll_buf_init(&sub, LL_YAML_TEXT_MAX);
+    if (!tmpl)
+        return ll_error_set(LL_EINVALID, "no template text");
+    if (values && !json_is_object(values))
+        return ll_error_set(LL_EINVALID, "chart values must be a json object");
+    if (values && (error = check_keys(values, 0)) < 0)
+        return error;
+    if (tmpl_len > LL_YAML_TEXT_MAX)
+        return ll_error_set(LL_EINVALID, "template is larger than %zu bytes", LL_YAML_TEXT_MAX);
+
+    if ((error = substitute(&sub, &subs, tmpl, tmpl_len, in)) < 0)
+        goto done;
+    if ((error = quote_ambiguous(&quoted, &quoted_len, sub.data ? sub.data : "", sub.len, &subs)) <
+        0)
+        goto done;
+    if (values && json_object_size(values) > 0) {
+        if ((error = merge_values(&merged, &merged_len, quoted, quoted_len, values)) < 0)
+            goto done;
+        free(quoted);
+        quoted = merged;
+        quoted_len = merged_len;
+        merged = NULL;
+    }
+    if ((error = check_objects(quoted, quoted_len, WHAT)) < 0)
+        goto done;
+    *out = quoted;
+    quoted = NULL;
+    if (out_len)
+        *out_len = quoted_len;
+    error = 0;
+
+done:
+    ll_buf_free(&sub);
+    free(subs.v);
+    free(quoted);
+    free(merged);
+    return error;
+}
+
+/* ---- YAML as JSON ------------------------------------------------------- */
+
+typedef struct load_ctx {
+    yaml_document_t *doc;
+    size_t budget; /* nodes still allowed to be converted */
+} load_ctx;
+
+static int is_decimal_int(const char *s)
+{
+    if (*s == '-' || *s == '+')
+        s++;
+    if (s[0] == '0')
+        return s[1] == '\0';
+    if (!is_digit(*s))
+        return 0;
+    while (is_digit(*s))
+        s++;
+    return *s == '\0';
+}
+
+static json_t *scalar_json(const yaml_node_t *n)
+{
+    const char *s = (const char *)n->data.scalar.value;
+    long long ll;
+    char *end;
+
+    if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+            return json_true();
+        if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+            return json_false();
+        if (ll_ytext_is_null(n))
+            return json_null();
+        if (is_decimal_int(s)) {
+            errno = 0;
+            ll = strtoll(s, &end, 10);
+            if (errno == 0 && *end == '\0')
+                return json_integer((json_int_t)ll);
+        }
+    }
+    return json_stringn(s, n->data.scalar.length);
+}
+
+static int node_json(json_t **out, load_ctx *c, yaml_node_t *n, int depth)
+{
+    json_t *v = NULL, *child = NULL;
+    yaml_node_item_t *item;
+    yaml_node_pair_t *pair;
+    yaml_node_t *key, *value;
+    int error = LL_EINVALID;
+
+    *out = NULL;
+    if (depth > LL_YAML_DEPTH_MAX) {
+        ll_error_set(LL_EINVALID, "yaml nested more than %d levels deep at line %zu",
+                     LL_YAML_DEPTH_MAX, n->start_mark.line + 1);
+        goto done;
+    }
+    if (c->budget == 0) {
+        ll_error_set(LL_EINVALID, "yaml aliases expand to too many nodes");
+        goto done;
+    }
+    c->budget--;
+    switch (n->type) {
+    case YAML_SCALAR_NODE:
+        if (!(v = scalar_json(n))) {
+            ll_error_set(LL_EINVALID, "yaml scalar at line %zu is not valid utf-8",
+                         n->start_mark.line + 1);
+            goto done;
+        }
+        break;
+    case YAML_SEQUENCE_NODE:
+        if (!(v = json_array()))
+            goto oom;
+        for (item = n->data.sequence.items.start; item < n->data.sequence.items.top; item++) {
+            if (!(value = ll_ytext_node(c->doc, *item)))
+                goto dangling;
+            if ((error = node_json(&child, c, value, depth + 1)) < 0)
+                goto done;
+            if (json_array_append_new(v, child) < 0) {
+                child = NULL;
+                goto oom;
+            }
+            child = NULL;
+        }
+        break;
+    case YAML_MAPPING_NODE:
+        if (!(v = json_object()))
+            goto oom;
+        for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
+            key = ll_ytext_node(c->doc, pair->key);
+            value = ll_ytext_node(c->doc, pair->value);
+            if (!key || !value)
+                goto dangling;
+            if (key->type != YAML_SCALAR_NODE ||
+                strlen((const char *)key->data.scalar.value) != key->data.scalar.length) {
+                error = ll_error_set(LL_EINVALID, "yaml mapping key at line %zu is not a string",
+                                     key->start_mark.line + 1);
+                goto done;
+            }
+            if (json_object_get(v, (const char *)key->data.scalar.value)) {
+                error = ll_error_set(LL_EINVALID, "yaml mapping has a duplicate key at line %zu",
+                                     key->start_mark.line + 1);
+                goto done;
+            }
+            if ((error = node_json(&child, c, value, depth + 1)) < 0)
+                goto done;
+            if (json_object_set_new(v, (const char *)key->data.scalar.value, child) < 0) {
+                child = NULL;
+                error = ll_error_set(LL_EINVALID, "yaml mapping key at line %zu is not valid utf-8",
+                                     key->start_mark.line + 1);
+                goto done;
+            }
+            child = NULL;
+        }
+        break;
+    default:
+        goto dangling;
+    }
+    *out = v;
+    v = NULL;
+    error = 0;
+    goto done;
+
+oom:
+    error = ll_error_set(LL_ERROR, "out of memory");
+    goto done;
+dangling:
+    error = ll_error_set(LL_ERROR, "yaml document has a dangling node");
+
+done:
+    json_decref(child);
+    json_decref(v);
+    return error;
+}
+
+int ll_yaml_load_json(json_t **out, const char *text, size_t len)
+{
+    ll_ytext y = {0};
+    json_t *docs = NULL, *v = NULL;
+    load_ctx c;
+    yaml_node_t *root;
+    size_t d, nodes;
+    int error;
+
+    *out = NULL;
+    if ((error = ll_ytext_load(&y, text, len, "yaml")) < 0)
+        goto done;
+    if (!(docs = json_array())) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    for (d = 0; d < y.ndocs; d++) {
+        c.doc = &y.docs[d];
+        nodes = (size_t)(c.doc->nodes.top - c.doc->nodes.start);
+        c.budget = nodes + ALIAS_BUDGET;
+        root = yaml_document_get_root_node(c.doc);
+        if ((error = node_json(&v, &c, root, 0)) < 0)
+            goto done;
+        if (json_array_append_new(docs, v) < 0) {
+            v = NULL;
+            error = ll_error_set(LL_ERROR, "out of memory");
+            goto done;
+        }
+        v = NULL;
+    }
+    *out = docs;
+    docs = NULL;
+    error = 0;
+
+done:
+    json_decref(docs);
+    ll_ytext_free(&y);
+    return error;
+}

@@ -1,0 +1,490 @@
+/* tenants.c - the service: tenant, tier and operation use cases.
+ *
+ * A write is checked completely before anything is stored: field shapes,
+ * id rules, the tier, the release, the values, and a trial render of the
+ * tier's template.  Then the registry stores the tenant and its operation in
+ * one transaction, the git writer is woken, and the caller waits (bounded)
+ * for the push.  Reads only touch the registry and the tier snapshot.
+ *
+ * Each thread gets its own registry connection through a pthread key.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <git2.h>
+
+#include "landlord/core.h"
+#include "landlord/error.h"
+#include "landlord/gitops.h"
+#include "landlord/log.h"
+#include "landlord/template.h"
+#include "landlord/tiers.h"
+#include "landlord/util.h"
+#include "landlord/validate.h"
+
+struct ll_core {
+    ll_config cfg;
+    char db_path[1100];
+    char git_url[1100];
+    char work_path[1100];
+    ll_gitops *git;
+    pthread_key_t reg_key;
+};
+
+static void close_registry(void *r)
+{
+    ll_registry_close(r);
+}
+
+static int absolute(char *out, size_t cap, const char *path)
+{
+    char *real;
+    if (path[0] == '/') {
+        snprintf(out, cap, "%s", path);
+        return 0;
+    }
+    if (!(real = realpath(path, NULL)))
+        return ll_error_set(-1, "cannot resolve %s", path);
+    snprintf(out, cap, "%s", real);
+    free(real);
+    return 0;
+}
+
+int ll_core_open(ll_core **out, const ll_config *cfg)
+{
+    ll_core *c = calloc(1, sizeof(*c));
+    ll_registry *r = NULL;
+    char data[1024];
+    int error;
+
+    if (!c)
+        return ll_error_set(-1, "out of memory");
+    c->cfg = *cfg;
+    pthread_key_create(&c->reg_key, close_registry);
+    if ((error = ll_mkdir_p(cfg->data)) < 0 ||
+        (error = absolute(data, sizeof(data), cfg->data)) < 0)
+        goto fail;
+    snprintf(c->db_path, sizeof(c->db_path), "%s/landlord.db", data);
+    snprintf(c->work_path, sizeof(c->work_path), "%s/work.git", data);
+    if (cfg->git_url[0])
+        snprintf(c->git_url, sizeof(c->git_url), "%s", cfg->git_url);
+    else
+        snprintf(c->git_url, sizeof(c->git_url), "%s/remote.git", data);
+    /* Migrations run here, once, before any other thread opens the file. */
+    if ((error = ll_registry_open(&r, c->db_path)) < 0)
+        goto fail;
+    ll_registry_close(r);
+    if (!cfg->git_url[0]) {
+        git_repository *bare = NULL;
+        git_repository_init_options io;
+        char head[200];
+        git_repository_init_options_init(&io, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
+        io.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH;
+        snprintf(head, sizeof(head), "refs/heads/%s", cfg->git_branch);
+        io.initial_head = head;
+        if (git_repository_open_bare(&bare, c->git_url) < 0 &&
+            git_repository_init_ext(&bare, c->git_url, &io) < 0) {
+            error = ll_error_set(-1, "cannot create the local GitOps remote %s", c->git_url);
+            goto fail;
+        }
+        git_repository_free(bare);
+    }
+    ll_gitops_options go = {c->work_path,         c->git_url,           cfg->git_branch,
+                            cfg->git_root,        cfg->git_author_name, cfg->git_author_email,
+                            cfg->default_release, c->db_path,           (int)cfg->batch_size};
+    if ((error = ll_gitops_open(&c->git, &go)) < 0 || (error = ll_gitops_start(c->git)) < 0)
+        goto fail;
+    *out = c;
+    return 0;
+fail:
+    ll_core_free(c);
+    return error;
+}
+
+void ll_core_free(ll_core *c)
+{
+    ll_registry *r;
+    if (!c)
+        return;
+    ll_gitops_free(c->git);
+    if ((r = pthread_getspecific(c->reg_key))) {
+        ll_registry_close(r);
+        pthread_setspecific(c->reg_key, NULL);
+    }
+    pthread_key_delete(c->reg_key);
+    free(c);
+}
+
+const ll_config *ll_core_config(const ll_core *c)
+{
+    return &c->cfg;
+}
+
+const char *ll_core_git_url(const ll_core *c)
+{
+    return c->git_url;
+}
+
+ll_registry *ll_core_registry(ll_core *c)
+{
+    ll_registry *r = pthread_getspecific(c->reg_key);
+    if (r)
+        return r;
+    if (ll_registry_open(&r, c->db_path) < 0)
+        return NULL;
+    pthread_setspecific(c->reg_key, r);
+    return r;
+}
+
+json_t *ll_core_ready(ll_core *c, int *ok)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *checks = json_object(), *git = ll_gitops_status(c->git);
+    int reg_ok = r && ll_registry_ping(r) == 0;
+
+    if (reg_ok)
+        json_object_set_new(checks, "registry", json_pack("{s:s}", "status", "ok"));
+    else
+        json_object_set_new(
+            checks, "registry",
+            json_pack("{s:s, s:s}", "status", "failed", "error", ll_error_last()->message));
+    json_object_set_new(checks, "git", git ? git : json_pack("{s:s}", "status", "failed"));
+    *ok = reg_ok && git && strcmp(json_string_value(json_object_get(git, "status")), "ok") == 0;
+    return json_pack("{s:s, s:o}", "status", *ok ? "ready" : "unavailable", "checks", checks);
+}
+
+/* --- views ------------------------------------------------------------------------ */
+
+/* Turns a registry row into the API's tenant (in place). */
+static json_t *tenant_view(ll_core *c, json_t *t)
+{
+    const char *lifecycle = json_string_value(json_object_get(t, "lifecycle"));
+    char path[1024];
+
+    if (strcmp(lifecycle, "active") == 0) {
+        /* No cluster is watched yet: never pretend to know. */
+        json_object_set_new(t, "state", json_string("unknown"));
+        json_object_set_new(t, "state_reason", json_string("no cluster configured"));
+    } else {
+        json_object_set_new(t, "state", json_string(lifecycle));
+        json_object_set_new(t, "state_reason", json_null());
+    }
+    snprintf(path, sizeof(path), "%s/tenants/%s/%s.yaml", c->cfg.git_root,
+             json_string_value(json_object_get(t, "tier")),
+             json_string_value(json_object_get(t, "id")));
+    json_object_set_new(t, "path", json_string(path));
+    json_object_del(t, "lifecycle");
+    return t;
+}
+
+static int field_error(const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int field_error(const char *field, const char *fmt, ...)
+{
+    char msg[LL_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ll_error_set(LL_EINVALID, "%s", msg);
+    ll_error_field(field);
+    return LL_EINVALID;
+}
+
+static int64_t deadline(ll_core *c, int wait_s)
+{
+    return ll_monotonic_ms() + 1000LL * (wait_s < 0 ? c->cfg.write_wait : wait_s);
+}
+
+/* Waits for op and answers with the tenant as it then is. */
+static int finish_write(json_t **out, int *pending, ll_core *c, ll_registry *r, const char *id,
+                        long long op, int wait_s)
+{
+    json_t *opj = NULL, *t = NULL;
+    int error = ll_gitops_wait(&opj, c->git, r, op, deadline(c, wait_s));
+
+    *pending = 0;
+    if (error == LL_ETIMEOUT) {
+        *pending = 1;
+    } else if (error < 0) {
+        goto done;
+    } else if (strcmp(json_string_value(json_object_get(opj, "state")), "failed") == 0) {
+        const char *type = json_string_value(json_object_get(opj, "error_type"));
+        const char *why = json_string_value(json_object_get(opj, "error"));
+        if (type && strcmp(type, "render-failed") == 0) {
+            error = ll_error_set(LL_EINVALID, "%s", why ? why : "the template did not render");
+            ll_error_kind("render-failed");
+        } else if (type && strcmp(type, "conflict") == 0) {
+            error = ll_error_set(LL_ECONFLICT, "%s", why ? why : "conflict in the repository");
+        } else {
+            error = ll_error_set(LL_EUPSTREAM, "%s", why ? why : "push failed");
+            ll_error_hint("check the GitOps remote; /readyz shows its state");
+        }
+        goto done;
+    }
+    if ((error = ll_registry_tenant_get(&t, r, id, 1)) < 0)
+        goto done;
+    *out = tenant_view(c, t);
+    t = NULL;
+    error = 0;
+done:
+    json_decref(t);
+    json_decref(opj);
+    return error;
+}
+
+static const char *const onboard_fields[] = {"id", "tier", "release", "values", NULL};
+
+int ll_tenant_onboard(json_t **out, int *pending, ll_core *c, const json_t *body, int wait_s)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *tiers = ll_gitops_tiers(c->git), *existing = NULL, *values;
+    const json_t *tier_obj;
+    const char *key, *id, *tier, *release;
+    char *values_json = NULL, *rendered = NULL;
+    size_t rlen;
+    long long op = 0;
+    json_t *v;
+    int error;
+
+    *out = NULL;
+    *pending = 0;
+    if (!r) {
+        error = -1;
+        goto done;
+    }
+    if (!json_is_object(body)) {
+        error = field_error("", "the body must be a JSON object");
+        goto done;
+    }
+    json_object_foreach((json_t *)body, key, v)
+    {
+        int known = 0;
+        for (const char *const *f = onboard_fields; *f; f++)
+            known |= strcmp(*f, key) == 0;
+        if (!known) {
+            error = field_error(key, "unknown field '%.64s'", key);
+            ll_error_hint("a tenant takes id, tier, release and values");
+            goto done;
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        v = json_object_get(body, onboard_fields[i]);
+        if ((v || i < 2) && !json_is_string(v)) {
+            error = field_error(onboard_fields[i], v ? "%s must be a string" : "%s is required",
+                                onboard_fields[i]);
+            goto done;
+        }
+    }
+    id = json_string_value(json_object_get(body, "id"));
+    tier = json_string_value(json_object_get(body, "tier"));
+    release = json_is_string(json_object_get(body, "release"))
+                  ? json_string_value(json_object_get(body, "release"))
+                  : c->cfg.default_release;
+    values = json_object_get(body, "values");
+    if ((error = ll_validate_tenant_id(id)) < 0)
+        goto done;
+    if (ll_tiers_is_pool(tiers, id)) {
+        error = field_error("id", "id '%s' is reserved: a pool environment has that name", id);
+        goto done;
+    }
+    if (!(tier_obj = ll_tiers_find(tiers, tier))) {
+        error = field_error("tier", "unknown tier '%.64s'", tier);
+        ll_error_hint("GET /api/v1/tiers lists the tiers");
+        goto done;
+    }
+    if ((error = ll_validate_release(release)) < 0)
+        goto done;
+    if (values && (error = ll_validate_values(values)) < 0)
+        goto done;
+    /* A trial render: a tenant whose objects would be invalid is refused now. */
+    {
+        const json_t *tmpl = json_object_get(tier_obj, "template");
+        ll_render_input in = {id, tier, release, NULL, values};
+        if ((error = ll_template_render(&rendered, &rlen, json_string_value(tmpl),
+                                        json_string_length(tmpl), &in)) < 0) {
+            ll_error_kind("render-failed");
+            goto done;
+        }
+    }
+    values_json = values ? json_dumps(values, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
+    if (!values_json) {
+        error = ll_error_set(-1, "cannot encode values");
+        goto done;
+    }
+    error = ll_registry_onboard(&op, &existing, r, id, tier, release, values_json);
+    if (error == LL_EEXISTS) {
+        *out = tenant_view(c, existing);
+        existing = NULL;
+        ll_error_set(LL_EEXISTS, "tenant '%s' exists already", id);
+        ll_error_field("id");
+        goto done;
+    }
+    if (error < 0)
+        goto done;
+    ll_log_info("msg=\"onboarding queued\" tenant=%s tier=%s op=%lld", id, tier, op);
+    ll_gitops_notify(c->git);
+    error = finish_write(out, pending, c, r, id, op, wait_s);
+done:
+    json_decref(existing);
+    json_decref(tiers);
+    free(values_json);
+    free(rendered);
+    return error;
+}
+
+int ll_tenant_offboard(json_t **out, int *pending, ll_core *c, const char *id, int wait_s)
+{
+    ll_registry *r = ll_core_registry(c);
+    long long op = 0;
+    json_t *t = NULL;
+    int error;
+
+    *out = NULL;
+    *pending = 0;
+    if (!r)
+        return -1;
+    if (ll_validate_tenant_id(id) < 0)
+        return ll_error_set(LL_ENOTFOUND, "no tenant '%.64s'", id);
+    if ((error = ll_registry_offboard(&op, r, id)) < 0)
+        return error;
+    if (op == 0) {
+        /* Offboarded already: nothing to do. */
+        if ((error = ll_registry_tenant_get(&t, r, id, 1)) < 0)
+            return error;
+        *out = tenant_view(c, t);
+        return 0;
+    }
+    ll_log_info("msg=\"offboarding queued\" tenant=%s op=%lld", id, op);
+    ll_gitops_notify(c->git);
+    return finish_write(out, pending, c, r, id, op, wait_s);
+}
+
+int ll_tenant_get(json_t **out, ll_core *c, const char *id)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *t = NULL;
+    int error;
+    if (!r)
+        return -1;
+    if (ll_validate_label(id, 253, "id") < 0)
+        return ll_error_set(LL_ENOTFOUND, "no tenant '%.64s'", id);
+    if ((error = ll_registry_tenant_get(&t, r, id, 1)) < 0)
+        return error;
+    *out = tenant_view(c, t);
+    return 0;
+}
+
+int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state,
+                   const char *cursor, int limit)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *items = NULL, *t;
+    char *next = NULL, after[256], next_cursor[520];
+    const char *lifecycle = NULL;
+    size_t i;
+    int error, n;
+
+    if (!r)
+        return -1;
+    if (limit < 1 || limit > 500)
+        return field_error("limit", "limit must be from 1 to 500");
+    if (state) {
+        if (strcmp(state, "unknown") == 0)
+            lifecycle = "active";
+        else if (strcmp(state, "offboarding") == 0 || strcmp(state, "offboarded") == 0)
+            lifecycle = state;
+        else
+            return field_error("state", "unknown state '%.32s'", state);
+    }
+    /* Any well-formed tier name filters, known or not: tenants may remain in a
+     * tier whose template left the repository. */
+    if (tier && ll_validate_label(tier, 63, "tier") < 0)
+        return LL_EINVALID;
+    if (cursor) {
+        n = ll_hex_decode((unsigned char *)after, sizeof(after) - 1, cursor);
+        if (n <= 0)
+            return field_error("cursor", "cursor is not one this server gave out");
+        after[n] = '\0';
+        if (ll_validate_label(after, 253, "cursor") < 0)
+            return field_error("cursor", "cursor is not one this server gave out");
+    }
+    if ((error = ll_registry_tenant_list(&items, &next, r, tier, lifecycle, cursor ? after : NULL,
+                                         limit)) < 0)
+        return error;
+    json_array_foreach(items, i, t) tenant_view(c, t);
+    if (next)
+        ll_hex_encode(next_cursor, (const unsigned char *)next,
+                      strlen(next) < 255 ? strlen(next) : 255);
+    *out = json_pack("{s:o, s:o}", "items", items, "next_cursor",
+                     next ? json_string(next_cursor) : json_null());
+    free(next);
+    return 0;
+}
+
+static json_t *tier_view(const json_t *tier, json_t *counts, int with_template)
+{
+    json_t *v = json_deep_copy(tier);
+    const char *name = json_string_value(json_object_get(tier, "name"));
+    json_t *n = json_object_get(counts, name);
+    json_object_set_new(v, "tenants", json_integer(n ? json_integer_value(n) : 0));
+    if (!with_template)
+        json_object_del(v, "template");
+    return v;
+}
+
+int ll_tier_list(json_t **out, ll_core *c)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *tiers = ll_gitops_tiers(c->git), *counts = NULL, *items = json_array(), *t;
+    const char *name;
+    int error = -1;
+
+    if (!r || (error = ll_registry_tenant_counts(&counts, r)) < 0) {
+        json_decref(tiers);
+        json_decref(items);
+        return r ? error : -1;
+    }
+    json_object_foreach(json_object_get(tiers, "tiers"), name, t)
+        json_array_append_new(items, tier_view(t, counts, 0));
+    *out = json_pack("{s:o}", "items", items);
+    json_decref(counts);
+    json_decref(tiers);
+    return 0;
+}
+
+int ll_tier_get(json_t **out, ll_core *c, const char *name)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *tiers = ll_gitops_tiers(c->git), *counts = NULL;
+    const json_t *t = ll_tiers_find(tiers, name);
+    int error = 0;
+
+    if (!t)
+        error = ll_error_set(LL_ENOTFOUND, "no tier '%.64s'", name);
+    else if (!r)
+        error = -1;
+    else if ((error = ll_registry_tenant_counts(&counts, r)) == 0)
+        *out = tier_view(t, counts, 1);
+    json_decref(counts);
+    json_decref(tiers);
+    return error;
+}
+
+int ll_operation_get(json_t **out, ll_core *c, long long id)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *op = NULL;
+    int error;
+    if (!r)
+        return -1;
+    if ((error = ll_registry_op_get(&op, r, id)) < 0)
+        return error;
+    json_object_del(op, "payload");
+    json_object_del(op, "error_type");
+    *out = op;
+    return 0;
+}

@@ -1,0 +1,166 @@
+/* validate.c - rules for what requests may carry.
+ *
+ * Ids end up in file paths and YAML, releases in chart version constraints,
+ * values in a HelmRelease that Flux post-processes: each is checked here
+ * before anything is stored or rendered.  Pure functions, thread-safe.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "landlord/error.h"
+#include "landlord/validate.h"
+
+/* Sets an LL_EINVALID error about field and evaluates to LL_EINVALID. */
+#define invalid(field, ...)                                                                        \
+    (ll_error_set(LL_EINVALID, __VA_ARGS__), ll_error_field(field), LL_EINVALID)
+
+int ll_validate_label(const char *s, size_t max, const char *field)
+{
+    size_t n;
+
+    if (!s || !(n = strlen(s))) {
+        ll_error_set(LL_EINVALID, "%s must not be empty", field);
+        ll_error_field(field);
+        return LL_EINVALID;
+    }
+    if (n > max) {
+        ll_error_set(LL_EINVALID, "%s is %zu characters long; at most %zu are allowed", field, n,
+                     max);
+        ll_error_field(field);
+        return LL_EINVALID;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+            continue;
+        if (c == '-' && i > 0 && i < n - 1)
+            continue;
+        ll_error_set(LL_EINVALID,
+                     "%s '%.64s' is not a DNS-1123 label: lower-case letters, digits and inner "
+                     "hyphens only",
+                     field, s);
+        ll_error_field(field);
+        ll_error_hint("use something like 'acme' or 'acme-corp'");
+        return LL_EINVALID;
+    }
+    return 0;
+}
+
+int ll_validate_tenant_id(const char *id)
+{
+    int error;
+    if ((error = ll_validate_label(id, LL_TENANT_ID_MAX, "id")) < 0)
+        return error;
+    if (strcmp(id, "default") == 0 || strcmp(id, "flux-system") == 0 ||
+        strncmp(id, "kube-", 5) == 0)
+        return invalid("id", "id '%s' is reserved", id);
+    return 0;
+}
+
+/* Digits only, no leading zero unless the number is 0; advances *p. */
+static int number(const char **p)
+{
+    const char *s = *p;
+    if (*s < '0' || *s > '9')
+        return 0;
+    if (*s == '0' && s[1] >= '0' && s[1] <= '9')
+        return 0;
+    while (*s >= '0' && *s <= '9')
+        s++;
+    if (s - *p > 9)
+        return 0;
+    *p = s;
+    return 1;
+}
+
+int ll_validate_release(const char *release)
+{
+    const char *p = release;
+    if (!release || !*release)
+        return invalid("release", "release must not be empty");
+    if (!number(&p) || *p++ != '.' || !number(&p))
+        goto bad;
+    if (*p == '\0')
+        return 0;
+    if (*p++ != '.')
+        goto bad;
+    if ((p[0] == 'x' && p[1] == '\0') || (number(&p) && *p == '\0'))
+        return 0;
+bad:
+    return invalid("release",
+                   "release '%.64s' is not a version like 1.2.3 or a range like 1.2 or 1.2.x",
+                   release);
+}
+
+int ll_release_expr(char *out, size_t cap, const char *release)
+{
+    int dots = 0, n;
+    if (ll_validate_release(release) < 0)
+        return LL_EINVALID;
+    for (const char *p = release; *p; p++)
+        dots += *p == '.';
+    n = dots == 1 ? snprintf(out, cap, "%s.x", release) : snprintf(out, cap, "%s", release);
+    if (n < 0 || (size_t)n >= cap)
+        return ll_error_set(LL_ERROR, "release expression too long");
+    return 0;
+}
+
+static int check_string(const char *s, const char *path)
+{
+    if (strstr(s, "${")) {
+        ll_error_set(LL_EINVALID, "values.%s carries '${', which Flux would substitute", path);
+        ll_error_field("values");
+        ll_error_hint("remove the ${...} expression; values are written literally");
+        return LL_EINVALID;
+    }
+    return 0;
+}
+
+static int check_value(const json_t *v, int depth, char *path, size_t cap)
+{
+    size_t len = strlen(path);
+    int error;
+
+    if (depth > LL_VALUES_DEPTH_MAX) {
+        ll_error_set(LL_EINVALID, "values are nested more than %d levels deep",
+                     LL_VALUES_DEPTH_MAX);
+        ll_error_field("values");
+        return LL_EINVALID;
+    }
+    if (json_is_string(v))
+        return check_string(json_string_value(v), path);
+    if (json_is_object(v)) {
+        const char *key;
+        json_t *child;
+        json_object_foreach((json_t *)v, key, child)
+        {
+            snprintf(path + len, cap - len, "%s%s", len ? "." : "", key);
+            if ((error = check_string(key, path)) < 0 ||
+                (error = check_value(child, depth + 1, path, cap)) < 0)
+                return error;
+            path[len] = '\0';
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *child;
+        json_array_foreach(v, i, child)
+        {
+            snprintf(path + len, cap - len, "[%zu]", i);
+            if ((error = check_value(child, depth + 1, path, cap)) < 0)
+                return error;
+            path[len] = '\0';
+        }
+    }
+    return 0;
+}
+
+int ll_validate_values(const json_t *values)
+{
+    char path[512] = "";
+    if (!json_is_object(values)) {
+        ll_error_set(LL_EINVALID, "values must be a JSON object of chart value overrides");
+        ll_error_field("values");
+        return LL_EINVALID;
+    }
+    return check_value(values, 1, path, sizeof(path));
+}

@@ -1,0 +1,22 @@
+/* handlers.h - thin handlers: parse the request, call lib/, map the result. */
+#ifndef LANDLORD_SERVER_HANDLERS_H
+#define LANDLORD_SERVER_HANDLERS_H
+
+#include "../http.h"
+
+enum MHD_Result h_root_get(ll_req *req);
+enum MHD_Result h_healthz_get(ll_req *req);
+enum MHD_Result h_readyz_get(ll_req *req);
+enum MHD_Result h_openapi_get(ll_req *req);
+
+enum MHD_Result h_tenants_list(ll_req *req);
+enum MHD_Result h_tenants_create(ll_req *req);
+enum MHD_Result h_tenants_get(ll_req *req);
+enum MHD_Result h_tenants_delete(ll_req *req);
+
+enum MHD_Result h_tiers_list(ll_req *req);
+enum MHD_Result h_tiers_get(ll_req *req);
+
+enum MHD_Result h_operations_get(ll_req *req);
+
+#endif

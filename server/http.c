@@ -1,0 +1,336 @@
+/* http.c - libmicrohttpd glue.
+ *
+ * Per request: the first call (headers) creates an ll_req, picks or makes the
+ * request id and refuses an announced body over the cap with 413 before any
+ * of it is read; body chunks go into a capped buffer; the last call routes
+ * and runs the handler.  The completion callback writes the access-log line
+ * and frees the request; it also runs when a client disconnects mid-upload.
+ *
+ * Threads: libmicrohttpd's internal thread pool (http-threads) runs the
+ * handlers.  A write waits in its handler for the git push (bounded by
+ * write-wait), so the pool size bounds concurrent waiting writes.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "landlord/error.h"
+#include "landlord/log.h"
+#include "problem.h"
+#include "routes.h"
+
+enum MHD_Result ll_reply_response(ll_req *req, unsigned status, struct MHD_Response *resp)
+{
+    enum MHD_Result ret;
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    ret = MHD_queue_response(req->conn, status, resp);
+    MHD_destroy_response(resp);
+    req->replied = 1;
+    req->status = status;
+    return ret;
+}
+
+enum MHD_Result ll_reply_bytes(ll_req *req, unsigned status, const char *content_type,
+                               const void *data, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    req->reply_bytes = len;
+    return ll_reply_response(req, status, resp);
+}
+
+static enum MHD_Result reply_json_impl(ll_req *req, unsigned status, json_t *body,
+                                       const char *location)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    struct MHD_Response *resp;
+    size_t len;
+
+    json_decref(body);
+    if (!text)
+        return MHD_NO;
+    len = strlen(text);
+    resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type",
+                            status >= 400 ? "application/problem+json" : "application/json");
+    if (location)
+        MHD_add_response_header(resp, "Location", location);
+    req->reply_bytes = len;
+    return ll_reply_response(req, status, resp);
+}
+
+enum MHD_Result ll_reply_json(ll_req *req, unsigned status, json_t *body)
+{
+    return reply_json_impl(req, status, body, NULL);
+}
+
+enum MHD_Result ll_reply_json_at(ll_req *req, unsigned status, json_t *body, const char *location)
+{
+    return reply_json_impl(req, status, body, location);
+}
+
+const char *ll_req_query(ll_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+int ll_req_query_int(ll_req *req, const char *name, long min, long max, long def, long *out)
+{
+    const char *v = ll_req_query(req, name);
+    char *end;
+    long n;
+
+    *out = def;
+    if (!v)
+        return 0;
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < min || n > max) {
+        char detail[200];
+        snprintf(detail, sizeof(detail),
+                 "query parameter %s must be a whole number from %ld to %ld", name, min, max);
+        ll_reply_problem(req, 422, "invalid-request", detail, json_pack("{s:s}", "field", name));
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+int ll_req_json_body(ll_req *req, json_t **out)
+{
+    const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");
+    json_error_t jerr;
+    size_t n;
+
+    *out = NULL;
+    if (ct) {
+        n = strcspn(ct, "; \t");
+        if (n != strlen("application/json") || strncasecmp(ct, "application/json", n) != 0)
+            ct = NULL;
+    }
+    if (!ct) {
+        ll_reply_problem(req, 415, "unsupported-media-type",
+                         "the body must be sent with Content-Type: application/json", NULL);
+        return -1;
+    }
+    *out = json_loadb(req->body.data ? req->body.data : "", req->body.len,
+                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!*out) {
+        char detail[300];
+        snprintf(detail, sizeof(detail), "body is not valid JSON: %s (line %d, column %d)",
+                 jerr.text, jerr.line, jerr.column);
+        ll_reply_problem(req, 400, "malformed-request", detail, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* X-Request-Id: the caller's when it is 1..128 visible ASCII characters. */
+static void pick_request_id(ll_req *req)
+{
+    const char *id = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Request-Id");
+    size_t n = id ? strlen(id) : 0;
+    int ok = n > 0 && n <= 128;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = id[i] > 0x20 && id[i] < 0x7f && id[i] != '"';
+    if (ok)
+        memcpy(req->request_id, id, n + 1);
+    else
+        ll_random_hex(req->request_id, 16);
+}
+
+static enum MHD_Result dispatch(ll_req *req)
+{
+    char allow[128];
+    unsigned status;
+    const ll_route *route =
+        ll_route_match(req, req->method, req->path, &status, allow, sizeof(allow));
+    if (!route) {
+        if (status == 405) {
+            json_t *extra = json_pack("{s:s}", "allow", allow);
+            struct MHD_Response *resp;
+            char detail[256], *text;
+            json_t *body;
+            snprintf(detail, sizeof(detail), "%s does not take %s; it takes %s", req->path,
+                     req->method, allow);
+            body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type",
+                             "urn:landlord:problem:method-not-allowed", "title",
+                             "Method not allowed", "status", 405, "detail", detail, "instance",
+                             req->path, "request_id", req->request_id);
+            json_decref(extra);
+            text = json_dumps(body, JSON_COMPACT);
+            json_decref(body);
+            resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+            MHD_add_response_header(resp, "Content-Type", "application/problem+json");
+            MHD_add_response_header(resp, "Allow", allow);
+            req->reply_bytes = strlen(text);
+            return ll_reply_response(req, 405, resp);
+        }
+        return ll_reply_problem(req, 404, "not-found", "no such resource", NULL);
+    }
+    req->route = route;
+    /* Bodies are taken only by the routes that read them. */
+    return route->handler(req);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    ll_core *core = cls;
+    ll_req *req = *con_cls;
+    const ll_config *cfg = ll_core_config(core);
+
+    if (!req) {
+        const char *cl;
+        if (!(req = calloc(1, sizeof(*req))))
+            return MHD_NO;
+        req->conn = conn;
+        req->core = core;
+        req->method = method;
+        req->path = strdup(url);
+        req->started_ms = ll_monotonic_ms();
+        ll_buf_init(&req->body, (size_t)cfg->http_max_body);
+        pick_request_id(req);
+        *con_cls = req;
+        if (!req->path)
+            return MHD_NO;
+        cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)cfg->http_max_body) {
+            char detail[160];
+            ll_log_set_request_id(req->request_id);
+            snprintf(detail, sizeof(detail), "the body is larger than the limit of %ld bytes",
+                     cfg->http_max_body);
+            return ll_reply_problem(req, 413, "payload-too-large", detail, NULL);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!req->replied && !req->body_too_large &&
+            ll_buf_add(&req->body, upload_data, *upload_data_size) < 0) {
+            req->body_too_large = 1;
+            ll_buf_free(&req->body);
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->replied)
+        return MHD_YES;
+    ll_log_set_request_id(req->request_id);
+    if (req->body_too_large) {
+        char detail[160];
+        snprintf(detail, sizeof(detail), "the body is larger than the limit of %ld bytes",
+                 cfg->http_max_body);
+        return ll_reply_problem(req, 413, "payload-too-large", detail, NULL);
+    }
+    return dispatch(req);
+}
+
+/* Writes path into out with anything unusual escaped, for the log. */
+static void log_safe(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; s && *s && n + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x21 || c > 0x7e || c == '"' || c == '\\')
+            n += (size_t)snprintf(out + n, cap - n, "%%%02X", c);
+        else
+            out[n++] = (char)c;
+    }
+    out[n] = '\0';
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    ll_req *req = *con_cls;
+    char path[512];
+
+    if (!req)
+        return;
+    ll_log_set_request_id(req->request_id);
+    log_safe(path, sizeof(path), req->path);
+    ll_log_info("msg=request method=%s path=\"%s\" status=%u bytes=%zu ms=%lld%s",
+                req->method ? req->method : "-", path, req->status, req->reply_bytes,
+                (long long)(ll_monotonic_ms() - req->started_ms),
+                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    ll_log_set_request_id(NULL);
+    ll_buf_free(&req->body);
+    free(req->path);
+    free(req);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    ll_log_warn("msg=\"http: %s\"", msg);
+}
+
+int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_core *core)
+{
+    const ll_config *cfg = ll_core_config(core);
+    struct addrinfo hints = {0}, *ai = NULL;
+    struct MHD_Daemon *d;
+    const union MHD_DaemonInfo *info;
+    char host[256], port[16];
+    const char *colon = strrchr(cfg->listen, ':');
+    size_t hlen = (size_t)(colon - cfg->listen);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    int rc;
+
+    if (hlen >= sizeof(host))
+        return ll_error_set(LL_EINVALID, "listen address too long");
+    memcpy(host, cfg->listen, hlen);
+    host[hlen] = '\0';
+    if (host[0] == '[' && hlen > 2 && host[hlen - 1] == ']') {
+        memmove(host, host + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+    }
+    snprintf(port, sizeof(port), "%s", colon + 1);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+    if ((rc = getaddrinfo(host, port, &hints, &ai)) != 0)
+        return ll_error_set(LL_EINVALID, "cannot resolve listen address %s: %s", cfg->listen,
+                            gai_strerror(rc));
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, core, MHD_OPTION_EXTERNAL_LOGGER,
+                         on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_connection_limit,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_connection_timeout,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!d)
+        return ll_error_set(-1, "cannot listen on %s: %s", cfg->listen,
+                            errno ? strerror(errno) : "libmicrohttpd refused to start");
+    info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    snprintf(out_url, url_cap, strchr(host, ':') ? "http://[%s]:%u/" : "http://%s:%u/", host,
+             info ? info->port : 0);
+    *out = d;
+    return 0;
+}
+
+void ll_http_stop(struct MHD_Daemon *d)
+{
+    if (d)
+        MHD_stop_daemon(d);
+}

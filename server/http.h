@@ -1,0 +1,69 @@
+/* http.h - the HTTP layer's request context and reply helpers.
+ *
+ * libmicrohttpd calls the access handler once for the headers, once per body
+ * chunk and once more at the end; http.c collects the body into a capped
+ * buffer and then dispatches through the route table (routes.c).  Handlers
+ * get an ll_req and answer with one of the ll_reply_* helpers exactly once.
+ */
+#ifndef LANDLORD_SERVER_HTTP_H
+#define LANDLORD_SERVER_HTTP_H
+
+#include <stdint.h>
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "landlord/core.h"
+#include "landlord/util.h"
+
+#define LL_MAX_SEGMENTS 16
+#define LL_MAX_PARAMS   4
+
+typedef struct ll_route ll_route;
+
+typedef struct ll_req {
+    struct MHD_Connection *conn;
+    ll_core *core;
+    const char *method;                /* borrowed from libmicrohttpd */
+    char *path;                        /* percent-decoded, as libmicrohttpd gives it */
+    const char *params[LL_MAX_PARAMS]; /* values of {name} segments, in order */
+    int nparams;
+    const ll_route *route;
+    ll_buf body;
+    int body_too_large;
+    int replied;
+    unsigned status;
+    size_t reply_bytes;
+    int64_t started_ms;
+    char request_id[130];
+} ll_req;
+
+typedef enum MHD_Result (*ll_handler)(ll_req *req);
+
+/* Starts the server on cfg->listen; *out_url is the base URL it serves
+ * (with the real port when 0 was asked for).  The daemon runs its own
+ * threads; stop it with ll_http_stop(). */
+int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_core *core);
+void ll_http_stop(struct MHD_Daemon *d);
+
+/* Replies: each takes the status and sets X-Request-Id. */
+enum MHD_Result ll_reply_json(ll_req *req, unsigned status, json_t *body /* steals */);
+enum MHD_Result ll_reply_bytes(ll_req *req, unsigned status, const char *content_type,
+                               const void *data, size_t len);
+/* ll_reply_json plus a Location header. */
+enum MHD_Result ll_reply_json_at(ll_req *req, unsigned status, json_t *body, const char *location);
+
+/* A query parameter (borrowed) or NULL. */
+const char *ll_req_query(ll_req *req, const char *name);
+
+/* Parses the body as a strict JSON document.  On failure the problem reply
+ * is sent and -1 returned; the handler then returns MHD_YES. */
+int ll_req_json_body(ll_req *req, json_t **out);
+
+/* Reads an integer query parameter within [min, max] (def when absent).
+ * On failure a 422 is sent and -1 returned. */
+int ll_req_query_int(ll_req *req, const char *name, long min, long max, long def, long *out);
+
+/* The raw MHD_Response path for replies that need extra headers. */
+enum MHD_Result ll_reply_response(ll_req *req, unsigned status, struct MHD_Response *resp);
+
+#endif

@@ -1,0 +1,209 @@
+/* main.c - the landlord binary: arguments, configuration, global library
+ * initialisation, and the signal thread.
+ *
+ * Libraries are initialised before any thread starts.  SIGINT and SIGTERM
+ * are blocked in every thread and taken by sigwait() here, so shutdown is an
+ * ordinary function call: stop accepting HTTP (in-flight requests finish),
+ * stop the git writer after its batch, close the registry.
+ */
+#include <curl/curl.h>
+#include <git2.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "landlord/config.h"
+#include "landlord/core.h"
+#include "landlord/error.h"
+#include "landlord/log.h"
+#include "routes.h"
+
+extern char **environ;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "landlord %s - SaaS tenant management on Kubernetes through GitOps\n\n"
+            "usage: landlord <command> [options]\n\n"
+            "commands:\n"
+            "  serve      run the HTTP API (see 'landlord serve --help')\n"
+            "  routes     print the route table as JSON\n"
+            "  version    print the version\n"
+            "  help       this text\n\n"
+            "Every serve option is also an environment variable and a config-file key:\n\n",
+            LANDLORD_VERSION);
+    ll_config_print_help(out);
+}
+
+static void serve_usage(FILE *out)
+{
+    fprintf(out, "usage: landlord serve [options]\n\n"
+                 "Serves the HTTP API.  With no options it keeps everything in ./var: the\n"
+                 "SQLite registry, a local bare GitOps remote seeded with the default layout,\n"
+                 "and its own clone.  Sources, lowest first: config file (--config), LANDLORD_*\n"
+                 "environment variables, flags.\n\n"
+                 "options (--name VALUE or --name=VALUE):\n");
+    ll_config_print_help(out);
+}
+
+static void fail(const char *what)
+{
+    const ll_error *e = ll_error_last();
+    fprintf(stderr, "landlord: %s: %s\n", what, e->message);
+    if (e->detail[0])
+        fprintf(stderr, "  detail: %s\n", e->detail);
+    if (e->hint[0])
+        fprintf(stderr, "  hint: %s\n", e->hint);
+}
+
+/* Applies --name value / --name=value flags (or collects --config when
+ * config_only). */
+static int apply_flags(ll_config *cfg, int argc, char **argv, int config_only)
+{
+    for (int i = 0; i < argc; i++) {
+        char name[128];
+        const char *arg = argv[i], *value, *eq;
+        if (strncmp(arg, "--", 2) != 0) {
+            ll_error_set(LL_EINVALID, "unexpected argument '%s'", arg);
+            ll_error_hint("options look like --listen 127.0.0.1:8080");
+            return LL_EINVALID;
+        }
+        arg += 2;
+        if ((eq = strchr(arg, '='))) {
+            snprintf(name, sizeof(name), "%.*s", (int)(eq - arg), arg);
+            value = eq + 1;
+        } else {
+            snprintf(name, sizeof(name), "%s", arg);
+            if (i + 1 >= argc) {
+                ll_error_set(LL_EINVALID, "option --%s needs a value", name);
+                ll_error_hint("write --%s VALUE", name);
+                return LL_EINVALID;
+            }
+            value = argv[++i];
+        }
+        if (!ll_config_has(name)) {
+            ll_error_set(LL_EINVALID, "unknown option --%s", name);
+            ll_error_hint("run 'landlord serve --help' for the options");
+            return LL_EINVALID;
+        }
+        if (config_only != (strcmp(name, "config") == 0))
+            continue;
+        char source[160];
+        snprintf(source, sizeof(source), "option --%s", name);
+        if (ll_config_set(cfg, name, value, source) < 0)
+            return LL_EINVALID;
+    }
+    return 0;
+}
+
+static int load_config(ll_config *cfg, int argc, char **argv)
+{
+    ll_config_defaults(cfg);
+    /* Which file: --config wins over LANDLORD_CONFIG. */
+    const char *env_file = getenv("LANDLORD_CONFIG");
+    if (env_file && *env_file && ll_config_set(cfg, "config", env_file, "LANDLORD_CONFIG") < 0)
+        return LL_EINVALID;
+    if (apply_flags(cfg, argc, argv, 1) < 0)
+        return LL_EINVALID;
+    if (cfg->config[0]) {
+        char path[sizeof(cfg->config)];
+        snprintf(path, sizeof(path), "%s", cfg->config);
+        if (ll_config_load_file(cfg, path) < 0)
+            return LL_EINVALID;
+    }
+    if (ll_config_load_env(cfg, environ) < 0 || apply_flags(cfg, argc, argv, 0) < 0)
+        return LL_EINVALID;
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    ll_config cfg;
+    ll_core *core = NULL;
+    struct MHD_Daemon *daemon = NULL;
+    sigset_t signals;
+    char url[300];
+    int sig = 0, status = 1;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            serve_usage(stdout);
+            return 0;
+        }
+    }
+    if (load_config(&cfg, argc, argv) < 0) {
+        fail("bad configuration");
+        return 2;
+    }
+    ll_log_parse_level(&ll_log_threshold, cfg.log_level);
+
+    /* Before any thread: signals blocked everywhere, libraries initialised. */
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    git_libgit2_init();
+
+    if (ll_core_open(&core, &cfg) < 0) {
+        fail("cannot start");
+        goto done;
+    }
+    if (ll_http_start(&daemon, url, sizeof(url), core) < 0) {
+        fail("cannot serve");
+        goto done;
+    }
+    printf("landlord: serving %s (data: %s, git: %s branch %s)\n", url, cfg.data,
+           ll_core_git_url(core), cfg.git_branch);
+    fflush(stdout);
+    ll_log_info("msg=\"serving\" url=%s data=%s", url, cfg.data);
+
+    sigwait(&signals, &sig);
+    ll_log_info("msg=\"shutting down\" signal=%d", sig);
+    status = 0;
+done:
+    ll_http_stop(daemon);
+    ll_core_free(core);
+    git_libgit2_shutdown();
+    curl_global_cleanup();
+    if (status == 0)
+        ll_log_info("msg=\"stopped\"");
+    return status;
+}
+
+static int cmd_routes(void)
+{
+    json_t *list = json_array();
+    char *text;
+    for (const ll_route *r = ll_routes; r->method; r++)
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "method", r->method, "path",
+                                              r->pattern, "scope", r->scope));
+    text = json_dumps(list, JSON_INDENT(2));
+    puts(text);
+    free(text);
+    json_decref(list);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "help";
+
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "routes") == 0)
+        return cmd_routes();
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("landlord %s\n", LANDLORD_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "landlord: unknown command '%s'\n  hint: run 'landlord --help'\n", cmd);
+    return 2;
+}

@@ -1,0 +1,103 @@
+/* routes.c - the one declarative route table.
+ *
+ * Follow a request from here: method + pattern lead to a handler in
+ * handlers/, and the scope column says what a caller's token must carry
+ * (enforced by the identity work; every route declares one now).
+ * tests/api/test_openapi.py holds this table equal to openapi/openapi.yaml.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "handlers/handlers.h"
+#include "routes.h"
+
+const ll_route ll_routes[] = {
+    {"GET", "/", h_root_get, "public"},
+    {"GET", "/healthz", h_healthz_get, "public"},
+    {"GET", "/readyz", h_readyz_get, "public"},
+    {"GET", "/openapi.yaml", h_openapi_get, "public"},
+    {"GET", "/api/v1/tenants", h_tenants_list, "tenants:read"},
+    {"POST", "/api/v1/tenants", h_tenants_create, "tenants:write"},
+    {"GET", "/api/v1/tenants/{id}", h_tenants_get, "tenants:read"},
+    {"DELETE", "/api/v1/tenants/{id}", h_tenants_delete, "tenants:write"},
+    {"GET", "/api/v1/tiers", h_tiers_list, "tenants:read"},
+    {"GET", "/api/v1/tiers/{name}", h_tiers_get, "tenants:read"},
+    {"GET", "/api/v1/operations/{id}", h_operations_get, "tenants:read"},
+    {NULL, NULL, NULL, NULL},
+};
+
+/* Matches path against pattern segment by segment; captures {name} values
+ * into params (pointers into path_copy, which the caller keeps alive). */
+static int match(const char *pattern, char *path, const char **params, int *nparams)
+{
+    const char *p = pattern;
+    char *s = path;
+    int n = 0;
+
+    if (strcmp(pattern, "/") == 0)
+        return strcmp(path, "/") == 0;
+    while (*p && *s) {
+        if (*p != '/' || *s != '/')
+            return 0;
+        p++;
+        s++;
+        const char *pend = strchr(p, '/');
+        char *send = strchr(s, '/');
+        size_t plen = pend ? (size_t)(pend - p) : strlen(p);
+        size_t slen = send ? (size_t)(send - s) : strlen(s);
+        if (plen > 1 && p[0] == '{') {
+            if (slen == 0 || n == LL_MAX_PARAMS)
+                return 0;
+            params[n++] = s;
+        } else if (plen != slen || strncmp(p, s, plen) != 0) {
+            return 0;
+        }
+        p += plen;
+        s += slen;
+    }
+    if (*p || *s)
+        return 0;
+    *nparams = n;
+    return 1;
+}
+
+const ll_route *ll_route_match(ll_req *req, const char *method, const char *path,
+                               unsigned *out_status, char *allow, size_t allow_cap)
+{
+    char copy[2048];
+    const char *params[LL_MAX_PARAMS];
+    const ll_route *found = NULL;
+    int nparams = 0;
+    size_t used = 0;
+
+    allow[0] = '\0';
+    *out_status = 404;
+    if (strlen(path) >= sizeof(copy))
+        return NULL;
+    for (const ll_route *r = ll_routes; r->method; r++) {
+        snprintf(copy, sizeof(copy), "%s", path);
+        if (!match(r->pattern, copy, params, &nparams))
+            continue;
+        *out_status = 405;
+        if (!strstr(allow, r->method)) {
+            int w = snprintf(allow + used, allow_cap - used, "%s%s", used ? ", " : "", r->method);
+            if (w > 0 && (size_t)w < allow_cap - used)
+                used += (size_t)w;
+        }
+        if (!found && strcmp(r->method, method) == 0)
+            found = r;
+        if (!found && strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)
+            found = r;
+    }
+    if (!found)
+        return NULL;
+    /* Capture into req->path, which lives as long as the request. */
+    match(found->pattern, req->path, req->params, &req->nparams);
+    for (int i = 0; i < req->nparams; i++) {
+        char *slash = strchr((char *)req->params[i], '/');
+        if (slash)
+            *slash = '\0';
+    }
+    *out_status = 200;
+    return found;
+}

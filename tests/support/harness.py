@@ -1,0 +1,614 @@
+"""Test harness for the API tests: starts the real landlord binary, talks HTTP
+to it, and reads back what it wrote (the GitOps remote with the git CLI, the
+registry with sqlite3).
+
+Python 3 standard library + python3-yaml only.  Environment:
+
+  LANDLORD_BIN         the binary (default build/landlord under the source dir)
+  LANDLORD_SOURCE_DIR  the repository root (default: two levels above this file)
+
+A server's stdout and stderr go to files in its temp dir; when a test of a
+LandlordTestCase fails, the tail of both is printed for every server the
+test (or its class) started.
+"""
+
+import atexit
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+SOURCE_DIR = os.path.abspath(
+    os.environ.get("LANDLORD_SOURCE_DIR")
+    or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+)
+
+READY_RE = re.compile(r"^landlord: serving http://127\.0\.0\.1:(\d+)/")
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+
+PROBLEM = "urn:landlord:problem:"
+HEX40 = re.compile(r"^[0-9a-f]{40}$")
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+PROD = "application-plane/production"
+
+
+def landlord_bin():
+    """The landlord binary as an absolute path."""
+    b = os.environ.get("LANDLORD_BIN")
+    if not b:
+        return os.path.join(SOURCE_DIR, "build", "landlord")
+    if os.path.isabs(b):
+        return b
+    if os.path.exists(b):
+        return os.path.abspath(b)
+    return os.path.join(SOURCE_DIR, b)
+
+
+def clean_env(extra=None):
+    """The environment for a child: ours without any LANDLORD_* variable,
+    plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LANDLORD_")}
+    env.setdefault("LC_ALL", "C.UTF-8")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_landlord(args, env=None, timeout=30, cwd=None):
+    """Runs the binary to completion: CompletedProcess with text output."""
+    return subprocess.run(
+        [landlord_bin()] + list(args),
+        env=clean_env(env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
+
+
+_temp_dirs = []
+
+
+def make_temp_dir(prefix="landlord-test-"):
+    d = tempfile.mkdtemp(prefix=prefix)
+    _temp_dirs.append(d)
+    return d
+
+
+def remove_temp_dirs():
+    while _temp_dirs:
+        shutil.rmtree(_temp_dirs.pop(), ignore_errors=True)
+
+
+class StartError(AssertionError):
+    pass
+
+
+# Every server started, for printing logs on failure.
+_servers = []
+
+
+class Response:
+    """An HTTP answer.  Unpacks as (status, headers, body, json)."""
+
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # http.client.HTTPMessage: case-insensitive get()
+        self.body = body
+        self.json = None
+        ct = self.content_type
+        if ct in ("application/json", "application/problem+json") and body:
+            try:
+                self.json = json.loads(body.decode("utf-8"))
+            except ValueError:
+                self.json = None
+
+    @property
+    def content_type(self):
+        ct = self.headers.get("Content-Type") or ""
+        return ct.split(";")[0].strip().lower()
+
+    def header(self, name):
+        return self.headers.get(name)
+
+    def __iter__(self):
+        return iter((self.status, self.headers, self.body, self.json))
+
+    def __repr__(self):
+        body = self.body[:600].decode("utf-8", "replace")
+        return "<HTTP %d %s ct=%s body=%r>" % (self.status, self.reason, self.content_type, body)
+
+
+class Server:
+    """One landlord process: `landlord serve --listen 127.0.0.1:0 --data DIR`.
+
+    data: an existing data dir to reuse (e.g. for restarts); default a new
+    temp dir.  args: extra arguments.  env: extra environment.  listen: the
+    --listen value, or None to pass no --listen (config/env decide).
+    """
+
+    def __init__(self, data=None, args=(), env=None, listen="127.0.0.1:0", data_flag=True):
+        self.data = data or make_temp_dir("landlord-data-")
+        self.logdir = make_temp_dir("landlord-log-")
+        self.args = list(args)
+        self.env = dict(env or {})
+        self.listen = listen
+        self.data_flag = data_flag
+        self.proc = None
+        self.port = None
+        self.remote = os.path.join(self.data, "remote.git")
+        self.stdout_path = None
+        self.stderr_path = None
+        self.starts = 0
+
+    # -- process ----------------------------------------------------------
+
+    def command(self):
+        cmd = [landlord_bin(), "serve"]
+        if self.listen is not None:
+            cmd += ["--listen", self.listen]
+        if self.data_flag:
+            cmd += ["--data", self.data]
+        return cmd + self.args
+
+    def start(self):
+        self.starts += 1
+        self.stdout_path = os.path.join(self.logdir, "stdout.%d.log" % self.starts)
+        self.stderr_path = os.path.join(self.logdir, "stderr.%d.log" % self.starts)
+        out = open(self.stdout_path, "wb")
+        err = open(self.stderr_path, "wb")
+        try:
+            self.proc = subprocess.Popen(
+                self.command(),
+                env=clean_env(self.env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=self.logdir,
+            )
+        finally:
+            out.close()
+            err.close()
+        _servers.append(self)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            port = self._announced_port()
+            if port is not None:
+                self.port = port
+                return self
+            rc = self.proc.poll()
+            if rc is not None:
+                raise StartError(
+                    "landlord exited with %d before serving\ncommand: %s\n%s"
+                    % (rc, " ".join(self.command()), self.logs())
+                )
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
+                raise StartError(
+                    "landlord did not announce 'landlord: serving http://127.0.0.1:PORT/' "
+                    "on stdout within %.0f s\ncommand: %s\n%s"
+                    % (START_TIMEOUT, " ".join(self.command()), self.logs())
+                )
+            time.sleep(0.02)
+
+    def _announced_port(self):
+        with open(self.stdout_path, "rb") as f:
+            for line in f.read().decode("utf-8", "replace").splitlines():
+                m = READY_RE.match(line)
+                if m:
+                    return int(m.group(1))
+        return None
+
+    def wait_exit(self, timeout=START_TIMEOUT):
+        """Waits for the process to exit by itself; returns its exit code or
+        None after timeout (the process is then killed)."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+    def stop(self, sig=signal.SIGTERM):
+        """Sends sig and waits up to 10 s; returns the exit code (None when it
+        had to be killed).  Callers assert the code."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is not None:
+            return proc.returncode
+        proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return None
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stdout_text(self):
+        return _read(self.stdout_path)
+
+    def stderr_text(self):
+        return _read(self.stderr_path)
+
+    def logs(self, tail=60):
+        def last(text):
+            lines = text.splitlines()
+            return "\n".join(lines[-tail:])
+
+        return "--- stdout (%s) ---\n%s\n--- stderr (%s) ---\n%s\n---" % (
+            self.stdout_path,
+            last(self.stdout_text()),
+            self.stderr_path,
+            last(self.stderr_text()),
+        )
+
+    # -- HTTP --------------------------------------------------------------
+
+    def request(self, method, path, body=None, headers=None, json_body=None, timeout=30):
+        """One request on a new connection.  json_body is serialized with
+        Content-Type: application/json unless headers say otherwise."""
+        hdrs = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body).encode("utf-8")
+            if not any(k.lower() == "content-type" for k in hdrs):
+                hdrs["Content-Type"] = "application/json"
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            r = conn.getresponse()
+            data = r.read()
+            return Response(r.status, r.reason, r.headers, data)
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post_json(self, path, obj, **kw):
+        return self.request("POST", path, json_body=obj, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def raw(self, data, read_timeout=5.0, shutdown_write=False):
+        """Sends raw bytes and returns whatever comes back until the server
+        closes or read_timeout passes without data."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=read_timeout)
+        try:
+            s.sendall(data)
+            if shutdown_write:
+                s.shutdown(socket.SHUT_WR)
+            chunks = []
+            while True:
+                try:
+                    c = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not c:
+                    break
+                chunks.append(c)
+            return b"".join(chunks)
+        finally:
+            s.close()
+
+    # -- the GitOps remote (git CLI) ----------------------------------------
+
+    def git(self, *args, check=True, branch_repo=None):
+        return git(branch_repo or self.remote, *args, check=check)
+
+    def head(self, branch="main"):
+        return git(self.remote, "rev-parse", "--verify", "-q", branch + "^{commit}", check=False).strip()
+
+    def log(self, branch="main"):
+        return git_log(self.remote, branch)
+
+    def commit_count(self, branch="main"):
+        return git_count(self.remote, branch)
+
+    def ls_tree(self, branch="main"):
+        return git_ls_tree(self.remote, branch)
+
+    def show(self, path, rev="main"):
+        return git_show(self.remote, path, rev)
+
+    def changed_files(self, rev):
+        return git_changed(self.remote, rev)
+
+    # -- the registry (sqlite3, read-only) ----------------------------------
+
+    @property
+    def db(self):
+        return os.path.join(self.data, "landlord.db")
+
+    def snapshot(self, tables=None):
+        return registry_snapshot(self.db, tables)
+
+    def rows(self, table):
+        return registry_rows(self.db, table)
+
+
+def _read(path):
+    if not path or not os.path.exists(path):
+        return ""
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+# -- git helpers, usable on any bare repository ------------------------------
+
+
+def git(git_dir, *args, check=True):
+    p = subprocess.run(
+        ["git", "--git-dir", git_dir] + list(args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env({"GIT_CONFIG_NOSYSTEM": "1", "HOME": tempfile.gettempdir()}),
+    )
+    if check and p.returncode != 0:
+        raise AssertionError(
+            "git --git-dir %s %s failed (%d): %s"
+            % (git_dir, " ".join(args), p.returncode, p.stderr.decode("utf-8", "replace"))
+        )
+    return p.stdout.decode("utf-8", "replace")
+
+
+def git_log(git_dir, branch="main"):
+    """[(sha, subject, author name, author email)], newest first; [] when the
+    branch does not exist."""
+    if not git(git_dir, "rev-parse", "--verify", "-q", branch, check=False).strip():
+        return []
+    out = git(git_dir, "log", "--format=%H%x00%s%x00%an%x00%ae", branch)
+    return [tuple(line.split("\x00")) for line in out.splitlines() if line]
+
+
+def git_count(git_dir, branch="main"):
+    if not git(git_dir, "rev-parse", "--verify", "-q", branch, check=False).strip():
+        return 0
+    return int(git(git_dir, "rev-list", "--count", branch).strip())
+
+
+def git_ls_tree(git_dir, branch="main"):
+    return [l for l in git(git_dir, "ls-tree", "-r", "--name-only", branch).splitlines() if l]
+
+
+def git_show(git_dir, path, rev="main"):
+    return git(git_dir, "show", "%s:%s" % (rev, path))
+
+
+def git_changed(git_dir, rev):
+    """{path: status letter} of the files rev changed against its first parent."""
+    out = git(git_dir, "show", "--no-renames", "--name-status", "--format=", rev)
+    changed = {}
+    for line in out.splitlines():
+        if line.strip():
+            st, path = line.split("\t", 1)
+            changed[path] = st[0]
+    return changed
+
+
+# -- registry helpers ---------------------------------------------------------
+
+
+def _connect_ro(db):
+    conn = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def registry_tables(db):
+    conn = _connect_ro(db)
+    try:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+    finally:
+        conn.close()
+
+
+def registry_rows(db, table):
+    """All rows of table as dicts, in rowid order."""
+    conn = _connect_ro(db)
+    try:
+        return [dict(r) for r in conn.execute('SELECT * FROM "%s" ORDER BY rowid' % table.replace('"', '""'))]
+    finally:
+        conn.close()
+
+
+def registry_snapshot(db, tables=None):
+    """{table: [row dicts]} for the given tables (default: every table of the
+    registry, tenants and operations included)."""
+    if tables is None:
+        tables = registry_tables(db)
+    conn = _connect_ro(db)
+    try:
+        snap = {}
+        for t in tables:
+            snap[t] = [
+                dict(r) for r in conn.execute('SELECT * FROM "%s" ORDER BY rowid' % t.replace('"', '""'))
+            ]
+        return snap
+    finally:
+        conn.close()
+
+
+# -- unittest glue -------------------------------------------------------------
+
+
+class LandlordTestCase(unittest.TestCase):
+    """A TestCase that prints the logs of every server started during a
+    failing test (and of the class's shared servers), and offers helpers."""
+
+    maxDiff = None
+
+    def run(self, result=None):
+        if result is None:
+            return super().run(result)
+        before_f, before_e = len(result.failures), len(result.errors)
+        before_servers = len(_servers)
+        out = super().run(result)
+        if len(result.failures) > before_f or len(result.errors) > before_e:
+            seen = set()
+            shown = list(getattr(type(self), "_shared_servers", [])) + _servers[before_servers:]
+            for s in shown:
+                if id(s) in seen:
+                    continue
+                seen.add(id(s))
+                sys.stderr.write("\n=== landlord logs for %s (data %s) ===\n%s\n" % (self.id(), s.data, s.logs()))
+        return out
+
+    @classmethod
+    def start_shared(cls, **kw):
+        s = Server(**kw).start()
+        if "_shared_servers" not in cls.__dict__:
+            cls._shared_servers = []
+        cls._shared_servers.append(s)
+        return s
+
+    @classmethod
+    def stop_shared(cls):
+        """Stops the class's servers (SIGTERM, then kill if need be); returns
+        their exit codes."""
+        codes = []
+        for s in cls.__dict__.get("_shared_servers", []):
+            codes.append(s.stop())
+            s.kill()
+        cls._shared_servers = []
+        return codes
+
+    def start_server(self, **kw):
+        s = Server(**kw).start()
+        self.addCleanup(s.kill)
+        return s
+
+    def assertProblem(self, resp, status, ptype=None, field=None, msg=None):
+        """resp is an application/problem+json answer with this status and
+        (optionally) this type (suffix after urn:landlord:problem:) and field."""
+        ctx = "%s%r" % ((msg + ": ") if msg else "", resp)
+        self.assertEqual(resp.status, status, ctx)
+        self.assertEqual(resp.content_type, "application/problem+json", ctx)
+        self.assertIsInstance(resp.json, dict, ctx)
+        self.assertEqual(resp.json.get("status"), status, ctx)
+        self.assertIsInstance(resp.json.get("title"), str, ctx)
+        self.assertTrue(str(resp.json.get("type", "")).startswith(PROBLEM), ctx)
+        if ptype is not None:
+            types = ptype if isinstance(ptype, (tuple, list, set)) else (ptype,)
+            self.assertIn(resp.json.get("type"), [PROBLEM + t for t in types], ctx)
+        if field is not None:
+            self.assertEqual(resp.json.get("field"), field, ctx)
+        rid = resp.header("X-Request-Id")
+        if "request_id" in resp.json:
+            self.assertEqual(resp.json["request_id"], rid, ctx)
+        return resp.json
+
+    def assertJson(self, resp, status, msg=None):
+        ctx = "%s%r" % ((msg + ": ") if msg else "", resp)
+        self.assertEqual(resp.status, status, ctx)
+        self.assertEqual(resp.content_type, "application/json", ctx)
+        self.assertIsNotNone(resp.json, ctx)
+        return resp.json
+
+
+def onboard(server, tenant_id, tier, release=None, values=None, query=""):
+    body = {"id": tenant_id, "tier": tier}
+    if release is not None:
+        body["release"] = release
+    if values is not None:
+        body["values"] = values
+    return server.post_json("/api/v1/tenants" + query, body)
+
+
+@atexit.register
+def _cleanup():
+    for s in _servers:
+        s.kill()
+    remove_temp_dirs()
+
+
+# -- GitOps content helpers ------------------------------------------------------
+
+
+def template_path(tier):
+    return "%s/tier-templates/%s_tenant_template.yaml" % (PROD, tier)
+
+
+def tenant_path(tier, tenant_id):
+    return "%s/tenants/%s/%s.yaml" % (PROD, tier, tenant_id)
+
+
+def kustomization_path(tier):
+    return "%s/tenants/%s/kustomization.yaml" % (PROD, tier)
+
+
+def naive_render(template, tenant_id, tier, release_expr):
+    """The template with its placeholders replaced textually: what the
+    rendered file must mean (semantically) when no values are given and the
+    id is an unambiguous plain string."""
+    out = template.replace("{RELEASE_VERSION}.x", release_expr)
+    out = out.replace("{RELEASE_VERSION}", release_expr)
+    out = out.replace("{TENANT_ID}", tenant_id).replace("{TIER}", tier)
+    return out
+
+
+def template_comments(template):
+    """The comments of a template ('# ...' to the end of the line), stripped."""
+    comments = []
+    for line in template.splitlines():
+        i = line.find("#")
+        # a '#' that starts a comment is at the start or after a blank
+        while i >= 0 and i > 0 and line[i - 1] not in " \t":
+            i = line.find("#", i + 1)
+        if i >= 0:
+            comments.append(line[i:].strip())
+    return comments
+
+
+def yaml_docs(text):
+    import yaml
+
+    return [d for d in yaml.safe_load_all(text) if d is not None]
+
+
+def kustomization_resources(text):
+    import yaml
+
+    doc = yaml.safe_load(text) or {}
+    return list(doc.get("resources") or [])

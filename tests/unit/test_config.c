@@ -1,0 +1,109 @@
+/* Unit tests of lib/config.c: defaults, file, environment, errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "landlord/config.h"
+#include "landlord/error.h"
+
+static char file[64];
+
+static void write_file(const char *text)
+{
+    FILE *f;
+    snprintf(file, sizeof(file), "/tmp/ll-config-XXXXXX");
+    int fd = mkstemp(file);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_defaults(void **state)
+{
+    ll_config cfg;
+    ll_config_defaults(&cfg);
+    assert_string_equal(cfg.listen, "127.0.0.1:8080");
+    assert_string_equal(cfg.data, "./var");
+    assert_string_equal(cfg.git_branch, "main");
+    assert_string_equal(cfg.git_url, "");
+    assert_string_equal(cfg.git_root, "application-plane/production");
+    assert_int_equal(cfg.http_max_body, 1048576);
+}
+
+static void test_file_and_env(void **state)
+{
+    ll_config cfg;
+    char *env[] = {"LANDLORD_LISTEN=127.0.0.1:9001", "LANDLORD_UNRELATED=x", "PATH=/bin", NULL};
+    ll_config_defaults(&cfg);
+    write_file("# a comment\nlisten: 127.0.0.1:9000\ngit-branch: prod\nhttp-threads: 8\n");
+    assert_int_equal(ll_config_load_file(&cfg, file), 0);
+    unlink(file);
+    assert_string_equal(cfg.listen, "127.0.0.1:9000");
+    assert_string_equal(cfg.git_branch, "prod");
+    assert_int_equal(cfg.http_threads, 8);
+    assert_int_equal(ll_config_load_env(&cfg, env), 0);
+    assert_string_equal(cfg.listen, "127.0.0.1:9001"); /* env beats file */
+}
+
+static void test_file_errors(void **state)
+{
+    static const struct {
+        const char *text, *where, *words;
+    } cases[] = {
+        {"listen: 127.0.0.1:1\nlisen: x\n", ":2:1:", "unknown setting 'lisen'"},
+        {"http-threads: lots\n", ":1:15:", "not a whole number"},
+        {"http-threads: 100000\n", ":1:15:", "outside"},
+        {"listen: [a, b]\n", ":1:9:", "list"},
+        {"git:\n  url: x\n", ":1:1:", "unknown setting 'git'"},
+        {"listen: 127.0.0.1:1\n- item\n", ":2:", "did not find expected key"},
+        {"git-branch: a..b\n", ":1:13:", "branch"},
+        {"git-root: /abs\n", ":1:11:", "relative"},
+        {"default-release: v1\n", ":1:18:", "release"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ll_config cfg;
+        ll_config_defaults(&cfg);
+        write_file(cases[i].text);
+        int rc = ll_config_load_file(&cfg, file);
+        unlink(file);
+        assert_int_not_equal(rc, 0);
+        const ll_error *e = ll_error_last();
+        if (!strstr(e->message, cases[i].where) || !strstr(e->message, file))
+            fail_msg("case %zu: '%s' lacks %s", i, e->message, cases[i].where);
+        if (!strstr(e->message, cases[i].words))
+            fail_msg("case %zu: '%s' lacks '%s'", i, e->message, cases[i].words);
+        assert_true(e->hint[0] != '\0');
+        assert_string_equal(cfg.listen, i == 0 || i == 5 ? cfg.listen : "127.0.0.1:8080");
+    }
+}
+
+static void test_set(void **state)
+{
+    ll_config cfg;
+    ll_config_defaults(&cfg);
+    assert_int_equal(ll_config_set(&cfg, "listen", "nope", "test"), LL_EINVALID);
+    assert_int_equal(ll_config_set(&cfg, "listen", "127.0.0.1:70000", "test"), LL_EINVALID);
+    assert_int_equal(ll_config_set(&cfg, "listen", "[::1]:0", "test"), 0);
+    assert_int_equal(ll_config_set(&cfg, "nothing", "1", "test"), LL_ENOTFOUND);
+    assert_int_equal(ll_config_set(&cfg, "log-level", "loud", "test"), LL_EINVALID);
+    assert_int_equal(ll_config_set(&cfg, "write-wait", "0", "test"), 0);
+    assert_int_equal(cfg.write_wait, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_file_and_env),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_set),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

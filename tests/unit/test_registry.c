@@ -1,0 +1,198 @@
+/* Unit tests of lib/registry.c: migrations, tenants, the outbox. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "landlord/error.h"
+#include "landlord/registry.h"
+
+static char dir[64], path[128];
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof(dir), "/tmp/ll-registry-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, sizeof(path), "%s/landlord.db", dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int scalar_int(const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void test_migrations(void **state)
+{
+    ll_registry *r = NULL;
+    int applied = 0, known = 0;
+
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(ll_registry_schema_version(r, &applied, &known), 0);
+    assert_true(known >= 1);
+    assert_int_equal(applied, known);
+    ll_registry_close(r);
+    /* Tracked: one row per migration, and re-opening applies nothing twice. */
+    assert_int_equal(scalar_int("SELECT count(*) FROM schema_migrations"), known);
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    ll_registry_close(r);
+    assert_int_equal(scalar_int("SELECT count(*) FROM schema_migrations"), known);
+
+    /* A database from a newer landlord is refused and left alone. */
+    {
+        sqlite3 *db = NULL;
+        char sql[64];
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", known + 1);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+    }
+    assert_int_equal(ll_registry_open(&r, path), LL_ECONFLICT);
+    assert_non_null(strstr(ll_error_last()->message, "newer")
+                        ? ll_error_last()->message
+                        : strstr(ll_error_last()->message, "knows only"));
+    assert_int_equal(scalar_int("PRAGMA user_version"), known + 1);
+}
+
+static void test_wal_and_foreign_keys(void **state)
+{
+    ll_registry *r = NULL;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    ll_registry_close(r);
+}
+
+static void test_tenant_lifecycle(void **state)
+{
+    ll_registry *r = NULL;
+    json_t *t = NULL, *existing = NULL, *ops = NULL, *list = NULL, *res;
+    char *next = NULL;
+    long long op = 0, op2 = 0;
+
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "acme", "premium", "0.0", "{\"a\":1}"),
+                     0);
+    assert_true(op > 0);
+    assert_null(existing);
+    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 1), 0);
+    assert_string_equal(json_string_value(json_object_get(t, "sync")), "pending");
+    assert_string_equal(json_string_value(json_object_get(t, "lifecycle")), "active");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "values"), "a")), 1);
+    assert_int_equal(json_array_size(json_object_get(t, "commits")), 0);
+    json_decref(t);
+
+    /* Exists: refused with the existing tenant. */
+    assert_int_equal(ll_registry_onboard(&op2, &existing, r, "acme", "basic", "0.0", "{}"),
+                     LL_EEXISTS);
+    assert_non_null(existing);
+    assert_string_equal(json_string_value(json_object_get(existing, "tier")), "premium");
+    json_decref(existing);
+
+    /* The outbox holds exactly one queued operation with the desired state. */
+    assert_int_equal(ll_registry_ops_queued(&ops, r, 10), 0);
+    assert_int_equal(json_array_size(ops), 1);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_array_get(ops, 0), "payload"), "release")),
+                        "0.0");
+    json_decref(ops);
+
+    res = json_pack("[{s:I, s:b, s:s}]", "id", (json_int_t)op, "ok", 1, "commit",
+                    "0123456789012345678901234567890123456789");
+    assert_int_equal(ll_registry_ops_finish(r, res), 0);
+    json_decref(res);
+    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 1), 0);
+    assert_string_equal(json_string_value(json_object_get(t, "sync")), "committed");
+    assert_string_equal(json_string_value(json_object_get(t, "commit")),
+                        "0123456789012345678901234567890123456789");
+    assert_int_equal(json_array_size(json_object_get(t, "commits")), 1);
+    json_decref(t);
+
+    /* Offboard, then a failed re-onboard returns the tenant to offboarded. */
+    assert_int_equal(ll_registry_offboard(&op, r, "acme"), 0);
+    assert_true(op > 0);
+    res = json_pack("[{s:I, s:b, s:s}]", "id", (json_int_t)op, "ok", 1, "commit",
+                    "1111111111111111111111111111111111111111");
+    assert_int_equal(ll_registry_ops_finish(r, res), 0);
+    json_decref(res);
+    assert_int_equal(ll_registry_offboard(&op2, r, "acme"), 0);
+    assert_int_equal(op2, 0); /* offboarded already */
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "acme", "basic", "0.0", "{}"), 0);
+    res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "boom",
+                    "error_type", "upstream-failure");
+    assert_int_equal(ll_registry_ops_finish(r, res), 0);
+    json_decref(res);
+    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 1), 0);
+    assert_string_equal(json_string_value(json_object_get(t, "lifecycle")), "offboarded");
+    assert_string_equal(json_string_value(json_object_get(t, "tier")), "premium");
+    assert_int_equal(json_array_size(json_object_get(t, "commits")), 2);
+    json_decref(t);
+
+    /* A failed first onboarding leaves no tenant behind. */
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "beta", "basic", "0.0", "{}"), 0);
+    res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "boom",
+                    "error_type", "render-failed");
+    assert_int_equal(ll_registry_ops_finish(r, res), 0);
+    json_decref(res);
+    assert_int_equal(ll_registry_tenant_get(&t, r, "beta", 0), LL_ENOTFOUND);
+
+    /* Lists page by id. */
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "gamma", "basic", "0.0", "{}"), 0);
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "delta", "basic", "0.0", "{}"), 0);
+    assert_int_equal(ll_registry_tenant_list(&list, &next, r, "basic", NULL, NULL, 1), 0);
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "id")), "delta");
+    assert_string_equal(next, "delta");
+    free(next);
+    next = NULL;
+    json_decref(list);
+    assert_int_equal(ll_registry_tenant_list(&list, &next, r, "basic", NULL, "delta", 1), 0);
+    free(next);
+    next = NULL;
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "id")), "gamma");
+    json_decref(list);
+    assert_int_equal(ll_registry_tenant_list(&list, &next, r, "basic", NULL, "gamma", 1), 0);
+    assert_int_equal(json_array_size(list), 0);
+    assert_null(next);
+    json_decref(list);
+    ll_registry_close(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_and_foreign_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_lifecycle, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
