@@ -15,6 +15,8 @@ typedef struct problem_class {
     const char *title;
 } problem_class;
 
+static const problem_class *class_of(const char *type);
+
 static const problem_class classes[] = {
     {"malformed-request", 400, "Malformed request"},
     {"unauthorized", 401, "Unauthorized"},
@@ -32,15 +34,6 @@ static const problem_class classes[] = {
     {"timeout", 504, "Timed out"},
 };
 
-static const char *title_of(const char *type)
-{
-    for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
-        if (strcmp(classes[i].type, type) == 0)
-            return classes[i].title;
-    }
-    return "Error";
-}
-
 enum MHD_Result ll_reply_problem(ll_req *req, unsigned status, const char *type, const char *detail,
                                  json_t *extra)
 {
@@ -49,7 +42,7 @@ enum MHD_Result ll_reply_problem(ll_req *req, unsigned status, const char *type,
 
     snprintf(uri, sizeof(uri), "urn:landlord:problem:%s", type);
     json_object_set_new(body, "type", json_string(uri));
-    json_object_set_new(body, "title", json_string(title_of(type)));
+    json_object_set_new(body, "title", json_string(class_of(type)->title));
     json_object_set_new(body, "status", json_integer(status));
     if (detail && *detail)
         json_object_set_new(body, "detail", json_string(detail));
@@ -62,50 +55,53 @@ enum MHD_Result ll_reply_problem(ll_req *req, unsigned status, const char *type,
     return ll_reply_json(req, status, body);
 }
 
+/* Which class each code answers with; anything else is "internal". */
+static const struct {
+    int code;
+    const char *type;
+} by_code[] = {
+    {LL_EMALFORMED, "malformed-request"},
+    {LL_EINVALID, "invalid-request"},
+    {LL_ENOTFOUND, "not-found"},
+    {LL_EEXISTS, "conflict"},
+    {LL_ECONFLICT, "conflict"},
+    {LL_EAUTH, "unauthorized"},
+    {LL_EFORBIDDEN, "forbidden"},
+    {LL_EUPSTREAM, "upstream-failure"},
+    {LL_ETIMEOUT, "timeout"},
+};
+
+static const problem_class *class_of(const char *type)
+{
+    for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+        if (strcmp(classes[i].type, type) == 0)
+            return &classes[i];
+    }
+    return class_of("internal");
+}
+
 enum MHD_Result ll_reply_error_with(ll_req *req, int err, json_t *extra)
 {
     const ll_error *e = ll_error_last();
-    const char *type;
-    unsigned status;
+    const char *type = "internal";
+    const problem_class *pc;
 
-    switch (err) {
-    case LL_EMALFORMED:
-        type = "malformed-request", status = 400;
-        break;
-    case LL_EINVALID:
-        type = strcmp(e->kind, "render-failed") == 0 ? "render-failed" : "invalid-request";
-        status = 422;
-        break;
-    case LL_ENOTFOUND:
-        type = "not-found", status = 404;
-        break;
-    case LL_EEXISTS:
-    case LL_ECONFLICT:
-        type = "conflict", status = 409;
-        break;
-    case LL_EAUTH:
-        type = "unauthorized", status = 401;
-        break;
-    case LL_EFORBIDDEN:
-        type = "forbidden", status = 403;
-        break;
-    case LL_EUPSTREAM:
-        type = "upstream-failure", status = 502;
-        break;
-    case LL_ETIMEOUT:
-        type = "timeout", status = 504;
-        break;
-    default:
-        type = "internal", status = 500;
-        break;
+    for (size_t i = 0; i < sizeof(by_code) / sizeof(by_code[0]); i++) {
+        if (by_code[i].code == err)
+            type = by_code[i].type;
     }
+    /* A finer class named by the core wins when it has the same status. */
+    if (e->kind[0] && class_of(e->kind)->status == class_of(type)->status)
+        type = e->kind;
+    pc = class_of(type);
     if (!extra)
         extra = json_object();
     if (e->field[0])
         json_object_set_new(extra, "field", json_string(e->field));
     if (e->hint[0])
         json_object_set_new(extra, "hint", json_string(e->hint));
-    return ll_reply_problem(req, status, type, e->message[0] ? e->message : title_of(type), extra);
+    return ll_reply_problem(req, pc->status, pc->type, e->message[0] ? e->message : pc->title,
+                            extra);
 }
 
 enum MHD_Result ll_reply_error(ll_req *req, int err)

@@ -250,5 +250,19 @@ class Seeding(LandlordTestCase):
         self.assertEqual(s.stop(), 0)
 
 
+class Author(LandlordTestCase):
+    def test_commit_author_from_configuration(self):
+        d = make_temp_dir()
+        cfg = write(os.path.join(d, "landlord.yaml"),
+                    "git-author-name: Config Bot\ngit-author-email: config@example.test\n")
+        s = self.start_server(args=["--config", cfg],
+                              env={"LANDLORD_GIT_AUTHOR_EMAIL": "env@example.test"})
+        self.assertEqual(onboard(s, "authored", "basic").status, 201)
+        sha, subject, name, email = s.log()[0]
+        self.assertEqual(subject, "Onboard tenant authored (basic)")
+        self.assertEqual((name, email), ("Config Bot", "env@example.test"))
+        self.assertEqual(s.stop(), 0)
+
+
 if __name__ == "__main__":
     unittest.main()

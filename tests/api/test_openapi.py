@@ -257,7 +257,8 @@ class ResponsesValidate(LandlordTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.stop_shared()
+        codes = cls.stop_shared()
+        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
 
     def check(self, method, template, resp):
         ops = {(m, p): op for m, p, op, _ in operations(self.spec)}

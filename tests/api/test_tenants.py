@@ -253,6 +253,7 @@ class TenantApi(LandlordTestCase):
         self.assertIsNone(body["next_cursor"])
         ids = [t["id"] for t in body["items"]]
         self.assertEqual(len(ids), len(set(ids)))
+        self.assertEqual(ids, sorted(ids), "lists are ordered by id (openapi.yaml)")
         self.assertTrue({"list-p1", "list-b1", "list-a1"} <= set(ids), ids)
         for t in body["items"]:
             self.assertNotIn("commits", t, "lists carry no commits")
@@ -445,6 +446,85 @@ class Restart(LandlordTestCase):
         c = self.assertJson(onboard(s, "keep-c", "advanced"), 201)
         self.assertEqual(s.commit_count(), count0 + 1)
         self.assertEqual(c["commit"], s.head())
+        self.assertEqual(s.stop(), 0)
+
+
+class PushFailure(LandlordTestCase):
+    """A failure after validation leaves no tenant record and no commit
+    (issue 2, "Registry and repo agree").  The remote's branch is locked
+    with a stale ref lock file, so every push fails."""
+
+    def test_rejected_push(self):
+        s = self.start_server()
+        lock = os.path.join(s.remote, "refs", "heads", "main.lock")
+        self.assertJson(onboard(s, "stays", "basic"), 201)
+        tenants0, log0 = s.rows("tenants"), s.log()
+
+        open(lock, "w").close()
+        r = onboard(s, "blocked", "premium")
+        self.assertProblem(r, 502, "upstream-failure")
+        self.assertEqual(s.rows("tenants"), tenants0, "no tenant record after a failed push")
+        self.assertEqual(s.log(), log0)
+        self.assertProblem(s.get("/api/v1/tenants/blocked"), 404, "not-found")
+        self.assertNotIn("blocked", [t["id"] for t in self.assertJson(s.get("/api/v1/tenants"), 200)["items"]])
+        failed = [o for o in s.rows("operations") if o["tenant_id"] == "blocked"]
+        self.assertTrue(failed and all(o["state"] == "failed" for o in failed), failed)
+
+        r = s.delete("/api/v1/tenants/stays")
+        self.assertProblem(r, 502, "upstream-failure")
+        self.assertEqual(s.log(), log0)
+        g = self.assertJson(s.get("/api/v1/tenants/stays"), 200)
+        self.assertNotEqual(g["state"], "offboarded")
+        self.assertIsNone(g["offboarded_at"])
+
+        os.unlink(lock)
+        t = self.assertJson(onboard(s, "blocked", "premium"), 201)
+        self.assertEqual(s.commit_count(), len(log0) + 1, "the failed attempt left nothing behind")
+        self.assertEqual(t["commit"], s.head())
+        self.assertEqual(set(s.changed_files(s.head())),
+                         {tenant_path("premium", "blocked"), kustomization_path("premium")})
+        self.assertJson(s.delete("/api/v1/tenants/stays"), 200)
+        self.assertEqual(s.commit_count(), len(log0) + 2)
+        self.assertNotIn(tenant_path("basic", "stays"), s.ls_tree())
+        self.assertEqual(s.stop(), 0)
+
+
+class Concurrency(LandlordTestCase):
+    """Many onboardings at once: every one is answered, pushed, and listed
+    exactly once in its tier's kustomization."""
+
+    def test_parallel_onboarding(self):
+        import threading
+
+        s = self.start_server()
+        count0 = s.commit_count()
+        ids = ["par-%02d" % i for i in range(24)]
+        tiers = ["basic", "premium", "advanced"]
+        results = {}
+
+        def go(i, tid):
+            results[tid] = onboard(s, tid, tiers[i % 3])
+
+        threads = [threading.Thread(target=go, args=(i, tid)) for i, tid in enumerate(ids)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        for tid in ids:
+            self.assertJson(results[tid], 201, tid)
+        count = s.commit_count()
+        self.assertGreater(count, count0)
+        self.assertLessEqual(count, count0 + len(ids))
+        tree = set(s.ls_tree())
+        for tier in tiers:
+            res = kustomization_resources(s.show(kustomization_path(tier)))
+            self.assertEqual(len(res), len(set(res)), res)
+        for i, tid in enumerate(ids):
+            tier = tiers[i % 3]
+            self.assertIn(tenant_path(tier, tid), tree)
+            self.assertEqual(kustomization_resources(s.show(kustomization_path(tier))).count(tid + ".yaml"), 1)
+            # its commit is on main
+            s.git("merge-base", "--is-ancestor", results[tid].json["commit"], "main")
         self.assertEqual(s.stop(), 0)
 
 
