@@ -1,20 +1,28 @@
 /* gitops.c - the one writer of the GitOps repository.
  *
- * How it works.  A bare clone at <data>/work.git has the remote as "origin".
+ * How it works.  A bare clone at <data>/work.git has the remote as "origin";
  * refs/remotes/origin/<branch> is the last remote head landlord knows.  The
- * writer thread loops: take up to batch-size queued operations from the
- * registry, apply each to an in-memory overlay of the remote head's tree
- * (render the tenant file, edit the tier's kustomization as YAML), write one
- * tree with git_tree_create_updated and one commit on that head, push it
- * without force.  If the push is refused because the branch moved, fetch and
- * rebuild on the new head; foreign changes are never overwritten because
- * every attempt starts from the remote's tree.  Outcomes go back to the
- * registry in one transaction and waiters are woken.
+ * writer thread loops: take queued operations from the registry's outbox
+ * (up to batch-size, one author per batch), apply each to an in-memory
+ * overlay of the remote head's tree (render the tenant file, edit the tier
+ * kustomization as YAML), write one tree with git_tree_create_updated and one
+ * commit on that head, and push it without force.
+ *
+ * - A push refused because the branch moved: fetch, rebuild on the new head
+ *   (re-applying the operations, so foreign changes are kept), push again,
+ *   with jittered backoff, up to git-push-attempts times.
+ * - The remote unreachable (down, credentials, TLS): the operations stay
+ *   queued, the status turns degraded, and the writer retries with
+ *   exponential backoff (capped at 30 s).  Nothing acknowledged is dropped.
+ * - An operation that cannot apply (template gone, hand-made file in the
+ *   way, tier folder deleted) fails alone; its partial changes are undone.
+ * - Applying is idempotent, so an operation whose commit was pushed just
+ *   before a crash is replayed as a no-op after restart.
+ * - After every fetch the registry follows the repository (adopt.c).
  *
  * Threads.  Before ll_gitops_start() only the caller touches the repository;
- * after, only the writer thread does.  lock guards generation, the status and
- * the tier catalogue, which other threads read through ll_gitops_status() and
- * ll_gitops_tiers().
+ * after, only the writer thread does.  lock guards the wake-up flags, the
+ * generation counter and the published snapshots (tiers, status).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -24,6 +32,7 @@
 #include <time.h>
 #include <git2.h>
 
+#include "adopt.h"
 #include "landlord/embedded.h"
 #include "landlord/error.h"
 #include "landlord/gitops.h"
@@ -32,21 +41,31 @@
 #include "landlord/template.h"
 #include "landlord/tiers.h"
 #include "landlord/util.h"
+#include "overlay.h"
 
-#define MAX_PUSH_ATTEMPTS 5
-#define FILE_CAP          (8u << 20)
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 30000
 
 struct ll_gitops {
-    char *workdir, *url, *branch, *root, *author_name, *author_email, *default_release, *db_path;
+    char *workdir, *url, *shown_url, *branch, *root, *author_name, *author_email;
+    char *default_release, *db_path, *username, *password, *ssh_key;
     char remote_ref[300];
-    int batch_size;
+    int batch_size, push_attempts, import_only;
+    int64_t poll_interval_ms;
     git_repository *repo;
     ll_registry *reg;
+
+    /* Writer thread only. */
+    git_oid scanned; /* head the registry last followed */
+    int have_scanned;
+    int degraded, backoff_ms;
+    int64_t retry_at_ms, next_poll_ms;
+    unsigned int seed_rand;
 
     pthread_t thread;
     int started;
     pthread_mutex_t lock;
-    pthread_cond_t wake;     /* writer waits here for work */
+    pthread_cond_t wake;     /* the writer waits here for work */
     pthread_cond_t progress; /* waiters wait here for outcomes */
     int notified, stopping;
     unsigned long long generation;
@@ -62,33 +81,110 @@ static int git_fail(int code, const char *what)
 
 static void set_status(ll_gitops *g, const git_oid *head, const char *error)
 {
-    json_t *s = json_object();
+    json_t *s = json_object(), *old;
     char sha[GIT_OID_HEXSZ + 1] = "";
-    json_t *old;
 
-    if (head)
-        git_oid_tostr(sha, sizeof(sha), head);
-    json_object_set_new(s, "status", json_string(error ? "failed" : "ok"));
+    json_object_set_new(s, "status", json_string(error ? "degraded" : "ok"));
     json_object_set_new(s, "branch", json_string(g->branch));
-    if (head)
+    json_object_set_new(s, "url", json_string(g->shown_url));
+    pthread_mutex_lock(&g->lock);
+    if (head) {
+        git_oid_tostr(sha, sizeof(sha), head);
         json_object_set_new(s, "head", json_string(sha));
-    else if (g->status && json_object_get(g->status, "head"))
+    } else if (g->status && json_object_get(g->status, "head")) {
         json_object_set(s, "head", json_object_get(g->status, "head"));
+    }
     if (error)
         json_object_set_new(s, "error", json_string(error));
-    pthread_mutex_lock(&g->lock);
     old = g->status;
     g->status = s;
     pthread_mutex_unlock(&g->lock);
     json_decref(old);
 }
 
+/* The URL without any user:password@ part, for messages and logs. */
+static char *redact_url(const char *url)
+{
+    const char *scheme = strstr(url, "://"), *at, *slash;
+    char *out;
+    if (!scheme)
+        return strdup(url);
+    at = strchr(scheme + 3, '@');
+    slash = strchr(scheme + 3, '/');
+    if (!at || (slash && slash < at))
+        return strdup(url);
+    if (!(out = malloc(strlen(url) + 1)))
+        return NULL;
+    snprintf(out, strlen(url) + 1, "%.*s%s", (int)(scheme + 3 - url), url, at + 1);
+    return out;
+}
+
 /* --- remote ----------------------------------------------------------------- */
+
+typedef struct remote_ctx {
+    ll_gitops *g;
+    int credential_calls;
+    char rejected[256];
+} remote_ctx;
+
+/* Credentials for the remote: asked for once; a second request means the
+ * remote refused them (libgit2 would otherwise ask forever). */
+static int on_credentials(git_credential **out, const char *url, const char *user_from_url,
+                          unsigned int allowed, void *payload)
+{
+    remote_ctx *rc = payload;
+    ll_gitops *g = rc->g;
+    const char *user = g->username[0] ? g->username : user_from_url;
+
+    if (rc->credential_calls++ > 0) {
+        git_error_set_str(GIT_ERROR_NET, "authentication failed: the remote refused the "
+                                         "credentials");
+        return GIT_EAUTH;
+    }
+    if ((allowed & GIT_CREDENTIAL_SSH_KEY) && g->ssh_key[0])
+        return git_credential_ssh_key_new(out, user ? user : "git", NULL, g->ssh_key, NULL);
+    if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && g->username[0])
+        return git_credential_userpass_plaintext_new(out, g->username, g->password);
+    if ((allowed & GIT_CREDENTIAL_USERNAME) && user)
+        return git_credential_username_new(out, user);
+    git_error_set_str(GIT_ERROR_NET, "authentication failed: the remote asks for credentials "
+                                     "and none are configured");
+    return GIT_EAUTH;
+}
+
+static int on_push_update(const char *refname, const char *status, void *payload)
+{
+    remote_ctx *rc = payload;
+    if (status)
+        snprintf(rc->rejected, sizeof(rc->rejected), "%s: %s", refname, status);
+    return 0;
+}
+
+/* Turns a failed fetch or push into one clear message with a hint. */
+static int remote_fail(ll_gitops *g, int code, const char *what)
+{
+    const git_error *e = git_error_last();
+    const char *msg = e && e->message ? e->message : "unknown error";
+
+    if (code == GIT_EAUTH || strstr(msg, "authentication") || strstr(msg, "401")) {
+        ll_error_set(LL_EUPSTREAM, "git: %s %s: authentication failed", what, g->shown_url);
+        ll_error_hint("check git-username and git-password-file");
+    } else if (code == GIT_ECERTIFICATE || strstr(msg, "certificate") || strstr(msg, "SSL")) {
+        ll_error_set(LL_EUPSTREAM, "git: %s %s: TLS certificate not trusted: %s", what,
+                     g->shown_url, msg);
+        ll_error_hint("set git-ca-file to the CA bundle that signed the server's certificate");
+    } else {
+        ll_error_set(LL_EUPSTREAM, "git: %s %s failed: %s", what, g->shown_url, msg);
+        ll_error_hint("check that the remote is reachable and git-url is right");
+    }
+    return LL_EUPSTREAM;
+}
 
 static int fetch(ll_gitops *g)
 {
     git_remote *remote = NULL;
     git_fetch_options opts;
+    remote_ctx rc = {g, 0, ""};
     char spec[600];
     char *specs[] = {spec};
     git_strarray refspecs = {specs, 1};
@@ -100,36 +196,23 @@ static int fetch(ll_gitops *g)
         return git_fail(-1, "git: no remote origin in the clone");
     opts.prune = GIT_FETCH_NO_PRUNE;
     opts.update_fetchhead = 0;
-    if (git_remote_fetch(remote, &refspecs, &opts, NULL) < 0) {
-        error = git_fail(LL_EUPSTREAM, "git: fetch failed");
-        ll_error_detail("remote %s, branch %s", g->url, g->branch);
-    } else {
-        error = 0;
-    }
+    opts.callbacks.credentials = on_credentials;
+    opts.callbacks.payload = &rc;
+    error = git_remote_fetch(remote, &refspecs, &opts, NULL);
+    error = error < 0 ? remote_fail(g, error, "fetch from") : 0;
     git_remote_free(remote);
     return error;
 }
 
-typedef struct push_state {
-    char rejected[256];
-} push_state;
-
-static int on_push_update(const char *refname, const char *status, void *payload)
-{
-    push_state *ps = payload;
-    if (status)
-        snprintf(ps->rejected, sizeof(ps->rejected), "%s: %s", refname, status);
-    return 0;
-}
-
 /* Pushes commit to the branch without force.  LL_ECONFLICT when the remote
- * refused because its branch moved (or may have), LL_EUPSTREAM otherwise. */
+ * refused because its branch moved, LL_EUPSTREAM when it could not be
+ * reached or refused us. */
 static int push(ll_gitops *g, const git_oid *commit)
 {
     git_remote *remote = NULL;
     git_reference *ref = NULL;
     git_push_options opts;
-    push_state ps = {""};
+    remote_ctx rc = {g, 0, ""};
     char spec[600];
     char *specs[] = {spec};
     git_strarray refspecs = {specs, 1};
@@ -147,16 +230,21 @@ static int push(ll_gitops *g, const git_oid *commit)
         error = git_fail(-1, "git: no remote origin in the clone");
         goto done;
     }
+    opts.callbacks.credentials = on_credentials;
     opts.callbacks.push_update_reference = on_push_update;
-    opts.callbacks.payload = &ps;
+    opts.callbacks.payload = &rc;
     if ((error = git_remote_push(remote, &refspecs, &opts)) < 0) {
-        /* libgit2 checks fast-forward itself before sending: the branch moved. */
-        error = error == GIT_ENONFASTFORWARD ? ll_error_set(LL_ECONFLICT, "git: push rejected")
-                                             : git_fail(LL_EUPSTREAM, "git: push failed");
+        /* libgit2 checks fast-forward itself before sending. */
+        const git_error *e = git_error_last();
+        if (error == GIT_ENONFASTFORWARD ||
+            (e && e->message && strstr(e->message, "not present locally")))
+            error = ll_error_set(LL_ECONFLICT, "git: push rejected: the branch moved");
+        else
+            error = remote_fail(g, error, "push to");
         goto done;
     }
-    if (ps.rejected[0]) {
-        error = ll_error_set(LL_ECONFLICT, "git: push rejected by the remote: %s", ps.rejected);
+    if (rc.rejected[0]) {
+        error = ll_error_set(LL_ECONFLICT, "git: push rejected by the remote: %s", rc.rejected);
         goto done;
     }
     if (git_reference_create(&ref, g->repo, g->remote_ref, commit, 1, "push") < 0) {
@@ -183,260 +271,22 @@ static int remote_head(git_commit **out, ll_gitops *g)
     return 0;
 }
 
-/* --- the overlay: changed files on top of a base tree ----------------------- */
-
-typedef struct change {
-    char *path;
-    char *data; /* NULL: removed */
-    size_t len;
-} change;
-
-typedef struct undo {
-    size_t index;
-    char *data;
-    size_t len;
-} undo;
-
-typedef struct overlay {
-    git_repository *repo;
-    git_tree *base; /* borrowed; may be NULL (empty repository) */
-    change *changes;
-    size_t n, cap;
-    /* What the operation being applied replaced, so a failing operation can
-     * be taken back without touching what earlier operations did. */
-    undo *undo;
-    size_t nundo, capundo;
-    size_t mark;
-} overlay;
-
-static change *overlay_find(overlay *ov, const char *path)
-{
-    for (size_t i = 0; i < ov->n; i++) {
-        if (strcmp(ov->changes[i].path, path) == 0)
-            return &ov->changes[i];
-    }
-    return NULL;
-}
-
-/* Reads path: *out is a new buffer, or NULL when the file does not exist. */
-static int overlay_read(char **out, size_t *out_len, overlay *ov, const char *path)
-{
-    change *c = overlay_find(ov, path);
-    git_tree_entry *entry = NULL;
-    git_blob *blob = NULL;
-    int error = 0;
-
-    *out = NULL;
-    *out_len = 0;
-    if (c) {
-        if (c->data) {
-            if (!(*out = malloc(c->len + 1)))
-                return ll_error_set(-1, "out of memory");
-            memcpy(*out, c->data, c->len + 1);
-            *out_len = c->len;
-        }
-        return 0;
-    }
-    if (!ov->base || git_tree_entry_bypath(&entry, ov->base, path) < 0)
-        return 0;
-    if (git_tree_entry_type(entry) != GIT_OBJECT_BLOB)
-        goto done;
-    if (git_blob_lookup(&blob, ov->repo, git_tree_entry_id(entry)) < 0) {
-        error = git_fail(-1, "git: cannot read a file");
-        goto done;
-    }
-    if ((size_t)git_blob_rawsize(blob) > FILE_CAP) {
-        error = ll_error_set(LL_EINVALID, "%s is larger than %u bytes", path, FILE_CAP);
-        goto done;
-    }
-    *out_len = (size_t)git_blob_rawsize(blob);
-    if (!(*out = malloc(*out_len + 1))) {
-        error = ll_error_set(-1, "out of memory");
-        goto done;
-    }
-    memcpy(*out, git_blob_rawcontent(blob), *out_len);
-    (*out)[*out_len] = '\0';
-done:
-    git_blob_free(blob);
-    git_tree_entry_free(entry);
-    return error;
-}
-
-/* Sets path to data (steals it), or removes it when data is NULL. */
-static int overlay_put(overlay *ov, const char *path, char *data, size_t len)
-{
-    change *c = overlay_find(ov, path);
-    if (!c) {
-        if (ov->n == ov->cap) {
-            size_t ncap = ov->cap ? ov->cap * 2 : 16;
-            change *nc = realloc(ov->changes, ncap * sizeof(*nc));
-            if (!nc) {
-                free(data);
-                return ll_error_set(-1, "out of memory");
-            }
-            ov->changes = nc;
-            ov->cap = ncap;
-        }
-        c = &ov->changes[ov->n++];
-        c->path = strdup(path);
-        c->data = NULL;
-        c->len = 0;
-        if (!c->path) {
-            ov->n--;
-            free(data);
-            return ll_error_set(-1, "out of memory");
-        }
-    } else if ((size_t)(c - ov->changes) < ov->mark) {
-        if (ov->nundo == ov->capundo) {
-            size_t ncap = ov->capundo ? ov->capundo * 2 : 8;
-            undo *nu = realloc(ov->undo, ncap * sizeof(*nu));
-            if (!nu) {
-                free(data);
-                return ll_error_set(-1, "out of memory");
-            }
-            ov->undo = nu;
-            ov->capundo = ncap;
-        }
-        ov->undo[ov->nundo++] = (undo){(size_t)(c - ov->changes), c->data, c->len};
-        c->data = data;
-        c->len = len;
-        return 0;
-    }
-    free(c->data);
-    c->data = data;
-    c->len = len;
-    return 0;
-}
-
-/* Starts an operation: what follows can be taken back. */
-static void overlay_begin(overlay *ov)
-{
-    ov->mark = ov->n;
-}
-
-/* Keeps what the operation did. */
-static void overlay_keep(overlay *ov)
-{
-    for (size_t i = 0; i < ov->nundo; i++)
-        free(ov->undo[i].data);
-    ov->nundo = 0;
-    ov->mark = ov->n;
-}
-
-/* Takes back what the operation did. */
-static void overlay_undo(overlay *ov)
-{
-    while (ov->nundo > 0) {
-        undo *u = &ov->undo[--ov->nundo];
-        free(ov->changes[u->index].data);
-        ov->changes[u->index].data = u->data;
-        ov->changes[u->index].len = u->len;
-    }
-    while (ov->n > ov->mark) {
-        ov->n--;
-        free(ov->changes[ov->n].path);
-        free(ov->changes[ov->n].data);
-    }
-}
-
-static void overlay_free(overlay *ov)
-{
-    overlay_keep(ov);
-    free(ov->undo);
-    for (size_t i = 0; i < ov->n; i++) {
-        free(ov->changes[i].path);
-        free(ov->changes[i].data);
-    }
-    free(ov->changes);
-    memset(ov, 0, sizeof(*ov));
-}
-
-/* Writes the overlay as a new tree on the base; *changed 0 when it equals
- * the base. */
-static int overlay_write(git_oid *out, int *changed, overlay *ov)
-{
-    git_tree_update *ups = calloc(ov->n ? ov->n : 1, sizeof(*ups));
-    git_oid *blobs = calloc(ov->n ? ov->n : 1, sizeof(*blobs));
-    git_tree *empty = NULL;
-    git_treebuilder *tb = NULL;
-    size_t n = 0;
-    int error = -1;
-
-    if (!ups || !blobs) {
-        error = ll_error_set(-1, "out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < ov->n; i++) {
-        change *c = &ov->changes[i];
-        git_tree_entry *old = NULL;
-        int exists = ov->base && git_tree_entry_bypath(&old, ov->base, c->path) == 0;
-        if (c->data) {
-            if (git_blob_create_from_buffer(&blobs[i], ov->repo, c->data, c->len) < 0) {
-                git_tree_entry_free(old);
-                error = git_fail(-1, "git: cannot write a blob");
-                goto done;
-            }
-            if (exists && git_oid_equal(git_tree_entry_id(old), &blobs[i])) {
-                git_tree_entry_free(old);
-                continue;
-            }
-            ups[n].action = GIT_TREE_UPDATE_UPSERT;
-            ups[n].id = blobs[i];
-            ups[n].filemode = GIT_FILEMODE_BLOB;
-            ups[n].path = c->path;
-            n++;
-        } else if (exists) {
-            ups[n].action = GIT_TREE_UPDATE_REMOVE;
-            ups[n].path = c->path;
-            n++;
-        }
-        git_tree_entry_free(old);
-    }
-    *changed = n > 0;
-    if (!n) {
-        if (ov->base)
-            git_oid_cpy(out, git_tree_id(ov->base));
-        error = 0;
-        goto done;
-    }
-    if (!ov->base) {
-        git_oid empty_id;
-        if (git_treebuilder_new(&tb, ov->repo, NULL) < 0 ||
-            git_treebuilder_write(&empty_id, tb) < 0 ||
-            git_tree_lookup(&empty, ov->repo, &empty_id) < 0) {
-            error = git_fail(-1, "git: cannot write an empty tree");
-            goto done;
-        }
-    }
-    if (git_tree_create_updated(out, ov->repo, ov->base ? ov->base : empty, n, ups) < 0) {
-        error = git_fail(-1, "git: cannot write the tree");
-        goto done;
-    }
-    error = 0;
-done:
-    git_treebuilder_free(tb);
-    git_tree_free(empty);
-    free(ups);
-    free(blobs);
-    return error;
-}
-
 /* --- operations --------------------------------------------------------------- */
 
-/* An operation's outcome, on the failing side: why, and the error class. */
+/* An operation's outcome on the failing side: why, and the error class. */
 static json_t *failure(long long id, const char *type)
 {
     return json_pack("{s:I, s:b, s:s, s:s}", "id", (json_int_t)id, "ok", 0, "error",
                      ll_error_last()->message, "error_type", type);
 }
 
-static int kustomization_change(overlay *ov, const char *path, const char *entry, int add)
+static int kustomization_change(ll_overlay *ov, const char *path, const char *entry, int add)
 {
     char *text = NULL, *out = NULL;
     size_t len = 0, out_len = 0;
     int changed = 0, error;
 
-    if ((error = overlay_read(&text, &len, ov, path)) < 0)
+    if ((error = ll_overlay_read(&text, &len, ov, path)) < 0)
         return error;
     if (!text) {
         if (!add)
@@ -458,26 +308,43 @@ static int kustomization_change(overlay *ov, const char *path, const char *entry
         free(out);
         return 0;
     }
-    return overlay_put(ov, path, out, out_len);
+    return ll_overlay_put(ov, path, out, out_len);
 }
 
-static int apply_onboard(ll_gitops *g, overlay *ov, const json_t *op, const char **why)
+static const char *op_str(const json_t *op, const char *key)
 {
-    const char *tenant = json_string_value(json_object_get(op, "tenant"));
-    const char *tier = json_string_value(json_object_get(op, "tier"));
+    return json_string_value(json_object_get(op, key));
+}
+
+/* Renders the tenant of op into tier and writes it there, with its
+ * kustomization entry.  A different file already there is a conflict unless
+ * replace (an update re-renders its own file). */
+static int put_tenant(ll_gitops *g, ll_overlay *ov, const json_t *op, const char *tier, int replace,
+                      const char **why)
+{
+    const char *tenant = op_str(op, "tenant");
     const json_t *payload = json_object_get(op, "payload");
-    const char *release = json_string_value(json_object_get(payload, "release"));
-    char path[1024], *tmpl = NULL, *rendered = NULL, *existing = NULL;
-    size_t tmpl_len = 0, rendered_len = 0, existing_len = 0;
-    ll_render_input in = {tenant, tier, release, NULL, json_object_get(payload, "values")};
+    char path[1024], entry[128], *tmpl = NULL, *rendered = NULL, *existing = NULL, *kust = NULL;
+    size_t tmpl_len = 0, rendered_len = 0, existing_len = 0, kust_len = 0;
+    ll_render_input in = {tenant, tier, json_string_value(json_object_get(payload, "release")),
+                          NULL, json_object_get(payload, "values")};
     int error;
 
     *why = "conflict";
     snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", g->root, tier);
-    if ((error = overlay_read(&tmpl, &tmpl_len, ov, path)) < 0)
+    if ((error = ll_overlay_read(&tmpl, &tmpl_len, ov, path)) < 0)
         goto done;
     if (!tmpl) {
         error = ll_error_set(LL_ECONFLICT, "tier '%s' has no template at %s", tier, path);
+        goto done;
+    }
+    snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
+    if ((error = ll_overlay_read(&kust, &kust_len, ov, path)) < 0)
+        goto done;
+    if (!kust) {
+        error = ll_error_set(
+            LL_ECONFLICT, "the tier folder %s/tenants/%s has no kustomization.yaml", g->root, tier);
+        ll_error_hint("restore the tier folder in the repository");
         goto done;
     }
     if ((error = ll_template_render(&rendered, &rendered_len, tmpl, tmpl_len, &in)) < 0) {
@@ -485,53 +352,48 @@ static int apply_onboard(ll_gitops *g, overlay *ov, const json_t *op, const char
         goto done;
     }
     snprintf(path, sizeof(path), "%s/tenants/%s/%s.yaml", g->root, tier, tenant);
-    if ((error = overlay_read(&existing, &existing_len, ov, path)) < 0)
+    if ((error = ll_overlay_read(&existing, &existing_len, ov, path)) < 0)
         goto done;
-    if (!existing || existing_len != rendered_len || memcmp(existing, rendered, rendered_len)) {
-        if ((error = overlay_put(ov, path, rendered, rendered_len)) < 0) {
-            rendered = NULL;
+    if (existing && (existing_len != rendered_len || memcmp(existing, rendered, rendered_len))) {
+        if (!replace) {
+            error = ll_error_set(LL_ECONFLICT,
+                                 "%s exists in the repository with other content (made by hand?)",
+                                 path);
+            ll_error_hint("remove or adopt the file, or pick another id");
             goto done;
         }
-        rendered = NULL;
     }
-    snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
-    char *tier_kust = NULL;
-    size_t tier_kust_len = 0;
-    if ((error = overlay_read(&tier_kust, &tier_kust_len, ov, path)) < 0)
-        goto done;
-    if (!tier_kust) {
-        /* A tier folder new to the repository joins tenants/kustomization.yaml. */
-        char top[1024];
-        snprintf(top, sizeof(top), "%s/tenants/kustomization.yaml", g->root);
-        if ((error = kustomization_change(ov, top, tier, 1)) < 0)
+    if (!existing || existing_len != rendered_len || memcmp(existing, rendered, rendered_len)) {
+        error = ll_overlay_put(ov, path, rendered, rendered_len);
+        rendered = NULL;
+        if (error < 0)
             goto done;
     }
-    free(tier_kust);
-    char entry[128];
+    snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
     snprintf(entry, sizeof(entry), "%s.yaml", tenant);
     error = kustomization_change(ov, path, entry, 1);
 done:
     free(tmpl);
     free(rendered);
     free(existing);
+    free(kust);
     return error;
 }
 
-static int apply_offboard(ll_gitops *g, overlay *ov, const json_t *op)
+/* Removes the tenant's file from tier and its kustomization entry; absent
+ * already is fine. */
+static int remove_tenant(ll_gitops *g, ll_overlay *ov, const char *tenant, const char *tier)
 {
-    const char *tenant = json_string_value(json_object_get(op, "tenant"));
-    const char *tier = json_string_value(json_object_get(op, "tier"));
-    char path[1024], entry[128];
-    char *existing = NULL;
+    char path[1024], entry[128], *existing = NULL;
     size_t len = 0;
     int error;
 
     snprintf(path, sizeof(path), "%s/tenants/%s/%s.yaml", g->root, tier, tenant);
-    if ((error = overlay_read(&existing, &len, ov, path)) < 0)
+    if ((error = ll_overlay_read(&existing, &len, ov, path)) < 0)
         return error;
     if (existing) {
         free(existing);
-        if ((error = overlay_put(ov, path, NULL, 0)) < 0)
+        if ((error = ll_overlay_put(ov, path, NULL, 0)) < 0)
             return error;
     }
     snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
@@ -539,49 +401,101 @@ static int apply_offboard(ll_gitops *g, overlay *ov, const json_t *op)
     return kustomization_change(ov, path, entry, 0);
 }
 
+static int apply_op(ll_gitops *g, ll_overlay *ov, const json_t *op, const char **why)
+{
+    const char *kind = op_str(op, "kind"), *tier = op_str(op, "tier");
+    *why = "conflict";
+    if (strcmp(kind, "onboard") == 0)
+        return put_tenant(g, ov, op, tier, 0, why);
+    if (strcmp(kind, "offboard") == 0)
+        return remove_tenant(g, ov, op_str(op, "tenant"), tier);
+    /* update: leave the old tier folder first when the tier changes */
+    const char *from =
+        json_string_value(json_object_get(json_object_get(op, "payload"), "from_tier"));
+    int error;
+    if (from && strcmp(from, tier) != 0 &&
+        (error = remove_tenant(g, ov, op_str(op, "tenant"), from)) < 0)
+        return error;
+    return put_tenant(g, ov, op, tier, 1, why);
+}
+
 static void describe(ll_buf *b, const json_t *op)
 {
-    const char *kind = json_string_value(json_object_get(op, "kind"));
-    ll_buf_printf(b, "%s tenant %s (%s)", strcmp(kind, "onboard") == 0 ? "Onboard" : "Offboard",
-                  json_string_value(json_object_get(op, "tenant")),
-                  json_string_value(json_object_get(op, "tier")));
+    const char *kind = op_str(op, "kind"), *tenant = op_str(op, "tenant"),
+               *tier = op_str(op, "tier");
+    const char *from =
+        json_string_value(json_object_get(json_object_get(op, "payload"), "from_tier"));
+    if (strcmp(kind, "onboard") == 0)
+        ll_buf_printf(b, "Onboard tenant %s (%s)", tenant, tier);
+    else if (strcmp(kind, "offboard") == 0)
+        ll_buf_printf(b, "Offboard tenant %s (%s)", tenant, tier);
+    else if (from && strcmp(from, tier) != 0)
+        ll_buf_printf(b, "Move tenant %s (%s -> %s)", tenant, from, tier);
+    else
+        ll_buf_printf(b, "Update tenant %s (%s)", tenant, tier);
+}
+
+/* "Onboard tenant acme (premium)", or a summary line and one line per
+ * operation; then the trailer naming the operations. */
+static void commit_message(ll_buf *msg, const json_t *applied)
+{
+    size_t i, n = json_array_size(applied);
+    json_t *op;
+
+    if (n == 1) {
+        describe(msg, json_array_get(applied, 0));
+        ll_buf_adds(msg, "\n");
+    } else {
+        ll_buf_printf(msg, "Apply %zu tenant operations\n\n", n);
+        json_array_foreach(applied, i, op)
+        {
+            ll_buf_adds(msg, "- ");
+            describe(msg, op);
+            ll_buf_adds(msg, "\n");
+        }
+    }
+    ll_buf_adds(msg, "\nLandlord-Operations:");
+    json_array_foreach(applied, i, op)
+        ll_buf_printf(msg, " %lld", (long long)json_integer_value(json_object_get(op, "id")));
+    ll_buf_adds(msg, "\n");
 }
 
 static int make_commit(git_oid *out, ll_gitops *g, const git_oid *tree_id, git_commit *parent,
-                       const char *message)
+                       const char *author_name, const char *author_email, const char *message)
 {
-    git_signature *sig = NULL;
+    git_signature *author = NULL, *committer = NULL;
     git_tree *tree = NULL;
     const git_commit *parents[] = {parent};
     int error = -1;
 
-    if (git_signature_now(&sig, g->author_name, g->author_email) < 0) {
-        error = git_fail(-1, "git: bad author identity");
+    if (git_signature_now(&committer, g->author_name, g->author_email) < 0 ||
+        git_signature_now(&author, author_name, author_email) < 0) {
+        error = git_fail(-1, "git: bad commit identity");
         goto done;
     }
     if (git_tree_lookup(&tree, g->repo, tree_id) < 0) {
         error = git_fail(-1, "git: cannot read the new tree");
         goto done;
     }
-    if (git_commit_create(out, g->repo, NULL, sig, sig, NULL, message, tree, parent ? 1 : 0,
-                          parents) < 0) {
+    if (git_commit_create(out, g->repo, NULL, author, committer, NULL, message, tree,
+                          parent ? 1 : 0, parents) < 0) {
         error = git_fail(-1, "git: cannot write the commit");
         goto done;
     }
     error = 0;
 done:
     git_tree_free(tree);
-    git_signature_free(sig);
+    git_signature_free(author);
+    git_signature_free(committer);
     return error;
 }
 
-/* Builds a catalogue from the tree of commit. */
 static json_t *read_tiers(ll_gitops *g, git_commit *commit)
 {
     json_t *files = json_object(), *cat;
     git_tree *tree = NULL, *dir = NULL;
     git_tree_entry *entry = NULL;
-    overlay ov = {0};
+    ll_overlay ov = {0};
     char path[1024], *text = NULL;
     size_t len;
 
@@ -596,14 +510,14 @@ static json_t *read_tiers(ll_gitops *g, git_commit *commit)
                 const git_tree_entry *e = git_tree_entry_byindex(dir, i);
                 snprintf(path, sizeof(path), "%s/tier-templates/%s", g->root,
                          git_tree_entry_name(e));
-                if (overlay_read(&text, &len, &ov, path) == 0 && text)
+                if (ll_overlay_read(&text, &len, &ov, path) == 0 && text)
                     json_object_set_new(files, path, json_stringn(text, len));
                 free(text);
                 text = NULL;
             }
         }
         snprintf(path, sizeof(path), "%s/pooled-envs/kustomization.yaml", g->root);
-        if (overlay_read(&text, &len, &ov, path) == 0 && text)
+        if (ll_overlay_read(&text, &len, &ov, path) == 0 && text)
             json_object_set_new(files, path, json_stringn(text, len));
         free(text);
     }
@@ -625,88 +539,122 @@ static void publish_tiers(ll_gitops *g, git_commit *head)
     json_decref(old);
 }
 
-/* Applies ops on the remote head, commits and pushes; fills results.
- * Retries on a moved branch.  Returns 0 when results hold every op. */
+/* Makes the registry and the tier catalogue follow the remote head, when it
+ * is one they have not followed yet. */
+static int follow_head(ll_gitops *g, json_t **out_stats)
+{
+    git_commit *head = NULL;
+    git_tree *tree = NULL;
+    char sha[GIT_OID_HEXSZ + 1];
+    int error;
+
+    if (out_stats)
+        *out_stats = NULL;
+    if ((error = remote_head(&head, g)) < 0 || !head)
+        return error;
+    if (g->have_scanned && git_oid_equal(&g->scanned, git_commit_id(head))) {
+        git_commit_free(head);
+        return 0;
+    }
+    git_oid_tostr(sha, sizeof(sha), git_commit_id(head));
+    if (git_commit_tree(&tree, head) < 0) {
+        error = git_fail(-1, "git: cannot read the head tree");
+    } else if ((error = ll_adopt_scan(out_stats, g->repo, tree, sha, g->root, g->default_release,
+                                      g->reg)) == 0) {
+        git_oid_cpy(&g->scanned, git_commit_id(head));
+        g->have_scanned = 1;
+        publish_tiers(g, head);
+    }
+    git_tree_free(tree);
+    git_commit_free(head);
+    return error;
+}
+
+static void jitter_sleep(ll_gitops *g, int attempt)
+{
+    int cap = 20 << (attempt < 6 ? attempt : 6); /* 20 ms .. 1.3 s */
+    int ms = (int)(rand_r(&g->seed_rand) % (unsigned)cap);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Applies ops on the remote head, commits and pushes; fills results.  On a
+ * moved branch fetches, follows and rebuilds.  Returns 0 when results hold
+ * every op; LL_EUPSTREAM (remote unreachable) or LL_ECONFLICT (the branch
+ * kept moving) leave the ops queued. */
 static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
 {
+    const json_t *author = json_object_get(json_array_get(ops, 0), "author");
     int error = -1;
 
-    for (int attempt = 0; attempt < MAX_PUSH_ATTEMPTS; attempt++) {
+    for (int attempt = 0; attempt < g->push_attempts; attempt++) {
         git_commit *head = NULL;
         git_tree *base = NULL;
-        overlay ov = {0};
+        ll_overlay ov = {0};
         json_t *applied = json_array(), *failed = json_array(), *op;
         git_oid tree_id, commit_id;
-        char sha[GIT_OID_HEXSZ + 1];
+        char sha[GIT_OID_HEXSZ + 1] = "";
         int changed = 0;
         size_t i;
         ll_buf msg;
 
         ll_buf_init(&msg, 1 << 20);
-        if ((error = remote_head(&head, g)) < 0 ||
-            (head && git_commit_tree(&base, head) < 0 &&
-             (error = git_fail(-1, "git: cannot read the head tree")) < 0))
+        if ((error = remote_head(&head, g)) < 0)
             goto attempt_done;
+        if (head && git_commit_tree(&base, head) < 0) {
+            error = git_fail(-1, "git: cannot read the head tree");
+            goto attempt_done;
+        }
         ov.repo = g->repo;
         ov.base = base;
         json_array_foreach(ops, i, op)
         {
-            const char *kind = json_string_value(json_object_get(op, "kind"));
             const char *why = "conflict";
             long long id = json_integer_value(json_object_get(op, "id"));
-            int rc;
-            overlay_begin(&ov);
-            rc = strcmp(kind, "onboard") == 0 ? apply_onboard(g, &ov, op, &why)
-                                              : apply_offboard(g, &ov, op);
-            if (rc < 0) {
+            ll_overlay_begin(&ov);
+            if (apply_op(g, &ov, op, &why) < 0) {
                 /* Fails alone: its partial changes are taken back. */
-                overlay_undo(&ov);
+                ll_overlay_undo(&ov);
                 json_array_append_new(failed, failure(id, why));
                 ll_log_warn("msg=\"operation failed\" op=%lld tenant=%s error=\"%s\"", id,
-                            json_string_value(json_object_get(op, "tenant")),
-                            ll_error_last()->message);
+                            op_str(op, "tenant"), ll_error_last()->message);
                 continue;
             }
-            overlay_keep(&ov);
+            ll_overlay_keep(&ov);
             json_array_append(applied, op);
         }
-        if ((error = overlay_write(&tree_id, &changed, &ov)) < 0)
+        if ((error = ll_overlay_write(&tree_id, &changed, &ov)) < 0)
             goto attempt_done;
         if (changed) {
-            json_array_foreach(applied, i, op)
-            {
-                if (json_array_size(applied) > 1)
-                    ll_buf_adds(&msg, i == 0 ? "" : "\n");
-                if (json_array_size(applied) > 1 && i == 0) {
-                    ll_buf_printf(&msg, "Apply %zu tenant operations\n\n",
-                                  json_array_size(applied));
-                }
-                if (json_array_size(applied) > 1)
-                    ll_buf_adds(&msg, "- ");
-                describe(&msg, op);
-            }
-            ll_buf_adds(&msg, "\n");
-            if ((error = make_commit(&commit_id, g, &tree_id, head, msg.data)) < 0)
+            commit_message(&msg, applied);
+            if ((error = make_commit(&commit_id, g, &tree_id, head,
+                                     json_string_value(json_object_get(author, "name")),
+                                     json_string_value(json_object_get(author, "email")),
+                                     msg.data)) < 0)
                 goto attempt_done;
             error = push(g, &commit_id);
             if (error == LL_ECONFLICT) {
-                ll_log_info("msg=\"push rejected, fetching and rebuilding\" attempt=%d",
+                ll_log_info("msg=\"push rejected: the branch moved; fetching and rebuilding\" "
+                            "attempt=%d",
                             attempt + 1);
-                if ((error = fetch(g)) == 0)
+                if ((error = fetch(g)) == 0 && (error = follow_head(g, NULL)) == 0)
                     error = LL_ECONFLICT;
+                if (error == LL_ECONFLICT && attempt > 0)
+                    jitter_sleep(g, attempt);
                 goto attempt_done;
             }
             if (error < 0)
                 goto attempt_done;
             git_oid_tostr(sha, sizeof(sha), &commit_id);
+            /* Our own commit: the registry already knows what it holds. */
+            if (g->have_scanned && head && git_oid_equal(&g->scanned, git_commit_id(head)))
+                git_oid_cpy(&g->scanned, &commit_id);
             git_commit_free(head);
             head = NULL;
-            git_commit_lookup(&head, g->repo, &commit_id);
-            publish_tiers(g, head);
+            if (git_commit_lookup(&head, g->repo, &commit_id) == 0)
+                publish_tiers(g, head);
         } else if (head) {
             git_oid_tostr(sha, sizeof(sha), git_commit_id(head));
-        } else {
-            sha[0] = '\0';
         }
         json_array_foreach(applied, i, op)
         {
@@ -719,7 +667,7 @@ static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
         error = 0;
     attempt_done:
         ll_buf_free(&msg);
-        overlay_free(&ov);
+        ll_overlay_free(&ov);
         git_tree_free(base);
         git_commit_free(head);
         json_decref(applied);
@@ -727,7 +675,94 @@ static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
         if (error != LL_ECONFLICT)
             break;
     }
+    if (error == LL_ECONFLICT)
+        ll_error_set(LL_ECONFLICT, "git: the branch kept moving: %d push attempts refused",
+                     g->push_attempts);
     return error;
+}
+
+/* The remote could not be reached: writes queue, retries back off. */
+static void enter_degraded(ll_gitops *g, const char *why)
+{
+    int64_t now = ll_monotonic_ms();
+    g->backoff_ms = g->backoff_ms ? g->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (g->backoff_ms > BACKOFF_MAX_MS)
+        g->backoff_ms = BACKOFF_MAX_MS;
+    g->retry_at_ms = now + g->backoff_ms / 2 + rand_r(&g->seed_rand) % (g->backoff_ms / 2 + 1);
+    if (!g->degraded)
+        ll_log_warn("msg=\"git remote unreachable; writes queue until it returns\" error=\"%s\"",
+                    why);
+    g->degraded = 1;
+    set_status(g, NULL, why);
+}
+
+static void leave_degraded(ll_gitops *g)
+{
+    if (g->degraded)
+        ll_log_info("msg=\"git remote reachable again\"");
+    g->degraded = 0;
+    g->backoff_ms = 0;
+}
+
+static void publish_progress(ll_gitops *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->generation++;
+    pthread_cond_broadcast(&g->progress);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Operations of one author from the head of the queue. */
+static void same_author(json_t *ops)
+{
+    const json_t *first = json_object_get(json_array_get(ops, 0), "author");
+    for (size_t i = 1; i < json_array_size(ops); i++) {
+        if (!json_equal(json_object_get(json_array_get(ops, i), "author"), (json_t *)first)) {
+            while (json_array_size(ops) > i)
+                json_array_remove(ops, i);
+            return;
+        }
+    }
+}
+
+/* Pushes queued operations batch by batch until the queue is empty or the
+ * remote fails.  Returns 0 or the failure. */
+static int drain(ll_gitops *g)
+{
+    for (;;) {
+        json_t *ops = NULL, *results;
+        int64_t t0 = ll_monotonic_ms();
+        int error;
+
+        if (ll_registry_ops_queued(&ops, g->reg, g->batch_size) < 0) {
+            ll_log_error("msg=\"cannot read the outbox\" error=\"%s\"", ll_error_last()->message);
+            return -1;
+        }
+        if (json_array_size(ops) == 0) {
+            json_decref(ops);
+            return 0;
+        }
+        same_author(ops);
+        results = json_array();
+        if ((error = run_batch(g, ops, results)) < 0) {
+            char why[LL_ERROR_MSG_MAX];
+            snprintf(why, sizeof(why), "%s", ll_error_last()->message);
+            ll_registry_ops_attempted(g->reg, ops, why);
+            json_decref(results);
+            json_decref(ops);
+            ll_error_set(error, "%s", why);
+            return error;
+        }
+        leave_degraded(g);
+        if (ll_registry_ops_finish(g->reg, results) < 0)
+            ll_log_error("msg=\"cannot record outcomes\" error=\"%s\"", ll_error_last()->message);
+        else
+            ll_log_info("msg=\"batch pushed\" ops=%zu ms=%lld", json_array_size(ops),
+                        (long long)(ll_monotonic_ms() - t0));
+        json_decref(results);
+        json_decref(ops);
+        publish_progress(g);
+    }
 }
 
 static void *writer_main(void *arg)
@@ -735,16 +770,25 @@ static void *writer_main(void *arg)
     ll_gitops *g = arg;
 
     for (;;) {
-        json_t *ops = NULL, *results = NULL;
+        int64_t now = ll_monotonic_ms(), until;
+        struct timespec ts;
         int error;
 
+        /* Sleep until there is work, a poll is due, or (degraded) the backoff
+         * has passed: a down remote is not hammered by every new request. */
         pthread_mutex_lock(&g->lock);
-        while (!g->notified && !g->stopping) {
-            struct timespec ts;
+        until = g->degraded ? g->retry_at_ms : g->next_poll_ms;
+        while (!g->stopping && (g->degraded || !g->notified) && now < until) {
+            int64_t left = until - now;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 5; /* also look for work now and then */
-            if (pthread_cond_timedwait(&g->wake, &g->lock, &ts) == ETIMEDOUT)
-                break;
+            ts.tv_sec += left / 1000;
+            ts.tv_nsec += (left % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&g->wake, &g->lock, &ts);
+            now = ll_monotonic_ms();
         }
         if (g->stopping) {
             pthread_mutex_unlock(&g->lock);
@@ -753,59 +797,28 @@ static void *writer_main(void *arg)
         g->notified = 0;
         pthread_mutex_unlock(&g->lock);
 
-        if (ll_registry_ops_queued(&ops, g->reg, g->batch_size) < 0) {
-            ll_log_error("msg=\"cannot read the outbox\" error=\"%s\"", ll_error_last()->message);
-            continue;
-        }
-        if (json_array_size(ops) == 0) {
-            json_decref(ops);
-            continue;
-        }
-        if (json_array_size(ops) == (size_t)g->batch_size) {
-            pthread_mutex_lock(&g->lock);
-            g->notified = 1; /* more may wait */
-            pthread_mutex_unlock(&g->lock);
-        }
-        results = json_array();
-        int64_t t0 = ll_monotonic_ms();
-        error = run_batch(g, ops, results);
-        if (error < 0) {
-            /* The whole batch failed to reach the remote: every op fails. */
-            char reason[LL_ERROR_MSG_MAX];
-            size_t i;
-            json_t *op;
-            snprintf(reason, sizeof(reason), "%s", ll_error_last()->message);
-            set_status(g, NULL, reason);
-            ll_log_error("msg=\"push failed\" ops=%zu error=\"%s\"", json_array_size(ops), reason);
-            json_array_clear(results);
-            json_array_foreach(ops, i, op)
-            {
-                json_array_append_new(
-                    results, json_pack("{s:O, s:b, s:s, s:s}", "id", json_object_get(op, "id"),
-                                       "ok", 0, "error", reason, "error_type", "upstream-failure"));
+        if (g->degraded || now >= g->next_poll_ms) {
+            g->next_poll_ms = now + g->poll_interval_ms;
+            if ((error = fetch(g)) < 0 || (error = follow_head(g, NULL)) < 0) {
+                enter_degraded(g, ll_error_last()->message);
+                publish_progress(g);
+                continue;
             }
-        } else {
-            ll_log_info("msg=\"batch pushed\" ops=%zu ms=%lld", json_array_size(ops),
-                        (long long)(ll_monotonic_ms() - t0));
+            leave_degraded(g);
+            set_status(g, NULL, NULL);
         }
-        if (ll_registry_ops_finish(g->reg, results) < 0)
-            ll_log_error("msg=\"cannot record outcomes\" error=\"%s\"", ll_error_last()->message);
-        json_decref(results);
-        json_decref(ops);
-        pthread_mutex_lock(&g->lock);
-        g->generation++;
-        pthread_cond_broadcast(&g->progress);
-        pthread_mutex_unlock(&g->lock);
+        if (drain(g) < 0) {
+            enter_degraded(g, ll_error_last()->message);
+            publish_progress(g);
+        }
     }
     return NULL;
 }
 
-/* --- seeding ----------------------------------------------------------------- */
-
 static int seed(ll_gitops *g, git_commit *head)
 {
     static const char prefix[] = "lib/seed/";
-    overlay ov = {0};
+    ll_overlay ov = {0};
     git_tree *base = NULL;
     git_oid tree_id, commit_id;
     char path[1024], *env_tmpl = NULL, *kust = NULL;
@@ -826,15 +839,15 @@ static int seed(ll_gitops *g, git_commit *head)
             goto done;
         memcpy(copy, f->data, f->size + 1);
         snprintf(path, sizeof(path), "%s/%s", g->root, f->path + sizeof(prefix) - 1);
-        if ((error = overlay_put(&ov, path, copy, f->size)) < 0)
+        if ((error = ll_overlay_put(&ov, path, copy, f->size)) < 0)
             goto done;
     }
     /* Render the pool environments the pooled-envs kustomization lists. */
     snprintf(path, sizeof(path), "%s/tier-templates/basic_env_template.yaml", g->root);
-    if ((error = overlay_read(&env_tmpl, &env_len, &ov, path)) < 0)
+    if ((error = ll_overlay_read(&env_tmpl, &env_len, &ov, path)) < 0)
         goto done;
     snprintf(path, sizeof(path), "%s/pooled-envs/kustomization.yaml", g->root);
-    if ((error = overlay_read(&kust, &kust_len, &ov, path)) < 0 ||
+    if ((error = ll_overlay_read(&kust, &kust_len, &ov, path)) < 0 ||
         (error = ll_kustomize_resources(&pools, kust, kust_len)) < 0)
         goto done;
     json_array_foreach(pools, i, pool)
@@ -851,12 +864,12 @@ static int seed(ll_gitops *g, git_commit *head)
         if ((error = ll_template_render(&out, &out_len, env_tmpl, env_len, &in)) < 0)
             goto done;
         snprintf(path, sizeof(path), "%s/pooled-envs/%s", g->root, file);
-        if ((error = overlay_put(&ov, path, out, out_len)) < 0)
+        if ((error = ll_overlay_put(&ov, path, out, out_len)) < 0)
             goto done;
     }
-    if ((error = overlay_write(&tree_id, &changed, &ov)) < 0)
+    if ((error = ll_overlay_write(&tree_id, &changed, &ov)) < 0)
         goto done;
-    if ((error = make_commit(&commit_id, g, &tree_id, head,
+    if ((error = make_commit(&commit_id, g, &tree_id, head, g->author_name, g->author_email,
                              "Seed the GitOps layout (tiers basic, premium, advanced; pool-1)\n")) <
         0)
         goto done;
@@ -868,7 +881,7 @@ done:
     json_decref(pools);
     free(env_tmpl);
     free(kust);
-    overlay_free(&ov);
+    ll_overlay_free(&ov);
     git_tree_free(base);
     return error;
 }
@@ -896,15 +909,30 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     pthread_cond_init(&g->progress, NULL);
     g->workdir = dup_or_empty(o->workdir);
     g->url = dup_or_empty(o->url);
+    g->shown_url = redact_url(g->url);
     g->branch = dup_or_empty(o->branch);
     g->root = dup_or_empty(o->root);
     g->author_name = dup_or_empty(o->author_name);
     g->author_email = dup_or_empty(o->author_email);
     g->default_release = dup_or_empty(o->default_release);
     g->db_path = dup_or_empty(o->db_path);
+    g->username = dup_or_empty(o->username);
+    g->password = dup_or_empty(o->password);
+    g->ssh_key = dup_or_empty(o->ssh_key_file);
     g->batch_size = o->batch_size > 0 ? o->batch_size : 64;
+    g->push_attempts = o->push_attempts > 0 ? o->push_attempts : 10;
+    g->poll_interval_ms = 1000LL * (o->poll_interval_s > 0 ? o->poll_interval_s : 30);
+    g->import_only = o->import_only;
+    g->seed_rand = (unsigned int)ll_monotonic_ms();
     snprintf(g->remote_ref, sizeof(g->remote_ref), "refs/remotes/origin/%s", g->branch);
 
+    if (o->ca_file && o->ca_file[0] &&
+        git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, o->ca_file, NULL) < 0) {
+        error = git_fail(LL_EINVALID, "git: cannot use git-ca-file");
+        goto fail;
+    }
+    if ((error = ll_registry_open(&g->reg, g->db_path)) < 0)
+        goto fail;
     if (git_repository_open_bare(&g->repo, g->workdir) < 0 &&
         git_repository_init(&g->repo, g->workdir, 1) < 0) {
         error = git_fail(-1, "git: cannot create the local clone");
@@ -920,23 +948,48 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
         error = git_fail(LL_EINVALID, "git: bad remote url");
         goto fail;
     }
-    if ((error = fetch(g)) < 0)
-        goto fail;
+    if ((error = fetch(g)) < 0) {
+        /* With a head from an earlier run, start degraded and keep the
+         * writes queued; without one there is nothing to read tiers from. */
+        char why[LL_ERROR_MSG_MAX];
+        snprintf(why, sizeof(why), "%s", ll_error_last()->message);
+        if (g->import_only || remote_head(&head, g) < 0 || !head) {
+            ll_error_set(LL_EUPSTREAM, "%s", why);
+            ll_error_hint("the first start needs the remote: check git-url, credentials and "
+                          "git-ca-file");
+            error = LL_EUPSTREAM;
+            goto fail;
+        }
+        ll_log_warn("msg=\"starting with the last known head; the remote is unreachable\" "
+                    "error=\"%s\"",
+                    why);
+        publish_tiers(g, head);
+        enter_degraded(g, why);
+        goto opened;
+    }
     if ((error = remote_head(&head, g)) < 0)
         goto fail;
-    if (head && git_commit_tree(&tree, head) == 0 &&
-        git_tree_entry_bypath(&entry, tree, g->root) == 0) {
-        /* The layout is there: nothing to seed. */
-    } else {
+    if (!(head && git_commit_tree(&tree, head) == 0 &&
+          git_tree_entry_bypath(&entry, tree, g->root) == 0)) {
+        if (g->import_only) {
+            error = ll_error_set(LL_ENOTFOUND, "no %s folder on branch %s of %s", g->root,
+                                 g->branch, g->shown_url);
+            ll_error_hint("import reads an existing GitOps repository; check git-root and "
+                          "git-branch");
+            goto fail;
+        }
         if ((error = seed(g, head)) < 0)
             goto fail;
-        git_commit_free(head);
-        head = NULL;
-        if ((error = remote_head(&head, g)) < 0)
-            goto fail;
     }
-    publish_tiers(g, head);
+    if ((error = follow_head(g, NULL)) < 0)
+        goto fail;
+    git_commit_free(head);
+    head = NULL;
+    if ((error = remote_head(&head, g)) < 0)
+        goto fail;
     set_status(g, head ? git_commit_id(head) : NULL, NULL);
+opened:
+    g->next_poll_ms = ll_monotonic_ms() + g->poll_interval_ms;
     git_tree_entry_free(entry);
     git_tree_free(tree);
     git_commit_free(head);
@@ -954,9 +1007,6 @@ fail:
 
 int ll_gitops_start(ll_gitops *g)
 {
-    int error;
-    if ((error = ll_registry_open(&g->reg, g->db_path)) < 0)
-        return error;
     if (pthread_create(&g->thread, NULL, writer_main, g) != 0)
         return ll_error_set(-1, "cannot start the git writer thread");
     g->started = 1;
@@ -972,6 +1022,7 @@ void ll_gitops_free(ll_gitops *g)
         pthread_mutex_lock(&g->lock);
         g->stopping = 1;
         pthread_cond_broadcast(&g->wake);
+        pthread_cond_broadcast(&g->progress);
         pthread_mutex_unlock(&g->lock);
         pthread_join(g->thread, NULL);
     }
@@ -981,12 +1032,18 @@ void ll_gitops_free(ll_gitops *g)
     json_decref(g->status);
     free(g->workdir);
     free(g->url);
+    free(g->shown_url);
     free(g->branch);
     free(g->root);
     free(g->author_name);
     free(g->author_email);
     free(g->default_release);
     free(g->db_path);
+    if (g->password)
+        memset(g->password, 0, strlen(g->password));
+    free(g->password);
+    free(g->username);
+    free(g->ssh_key);
     pthread_cond_destroy(&g->wake);
     pthread_cond_destroy(&g->progress);
     pthread_mutex_destroy(&g->lock);
@@ -1006,7 +1063,7 @@ int ll_gitops_wait(json_t **out, ll_gitops *g, ll_registry *r, long long op, int
     *out = NULL;
     for (;;) {
         unsigned long long gen;
-        int error;
+        int error, stopping;
 
         pthread_mutex_lock(&g->lock);
         gen = g->generation;
@@ -1017,8 +1074,13 @@ int ll_gitops_wait(json_t **out, ll_gitops *g, ll_registry *r, long long op, int
             return error;
         if (strcmp(json_string_value(json_object_get(*out, "state")), "queued") != 0)
             return 0;
-        int64_t now = ll_monotonic_ms();
-        if (now >= deadline_ms)
+        /* While the remote is unreachable nothing will be pushed soon: answer
+         * at once rather than hold the caller for the whole wait. */
+        pthread_mutex_lock(&g->lock);
+        int degraded = g->status && strcmp(json_string_value(json_object_get(g->status, "status")),
+                                           "degraded") == 0;
+        pthread_mutex_unlock(&g->lock);
+        if (degraded || ll_monotonic_ms() >= deadline_ms)
             return LL_ETIMEOUT;
         pthread_mutex_lock(&g->lock);
         while (g->generation == gen && !g->stopping) {
@@ -1028,15 +1090,15 @@ int ll_gitops_wait(json_t **out, ll_gitops *g, ll_registry *r, long long op, int
                 break;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += left / 1000;
-            ts.tv_nsec += (left % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
+            ts.tv_nsec += (left % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
+                ts.tv_nsec -= 1000000000L;
             }
             if (pthread_cond_timedwait(&g->progress, &g->lock, &ts) == ETIMEDOUT)
                 break;
         }
-        int stopping = g->stopping;
+        stopping = g->stopping;
         pthread_mutex_unlock(&g->lock);
         if (stopping)
             return LL_ETIMEOUT;

@@ -179,7 +179,7 @@ int ll_registry_ping(ll_registry *r)
 
 #define TENANT_COLS                                                                                \
     "id, tier, release, values_json, lifecycle, sync, commit_sha, operation_id, created_at, "      \
-    "updated_at, offboarded_at"
+    "updated_at, offboarded_at, origin"
 
 static json_t *tenant_row(sqlite3_stmt *st)
 {
@@ -201,6 +201,7 @@ static json_t *tenant_row(sqlite3_stmt *st)
     json_object_set_new(t, "created_at", col_text(st, 8));
     json_object_set_new(t, "updated_at", col_text(st, 9));
     json_object_set_new(t, "offboarded_at", col_text(st, 10));
+    json_object_set_new(t, "origin", col_text(st, 11));
     return t;
 }
 
@@ -323,15 +324,18 @@ fail:
 }
 
 static int insert_op(long long *out, ll_registry *r, const char *kind, const char *tenant,
-                     const char *tier, const char *payload, const char *now)
+                     const char *tier, const char *payload, const char *now,
+                     const ll_registry_author *author)
 {
     sqlite3_stmt *st = NULL;
     int error;
     if ((error = prepare(&st, r,
                          "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
-                         "created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?) "
-                         "RETURNING id")) < 0)
+                         "created_at, updated_at, author_name, author_email) VALUES (?, ?, ?, ?, "
+                         "'queued', ?, ?, ?, ?) RETURNING id")) < 0)
         return error;
+    bind_text(st, 7, author->name);
+    bind_text(st, 8, author->email);
     bind_text(st, 1, kind);
     bind_text(st, 2, tenant);
     bind_text(st, 3, tier);
@@ -364,7 +368,8 @@ static int run(ll_registry *r, const char *sql, int n, const char *const *params
 }
 
 int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r, const char *id,
-                        const char *tier, const char *release, const char *values_json)
+                        const char *tier, const char *release, const char *values_json,
+                        const ll_registry_author *author)
 {
     json_t *existing = NULL, *values = json_loads(values_json, 0, NULL), *desired = NULL;
     char now[32], opid[32], *payload = NULL;
@@ -404,14 +409,14 @@ int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r
         error = ll_error_set(-1, "cannot encode the operation");
         goto fail;
     }
-    if ((error = insert_op(out_op, r, "onboard", id, tier, payload, now)) < 0)
+    if ((error = insert_op(out_op, r, "onboard", id, tier, payload, now, author)) < 0)
         goto fail;
     snprintf(opid, sizeof(opid), "%lld", *out_op);
     if (existing) {
         const char *p[] = {tier, release, values_json, opid, now, id};
         error = run(r,
                     "UPDATE tenants SET tier = ?, release = ?, values_json = ?, lifecycle = "
-                    "'active', sync = 'pending', operation_id = ?, updated_at = ?, "
+                    "'active', sync = 'pending', origin = 'api', operation_id = ?, updated_at = ?, "
                     "offboarded_at = NULL WHERE id = ?",
                     6, p);
     } else {
@@ -438,7 +443,8 @@ fail:
     return error;
 }
 
-int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id)
+int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id,
+                         const ll_registry_author *author)
 {
     json_t *t = NULL;
     char now[32], opid[32];
@@ -457,7 +463,7 @@ int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id)
         return exec(r, "COMMIT");
     }
     if ((error = insert_op(out_op, r, "offboard", id, json_string_value(json_object_get(t, "tier")),
-                           "{}", now)) < 0)
+                           "{}", now, author)) < 0)
         goto fail;
     snprintf(opid, sizeof(opid), "%lld", *out_op);
     {
@@ -480,7 +486,7 @@ fail:
 
 #define OP_COLS                                                                                    \
     "id, kind, tenant_id, tier, payload, state, commit_sha, error, error_type, created_at, "       \
-    "updated_at"
+    "updated_at, author_name, author_email, attempts, last_error"
 
 static json_t *op_row(sqlite3_stmt *st)
 {
@@ -498,6 +504,10 @@ static json_t *op_row(sqlite3_stmt *st)
     json_object_set_new(o, "error_type", col_text(st, 8));
     json_object_set_new(o, "created_at", col_text(st, 9));
     json_object_set_new(o, "updated_at", col_text(st, 10));
+    json_object_set_new(
+        o, "author", json_pack("{s:o, s:o}", "name", col_text(st, 11), "email", col_text(st, 12)));
+    json_object_set_new(o, "attempts", json_integer(sqlite3_column_int64(st, 13)));
+    json_object_set_new(o, "last_error", col_text(st, 14));
     return o;
 }
 
@@ -578,7 +588,7 @@ static int finish_one(ll_registry *r, const json_t *res, const char *now)
             goto done;
     }
     /* Only the tenant's latest operation moves the tenant. */
-    if (ok && strcmp(kind, "onboard") == 0) {
+    if (ok && strcmp(kind, "offboard") != 0) {
         const char *p[] = {sha, now, tenant, opid};
         error = run(r,
                     "UPDATE tenants SET sync = 'committed', commit_sha = ?, updated_at = ? "
@@ -591,6 +601,23 @@ static int finish_one(ll_registry *r, const json_t *res, const char *now)
                     "commit_sha = ?, updated_at = ?, offboarded_at = ? WHERE id = ? AND "
                     "operation_id = ?",
                     5, p);
+    } else if (strcmp(kind, "update") == 0) {
+        /* Undo: back to the desired state before the change. */
+        json_t *prev = json_object_get(json_object_get(op, "payload"), "previous");
+        char *pv = json_dumps(json_object_get(prev, "values"), JSON_COMPACT | JSON_SORT_KEYS);
+        const char *p[] = {now,
+                           tenant,
+                           opid,
+                           json_string_value(json_object_get(prev, "tier")),
+                           json_string_value(json_object_get(prev, "release")),
+                           pv ? pv : "{}"};
+        error = run(r,
+                    "UPDATE tenants SET sync = 'committed', updated_at = ?1, tier = ?4, "
+                    "release = ?5, values_json = ?6, operation_id = (SELECT max(id) FROM "
+                    "operations WHERE tenant_id = ?2 AND state = 'pushed') WHERE id = ?2 AND "
+                    "operation_id = ?3",
+                    6, p);
+        free(pv);
     } else if (strcmp(kind, "onboard") == 0) {
         /* Undo: a tenant with no pushed history disappears; a re-onboarded
          * one returns to offboarded. */
@@ -647,4 +674,185 @@ int ll_registry_ops_finish(ll_registry *r, const json_t *results)
         }
     }
     return exec(r, "COMMIT");
+}
+
+int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const char *tier,
+                       const char *release, const char *values_json,
+                       const ll_registry_author *author)
+{
+    json_t *t = NULL, *values = json_loads(values_json, 0, NULL), *desired = NULL;
+    char now[32], opid[32], *payload = NULL;
+    const char *lifecycle;
+    int error;
+
+    *out_op = 0;
+    if (!values)
+        return ll_error_set(LL_EINVALID, "values are not JSON");
+    ll_now_rfc3339(now);
+    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0) {
+        json_decref(values);
+        return error;
+    }
+    if ((error = ll_registry_tenant_get(&t, r, id, 0)) < 0)
+        goto fail;
+    lifecycle = json_string_value(json_object_get(t, "lifecycle"));
+    if (strcmp(lifecycle, "offboarded") == 0 || strcmp(lifecycle, "offboarding") == 0) {
+        error = ll_error_set(LL_ECONFLICT, "tenant '%s' is %s", id, lifecycle);
+        ll_error_hint("onboard it again with POST /api/v1/tenants");
+        goto fail;
+    }
+    /* The operation carries the new desired state, the folder the tenant
+     * leaves, and the state to return to if it fails. */
+    desired = json_pack("{s:s, s:O, s:O, s:{s:O, s:O, s:O}}", "release", release, "values", values,
+                        "from_tier", json_object_get(t, "tier"), "previous", "tier",
+                        json_object_get(t, "tier"), "release", json_object_get(t, "release"),
+                        "values", json_object_get(t, "values"));
+    if (!desired || !(payload = json_dumps(desired, JSON_COMPACT | JSON_SORT_KEYS))) {
+        error = ll_error_set(-1, "cannot encode the operation");
+        goto fail;
+    }
+    if ((error = insert_op(out_op, r, "update", id, tier, payload, now, author)) < 0)
+        goto fail;
+    snprintf(opid, sizeof(opid), "%lld", *out_op);
+    {
+        const char *p[] = {tier, release, values_json, opid, now, id};
+        if ((error = run(r,
+                         "UPDATE tenants SET tier = ?, release = ?, values_json = ?, sync = "
+                         "'pending', operation_id = ?, updated_at = ? WHERE id = ?",
+                         6, p)) < 0)
+            goto fail;
+    }
+    error = exec(r, "COMMIT");
+    goto done;
+fail:
+    exec(r, "ROLLBACK");
+done:
+    json_decref(t);
+    json_decref(values);
+    json_decref(desired);
+    free(payload);
+    return error;
+}
+
+int ll_registry_ops_attempted(ll_registry *r, const json_t *ops, const char *why)
+{
+    char now[32], opid[32];
+    size_t i;
+    json_t *op;
+    int error = 0;
+
+    ll_now_rfc3339(now);
+    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0)
+        return error;
+    json_array_foreach(ops, i, op)
+    {
+        const char *p[] = {why, now, opid};
+        snprintf(opid, sizeof(opid), "%lld",
+                 (long long)json_integer_value(json_object_get(op, "id")));
+        if ((error = run(r,
+                         "UPDATE operations SET attempts = attempts + 1, last_error = ?, "
+                         "updated_at = ? WHERE id = ? AND state = 'queued'",
+                         3, p)) < 0) {
+            exec(r, "ROLLBACK");
+            return error;
+        }
+    }
+    return exec(r, "COMMIT");
+}
+
+int ll_registry_tenant_index(json_t **out, ll_registry *r)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *index = json_object();
+    int error, rc;
+
+    if ((error = prepare(&st, r, "SELECT id, tier, lifecycle, sync FROM tenants")) < 0)
+        goto fail;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_object_set_new(index, (const char *)sqlite3_column_text(st, 0),
+                            json_pack("{s:o, s:o, s:o}", "tier", col_text(st, 1), "lifecycle",
+                                      col_text(st, 2), "sync", col_text(st, 3)));
+    if (rc != SQLITE_DONE) {
+        error = db_error(r, "index tenants");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = index;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(index);
+    return error;
+}
+
+int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *drifted,
+                          const json_t *returned, const char *commit)
+{
+    char now[32];
+    size_t i;
+    json_t *v;
+    int error;
+
+    ll_now_rfc3339(now);
+    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0)
+        return error;
+    json_array_foreach(adopt, i, v)
+    {
+        char *values = json_dumps(json_object_get(v, "values"), JSON_COMPACT | JSON_SORT_KEYS);
+        const char *p[] = {json_string_value(json_object_get(v, "id")),
+                           json_string_value(json_object_get(v, "tier")),
+                           json_string_value(json_object_get(v, "release")),
+                           values ? values : "{}",
+                           commit,
+                           now};
+        /* New, or offboarded earlier and put back by hand: adopted either way.
+         * A tenant landlord is working on is never touched. */
+        error = run(r,
+                    "INSERT INTO tenants (id, tier, release, values_json, lifecycle, sync, origin, "
+                    "commit_sha, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'active', "
+                    "'committed', 'adopted', ?5, ?6, ?6) ON CONFLICT (id) DO UPDATE SET tier = ?2, "
+                    "release = ?3, values_json = ?4, lifecycle = 'active', origin = 'adopted', "
+                    "commit_sha = ?5, updated_at = ?6, offboarded_at = NULL WHERE lifecycle = "
+                    "'offboarded' AND sync = 'committed'",
+                    6, p);
+        free(values);
+        if (error < 0)
+            goto fail;
+    }
+    json_array_foreach(drifted, i, v)
+    {
+        const char *p[] = {now, json_string_value(v)};
+        if ((error =
+                 run(r,
+                     "UPDATE tenants SET lifecycle = 'drifted', updated_at = ? WHERE id = ? AND "
+                     "lifecycle = 'active' AND sync = 'committed'",
+                     2, p)) < 0)
+            goto fail;
+    }
+    json_array_foreach(returned, i, v)
+    {
+        const char *p[] = {now, json_string_value(v)};
+        if ((error = run(r,
+                         "UPDATE tenants SET lifecycle = 'active', updated_at = ? WHERE id = ? AND "
+                         "lifecycle = 'drifted'",
+                         2, p)) < 0)
+            goto fail;
+    }
+    return exec(r, "COMMIT");
+fail:
+    exec(r, "ROLLBACK");
+    return error;
+}
+
+int ll_registry_ops_count_queued(long long *out, ll_registry *r)
+{
+    sqlite3_stmt *st = NULL;
+    int error;
+    *out = 0;
+    if ((error = prepare(&st, r, "SELECT count(*) FROM operations WHERE state = 'queued'")) < 0)
+        return error;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return 0;
 }

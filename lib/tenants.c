@@ -52,11 +52,28 @@ static int absolute(char *out, size_t cap, const char *path)
     return 0;
 }
 
-int ll_core_open(ll_core **out, const ll_config *cfg)
+/* The password or token from git-password-file: its first line. */
+static int read_password(char **out, const char *path)
+{
+    size_t len = 0;
+    int error;
+    *out = NULL;
+    if (!path[0])
+        return 0;
+    if ((error = ll_read_file(out, &len, path, 64 * 1024)) < 0) {
+        ll_error_hint("git-password-file must name a readable file holding the password or "
+                      "token");
+        return error;
+    }
+    (*out)[strcspn(*out, "\r\n")] = '\0';
+    return 0;
+}
+
+int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
 {
     ll_core *c = calloc(1, sizeof(*c));
     ll_registry *r = NULL;
-    char data[1024];
+    char data[1024], *password = NULL;
     int error;
 
     if (!c)
@@ -76,7 +93,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg)
     if ((error = ll_registry_open(&r, c->db_path)) < 0)
         goto fail;
     ll_registry_close(r);
-    if (!cfg->git_url[0]) {
+    if (!cfg->git_url[0] && mode == LL_CORE_SERVE) {
         git_repository *bare = NULL;
         git_repository_init_options io;
         char head[200];
@@ -91,10 +108,32 @@ int ll_core_open(ll_core **out, const ll_config *cfg)
         }
         git_repository_free(bare);
     }
-    ll_gitops_options go = {c->work_path,         c->git_url,           cfg->git_branch,
-                            cfg->git_root,        cfg->git_author_name, cfg->git_author_email,
-                            cfg->default_release, c->db_path,           (int)cfg->batch_size};
-    if ((error = ll_gitops_open(&c->git, &go)) < 0 || (error = ll_gitops_start(c->git)) < 0)
+    if ((error = read_password(&password, cfg->git_password_file)) < 0)
+        goto fail;
+    ll_gitops_options go = {
+        .workdir = c->work_path,
+        .url = c->git_url,
+        .branch = cfg->git_branch,
+        .root = cfg->git_root,
+        .author_name = cfg->git_author_name,
+        .author_email = cfg->git_author_email,
+        .default_release = cfg->default_release,
+        .db_path = c->db_path,
+        .batch_size = (int)cfg->batch_size,
+        .push_attempts = (int)cfg->git_push_attempts,
+        .poll_interval_s = (int)cfg->git_poll_interval,
+        .username = cfg->git_username,
+        .password = password,
+        .ca_file = cfg->git_ca_file,
+        .ssh_key_file = cfg->git_ssh_key_file,
+        .import_only = mode == LL_CORE_IMPORT,
+    };
+    error = ll_gitops_open(&c->git, &go);
+    if (password) {
+        memset(password, 0, strlen(password));
+        free(password);
+    }
+    if (error < 0 || (mode == LL_CORE_SERVE && (error = ll_gitops_start(c->git)) < 0))
         goto fail;
     *out = c;
     return 0;
@@ -141,18 +180,29 @@ ll_registry *ll_core_registry(ll_core *c)
 json_t *ll_core_ready(ll_core *c, int *ok)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *checks = json_object(), *git = ll_gitops_status(c->git);
+    json_t *checks = json_object(), *snap = ll_gitops_status(c->git), *git;
     int reg_ok = r && ll_registry_ping(r) == 0;
+    long long queued = 0;
+    const char *status;
 
-    if (reg_ok)
+    if (reg_ok) {
         json_object_set_new(checks, "registry", json_pack("{s:s}", "status", "ok"));
-    else
+        ll_registry_ops_count_queued(&queued, r);
+    } else {
         json_object_set_new(
             checks, "registry",
             json_pack("{s:s, s:s}", "status", "failed", "error", ll_error_last()->message));
-    json_object_set_new(checks, "git", git ? git : json_pack("{s:s}", "status", "failed"));
-    *ok = reg_ok && git && strcmp(json_string_value(json_object_get(git, "status")), "ok") == 0;
-    return json_pack("{s:s, s:o}", "status", *ok ? "ready" : "unavailable", "checks", checks);
+    }
+    git = snap ? json_deep_copy(snap) : json_pack("{s:s}", "status", "degraded");
+    json_decref(snap);
+    json_object_set_new(git, "queued", json_integer(queued));
+    json_object_set_new(checks, "git", git);
+    /* A degraded remote still takes writes (they queue): ready, but say so. */
+    *ok = reg_ok;
+    status = !reg_ok                                                                ? "unavailable"
+             : strcmp(json_string_value(json_object_get(git, "status")), "ok") == 0 ? "ready"
+                                                                                    : "degraded";
+    return json_pack("{s:s, s:o}", "status", status, "checks", checks);
 }
 
 /* --- views ------------------------------------------------------------------------ */
@@ -236,18 +286,85 @@ done:
     return error;
 }
 
+/* The commit author of a request: the configured identity until requests
+ * carry an authenticated caller. */
+static ll_registry_author author_of(const ll_core *c)
+{
+    ll_registry_author a = {c->cfg.git_author_name, c->cfg.git_author_email};
+    return a;
+}
+
+/* Refuses fields outside allowed and non-string values of string fields. */
+static int check_fields(const json_t *body, const char *const *allowed, const char *const *strings,
+                        const char *hint)
+{
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(body))
+        return field_error("", "the body must be a JSON object");
+    json_object_foreach((json_t *)body, key, v)
+    {
+        int known = 0;
+        for (const char *const *f = allowed; *f; f++)
+            known |= strcmp(*f, key) == 0;
+        if (!known) {
+            field_error(key, "unknown field '%.64s'", key);
+            ll_error_hint("%s", hint);
+            return LL_EINVALID;
+        }
+    }
+    for (const char *const *f = strings; *f; f++) {
+        v = json_object_get(body, *f);
+        if (v && !json_is_string(v))
+            return field_error(*f, "%s must be a string", *f);
+    }
+    return 0;
+}
+
+/* Checks a desired state completely, including a trial render of the tier's
+ * template: a tenant whose objects would be invalid is refused now, before
+ * anything is stored. */
+static int check_desired(const json_t *tiers, const char *id, const char *tier, const char *release,
+                         const json_t *values)
+{
+    const json_t *tier_obj, *tmpl;
+    char *rendered = NULL;
+    size_t rlen;
+    int error;
+
+    if (!(tier_obj = ll_tiers_find(tiers, tier))) {
+        field_error("tier", "unknown tier '%.64s'", tier);
+        ll_error_hint("GET /api/v1/tiers lists the tiers");
+        return LL_EINVALID;
+    }
+    if ((error = ll_validate_release(release)) < 0)
+        return error;
+    if (values && (error = ll_validate_values(values)) < 0)
+        return error;
+    tmpl = json_object_get(tier_obj, "template");
+    ll_render_input in = {id, tier, release, NULL, values};
+    if ((error = ll_template_render(&rendered, &rlen, json_string_value(tmpl),
+                                    json_string_length(tmpl), &in)) < 0) {
+        ll_error_kind("render-failed");
+        return error;
+    }
+    free(rendered);
+    return 0;
+}
+
 static const char *const onboard_fields[] = {"id", "tier", "release", "values", NULL};
+static const char *const onboard_strings[] = {"id", "tier", "release", NULL};
 
 int ll_tenant_onboard(json_t **out, int *pending, ll_core *c, const json_t *body, int wait_s)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *tiers = ll_gitops_tiers(c->git), *existing = NULL, *values;
-    const json_t *tier_obj;
-    const char *key, *id, *tier, *release;
-    char *values_json = NULL, *rendered = NULL;
-    size_t rlen;
+    json_t *tiers = ll_gitops_tiers(c->git), *existing = NULL;
+    const json_t *values;
+    const char *id, *tier, *release;
+    ll_registry_author author = author_of(c);
+    char *values_json = NULL;
     long long op = 0;
-    json_t *v;
     int error;
 
     *out = NULL;
@@ -256,31 +373,15 @@ int ll_tenant_onboard(json_t **out, int *pending, ll_core *c, const json_t *body
         error = -1;
         goto done;
     }
-    if (!json_is_object(body)) {
-        error = field_error("", "the body must be a JSON object");
+    if ((error = check_fields(body, onboard_fields, onboard_strings,
+                              "a tenant takes id, tier, release and values")) < 0)
         goto done;
-    }
-    json_object_foreach((json_t *)body, key, v)
-    {
-        int known = 0;
-        for (const char *const *f = onboard_fields; *f; f++)
-            known |= strcmp(*f, key) == 0;
-        if (!known) {
-            error = field_error(key, "unknown field '%.64s'", key);
-            ll_error_hint("a tenant takes id, tier, release and values");
-            goto done;
-        }
-    }
-    for (int i = 0; i < 3; i++) {
-        v = json_object_get(body, onboard_fields[i]);
-        if ((v || i < 2) && !json_is_string(v)) {
-            error = field_error(onboard_fields[i], v ? "%s must be a string" : "%s is required",
-                                onboard_fields[i]);
-            goto done;
-        }
-    }
     id = json_string_value(json_object_get(body, "id"));
     tier = json_string_value(json_object_get(body, "tier"));
+    if (!id || !tier) {
+        error = field_error(id ? "tier" : "id", "%s is required", id ? "tier" : "id");
+        goto done;
+    }
     release = json_is_string(json_object_get(body, "release"))
                   ? json_string_value(json_object_get(body, "release"))
                   : c->cfg.default_release;
@@ -291,31 +392,14 @@ int ll_tenant_onboard(json_t **out, int *pending, ll_core *c, const json_t *body
         error = field_error("id", "id '%s' is reserved: a pool environment has that name", id);
         goto done;
     }
-    if (!(tier_obj = ll_tiers_find(tiers, tier))) {
-        error = field_error("tier", "unknown tier '%.64s'", tier);
-        ll_error_hint("GET /api/v1/tiers lists the tiers");
+    if ((error = check_desired(tiers, id, tier, release, values)) < 0)
         goto done;
-    }
-    if ((error = ll_validate_release(release)) < 0)
-        goto done;
-    if (values && (error = ll_validate_values(values)) < 0)
-        goto done;
-    /* A trial render: a tenant whose objects would be invalid is refused now. */
-    {
-        const json_t *tmpl = json_object_get(tier_obj, "template");
-        ll_render_input in = {id, tier, release, NULL, values};
-        if ((error = ll_template_render(&rendered, &rlen, json_string_value(tmpl),
-                                        json_string_length(tmpl), &in)) < 0) {
-            ll_error_kind("render-failed");
-            goto done;
-        }
-    }
     values_json = values ? json_dumps(values, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
     if (!values_json) {
         error = ll_error_set(-1, "cannot encode values");
         goto done;
     }
-    error = ll_registry_onboard(&op, &existing, r, id, tier, release, values_json);
+    error = ll_registry_onboard(&op, &existing, r, id, tier, release, values_json, &author);
     if (error == LL_EEXISTS) {
         *out = tenant_view(c, existing);
         existing = NULL;
@@ -332,7 +416,72 @@ done:
     json_decref(existing);
     json_decref(tiers);
     free(values_json);
-    free(rendered);
+    return error;
+}
+
+static const char *const update_fields[] = {"tier", "release", "values", NULL};
+static const char *const update_strings[] = {"tier", "release", NULL};
+
+int ll_tenant_update(json_t **out, int *pending, ll_core *c, const char *id, const json_t *body,
+                     int wait_s)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *tiers = ll_gitops_tiers(c->git), *current = NULL;
+    const json_t *values;
+    const char *tier, *release, *lifecycle;
+    ll_registry_author author = author_of(c);
+    char *values_json = NULL;
+    long long op = 0;
+    int error;
+
+    *out = NULL;
+    *pending = 0;
+    if (!r) {
+        error = -1;
+        goto done;
+    }
+    if (ll_validate_tenant_id(id) < 0) {
+        error = ll_error_set(LL_ENOTFOUND, "no tenant '%.64s'", id);
+        goto done;
+    }
+    if ((error = ll_registry_tenant_get(&current, r, id, 0)) < 0)
+        goto done;
+    lifecycle = json_string_value(json_object_get(current, "lifecycle"));
+    if (strcmp(lifecycle, "offboarded") == 0 || strcmp(lifecycle, "offboarding") == 0) {
+        error = ll_error_set(LL_ECONFLICT, "tenant '%s' is %s", id, lifecycle);
+        ll_error_hint("onboard it again with POST /api/v1/tenants");
+        goto done;
+    }
+    if ((error = check_fields(body, update_fields, update_strings,
+                              "a change takes tier, release and values")) < 0)
+        goto done;
+    if (json_object_size(body) == 0) {
+        error = field_error("", "nothing to change: send tier, release or values");
+        goto done;
+    }
+    tier = json_is_string(json_object_get(body, "tier"))
+               ? json_string_value(json_object_get(body, "tier"))
+               : json_string_value(json_object_get(current, "tier"));
+    release = json_is_string(json_object_get(body, "release"))
+                  ? json_string_value(json_object_get(body, "release"))
+                  : json_string_value(json_object_get(current, "release"));
+    values = json_object_get(body, "values") ? json_object_get(body, "values")
+                                             : json_object_get(current, "values");
+    if ((error = check_desired(tiers, id, tier, release, values)) < 0)
+        goto done;
+    if (!(values_json = json_dumps(values, JSON_COMPACT | JSON_SORT_KEYS))) {
+        error = ll_error_set(-1, "cannot encode values");
+        goto done;
+    }
+    if ((error = ll_registry_update(&op, r, id, tier, release, values_json, &author)) < 0)
+        goto done;
+    ll_log_info("msg=\"update queued\" tenant=%s tier=%s op=%lld", id, tier, op);
+    ll_gitops_notify(c->git);
+    error = finish_write(out, pending, c, r, id, op, wait_s);
+done:
+    json_decref(current);
+    json_decref(tiers);
+    free(values_json);
     return error;
 }
 
@@ -349,7 +498,8 @@ int ll_tenant_offboard(json_t **out, int *pending, ll_core *c, const char *id, i
         return -1;
     if (ll_validate_tenant_id(id) < 0)
         return ll_error_set(LL_ENOTFOUND, "no tenant '%.64s'", id);
-    if ((error = ll_registry_offboard(&op, r, id)) < 0)
+    ll_registry_author author = author_of(c);
+    if ((error = ll_registry_offboard(&op, r, id, &author)) < 0)
         return error;
     if (op == 0) {
         /* Offboarded already: nothing to do. */
@@ -395,7 +545,8 @@ int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state
     if (state) {
         if (strcmp(state, "unknown") == 0)
             lifecycle = "active";
-        else if (strcmp(state, "offboarding") == 0 || strcmp(state, "offboarded") == 0)
+        else if (strcmp(state, "offboarding") == 0 || strcmp(state, "offboarded") == 0 ||
+                 strcmp(state, "drifted") == 0)
             lifecycle = state;
         else
             return field_error("state", "unknown state '%.32s'", state);

@@ -148,7 +148,7 @@ static int cmd_serve(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     git_libgit2_init();
 
-    if (ll_core_open(&core, &cfg) < 0) {
+    if (ll_core_open(&core, &cfg, LL_CORE_SERVE) < 0) {
         fail("cannot start");
         goto done;
     }
@@ -174,6 +174,64 @@ done:
     return status;
 }
 
+/* landlord import: the registry follows an existing GitOps repository. */
+static int cmd_import(int argc, char **argv)
+{
+    ll_config cfg;
+    ll_core *core = NULL;
+    json_t *counts = NULL;
+    ll_registry *r;
+    int status = 1;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: landlord import [options]\n\n"
+                   "Builds the registry in --data from the GitOps repository at --git-url:\n"
+                   "every tenant file under <git-root>/tenants/<tier>/ is adopted.  Nothing is\n"
+                   "committed or seeded.  Takes the same options as 'landlord serve'.\n\n");
+            ll_config_print_help(stdout);
+            return 0;
+        }
+    }
+    if (load_config(&cfg, argc, argv) < 0) {
+        fail("bad configuration");
+        return 2;
+    }
+    ll_log_parse_level(&ll_log_threshold, cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    git_libgit2_init();
+    if (ll_core_open(&core, &cfg, LL_CORE_IMPORT) < 0) {
+        fail("cannot import");
+        goto done;
+    }
+    if (!(r = ll_core_registry(core)) || ll_registry_tenant_counts(&counts, r) < 0) {
+        fail("cannot read the registry");
+        goto done;
+    }
+    {
+        const char *tier;
+        json_t *n;
+        long long total = 0;
+        json_object_foreach(counts, tier, n) total += json_integer_value(n);
+        printf("landlord: imported %lld tenants (", total);
+        int first = 1;
+        json_object_foreach(counts, tier, n)
+        {
+            printf("%s%s: %lld", first ? "" : ", ", tier, (long long)json_integer_value(n));
+            first = 0;
+        }
+        printf(") from %s into %s\n", ll_core_git_url(core), cfg.data);
+    }
+    status = 0;
+done:
+    json_decref(counts);
+    ll_core_free(core);
+    git_libgit2_shutdown();
+    curl_global_cleanup();
+    return status;
+}
+
 static int cmd_routes(void)
 {
     json_t *list = json_array();
@@ -194,6 +252,8 @@ int main(int argc, char **argv)
 
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "import") == 0)
+        return cmd_import(argc - 2, argv + 2);
     if (strcmp(cmd, "routes") == 0)
         return cmd_routes();
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

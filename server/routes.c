@@ -19,6 +19,7 @@ const ll_route ll_routes[] = {
     {"GET", "/api/v1/tenants", h_tenants_list, "tenants:read"},
     {"POST", "/api/v1/tenants", h_tenants_create, "tenants:write"},
     {"GET", "/api/v1/tenants/{id}", h_tenants_get, "tenants:read"},
+    {"PATCH", "/api/v1/tenants/{id}", h_tenants_update, "tenants:write"},
     {"DELETE", "/api/v1/tenants/{id}", h_tenants_delete, "tenants:write"},
     {"GET", "/api/v1/tiers", h_tiers_list, "tenants:read"},
     {"GET", "/api/v1/tiers/{name}", h_tiers_get, "tenants:read"},

@@ -12,6 +12,7 @@ enum MHD_Result h_openapi_get(ll_req *req);
 enum MHD_Result h_tenants_list(ll_req *req);
 enum MHD_Result h_tenants_create(ll_req *req);
 enum MHD_Result h_tenants_get(ll_req *req);
+enum MHD_Result h_tenants_update(ll_req *req);
 enum MHD_Result h_tenants_delete(ll_req *req);
 
 enum MHD_Result h_tiers_list(ll_req *req);

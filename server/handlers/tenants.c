@@ -45,6 +45,20 @@ enum MHD_Result h_tenants_create(ll_req *req)
     return reply_write(req, tenant, pending, 201);
 }
 
+enum MHD_Result h_tenants_update(ll_req *req)
+{
+    json_t *body = NULL, *tenant = NULL;
+    int wait, pending = 0, error;
+
+    if (wait_param(req, &wait) < 0 || ll_req_json_body(req, &body) < 0)
+        return MHD_YES;
+    error = ll_tenant_update(&tenant, &pending, req->core, req->params[0], body, wait);
+    json_decref(body);
+    if (error < 0)
+        return ll_reply_error(req, error);
+    return reply_write(req, tenant, pending, 200);
+}
+
 enum MHD_Result h_tenants_delete(ll_req *req)
 {
     json_t *tenant = NULL;

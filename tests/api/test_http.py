@@ -47,7 +47,7 @@ class Http(LandlordTestCase):
         for method, path, allowed in (
             ("PUT", "/api/v1/tenants", {"GET", "POST"}),
             ("DELETE", "/api/v1/tenants", {"GET", "POST"}),
-            ("PATCH", "/api/v1/tenants/acme", {"GET", "DELETE"}),
+            ("PUT", "/api/v1/tenants/acme", {"GET", "PATCH", "DELETE"}),
             ("POST", "/api/v1/tenants/acme", {"GET", "DELETE"}),
             ("POST", "/api/v1/tiers", {"GET"}),
             ("DELETE", "/api/v1/tiers/basic", {"GET"}),

@@ -455,37 +455,46 @@ class PushFailure(LandlordTestCase):
     with a stale ref lock file, so every push fails."""
 
     def test_rejected_push(self):
+        """A remote that refuses every push (a stale lock on the branch): writes
+        are accepted and queue (202, sync pending), nothing is lost, /readyz
+        says degraded, and everything lands in order once the remote heals."""
         s = self.start_server()
         lock = os.path.join(s.remote, "refs", "heads", "main.lock")
         self.assertJson(onboard(s, "stays", "basic"), 201)
-        tenants0, log0 = s.rows("tenants"), s.log()
+        log0 = s.log()
 
         open(lock, "w").close()
         r = onboard(s, "blocked", "premium")
-        self.assertProblem(r, 502, "upstream-failure")
-        self.assertEqual(s.rows("tenants"), tenants0, "no tenant record after a failed push")
+        t = self.assertJson(r, 202)
+        self.assertEqual(t["sync"], "pending")
+        self.assertRegex(r.header("Location"), r"^/api/v1/operations/\d+$")
         self.assertEqual(s.log(), log0)
-        self.assertProblem(s.get("/api/v1/tenants/blocked"), 404, "not-found")
-        self.assertNotIn("blocked", [t["id"] for t in self.assertJson(s.get("/api/v1/tenants"), 200)["items"]])
-        failed = [o for o in s.rows("operations") if o["tenant_id"] == "blocked"]
-        self.assertTrue(failed and all(o["state"] == "failed" for o in failed), failed)
+        g = self.assertJson(s.get("/api/v1/tenants/blocked"), 200)
+        self.assertEqual(g["sync"], "pending")
+        ready = self.assertJson(s.get("/readyz"), 200)
+        self.assertEqual(ready["checks"]["git"]["status"], "degraded")
+        self.assertGreaterEqual(ready["checks"]["git"]["queued"], 1)
 
         r = s.delete("/api/v1/tenants/stays")
-        self.assertProblem(r, 502, "upstream-failure")
+        self.assertJson(r, 202)
         self.assertEqual(s.log(), log0)
-        g = self.assertJson(s.get("/api/v1/tenants/stays"), 200)
-        self.assertNotEqual(g["state"], "offboarded")
-        self.assertIsNone(g["offboarded_at"])
+        self.assertEqual(self.assertJson(s.get("/api/v1/tenants/stays"), 200)["state"], "offboarding")
 
         os.unlink(lock)
-        t = self.assertJson(onboard(s, "blocked", "premium"), 201)
-        self.assertEqual(s.commit_count(), len(log0) + 1, "the failed attempt left nothing behind")
-        self.assertEqual(t["commit"], s.head())
-        self.assertEqual(set(s.changed_files(s.head())),
-                         {tenant_path("premium", "blocked"), kustomization_path("premium")})
-        self.assertJson(s.delete("/api/v1/tenants/stays"), 200)
-        self.assertEqual(s.commit_count(), len(log0) + 2)
-        self.assertNotIn(tenant_path("basic", "stays"), s.ls_tree())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ops = [o for o in s.rows("operations") if o["state"] == "queued"]
+            if not ops:
+                break
+            time.sleep(0.2)
+        self.assertEqual([o for o in s.rows("operations") if o["state"] != "pushed"], [])
+        self.assertIn(s.commit_count(), (len(log0) + 1, len(log0) + 2))
+        tree = s.ls_tree()
+        self.assertIn(tenant_path("premium", "blocked"), tree)
+        self.assertNotIn(tenant_path("basic", "stays"), tree)
+        self.assertEqual(self.assertJson(s.get("/api/v1/tenants/blocked"), 200)["commit"], s.head())
+        self.assertEqual(self.assertJson(s.get("/api/v1/tenants/stays"), 200)["state"], "offboarded")
+        self.assertEqual(self.assertJson(s.get("/readyz"), 200)["checks"]["git"]["status"], "ok")
         self.assertEqual(s.stop(), 0)
 
 

@@ -14,6 +14,7 @@
 #include "landlord/registry.h"
 
 static char dir[64], path[128];
+static const ll_registry_author author = {"Ada", "ada@example.com"};
 
 static int setup(void **state)
 {
@@ -100,8 +101,8 @@ static void test_tenant_lifecycle(void **state)
     long long op = 0, op2 = 0;
 
     assert_int_equal(ll_registry_open(&r, path), 0);
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "acme", "premium", "0.0", "{\"a\":1}"),
-                     0);
+    assert_int_equal(
+        ll_registry_onboard(&op, &existing, r, "acme", "premium", "0.0", "{\"a\":1}", &author), 0);
     assert_true(op > 0);
     assert_null(existing);
     assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 1), 0);
@@ -112,7 +113,7 @@ static void test_tenant_lifecycle(void **state)
     json_decref(t);
 
     /* Exists: refused with the existing tenant. */
-    assert_int_equal(ll_registry_onboard(&op2, &existing, r, "acme", "basic", "0.0", "{}"),
+    assert_int_equal(ll_registry_onboard(&op2, &existing, r, "acme", "basic", "0.0", "{}", &author),
                      LL_EEXISTS);
     assert_non_null(existing);
     assert_string_equal(json_string_value(json_object_get(existing, "tier")), "premium");
@@ -138,15 +139,16 @@ static void test_tenant_lifecycle(void **state)
     json_decref(t);
 
     /* Offboard, then a failed re-onboard returns the tenant to offboarded. */
-    assert_int_equal(ll_registry_offboard(&op, r, "acme"), 0);
+    assert_int_equal(ll_registry_offboard(&op, r, "acme", &author), 0);
     assert_true(op > 0);
     res = json_pack("[{s:I, s:b, s:s}]", "id", (json_int_t)op, "ok", 1, "commit",
                     "1111111111111111111111111111111111111111");
     assert_int_equal(ll_registry_ops_finish(r, res), 0);
     json_decref(res);
-    assert_int_equal(ll_registry_offboard(&op2, r, "acme"), 0);
+    assert_int_equal(ll_registry_offboard(&op2, r, "acme", &author), 0);
     assert_int_equal(op2, 0); /* offboarded already */
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "acme", "basic", "0.0", "{}"), 0);
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "acme", "basic", "0.0", "{}", &author),
+                     0);
     res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "boom",
                     "error_type", "upstream-failure");
     assert_int_equal(ll_registry_ops_finish(r, res), 0);
@@ -158,7 +160,8 @@ static void test_tenant_lifecycle(void **state)
     json_decref(t);
 
     /* A failed first onboarding leaves no tenant behind. */
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "beta", "basic", "0.0", "{}"), 0);
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "beta", "basic", "0.0", "{}", &author),
+                     0);
     res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "boom",
                     "error_type", "render-failed");
     assert_int_equal(ll_registry_ops_finish(r, res), 0);
@@ -166,8 +169,10 @@ static void test_tenant_lifecycle(void **state)
     assert_int_equal(ll_registry_tenant_get(&t, r, "beta", 0), LL_ENOTFOUND);
 
     /* Lists page by id. */
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "gamma", "basic", "0.0", "{}"), 0);
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "delta", "basic", "0.0", "{}"), 0);
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "gamma", "basic", "0.0", "{}", &author),
+                     0);
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "delta", "basic", "0.0", "{}", &author),
+                     0);
     assert_int_equal(ll_registry_tenant_list(&list, &next, r, "basic", NULL, NULL, 1), 0);
     assert_int_equal(json_array_size(list), 1);
     assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "id")), "delta");
@@ -187,12 +192,89 @@ static void test_tenant_lifecycle(void **state)
     ll_registry_close(r);
 }
 
+static void test_update_and_reconcile(void **state)
+{
+    ll_registry *r = NULL;
+    json_t *t = NULL, *existing = NULL, *res, *ops = NULL, *index = NULL;
+    long long op = 0;
+
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(
+        ll_registry_onboard(&op, &existing, r, "acme", "basic", "0.0", "{\"a\":1}", &author), 0);
+    res = json_pack("[{s:I, s:b, s:s}]", "id", (json_int_t)op, "ok", 1, "commit", "c1");
+    assert_int_equal(ll_registry_ops_finish(r, res), 0);
+    json_decref(res);
+
+    /* An update carries where the tenant comes from and what to return to. */
+    assert_int_equal(ll_registry_update(&op, r, "acme", "premium", "1.2", "{\"b\":2}", &author), 0);
+    assert_int_equal(ll_registry_ops_queued(&ops, r, 10), 0);
+    assert_int_equal(json_array_size(ops), 1);
+    json_t *o = json_array_get(ops, 0);
+    assert_string_equal(json_string_value(json_object_get(o, "kind")), "update");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(o, "payload"), "from_tier")), "basic");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(o, "author"), "email")),
+                        "ada@example.com");
+    assert_int_equal(ll_registry_ops_attempted(r, ops, "remote down"), 0);
+    json_decref(ops);
+    assert_int_equal(ll_registry_op_get(&ops, r, op), 0);
+    assert_int_equal(json_integer_value(json_object_get(ops, "attempts")), 1);
+    assert_string_equal(json_string_value(json_object_get(ops, "last_error")), "remote down");
+    json_decref(ops);
+
+    /* A failed update returns the tenant to its previous desired state. */
+    res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "x",
+                    "error_type", "conflict");
+    assert_int_equal(ll_registry_ops_finish(r, res), 0);
+    json_decref(res);
+    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 0), 0);
+    assert_string_equal(json_string_value(json_object_get(t, "tier")), "basic");
+    assert_string_equal(json_string_value(json_object_get(t, "release")), "0.0");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "values"), "a")), 1);
+    assert_string_equal(json_string_value(json_object_get(t, "sync")), "committed");
+    json_decref(t);
+
+    /* Scans: adopt a new tenant, mark one drifted, bring it back. */
+    json_t *adopt = json_pack("[{s:s, s:s, s:s, s:{}}]", "id", "found", "tier", "basic", "release",
+                              "0.0", "values");
+    json_t *drift = json_pack("[s]", "acme"), *none = json_array();
+    assert_int_equal(ll_registry_reconcile(r, adopt, drift, none, "c2"), 0);
+    assert_int_equal(ll_registry_tenant_get(&t, r, "found", 0), 0);
+    assert_string_equal(json_string_value(json_object_get(t, "origin")), "adopted");
+    assert_string_equal(json_string_value(json_object_get(t, "commit")), "c2");
+    json_decref(t);
+    assert_int_equal(ll_registry_tenant_index(&index, r), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(index, "acme"), "lifecycle")), "drifted");
+    json_decref(index);
+    /* Updating an existing tenant through a scan is refused: only new ones. */
+    assert_int_equal(ll_registry_reconcile(r, adopt, none, drift, "c3"), 0);
+    assert_int_equal(ll_registry_tenant_get(&t, r, "found", 0), 0);
+    assert_string_equal(json_string_value(json_object_get(t, "commit")), "c2");
+    json_decref(t);
+    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 0), 0);
+    assert_string_equal(json_string_value(json_object_get(t, "lifecycle")), "active");
+    json_decref(t);
+    json_decref(adopt);
+    json_decref(drift);
+    json_decref(none);
+
+    /* Offboarded tenants cannot be changed. */
+    assert_int_equal(ll_registry_offboard(&op, r, "found", &author), 0);
+    assert_int_equal(ll_registry_update(&op, r, "found", "basic", "0.0", "{}", &author),
+                     LL_ECONFLICT);
+    assert_int_equal(ll_registry_update(&op, r, "nobody", "basic", "0.0", "{}", &author),
+                     LL_ENOTFOUND);
+    ll_registry_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_and_foreign_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_and_reconcile, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,12 @@ typedef struct ll_config {
     char git_root[256];
     char git_author_name[128];
     char git_author_email[256];
+    char git_username[256];
+    char git_password_file[1024]; /* the file holding the password or token */
+    char git_ca_file[1024];
+    char git_ssh_key_file[1024];
+    long git_poll_interval; /* seconds between fetches when idle */
+    long git_push_attempts; /* pushes per batch before backing off */
     char default_release[32];
     char log_level[16];
     long http_threads;

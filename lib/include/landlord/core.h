@@ -16,9 +16,15 @@
 
 typedef struct ll_core ll_core;
 
+typedef enum {
+    LL_CORE_SERVE = 0, /* seed an empty remote, start the git writer */
+    LL_CORE_IMPORT = 1 /* only read the repository into the registry */
+} ll_core_mode;
+
 /* Creates the data directory, opens and migrates the registry, opens the
- * GitOps remote (seeding it when needed) and starts the git writer. */
-int ll_core_open(ll_core **out, const ll_config *cfg);
+ * GitOps remote (seeding it when needed), makes the registry follow the
+ * repository, and (serving) starts the git writer. */
+int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode);
 
 /* Stops the writer and frees everything. */
 void ll_core_free(ll_core *c);
@@ -43,6 +49,12 @@ json_t *ll_core_ready(ll_core *c, int *ok);
  * that does not render (kind "render-failed").  LL_EUPSTREAM: the push
  * failed and nothing was kept. */
 int ll_tenant_onboard(json_t **out, int *pending, ll_core *c, const json_t *body, int wait_s);
+
+/* Changes tier, release and/or values of tenant id (body {tier?, release?,
+ * values?}, at least one).  LL_ENOTFOUND, LL_ECONFLICT (offboarded),
+ * LL_EINVALID; see ll_tenant_onboard for out, pending and wait_s. */
+int ll_tenant_update(json_t **out, int *pending, ll_core *c, const char *id, const json_t *body,
+                     int wait_s);
 
 /* Offboards tenant id; see ll_tenant_onboard for out, pending and wait_s. */
 int ll_tenant_offboard(json_t **out, int *pending, ll_core *c, const char *id, int wait_s);

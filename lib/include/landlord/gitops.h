@@ -27,12 +27,21 @@ typedef struct ll_gitops_options {
     const char *default_release; /* release of the seeded pool environments */
     const char *db_path;         /* the registry; the writer opens its own connection */
     int batch_size;              /* operations per commit */
+    int push_attempts;           /* pushes per batch while the branch keeps moving */
+    int poll_interval_s;         /* fetch (and follow the repository) when idle this long */
+    const char *username;        /* for http(s) and ssh remotes, or NULL */
+    const char *password;        /* the password or token itself (never logged), or NULL */
+    const char *ca_file;         /* PEM bundle for https, or NULL */
+    const char *ssh_key_file;    /* ed25519 private key for ssh://, or NULL */
+    int import_only;             /* never seed or write: `landlord import` */
 } ll_gitops_options;
 
-/* Opens the clone, fetches the branch, seeds the remote with the default
- * layout when the branch is missing or has no root folder, and reads the tier
- * catalogue.  Does not start the writer thread.  LL_EUPSTREAM when the remote
- * cannot be reached. */
+/* Opens the clone and the writer's registry connection, fetches the branch,
+ * seeds the remote with the default layout when the branch is missing or has
+ * no root folder (never with import_only), makes the registry follow the
+ * repository (adoption, drift), and reads the tier catalogue.  Does not start
+ * the writer thread.  When the remote cannot be reached: with a head from an
+ * earlier run, opens degraded (writes queue); without one, LL_EUPSTREAM. */
 int ll_gitops_open(ll_gitops **out, const ll_gitops_options *opts);
 
 /* Starts the writer thread. */
@@ -52,8 +61,8 @@ int ll_gitops_wait(json_t **out, ll_gitops *g, ll_registry *r, long long op, int
 /* The tier catalogue of the current head (see tiers.h); new reference. */
 json_t *ll_gitops_tiers(ll_gitops *g);
 
-/* {"status": "ok"|"failed", "head": sha, "branch": ..., "error"?: ...}; new
- * reference. */
+/* {"status": "ok"|"degraded", "head": sha, "branch", "url" (without
+ * credentials), "error"?}; new reference. */
 json_t *ll_gitops_status(ll_gitops *g);
 
 #endif

@@ -18,6 +18,12 @@
 
 typedef struct ll_registry ll_registry;
 
+/* Who asked for a change: the commit author of the operation. */
+typedef struct ll_registry_author {
+    const char *name;
+    const char *email;
+} ll_registry_author;
+
 /* Opens (creating it if needed) and migrates the database at path.
  * WAL, foreign keys on, busy timeout 5 s.  LL_ECONFLICT when the database
  * was written by a newer landlord. */
@@ -49,12 +55,21 @@ int ll_registry_tenant_counts(json_t **out, ll_registry *r);
  * LL_EEXISTS when the tenant exists and is not offboarded; *out_existing
  * then holds it.  *out_op is the operation id. */
 int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r, const char *id,
-                        const char *tier, const char *release, const char *values_json);
+                        const char *tier, const char *release, const char *values_json,
+                        const ll_registry_author *author);
+
+/* Stores a new desired state (tier, release, values) and queues an update
+ * operation.  LL_ENOTFOUND; LL_ECONFLICT when the tenant is offboarded or
+ * being offboarded. */
+int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const char *tier,
+                       const char *release, const char *values_json,
+                       const ll_registry_author *author);
 
 /* Marks the tenant offboarding and queues its offboard operation.
  * LL_ENOTFOUND for no such tenant; *out_op = 0 when it is offboarded
  * already (nothing queued). */
-int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id);
+int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id,
+                         const ll_registry_author *author);
 
 /* Up to limit queued operations, oldest first (new JSON array). */
 int ll_registry_ops_queued(json_t **out, ll_registry *r, int limit);
@@ -68,5 +83,23 @@ int ll_registry_op_get(json_t **out, ll_registry *r, long long id);
  * onboarding removes the tenant it created (or returns a re-onboarded tenant
  * to offboarded); a failed offboarding returns the tenant to active. */
 int ll_registry_ops_finish(ll_registry *r, const json_t *results);
+
+/* Counts a failed push attempt on each queued operation of ops (an array of
+ * operations) and records why. */
+int ll_registry_ops_attempted(ll_registry *r, const json_t *ops, const char *why);
+
+/* How many operations are queued. */
+int ll_registry_ops_count_queued(long long *out, ll_registry *r);
+
+/* Every tenant as {"<id>": {"tier", "lifecycle", "sync"}} (new reference). */
+int ll_registry_tenant_index(json_t **out, ll_registry *r);
+
+/* Applies what a scan of the repository found, in one transaction: adopt
+ * ([{"id","tier","release","values"}]) inserts unknown tenants (or revives
+ * offboarded ones) as origin adopted at commit; drifted ([ids]) marks active,
+ * committed tenants whose files vanished; returned ([ids]) makes drifted
+ * tenants whose files are back active again. */
+int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *drifted,
+                          const json_t *returned, const char *commit);
 
 #endif
