@@ -607,6 +607,7 @@ static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
         }
         ov.repo = g->repo;
         ov.base = base;
+        int64_t t_apply = ll_monotonic_ms();
         json_array_foreach(ops, i, op)
         {
             const char *why = "conflict";
@@ -623,8 +624,11 @@ static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
             ll_overlay_keep(&ov);
             json_array_append(applied, op);
         }
+        int64_t t_write = ll_monotonic_ms();
         if ((error = ll_overlay_write(&tree_id, &changed, &ov)) < 0)
             goto attempt_done;
+        ll_log_debug("msg=\"applied\" ops=%zu apply_ms=%lld write_ms=%lld", json_array_size(ops),
+                     (long long)(t_write - t_apply), (long long)(ll_monotonic_ms() - t_write));
         if (changed) {
             commit_message(&msg, applied);
             if ((error = make_commit(&commit_id, g, &tree_id, head,
@@ -632,7 +636,9 @@ static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
                                      json_string_value(json_object_get(author, "email")),
                                      msg.data)) < 0)
                 goto attempt_done;
+            int64_t t_push = ll_monotonic_ms();
             error = push(g, &commit_id);
+            ll_log_debug("msg=\"pushed\" ms=%lld", (long long)(ll_monotonic_ms() - t_push));
             if (error == LL_ECONFLICT) {
                 ll_log_info("msg=\"push rejected: the branch moved; fetching and rebuilding\" "
                             "attempt=%d",
@@ -1058,51 +1064,44 @@ void ll_gitops_notify(ll_gitops *g)
     pthread_mutex_unlock(&g->lock);
 }
 
-int ll_gitops_wait(json_t **out, ll_gitops *g, ll_registry *r, long long op, int64_t deadline_ms)
+unsigned long long ll_gitops_generation(ll_gitops *g)
 {
-    *out = NULL;
-    for (;;) {
-        unsigned long long gen;
-        int error, stopping;
+    unsigned long long gen;
+    pthread_mutex_lock(&g->lock);
+    gen = g->generation;
+    pthread_mutex_unlock(&g->lock);
+    return gen;
+}
 
-        pthread_mutex_lock(&g->lock);
-        gen = g->generation;
-        pthread_mutex_unlock(&g->lock);
-        json_decref(*out);
-        *out = NULL;
-        if ((error = ll_registry_op_get(out, r, op)) < 0)
-            return error;
-        if (strcmp(json_string_value(json_object_get(*out, "state")), "queued") != 0)
-            return 0;
-        /* While the remote is unreachable nothing will be pushed soon: answer
-         * at once rather than hold the caller for the whole wait. */
-        pthread_mutex_lock(&g->lock);
-        int degraded = g->status && strcmp(json_string_value(json_object_get(g->status, "status")),
-                                           "degraded") == 0;
-        pthread_mutex_unlock(&g->lock);
-        if (degraded || ll_monotonic_ms() >= deadline_ms)
-            return LL_ETIMEOUT;
-        pthread_mutex_lock(&g->lock);
-        while (g->generation == gen && !g->stopping) {
-            struct timespec ts;
-            int64_t left = deadline_ms - ll_monotonic_ms();
-            if (left <= 0)
-                break;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += left / 1000;
-            ts.tv_nsec += (left % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            if (pthread_cond_timedwait(&g->progress, &g->lock, &ts) == ETIMEDOUT)
-                break;
+void ll_gitops_wait_progress(ll_gitops *g, unsigned long long seen, int64_t deadline_ms)
+{
+    pthread_mutex_lock(&g->lock);
+    while (g->generation == seen && !g->stopping) {
+        struct timespec ts;
+        int64_t left = deadline_ms - ll_monotonic_ms();
+        if (left <= 0)
+            break;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
         }
-        stopping = g->stopping;
-        pthread_mutex_unlock(&g->lock);
-        if (stopping)
-            return LL_ETIMEOUT;
+        if (pthread_cond_timedwait(&g->progress, &g->lock, &ts) == ETIMEDOUT)
+            break;
     }
+    pthread_mutex_unlock(&g->lock);
+}
+
+int ll_gitops_degraded(ll_gitops *g)
+{
+    int degraded;
+    pthread_mutex_lock(&g->lock);
+    degraded = g->status &&
+               strcmp(json_string_value(json_object_get(g->status, "status")), "degraded") == 0;
+    pthread_mutex_unlock(&g->lock);
+    return degraded;
 }
 
 json_t *ll_gitops_tiers(ll_gitops *g)

@@ -244,24 +244,23 @@ static int field_error(const char *field, const char *fmt, ...)
     return LL_EINVALID;
 }
 
-static int64_t deadline(ll_core *c, int wait_s)
+int ll_tenant_outcome(json_t **out, int *pending, ll_core *c, long long op, const char *id)
 {
-    return ll_monotonic_ms() + 1000LL * (wait_s < 0 ? c->cfg.write_wait : wait_s);
-}
-
-/* Waits for op and answers with the tenant as it then is. */
-static int finish_write(json_t **out, int *pending, ll_core *c, ll_registry *r, const char *id,
-                        long long op, int wait_s)
-{
+    ll_registry *r = ll_core_registry(c);
     json_t *opj = NULL, *t = NULL;
-    int error = ll_gitops_wait(&opj, c->git, r, op, deadline(c, wait_s));
+    const char *state = "pushed";
+    int error;
 
+    *out = NULL;
     *pending = 0;
-    if (error == LL_ETIMEOUT) {
-        *pending = 1;
-    } else if (error < 0) {
-        goto done;
-    } else if (strcmp(json_string_value(json_object_get(opj, "state")), "failed") == 0) {
+    if (!r)
+        return -1;
+    if (op > 0) {
+        if ((error = ll_registry_op_get(&opj, r, op)) < 0)
+            return error;
+        state = json_string_value(json_object_get(opj, "state"));
+    }
+    if (strcmp(state, "failed") == 0) {
         const char *type = json_string_value(json_object_get(opj, "error_type"));
         const char *why = json_string_value(json_object_get(opj, "error"));
         if (type && strcmp(type, "render-failed") == 0) {
@@ -275,15 +274,43 @@ static int finish_write(json_t **out, int *pending, ll_core *c, ll_registry *r, 
         }
         goto done;
     }
-    if ((error = ll_registry_tenant_get(&t, r, id, 1)) < 0)
+    *pending = strcmp(state, "queued") == 0;
+    if ((error = ll_registry_tenant_get(
+             &t, r, opj ? json_string_value(json_object_get(opj, "tenant")) : id, 1)) < 0)
         goto done;
     *out = tenant_view(c, t);
     t = NULL;
-    error = 0;
 done:
     json_decref(t);
     json_decref(opj);
     return error;
+}
+
+unsigned long long ll_core_progress(ll_core *c)
+{
+    return ll_gitops_generation(c->git);
+}
+
+void ll_core_wait_progress(ll_core *c, unsigned long long seen, int64_t deadline_ms)
+{
+    ll_gitops_wait_progress(c->git, seen, deadline_ms);
+}
+
+int ll_core_op_queued(ll_core *c, long long op)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *opj = NULL;
+    int queued;
+    if (!r || ll_registry_op_get(&opj, r, op) < 0)
+        return -1;
+    queued = strcmp(json_string_value(json_object_get(opj, "state")), "queued") == 0;
+    json_decref(opj);
+    return queued;
+}
+
+int ll_core_degraded(ll_core *c)
+{
+    return ll_gitops_degraded(c->git);
 }
 
 /* The commit author of a request: the configured identity until requests
@@ -356,7 +383,7 @@ static int check_desired(const json_t *tiers, const char *id, const char *tier, 
 static const char *const onboard_fields[] = {"id", "tier", "release", "values", NULL};
 static const char *const onboard_strings[] = {"id", "tier", "release", NULL};
 
-int ll_tenant_onboard(json_t **out, int *pending, ll_core *c, const json_t *body, int wait_s)
+int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, const json_t *body)
 {
     ll_registry *r = ll_core_registry(c);
     json_t *tiers = ll_gitops_tiers(c->git), *existing = NULL;
@@ -367,8 +394,8 @@ int ll_tenant_onboard(json_t **out, int *pending, ll_core *c, const json_t *body
     long long op = 0;
     int error;
 
-    *out = NULL;
-    *pending = 0;
+    *out_op = 0;
+    *out_existing = NULL;
     if (!r) {
         error = -1;
         goto done;
@@ -401,7 +428,7 @@ int ll_tenant_onboard(json_t **out, int *pending, ll_core *c, const json_t *body
     }
     error = ll_registry_onboard(&op, &existing, r, id, tier, release, values_json, &author);
     if (error == LL_EEXISTS) {
-        *out = tenant_view(c, existing);
+        *out_existing = tenant_view(c, existing);
         existing = NULL;
         ll_error_set(LL_EEXISTS, "tenant '%s' exists already", id);
         ll_error_field("id");
@@ -411,7 +438,7 @@ int ll_tenant_onboard(json_t **out, int *pending, ll_core *c, const json_t *body
         goto done;
     ll_log_info("msg=\"onboarding queued\" tenant=%s tier=%s op=%lld", id, tier, op);
     ll_gitops_notify(c->git);
-    error = finish_write(out, pending, c, r, id, op, wait_s);
+    *out_op = op;
 done:
     json_decref(existing);
     json_decref(tiers);
@@ -422,8 +449,7 @@ done:
 static const char *const update_fields[] = {"tier", "release", "values", NULL};
 static const char *const update_strings[] = {"tier", "release", NULL};
 
-int ll_tenant_update(json_t **out, int *pending, ll_core *c, const char *id, const json_t *body,
-                     int wait_s)
+int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t *body)
 {
     ll_registry *r = ll_core_registry(c);
     json_t *tiers = ll_gitops_tiers(c->git), *current = NULL;
@@ -434,8 +460,7 @@ int ll_tenant_update(json_t **out, int *pending, ll_core *c, const char *id, con
     long long op = 0;
     int error;
 
-    *out = NULL;
-    *pending = 0;
+    *out_op = 0;
     if (!r) {
         error = -1;
         goto done;
@@ -477,7 +502,7 @@ int ll_tenant_update(json_t **out, int *pending, ll_core *c, const char *id, con
         goto done;
     ll_log_info("msg=\"update queued\" tenant=%s tier=%s op=%lld", id, tier, op);
     ll_gitops_notify(c->git);
-    error = finish_write(out, pending, c, r, id, op, wait_s);
+    *out_op = op;
 done:
     json_decref(current);
     json_decref(tiers);
@@ -485,32 +510,24 @@ done:
     return error;
 }
 
-int ll_tenant_offboard(json_t **out, int *pending, ll_core *c, const char *id, int wait_s)
+int ll_tenant_offboard(long long *out_op, ll_core *c, const char *id)
 {
     ll_registry *r = ll_core_registry(c);
-    long long op = 0;
-    json_t *t = NULL;
+    ll_registry_author author = author_of(c);
     int error;
 
-    *out = NULL;
-    *pending = 0;
+    *out_op = 0;
     if (!r)
         return -1;
     if (ll_validate_tenant_id(id) < 0)
         return ll_error_set(LL_ENOTFOUND, "no tenant '%.64s'", id);
-    ll_registry_author author = author_of(c);
-    if ((error = ll_registry_offboard(&op, r, id, &author)) < 0)
+    if ((error = ll_registry_offboard(out_op, r, id, &author)) < 0)
         return error;
-    if (op == 0) {
-        /* Offboarded already: nothing to do. */
-        if ((error = ll_registry_tenant_get(&t, r, id, 1)) < 0)
-            return error;
-        *out = tenant_view(c, t);
-        return 0;
+    if (*out_op) {
+        ll_log_info("msg=\"offboarding queued\" tenant=%s op=%lld", id, *out_op);
+        ll_gitops_notify(c->git);
     }
-    ll_log_info("msg=\"offboarding queued\" tenant=%s op=%lld", id, op);
-    ll_gitops_notify(c->git);
-    return finish_write(out, pending, c, r, id, op, wait_s);
+    return 0;
 }
 
 int ll_tenant_get(json_t **out, ll_core *c, const char *id)

@@ -7,10 +7,14 @@
  * and frees the request; it also runs when a client disconnects mid-upload.
  *
  * Threads: libmicrohttpd's internal thread pool (http-threads) runs the
- * handlers.  A write waits in its handler for the git push (bounded by
- * write-wait), so the pool size bounds concurrent waiting writes.
+ * handlers.  A write does not hold a worker while its push is outstanding:
+ * its connection is suspended and put on the waiter list; the waiter thread
+ * resumes it when the git writer settles the operation or the wait runs
+ * out, and the handler's finish step answers.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <time.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -153,6 +157,90 @@ static void pick_request_id(ll_req *req)
         ll_random_hex(req->request_id, 16);
 }
 
+/* --- writes waiting for their operations ------------------------------------ */
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_t thread;
+    int started, stopping;
+    ll_req *list;
+    ll_core *core;
+} waiters = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, NULL, NULL};
+
+enum MHD_Result ll_req_wait(ll_req *req, long long op, int wait_s, ll_handler finish)
+{
+    const ll_config *cfg = ll_core_config(req->core);
+    req->wait_op = op;
+    req->finish = finish;
+    if (op == 0 || wait_s == 0 || ll_core_degraded(req->core))
+        return finish(req);
+    req->wait_deadline_ms =
+        ll_monotonic_ms() + 1000LL * (wait_s < 0 ? cfg->write_wait : (long)wait_s);
+    pthread_mutex_lock(&waiters.lock);
+    if (waiters.stopping) {
+        pthread_mutex_unlock(&waiters.lock);
+        return finish(req);
+    }
+    req->waiting = 1;
+    req->next_waiter = waiters.list;
+    waiters.list = req;
+    MHD_suspend_connection(req->conn);
+    pthread_mutex_unlock(&waiters.lock);
+    return MHD_YES;
+}
+
+/* Resumes the waiters whose time is up, or (after progress) whose
+ * operations settled; all of them when stopping.  Returns the earliest
+ * deadline left. */
+static int64_t resume_due(int progressed, int all)
+{
+    int64_t now = ll_monotonic_ms(), next = now + 1000;
+    int degraded = ll_core_degraded(waiters.core);
+    ll_req **pp;
+
+    pthread_mutex_lock(&waiters.lock);
+    pp = &waiters.list;
+    while (*pp) {
+        ll_req *req = *pp;
+        int due = all || degraded || now >= req->wait_deadline_ms ||
+                  (progressed && ll_core_op_queued(waiters.core, req->wait_op) != 1);
+        if (due) {
+            *pp = req->next_waiter;
+            MHD_resume_connection(req->conn);
+            continue;
+        }
+        if (req->wait_deadline_ms < next)
+            next = req->wait_deadline_ms;
+        pp = &req->next_waiter;
+    }
+    pthread_mutex_unlock(&waiters.lock);
+    return next;
+}
+
+static void *waiter_main(void *arg)
+{
+    unsigned long long seen = ll_core_progress(waiters.core);
+    int64_t next = ll_monotonic_ms() + 1000;
+
+    for (;;) {
+        unsigned long long now_gen;
+        int stopping;
+
+        ll_core_wait_progress(waiters.core, seen,
+                              next < ll_monotonic_ms() + 100 ? next : ll_monotonic_ms() + 100);
+        pthread_mutex_lock(&waiters.lock);
+        stopping = waiters.stopping;
+        pthread_mutex_unlock(&waiters.lock);
+        if (stopping)
+            break;
+        now_gen = ll_core_progress(waiters.core);
+        next = resume_due(now_gen != seen, 0);
+        seen = now_gen;
+    }
+    resume_due(0, 1);
+    return NULL;
+}
+
 static enum MHD_Result dispatch(ll_req *req)
 {
     char allow[128];
@@ -231,6 +319,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (req->replied)
         return MHD_YES;
     ll_log_set_request_id(req->request_id);
+    if (req->waiting) {
+        /* Resumed: the operation settled or the wait ran out. */
+        req->waiting = 0;
+        return req->finish(req);
+    }
     if (req->body_too_large) {
         char detail[160];
         snprintf(detail, sizeof(detail), "the body is larger than the limit of %ld bytes",
@@ -292,7 +385,8 @@ int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_cor
     char host[256], port[16];
     const char *colon = strrchr(cfg->listen, ':');
     size_t hlen = (size_t)(colon - cfg->listen);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     int rc;
 
     if (hlen >= sizeof(host))
@@ -322,6 +416,13 @@ int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_cor
     if (!d)
         return ll_error_set(-1, "cannot listen on %s: %s", cfg->listen,
                             errno ? strerror(errno) : "libmicrohttpd refused to start");
+    waiters.core = core;
+    waiters.stopping = 0;
+    if (pthread_create(&waiters.thread, NULL, waiter_main, NULL) != 0) {
+        MHD_stop_daemon(d);
+        return ll_error_set(-1, "cannot start the waiter thread");
+    }
+    waiters.started = 1;
     info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     snprintf(out_url, url_cap, strchr(host, ':') ? "http://[%s]:%u/" : "http://%s:%u/", host,
              info ? info->port : 0);
@@ -331,6 +432,19 @@ int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_cor
 
 void ll_http_stop(struct MHD_Daemon *d)
 {
-    if (d)
-        MHD_stop_daemon(d);
+    if (!d)
+        return;
+    /* Waiting writes answer with where they stand (202) before the daemon
+     * stops: libmicrohttpd must not stop with suspended connections. */
+    MHD_quiesce_daemon(d);
+    if (waiters.started) {
+        pthread_mutex_lock(&waiters.lock);
+        waiters.stopping = 1;
+        pthread_mutex_unlock(&waiters.lock);
+        pthread_join(waiters.thread, NULL);
+        waiters.started = 0;
+        struct timespec grace = {0, 100 * 1000000L};
+        nanosleep(&grace, NULL);
+    }
+    MHD_stop_daemon(d);
 }

@@ -35,6 +35,12 @@ typedef struct ll_req {
     size_t reply_bytes;
     int64_t started_ms;
     char request_id[130];
+    /* A write waiting for its operation, with the connection suspended. */
+    long long wait_op;
+    int64_t wait_deadline_ms;
+    int waiting;
+    enum MHD_Result (*finish)(struct ll_req *req);
+    struct ll_req *next_waiter;
 } ll_req;
 
 typedef enum MHD_Result (*ll_handler)(ll_req *req);
@@ -62,6 +68,12 @@ int ll_req_json_body(ll_req *req, json_t **out);
 /* Reads an integer query parameter within [min, max] (def when absent).
  * On failure a 422 is sent and -1 returned. */
 int ll_req_query_int(ll_req *req, const char *name, long min, long max, long def, long *out);
+
+/* Answers a write once operation op is pushed, failed, or wait_s seconds
+ * (< 0: write-wait) have passed, by calling finish(req) then.  The
+ * connection is suspended meanwhile, so no worker thread waits.  With op 0,
+ * wait_s 0 or a degraded remote, finish runs at once. */
+enum MHD_Result ll_req_wait(ll_req *req, long long op, int wait_s, ll_handler finish);
 
 /* The raw MHD_Response path for replies that need extra headers. */
 enum MHD_Result ll_reply_response(ll_req *req, unsigned status, struct MHD_Response *resp);

@@ -16,12 +16,18 @@ static int wait_param(ll_req *req, int *out)
 }
 
 /* 201/200 when pushed, 202 with the operation's Location while pending. */
-static enum MHD_Result reply_write(ll_req *req, json_t *tenant, int pending, unsigned done_status)
+static enum MHD_Result reply_write(ll_req *req, unsigned done_status)
 {
+    json_t *tenant = NULL;
     char location[300];
+    int pending = 0;
+    int error = ll_tenant_outcome(&tenant, &pending, req->core, req->wait_op,
+                                  req->nparams ? req->params[0] : NULL);
+
+    if (error < 0)
+        return ll_reply_error(req, error);
     if (pending) {
-        snprintf(location, sizeof(location), "/api/v1/operations/%lld",
-                 (long long)json_integer_value(json_object_get(tenant, "operation")));
+        snprintf(location, sizeof(location), "/api/v1/operations/%lld", req->wait_op);
         return ll_reply_json_at(req, 202, tenant, location);
     }
     snprintf(location, sizeof(location), "/api/v1/tenants/%s",
@@ -29,46 +35,58 @@ static enum MHD_Result reply_write(ll_req *req, json_t *tenant, int pending, uns
     return ll_reply_json_at(req, done_status, tenant, done_status == 201 ? location : NULL);
 }
 
+static enum MHD_Result finish_created(ll_req *req)
+{
+    return reply_write(req, 201);
+}
+
+static enum MHD_Result finish_changed(ll_req *req)
+{
+    return reply_write(req, 200);
+}
+
 enum MHD_Result h_tenants_create(ll_req *req)
 {
-    json_t *body = NULL, *tenant = NULL;
-    int wait, pending = 0, error;
+    json_t *body = NULL, *existing = NULL;
+    long long op = 0;
+    int wait, error;
 
     if (wait_param(req, &wait) < 0 || ll_req_json_body(req, &body) < 0)
         return MHD_YES;
-    error = ll_tenant_onboard(&tenant, &pending, req->core, body, wait);
+    error = ll_tenant_onboard(&op, &existing, req->core, body);
     json_decref(body);
     if (error == LL_EEXISTS)
-        return ll_reply_error_with(req, error, json_pack("{s:o}", "tenant", tenant));
+        return ll_reply_error_with(req, error, json_pack("{s:o}", "tenant", existing));
     if (error < 0)
         return ll_reply_error(req, error);
-    return reply_write(req, tenant, pending, 201);
+    return ll_req_wait(req, op, wait, finish_created);
 }
 
 enum MHD_Result h_tenants_update(ll_req *req)
 {
-    json_t *body = NULL, *tenant = NULL;
-    int wait, pending = 0, error;
+    json_t *body = NULL;
+    long long op = 0;
+    int wait, error;
 
     if (wait_param(req, &wait) < 0 || ll_req_json_body(req, &body) < 0)
         return MHD_YES;
-    error = ll_tenant_update(&tenant, &pending, req->core, req->params[0], body, wait);
+    error = ll_tenant_update(&op, req->core, req->params[0], body);
     json_decref(body);
     if (error < 0)
         return ll_reply_error(req, error);
-    return reply_write(req, tenant, pending, 200);
+    return ll_req_wait(req, op, wait, finish_changed);
 }
 
 enum MHD_Result h_tenants_delete(ll_req *req)
 {
-    json_t *tenant = NULL;
-    int wait, pending = 0, error;
+    long long op = 0;
+    int wait, error;
 
     if (wait_param(req, &wait) < 0)
         return MHD_YES;
-    if ((error = ll_tenant_offboard(&tenant, &pending, req->core, req->params[0], wait)) < 0)
+    if ((error = ll_tenant_offboard(&op, req->core, req->params[0])) < 0)
         return ll_reply_error(req, error);
-    return reply_write(req, tenant, pending, 200);
+    return ll_req_wait(req, op, wait, finish_changed);
 }
 
 enum MHD_Result h_tenants_get(ll_req *req)

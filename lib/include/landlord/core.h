@@ -42,22 +42,41 @@ ll_registry *ll_core_registry(ll_core *c);
 /* Readiness: {"status": "ready"|"unavailable", "checks": {...}}; *ok 1/0. */
 json_t *ll_core_ready(ll_core *c, int *ok);
 
-/* Onboards the tenant described by body ({id, tier, release?, values?}).
- * wait_s < 0 takes write-wait.  On 0, *out is the tenant and *pending says
- * whether its push is still outstanding.  LL_EEXISTS: *out is the existing
- * tenant.  LL_EINVALID: bad field (ll_error_last()->field) or a template
- * that does not render (kind "render-failed").  LL_EUPSTREAM: the push
- * failed and nothing was kept. */
-int ll_tenant_onboard(json_t **out, int *pending, ll_core *c, const json_t *body, int wait_s);
+/* Writes: each checks the request completely, then stores the desired state
+ * and queues an operation for the git writer in one transaction, and returns
+ * without waiting.  *out_op is the operation id.  ll_tenant_outcome() then
+ * tells how it went; ll_core_progress()/ll_core_wait_progress() let a caller
+ * wait for the writer without holding a thread per request.
+ *
+ * Onboard: body {id, tier, release?, values?}.  LL_EEXISTS: *out_existing is
+ * the existing tenant.  LL_EINVALID: a bad field (ll_error_last()->field) or
+ * a template that does not render (kind "render-failed"). */
+int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, const json_t *body);
 
-/* Changes tier, release and/or values of tenant id (body {tier?, release?,
- * values?}, at least one).  LL_ENOTFOUND, LL_ECONFLICT (offboarded),
- * LL_EINVALID; see ll_tenant_onboard for out, pending and wait_s. */
-int ll_tenant_update(json_t **out, int *pending, ll_core *c, const char *id, const json_t *body,
-                     int wait_s);
+/* Change: body {tier?, release?, values?}, at least one.  LL_ENOTFOUND,
+ * LL_ECONFLICT (offboarded), LL_EINVALID. */
+int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t *body);
 
-/* Offboards tenant id; see ll_tenant_onboard for out, pending and wait_s. */
-int ll_tenant_offboard(json_t **out, int *pending, ll_core *c, const char *id, int wait_s);
+/* Offboard.  *out_op is 0 when the tenant is offboarded already.
+ * LL_ENOTFOUND. */
+int ll_tenant_offboard(long long *out_op, ll_core *c, const char *id);
+
+/* The answer to a write: *out the tenant as it is now and *pending 1 while
+ * op is still queued; or the error that failed op (LL_EINVALID with kind
+ * "render-failed", LL_ECONFLICT).  op 0: just tenant id. */
+int ll_tenant_outcome(json_t **out, int *pending, ll_core *c, long long op, const char *id);
+
+/* The git writer's progress counter; it moves after every batch. */
+unsigned long long ll_core_progress(ll_core *c);
+
+/* Sleeps until the counter moves past seen or deadline_ms (monotonic). */
+void ll_core_wait_progress(ll_core *c, unsigned long long seen, int64_t deadline_ms);
+
+/* 1 while op is queued, 0 once settled, negative on error. */
+int ll_core_op_queued(ll_core *c, long long op);
+
+/* 1 while the git remote is unreachable (writes queue). */
+int ll_core_degraded(ll_core *c);
 
 int ll_tenant_get(json_t **out, ll_core *c, const char *id);
 

@@ -53,10 +53,15 @@ void ll_gitops_free(ll_gitops *g);
 /* Wakes the writer: operations are queued. */
 void ll_gitops_notify(ll_gitops *g);
 
-/* Waits until operation op is no longer queued or deadline_ms (monotonic)
- * passes.  *out is the operation as the registry has it at the end (new
- * reference).  Returns 0, LL_ETIMEOUT (with *out set) or an error. */
-int ll_gitops_wait(json_t **out, ll_gitops *g, ll_registry *r, long long op, int64_t deadline_ms);
+/* The progress counter: it moves after every batch (pushed or not). */
+unsigned long long ll_gitops_generation(ll_gitops *g);
+
+/* Sleeps until the counter differs from seen, deadline_ms (monotonic)
+ * passes, or the writer stops. */
+void ll_gitops_wait_progress(ll_gitops *g, unsigned long long seen, int64_t deadline_ms);
+
+/* 1 while the remote is unreachable. */
+int ll_gitops_degraded(ll_gitops *g);
 
 /* The tier catalogue of the current head (see tiers.h); new reference. */
 json_t *ll_gitops_tiers(ll_gitops *g);
