@@ -50,7 +50,7 @@ struct ll_gitops {
     char *workdir, *url, *shown_url, *branch, *root, *author_name, *author_email;
     char *default_release, *db_path, *username, *password, *ssh_key;
     char remote_ref[300];
-    int batch_size, push_attempts, import_only;
+    int batch_size, push_attempts, import_only, linger_ms;
     int64_t poll_interval_ms;
     git_repository *repo;
     ll_registry *reg;
@@ -280,35 +280,18 @@ static json_t *failure(long long id, const char *type)
                      ll_error_last()->message, "error_type", type);
 }
 
-static int kustomization_change(ll_overlay *ov, const char *path, const char *entry, int add)
+/* Records that entry must be in (add) or out of the kustomization at path.
+ * The edits of a whole batch are made at once, one parse per file
+ * (apply_kustomizations), so a batch costs one edit of each tier's list
+ * however long the list is. */
+static int kustomization_change(json_t *intents, const char *path, const char *entry, int add)
 {
-    char *text = NULL, *out = NULL;
-    size_t len = 0, out_len = 0;
-    int changed = 0, error;
-
-    if ((error = ll_overlay_read(&text, &len, ov, path)) < 0)
-        return error;
-    if (!text) {
-        if (!add)
-            return 0;
-        const char *entries[] = {entry};
-        error = ll_kustomize_new(&out, &out_len, entries, 1);
-        changed = 1;
-    } else if (add) {
-        error = ll_kustomize_add(&out, &out_len, &changed, text, len, entry);
-    } else {
-        error = ll_kustomize_remove(&out, &out_len, &changed, text, len, entry);
-    }
-    free(text);
-    if (error < 0) {
-        free(out);
-        return ll_error_set(error, "%s: %s", path, ll_error_last()->message);
-    }
-    if (!changed) {
-        free(out);
-        return 0;
-    }
-    return ll_overlay_put(ov, path, out, out_len);
+    json_t *entries = json_object_get(intents, path);
+    if (!entries && json_object_set_new(intents, path, entries = json_object()) < 0)
+        return ll_error_set(-1, "out of memory");
+    return json_object_set_new(entries, entry, json_boolean(add)) < 0
+               ? ll_error_set(-1, "out of memory")
+               : 0;
 }
 
 static const char *op_str(const json_t *op, const char *key)
@@ -319,13 +302,13 @@ static const char *op_str(const json_t *op, const char *key)
 /* Renders the tenant of op into tier and writes it there, with its
  * kustomization entry.  A different file already there is a conflict unless
  * replace (an update re-renders its own file). */
-static int put_tenant(ll_gitops *g, ll_overlay *ov, const json_t *op, const char *tier, int replace,
-                      const char **why)
+static int put_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t *op,
+                      const char *tier, int replace, const char **why)
 {
     const char *tenant = op_str(op, "tenant");
     const json_t *payload = json_object_get(op, "payload");
-    char path[1024], entry[128], *tmpl = NULL, *rendered = NULL, *existing = NULL, *kust = NULL;
-    size_t tmpl_len = 0, rendered_len = 0, existing_len = 0, kust_len = 0;
+    char path[1024], entry[128], *tmpl = NULL, *rendered = NULL, *existing = NULL;
+    size_t tmpl_len = 0, rendered_len = 0, existing_len = 0;
     ll_render_input in = {tenant, tier, json_string_value(json_object_get(payload, "release")),
                           NULL, json_object_get(payload, "values")};
     int error;
@@ -339,9 +322,7 @@ static int put_tenant(ll_gitops *g, ll_overlay *ov, const json_t *op, const char
         goto done;
     }
     snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
-    if ((error = ll_overlay_read(&kust, &kust_len, ov, path)) < 0)
-        goto done;
-    if (!kust) {
+    if (!ll_overlay_exists(ov, path)) {
         error = ll_error_set(
             LL_ECONFLICT, "the tier folder %s/tenants/%s has no kustomization.yaml", g->root, tier);
         ll_error_hint("restore the tier folder in the repository");
@@ -371,18 +352,18 @@ static int put_tenant(ll_gitops *g, ll_overlay *ov, const json_t *op, const char
     }
     snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
     snprintf(entry, sizeof(entry), "%s.yaml", tenant);
-    error = kustomization_change(ov, path, entry, 1);
+    error = kustomization_change(intents, path, entry, 1);
 done:
     free(tmpl);
     free(rendered);
     free(existing);
-    free(kust);
     return error;
 }
 
 /* Removes the tenant's file from tier and its kustomization entry; absent
  * already is fine. */
-static int remove_tenant(ll_gitops *g, ll_overlay *ov, const char *tenant, const char *tier)
+static int remove_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const char *tenant,
+                         const char *tier)
 {
     char path[1024], entry[128], *existing = NULL;
     size_t len = 0;
@@ -397,26 +378,29 @@ static int remove_tenant(ll_gitops *g, ll_overlay *ov, const char *tenant, const
             return error;
     }
     snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
+    if (!ll_overlay_exists(ov, path))
+        return 0;
     snprintf(entry, sizeof(entry), "%s.yaml", tenant);
-    return kustomization_change(ov, path, entry, 0);
+    return kustomization_change(intents, path, entry, 0);
 }
 
-static int apply_op(ll_gitops *g, ll_overlay *ov, const json_t *op, const char **why)
+static int apply_op(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t *op,
+                    const char **why)
 {
     const char *kind = op_str(op, "kind"), *tier = op_str(op, "tier");
     *why = "conflict";
     if (strcmp(kind, "onboard") == 0)
-        return put_tenant(g, ov, op, tier, 0, why);
+        return put_tenant(g, ov, intents, op, tier, 0, why);
     if (strcmp(kind, "offboard") == 0)
-        return remove_tenant(g, ov, op_str(op, "tenant"), tier);
+        return remove_tenant(g, ov, intents, op_str(op, "tenant"), tier);
     /* update: leave the old tier folder first when the tier changes */
     const char *from =
         json_string_value(json_object_get(json_object_get(op, "payload"), "from_tier"));
     int error;
     if (from && strcmp(from, tier) != 0 &&
-        (error = remove_tenant(g, ov, op_str(op, "tenant"), from)) < 0)
+        (error = remove_tenant(g, ov, intents, op_str(op, "tenant"), from)) < 0)
         return error;
-    return put_tenant(g, ov, op, tier, 1, why);
+    return put_tenant(g, ov, intents, op, tier, 1, why);
 }
 
 static void describe(ll_buf *b, const json_t *op)
@@ -578,6 +562,53 @@ static void jitter_sleep(ll_gitops *g, int attempt)
     nanosleep(&ts, NULL);
 }
 
+/* Makes the batch's kustomization edits, one parse per file.  When a file
+ * cannot be edited, *out_broken = {"error", "ops": [ids that touched it]}
+ * and nothing is written for it. */
+static int apply_kustomizations(json_t **out_broken, ll_gitops *g, ll_overlay *ov,
+                                const json_t *plan, const json_t *touched)
+{
+    const char *path;
+    json_t *entries;
+
+    *out_broken = NULL;
+    json_object_foreach((json_t *)plan, path, entries)
+    {
+        json_t *add = json_array(), *remove = json_array(), *want;
+        const char *entry;
+        char *text = NULL, *out = NULL;
+        size_t len = 0, out_len = 0;
+        int changed = 0, error;
+
+        json_object_foreach(entries, entry, want)
+            json_array_append_new(json_is_true(want) ? add : remove, json_string(entry));
+        error = ll_overlay_read(&text, &len, ov, path);
+        if (error == 0 && !text)
+            error = ll_error_set(LL_ECONFLICT, "%s is missing", path);
+        if (error == 0)
+            error = ll_kustomize_edit(&out, &out_len, &changed, text, len, add, remove);
+        free(text);
+        json_decref(add);
+        json_decref(remove);
+        if (error < 0) {
+            char why[LL_ERROR_MSG_MAX + 1024];
+            snprintf(why, sizeof(why), "%s: %s", path, ll_error_last()->message);
+            ll_log_warn("msg=\"kustomization cannot be edited\" error=\"%s\"", why);
+            *out_broken =
+                json_pack("{s:s, s:O}", "error", why, "ops", json_object_get(touched, path));
+            return 0;
+        }
+        if (!changed) {
+            free(out);
+            continue;
+        }
+        if ((error = ll_overlay_put(ov, path, out, out_len)) < 0)
+            return error;
+    }
+    (void)g;
+    return 0;
+}
+
 /* Applies ops on the remote head, commits and pushes; fills results.  On a
  * moved branch fetches, follows and rebuilds.  Returns 0 when results hold
  * every op; LL_EUPSTREAM (remote unreachable) or LL_ECONFLICT (the branch
@@ -585,7 +616,10 @@ static void jitter_sleep(ll_gitops *g, int attempt)
 static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
 {
     const json_t *author = json_object_get(json_array_get(ops, 0), "author");
+    json_t *work = json_array(), *kfailed = json_array();
     int error = -1;
+
+    json_array_extend(work, (json_t *)ops);
 
     for (int attempt = 0; attempt < g->push_attempts; attempt++) {
         git_commit *head = NULL;
@@ -608,21 +642,66 @@ static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
         ov.repo = g->repo;
         ov.base = base;
         int64_t t_apply = ll_monotonic_ms();
-        json_array_foreach(ops, i, op)
+        json_t *plan = json_object(), *touched = json_object();
+        json_array_foreach(work, i, op)
         {
-            const char *why = "conflict";
+            const char *why = "conflict", *path;
             long long id = json_integer_value(json_object_get(op, "id"));
+            json_t *intents = json_object(), *entries;
             ll_overlay_begin(&ov);
-            if (apply_op(g, &ov, op, &why) < 0) {
+            if (apply_op(g, &ov, intents, op, &why) < 0) {
                 /* Fails alone: its partial changes are taken back. */
                 ll_overlay_undo(&ov);
                 json_array_append_new(failed, failure(id, why));
                 ll_log_warn("msg=\"operation failed\" op=%lld tenant=%s error=\"%s\"", id,
                             op_str(op, "tenant"), ll_error_last()->message);
+                json_decref(intents);
                 continue;
             }
             ll_overlay_keep(&ov);
             json_array_append(applied, op);
+            json_object_foreach(intents, path, entries)
+            {
+                json_t *p = json_object_get(plan, path), *t = json_object_get(touched, path);
+                if (!p) {
+                    json_object_set_new(plan, path, p = json_object());
+                    json_object_set_new(touched, path, t = json_array());
+                }
+                json_object_update(p, entries); /* the later operation wins */
+                json_array_append_new(t, json_integer(id));
+            }
+            json_decref(intents);
+        }
+        json_t *broken = NULL;
+        error = apply_kustomizations(&broken, g, &ov, plan, touched);
+        json_decref(plan);
+        json_decref(touched);
+        if (error < 0) {
+            json_decref(broken);
+            goto attempt_done;
+        }
+        if (broken) {
+            /* A kustomization that cannot be edited fails the operations that
+             * touch it; the rest is rebuilt without them. */
+            json_t *why = json_object_get(broken, "error");
+            size_t k;
+            json_t *bad;
+            json_array_foreach(json_object_get(broken, "ops"), k, bad)
+            {
+                for (size_t w = 0; w < json_array_size(work); w++) {
+                    if (json_integer_value(json_object_get(json_array_get(work, w), "id")) ==
+                        json_integer_value(bad)) {
+                        json_array_remove(work, w);
+                        break;
+                    }
+                }
+                json_array_append_new(kfailed, json_pack("{s:O, s:b, s:O, s:s}", "id", bad, "ok", 0,
+                                                         "error", why, "error_type", "conflict"));
+            }
+            json_decref(broken);
+            error = LL_ECONFLICT;
+            attempt--; /* not a push attempt */
+            goto attempt_done;
         }
         int64_t t_write = ll_monotonic_ms();
         if ((error = ll_overlay_write(&tree_id, &changed, &ov)) < 0)
@@ -669,6 +748,7 @@ static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
                                             "ok", 1, "commit", sha));
         }
         json_array_extend(results, failed);
+        json_array_extend(results, kfailed);
         set_status(g, head ? git_commit_id(head) : NULL, NULL);
         error = 0;
     attempt_done:
@@ -684,6 +764,8 @@ static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
     if (error == LL_ECONFLICT)
         ll_error_set(LL_ECONFLICT, "git: the branch kept moving: %d push attempts refused",
                      g->push_attempts);
+    json_decref(work);
+    json_decref(kfailed);
     return error;
 }
 
@@ -735,10 +817,26 @@ static void same_author(json_t *ops)
  * remote fails.  Returns 0 or the failure. */
 static int drain(ll_gitops *g)
 {
+    size_t last = 0;
+
     for (;;) {
         json_t *ops = NULL, *results;
         int64_t t0 = ll_monotonic_ms();
         int error;
+
+        /* Group commit under load: after a batch of several operations their
+         * callers are about to send the next ones; wait a moment for them
+         * rather than push a batch of one. */
+        if (last > 1 && g->linger_ms > 0) {
+            long long queued = 0;
+            while (ll_monotonic_ms() - t0 < g->linger_ms &&
+                   ll_registry_ops_count_queued(&queued, g->reg) == 0 && queued < (long long)last &&
+                   queued < g->batch_size) {
+                struct timespec ts = {0, 1000000L};
+                nanosleep(&ts, NULL);
+            }
+            t0 = ll_monotonic_ms();
+        }
 
         if (ll_registry_ops_queued(&ops, g->reg, g->batch_size) < 0) {
             ll_log_error("msg=\"cannot read the outbox\" error=\"%s\"", ll_error_last()->message);
@@ -749,6 +847,7 @@ static int drain(ll_gitops *g)
             return 0;
         }
         same_author(ops);
+        last = json_array_size(ops);
         results = json_array();
         if ((error = run_batch(g, ops, results)) < 0) {
             char why[LL_ERROR_MSG_MAX];
@@ -929,6 +1028,7 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     g->push_attempts = o->push_attempts > 0 ? o->push_attempts : 10;
     g->poll_interval_ms = 1000LL * (o->poll_interval_s > 0 ? o->poll_interval_s : 30);
     g->import_only = o->import_only;
+    g->linger_ms = o->linger_ms;
     g->seed_rand = (unsigned int)ll_monotonic_ms();
     snprintf(g->remote_ref, sizeof(g->remote_ref), "refs/remotes/origin/%s", g->branch);
 

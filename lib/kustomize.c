@@ -558,3 +558,189 @@ done:
     free(fmt);
     return error;
 }
+
+/* One line-based edit of a block sequence for many entries: every copy of a
+ * removed entry and every extra copy of a kept one goes, the new entries are
+ * appended after the last line.  1 when the layout does not allow it. */
+static int block_multi(ll_yedits *e, kz *k, const json_t *remove, const json_t *append)
+{
+    const ll_ytext *y = &k->y;
+    yaml_node_item_t *item;
+    yaml_node_t *node;
+    json_t *seen = json_object();
+    size_t dash = 0, pos, start, end;
+    const char *nl = ll_ytext_newline(y);
+    char *pad = NULL, *fmt = NULL;
+    size_t fmt_len = 0, i, kept = 0;
+    json_t *v;
+    ll_buf line;
+    int ok = 1, error = 0, last_goes = 0;
+
+    ll_buf_init(&line, LL_YAML_TEXT_MAX);
+    for (item = k->res->data.sequence.items.start; item < k->res->data.sequence.items.top; item++) {
+        char key[ENTRY_MAX + 1];
+        node = ll_ytext_node(k->doc, *item);
+        dash = dash_of(y, node, &ok);
+        if (!ok) {
+            error = 1;
+            goto done;
+        }
+        snprintf(key, sizeof(key), "%.*s", (int)node->data.scalar.length,
+                 (const char *)node->data.scalar.value);
+        if (!json_object_get(remove, key) && !json_object_get(seen, key)) {
+            json_object_set_new(seen, key, json_true());
+            kept++;
+            last_goes = 0;
+            continue;
+        }
+        start = ll_ytext_line_start(y, dash);
+        if ((error = ll_ytext_content_end(&end, y, k->doc, node)) < 0)
+            goto done;
+        end = ll_ytext_line_end(y, end);
+        if (end < y->len)
+            end += y->text[end] == '\r' ? 2 : 1;
+        else {
+            error = 1; /* the last line goes and has no line break: rewrite */
+            goto done;
+        }
+        if ((error = ll_yedits_add(e, start, end, 0, "", 0)) < 0)
+            goto done;
+        last_goes = 1;
+    }
+    if (kept + json_array_size(append) == 0 || (last_goes && json_array_size(append))) {
+        error = 1; /* empty result, or appending where the last line goes: rewrite */
+        goto done;
+    }
+    if (json_array_size(append)) {
+        if ((error = ll_ytext_after_node(&pos, y, k->doc, k->res)) < 0)
+            goto done;
+        if (!(pad = spaces(dash - ll_ytext_line_start(y, dash)))) {
+            error = ll_error_set(LL_ERROR, "out of memory");
+            goto done;
+        }
+        int no_final_newline = pos == y->len && (y->len == 0 || y->text[y->len - 1] != '\n');
+        json_array_foreach(append, i, v)
+        {
+            free(fmt);
+            fmt = NULL;
+            if ((error = format_entry(&fmt, &fmt_len, json_string_value(v))) < 0)
+                goto done;
+            if (no_final_newline)
+                error = ll_buf_printf(&line, "%s%s- %s", nl, pad, fmt);
+            else
+                error = ll_buf_printf(&line, "%s- %s%s", pad, fmt, nl);
+            if (error < 0)
+                goto done;
+        }
+        error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
+    }
+done:
+    json_decref(seen);
+    ll_buf_free(&line);
+    free(pad);
+    free(fmt);
+    return error;
+}
+
+int ll_kustomize_edit(char **out, size_t *out_len, int *changed, const char *text, size_t len,
+                      const json_t *add, const json_t *remove)
+{
+    ll_yedits edits;
+    json_t *want = json_array(), *present = json_object(), *append = json_array(),
+           *drop = json_object(), *v;
+    size_t i;
+    kz k;
+    int error;
+
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    *changed = 0;
+    ll_yedits_init(&edits);
+    memset(&k, 0, sizeof(k));
+    json_array_foreach(add, i, v) if ((error = check_entry(json_string_value(v))) < 0) goto done;
+    json_array_foreach(remove, i, v)
+    {
+        if ((error = check_entry(json_string_value(v))) < 0)
+            goto done;
+        json_object_set_new(drop, json_string_value(v), json_true());
+    }
+    if ((error = kz_load(&k, text, len)) < 0)
+        goto done;
+    /* What the list must become: kept entries once each, in order, then the
+     * new ones. */
+    json_array_foreach(k.entries, i, v)
+    {
+        const char *s = json_string_value(v);
+        if (json_object_get(drop, s))
+            continue;
+        if (json_object_get(present, s))
+            continue;
+        json_object_set_new(present, s, json_true());
+        json_array_append(want, v);
+    }
+    json_array_foreach(add, i, v)
+    {
+        const char *s = json_string_value(v);
+        if (json_object_get(present, s) || json_object_get(drop, s))
+            continue;
+        json_object_set_new(present, s, json_true());
+        json_array_append(want, v);
+        json_array_append(append, v);
+    }
+    if (json_equal(want, k.entries)) {
+        error = copy_text(out, out_len, text, len);
+        goto done;
+    }
+    error = 1;
+    if (k.res && ll_ytext_is_block_collection(k.res) && !ll_ytext_has_aliases(k.doc) &&
+        (error = block_multi(&edits, &k, drop, append)) < 0)
+        goto done;
+    if (error == 1) {
+        /* Any other layout: one entry at a time through the general path. */
+        char *cur = NULL, *next = NULL;
+        size_t cur_len = 0, next_len = 0;
+        int ch;
+        ll_yedits_free(&edits);
+        if ((error = copy_text(&cur, &cur_len, text, len)) < 0)
+            goto done;
+        json_array_foreach(remove, i, v)
+        {
+            if ((error = ll_kustomize_remove(&next, &next_len, &ch, cur, cur_len,
+                                             json_string_value(v))) < 0) {
+                free(cur);
+                goto done;
+            }
+            free(cur);
+            cur = next, cur_len = next_len;
+        }
+        json_array_foreach(add, i, v)
+        {
+            if (json_object_get(drop, json_string_value(v)))
+                continue;
+            if ((error = ll_kustomize_add(&next, &next_len, &ch, cur, cur_len,
+                                          json_string_value(v))) < 0) {
+                free(cur);
+                goto done;
+            }
+            free(cur);
+            cur = next, cur_len = next_len;
+        }
+        *out = cur;
+        if (out_len)
+            *out_len = cur_len;
+        *changed = 1;
+        goto done;
+    }
+    if ((error = finish(out, out_len, text, len, &edits, want)) < 0)
+        goto done;
+    *changed = 1;
+done:
+    ll_yedits_free(&edits);
+    json_decref(want);
+    json_decref(present);
+    json_decref(append);
+    json_decref(drop);
+    kz_free(&k);
+    return error;
+}

@@ -225,3 +225,16 @@ done:
     free(blobs);
     return error;
 }
+
+int ll_overlay_exists(ll_overlay *ov, const char *path)
+{
+    git_tree_entry *entry = NULL;
+    int exists;
+    for (size_t i = 0; i < ov->n; i++) {
+        if (strcmp(ov->changes[i].path, path) == 0)
+            return ov->changes[i].data != NULL;
+    }
+    exists = ov->base && git_tree_entry_bypath(&entry, ov->base, path) == 0;
+    git_tree_entry_free(entry);
+    return exists;
+}

@@ -41,6 +41,9 @@ typedef struct ll_overlay {
  * not exist.  LL_EINVALID for files over 8 MiB. */
 int ll_overlay_read(char **out, size_t *out_len, ll_overlay *ov, const char *path);
 
+/* 1 when path exists (in the changes, else in the base tree). */
+int ll_overlay_exists(ll_overlay *ov, const char *path);
+
 /* Sets path to data (steals it), or removes path when data is NULL. */
 int ll_overlay_put(ll_overlay *ov, const char *path, char *data, size_t len);
 

@@ -121,6 +121,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         .db_path = c->db_path,
         .batch_size = (int)cfg->batch_size,
         .push_attempts = (int)cfg->git_push_attempts,
+        .linger_ms = (int)cfg->batch_linger,
         .poll_interval_s = (int)cfg->git_poll_interval,
         .username = cfg->git_username,
         .password = password,

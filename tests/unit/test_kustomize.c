@@ -304,9 +304,83 @@ static void test_new(void **state)
     assert_null(out);
 }
 
+static void test_edit_many(void **state)
+{
+    static const struct {
+        const char *name, *text, *add, *remove, *want;
+        int changed;
+    } cases[] = {
+        {"reference file, no final newline",
+         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - "
+         "dummy-configmap.yaml\n  - tenant-1.yaml",
+         "[\"a.yaml\", \"b.yaml\"]", "[\"tenant-1.yaml\"]",
+         "[\"dummy-configmap.yaml\", \"a.yaml\", \"b.yaml\"]", 1},
+        {"middle removals and appends", HEAD "resources:\n  - a\n  - b\n  - c\n  - d\n",
+         "[\"e\", \"f\"]", "[\"b\", \"c\"]", "[\"a\", \"d\", \"e\", \"f\"]", 1},
+        {"duplicates go", HEAD "resources:\n  - a\n  - b\n  - a\n", "[\"a\"]", "[]",
+         "[\"a\", \"b\"]", 1},
+        {"nothing to do", HEAD "resources:\n  - a\n", "[\"a\"]", "[\"z\"]", "[\"a\"]", 0},
+        {"flow list", HEAD "resources: [a, b]\n", "[\"c\"]", "[\"a\"]", "[\"b\", \"c\"]", 1},
+        {"empty flow list", HEAD "resources: []\n", "[\"x\", \"y\"]", "[]", "[\"x\", \"y\"]", 1},
+        {"everything removed", HEAD "resources:\n  - a\n  - b\n", "[]", "[\"a\", \"b\"]", "[]", 1},
+        {"in both lists: removed", HEAD "resources:\n  - a\n", "[\"b\"]", "[\"b\"]", "[\"a\"]", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *add = json_loads(cases[i].add, 0, NULL),
+               *remove = json_loads(cases[i].remove, 0, NULL);
+        json_t *want = json_loads(cases[i].want, 0, NULL), *got = NULL;
+        char *out = NULL;
+        size_t out_len = 0;
+        int changed = -1;
+        if (ll_kustomize_edit(&out, &out_len, &changed, cases[i].text, strlen(cases[i].text), add,
+                              remove) != 0)
+            fail_msg("%s: %s", cases[i].name, ll_error_last()->message);
+        assert_int_equal(ll_kustomize_resources(&got, out, out_len), 0);
+        if (!json_equal(got, want))
+            fail_msg("%s: got %s", cases[i].name, json_dumps(got, JSON_COMPACT));
+        assert_int_equal(changed, cases[i].changed);
+        /* Lines not edited stay byte for byte: the head of the file. */
+        assert_memory_equal(out, cases[i].text, 20);
+        json_decref(add);
+        json_decref(remove);
+        json_decref(want);
+        json_decref(got);
+        free(out);
+    }
+}
+
+static void test_edit_matches_single_edits(void **state)
+{
+    /* Adding n entries at once gives the same bytes as adding them one by one. */
+    const char *text = HEAD "resources:\n  - dummy.yaml";
+    json_t *add = json_pack("[s, s, s]", "x.yaml", "y.yaml", "z.yaml"), *none = json_array();
+    char *many = NULL, *one = NULL, *next = NULL;
+    size_t many_len = 0, one_len = strlen(text), next_len = 0;
+    int changed;
+    assert_int_equal(ll_kustomize_edit(&many, &many_len, &changed, text, strlen(text), add, none),
+                     0);
+    one = strdup(text);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(ll_kustomize_add(&next, &next_len, &changed, one, one_len,
+                                          json_string_value(json_array_get(add, i))),
+                         0);
+        free(one);
+        one = next;
+        one_len = next_len;
+    }
+    assert_int_equal(many_len, one_len);
+    assert_memory_equal(many, one, one_len);
+    free(many);
+    free(one);
+    json_decref(add);
+    json_decref(none);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_edit_many),
+        cmocka_unit_test(test_edit_matches_single_edits),
         cmocka_unit_test(test_reference_files),
         cmocka_unit_test(test_layouts),
         cmocka_unit_test(test_duplicates),

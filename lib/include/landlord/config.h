@@ -33,6 +33,7 @@ typedef struct ll_config {
     long http_max_body;           /* bytes */
     long write_wait;              /* seconds a write waits for its push */
     long batch_size;              /* operations per commit */
+    long batch_linger;            /* ms to wait for more operations under load */
 } ll_config;
 
 /* Fills cfg with the defaults. */

@@ -28,6 +28,7 @@ typedef struct ll_gitops_options {
     const char *db_path;         /* the registry; the writer opens its own connection */
     int batch_size;              /* operations per commit */
     int push_attempts;           /* pushes per batch while the branch keeps moving */
+    int linger_ms;               /* after a batch of several, wait this long for more */
     int poll_interval_s;         /* fetch (and follow the repository) when idle this long */
     const char *username;        /* for http(s) and ssh remotes, or NULL */
     const char *password;        /* the password or token itself (never logged), or NULL */

@@ -37,6 +37,13 @@ int ll_kustomize_add(char **out, size_t *out_len, int *changed, const char *text
 int ll_kustomize_remove(char **out, size_t *out_len, int *changed, const char *text, size_t len,
                         const char *entry);
 
+/* Many changes at once (one parse): every entry of add (an array of
+ * strings) appears exactly once, every entry of remove appears no more (an
+ * entry in both is removed), other entries keep their order with duplicates
+ * dropped, new ones are appended in order.  *changed as above. */
+int ll_kustomize_edit(char **out, size_t *out_len, int *changed, const char *text, size_t len,
+                      const json_t *add, const json_t *remove);
+
 /* A new kustomization.yaml listing entries in order (kustomize.config.k8s.io/v1beta1). */
 int ll_kustomize_new(char **out, size_t *out_len, const char *const *entries, size_t n);
 
