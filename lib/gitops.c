@@ -905,7 +905,14 @@ static void *writer_main(void *arg)
         if (g->degraded || now >= g->next_poll_ms) {
             g->next_poll_ms = now + g->poll_interval_ms;
             if ((error = fetch(g)) < 0 || (error = follow_head(g, NULL)) < 0) {
-                enter_degraded(g, ll_error_last()->message);
+                char why[LL_ERROR_MSG_MAX];
+                json_t *queued = NULL;
+                snprintf(why, sizeof(why), "%s", ll_error_last()->message);
+                /* The queued operations say why they wait. */
+                if (ll_registry_ops_queued(&queued, g->reg, g->batch_size) == 0)
+                    ll_registry_ops_attempted(g->reg, queued, why);
+                json_decref(queued);
+                enter_degraded(g, why);
                 publish_progress(g);
                 continue;
             }
@@ -980,8 +987,8 @@ static int seed(ll_gitops *g, git_commit *head)
         goto done;
     if ((error = push(g, &commit_id)) < 0)
         goto done;
-    ll_log_info("msg=\"seeded the GitOps repository\" url=%s branch=%s root=%s", g->url, g->branch,
-                g->root);
+    ll_log_info("msg=\"seeded the GitOps repository\" url=%s branch=%s root=%s", g->shown_url,
+                g->branch, g->root);
 done:
     json_decref(pools);
     free(env_tmpl);
@@ -1202,6 +1209,11 @@ int ll_gitops_degraded(ll_gitops *g)
                strcmp(json_string_value(json_object_get(g->status, "status")), "degraded") == 0;
     pthread_mutex_unlock(&g->lock);
     return degraded;
+}
+
+const char *ll_gitops_url(const ll_gitops *g)
+{
+    return g->shown_url;
 }
 
 json_t *ll_gitops_tiers(ll_gitops *g)

@@ -164,7 +164,7 @@ const ll_config *ll_core_config(const ll_core *c)
 
 const char *ll_core_git_url(const ll_core *c)
 {
-    return c->git_url;
+    return ll_gitops_url(c->git);
 }
 
 ll_registry *ll_core_registry(ll_core *c)

@@ -32,7 +32,7 @@ void ll_core_free(ll_core *c);
 /* The configuration (borrowed, read-only). */
 const ll_config *ll_core_config(const ll_core *c);
 
-/* The GitOps remote URL in use (borrowed). */
+/* The GitOps remote URL in use, without credentials (borrowed). */
 const char *ll_core_git_url(const ll_core *c);
 
 /* This thread's registry connection, opened on first use (borrowed; closed

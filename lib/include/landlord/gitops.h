@@ -64,6 +64,9 @@ void ll_gitops_wait_progress(ll_gitops *g, unsigned long long seen, int64_t dead
 /* 1 while the remote is unreachable. */
 int ll_gitops_degraded(ll_gitops *g);
 
+/* The remote URL without any user:password@ part (borrowed). */
+const char *ll_gitops_url(const ll_gitops *g);
+
 /* The tier catalogue of the current head (see tiers.h); new reference. */
 json_t *ll_gitops_tiers(ll_gitops *g);
 
