@@ -104,6 +104,8 @@ static const setting settings[] = {
      "PEM CA bundle for an https remote (verification is always on)"},
     {"git-ssh-key-file", S(git_ssh_key_file), "", 0, 0, NULL,
      "ed25519 private key for an ssh:// remote"},
+    {"git-ssh-host-key", S(git_ssh_host_key), "", 0, 0, NULL,
+     "the ssh:// server's host key fingerprint, SHA256:<base64> as ssh-keygen -lf prints it"},
     {"git-poll-interval", I(git_poll_interval), "30", 1, 86400, NULL,
      "seconds between fetches when idle (adoption and drift checks run after each)"},
     {"git-push-attempts", I(git_push_attempts), "10", 1, 1000, NULL,

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 #include <git2.h>
+#include <openssl/evp.h>
 
 #include "adopt.h"
 #include "landlord/embedded.h"
@@ -48,7 +49,7 @@
 
 struct ll_gitops {
     char *workdir, *url, *shown_url, *branch, *root, *author_name, *author_email;
-    char *default_release, *db_path, *username, *password, *ssh_key;
+    char *default_release, *db_path, *username, *password, *ssh_key, *ssh_host_key;
     char remote_ref[300];
     int batch_size, push_attempts, import_only, linger_ms;
     int64_t poll_interval_ms;
@@ -152,6 +153,37 @@ static int on_credentials(git_credential **out, const char *url, const char *use
     return GIT_EAUTH;
 }
 
+/* SSH host keys are pinned: libgit2 1.5 does not check known_hosts, so the
+ * server's key must match git-ssh-host-key ("SHA256:<base64>", as
+ * `ssh-keygen -lf` prints it).  TLS certificates keep libgit2's checks. */
+static int on_certificate(git_cert *cert, int valid, const char *host, void *payload)
+{
+    remote_ctx *rc = payload;
+    const git_cert_hostkey *hk = (const git_cert_hostkey *)cert;
+    unsigned char b64[64];
+    char seen[80];
+    int n;
+
+    if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2)
+        return GIT_PASSTHROUGH;
+    if (!(hk->type & GIT_CERT_SSH_SHA256)) {
+        git_error_set_str(GIT_ERROR_SSH, "ssh host key of the remote has no SHA-256 fingerprint");
+        return GIT_ECERTIFICATE;
+    }
+    n = EVP_EncodeBlock(b64, hk->hash_sha256, 32);
+    while (n > 0 && b64[n - 1] == '=')
+        n--;
+    snprintf(seen, sizeof(seen), "SHA256:%.*s", n, (const char *)b64);
+    if (rc->g->ssh_host_key[0] && strcmp(seen, rc->g->ssh_host_key) == 0)
+        return 0;
+    char msg[300];
+    snprintf(msg, sizeof(msg), "ssh host key of %s is %s, which git-ssh-host-key does not pin",
+             host ? host : "the remote", seen);
+    git_error_set_str(GIT_ERROR_SSH, msg);
+    (void)valid;
+    return GIT_ECERTIFICATE;
+}
+
 static int on_push_update(const char *refname, const char *status, void *payload)
 {
     remote_ctx *rc = payload;
@@ -169,6 +201,9 @@ static int remote_fail(ll_gitops *g, int code, const char *what)
     if (code == GIT_EAUTH || strstr(msg, "authentication") || strstr(msg, "401")) {
         ll_error_set(LL_EUPSTREAM, "git: %s %s: authentication failed", what, g->shown_url);
         ll_error_hint("check git-username and git-password-file");
+    } else if (strstr(msg, "ssh host key")) {
+        ll_error_set(LL_EUPSTREAM, "git: %s %s: %s", what, g->shown_url, msg);
+        ll_error_hint("set git-ssh-host-key to the server's SHA256 fingerprint (ssh-keygen -lf)");
     } else if (code == GIT_ECERTIFICATE || strstr(msg, "certificate") || strstr(msg, "SSL")) {
         ll_error_set(LL_EUPSTREAM, "git: %s %s: TLS certificate not trusted: %s", what,
                      g->shown_url, msg);
@@ -197,6 +232,7 @@ static int fetch(ll_gitops *g)
     opts.prune = GIT_FETCH_NO_PRUNE;
     opts.update_fetchhead = 0;
     opts.callbacks.credentials = on_credentials;
+    opts.callbacks.certificate_check = on_certificate;
     opts.callbacks.payload = &rc;
     error = git_remote_fetch(remote, &refspecs, &opts, NULL);
     error = error < 0 ? remote_fail(g, error, "fetch from") : 0;
@@ -231,6 +267,7 @@ static int push(ll_gitops *g, const git_oid *commit)
         goto done;
     }
     opts.callbacks.credentials = on_credentials;
+    opts.callbacks.certificate_check = on_certificate;
     opts.callbacks.push_update_reference = on_push_update;
     opts.callbacks.payload = &rc;
     if ((error = git_remote_push(remote, &refspecs, &opts)) < 0) {
@@ -1031,6 +1068,7 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     g->username = dup_or_empty(o->username);
     g->password = dup_or_empty(o->password);
     g->ssh_key = dup_or_empty(o->ssh_key_file);
+    g->ssh_host_key = dup_or_empty(o->ssh_host_key);
     g->batch_size = o->batch_size > 0 ? o->batch_size : 64;
     g->push_attempts = o->push_attempts > 0 ? o->push_attempts : 10;
     g->poll_interval_ms = 1000LL * (o->poll_interval_s > 0 ? o->poll_interval_s : 30);
@@ -1157,6 +1195,7 @@ void ll_gitops_free(ll_gitops *g)
     free(g->password);
     free(g->username);
     free(g->ssh_key);
+    free(g->ssh_host_key);
     pthread_cond_destroy(&g->wake);
     pthread_cond_destroy(&g->progress);
     pthread_mutex_destroy(&g->lock);

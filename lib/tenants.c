@@ -127,6 +127,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         .password = password,
         .ca_file = cfg->git_ca_file,
         .ssh_key_file = cfg->git_ssh_key_file,
+        .ssh_host_key = cfg->git_ssh_host_key,
         .import_only = mode == LL_CORE_IMPORT,
     };
     error = ll_gitops_open(&c->git, &go);

@@ -23,6 +23,7 @@ typedef struct ll_config {
     char git_password_file[1024]; /* the file holding the password or token */
     char git_ca_file[1024];
     char git_ssh_key_file[1024];
+    char git_ssh_host_key[128];
     long git_poll_interval; /* seconds between fetches when idle */
     long git_push_attempts; /* pushes per batch before backing off */
     char default_release[32];

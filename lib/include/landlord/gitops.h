@@ -34,6 +34,7 @@ typedef struct ll_gitops_options {
     const char *password;        /* the password or token itself (never logged), or NULL */
     const char *ca_file;         /* PEM bundle for https, or NULL */
     const char *ssh_key_file;    /* ed25519 private key for ssh://, or NULL */
+    const char *ssh_host_key;    /* pinned "SHA256:<base64>" host key for ssh://, or NULL */
     int import_only;             /* never seed or write: `landlord import` */
 } ll_gitops_options;
 
