@@ -200,7 +200,9 @@ static int remote_fail(ll_gitops *g, int code, const char *what)
 
     if (code == GIT_EAUTH || strstr(msg, "authentication") || strstr(msg, "401")) {
         ll_error_set(LL_EUPSTREAM, "git: %s %s: authentication failed", what, g->shown_url);
-        ll_error_hint("check git-username and git-password-file");
+        ll_error_hint(strncmp(g->url, "ssh://", 6) == 0
+                          ? "check git-username and git-ssh-key-file"
+                          : "check git-username and git-password-file");
     } else if (strstr(msg, "ssh host key")) {
         ll_error_set(LL_EUPSTREAM, "git: %s %s: %s", what, g->shown_url, msg);
         ll_error_hint("set git-ssh-host-key to the server's SHA256 fingerprint (ssh-keygen -lf)");
@@ -1105,9 +1107,10 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
         char why[LL_ERROR_MSG_MAX];
         snprintf(why, sizeof(why), "%s", ll_error_last()->message);
         if (g->import_only || remote_head(&head, g) < 0 || !head) {
+            char hint[LL_ERROR_MSG_MAX];
+            snprintf(hint, sizeof(hint), "%s", ll_error_last()->hint);
             ll_error_set(LL_EUPSTREAM, "%s", why);
-            ll_error_hint("the first start needs the remote: check git-url, credentials and "
-                          "git-ca-file");
+            ll_error_hint("%s%sthe first start needs the remote", hint, hint[0] ? "; " : "");
             error = LL_EUPSTREAM;
             goto fail;
         }
