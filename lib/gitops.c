@@ -24,12 +24,15 @@
  * after, only the writer thread does.  lock guards the wake-up flags, the
  * generation counter and the published snapshots (tiers, status).
  */
+#define _GNU_SOURCE /* nftw */
 #include <errno.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <git2.h>
 #include <openssl/evp.h>
 
@@ -761,10 +764,24 @@ static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
                 ll_log_info("msg=\"push rejected: the branch moved; fetching and rebuilding\" "
                             "attempt=%d",
                             attempt + 1);
-                if ((error = fetch(g)) == 0 && (error = follow_head(g, NULL)) == 0)
-                    error = LL_ECONFLICT;
-                if (error == LL_ECONFLICT && attempt > 0)
+                /* Back off first, then fetch and rebuild at once: a rebuild on
+                 * a head fetched before the pause would lose the race again. */
+                char refused[LL_ERROR_MSG_MAX];
+                git_commit *now = NULL;
+                snprintf(refused, sizeof(refused), "%s", ll_error_last()->message);
+                if (attempt > 0)
                     jitter_sleep(g, attempt);
+                if ((error = fetch(g)) == 0 && (error = follow_head(g, NULL)) == 0 &&
+                    (error = remote_head(&now, g)) == 0) {
+                    /* The branch did not move: the remote refused for another
+                     * reason (a stale lock, a hook).  That is an outage. */
+                    int moved =
+                        !now || !head || !git_oid_equal(git_commit_id(now), git_commit_id(head));
+                    error = moved ? LL_ECONFLICT
+                                  : ll_error_set(LL_EUPSTREAM,
+                                                 "git: the remote refused the push: %s", refused);
+                }
+                git_commit_free(now);
                 goto attempt_done;
             }
             if (error < 0)
@@ -958,7 +975,14 @@ static void *writer_main(void *arg)
             leave_degraded(g);
             set_status(g, NULL, NULL);
         }
-        if (drain(g) < 0) {
+        if ((error = drain(g)) == LL_ECONFLICT) {
+            /* Reachable, only busy: other writers kept moving the branch.  Go
+             * again soon; the operations stay queued and say why. */
+            ll_log_warn("msg=\"the branch keeps moving; retrying\" error=\"%s\"",
+                        ll_error_last()->message);
+            jitter_sleep(g, 6);
+            ll_gitops_notify(g);
+        } else if (error < 0) {
             enter_degraded(g, ll_error_last()->message);
             publish_progress(g);
         }
@@ -1039,6 +1063,35 @@ done:
 
 /* --- lifecycle ------------------------------------------------------------------ */
 
+static int remove_lock(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    size_t n = strlen(path);
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_F && n > 5 && strcmp(path + n - 5, ".lock") == 0) {
+        ll_log_warn("msg=\"removing a stale lock left by a crash\" path=%s", path);
+        unlink(path);
+    }
+    return 0;
+}
+
+/* A process killed while writing a ref leaves its .lock behind, and every
+ * later write of that ref fails.  Only landlord writes its clone (and the
+ * embedded default remote), and only one landlord runs on a data dir, so at
+ * start any lock there is stale. */
+static void clear_stale_locks(const char *repo_dir)
+{
+    char path[1200];
+    const char *files[] = {"packed-refs.lock", "config.lock", "HEAD.lock", "index.lock"};
+    snprintf(path, sizeof(path), "%s/refs", repo_dir);
+    nftw(path, remove_lock, 16, FTW_PHYS);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", repo_dir, files[i]);
+        if (unlink(path) == 0)
+            ll_log_warn("msg=\"removed a stale lock left by a crash\" path=%s", path);
+    }
+}
+
 static char *dup_or_empty(const char *s)
 {
     return strdup(s ? s : "");
@@ -1086,6 +1139,9 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     }
     if ((error = ll_registry_open(&g->reg, g->db_path)) < 0)
         goto fail;
+    clear_stale_locks(g->workdir);
+    if (o->own_remote)
+        clear_stale_locks(g->url);
     if (git_repository_open_bare(&g->repo, g->workdir) < 0 &&
         git_repository_init(&g->repo, g->workdir, 1) < 0) {
         error = git_fail(-1, "git: cannot create the local clone");

@@ -129,6 +129,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         .ssh_key_file = cfg->git_ssh_key_file,
         .ssh_host_key = cfg->git_ssh_host_key,
         .import_only = mode == LL_CORE_IMPORT,
+        .own_remote = !cfg->git_url[0],
     };
     error = ll_gitops_open(&c->git, &go);
     if (password) {

@@ -36,6 +36,7 @@ typedef struct ll_gitops_options {
     const char *ssh_key_file;    /* ed25519 private key for ssh://, or NULL */
     const char *ssh_host_key;    /* pinned "SHA256:<base64>" host key for ssh://, or NULL */
     int import_only;             /* never seed or write: `landlord import` */
+    int own_remote;              /* url is landlord's embedded default remote */
 } ll_gitops_options;
 
 /* Opens the clone and the writer's registry connection, fetches the branch,
