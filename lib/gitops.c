@@ -651,57 +651,107 @@ static int apply_kustomizations(json_t **out_broken, ll_gitops *g, ll_overlay *o
     return 0;
 }
 
-/* Applies ops on the remote head, commits and pushes; fills results.  On a
- * moved branch fetches, follows and rebuilds.  Returns 0 when results hold
- * every op; LL_EUPSTREAM (remote unreachable) or LL_ECONFLICT (the branch
- * kept moving) leave the ops queued. */
-static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
+/* One batch being built: the operations applied to an overlay of a base
+ * commit's tree. */
+typedef struct batch {
+    ll_overlay ov;
+    git_commit *head; /* the base commit, or NULL for an empty branch */
+    git_tree *base;
+    json_t *applied;   /* operations that applied */
+    json_t *effective; /* those that changed something (named in the trailer) */
+    json_t *failed;    /* outcomes of operations that failed alone */
+} batch;
+
+static void batch_free(batch *b)
 {
-    const json_t *author = json_object_get(json_array_get(ops, 0), "author");
-    json_t *work = json_array(), *kfailed = json_array();
-    int error = -1;
+    ll_overlay_free(&b->ov);
+    git_tree_free(b->base);
+    git_commit_free(b->head);
+    json_decref(b->applied);
+    json_decref(b->effective);
+    json_decref(b->failed);
+    memset(b, 0, sizeof(*b));
+}
 
-    json_array_extend(work, (json_t *)ops);
+/* Whether an operation's kustomization intents change the file as the batch
+ * found it (members caches each file's entries). */
+static int intents_change(ll_overlay *ov, json_t *members, const json_t *intents)
+{
+    const char *path, *entry;
+    json_t *entries, *want;
 
-    for (int attempt = 0; attempt < g->push_attempts; attempt++) {
-        git_commit *head = NULL;
-        git_tree *base = NULL;
-        ll_overlay ov = {0};
-        json_t *applied = json_array(), *failed = json_array(), *op;
-        git_oid tree_id, commit_id;
-        char sha[GIT_OID_HEXSZ + 1] = "";
-        int changed = 0;
-        size_t i;
-        ll_buf msg;
-
-        ll_buf_init(&msg, 1 << 20);
-        if ((error = remote_head(&head, g)) < 0)
-            goto attempt_done;
-        if (head && git_commit_tree(&base, head) < 0) {
-            error = git_fail(-1, "git: cannot read the head tree");
-            goto attempt_done;
+    json_object_foreach((json_t *)intents, path, entries)
+    {
+        json_t *set = json_object_get(members, path);
+        if (!set) {
+            char *text = NULL;
+            size_t len = 0;
+            json_t *list = NULL, *v;
+            size_t i;
+            set = json_object();
+            if (ll_overlay_read(&text, &len, ov, path) == 0 && text &&
+                ll_kustomize_resources(&list, text, len) == 0)
+                json_array_foreach(list, i, v)
+                    json_object_set(set, json_string_value(v), json_true());
+            json_decref(list);
+            free(text);
+            json_object_set_new(members, path, set);
         }
-        ov.repo = g->repo;
-        ov.base = base;
-        int64_t t_apply = ll_monotonic_ms();
-        json_t *plan = json_object(), *touched = json_object();
+        json_object_foreach(entries, entry, want)
+        {
+            if (json_is_true(want) != (json_object_get(set, entry) != NULL))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Applies the operations of work on the remote head.  Operations that fail
+ * alone go to b->failed; operations whose kustomization cannot be edited go
+ * to kfailed and leave work, and the batch is built again without them. */
+static int build(batch *b, ll_gitops *g, json_t *work, json_t *kfailed)
+{
+    int error;
+
+    for (;;) {
+        json_t *plan = json_object(), *touched = json_object(), *members = json_object(), *op,
+               *broken = NULL;
+        size_t i;
+
+        memset(b, 0, sizeof(*b));
+        b->applied = json_array();
+        b->effective = json_array();
+        b->failed = json_array();
+        if ((error = remote_head(&b->head, g)) < 0)
+            goto fail;
+        if (b->head && git_commit_tree(&b->base, b->head) < 0) {
+            error = git_fail(-1, "git: cannot read the head tree");
+            goto fail;
+        }
+        b->ov.repo = g->repo;
+        b->ov.base = b->base;
         json_array_foreach(work, i, op)
         {
             const char *why = "conflict", *path;
             long long id = json_integer_value(json_object_get(op, "id"));
             json_t *intents = json_object(), *entries;
-            ll_overlay_begin(&ov);
-            if (apply_op(g, &ov, intents, op, &why) < 0) {
+            size_t puts = b->ov.puts;
+            ll_overlay_begin(&b->ov);
+            if (apply_op(g, &b->ov, intents, op, &why) < 0) {
                 /* Fails alone: its partial changes are taken back. */
-                ll_overlay_undo(&ov);
-                json_array_append_new(failed, failure(id, why));
+                ll_overlay_undo(&b->ov);
+                json_array_append_new(b->failed, failure(id, why));
                 ll_log_warn("msg=\"operation failed\" op=%lld tenant=%s error=\"%s\"", id,
                             op_str(op, "tenant"), ll_error_last()->message);
                 json_decref(intents);
                 continue;
             }
-            ll_overlay_keep(&ov);
-            json_array_append(applied, op);
+            ll_overlay_keep(&b->ov);
+            json_array_append(b->applied, op);
+            /* A replayed operation whose change is already there (pushed just
+             * before a crash) is not named again. */
+            if (b->ov.puts != puts || intents_change(&b->ov, members, intents))
+                json_array_append(b->effective, op);
             json_object_foreach(intents, path, entries)
             {
                 json_t *p = json_object_get(plan, path), *t = json_object_get(touched, path);
@@ -714,112 +764,176 @@ static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
             }
             json_decref(intents);
         }
-        json_t *broken = NULL;
-        error = apply_kustomizations(&broken, g, &ov, plan, touched);
+        error = apply_kustomizations(&broken, g, &b->ov, plan, touched);
         json_decref(plan);
         json_decref(touched);
-        if (error < 0) {
-            json_decref(broken);
-            goto attempt_done;
-        }
-        if (broken) {
-            /* A kustomization that cannot be edited fails the operations that
-             * touch it; the rest is rebuilt without them. */
-            json_t *why = json_object_get(broken, "error");
-            size_t k;
-            json_t *bad;
-            json_array_foreach(json_object_get(broken, "ops"), k, bad)
-            {
-                for (size_t w = 0; w < json_array_size(work); w++) {
-                    if (json_integer_value(json_object_get(json_array_get(work, w), "id")) ==
-                        json_integer_value(bad)) {
-                        json_array_remove(work, w);
-                        break;
-                    }
+        json_decref(members);
+        if (error < 0)
+            goto fail;
+        if (!broken)
+            return 0;
+        /* A kustomization that cannot be edited fails the operations that
+         * touch it; the rest is built again without them. */
+        json_t *why = json_object_get(broken, "error"), *bad;
+        json_array_foreach(json_object_get(broken, "ops"), i, bad)
+        {
+            for (size_t w = 0; w < json_array_size(work); w++) {
+                if (json_integer_value(json_object_get(json_array_get(work, w), "id")) ==
+                    json_integer_value(bad)) {
+                    json_array_remove(work, w);
+                    break;
                 }
-                json_array_append_new(kfailed, json_pack("{s:O, s:b, s:O, s:s}", "id", bad, "ok", 0,
-                                                         "error", why, "error_type", "conflict"));
             }
-            json_decref(broken);
-            error = LL_ECONFLICT;
-            attempt--; /* not a push attempt */
-            goto attempt_done;
+            json_array_append_new(kfailed, json_pack("{s:O, s:b, s:O, s:s}", "id", bad, "ok", 0,
+                                                     "error", why, "error_type", "conflict"));
         }
+        json_decref(broken);
+        batch_free(b);
+    }
+fail:
+    batch_free(b);
+    return error;
+}
+
+static int same_entry(git_tree *a, git_tree *b, const char *path)
+{
+    git_tree_entry *ea = NULL, *eb = NULL;
+    int ha = a && git_tree_entry_bypath(&ea, a, path) == 0;
+    int hb = b && git_tree_entry_bypath(&eb, b, path) == 0;
+    int same = ha == hb && (!ha || git_oid_equal(git_tree_entry_id(ea), git_tree_entry_id(eb)));
+    git_tree_entry_free(ea);
+    git_tree_entry_free(eb);
+    return same;
+}
+
+/* Moves the batch onto new_head when the commits in between touched
+ * nothing it changed or rendered from (its files, its kustomizations, the
+ * tier templates): then its changes stand as they are, with no rebuild.
+ * Returns 1 when moved. */
+static int move_batch(batch *b, ll_gitops *g, git_commit *new_head)
+{
+    git_tree *tree = NULL;
+    char templates[600];
+
+    if (!new_head || git_commit_tree(&tree, new_head) < 0)
+        return 0;
+    snprintf(templates, sizeof(templates), "%s/tier-templates", g->root);
+    int ok = same_entry(b->base, tree, templates);
+    for (size_t i = 0; ok && i < b->ov.n; i++)
+        ok = same_entry(b->base, tree, b->ov.changes[i].path);
+    if (!ok) {
+        git_tree_free(tree);
+        return 0;
+    }
+    git_tree_free(b->base);
+    git_commit_free(b->head);
+    b->base = tree;
+    b->ov.base = tree;
+    git_commit_dup(&b->head, new_head);
+    return 1;
+}
+
+/* Applies ops on the remote head, commits and pushes; fills results.  On a
+ * moved branch fetches and follows, then moves the batch onto the new head
+ * (or rebuilds it when the new commits touched what it changed) and pushes
+ * again.  Returns 0 when results hold every op; LL_EUPSTREAM (remote
+ * unreachable) or LL_ECONFLICT (the branch kept moving) leave them queued. */
+static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
+{
+    const json_t *author = json_object_get(json_array_get(ops, 0), "author");
+    json_t *work = json_array(), *kfailed = json_array(), *op;
+    batch b = {0};
+    int error = -1, built = 0;
+    size_t i;
+
+    json_array_extend(work, (json_t *)ops);
+    for (int attempt = 0; attempt < g->push_attempts; attempt++) {
+        git_oid tree_id, commit_id;
+        char sha[GIT_OID_HEXSZ + 1] = "";
+        int changed = 0;
+        ll_buf msg;
+
+        int64_t t0 = ll_monotonic_ms();
+        if (!built && (error = build(&b, g, work, kfailed)) < 0)
+            break;
+        built = 1;
         int64_t t_write = ll_monotonic_ms();
-        if ((error = ll_overlay_write(&tree_id, &changed, &ov)) < 0)
-            goto attempt_done;
-        ll_log_debug("msg=\"applied\" ops=%zu apply_ms=%lld write_ms=%lld", json_array_size(ops),
-                     (long long)(t_write - t_apply), (long long)(ll_monotonic_ms() - t_write));
-        if (changed) {
-            commit_message(&msg, applied);
-            if ((error = make_commit(&commit_id, g, &tree_id, head,
-                                     json_string_value(json_object_get(author, "name")),
-                                     json_string_value(json_object_get(author, "email")),
-                                     msg.data)) < 0)
-                goto attempt_done;
+        if ((error = ll_overlay_write(&tree_id, &changed, &b.ov)) < 0)
+            break;
+        ll_log_debug("msg=\"applied\" ops=%zu apply_ms=%lld write_ms=%lld", json_array_size(work),
+                     (long long)(t_write - t0), (long long)(ll_monotonic_ms() - t_write));
+        if (!changed) {
+            if (b.head)
+                git_oid_tostr(sha, sizeof(sha), git_commit_id(b.head));
+        } else {
+            ll_buf_init(&msg, 1 << 20);
+            commit_message(&msg, json_array_size(b.effective) ? b.effective : b.applied);
+            error = make_commit(&commit_id, g, &tree_id, b.head,
+                                json_string_value(json_object_get(author, "name")),
+                                json_string_value(json_object_get(author, "email")), msg.data);
+            ll_buf_free(&msg);
+            if (error < 0)
+                break;
             int64_t t_push = ll_monotonic_ms();
             error = push(g, &commit_id);
             ll_log_debug("msg=\"pushed\" ms=%lld", (long long)(ll_monotonic_ms() - t_push));
             if (error == LL_ECONFLICT) {
-                ll_log_info("msg=\"push rejected: the branch moved; fetching and rebuilding\" "
-                            "attempt=%d",
-                            attempt + 1);
-                /* Back off first, then fetch and rebuild at once: a rebuild on
-                 * a head fetched before the pause would lose the race again. */
                 char refused[LL_ERROR_MSG_MAX];
                 git_commit *now = NULL;
                 snprintf(refused, sizeof(refused), "%s", ll_error_last()->message);
+                ll_log_info("msg=\"push rejected: the branch moved; fetching and rebuilding\" "
+                            "attempt=%d",
+                            attempt + 1);
+                /* Back off first, then fetch and move or rebuild at once: work
+                 * on a head fetched before the pause would lose again. */
                 if (attempt > 0)
                     jitter_sleep(g, attempt);
-                if ((error = fetch(g)) == 0 && (error = follow_head(g, NULL)) == 0 &&
-                    (error = remote_head(&now, g)) == 0) {
+                if ((error = fetch(g)) < 0 || (error = follow_head(g, NULL)) < 0 ||
+                    (error = remote_head(&now, g)) < 0)
+                    break;
+                if (now && b.head && git_oid_equal(git_commit_id(now), git_commit_id(b.head))) {
                     /* The branch did not move: the remote refused for another
                      * reason (a stale lock, a hook).  That is an outage. */
-                    int moved =
-                        !now || !head || !git_oid_equal(git_commit_id(now), git_commit_id(head));
-                    error = moved ? LL_ECONFLICT
-                                  : ll_error_set(LL_EUPSTREAM,
-                                                 "git: the remote refused the push: %s", refused);
+                    git_commit_free(now);
+                    error =
+                        ll_error_set(LL_EUPSTREAM, "git: the remote refused the push: %s", refused);
+                    break;
+                }
+                if (!move_batch(&b, g, now)) {
+                    batch_free(&b);
+                    built = 0;
                 }
                 git_commit_free(now);
-                goto attempt_done;
+                error = LL_ECONFLICT;
+                continue;
             }
             if (error < 0)
-                goto attempt_done;
+                break;
             git_oid_tostr(sha, sizeof(sha), &commit_id);
             /* Our own commit: the registry already knows what it holds. */
-            if (g->have_scanned && head && git_oid_equal(&g->scanned, git_commit_id(head)))
+            if (g->have_scanned && b.head && git_oid_equal(&g->scanned, git_commit_id(b.head)))
                 git_oid_cpy(&g->scanned, &commit_id);
-            git_commit_free(head);
-            head = NULL;
-            if (git_commit_lookup(&head, g->repo, &commit_id) == 0)
-                publish_tiers(g, head);
-        } else if (head) {
-            git_oid_tostr(sha, sizeof(sha), git_commit_id(head));
+            git_commit_free(b.head);
+            b.head = NULL;
+            if (git_commit_lookup(&b.head, g->repo, &commit_id) == 0)
+                publish_tiers(g, b.head);
         }
-        json_array_foreach(applied, i, op)
+        json_array_foreach(b.applied, i, op)
         {
             json_array_append_new(results,
                                   json_pack("{s:O, s:b, s:s}", "id", json_object_get(op, "id"),
                                             "ok", 1, "commit", sha));
         }
-        json_array_extend(results, failed);
+        json_array_extend(results, b.failed);
         json_array_extend(results, kfailed);
-        set_status(g, head ? git_commit_id(head) : NULL, NULL);
+        set_status(g, b.head ? git_commit_id(b.head) : NULL, NULL);
         error = 0;
-    attempt_done:
-        ll_buf_free(&msg);
-        ll_overlay_free(&ov);
-        git_tree_free(base);
-        git_commit_free(head);
-        json_decref(applied);
-        json_decref(failed);
-        if (error != LL_ECONFLICT)
-            break;
+        break;
     }
     if (error == LL_ECONFLICT)
         ll_error_set(LL_ECONFLICT, "git: the branch kept moving: %d push attempts refused",
                      g->push_attempts);
+    batch_free(&b);
     json_decref(work);
     json_decref(kfailed);
     return error;

@@ -70,6 +70,7 @@ done:
 /* Sets path to data (steals it), or removes it when data is NULL. */
 int ll_overlay_put(ll_overlay *ov, const char *path, char *data, size_t len)
 {
+    ov->puts++;
     change *c = ll_overlay_find(ov, path);
     if (!c) {
         if (ov->n == ov->cap) {

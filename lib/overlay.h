@@ -35,6 +35,7 @@ typedef struct ll_overlay {
     undo *undo;
     size_t nundo, capundo;
     size_t mark;
+    size_t puts; /* how many times ll_overlay_put ran: did an operation write? */
 } ll_overlay;
 
 /* Reads path: *out is a new buffer (caller frees), or NULL when the file does
