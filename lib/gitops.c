@@ -1246,6 +1246,13 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     g->seed_rand = (unsigned int)ll_monotonic_ms();
     snprintf(g->remote_ref, sizeof(g->remote_ref), "refs/remotes/origin/%s", g->branch);
 
+    /* Tier folders of large repositories are trees of megabytes.  By default
+     * libgit2 caches no object over 4 KiB and re-hashes (SHA-1DC) every
+     * object it reads, so each path lookup would inflate and hash the whole
+     * folder again.  Cache trees of any size; objects come from our own
+     * clone (the indexer verified them on fetch), so skip the re-hash. */
+    git_libgit2_opts(GIT_OPT_SET_CACHE_OBJECT_LIMIT, GIT_OBJECT_TREE, (size_t)64 << 20);
+    git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 0);
     if (o->ca_file && o->ca_file[0] &&
         git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, o->ca_file, NULL) < 0) {
         error = git_fail(LL_EINVALID, "git: cannot use git-ca-file");
