@@ -557,6 +557,33 @@ int ll_registry_op_get(json_t **out, ll_registry *r, long long id)
     return error;
 }
 
+/* Returns a tenant whose operation opid failed to the desired state it had
+ * before (prev: {tier, release, values}), offboarded again when it had been
+ * re-onboarded. */
+static int restore_previous(ll_registry *r, const json_t *prev, const char *tenant,
+                            const char *opid, const char *now, int offboarded)
+{
+    char *pv = json_dumps(json_object_get(prev, "values"), JSON_COMPACT | JSON_SORT_KEYS);
+    const char *p[] = {now,
+                       tenant,
+                       opid,
+                       json_string_value(json_object_get(prev, "tier")),
+                       json_string_value(json_object_get(prev, "release")),
+                       pv ? pv : "{}"};
+    int error = run(r,
+                    offboarded ? "UPDATE tenants SET lifecycle = 'offboarded', sync = 'committed', "
+                                 "updated_at = ?1, tier = ?4, release = ?5, values_json = ?6, "
+                                 "operation_id = (SELECT max(id) FROM operations WHERE tenant_id "
+                                 "= ?2 AND state = 'pushed') WHERE id = ?2 AND operation_id = ?3"
+                               : "UPDATE tenants SET sync = 'committed', updated_at = ?1, tier = "
+                                 "?4, release = ?5, values_json = ?6, operation_id = (SELECT "
+                                 "max(id) FROM operations WHERE tenant_id = ?2 AND state = "
+                                 "'pushed') WHERE id = ?2 AND operation_id = ?3",
+                    6, p);
+    free(pv);
+    return error;
+}
+
 static int finish_one(ll_registry *r, const json_t *res, const char *now)
 {
     long long id = json_integer_value(json_object_get(res, "id"));
@@ -603,21 +630,8 @@ static int finish_one(ll_registry *r, const json_t *res, const char *now)
                     5, p);
     } else if (strcmp(kind, "update") == 0) {
         /* Undo: back to the desired state before the change. */
-        json_t *prev = json_object_get(json_object_get(op, "payload"), "previous");
-        char *pv = json_dumps(json_object_get(prev, "values"), JSON_COMPACT | JSON_SORT_KEYS);
-        const char *p[] = {now,
-                           tenant,
-                           opid,
-                           json_string_value(json_object_get(prev, "tier")),
-                           json_string_value(json_object_get(prev, "release")),
-                           pv ? pv : "{}"};
-        error = run(r,
-                    "UPDATE tenants SET sync = 'committed', updated_at = ?1, tier = ?4, "
-                    "release = ?5, values_json = ?6, operation_id = (SELECT max(id) FROM "
-                    "operations WHERE tenant_id = ?2 AND state = 'pushed') WHERE id = ?2 AND "
-                    "operation_id = ?3",
-                    6, p);
-        free(pv);
+        error = restore_previous(r, json_object_get(json_object_get(op, "payload"), "previous"),
+                                 tenant, opid, now, 0);
     } else if (strcmp(kind, "onboard") == 0) {
         /* Undo: a tenant with no pushed history disappears; a re-onboarded
          * one returns to offboarded. */
@@ -627,22 +641,8 @@ static int finish_one(ll_registry *r, const json_t *res, const char *now)
                     "(SELECT 1 FROM operations WHERE tenant_id = ?1 AND state = 'pushed')",
                     2, p);
         json_t *prev = json_object_get(json_object_get(op, "payload"), "previous");
-        if (error >= 0 && prev) {
-            char *pv = json_dumps(json_object_get(prev, "values"), JSON_COMPACT | JSON_SORT_KEYS);
-            const char *q[] = {now,
-                               tenant,
-                               opid,
-                               json_string_value(json_object_get(prev, "tier")),
-                               json_string_value(json_object_get(prev, "release")),
-                               pv ? pv : "{}"};
-            error = run(r,
-                        "UPDATE tenants SET lifecycle = 'offboarded', sync = 'committed', "
-                        "updated_at = ?1, tier = ?4, release = ?5, values_json = ?6, "
-                        "operation_id = (SELECT max(id) FROM operations WHERE tenant_id = ?2 AND "
-                        "state = 'pushed') WHERE id = ?2 AND operation_id = ?3",
-                        6, q);
-            free(pv);
-        }
+        if (error >= 0 && prev)
+            error = restore_previous(r, prev, tenant, opid, now, 1);
     } else {
         const char *p[] = {now, tenant, opid};
         error = run(r,
