@@ -2,16 +2,21 @@
  * initialisation, and the signal thread.
  *
  * Libraries are initialised before any thread starts.  SIGINT and SIGTERM
- * are blocked in every thread and taken by sigwait() here, so shutdown is an
- * ordinary function call: stop accepting HTTP (in-flight requests finish),
- * stop the git writer after its batch, close the registry.
+ * are blocked in every thread and taken by one signal thread with sigwait().
+ * Before the server is up (migrations, cloning a large remote, adoption) a
+ * signal ends the process at once: nothing has been acknowledged yet, and
+ * SQLite and git writes are atomic.  Once serving, a signal makes shutdown
+ * an ordinary function call: stop accepting HTTP (waiting writes answer
+ * first), stop the git writer after its batch, close the registry.
  */
 #include <curl/curl.h>
 #include <git2.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "landlord/config.h"
@@ -21,6 +26,30 @@
 #include "routes.h"
 
 extern char **environ;
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    sigset_t set;
+    int serving, signal;
+} sigs = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {{0}}, 0, 0};
+
+static void *signal_main(void *arg)
+{
+    int sig = 0;
+    (void)arg;
+    sigwait(&sigs.set, &sig);
+    pthread_mutex_lock(&sigs.lock);
+    if (!sigs.serving) {
+        /* Still starting: nothing to hand over. */
+        fprintf(stderr, "landlord: stopped by signal %d while starting\n", sig);
+        _exit(1);
+    }
+    sigs.signal = sig;
+    pthread_cond_signal(&sigs.cond);
+    pthread_mutex_unlock(&sigs.lock);
+    return NULL;
+}
 
 static void usage(FILE *out)
 {
@@ -123,9 +152,9 @@ static int cmd_serve(int argc, char **argv)
     ll_config cfg;
     ll_core *core = NULL;
     struct MHD_Daemon *daemon = NULL;
-    sigset_t signals;
+    pthread_t signal_thread;
     char url[300];
-    int sig = 0, status = 1;
+    int status = 1;
 
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -140,11 +169,16 @@ static int cmd_serve(int argc, char **argv)
     ll_log_parse_level(&ll_log_threshold, cfg.log_level);
 
     /* Before any thread: signals blocked everywhere, libraries initialised. */
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    sigemptyset(&sigs.set);
+    sigaddset(&sigs.set, SIGINT);
+    sigaddset(&sigs.set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs.set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (pthread_create(&signal_thread, NULL, signal_main, NULL) != 0) {
+        fprintf(stderr, "landlord: cannot start the signal thread\n");
+        return 1;
+    }
+    pthread_detach(signal_thread);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     git_libgit2_init();
 
@@ -156,13 +190,19 @@ static int cmd_serve(int argc, char **argv)
         fail("cannot serve");
         goto done;
     }
+    pthread_mutex_lock(&sigs.lock);
+    sigs.serving = 1; /* from here a signal means a clean shutdown */
+    pthread_mutex_unlock(&sigs.lock);
     printf("landlord: serving %s (data: %s, git: %s branch %s)\n", url, cfg.data,
            ll_core_git_url(core), cfg.git_branch);
     fflush(stdout);
     ll_log_info("msg=\"serving\" url=%s data=%s", url, cfg.data);
 
-    sigwait(&signals, &sig);
-    ll_log_info("msg=\"shutting down\" signal=%d", sig);
+    pthread_mutex_lock(&sigs.lock);
+    while (!sigs.signal)
+        pthread_cond_wait(&sigs.cond, &sigs.lock);
+    pthread_mutex_unlock(&sigs.lock);
+    ll_log_info("msg=\"shutting down\" signal=%d", sigs.signal);
     status = 0;
 done:
     ll_http_stop(daemon);
