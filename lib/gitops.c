@@ -607,8 +607,8 @@ static void jitter_sleep(ll_gitops *g, int attempt)
 /* Makes the batch's kustomization edits, one parse per file.  When a file
  * cannot be edited, *out_broken = {"error", "ops": [ids that touched it]}
  * and nothing is written for it. */
-static int apply_kustomizations(json_t **out_broken, ll_gitops *g, ll_overlay *ov,
-                                const json_t *plan, const json_t *touched)
+static int apply_kustomizations(json_t **out_broken, ll_overlay *ov, const json_t *plan,
+                                const json_t *touched)
 {
     const char *path;
     json_t *entries;
@@ -647,7 +647,6 @@ static int apply_kustomizations(json_t **out_broken, ll_gitops *g, ll_overlay *o
         if ((error = ll_overlay_put(ov, path, out, out_len)) < 0)
             return error;
     }
-    (void)g;
     return 0;
 }
 
@@ -764,7 +763,7 @@ static int build(batch *b, ll_gitops *g, json_t *work, json_t *kfailed)
             }
             json_decref(intents);
         }
-        error = apply_kustomizations(&broken, g, &b->ov, plan, touched);
+        error = apply_kustomizations(&broken, &b->ov, plan, touched);
         json_decref(plan);
         json_decref(touched);
         json_decref(members);
