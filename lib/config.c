@@ -110,6 +110,8 @@ static const setting settings[] = {
      "seconds between fetches when idle (adoption and drift checks run after each)"},
     {"git-push-attempts", I(git_push_attempts), "10", 1, 1000, NULL,
      "push attempts per batch when the branch keeps moving, before backing off"},
+    {"git-timeout", I(git_timeout), "60", 1, 3600, NULL,
+     "seconds an http(s) remote may take to accept a connection or to answer each read"},
     {"default-release", S(default_release), "0.0", 0, 0, check_release,
      "release for tenants onboarded without one (1.2.3, 1.2 or 1.2.x)"},
     {"log-level", S(log_level), "info", 0, 0, check_level, "debug, info, warn or error"},

@@ -37,6 +37,7 @@
 #include <openssl/evp.h>
 
 #include "adopt.h"
+#include "gitstream.h"
 #include "landlord/embedded.h"
 #include "landlord/error.h"
 #include "landlord/gitops.h"
@@ -1252,6 +1253,11 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
      * clone (the indexer verified them on fetch), so skip the re-hash. */
     git_libgit2_opts(GIT_OPT_SET_CACHE_OBJECT_LIMIT, GIT_OBJECT_TREE, (size_t)64 << 20);
     git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 0);
+    if ((strncmp(g->url, "http://", 7) == 0 || strncmp(g->url, "https://", 8) == 0) &&
+        ll_git_stream_install(o->timeout_s > 0 ? o->timeout_s : 60) < 0) {
+        error = git_fail(-1, "git: cannot install the network stream");
+        goto fail;
+    }
     if (o->ca_file && o->ca_file[0] &&
         git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, o->ca_file, NULL) < 0) {
         error = git_fail(LL_EINVALID, "git: cannot use git-ca-file");

@@ -123,6 +123,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         .push_attempts = (int)cfg->git_push_attempts,
         .linger_ms = (int)cfg->batch_linger,
         .poll_interval_s = (int)cfg->git_poll_interval,
+        .timeout_s = (int)cfg->git_timeout,
         .username = cfg->git_username,
         .password = password,
         .ca_file = cfg->git_ca_file,

@@ -624,6 +624,50 @@ class RemoteDown(RemoteTestCase):
         self.assertIn(tenant_path("premium", "beta"), git_ls_tree(bare, "main"))
 
 
+class SilentServer(LandlordTestCase):
+    """A server that accepts the connection and never answers: with
+    --git-timeout the fetch fails within that time, with a clear error,
+    instead of hanging the writer."""
+
+    def test_a_server_that_never_answers_times_out(self):
+        import socket
+        import threading
+
+        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+        held = []
+
+        def hold():
+            while True:
+                try:
+                    conn, _ = lsock.accept()
+                except OSError:
+                    return
+                held.append(conn)  # read nothing, answer nothing
+
+        threading.Thread(target=hold, daemon=True).start()
+
+        def close_all():
+            lsock.close()
+            for c in held:
+                c.close()
+
+        self.addCleanup(close_all)
+        url = "http://127.0.0.1:%d/git/silent.git" % lsock.getsockname()[1]
+        s = Server(args=["--git-url", url, "--git-timeout", "1"])
+        self.addCleanup(s.kill)
+        t0 = time.monotonic()
+        with self.assertRaises(StartError):
+            s.start()
+        elapsed = time.monotonic() - t0
+        self.assertIsNotNone(s.proc.returncode, "landlord neither served nor exited")
+        self.assertNotEqual(s.proc.returncode, 0)
+        self.assertRegex(s.stderr_text(), re.compile(r"no answer within the timeout", re.I))
+        self.assertGreaterEqual(len(held), 1, "landlord never connected")
+        self.assertLess(elapsed, 20, "the timeout was not applied")
+
+
 # -- HTTPS --------------------------------------------------------------------------
 
 
