@@ -107,8 +107,8 @@ static json_t *examine(ll_overlay *ov, const char *root, const char *tier, const
     } else if (file_values) {
         values = json_deep_copy(file_values);
     }
-    rec = json_pack("{s:s, s:s, s:s, s:o}", "id", id, "tier", tier, "release", release, "values",
-                    values ? values : json_object());
+    rec = json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id, "tier", tier, "release", release, "path",
+                    path, "values", values ? values : json_object());
     values = NULL;
 done:
     json_decref(values);
@@ -118,6 +118,42 @@ done:
     free(tmpl);
     free(rendered);
     return rec;
+}
+
+static int is_shard_name(const char *name)
+{
+    return strlen(name) == 2 && strspn(name, "0123456789abcdef") == 2;
+}
+
+/* Adds the tenant files of folder (at path) to found as id -> {tier, path};
+ * with shards, also those one level down in shard folders (git-layout
+ * sharded).  The first file of an id wins. */
+static void collect(json_t *found, git_repository *repo, git_tree *folder, const char *path,
+                    const char *tier, int shards)
+{
+    for (size_t k = 0; k < git_tree_entrycount(folder); k++) {
+        const git_tree_entry *fe = git_tree_entry_byindex(folder, k);
+        const char *name = git_tree_entry_name(fe);
+        size_t n = strlen(name);
+        char tid[64], file[1024];
+        git_tree *shard = NULL;
+        if (shards && git_tree_entry_type(fe) == GIT_OBJECT_TREE && is_shard_name(name) &&
+            git_tree_lookup(&shard, repo, git_tree_entry_id(fe)) == 0) {
+            snprintf(file, sizeof(file), "%s/%s", path, name);
+            collect(found, repo, shard, file, tier, 0);
+            git_tree_free(shard);
+            continue;
+        }
+        if (git_tree_entry_type(fe) != GIT_OBJECT_BLOB || n < 6 || n - 5 >= sizeof(tid) ||
+            strcmp(name + n - 5, ".yaml") != 0 || strcmp(name, "kustomization.yaml") == 0)
+            continue;
+        memcpy(tid, name, n - 5);
+        tid[n - 5] = '\0';
+        if (ll_validate_tenant_id(tid) < 0 || json_object_get(found, tid))
+            continue;
+        snprintf(file, sizeof(file), "%s/%s", path, name);
+        json_object_set_new(found, tid, json_pack("{s:s, s:s}", "tier", tier, "path", file));
+    }
 }
 
 int ll_adopt_scan(json_t **out_stats, git_repository *repo, git_tree *tree, const char *head_sha,
@@ -146,20 +182,8 @@ int ll_adopt_scan(json_t **out_stats, git_repository *repo, git_tree *tree, cons
                 ll_validate_label(tier, 63, "tier") < 0 ||
                 git_tree_lookup(&folder, repo, git_tree_entry_id(te)) < 0)
                 continue;
-            for (size_t k = 0; k < git_tree_entrycount(folder); k++) {
-                const git_tree_entry *fe = git_tree_entry_byindex(folder, k);
-                const char *name = git_tree_entry_name(fe);
-                size_t n = strlen(name);
-                char tid[64];
-                if (git_tree_entry_type(fe) != GIT_OBJECT_BLOB || n < 6 || n - 5 >= sizeof(tid) ||
-                    strcmp(name + n - 5, ".yaml") != 0 || strcmp(name, "kustomization.yaml") == 0)
-                    continue;
-                memcpy(tid, name, n - 5);
-                tid[n - 5] = '\0';
-                if (ll_validate_tenant_id(tid) < 0 || json_object_get(found, tid))
-                    continue;
-                json_object_set_new(found, tid, json_string(tier));
-            }
+            snprintf(path, sizeof(path), "%s/tenants/%s", root, tier);
+            collect(found, repo, folder, path, tier, 1);
             git_tree_free(folder);
         }
     }
@@ -170,11 +194,11 @@ int ll_adopt_scan(json_t **out_stats, git_repository *repo, git_tree *tree, cons
         json_t *known = json_object_get(index, id);
         const char *lifecycle = json_string_value(json_object_get(known, "lifecycle"));
         const char *sync = json_string_value(json_object_get(known, "sync"));
-        const char *tier = json_string_value(v);
+        const char *tier = json_string_value(json_object_get(v, "tier"));
+        const char *file = json_string_value(json_object_get(v, "path"));
         if (!known || (strcmp(lifecycle, "offboarded") == 0 && strcmp(sync, "committed") == 0)) {
             json_t *rec;
-            snprintf(path, sizeof(path), "%s/tenants/%s/%s.yaml", root, tier, id);
-            if ((rec = examine(&ov, root, tier, id, path, default_release)))
+            if ((rec = examine(&ov, root, tier, id, file, default_release)))
                 json_array_append_new(adopt, rec);
         } else if (strcmp(lifecycle, "drifted") == 0) {
             json_array_append_new(returned, json_string(id));

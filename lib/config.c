@@ -68,6 +68,13 @@ static int check_root(const char *v)
     return 0;
 }
 
+static int check_layout(const char *v)
+{
+    if (strcmp(v, "flat") != 0 && strcmp(v, "sharded") != 0)
+        return ll_error_set(LL_EINVALID, "'%s' is not a layout (flat or sharded)", v);
+    return 0;
+}
+
 static int check_release(const char *v)
 {
     return ll_validate_release(v);
@@ -110,6 +117,9 @@ static const setting settings[] = {
      "seconds between fetches when idle (adoption and drift checks run after each)"},
     {"git-push-attempts", I(git_push_attempts), "10", 1, 1000, NULL,
      "push attempts per batch when the branch keeps moving, before backing off"},
+    {"git-layout", S(git_layout), "flat", 0, 0, check_layout,
+     "where tenant files go: flat (tenants/<tier>/<id>.yaml, as the reference) or sharded "
+     "(tenants/<tier>/<xx>/<id>.yaml, for tens of thousands of tenants)"},
     {"git-timeout", I(git_timeout), "60", 1, 3600, NULL,
      "seconds an http(s) remote may take to accept a connection or to answer each read"},
     {"default-release", S(default_release), "0.0", 0, 0, check_release,

@@ -55,7 +55,7 @@ struct ll_gitops {
     char *workdir, *url, *shown_url, *branch, *root, *author_name, *author_email;
     char *default_release, *db_path, *username, *password, *ssh_key, *ssh_host_key;
     char remote_ref[300];
-    int batch_size, push_attempts, import_only, linger_ms;
+    int batch_size, push_attempts, import_only, linger_ms, sharded;
     int64_t poll_interval_ms;
     git_repository *repo;
     ll_registry *reg;
@@ -342,6 +342,40 @@ static const char *op_str(const json_t *op, const char *key)
     return json_string_value(json_object_get(op, key));
 }
 
+#define SHARD_KUSTOMIZATION                                                                        \
+    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n"
+
+void ll_tenant_file_path(char *out, size_t cap, const char *root, int sharded, const char *tier,
+                         const char *id)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+
+    if (!sharded || !EVP_Digest(id, strlen(id), md, &n, EVP_sha256(), NULL) || n < 1) {
+        snprintf(out, cap, "%s/tenants/%s/%s.yaml", root, tier, id);
+        return;
+    }
+    snprintf(out, cap, "%s/tenants/%s/%02x/%s.yaml", root, tier, md[0], id);
+}
+
+/* Where tenant's file in tier is: the configured layout's path when the file
+ * is there or nowhere, else the other layout's (a flat file adopted while
+ * the layout is sharded stays where it is).  dir gets its folder. */
+static void tenant_location(char *path, size_t cap, char *dir, size_t dir_cap, ll_gitops *g,
+                            ll_overlay *ov, const char *tier, const char *tenant)
+{
+    ll_tenant_file_path(path, cap, g->root, g->sharded, tier, tenant);
+    if (!ll_overlay_exists(ov, path)) {
+        ll_tenant_file_path(path, cap, g->root, !g->sharded, tier, tenant);
+        if (!ll_overlay_exists(ov, path))
+            ll_tenant_file_path(path, cap, g->root, g->sharded, tier, tenant);
+    }
+    snprintf(dir, dir_cap, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+}
+
 /* Renders the tenant of op into tier and writes it there, with its
  * kustomization entry.  A different file already there is a conflict unless
  * replace (an update re-renders its own file). */
@@ -350,7 +384,7 @@ static int put_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_
 {
     const char *tenant = op_str(op, "tenant");
     const json_t *payload = json_object_get(op, "payload");
-    char path[1024], entry[128], *tmpl = NULL, *rendered = NULL, *existing = NULL;
+    char path[1024], dir[1000], entry[128], *tmpl = NULL, *rendered = NULL, *existing = NULL;
     size_t tmpl_len = 0, rendered_len = 0, existing_len = 0;
     ll_render_input in = {tenant, tier, json_string_value(json_object_get(payload, "release")),
                           NULL, json_object_get(payload, "values")};
@@ -375,7 +409,7 @@ static int put_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_
         *why = "render-failed";
         goto done;
     }
-    snprintf(path, sizeof(path), "%s/tenants/%s/%s.yaml", g->root, tier, tenant);
+    tenant_location(path, sizeof(path), dir, sizeof(dir), g, ov, tier, tenant);
     if ((error = ll_overlay_read(&existing, &existing_len, ov, path)) < 0)
         goto done;
     if (existing && (existing_len != rendered_len || memcmp(existing, rendered, rendered_len))) {
@@ -393,7 +427,23 @@ static int put_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_
         if (error < 0)
             goto done;
     }
-    snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
+    snprintf(path, sizeof(path), "%s/tenants/%s", g->root, tier);
+    if (strcmp(dir, path) != 0) {
+        /* A shard: its own kustomization, listed by the tier's. */
+        const char *shard = dir + strlen(path) + 1;
+        snprintf(path, sizeof(path), "%s/kustomization.yaml", dir);
+        if (!ll_overlay_exists(ov, path)) {
+            char *text = strdup(SHARD_KUSTOMIZATION);
+            if (!text || (error = ll_overlay_put(ov, path, text, strlen(text))) < 0) {
+                error = text ? error : ll_error_set(-1, "out of memory");
+                goto done;
+            }
+        }
+        snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
+        if ((error = kustomization_change(intents, path, shard, 1)) < 0)
+            goto done;
+    }
+    snprintf(path, sizeof(path), "%s/kustomization.yaml", dir);
     snprintf(entry, sizeof(entry), "%s.yaml", tenant);
     error = kustomization_change(intents, path, entry, 1);
 done:
@@ -408,11 +458,11 @@ done:
 static int remove_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const char *tenant,
                          const char *tier)
 {
-    char path[1024], entry[128], *existing = NULL;
+    char path[1024], dir[1000], entry[128], *existing = NULL;
     size_t len = 0;
     int error;
 
-    snprintf(path, sizeof(path), "%s/tenants/%s/%s.yaml", g->root, tier, tenant);
+    tenant_location(path, sizeof(path), dir, sizeof(dir), g, ov, tier, tenant);
     if ((error = ll_overlay_read(&existing, &len, ov, path)) < 0)
         return error;
     if (existing) {
@@ -420,7 +470,7 @@ static int remove_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const ch
         if ((error = ll_overlay_put(ov, path, NULL, 0)) < 0)
             return error;
     }
-    snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
+    snprintf(path, sizeof(path), "%s/kustomization.yaml", dir);
     if (!ll_overlay_exists(ov, path))
         return 0;
     snprintf(entry, sizeof(entry), "%s.yaml", tenant);
@@ -1243,6 +1293,7 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     g->poll_interval_ms = 1000LL * (o->poll_interval_s > 0 ? o->poll_interval_s : 30);
     g->import_only = o->import_only;
     g->linger_ms = o->linger_ms;
+    g->sharded = o->sharded;
     g->seed_rand = (unsigned int)ll_monotonic_ms();
     snprintf(g->remote_ref, sizeof(g->remote_ref), "refs/remotes/origin/%s", g->branch);
 

@@ -179,7 +179,7 @@ int ll_registry_ping(ll_registry *r)
 
 #define TENANT_COLS                                                                                \
     "id, tier, release, values_json, lifecycle, sync, commit_sha, operation_id, created_at, "      \
-    "updated_at, offboarded_at, origin"
+    "updated_at, offboarded_at, origin, path"
 
 static json_t *tenant_row(sqlite3_stmt *st)
 {
@@ -202,6 +202,7 @@ static json_t *tenant_row(sqlite3_stmt *st)
     json_object_set_new(t, "updated_at", col_text(st, 9));
     json_object_set_new(t, "offboarded_at", col_text(st, 10));
     json_object_set_new(t, "origin", col_text(st, 11));
+    json_object_set_new(t, "path", col_text(st, 12));
     return t;
 }
 
@@ -417,7 +418,7 @@ int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r
         error = run(r,
                     "UPDATE tenants SET tier = ?, release = ?, values_json = ?, lifecycle = "
                     "'active', sync = 'pending', origin = 'api', operation_id = ?, updated_at = ?, "
-                    "offboarded_at = NULL WHERE id = ?",
+                    "offboarded_at = NULL, path = NULL WHERE id = ?",
                     6, p);
     } else {
         const char *p[] = {id, tier, release, values_json, opid, now, now};
@@ -715,11 +716,14 @@ int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const 
         goto fail;
     snprintf(opid, sizeof(opid), "%lld", *out_op);
     {
+        /* A tier change writes the file where the configured layout puts it. */
         const char *p[] = {tier, release, values_json, opid, now, id};
-        if ((error = run(r,
-                         "UPDATE tenants SET tier = ?, release = ?, values_json = ?, sync = "
-                         "'pending', operation_id = ?, updated_at = ? WHERE id = ?",
-                         6, p)) < 0)
+        if ((error =
+                 run(r,
+                     "UPDATE tenants SET tier = ?1, release = ?2, values_json = ?3, sync = "
+                     "'pending', operation_id = ?4, updated_at = ?5, path = CASE WHEN tier = ?1 "
+                     "THEN path ELSE NULL END WHERE id = ?6",
+                     6, p)) < 0)
             goto fail;
     }
     error = exec(r, "COMMIT");
@@ -804,17 +808,18 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
                            json_string_value(json_object_get(v, "release")),
                            values ? values : "{}",
                            commit,
-                           now};
+                           now,
+                           json_string_value(json_object_get(v, "path"))};
         /* New, or offboarded earlier and put back by hand: adopted either way.
          * A tenant landlord is working on is never touched. */
         error = run(r,
                     "INSERT INTO tenants (id, tier, release, values_json, lifecycle, sync, origin, "
-                    "commit_sha, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'active', "
-                    "'committed', 'adopted', ?5, ?6, ?6) ON CONFLICT (id) DO UPDATE SET tier = ?2, "
-                    "release = ?3, values_json = ?4, lifecycle = 'active', origin = 'adopted', "
-                    "commit_sha = ?5, updated_at = ?6, offboarded_at = NULL WHERE lifecycle = "
-                    "'offboarded' AND sync = 'committed'",
-                    6, p);
+                    "commit_sha, created_at, updated_at, path) VALUES (?1, ?2, ?3, ?4, 'active', "
+                    "'committed', 'adopted', ?5, ?6, ?6, ?7) ON CONFLICT (id) DO UPDATE SET tier = "
+                    "?2, release = ?3, values_json = ?4, lifecycle = 'active', origin = 'adopted', "
+                    "commit_sha = ?5, updated_at = ?6, offboarded_at = NULL, path = ?7 WHERE "
+                    "lifecycle = 'offboarded' AND sync = 'committed'",
+                    7, p);
         free(values);
         if (error < 0)
             goto fail;

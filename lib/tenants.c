@@ -124,6 +124,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         .linger_ms = (int)cfg->batch_linger,
         .poll_interval_s = (int)cfg->git_poll_interval,
         .timeout_s = (int)cfg->git_timeout,
+        .sharded = strcmp(cfg->git_layout, "sharded") == 0,
         .username = cfg->git_username,
         .password = password,
         .ca_file = cfg->git_ca_file,
@@ -225,10 +226,13 @@ static json_t *tenant_view(ll_core *c, json_t *t)
         json_object_set_new(t, "state", json_string(lifecycle));
         json_object_set_new(t, "state_reason", json_null());
     }
-    snprintf(path, sizeof(path), "%s/tenants/%s/%s.yaml", c->cfg.git_root,
-             json_string_value(json_object_get(t, "tier")),
-             json_string_value(json_object_get(t, "id")));
-    json_object_set_new(t, "path", json_string(path));
+    if (!json_is_string(json_object_get(t, "path"))) {
+        ll_tenant_file_path(path, sizeof(path), c->cfg.git_root,
+                            strcmp(c->cfg.git_layout, "sharded") == 0,
+                            json_string_value(json_object_get(t, "tier")),
+                            json_string_value(json_object_get(t, "id")));
+        json_object_set_new(t, "path", json_string(path));
+    }
     json_object_del(t, "lifecycle");
     return t;
 }

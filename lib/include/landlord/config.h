@@ -27,6 +27,7 @@ typedef struct ll_config {
     long git_poll_interval; /* seconds between fetches when idle */
     long git_push_attempts; /* pushes per batch before backing off */
     long git_timeout;       /* seconds for an http(s) remote to connect or answer */
+    char git_layout[16];    /* "flat" or "sharded" */
     char default_release[32];
     char log_level[16];
     long http_threads;

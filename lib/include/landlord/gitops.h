@@ -31,6 +31,7 @@ typedef struct ll_gitops_options {
     int linger_ms;               /* after a batch of several, wait this long for more */
     int poll_interval_s;         /* fetch (and follow the repository) when idle this long */
     int timeout_s;               /* http(s): connect, and each read or write, within this */
+    int sharded;                 /* new tenant files go to tenants/<tier>/<shard>/ */
     const char *username;        /* for http(s) and ssh remotes, or NULL */
     const char *password;        /* the password or token itself (never logged), or NULL */
     const char *ca_file;         /* PEM bundle for https, or NULL */
@@ -47,6 +48,12 @@ typedef struct ll_gitops_options {
  * the writer thread.  When the remote cannot be reached: with a head from an
  * earlier run, opens degraded (writes queue); without one, LL_EUPSTREAM. */
 int ll_gitops_open(ll_gitops **out, const ll_gitops_options *opts);
+
+/* Where the layout puts a tenant's file: flat at <root>/tenants/<tier>/<id>.yaml
+ * (the reference's layout), sharded at <root>/tenants/<tier>/<xx>/<id>.yaml
+ * with xx the first byte of SHA-256(id) in hex. */
+void ll_tenant_file_path(char *out, size_t cap, const char *root, int sharded, const char *tier,
+                         const char *id);
 
 /* Starts the writer thread. */
 int ll_gitops_start(ll_gitops *g);

@@ -1,0 +1,4 @@
+-- 0003: where a tenant's file is, when it is not where the configured layout
+-- puts it (a flat file adopted while git-layout is sharded, or the reverse).
+-- NULL means the configured layout's path.
+ALTER TABLE tenants ADD COLUMN path TEXT;
