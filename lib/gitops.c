@@ -871,6 +871,22 @@ static int move_batch(batch *b, ll_gitops *g, git_commit *new_head)
     int ok = same_entry(b->base, tree, templates);
     for (size_t i = 0; ok && i < b->ov.n; i++)
         ok = same_entry(b->base, tree, b->ov.changes[i].path);
+    /* Where a tenant's file goes depends on whether it exists in the other
+     * layout, so those paths count too. */
+    for (size_t i = 0; ok && i < json_array_size(b->applied); i++) {
+        const json_t *op = json_array_get(b->applied, i);
+        const char *tiers[] = {
+            op_str(op, "tier"),
+            json_string_value(json_object_get(json_object_get(op, "payload"), "from_tier"))};
+        for (int t = 0; ok && t < 2; t++) {
+            char path[1024];
+            if (!tiers[t])
+                continue;
+            ll_tenant_file_path(path, sizeof(path), g->root, !g->sharded, tiers[t],
+                                op_str(op, "tenant"));
+            ok = same_entry(b->base, tree, path);
+        }
+    }
     if (!ok) {
         git_tree_free(tree);
         return 0;

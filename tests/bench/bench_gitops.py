@@ -12,10 +12,11 @@ Figures:
              1,000 and 10,000 tenants
 
 Prints figures; asserts nothing.  Usage:
-    tests/bench/bench_gitops.py [--sizes 100,1000,10000,100000] [--quick]
+    tests/bench/bench_gitops.py [--sizes 100,1000,10000,100000] [--quick] [--layout sharded]
 """
 
 import argparse
+import hashlib
 import os
 import shutil
 import statistics
@@ -75,26 +76,37 @@ def fast_import(git_dir, files, message):
         sys.exit("git fast-import failed")
 
 
-def make_repo(gs, name, n):
-    """A repository laid out like landlord's default with n tenants spread
-    over the three tiers."""
+def kustomization(entries):
+    body = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+    if not entries:
+        return (body + "resources: []\n").encode()
+    return (body + "resources:\n" + "".join('  - "%s"\n' % e for e in entries)).encode()
+
+
+def make_repo(gs, name, n, layout="flat"):
+    """A repository laid out like landlord's default (or its sharded layout,
+    tenants/<tier>/<xx>/<id>.yaml) with n tenants spread over the three
+    tiers."""
     gs.create_repo(name)
     files = seed_files()
     tmpl = {t: files[ROOT + "/tier-templates/%s_tenant_template.yaml" % t].decode() for t in TIERS}
-    lists = {t: [] for t in TIERS}
+    lists = {}
     for i in range(n):
         tid = "pre%06d" % i
         tier = TIERS[i % 3]
         text = (tmpl[tier].replace("{TENANT_ID}", tid).replace("{TIER}", tier)
                 .replace("{RELEASE_VERSION}", "0.0.x"))
-        files["%s/tenants/%s/%s.yaml" % (ROOT, tier, tid)] = text.encode()
-        lists[tier].append(tid + ".yaml")
+        folder = "%s/tenants/%s" % (ROOT, tier)
+        if layout == "sharded":
+            shard = hashlib.sha256(tid.encode()).hexdigest()[:2]
+            lists.setdefault(folder, {}).setdefault(shard, None)
+            folder += "/" + shard
+        files["%s/%s.yaml" % (folder, tid)] = text.encode()
+        lists.setdefault(folder, {})[tid + ".yaml"] = None
     for t in TIERS:
-        body = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
-        body += "".join("  - %s\n" % e for e in lists[t]) if lists[t] else ""
-        if not lists[t]:
-            body = body.replace("resources:\n", "resources: []\n")
-        files["%s/tenants/%s/kustomization.yaml" % (ROOT, t)] = body.encode()
+        lists.setdefault("%s/tenants/%s" % (ROOT, t), {})
+    for folder, entries in lists.items():
+        files[folder + "/kustomization.yaml"] = kustomization(list(entries))
     fast_import(gs.path(name), files, "%d tenants" % n)
 
 
@@ -146,9 +158,9 @@ def reference_onboard(gs, name, rounds):
     return times
 
 
-def start_landlord(gs, name, pw):
+def start_landlord(gs, name, pw, layout):
     s = Server(args=["--git-url", gs.url(name), "--git-username", "landlord",
-                     "--git-password-file", pw, "--log-level", "warn",
+                     "--git-password-file", pw, "--log-level", "warn", "--git-layout", layout,
                      "--http-threads", "80", "--write-wait", "60"])
     s.start_timeout = 900
     return s.start()
@@ -214,6 +226,8 @@ def main():
     ap.add_argument("--sizes", default="100,1000,10000,100000")
     ap.add_argument("--load-sizes", default="1000,10000")
     ap.add_argument("--quick", action="store_true", help="fewer samples")
+    ap.add_argument("--layout", default="flat", choices=["flat", "sharded"],
+                    help="the repositories' layout and landlord's --git-layout")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",") if x]
     load_sizes = [int(x) for x in args.load_sizes.split(",") if x]
@@ -227,15 +241,16 @@ def main():
     try:
         floor = floor_push(gs, samples)
         f50 = statistics.median(floor)
+        print("layout: %s" % args.layout)
         print("floor: bare git push of one commit over HTTP: p50 %.1f ms, p99 %.1f ms"
               % (f50, pct(floor, 99)))
         commit_cost = {}
         for n in sorted(set(sizes) | set(load_sizes)):
             name = "r%d" % n
             t0 = time.perf_counter()
-            make_repo(gs, name, n)
+            make_repo(gs, name, n, args.layout)
             t1 = time.perf_counter()
-            s = start_landlord(gs, name, pw)
+            s = start_landlord(gs, name, pw, args.layout)
             t2 = time.perf_counter()
             print("\n== %d tenants in the repo (built in %.1f s; landlord start incl. clone and "
                   "adoption %.1f s)" % (n, t1 - t0, t2 - t1))
