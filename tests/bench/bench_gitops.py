@@ -131,6 +131,29 @@ def floor_push(gs, rounds):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def floor_push_at(gs, name, rounds):
+    """The git CLI pushing one small commit at a time to the repository
+    `name` itself: what the server's receive-pack costs at that size (its
+    connectivity check walks the parent's trees, so it grows with the
+    repository whoever pushes)."""
+    work = tempfile.mkdtemp(prefix="landlord-bench-")
+    try:
+        gs.git_cli("clone", "-q", gs.authed_url(name), work)
+        times = []
+        for i in range(rounds):
+            with open(os.path.join(work, "floor-%d.txt" % i), "w") as f:
+                f.write("%d\n" % i)
+            gs.git_cli("-C", work, "add", "-A")
+            gs.git_cli("-C", work, "-c", "user.name=bench", "-c", "user.email=b@example.com",
+                       "commit", "-q", "-m", "floor %d" % i)
+            t0 = time.perf_counter()
+            gs.git_cli("-C", work, "push", "-q", "origin", "main")
+            times.append((time.perf_counter() - t0) * 1000)
+        return times
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def reference_onboard(gs, name, rounds):
     """The reference's procedure, one onboarding at a time."""
     times = []
@@ -244,11 +267,12 @@ def main():
         print("layout: %s" % args.layout)
         print("floor: bare git push of one commit over HTTP: p50 %.1f ms, p99 %.1f ms"
               % (f50, pct(floor, 99)))
-        commit_cost = {}
+        commit_cost, floor_at = {}, {}
         for n in sorted(set(sizes) | set(load_sizes)):
             name = "r%d" % n
             t0 = time.perf_counter()
             make_repo(gs, name, n, args.layout)
+            size_floor = statistics.median(floor_push_at(gs, name, samples)) if n in sizes else None
             t1 = time.perf_counter()
             s = start_landlord(gs, name, pw, args.layout)
             t2 = time.perf_counter()
@@ -265,8 +289,11 @@ def main():
                         if r.status != 201:
                             print("  onboarding answered %d: %r" % (r.status, r))
                     commit_cost[n] = statistics.median(lat)
+                    floor_at[n] = size_floor
                     print("commit+push, 1 client: p50 %.1f ms, p99 %.1f ms  (%.2fx floor)"
                           % (commit_cost[n], pct(lat, 99), commit_cost[n] / f50))
+                    print("git CLI push of one commit to this repository: p50 %.1f ms; landlord's "
+                          "commit+push is %.2fx it" % (size_floor, commit_cost[n] / size_floor))
                 if n in load_sizes:
                     for clients in (1, 8, 64):
                         if shutil.which("wrk"):
@@ -290,6 +317,8 @@ def main():
             lo = min(commit_cost)
             print("\ncommit+push cost relative to %d tenants: %s" % (lo, ", ".join(
                 "%d: %.2fx" % (n, commit_cost[n] / commit_cost[lo]) for n in sorted(commit_cost))))
+            print("git CLI push to the repository itself, relative to %d tenants: %s" % (lo, ", ".join(
+                "%d: %.2fx" % (n, floor_at[n] / floor_at[lo]) for n in sorted(floor_at))))
     finally:
         gs.stop()
 
