@@ -75,6 +75,13 @@ static int check_layout(const char *v)
     return 0;
 }
 
+static int check_helm_version(const char *v)
+{
+    if (v[0] && strcmp(v, "v2") != 0 && strcmp(v, "v2beta1") != 0)
+        return ll_error_set(LL_EINVALID, "'%s' is not a HelmRelease version (v2 or v2beta1)", v);
+    return 0;
+}
+
 static int check_release(const char *v)
 {
     return ll_validate_release(v);
@@ -122,6 +129,26 @@ static const setting settings[] = {
      "(tenants/<tier>/<xx>/<id>.yaml, for tens of thousands of tenants)"},
     {"git-timeout", I(git_timeout), "60", 1, 3600, NULL,
      "seconds an http(s) remote may take to accept a connection or to answer each read"},
+    {"kubeconfig", S(kubeconfig), "", 0, 0, NULL,
+     "kubeconfig file of the cluster Flux runs in (else $KUBECONFIG, else the pod's service "
+     "account, else no cluster: states stay unknown)"},
+    {"kube-context", S(kube_context), "", 0, 0, NULL,
+     "kubeconfig context to use instead of current-context"},
+    {"kube-service-account-dir", S(kube_service_account_dir), "", 0, 0, NULL,
+     "in a pod: the service-account folder (default "
+     "/var/run/secrets/kubernetes.io/serviceaccount)"},
+    {"flux-namespace", S(flux_namespace), "flux-system", 0, 0, check_nonempty,
+     "namespace of the GitRepository and Kustomization that carry the tenants"},
+    {"flux-git-repository", S(flux_git_repository), "flux-system", 0, 0, check_nonempty,
+     "the GitRepository Flux fetches the GitOps branch with"},
+    {"flux-kustomization", S(flux_kustomization), "dataplane-tenants", 0, 0, check_nonempty,
+     "the Kustomization that applies the tenants folder"},
+    {"flux-helm-version", S(flux_helm_version), "", 0, 0, check_helm_version,
+     "HelmRelease API version to watch: v2 or v2beta1 (default: v2beta1 when the tier templates "
+     "use it, else v2)"},
+    {"flux-reconcile-now", I(flux_reconcile_now), "1", 0, 1, NULL,
+     "1: after each push, ask Flux to fetch at once (reconcile.fluxcd.io/requestedAt); 0: wait "
+     "for its interval"},
     {"default-release", S(default_release), "0.0", 0, 0, check_release,
      "release for tenants onboarded without one (1.2.3, 1.2 or 1.2.x)"},
     {"log-level", S(log_level), "info", 0, 0, check_level, "debug, info, warn or error"},

@@ -83,6 +83,8 @@ const char *ll_error_name(int code)
         return "timeout";
     case LL_EMALFORMED:
         return "malformed";
+    case LL_EGONE:
+        return "gone";
     default:
         return "error";
     }

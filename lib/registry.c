@@ -14,19 +14,16 @@
 #include "landlord/error.h"
 #include "landlord/registry.h"
 #include "landlord/util.h"
+#include "registry_int.h"
 
-struct ll_registry {
-    sqlite3 *db;
-};
-
-static int db_error(ll_registry *r, const char *what)
+int reg_db_error(ll_registry *r, const char *what)
 {
     int rc = sqlite3_extended_errcode(r->db);
     int code = (rc & 0xff) == SQLITE_CONSTRAINT ? LL_ECONFLICT : LL_ERROR;
     return ll_error_set(code, "registry: %s: %s", what, sqlite3_errmsg(r->db));
 }
 
-static int exec(ll_registry *r, const char *sql)
+int reg_exec(ll_registry *r, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(r->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -37,14 +34,14 @@ static int exec(ll_registry *r, const char *sql)
     return 0;
 }
 
-static int prepare(sqlite3_stmt **out, ll_registry *r, const char *sql)
+int reg_prepare(sqlite3_stmt **out, ll_registry *r, const char *sql)
 {
     if (sqlite3_prepare_v2(r->db, sql, -1, out, NULL) != SQLITE_OK)
-        return db_error(r, "prepare");
+        return reg_db_error(r, "prepare");
     return 0;
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
+void reg_bind_text(sqlite3_stmt *st, int i, const char *s)
 {
     if (s)
         sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
@@ -52,7 +49,7 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-static json_t *col_text(sqlite3_stmt *st, int i)
+json_t *reg_col_text(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? json_string((const char *)t) : json_null();
@@ -73,7 +70,7 @@ static int user_version(ll_registry *r, int *out)
 {
     sqlite3_stmt *st = NULL;
     int error;
-    if ((error = prepare(&st, r, "PRAGMA user_version")) < 0)
+    if ((error = reg_prepare(&st, r, "PRAGMA user_version")) < 0)
         return error;
     *out = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
     sqlite3_finalize(st);
@@ -86,7 +83,7 @@ static int migrate(ll_registry *r, const char *path)
     int n = known_migrations(list, 256), applied = 0, error;
     char sql[256], now[32];
 
-    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0)
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
     if ((error = user_version(r, &applied)) < 0)
         goto fail;
@@ -98,33 +95,34 @@ static int migrate(ll_registry *r, const char *path)
         error = LL_ECONFLICT;
         goto fail;
     }
-    if ((error = exec(r, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY "
+    if ((error =
+             reg_exec(r, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY "
                          "KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT")) < 0)
         goto fail;
     for (int i = applied; i < n; i++) {
         sqlite3_stmt *st = NULL;
-        if ((error = exec(r, (const char *)list[i]->data)) < 0) {
+        if ((error = reg_exec(r, (const char *)list[i]->data)) < 0) {
             ll_error_set(LL_ERROR, "migration %s failed: %s", list[i]->path,
                          ll_error_last()->message);
             goto fail;
         }
         ll_now_rfc3339(now);
-        if ((error = prepare(&st, r, "INSERT INTO schema_migrations VALUES (?, ?, ?)")) < 0)
+        if ((error = reg_prepare(&st, r, "INSERT INTO schema_migrations VALUES (?, ?, ?)")) < 0)
             goto fail;
         sqlite3_bind_int(st, 1, i + 1);
-        bind_text(st, 2, list[i]->path + 11);
-        bind_text(st, 3, now);
-        error = sqlite3_step(st) == SQLITE_DONE ? 0 : db_error(r, "record migration");
+        reg_bind_text(st, 2, list[i]->path + 11);
+        reg_bind_text(st, 3, now);
+        error = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_db_error(r, "record migration");
         sqlite3_finalize(st);
         if (error < 0)
             goto fail;
         snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", i + 1);
-        if ((error = exec(r, sql)) < 0)
+        if ((error = reg_exec(r, sql)) < 0)
             goto fail;
     }
-    return exec(r, "COMMIT");
+    return reg_exec(r, "COMMIT");
 fail:
-    exec(r, "ROLLBACK");
+    reg_exec(r, "ROLLBACK");
     return error;
 }
 
@@ -143,8 +141,8 @@ int ll_registry_open(ll_registry **out, const char *path)
         goto fail;
     }
     sqlite3_busy_timeout(r->db, 5000);
-    if ((error = exec(r, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; "
-                         "PRAGMA foreign_keys = ON")) < 0)
+    if ((error = reg_exec(r, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; "
+                             "PRAGMA foreign_keys = ON")) < 0)
         goto fail;
     if ((error = migrate(r, path)) < 0)
         goto fail;
@@ -172,14 +170,14 @@ int ll_registry_schema_version(ll_registry *r, int *out_applied, int *out_known)
 
 int ll_registry_ping(ll_registry *r)
 {
-    return exec(r, "SELECT count(*) FROM tenants WHERE 0");
+    return reg_exec(r, "SELECT count(*) FROM tenants WHERE 0");
 }
 
 /* --- tenants ------------------------------------------------------------ */
 
 #define TENANT_COLS                                                                                \
     "id, tier, release, values_json, lifecycle, sync, commit_sha, operation_id, created_at, "      \
-    "updated_at, offboarded_at, origin, path"
+    "updated_at, offboarded_at, origin, path, observed_state, observed_since"
 
 static json_t *tenant_row(sqlite3_stmt *st)
 {
@@ -187,22 +185,24 @@ static json_t *tenant_row(sqlite3_stmt *st)
     const char *vj = (const char *)sqlite3_column_text(st, 3);
 
     values = vj ? json_loads(vj, 0, NULL) : NULL;
-    json_object_set_new(t, "id", col_text(st, 0));
-    json_object_set_new(t, "tier", col_text(st, 1));
-    json_object_set_new(t, "release", col_text(st, 2));
+    json_object_set_new(t, "id", reg_col_text(st, 0));
+    json_object_set_new(t, "tier", reg_col_text(st, 1));
+    json_object_set_new(t, "release", reg_col_text(st, 2));
     json_object_set_new(t, "values", values ? values : json_object());
-    json_object_set_new(t, "lifecycle", col_text(st, 4));
-    json_object_set_new(t, "sync", col_text(st, 5));
-    json_object_set_new(t, "commit", col_text(st, 6));
+    json_object_set_new(t, "lifecycle", reg_col_text(st, 4));
+    json_object_set_new(t, "sync", reg_col_text(st, 5));
+    json_object_set_new(t, "commit", reg_col_text(st, 6));
     json_object_set_new(t, "operation",
                         sqlite3_column_type(st, 7) == SQLITE_NULL
                             ? json_null()
                             : json_integer(sqlite3_column_int64(st, 7)));
-    json_object_set_new(t, "created_at", col_text(st, 8));
-    json_object_set_new(t, "updated_at", col_text(st, 9));
-    json_object_set_new(t, "offboarded_at", col_text(st, 10));
-    json_object_set_new(t, "origin", col_text(st, 11));
-    json_object_set_new(t, "path", col_text(st, 12));
+    json_object_set_new(t, "created_at", reg_col_text(st, 8));
+    json_object_set_new(t, "updated_at", reg_col_text(st, 9));
+    json_object_set_new(t, "offboarded_at", reg_col_text(st, 10));
+    json_object_set_new(t, "origin", reg_col_text(st, 11));
+    json_object_set_new(t, "path", reg_col_text(st, 12));
+    json_object_set_new(t, "observed_state", reg_col_text(st, 13));
+    json_object_set_new(t, "observed_since", reg_col_text(st, 14));
     return t;
 }
 
@@ -212,19 +212,20 @@ static int tenant_commits(json_t *t, ll_registry *r, const char *id)
     json_t *list = json_array();
     int error, rc;
 
-    if ((error = prepare(&st, r,
+    if ((error =
+             reg_prepare(&st, r,
                          "SELECT commit_sha, kind, updated_at FROM operations WHERE tenant_id = ? "
                          "AND state = 'pushed' ORDER BY id")) < 0)
         goto done;
-    bind_text(st, 1, id);
+    reg_bind_text(st, 1, id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_t *c = json_object();
-        json_object_set_new(c, "sha", col_text(st, 0));
-        json_object_set_new(c, "operation", col_text(st, 1));
-        json_object_set_new(c, "at", col_text(st, 2));
+        json_object_set_new(c, "sha", reg_col_text(st, 0));
+        json_object_set_new(c, "operation", reg_col_text(st, 1));
+        json_object_set_new(c, "at", reg_col_text(st, 2));
         json_array_append_new(list, c);
     }
-    error = rc == SQLITE_DONE ? 0 : db_error(r, "read commits");
+    error = rc == SQLITE_DONE ? 0 : reg_db_error(r, "read commits");
 done:
     sqlite3_finalize(st);
     json_object_set_new(t, "commits", list);
@@ -237,9 +238,9 @@ int ll_registry_tenant_get(json_t **out, ll_registry *r, const char *id, int wit
     json_t *t = NULL;
     int error, rc;
 
-    if ((error = prepare(&st, r, "SELECT " TENANT_COLS " FROM tenants WHERE id = ?")) < 0)
+    if ((error = reg_prepare(&st, r, "SELECT " TENANT_COLS " FROM tenants WHERE id = ?")) < 0)
         return error;
-    bind_text(st, 1, id);
+    reg_bind_text(st, 1, id);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         t = tenant_row(st);
@@ -247,7 +248,7 @@ int ll_registry_tenant_get(json_t **out, ll_registry *r, const char *id, int wit
     } else if (rc == SQLITE_DONE) {
         error = ll_error_set(LL_ENOTFOUND, "no tenant '%s'", id);
     } else {
-        error = db_error(r, "read tenant");
+        error = reg_db_error(r, "read tenant");
     }
     sqlite3_finalize(st);
     if (!error && with_commits)
@@ -268,14 +269,15 @@ int ll_registry_tenant_list(json_t **out_items, char **out_next, ll_registry *r,
     int error, rc, n = 0;
 
     *out_next = NULL;
-    if ((error = prepare(&st, r,
+    if ((error =
+             reg_prepare(&st, r,
                          "SELECT " TENANT_COLS " FROM tenants WHERE (?1 IS NULL OR tier = ?1) AND "
                          "(?2 IS NULL OR lifecycle = ?2) AND (?3 IS NULL OR id > ?3) "
                          "ORDER BY id LIMIT ?4")) < 0)
         goto fail;
-    bind_text(st, 1, tier);
-    bind_text(st, 2, lifecycle);
-    bind_text(st, 3, after);
+    reg_bind_text(st, 1, tier);
+    reg_bind_text(st, 2, lifecycle);
+    reg_bind_text(st, 3, after);
     sqlite3_bind_int(st, 4, limit + 1);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n++ == limit) {
@@ -286,7 +288,7 @@ int ll_registry_tenant_list(json_t **out_items, char **out_next, ll_registry *r,
         json_array_append_new(items, tenant_row(st));
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        error = db_error(r, "list tenants");
+        error = reg_db_error(r, "list tenants");
         goto fail;
     }
     sqlite3_finalize(st);
@@ -304,15 +306,15 @@ int ll_registry_tenant_counts(json_t **out, ll_registry *r)
     json_t *counts = json_object();
     int error, rc;
 
-    if ((error = prepare(&st, r,
-                         "SELECT tier, count(*) FROM tenants WHERE lifecycle != 'offboarded' "
-                         "GROUP BY tier")) < 0)
+    if ((error = reg_prepare(&st, r,
+                             "SELECT tier, count(*) FROM tenants WHERE lifecycle != 'offboarded' "
+                             "GROUP BY tier")) < 0)
         goto fail;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         json_object_set_new(counts, (const char *)sqlite3_column_text(st, 0),
                             json_integer(sqlite3_column_int64(st, 1)));
     if (rc != SQLITE_DONE) {
-        error = db_error(r, "count tenants");
+        error = reg_db_error(r, "count tenants");
         goto fail;
     }
     sqlite3_finalize(st);
@@ -330,24 +332,25 @@ static int insert_op(long long *out, ll_registry *r, const char *kind, const cha
 {
     sqlite3_stmt *st = NULL;
     int error;
-    if ((error = prepare(&st, r,
+    if ((error =
+             reg_prepare(&st, r,
                          "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
                          "created_at, updated_at, author_name, author_email) VALUES (?, ?, ?, ?, "
                          "'queued', ?, ?, ?, ?) RETURNING id")) < 0)
         return error;
-    bind_text(st, 7, author->name);
-    bind_text(st, 8, author->email);
-    bind_text(st, 1, kind);
-    bind_text(st, 2, tenant);
-    bind_text(st, 3, tier);
-    bind_text(st, 4, payload);
-    bind_text(st, 5, now);
-    bind_text(st, 6, now);
+    reg_bind_text(st, 7, author->name);
+    reg_bind_text(st, 8, author->email);
+    reg_bind_text(st, 1, kind);
+    reg_bind_text(st, 2, tenant);
+    reg_bind_text(st, 3, tier);
+    reg_bind_text(st, 4, payload);
+    reg_bind_text(st, 5, now);
+    reg_bind_text(st, 6, now);
     if (sqlite3_step(st) == SQLITE_ROW) {
         *out = sqlite3_column_int64(st, 0);
         error = 0;
     } else {
-        error = db_error(r, "queue operation");
+        error = reg_db_error(r, "queue operation");
     }
     sqlite3_finalize(st);
     return error;
@@ -355,15 +358,15 @@ static int insert_op(long long *out, ll_registry *r, const char *kind, const cha
 
 /* Runs one statement with text parameters (NULL binds NULL); returns the
  * number of changed rows or a negative code. */
-static int run(ll_registry *r, const char *sql, int n, const char *const *params)
+int reg_run(ll_registry *r, const char *sql, int n, const char *const *params)
 {
     sqlite3_stmt *st = NULL;
     int error;
-    if ((error = prepare(&st, r, sql)) < 0)
+    if ((error = reg_prepare(&st, r, sql)) < 0)
         return error;
     for (int i = 0; i < n; i++)
-        bind_text(st, i + 1, params[i]);
-    error = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(r->db) : db_error(r, sql);
+        reg_bind_text(st, i + 1, params[i]);
+    error = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(r->db) : reg_db_error(r, sql);
     sqlite3_finalize(st);
     return error;
 }
@@ -381,7 +384,7 @@ int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r
 
     *out_existing = NULL;
     ll_now_rfc3339(now);
-    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0) {
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0) {
         json_decref(values);
         return error;
     }
@@ -415,18 +418,19 @@ int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r
     snprintf(opid, sizeof(opid), "%lld", *out_op);
     if (existing) {
         const char *p[] = {tier, release, values_json, opid, now, id};
-        error = run(r,
+        error =
+            reg_run(r,
                     "UPDATE tenants SET tier = ?, release = ?, values_json = ?, lifecycle = "
                     "'active', sync = 'pending', origin = 'api', operation_id = ?, updated_at = ?, "
                     "offboarded_at = NULL, path = NULL WHERE id = ?",
                     6, p);
     } else {
         const char *p[] = {id, tier, release, values_json, opid, now, now};
-        error = run(r,
-                    "INSERT INTO tenants (id, tier, release, values_json, lifecycle, sync, "
-                    "operation_id, created_at, updated_at) VALUES (?, ?, ?, ?, 'active', "
-                    "'pending', ?, ?, ?)",
-                    7, p);
+        error = reg_run(r,
+                        "INSERT INTO tenants (id, tier, release, values_json, lifecycle, sync, "
+                        "operation_id, created_at, updated_at) VALUES (?, ?, ?, ?, 'active', "
+                        "'pending', ?, ?, ?)",
+                        7, p);
     }
     if (error < 0)
         goto fail;
@@ -434,13 +438,13 @@ int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r
     json_decref(desired);
     json_decref(values);
     free(payload);
-    return exec(r, "COMMIT");
+    return reg_exec(r, "COMMIT");
 fail:
     json_decref(existing);
     json_decref(desired);
     json_decref(values);
     free(payload);
-    exec(r, "ROLLBACK");
+    reg_exec(r, "ROLLBACK");
     return error;
 }
 
@@ -454,14 +458,14 @@ int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id,
 
     *out_op = 0;
     ll_now_rfc3339(now);
-    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0)
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
     if ((error = ll_registry_tenant_get(&t, r, id, 0)) < 0)
         goto fail;
     lifecycle = json_string_value(json_object_get(t, "lifecycle"));
     if (strcmp(lifecycle, "offboarded") == 0) {
         json_decref(t);
-        return exec(r, "COMMIT");
+        return reg_exec(r, "COMMIT");
     }
     if ((error = insert_op(out_op, r, "offboard", id, json_string_value(json_object_get(t, "tier")),
                            "{}", now, author)) < 0)
@@ -469,17 +473,17 @@ int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id,
     snprintf(opid, sizeof(opid), "%lld", *out_op);
     {
         const char *p[] = {opid, now, id};
-        if ((error = run(r,
-                         "UPDATE tenants SET lifecycle = 'offboarding', sync = 'pending', "
-                         "operation_id = ?, updated_at = ? WHERE id = ?",
-                         3, p)) < 0)
+        if ((error = reg_run(r,
+                             "UPDATE tenants SET lifecycle = 'offboarding', sync = 'pending', "
+                             "operation_id = ?, updated_at = ? WHERE id = ?",
+                             3, p)) < 0)
             goto fail;
     }
     json_decref(t);
-    return exec(r, "COMMIT");
+    return reg_exec(r, "COMMIT");
 fail:
     json_decref(t);
-    exec(r, "ROLLBACK");
+    reg_exec(r, "ROLLBACK");
     return error;
 }
 
@@ -495,20 +499,21 @@ static json_t *op_row(sqlite3_stmt *st)
     const char *pj = (const char *)sqlite3_column_text(st, 4);
     payload = pj ? json_loads(pj, 0, NULL) : NULL;
     json_object_set_new(o, "id", json_integer(sqlite3_column_int64(st, 0)));
-    json_object_set_new(o, "kind", col_text(st, 1));
-    json_object_set_new(o, "tenant", col_text(st, 2));
-    json_object_set_new(o, "tier", col_text(st, 3));
+    json_object_set_new(o, "kind", reg_col_text(st, 1));
+    json_object_set_new(o, "tenant", reg_col_text(st, 2));
+    json_object_set_new(o, "tier", reg_col_text(st, 3));
     json_object_set_new(o, "payload", payload ? payload : json_object());
-    json_object_set_new(o, "state", col_text(st, 5));
-    json_object_set_new(o, "commit", col_text(st, 6));
-    json_object_set_new(o, "error", col_text(st, 7));
-    json_object_set_new(o, "error_type", col_text(st, 8));
-    json_object_set_new(o, "created_at", col_text(st, 9));
-    json_object_set_new(o, "updated_at", col_text(st, 10));
+    json_object_set_new(o, "state", reg_col_text(st, 5));
+    json_object_set_new(o, "commit", reg_col_text(st, 6));
+    json_object_set_new(o, "error", reg_col_text(st, 7));
+    json_object_set_new(o, "error_type", reg_col_text(st, 8));
+    json_object_set_new(o, "created_at", reg_col_text(st, 9));
+    json_object_set_new(o, "updated_at", reg_col_text(st, 10));
     json_object_set_new(
-        o, "author", json_pack("{s:o, s:o}", "name", col_text(st, 11), "email", col_text(st, 12)));
+        o, "author",
+        json_pack("{s:o, s:o}", "name", reg_col_text(st, 11), "email", reg_col_text(st, 12)));
     json_object_set_new(o, "attempts", json_integer(sqlite3_column_int64(st, 13)));
-    json_object_set_new(o, "last_error", col_text(st, 14));
+    json_object_set_new(o, "last_error", reg_col_text(st, 14));
     return o;
 }
 
@@ -518,7 +523,8 @@ int ll_registry_ops_queued(json_t **out, ll_registry *r, int limit)
     json_t *list = json_array();
     int error, rc;
 
-    if ((error = prepare(&st, r,
+    if ((error =
+             reg_prepare(&st, r,
                          "SELECT " OP_COLS " FROM operations WHERE state = 'queued' ORDER BY id "
                          "LIMIT ?")) < 0)
         goto fail;
@@ -526,7 +532,7 @@ int ll_registry_ops_queued(json_t **out, ll_registry *r, int limit)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         json_array_append_new(list, op_row(st));
     if (rc != SQLITE_DONE) {
-        error = db_error(r, "read queued operations");
+        error = reg_db_error(r, "read queued operations");
         goto fail;
     }
     sqlite3_finalize(st);
@@ -542,7 +548,7 @@ int ll_registry_op_get(json_t **out, ll_registry *r, long long id)
 {
     sqlite3_stmt *st = NULL;
     int error, rc;
-    if ((error = prepare(&st, r, "SELECT " OP_COLS " FROM operations WHERE id = ?")) < 0)
+    if ((error = reg_prepare(&st, r, "SELECT " OP_COLS " FROM operations WHERE id = ?")) < 0)
         return error;
     sqlite3_bind_int64(st, 1, id);
     rc = sqlite3_step(st);
@@ -552,7 +558,7 @@ int ll_registry_op_get(json_t **out, ll_registry *r, long long id)
     } else if (rc == SQLITE_DONE) {
         error = ll_error_set(LL_ENOTFOUND, "no operation %lld", id);
     } else {
-        error = db_error(r, "read operation");
+        error = reg_db_error(r, "read operation");
     }
     sqlite3_finalize(st);
     return error;
@@ -571,16 +577,17 @@ static int restore_previous(ll_registry *r, const json_t *prev, const char *tena
                        json_string_value(json_object_get(prev, "tier")),
                        json_string_value(json_object_get(prev, "release")),
                        pv ? pv : "{}"};
-    int error = run(r,
-                    offboarded ? "UPDATE tenants SET lifecycle = 'offboarded', sync = 'committed', "
-                                 "updated_at = ?1, tier = ?4, release = ?5, values_json = ?6, "
-                                 "operation_id = (SELECT max(id) FROM operations WHERE tenant_id "
-                                 "= ?2 AND state = 'pushed') WHERE id = ?2 AND operation_id = ?3"
-                               : "UPDATE tenants SET sync = 'committed', updated_at = ?1, tier = "
-                                 "?4, release = ?5, values_json = ?6, operation_id = (SELECT "
-                                 "max(id) FROM operations WHERE tenant_id = ?2 AND state = "
-                                 "'pushed') WHERE id = ?2 AND operation_id = ?3",
-                    6, p);
+    int error =
+        reg_run(r,
+                offboarded ? "UPDATE tenants SET lifecycle = 'offboarded', sync = 'committed', "
+                             "updated_at = ?1, tier = ?4, release = ?5, values_json = ?6, "
+                             "operation_id = (SELECT max(id) FROM operations WHERE tenant_id "
+                             "= ?2 AND state = 'pushed') WHERE id = ?2 AND operation_id = ?3"
+                           : "UPDATE tenants SET sync = 'committed', updated_at = ?1, tier = "
+                             "?4, release = ?5, values_json = ?6, operation_id = (SELECT "
+                             "max(id) FROM operations WHERE tenant_id = ?2 AND state = "
+                             "'pushed') WHERE id = ?2 AND operation_id = ?3",
+                6, p);
     free(pv);
     return error;
 }
@@ -609,26 +616,26 @@ static int finish_one(ll_registry *r, const json_t *res, const char *now)
                            ok ? NULL : etype,
                            now,
                            opid};
-        if ((error = run(r,
-                         "UPDATE operations SET state = ?, commit_sha = ?, error = ?, "
-                         "error_type = ?, updated_at = ? WHERE id = ?",
-                         6, p)) < 0)
+        if ((error = reg_run(r,
+                             "UPDATE operations SET state = ?, commit_sha = ?, error = ?, "
+                             "error_type = ?, updated_at = ? WHERE id = ?",
+                             6, p)) < 0)
             goto done;
     }
     /* Only the tenant's latest operation moves the tenant. */
     if (ok && strcmp(kind, "offboard") != 0) {
         const char *p[] = {sha, now, tenant, opid};
-        error = run(r,
-                    "UPDATE tenants SET sync = 'committed', commit_sha = ?, updated_at = ? "
-                    "WHERE id = ? AND operation_id = ?",
-                    4, p);
+        error = reg_run(r,
+                        "UPDATE tenants SET sync = 'committed', commit_sha = ?, updated_at = ? "
+                        "WHERE id = ? AND operation_id = ?",
+                        4, p);
     } else if (ok) {
         const char *p[] = {sha, now, now, tenant, opid};
-        error = run(r,
-                    "UPDATE tenants SET lifecycle = 'offboarded', sync = 'committed', "
-                    "commit_sha = ?, updated_at = ?, offboarded_at = ? WHERE id = ? AND "
-                    "operation_id = ?",
-                    5, p);
+        error = reg_run(r,
+                        "UPDATE tenants SET lifecycle = 'offboarded', sync = 'committed', "
+                        "commit_sha = ?, updated_at = ?, offboarded_at = ? WHERE id = ? AND "
+                        "operation_id = ?",
+                        5, p);
     } else if (strcmp(kind, "update") == 0) {
         /* Undo: back to the desired state before the change. */
         error = restore_previous(r, json_object_get(json_object_get(op, "payload"), "previous"),
@@ -637,16 +644,17 @@ static int finish_one(ll_registry *r, const json_t *res, const char *now)
         /* Undo: a tenant with no pushed history disappears; a re-onboarded
          * one returns to offboarded. */
         const char *p[] = {tenant, opid};
-        error = run(r,
-                    "DELETE FROM tenants WHERE id = ?1 AND operation_id = ?2 AND NOT EXISTS "
-                    "(SELECT 1 FROM operations WHERE tenant_id = ?1 AND state = 'pushed')",
-                    2, p);
+        error = reg_run(r,
+                        "DELETE FROM tenants WHERE id = ?1 AND operation_id = ?2 AND NOT EXISTS "
+                        "(SELECT 1 FROM operations WHERE tenant_id = ?1 AND state = 'pushed')",
+                        2, p);
         json_t *prev = json_object_get(json_object_get(op, "payload"), "previous");
         if (error >= 0 && prev)
             error = restore_previous(r, prev, tenant, opid, now, 1);
     } else {
         const char *p[] = {now, tenant, opid};
-        error = run(r,
+        error =
+            reg_run(r,
                     "UPDATE tenants SET lifecycle = 'active', sync = 'committed', updated_at = ?1, "
                     "operation_id = (SELECT max(id) FROM operations WHERE tenant_id = ?2 AND "
                     "state = 'pushed') WHERE id = ?2 AND operation_id = ?3",
@@ -665,16 +673,16 @@ int ll_registry_ops_finish(ll_registry *r, const json_t *results)
     int error;
 
     ll_now_rfc3339(now);
-    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0)
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
     json_array_foreach(results, i, res)
     {
         if ((error = finish_one(r, res, now)) < 0) {
-            exec(r, "ROLLBACK");
+            reg_exec(r, "ROLLBACK");
             return error;
         }
     }
-    return exec(r, "COMMIT");
+    return reg_exec(r, "COMMIT");
 }
 
 int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const char *tier,
@@ -690,7 +698,7 @@ int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const 
     if (!values)
         return ll_error_set(LL_EINVALID, "values are not JSON");
     ll_now_rfc3339(now);
-    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0) {
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0) {
         json_decref(values);
         return error;
     }
@@ -718,18 +726,18 @@ int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const 
     {
         /* A tier change writes the file where the configured layout puts it. */
         const char *p[] = {tier, release, values_json, opid, now, id};
-        if ((error =
-                 run(r,
-                     "UPDATE tenants SET tier = ?1, release = ?2, values_json = ?3, sync = "
-                     "'pending', operation_id = ?4, updated_at = ?5, path = CASE WHEN tier = ?1 "
-                     "THEN path ELSE NULL END WHERE id = ?6",
-                     6, p)) < 0)
+        if ((error = reg_run(
+                 r,
+                 "UPDATE tenants SET tier = ?1, release = ?2, values_json = ?3, sync = "
+                 "'pending', operation_id = ?4, updated_at = ?5, path = CASE WHEN tier = ?1 "
+                 "THEN path ELSE NULL END WHERE id = ?6",
+                 6, p)) < 0)
             goto fail;
     }
-    error = exec(r, "COMMIT");
+    error = reg_exec(r, "COMMIT");
     goto done;
 fail:
-    exec(r, "ROLLBACK");
+    reg_exec(r, "ROLLBACK");
 done:
     json_decref(t);
     json_decref(values);
@@ -746,22 +754,48 @@ int ll_registry_ops_attempted(ll_registry *r, const json_t *ops, const char *why
     int error = 0;
 
     ll_now_rfc3339(now);
-    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0)
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
     json_array_foreach(ops, i, op)
     {
         const char *p[] = {why, now, opid};
         snprintf(opid, sizeof(opid), "%lld",
                  (long long)json_integer_value(json_object_get(op, "id")));
-        if ((error = run(r,
-                         "UPDATE operations SET attempts = attempts + 1, last_error = ?, "
-                         "updated_at = ? WHERE id = ? AND state = 'queued'",
-                         3, p)) < 0) {
-            exec(r, "ROLLBACK");
+        if ((error = reg_run(r,
+                             "UPDATE operations SET attempts = attempts + 1, last_error = ?, "
+                             "updated_at = ? WHERE id = ? AND state = 'queued'",
+                             3, p)) < 0) {
+            reg_exec(r, "ROLLBACK");
             return error;
         }
     }
-    return exec(r, "COMMIT");
+    return reg_exec(r, "COMMIT");
+}
+
+int ll_registry_tenants_changed(json_t **out, ll_registry *r, const char *since)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *rows = json_array();
+    int error, rc;
+
+    if ((error = reg_prepare(&st, r,
+                             "SELECT " TENANT_COLS " FROM tenants WHERE updated_at >= ? ORDER BY "
+                             "updated_at")) < 0)
+        goto fail;
+    reg_bind_text(st, 1, since ? since : "");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(rows, tenant_row(st));
+    if (rc != SQLITE_DONE) {
+        error = reg_db_error(r, "read changed tenants");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = rows;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(rows);
+    return error;
 }
 
 int ll_registry_tenant_index(json_t **out, ll_registry *r)
@@ -770,14 +804,14 @@ int ll_registry_tenant_index(json_t **out, ll_registry *r)
     json_t *index = json_object();
     int error, rc;
 
-    if ((error = prepare(&st, r, "SELECT id, tier, lifecycle, sync FROM tenants")) < 0)
+    if ((error = reg_prepare(&st, r, "SELECT id, tier, lifecycle, sync FROM tenants")) < 0)
         goto fail;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         json_object_set_new(index, (const char *)sqlite3_column_text(st, 0),
-                            json_pack("{s:o, s:o, s:o}", "tier", col_text(st, 1), "lifecycle",
-                                      col_text(st, 2), "sync", col_text(st, 3)));
+                            json_pack("{s:o, s:o, s:o}", "tier", reg_col_text(st, 1), "lifecycle",
+                                      reg_col_text(st, 2), "sync", reg_col_text(st, 3)));
     if (rc != SQLITE_DONE) {
-        error = db_error(r, "index tenants");
+        error = reg_db_error(r, "index tenants");
         goto fail;
     }
     sqlite3_finalize(st);
@@ -798,7 +832,7 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
     int error;
 
     ll_now_rfc3339(now);
-    if ((error = exec(r, "BEGIN IMMEDIATE")) < 0)
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
     json_array_foreach(adopt, i, v)
     {
@@ -812,7 +846,8 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
                            json_string_value(json_object_get(v, "path"))};
         /* New, or offboarded earlier and put back by hand: adopted either way.
          * A tenant landlord is working on is never touched. */
-        error = run(r,
+        error =
+            reg_run(r,
                     "INSERT INTO tenants (id, tier, release, values_json, lifecycle, sync, origin, "
                     "commit_sha, created_at, updated_at, path) VALUES (?1, ?2, ?3, ?4, 'active', "
                     "'committed', 'adopted', ?5, ?6, ?6, ?7) ON CONFLICT (id) DO UPDATE SET tier = "
@@ -827,25 +862,26 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
     json_array_foreach(drifted, i, v)
     {
         const char *p[] = {now, json_string_value(v)};
-        if ((error =
-                 run(r,
-                     "UPDATE tenants SET lifecycle = 'drifted', updated_at = ? WHERE id = ? AND "
-                     "lifecycle = 'active' AND sync = 'committed'",
-                     2, p)) < 0)
+        if ((error = reg_run(
+                 r,
+                 "UPDATE tenants SET lifecycle = 'drifted', updated_at = ? WHERE id = ? AND "
+                 "lifecycle = 'active' AND sync = 'committed'",
+                 2, p)) < 0)
             goto fail;
     }
     json_array_foreach(returned, i, v)
     {
         const char *p[] = {now, json_string_value(v)};
-        if ((error = run(r,
+        if ((error =
+                 reg_run(r,
                          "UPDATE tenants SET lifecycle = 'active', updated_at = ? WHERE id = ? AND "
                          "lifecycle = 'drifted'",
                          2, p)) < 0)
             goto fail;
     }
-    return exec(r, "COMMIT");
+    return reg_exec(r, "COMMIT");
 fail:
-    exec(r, "ROLLBACK");
+    reg_exec(r, "ROLLBACK");
     return error;
 }
 
@@ -854,7 +890,7 @@ int ll_registry_ops_count_queued(long long *out, ll_registry *r)
     sqlite3_stmt *st = NULL;
     int error;
     *out = 0;
-    if ((error = prepare(&st, r, "SELECT count(*) FROM operations WHERE state = 'queued'")) < 0)
+    if ((error = reg_prepare(&st, r, "SELECT count(*) FROM operations WHERE state = 'queued'")) < 0)
         return error;
     if (sqlite3_step(st) == SQLITE_ROW)
         *out = sqlite3_column_int64(st, 0);

@@ -18,20 +18,15 @@
 #include "landlord/core.h"
 #include "landlord/error.h"
 #include "landlord/gitops.h"
+#include "landlord/kube.h"
 #include "landlord/log.h"
+#include "landlord/status.h"
 #include "landlord/template.h"
 #include "landlord/tiers.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
 
-struct ll_core {
-    ll_config cfg;
-    char db_path[1100];
-    char git_url[1100];
-    char work_path[1100];
-    ll_gitops *git;
-    pthread_key_t reg_key;
-};
+#include "core_int.h"
 
 static void close_registry(void *r)
 {
@@ -67,6 +62,74 @@ static int read_password(char **out, const char *path)
     }
     (*out)[strcspn(*out, "\r\n")] = '\0';
     return 0;
+}
+
+/* "v2beta1" when the tier templates declare HelmReleases of that version
+ * (the reference's), else "v2"; the setting wins when given. */
+static const char *helm_version(ll_core *c)
+{
+    json_t *cat = ll_gitops_tiers(c->git);
+    const char *name, *version = "v2";
+    json_t *tier;
+    if (c->cfg.flux_helm_version[0])
+        version = c->cfg.flux_helm_version;
+    else
+        json_object_foreach(json_object_get(cat, "tiers"), name, tier)
+        {
+            const char *t = json_string_value(json_object_get(tier, "template"));
+            if (t && strstr(t, "helm.toolkit.fluxcd.io/v2beta1"))
+                version = "v2beta1";
+        }
+    json_decref(cat);
+    return version;
+}
+
+static void events_stored(void *payload)
+{
+    ll_core *c = payload;
+    ll_webhooks_notify(c->webhooks);
+}
+
+/* Follows the cluster when one is configured (kubeconfig, $KUBECONFIG or a
+ * pod's service account); without one, states stay "unknown". */
+static int open_status(ll_core *c)
+{
+    ll_kube *k = NULL;
+    ll_kube_options ko = {
+        .kubeconfig = c->cfg.kubeconfig,
+        .context = c->cfg.kube_context,
+        .sa_dir = c->cfg.kube_service_account_dir,
+    };
+    int error = ll_kube_open(&k, &ko);
+    if (error == LL_ENOTFOUND) {
+        k = NULL;
+        ll_log_info("msg=\"no cluster configured; tenant states stay unknown\"");
+    } else if (error < 0) {
+        return error;
+    } else {
+        ll_log_info("msg=\"following the cluster\" server=%s source=\"%s\"", ll_kube_server(k),
+                    ll_kube_source(k));
+    }
+    ll_status_options so = {
+        .db_path = c->db_path,
+        .git_dir = c->work_path,
+        .root = c->cfg.git_root,
+        .sharded = strcmp(c->cfg.git_layout, "sharded") == 0,
+        .flux_namespace = c->cfg.flux_namespace,
+        .git_repository = c->cfg.flux_git_repository,
+        .kustomization = c->cfg.flux_kustomization,
+        .helm_version = helm_version(c),
+        .branch = c->cfg.git_branch,
+        .reconcile_now = c->cfg.flux_reconcile_now != 0,
+        .on_events = events_stored,
+        .on_events_payload = c,
+    };
+    ll_webhooks_options wo = {.db_path = c->db_path};
+    if ((error = ll_webhooks_start(&c->webhooks, &wo)) < 0) {
+        ll_kube_free(k);
+        return error;
+    }
+    return ll_status_open(&c->status, k, &so);
 }
 
 int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
@@ -140,6 +203,8 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
     }
     if (error < 0 || (mode == LL_CORE_SERVE && (error = ll_gitops_start(c->git)) < 0))
         goto fail;
+    if (mode == LL_CORE_SERVE && (error = open_status(c)) < 0)
+        goto fail;
     *out = c;
     return 0;
 fail:
@@ -152,6 +217,8 @@ void ll_core_free(ll_core *c)
     ll_registry *r;
     if (!c)
         return;
+    ll_status_free(c->status);
+    ll_webhooks_stop(c->webhooks);
     ll_gitops_free(c->git);
     if ((r = pthread_getspecific(c->reg_key))) {
         ll_registry_close(r);
@@ -202,11 +269,17 @@ json_t *ll_core_ready(ll_core *c, int *ok)
     json_decref(snap);
     json_object_set_new(git, "queued", json_integer(queued));
     json_object_set_new(checks, "git", git);
+    json_t *kube = ll_status_health(c->status);
+    const char *kube_status = json_string_value(json_object_get(kube, "status"));
+    json_object_set_new(checks, "kube", kube);
     /* A degraded remote still takes writes (they queue): ready, but say so. */
     *ok = reg_ok;
-    status = !reg_ok                                                                ? "unavailable"
-             : strcmp(json_string_value(json_object_get(git, "status")), "ok") == 0 ? "ready"
-                                                                                    : "degraded";
+    /* So does an unreachable cluster: states read "unknown" meanwhile. */
+    status = !reg_ok ? "unavailable"
+             : strcmp(json_string_value(json_object_get(git, "status")), "ok") == 0 &&
+                     strcmp(kube_status, "degraded") != 0
+                 ? "ready"
+                 : "degraded";
     return json_pack("{s:s, s:o}", "status", status, "checks", checks);
 }
 
@@ -215,17 +288,10 @@ json_t *ll_core_ready(ll_core *c, int *ok)
 /* Turns a registry row into the API's tenant (in place). */
 static json_t *tenant_view(ll_core *c, json_t *t)
 {
-    const char *lifecycle = json_string_value(json_object_get(t, "lifecycle"));
     char path[1024];
 
-    if (strcmp(lifecycle, "active") == 0) {
-        /* No cluster is watched yet: never pretend to know. */
-        json_object_set_new(t, "state", json_string("unknown"));
-        json_object_set_new(t, "state_reason", json_string("no cluster configured"));
-    } else {
-        json_object_set_new(t, "state", json_string(lifecycle));
-        json_object_set_new(t, "state_reason", json_null());
-    }
+    /* From the cluster; without one (or before it was seen), never pretend. */
+    ll_status_describe(c->status, t);
     if (!json_is_string(json_object_get(t, "path"))) {
         ll_tenant_file_path(path, sizeof(path), c->cfg.git_root,
                             strcmp(c->cfg.git_layout, "sharded") == 0,
@@ -234,13 +300,12 @@ static json_t *tenant_view(ll_core *c, json_t *t)
         json_object_set_new(t, "path", json_string(path));
     }
     json_object_del(t, "lifecycle");
+    json_object_del(t, "observed_state");
+    json_object_del(t, "observed_since");
     return t;
 }
 
-static int field_error(const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int field_error(const char *field, const char *fmt, ...)
+int ll_core_field_error(const char *field, const char *fmt, ...)
 {
     char msg[LL_ERROR_MSG_MAX];
     va_list ap;
@@ -337,14 +402,14 @@ static int check_fields(const json_t *body, const char *const *allowed, const ch
     json_t *v;
 
     if (!json_is_object(body))
-        return field_error("", "the body must be a JSON object");
+        return ll_core_field_error("", "the body must be a JSON object");
     json_object_foreach((json_t *)body, key, v)
     {
         int known = 0;
         for (const char *const *f = allowed; *f; f++)
             known |= strcmp(*f, key) == 0;
         if (!known) {
-            field_error(key, "unknown field '%.64s'", key);
+            ll_core_field_error(key, "unknown field '%.64s'", key);
             ll_error_hint("%s", hint);
             return LL_EINVALID;
         }
@@ -352,7 +417,7 @@ static int check_fields(const json_t *body, const char *const *allowed, const ch
     for (const char *const *f = strings; *f; f++) {
         v = json_object_get(body, *f);
         if (v && !json_is_string(v))
-            return field_error(*f, "%s must be a string", *f);
+            return ll_core_field_error(*f, "%s must be a string", *f);
     }
     return 0;
 }
@@ -369,7 +434,7 @@ static int check_desired(const json_t *tiers, const char *id, const char *tier, 
     int error;
 
     if (!(tier_obj = ll_tiers_find(tiers, tier))) {
-        field_error("tier", "unknown tier '%.64s'", tier);
+        ll_core_field_error("tier", "unknown tier '%.64s'", tier);
         ll_error_hint("GET /api/v1/tiers lists the tiers");
         return LL_EINVALID;
     }
@@ -414,7 +479,7 @@ int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, cons
     id = json_string_value(json_object_get(body, "id"));
     tier = json_string_value(json_object_get(body, "tier"));
     if (!id || !tier) {
-        error = field_error(id ? "tier" : "id", "%s is required", id ? "tier" : "id");
+        error = ll_core_field_error(id ? "tier" : "id", "%s is required", id ? "tier" : "id");
         goto done;
     }
     release = json_is_string(json_object_get(body, "release"))
@@ -424,7 +489,8 @@ int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, cons
     if ((error = ll_validate_tenant_id(id)) < 0)
         goto done;
     if (ll_tiers_is_pool(tiers, id)) {
-        error = field_error("id", "id '%s' is reserved: a pool environment has that name", id);
+        error =
+            ll_core_field_error("id", "id '%s' is reserved: a pool environment has that name", id);
         goto done;
     }
     if ((error = check_desired(tiers, id, tier, release, values)) < 0)
@@ -446,6 +512,7 @@ int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, cons
         goto done;
     ll_log_info("msg=\"onboarding queued\" tenant=%s tier=%s op=%lld", id, tier, op);
     ll_gitops_notify(c->git);
+    ll_status_touch(c->status);
     *out_op = op;
 done:
     json_decref(existing);
@@ -489,7 +556,7 @@ int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t
                               "a change takes tier, release and values")) < 0)
         goto done;
     if (json_object_size(body) == 0) {
-        error = field_error("", "nothing to change: send tier, release or values");
+        error = ll_core_field_error("", "nothing to change: send tier, release or values");
         goto done;
     }
     tier = json_is_string(json_object_get(body, "tier"))
@@ -510,6 +577,7 @@ int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t
         goto done;
     ll_log_info("msg=\"update queued\" tenant=%s tier=%s op=%lld", id, tier, op);
     ll_gitops_notify(c->git);
+    ll_status_touch(c->status);
     *out_op = op;
 done:
     json_decref(current);
@@ -534,6 +602,7 @@ int ll_tenant_offboard(long long *out_op, ll_core *c, const char *id)
     if (*out_op) {
         ll_log_info("msg=\"offboarding queued\" tenant=%s op=%lld", id, *out_op);
         ll_gitops_notify(c->git);
+        ll_status_touch(c->status);
     }
     return 0;
 }
@@ -553,6 +622,27 @@ int ll_tenant_get(json_t **out, ll_core *c, const char *id)
     return 0;
 }
 
+int ll_tenant_wait_over(ll_core *c, const char *id)
+{
+    char state[32];
+    json_t *t = NULL;
+    ll_registry *r;
+
+    if (!ll_status_configured(c->status))
+        return 1;
+    if (ll_status_state(c->status, id, state, sizeof(state)) < 0) {
+        /* Not looked at yet: over only when it is not active. */
+        if (!(r = ll_core_registry(c)) || ll_registry_tenant_get(&t, r, id, 0) < 0)
+            return 1;
+        int active = strcmp(json_string_value(json_object_get(t, "lifecycle")), "active") == 0;
+        json_decref(t);
+        return !active;
+    }
+    return strcmp(state, "ready") == 0 || strcmp(state, "failed") == 0 ||
+           strcmp(state, "offboarding") == 0 || strcmp(state, "offboarded") == 0 ||
+           strcmp(state, "drifted") == 0;
+}
+
 int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state,
                    const char *cursor, int limit)
 {
@@ -566,15 +656,20 @@ int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state
     if (!r)
         return -1;
     if (limit < 1 || limit > 500)
-        return field_error("limit", "limit must be from 1 to 500");
+        return ll_core_field_error("limit", "limit must be from 1 to 500");
     if (state) {
-        if (strcmp(state, "unknown") == 0)
+        static const char *const observed[] = {"unknown", "provisioning", "updating", "ready",
+                                               "failed",  "blocked",      NULL};
+        int known = 0;
+        for (const char *const *s = observed; *s; s++)
+            known |= strcmp(state, *s) == 0;
+        if (known)
             lifecycle = "active";
         else if (strcmp(state, "offboarding") == 0 || strcmp(state, "offboarded") == 0 ||
                  strcmp(state, "drifted") == 0)
             lifecycle = state;
         else
-            return field_error("state", "unknown state '%.32s'", state);
+            return ll_core_field_error("state", "unknown state '%.32s'", state);
     }
     /* Any well-formed tier name filters, known or not: tenants may remain in a
      * tier whose template left the repository. */
@@ -583,15 +678,22 @@ int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state
     if (cursor) {
         n = ll_hex_decode((unsigned char *)after, sizeof(after) - 1, cursor);
         if (n <= 0)
-            return field_error("cursor", "cursor is not one this server gave out");
+            return ll_core_field_error("cursor", "cursor is not one this server gave out");
         after[n] = '\0';
         if (ll_validate_label(after, 253, "cursor") < 0)
-            return field_error("cursor", "cursor is not one this server gave out");
+            return ll_core_field_error("cursor", "cursor is not one this server gave out");
     }
     if ((error = ll_registry_tenant_list(&items, &next, r, tier, lifecycle, cursor ? after : NULL,
                                          limit)) < 0)
         return error;
     json_array_foreach(items, i, t) tenant_view(c, t);
+    /* Observed states live in memory: the page is filtered after reading, so
+     * it may hold fewer than limit items (next_cursor still goes on). */
+    for (i = json_array_size(items); state && i-- > 0;) {
+        const char *s = json_string_value(json_object_get(json_array_get(items, i), "state"));
+        if (!s || strcmp(s, state) != 0)
+            json_array_remove(items, i);
+    }
     if (next)
         ll_hex_encode(next_cursor, (const unsigned char *)next,
                       strlen(next) < 255 ? strlen(next) : 255);

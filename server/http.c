@@ -189,9 +189,29 @@ enum MHD_Result ll_req_wait(ll_req *req, long long op, int wait_s, ll_handler fi
     return MHD_YES;
 }
 
-/* Resumes the waiters whose time is up, or (after progress) whose
- * operations settled; all of them when stopping.  Returns the earliest
- * deadline left. */
+enum MHD_Result ll_req_wait_tenant(ll_req *req, const char *id, int timeout_s, ll_handler finish)
+{
+    req->finish = finish;
+    if (ll_tenant_wait_over(req->core, id))
+        return finish(req);
+    snprintf(req->wait_tenant, sizeof(req->wait_tenant), "%s", id);
+    req->wait_deadline_ms = ll_monotonic_ms() + 1000LL * timeout_s;
+    pthread_mutex_lock(&waiters.lock);
+    if (waiters.stopping) {
+        pthread_mutex_unlock(&waiters.lock);
+        return finish(req);
+    }
+    req->waiting = 1;
+    req->next_waiter = waiters.list;
+    waiters.list = req;
+    MHD_suspend_connection(req->conn);
+    pthread_mutex_unlock(&waiters.lock);
+    return MHD_YES;
+}
+
+/* Resumes the waiters whose time is up, whose operations settled (after
+ * progress) or whose tenants are ready or failed; all of them when
+ * stopping.  Returns the earliest deadline left. */
 static int64_t resume_due(int progressed, int all)
 {
     int64_t now = ll_monotonic_ms(), next = now + 1000;
@@ -202,8 +222,11 @@ static int64_t resume_due(int progressed, int all)
     pp = &waiters.list;
     while (*pp) {
         ll_req *req = *pp;
-        int due = all || degraded || now >= req->wait_deadline_ms ||
-                  (progressed && ll_core_op_queued(waiters.core, req->wait_op) != 1);
+        int due =
+            all || now >= req->wait_deadline_ms ||
+            (req->wait_tenant[0]
+                 ? ll_tenant_wait_over(waiters.core, req->wait_tenant)
+                 : degraded || (progressed && ll_core_op_queued(waiters.core, req->wait_op) != 1));
         if (due) {
             *pp = req->next_waiter;
             MHD_resume_connection(req->conn);
@@ -226,8 +249,9 @@ static void *waiter_main(void *arg)
         unsigned long long now_gen;
         int stopping;
 
+        /* Tenants' states move without the writer: look every 20 ms. */
         ll_core_wait_progress(waiters.core, seen,
-                              next < ll_monotonic_ms() + 100 ? next : ll_monotonic_ms() + 100);
+                              next < ll_monotonic_ms() + 20 ? next : ll_monotonic_ms() + 20);
         pthread_mutex_lock(&waiters.lock);
         stopping = waiters.stopping;
         pthread_mutex_unlock(&waiters.lock);

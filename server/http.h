@@ -35,8 +35,10 @@ typedef struct ll_req {
     size_t reply_bytes;
     int64_t started_ms;
     char request_id[130];
-    /* A write waiting for its operation, with the connection suspended. */
+    /* A write waiting for its operation, or a read waiting for a tenant to
+     * be ready (wait_tenant set), with the connection suspended. */
     long long wait_op;
+    char wait_tenant[128];
     int64_t wait_deadline_ms;
     int waiting;
     enum MHD_Result (*finish)(struct ll_req *req);
@@ -74,6 +76,11 @@ int ll_req_query_int(ll_req *req, const char *name, long min, long max, long def
  * connection is suspended meanwhile, so no worker thread waits.  With op 0,
  * wait_s 0 or a degraded remote, finish runs at once. */
 enum MHD_Result ll_req_wait(ll_req *req, long long op, int wait_s, ll_handler finish);
+
+/* Answers a read of tenant id (req->params[0]) once ll_tenant_wait_over()
+ * says so or timeout_s seconds have passed, by calling finish(req) then;
+ * the connection is suspended meanwhile. */
+enum MHD_Result ll_req_wait_tenant(ll_req *req, const char *id, int timeout_s, ll_handler finish);
 
 /* The raw MHD_Response path for replies that need extra headers. */
 enum MHD_Result ll_reply_response(ll_req *req, unsigned status, struct MHD_Response *resp);

@@ -89,13 +89,38 @@ enum MHD_Result h_tenants_delete(ll_req *req)
     return ll_req_wait(req, op, wait, finish_changed);
 }
 
-enum MHD_Result h_tenants_get(ll_req *req)
+static enum MHD_Result reply_tenant(ll_req *req)
 {
     json_t *tenant = NULL;
     int error = ll_tenant_get(&tenant, req->core, req->params[0]);
     if (error < 0)
         return ll_reply_error(req, error);
     return ll_reply_json(req, 200, tenant);
+}
+
+/* ?wait=ready[&timeout=N] holds the answer until the tenant is ready or
+ * failed, or N seconds (default 60) have passed; the answer is the tenant
+ * as it is then. */
+enum MHD_Result h_tenants_get(ll_req *req)
+{
+    const char *wait = ll_req_query(req, "wait");
+    json_t *tenant = NULL;
+    long timeout;
+    int error;
+
+    if (!wait)
+        return reply_tenant(req);
+    if (strcmp(wait, "ready") != 0) {
+        ll_error_set(LL_EINVALID, "wait must be 'ready'");
+        ll_error_field("wait");
+        return ll_reply_error(req, LL_EINVALID);
+    }
+    if (ll_req_query_int(req, "timeout", 1, 300, 60, &timeout) < 0)
+        return MHD_YES;
+    if ((error = ll_tenant_get(&tenant, req->core, req->params[0])) < 0)
+        return ll_reply_error(req, error);
+    json_decref(tenant);
+    return ll_req_wait_tenant(req, req->params[0], (int)timeout, reply_tenant);
 }
 
 enum MHD_Result h_tenants_list(ll_req *req)

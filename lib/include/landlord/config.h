@@ -28,6 +28,14 @@ typedef struct ll_config {
     long git_push_attempts; /* pushes per batch before backing off */
     long git_timeout;       /* seconds for an http(s) remote to connect or answer */
     char git_layout[16];    /* "flat" or "sharded" */
+    char kubeconfig[1024];
+    char kube_context[256];
+    char kube_service_account_dir[1024];
+    char flux_namespace[64];
+    char flux_git_repository[256];
+    char flux_kustomization[256];
+    char flux_helm_version[16];
+    long flux_reconcile_now; /* 1: annotate the GitRepository after each push */
     char default_release[32];
     char log_level[16];
     long http_threads;

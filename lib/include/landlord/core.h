@@ -80,6 +80,12 @@ int ll_core_degraded(ll_core *c);
 
 int ll_tenant_get(json_t **out, ll_core *c, const char *id);
 
+/* 1 when a caller waiting for tenant id to be ready should stop waiting:
+ * it is ready or failed, it is not active (offboarding, drifted...), or no
+ * cluster is configured; 0 while it provisions, updates, is blocked or its
+ * state is unknown for now. */
+int ll_tenant_wait_over(ll_core *c, const char *id);
+
 /* {"items": [...], "next_cursor": ...}; tier, state, cursor may be NULL;
  * limit 1..500. */
 int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state,
@@ -90,5 +96,35 @@ int ll_tier_list(json_t **out, ll_core *c);
 int ll_tier_get(json_t **out, ll_core *c, const char *name);
 
 int ll_operation_get(json_t **out, ll_core *c, long long id);
+
+/* --- events and webhooks (events.c) --- */
+
+/* Subscribes: body {"url", "event_types"?: ["tenant.*" | "tenant.<state>" |
+ * "*"], "secret"?, "description"?}.  *out is the webhook with its "secret"
+ * (generated when not given; shown only here).  LL_EINVALID with the field
+ * at fault: a URL that is not http(s), carries credentials or is too long,
+ * an unknown event type, a short secret, an unknown field. */
+int ll_webhook_create(json_t **out, ll_core *c, const json_t *body);
+
+/* {"items": [webhook...]} without secrets. */
+int ll_webhook_list(json_t **out, ll_core *c);
+int ll_webhook_get(json_t **out, ll_core *c, long long id);
+int ll_webhook_delete(ll_core *c, long long id);
+
+/* The delivery log, newest first: {"items": [...], "next_cursor"}; before
+ * is the cursor (a delivery id; 0 from the newest). */
+int ll_webhook_deliveries(json_t **out, ll_core *c, long long id, long long before, int limit);
+
+/* Events with id > after, oldest first (new reference). */
+int ll_events_after(json_t **out, ll_core *c, long long after, int limit);
+
+/* The newest event id (0 when none). */
+int ll_events_last(long long *out, ll_core *c);
+
+/* Moves whenever new events may exist. */
+unsigned long long ll_core_events_generation(ll_core *c);
+
+/* /metrics in the Prometheus text format (caller frees *out). */
+int ll_core_metrics(char **out, size_t *out_len, ll_core *c);
 
 #endif

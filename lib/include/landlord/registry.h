@@ -91,6 +91,11 @@ int ll_registry_ops_attempted(ll_registry *r, const json_t *ops, const char *why
 /* How many operations are queued. */
 int ll_registry_ops_count_queued(long long *out, ll_registry *r);
 
+/* The tenants (registry rows, as ll_registry_tenant_get gives them) whose
+ * updated_at is since or later, oldest first; since "" gives all.  New
+ * reference. */
+int ll_registry_tenants_changed(json_t **out, ll_registry *r, const char *since);
+
 /* Every tenant as {"<id>": {"tier", "lifecycle", "sync"}} (new reference). */
 int ll_registry_tenant_index(json_t **out, ll_registry *r);
 
@@ -101,5 +106,49 @@ int ll_registry_tenant_index(json_t **out, ll_registry *r);
  * tenants whose files are back active again. */
 int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *drifted,
                           const json_t *returned, const char *commit);
+
+/* --- events and webhooks (registry_events.c) --- */
+
+/* Stores observed-state transitions in one transaction: for each
+ * {"tenant", "state", "since", "type", "data"} sets the tenant's
+ * observed_state/observed_since, stores the event, and queues a delivery
+ * (due at now_ms) for every webhook whose event_types match type. */
+int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, long long now_ms);
+
+/* Events with id > after, oldest first, at most limit:
+ * [{"id", "type", "tenant", "data", "created_at"}] (new reference). */
+int ll_registry_events_after(json_t **out, ll_registry *r, long long after, int limit);
+
+/* The newest event's id, 0 when none. */
+int ll_registry_events_last(long long *out, ll_registry *r);
+
+/* Keeps the newest keep events (and their deliveries). */
+int ll_registry_events_prune(ll_registry *r, long long keep);
+
+/* Webhooks: {"id", "url", "event_types", "description", "created_at"}; the
+ * secret is stored but never read back here. */
+int ll_registry_webhook_create(json_t **out, ll_registry *r, const char *url, const char *secret,
+                               const json_t *types, const char *description);
+int ll_registry_webhook_list(json_t **out, ll_registry *r);
+int ll_registry_webhook_get(json_t **out, ll_registry *r, long long id); /* LL_ENOTFOUND */
+int ll_registry_webhook_delete(ll_registry *r, long long id);            /* LL_ENOTFOUND */
+
+/* The delivery log of a webhook, newest first, ids below before (0: from
+ * the newest): [{"id", "webhook", "event", "event_type", "state", "attempts",
+ * "last_status", "last_error", "created_at", "updated_at"}]. */
+int ll_registry_deliveries(json_t **out, ll_registry *r, long long webhook, long long before,
+                           int limit);
+
+/* Pending deliveries due at now_ms, with what sending needs: the above plus
+ * "url", "secret", "data", "event_created_at", "tenant". */
+int ll_registry_deliveries_due(json_t **out, ll_registry *r, long long now_ms, int limit);
+
+/* The earliest next_at_ms of a pending delivery, -1 when none. */
+long long ll_registry_deliveries_next_due(ll_registry *r);
+
+/* Records an attempt: state pending (retry at next_at_ms), delivered or
+ * failed; status the HTTP status (0: none), error_text why it failed. */
+int ll_registry_delivery_attempted(ll_registry *r, long long id, const char *state, int attempts,
+                                   long long next_at_ms, int status, const char *error_text);
 
 #endif

@@ -1,0 +1,203 @@
+/* events.c - the service's event and webhook use cases: subscriptions
+ * checked completely before they are stored, the delivery log, the event
+ * stream's reads, and /metrics.
+ *
+ * Events are written by the status follower (status.c) and delivered by
+ * webhooks.c; this file only reads them, and stores subscriptions.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <curl/curl.h>
+
+#include "landlord/core.h"
+#include "landlord/error.h"
+#include "landlord/registry.h"
+#include "landlord/util.h"
+#include "landlord/validate.h"
+#include "core_int.h"
+
+#define URL_MAX         2048
+#define TYPES_MAX       20
+#define DESCRIPTION_MAX 200
+
+static const char *const states[] = {"provisioning", "ready",      "updating", "failed",  "blocked",
+                                     "offboarding",  "offboarded", "drifted",  "unknown", NULL};
+
+/* "tenant.*", "*", or "tenant.<state>". */
+static int valid_type(const char *t)
+{
+    if (strcmp(t, "*") == 0 || strcmp(t, "tenant.*") == 0)
+        return 1;
+    if (strncmp(t, "tenant.", 7) != 0)
+        return 0;
+    for (const char *const *s = states; *s; s++)
+        if (strcmp(t + 7, *s) == 0)
+            return 1;
+    return 0;
+}
+
+/* An absolute http(s) URL with a host and no user information. */
+static int check_url(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *user = NULL;
+    int error = 0;
+
+    if (strlen(url) > URL_MAX)
+        return ll_core_field_error("url", "url is longer than %d characters", URL_MAX);
+    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0]) {
+        error = ll_core_field_error("url", "url is not an absolute URL");
+    } else if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+        error = ll_core_field_error("url", "url must be http:// or https://, not %.16s://", scheme);
+    } else if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+        error = ll_core_field_error("url", "url must not carry credentials; the secret signs "
+                                           "each delivery");
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(user);
+    curl_url_cleanup(u);
+    return error;
+}
+
+int ll_webhook_create(json_t **out, ll_core *c, const json_t *body)
+{
+    ll_registry *r = ll_core_registry(c);
+    const char *key, *url = NULL, *secret = NULL, *description = "";
+    json_t *v, *types = NULL, *hook = NULL;
+    char generated[65];
+    int error;
+
+    *out = NULL;
+    if (!r)
+        return -1;
+    if (!json_is_object(body))
+        return ll_core_field_error("", "the body must be a JSON object");
+    json_object_foreach((json_t *)body, key, v)
+    {
+        if (strcmp(key, "url") == 0 && json_is_string(v))
+            url = json_string_value(v);
+        else if (strcmp(key, "secret") == 0 && json_is_string(v))
+            secret = json_string_value(v);
+        else if (strcmp(key, "description") == 0 && json_is_string(v))
+            description = json_string_value(v);
+        else if (strcmp(key, "event_types") == 0 && json_is_array(v))
+            types = v;
+        else if (strcmp(key, "url") == 0 || strcmp(key, "secret") == 0 ||
+                 strcmp(key, "description") == 0 || strcmp(key, "event_types") == 0)
+            return ll_core_field_error(key, "%s has the wrong type", key);
+        else
+            return ll_core_field_error(key, "unknown field '%.64s'", key);
+    }
+    if (!url)
+        return ll_core_field_error("url", "url is required");
+    if ((error = check_url(url)) < 0)
+        return error;
+    if (strlen(description) > DESCRIPTION_MAX)
+        return ll_core_field_error("description", "description is longer than %d characters",
+                                   DESCRIPTION_MAX);
+    if (secret) {
+        size_t n = strlen(secret);
+        int printable = n >= 16 && n <= 256;
+        for (size_t i = 0; printable && i < n; i++)
+            printable = secret[i] > 0x20 && secret[i] < 0x7f;
+        if (!printable)
+            return ll_core_field_error("secret",
+                                       "secret must be 16-256 printable characters without spaces");
+    } else {
+        if (ll_random_hex(generated, 32) < 0)
+            return -1;
+        secret = generated;
+    }
+    if (types) {
+        size_t i, n = json_array_size(types);
+        if (n == 0 || n > TYPES_MAX)
+            return ll_core_field_error("event_types", "event_types must list 1 to %d types",
+                                       TYPES_MAX);
+        json_array_foreach(types, i, v)
+        {
+            if (!json_is_string(v) || !valid_type(json_string_value(v)))
+                return ll_core_field_error("event_types",
+                                           "event_types[%zu] is not an event type (tenant.*, "
+                                           "tenant.ready, tenant.failed, ...)",
+                                           i);
+        }
+    }
+    json_t *def = json_pack("[s]", "tenant.*");
+    error = ll_registry_webhook_create(&hook, r, url, secret, types ? types : def, description);
+    json_decref(def);
+    if (error < 0)
+        return error;
+    /* The secret is shown once, to whoever created the subscription. */
+    json_object_set_new(hook, "secret", json_string(secret));
+    *out = hook;
+    return 0;
+}
+
+int ll_webhook_list(json_t **out, ll_core *c)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *items = NULL;
+    int error;
+    if (!r)
+        return -1;
+    if ((error = ll_registry_webhook_list(&items, r)) < 0)
+        return error;
+    *out = json_pack("{s:o}", "items", items);
+    return 0;
+}
+
+int ll_webhook_get(json_t **out, ll_core *c, long long id)
+{
+    ll_registry *r = ll_core_registry(c);
+    return r ? ll_registry_webhook_get(out, r, id) : -1;
+}
+
+int ll_webhook_delete(ll_core *c, long long id)
+{
+    ll_registry *r = ll_core_registry(c);
+    return r ? ll_registry_webhook_delete(r, id) : -1;
+}
+
+int ll_webhook_deliveries(json_t **out, ll_core *c, long long id, long long before, int limit)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *hook = NULL, *items = NULL;
+    int error;
+
+    if (!r)
+        return -1;
+    if ((error = ll_registry_webhook_get(&hook, r, id)) < 0)
+        return error;
+    json_decref(hook);
+    if ((error = ll_registry_deliveries(&items, r, id, before, limit + 1)) < 0)
+        return error;
+    json_t *next = json_null();
+    if (json_array_size(items) > (size_t)limit) {
+        json_array_remove(items, (size_t)limit);
+        next = json_sprintf("%lld", (long long)json_integer_value(json_object_get(
+                                        json_array_get(items, (size_t)limit - 1), "id")));
+    }
+    *out = json_pack("{s:o, s:o}", "items", items, "next_cursor", next);
+    return 0;
+}
+
+int ll_events_after(json_t **out, ll_core *c, long long after, int limit)
+{
+    ll_registry *r = ll_core_registry(c);
+    return r ? ll_registry_events_after(out, r, after, limit) : -1;
+}
+
+int ll_events_last(long long *out, ll_core *c)
+{
+    ll_registry *r = ll_core_registry(c);
+    return r ? ll_registry_events_last(out, r) : -1;
+}
+
+unsigned long long ll_core_events_generation(ll_core *c)
+{
+    return ll_status_generation(c->status);
+}

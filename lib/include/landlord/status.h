@@ -1,0 +1,92 @@
+/* status.h - what the cluster has made of each tenant.
+ *
+ * Informers (watch.h) follow the GitRepository and Kustomization that carry
+ * the tenants, and the HelmReleases, Namespaces and (when that API exists)
+ * Terraform objects Flux applied from that Kustomization (selected by the
+ * labels kustomize-controller puts on what it applies).  Each tenant's
+ * objects are the ones its file declares at its desired commit, read from
+ * landlord's clone, so adopted tenants are matched by name like rendered
+ * ones.  Its state follows docs/api.md "Observed state": ready only when
+ * Flux applied a commit that includes the tenant's desired commit and every
+ * HelmRelease is Ready at its generation with history[0] deployed at the
+ * chart version the file asks for.
+ *
+ * A thread of its own reloads changed tenants from the registry, reads
+ * their files, derives states and records transitions; GET requests only
+ * read what it computed.  When the branch moves and reconcile_now is set, it
+ * asks Flux to fetch at once (merge-patches reconcile.fluxcd.io/requestedAt
+ * on the GitRepository).  Thread-safe.
+ */
+#ifndef LANDLORD_STATUS_H
+#define LANDLORD_STATUS_H
+
+#include <stdint.h>
+#include <jansson.h>
+
+#include "landlord/kube.h"
+
+typedef struct ll_status ll_status;
+
+typedef struct ll_status_options {
+    const char *db_path;        /* the registry */
+    const char *git_dir;        /* landlord's clone, read for tenant files and ancestry */
+    const char *root;           /* the folder holding tenants/ in the repository */
+    int sharded;                /* git-layout sharded */
+    const char *flux_namespace; /* where the GitRepository and Kustomization live */
+    const char *git_repository; /* the GitRepository's name */
+    const char *kustomization;  /* the Kustomization that applies the tenants */
+    const char *helm_version;   /* "v2" or "v2beta1" */
+    const char *branch;         /* the GitOps branch (its remote-tracking ref is read) */
+    int reconcile_now;          /* annotate the GitRepository when the branch moves */
+    /* Called on the follower's thread after transitions were stored as
+     * events (to wake whoever delivers them), or NULL. */
+    void (*on_events)(void *payload);
+    void *on_events_payload;
+} ll_status_options;
+
+/* Starts following the cluster through k (steals it).  k NULL: no cluster
+ * configured; every active tenant's state is then "unknown". */
+int ll_status_open(ll_status **out, ll_kube *k, const ll_status_options *opts);
+
+/* Stops the watches and the thread; frees. */
+void ll_status_free(ll_status *s);
+
+/* The registry changed (a write was stored, a batch was pushed, adoption). */
+void ll_status_touch(ll_status *s);
+
+/* Adds the observed state to view, a tenant as the API shows it ("id",
+ * "lifecycle" still present): "state", "state_reason", "state_message",
+ * "state_since" and "observed" {desired_commit, fetched_commit,
+ * applied_commit, desired_chart, deployed_chart, objects: [...]}. */
+void ll_status_describe(ll_status *s, json_t *view);
+
+/* 1 when a cluster is configured (states are followed). */
+int ll_status_configured(const ll_status *s);
+
+/* For /readyz: {"status": "ok"|"degraded"|"not-configured", "server",
+ * "source", "watches": [informer status...], "error"}.  New reference. */
+json_t *ll_status_health(ll_status *s);
+
+/* Copies tenant id's current state into out.  LL_ENOTFOUND when the
+ * follower has not looked at it yet (or there is no cluster). */
+int ll_status_state(ll_status *s, const char *id, char *out, size_t cap);
+
+/* Moves on every state change of any tenant. */
+unsigned long long ll_status_generation(ll_status *s);
+
+/* Sleeps until the generation moves past seen or deadline_ms (monotonic). */
+void ll_status_wait(ll_status *s, unsigned long long seen, int64_t deadline_ms);
+
+/* Derives the state of one tenant from what the cluster shows (pure; for
+ * tests and for ll_status).  tenant: {lifecycle, sync, commit, objects:
+ * [{kind, key, chart}] (what its file declares)}; cluster: {"applied": 0|1
+ * (the Kustomization applied a commit including the tenant's), "failed_ks":
+ * Kustomization failure message or absent, "HelmRelease": {key: slim},
+ * "Namespace": {...}, "Terraform": {...}}.  Returns {"state", "reason",
+ * "message", "deployed_chart", "objects": [...]}. */
+json_t *ll_status_derive(const json_t *tenant, const json_t *cluster);
+
+/* The slim form of a Kubernetes object that ll_status_derive reads. */
+json_t *ll_status_slim(const json_t *object);
+
+#endif

@@ -1,0 +1,58 @@
+/* watch.h - one Kubernetes collection followed by list + watch.
+ *
+ * An informer lists a collection (paged), hands the whole result to its
+ * callback, then watches from the list's resourceVersion and hands over
+ * every change as it arrives.  The server ending a watch means watching
+ * again from the last resourceVersion seen (bookmarks included); 410 Gone
+ * (in the stream or as HTTP) means listing again; any other failure means
+ * backing off (1 s doubling to 30 s) and watching again.  Optional APIs
+ * (tofu-controller's Terraform) are probed first: absent, the informer
+ * reports an empty collection and probes again every minute.
+ *
+ * Each informer runs one thread; callbacks run on it.  The callback owns
+ * nothing it is given: objects are borrowed for the call.
+ */
+#ifndef LANDLORD_WATCH_H
+#define LANDLORD_WATCH_H
+
+#include <jansson.h>
+
+#include "landlord/kube.h"
+
+typedef struct ll_informer ll_informer;
+
+/* The collection changed.  type is "RESYNC" (objects maps every key to its
+ * slim object: the whole collection, replacing what was known), or "ADDED",
+ * "MODIFIED", "DELETED" (key and slim are the one object; slim of DELETED is
+ * the last state). */
+typedef void (*ll_informer_fn)(const char *type, const char *key, const json_t *slim,
+                               const json_t *objects, void *payload);
+
+typedef struct ll_informer_spec {
+    const char *kind; /* e.g. "HelmRelease", for logs and status */
+    const char *path; /* the collection, e.g. /apis/helm.toolkit.fluxcd.io/v2/helmreleases */
+    const char *label_selector; /* or NULL */
+    const char *field_selector; /* or NULL */
+    const char *probe;          /* GET this first; 404 means the API is absent; or NULL */
+    /* Keeps what callers need of an object (new reference). */
+    json_t *(*slim)(const json_t *object);
+    ll_informer_fn on_change;
+    void *payload;
+} ll_informer_spec;
+
+/* Starts the informer's thread.  spec's strings are copied. */
+int ll_informer_start(ll_informer **out, ll_kube *k, const ll_informer_spec *spec);
+
+/* Stops the thread and frees.  Call ll_kube_cancel() on its client first so
+ * a running watch returns at once. */
+void ll_informer_stop(ll_informer *inf);
+
+/* {"kind", "synced": bool, "objects": n, "restarts": n (relists after 410),
+ *  "error": last failure or null, "absent": bool (optional API missing)};
+ * new reference. */
+json_t *ll_informer_status(ll_informer *inf);
+
+/* 1 once the first list succeeded and no failure since the last one. */
+int ll_informer_synced(ll_informer *inf);
+
+#endif

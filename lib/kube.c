@@ -1,0 +1,1327 @@
+/* kube.c - the Kubernetes API client (see kube.h).
+ *
+ * ll_kube_open() finds the cluster once: a kubeconfig (read with
+ * ll_yaml_load_json; relative paths resolve against its folder, as kubectl
+ * does) or the pod's service account.  Certificates and keys are read and
+ * checked there, with libcrypto, so a bad file fails at start naming the
+ * kubeconfig rather than at the first request; they stay in memory as PEM
+ * and reach curl as blobs.
+ *
+ * Each transfer (each retry too) runs on its own curl easy handle on the
+ * caller's thread, so any number of threads may share one ll_kube.  The
+ * handle is immutable after open except for the bearer token read from a
+ * file (read again when the file's inode, size or mtime changes; guarded by
+ * lock) and the cancel flag (atomic), which the progress callback of every
+ * transfer checks.
+ *
+ * A watch is one long GET: curl hands the chunked body to a write callback
+ * that cuts it into lines (a line may span reads; one line is capped),
+ * parses each as a {"type","object"} event and calls the caller's function
+ * before the next byte is read.
+ *
+ * Tokens and keys never reach a log line or an error message.
+ */
+#define _GNU_SOURCE /* asprintf, vasprintf */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "landlord/error.h"
+#include "landlord/kube.h"
+#include "landlord/log.h"
+#include "landlord/template.h"
+#include "landlord/util.h"
+
+#define DEFAULT_SA_DIR    "/var/run/secrets/kubernetes.io/serviceaccount"
+#define DEFAULT_TIMEOUT_S 10
+#define DEFAULT_RETRIES   3
+#define DEFAULT_IDLE_S    330
+#define KUBECONFIG_MAX    (16u << 20)
+#define PEM_MAX           (4u << 20)
+#define TOKEN_MAX         (64u << 10)
+#define BODY_MAX          (256u << 20) /* a list page of large objects */
+#define ERROR_BODY_MAX    (64u << 10)  /* what is kept of a non-2xx answer */
+#define WATCH_LINE_MAX    (16u << 20)  /* one watch event */
+#define BACKOFF_FIRST_MS  200
+#define BACKOFF_MAX_MS    10000
+#define RETRY_AFTER_MAX_S 10
+#define PAUSE_SLICE_MS    50
+
+struct ll_kube {
+    char *server; /* scheme://host:port[/prefix], no trailing slash */
+    char *ns;
+    char *source;
+    char *ca; /* PEM bundle, or NULL for the system's */
+    size_t ca_len;
+    char *cert; /* client certificate and key (PEM), or NULL */
+    size_t cert_len;
+    char *key;
+    size_t key_len;
+    char *token_path; /* read again when it changes, or NULL */
+    int timeout_s;
+    int retries;
+    atomic_int cancelled;
+
+    pthread_mutex_t lock; /* guards token and token_st */
+    char *token;          /* NULL: no bearer token */
+    struct stat token_st; /* token_path as it was when token was read */
+};
+
+/* --- small helpers -------------------------------------------------------- */
+
+static char *dup_str(const char *s)
+{
+    char *p = strdup(s ? s : "");
+    if (!p)
+        ll_error_set(LL_ERROR, "out of memory");
+    return p;
+}
+
+static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *dup_printf(const char *fmt, ...)
+{
+    char *p = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&p, fmt, ap) < 0)
+        p = NULL;
+    va_end(ap);
+    if (!p)
+        ll_error_set(LL_ERROR, "out of memory");
+    return p;
+}
+
+static const char *str(const json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s && s[0] ? s : NULL;
+}
+
+/* Copies s into out as one printable line (control bytes become spaces). */
+static void one_line(char *out, size_t cap, const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n && i + 1 < cap && s[i]; i++)
+        out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+    out[i] = '\0';
+}
+
+/* The length of path without its query, for messages and logs. */
+static int bare_len(const char *path)
+{
+    size_t n = strcspn(path, "?");
+    return n > 1024 ? 1024 : (int)n;
+}
+
+/* Keeps the code of the error last set and puts "<prefix>: " before its
+ * message (the message is copied first: it is the buffer being written). */
+static int wrap_error(int code, const char *prefix)
+{
+    char msg[LL_ERROR_MSG_MAX];
+    snprintf(msg, sizeof(msg), "%s", ll_error_last()->message);
+    return ll_error_set(code, "%s: %s", prefix, msg);
+}
+
+/* --- PEM material ----------------------------------------------------------- */
+
+/* Decodes standard base64 (whitespace allowed, padding required) into a new
+ * NUL-terminated buffer. */
+static int b64_decode(char **out, size_t *out_len, const char *in)
+{
+    size_t n = strlen(in), m = 0, pad = 0;
+    char *clean = NULL;
+    unsigned char *bin = NULL;
+    int got, error = LL_EINVALID;
+
+    if (!(clean = malloc(n + 1)))
+        return ll_error_set(LL_ERROR, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (!isspace((unsigned char)in[i]))
+            clean[m++] = in[i];
+    }
+    if (m == 0 || m % 4 || m > INT_MAX)
+        goto done;
+    pad = (clean[m - 1] == '=') + (clean[m - 2] == '=');
+    if (!(bin = malloc(m / 4 * 3 + 1))) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    if ((got = EVP_DecodeBlock(bin, (const unsigned char *)clean, (int)m)) < (int)pad)
+        goto done;
+    bin[got - pad] = '\0';
+    *out = (char *)bin;
+    *out_len = (size_t)got - pad;
+    bin = NULL;
+    error = 0;
+done:
+    free(clean);
+    free(bin);
+    return error;
+}
+
+/* 0 when pem holds at least one certificate and nothing unreadable. */
+static int check_certs(const char *pem, size_t len)
+{
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509 *x;
+    int n = 0;
+
+    while (bio && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+        X509_free(x);
+        n++;
+    }
+    BIO_free(bio);
+    ERR_clear_error(); /* the end of the input is an error too; curl reads this queue */
+    return n > 0 ? 0 : -1;
+}
+
+/* 0 when key is a PEM private key that belongs to the PEM certificate. */
+static int check_pair(const char *cert, size_t cert_len, const char *key, size_t key_len,
+                      const char **why)
+{
+    BIO *cb = BIO_new_mem_buf(cert, (int)cert_len), *kb = BIO_new_mem_buf(key, (int)key_len);
+    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *pkey = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    int ok = -1;
+
+    if (!x)
+        *why = "the client certificate is not a PEM certificate";
+    else if (!pkey)
+        *why = "the client key is not a PEM private key (encrypted keys are not supported)";
+    else if (X509_check_private_key(x, pkey) != 1)
+        *why = "the client key does not belong to the client certificate";
+    else
+        ok = 0;
+    EVP_PKEY_free(pkey);
+    X509_free(x);
+    BIO_free(kb);
+    BIO_free(cb);
+    ERR_clear_error();
+    return ok;
+}
+
+/* Resolves path against dir (kubectl resolves kubeconfig paths against the
+ * kubeconfig's folder).  Returns a new string. */
+static char *resolve(const char *dir, const char *path)
+{
+    return path[0] == '/' ? dup_str(path) : dup_printf("%s/%s", dir, path);
+}
+
+/* Reads obj's "<name>-data" (base64) or "<name>" (a file) into out, or
+ * leaves it NULL when neither is set.  what names obj in messages. */
+static int load_pem(char **out, size_t *out_len, const char *kc, const char *what,
+                    const json_t *obj, const char *name, const char *dir)
+{
+    char data_key[64], *file = NULL;
+    const char *data, *path;
+    int error;
+
+    snprintf(data_key, sizeof(data_key), "%s-data", name);
+    data = str(obj, data_key);
+    path = str(obj, name);
+    if (data && path) {
+        ll_error_set(LL_EINVALID, "kubeconfig %s: %s sets both %s and %s", kc, what, name,
+                     data_key);
+        ll_error_hint("keep one of them");
+        return LL_EINVALID;
+    }
+    if (data) {
+        if ((error = b64_decode(out, out_len, data)) == LL_EINVALID)
+            ll_error_set(LL_EINVALID, "kubeconfig %s: %s: %s is not valid base64", kc, what,
+                         data_key);
+        return error;
+    }
+    if (!path)
+        return 0;
+    if (!(file = resolve(dir, path)))
+        return LL_ERROR;
+    if ((error = ll_read_file(out, out_len, file, PEM_MAX)) < 0) {
+        char prefix[600];
+        snprintf(prefix, sizeof(prefix), "kubeconfig %s: %s: %s", kc, what, name);
+        error = wrap_error(LL_EINVALID, prefix);
+    }
+    free(file);
+    return error;
+}
+
+/* --- the bearer token ----------------------------------------------------- */
+
+/* Reads a token file: surrounding whitespace dropped, no control bytes
+ * (they would break the header), not empty.  Error codes: LL_ENOTFOUND,
+ * LL_EINVALID, -1. */
+static int read_token(char **out, struct stat *st, const char *path)
+{
+    char *text = NULL, *start;
+    size_t len;
+    int error;
+
+    if (stat(path, st) < 0)
+        return ll_error_set(errno == ENOENT ? LL_ENOTFOUND : LL_ERROR, "cannot read token %s: %s",
+                            path, strerror(errno));
+    if ((error = ll_read_file(&text, &len, path, TOKEN_MAX)) < 0)
+        return error;
+    for (start = text; *start && isspace((unsigned char)*start); start++)
+        ;
+    while (len > (size_t)(start - text) && isspace((unsigned char)text[len - 1]))
+        text[--len] = '\0';
+    for (const char *p = start; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            free(text);
+            return ll_error_set(LL_EINVALID, "token %s holds control characters", path);
+        }
+    }
+    if (!*start) {
+        free(text);
+        return ll_error_set(LL_EINVALID, "token %s is empty", path);
+    }
+    memmove(text, start, strlen(start) + 1);
+    *out = text;
+    return 0;
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* The Authorization header for the next request (a new string the caller
+ * wipes and frees), or NULL without a token.  Reads the token file again
+ * when it changed; when that fails the token known so far is kept. */
+static char *auth_header(ll_kube *k)
+{
+    struct stat st;
+    char *fresh = NULL, *header = NULL;
+
+    pthread_mutex_lock(&k->lock);
+    if (k->token_path && stat(k->token_path, &st) == 0 && !same_file(&st, &k->token_st)) {
+        if (read_token(&fresh, &st, k->token_path) == 0) {
+            if (k->token) {
+                explicit_bzero(k->token, strlen(k->token));
+                free(k->token);
+            }
+            k->token = fresh;
+            k->token_st = st;
+        } else {
+            ll_log_warn("msg=\"kubernetes token not read again\" path=%s error=\"%s\"",
+                        k->token_path, ll_error_last()->message);
+        }
+    }
+    if (k->token && asprintf(&header, "Authorization: Bearer %s", k->token) < 0)
+        header = NULL;
+    pthread_mutex_unlock(&k->lock);
+    return header;
+}
+
+/* --- finding the cluster ---------------------------------------------------- */
+
+/* The entry of cfg[list] whose name is name, or NULL. */
+static json_t *named(const json_t *cfg, const char *list, const char *name)
+{
+    size_t i;
+    json_t *entry;
+    json_array_foreach(json_object_get(cfg, list), i, entry)
+    {
+        const char *n = json_string_value(json_object_get(entry, "name"));
+        if (n && strcmp(n, name) == 0)
+            return entry;
+    }
+    return NULL;
+}
+
+static int truthy(const json_t *v)
+{
+    const char *s = json_string_value(v);
+    return json_is_true(v) || (s && (strcasecmp(s, "true") == 0 || strcasecmp(s, "yes") == 0 ||
+                                     strcasecmp(s, "on") == 0));
+}
+
+static int kc_refuse(const char *kc, const char *hint, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int kc_refuse(const char *kc, const char *hint, const char *fmt, ...)
+{
+    char msg[LL_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ll_error_set(LL_EINVALID, "kubeconfig %s: %s", kc, msg);
+    if (hint)
+        ll_error_hint("%s", hint);
+    return LL_EINVALID;
+}
+
+static int kc_cluster(ll_kube *k, const char *kc, const char *dir, const json_t *cfg,
+                      const char *name)
+{
+    const json_t *entry = named(cfg, "clusters", name), *cluster;
+    char what[300];
+    const char *server;
+    size_t n;
+    int error;
+
+    if (!entry)
+        return kc_refuse(kc, "fix the context's cluster or add the cluster to clusters",
+                         "cluster \"%s\" is not in clusters", name);
+    cluster = json_object_get(entry, "cluster");
+    if (truthy(json_object_get(cluster, "insecure-skip-tls-verify")))
+        return kc_refuse(kc,
+                         "remove insecure-skip-tls-verify and give certificate-authority or "
+                         "certificate-authority-data",
+                         "cluster \"%s\" sets insecure-skip-tls-verify: landlord always verifies "
+                         "the server's certificate",
+                         name);
+    if (!(server = str(cluster, "server")))
+        return kc_refuse(kc, "set the cluster's server to the API server's https:// URL",
+                         "cluster \"%s\" has no server", name);
+    if (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0)
+        return kc_refuse(kc, "write the server as https://host:port",
+                         "cluster \"%s\": server \"%.200s\" is not an http:// or https:// URL",
+                         name, server);
+    for (n = strlen(server); n > 8 && server[n - 1] == '/'; n--)
+        ;
+    if (!(k->server = strndup(server, n)))
+        return ll_error_set(LL_ERROR, "out of memory");
+
+    snprintf(what, sizeof(what), "cluster \"%s\"", name);
+    if ((error = load_pem(&k->ca, &k->ca_len, kc, what, cluster, "certificate-authority", dir)) < 0)
+        return error;
+    if (k->ca && check_certs(k->ca, k->ca_len) < 0)
+        return kc_refuse(kc, "give the PEM certificate of the cluster's CA",
+                         "cluster \"%s\": certificate-authority holds no PEM certificate", name);
+    return 0;
+}
+
+static int kc_user(ll_kube *k, const char *kc, const char *dir, const json_t *cfg, const char *name)
+{
+    const json_t *entry = named(cfg, "users", name), *user;
+    const char *token, *token_file, *why = NULL;
+    char what[300];
+    int error;
+
+    if (!entry)
+        return kc_refuse(kc, "fix the context's user or add the user to users",
+                         "user \"%s\" is not in users", name);
+    user = json_object_get(entry, "user");
+    if (json_object_get(user, "exec"))
+        return kc_refuse(kc,
+                         "give the user a token, a tokenFile or a client certificate and key "
+                         "(for example a service account token)",
+                         "user \"%s\": exec credential plugins are not supported; use a token, "
+                         "tokenFile or client certificate",
+                         name);
+    if (json_object_get(user, "auth-provider"))
+        return kc_refuse(kc, "give the user a token, a tokenFile or a client certificate and key",
+                         "user \"%s\": auth-provider is not supported; use a token, tokenFile or "
+                         "client certificate",
+                         name);
+    if (str(user, "username") || str(user, "password"))
+        return kc_refuse(kc, "give the user a token, a tokenFile or a client certificate and key",
+                         "user \"%s\": basic authentication (username, password) is not supported",
+                         name);
+
+    snprintf(what, sizeof(what), "user \"%s\"", name);
+    if ((error = load_pem(&k->cert, &k->cert_len, kc, what, user, "client-certificate", dir)) < 0 ||
+        (error = load_pem(&k->key, &k->key_len, kc, what, user, "client-key", dir)) < 0)
+        return error;
+    if (!k->cert != !k->key)
+        return kc_refuse(kc, "give both the client certificate and its key",
+                         "user \"%s\" has a client %s without a client %s", name,
+                         k->cert ? "certificate" : "key", k->cert ? "key" : "certificate");
+    if (k->cert && check_pair(k->cert, k->cert_len, k->key, k->key_len, &why) < 0)
+        return kc_refuse(kc, NULL, "user \"%s\": %s", name, why);
+
+    /* client-go: a readable tokenFile wins over token, which is the fallback. */
+    token = str(user, "token");
+    token_file = str(user, "tokenFile");
+    for (const char *p = token; p && *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return kc_refuse(kc, NULL, "user \"%s\": the token holds control characters", name);
+    }
+    if (token && !(k->token = dup_str(token)))
+        return LL_ERROR;
+    if (token_file) {
+        char *fresh = NULL;
+        if (!(k->token_path = resolve(dir, token_file)))
+            return LL_ERROR;
+        if ((error = read_token(&fresh, &k->token_st, k->token_path)) < 0) {
+            if (!k->token) {
+                char prefix[400];
+                snprintf(prefix, sizeof(prefix), "kubeconfig %s: user \"%s\": tokenFile", kc, name);
+                return wrap_error(LL_EINVALID, prefix);
+            }
+            ll_log_warn("msg=\"kubernetes tokenFile unreadable, using token\" path=%s",
+                        k->token_path);
+        } else {
+            free(k->token);
+            k->token = fresh;
+        }
+    }
+    return 0;
+}
+
+static int from_kubeconfig(ll_kube *k, const char *kc, const char *want_context)
+{
+    char *text = NULL, *dir = NULL, *slash;
+    size_t len;
+    json_t *docs = NULL, *cfg;
+    const json_t *ctx;
+    const char *ctx_name, *cluster, *user, *ns;
+    int error;
+
+    if ((error = ll_read_file(&text, &len, kc, KUBECONFIG_MAX)) < 0) {
+        error = wrap_error(LL_EINVALID, "kubeconfig");
+        ll_error_hint("point kubeconfig or $KUBECONFIG at a readable kubeconfig file");
+        goto done;
+    }
+    if ((error = ll_yaml_load_json(&docs, text, len)) < 0) {
+        char prefix[400];
+        snprintf(prefix, sizeof(prefix), "kubeconfig %s", kc);
+        error = wrap_error(LL_EINVALID, prefix);
+        goto done;
+    }
+    cfg = json_array_get(docs, 0);
+    if (!json_is_object(cfg)) {
+        error = kc_refuse(kc, NULL, "not a kubeconfig (the first document is not a mapping)");
+        goto done;
+    }
+    if (!(dir = dup_str(kc))) {
+        error = LL_ERROR;
+        goto done;
+    }
+    if (!(slash = strrchr(dir, '/')))
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+
+    ctx_name = want_context && want_context[0] ? want_context : str(cfg, "current-context");
+    if (!ctx_name) {
+        error = kc_refuse(kc,
+                          "set current-context (kubectl config use-context NAME) or choose a "
+                          "context",
+                          "no current-context is set and no context was chosen");
+        goto done;
+    }
+    if (!(ctx = named(cfg, "contexts", ctx_name))) {
+        error = kc_refuse(kc, "choose one of the file's contexts",
+                          "context \"%s\" is not in contexts", ctx_name);
+        goto done;
+    }
+    ctx = json_object_get(ctx, "context");
+    if (!(cluster = str(ctx, "cluster"))) {
+        error =
+            kc_refuse(kc, "set the context's cluster", "context \"%s\" names no cluster", ctx_name);
+        goto done;
+    }
+    if ((error = kc_cluster(k, kc, dir, cfg, cluster)) < 0)
+        goto done;
+    /* A context without a user talks to the cluster anonymously, as kubectl does. */
+    if ((user = str(ctx, "user")) && (error = kc_user(k, kc, dir, cfg, user)) < 0)
+        goto done;
+    ns = str(ctx, "namespace");
+    if (!(k->ns = dup_str(ns ? ns : "default")) || !(k->source = dup_printf("kubeconfig %s", kc))) {
+        error = LL_ERROR;
+        goto done;
+    }
+    error = 0;
+done:
+    json_decref(docs);
+    free(text);
+    free(dir);
+    return error;
+}
+
+static int from_pod(ll_kube *k, const char *host, const char *port, const char *sa_dir)
+{
+    char *path = NULL, *text = NULL;
+    size_t len;
+    int error = LL_ERROR;
+
+    /* net.JoinHostPort, as client-go: an IPv6 address goes in brackets. */
+    if (strchr(host, ':') && host[0] != '[')
+        k->server = dup_printf("https://[%s]:%s", host, port);
+    else
+        k->server = dup_printf("https://%s:%s", host, port);
+    if (!k->server || !(k->source = dup_str("in-cluster")))
+        goto done;
+
+    if (!(k->token_path = dup_printf("%s/token", sa_dir)))
+        goto done;
+    if ((error = read_token(&k->token, &k->token_st, k->token_path)) < 0) {
+        error = wrap_error(LL_EINVALID, "in-cluster");
+        ll_error_hint("mount a service account token (automountServiceAccountToken) or give a "
+                      "kubeconfig");
+        goto done;
+    }
+
+    if (!(path = dup_printf("%s/ca.crt", sa_dir))) {
+        error = LL_ERROR;
+        goto done;
+    }
+    error = ll_read_file(&k->ca, &k->ca_len, path, PEM_MAX);
+    if (error == LL_ENOTFOUND) {
+        /* client-go goes on with the system's CAs. */
+        ll_log_warn("msg=\"no service account CA, using the system's\" path=%s", path);
+    } else if (error < 0) {
+        error = wrap_error(LL_EINVALID, "in-cluster");
+        goto done;
+    } else if (check_certs(k->ca, k->ca_len) < 0) {
+        error = ll_error_set(LL_EINVALID, "in-cluster: %s holds no PEM certificate", path);
+        goto done;
+    }
+
+    free(path);
+    if (!(path = dup_printf("%s/namespace", sa_dir))) {
+        error = LL_ERROR;
+        goto done;
+    }
+    if (ll_read_file(&text, &len, path, 4096) == 0) {
+        while (len && isspace((unsigned char)text[len - 1]))
+            text[--len] = '\0';
+    }
+    if (!(k->ns = dup_str(text && text[0] ? text : "default"))) {
+        error = LL_ERROR;
+        goto done;
+    }
+    error = 0;
+done:
+    free(path);
+    free(text);
+    return error;
+}
+
+/* The first file of a ':'-separated list that exists (a new string), or NULL. */
+static char *first_existing(const char *list)
+{
+    const char *p = list;
+    struct stat st;
+
+    while (p && *p) {
+        size_t n = strcspn(p, ":");
+        if (n > 0 && n < PATH_MAX) {
+            char path[PATH_MAX];
+            memcpy(path, p, n);
+            path[n] = '\0';
+            if (stat(path, &st) == 0)
+                return strdup(path);
+        }
+        p += n + (p[n] == ':');
+    }
+    return NULL;
+}
+
+int ll_kube_open(ll_kube **out, const ll_kube_options *opts)
+{
+    static const ll_kube_options defaults = {0};
+    ll_kube *k = NULL;
+    char *kc = NULL;
+    const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
+    int error;
+
+    *out = NULL;
+    if (!opts)
+        opts = &defaults;
+    if (!(k = calloc(1, sizeof(*k))))
+        return ll_error_set(LL_ERROR, "out of memory");
+    pthread_mutex_init(&k->lock, NULL);
+    atomic_init(&k->cancelled, 0);
+    k->timeout_s = opts->timeout_s > 0 ? opts->timeout_s : DEFAULT_TIMEOUT_S;
+    k->retries = opts->retries == 0 ? DEFAULT_RETRIES : opts->retries < 0 ? 0 : opts->retries;
+
+    if (opts->kubeconfig && opts->kubeconfig[0])
+        kc = dup_str(opts->kubeconfig);
+    else
+        kc = first_existing(getenv("KUBECONFIG"));
+    if (!kc && opts->kubeconfig && opts->kubeconfig[0])
+        error = LL_ERROR;
+    else if (kc)
+        error = from_kubeconfig(k, kc, opts->context);
+    else if (host && host[0] && port && port[0])
+        error = from_pod(k, host, port,
+                         opts->sa_dir && opts->sa_dir[0] ? opts->sa_dir : DEFAULT_SA_DIR);
+    else {
+        error = ll_error_set(LL_ENOTFOUND, "kubernetes: no cluster configured (no kubeconfig, "
+                                           "$KUBECONFIG names no file, not in a pod)");
+        ll_error_hint("set the kubeconfig setting or $KUBECONFIG, or run landlord in a pod "
+                      "with a service account");
+    }
+    free(kc);
+    if (error < 0) {
+        ll_kube_free(k);
+        return error;
+    }
+    *out = k;
+    return 0;
+}
+
+static void wipe_free(char *p, size_t n)
+{
+    if (p)
+        explicit_bzero(p, n);
+    free(p);
+}
+
+void ll_kube_free(ll_kube *k)
+{
+    if (!k)
+        return;
+    free(k->server);
+    free(k->ns);
+    free(k->source);
+    free(k->ca);
+    free(k->cert);
+    wipe_free(k->key, k->key_len);
+    free(k->token_path);
+    wipe_free(k->token, k->token ? strlen(k->token) : 0);
+    pthread_mutex_destroy(&k->lock);
+    free(k);
+}
+
+const char *ll_kube_server(const ll_kube *k)
+{
+    return k->server;
+}
+
+const char *ll_kube_namespace(const ll_kube *k)
+{
+    return k->ns;
+}
+
+const char *ll_kube_source(const ll_kube *k)
+{
+    return k->source;
+}
+
+void ll_kube_cancel(ll_kube *k)
+{
+    atomic_store(&k->cancelled, 1);
+}
+
+/* --- transfers ---------------------------------------------------------------- */
+
+typedef struct xfer {
+    ll_kube *k;
+    CURL *h;
+    const char *verb; /* "GET", "PATCH" or "watch", for messages */
+    const char *path;
+    long status;
+    ll_buf body;  /* the answer (a non-2xx one is cut at ERROR_BODY_MAX) */
+    int stop;     /* a code the write callback stopped the transfer with */
+    int watching; /* a 2xx answer is a stream of events */
+    ll_buf line;  /* the event line read so far */
+    long events;  /* lines seen */
+    ll_kube_event_fn fn;
+    void *ctx;
+} xfer;
+
+static void xfer_init(xfer *x, ll_kube *k, const char *verb, const char *path)
+{
+    memset(x, 0, sizeof(*x));
+    x->k = k;
+    x->verb = verb;
+    x->path = path;
+    ll_buf_init(&x->body, BODY_MAX);
+    ll_buf_init(&x->line, WATCH_LINE_MAX);
+}
+
+static void xfer_free(xfer *x)
+{
+    ll_buf_free(&x->body);
+    ll_buf_free(&x->line);
+}
+
+static int is_2xx(long status)
+{
+    return status >= 200 && status < 300;
+}
+
+static int cancelled(ll_kube *k)
+{
+    return atomic_load(&k->cancelled) != 0;
+}
+
+/* 1 when the stream stopped inside a line (more than whitespace). */
+static int partial_line(const xfer *x)
+{
+    for (size_t i = 0; i < x->line.len; i++) {
+        if (!isspace((unsigned char)x->line.data[i]))
+            return 1;
+    }
+    return 0;
+}
+
+static int cancelled_error(const xfer *x)
+{
+    return ll_error_set(LL_ETIMEOUT, "kubernetes: %s %.*s: cancelled (shutting down)", x->verb,
+                        bare_len(x->path), x->path);
+}
+
+/* "<message> (reason <reason>)" of a Kubernetes Status, on one line. */
+static void status_text(char *out, size_t cap, const json_t *status)
+{
+    char msg[LL_ERROR_MSG_MAX] = "";
+    const char *m = str(status, "message"), *reason = str(status, "reason");
+
+    if (m)
+        one_line(msg, sizeof(msg), m, strlen(m));
+    if (m && reason)
+        snprintf(out, cap, "%s (reason %.64s)", msg, reason);
+    else if (reason)
+        snprintf(out, cap, "reason %.64s", reason);
+    else
+        snprintf(out, cap, "%s", msg);
+}
+
+/* A watch line: an event for fn, a 410, an error event or garbage. */
+static int watch_line(xfer *x, const char *line, size_t len)
+{
+    json_error_t jerr;
+    json_t *ev = NULL, *obj;
+    const char *type;
+    char text[LL_ERROR_MSG_MAX];
+    int error = 0, plen = bare_len(x->path);
+
+    while (len && isspace((unsigned char)line[len - 1]))
+        len--;
+    if (!len)
+        return 0;
+    x->events++;
+    ev = json_loadb(line, len, 0, &jerr);
+    type = str(ev, "type");
+    obj = json_object_get(ev, "object");
+    if (!type || !json_is_object(obj)) {
+        error =
+            ll_error_set(LL_EMALFORMED, "kubernetes: watch %.*s: line %ld is not a watch event: %s",
+                         plen, x->path, x->events, ev ? "no type and object" : jerr.text);
+        goto done;
+    }
+    if (strcmp(type, "ERROR") == 0) {
+        json_int_t code = json_integer_value(json_object_get(obj, "code"));
+        const char *reason = str(obj, "reason");
+        status_text(text, sizeof(text), obj);
+        if (code == 410 || (reason && (!strcmp(reason, "Expired") || !strcmp(reason, "Gone")))) {
+            error =
+                ll_error_set(LL_EGONE, "kubernetes: watch %.*s: 410 Gone: %s", plen, x->path, text);
+            ll_error_hint("list again and watch from the new list's resourceVersion");
+        } else {
+            error =
+                ll_error_set(LL_EUPSTREAM, "kubernetes: watch %.*s: error event (code %lld): %s",
+                             plen, x->path, (long long)code, text);
+        }
+    } else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED") || !strcmp(type, "DELETED") ||
+               !strcmp(type, "BOOKMARK")) {
+        error = x->fn(x->ctx, type, obj);
+        error = error < 0 ? error : 0;
+    } else {
+        ll_log_warn("msg=\"kubernetes watch event of unknown type skipped\" path=%.*s line=%ld",
+                    plen, x->path, x->events);
+    }
+done:
+    json_decref(ev);
+    return error;
+}
+
+static int line_add(xfer *x, const char *data, size_t len)
+{
+    if (ll_buf_add(&x->line, data, len) < 0)
+        return ll_error_set(LL_EMALFORMED,
+                            "kubernetes: watch %.*s: an event line is longer than %u bytes",
+                            bare_len(x->path), x->path, WATCH_LINE_MAX);
+    return 0;
+}
+
+/* Cuts data into lines; the rest waits in x->line for the next read. */
+static int watch_feed(xfer *x, const char *data, size_t len)
+{
+    const char *nl;
+    int error;
+
+    while (len && (nl = memchr(data, '\n', len))) {
+        size_t part = (size_t)(nl - data);
+        if (x->line.len) {
+            if ((error = line_add(x, data, part)) < 0)
+                return error;
+            error = watch_line(x, x->line.data, x->line.len);
+            x->line.len = 0;
+            x->line.data[0] = '\0';
+        } else {
+            error = watch_line(x, data, part);
+        }
+        if (error < 0)
+            return error;
+        data = nl + 1;
+        len -= part + 1;
+    }
+    return len ? line_add(x, data, len) : 0;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *payload)
+{
+    xfer *x = payload;
+    size_t len = size * n;
+    int error;
+
+    if (!x->status)
+        curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &x->status);
+    if (x->watching && is_2xx(x->status)) {
+        if ((error = watch_feed(x, data, len)) < 0) {
+            x->stop = error;
+            return 0;
+        }
+        return len;
+    }
+    if (!is_2xx(x->status)) {
+        /* Only the Status message matters: keep the start. */
+        size_t room = x->body.len < ERROR_BODY_MAX ? ERROR_BODY_MAX - x->body.len : 0;
+        if (ll_buf_add(&x->body, data, len < room ? len : room) < 0) {
+            x->stop = LL_ERROR;
+            return 0;
+        }
+        return len;
+    }
+    if ((error = ll_buf_add(&x->body, data, len)) < 0) {
+        x->stop = error == LL_EINVALID ? LL_EUPSTREAM : error;
+        ll_error_set(x->stop, "kubernetes: %s %.*s: the answer is larger than %u bytes", x->verb,
+                     bare_len(x->path), x->path, BODY_MAX);
+        return 0;
+    }
+    return len;
+}
+
+static int on_progress(void *payload, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    return cancelled(payload);
+}
+
+static int add_header(struct curl_slist **list, const char *header)
+{
+    struct curl_slist *l = curl_slist_append(*list, header);
+    if (!l)
+        return -1;
+    *list = l;
+    return 0;
+}
+
+/* Runs one HTTP exchange.  x->status is the answer's status (0 when none
+ * came); errbuf says what curl saw. */
+static CURLcode perform(xfer *x, const char *body, size_t body_len, int idle_s,
+                        char errbuf[CURL_ERROR_SIZE])
+{
+    ll_kube *k = x->k;
+    struct curl_slist *headers = NULL;
+    struct curl_blob ca = {k->ca, k->ca_len, CURL_BLOB_NOCOPY};
+    struct curl_blob cert = {k->cert, k->cert_len, CURL_BLOB_NOCOPY};
+    struct curl_blob key = {k->key, k->key_len, CURL_BLOB_NOCOPY};
+    char *url = NULL, *auth = auth_header(k);
+    CURLcode rc = CURLE_OUT_OF_MEMORY;
+
+    snprintf(errbuf, CURL_ERROR_SIZE, "out of memory");
+    if (!(url = dup_printf("%s%s", k->server, x->path)) || !(x->h = curl_easy_init()) ||
+        add_header(&headers, "Accept: application/json") < 0 ||
+        add_header(&headers, "Expect:") < 0 || (auth && add_header(&headers, auth) < 0) ||
+        (body && add_header(&headers, "Content-Type: application/merge-patch+json") < 0))
+        goto done;
+    errbuf[0] = '\0';
+
+    curl_easy_setopt(x->h, CURLOPT_URL, url);
+    curl_easy_setopt(x->h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(x->h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(x->h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(x->h, CURLOPT_USERAGENT, "landlord");
+    curl_easy_setopt(x->h, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(x->h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(x->h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (k->ca) {
+        /* Only the cluster's CA: the blob replaces CAINFO, CAPATH must go too. */
+        curl_easy_setopt(x->h, CURLOPT_CAINFO_BLOB, &ca);
+        curl_easy_setopt(x->h, CURLOPT_CAPATH, NULL);
+    }
+    if (k->cert) {
+        curl_easy_setopt(x->h, CURLOPT_SSLCERT_BLOB, &cert);
+        curl_easy_setopt(x->h, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(x->h, CURLOPT_SSLKEY_BLOB, &key);
+        curl_easy_setopt(x->h, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    curl_easy_setopt(x->h, CURLOPT_CONNECTTIMEOUT, (long)k->timeout_s);
+    if (idle_s > 0) {
+        curl_easy_setopt(x->h, CURLOPT_TIMEOUT, 0L);
+        curl_easy_setopt(x->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(x->h, CURLOPT_LOW_SPEED_TIME, (long)idle_s);
+        curl_easy_setopt(x->h, CURLOPT_TCP_KEEPALIVE, 1L);
+    } else {
+        curl_easy_setopt(x->h, CURLOPT_TIMEOUT, (long)k->timeout_s);
+    }
+    if (body) {
+        curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, "PATCH");
+        curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    curl_easy_setopt(x->h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(x->h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(x->h, CURLOPT_XFERINFODATA, k);
+    curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
+
+    rc = curl_easy_perform(x->h);
+    curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &x->status);
+    if (!errbuf[0])
+        snprintf(errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
+done:
+    curl_slist_free_all(headers);
+    if (auth) {
+        explicit_bzero(auth, strlen(auth));
+        free(auth);
+    }
+    free(url);
+    return rc;
+}
+
+static const char *status_phrase(long status)
+{
+    switch (status) {
+    case 400:
+        return " Bad Request";
+    case 401:
+        return " Unauthorized";
+    case 403:
+        return " Forbidden";
+    case 404:
+        return " Not Found";
+    case 405:
+        return " Method Not Allowed";
+    case 409:
+        return " Conflict";
+    case 410:
+        return " Gone";
+    case 415:
+        return " Unsupported Media Type";
+    case 422:
+        return " Unprocessable Entity";
+    case 429:
+        return " Too Many Requests";
+    case 500:
+        return " Internal Server Error";
+    case 502:
+        return " Bad Gateway";
+    case 503:
+        return " Service Unavailable";
+    case 504:
+        return " Gateway Timeout";
+    default:
+        return "";
+    }
+}
+
+static int status_code(long status)
+{
+    switch (status) {
+    case 400:
+    case 422:
+        return LL_EINVALID;
+    case 401:
+        return LL_EAUTH;
+    case 403:
+        return LL_EFORBIDDEN;
+    case 404:
+        return LL_ENOTFOUND;
+    case 409:
+        return LL_ECONFLICT;
+    case 410:
+        return LL_EGONE;
+    default:
+        return LL_EUPSTREAM;
+    }
+}
+
+/* Sets the error for a non-2xx answer from its Status body. */
+static int http_error(const xfer *x)
+{
+    json_t *st = json_loadb(x->body.data ? x->body.data : "", x->body.len, 0, NULL);
+    int code = status_code(x->status), plen = bare_len(x->path);
+    char text[LL_ERROR_MSG_MAX] = "";
+    const char *kind = str(st, "kind");
+
+    if (kind && strcmp(kind, "Status") == 0)
+        status_text(text, sizeof(text), st);
+    if (text[0])
+        ll_error_set(code, "kubernetes: %s %.*s: %ld%s: %s", x->verb, plen, x->path, x->status,
+                     status_phrase(x->status), text);
+    else
+        ll_error_set(code, "kubernetes: %s %.*s: %ld%s", x->verb, plen, x->path, x->status,
+                     status_phrase(x->status));
+
+    if (kind && strcmp(kind, "Status") == 0) {
+        /* 422: which fields, from details.causes. */
+        json_t *causes = json_object_get(json_object_get(st, "details"), "causes"), *c;
+        char detail[LL_ERROR_MSG_MAX] = "";
+        size_t i, used = 0;
+        json_array_foreach(causes, i, c)
+        {
+            const char *field = str(c, "field"), *m = str(c, "message");
+            int n = snprintf(detail + used, sizeof(detail) - used, "%s%s: %s", used ? "; " : "",
+                             field ? field : "?", m ? m : "?");
+            if (n < 0 || (size_t)n >= sizeof(detail) - used)
+                break;
+            used += (size_t)n;
+        }
+        if (used) {
+            one_line(text, sizeof(text), detail, used);
+            ll_error_detail("%s", text);
+        }
+    } else if (x->body.len) {
+        one_line(text, 200, x->body.data, x->body.len);
+        ll_error_detail("the answer is not a Kubernetes Status: %s", text);
+    }
+
+    switch (code) {
+    case LL_EAUTH:
+        ll_error_hint("the cluster refused the credentials: check the kubeconfig user or the "
+                      "service account token");
+        break;
+    case LL_EFORBIDDEN:
+        ll_error_hint("grant landlord's user or service account this permission (RBAC)");
+        break;
+    case LL_EGONE:
+        ll_error_hint("list again and watch from the new list's resourceVersion");
+        break;
+    default:
+        break;
+    }
+    json_decref(st);
+    return code;
+}
+
+/* Sets the error for a transfer that got no complete answer. */
+static int transfer_error(const xfer *x, CURLcode rc, const char *errbuf, int idle_s)
+{
+    int plen = bare_len(x->path);
+
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+        if (idle_s > 0)
+            return ll_error_set(LL_ETIMEOUT, "kubernetes: %s %.*s: no data for %d s (%s)", x->verb,
+                                plen, x->path, idle_s, errbuf);
+        return ll_error_set(LL_ETIMEOUT, "kubernetes: %s %.*s: %s", x->verb, plen, x->path, errbuf);
+    }
+    ll_error_set(LL_EUPSTREAM, "kubernetes: %s %.*s: %s: %s", x->verb, plen, x->path, x->k->server,
+                 errbuf);
+    if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+        rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CONNECT_ERROR)
+        ll_error_hint("check the cluster's certificate-authority and the client certificate");
+    else
+        ll_error_hint("check the server address and that the cluster is reachable");
+    return LL_EUPSTREAM;
+}
+
+static int retry_status(long status)
+{
+    return status == 429 || status == 500 || status == 503 || status == 504;
+}
+
+static int retry_transport(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Sleeps ms in slices; -1 when cancelled meanwhile. */
+static int pause_ms(ll_kube *k, long ms)
+{
+    int64_t end = ll_monotonic_ms() + ms, left;
+    while (!cancelled(k) && (left = end - ll_monotonic_ms()) > 0) {
+        long slice = left < PAUSE_SLICE_MS ? (long)left : PAUSE_SLICE_MS;
+        struct timespec ts = {0, slice * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return cancelled(k) ? -1 : 0;
+}
+
+/* The wait before retry number attempt+1: 200 ms doubling, plus up to half
+ * again at random; Retry-After when the server gave one (capped). */
+static long backoff_ms(int attempt, curl_off_t retry_after_s)
+{
+    long base = BACKOFF_FIRST_MS;
+    unsigned int r = 0;
+
+    if (retry_after_s > 0)
+        return (long)(retry_after_s < RETRY_AFTER_MAX_S ? retry_after_s : RETRY_AFTER_MAX_S) * 1000;
+    for (int i = 0; i < attempt && base < BACKOFF_MAX_MS; i++)
+        base *= 2;
+    if (base > BACKOFF_MAX_MS)
+        base = BACKOFF_MAX_MS;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = (unsigned int)ll_monotonic_ms();
+    return base + (long)(r % (unsigned int)(base / 2 + 1));
+}
+
+static int check_path(const char *verb, const char *path)
+{
+    if (!path || path[0] != '/')
+        return ll_error_set(LL_EINVALID,
+                            "kubernetes: %s: the path \"%.200s\" does not start with /", verb,
+                            path ? path : "");
+    return 0;
+}
+
+/* A request with retries; *out (when out is not NULL) is the JSON answer. */
+static int request(json_t **out, ll_kube *k, const char *verb, const char *path, const char *body,
+                   size_t body_len)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    json_error_t jerr;
+    json_t *json = NULL;
+    int error = 0, again;
+    long status, wait;
+    xfer x;
+
+    if ((error = check_path(verb, path)) < 0)
+        return error;
+    for (int attempt = 0;; attempt++) {
+        curl_off_t retry_after = 0;
+        CURLcode rc;
+
+        xfer_init(&x, k, verb, path);
+        again = 0;
+        if (cancelled(k)) {
+            error = cancelled_error(&x);
+            break;
+        }
+        rc = perform(&x, body, body_len, 0, errbuf);
+        if (x.stop) {
+            error = x.stop;
+        } else if (cancelled(k)) {
+            error = cancelled_error(&x);
+        } else if (rc != CURLE_OK) {
+            error = transfer_error(&x, rc, errbuf, 0);
+            again = retry_transport(rc);
+        } else if (!is_2xx(x.status)) {
+            error = http_error(&x);
+            again = retry_status(x.status);
+            curl_easy_getinfo(x.h, CURLINFO_RETRY_AFTER, &retry_after);
+        } else if (!(json = json_loadb(x.body.data ? x.body.data : "", x.body.len, 0, &jerr))) {
+            error = ll_error_set(LL_EMALFORMED, "kubernetes: %s %.*s: %ld answer is not JSON: %s",
+                                 verb, bare_len(path), path, x.status, jerr.text);
+        } else {
+            error = 0;
+        }
+        status = x.status;
+        curl_easy_cleanup(x.h);
+        xfer_free(&x);
+        if (error == 0 || !again || attempt >= k->retries)
+            break;
+        wait = backoff_ms(attempt, retry_after);
+        ll_log_warn("msg=\"kubernetes request retried\" method=%s path=%.*s status=%ld attempt=%d "
+                    "wait_ms=%ld",
+                    verb, bare_len(path), path, status, attempt + 1, wait);
+        if (pause_ms(k, wait) < 0) {
+            error = cancelled_error(&x);
+            again = 0;
+            break;
+        }
+    }
+    if (error < 0 && again && k->retries > 0)
+        ll_error_detail("gave up after %d attempts", k->retries + 1);
+    if (error == 0 && out)
+        *out = json;
+    else
+        json_decref(json);
+    return error;
+}
+
+int ll_kube_get(json_t **out, ll_kube *k, const char *path)
+{
+    *out = NULL;
+    return request(out, k, "GET", path, NULL, 0);
+}
+
+int ll_kube_merge_patch(json_t **out, ll_kube *k, const char *path, const json_t *patch)
+{
+    char *body = NULL;
+    int error;
+
+    if (out)
+        *out = NULL;
+    if (!(body = json_dumps(patch, JSON_COMPACT)))
+        return ll_error_set(LL_EINVALID, "kubernetes: PATCH %.*s: the patch is not a JSON value",
+                            path ? bare_len(path) : 0, path ? path : "");
+    error = request(out, k, "PATCH", path, body, strlen(body));
+    free(body);
+    return error;
+}
+
+int ll_kube_watch(ll_kube *k, const char *path, int idle_s, ll_kube_event_fn fn, void *ctx)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    int error;
+    CURLcode rc;
+    xfer x;
+
+    if ((error = check_path("watch", path)) < 0)
+        return error;
+    if (!fn)
+        return ll_error_set(LL_EINVALID, "kubernetes: watch %.*s: no event function",
+                            bare_len(path), path);
+    if (idle_s <= 0)
+        idle_s = DEFAULT_IDLE_S;
+    xfer_init(&x, k, "watch", path);
+    x.watching = 1;
+    x.fn = fn;
+    x.ctx = ctx;
+    if (cancelled(k)) {
+        error = cancelled_error(&x);
+        goto done;
+    }
+    rc = perform(&x, NULL, 0, idle_s, errbuf);
+    if (x.stop) {
+        error = x.stop; /* fn's code, a 410 or another error event, a bad line */
+    } else if (cancelled(k)) {
+        error = cancelled_error(&x);
+    } else if (x.status && !is_2xx(x.status)) {
+        error = http_error(&x);
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        error = transfer_error(&x, rc, errbuf, idle_s);
+    } else if (partial_line(&x)) {
+        /* Never pass a partial event on: the caller lists again. */
+        error = ll_error_set(LL_EUPSTREAM, "kubernetes: watch %.*s: watch stream cut mid-event%s%s",
+                             bare_len(path), path, rc == CURLE_OK ? "" : ": ",
+                             rc == CURLE_OK ? "" : errbuf);
+    } else if (rc != CURLE_OK) {
+        error = transfer_error(&x, rc, errbuf, idle_s);
+    } else {
+        error = 0;
+    }
+done:
+    curl_easy_cleanup(x.h);
+    xfer_free(&x);
+    return error;
+}

@@ -1,0 +1,400 @@
+/* registry_events.c - events (tenants' state transitions), webhook
+ * subscriptions and their delivery log, in the registry's SQLite file.
+ *
+ * A transition is stored with its event and one pending delivery per
+ * subscribed webhook in one transaction, so a delivery is never lost and
+ * never made for an event that was not stored.  The deliverer
+ * (webhooks.c) reads due deliveries and records each attempt.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "landlord/error.h"
+#include "landlord/registry.h"
+#include "landlord/util.h"
+#include "registry_int.h"
+
+/* 1 when type matches one of patterns (a JSON array of types, or prefixes
+ * ending in '*'). */
+static int type_matches(const json_t *patterns, const char *type)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(patterns, i, p)
+    {
+        const char *s = json_string_value(p);
+        size_t n = s ? strlen(s) : 0;
+        if (!s)
+            continue;
+        if (n && s[n - 1] == '*' ? strncmp(s, type, n - 1) == 0 : strcmp(s, type) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, long long now_ms)
+{
+    sqlite3_stmt *hooks = NULL, *ev = NULL, *del = NULL;
+    json_t *subs = json_array(), *t;
+    char now[32];
+    size_t i;
+    int error, rc;
+
+    if (!json_array_size(transitions)) {
+        json_decref(subs);
+        return 0;
+    }
+    ll_now_rfc3339(now);
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0) {
+        json_decref(subs);
+        return error;
+    }
+    if ((error = reg_prepare(&hooks, r, "SELECT id, event_types FROM webhooks")) < 0)
+        goto fail;
+    while ((rc = sqlite3_step(hooks)) == SQLITE_ROW) {
+        json_t *types = json_loads((const char *)sqlite3_column_text(hooks, 1), 0, NULL);
+        json_array_append_new(subs, json_pack("{s:I, s:o}", "id", sqlite3_column_int64(hooks, 0),
+                                              "types", types ? types : json_array()));
+    }
+    if (rc != SQLITE_DONE) {
+        error = reg_db_error(r, "read webhooks");
+        goto fail;
+    }
+    if ((error = reg_prepare(&ev, r,
+                             "INSERT INTO events (type, tenant_id, data, created_at) VALUES (?, ?, "
+                             "?, ?) RETURNING id")) < 0 ||
+        (error = reg_prepare(&del, r,
+                             "INSERT INTO deliveries (webhook_id, event_id, state, next_at_ms, "
+                             "created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)")) < 0)
+        goto fail;
+    json_array_foreach(transitions, i, t)
+    {
+        const char *tenant = json_string_value(json_object_get(t, "tenant"));
+        const char *type = json_string_value(json_object_get(t, "type"));
+        const char *p[] = {json_string_value(json_object_get(t, "state")),
+                           json_string_value(json_object_get(t, "since")), tenant};
+        if ((error = reg_run(
+                 r, "UPDATE tenants SET observed_state = ?, observed_since = ? WHERE id = ?", 3,
+                 p)) < 0)
+            goto fail;
+        char *data = json_dumps(json_object_get(t, "data"), JSON_COMPACT);
+        sqlite3_reset(ev);
+        reg_bind_text(ev, 1, type);
+        reg_bind_text(ev, 2, tenant);
+        reg_bind_text(ev, 3, data ? data : "{}");
+        reg_bind_text(ev, 4, now);
+        free(data);
+        if (sqlite3_step(ev) != SQLITE_ROW) {
+            error = reg_db_error(r, "store event");
+            goto fail;
+        }
+        long long event_id = sqlite3_column_int64(ev, 0);
+        size_t k;
+        json_t *sub;
+        json_array_foreach(subs, k, sub)
+        {
+            if (!type_matches(json_object_get(sub, "types"), type))
+                continue;
+            sqlite3_reset(del);
+            sqlite3_bind_int64(del, 1, json_integer_value(json_object_get(sub, "id")));
+            sqlite3_bind_int64(del, 2, event_id);
+            sqlite3_bind_int64(del, 3, now_ms);
+            reg_bind_text(del, 4, now);
+            reg_bind_text(del, 5, now);
+            if (sqlite3_step(del) != SQLITE_DONE) {
+                error = reg_db_error(r, "queue delivery");
+                goto fail;
+            }
+        }
+    }
+    sqlite3_finalize(hooks);
+    sqlite3_finalize(ev);
+    sqlite3_finalize(del);
+    json_decref(subs);
+    return reg_exec(r, "COMMIT");
+fail:
+    sqlite3_finalize(hooks);
+    sqlite3_finalize(ev);
+    sqlite3_finalize(del);
+    json_decref(subs);
+    reg_exec(r, "ROLLBACK");
+    return error;
+}
+
+static json_t *event_row(sqlite3_stmt *st)
+{
+    const char *data = (const char *)sqlite3_column_text(st, 3);
+    json_t *d = data ? json_loads(data, 0, NULL) : NULL;
+    return json_pack("{s:I, s:o, s:o, s:o, s:o}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+                     "type", reg_col_text(st, 1), "tenant", reg_col_text(st, 2), "data",
+                     d ? d : json_object(), "created_at", reg_col_text(st, 4));
+}
+
+int ll_registry_events_after(json_t **out, ll_registry *r, long long after, int limit)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *rows = json_array();
+    int error, rc;
+
+    if ((error = reg_prepare(&st, r,
+                             "SELECT id, type, tenant_id, data, created_at FROM events WHERE id > "
+                             "? ORDER BY id LIMIT ?")) < 0)
+        goto fail;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int(st, 2, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(rows, event_row(st));
+    if (rc != SQLITE_DONE) {
+        error = reg_db_error(r, "read events");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = rows;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(rows);
+    return error;
+}
+
+int ll_registry_events_last(long long *out, ll_registry *r)
+{
+    sqlite3_stmt *st = NULL;
+    int error;
+    *out = 0;
+    if ((error = reg_prepare(&st, r, "SELECT coalesce(max(id), 0) FROM events")) < 0)
+        return error;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int ll_registry_events_prune(ll_registry *r, long long keep)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM events WHERE id <= (SELECT coalesce(max(id), 0) FROM events) - %lld",
+             keep);
+    return reg_exec(r, sql);
+}
+
+/* --- webhooks ------------------------------------------------------------------ */
+
+#define WEBHOOK_COLS "id, url, event_types, description, created_at"
+
+static json_t *webhook_row(sqlite3_stmt *st)
+{
+    json_t *types = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
+    return json_pack("{s:I, s:o, s:o, s:o, s:o}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+                     "url", reg_col_text(st, 1), "event_types", types ? types : json_array(),
+                     "description", reg_col_text(st, 3), "created_at", reg_col_text(st, 4));
+}
+
+int ll_registry_webhook_create(json_t **out, ll_registry *r, const char *url, const char *secret,
+                               const json_t *types, const char *description)
+{
+    sqlite3_stmt *st = NULL;
+    char now[32], *types_json = json_dumps(types, JSON_COMPACT);
+    int error;
+
+    *out = NULL;
+    ll_now_rfc3339(now);
+    if ((error = reg_prepare(&st, r,
+                             "INSERT INTO webhooks (url, secret, event_types, description, "
+                             "created_at) VALUES (?, ?, ?, ?, ?) RETURNING " WEBHOOK_COLS)) < 0)
+        goto done;
+    reg_bind_text(st, 1, url);
+    reg_bind_text(st, 2, secret);
+    reg_bind_text(st, 3, types_json ? types_json : "[]");
+    reg_bind_text(st, 4, description ? description : "");
+    reg_bind_text(st, 5, now);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out = webhook_row(st);
+    else
+        error = reg_db_error(r, "store webhook");
+done:
+    sqlite3_finalize(st);
+    free(types_json);
+    return error;
+}
+
+int ll_registry_webhook_list(json_t **out, ll_registry *r)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *rows = json_array();
+    int error, rc;
+
+    if ((error = reg_prepare(&st, r, "SELECT " WEBHOOK_COLS " FROM webhooks ORDER BY id")) < 0)
+        goto fail;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(rows, webhook_row(st));
+    if (rc != SQLITE_DONE) {
+        error = reg_db_error(r, "list webhooks");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = rows;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(rows);
+    return error;
+}
+
+int ll_registry_webhook_get(json_t **out, ll_registry *r, long long id)
+{
+    sqlite3_stmt *st = NULL;
+    int error;
+
+    *out = NULL;
+    if ((error = reg_prepare(&st, r, "SELECT " WEBHOOK_COLS " FROM webhooks WHERE id = ?")) < 0)
+        return error;
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out = webhook_row(st);
+    else
+        error = ll_error_set(LL_ENOTFOUND, "no webhook %lld", id);
+    sqlite3_finalize(st);
+    return error;
+}
+
+int ll_registry_webhook_delete(ll_registry *r, long long id)
+{
+    char sql[100];
+    int error;
+    snprintf(sql, sizeof(sql), "DELETE FROM webhooks WHERE id = %lld", id);
+    if ((error = reg_exec(r, sql)) < 0)
+        return error;
+    if (sqlite3_changes(r->db) == 0)
+        return ll_error_set(LL_ENOTFOUND, "no webhook %lld", id);
+    return 0;
+}
+
+#define DELIVERY_COLS                                                                              \
+    "d.id, d.webhook_id, d.event_id, d.state, d.attempts, d.last_status, d.last_error, "           \
+    "d.created_at, d.updated_at, e.type"
+
+static json_t *delivery_row(sqlite3_stmt *st)
+{
+    json_t *d = json_pack(
+        "{s:I, s:I, s:I, s:o, s:I, s:o, s:o, s:o, s:o}", "id",
+        (json_int_t)sqlite3_column_int64(st, 0), "webhook", (json_int_t)sqlite3_column_int64(st, 1),
+        "event", (json_int_t)sqlite3_column_int64(st, 2), "state", reg_col_text(st, 3), "attempts",
+        (json_int_t)sqlite3_column_int64(st, 4), "last_error", reg_col_text(st, 6), "created_at",
+        reg_col_text(st, 7), "updated_at", reg_col_text(st, 8), "event_type", reg_col_text(st, 9));
+    json_object_set_new(d, "last_status",
+                        sqlite3_column_type(st, 5) == SQLITE_NULL
+                            ? json_null()
+                            : json_integer(sqlite3_column_int64(st, 5)));
+    return d;
+}
+
+int ll_registry_deliveries(json_t **out, ll_registry *r, long long webhook, long long before,
+                           int limit)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *rows = json_array();
+    int error, rc;
+
+    if ((error = reg_prepare(&st, r,
+                             "SELECT " DELIVERY_COLS " FROM deliveries d JOIN events e ON e.id = "
+                             "d.event_id WHERE d.webhook_id = ? AND d.id < ? ORDER BY d.id DESC "
+                             "LIMIT ?")) < 0)
+        goto fail;
+    sqlite3_bind_int64(st, 1, webhook);
+    sqlite3_bind_int64(st, 2, before > 0 ? before : (long long)1 << 62);
+    sqlite3_bind_int(st, 3, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(rows, delivery_row(st));
+    if (rc != SQLITE_DONE) {
+        error = reg_db_error(r, "list deliveries");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = rows;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(rows);
+    return error;
+}
+
+int ll_registry_deliveries_due(json_t **out, ll_registry *r, long long now_ms, int limit)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *rows = json_array();
+    int error, rc;
+
+    if ((error = reg_prepare(&st, r,
+                             "SELECT " DELIVERY_COLS ", w.url, w.secret, e.data, e.created_at, "
+                             "e.tenant_id FROM deliveries d JOIN events e ON e.id = d.event_id "
+                             "JOIN webhooks w ON w.id = d.webhook_id WHERE d.state = 'pending' "
+                             "AND d.next_at_ms <= ? ORDER BY d.next_at_ms, d.id LIMIT ?")) < 0)
+        goto fail;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int(st, 2, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *d = delivery_row(st);
+        const char *data = (const char *)sqlite3_column_text(st, 12);
+        json_t *dj = data ? json_loads(data, 0, NULL) : NULL;
+        json_object_set_new(d, "url", reg_col_text(st, 10));
+        json_object_set_new(d, "secret", reg_col_text(st, 11));
+        json_object_set_new(d, "data", dj ? dj : json_object());
+        json_object_set_new(d, "event_created_at", reg_col_text(st, 13));
+        json_object_set_new(d, "tenant", reg_col_text(st, 14));
+        json_array_append_new(rows, d);
+    }
+    if (rc != SQLITE_DONE) {
+        error = reg_db_error(r, "read due deliveries");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = rows;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(rows);
+    return error;
+}
+
+long long ll_registry_deliveries_next_due(ll_registry *r)
+{
+    sqlite3_stmt *st = NULL;
+    long long next = -1;
+    if (reg_prepare(&st, r, "SELECT min(next_at_ms) FROM deliveries WHERE state = 'pending'") < 0)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        next = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return next;
+}
+
+int ll_registry_delivery_attempted(ll_registry *r, long long id, const char *state, int attempts,
+                                   long long next_at_ms, int status, const char *error_text)
+{
+    sqlite3_stmt *st = NULL;
+    char now[32];
+    int error;
+
+    ll_now_rfc3339(now);
+    if ((error = reg_prepare(&st, r,
+                             "UPDATE deliveries SET state = ?, attempts = ?, next_at_ms = ?, "
+                             "last_status = ?, last_error = ?, updated_at = ? WHERE id = ?")) < 0)
+        return error;
+    reg_bind_text(st, 1, state);
+    sqlite3_bind_int(st, 2, attempts);
+    sqlite3_bind_int64(st, 3, next_at_ms);
+    if (status > 0)
+        sqlite3_bind_int(st, 4, status);
+    else
+        sqlite3_bind_null(st, 4);
+    reg_bind_text(st, 5, error_text);
+    reg_bind_text(st, 6, now);
+    sqlite3_bind_int64(st, 7, id);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        error = reg_db_error(r, "record delivery");
+    sqlite3_finalize(st);
+    return error;
+}

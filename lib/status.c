@@ -1,0 +1,1190 @@
+/* status.c - tenants' observed state, from Flux's objects (see status.h).
+ *
+ * Pieces:
+ * - ll_status_slim/ll_status_derive: pure functions.  A slim object keeps
+ *   what the rules of docs/api.md "Observed state" read (protocols.md §4).
+ * - informers (watch.c) for the GitRepository and the Kustomization (by
+ *   name) and for HelmReleases, Namespaces and Terraforms applied by that
+ *   Kustomization (kustomize-controller's kustomize.toolkit.fluxcd.io/name
+ *   and /namespace labels).  Their callbacks update `cache` and mark the
+ *   tenants owning the object dirty.
+ * - the follower thread: every POLL_MS or when woken, reads tenants changed
+ *   in the registry since its watermark, reads each changed tenant's file at
+ *   its desired commit from landlord's clone (which objects it declares),
+ *   decides whether the applied revision includes that commit (a revwalk
+ *   from the applied revision, cached per revision), derives the dirty
+ *   tenants' states and records transitions (generation, since).
+ *
+ * Locking: `lock` guards cache, tenants, owners, dirty and generation.  The
+ * clone (repo) and the registry connection belong to the follower thread;
+ * it takes the lock only to copy inputs and to store results.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <git2.h>
+
+#include "landlord/error.h"
+#include "landlord/gitops.h"
+#include "landlord/log.h"
+#include "landlord/registry.h"
+#include "landlord/status.h"
+#include "landlord/template.h"
+#include "landlord/util.h"
+#include "landlord/watch.h"
+
+#define POLL_MS     250
+#define WALK_MAX    20000
+#define MESSAGE_MAX 600
+#define FILE_MAX    (1 << 20)
+#define N_INFORMERS 5
+
+enum { I_GITREPO, I_KUSTOMIZATION, I_HELMRELEASE, I_NAMESPACE, I_TERRAFORM };
+
+static const char *const kinds[N_INFORMERS] = {"GitRepository", "Kustomization", "HelmRelease",
+                                               "Namespace", "Terraform"};
+
+struct ll_status {
+    ll_kube *kube;
+    char *db_path, *git_dir, *root, *flux_ns, *gitrepo, *ks, *helm_version, *branch;
+    int sharded, reconcile_now;
+    void (*on_events)(void *payload);
+    void *on_events_payload;
+
+    ll_informer *inf[N_INFORMERS];
+    pthread_t thread;
+    int started;
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake;    /* the follower */
+    pthread_cond_t changed; /* waiters on generation */
+    int stop, touched;
+    json_t *cache;     /* kind -> {key -> slim} */
+    json_t *tenants;   /* id -> record (see load_tenants) */
+    json_t *owners;    /* "Kind key" -> id */
+    json_t *dirty;     /* id -> true */
+    int pending_dirty; /* GitRepository/Kustomization moved: tenants not yet applied */
+    unsigned long long generation;
+
+    /* The follower's own. */
+    git_repository *repo;
+    ll_registry *reg;
+    char since[32];
+    char head[GIT_OID_HEXSZ + 1];
+    char walk_of[GIT_OID_HEXSZ + 1];
+    json_t *walk; /* sha -> true: commits reachable from walk_of (up to WALK_MAX) */
+    int walk_complete;
+};
+
+/* --- slim objects ------------------------------------------------------------------ */
+
+static void copy_field(json_t *to, const char *name, const json_t *v)
+{
+    if (v && !json_is_null(v))
+        json_object_set(to, name, (json_t *)v);
+}
+
+static json_t *capped_string(const char *s)
+{
+    size_t n = strlen(s);
+    return json_stringn(s, n > MESSAGE_MAX ? MESSAGE_MAX : n);
+}
+
+json_t *ll_status_slim(const json_t *o)
+{
+    const json_t *meta = json_object_get(o, "metadata"), *st = json_object_get(o, "status"),
+                 *conds = json_object_get(st, "conditions"), *c,
+                 *hist = json_object_get(st, "history");
+    json_t *slim = json_object(), *cs = json_object();
+    size_t i;
+
+    copy_field(slim, "name", json_object_get(meta, "name"));
+    copy_field(slim, "namespace", json_object_get(meta, "namespace"));
+    copy_field(slim, "generation", json_object_get(meta, "generation"));
+    if (json_object_get(meta, "deletionTimestamp"))
+        json_object_set_new(slim, "deleting", json_true());
+    copy_field(slim, "observedGeneration", json_object_get(st, "observedGeneration"));
+    json_array_foreach(conds, i, c)
+    {
+        const char *type = json_string_value(json_object_get(c, "type"));
+        const char *msg = json_string_value(json_object_get(c, "message"));
+        if (!type)
+            continue;
+        json_t *k = json_object();
+        copy_field(k, "status", json_object_get(c, "status"));
+        copy_field(k, "reason", json_object_get(c, "reason"));
+        copy_field(k, "observedGeneration", json_object_get(c, "observedGeneration"));
+        copy_field(k, "lastTransitionTime", json_object_get(c, "lastTransitionTime"));
+        if (msg)
+            json_object_set_new(k, "message", capped_string(msg));
+        json_object_set_new(cs, type, k);
+    }
+    json_object_set_new(slim, "conditions", cs);
+    copy_field(slim, "chart",
+               json_object_get(
+                   json_object_get(json_object_get(json_object_get(o, "spec"), "chart"), "spec"),
+                   "version"));
+    if (json_array_size(hist) > 0) {
+        const json_t *h = json_array_get(hist, 0);
+        json_object_set_new(slim, "history",
+                            json_pack("{s:O?, s:O?, s:I}", "chartVersion",
+                                      json_object_get(h, "chartVersion"), "status",
+                                      json_object_get(h, "status"), "entries",
+                                      (json_int_t)json_array_size(hist)));
+    }
+    copy_field(slim, "lastAttemptedRevision", json_object_get(st, "lastAttemptedRevision"));
+    copy_field(slim, "lastAppliedRevision", json_object_get(st, "lastAppliedRevision"));
+    copy_field(slim, "revision", json_object_get(json_object_get(st, "artifact"), "revision"));
+    copy_field(slim, "phase", json_object_get(st, "phase"));
+    copy_field(slim, "lastHandledReconcileAt", json_object_get(st, "lastHandledReconcileAt"));
+    return slim;
+}
+
+/* --- deriving a tenant's state ------------------------------------------------------ */
+
+static const char *cond_str(const json_t *slim, const char *type, const char *field)
+{
+    return json_string_value(
+        json_object_get(json_object_get(json_object_get(slim, "conditions"), type), field));
+}
+
+static int cond_is(const json_t *slim, const char *type, const char *status)
+{
+    const char *s = cond_str(slim, type, "status");
+    return s && strcmp(s, status) == 0;
+}
+
+static int in_list(const char *s, const char *const *list)
+{
+    for (; s && *list; list++)
+        if (strcmp(s, *list) == 0)
+            return 1;
+    return 0;
+}
+
+/* Whether chart version have (a "+build" part ignored) satisfies want: an
+ * exact version, or one with x / X / * components ("1.2.x").  A constraint
+ * this cannot read (">=1.2 <2") is taken as satisfied. */
+static int version_matches(const char *want, const char *have)
+{
+    if (!want || !want[0])
+        return 1;
+    if (!have)
+        return 0;
+    if (strpbrk(want, "<>=~^ |,"))
+        return 1;
+    size_t hl = strcspn(have, "+");
+    const char *w = want, *h = have, *hend = have + hl;
+    while (*w) {
+        size_t wn = strcspn(w, ".");
+        size_t hn = (size_t)(hend - h);
+        const char *dot = memchr(h, '.', hn);
+        if (dot)
+            hn = (size_t)(dot - h);
+        int wild = wn == 1 && (*w == 'x' || *w == 'X' || *w == '*');
+        if (!wild && (wn != hn || memcmp(w, h, wn) != 0))
+            return 0;
+        w += wn;
+        h += hn;
+        if (*w == '.')
+            w++;
+        if (h < hend && *h == '.')
+            h++;
+        else if (*w && !wild)
+            return 0;
+        if (!*w)
+            return wild || h >= hend;
+    }
+    return h >= hend;
+}
+
+typedef struct verdict {
+    const char *state; /* ready, progressing, failed, blocked */
+    char reason[128];
+    char message[MESSAGE_MAX + 64];
+} verdict;
+
+static void say(verdict *v, const char *state, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void say(verdict *v, const char *state, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    v->state = state;
+    snprintf(v->reason, sizeof(v->reason), "%s", reason ? reason : "");
+    va_start(ap, fmt);
+    vsnprintf(v->message, sizeof(v->message), fmt, ap);
+    va_end(ap);
+}
+
+static long long int_of(const json_t *slim, const char *field)
+{
+    return json_integer_value(json_object_get(slim, field));
+}
+
+static const char *const hr_failures[] = {"InstallFailed",
+                                          "UpgradeFailed",
+                                          "TestFailed",
+                                          "RollbackSucceeded",
+                                          "RollbackFailed",
+                                          "UninstallSucceeded",
+                                          "UninstallFailed",
+                                          "ArtifactFailed",
+                                          "SourceNotReady",
+                                          "ValuesError",
+                                          NULL};
+
+/* protocols.md §4.2, "Decision rules". */
+static void judge_helmrelease(verdict *v, const json_t *o, const char *want)
+{
+    const char *ready = cond_str(o, "Ready", "status"), *reason = cond_str(o, "Ready", "reason"),
+               *msg = cond_str(o, "Ready", "message");
+    long long gen = int_of(o, "generation"), seen = int_of(o, "observedGeneration");
+    const json_t *hist = json_object_get(o, "history"),
+                 *ready_gen =
+                     json_object_get(json_object_get(json_object_get(o, "conditions"), "Ready"),
+                                     "observedGeneration");
+    const char *deployed = json_string_value(json_object_get(hist, "chartVersion"));
+    const char *hstatus = json_string_value(json_object_get(hist, "status"));
+    const char *attempted = json_string_value(json_object_get(o, "lastAttemptedRevision"));
+
+    if (json_is_true(json_object_get(o, "deleting"))) {
+        say(v, "progressing", "Deleting", "the HelmRelease is being deleted");
+        return;
+    }
+    if (cond_is(o, "Stalled", "True")) {
+        if (ready && strcmp(ready, "False") == 0)
+            say(v, "failed", reason, "%s", msg ? msg : "");
+        else
+            say(v, "failed", cond_str(o, "Stalled", "reason"), "%s",
+                cond_str(o, "Stalled", "message") ? cond_str(o, "Stalled", "message") : "");
+        return;
+    }
+    if (cond_is(o, "Remediated", "True")) {
+        say(v, "failed", cond_str(o, "Remediated", "reason"), "%s",
+            cond_str(o, "Remediated", "message") ? cond_str(o, "Remediated", "message") : "");
+        return;
+    }
+    if (ready && strcmp(ready, "False") == 0) {
+        if (reason && strcmp(reason, "DependencyNotReady") == 0) {
+            say(v, "blocked", reason, "%s", msg ? msg : "");
+            return;
+        }
+        if (in_list(reason, hr_failures)) {
+            const char *retry = cond_str(o, "Reconciling", "reason");
+            say(v, "failed", reason, "%s%s", msg ? msg : "",
+                retry && strcmp(retry, "ProgressingWithRetry") == 0 ? " (retrying)" : "");
+            return;
+        }
+    }
+    if (gen != seen) {
+        say(v, "progressing", reason ? reason : "Progressing",
+            "generation %lld not reconciled yet (observed %lld)", gen, seen);
+        return;
+    }
+    if (!ready || strcmp(ready, "True") != 0 || cond_is(o, "Reconciling", "True") ||
+        (ready_gen && json_integer_value(ready_gen) != gen)) {
+        say(v, "progressing", reason ? reason : "Progressing", "%s",
+            msg ? msg : "waiting for helm-controller");
+        return;
+    }
+    if (!hstatus || strcmp(hstatus, "deployed") != 0 || !version_matches(want, deployed) ||
+        !version_matches(want, attempted)) {
+        say(v, "progressing", "ChartVersion", "chart version %s wanted, %s deployed",
+            want ? want : "?", deployed ? deployed : "none");
+        return;
+    }
+    say(v, "ready", reason, "%s", msg ? msg : "");
+}
+
+static const char *const tf_failures[] = {"TFExecApplyFailed", "TFExecPlanFailed",
+                                          "TFExecInitFailed",  "ArtifactFailed",
+                                          "RetryLimitReached", NULL};
+
+static void judge_terraform(verdict *v, const json_t *o)
+{
+    const char *ready = cond_str(o, "Ready", "status"), *reason = cond_str(o, "Ready", "reason"),
+               *msg = cond_str(o, "Ready", "message");
+    if (cond_is(o, "Stalled", "True") ||
+        (ready && strcmp(ready, "False") == 0 && in_list(reason, tf_failures))) {
+        say(v, "failed", reason, "%s", msg ? msg : "");
+    } else if (ready && strcmp(ready, "False") == 0 && reason &&
+               strcmp(reason, "DependencyNotReady") == 0) {
+        say(v, "blocked", reason, "%s", msg ? msg : "");
+    } else if (reason && strcmp(reason, "TerraformPlannedWithChanges") == 0 &&
+               (!ready || strcmp(ready, "True") != 0)) {
+        say(v, "blocked", reason, "a plan is waiting for approval");
+    } else if (ready && strcmp(ready, "True") == 0 &&
+               int_of(o, "generation") == int_of(o, "observedGeneration")) {
+        say(v, "ready", reason, "%s", msg ? msg : "");
+    } else {
+        say(v, "progressing", reason ? reason : "Progressing", "%s",
+            msg ? msg : "waiting for tofu-controller");
+    }
+}
+
+static void judge(verdict *v, const char *kind, const json_t *o, const char *want)
+{
+    if (!o) {
+        say(v, "progressing", "NotCreated", "not created yet");
+        return;
+    }
+    if (strcmp(kind, "HelmRelease") == 0) {
+        judge_helmrelease(v, o, want);
+    } else if (strcmp(kind, "Terraform") == 0) {
+        judge_terraform(v, o);
+    } else {
+        const char *phase = json_string_value(json_object_get(o, "phase"));
+        if (json_is_true(json_object_get(o, "deleting")) ||
+            (phase && strcmp(phase, "Terminating") == 0))
+            say(v, "progressing", "Terminating", "the namespace is being deleted");
+        else
+            say(v, "ready", "Active", "%s", "");
+    }
+}
+
+static int rank(const char *state)
+{
+    /* The tenant takes its worst object's state. */
+    if (strcmp(state, "failed") == 0)
+        return 3;
+    if (strcmp(state, "blocked") == 0)
+        return 2;
+    if (strcmp(state, "progressing") == 0)
+        return 1;
+    return 0;
+}
+
+json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
+{
+    const char *lifecycle = json_string_value(json_object_get(tenant, "lifecycle"));
+    const char *sync = json_string_value(json_object_get(tenant, "sync"));
+    const json_t *objects = json_object_get(tenant, "objects"), *want;
+    json_t *details = json_array();
+    const char *deployed = NULL;
+    int worst = -1, present = 0, installed_before = 0, top_is_hr = 0;
+    verdict top = {"ready", "", ""};
+    char top_message[sizeof(top.message) + 600] = "";
+    size_t i;
+    char short_sha[13];
+
+    const char *commit = json_string_value(json_object_get(tenant, "commit"));
+    snprintf(short_sha, sizeof(short_sha), "%s", commit ? commit : "");
+    json_array_foreach(objects, i, want)
+    {
+        const char *kind = json_string_value(json_object_get(want, "kind"));
+        const char *key = json_string_value(json_object_get(want, "key"));
+        const char *chart = json_string_value(json_object_get(want, "chart"));
+        const json_t *o = json_object_get(json_object_get(cluster, kind), key);
+        verdict v;
+        if (o)
+            present++;
+        if (json_integer_value(json_object_get(json_object_get(o, "history"), "entries")) > 0)
+            installed_before = 1;
+        judge(&v, kind, o, chart);
+        if (!deployed && o && strcmp(kind, "HelmRelease") == 0)
+            deployed =
+                json_string_value(json_object_get(json_object_get(o, "history"), "chartVersion"));
+        json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", kind, "key", key, "state",
+                              o ? v.state : "missing", "reason", v.reason, "message", v.message);
+        if (chart)
+            json_object_set_new(d, "desired_chart", json_string(chart));
+        if (o && strcmp(kind, "HelmRelease") == 0) {
+            copy_field(d, "deployed_chart",
+                       json_object_get(json_object_get(o, "history"), "chartVersion"));
+            copy_field(d, "generation", json_object_get(o, "generation"));
+            copy_field(d, "observed_generation", json_object_get(o, "observedGeneration"));
+        }
+        json_array_append_new(details, d);
+        /* The worst object speaks for the tenant; among equals, a HelmRelease
+         * (its reason says the most). */
+        if (rank(v.state) > worst ||
+            (rank(v.state) == worst && !top_is_hr && strcmp(kind, "HelmRelease") == 0)) {
+            worst = rank(v.state);
+            top_is_hr = strcmp(kind, "HelmRelease") == 0;
+            top = v;
+            snprintf(top_message, sizeof(top_message), "%s %s: %s", kind, key, v.message);
+        }
+    }
+
+    const char *state, *reason;
+    char message[sizeof(top_message)];
+    if (strcmp(lifecycle, "offboarding") == 0 || strcmp(lifecycle, "offboarded") == 0) {
+        if (strcmp(sync, "pending") == 0) {
+            state = "offboarding", reason = "GitPending";
+            snprintf(message, sizeof(message), "waiting for the git push");
+        } else if (present) {
+            state = "offboarding", reason = "Deleting";
+            snprintf(message, sizeof(message), "%d of the tenant's objects still exist", present);
+        } else {
+            state = "offboarded", reason = "Deleted";
+            snprintf(message, sizeof(message), "the tenant's objects are gone");
+        }
+    } else if (strcmp(lifecycle, "drifted") == 0) {
+        state = "drifted", reason = "FileMissing";
+        snprintf(message, sizeof(message), "the tenant's file vanished from the repository");
+    } else {
+        const char *moving = installed_before ? "updating" : "provisioning";
+        const char *ks_failed = json_string_value(json_object_get(cluster, "failed_ks"));
+        if (strcmp(sync, "pending") == 0) {
+            state = moving, reason = "GitPending";
+            snprintf(message, sizeof(message), "waiting for the git push");
+        } else if (json_is_true(json_object_get(tenant, "unreadable"))) {
+            state = "unknown", reason = "FileUnreadable";
+            snprintf(message, sizeof(message), "the tenant's file cannot be read at commit %s",
+                     short_sha);
+        } else if (!json_is_true(json_object_get(cluster, "applied"))) {
+            if (ks_failed) {
+                state = "failed", reason = "KustomizationFailed";
+                snprintf(message, sizeof(message), "%s", ks_failed);
+            } else {
+                state = moving, reason = json_is_true(json_object_get(cluster, "fetched"))
+                                             ? "NotApplied"
+                                             : "NotFetched";
+                snprintf(message, sizeof(message), "Flux has not %s commit %s yet",
+                         json_is_true(json_object_get(cluster, "fetched")) ? "applied" : "fetched",
+                         short_sha);
+            }
+        } else if (worst <= 0) {
+            state = "ready", reason = worst < 0 ? "NoObjects" : top.reason;
+            snprintf(message, sizeof(message), "%s",
+                     worst < 0 ? "the tenant's file declares no watched objects" : "");
+        } else {
+            state = worst == 3 ? "failed" : worst == 2 ? "blocked" : moving;
+            reason = top.reason;
+            snprintf(message, sizeof(message), "%s", top_message);
+        }
+    }
+    json_t *out = json_pack("{s:s, s:s, s:s, s:o}", "state", state, "reason", reason, "message",
+                            message, "objects", details);
+    if (deployed)
+        json_object_set_new(out, "deployed_chart", json_string(deployed));
+    return out;
+}
+
+/* --- the follower -------------------------------------------------------------------- */
+
+static int all_synced(ll_status *s, char *why, size_t cap);
+
+static void wake(ll_status *s)
+{
+    pthread_cond_signal(&s->wake);
+}
+
+/* Informer callback: keep the slim object, mark its owner dirty. */
+static void on_change(const char *type, const char *key, const json_t *slim, const json_t *objects,
+                      const char *kind, ll_status *s)
+{
+    json_t *map;
+    char owner_key[600];
+
+    pthread_mutex_lock(&s->lock);
+    map = json_object_get(s->cache, kind);
+    if (strcmp(type, "RESYNC") == 0) {
+        json_object_set_new(s->cache, kind, json_deep_copy(objects));
+        /* Everything of this kind may have changed. */
+        const char *id;
+        json_t *rec;
+        json_object_foreach(s->tenants, id, rec) json_object_set_new(s->dirty, id, json_true());
+    } else {
+        if (strcmp(type, "DELETED") == 0)
+            json_object_del(map, key);
+        else
+            json_object_set(map, key, (json_t *)slim);
+        if (strcmp(kind, "GitRepository") == 0 || strcmp(kind, "Kustomization") == 0) {
+            s->pending_dirty = 1;
+        } else {
+            snprintf(owner_key, sizeof(owner_key), "%s %s", kind, key);
+            const char *id = json_string_value(json_object_get(s->owners, owner_key));
+            if (id)
+                json_object_set_new(s->dirty, id, json_true());
+        }
+    }
+    wake(s);
+    pthread_mutex_unlock(&s->lock);
+}
+
+#define CALLBACK(name, idx)                                                                        \
+    static void name(const char *type, const char *key, const json_t *slim, const json_t *objects, \
+                     void *payload)                                                                \
+    {                                                                                              \
+        on_change(type, key, slim, objects, kinds[idx], payload);                                  \
+    }
+CALLBACK(on_gitrepo, I_GITREPO)
+CALLBACK(on_kustomization, I_KUSTOMIZATION)
+CALLBACK(on_helmrelease, I_HELMRELEASE)
+CALLBACK(on_namespace, I_NAMESPACE)
+CALLBACK(on_terraform, I_TERRAFORM)
+#undef CALLBACK
+
+/* The commit sha in a Flux revision ("main@sha1:<hex>", "sha1:<hex>", or a
+ * bare hex); "" when there is none. */
+static void revision_sha(char out[GIT_OID_HEXSZ + 1], const char *rev)
+{
+    const char *colon = rev ? strrchr(rev, ':') : NULL;
+    const char *hex = colon ? colon + 1 : rev;
+    out[0] = '\0';
+    if (hex && strlen(hex) == GIT_OID_HEXSZ)
+        snprintf(out, GIT_OID_HEXSZ + 1, "%s", hex);
+}
+
+/* 1 when commit c is a, or an ancestor of a, in landlord's clone. */
+static int includes(ll_status *s, const char *a, const char *c)
+{
+    git_oid ao, co;
+    if (!a[0] || !c || !c[0])
+        return 0;
+    if (strcmp(a, c) == 0)
+        return 1;
+    if (git_oid_fromstr(&ao, a) < 0 || git_oid_fromstr(&co, c) < 0)
+        return 0;
+    if (strcmp(s->walk_of, a) != 0) {
+        git_revwalk *walk = NULL;
+        git_oid oid;
+        int n = 0, rc = 0;
+        json_decref(s->walk);
+        s->walk = json_object();
+        s->walk_complete = 0;
+        s->walk_of[0] = '\0';
+        if (git_revwalk_new(&walk, s->repo) < 0 || git_revwalk_push(walk, &ao) < 0) {
+            git_revwalk_free(walk);
+            return 0; /* not in the clone yet: fetched later */
+        }
+        while (n < WALK_MAX && (rc = git_revwalk_next(&oid, walk)) == 0) {
+            char hex[GIT_OID_HEXSZ + 1];
+            git_oid_tostr(hex, sizeof(hex), &oid);
+            json_object_set_new(s->walk, hex, json_true());
+            n++;
+        }
+        s->walk_complete = rc == GIT_ITEROVER;
+        git_revwalk_free(walk);
+        snprintf(s->walk_of, sizeof(s->walk_of), "%s", a);
+    }
+    if (json_object_get(s->walk, c))
+        return 1;
+    if (s->walk_complete)
+        return 0;
+    return git_graph_descendant_of(s->repo, &ao, &co) == 1;
+}
+
+/* The objects tenant file text declares: [{kind, key, chart}]. */
+static json_t *declared(const char *text, size_t len)
+{
+    json_t *docs = NULL, *out = json_array(), *doc;
+    size_t i;
+    if (ll_yaml_load_json(&docs, text, len) < 0) {
+        json_decref(out);
+        return NULL;
+    }
+    json_array_foreach(docs, i, doc)
+    {
+        const char *kind = json_string_value(json_object_get(doc, "kind"));
+        const char *api = json_string_value(json_object_get(doc, "apiVersion"));
+        const json_t *meta = json_object_get(doc, "metadata");
+        const char *name = json_string_value(json_object_get(meta, "name"));
+        const char *ns = json_string_value(json_object_get(meta, "namespace"));
+        char key[512];
+        if (!kind || !api || !name)
+            continue;
+        if (strcmp(kind, "Namespace") == 0 && strcmp(api, "v1") == 0) {
+            json_array_append_new(out, json_pack("{s:s, s:s}", "kind", kind, "key", name));
+            continue;
+        }
+        if (!((strcmp(kind, "HelmRelease") == 0 &&
+               strncmp(api, "helm.toolkit.fluxcd.io/", 23) == 0) ||
+              (strcmp(kind, "Terraform") == 0 &&
+               strncmp(api, "infra.contrib.fluxcd.io/", 24) == 0)))
+            continue;
+        snprintf(key, sizeof(key), "%s/%s", ns && ns[0] ? ns : "default", name);
+        json_t *o = json_pack("{s:s, s:s}", "kind", kind, "key", key);
+        const char *chart = json_string_value(json_object_get(
+            json_object_get(json_object_get(json_object_get(doc, "spec"), "chart"), "spec"),
+            "version"));
+        if (chart)
+            json_object_set_new(o, "chart", json_string(chart));
+        json_array_append_new(out, o);
+    }
+    json_decref(docs);
+    return out;
+}
+
+/* Reads path at commit sha (or its first parent); NULL when absent. */
+static json_t *read_declared(ll_status *s, const char *sha, const char *path, int parent)
+{
+    git_oid oid;
+    git_commit *commit = NULL, *up = NULL;
+    git_tree *tree = NULL;
+    git_tree_entry *entry = NULL;
+    git_blob *blob = NULL;
+    json_t *out = NULL;
+
+    if (git_oid_fromstr(&oid, sha) < 0 || git_commit_lookup(&commit, s->repo, &oid) < 0)
+        goto done;
+    if (parent) {
+        if (git_commit_parent(&up, commit, 0) < 0)
+            goto done;
+        git_commit_free(commit);
+        commit = up;
+    }
+    if (git_commit_tree(&tree, commit) < 0 || git_tree_entry_bypath(&entry, tree, path) < 0 ||
+        git_blob_lookup(&blob, s->repo, git_tree_entry_id(entry)) < 0 ||
+        git_blob_rawsize(blob) > FILE_MAX)
+        goto done;
+    out = declared(git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));
+done:
+    git_blob_free(blob);
+    git_tree_entry_free(entry);
+    git_tree_free(tree);
+    git_commit_free(commit);
+    return out;
+}
+
+static void set_owners(ll_status *s, const char *id, const json_t *old, const json_t *now)
+{
+    size_t i;
+    json_t *o;
+    char key[600];
+    json_array_foreach(old, i, o)
+    {
+        snprintf(key, sizeof(key), "%s %s", json_string_value(json_object_get(o, "kind")),
+                 json_string_value(json_object_get(o, "key")));
+        const char *owner = json_string_value(json_object_get(s->owners, key));
+        if (owner && strcmp(owner, id) == 0)
+            json_object_del(s->owners, key);
+    }
+    json_array_foreach(now, i, o)
+    {
+        snprintf(key, sizeof(key), "%s %s", json_string_value(json_object_get(o, "kind")),
+                 json_string_value(json_object_get(o, "key")));
+        json_object_set_new(s->owners, key, json_string(id));
+    }
+}
+
+/* Reads tenants changed in the registry; reads the files of those whose
+ * desired commit moved.  Follower thread. */
+static void load_tenants(ll_status *s)
+{
+    json_t *rows = NULL, *row;
+    size_t i;
+
+    if (!s->reg && ll_registry_open(&s->reg, s->db_path) < 0)
+        return;
+    if (ll_registry_tenants_changed(&rows, s->reg, s->since) < 0)
+        return;
+    json_array_foreach(rows, i, row)
+    {
+        const char *id = json_string_value(json_object_get(row, "id"));
+        const char *commit = json_string_value(json_object_get(row, "commit"));
+        const char *lifecycle = json_string_value(json_object_get(row, "lifecycle"));
+        const char *updated = json_string_value(json_object_get(row, "updated_at"));
+        const char *path = json_string_value(json_object_get(row, "path"));
+        char file[1024];
+        json_t *objects = NULL;
+        int unreadable = 0;
+
+        if (updated && strcmp(updated, s->since) > 0)
+            snprintf(s->since, sizeof(s->since), "%s", updated);
+        pthread_mutex_lock(&s->lock);
+        json_t *rec = json_object_get(s->tenants, id);
+        const char *had = json_string_value(json_object_get(rec, "objects_at"));
+        int need = commit && (!had || strcmp(had, commit) != 0);
+        pthread_mutex_unlock(&s->lock);
+
+        if (need) {
+            int gone = strcmp(lifecycle, "active") != 0;
+            if (path)
+                snprintf(file, sizeof(file), "%s", path);
+            else
+                ll_tenant_file_path(file, sizeof(file), s->root, s->sharded,
+                                    json_string_value(json_object_get(row, "tier")), id);
+            /* An offboarding commit removed the file: its objects are the
+             * ones the file declared just before. */
+            objects = read_declared(s, commit, file, 0);
+            if (!objects && gone)
+                objects = read_declared(s, commit, file, 1);
+            unreadable = !objects && !gone;
+        }
+        pthread_mutex_lock(&s->lock);
+        rec = json_object_get(s->tenants, id);
+        if (!rec) {
+            /* What was derived before a restart: not a transition. */
+            json_object_set_new(s->tenants, id, rec = json_object());
+            if (json_is_string(json_object_get(row, "observed_state"))) {
+                json_object_set(rec, "state", json_object_get(row, "observed_state"));
+                json_object_set(rec, "since", json_object_get(row, "observed_since"));
+            }
+        }
+        json_object_set(rec, "lifecycle", json_object_get(row, "lifecycle"));
+        json_object_set(rec, "sync", json_object_get(row, "sync"));
+        json_object_set(rec, "commit", json_object_get(row, "commit"));
+        if (need && (objects || unreadable)) {
+            set_owners(s, id, json_object_get(rec, "objects"), objects);
+            json_object_set_new(rec, "objects", objects ? objects : json_array());
+            json_object_set_new(rec, "objects_at", json_string(commit));
+            json_object_set_new(rec, "unreadable", json_boolean(unreadable));
+            json_object_del(rec, "applied_at");
+        }
+        json_object_set_new(s->dirty, id, json_true());
+        pthread_mutex_unlock(&s->lock);
+    }
+    json_decref(rows);
+}
+
+static void ask_reconcile(ll_status *s)
+{
+    git_oid oid;
+    char ref[300], sha[GIT_OID_HEXSZ + 1], path[600], stamp[32];
+
+    snprintf(ref, sizeof(ref), "refs/remotes/origin/%s", s->branch);
+    if (git_reference_name_to_id(&oid, s->repo, ref) < 0)
+        return;
+    git_oid_tostr(sha, sizeof(sha), &oid);
+    if (strcmp(sha, s->head) == 0)
+        return;
+    int first = !s->head[0];
+    snprintf(s->head, sizeof(s->head), "%s", sha);
+    if (first || !s->reconcile_now)
+        return;
+    ll_now_rfc3339(stamp);
+    snprintf(path, sizeof(path),
+             "/apis/source.toolkit.fluxcd.io/v1/namespaces/%s/gitrepositories/%s", s->flux_ns,
+             s->gitrepo);
+    json_t *patch = json_pack("{s:{s:{s:s}}}", "metadata", "annotations",
+                              "reconcile.fluxcd.io/requestedAt", stamp);
+    if (ll_kube_merge_patch(NULL, s->kube, path, patch) < 0)
+        ll_log_warn("msg=\"cannot ask Flux to reconcile\" error=\"%s\"", ll_error_last()->message);
+    else
+        ll_log_debug("msg=\"asked Flux to reconcile\" head=%s", sha);
+    json_decref(patch);
+}
+
+/* One round: inputs copied under the lock, git work without it, results
+ * stored under it. */
+static void follow(ll_status *s)
+{
+    char applied[GIT_OID_HEXSZ + 1], attempted[GIT_OID_HEXSZ + 1], fetched[GIT_OID_HEXSZ + 1];
+    json_t *work, *ks, *gr, *cluster;
+    const char *id;
+    json_t *rec, *v;
+
+    load_tenants(s);
+    if (s->kube)
+        ask_reconcile(s);
+
+    /* Nothing is derived from a cache that was never filled. */
+    char why[LL_ERROR_MSG_MAX + 64];
+    if (!all_synced(s, why, sizeof(why)))
+        return;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->pending_dirty) {
+        json_object_foreach(s->tenants, id, rec)
+        {
+            const char *at = json_string_value(json_object_get(rec, "applied_at"));
+            const char *commit = json_string_value(json_object_get(rec, "commit"));
+            if (!at || !commit || strcmp(at, commit) != 0)
+                json_object_set_new(s->dirty, id, json_true());
+        }
+        s->pending_dirty = 0;
+    }
+    work = s->dirty;
+    s->dirty = json_object();
+    /* The one Kustomization and GitRepository (selected by name). */
+    ks = NULL, gr = NULL;
+    json_object_foreach(json_object_get(s->cache, "Kustomization"), id, v) ks = json_incref(v);
+    json_object_foreach(json_object_get(s->cache, "GitRepository"), id, v) gr = json_incref(v);
+    json_t *commits = json_object();
+    json_object_foreach(work, id, v)
+    {
+        rec = json_object_get(s->tenants, id);
+        const char *commit = json_string_value(json_object_get(rec, "commit"));
+        const char *at = json_string_value(json_object_get(rec, "applied_at"));
+        if (commit && (!at || strcmp(at, commit) != 0))
+            json_object_set_new(commits, id, json_string(commit));
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    revision_sha(applied, json_string_value(json_object_get(ks, "lastAppliedRevision")));
+    revision_sha(attempted, json_string_value(json_object_get(ks, "lastAttemptedRevision")));
+    revision_sha(fetched, json_string_value(json_object_get(gr, "revision")));
+    int ks_ready = cond_is(ks, "Ready", "True");
+    const char *ks_reason = cond_str(ks, "Ready", "reason");
+    int ks_failed =
+        cond_is(ks, "Ready", "False") && ks_reason && strcmp(ks_reason, "Progressing") != 0;
+    /* Which desired commits the cluster has: git work, no lock. */
+    json_t *facts = json_object();
+    json_object_foreach(commits, id, v)
+    {
+        const char *c = json_string_value(v);
+        json_object_set_new(
+            facts, id,
+            json_pack("{s:b, s:b, s:b}", "applied", ks_ready && includes(s, applied, c), "fetched",
+                      includes(s, fetched, c), "attempted", includes(s, attempted, c)));
+    }
+
+    pthread_mutex_lock(&s->lock);
+    cluster = json_pack("{s:O, s:O, s:O}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
+                        "Namespace", json_object_get(s->cache, "Namespace"), "Terraform",
+                        json_object_get(s->cache, "Terraform"));
+    json_t *transitions = json_array();
+    json_object_foreach(work, id, v)
+    {
+        rec = json_object_get(s->tenants, id);
+        if (!rec)
+            continue;
+        const char *commit = json_string_value(json_object_get(rec, "commit"));
+        const char *at = json_string_value(json_object_get(rec, "applied_at"));
+        const json_t *f = json_object_get(facts, id);
+        int applied_now = (at && commit && strcmp(at, commit) == 0) ||
+                          json_is_true(json_object_get(f, "applied"));
+        if (applied_now && commit)
+            json_object_set_new(rec, "applied_at", json_string(commit));
+        json_object_set_new(cluster, "applied", json_boolean(applied_now));
+        json_object_set_new(
+            cluster, "fetched",
+            json_boolean(applied_now || json_is_true(json_object_get(f, "fetched"))));
+        if (!applied_now && ks_failed && json_is_true(json_object_get(f, "attempted")))
+            json_object_set_new(cluster, "failed_ks",
+                                json_string(cond_str(ks, "Ready", "message")
+                                                ? cond_str(ks, "Ready", "message")
+                                                : ks_reason));
+        else
+            json_object_del(cluster, "failed_ks");
+        json_t *d = ll_status_derive(rec, cluster);
+        const char *was = json_string_value(json_object_get(rec, "state"));
+        const char *now = json_string_value(json_object_get(d, "state"));
+        if (!was || strcmp(was, now) != 0) {
+            char stamp[32], type[64];
+            ll_now_rfc3339(stamp);
+            json_object_set_new(rec, "since", json_string(stamp));
+            ll_log_info("msg=\"tenant state\" tenant=%s state=%s reason=%s", id, now,
+                        json_string_value(json_object_get(d, "reason")));
+            snprintf(type, sizeof(type), "tenant.%s", now);
+            json_t *data =
+                json_pack("{s:s, s:s, s:s?, s:O, s:O, s:O?, s:s, s:O?, s:s}", "tenant", id, "state",
+                          now, "previous", was, "reason", json_object_get(d, "reason"), "message",
+                          json_object_get(d, "message"), "desired_commit",
+                          json_object_get(rec, "commit"), "applied_commit", applied,
+                          "deployed_chart", json_object_get(d, "deployed_chart"), "at", stamp);
+            json_array_append_new(transitions,
+                                  json_pack("{s:s, s:s, s:s, s:s, s:o}", "tenant", id, "state", now,
+                                            "since", stamp, "type", type, "data", data));
+        }
+        json_object_set(rec, "state", json_object_get(d, "state"));
+        json_object_set_new(rec, "derived", d);
+        json_object_set_new(rec, "fetched_commit", json_string(fetched));
+        json_object_set_new(rec, "applied_commit", json_string(applied));
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (json_array_size(transitions)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (ll_registry_record_transitions(s->reg, transitions,
+                                           (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000) < 0)
+            ll_log_warn("msg=\"cannot store state changes\" error=\"%s\"",
+                        ll_error_last()->message);
+        pthread_mutex_lock(&s->lock);
+        s->generation++;
+        pthread_cond_broadcast(&s->changed);
+        pthread_mutex_unlock(&s->lock);
+        if (s->on_events)
+            s->on_events(s->on_events_payload);
+    }
+    json_decref(transitions);
+    json_decref(cluster);
+    json_decref(facts);
+    json_decref(commits);
+    json_decref(work);
+    json_decref(ks);
+    json_decref(gr);
+}
+
+static void *run(void *arg)
+{
+    ll_status *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop) {
+        pthread_mutex_unlock(&s->lock);
+        follow(s);
+        pthread_mutex_lock(&s->lock);
+        if (s->stop)
+            break;
+        if (json_object_size(s->dirty) || s->pending_dirty || s->touched) {
+            s->touched = 0;
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += POLL_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->wake, &s->lock, &until);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* --- the handle ------------------------------------------------------------------------ */
+
+static char *dup_or(const char *s, const char *def)
+{
+    return strdup(s && s[0] ? s : def);
+}
+
+static int start_informers(ll_status *s)
+{
+    char selector[600], field[300], paths[N_INFORMERS][400], probe[200];
+    const ll_informer_fn fns[N_INFORMERS] = {on_gitrepo, on_kustomization, on_helmrelease,
+                                             on_namespace, on_terraform};
+
+    snprintf(selector, sizeof(selector),
+             "kustomize.toolkit.fluxcd.io/name=%s,kustomize.toolkit.fluxcd.io/namespace=%s", s->ks,
+             s->flux_ns);
+    snprintf(paths[I_GITREPO], sizeof(paths[0]),
+             "/apis/source.toolkit.fluxcd.io/v1/namespaces/%s/gitrepositories", s->flux_ns);
+    snprintf(paths[I_KUSTOMIZATION], sizeof(paths[0]),
+             "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/%s/kustomizations", s->flux_ns);
+    snprintf(paths[I_HELMRELEASE], sizeof(paths[0]), "/apis/helm.toolkit.fluxcd.io/%s/helmreleases",
+             s->helm_version);
+    snprintf(paths[I_NAMESPACE], sizeof(paths[0]), "/api/v1/namespaces");
+    snprintf(paths[I_TERRAFORM], sizeof(paths[0]),
+             "/apis/infra.contrib.fluxcd.io/v1alpha2/terraforms");
+    snprintf(probe, sizeof(probe), "/apis/infra.contrib.fluxcd.io/v1alpha2");
+    for (int i = 0; i < N_INFORMERS; i++) {
+        const char *name = i == I_GITREPO ? s->gitrepo : s->ks;
+        snprintf(field, sizeof(field), "metadata.name=%s", name);
+        ll_informer_spec spec = {
+            .kind = kinds[i],
+            .path = paths[i],
+            .label_selector = i >= I_HELMRELEASE ? selector : NULL,
+            .field_selector = i < I_HELMRELEASE ? field : NULL,
+            .probe = i == I_TERRAFORM ? probe : NULL,
+            .slim = ll_status_slim,
+            .on_change = fns[i],
+            .payload = s,
+        };
+        if (ll_informer_start(&s->inf[i], s->kube, &spec) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int ll_status_open(ll_status **out, ll_kube *k, const ll_status_options *o)
+{
+    ll_status *s = calloc(1, sizeof(*s));
+    *out = NULL;
+    if (!s) {
+        ll_kube_free(k);
+        return ll_error_set(-1, "out of memory");
+    }
+    s->kube = k;
+    s->db_path = dup_or(o->db_path, "");
+    s->git_dir = dup_or(o->git_dir, "");
+    s->root = dup_or(o->root, "application-plane/production");
+    s->flux_ns = dup_or(o->flux_namespace, "flux-system");
+    s->gitrepo = dup_or(o->git_repository, "flux-system");
+    s->ks = dup_or(o->kustomization, "dataplane-tenants");
+    s->helm_version = dup_or(o->helm_version, "v2");
+    s->branch = dup_or(o->branch, "main");
+    s->sharded = o->sharded;
+    s->reconcile_now = o->reconcile_now;
+    s->on_events = o->on_events;
+    s->on_events_payload = o->on_events_payload;
+    s->cache = json_pack("{s:{}, s:{}, s:{}, s:{}, s:{}}", "GitRepository", "Kustomization",
+                         "HelmRelease", "Namespace", "Terraform");
+    s->tenants = json_object();
+    s->owners = json_object();
+    s->dirty = json_object();
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    pthread_cond_init(&s->changed, NULL);
+    if (!k) {
+        *out = s;
+        return 0;
+    }
+    if (git_repository_open_bare(&s->repo, s->git_dir) < 0) {
+        ll_status_free(s);
+        return ll_error_set(-1, "cannot open landlord's clone %s", o->git_dir);
+    }
+    if (start_informers(s) < 0 || pthread_create(&s->thread, NULL, run, s) != 0) {
+        ll_status_free(s);
+        return ll_error_set(-1, "cannot start following the cluster");
+    }
+    s->started = 1;
+    *out = s;
+    return 0;
+}
+
+void ll_status_free(ll_status *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->wake);
+    pthread_cond_broadcast(&s->changed);
+    pthread_mutex_unlock(&s->lock);
+    if (s->kube)
+        ll_kube_cancel(s->kube);
+    for (int i = 0; i < N_INFORMERS; i++)
+        ll_informer_stop(s->inf[i]);
+    if (s->started)
+        pthread_join(s->thread, NULL);
+    ll_kube_free(s->kube);
+    git_repository_free(s->repo);
+    ll_registry_close(s->reg);
+    json_decref(s->cache);
+    json_decref(s->tenants);
+    json_decref(s->owners);
+    json_decref(s->dirty);
+    json_decref(s->walk);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->changed);
+    free(s->db_path);
+    free(s->git_dir);
+    free(s->root);
+    free(s->flux_ns);
+    free(s->gitrepo);
+    free(s->ks);
+    free(s->helm_version);
+    free(s->branch);
+    free(s);
+}
+
+void ll_status_touch(ll_status *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->touched = 1;
+    wake(s);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static int all_synced(ll_status *s, char *why, size_t cap)
+{
+    for (int i = 0; i < N_INFORMERS; i++) {
+        if (!ll_informer_synced(s->inf[i])) {
+            json_t *st = ll_informer_status(s->inf[i]);
+            const char *err = json_string_value(json_object_get(st, "error"));
+            snprintf(why, cap, "%s: %s", kinds[i],
+                     err ? err : "listing the cluster's objects for the first time");
+            json_decref(st);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void ll_status_describe(ll_status *s, json_t *view)
+{
+    const char *id = json_string_value(json_object_get(view, "id"));
+    const char *lifecycle = json_string_value(json_object_get(view, "lifecycle"));
+    char why[LL_ERROR_MSG_MAX + 64];
+
+    if (!s || !s->kube) {
+        int active = strcmp(lifecycle, "active") == 0;
+        json_object_set_new(view, "state", json_string(active ? "unknown" : lifecycle));
+        json_object_set_new(view, "state_reason",
+                            active ? json_string("no cluster configured") : json_null());
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    const json_t *rec = json_object_get(s->tenants, id), *d = json_object_get(rec, "derived");
+    int synced = all_synced(s, why, sizeof(why));
+    if (!d || (!synced && strcmp(lifecycle, "active") == 0)) {
+        json_object_set_new(view, "state", json_string("unknown"));
+        json_object_set_new(view, "state_reason", json_string(!synced ? why : "not looked at yet"));
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    json_object_set(view, "state", json_object_get(d, "state"));
+    json_object_set(view, "state_reason", json_object_get(d, "reason"));
+    json_object_set(view, "state_message", json_object_get(d, "message"));
+    json_object_set(view, "state_since", json_object_get(rec, "since"));
+    const json_t *objects = json_object_get(rec, "objects"), *o;
+    const char *desired = NULL;
+    size_t i;
+    json_array_foreach(objects, i, o) if (!desired) desired =
+        json_string_value(json_object_get(o, "chart"));
+    json_t *observed = json_pack(
+        "{s:O?, s:O?, s:O?, s:s?, s:O?, s:O}", "desired_commit", json_object_get(rec, "commit"),
+        "fetched_commit", json_object_get(rec, "fetched_commit"), "applied_commit",
+        json_object_get(rec, "applied_commit"), "desired_chart", desired, "deployed_chart",
+        json_object_get(d, "deployed_chart"), "objects", json_object_get(d, "objects"));
+    json_object_set_new(view, "observed", observed);
+    pthread_mutex_unlock(&s->lock);
+}
+
+int ll_status_configured(const ll_status *s)
+{
+    return s && s->kube;
+}
+
+json_t *ll_status_health(ll_status *s)
+{
+    if (!s || !s->kube)
+        return json_pack("{s:s}", "status", "not-configured");
+    json_t *watches = json_array();
+    char why[LL_ERROR_MSG_MAX + 64] = "";
+    int ok = all_synced(s, why, sizeof(why));
+    for (int i = 0; i < N_INFORMERS; i++)
+        json_array_append_new(watches, ll_informer_status(s->inf[i]));
+    return json_pack("{s:s, s:s, s:s, s:o, s:s?}", "status", ok ? "ok" : "degraded", "server",
+                     ll_kube_server(s->kube), "source", ll_kube_source(s->kube), "watches", watches,
+                     "error", ok ? NULL : why);
+}
+
+int ll_status_state(ll_status *s, const char *id, char *out, size_t cap)
+{
+    int error = LL_ENOTFOUND;
+    if (!s || !s->kube)
+        return LL_ENOTFOUND;
+    pthread_mutex_lock(&s->lock);
+    const char *state =
+        json_string_value(json_object_get(json_object_get(s->tenants, id), "state"));
+    if (state) {
+        snprintf(out, cap, "%s", state);
+        error = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return error;
+}
+
+unsigned long long ll_status_generation(ll_status *s)
+{
+    if (!s)
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    unsigned long long g = s->generation;
+    pthread_mutex_unlock(&s->lock);
+    return g;
+}
+
+void ll_status_wait(ll_status *s, unsigned long long seen, int64_t deadline_ms)
+{
+    if (!s)
+        return;
+    int64_t now_ms = ll_monotonic_ms();
+    if (now_ms >= deadline_ms)
+        return;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    int64_t left = deadline_ms - now_ms;
+    until.tv_sec += left / 1000;
+    until.tv_nsec += (left % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop && s->generation == seen &&
+           pthread_cond_timedwait(&s->changed, &s->lock, &until) == 0)
+        ;
+    pthread_mutex_unlock(&s->lock);
+}

@@ -1,0 +1,355 @@
+/* watch.c - list + watch of one Kubernetes collection (see watch.h).
+ *
+ * The thread loops: probe (optional APIs), list every page, report RESYNC,
+ * then watch from the list's resourceVersion until the stream fails.  A
+ * normal end (timeoutSeconds) re-watches from the last resourceVersion; 410
+ * lists again; anything else backs off and re-watches.  stop and the status
+ * fields are guarded by lock; the collection itself is not kept here (the
+ * callback's owner keeps what it needs).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <curl/curl.h>
+
+#include "landlord/error.h"
+#include "landlord/log.h"
+#include "landlord/util.h"
+#include "landlord/watch.h"
+
+#define WATCH_TIMEOUT_S 300
+#define WATCH_IDLE_S    (WATCH_TIMEOUT_S + 30)
+#define BACKOFF_MIN_MS  1000
+#define BACKOFF_MAX_MS  30000
+#define PROBE_EVERY_MS  60000
+#define PAGE_LIMIT      500
+
+struct ll_informer {
+    ll_kube *kube;
+    ll_informer_spec spec;
+    char *kind, *path, *label_selector, *field_selector, *probe;
+    pthread_t thread;
+    int started;
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stop;
+    int synced, absent;
+    long long objects, restarts;
+    char error[LL_ERROR_MSG_MAX];
+
+    /* The watch thread's own: the position and the live count. */
+    char rv[128];
+};
+
+static char *dup_or_null(const char *s)
+{
+    return s && s[0] ? strdup(s) : NULL;
+}
+
+static int stopping(ll_informer *inf)
+{
+    pthread_mutex_lock(&inf->lock);
+    int stop = inf->stop;
+    pthread_mutex_unlock(&inf->lock);
+    return stop;
+}
+
+/* Sleeps ms unless stopped first; returns 1 when stopped. */
+static int pause_ms(ll_informer *inf, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&inf->lock);
+    while (!inf->stop && pthread_cond_timedwait(&inf->wake, &inf->lock, &until) == 0)
+        ;
+    int stop = inf->stop;
+    pthread_mutex_unlock(&inf->lock);
+    return stop;
+}
+
+static void set_state(ll_informer *inf, int synced, const char *error)
+{
+    pthread_mutex_lock(&inf->lock);
+    inf->synced = synced;
+    snprintf(inf->error, sizeof(inf->error), "%s", error ? error : "");
+    pthread_mutex_unlock(&inf->lock);
+}
+
+/* "ns/name", or "name" for cluster-scoped objects. */
+static void object_key(char *out, size_t cap, const json_t *object)
+{
+    const json_t *meta = json_object_get(object, "metadata");
+    const char *ns = json_string_value(json_object_get(meta, "namespace"));
+    const char *name = json_string_value(json_object_get(meta, "name"));
+    if (ns && ns[0])
+        snprintf(out, cap, "%s/%s", ns, name ? name : "");
+    else
+        snprintf(out, cap, "%s", name ? name : "");
+}
+
+/* path?<query>&labelSelector=...&fieldSelector=... */
+static void build_path(ll_buf *b, ll_informer *inf, const char *query)
+{
+    ll_buf_printf(b, "%s?%s", inf->path, query);
+    const char *names[] = {"labelSelector", "fieldSelector"};
+    const char *values[] = {inf->label_selector, inf->field_selector};
+    for (int i = 0; i < 2; i++) {
+        if (!values[i])
+            continue;
+        char *esc = curl_easy_escape(NULL, values[i], 0);
+        if (esc)
+            ll_buf_printf(b, "&%s=%s", names[i], esc);
+        curl_free(esc);
+    }
+}
+
+/* Lists every page into a new map key -> slim; *rv gets the list's
+ * resourceVersion. */
+static int list_all(json_t **out, ll_informer *inf)
+{
+    json_t *objects = json_object(), *page = NULL;
+    char cont[2048] = "";
+    int error = 0;
+
+    *out = NULL;
+    do {
+        ll_buf path;
+        char query[2300];
+        ll_buf_init(&path, 16384);
+        if (cont[0]) {
+            char *esc = curl_easy_escape(NULL, cont, 0);
+            snprintf(query, sizeof(query), "limit=%d&continue=%s", PAGE_LIMIT, esc ? esc : "");
+            curl_free(esc);
+        } else {
+            snprintf(query, sizeof(query), "limit=%d", PAGE_LIMIT);
+        }
+        build_path(&path, inf, query);
+        error = ll_kube_get(&page, inf->kube, path.data);
+        ll_buf_free(&path);
+        if (error < 0)
+            break;
+        const json_t *meta = json_object_get(page, "metadata"),
+                     *items = json_object_get(page, "items"), *item;
+        size_t i;
+        if (!json_is_array(items)) {
+            error = ll_error_set(LL_EMALFORMED, "kubernetes: the %s list has no items", inf->kind);
+            break;
+        }
+        json_array_foreach(items, i, item)
+        {
+            char key[512];
+            object_key(key, sizeof(key), item);
+            json_object_set_new(objects, key, inf->spec.slim(item));
+        }
+        const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
+        const char *next = json_string_value(json_object_get(meta, "continue"));
+        snprintf(inf->rv, sizeof(inf->rv), "%s", rv ? rv : "");
+        snprintf(cont, sizeof(cont), "%s", next ? next : "");
+        json_decref(page);
+        page = NULL;
+    } while (cont[0] && !stopping(inf));
+    json_decref(page);
+    if (error < 0) {
+        json_decref(objects);
+        return error;
+    }
+    *out = objects;
+    return 0;
+}
+
+static int on_event(void *ctx, const char *type, json_t *object)
+{
+    ll_informer *inf = ctx;
+    const char *rv =
+        json_string_value(json_object_get(json_object_get(object, "metadata"), "resourceVersion"));
+    char key[512];
+
+    if (rv)
+        snprintf(inf->rv, sizeof(inf->rv), "%s", rv);
+    if (strcmp(type, "BOOKMARK") == 0)
+        return 0;
+    if (strcmp(type, "ADDED") != 0 && strcmp(type, "MODIFIED") != 0 && strcmp(type, "DELETED") != 0)
+        return 0;
+    object_key(key, sizeof(key), object);
+    json_t *slim = inf->spec.slim(object);
+    pthread_mutex_lock(&inf->lock);
+    if (strcmp(type, "ADDED") == 0)
+        inf->objects++;
+    else if (strcmp(type, "DELETED") == 0 && inf->objects > 0)
+        inf->objects--;
+    pthread_mutex_unlock(&inf->lock);
+    inf->spec.on_change(type, key, slim, NULL, inf->spec.payload);
+    json_decref(slim);
+    return 0;
+}
+
+/* 1 when the optional API is missing (reported as an empty collection). */
+static int probe_absent(ll_informer *inf)
+{
+    json_t *body = NULL;
+    if (!inf->probe)
+        return 0;
+    int error = ll_kube_get(&body, inf->kube, inf->probe);
+    json_decref(body);
+    pthread_mutex_lock(&inf->lock);
+    inf->absent = error == LL_ENOTFOUND;
+    pthread_mutex_unlock(&inf->lock);
+    return error == LL_ENOTFOUND;
+}
+
+static void *run(void *arg)
+{
+    ll_informer *inf = arg;
+    int backoff = 0;
+
+    while (!stopping(inf)) {
+        json_t *objects = NULL;
+        if (probe_absent(inf)) {
+            json_t *none = json_object();
+            inf->spec.on_change("RESYNC", NULL, NULL, none, inf->spec.payload);
+            json_decref(none);
+            set_state(inf, 1, NULL);
+            if (pause_ms(inf, PROBE_EVERY_MS))
+                break;
+            continue;
+        }
+        if (list_all(&objects, inf) < 0) {
+            if (stopping(inf))
+                break;
+            set_state(inf, 0, ll_error_last()->message);
+            ll_log_warn("msg=\"cannot list %s\" error=\"%s\"", inf->kind, ll_error_last()->message);
+            backoff = backoff ? backoff * 2 : BACKOFF_MIN_MS;
+            if (backoff > BACKOFF_MAX_MS)
+                backoff = BACKOFF_MAX_MS;
+            if (pause_ms(inf, backoff))
+                break;
+            continue;
+        }
+        pthread_mutex_lock(&inf->lock);
+        inf->objects = (long long)json_object_size(objects);
+        pthread_mutex_unlock(&inf->lock);
+        inf->spec.on_change("RESYNC", NULL, NULL, objects, inf->spec.payload);
+        json_decref(objects);
+        set_state(inf, 1, NULL);
+        backoff = 0;
+
+        /* Watch until a 410 says the position is gone. */
+        while (!stopping(inf)) {
+            ll_buf path;
+            char query[300];
+            snprintf(query, sizeof(query),
+                     "watch=1&allowWatchBookmarks=true&timeoutSeconds=%d&resourceVersion=",
+                     WATCH_TIMEOUT_S);
+            ll_buf_init(&path, 16384);
+            build_path(&path, inf, query);
+            /* resourceVersion last, escaped like the rest. */
+            char *esc = curl_easy_escape(NULL, inf->rv, 0);
+            ll_buf_printf(&path, "%s", esc ? esc : "");
+            curl_free(esc);
+            int error = ll_kube_watch(inf->kube, path.data, WATCH_IDLE_S, on_event, inf);
+            ll_buf_free(&path);
+            if (stopping(inf))
+                break;
+            if (error == 0) {
+                set_state(inf, 1, NULL);
+                backoff = 0;
+                continue;
+            }
+            if (error == LL_EGONE) {
+                pthread_mutex_lock(&inf->lock);
+                inf->restarts++;
+                pthread_mutex_unlock(&inf->lock);
+                ll_log_info("msg=\"watch expired; listing again\" kind=%s", inf->kind);
+                break;
+            }
+            set_state(inf, 0, ll_error_last()->message);
+            ll_log_warn("msg=\"watch failed\" kind=%s error=\"%s\"", inf->kind,
+                        ll_error_last()->message);
+            backoff = backoff ? backoff * 2 : BACKOFF_MIN_MS;
+            if (backoff > BACKOFF_MAX_MS)
+                backoff = BACKOFF_MAX_MS;
+            if (pause_ms(inf, backoff))
+                break;
+            /* A probe failing now (API removed) or the list being needed
+             * shows on the next watch; a failed list also lands here. */
+            if (error == LL_ENOTFOUND)
+                break;
+        }
+    }
+    return NULL;
+}
+
+int ll_informer_start(ll_informer **out, ll_kube *k, const ll_informer_spec *spec)
+{
+    ll_informer *inf = calloc(1, sizeof(*inf));
+    *out = NULL;
+    if (!inf)
+        return ll_error_set(-1, "out of memory");
+    inf->kube = k;
+    inf->spec = *spec;
+    inf->kind = strdup(spec->kind);
+    inf->path = strdup(spec->path);
+    inf->label_selector = dup_or_null(spec->label_selector);
+    inf->field_selector = dup_or_null(spec->field_selector);
+    inf->probe = dup_or_null(spec->probe);
+    pthread_mutex_init(&inf->lock, NULL);
+    pthread_cond_init(&inf->wake, NULL);
+    if (!inf->kind || !inf->path) {
+        ll_informer_stop(inf);
+        return ll_error_set(-1, "out of memory");
+    }
+    if (pthread_create(&inf->thread, NULL, run, inf) != 0) {
+        ll_informer_stop(inf);
+        return ll_error_set(-1, "cannot start the %s watch", spec->kind);
+    }
+    inf->started = 1;
+    *out = inf;
+    return 0;
+}
+
+void ll_informer_stop(ll_informer *inf)
+{
+    if (!inf)
+        return;
+    pthread_mutex_lock(&inf->lock);
+    inf->stop = 1;
+    pthread_cond_broadcast(&inf->wake);
+    pthread_mutex_unlock(&inf->lock);
+    if (inf->started)
+        pthread_join(inf->thread, NULL);
+    pthread_mutex_destroy(&inf->lock);
+    pthread_cond_destroy(&inf->wake);
+    free(inf->kind);
+    free(inf->path);
+    free(inf->label_selector);
+    free(inf->field_selector);
+    free(inf->probe);
+    free(inf);
+}
+
+json_t *ll_informer_status(ll_informer *inf)
+{
+    pthread_mutex_lock(&inf->lock);
+    json_t *s =
+        json_pack("{s:s, s:b, s:I, s:I, s:s?, s:b}", "kind", inf->kind, "synced", inf->synced,
+                  "objects", (json_int_t)inf->objects, "restarts", (json_int_t)inf->restarts,
+                  "error", inf->error[0] ? inf->error : NULL, "absent", inf->absent);
+    pthread_mutex_unlock(&inf->lock);
+    return s;
+}
+
+int ll_informer_synced(ll_informer *inf)
+{
+    pthread_mutex_lock(&inf->lock);
+    int synced = inf->synced;
+    pthread_mutex_unlock(&inf->lock);
+    return synced;
+}

@@ -1,0 +1,271 @@
+/* Unit tests of lib/status.c's pure part: slim objects and the rules that
+ * turn Flux's objects into a tenant's state (docs/api.md "Observed state",
+ * protocols.md §4).  Objects are written the way the API returns them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "landlord/status.h"
+
+#define HR_KEY "flux-system/acme-premium"
+
+static json_t *parse(const char *text)
+{
+    json_error_t e;
+    json_t *v = json_loads(text, 0, &e);
+    if (!v)
+        fail_msg("bad test JSON at %d: %s", e.line, e.text);
+    return v;
+}
+
+/* A HelmRelease as helm-controller leaves it, with the given status block. */
+static json_t *helmrelease(long generation, const char *status)
+{
+    char text[4096];
+    snprintf(
+        text, sizeof(text),
+        "{\"apiVersion\":\"helm.toolkit.fluxcd.io/v2\",\"kind\":\"HelmRelease\","
+        "\"metadata\":{\"name\":\"acme-premium\",\"namespace\":\"flux-system\","
+        "\"generation\":%ld,\"resourceVersion\":\"41\"},"
+        "\"spec\":{\"chart\":{\"spec\":{\"chart\":\"helm-tenant-chart\",\"version\":\"1.2.x\"}}},"
+        "\"status\":%s}",
+        generation, status);
+    json_t *o = parse(text);
+    json_t *slim = ll_status_slim(o);
+    json_decref(o);
+    return slim;
+}
+
+static const char *READY_STATUS =
+    "{\"observedGeneration\":3,\"lastAttemptedRevision\":\"1.2.3\","
+    "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"UpgradeSucceeded\","
+    "\"observedGeneration\":3,\"message\":\"Helm upgrade succeeded for release "
+    "acme/acme-premium.v2 with chart helm-tenant-chart@1.2.3\"},"
+    "{\"type\":\"Released\",\"status\":\"True\",\"reason\":\"UpgradeSucceeded\"}],"
+    "\"history\":[{\"name\":\"acme-premium\",\"version\":2,\"status\":\"deployed\","
+    "\"chartName\":\"helm-tenant-chart\",\"chartVersion\":\"1.2.3\"},"
+    "{\"version\":1,\"status\":\"superseded\",\"chartVersion\":\"1.2.2\"}]}";
+
+/* The tenant acme (premium) whose file declares its Namespace and
+ * HelmRelease asking for chart want. */
+static json_t *tenant(const char *lifecycle, const char *sync, const char *want)
+{
+    return json_pack("{s:s, s:s, s:s, s:[{s:s, s:s}, {s:s, s:s, s:s}]}", "lifecycle", lifecycle,
+                     "sync", sync, "commit", "450796ddb2ab6724ee1cc32a4be56da032d1cca0", "objects",
+                     "kind", "Namespace", "key", "acme", "kind", "HelmRelease", "key", HR_KEY,
+                     "chart", want);
+}
+
+/* The cluster with the Kustomization having applied (or not) the tenant's
+ * commit, a Namespace acme, and hr (stolen; NULL: none). */
+static json_t *cluster(int applied, json_t *hr)
+{
+    json_t *c = json_pack("{s:b, s:b, s:{s:{s:s}}, s:{}, s:{}}", "applied", applied, "fetched",
+                          applied, "Namespace", "acme", "name", "acme", "HelmRelease", "Terraform");
+    if (hr)
+        json_object_set_new(json_object_get(c, "HelmRelease"), HR_KEY, hr);
+    return c;
+}
+
+/* Derives and checks state and reason; returns the derivation. */
+static json_t *expect(json_t *t, json_t *c, const char *state, const char *reason)
+{
+    json_t *d = ll_status_derive(t, c);
+    const char *got = json_string_value(json_object_get(d, "state"));
+    const char *why = json_string_value(json_object_get(d, "reason"));
+    if (strcmp(got, state) != 0 || (reason && strcmp(why, reason) != 0))
+        fail_msg("expected %s/%s, got %s/%s (%s)", state, reason ? reason : "*", got, why,
+                 json_string_value(json_object_get(d, "message")));
+    json_decref(t);
+    json_decref(c);
+    return d;
+}
+
+static void test_ready_at_the_desired_chart(void **state)
+{
+    (void)state;
+    json_t *d = expect(tenant("active", "committed", "1.2.x"),
+                       cluster(1, helmrelease(3, READY_STATUS)), "ready", "UpgradeSucceeded");
+    assert_string_equal(json_string_value(json_object_get(d, "deployed_chart")), "1.2.3");
+    json_t *objects = json_object_get(d, "objects");
+    assert_int_equal(json_array_size(objects), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(objects, 1), "state")),
+                        "ready");
+    json_decref(d);
+    /* An exact version must match exactly. */
+    json_decref(expect(tenant("active", "committed", "1.2.3"),
+                       cluster(1, helmrelease(3, READY_STATUS)), "ready", NULL));
+}
+
+static void test_not_ready_until_the_commit_is_applied(void **state)
+{
+    (void)state;
+    json_t *d = expect(tenant("active", "committed", "1.2.x"),
+                       cluster(0, helmrelease(3, READY_STATUS)), "updating", "NotFetched");
+    assert_non_null(strstr(json_string_value(json_object_get(d, "message")), "450796ddb2ab"));
+    json_decref(d);
+    json_t *c = cluster(0, NULL);
+    json_object_set_new(c, "fetched", json_true());
+    json_decref(expect(tenant("active", "committed", "1.2.x"), c, "provisioning", "NotApplied"));
+    json_decref(expect(tenant("active", "pending", "1.2.x"), cluster(1, NULL), "provisioning",
+                       "GitPending"));
+}
+
+static void test_healthy_at_the_old_chart_is_not_ready(void **state)
+{
+    (void)state;
+    /* Ready True, but history[0] is 1.2.3 while the file asks for 1.3.x. */
+    json_decref(expect(tenant("active", "committed", "1.3.x"),
+                       cluster(1, helmrelease(3, READY_STATUS)), "updating", "ChartVersion"));
+    json_decref(expect(tenant("active", "committed", "1.2.4"),
+                       cluster(1, helmrelease(3, READY_STATUS)), "updating", "ChartVersion"));
+}
+
+static void test_generation_not_observed_is_progressing(void **state)
+{
+    (void)state;
+    json_decref(expect(tenant("active", "committed", "1.2.x"),
+                       cluster(1, helmrelease(4, READY_STATUS)), "updating", NULL));
+}
+
+static void test_installing_is_provisioning(void **state)
+{
+    (void)state;
+    const char *installing =
+        "{\"lastAttemptedGeneration\":1,\"lastAttemptedRevision\":\"1.2.3\","
+        "\"conditions\":[{\"type\":\"Reconciling\",\"status\":\"True\",\"reason\":\"Progressing\","
+        "\"message\":\"Running 'install' action with timeout of 5m0s\"},"
+        "{\"type\":\"Ready\",\"status\":\"Unknown\",\"reason\":\"Progressing\","
+        "\"message\":\"Running 'install' action with timeout of 5m0s\"}]}";
+    json_decref(expect(tenant("active", "committed", "1.2.x"),
+                       cluster(1, helmrelease(1, installing)), "provisioning", "Progressing"));
+    /* Not created yet at all. */
+    json_decref(expect(tenant("active", "committed", "1.2.x"), cluster(1, NULL), "provisioning",
+                       "NotCreated"));
+}
+
+static void test_failures(void **state)
+{
+    (void)state;
+    const char *install_failed =
+        "{\"observedGeneration\":1,\"failures\":1,\"lastAttemptedRevision\":\"1.2.3\","
+        "\"conditions\":[{\"type\":\"Stalled\",\"status\":\"True\",\"reason\":\"RetriesExceeded\","
+        "\"message\":\"Failed to install after 1 attempt(s)\"},"
+        "{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"InstallFailed\","
+        "\"message\":\"Helm install failed for release acme/acme-premium with chart "
+        "helm-tenant-chart@1.2.3: context deadline exceeded\"}],"
+        "\"history\":[{\"version\":1,\"status\":\"failed\",\"chartVersion\":\"1.2.3\"}]}";
+    json_t *d = expect(tenant("active", "committed", "1.2.x"),
+                       cluster(1, helmrelease(1, install_failed)), "failed", "InstallFailed");
+    assert_non_null(strstr(json_string_value(json_object_get(d, "message")), "context deadline"));
+    json_decref(d);
+
+    const char *missing_chart =
+        "{\"observedGeneration\":0,"
+        "\"conditions\":[{\"type\":\"Reconciling\",\"status\":\"True\",\"reason\":\"Progressing\","
+        "\"message\":\"Fulfilling prerequisites\"},"
+        "{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"SourceNotReady\","
+        "\"message\":\"HelmChart 'flux-system/flux-system-acme-premium' is not ready: chart pull "
+        "error\"}]}";
+    json_decref(expect(tenant("active", "committed", "9.9.x"),
+                       cluster(1, helmrelease(1, missing_chart)), "failed", "SourceNotReady"));
+
+    const char *rolled_back =
+        "{\"observedGeneration\":3,"
+        "\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"RollbackSucceeded\","
+        "\"observedGeneration\":3,\"message\":\"Helm rollback to previous release succeeded\"},"
+        "{\"type\":\"Remediated\",\"status\":\"True\",\"reason\":\"RollbackSucceeded\","
+        "\"message\":\"Helm rollback to previous release succeeded\"}],"
+        "\"history\":[{\"version\":3,\"status\":\"deployed\",\"chartVersion\":\"1.2.2\"}]}";
+    json_decref(expect(tenant("active", "committed", "1.2.x"),
+                       cluster(1, helmrelease(3, rolled_back)), "failed", "RollbackSucceeded"));
+
+    const char *retrying = "{\"observedGeneration\":3,"
+                           "\"conditions\":[{\"type\":\"Reconciling\",\"status\":\"True\","
+                           "\"reason\":\"ProgressingWithRetry\",\"message\":\"upgrade failed\"},"
+                           "{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"UpgradeFailed\","
+                           "\"message\":\"Helm upgrade failed\"}]}";
+    d = expect(tenant("active", "committed", "1.2.x"), cluster(1, helmrelease(3, retrying)),
+               "failed", "UpgradeFailed");
+    assert_non_null(strstr(json_string_value(json_object_get(d, "message")), "(retrying)"));
+    json_decref(d);
+}
+
+static void test_blocked_on_a_dependency(void **state)
+{
+    (void)state;
+    const char *waiting =
+        "{\"observedGeneration\":0,\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\","
+        "\"reason\":\"DependencyNotReady\",\"message\":\"dependency 'flux-system/db' is not "
+        "ready\"}]}";
+    json_decref(expect(tenant("active", "committed", "1.2.x"), cluster(1, helmrelease(1, waiting)),
+                       "blocked", "DependencyNotReady"));
+}
+
+static void test_kustomization_failure(void **state)
+{
+    (void)state;
+    json_t *c = cluster(0, NULL);
+    json_object_set_new(c, "failed_ks", json_string("kustomize build failed: bad file"));
+    json_t *d = expect(tenant("active", "committed", "1.2.x"), c, "failed", "KustomizationFailed");
+    assert_string_equal(json_string_value(json_object_get(d, "message")),
+                        "kustomize build failed: bad file");
+    json_decref(d);
+}
+
+static void test_offboarding_until_the_objects_are_gone(void **state)
+{
+    (void)state;
+    json_decref(expect(tenant("offboarding", "pending", "1.2.x"),
+                       cluster(1, helmrelease(3, READY_STATUS)), "offboarding", "GitPending"));
+    json_decref(expect(tenant("offboarded", "committed", "1.2.x"),
+                       cluster(1, helmrelease(3, READY_STATUS)), "offboarding", "Deleting"));
+    /* The HelmRelease is gone but the namespace terminates. */
+    json_t *c = cluster(1, NULL);
+    json_object_set_new(json_object_get(json_object_get(c, "Namespace"), "acme"), "phase",
+                        json_string("Terminating"));
+    json_decref(expect(tenant("offboarded", "committed", "1.2.x"), c, "offboarding", "Deleting"));
+    /* Everything gone. */
+    c = cluster(1, NULL);
+    json_object_clear(json_object_get(c, "Namespace"));
+    json_decref(expect(tenant("offboarded", "committed", "1.2.x"), c, "offboarded", "Deleted"));
+}
+
+static void test_slim_keeps_what_the_rules_read(void **state)
+{
+    (void)state;
+    json_t *s = helmrelease(3, READY_STATUS);
+    assert_int_equal(json_integer_value(json_object_get(s, "generation")), 3);
+    assert_int_equal(json_integer_value(json_object_get(s, "observedGeneration")), 3);
+    assert_string_equal(json_string_value(json_object_get(s, "chart")), "1.2.x");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(s, "history"), "chartVersion")), "1.2.3");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(s, "history"), "entries")),
+                     2);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(s, "conditions"), "Ready"), "reason")),
+                        "UpgradeSucceeded");
+    assert_null(json_object_get(s, "spec"));
+    json_decref(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ready_at_the_desired_chart),
+        cmocka_unit_test(test_not_ready_until_the_commit_is_applied),
+        cmocka_unit_test(test_healthy_at_the_old_chart_is_not_ready),
+        cmocka_unit_test(test_generation_not_observed_is_progressing),
+        cmocka_unit_test(test_installing_is_provisioning),
+        cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_blocked_on_a_dependency),
+        cmocka_unit_test(test_kustomization_failure),
+        cmocka_unit_test(test_offboarding_until_the_objects_are_gone),
+        cmocka_unit_test(test_slim_keeps_what_the_rules_read),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
