@@ -12,6 +12,7 @@
 
 #include "landlord/core.h"
 #include "landlord/error.h"
+#include "landlord/gitops.h"
 #include "landlord/registry.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
@@ -200,4 +201,86 @@ int ll_events_last(long long *out, ll_core *c)
 unsigned long long ll_core_events_generation(ll_core *c)
 {
     return ll_status_generation(c->status);
+}
+
+int ll_core_metrics(char **out, size_t *out_len, ll_core *c)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *counts = NULL, *row, *kube = NULL, *w;
+    long long buckets[LL_PUSH_BUCKETS + 1], count = 0, sum_ms = 0, queued = 0, cumulative = 0;
+    long long delivered = 0, failed = 0, given_up = 0;
+    size_t i;
+    ll_buf b;
+    int error;
+
+    *out = NULL;
+    if (!r)
+        return -1;
+    if ((error = ll_registry_state_counts(&counts, r)) < 0 ||
+        (error = ll_registry_ops_count_queued(&queued, r)) < 0) {
+        json_decref(counts);
+        return error;
+    }
+    ll_buf_init(&b, 4 << 20);
+    ll_buf_adds(&b, "# HELP landlord_tenants Tenants by tier and observed state.\n"
+                    "# TYPE landlord_tenants gauge\n");
+    json_array_foreach(counts, i, row)
+    {
+        ll_buf_printf(&b, "landlord_tenants{tier=\"%s\",state=\"%s\"} %lld\n",
+                      json_string_value(json_object_get(row, "tier")),
+                      json_string_value(json_object_get(row, "state")),
+                      (long long)json_integer_value(json_object_get(row, "count")));
+    }
+    json_decref(counts);
+    ll_buf_printf(&b,
+                  "# HELP landlord_operations_queued Operations waiting to be pushed.\n"
+                  "# TYPE landlord_operations_queued gauge\n"
+                  "landlord_operations_queued %lld\n",
+                  queued);
+    ll_gitops_push_stats(c->git, buckets, &count, &sum_ms);
+    ll_buf_adds(&b, "# HELP landlord_git_push_seconds Time of each successful push.\n"
+                    "# TYPE landlord_git_push_seconds histogram\n");
+    for (int k = 0; k < LL_PUSH_BUCKETS; k++) {
+        cumulative += buckets[k];
+        ll_buf_printf(&b, "landlord_git_push_seconds_bucket{le=\"%g\"} %lld\n",
+                      ll_push_bounds_ms[k] / 1000.0, cumulative);
+    }
+    ll_buf_printf(&b,
+                  "landlord_git_push_seconds_bucket{le=\"+Inf\"} %lld\n"
+                  "landlord_git_push_seconds_sum %.3f\n"
+                  "landlord_git_push_seconds_count %lld\n",
+                  count, sum_ms / 1000.0, count);
+    kube = ll_status_health(c->status);
+    ll_buf_adds(&b, "# HELP landlord_watch_restarts_total Lists repeated after a watch expired "
+                    "(410 Gone).\n# TYPE landlord_watch_restarts_total counter\n");
+    json_array_foreach(json_object_get(kube, "watches"), i, w)
+    {
+        ll_buf_printf(&b, "landlord_watch_restarts_total{kind=\"%s\"} %lld\n",
+                      json_string_value(json_object_get(w, "kind")),
+                      (long long)json_integer_value(json_object_get(w, "restarts")));
+    }
+    ll_buf_adds(&b, "# HELP landlord_watch_synced 1 while the collection is listed and watched.\n"
+                    "# TYPE landlord_watch_synced gauge\n");
+    json_array_foreach(json_object_get(kube, "watches"), i, w)
+    {
+        ll_buf_printf(&b, "landlord_watch_synced{kind=\"%s\"} %d\n",
+                      json_string_value(json_object_get(w, "kind")),
+                      json_is_true(json_object_get(w, "synced")));
+    }
+    json_decref(kube);
+    ll_webhooks_counts(c->webhooks, &delivered, &failed, &given_up);
+    ll_buf_printf(&b,
+                  "# HELP landlord_webhook_deliveries_total Webhook deliveries made.\n"
+                  "# TYPE landlord_webhook_deliveries_total counter\n"
+                  "landlord_webhook_deliveries_total %lld\n"
+                  "# HELP landlord_webhook_failures_total Webhook attempts that failed "
+                  "(retried until the last).\n"
+                  "# TYPE landlord_webhook_failures_total counter\n"
+                  "landlord_webhook_failures_total %lld\n"
+                  "# HELP landlord_webhook_given_up_total Deliveries failed for good.\n"
+                  "# TYPE landlord_webhook_given_up_total counter\n"
+                  "landlord_webhook_given_up_total %lld\n",
+                  delivered, failed, given_up);
+    *out = ll_buf_steal(&b, out_len);
+    return *out ? 0 : ll_error_set(-1, "out of memory");
 }

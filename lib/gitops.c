@@ -76,7 +76,11 @@ struct ll_gitops {
     unsigned long long generation;
     json_t *tiers;  /* immutable snapshot */
     json_t *status; /* immutable snapshot */
+    /* Push latency: counts per bucket of push_bounds_ms (last: above). */
+    long long push_buckets[LL_PUSH_BUCKETS + 1], push_count, push_sum_ms;
 };
+
+const int ll_push_bounds_ms[LL_PUSH_BUCKETS] = {25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
 
 static int git_fail(int code, const char *what)
 {
@@ -942,7 +946,18 @@ static int run_batch(ll_gitops *g, const json_t *ops, json_t *results)
                 break;
             int64_t t_push = ll_monotonic_ms();
             error = push(g, &commit_id);
-            ll_log_debug("msg=\"pushed\" ms=%lld", (long long)(ll_monotonic_ms() - t_push));
+            int64_t push_ms = ll_monotonic_ms() - t_push;
+            ll_log_debug("msg=\"pushed\" ms=%lld", (long long)push_ms);
+            if (error == 0) {
+                int k = 0;
+                while (k < LL_PUSH_BUCKETS && push_ms > ll_push_bounds_ms[k])
+                    k++;
+                pthread_mutex_lock(&g->lock);
+                g->push_buckets[k]++;
+                g->push_count++;
+                g->push_sum_ms += push_ms;
+                pthread_mutex_unlock(&g->lock);
+            }
             if (error == LL_ECONFLICT) {
                 char refused[LL_ERROR_MSG_MAX];
                 git_commit *now = NULL;
@@ -1514,6 +1529,16 @@ json_t *ll_gitops_tiers(ll_gitops *g)
     t = json_incref(g->tiers);
     pthread_mutex_unlock(&g->lock);
     return t;
+}
+
+void ll_gitops_push_stats(ll_gitops *g, long long buckets[LL_PUSH_BUCKETS + 1], long long *count,
+                          long long *sum_ms)
+{
+    pthread_mutex_lock(&g->lock);
+    memcpy(buckets, g->push_buckets, sizeof(g->push_buckets));
+    *count = g->push_count;
+    *sum_ms = g->push_sum_ms;
+    pthread_mutex_unlock(&g->lock);
 }
 
 json_t *ll_gitops_status(ll_gitops *g)

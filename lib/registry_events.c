@@ -180,6 +180,34 @@ int ll_registry_events_prune(ll_registry *r, long long keep)
     return reg_exec(r, sql);
 }
 
+int ll_registry_state_counts(json_t **out, ll_registry *r)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *rows = json_array();
+    int error, rc;
+
+    if ((error = reg_prepare(&st, r,
+                             "SELECT tier, coalesce(observed_state, CASE lifecycle WHEN 'active' "
+                             "THEN 'unknown' ELSE lifecycle END) AS state, count(*) FROM tenants "
+                             "GROUP BY 1, 2 ORDER BY 1, 2")) < 0)
+        goto fail;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(rows, json_pack("{s:o, s:o, s:I}", "tier", reg_col_text(st, 0),
+                                              "state", reg_col_text(st, 1), "count",
+                                              (json_int_t)sqlite3_column_int64(st, 2)));
+    if (rc != SQLITE_DONE) {
+        error = reg_db_error(r, "count states");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = rows;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(rows);
+    return error;
+}
+
 /* --- webhooks ------------------------------------------------------------------ */
 
 #define WEBHOOK_COLS "id, url, event_types, description, created_at"

@@ -35,11 +35,13 @@
 #include "landlord/util.h"
 #include "landlord/watch.h"
 
-#define POLL_MS     250
-#define WALK_MAX    20000
-#define MESSAGE_MAX 600
-#define FILE_MAX    (1 << 20)
-#define N_INFORMERS 5
+#define POLL_MS            250
+#define WALK_MAX           20000
+#define MESSAGE_MAX        600
+#define FILE_MAX           (1 << 20)
+#define N_INFORMERS        5
+#define EVENTS_KEPT        100000
+#define EVENTS_PRUNE_EVERY 1000
 
 enum { I_GITREPO, I_KUSTOMIZATION, I_HELMRELEASE, I_NAMESPACE, I_TERRAFORM };
 
@@ -74,7 +76,8 @@ struct ll_status {
     char since[32];
     char head[GIT_OID_HEXSZ + 1];
     char walk_of[GIT_OID_HEXSZ + 1];
-    json_t *walk; /* sha -> true: commits reachable from walk_of (up to WALK_MAX) */
+    json_t *walk;          /* sha -> true: commits reachable from walk_of (up to WALK_MAX) */
+    long long since_prune; /* events stored since the last prune */
     int walk_complete;
 };
 
@@ -885,6 +888,12 @@ static void follow(ll_status *s)
                                            (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000) < 0)
             ll_log_warn("msg=\"cannot store state changes\" error=\"%s\"",
                         ll_error_last()->message);
+        s->since_prune += (long long)json_array_size(transitions);
+        if (s->since_prune >= EVENTS_PRUNE_EVERY) {
+            s->since_prune = 0;
+            if (ll_registry_events_prune(s->reg, EVENTS_KEPT) < 0)
+                ll_log_warn("msg=\"cannot prune events\" error=\"%s\"", ll_error_last()->message);
+        }
         pthread_mutex_lock(&s->lock);
         s->generation++;
         pthread_cond_broadcast(&s->changed);

@@ -159,13 +159,19 @@ static void pick_request_id(ll_req *req)
 
 /* --- writes waiting for their operations ------------------------------------ */
 
+typedef struct stream stream;
+
 static struct {
     pthread_mutex_t lock;
     pthread_t thread;
     int started, stopping;
     ll_req *list;
     ll_core *core;
-} waiters = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, NULL, NULL};
+    stream *streams; /* open event streams */
+    int nstreams;
+} waiters = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, NULL, NULL, NULL, 0};
+
+static void resume_streams(int all);
 
 enum MHD_Result ll_req_wait(ll_req *req, long long op, int wait_s, ll_handler finish)
 {
@@ -260,9 +266,154 @@ static void *waiter_main(void *arg)
         now_gen = ll_core_progress(waiters.core);
         next = resume_due(now_gen != seen, 0);
         seen = now_gen;
+        resume_streams(0);
     }
     resume_due(0, 1);
+    resume_streams(1);
     return NULL;
+}
+
+/* --- event streams (text/event-stream) ------------------------------------------- */
+
+#define STREAMS_MAX  256
+#define KEEPALIVE_MS 15000
+#define STREAM_BATCH 100
+
+struct stream {
+    struct MHD_Connection *conn;
+    ll_core *core;
+    long long last_id;
+    char tenant[128]; /* only this tenant's events, or "" */
+    ll_buf out;       /* formatted, not yet handed to libmicrohttpd */
+    size_t taken;
+    int64_t last_write_ms;
+    unsigned long long seen; /* events generation when last looked */
+    int suspended;
+    stream *next;
+};
+
+/* Resumes suspended streams that have something to say: new events, a
+ * keepalive due, or the server stopping. */
+static void resume_streams(int all)
+{
+    unsigned long long gen = ll_core_events_generation(waiters.core);
+    int64_t now = ll_monotonic_ms();
+    pthread_mutex_lock(&waiters.lock);
+    for (stream *s = waiters.streams; s; s = s->next) {
+        if (s->suspended && (all || gen != s->seen || now - s->last_write_ms >= KEEPALIVE_MS)) {
+            s->suspended = 0;
+            MHD_resume_connection(s->conn);
+        }
+    }
+    pthread_mutex_unlock(&waiters.lock);
+}
+
+/* Appends the events after s->last_id (of s->tenant when set). */
+static void stream_fill(stream *s)
+{
+    json_t *events = NULL, *e;
+    size_t i;
+    if (ll_events_after(&events, s->core, s->last_id, STREAM_BATCH) < 0)
+        return;
+    json_array_foreach(events, i, e)
+    {
+        long long id = json_integer_value(json_object_get(e, "id"));
+        const char *tenant = json_string_value(json_object_get(e, "tenant"));
+        s->last_id = id;
+        if (s->tenant[0] && (!tenant || strcmp(tenant, s->tenant) != 0))
+            continue;
+        char *data = json_dumps(e, JSON_COMPACT);
+        if (data)
+            ll_buf_printf(&s->out, "id: %lld\nevent: %s\ndata: %s\n\n", id,
+                          json_string_value(json_object_get(e, "type")), data);
+        free(data);
+    }
+    json_decref(events);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream *s = cls;
+    (void)pos;
+    pthread_mutex_lock(&waiters.lock);
+    int stopping = waiters.stopping;
+    pthread_mutex_unlock(&waiters.lock);
+    if (s->taken == s->out.len) {
+        s->out.len = 0;
+        s->taken = 0;
+        if (stopping)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        s->seen = ll_core_events_generation(s->core);
+        stream_fill(s);
+        if (s->out.len == 0 && ll_monotonic_ms() - s->last_write_ms >= KEEPALIVE_MS)
+            ll_buf_adds(&s->out, ": keepalive\n\n");
+        if (s->out.len == 0) {
+            /* Nothing to say: park the connection until there is. */
+            pthread_mutex_lock(&waiters.lock);
+            s->suspended = 1;
+            MHD_suspend_connection(s->conn);
+            pthread_mutex_unlock(&waiters.lock);
+            return 0;
+        }
+    }
+    size_t n = s->out.len - s->taken;
+    if (n > max)
+        n = max;
+    memcpy(buf, s->out.data + s->taken, n);
+    s->taken += n;
+    s->last_write_ms = ll_monotonic_ms();
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    stream *s = cls;
+    pthread_mutex_lock(&waiters.lock);
+    for (stream **pp = &waiters.streams; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            waiters.nstreams--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&waiters.lock);
+    ll_buf_free(&s->out);
+    free(s);
+}
+
+enum MHD_Result ll_reply_event_stream(ll_req *req, long long after, const char *tenant)
+{
+    stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return MHD_NO;
+    s->conn = req->conn;
+    s->core = req->core;
+    s->last_id = after;
+    snprintf(s->tenant, sizeof(s->tenant), "%s", tenant ? tenant : "");
+    ll_buf_init(&s->out, 4 << 20);
+    ll_buf_adds(&s->out, "retry: 3000\n\n");
+    s->last_write_ms = ll_monotonic_ms();
+    pthread_mutex_lock(&waiters.lock);
+    if (waiters.stopping || waiters.nstreams >= STREAMS_MAX) {
+        pthread_mutex_unlock(&waiters.lock);
+        ll_buf_free(&s->out);
+        free(s);
+        return ll_reply_problem(req, 503, "unavailable",
+                                "too many open event streams; try again later", NULL);
+    }
+    s->next = waiters.streams;
+    waiters.streams = s;
+    waiters.nstreams++;
+    pthread_mutex_unlock(&waiters.lock);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
+    if (!resp) {
+        stream_free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    return ll_reply_response(req, 200, resp);
 }
 
 static enum MHD_Result dispatch(ll_req *req)

@@ -82,6 +82,11 @@ enum MHD_Result ll_req_wait(ll_req *req, long long op, int wait_s, ll_handler fi
  * the connection is suspended meanwhile. */
 enum MHD_Result ll_req_wait_tenant(ll_req *req, const char *id, int timeout_s, ll_handler finish);
 
+/* Streams events (Server-Sent Events) after event id `after`, only those of
+ * tenant when not NULL, until the client goes or the server stops; a
+ * keepalive comment every 15 s.  503 beyond 256 open streams. */
+enum MHD_Result ll_reply_event_stream(ll_req *req, long long after, const char *tenant);
+
 /* The raw MHD_Response path for replies that need extra headers. */
 enum MHD_Result ll_reply_response(ll_req *req, unsigned status, struct MHD_Response *resp);
 

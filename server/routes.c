@@ -24,6 +24,13 @@ const ll_route ll_routes[] = {
     {"GET", "/api/v1/tiers", h_tiers_list, "tenants:read"},
     {"GET", "/api/v1/tiers/{name}", h_tiers_get, "tenants:read"},
     {"GET", "/api/v1/operations/{id}", h_operations_get, "tenants:read"},
+    {"GET", "/api/v1/events", h_events_stream, "tenants:read"},
+    {"GET", "/api/v1/webhooks", h_webhooks_list, "webhooks:write"},
+    {"POST", "/api/v1/webhooks", h_webhooks_create, "webhooks:write"},
+    {"GET", "/api/v1/webhooks/{id}", h_webhooks_get, "webhooks:write"},
+    {"DELETE", "/api/v1/webhooks/{id}", h_webhooks_delete, "webhooks:write"},
+    {"GET", "/api/v1/webhooks/{id}/deliveries", h_webhooks_deliveries, "webhooks:write"},
+    {"GET", "/metrics", h_metrics_get, "public"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -20,4 +20,13 @@ enum MHD_Result h_tiers_get(ll_req *req);
 
 enum MHD_Result h_operations_get(ll_req *req);
 
+enum MHD_Result h_events_stream(ll_req *req);
+enum MHD_Result h_metrics_get(ll_req *req);
+
+enum MHD_Result h_webhooks_create(ll_req *req);
+enum MHD_Result h_webhooks_list(ll_req *req);
+enum MHD_Result h_webhooks_get(ll_req *req);
+enum MHD_Result h_webhooks_delete(ll_req *req);
+enum MHD_Result h_webhooks_deliveries(ll_req *req);
+
 #endif

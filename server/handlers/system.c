@@ -1,4 +1,5 @@
 /* system.c - the public routes: admin page, health, readiness, contract. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "landlord/embedded.h"
@@ -31,4 +32,17 @@ enum MHD_Result h_openapi_get(ll_req *req)
     if (!f)
         return ll_reply_problem(req, 404, "not-found", "no contract in this build", NULL);
     return ll_reply_bytes(req, 200, "application/yaml", f->data, f->size);
+}
+
+enum MHD_Result h_metrics_get(ll_req *req)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int error = ll_core_metrics(&text, &len, req->core);
+    if (error < 0)
+        return ll_reply_error(req, error);
+    enum MHD_Result ret =
+        ll_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+    return ret;
 }

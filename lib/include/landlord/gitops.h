@@ -84,4 +84,12 @@ json_t *ll_gitops_tiers(ll_gitops *g);
  * credentials), "error"?}; new reference. */
 json_t *ll_gitops_status(ll_gitops *g);
 
+/* Latency of successful pushes: buckets[i] counts pushes of at most
+ * ll_push_bounds_ms[i] ms (and above the previous bound); buckets[LL_PUSH_BUCKETS]
+ * the slower ones. */
+#define LL_PUSH_BUCKETS 9
+extern const int ll_push_bounds_ms[LL_PUSH_BUCKETS];
+void ll_gitops_push_stats(ll_gitops *g, long long buckets[LL_PUSH_BUCKETS + 1], long long *count,
+                          long long *sum_ms);
+
 #endif

@@ -48,7 +48,8 @@ int ll_kube_open(ll_kube **out, const ll_kube_options *opts);
 
 void ll_kube_free(ll_kube *k);
 
-/* "https://host:port" (no trailing slash). */
+/* The server URL as configured: scheme://host:port[/prefix], no trailing
+ * slash. */
 const char *ll_kube_server(const ll_kube *k);
 
 /* The context's namespace, the pod's, or "default". */

@@ -119,6 +119,10 @@ int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, lo
  * [{"id", "type", "tenant", "data", "created_at"}] (new reference). */
 int ll_registry_events_after(json_t **out, ll_registry *r, long long after, int limit);
 
+/* Tenants per tier and state: [{"tier", "state", "count"}], the state being
+ * the last observed one, else unknown (active) or the lifecycle. */
+int ll_registry_state_counts(json_t **out, ll_registry *r);
+
 /* The newest event's id, 0 when none. */
 int ll_registry_events_last(long long *out, ll_registry *r);
 
