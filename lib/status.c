@@ -453,7 +453,7 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
         } else if (worst <= 0) {
             state = "ready", reason = worst < 0 ? "NoObjects" : top.reason;
             snprintf(message, sizeof(message), "%s",
-                     worst < 0 ? "the tenant's file declares no watched objects" : "");
+                     worst < 0 ? "the tenant's file declares no watched objects" : top_message);
         } else {
             state = worst == 3 ? "failed" : worst == 2 ? "blocked" : moving;
             reason = top.reason;

@@ -244,16 +244,14 @@ static void *run(void *arg)
         /* Watch until a 410 says the position is gone. */
         while (!stopping(inf)) {
             ll_buf path;
-            char query[300];
+            char query[600];
+            char *esc = curl_easy_escape(NULL, inf->rv, 0);
             snprintf(query, sizeof(query),
-                     "watch=1&allowWatchBookmarks=true&timeoutSeconds=%d&resourceVersion=",
-                     WATCH_TIMEOUT_S);
+                     "watch=1&allowWatchBookmarks=true&timeoutSeconds=%d&resourceVersion=%s",
+                     WATCH_TIMEOUT_S, esc ? esc : "");
+            curl_free(esc);
             ll_buf_init(&path, 16384);
             build_path(&path, inf, query);
-            /* resourceVersion last, escaped like the rest. */
-            char *esc = curl_easy_escape(NULL, inf->rv, 0);
-            ll_buf_printf(&path, "%s", esc ? esc : "");
-            curl_free(esc);
             int error = ll_kube_watch(inf->kube, path.data, WATCH_IDLE_S, on_event, inf);
             ll_buf_free(&path);
             if (stopping(inf))
