@@ -19,6 +19,7 @@
  * clone (repo) and the registry connection belong to the follower thread;
  * it takes the lock only to copy inputs and to store results.
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,10 +75,14 @@ struct ll_status {
     git_repository *repo;
     ll_registry *reg;
     char since[32];
+    json_t *at_since; /* ids read with updated_at == since */
     char head[GIT_OID_HEXSZ + 1];
     char walk_of[GIT_OID_HEXSZ + 1];
     json_t *walk;          /* sha -> true: commits reachable from walk_of (up to WALK_MAX) */
     long long since_prune; /* events stored since the last prune */
+    /* Under lock: the commits of the GitRepository's artifact and of the
+     * Kustomization's last apply, as last looked at. */
+    char fetched_rev[GIT_OID_HEXSZ + 1], applied_rev[GIT_OID_HEXSZ + 1];
     int walk_complete;
 };
 
@@ -94,6 +99,11 @@ static json_t *capped_string(const char *s)
     size_t n = strlen(s);
     return json_stringn(s, n > MESSAGE_MAX ? MESSAGE_MAX : n);
 }
+
+static int in_list(const char *s, const char *const *list);
+
+static const char *const kept_conditions[] = {"Ready", "Reconciling", "Stalled", "Remediated",
+                                              NULL};
 
 json_t *ll_status_slim(const json_t *o)
 {
@@ -113,13 +123,14 @@ json_t *ll_status_slim(const json_t *o)
     {
         const char *type = json_string_value(json_object_get(c, "type"));
         const char *msg = json_string_value(json_object_get(c, "message"));
-        if (!type)
+        /* Only the conditions the rules read; Released, Drifted ... are
+         * left out to keep thousands of objects small. */
+        if (!type || !in_list(type, kept_conditions))
             continue;
         json_t *k = json_object();
         copy_field(k, "status", json_object_get(c, "status"));
         copy_field(k, "reason", json_object_get(c, "reason"));
         copy_field(k, "observedGeneration", json_object_get(c, "observedGeneration"));
-        copy_field(k, "lastTransitionTime", json_object_get(c, "lastTransitionTime"));
         if (msg)
             json_object_set_new(k, "message", capped_string(msg));
         json_object_set_new(cs, type, k);
@@ -366,7 +377,7 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
     const char *sync = json_string_value(json_object_get(tenant, "sync"));
     const json_t *objects = json_object_get(tenant, "objects"), *want;
     json_t *details = json_array();
-    const char *deployed = NULL;
+    char deployed[64] = "";
     int worst = -1, present = 0, installed_before = 0, top_is_hr = 0;
     verdict top = {"ready", "", ""};
     char top_message[sizeof(top.message) + 600] = "";
@@ -380,16 +391,22 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
         const char *kind = json_string_value(json_object_get(want, "kind"));
         const char *key = json_string_value(json_object_get(want, "key"));
         const char *chart = json_string_value(json_object_get(want, "chart"));
-        const json_t *o = json_object_get(json_object_get(cluster, kind), key);
+        /* The cache keeps each object as its compact JSON text (a tenth of
+         * the memory of a jansson tree); parse it for the rules. */
+        const json_t *stored = json_object_get(json_object_get(cluster, kind), key);
+        json_t *parsed =
+            json_is_string(stored) ? json_loads(json_string_value(stored), 0, NULL) : NULL;
+        const json_t *o = parsed ? parsed : json_is_object(stored) ? stored : NULL;
         verdict v;
         if (o)
             present++;
         if (json_integer_value(json_object_get(json_object_get(o, "history"), "entries")) > 0)
             installed_before = 1;
         judge(&v, kind, o, chart);
-        if (!deployed && o && strcmp(kind, "HelmRelease") == 0)
-            deployed =
-                json_string_value(json_object_get(json_object_get(o, "history"), "chartVersion"));
+        const char *version =
+            json_string_value(json_object_get(json_object_get(o, "history"), "chartVersion"));
+        if (!deployed[0] && version && strcmp(kind, "HelmRelease") == 0)
+            snprintf(deployed, sizeof(deployed), "%s", version);
         json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", kind, "key", key, "state",
                               o ? v.state : "missing", "reason", v.reason, "message", v.message);
         if (chart)
@@ -410,6 +427,7 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
             top = v;
             snprintf(top_message, sizeof(top_message), "%s %s: %s", kind, key, v.message);
         }
+        json_decref(parsed);
     }
 
     const char *state, *reason;
@@ -462,12 +480,29 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
     }
     json_t *out = json_pack("{s:s, s:s, s:s, s:o}", "state", state, "reason", reason, "message",
                             message, "objects", details);
-    if (deployed)
+    if (deployed[0])
         json_object_set_new(out, "deployed_chart", json_string(deployed));
     return out;
 }
 
 /* --- the follower -------------------------------------------------------------------- */
+
+/* The informers' slim: packed as compact JSON text. */
+static json_t *slim_packed(const json_t *object)
+{
+    json_t *slim = ll_status_slim(object);
+    char *text = json_dumps(slim, JSON_COMPACT);
+    json_t *packed = json_string(text ? text : "{}");
+    free(text);
+    json_decref(slim);
+    return packed;
+}
+
+/* A cached object as a tree (new reference). */
+static json_t *unpack(const json_t *v)
+{
+    return json_is_string(v) ? json_loads(json_string_value(v), 0, NULL) : json_incref((json_t *)v);
+}
 
 static int all_synced(ll_status *s, char *why, size_t cap);
 
@@ -486,7 +521,8 @@ static void on_change(const char *type, const char *key, const json_t *slim, con
     pthread_mutex_lock(&s->lock);
     map = json_object_get(s->cache, kind);
     if (strcmp(type, "RESYNC") == 0) {
-        json_object_set_new(s->cache, kind, json_deep_copy(objects));
+        /* The informer is done with the map: keep it as it is. */
+        json_object_set(s->cache, kind, (json_t *)objects);
         /* Everything of this kind may have changed. */
         const char *id;
         json_t *rec;
@@ -687,8 +723,17 @@ static void load_tenants(ll_status *s)
         json_t *objects = NULL;
         int unreadable = 0;
 
-        if (updated && strcmp(updated, s->since) > 0)
+        /* The query returns the rows at the watermark again (several rows
+         * share a timestamp): skip those already read at that timestamp. */
+        if (!updated)
+            continue;
+        if (strcmp(updated, s->since) > 0) {
             snprintf(s->since, sizeof(s->since), "%s", updated);
+            json_object_clear(s->at_since);
+        } else if (json_object_get(s->at_since, id)) {
+            continue;
+        }
+        json_object_set_new(s->at_since, id, json_true());
         pthread_mutex_lock(&s->lock);
         json_t *rec = json_object_get(s->tenants, id);
         const char *had = json_string_value(json_object_get(rec, "objects_at"));
@@ -796,8 +841,8 @@ static void follow(ll_status *s)
     s->dirty = json_object();
     /* The one Kustomization and GitRepository (selected by name). */
     ks = NULL, gr = NULL;
-    json_object_foreach(json_object_get(s->cache, "Kustomization"), id, v) ks = json_incref(v);
-    json_object_foreach(json_object_get(s->cache, "GitRepository"), id, v) gr = json_incref(v);
+    json_object_foreach(json_object_get(s->cache, "Kustomization"), id, v) ks = unpack(v);
+    json_object_foreach(json_object_get(s->cache, "GitRepository"), id, v) gr = unpack(v);
     json_t *commits = json_object();
     json_object_foreach(work, id, v)
     {
@@ -828,6 +873,8 @@ static void follow(ll_status *s)
     }
 
     pthread_mutex_lock(&s->lock);
+    snprintf(s->fetched_rev, sizeof(s->fetched_rev), "%s", fetched);
+    snprintf(s->applied_rev, sizeof(s->applied_rev), "%s", applied);
     cluster = json_pack("{s:O, s:O, s:O}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
                         "Namespace", json_object_get(s->cache, "Namespace"), "Terraform",
                         json_object_get(s->cache, "Terraform"));
@@ -876,9 +923,11 @@ static void follow(ll_status *s)
                                             "since", stamp, "type", type, "data", data));
         }
         json_object_set(rec, "state", json_object_get(d, "state"));
+        /* Per-object details are derived again when asked for (describe):
+         * thousands of tenants keep only their verdict. */
+        json_object_del(d, "objects");
         json_object_set_new(rec, "derived", d);
-        json_object_set_new(rec, "fetched_commit", json_string(fetched));
-        json_object_set_new(rec, "applied_commit", json_string(applied));
+        json_object_set(rec, "fetched", json_object_get(cluster, "fetched"));
     }
     pthread_mutex_unlock(&s->lock);
     if (json_array_size(transitions)) {
@@ -905,6 +954,9 @@ static void follow(ll_status *s)
     json_decref(cluster);
     json_decref(facts);
     json_decref(commits);
+    /* A big round (start, a relist) freed a lot on this thread. */
+    if (json_object_size(work) > 1000)
+        malloc_trim(0);
     json_decref(work);
     json_decref(ks);
     json_decref(gr);
@@ -972,7 +1024,7 @@ static int start_informers(ll_status *s)
             .label_selector = i >= I_HELMRELEASE ? selector : NULL,
             .field_selector = i < I_HELMRELEASE ? field : NULL,
             .probe = i == I_TERRAFORM ? probe : NULL,
-            .slim = ll_status_slim,
+            .slim = slim_packed,
             .on_change = fns[i],
             .payload = s,
         };
@@ -1008,6 +1060,7 @@ int ll_status_open(ll_status **out, ll_kube *k, const ll_status_options *o)
     s->tenants = json_object();
     s->owners = json_object();
     s->dirty = json_object();
+    s->at_since = json_object();
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->changed, NULL);
@@ -1051,6 +1104,7 @@ void ll_status_free(ll_status *s)
     json_decref(s->owners);
     json_decref(s->dirty);
     json_decref(s->walk);
+    json_decref(s->at_since);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->changed);
@@ -1117,16 +1171,26 @@ void ll_status_describe(ll_status *s, json_t *view)
     json_object_set(view, "state_message", json_object_get(d, "message"));
     json_object_set(view, "state_since", json_object_get(rec, "since"));
     const json_t *objects = json_object_get(rec, "objects"), *o;
-    const char *desired = NULL;
+    const char *desired = NULL, *commit = json_string_value(json_object_get(rec, "commit")),
+               *at = json_string_value(json_object_get(rec, "applied_at"));
     size_t i;
     json_array_foreach(objects, i, o) if (!desired) desired =
         json_string_value(json_object_get(o, "chart"));
+    /* The objects as they are now (the verdict above is the follower's). */
+    json_t *cluster = json_pack(
+        "{s:O, s:O, s:O, s:b, s:O?}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
+        "Namespace", json_object_get(s->cache, "Namespace"), "Terraform",
+        json_object_get(s->cache, "Terraform"), "applied", at && commit && strcmp(at, commit) == 0,
+        "fetched", json_object_get(rec, "fetched"));
+    json_t *now = ll_status_derive(rec, cluster);
     json_t *observed = json_pack(
-        "{s:O?, s:O?, s:O?, s:s?, s:O?, s:O}", "desired_commit", json_object_get(rec, "commit"),
-        "fetched_commit", json_object_get(rec, "fetched_commit"), "applied_commit",
-        json_object_get(rec, "applied_commit"), "desired_chart", desired, "deployed_chart",
-        json_object_get(d, "deployed_chart"), "objects", json_object_get(d, "objects"));
+        "{s:O?, s:s?, s:s?, s:s?, s:O?, s:O}", "desired_commit", json_object_get(rec, "commit"),
+        "fetched_commit", s->fetched_rev[0] ? s->fetched_rev : NULL, "applied_commit",
+        s->applied_rev[0] ? s->applied_rev : NULL, "desired_chart", desired, "deployed_chart",
+        json_object_get(d, "deployed_chart"), "objects", json_object_get(now, "objects"));
     json_object_set_new(view, "observed", observed);
+    json_decref(now);
+    json_decref(cluster);
     pthread_mutex_unlock(&s->lock);
 }
 

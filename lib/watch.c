@@ -7,6 +7,7 @@
  * fields are guarded by lock; the collection itself is not kept here (the
  * callback's owner keeps what it needs).
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@
 #define BACKOFF_MIN_MS  1000
 #define BACKOFF_MAX_MS  30000
 #define PROBE_EVERY_MS  60000
-#define PAGE_LIMIT      500
+#define PAGE_LIMIT      250
 
 struct ll_informer {
     ll_kube *kube;
@@ -240,6 +241,9 @@ static void *run(void *arg)
         json_decref(objects);
         set_state(inf, 1, NULL);
         backoff = 0;
+        /* Listing parsed megabytes of JSON on this thread: give the pages
+         * back instead of keeping them in its arena. */
+        malloc_trim(0);
 
         /* Watch until a 410 says the position is gone. */
         while (!stopping(inf)) {
