@@ -772,30 +772,47 @@ int ll_registry_ops_attempted(ll_registry *r, const json_t *ops, const char *why
     return reg_exec(r, "COMMIT");
 }
 
-int ll_registry_tenants_changed(json_t **out, ll_registry *r, const char *since)
+int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r)
 {
     sqlite3_stmt *st = NULL;
     json_t *rows = json_array();
+    long long top = *seq < 0 ? 0 : *seq;
     int error, rc;
 
-    if ((error = reg_prepare(&st, r,
-                             "SELECT " TENANT_COLS " FROM tenants WHERE updated_at >= ? ORDER BY "
-                             "updated_at")) < 0)
+    if ((error =
+             reg_prepare(&st, r,
+                         *seq < 0 ? "SELECT " TENANT_COLS ", (SELECT coalesce(max(seq), 0) FROM "
+                                    "tenant_changes) FROM tenants WHERE ? < 0"
+                                  : "SELECT " TENANT_COLS ", (SELECT max(seq) FROM "
+                                    "tenant_changes WHERE tenant_id = tenants.id) FROM tenants "
+                                    "WHERE id IN (SELECT tenant_id FROM tenant_changes WHERE "
+                                    "seq > ?)")) < 0)
         goto fail;
-    reg_bind_text(st, 1, since ? since : "");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    sqlite3_bind_int64(st, 1, *seq);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_array_append_new(rows, tenant_row(st));
+        if (sqlite3_column_int64(st, 15) > top)
+            top = sqlite3_column_int64(st, 15);
+    }
     if (rc != SQLITE_DONE) {
         error = reg_db_error(r, "read changed tenants");
         goto fail;
     }
     sqlite3_finalize(st);
     *out = rows;
+    *seq = top;
     return 0;
 fail:
     sqlite3_finalize(st);
     json_decref(rows);
     return error;
+}
+
+int ll_registry_tenant_changes_prune(ll_registry *r, long long upto)
+{
+    char sql[120];
+    snprintf(sql, sizeof(sql), "DELETE FROM tenant_changes WHERE seq <= %lld", upto);
+    return reg_exec(r, sql);
 }
 
 int ll_registry_tenant_index(json_t **out, ll_registry *r)

@@ -74,8 +74,7 @@ struct ll_status {
     /* The follower's own. */
     git_repository *repo;
     ll_registry *reg;
-    char since[32];
-    json_t *at_since; /* ids read with updated_at == since */
+    long long seq; /* the last tenant change read (-1: none yet) */
     char head[GIT_OID_HEXSZ + 1];
     char walk_of[GIT_OID_HEXSZ + 1];
     json_t *walk;          /* sha -> true: commits reachable from walk_of (up to WALK_MAX) */
@@ -710,30 +709,22 @@ static void load_tenants(ll_status *s)
 
     if (!s->reg && ll_registry_open(&s->reg, s->db_path) < 0)
         return;
-    if (ll_registry_tenants_changed(&rows, s->reg, s->since) < 0)
+    long long seq = s->seq;
+    if (ll_registry_tenants_changed(&rows, &seq, s->reg) < 0)
         return;
+    if (seq > s->seq && seq > 0)
+        ll_registry_tenant_changes_prune(s->reg, seq);
+    s->seq = seq;
     json_array_foreach(rows, i, row)
     {
         const char *id = json_string_value(json_object_get(row, "id"));
         const char *commit = json_string_value(json_object_get(row, "commit"));
         const char *lifecycle = json_string_value(json_object_get(row, "lifecycle"));
-        const char *updated = json_string_value(json_object_get(row, "updated_at"));
         const char *path = json_string_value(json_object_get(row, "path"));
         char file[1024];
         json_t *objects = NULL;
         int unreadable = 0;
 
-        /* The query returns the rows at the watermark again (several rows
-         * share a timestamp): skip those already read at that timestamp. */
-        if (!updated)
-            continue;
-        if (strcmp(updated, s->since) > 0) {
-            snprintf(s->since, sizeof(s->since), "%s", updated);
-            json_object_clear(s->at_since);
-        } else if (json_object_get(s->at_since, id)) {
-            continue;
-        }
-        json_object_set_new(s->at_since, id, json_true());
         pthread_mutex_lock(&s->lock);
         json_t *rec = json_object_get(s->tenants, id);
         const char *had = json_string_value(json_object_get(rec, "objects_at"));
@@ -1060,7 +1051,7 @@ int ll_status_open(ll_status **out, ll_kube *k, const ll_status_options *o)
     s->tenants = json_object();
     s->owners = json_object();
     s->dirty = json_object();
-    s->at_since = json_object();
+    s->seq = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->changed, NULL);
@@ -1104,7 +1095,6 @@ void ll_status_free(ll_status *s)
     json_decref(s->owners);
     json_decref(s->dirty);
     json_decref(s->walk);
-    json_decref(s->at_since);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->changed);

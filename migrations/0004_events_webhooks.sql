@@ -43,3 +43,22 @@ CREATE TABLE deliveries (
 ) STRICT;
 CREATE INDEX deliveries_due ON deliveries (next_at_ms) WHERE state = 'pending';
 CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, id);
+
+-- Changes of tenants' desired state, in order, for the status follower:
+-- it reads the rows after the last seq it handled (timestamps are not
+-- unique enough: thousands of tenants are adopted in one millisecond).
+-- Writes of observed_state alone do not count.
+CREATE TABLE tenant_changes (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL
+) STRICT;
+INSERT INTO tenant_changes (tenant_id) SELECT id FROM tenants;
+CREATE TRIGGER tenants_inserted AFTER INSERT ON tenants
+BEGIN
+    INSERT INTO tenant_changes (tenant_id) VALUES (NEW.id);
+END;
+CREATE TRIGGER tenants_updated
+AFTER UPDATE OF tier, release, values_json, lifecycle, sync, commit_sha, path ON tenants
+BEGIN
+    INSERT INTO tenant_changes (tenant_id) VALUES (NEW.id);
+END;

@@ -92,9 +92,12 @@ int ll_registry_ops_attempted(ll_registry *r, const json_t *ops, const char *why
 int ll_registry_ops_count_queued(long long *out, ll_registry *r);
 
 /* The tenants (registry rows, as ll_registry_tenant_get gives them) whose
- * updated_at is since or later, oldest first; since "" gives all.  New
- * reference. */
-int ll_registry_tenants_changed(json_t **out, ll_registry *r, const char *since);
+ * desired state changed after change number *seq (-1: every tenant);
+ * *seq becomes the newest change read.  New reference. */
+int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r);
+
+/* Forgets the changes up to upto (the status follower has read them). */
+int ll_registry_tenant_changes_prune(ll_registry *r, long long upto);
 
 /* Every tenant as {"<id>": {"tier", "lifecycle", "sync"}} (new reference). */
 int ll_registry_tenant_index(json_t **out, ll_registry *r);
