@@ -252,7 +252,7 @@ int ll_core_metrics(char **out, size_t *out_len, ll_core *c)
                   count, sum_ms / 1000.0, count);
     kube = ll_status_health(c->status);
     ll_buf_adds(&b, "# HELP landlord_watch_restarts_total Lists repeated after a watch expired "
-                    "(410 Gone).\n# TYPE landlord_watch_restarts_total counter\n");
+                    "(410 Gone) or failed.\n# TYPE landlord_watch_restarts_total counter\n");
     json_array_foreach(json_object_get(kube, "watches"), i, w)
     {
         ll_buf_printf(&b, "landlord_watch_restarts_total{kind=\"%s\"} %lld\n",

@@ -903,12 +903,12 @@ static void follow(ll_status *s)
             ll_log_info("msg=\"tenant state\" tenant=%s state=%s reason=%s", id, now,
                         json_string_value(json_object_get(d, "reason")));
             snprintf(type, sizeof(type), "tenant.%s", now);
-            json_t *data =
-                json_pack("{s:s, s:s, s:s?, s:O, s:O, s:O?, s:s, s:O?, s:s}", "tenant", id, "state",
-                          now, "previous", was, "reason", json_object_get(d, "reason"), "message",
-                          json_object_get(d, "message"), "desired_commit",
-                          json_object_get(rec, "commit"), "applied_commit", applied,
-                          "deployed_chart", json_object_get(d, "deployed_chart"), "at", stamp);
+            json_t *data = json_pack(
+                "{s:s, s:s, s:s?, s:O, s:O, s:O?, s:s?, s:O?, s:s}", "tenant", id, "state", now,
+                "previous", was, "reason", json_object_get(d, "reason"), "message",
+                json_object_get(d, "message"), "desired_commit", json_object_get(rec, "commit"),
+                "applied_commit", applied[0] ? applied : NULL, "deployed_chart",
+                json_object_get(d, "deployed_chart"), "at", stamp);
             json_array_append_new(transitions,
                                   json_pack("{s:s, s:s, s:s, s:s, s:o}", "tenant", id, "state", now,
                                             "since", stamp, "type", type, "data", data));

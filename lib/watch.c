@@ -38,6 +38,7 @@ struct ll_informer {
     int stop;
     int synced, absent;
     long long objects, restarts;
+    int listed; /* a list succeeded once */
     char error[LL_ERROR_MSG_MAX];
 
     /* The watch thread's own: the position and the live count. */
@@ -236,6 +237,8 @@ static void *run(void *arg)
         }
         pthread_mutex_lock(&inf->lock);
         inf->objects = (long long)json_object_size(objects);
+        inf->restarts += inf->listed; /* every list after the first */
+        inf->listed = 1;
         pthread_mutex_unlock(&inf->lock);
         inf->spec.on_change("RESYNC", NULL, NULL, objects, inf->spec.payload);
         json_decref(objects);
@@ -266,24 +269,19 @@ static void *run(void *arg)
                 continue;
             }
             if (error == LL_EGONE) {
-                pthread_mutex_lock(&inf->lock);
-                inf->restarts++;
-                pthread_mutex_unlock(&inf->lock);
                 ll_log_info("msg=\"watch expired; listing again\" kind=%s", inf->kind);
                 break;
             }
+            /* Events may have been lost with the stream: list again (after a
+             * pause), which also tells when the cluster answers again. */
             set_state(inf, 0, ll_error_last()->message);
             ll_log_warn("msg=\"watch failed\" kind=%s error=\"%s\"", inf->kind,
                         ll_error_last()->message);
             backoff = backoff ? backoff * 2 : BACKOFF_MIN_MS;
             if (backoff > BACKOFF_MAX_MS)
                 backoff = BACKOFF_MAX_MS;
-            if (pause_ms(inf, backoff))
-                break;
-            /* A probe failing now (API removed) or the list being needed
-             * shows on the next watch; a failed list also lands here. */
-            if (error == LL_ENOTFOUND)
-                break;
+            pause_ms(inf, backoff);
+            break;
         }
     }
     return NULL;

@@ -4,8 +4,10 @@
  * callback, then watches from the list's resourceVersion and hands over
  * every change as it arrives.  The server ending a watch means watching
  * again from the last resourceVersion seen (bookmarks included); 410 Gone
- * (in the stream or as HTTP) means listing again; any other failure means
- * backing off (1 s doubling to 30 s) and watching again.  Optional APIs
+ * (in the stream or as HTTP) means listing again; any other failure (a cut
+ * stream, a malformed line, the server unreachable) means pausing and
+ * listing again: the list says when the cluster answers again and what
+ * changed meanwhile.  Failed lists back off from 1 s doubling to 30 s.  Optional APIs
  * (tofu-controller's Terraform) are probed first: absent, the informer
  * reports an empty collection and probes again every minute.
  *
@@ -47,7 +49,8 @@ int ll_informer_start(ll_informer **out, ll_kube *k, const ll_informer_spec *spe
  * a running watch returns at once. */
 void ll_informer_stop(ll_informer *inf);
 
-/* {"kind", "synced": bool, "objects": n, "restarts": n (relists after 410),
+/* {"kind", "synced": bool, "objects": n, "restarts": n (lists after the first:
+ *  a watch expired with 410 or failed),
  *  "error": last failure or null, "absent": bool (optional API missing)};
  * new reference. */
 json_t *ll_informer_status(ll_informer *inf);
