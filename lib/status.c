@@ -1083,10 +1083,11 @@ void ll_status_free(ll_status *s)
     pthread_mutex_unlock(&s->lock);
     if (s->kube)
         ll_kube_cancel(s->kube);
-    for (int i = 0; i < N_INFORMERS; i++)
-        ll_informer_stop(s->inf[i]);
+    /* The follower reads the informers' status: it goes first. */
     if (s->started)
         pthread_join(s->thread, NULL);
+    for (int i = 0; i < N_INFORMERS; i++)
+        ll_informer_stop(s->inf[i]);
     ll_kube_free(s->kube);
     git_repository_free(s->repo);
     ll_registry_close(s->reg);
@@ -1203,15 +1204,21 @@ json_t *ll_status_health(ll_status *s)
                      "error", ok ? NULL : why);
 }
 
-int ll_status_state(ll_status *s, const char *id, char *out, size_t cap)
+int ll_status_state(ll_status *s, const char *id, const char *commit, const char *sync, char *out,
+                    size_t cap)
 {
     int error = LL_ENOTFOUND;
     if (!s || !s->kube)
         return LL_ENOTFOUND;
     pthread_mutex_lock(&s->lock);
-    const char *state =
-        json_string_value(json_object_get(json_object_get(s->tenants, id), "state"));
-    if (state) {
+    const json_t *rec = json_object_get(s->tenants, id);
+    const char *state = json_string_value(json_object_get(rec, "state"));
+    const char *had = json_string_value(json_object_get(rec, "commit"));
+    const char *was = json_string_value(json_object_get(rec, "sync"));
+    /* A state derived for an older desired state is no answer. */
+    int current = (commit ? had && strcmp(had, commit) == 0 : !had) &&
+                  (!sync || (was && strcmp(was, sync) == 0));
+    if (state && current) {
         snprintf(out, cap, "%s", state);
         error = 0;
     }

@@ -630,14 +630,17 @@ int ll_tenant_wait_over(ll_core *c, const char *id)
 
     if (!ll_status_configured(c->status))
         return 1;
-    if (ll_status_state(c->status, id, state, sizeof(state)) < 0) {
-        /* Not looked at yet: over only when it is not active. */
-        if (!(r = ll_core_registry(c)) || ll_registry_tenant_get(&t, r, id, 0) < 0)
-            return 1;
-        int active = strcmp(json_string_value(json_object_get(t, "lifecycle")), "active") == 0;
-        json_decref(t);
+    if (!(r = ll_core_registry(c)) || ll_registry_tenant_get(&t, r, id, 0) < 0)
+        return 1;
+    int active = strcmp(json_string_value(json_object_get(t, "lifecycle")), "active") == 0;
+    int known =
+        ll_status_state(c->status, id, json_string_value(json_object_get(t, "commit")),
+                        json_string_value(json_object_get(t, "sync")), state, sizeof(state)) == 0;
+    json_decref(t);
+    /* Not looked at (for this desired state) yet: over only when it is not
+     * active. */
+    if (!known)
         return !active;
-    }
     return strcmp(state, "ready") == 0 || strcmp(state, "failed") == 0 ||
            strcmp(state, "offboarding") == 0 || strcmp(state, "offboarded") == 0 ||
            strcmp(state, "drifted") == 0;

@@ -67,9 +67,11 @@ int ll_status_configured(const ll_status *s);
  * "source", "watches": [informer status...], "error"}.  New reference. */
 json_t *ll_status_health(ll_status *s);
 
-/* Copies tenant id's current state into out.  LL_ENOTFOUND when the
- * follower has not looked at it yet (or there is no cluster). */
-int ll_status_state(ll_status *s, const char *id, char *out, size_t cap);
+/* Copies tenant id's state into out, when it was derived for the desired
+ * commit and sync given (the registry's).  LL_ENOTFOUND when the follower
+ * has not looked at that desired state yet (or there is no cluster). */
+int ll_status_state(ll_status *s, const char *id, const char *commit, const char *sync, char *out,
+                    size_t cap);
 
 /* Moves on every state change of any tenant. */
 unsigned long long ll_status_generation(ll_status *s);
