@@ -82,6 +82,9 @@ struct ll_status {
     /* Under lock: the commits of the GitRepository's artifact and of the
      * Kustomization's last apply, as last looked at. */
     char fetched_rev[GIT_OID_HEXSZ + 1], applied_rev[GIT_OID_HEXSZ + 1];
+    /* Under lock: the last reconcile request landlord made, and the one
+     * Flux last handled (the GitRepository's lastHandledReconcileAt). */
+    char requested_at[64], handled_at[64];
     int walk_complete;
 };
 
@@ -792,10 +795,14 @@ static void ask_reconcile(ll_status *s)
              s->gitrepo);
     json_t *patch = json_pack("{s:{s:{s:s}}}", "metadata", "annotations",
                               "reconcile.fluxcd.io/requestedAt", stamp);
-    if (ll_kube_merge_patch(NULL, s->kube, path, patch) < 0)
+    if (ll_kube_merge_patch(NULL, s->kube, path, patch) < 0) {
         ll_log_warn("msg=\"cannot ask Flux to reconcile\" error=\"%s\"", ll_error_last()->message);
-    else
+    } else {
         ll_log_debug("msg=\"asked Flux to reconcile\" head=%s", sha);
+        pthread_mutex_lock(&s->lock);
+        snprintf(s->requested_at, sizeof(s->requested_at), "%s", stamp);
+        pthread_mutex_unlock(&s->lock);
+    }
     json_decref(patch);
 }
 
@@ -863,7 +870,13 @@ static void follow(ll_status *s)
                       includes(s, fetched, c), "attempted", includes(s, attempted, c)));
     }
 
+    const char *handled = json_string_value(json_object_get(gr, "lastHandledReconcileAt"));
     pthread_mutex_lock(&s->lock);
+    if (handled && strcmp(handled, s->handled_at) != 0) {
+        snprintf(s->handled_at, sizeof(s->handled_at), "%s", handled);
+        if (strcmp(handled, s->requested_at) == 0)
+            ll_log_debug("msg=\"Flux handled the reconcile request\" requested_at=%s", handled);
+    }
     snprintf(s->fetched_rev, sizeof(s->fetched_rev), "%s", fetched);
     snprintf(s->applied_rev, sizeof(s->applied_rev), "%s", applied);
     cluster = json_pack("{s:O, s:O, s:O}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
@@ -914,6 +927,9 @@ static void follow(ll_status *s)
                                             "since", stamp, "type", type, "data", data));
         }
         json_object_set(rec, "state", json_object_get(d, "state"));
+        /* What the state was derived for (ll_status_state compares). */
+        json_object_set(rec, "state_commit", json_object_get(rec, "commit"));
+        json_object_set(rec, "state_sync", json_object_get(rec, "sync"));
         /* Per-object details are derived again when asked for (describe):
          * thousands of tenants keep only their verdict. */
         json_object_del(d, "objects");
@@ -1157,28 +1173,35 @@ void ll_status_describe(ll_status *s, json_t *view)
         pthread_mutex_unlock(&s->lock);
         return;
     }
-    json_object_set(view, "state", json_object_get(d, "state"));
-    json_object_set(view, "state_reason", json_object_get(d, "reason"));
-    json_object_set(view, "state_message", json_object_get(d, "message"));
-    json_object_set(view, "state_since", json_object_get(rec, "since"));
     const json_t *objects = json_object_get(rec, "objects"), *o;
     const char *desired = NULL, *commit = json_string_value(json_object_get(rec, "commit")),
                *at = json_string_value(json_object_get(rec, "applied_at"));
     size_t i;
     json_array_foreach(objects, i, o) if (!desired) desired =
         json_string_value(json_object_get(o, "chart"));
-    /* The objects as they are now (the verdict above is the follower's). */
+    /* The objects as they are now. */
     json_t *cluster = json_pack(
         "{s:O, s:O, s:O, s:b, s:O?}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
         "Namespace", json_object_get(s->cache, "Namespace"), "Terraform",
         json_object_get(s->cache, "Terraform"), "applied", at && commit && strcmp(at, commit) == 0,
         "fetched", json_object_get(rec, "fetched"));
     json_t *now = ll_status_derive(rec, cluster);
+    /* The follower's verdict, unless the desired state moved since it was
+     * made (then what the objects say now). */
+    const json_t *state_commit = json_object_get(rec, "state_commit"),
+                 *state_sync = json_object_get(rec, "state_sync");
+    int current = json_equal((json_t *)state_commit, json_object_get(rec, "commit")) &&
+                  json_equal((json_t *)state_sync, json_object_get(rec, "sync"));
+    const json_t *v = current ? d : now;
+    json_object_set(view, "state", json_object_get(v, "state"));
+    json_object_set(view, "state_reason", json_object_get(v, "reason"));
+    json_object_set(view, "state_message", json_object_get(v, "message"));
+    json_object_set(view, "state_since", json_object_get(rec, "since"));
     json_t *observed = json_pack(
         "{s:O?, s:s?, s:s?, s:s?, s:O?, s:O}", "desired_commit", json_object_get(rec, "commit"),
         "fetched_commit", s->fetched_rev[0] ? s->fetched_rev : NULL, "applied_commit",
         s->applied_rev[0] ? s->applied_rev : NULL, "desired_chart", desired, "deployed_chart",
-        json_object_get(d, "deployed_chart"), "objects", json_object_get(now, "objects"));
+        json_object_get(v, "deployed_chart"), "objects", json_object_get(now, "objects"));
     json_object_set_new(view, "observed", observed);
     json_decref(now);
     json_decref(cluster);
@@ -1199,9 +1222,14 @@ json_t *ll_status_health(ll_status *s)
     int ok = all_synced(s, why, sizeof(why));
     for (int i = 0; i < N_INFORMERS; i++)
         json_array_append_new(watches, ll_informer_status(s->inf[i]));
-    return json_pack("{s:s, s:s, s:s, s:o, s:s?}", "status", ok ? "ok" : "degraded", "server",
+    pthread_mutex_lock(&s->lock);
+    json_t *reconcile =
+        json_pack("{s:s?, s:s?}", "requested_at", s->requested_at[0] ? s->requested_at : NULL,
+                  "handled_at", s->handled_at[0] ? s->handled_at : NULL);
+    pthread_mutex_unlock(&s->lock);
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s?}", "status", ok ? "ok" : "degraded", "server",
                      ll_kube_server(s->kube), "source", ll_kube_source(s->kube), "watches", watches,
-                     "error", ok ? NULL : why);
+                     "reconcile", reconcile, "error", ok ? NULL : why);
 }
 
 int ll_status_state(ll_status *s, const char *id, const char *commit, const char *sync, char *out,
@@ -1213,8 +1241,8 @@ int ll_status_state(ll_status *s, const char *id, const char *commit, const char
     pthread_mutex_lock(&s->lock);
     const json_t *rec = json_object_get(s->tenants, id);
     const char *state = json_string_value(json_object_get(rec, "state"));
-    const char *had = json_string_value(json_object_get(rec, "commit"));
-    const char *was = json_string_value(json_object_get(rec, "sync"));
+    const char *had = json_string_value(json_object_get(rec, "state_commit"));
+    const char *was = json_string_value(json_object_get(rec, "state_sync"));
     /* A state derived for an older desired state is no answer. */
     int current = (commit ? had && strcmp(had, commit) == 0 : !had) &&
                   (!sync || (was && strcmp(was, sync) == 0));

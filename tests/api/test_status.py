@@ -9,14 +9,16 @@ Covers (issue 4, docs/api.md "Observed state", "Events and webhooks"):
     and a missing chart version (`failed`, `?wait=ready` answering early), an
     update (`updating`, never `provisioning`, then `ready` at the new commit),
     offboarding (`offboarding` while the objects exist, then `offboarded`),
-    the `reconcile.fluxcd.io/requestedAt` annotation after each push;
+    the `reconcile.fluxcd.io/requestedAt` annotation after each push and
+    when Flux handled it, HelmReleases watched as v2beta1;
   - faults of the Kubernetes API: a watch expired after compaction (410, list
-    again), the API down then back, a malformed watch line, an unknown token,
-    a rotated token file; landlord never crashes and recovers without a
-    restart;
+    again), the API down at start then up, down then back, a malformed watch
+    line, an unknown token (401), a token without permission (403), a rotated
+    token file; landlord never crashes and recovers without a restart;
   - Server-Sent Events (`/api/v1/events`: live, `Last-Event-ID`, `?after=`,
     `?tenant=`, bad input), webhooks (subscription, secret shown once, signed
-    deliveries, retries after 1 and 2 s, a receiver that never answers,
+    deliveries, retries after 1 and 2 s, a failure reaching its webhook, a
+    receiver that never answers,
     bad input, delete) and `/metrics`;
   - no cluster configured: `unknown` "no cluster configured", `/readyz` kube
     `not-configured`, `?wait=ready` answering at once.
@@ -87,10 +89,10 @@ class Stack:
     instead; sim=False: no Flux."""
 
     def __init__(self, tokens=None, kube_token=None, token_file=None, sim=True, bookmark_interval=1.0,
-                 landlord_args=()):
+                 landlord_args=(), forbid=None, api_down=False):
         self.repo = "gitops-%d" % next(_repos)
         GS.create_repo(self.repo)
-        self.api = KubeAPI(tls=True, tokens=tokens or {"tok-1": "landlord"},
+        self.api = KubeAPI(tls=True, tokens=tokens or {"tok-1": "landlord"}, forbid=forbid,
                            bookmark_interval=bookmark_interval).start()
         self.dir = make_temp_dir("landlord-status-")
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
@@ -99,11 +101,15 @@ class Stack:
         else:
             self.api.kubeconfig(self.kubeconfig, token=kube_token)
         pw = GS.write_password_file(PASSWORD)
+        if api_down:
+            self.api.go_down()
         self.server = Server(args=["--git-url", GS.url(self.repo), "--git-username", USER,
                                    "--git-password-file", pw, "--kubeconfig", self.kubeconfig,
                                    "--git-poll-interval", "1"] + list(landlord_args))
         self.sim = None
         self.server.start()
+        if api_down:
+            self.api.come_back() if sim else None
         if sim:
             self.sim = FluxSim(self.api, GS.authed_url(self.repo), git_env=GS.git_env(),
                                chart_versions=CHARTS).start()
@@ -350,6 +356,26 @@ class LifecycleTest(StatusTestCase):
         second = poll(lambda: annotation() if annotation() != first else None, 10,
                       msg="a new %s after the next push" % REQUESTED_AT)
         self.assertNotEqual(first, second)
+        # When Flux handled it shows on /readyz (lastHandledReconcileAt).
+        def handled():
+            rec = self.s.get("/readyz").json["checks"]["kube"].get("reconcile") or {}
+            return rec if rec.get("requested_at") and rec.get("handled_at") == rec["requested_at"] else None
+        rec = poll(handled, 10, msg="/readyz shows the reconcile request handled")
+        gr = self.api.get("GitRepository", FLUX_NS, "flux-system")
+        self.assertEqual(gr["status"].get("lastHandledReconcileAt"), rec["handled_at"])
+
+    def test_helmrelease_v2beta1(self):
+        """With --flux-helm-version v2beta1 (a reference-shaped repository's
+        templates), landlord watches that version and tenants still get
+        ready."""
+        st = self.new_stack(landlord_args=["--flux-helm-version", "v2beta1"])
+        t = self.onboard_ok(st.server, "beta1", "premium")
+        self.assertReady(st.server, "beta1", commit=t["commit"], chart="0.0.1")
+        paths = [str(r) for r in st.api.requests]
+        self.assertTrue(any("/apis/helm.toolkit.fluxcd.io/v2beta1/helmreleases" in p for p in paths),
+                        "landlord listed or watched v2beta1 HelmReleases")
+        self.assertFalse(any("/apis/helm.toolkit.fluxcd.io/v2/helmreleases" in p for p in paths),
+                         "and not v2")
 
     def test_metrics(self):
         self.onboard_ok(self.s, "metered", "premium")
@@ -460,6 +486,35 @@ class KubeFaultTest(StatusTestCase):
         self.assertReady(st.server, "second", commit=t["commit"], timeout=RECOVER_TIMEOUT)
         self.assertEqual(self.tenant(st.server, "first")["state"], "ready")
         st.wait_kube_ok()
+
+    def test_api_down_at_start_then_up(self):
+        st = self.new_stack(api_down=True, sim=False)
+
+        def degraded():
+            k = st.kube_check()
+            return k if k["status"] == "degraded" and k.get("error") else None
+        poll(degraded, 10, msg="/readyz kube degraded while the API never answered")
+        self.onboard_ok(st.server, "early")
+        t = self.tenant(st.server, "early")
+        self.assertEqual(t["state"], "unknown", t)
+        self.assertTrue(t.get("state_reason"), t)
+        st.api.come_back()
+        st.sim = FluxSim(st.api, GS.authed_url(st.repo), git_env=GS.git_env(), chart_versions=CHARTS).start()
+        st.wait_kube_ok(timeout=45)
+        self.assertReady(st.server, "early")
+
+    def test_forbidden(self):
+        st = self.new_stack(forbid={"tok-1": ["helmreleases"]}, sim=False)
+
+        def refused():
+            k = st.kube_check()
+            errors = [k.get("error")] + [w.get("error") for w in k.get("watches") or []]
+            text = " ".join(str(e) for e in errors)
+            return k if k["status"] == "degraded" and re.search(r"403|forbidden", text, re.I) else None
+        k = poll(refused, 10, msg="/readyz kube degraded with an error saying 403 Forbidden")
+        hr = [w for w in k["watches"] if w["kind"] == "HelmRelease"][0]
+        self.assertFalse(hr["synced"], k)
+        self.assertRegex(hr["error"] or "", re.compile(r"helmreleases", re.I))
 
     def test_unknown_token(self):
         st = self.new_stack(tokens={"good-token": "landlord"}, kube_token="not-a-known-token", sim=False)
@@ -867,6 +922,25 @@ class WebhooksTest(StatusTestCase):
         self.assertEqual(r.header("Location"), "/api/v1/webhooks/%d" % hook["id"])
         self.addCleanup(self.s.delete, "/api/v1/webhooks/%d" % hook["id"])
         return hook
+
+    def test_failure_reaches_the_webhook(self):
+        rx = Receiver()
+        self.addCleanup(rx.stop)
+        hook = self.subscribe({"url": rx.url, "secret": self.SECRET, "event_types": ["tenant.failed"]})
+        self.st.sim.fail_install(names=["doomed-premium"], message="image pull back-off")
+        self.addCleanup(self.st.sim.clear_failures)
+        self.onboard_ok(self.s, "doomed", "premium")
+
+        def failed():
+            got = [p for p in rx.snapshot() if json.loads(p["body"])["data"]["tenant"] == "doomed"]
+            return got or None
+        got = poll(failed, 20, msg="tenant.failed delivered")
+        body = json.loads(got[0]["body"])
+        self.assertEqual(body["type"], "tenant.failed")
+        self.assertEqual(body["data"]["state"], "failed")
+        self.assertEqual(body["data"]["reason"], "InstallFailed")
+        self.assertIn("image pull back-off", body["data"]["message"])
+        self.assertSigned(got[0], hook)
 
     def deliveries(self, hook_id):
         return self.assertJson(self.s.get("/api/v1/webhooks/%d/deliveries" % hook_id), 200)["items"]
