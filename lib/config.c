@@ -82,6 +82,11 @@ static int check_helm_version(const char *v)
     return 0;
 }
 
+static int check_chart_name(const char *v)
+{
+    return ll_validate_label(v, 63, "chart-name");
+}
+
 static int check_release(const char *v)
 {
     return ll_validate_release(v);
@@ -159,6 +164,10 @@ static const setting settings[] = {
      "seconds an idle or slow connection is kept"},
     {"http-max-body", I(http_max_body), "1048576", 1024, 1073741824, NULL,
      "largest request body in bytes (413 above)"},
+    {"chart-name", S(chart_name), "helm-tenant-chart", 0, 0, check_chart_name,
+     "the tenant chart's name: uploaded releases must carry it"},
+    {"release-max-size", I(release_max_size), "10485760", 1024, 104857600, NULL,
+     "largest chart archive in bytes (POST /api/v1/releases; 413 above)"},
     {"write-wait", I(write_wait), "10", 0, 300, NULL,
      "seconds a write waits for its push before answering 202 (?wait= overrides)"},
     {"batch-size", I(batch_size), "64", 1, 10000, NULL, "operations combined into one commit"},

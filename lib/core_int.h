@@ -16,6 +16,7 @@ struct ll_core {
     char db_path[1100];
     char git_url[1100];
     char work_path[1100];
+    char oci_dir[1200]; /* the OCI image layout of uploaded releases */
     ll_gitops *git;
     ll_status *status;     /* NULL unless serving */
     ll_webhooks *webhooks; /* NULL unless serving */

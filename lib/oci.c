@@ -276,3 +276,35 @@ int ll_oci_layout_get(json_t **out, const char *dir, const char *tag)
     json_decref(index);
     return *out ? 0 : ll_error_set(LL_ENOTFOUND, "no chart tagged '%s' in %s", tag, dir);
 }
+
+int ll_oci_layout_untag(const char *dir, const char *tag)
+{
+    char path[1200];
+    json_t *index = NULL, *m;
+    int error, found = 0;
+
+    if ((error = read_index(&index, dir)) < 0)
+        return error;
+    json_t *list = json_object_get(index, "manifests");
+    for (size_t i = json_array_size(list); i-- > 0;) {
+        m = json_array_get(list, i);
+        const char *ref = json_string_value(json_object_get(json_object_get(m, "annotations"),
+                                                            "org.opencontainers.image.ref.name"));
+        if (ref && strcmp(ref, tag) == 0) {
+            json_array_remove(list, i);
+            found = 1;
+        }
+    }
+    if (!found) {
+        json_decref(index);
+        return ll_error_set(LL_ENOTFOUND, "no chart tagged '%s' in %s", tag, dir);
+    }
+    char *text = json_dumps(index, JSON_COMPACT);
+    json_decref(index);
+    if (!text)
+        return ll_error_set(-1, "out of memory");
+    snprintf(path, sizeof(path), "%s/index.json", dir);
+    error = write_atomic(path, text, strlen(text));
+    free(text);
+    return error;
+}

@@ -426,3 +426,114 @@ int ll_registry_delivery_attempted(ll_registry *r, long long id, const char *sta
     sqlite3_finalize(st);
     return error;
 }
+
+/* --- releases ----------------------------------------------------------------- */
+
+#define RELEASE_COLS                                                                               \
+    "version, tag, manifest_digest, chart_digest, config_digest, size, location, app_version, "    \
+    "pushed_at"
+
+static json_t *release_row(sqlite3_stmt *st)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o}", "version",
+                     reg_col_text(st, 0), "tag", reg_col_text(st, 1), "digest", reg_col_text(st, 2),
+                     "chart_digest", reg_col_text(st, 3), "config_digest", reg_col_text(st, 4),
+                     "size", (json_int_t)sqlite3_column_int64(st, 5), "location",
+                     reg_col_text(st, 6), "app_version", reg_col_text(st, 7), "pushed_at",
+                     reg_col_text(st, 8));
+}
+
+int ll_registry_release_put(ll_registry *r, const json_t *rel)
+{
+    sqlite3_stmt *st = NULL;
+    int error;
+    if ((error = reg_prepare(&st, r,
+                             "INSERT INTO releases (" RELEASE_COLS
+                             ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) < 0)
+        return error;
+    const char *keys[] = {"version", "tag",      "digest",      "chart_digest", "config_digest",
+                          NULL,      "location", "app_version", "pushed_at"};
+    for (int i = 0; i < 9; i++) {
+        if (!keys[i])
+            sqlite3_bind_int64(st, i + 1, json_integer_value(json_object_get(rel, "size")));
+        else
+            reg_bind_text(st, i + 1, json_string_value(json_object_get(rel, keys[i])));
+    }
+    if (sqlite3_step(st) != SQLITE_DONE)
+        error = reg_db_error(r, "store release");
+    sqlite3_finalize(st);
+    return error;
+}
+
+int ll_registry_release_get(json_t **out, ll_registry *r, const char *version)
+{
+    sqlite3_stmt *st = NULL;
+    int error;
+    *out = NULL;
+    if ((error = reg_prepare(&st, r, "SELECT " RELEASE_COLS " FROM releases WHERE version = ?")) <
+        0)
+        return error;
+    reg_bind_text(st, 1, version);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out = release_row(st);
+    else
+        error = ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version);
+    sqlite3_finalize(st);
+    return error;
+}
+
+int ll_registry_release_list(json_t **out, ll_registry *r)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *rows = json_array();
+    int error, rc;
+    if ((error = reg_prepare(&st, r, "SELECT " RELEASE_COLS " FROM releases")) < 0)
+        goto fail;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(rows, release_row(st));
+    if (rc != SQLITE_DONE) {
+        error = reg_db_error(r, "list releases");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = rows;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(rows);
+    return error;
+}
+
+int ll_registry_release_delete(ll_registry *r, const char *version)
+{
+    const char *p[] = {version};
+    int n = reg_run(r, "DELETE FROM releases WHERE version = ?", 1, p);
+    if (n < 0)
+        return n;
+    return n == 0 ? ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version) : 0;
+}
+
+int ll_registry_release_users(json_t **out, ll_registry *r)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *rows = json_array();
+    int error, rc;
+    if ((error = reg_prepare(&st, r,
+                             "SELECT release, count(*) FROM tenants WHERE lifecycle != "
+                             "'offboarded' GROUP BY release")) < 0)
+        goto fail;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(rows, json_pack("{s:o, s:I}", "release", reg_col_text(st, 0), "count",
+                                              (json_int_t)sqlite3_column_int64(st, 1)));
+    if (rc != SQLITE_DONE) {
+        error = reg_db_error(r, "count releases in use");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = rows;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(rows);
+    return error;
+}

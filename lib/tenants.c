@@ -148,6 +148,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         goto fail;
     snprintf(c->db_path, sizeof(c->db_path), "%s/landlord.db", data);
     snprintf(c->work_path, sizeof(c->work_path), "%s/work.git", data);
+    snprintf(c->oci_dir, sizeof(c->oci_dir), "%s/oci/%s", data, cfg->chart_name);
     if (cfg->git_url[0])
         snprintf(c->git_url, sizeof(c->git_url), "%s", cfg->git_url);
     else

@@ -467,17 +467,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->method = method;
         req->path = strdup(url);
         req->started_ms = ll_monotonic_ms();
-        ll_buf_init(&req->body, (size_t)cfg->http_max_body);
         pick_request_id(req);
         *con_cls = req;
         if (!req->path)
             return MHD_NO;
+        /* Chart uploads have their own cap; every other body http-max-body. */
+        req->body_cap = ll_route_body_kind(method, req->path) == LL_BODY_CHART
+                            ? cfg->release_max_size
+                            : cfg->http_max_body;
+        ll_buf_init(&req->body, (size_t)req->body_cap);
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)cfg->http_max_body) {
+        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)req->body_cap) {
             char detail[160];
             ll_log_set_request_id(req->request_id);
             snprintf(detail, sizeof(detail), "the body is larger than the limit of %ld bytes",
-                     cfg->http_max_body);
+                     req->body_cap);
             return ll_reply_problem(req, 413, "payload-too-large", detail, NULL);
         }
         return MHD_YES;
@@ -502,7 +506,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (req->body_too_large) {
         char detail[160];
         snprintf(detail, sizeof(detail), "the body is larger than the limit of %ld bytes",
-                 cfg->http_max_body);
+                 req->body_cap);
         return ll_reply_problem(req, 413, "payload-too-large", detail, NULL);
     }
     return dispatch(req);

@@ -29,6 +29,7 @@ typedef struct ll_req {
     int nparams;
     const ll_route *route;
     ll_buf body;
+    long body_cap; /* bytes: http-max-body, or release-max-size for charts */
     int body_too_large;
     int replied;
     unsigned status;

@@ -28,6 +28,7 @@ static const problem_class classes[] = {
     {"unsupported-media-type", 415, "Unsupported media type"},
     {"invalid-request", 422, "Invalid request"},
     {"render-failed", 422, "Template did not render"},
+    {"invalid-chart", 422, "Invalid chart"},
     {"internal", 500, "Internal error"},
     {"upstream-failure", 502, "Upstream failure"},
     {"unavailable", 503, "Service unavailable"},

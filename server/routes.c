@@ -12,27 +12,49 @@
 #include "routes.h"
 
 const ll_route ll_routes[] = {
-    {"GET", "/", h_root_get, "public"},
-    {"GET", "/healthz", h_healthz_get, "public"},
-    {"GET", "/readyz", h_readyz_get, "public"},
-    {"GET", "/openapi.yaml", h_openapi_get, "public"},
-    {"GET", "/api/v1/tenants", h_tenants_list, "tenants:read"},
-    {"POST", "/api/v1/tenants", h_tenants_create, "tenants:write"},
-    {"GET", "/api/v1/tenants/{id}", h_tenants_get, "tenants:read"},
-    {"PATCH", "/api/v1/tenants/{id}", h_tenants_update, "tenants:write"},
-    {"DELETE", "/api/v1/tenants/{id}", h_tenants_delete, "tenants:write"},
-    {"GET", "/api/v1/tiers", h_tiers_list, "tenants:read"},
-    {"GET", "/api/v1/tiers/{name}", h_tiers_get, "tenants:read"},
-    {"GET", "/api/v1/operations/{id}", h_operations_get, "tenants:read"},
-    {"GET", "/api/v1/events", h_events_stream, "tenants:read"},
-    {"GET", "/api/v1/webhooks", h_webhooks_list, "webhooks:write"},
-    {"POST", "/api/v1/webhooks", h_webhooks_create, "webhooks:write"},
-    {"GET", "/api/v1/webhooks/{id}", h_webhooks_get, "webhooks:write"},
-    {"DELETE", "/api/v1/webhooks/{id}", h_webhooks_delete, "webhooks:write"},
-    {"GET", "/api/v1/webhooks/{id}/deliveries", h_webhooks_deliveries, "webhooks:write"},
-    {"GET", "/metrics", h_metrics_get, "public"},
-    {NULL, NULL, NULL, NULL},
+    {"GET", "/", h_root_get, "public", LL_BODY_JSON},
+    {"GET", "/healthz", h_healthz_get, "public", LL_BODY_JSON},
+    {"GET", "/readyz", h_readyz_get, "public", LL_BODY_JSON},
+    {"GET", "/openapi.yaml", h_openapi_get, "public", LL_BODY_JSON},
+    {"GET", "/api/v1/tenants", h_tenants_list, "tenants:read", LL_BODY_JSON},
+    {"POST", "/api/v1/tenants", h_tenants_create, "tenants:write", LL_BODY_JSON},
+    {"GET", "/api/v1/tenants/{id}", h_tenants_get, "tenants:read", LL_BODY_JSON},
+    {"PATCH", "/api/v1/tenants/{id}", h_tenants_update, "tenants:write", LL_BODY_JSON},
+    {"DELETE", "/api/v1/tenants/{id}", h_tenants_delete, "tenants:write", LL_BODY_JSON},
+    {"GET", "/api/v1/tiers", h_tiers_list, "tenants:read", LL_BODY_JSON},
+    {"GET", "/api/v1/tiers/{name}", h_tiers_get, "tenants:read", LL_BODY_JSON},
+    {"GET", "/api/v1/operations/{id}", h_operations_get, "tenants:read", LL_BODY_JSON},
+    {"GET", "/api/v1/releases", h_releases_list, "tenants:read", LL_BODY_JSON},
+    {"POST", "/api/v1/releases", h_releases_create, "releases:write", LL_BODY_CHART},
+    {"GET", "/api/v1/releases/{version}", h_releases_get, "tenants:read", LL_BODY_JSON},
+    {"DELETE", "/api/v1/releases/{version}", h_releases_delete, "releases:write", LL_BODY_JSON},
+    {"GET", "/api/v1/events", h_events_stream, "tenants:read", LL_BODY_JSON},
+    {"GET", "/api/v1/webhooks", h_webhooks_list, "webhooks:write", LL_BODY_JSON},
+    {"POST", "/api/v1/webhooks", h_webhooks_create, "webhooks:write", LL_BODY_JSON},
+    {"GET", "/api/v1/webhooks/{id}", h_webhooks_get, "webhooks:write", LL_BODY_JSON},
+    {"DELETE", "/api/v1/webhooks/{id}", h_webhooks_delete, "webhooks:write", LL_BODY_JSON},
+    {"GET", "/api/v1/webhooks/{id}/deliveries", h_webhooks_deliveries, "webhooks:write",
+     LL_BODY_JSON},
+    {"GET", "/metrics", h_metrics_get, "public", LL_BODY_JSON},
+    {NULL, NULL, NULL, NULL, LL_BODY_JSON},
 };
+
+static int match(const char *pattern, char *path, const char **params, int *nparams);
+
+ll_body_kind ll_route_body_kind(const char *method, const char *path)
+{
+    char copy[2048];
+    const char *params[LL_MAX_PARAMS];
+    int nparams = 0;
+    if (strlen(path) >= sizeof(copy))
+        return LL_BODY_JSON;
+    for (const ll_route *r = ll_routes; r->method; r++) {
+        snprintf(copy, sizeof(copy), "%s", path);
+        if (strcmp(r->method, method) == 0 && match(r->pattern, copy, params, &nparams))
+            return r->body;
+    }
+    return LL_BODY_JSON;
+}
 
 /* Matches path against pattern segment by segment; captures {name} values
  * into params (pointers into path_copy, which the caller keeps alive). */

@@ -7,15 +7,26 @@
 
 #include "http.h"
 
+/* Which cap a route's body has. */
+typedef enum {
+    LL_BODY_JSON = 0, /* http-max-body (the default) */
+    LL_BODY_CHART     /* release-max-size: a chart archive */
+} ll_body_kind;
+
 struct ll_route {
     const char *method;
     const char *pattern;
     ll_handler handler;
     const char *scope; /* "public" or an OAuth scope such as "tenants:read" */
+    ll_body_kind body;
 };
 
 /* Terminated by an entry whose method is NULL. */
 extern const ll_route ll_routes[];
+
+/* The body kind of the route method + path would take (without touching
+ * path); LL_BODY_JSON when none matches. */
+ll_body_kind ll_route_body_kind(const char *method, const char *path);
 
 /* Finds the route for method and path, filling req->params.  NULL when none:
  * *out_status is then 404, or 405 with allow holding the methods the path

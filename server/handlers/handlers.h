@@ -20,6 +20,11 @@ enum MHD_Result h_tiers_get(ll_req *req);
 
 enum MHD_Result h_operations_get(ll_req *req);
 
+enum MHD_Result h_releases_create(ll_req *req);
+enum MHD_Result h_releases_list(ll_req *req);
+enum MHD_Result h_releases_get(ll_req *req);
+enum MHD_Result h_releases_delete(ll_req *req);
+
 enum MHD_Result h_events_stream(ll_req *req);
 enum MHD_Result h_metrics_get(ll_req *req);
 

@@ -196,7 +196,9 @@ class SpecDocument(unittest.TestCase):
                 for name in re.findall(r"\{([^}]+)\}", path):
                     self.assertIn(name, [p["name"] for p in params if p["in"] == "path"])
                 if method in ("POST", "PUT", "PATCH"):
-                    self.assertIn("application/json", op["requestBody"]["content"])
+                    # Chart uploads are the archive itself; every other body is JSON.
+                    want = "application/gzip" if path == "/api/v1/releases" else "application/json"
+                    self.assertIn(want, op["requestBody"]["content"])
 
     def test_query_parameters(self):
         ops = {(m, p): (op, item) for m, p, op, item in operations(self.spec)}

@@ -43,6 +43,8 @@ typedef struct ll_config {
     long http_connection_timeout; /* seconds */
     long http_max_body;           /* bytes */
     long write_wait;              /* seconds a write waits for its push */
+    char chart_name[64];          /* the tenant chart's name */
+    long release_max_size;        /* bytes of a chart archive */
     long batch_size;              /* operations per commit */
     long batch_linger;            /* ms to wait for more operations under load */
 } ll_config;

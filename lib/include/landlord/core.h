@@ -97,6 +97,24 @@ int ll_tier_get(json_t **out, ll_core *c, const char *name);
 
 int ll_operation_get(json_t **out, ll_core *c, long long id);
 
+/* --- releases (releases.c) --- */
+
+/* Uploads a packaged chart (.tgz): checked (LL_EINVALID, kind
+ * "invalid-chart"), stored as an OCI artifact in the data dir's image
+ * layout and recorded.  *created 1 when new; the same chart again answers
+ * the existing release (0); another chart under an existing version is
+ * LL_ECONFLICT.  *out is the release as the catalogue shows it. */
+int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, size_t len);
+
+/* {"items": [release...]}, newest version first; each release {"version",
+ * "tag", "digest", "chart_digest", "config_digest", "size", "location",
+ * "app_version", "pushed_at", "tenants"}. */
+int ll_release_list(json_t **out, ll_core *c);
+int ll_release_get(json_t **out, ll_core *c, const char *version); /* LL_ENOTFOUND */
+
+/* LL_ECONFLICT while any tenant runs or targets it; LL_ENOTFOUND. */
+int ll_release_delete(ll_core *c, const char *version);
+
 /* --- events and webhooks (events.c) --- */
 
 /* Subscribes: body {"url", "event_types"?: ["tenant.*" | "tenant.<state>" |

@@ -51,6 +51,10 @@ void ll_oci_artifact_free(ll_oci_artifact *a);
  * there is moved to this manifest. */
 int ll_oci_layout_put(const char *dir, const ll_oci_artifact *a, const void *tgz, size_t len);
 
+/* Removes tag from the layout's index (blobs stay: they are
+ * content-addressed and may be shared).  LL_ENOTFOUND. */
+int ll_oci_layout_untag(const char *dir, const char *tag);
+
 /* The manifest descriptor tagged tag in the layout at dir (new reference):
  * {"mediaType", "digest", "size", "annotations"}.  LL_ENOTFOUND. */
 int ll_oci_layout_get(json_t **out, const char *dir, const char *tag);

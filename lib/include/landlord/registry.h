@@ -158,4 +158,17 @@ long long ll_registry_deliveries_next_due(ll_registry *r);
 int ll_registry_delivery_attempted(ll_registry *r, long long id, const char *state, int attempts,
                                    long long next_at_ms, int status, const char *error_text);
 
+/* --- releases (registry_events.c) --- */
+
+/* Stores an uploaded release: {"version", "tag", "digest" (manifest),
+ * "chart_digest", "config_digest", "size", "location", "app_version"?,
+ * "pushed_at"}.  LL_ECONFLICT when the version exists. */
+int ll_registry_release_put(ll_registry *r, const json_t *rel);
+int ll_registry_release_get(json_t **out, ll_registry *r, const char *version); /* LL_ENOTFOUND */
+int ll_registry_release_list(json_t **out, ll_registry *r);
+int ll_registry_release_delete(ll_registry *r, const char *version); /* LL_ENOTFOUND */
+
+/* Tenants not offboarded per release they ask for: [{"release", "count"}]. */
+int ll_registry_release_users(json_t **out, ll_registry *r);
+
 #endif

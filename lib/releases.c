@@ -1,0 +1,248 @@
+/* releases.c - the service's release use cases: uploading a packaged
+ * chart, the catalogue, deleting a version nobody uses.
+ *
+ * An upload is checked completely (chart.c) before anything is stored; the
+ * artifact is built as Helm pushes it (oci.c) and stored in the OCI image
+ * layout in the data dir (the embedded default registry; pushing to a
+ * remote OCI registry comes with the rest of issue 5), then recorded in the
+ * registry.  The same chart again is answered from the record; another
+ * chart under an existing version is a conflict.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "landlord/chart.h"
+#include "landlord/core.h"
+#include "landlord/error.h"
+#include "landlord/oci.h"
+#include "landlord/registry.h"
+#include "landlord/util.h"
+#include "core_int.h"
+
+/* Compares semantic versions: numbers, then a pre-release before none,
+ * then pre-releases as text.  Build metadata is ignored. */
+static int semver_cmp(const char *a, const char *b)
+{
+    unsigned long long x[3] = {0}, y[3] = {0};
+    const char *pa = a, *pb = b;
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        x[i] = strtoull(pa, &end, 10);
+        pa = *end == '.' ? end + 1 : end;
+        y[i] = strtoull(pb, &end, 10);
+        pb = *end == '.' ? end + 1 : end;
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
+    }
+    size_t la = strcspn(pa, "+"), lb = strcspn(pb, "+");
+    int ra = *pa == '-', rb = *pb == '-';
+    if (ra != rb)
+        return ra ? -1 : 1;
+    int c = strncmp(pa, pb, la < lb ? la : lb);
+    return c ? c : (la > lb) - (la < lb);
+}
+
+/* The uploaded version a tenant's release stands for: itself when pinned;
+ * for "1.2" (floating) the newest upload of 1.2.*; NULL when none. */
+static const char *resolves_to(const char *release, const json_t *releases)
+{
+    char prefix[64];
+    size_t i, n = strlen(release);
+    const char *best = NULL;
+    json_t *r;
+    if (n > 2 && strcmp(release + n - 2, ".x") == 0)
+        n -= 2;
+    int dots = 0;
+    for (size_t k = 0; k < n; k++)
+        dots += release[k] == '.';
+    int floating = dots == 1; /* "1.2" */
+    snprintf(prefix, sizeof(prefix), "%.*s.", (int)n, release);
+    json_array_foreach(releases, i, r)
+    {
+        const char *v = json_string_value(json_object_get(r, "version"));
+        if (floating ? strncmp(v, prefix, strlen(prefix)) != 0 || strchr(v, '-')
+                     : strcmp(v, release) != 0)
+            continue;
+        if (!best || semver_cmp(v, best) > 0)
+            best = v;
+    }
+    return best;
+}
+
+/* Sets "tenants" on each release: how many tenants run or target it. */
+static int count_users(json_t *releases, ll_registry *r)
+{
+    json_t *users = NULL, *u, *rel;
+    size_t i;
+    int error;
+    if ((error = ll_registry_release_users(&users, r)) < 0)
+        return error;
+    json_array_foreach(releases, i, rel) json_object_set_new(rel, "tenants", json_integer(0));
+    json_array_foreach(users, i, u)
+    {
+        const char *v = resolves_to(json_string_value(json_object_get(u, "release")), releases);
+        size_t k;
+        json_array_foreach(releases, k, rel)
+        {
+            if (v && strcmp(json_string_value(json_object_get(rel, "version")), v) == 0)
+                json_object_set_new(
+                    rel, "tenants",
+                    json_integer(json_integer_value(json_object_get(rel, "tenants")) +
+                                 json_integer_value(json_object_get(u, "count"))));
+        }
+    }
+    json_decref(users);
+    return 0;
+}
+
+static int newest_first(const void *a, const void *b)
+{
+    const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
+    return semver_cmp(json_string_value(json_object_get(y, "version")),
+                      json_string_value(json_object_get(x, "version")));
+}
+
+/* The catalogue, newest version first, with tenant counts. */
+static int catalogue(json_t **out, ll_registry *r)
+{
+    json_t *rows = NULL;
+    int error;
+    *out = NULL;
+    if ((error = ll_registry_release_list(&rows, r)) < 0)
+        return error;
+    size_t n = json_array_size(rows);
+    json_t **items = calloc(n ? n : 1, sizeof(*items));
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_array_get(rows, i);
+    qsort(items, n, sizeof(*items), newest_first);
+    json_t *sorted = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append(sorted, items[i]);
+    free(items);
+    json_decref(rows);
+    if ((error = count_users(sorted, r)) < 0) {
+        json_decref(sorted);
+        return error;
+    }
+    *out = sorted;
+    return 0;
+}
+
+static json_t *find(const json_t *list, const char *version)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(list, i, r)
+    {
+        if (strcmp(json_string_value(json_object_get(r, "version")), version) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, size_t len)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *meta = NULL, *existing = NULL, *rel = NULL, *list = NULL;
+    ll_oci_artifact a = {0};
+    char now[32], chart_digest[80];
+    int error;
+
+    *out = NULL;
+    *created = 0;
+    if (!r)
+        return -1;
+    if ((error = ll_chart_read(&meta, data, len, c->cfg.chart_name)) < 0)
+        return error;
+    const char *version = json_string_value(json_object_get(meta, "version"));
+    ll_oci_digest(chart_digest, data, len);
+    if (ll_registry_release_get(&existing, r, version) == 0) {
+        if (strcmp(json_string_value(json_object_get(existing, "chart_digest")), chart_digest) !=
+            0) {
+            error =
+                ll_error_set(LL_ECONFLICT,
+                             "release %s exists with another chart (%s); a version is "
+                             "immutable",
+                             version, json_string_value(json_object_get(existing, "chart_digest")));
+            ll_error_hint("upload the chart under a new version");
+            goto done;
+        }
+    } else {
+        ll_now_rfc3339(now);
+        if ((error = ll_oci_artifact_build(&a, meta, data, len, now)) < 0 ||
+            (error = ll_oci_layout_put(c->oci_dir, &a, data, len)) < 0)
+            goto done;
+        rel = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:O?, s:s}", "version", version, "tag",
+                        a.tag, "digest", a.manifest_digest, "chart_digest", a.layer_digest,
+                        "config_digest", a.config_digest, "size", (json_int_t)len, "location",
+                        "local", "app_version", json_object_get(meta, "appVersion"), "pushed_at",
+                        now);
+        if ((error = ll_registry_release_put(r, rel)) < 0)
+            goto done;
+        *created = 1;
+    }
+    if ((error = catalogue(&list, r)) < 0)
+        goto done;
+    *out = json_incref(find(list, version));
+    error = *out ? 0 : ll_error_set(-1, "release %s vanished", version);
+done:
+    ll_oci_artifact_free(&a);
+    json_decref(meta);
+    json_decref(existing);
+    json_decref(rel);
+    json_decref(list);
+    return error;
+}
+
+int ll_release_list(json_t **out, ll_core *c)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *list = NULL;
+    int error;
+    if (!r)
+        return -1;
+    if ((error = catalogue(&list, r)) < 0)
+        return error;
+    *out = json_pack("{s:o}", "items", list);
+    return 0;
+}
+
+int ll_release_get(json_t **out, ll_core *c, const char *version)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *list = NULL;
+    int error;
+    *out = NULL;
+    if (!r)
+        return -1;
+    if ((error = catalogue(&list, r)) < 0)
+        return error;
+    *out = json_incref(find(list, version));
+    json_decref(list);
+    return *out ? 0 : ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version);
+}
+
+int ll_release_delete(ll_core *c, const char *version)
+{
+    ll_registry *r = ll_core_registry(c);
+    json_t *rel = NULL;
+    int error;
+    if ((error = ll_release_get(&rel, c, version)) < 0)
+        return error;
+    long long users = json_integer_value(json_object_get(rel, "tenants"));
+    char tag[136];
+    snprintf(tag, sizeof(tag), "%s", json_string_value(json_object_get(rel, "tag")));
+    json_decref(rel);
+    if (users > 0) {
+        error = ll_error_set(LL_ECONFLICT, "release %s is run or targeted by %lld tenant(s)",
+                             version, users);
+        ll_error_hint("move those tenants to another release first");
+        return error;
+    }
+    if ((error = ll_registry_release_delete(r, version)) < 0)
+        return error;
+    if ((error = ll_oci_layout_untag(c->oci_dir, tag)) < 0 && error != LL_ENOTFOUND)
+        return error;
+    return 0;
+}
