@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include <git2.h>
+#include <openssl/evp.h>
 
 #include "landlord/error.h"
 #include "landlord/gitops.h"
@@ -104,6 +105,46 @@ static json_t *capped_string(const char *s)
 
 static int in_list(const char *s, const char *const *list);
 
+/* A copy of v with integral reals as integers (a YAML "3.0" and the API
+ * server's 3 are the same value).  Returns a new reference. */
+static json_t *normalized(const json_t *v)
+{
+    const char *k;
+    json_t *x, *out;
+    size_t i;
+    if (json_is_real(v) && json_real_value(v) == (double)(json_int_t)json_real_value(v))
+        return json_integer((json_int_t)json_real_value(v));
+    if (json_is_object(v)) {
+        out = json_object();
+        json_object_foreach((json_t *)v, k, x) json_object_set_new(out, k, normalized(x));
+        return out;
+    }
+    if (json_is_array(v)) {
+        out = json_array();
+        json_array_foreach(v, i, x) json_array_append_new(out, normalized(x));
+        return out;
+    }
+    return json_incref((json_t *)v);
+}
+
+/* The digest of a HelmRelease's spec.values (absent: {}), 16 hex digits,
+ * into out; "" when the values hold a Flux substitution (${...}), which
+ * only the cluster's copy has resolved. */
+static void values_digest(char out[17], const json_t *values)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    json_t *norm = values ? normalized(values) : json_object();
+    char *text = json_dumps(norm, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    out[0] = '\0';
+    if (text && !strstr(text, "${") && EVP_Digest(text, strlen(text), md, &n, EVP_sha256(), NULL)) {
+        for (unsigned int i = 0; i < 8 && i < n; i++)
+            snprintf(out + 2 * i, 3, "%02x", md[i]);
+    }
+    free(text);
+    json_decref(norm);
+}
+
 static const char *const kept_conditions[] = {"Ready", "Reconciling", "Stalled", "Remediated",
                                               NULL};
 
@@ -149,6 +190,15 @@ json_t *ll_status_slim(const json_t *o)
                                       json_object_get(h, "chartVersion"), "status",
                                       json_object_get(h, "status"), "entries",
                                       (json_int_t)json_array_size(hist)));
+    }
+    /* A HelmRelease's values, to tell its new spec from the old (list items
+     * may come without "kind": a chart or chartRef marks a HelmRelease). */
+    const json_t *spec = json_object_get(o, "spec");
+    if (json_object_get(spec, "chart") || json_object_get(spec, "chartRef")) {
+        char digest[17];
+        values_digest(digest, json_object_get(spec, "values"));
+        if (digest[0])
+            json_object_set_new(slim, "values", json_string(digest));
     }
     copy_field(slim, "lastAttemptedRevision", json_object_get(st, "lastAttemptedRevision"));
     copy_field(slim, "lastAppliedRevision", json_object_get(st, "lastAppliedRevision"));
@@ -253,7 +303,8 @@ static const char *const hr_failures[] = {"InstallFailed",
                                           NULL};
 
 /* protocols.md §4.2, "Decision rules". */
-static void judge_helmrelease(verdict *v, const json_t *o, const char *want)
+static void judge_helmrelease(verdict *v, const json_t *o, const char *want,
+                              const char *want_values)
 {
     const char *ready = cond_str(o, "Ready", "status"), *reason = cond_str(o, "Ready", "reason"),
                *msg = cond_str(o, "Ready", "message");
@@ -268,6 +319,16 @@ static void judge_helmrelease(verdict *v, const json_t *o, const char *want)
 
     if (json_is_true(json_object_get(o, "deleting"))) {
         say(v, "progressing", "Deleting", "the HelmRelease is being deleted");
+        return;
+    }
+    /* The Kustomization's status and the HelmRelease arrive on different
+     * watches: until the HelmRelease carries the file's chart version and
+     * values, its Ready speaks of the spec before. */
+    const char *live_chart = json_string_value(json_object_get(o, "chart"));
+    const char *live_values = json_string_value(json_object_get(o, "values"));
+    if ((want && live_chart && strcmp(want, live_chart) != 0) ||
+        (want_values && live_values && strcmp(want_values, live_values) != 0)) {
+        say(v, "progressing", "NotApplied", "the HelmRelease does not carry the desired spec yet");
         return;
     }
     if (cond_is(o, "Stalled", "True")) {
@@ -341,14 +402,15 @@ static void judge_terraform(verdict *v, const json_t *o)
     }
 }
 
-static void judge(verdict *v, const char *kind, const json_t *o, const char *want)
+static void judge(verdict *v, const char *kind, const json_t *o, const char *want,
+                  const char *want_values)
 {
     if (!o) {
         say(v, "progressing", "NotCreated", "not created yet");
         return;
     }
     if (strcmp(kind, "HelmRelease") == 0) {
-        judge_helmrelease(v, o, want);
+        judge_helmrelease(v, o, want, want_values);
     } else if (strcmp(kind, "Terraform") == 0) {
         judge_terraform(v, o);
     } else {
@@ -404,7 +466,7 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
             present++;
         if (json_integer_value(json_object_get(json_object_get(o, "history"), "entries")) > 0)
             installed_before = 1;
-        judge(&v, kind, o, chart);
+        judge(&v, kind, o, chart, json_string_value(json_object_get(want, "values")));
         const char *version =
             json_string_value(json_object_get(json_object_get(o, "history"), "chartVersion"));
         if (!deployed[0] && version && strcmp(kind, "HelmRelease") == 0)
@@ -645,6 +707,12 @@ static json_t *declared(const char *text, size_t len)
             "version"));
         if (chart)
             json_object_set_new(o, "chart", json_string(chart));
+        if (strcmp(kind, "HelmRelease") == 0) {
+            char digest[17];
+            values_digest(digest, json_object_get(json_object_get(doc, "spec"), "values"));
+            if (digest[0])
+                json_object_set_new(o, "values", json_string(digest));
+        }
         json_array_append_new(out, o);
     }
     json_decref(docs);

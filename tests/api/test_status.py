@@ -822,17 +822,25 @@ class EventsTest(StatusTestCase):
 
 class Receiver:
     """A webhook receiver on 127.0.0.1: records every POST (time, path,
-    headers, body) and answers status(n) for the n-th POST (from 1)."""
+    headers, body) and answers status(n) for the n-th POST (from 1).  With
+    `tenant`, events about other tenants (left over from earlier tests of
+    the same server) are answered 200 and neither recorded nor counted."""
 
-    def __init__(self, status=lambda n: 200):
+    def __init__(self, status=lambda n: 200, tenant=None):
         rec = self
         self.posts = []
         self.lock = threading.Lock()
         self.status = status
+        self.tenant = tenant
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if rec.tenant is not None and not rec.about(body):
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 with rec.lock:
                     rec.posts.append({"at": time.monotonic(), "path": self.path,
                                       "headers": {k.lower(): v for k, v in self.headers.items()},
@@ -851,6 +859,12 @@ class Receiver:
         self.url = "http://127.0.0.1:%d/hook" % self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
+
+    def about(self, body):
+        try:
+            return json.loads(body)["data"]["tenant"] == self.tenant
+        except (ValueError, KeyError, TypeError):
+            return True
 
     def snapshot(self):
         with self.lock:
@@ -946,7 +960,7 @@ class WebhooksTest(StatusTestCase):
         return self.assertJson(self.s.get("/api/v1/webhooks/%d/deliveries" % hook_id), 200)["items"]
 
     def test_signed_deliveries_and_retries(self):
-        flaky = Receiver(lambda n: 500 if n <= 2 else 200)
+        flaky = Receiver(lambda n: 500 if n <= 2 else 200, tenant="hooked")
         self.addCleanup(flaky.stop)
         good = Receiver()
         self.addCleanup(good.stop)

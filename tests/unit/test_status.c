@@ -22,22 +22,30 @@ static json_t *parse(const char *text)
     return v;
 }
 
-/* A HelmRelease as helm-controller leaves it, with the given status block. */
-static json_t *helmrelease(long generation, const char *status)
+/* A HelmRelease as helm-controller leaves it, its spec asking for chart
+ * version `version` with `values` (JSON text, or NULL: none), with the
+ * given status block. */
+static json_t *helmrelease_spec(long generation, const char *version, const char *values,
+                                const char *status)
 {
     char text[4096];
-    snprintf(
-        text, sizeof(text),
-        "{\"apiVersion\":\"helm.toolkit.fluxcd.io/v2\",\"kind\":\"HelmRelease\","
-        "\"metadata\":{\"name\":\"acme-premium\",\"namespace\":\"flux-system\","
-        "\"generation\":%ld,\"resourceVersion\":\"41\"},"
-        "\"spec\":{\"chart\":{\"spec\":{\"chart\":\"helm-tenant-chart\",\"version\":\"1.2.x\"}}},"
-        "\"status\":%s}",
-        generation, status);
+    snprintf(text, sizeof(text),
+             "{\"apiVersion\":\"helm.toolkit.fluxcd.io/v2\",\"kind\":\"HelmRelease\","
+             "\"metadata\":{\"name\":\"acme-premium\",\"namespace\":\"flux-system\","
+             "\"generation\":%ld,\"resourceVersion\":\"41\"},"
+             "\"spec\":{\"chart\":{\"spec\":{\"chart\":\"helm-tenant-chart\",\"version\":\"%s\"}}"
+             "%s%s},"
+             "\"status\":%s}",
+             generation, version, values ? ",\"values\":" : "", values ? values : "", status);
     json_t *o = parse(text);
     json_t *slim = ll_status_slim(o);
     json_decref(o);
     return slim;
+}
+
+static json_t *helmrelease(long generation, const char *status)
+{
+    return helmrelease_spec(generation, "1.2.x", NULL, status);
 }
 
 static const char *READY_STATUS =
@@ -98,7 +106,8 @@ static void test_ready_at_the_desired_chart(void **state)
     json_decref(d);
     /* An exact version must match exactly. */
     json_decref(expect(tenant("active", "committed", "1.2.3"),
-                       cluster(1, helmrelease(3, READY_STATUS)), "ready", NULL));
+                       cluster(1, helmrelease_spec(3, "1.2.3", NULL, READY_STATUS)), "ready",
+                       NULL));
 }
 
 static void test_not_ready_until_the_commit_is_applied(void **state)
@@ -120,9 +129,63 @@ static void test_healthy_at_the_old_chart_is_not_ready(void **state)
     (void)state;
     /* Ready True, but history[0] is 1.2.3 while the file asks for 1.3.x. */
     json_decref(expect(tenant("active", "committed", "1.3.x"),
-                       cluster(1, helmrelease(3, READY_STATUS)), "updating", "ChartVersion"));
+                       cluster(1, helmrelease_spec(3, "1.3.x", NULL, READY_STATUS)), "updating",
+                       "ChartVersion"));
     json_decref(expect(tenant("active", "committed", "1.2.4"),
-                       cluster(1, helmrelease(3, READY_STATUS)), "updating", "ChartVersion"));
+                       cluster(1, helmrelease_spec(3, "1.2.4", NULL, READY_STATUS)), "updating",
+                       "ChartVersion"));
+}
+
+/* The Kustomization applied the new commit, but the HelmRelease's watch has
+ * not brought its new spec yet: its Ready speaks of the old spec. */
+static json_t *tenant_with_values(const char *want, const char *values_digest)
+{
+    json_t *t = tenant("active", "committed", want);
+    json_object_set_new(json_array_get(json_object_get(t, "objects"), 1), "values",
+                        json_string(values_digest));
+    return t;
+}
+
+static void test_old_spec_is_not_ready(void **state)
+{
+    (void)state;
+    /* The file asks for 1.3.x; the live object still says 1.2.x. */
+    json_decref(expect(tenant("active", "committed", "1.3.x"),
+                       cluster(1, helmrelease(3, READY_STATUS)), "updating", "NotApplied"));
+
+    /* Values: the slim keeps a digest of spec.values; equal values (3 and
+     * 3.0, keys in any order) give equal digests. */
+    json_t *a =
+        helmrelease_spec(3, "1.2.x", "{\"replicaCount\":3,\"a\":{\"x\":1,\"y\":2}}", READY_STATUS);
+    json_t *b = helmrelease_spec(3, "1.2.x", "{\"a\":{\"y\":2,\"x\":1.0},\"replicaCount\":3.0}",
+                                 READY_STATUS);
+    json_t *c = helmrelease_spec(3, "1.2.x", "{\"replicaCount\":4}", READY_STATUS);
+    json_t *none = helmrelease_spec(3, "1.2.x", "{}", READY_STATUS);
+    json_t *absent = helmrelease(3, READY_STATUS);
+    const char *da = json_string_value(json_object_get(a, "values"));
+    assert_non_null(da);
+    assert_int_equal(strlen(da), 16);
+    assert_string_equal(da, json_string_value(json_object_get(b, "values")));
+    assert_string_not_equal(da, json_string_value(json_object_get(c, "values")));
+    assert_string_equal(json_string_value(json_object_get(none, "values")),
+                        json_string_value(json_object_get(absent, "values")));
+    char want[17];
+    snprintf(want, sizeof(want), "%s", da);
+    json_decref(expect(tenant_with_values("1.2.x", want), cluster(1, json_incref(b)), "ready",
+                       "UpgradeSucceeded"));
+    json_decref(expect(tenant_with_values("1.2.x", want), cluster(1, json_incref(c)), "updating",
+                       "NotApplied"));
+    /* A Flux substitution in the values: only the cluster's copy is
+     * resolved, so the values are not compared. */
+    json_t *subst =
+        helmrelease_spec(3, "1.2.x", "{\"region\":\"${cluster_region}\"}", READY_STATUS);
+    assert_null(json_object_get(subst, "values"));
+    json_decref(subst);
+    json_decref(a);
+    json_decref(b);
+    json_decref(c);
+    json_decref(none);
+    json_decref(absent);
 }
 
 static void test_generation_not_observed_is_progressing(void **state)
@@ -172,7 +235,8 @@ static void test_failures(void **state)
         "\"message\":\"HelmChart 'flux-system/flux-system-acme-premium' is not ready: chart pull "
         "error\"}]}";
     json_decref(expect(tenant("active", "committed", "9.9.x"),
-                       cluster(1, helmrelease(1, missing_chart)), "failed", "SourceNotReady"));
+                       cluster(1, helmrelease_spec(1, "9.9.x", NULL, missing_chart)), "failed",
+                       "SourceNotReady"));
 
     const char *rolled_back =
         "{\"observedGeneration\":3,"
@@ -259,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_ready_at_the_desired_chart),
         cmocka_unit_test(test_not_ready_until_the_commit_is_applied),
         cmocka_unit_test(test_healthy_at_the_old_chart_is_not_ready),
+        cmocka_unit_test(test_old_spec_is_not_ready),
         cmocka_unit_test(test_generation_not_observed_is_progressing),
         cmocka_unit_test(test_installing_is_provisioning),
         cmocka_unit_test(test_failures),
