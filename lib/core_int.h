@@ -21,6 +21,11 @@ struct ll_core {
     ll_status *status;     /* NULL unless serving */
     ll_webhooks *webhooks; /* NULL unless serving */
     pthread_key_t reg_key;
+    /* Tenant answers as sent, with what they were built from (see
+     * ll_tenant_get_text): id -> {"text", "gen", "stamp"}. */
+    pthread_mutex_t answers_lock;
+    json_t *answers;
+    size_t answers_bytes;
 };
 
 /* Records an LL_EINVALID error about field; returns LL_EINVALID. */

@@ -41,6 +41,59 @@ int reg_prepare(sqlite3_stmt **out, ll_registry *r, const char *sql)
     return 0;
 }
 
+int reg_cached(sqlite3_stmt **out, ll_registry *r, const char *sql)
+{
+    int i;
+    for (i = 0; i < REG_CACHED_MAX && r->cached[i].sql; i++) {
+        if (r->cached[i].sql == sql) {
+            *out = r->cached[i].st;
+            return 0;
+        }
+    }
+    if (i == REG_CACHED_MAX)
+        return reg_prepare(out, r, sql); /* full: behaves as reg_prepare */
+    if (sqlite3_prepare_v3(r->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) != SQLITE_OK)
+        return reg_db_error(r, "prepare");
+    r->cached[i].sql = sql;
+    r->cached[i].st = *out;
+    return 0;
+}
+
+void reg_release(sqlite3_stmt *st)
+{
+    if (!st)
+        return;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Moves after every commit of a connection that is not quiet (see
+ * ll_registry_generation). */
+static unsigned long long change_generation;
+
+unsigned long long ll_registry_generation(void)
+{
+    return __atomic_load_n(&change_generation, __ATOMIC_ACQUIRE);
+}
+
+void ll_registry_set_quiet(ll_registry *r, int quiet)
+{
+    r->quiet = quiet;
+}
+
+/* Called by SQLite after each commit has reached the WAL.  Moves the change
+ * generation, then does what the default hook it replaces does: a passive
+ * checkpoint once the WAL holds 1000 pages. */
+static int after_commit(void *payload, sqlite3 *db, const char *name, int pages)
+{
+    ll_registry *r = payload;
+    if (!r->quiet)
+        __atomic_add_fetch(&change_generation, 1, __ATOMIC_RELEASE);
+    if (pages >= 1000)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
 void reg_bind_text(sqlite3_stmt *st, int i, const char *s)
 {
     if (s)
@@ -146,6 +199,7 @@ int ll_registry_open(ll_registry **out, const char *path)
         goto fail;
     if ((error = migrate(r, path)) < 0)
         goto fail;
+    sqlite3_wal_hook(r->db, after_commit, r);
     *out = r;
     return 0;
 fail:
@@ -157,6 +211,8 @@ void ll_registry_close(ll_registry *r)
 {
     if (!r)
         return;
+    for (int i = 0; i < REG_CACHED_MAX && r->cached[i].sql; i++)
+        sqlite3_finalize(r->cached[i].st);
     sqlite3_close(r->db);
     free(r);
 }
@@ -213,9 +269,9 @@ static int tenant_commits(json_t *t, ll_registry *r, const char *id)
     int error, rc;
 
     if ((error =
-             reg_prepare(&st, r,
-                         "SELECT commit_sha, kind, updated_at FROM operations WHERE tenant_id = ? "
-                         "AND state = 'pushed' ORDER BY id")) < 0)
+             reg_cached(&st, r,
+                        "SELECT commit_sha, kind, updated_at FROM operations WHERE tenant_id = ? "
+                        "AND state = 'pushed' ORDER BY id")) < 0)
         goto done;
     reg_bind_text(st, 1, id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -227,7 +283,7 @@ static int tenant_commits(json_t *t, ll_registry *r, const char *id)
     }
     error = rc == SQLITE_DONE ? 0 : reg_db_error(r, "read commits");
 done:
-    sqlite3_finalize(st);
+    reg_release(st);
     json_object_set_new(t, "commits", list);
     return error;
 }
@@ -238,7 +294,7 @@ int ll_registry_tenant_get(json_t **out, ll_registry *r, const char *id, int wit
     json_t *t = NULL;
     int error, rc;
 
-    if ((error = reg_prepare(&st, r, "SELECT " TENANT_COLS " FROM tenants WHERE id = ?")) < 0)
+    if ((error = reg_cached(&st, r, "SELECT " TENANT_COLS " FROM tenants WHERE id = ?")) < 0)
         return error;
     reg_bind_text(st, 1, id);
     rc = sqlite3_step(st);
@@ -250,7 +306,7 @@ int ll_registry_tenant_get(json_t **out, ll_registry *r, const char *id, int wit
     } else {
         error = reg_db_error(r, "read tenant");
     }
-    sqlite3_finalize(st);
+    reg_release(st);
     if (!error && with_commits)
         error = tenant_commits(t, r, id);
     if (error < 0) {

@@ -8,8 +8,16 @@
 
 #include "landlord/registry.h"
 
+#define REG_CACHED_MAX 16
+
 struct ll_registry {
     sqlite3 *db;
+    int quiet; /* commits here do not move ll_registry_generation() */
+    /* Statements of hot reads, prepared once (reg_cached). */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cached[REG_CACHED_MAX];
 };
 
 /* Sets the error from SQLite's message; a constraint is LL_ECONFLICT. */
@@ -19,6 +27,14 @@ int reg_db_error(ll_registry *r, const char *what);
 int reg_exec(ll_registry *r, const char *sql);
 
 int reg_prepare(sqlite3_stmt **out, ll_registry *r, const char *sql);
+
+/* Like reg_prepare for a statement run often: sql must be a string literal
+ * (its address is the key); the statement is prepared once per connection
+ * and owned by it.  Give it back with reg_release(), never finalize it. */
+int reg_cached(sqlite3_stmt **out, ll_registry *r, const char *sql);
+
+/* Resets a statement from reg_cached() for its next use. */
+void reg_release(sqlite3_stmt *st);
 
 /* Binds s, or NULL when s is NULL. */
 void reg_bind_text(sqlite3_stmt *st, int i, const char *s);

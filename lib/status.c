@@ -71,6 +71,10 @@ struct ll_status {
     json_t *dirty;     /* id -> true */
     int pending_dirty; /* GitRepository/Kustomization moved: tenants not yet applied */
     unsigned long long generation;
+    /* Stamps for ll_status_stamp: `clock` moves on every change; a tenant's
+     * record keeps the clock of its last change ("ver"), `global_ver` that
+     * of the last change every tenant's answer shows. */
+    unsigned long long clock, global_ver;
 
     /* The follower's own. */
     git_repository *repo;
@@ -105,18 +109,19 @@ static json_t *capped_string(const char *s)
 
 static int in_list(const char *s, const char *const *list);
 
-/* A copy of v with integral reals as integers (a YAML "3.0" and the API
- * server's 3 are the same value).  Returns a new reference. */
+/* A copy of v for comparing values across YAML readers and the API server:
+ * every scalar as text (3, 3.0 and "3" alike; true and "true" alike), and
+ * no null members (server-side apply drops them).  New reference. */
 static json_t *normalized(const json_t *v)
 {
     const char *k;
     json_t *x, *out;
     size_t i;
-    if (json_is_real(v) && json_real_value(v) == (double)(json_int_t)json_real_value(v))
-        return json_integer((json_int_t)json_real_value(v));
+    char text[64];
     if (json_is_object(v)) {
         out = json_object();
-        json_object_foreach((json_t *)v, k, x) json_object_set_new(out, k, normalized(x));
+        json_object_foreach((json_t *)v, k, x) if (!json_is_null(x))
+            json_object_set_new(out, k, normalized(x));
         return out;
     }
     if (json_is_array(v)) {
@@ -124,7 +129,20 @@ static json_t *normalized(const json_t *v)
         json_array_foreach(v, i, x) json_array_append_new(out, normalized(x));
         return out;
     }
-    return json_incref((json_t *)v);
+    if (json_is_string(v))
+        return json_incref((json_t *)v);
+    if (json_is_integer(v))
+        snprintf(text, sizeof(text), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v) && json_real_value(v) == (double)(json_int_t)json_real_value(v))
+        snprintf(text, sizeof(text), "%" JSON_INTEGER_FORMAT, (json_int_t)json_real_value(v));
+    else if (json_is_real(v))
+        snprintf(text, sizeof(text), "%.17g", json_real_value(v));
+    else
+        snprintf(text, sizeof(text), "%s",
+                 json_is_true(v)    ? "true"
+                 : json_is_false(v) ? "false"
+                                    : "null");
+    return json_string(text);
 }
 
 /* The digest of a HelmRelease's spec.values (absent: {}), 16 hex digits,
@@ -575,6 +593,24 @@ static void wake(ll_status *s)
     pthread_cond_signal(&s->wake);
 }
 
+/* Under lock: what tenant id's answer shows changed (or may have). */
+static void mark(ll_status *s, const char *id)
+{
+    json_t *rec = json_object_get(s->tenants, id), *ver = json_object_get(rec, "ver");
+    s->clock++;
+    if (json_is_integer(ver))
+        json_integer_set(ver, (json_int_t)s->clock);
+    else if (rec)
+        json_object_set_new(rec, "ver", json_integer((json_int_t)s->clock));
+    json_object_set_new(s->dirty, id, json_true());
+}
+
+/* Under lock: what every tenant's answer shows changed. */
+static void mark_all(ll_status *s)
+{
+    s->global_ver = ++s->clock;
+}
+
 /* Informer callback: keep the slim object, mark its owner dirty. */
 static void on_change(const char *type, const char *key, const json_t *slim, const json_t *objects,
                       const char *kind, ll_status *s)
@@ -591,6 +627,7 @@ static void on_change(const char *type, const char *key, const json_t *slim, con
         const char *id;
         json_t *rec;
         json_object_foreach(s->tenants, id, rec) json_object_set_new(s->dirty, id, json_true());
+        mark_all(s);
     } else {
         if (strcmp(type, "DELETED") == 0)
             json_object_del(map, key);
@@ -598,11 +635,12 @@ static void on_change(const char *type, const char *key, const json_t *slim, con
             json_object_set(map, key, (json_t *)slim);
         if (strcmp(kind, "GitRepository") == 0 || strcmp(kind, "Kustomization") == 0) {
             s->pending_dirty = 1;
+            mark_all(s);
         } else {
             snprintf(owner_key, sizeof(owner_key), "%s %s", kind, key);
             const char *id = json_string_value(json_object_get(s->owners, owner_key));
             if (id)
-                json_object_set_new(s->dirty, id, json_true());
+                mark(s, id);
         }
     }
     wake(s);
@@ -778,8 +816,13 @@ static void load_tenants(ll_status *s)
     json_t *rows = NULL, *row;
     size_t i;
 
-    if (!s->reg && ll_registry_open(&s->reg, s->db_path) < 0)
-        return;
+    if (!s->reg) {
+        if (ll_registry_open(&s->reg, s->db_path) < 0)
+            return;
+        /* It writes observed states and events, which tenant answers take
+         * from memory, not from rows: no need to move the generation. */
+        ll_registry_set_quiet(s->reg, 1);
+    }
     long long seq = s->seq;
     if (ll_registry_tenants_changed(&rows, &seq, s->reg) < 0)
         return;
@@ -836,7 +879,7 @@ static void load_tenants(ll_status *s)
             json_object_set_new(rec, "unreadable", json_boolean(unreadable));
             json_object_del(rec, "applied_at");
         }
-        json_object_set_new(s->dirty, id, json_true());
+        mark(s, id);
         pthread_mutex_unlock(&s->lock);
     }
     json_decref(rows);
@@ -945,6 +988,8 @@ static void follow(ll_status *s)
         if (strcmp(handled, s->requested_at) == 0)
             ll_log_debug("msg=\"Flux handled the reconcile request\" requested_at=%s", handled);
     }
+    if (strcmp(s->fetched_rev, fetched) != 0 || strcmp(s->applied_rev, applied) != 0)
+        mark_all(s);
     snprintf(s->fetched_rev, sizeof(s->fetched_rev), "%s", fetched);
     snprintf(s->applied_rev, sizeof(s->applied_rev), "%s", applied);
     cluster = json_pack("{s:O, s:O, s:O}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
@@ -956,6 +1001,9 @@ static void follow(ll_status *s)
         rec = json_object_get(s->tenants, id);
         if (!rec)
             continue;
+        /* Its record changes below (verdict, applied_at, fetched). */
+        s->clock++;
+        json_object_set_new(rec, "ver", json_integer((json_int_t)s->clock));
         const char *commit = json_string_value(json_object_get(rec, "commit"));
         const char *at = json_string_value(json_object_get(rec, "applied_at"));
         const json_t *f = json_object_get(facts, id);
@@ -1279,6 +1327,25 @@ void ll_status_describe(ll_status *s, json_t *view)
 int ll_status_configured(const ll_status *s)
 {
     return s && s->kube;
+}
+
+unsigned long long ll_status_stamp(ll_status *s, const char *id)
+{
+    char why[LL_ERROR_MSG_MAX + 64];
+    unsigned long long stamp = 0;
+    if (!s || !s->kube)
+        return 1;
+    pthread_mutex_lock(&s->lock);
+    /* While a watch is not synced the answer carries its error, which may
+     * change at any time: not stamped. */
+    if (all_synced(s, why, sizeof(why))) {
+        json_int_t ver =
+            json_integer_value(json_object_get(json_object_get(s->tenants, id), "ver"));
+        stamp =
+            ((unsigned long long)ver > s->global_ver ? (unsigned long long)ver : s->global_ver) + 1;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return stamp;
 }
 
 json_t *ll_status_health(ll_status *s)

@@ -143,6 +143,8 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         return ll_error_set(-1, "out of memory");
     c->cfg = *cfg;
     pthread_key_create(&c->reg_key, close_registry);
+    pthread_mutex_init(&c->answers_lock, NULL);
+    c->answers = json_object();
     if ((error = ll_mkdir_p(cfg->data)) < 0 ||
         (error = absolute(data, sizeof(data), cfg->data)) < 0)
         goto fail;
@@ -226,6 +228,8 @@ void ll_core_free(ll_core *c)
         pthread_setspecific(c->reg_key, NULL);
     }
     pthread_key_delete(c->reg_key);
+    json_decref(c->answers);
+    pthread_mutex_destroy(&c->answers_lock);
     free(c);
 }
 
@@ -620,6 +624,59 @@ int ll_tenant_get(json_t **out, ll_core *c, const char *id)
     if ((error = ll_registry_tenant_get(&t, r, id, 1)) < 0)
         return error;
     *out = tenant_view(c, t);
+    return 0;
+}
+
+/* Kept answers: at most this many bytes of text (then all are dropped). */
+#define ANSWERS_MAX_BYTES (4u << 20)
+
+int ll_tenant_get_text(char **out, size_t *out_len, ll_core *c, const char *id)
+{
+    /* Read both before the rows and the cluster's objects: an answer is
+     * kept with them and served while neither has moved. */
+    unsigned long long gen = ll_registry_generation();
+    unsigned long long stamp = ll_status_stamp(c->status, id);
+    json_t *t = NULL;
+    int error;
+
+    *out = NULL;
+    *out_len = 0;
+    if (stamp) {
+        pthread_mutex_lock(&c->answers_lock);
+        const json_t *a = json_object_get(c->answers, id);
+        if (a && (unsigned long long)json_integer_value(json_object_get(a, "gen")) == gen &&
+            (unsigned long long)json_integer_value(json_object_get(a, "stamp")) == stamp) {
+            const json_t *text = json_object_get(a, "text");
+            *out_len = json_string_length(text);
+            if ((*out = malloc(*out_len + 1)))
+                memcpy(*out, json_string_value(text), *out_len + 1);
+        }
+        pthread_mutex_unlock(&c->answers_lock);
+        if (*out)
+            return 0;
+    }
+    if ((error = ll_tenant_get(&t, c, id)) < 0)
+        return error;
+    *out = json_dumps(t, JSON_COMPACT);
+    json_decref(t);
+    if (!*out)
+        return ll_error_set(-1, "out of memory");
+    *out_len = strlen(*out);
+    if (stamp) {
+        pthread_mutex_lock(&c->answers_lock);
+        if (c->answers_bytes + *out_len > ANSWERS_MAX_BYTES) {
+            json_object_clear(c->answers);
+            c->answers_bytes = 0;
+        }
+        const json_t *old = json_object_get(c->answers, id);
+        if (old)
+            c->answers_bytes -= json_string_length(json_object_get(old, "text"));
+        json_object_set_new(c->answers, id,
+                            json_pack("{s:s%, s:I, s:I}", "text", *out, *out_len, "gen",
+                                      (json_int_t)gen, "stamp", (json_int_t)stamp));
+        c->answers_bytes += *out_len;
+        pthread_mutex_unlock(&c->answers_lock);
+    }
     return 0;
 }
 

@@ -53,17 +53,13 @@ enum MHD_Result ll_reply_bytes(ll_req *req, unsigned status, const char *content
     return ll_reply_response(req, status, resp);
 }
 
-static enum MHD_Result reply_json_impl(ll_req *req, unsigned status, json_t *body,
+static enum MHD_Result reply_text_impl(ll_req *req, unsigned status, char *text, size_t len,
                                        const char *location)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
     struct MHD_Response *resp;
-    size_t len;
 
-    json_decref(body);
     if (!text)
         return MHD_NO;
-    len = strlen(text);
     resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(text);
@@ -75,6 +71,19 @@ static enum MHD_Result reply_json_impl(ll_req *req, unsigned status, json_t *bod
         MHD_add_response_header(resp, "Location", location);
     req->reply_bytes = len;
     return ll_reply_response(req, status, resp);
+}
+
+static enum MHD_Result reply_json_impl(ll_req *req, unsigned status, json_t *body,
+                                       const char *location)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    return reply_text_impl(req, status, text, text ? strlen(text) : 0, location);
+}
+
+enum MHD_Result ll_reply_text(ll_req *req, unsigned status, char *text, size_t len)
+{
+    return reply_text_impl(req, status, text, len, NULL);
 }
 
 enum MHD_Result ll_reply_json(ll_req *req, unsigned status, json_t *body)

@@ -56,6 +56,8 @@ void ll_http_stop(struct MHD_Daemon *d);
 
 /* Replies: each takes the status and sets X-Request-Id. */
 enum MHD_Result ll_reply_json(ll_req *req, unsigned status, json_t *body /* steals */);
+/* The same for JSON already serialized: text (malloc'd, steals) of len bytes. */
+enum MHD_Result ll_reply_text(ll_req *req, unsigned status, char *text, size_t len);
 enum MHD_Result ll_reply_bytes(ll_req *req, unsigned status, const char *content_type,
                                const void *data, size_t len);
 /* ll_reply_json plus a Location header. */

@@ -91,11 +91,12 @@ enum MHD_Result h_tenants_delete(ll_req *req)
 
 static enum MHD_Result reply_tenant(ll_req *req)
 {
-    json_t *tenant = NULL;
-    int error = ll_tenant_get(&tenant, req->core, req->params[0]);
+    char *text = NULL;
+    size_t len = 0;
+    int error = ll_tenant_get_text(&text, &len, req->core, req->params[0]);
     if (error < 0)
         return ll_reply_error(req, error);
-    return ll_reply_json(req, 200, tenant);
+    return ll_reply_text(req, 200, text, len);
 }
 
 /* ?wait=ready[&timeout=N] holds the answer until the tenant is ready or

@@ -30,6 +30,8 @@ import tempfile
 import threading
 import time
 
+import yaml
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
@@ -78,13 +80,34 @@ def helmrelease(name, generation=1, ready=True):
                          "firstDeployed": "2026-11-23T10:00:00Z", "lastDeployed": "2026-11-23T10:00:00Z"}]}
 
 
-def hr_object(name):
+def hr_object(name, spec=None):
+    """A HelmRelease as the cluster holds it: with the spec its file declares
+    (what kustomize-controller applied), or a made-up one."""
+    spec = spec or {"interval": "1m0s", "chart": {"spec": {"chart": "helm-tenant-chart", "version": "0.0.x",
+                                                           "sourceRef": {"kind": "HelmRepository",
+                                                                         "name": "helm-tenant-chart"}}}}
     return {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
             "metadata": {"name": name, "namespace": "flux-system", "generation": 1, "labels": dict(KS_LABELS)},
-            "spec": {"interval": "1m0s", "chart": {"spec": {"chart": "helm-tenant-chart", "version": "0.0.x",
-                                                            "sourceRef": {"kind": "HelmRepository",
-                                                                          "name": "helm-tenant-chart"}}}},
-            "status": helmrelease(name)}
+            "spec": spec, "status": helmrelease(name)}
+
+
+def tier_specs():
+    """Each tier's HelmRelease spec as bench_gitops.make_repo renders it,
+    with TENANT standing for the id."""
+    files = bench_gitops.seed_files()
+    out = {}
+    for t in TIERS:
+        text = files[bench_gitops.ROOT + "/tier-templates/%s_tenant_template.yaml" % t].decode()
+        text = text.replace("{TIER}", t).replace("{RELEASE_VERSION}", "0.0.x")
+        out[t] = text
+    return out
+
+
+def file_spec(tmpl, tid):
+    for doc in yaml.safe_load_all(tmpl.replace("{TENANT_ID}", tid)):
+        if doc and doc.get("kind") == "HelmRelease":
+            return doc["spec"]
+    return None
 
 
 def populate(api, n, head):
@@ -105,10 +128,11 @@ def populate(api, n, head):
                         "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
                                         "lastTransitionTime": "2026-11-23T10:00:00Z",
                                         "message": "Applied revision: " + rev}]}})
+    specs = tier_specs()
     for i in range(n):
         tid = "pre%06d" % i
         tier = TIERS[i % 3]
-        api.put(hr_object("%s-%s" % (tid, tier)))
+        api.put(hr_object("%s-%s" % (tid, tier), file_spec(specs[tier], tid)))
         if tier != "basic":
             api.put({"apiVersion": "v1", "kind": "Namespace",
                      "metadata": {"name": tid, "labels": dict(KS_LABELS)}, "status": {"phase": "Active"}})

@@ -93,6 +93,39 @@ static void test_wal_and_foreign_keys(void **state)
     ll_registry_close(r);
 }
 
+/* A commit moves the change generation once it is in the WAL; a quiet
+ * connection's commits and reads do not move it. */
+static void test_change_generation(void **state)
+{
+    ll_registry *r = NULL, *quiet = NULL;
+    json_t *t = NULL, *existing = NULL;
+    long long op = 0;
+
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(ll_registry_open(&quiet, path), 0);
+    ll_registry_set_quiet(quiet, 1);
+    unsigned long long g0 = ll_registry_generation();
+    assert_int_equal(
+        ll_registry_onboard(&op, &existing, r, "acme", "premium", "0.0", "{}", &author), 0);
+    unsigned long long g1 = ll_registry_generation();
+    assert_true(g1 > g0);
+    /* Reads (through the cached statements, twice) move nothing. */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 1), 0);
+        json_decref(t);
+    }
+    assert_int_equal(ll_registry_tenant_get(&t, r, "nobody", 1), LL_ENOTFOUND);
+    assert_true(ll_registry_generation() == g1);
+    assert_int_equal(
+        ll_registry_onboard(&op, &existing, quiet, "quiet1", "basic", "0.0", "{}", &author), 0);
+    assert_true(ll_registry_generation() == g1);
+    /* The quiet connection's write is there for the others. */
+    assert_int_equal(ll_registry_tenant_get(&t, r, "quiet1", 1), 0);
+    json_decref(t);
+    ll_registry_close(quiet);
+    ll_registry_close(r);
+}
+
 static void test_tenant_lifecycle(void **state)
 {
     ll_registry *r = NULL;
@@ -274,6 +307,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_and_foreign_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_and_reconcile, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

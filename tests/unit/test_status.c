@@ -166,6 +166,11 @@ static void test_old_spec_is_not_ready(void **state)
     assert_non_null(da);
     assert_int_equal(strlen(da), 16);
     assert_string_equal(da, json_string_value(json_object_get(b, "values")));
+    /* Text and numbers alike, null members dropped (server-side apply). */
+    json_t *e = helmrelease_spec(
+        3, "1.2.x", "{\"replicaCount\":\"3\",\"a\":{\"x\":1,\"y\":2,\"z\":null}}", READY_STATUS);
+    assert_string_equal(da, json_string_value(json_object_get(e, "values")));
+    json_decref(e);
     assert_string_not_equal(da, json_string_value(json_object_get(c, "values")));
     assert_string_equal(json_string_value(json_object_get(none, "values")),
                         json_string_value(json_object_get(absent, "values")));

@@ -80,6 +80,12 @@ int ll_core_degraded(ll_core *c);
 
 int ll_tenant_get(json_t **out, ll_core *c, const char *id);
 
+/* The tenant as ll_tenant_get() shows it, as compact JSON text (*out is
+ * the caller's to free).  Answers are kept per tenant while the registry
+ * (ll_registry_generation) and what the cluster shows of the tenant
+ * (ll_status_stamp) have not moved, so repeated reads cost a copy. */
+int ll_tenant_get_text(char **out, size_t *out_len, ll_core *c, const char *id);
+
 /* 1 when a caller waiting for tenant id to be ready should stop waiting:
  * it is ready or failed, it is not active (offboarding, drifted...), or no
  * cluster is configured; 0 while it provisions, updates, is blocked or its

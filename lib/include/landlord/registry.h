@@ -31,6 +31,16 @@ int ll_registry_open(ll_registry **out, const char *path);
 
 void ll_registry_close(ll_registry *r);
 
+/* A process-wide counter that moves after every transaction committed by a
+ * connection of this process that is not quiet, once the commit is in the
+ * WAL.  Read it before reading rows: an answer built from those rows is
+ * still current while the counter has not moved.  Thread-safe. */
+unsigned long long ll_registry_generation(void);
+
+/* quiet 1: this connection's commits do not move ll_registry_generation()
+ * (the status follower's, which writes only what answers do not show). */
+void ll_registry_set_quiet(ll_registry *r, int quiet);
+
 /* The number of migrations applied (PRAGMA user_version), and how many this
  * binary knows. */
 int ll_registry_schema_version(ll_registry *r, int *out_applied, int *out_known);

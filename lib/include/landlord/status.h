@@ -91,4 +91,9 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster);
 /* The slim form of a Kubernetes object that ll_status_derive reads. */
 json_t *ll_status_slim(const json_t *object);
 
+/* A stamp of what ll_status_describe() shows for tenant id: it changes
+ * whenever that may change.  0: do not keep the answer (a watch is not
+ * synced).  Read it before describing. */
+unsigned long long ll_status_stamp(ll_status *s, const char *id);
+
 #endif
