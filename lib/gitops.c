@@ -27,6 +27,7 @@
 #define _GNU_SOURCE /* nftw */
 #include <errno.h>
 #include <ftw.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1403,6 +1404,21 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
         goto fail;
     git_commit_free(head);
     head = NULL;
+    git_tree_entry_free(entry);
+    entry = NULL;
+    git_tree_free(tree);
+    tree = NULL;
+    git_remote_free(remote);
+    remote = NULL;
+    /* The clone and the first scan read every tenant file: libgit2 keeps
+     * inflated delta bases (up to 16 MiB a pack) and objects for this
+     * handle.  Open it anew and give the freed memory back. */
+    git_repository *fresh = NULL;
+    if (git_repository_open_bare(&fresh, g->workdir) == 0) {
+        git_repository_free(g->repo);
+        g->repo = fresh;
+    }
+    malloc_trim(0);
     if ((error = remote_head(&head, g)) < 0)
         goto fail;
     set_status(g, head ? git_commit_id(head) : NULL, NULL);

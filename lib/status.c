@@ -44,11 +44,36 @@
 #define N_INFORMERS        5
 #define EVENTS_KEPT        100000
 #define EVENTS_PRUNE_EVERY 1000
+#define WORK_MAX           500
 
 enum { I_GITREPO, I_KUSTOMIZATION, I_HELMRELEASE, I_NAMESPACE, I_TERRAFORM };
 
 static const char *const kinds[N_INFORMERS] = {"GitRepository", "Kustomization", "HelmRelease",
                                                "Namespace", "Terraform"};
+
+/* One tenant as the follower knows it: short fields inline ("" when
+ * absent) and the two variable parts as compact JSON text, a few hundred
+ * bytes where a jansson tree took several kilobytes. */
+typedef struct trec {
+    char *id;
+    char lifecycle[16], sync[16];         /* from the registry */
+    char commit[GIT_OID_HEXSZ + 1];       /* its desired commit */
+    char objects_at[GIT_OID_HEXSZ + 1];   /* the commit `objects` was read at */
+    char applied_at[GIT_OID_HEXSZ + 1];   /* Flux applied a commit including `commit` */
+    char state[16], since[40];            /* the last verdict and when it changed */
+    char state_commit[GIT_OID_HEXSZ + 1]; /* what the verdict was derived for */
+    char state_sync[16];
+    unsigned char unreadable, fetched;
+    unsigned long long ver; /* ll_status_stamp */
+    char *objects;          /* [{kind, key, chart?, values?}]; NULL: not read yet */
+    char *derived;          /* {state, reason, message, deployed_chart?}; NULL: none yet */
+} trec;
+
+/* id -> trec, open addressing; records are never removed. */
+typedef struct tmap {
+    trec **slots;
+    size_t cap, count;
+} tmap;
 
 struct ll_status {
     ll_kube *kube;
@@ -66,7 +91,7 @@ struct ll_status {
     pthread_cond_t changed; /* waiters on generation */
     int stop, touched;
     json_t *cache;     /* kind -> {key -> slim} */
-    json_t *tenants;   /* id -> record (see load_tenants) */
+    tmap tenants;      /* id -> record (see load_tenants) */
     json_t *owners;    /* "Kind key" -> id */
     json_t *dirty;     /* id -> true */
     int pending_dirty; /* GitRepository/Kustomization moved: tenants not yet applied */
@@ -84,6 +109,8 @@ struct ll_status {
     char walk_of[GIT_OID_HEXSZ + 1];
     json_t *walk;          /* sha -> true: commits reachable from walk_of (up to WALK_MAX) */
     long long since_prune; /* events stored since the last prune */
+    int files_read;        /* tenant files read since the clone was opened */
+    long long since_trim;  /* tenants derived since the last malloc_trim */
     /* Under lock: the commits of the GitRepository's artifact and of the
      * Kustomization's last apply, as last looked at. */
     char fetched_rev[GIT_OID_HEXSZ + 1], applied_rev[GIT_OID_HEXSZ + 1];
@@ -567,6 +594,104 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
     return out;
 }
 
+/* --- tenant records ---------------------------------------------------------------- */
+
+static size_t hash_id(const char *id)
+{
+    size_t h = 1469598103934665603ULL;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+    return h;
+}
+
+static trec *tmap_get(const tmap *m, const char *id)
+{
+    if (!m->cap)
+        return NULL;
+    for (size_t i = hash_id(id) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (!m->slots[i])
+            return NULL;
+        if (strcmp(m->slots[i]->id, id) == 0)
+            return m->slots[i];
+    }
+}
+
+static void tmap_put(tmap *m, trec *r)
+{
+    size_t i = hash_id(r->id) & (m->cap - 1);
+    while (m->slots[i])
+        i = (i + 1) & (m->cap - 1);
+    m->slots[i] = r;
+    m->count++;
+}
+
+/* A new empty record for id (NULL when out of memory). */
+static trec *tmap_add(tmap *m, const char *id)
+{
+    if ((m->count + 1) * 10 > m->cap * 7) {
+        size_t cap = m->cap ? m->cap * 2 : 1024;
+        trec **slots = calloc(cap, sizeof(*slots));
+        if (!slots)
+            return NULL;
+        tmap grown = {slots, cap, 0};
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->slots[i])
+                tmap_put(&grown, m->slots[i]);
+        free(m->slots);
+        *m = grown;
+    }
+    trec *r = calloc(1, sizeof(*r));
+    if (!r || !(r->id = strdup(id))) {
+        free(r);
+        return NULL;
+    }
+    tmap_put(m, r);
+    return r;
+}
+
+static void tmap_free(tmap *m)
+{
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->slots[i]) {
+            free(m->slots[i]->id);
+            free(m->slots[i]->objects);
+            free(m->slots[i]->derived);
+            free(m->slots[i]);
+        }
+    }
+    free(m->slots);
+    memset(m, 0, sizeof(*m));
+}
+
+#define TMAP_FOREACH(m, r)                                                                         \
+    for (size_t r##_i = 0; r##_i < (m)->cap; r##_i++)                                              \
+        if (((r) = (m)->slots[r##_i]))
+
+static void set_text(char *to, size_t cap, const char *from)
+{
+    snprintf(to, cap, "%s", from ? from : "");
+}
+
+static const char *or_null(const char *s)
+{
+    return s && s[0] ? s : NULL;
+}
+
+/* Parsed compact JSON text (new reference), or NULL. */
+static json_t *parsed(const char *text)
+{
+    return text ? json_loads(text, 0, NULL) : NULL;
+}
+
+/* The record as ll_status_derive() reads a tenant (new reference). */
+static json_t *trec_json(const trec *r)
+{
+    json_t *objects = parsed(r->objects);
+    return json_pack("{s:s, s:s, s:s?, s:o, s:b}", "lifecycle", r->lifecycle, "sync", r->sync,
+                     "commit", or_null(r->commit), "objects", objects ? objects : json_array(),
+                     "unreadable", r->unreadable);
+}
+
 /* --- the follower -------------------------------------------------------------------- */
 
 /* The informers' slim: packed as compact JSON text. */
@@ -596,12 +721,10 @@ static void wake(ll_status *s)
 /* Under lock: what tenant id's answer shows changed (or may have). */
 static void mark(ll_status *s, const char *id)
 {
-    json_t *rec = json_object_get(s->tenants, id), *ver = json_object_get(rec, "ver");
+    trec *r = tmap_get(&s->tenants, id);
     s->clock++;
-    if (json_is_integer(ver))
-        json_integer_set(ver, (json_int_t)s->clock);
-    else if (rec)
-        json_object_set_new(rec, "ver", json_integer((json_int_t)s->clock));
+    if (r)
+        r->ver = s->clock;
     json_object_set_new(s->dirty, id, json_true());
 }
 
@@ -624,9 +747,8 @@ static void on_change(const char *type, const char *key, const json_t *slim, con
         /* The informer is done with the map: keep it as it is. */
         json_object_set(s->cache, kind, (json_t *)objects);
         /* Everything of this kind may have changed. */
-        const char *id;
-        json_t *rec;
-        json_object_foreach(s->tenants, id, rec) json_object_set_new(s->dirty, id, json_true());
+        trec *r;
+        TMAP_FOREACH(&s->tenants, r) json_object_set_new(s->dirty, r->id, json_true());
         mark_all(s);
     } else {
         if (strcmp(type, "DELETED") == 0)
@@ -840,9 +962,8 @@ static void load_tenants(ll_status *s)
         int unreadable = 0;
 
         pthread_mutex_lock(&s->lock);
-        json_t *rec = json_object_get(s->tenants, id);
-        const char *had = json_string_value(json_object_get(rec, "objects_at"));
-        int need = commit && (!had || strcmp(had, commit) != 0);
+        trec *r = tmap_get(&s->tenants, id);
+        int need = commit && (!r || !r->objects_at[0] || strcmp(r->objects_at, commit) != 0);
         pthread_mutex_unlock(&s->lock);
 
         if (need) {
@@ -854,31 +975,44 @@ static void load_tenants(ll_status *s)
                                     json_string_value(json_object_get(row, "tier")), id);
             /* An offboarding commit removed the file: its objects are the
              * ones the file declared just before. */
+            s->files_read++;
             objects = read_declared(s, commit, file, 0);
             if (!objects && gone)
                 objects = read_declared(s, commit, file, 1);
             unreadable = !objects && !gone;
         }
         pthread_mutex_lock(&s->lock);
-        rec = json_object_get(s->tenants, id);
-        if (!rec) {
+        r = tmap_get(&s->tenants, id);
+        if (!r) {
+            if (!(r = tmap_add(&s->tenants, id))) {
+                pthread_mutex_unlock(&s->lock);
+                json_decref(objects);
+                continue;
+            }
             /* What was derived before a restart: not a transition. */
-            json_object_set_new(s->tenants, id, rec = json_object());
             if (json_is_string(json_object_get(row, "observed_state"))) {
-                json_object_set(rec, "state", json_object_get(row, "observed_state"));
-                json_object_set(rec, "since", json_object_get(row, "observed_since"));
+                set_text(r->state, sizeof(r->state),
+                         json_string_value(json_object_get(row, "observed_state")));
+                set_text(r->since, sizeof(r->since),
+                         json_string_value(json_object_get(row, "observed_since")));
             }
         }
-        json_object_set(rec, "lifecycle", json_object_get(row, "lifecycle"));
-        json_object_set(rec, "sync", json_object_get(row, "sync"));
-        json_object_set(rec, "commit", json_object_get(row, "commit"));
+        set_text(r->lifecycle, sizeof(r->lifecycle), lifecycle);
+        set_text(r->sync, sizeof(r->sync), json_string_value(json_object_get(row, "sync")));
+        set_text(r->commit, sizeof(r->commit), commit);
         if (need && (objects || unreadable)) {
-            set_owners(s, id, json_object_get(rec, "objects"), objects);
-            json_object_set_new(rec, "objects", objects ? objects : json_array());
-            json_object_set_new(rec, "objects_at", json_string(commit));
-            json_object_set_new(rec, "unreadable", json_boolean(unreadable));
-            json_object_del(rec, "applied_at");
+            json_t *old = parsed(r->objects), *now = objects ? objects : json_array();
+            set_owners(s, id, old, now);
+            json_decref(old);
+            free(r->objects);
+            r->objects = json_dumps(now, JSON_COMPACT);
+            json_decref(now);
+            objects = NULL;
+            set_text(r->objects_at, sizeof(r->objects_at), commit);
+            r->unreadable = (unsigned char)unreadable;
+            r->applied_at[0] = '\0';
         }
+        json_decref(objects);
         mark(s, id);
         pthread_mutex_unlock(&s->lock);
     }
@@ -924,7 +1058,8 @@ static void follow(ll_status *s)
     char applied[GIT_OID_HEXSZ + 1], attempted[GIT_OID_HEXSZ + 1], fetched[GIT_OID_HEXSZ + 1];
     json_t *work, *ks, *gr, *cluster;
     const char *id;
-    json_t *rec, *v;
+    json_t *v;
+    trec *r;
 
     load_tenants(s);
     if (s->kube)
@@ -937,17 +1072,30 @@ static void follow(ll_status *s)
 
     pthread_mutex_lock(&s->lock);
     if (s->pending_dirty) {
-        json_object_foreach(s->tenants, id, rec)
+        TMAP_FOREACH(&s->tenants, r)
         {
-            const char *at = json_string_value(json_object_get(rec, "applied_at"));
-            const char *commit = json_string_value(json_object_get(rec, "commit"));
-            if (!at || !commit || strcmp(at, commit) != 0)
-                json_object_set_new(s->dirty, id, json_true());
+            if (!r->applied_at[0] || !r->commit[0] || strcmp(r->applied_at, r->commit) != 0)
+                json_object_set_new(s->dirty, r->id, json_true());
         }
         s->pending_dirty = 0;
     }
-    work = s->dirty;
-    s->dirty = json_object();
+    /* At most WORK_MAX tenants a round (the rest stay dirty for the next,
+     * which follows at once): a start or relist of thousands of tenants
+     * then never builds thousands of transitions at a time, whose garbage
+     * would be left between the records that stay. */
+    if (json_object_size(s->dirty) <= WORK_MAX) {
+        work = s->dirty;
+        s->dirty = json_object();
+    } else {
+        void *it = json_object_iter(s->dirty);
+        work = json_object();
+        while (it && json_object_size(work) < WORK_MAX) {
+            const char *key = json_object_iter_key(it);
+            json_object_set(work, key, json_object_iter_value(it));
+            it = json_object_iter_next(s->dirty, it);
+        }
+        json_object_foreach(work, id, v) json_object_del(s->dirty, id);
+    }
     /* The one Kustomization and GitRepository (selected by name). */
     ks = NULL, gr = NULL;
     json_object_foreach(json_object_get(s->cache, "Kustomization"), id, v) ks = unpack(v);
@@ -955,11 +1103,9 @@ static void follow(ll_status *s)
     json_t *commits = json_object();
     json_object_foreach(work, id, v)
     {
-        rec = json_object_get(s->tenants, id);
-        const char *commit = json_string_value(json_object_get(rec, "commit"));
-        const char *at = json_string_value(json_object_get(rec, "applied_at"));
-        if (commit && (!at || strcmp(at, commit) != 0))
-            json_object_set_new(commits, id, json_string(commit));
+        r = tmap_get(&s->tenants, id);
+        if (r && r->commit[0] && (!r->applied_at[0] || strcmp(r->applied_at, r->commit) != 0))
+            json_object_set_new(commits, id, json_string(r->commit));
     }
     pthread_mutex_unlock(&s->lock);
 
@@ -998,19 +1144,17 @@ static void follow(ll_status *s)
     json_t *transitions = json_array();
     json_object_foreach(work, id, v)
     {
-        rec = json_object_get(s->tenants, id);
-        if (!rec)
+        r = tmap_get(&s->tenants, id);
+        if (!r)
             continue;
         /* Its record changes below (verdict, applied_at, fetched). */
-        s->clock++;
-        json_object_set_new(rec, "ver", json_integer((json_int_t)s->clock));
-        const char *commit = json_string_value(json_object_get(rec, "commit"));
-        const char *at = json_string_value(json_object_get(rec, "applied_at"));
+        r->ver = ++s->clock;
         const json_t *f = json_object_get(facts, id);
-        int applied_now = (at && commit && strcmp(at, commit) == 0) ||
-                          json_is_true(json_object_get(f, "applied"));
-        if (applied_now && commit)
-            json_object_set_new(rec, "applied_at", json_string(commit));
+        int applied_now =
+            (r->applied_at[0] && r->commit[0] && strcmp(r->applied_at, r->commit) == 0) ||
+            json_is_true(json_object_get(f, "applied"));
+        if (applied_now && r->commit[0])
+            set_text(r->applied_at, sizeof(r->applied_at), r->commit);
         json_object_set_new(cluster, "applied", json_boolean(applied_now));
         json_object_set_new(
             cluster, "fetched",
@@ -1022,35 +1166,41 @@ static void follow(ll_status *s)
                                                 : ks_reason));
         else
             json_object_del(cluster, "failed_ks");
-        json_t *d = ll_status_derive(rec, cluster);
-        const char *was = json_string_value(json_object_get(rec, "state"));
+        json_t *t = trec_json(r);
+        json_t *d = ll_status_derive(t, cluster);
+        json_decref(t);
+        char was_text[sizeof(r->state)];
+        set_text(was_text, sizeof(was_text), r->state);
+        const char *was = or_null(was_text);
         const char *now = json_string_value(json_object_get(d, "state"));
         if (!was || strcmp(was, now) != 0) {
             char stamp[32], type[64];
             ll_now_rfc3339(stamp);
-            json_object_set_new(rec, "since", json_string(stamp));
+            set_text(r->since, sizeof(r->since), stamp);
             ll_log_info("msg=\"tenant state\" tenant=%s state=%s reason=%s", id, now,
                         json_string_value(json_object_get(d, "reason")));
             snprintf(type, sizeof(type), "tenant.%s", now);
-            json_t *data = json_pack(
-                "{s:s, s:s, s:s?, s:O, s:O, s:O?, s:s?, s:O?, s:s}", "tenant", id, "state", now,
-                "previous", was, "reason", json_object_get(d, "reason"), "message",
-                json_object_get(d, "message"), "desired_commit", json_object_get(rec, "commit"),
-                "applied_commit", applied[0] ? applied : NULL, "deployed_chart",
-                json_object_get(d, "deployed_chart"), "at", stamp);
+            json_t *data =
+                json_pack("{s:s, s:s, s:s?, s:O, s:O, s:s?, s:s?, s:O?, s:s}", "tenant", id,
+                          "state", now, "previous", was, "reason", json_object_get(d, "reason"),
+                          "message", json_object_get(d, "message"), "desired_commit",
+                          or_null(r->commit), "applied_commit", applied[0] ? applied : NULL,
+                          "deployed_chart", json_object_get(d, "deployed_chart"), "at", stamp);
             json_array_append_new(transitions,
                                   json_pack("{s:s, s:s, s:s, s:s, s:o}", "tenant", id, "state", now,
                                             "since", stamp, "type", type, "data", data));
         }
-        json_object_set(rec, "state", json_object_get(d, "state"));
+        set_text(r->state, sizeof(r->state), now);
         /* What the state was derived for (ll_status_state compares). */
-        json_object_set(rec, "state_commit", json_object_get(rec, "commit"));
-        json_object_set(rec, "state_sync", json_object_get(rec, "sync"));
+        set_text(r->state_commit, sizeof(r->state_commit), r->commit);
+        set_text(r->state_sync, sizeof(r->state_sync), r->sync);
         /* Per-object details are derived again when asked for (describe):
          * thousands of tenants keep only their verdict. */
         json_object_del(d, "objects");
-        json_object_set_new(rec, "derived", d);
-        json_object_set(rec, "fetched", json_object_get(cluster, "fetched"));
+        free(r->derived);
+        r->derived = json_dumps(d, JSON_COMPACT);
+        json_decref(d);
+        r->fetched = json_is_true(json_object_get(cluster, "fetched"));
     }
     pthread_mutex_unlock(&s->lock);
     if (json_array_size(transitions)) {
@@ -1077,9 +1227,23 @@ static void follow(ll_status *s)
     json_decref(cluster);
     json_decref(facts);
     json_decref(commits);
-    /* A big round (start, a relist) freed a lot on this thread. */
-    if (json_object_size(work) > 1000)
+    /* After reading many files (start, a relist) libgit2 keeps up to 16 MiB
+     * of inflated delta bases per pack for this handle: open it anew. */
+    int reopen = s->files_read > 256;
+    if (reopen) {
+        git_repository *fresh = NULL;
+        if (git_repository_open_bare(&fresh, s->git_dir) == 0) {
+            git_repository_free(s->repo);
+            s->repo = fresh;
+        }
+        s->files_read = 0;
+    }
+    /* Big rounds (start, a relist) freed a lot on this thread. */
+    s->since_trim += (long long)json_object_size(work);
+    if (reopen || s->since_trim > 2000) {
+        s->since_trim = 0;
         malloc_trim(0);
+    }
     json_decref(work);
     json_decref(ks);
     json_decref(gr);
@@ -1180,7 +1344,7 @@ int ll_status_open(ll_status **out, ll_kube *k, const ll_status_options *o)
     s->on_events_payload = o->on_events_payload;
     s->cache = json_pack("{s:{}, s:{}, s:{}, s:{}, s:{}}", "GitRepository", "Kustomization",
                          "HelmRelease", "Namespace", "Terraform");
-    s->tenants = json_object();
+
     s->owners = json_object();
     s->dirty = json_object();
     s->seq = -1;
@@ -1224,7 +1388,7 @@ void ll_status_free(ll_status *s)
     git_repository_free(s->repo);
     ll_registry_close(s->reg);
     json_decref(s->cache);
-    json_decref(s->tenants);
+    tmap_free(&s->tenants);
     json_decref(s->owners);
     json_decref(s->dirty);
     json_decref(s->walk);
@@ -1281,46 +1445,50 @@ void ll_status_describe(ll_status *s, json_t *view)
         return;
     }
     pthread_mutex_lock(&s->lock);
-    const json_t *rec = json_object_get(s->tenants, id), *d = json_object_get(rec, "derived");
+    const trec *r = tmap_get(&s->tenants, id);
+    json_t *d = r ? parsed(r->derived) : NULL;
     int synced = all_synced(s, why, sizeof(why));
     if (!d || (!synced && strcmp(lifecycle, "active") == 0)) {
         json_object_set_new(view, "state", json_string("unknown"));
         json_object_set_new(view, "state_reason", json_string(!synced ? why : "not looked at yet"));
         pthread_mutex_unlock(&s->lock);
+        json_decref(d);
         return;
     }
-    const json_t *objects = json_object_get(rec, "objects"), *o;
-    const char *desired = NULL, *commit = json_string_value(json_object_get(rec, "commit")),
-               *at = json_string_value(json_object_get(rec, "applied_at"));
+    json_t *t = trec_json(r);
+    const json_t *o;
+    const char *desired = NULL;
     size_t i;
-    json_array_foreach(objects, i, o) if (!desired) desired =
+    json_array_foreach(json_object_get(t, "objects"), i, o) if (!desired) desired =
         json_string_value(json_object_get(o, "chart"));
     /* The objects as they are now. */
     json_t *cluster = json_pack(
-        "{s:O, s:O, s:O, s:b, s:O?}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
+        "{s:O, s:O, s:O, s:b, s:b}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
         "Namespace", json_object_get(s->cache, "Namespace"), "Terraform",
-        json_object_get(s->cache, "Terraform"), "applied", at && commit && strcmp(at, commit) == 0,
-        "fetched", json_object_get(rec, "fetched"));
-    json_t *now = ll_status_derive(rec, cluster);
+        json_object_get(s->cache, "Terraform"), "applied",
+        r->applied_at[0] && r->commit[0] && strcmp(r->applied_at, r->commit) == 0, "fetched",
+        r->fetched);
+    json_t *now = ll_status_derive(t, cluster);
     /* The follower's verdict, unless the desired state moved since it was
      * made (then what the objects say now). */
-    const json_t *state_commit = json_object_get(rec, "state_commit"),
-                 *state_sync = json_object_get(rec, "state_sync");
-    int current = json_equal((json_t *)state_commit, json_object_get(rec, "commit")) &&
-                  json_equal((json_t *)state_sync, json_object_get(rec, "sync"));
+    int current = r->commit[0] && strcmp(r->state_commit, r->commit) == 0 &&
+                  strcmp(r->state_sync, r->sync) == 0;
     const json_t *v = current ? d : now;
     json_object_set(view, "state", json_object_get(v, "state"));
     json_object_set(view, "state_reason", json_object_get(v, "reason"));
     json_object_set(view, "state_message", json_object_get(v, "message"));
-    json_object_set(view, "state_since", json_object_get(rec, "since"));
+    if (or_null(r->since))
+        json_object_set_new(view, "state_since", json_string(r->since));
     json_t *observed = json_pack(
-        "{s:O?, s:s?, s:s?, s:s?, s:O?, s:O}", "desired_commit", json_object_get(rec, "commit"),
+        "{s:s?, s:s?, s:s?, s:s?, s:O?, s:O}", "desired_commit", or_null(r->commit),
         "fetched_commit", s->fetched_rev[0] ? s->fetched_rev : NULL, "applied_commit",
         s->applied_rev[0] ? s->applied_rev : NULL, "desired_chart", desired, "deployed_chart",
         json_object_get(v, "deployed_chart"), "objects", json_object_get(now, "objects"));
     json_object_set_new(view, "observed", observed);
     json_decref(now);
     json_decref(cluster);
+    json_decref(t);
+    json_decref(d);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -1339,10 +1507,9 @@ unsigned long long ll_status_stamp(ll_status *s, const char *id)
     /* While a watch is not synced the answer carries its error, which may
      * change at any time: not stamped. */
     if (all_synced(s, why, sizeof(why))) {
-        json_int_t ver =
-            json_integer_value(json_object_get(json_object_get(s->tenants, id), "ver"));
-        stamp =
-            ((unsigned long long)ver > s->global_ver ? (unsigned long long)ver : s->global_ver) + 1;
+        const trec *r = tmap_get(&s->tenants, id);
+        unsigned long long ver = r ? r->ver : 0;
+        stamp = (ver > s->global_ver ? ver : s->global_ver) + 1;
     }
     pthread_mutex_unlock(&s->lock);
     return stamp;
@@ -1374,10 +1541,10 @@ int ll_status_state(ll_status *s, const char *id, const char *commit, const char
     if (!s || !s->kube)
         return LL_ENOTFOUND;
     pthread_mutex_lock(&s->lock);
-    const json_t *rec = json_object_get(s->tenants, id);
-    const char *state = json_string_value(json_object_get(rec, "state"));
-    const char *had = json_string_value(json_object_get(rec, "state_commit"));
-    const char *was = json_string_value(json_object_get(rec, "state_sync"));
+    const trec *r = tmap_get(&s->tenants, id);
+    const char *state = r ? or_null(r->state) : NULL;
+    const char *had = r ? or_null(r->state_commit) : NULL;
+    const char *was = r ? or_null(r->state_sync) : NULL;
     /* A state derived for an older desired state is no answer. */
     int current = (commit ? had && strcmp(had, commit) == 0 : !had) &&
                   (!sync || (was && strcmp(was, sync) == 0));
