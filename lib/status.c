@@ -41,15 +41,19 @@
 #define WALK_MAX           20000
 #define MESSAGE_MAX        600
 #define FILE_MAX           (1 << 20)
-#define N_INFORMERS        5
+#define N_INFORMERS        6
 #define EVENTS_KEPT        100000
 #define EVENTS_PRUNE_EVERY 1000
 #define WORK_MAX           500
 
-enum { I_GITREPO, I_KUSTOMIZATION, I_HELMRELEASE, I_NAMESPACE, I_TERRAFORM };
+enum { I_GITREPO, I_KUSTOMIZATION, I_HELMRELEASE, I_NAMESPACE, I_TERRAFORM, I_CHART_TERRAFORM };
 
+/* The cache's maps, one per informer.  ChartTerraform: Terraforms that a
+ * HelmRelease's chart made (helm-controller labels them with the release),
+ * as the reference's tenant chart does; they count for the tenant whose
+ * file declares that HelmRelease. */
 static const char *const kinds[N_INFORMERS] = {"GitRepository", "Kustomization", "HelmRelease",
-                                               "Namespace", "Terraform"};
+                                               "Namespace",     "Terraform",     "ChartTerraform"};
 
 /* One tenant as the follower knows it: short fields inline ("" when
  * absent) and the two variable parts as compact JSON text, a few hundred
@@ -93,6 +97,7 @@ struct ll_status {
     json_t *cache;     /* kind -> {key -> slim} */
     tmap tenants;      /* id -> record (see load_tenants) */
     json_t *owners;    /* "Kind key" -> id */
+    json_t *tf_of_hr;  /* HelmRelease key -> {ChartTerraform key -> true} */
     json_t *dirty;     /* id -> true */
     int pending_dirty; /* GitRepository/Kustomization moved: tenants not yet applied */
     unsigned long long generation;
@@ -201,8 +206,7 @@ json_t *ll_status_slim(const json_t *o)
     json_t *slim = json_object(), *cs = json_object();
     size_t i;
 
-    copy_field(slim, "name", json_object_get(meta, "name"));
-    copy_field(slim, "namespace", json_object_get(meta, "namespace"));
+    /* Not name and namespace: the cache's key has them. */
     copy_field(slim, "generation", json_object_get(meta, "generation"));
     if (json_object_get(meta, "deletionTimestamp"))
         json_object_set_new(slim, "deleting", json_true());
@@ -245,6 +249,13 @@ json_t *ll_status_slim(const json_t *o)
         if (digest[0])
             json_object_set_new(slim, "values", json_string(digest));
     }
+    /* A Terraform made by a chart: the HelmRelease it belongs to. */
+    const json_t *labels = json_object_get(meta, "labels");
+    const char *hr_name = json_string_value(json_object_get(labels, "helm.toolkit.fluxcd.io/name"));
+    const char *hr_ns =
+        json_string_value(json_object_get(labels, "helm.toolkit.fluxcd.io/namespace"));
+    if (hr_name && hr_ns)
+        json_object_set_new(slim, "hr", json_sprintf("%s/%s", hr_ns, hr_name));
     copy_field(slim, "lastAttemptedRevision", json_object_get(st, "lastAttemptedRevision"));
     copy_field(slim, "lastAppliedRevision", json_object_get(st, "lastAppliedRevision"));
     copy_field(slim, "revision", json_object_get(json_object_get(st, "artifact"), "revision"));
@@ -503,6 +514,8 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
         /* The cache keeps each object as its compact JSON text (a tenth of
          * the memory of a jansson tree); parse it for the rules. */
         const json_t *stored = json_object_get(json_object_get(cluster, kind), key);
+        if (!stored && strcmp(kind, "Terraform") == 0)
+            stored = json_object_get(json_object_get(cluster, "ChartTerraform"), key);
         json_t *parsed =
             json_is_string(stored) ? json_loads(json_string_value(stored), 0, NULL) : NULL;
         const json_t *o = parsed ? parsed : json_is_object(stored) ? stored : NULL;
@@ -692,6 +705,24 @@ static json_t *trec_json(const trec *r)
                      "unreadable", r->unreadable);
 }
 
+/* Under lock: the record as ll_status_derive() reads a tenant, with the
+ * Terraforms the charts of its HelmReleases made (new reference). */
+static json_t *tenant_json(ll_status *s, const trec *r)
+{
+    json_t *t = trec_json(r), *objects = json_object_get(t, "objects"), *x;
+    size_t n = json_array_size(objects);
+    const char *k;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *o = json_array_get(objects, i);
+        if (strcmp(json_string_value(json_object_get(o, "kind")) ?: "", "HelmRelease") != 0)
+            continue;
+        json_object_foreach(
+            json_object_get(s->tf_of_hr, json_string_value(json_object_get(o, "key")) ?: ""), k, x)
+            json_array_append_new(objects, json_pack("{s:s, s:s}", "kind", "Terraform", "key", k));
+    }
+    return t;
+}
+
 /* --- the follower -------------------------------------------------------------------- */
 
 /* The informers' slim: packed as compact JSON text. */
@@ -734,6 +765,64 @@ static void mark_all(ll_status *s)
     s->global_ver = ++s->clock;
 }
 
+/* The HelmRelease a packed ChartTerraform slim belongs to, into out. */
+static void hr_of(char *out, size_t cap, const json_t *packed)
+{
+    json_t *o = unpack(packed);
+    snprintf(out, cap, "%s", json_string_value(json_object_get(o, "hr")) ?: "");
+    json_decref(o);
+}
+
+/* Under lock: keeps tf_of_hr up to date with a ChartTerraform change (map:
+ * the cache's map before the change) and marks the tenant owning the
+ * HelmRelease. */
+static void index_chart_terraform(ll_status *s, const char *type, const char *key,
+                                  const json_t *slim, const json_t *objects, const json_t *map)
+{
+    char hr[600], owner_key[700];
+    const char *k;
+    json_t *v;
+    if (strcmp(type, "RESYNC") == 0) {
+        json_object_clear(s->tf_of_hr);
+        json_object_foreach((json_t *)objects, k, v)
+        {
+            hr_of(hr, sizeof(hr), v);
+            if (!hr[0])
+                continue;
+            json_t *set = json_object_get(s->tf_of_hr, hr);
+            if (!set)
+                json_object_set_new(s->tf_of_hr, hr, set = json_object());
+            json_object_set_new(set, k, json_true());
+        }
+        return;
+    }
+    /* Where it was (a label may have changed), then where it is. */
+    hr_of(hr, sizeof(hr), json_object_get(map, key));
+    if (hr[0]) {
+        json_t *set = json_object_get(s->tf_of_hr, hr);
+        json_object_del(set, key);
+        if (set && !json_object_size(set))
+            json_object_del(s->tf_of_hr, hr);
+        snprintf(owner_key, sizeof(owner_key), "HelmRelease %s", hr);
+        const char *id = json_string_value(json_object_get(s->owners, owner_key));
+        if (id)
+            mark(s, id);
+    }
+    if (strcmp(type, "DELETED") == 0)
+        return;
+    hr_of(hr, sizeof(hr), slim);
+    if (hr[0]) {
+        json_t *set = json_object_get(s->tf_of_hr, hr);
+        if (!set)
+            json_object_set_new(s->tf_of_hr, hr, set = json_object());
+        json_object_set_new(set, key, json_true());
+        snprintf(owner_key, sizeof(owner_key), "HelmRelease %s", hr);
+        const char *id = json_string_value(json_object_get(s->owners, owner_key));
+        if (id)
+            mark(s, id);
+    }
+}
+
 /* Informer callback: keep the slim object, mark its owner dirty. */
 static void on_change(const char *type, const char *key, const json_t *slim, const json_t *objects,
                       const char *kind, ll_status *s)
@@ -743,6 +832,9 @@ static void on_change(const char *type, const char *key, const json_t *slim, con
 
     pthread_mutex_lock(&s->lock);
     map = json_object_get(s->cache, kind);
+    int chart_tf = strcmp(kind, "ChartTerraform") == 0;
+    if (chart_tf)
+        index_chart_terraform(s, type, key, slim, objects, map);
     if (strcmp(type, "RESYNC") == 0) {
         /* The informer is done with the map: keep it as it is. */
         json_object_set(s->cache, kind, (json_t *)objects);
@@ -780,6 +872,7 @@ CALLBACK(on_kustomization, I_KUSTOMIZATION)
 CALLBACK(on_helmrelease, I_HELMRELEASE)
 CALLBACK(on_namespace, I_NAMESPACE)
 CALLBACK(on_terraform, I_TERRAFORM)
+CALLBACK(on_chart_terraform, I_CHART_TERRAFORM)
 #undef CALLBACK
 
 /* The commit sha in a Flux revision ("main@sha1:<hex>", "sha1:<hex>", or a
@@ -1138,9 +1231,11 @@ static void follow(ll_status *s)
         mark_all(s);
     snprintf(s->fetched_rev, sizeof(s->fetched_rev), "%s", fetched);
     snprintf(s->applied_rev, sizeof(s->applied_rev), "%s", applied);
-    cluster = json_pack("{s:O, s:O, s:O}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
-                        "Namespace", json_object_get(s->cache, "Namespace"), "Terraform",
-                        json_object_get(s->cache, "Terraform"));
+    cluster =
+        json_pack("{s:O, s:O, s:O, s:O}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
+                  "Namespace", json_object_get(s->cache, "Namespace"), "Terraform",
+                  json_object_get(s->cache, "Terraform"), "ChartTerraform",
+                  json_object_get(s->cache, "ChartTerraform"));
     json_t *transitions = json_array();
     json_object_foreach(work, id, v)
     {
@@ -1166,7 +1261,7 @@ static void follow(ll_status *s)
                                                 : ks_reason));
         else
             json_object_del(cluster, "failed_ks");
-        json_t *t = trec_json(r);
+        json_t *t = tenant_json(s, r);
         json_t *d = ll_status_derive(t, cluster);
         json_decref(t);
         char was_text[sizeof(r->state)];
@@ -1286,8 +1381,8 @@ static char *dup_or(const char *s, const char *def)
 static int start_informers(ll_status *s)
 {
     char selector[600], field[300], paths[N_INFORMERS][400], probe[200];
-    const ll_informer_fn fns[N_INFORMERS] = {on_gitrepo, on_kustomization, on_helmrelease,
-                                             on_namespace, on_terraform};
+    const ll_informer_fn fns[N_INFORMERS] = {on_gitrepo,   on_kustomization, on_helmrelease,
+                                             on_namespace, on_terraform,     on_chart_terraform};
 
     snprintf(selector, sizeof(selector),
              "kustomize.toolkit.fluxcd.io/name=%s,kustomize.toolkit.fluxcd.io/namespace=%s", s->ks,
@@ -1301,6 +1396,8 @@ static int start_informers(ll_status *s)
     snprintf(paths[I_NAMESPACE], sizeof(paths[0]), "/api/v1/namespaces");
     snprintf(paths[I_TERRAFORM], sizeof(paths[0]),
              "/apis/infra.contrib.fluxcd.io/v1alpha2/terraforms");
+    snprintf(paths[I_CHART_TERRAFORM], sizeof(paths[0]),
+             "/apis/infra.contrib.fluxcd.io/v1alpha2/terraforms");
     snprintf(probe, sizeof(probe), "/apis/infra.contrib.fluxcd.io/v1alpha2");
     for (int i = 0; i < N_INFORMERS; i++) {
         const char *name = i == I_GITREPO ? s->gitrepo : s->ks;
@@ -1308,9 +1405,11 @@ static int start_informers(ll_status *s)
         ll_informer_spec spec = {
             .kind = kinds[i],
             .path = paths[i],
-            .label_selector = i >= I_HELMRELEASE ? selector : NULL,
+            .label_selector = i == I_CHART_TERRAFORM ? "helm.toolkit.fluxcd.io/name"
+                              : i >= I_HELMRELEASE   ? selector
+                                                     : NULL,
             .field_selector = i < I_HELMRELEASE ? field : NULL,
-            .probe = i == I_TERRAFORM ? probe : NULL,
+            .probe = i >= I_TERRAFORM ? probe : NULL,
             .slim = slim_packed,
             .on_change = fns[i],
             .payload = s,
@@ -1342,10 +1441,11 @@ int ll_status_open(ll_status **out, ll_kube *k, const ll_status_options *o)
     s->reconcile_now = o->reconcile_now;
     s->on_events = o->on_events;
     s->on_events_payload = o->on_events_payload;
-    s->cache = json_pack("{s:{}, s:{}, s:{}, s:{}, s:{}}", "GitRepository", "Kustomization",
-                         "HelmRelease", "Namespace", "Terraform");
+    s->cache = json_pack("{s:{}, s:{}, s:{}, s:{}, s:{}, s:{}}", "GitRepository", "Kustomization",
+                         "HelmRelease", "Namespace", "Terraform", "ChartTerraform");
 
     s->owners = json_object();
+    s->tf_of_hr = json_object();
     s->dirty = json_object();
     s->seq = -1;
     pthread_mutex_init(&s->lock, NULL);
@@ -1390,6 +1490,7 @@ void ll_status_free(ll_status *s)
     json_decref(s->cache);
     tmap_free(&s->tenants);
     json_decref(s->owners);
+    json_decref(s->tf_of_hr);
     json_decref(s->dirty);
     json_decref(s->walk);
     pthread_mutex_destroy(&s->lock);
@@ -1455,7 +1556,7 @@ void ll_status_describe(ll_status *s, json_t *view)
         json_decref(d);
         return;
     }
-    json_t *t = trec_json(r);
+    json_t *t = tenant_json(s, r);
     const json_t *o;
     const char *desired = NULL;
     size_t i;
@@ -1463,9 +1564,10 @@ void ll_status_describe(ll_status *s, json_t *view)
         json_string_value(json_object_get(o, "chart"));
     /* The objects as they are now. */
     json_t *cluster = json_pack(
-        "{s:O, s:O, s:O, s:b, s:b}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
+        "{s:O, s:O, s:O, s:O, s:b, s:b}", "HelmRelease", json_object_get(s->cache, "HelmRelease"),
         "Namespace", json_object_get(s->cache, "Namespace"), "Terraform",
-        json_object_get(s->cache, "Terraform"), "applied",
+        json_object_get(s->cache, "Terraform"), "ChartTerraform",
+        json_object_get(s->cache, "ChartTerraform"), "applied",
         r->applied_at[0] && r->commit[0] && strcmp(r->applied_at, r->commit) == 0, "fetched",
         r->fetched);
     json_t *now = ll_status_derive(t, cluster);

@@ -89,11 +89,11 @@ class Stack:
     instead; sim=False: no Flux."""
 
     def __init__(self, tokens=None, kube_token=None, token_file=None, sim=True, bookmark_interval=1.0,
-                 landlord_args=(), forbid=None, api_down=False):
+                 landlord_args=(), forbid=None, api_down=False, terraform=False):
         self.repo = "gitops-%d" % next(_repos)
         GS.create_repo(self.repo)
         self.api = KubeAPI(tls=True, tokens=tokens or {"tok-1": "landlord"}, forbid=forbid,
-                           bookmark_interval=bookmark_interval).start()
+                           bookmark_interval=bookmark_interval, terraform=terraform).start()
         self.dir = make_temp_dir("landlord-status-")
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
         if token_file:
@@ -406,6 +406,55 @@ class LifecycleTest(StatusTestCase):
 
 
 # -- faults of the Kubernetes API ----------------------------------------------------------------------
+
+
+class ChartTerraformTest(StatusTestCase):
+    """The reference's tenant chart makes a Terraform (tofu-controller) per
+    tenant; helm-controller labels it with its HelmRelease.  The tenant is
+    ready only when it is."""
+
+    def test_terraform_made_by_the_chart(self):
+        st = self.new_stack(terraform=True)
+        s = st.server
+        st.wait_kube_ok()
+        ws = {w["kind"]: w for w in st.kube_check()["watches"]}
+        self.assertIn("ChartTerraform", ws)
+        self.assertFalse(ws["ChartTerraform"].get("absent"), ws)
+        self.onboard_ok(s, "tfco", "premium")
+        self.assertReady(s, "tfco")
+        labels = {"helm.toolkit.fluxcd.io/name": "tfco-premium",
+                  "helm.toolkit.fluxcd.io/namespace": FLUX_NS, "app.kubernetes.io/managed-by": "Helm"}
+
+        def tf_status(ready, reason, message):
+            return {"observedGeneration": 1, "conditions": [
+                {"type": "Ready", "status": ready, "reason": reason, "message": message,
+                 "lastTransitionTime": "2026-12-06T10:00:00Z"}]}
+        # Another release's Terraform changes nothing for tfco.
+        st.api.put({"apiVersion": "infra.contrib.fluxcd.io/v1alpha2", "kind": "Terraform",
+                    "metadata": {"name": "other", "namespace": "other", "generation": 1,
+                                 "labels": dict(labels, **{"helm.toolkit.fluxcd.io/name": "nobody"})},
+                    "spec": {"path": "./tf"}, "status": tf_status("False", "TFExecApplyFailed", "x")})
+        st.api.put({"apiVersion": "infra.contrib.fluxcd.io/v1alpha2", "kind": "Terraform",
+                    "metadata": {"name": "tfco", "namespace": "tfco", "generation": 1, "labels": labels},
+                    "spec": {"path": "./tf"},
+                    "status": tf_status("Unknown", "Progressing", "Reconciliation in progress")})
+        t = self.wait_state(s, "tfco", "updating")
+        objs = {(o["kind"], o["key"]): o for o in t["observed"]["objects"]}
+        self.assertIn(("Terraform", "tfco/tfco"), objs, json.dumps(t, indent=1))
+        self.assertNotIn(("Terraform", "other/other"), objs)
+        st.api.set_status("Terraform", "tfco", "tfco",
+                          tf_status("True", "TerraformAppliedSucceed", "Applied successfully: main@sha1:abc"))
+        t = self.wait_state(s, "tfco", "ready")
+        self.assertEqual(t["state_reason"], "InstallSucceeded", "the HelmRelease speaks among equals")
+        st.api.set_status("Terraform", "tfco", "tfco",
+                          tf_status("False", "TFExecApplyFailed", "error creating SQS queue: denied"))
+        t = self.wait_state(s, "tfco", "failed")
+        self.assertEqual(t["state_reason"], "TFExecApplyFailed", json.dumps(t, indent=1))
+        self.assertIn("error creating SQS queue", t["state_message"])
+        self.assertIn("Terraform tfco/tfco", t["state_message"])
+        st.api.delete("Terraform", "tfco", "tfco")
+        t = self.wait_state(s, "tfco", "ready")
+        self.assertNotIn(("Terraform", "tfco/tfco"), {(o["kind"], o["key"]) for o in t["observed"]["objects"]})
 
 
 class KubeFaultTest(StatusTestCase):

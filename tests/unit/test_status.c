@@ -322,6 +322,69 @@ static void test_slim_keeps_what_the_rules_read(void **state)
     json_decref(s);
 }
 
+/* A Terraform as tofu-controller leaves it (slim), with the given Ready
+ * condition; chart: made by the acme-premium HelmRelease's chart. */
+static json_t *terraform(const char *ready, const char *reason, int chart)
+{
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "{\"apiVersion\":\"infra.contrib.fluxcd.io/v1alpha2\",\"kind\":\"Terraform\","
+             "\"metadata\":{\"name\":\"acme\",\"namespace\":\"acme\",\"generation\":2%s},"
+             "\"status\":{\"observedGeneration\":2,\"conditions\":[{\"type\":\"Ready\","
+             "\"status\":\"%s\",\"reason\":\"%s\",\"message\":\"tf says %s\"}]}}",
+             chart ? ",\"labels\":{\"helm.toolkit.fluxcd.io/name\":\"acme-premium\","
+                     "\"helm.toolkit.fluxcd.io/namespace\":\"flux-system\"}"
+                   : "",
+             ready, reason, reason);
+    json_t *o = parse(text);
+    json_t *slim = ll_status_slim(o);
+    json_decref(o);
+    return slim;
+}
+
+static void test_terraform(void **state)
+{
+    (void)state;
+    /* The slim of a chart's Terraform names its HelmRelease. */
+    json_t *tf = terraform("True", "TerraformAppliedSucceed", 1);
+    assert_string_equal(json_string_value(json_object_get(tf, "hr")), HR_KEY);
+    json_decref(tf);
+    assert_null(json_object_get(tf = terraform("True", "TerraformAppliedSucceed", 0), "hr"));
+    json_decref(tf);
+
+    /* The tenant with its HelmRelease ready and a Terraform (made by the
+     * chart: in the ChartTerraform map) in each state. */
+    struct {
+        const char *ready, *reason, *state;
+    } cases[] = {
+        {"True", "TerraformAppliedSucceed", "ready"},
+        {"Unknown", "Progressing", "updating"},
+        {"False", "TFExecApplyFailed", "failed"},
+        {"False", "DependencyNotReady", "blocked"},
+        {"Unknown", "TerraformPlannedWithChanges", "blocked"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *t = tenant("active", "committed", "1.2.x");
+        json_array_append_new(json_object_get(t, "objects"),
+                              json_pack("{s:s, s:s}", "kind", "Terraform", "key", "acme/acme"));
+        json_t *c = cluster(1, helmrelease(3, READY_STATUS));
+        json_object_set_new(
+            c, "ChartTerraform",
+            json_pack("{s:o}", "acme/acme", terraform(cases[i].ready, cases[i].reason, 1)));
+        json_t *d = expect(t, c, cases[i].state, NULL);
+        json_t *objects = json_object_get(d, "objects");
+        assert_int_equal(json_array_size(objects), 3);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(objects, 2), "kind")),
+                            "Terraform");
+        json_decref(d);
+    }
+    /* Declared but not there yet: not ready. */
+    json_t *t = tenant("active", "committed", "1.2.x");
+    json_array_append_new(json_object_get(t, "objects"),
+                          json_pack("{s:s, s:s}", "kind", "Terraform", "key", "acme/acme"));
+    json_decref(expect(t, cluster(1, helmrelease(3, READY_STATUS)), "updating", "NotCreated"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_kustomization_failure),
         cmocka_unit_test(test_offboarding_until_the_objects_are_gone),
         cmocka_unit_test(test_slim_keeps_what_the_rules_read),
+        cmocka_unit_test(test_terraform),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
