@@ -252,7 +252,8 @@ done:
     return error;
 }
 
-/* base64url (no padding) into out; returns the length or -1. */
+/* base64url (no padding) into out, which must have room for the padded
+ * length's 3/4; returns the decoded length or -1. */
 static int b64url_decode(unsigned char *out, size_t cap, const char *in, size_t n)
 {
     char *std;
@@ -324,12 +325,15 @@ static EVP_PKEY *jwk_key(const json_t *jwk, char *why, size_t why_cap)
                      crv ? crv : "(none)");
             goto done;
         }
+        unsigned char bx[48], by[48];
         point[0] = 4;
-        if (!x || !y || b64url_decode(point + 1, 32, x, strlen(x)) != 32 ||
-            b64url_decode(point + 33, 32, y, strlen(y)) != 32) {
+        if (!x || !y || b64url_decode(bx, sizeof(bx), x, strlen(x)) != 32 ||
+            b64url_decode(by, sizeof(by), y, strlen(y)) != 32) {
             snprintf(why, why_cap, "EC key without a valid x and y");
             goto done;
         }
+        memcpy(point + 1, bx, 32);
+        memcpy(point + 33, by, 32);
         if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
             !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)))
             goto done;

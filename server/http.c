@@ -940,6 +940,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/* Percent-decodes a URL or query value as libmicrohttpd would, except that
+ * %00 does not become a NUL (which would cut the path short: a request for
+ * /api/v1/tiers/acme%00x must not act on tier acme); it becomes a control
+ * character that no id, name or value accepts. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    for (char *p = s; (p = strstr(p, "%00")) != NULL; p += 3)
+        *p = '\x01';
+    return MHD_http_unescape(s);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
@@ -1035,7 +1048,8 @@ int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_cor
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,     \
         (unsigned)cfg->http_connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,                       \
         (unsigned)cfg->http_connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,        \
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape,   \
+        NULL
     if (tls)
         d = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, on_request, core, COMMON_OPTIONS,
                              MHD_OPTION_HTTPS_MEM_KEY, tls_key, MHD_OPTION_HTTPS_MEM_CERT, tls_cert,

@@ -203,7 +203,7 @@ class Server:
     """
 
     def __init__(self, data=None, args=(), env=None, listen="127.0.0.1:0", data_flag=True,
-                 jwt_secret=_DEFAULT, ca_file=None):
+                 jwt_secret=_DEFAULT, ca_file=None, claims=None):
         self.data = data or make_temp_dir("landlord-data-")
         self.logdir = make_temp_dir("landlord-log-")
         self.args = list(args)
@@ -218,6 +218,7 @@ class Server:
         # configures keys itself (jwt_secret=None: the server's own choice).
         self.jwt_secret = None
         self.jwt_secret_file = None
+        self.claims = dict(claims or {})  # added to every token minted (iss, aud...)
         configured = any(k.startswith("LANDLORD_JWT_") for k in self.env) or any(
             str(a).startswith("--jwt-") for a in self.args)
         if jwt_secret is _DEFAULT and not configured:
@@ -303,7 +304,7 @@ class Server:
         """An HS256 token this server accepts (scope None: no scope claim)."""
         if not self.jwt_secret:
             raise AssertionError("this server verifies tokens with keys the harness does not hold")
-        return mint_hs256(self.jwt_secret, token_claims(sub, scope, ttl, **claims))
+        return mint_hs256(self.jwt_secret, token_claims(sub, scope, ttl, **dict(self.claims, **claims)))
 
     def auth_headers(self, token=_DEFAULT):
         """{"Authorization": "Bearer ..."} for token (default: the admin
@@ -469,6 +470,10 @@ class Server:
 
     def rows(self, table):
         return registry_rows(self.db, table)
+
+    def audit(self):
+        """The audit log's rows (sqlite3), oldest first."""
+        return registry_rows(self.db, "audit")
 
 
 def _read(path):
