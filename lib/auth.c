@@ -303,6 +303,9 @@ static EVP_PKEY *jwk_key(const json_t *jwk, char *why, size_t why_cap)
     EVP_PKEY_CTX *ctx = NULL;
     EVP_PKEY *pk = NULL;
     BIGNUM *n = NULL, *e = NULL;
+    /* The builder keeps a pointer to the point until OSSL_PARAM_BLD_to_param:
+     * it must live as long as this function. */
+    unsigned char point[65], bx[48], by[48];
 
     if (!bld)
         goto done;
@@ -319,13 +322,11 @@ static EVP_PKEY *jwk_key(const json_t *jwk, char *why, size_t why_cap)
         const char *crv = json_string_value(json_object_get(jwk, "crv"));
         const char *x = json_string_value(json_object_get(jwk, "x"));
         const char *y = json_string_value(json_object_get(jwk, "y"));
-        unsigned char point[65];
         if (!crv || strcmp(crv, "P-256") != 0) {
             snprintf(why, why_cap, "EC key on curve %.32s (only P-256 is supported)",
                      crv ? crv : "(none)");
             goto done;
         }
-        unsigned char bx[48], by[48];
         point[0] = 4;
         if (!x || !y || b64url_decode(bx, sizeof(bx), x, strlen(x)) != 32 ||
             b64url_decode(by, sizeof(by), y, strlen(y)) != 32) {

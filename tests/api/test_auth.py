@@ -285,6 +285,15 @@ class LocalTokens(LandlordTestCase):
         self.assertEqual(p.returncode, 2)
         self.assertEqual(s.stop(), 0)
 
+    def test_metrics_behind_a_token_when_asked(self):
+        s = self.start_server(args=["--metrics-auth", "1"])
+        self.assertProblem(s.get("/metrics", token=None), 401, "unauthorized")
+        r = s.get("/metrics", token=s.token("prometheus", None))  # any valid token, no scope needed
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"landlord_operations_queued", r.body)
+        self.assertEqual(s.get("/healthz", token=None).status, 200)
+        self.assertEqual(s.stop(), 0)
+
     def test_configured_secret_is_checked(self):
         d = make_temp_dir()
         short = os.path.join(d, "short")
