@@ -11,6 +11,7 @@
 #include "landlord/status.h"
 #include "landlord/webhooks.h"
 
+struct ll_auth;
 struct ll_core {
     ll_config cfg;
     char db_path[1100];
@@ -26,7 +27,28 @@ struct ll_core {
     pthread_mutex_t answers_lock;
     json_t *answers;
     size_t answers_bytes;
+    struct ll_auth *auth; /* bearer token keys; NULL unless serving */
+    pthread_mutex_t prune_lock;
+    int64_t next_prune_ms; /* when audit and idempotency keys are pruned next */
 };
+
+/* Storage for the strings of a commit author made by ll_core_author. */
+typedef struct ll_author_buf {
+    char name[256];
+    char email[300];
+} ll_author_buf;
+
+/* At start (serving): forgets idempotency reservations of an earlier
+ * process and prunes what is past retention (access.c). */
+void ll_access_start(ll_core *c);
+
+/* A catalogue tier as the API shows it: with its tenant count (counts),
+ * description (info: tier_info) and etag; template only when asked. */
+json_t *ll_core_tier_view(const json_t *tier, const json_t *counts, const json_t *info,
+                          int with_template);
+
+/* The commit author of the current request (see tenants.c). */
+ll_registry_author ll_core_author(const ll_core *c, ll_author_buf *buf);
 
 /* Records an LL_EINVALID error about field; returns LL_EINVALID. */
 int ll_core_field_error(const char *field, const char *fmt, ...)

@@ -85,6 +85,8 @@ const char *ll_error_name(int code)
         return "malformed";
     case LL_EGONE:
         return "gone";
+    case LL_EPRECONDITION:
+        return "precondition-failed";
     default:
         return "error";
     }

@@ -41,12 +41,13 @@ static int valid_type(const char *t)
 /* An absolute http(s) URL with a host and no user information. */
 static int check_url(const char *url)
 {
-    CURLU *u = curl_url();
+    CURLU *u = NULL;
     char *scheme = NULL, *host = NULL, *user = NULL;
     int error = 0;
 
     if (strlen(url) > URL_MAX)
         return ll_core_field_error("url", "url is longer than %d characters", URL_MAX);
+    u = curl_url();
     if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0]) {

@@ -482,11 +482,142 @@ static int remove_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const ch
     return kustomization_change(intents, path, entry, 0);
 }
 
+/* Writes a tier's template (from the operation's payload), makes its
+ * tenants folder with an empty kustomization when it has none, and lists
+ * the folder in tenants/kustomization.yaml. */
+static int put_tier(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t *op)
+{
+    const char *tier = op_str(op, "tier");
+    const json_t *tmpl = json_object_get(json_object_get(op, "payload"), "template");
+    char path[1024], *existing = NULL, *copy = NULL;
+    size_t len = 0;
+    int error;
+
+    if (!json_is_string(tmpl))
+        return ll_error_set(LL_EINVALID, "tier operation without a template");
+    snprintf(path, sizeof(path), "%s/tenants/kustomization.yaml", g->root);
+    if (!ll_overlay_exists(ov, path)) {
+        ll_error_set(LL_ECONFLICT, "%s is missing: the repository has no tenants folder", path);
+        ll_error_hint("restore the GitOps layout in the repository");
+        return LL_ECONFLICT;
+    }
+    if ((error = kustomization_change(intents, path, tier, 1)) < 0)
+        return error;
+    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", g->root, tier);
+    if ((error = ll_overlay_read(&existing, &len, ov, path)) < 0)
+        return error;
+    if (!existing || len != json_string_length(tmpl) ||
+        memcmp(existing, json_string_value(tmpl), len) != 0) {
+        if (!(copy = malloc(json_string_length(tmpl) + 1))) {
+            free(existing);
+            return ll_error_set(-1, "out of memory");
+        }
+        memcpy(copy, json_string_value(tmpl), json_string_length(tmpl) + 1);
+        if ((error = ll_overlay_put(ov, path, copy, json_string_length(tmpl))) < 0) {
+            free(existing);
+            return error;
+        }
+    }
+    free(existing);
+    snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
+    if (!ll_overlay_exists(ov, path)) {
+        char *text = strdup(SHARD_KUSTOMIZATION);
+        if (!text)
+            return ll_error_set(-1, "out of memory");
+        if ((error = ll_overlay_put(ov, path, text, strlen(text))) < 0)
+            return error;
+    }
+    return 0;
+}
+
+typedef struct folder_walk {
+    const char *prefix; /* the tier folder, for paths */
+    json_t *files;      /* repository paths of the blobs under it */
+} folder_walk;
+
+static int on_folder_entry(const char *root, const git_tree_entry *e, void *payload)
+{
+    folder_walk *w = payload;
+    char path[1200];
+    if (git_tree_entry_type(e) != GIT_OBJECT_BLOB)
+        return 0;
+    snprintf(path, sizeof(path), "%s/%s%s", w->prefix, root, git_tree_entry_name(e));
+    json_array_append_new(w->files, json_string(path));
+    return 0;
+}
+
+/* Removes a tier: its template, its tenants folder (which may only hold its
+ * kustomization and empty shard kustomizations: a tenant file left there is
+ * a conflict) and its entry in tenants/kustomization.yaml.  Absent already
+ * is fine (a replay after a crash). */
+static int delete_tier(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t *op)
+{
+    const char *tier = op_str(op, "tier");
+    char dir[1024], path[1024];
+    git_tree_entry *entry = NULL;
+    git_tree *tree = NULL;
+    folder_walk w = {dir, json_array()};
+    json_t *file;
+    size_t i;
+    int error = 0;
+
+    snprintf(dir, sizeof(dir), "%s/tenants/%s", g->root, tier);
+    if (ov->base && git_tree_entry_bypath(&entry, ov->base, dir) == 0 &&
+        git_tree_entry_type(entry) == GIT_OBJECT_TREE &&
+        git_tree_lookup(&tree, g->repo, git_tree_entry_id(entry)) == 0 &&
+        git_tree_walk(tree, GIT_TREEWALK_PRE, on_folder_entry, &w) < 0) {
+        error = git_fail(-1, "git: cannot list the tier folder");
+        goto done;
+    }
+    json_array_foreach(w.files, i, file)
+    {
+        const char *f = json_string_value(file), *name = strrchr(f, '/');
+        char *text = NULL;
+        size_t len = 0;
+        json_t *list = NULL;
+        int empty = 0;
+        if (name && strcmp(name + 1, "kustomization.yaml") == 0) {
+            if (strlen(f) == strlen(dir) + strlen("/kustomization.yaml"))
+                empty = 1; /* the tier's own list goes with the folder */
+            else if (ll_overlay_read(&text, &len, ov, f) == 0 && text &&
+                     ll_kustomize_resources(&list, text, len) == 0)
+                empty = json_array_size(list) == 0;
+        }
+        free(text);
+        json_decref(list);
+        if (!empty) {
+            error = ll_error_set(LL_ECONFLICT, "tier folder %s still holds %s", dir, f);
+            ll_error_hint("offboard or move the tenants of tier '%s' first", tier);
+            goto done;
+        }
+    }
+    json_array_foreach(w.files, i, file)
+    {
+        if ((error = ll_overlay_put(ov, json_string_value(file), NULL, 0)) < 0)
+            goto done;
+    }
+    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", g->root, tier);
+    if (ll_overlay_exists(ov, path) && (error = ll_overlay_put(ov, path, NULL, 0)) < 0)
+        goto done;
+    snprintf(path, sizeof(path), "%s/tenants/kustomization.yaml", g->root);
+    if (ll_overlay_exists(ov, path))
+        error = kustomization_change(intents, path, tier, 0);
+done:
+    json_decref(w.files);
+    git_tree_free(tree);
+    git_tree_entry_free(entry);
+    return error;
+}
+
 static int apply_op(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t *op,
                     const char **why)
 {
     const char *kind = op_str(op, "kind"), *tier = op_str(op, "tier");
     *why = "conflict";
+    if (strcmp(kind, "tier_put") == 0)
+        return put_tier(g, ov, intents, op);
+    if (strcmp(kind, "tier_delete") == 0)
+        return delete_tier(g, ov, intents, op);
     if (strcmp(kind, "onboard") == 0)
         return put_tenant(g, ov, intents, op, tier, 0, why);
     if (strcmp(kind, "offboard") == 0)
@@ -507,7 +638,15 @@ static void describe(ll_buf *b, const json_t *op)
                *tier = op_str(op, "tier");
     const char *from =
         json_string_value(json_object_get(json_object_get(op, "payload"), "from_tier"));
-    if (strcmp(kind, "onboard") == 0)
+    if (strcmp(kind, "tier_put") == 0)
+        ll_buf_printf(b, "%s tier %s",
+                      json_is_true(json_object_get(json_object_get(op, "payload"), "replace"))
+                          ? "Replace"
+                          : "Add",
+                      tier);
+    else if (strcmp(kind, "tier_delete") == 0)
+        ll_buf_printf(b, "Delete tier %s", tier);
+    else if (strcmp(kind, "onboard") == 0)
         ll_buf_printf(b, "Onboard tenant %s (%s)", tenant, tier);
     else if (strcmp(kind, "offboard") == 0)
         ll_buf_printf(b, "Offboard tenant %s (%s)", tenant, tier);
@@ -1065,6 +1204,20 @@ static void same_author(json_t *ops)
     }
 }
 
+/* A tier change is a commit of its own: the batch is the tier operation
+ * alone, or the operations before the first one. */
+static void tier_ops_alone(json_t *ops)
+{
+    for (size_t i = 0; i < json_array_size(ops); i++) {
+        if (strncmp(op_str(json_array_get(ops, i), "kind"), "tier_", 5) == 0) {
+            size_t keep = i == 0 ? 1 : i;
+            while (json_array_size(ops) > keep)
+                json_array_remove(ops, keep);
+            return;
+        }
+    }
+}
+
 /* Pushes queued operations batch by batch until the queue is empty or the
  * remote fails.  Returns 0 or the failure. */
 static int drain(ll_gitops *g)
@@ -1099,6 +1252,7 @@ static int drain(ll_gitops *g)
             return 0;
         }
         same_author(ops);
+        tier_ops_alone(ops);
         last = json_array_size(ops);
         results = json_array();
         if ((error = run_batch(g, ops, results)) < 0) {

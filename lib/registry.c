@@ -262,7 +262,30 @@ static json_t *tenant_row(sqlite3_stmt *st)
     json_object_set_new(t, "path", reg_col_text(st, 12));
     json_object_set_new(t, "observed_state", reg_col_text(st, 13));
     json_object_set_new(t, "observed_since", reg_col_text(st, 14));
+    {
+        /* The version of the desired state: what If-Match compares. */
+        char etag[LL_ETAG_MAX];
+        const char *parts[] = {(const char *)sqlite3_column_text(st, 1),
+                               (const char *)sqlite3_column_text(st, 2),
+                               vj,
+                               (const char *)sqlite3_column_text(st, 4),
+                               (const char *)sqlite3_column_text(st, 7),
+                               (const char *)sqlite3_column_text(st, 12)};
+        ll_etag_of(etag, parts, 6);
+        json_object_set_new(t, "etag", json_string(etag));
+    }
     return t;
+}
+
+/* LL_EPRECONDITION when if_match is given and does not name t's version. */
+static int check_if_match(const json_t *t, const char *id, const char *if_match)
+{
+    const char *etag = json_string_value(json_object_get(t, "etag"));
+    if (!if_match || ll_etag_matches(if_match, etag))
+        return 0;
+    ll_error_set(LL_EPRECONDITION, "tenant '%s' has changed: it is at version %s", id, etag);
+    ll_error_hint("read it again (GET /api/v1/tenants/%s) and send its ETag in If-Match", id);
+    return LL_EPRECONDITION;
 }
 
 static int tenant_commits(json_t *t, ll_registry *r, const char *id)
@@ -508,7 +531,7 @@ fail:
 }
 
 int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id,
-                         const ll_registry_author *author)
+                         const ll_registry_author *author, const char *if_match)
 {
     json_t *t = NULL;
     char now[32], opid[32];
@@ -519,7 +542,8 @@ int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id,
     ll_now_rfc3339(now);
     if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
-    if ((error = ll_registry_tenant_get(&t, r, id, 0)) < 0)
+    if ((error = ll_registry_tenant_get(&t, r, id, 0)) < 0 ||
+        (error = check_if_match(t, id, if_match)) < 0)
         goto fail;
     lifecycle = json_string_value(json_object_get(t, "lifecycle"));
     if (strcmp(lifecycle, "offboarded") == 0) {
@@ -681,6 +705,11 @@ static int finish_one(ll_registry *r, const json_t *res, const char *now)
                              6, p)) < 0)
             goto done;
     }
+    if (strncmp(kind, "tier_", 5) == 0) {
+        /* A tier change moves no tenant; a pushed one updates tier_info. */
+        error = ok ? reg_tier_finish(r, op, now) : 0;
+        goto done;
+    }
     /* Only the tenant's latest operation moves the tenant. */
     if (ok && strcmp(kind, "offboard") != 0) {
         const char *p[] = {sha, now, tenant, opid};
@@ -746,7 +775,7 @@ int ll_registry_ops_finish(ll_registry *r, const json_t *results)
 
 int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const char *tier,
                        const char *release, const char *values_json,
-                       const ll_registry_author *author)
+                       const ll_registry_author *author, const char *if_match)
 {
     json_t *t = NULL, *values = json_loads(values_json, 0, NULL), *desired = NULL;
     char now[32], opid[32], *payload = NULL;
@@ -761,7 +790,8 @@ int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const 
         json_decref(values);
         return error;
     }
-    if ((error = ll_registry_tenant_get(&t, r, id, 0)) < 0)
+    if ((error = ll_registry_tenant_get(&t, r, id, 0)) < 0 ||
+        (error = check_if_match(t, id, if_match)) < 0)
         goto fail;
     lifecycle = json_string_value(json_object_get(t, "lifecycle"));
     if (strcmp(lifecycle, "offboarded") == 0 || strcmp(lifecycle, "offboarding") == 0) {

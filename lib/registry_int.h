@@ -46,4 +46,8 @@ json_t *reg_col_text(sqlite3_stmt *st, int i);
  * number of changed rows or a negative code. */
 int reg_run(ll_registry *r, const char *sql, int n, const char *const *params);
 
+/* Records the outcome of a pushed tier operation (tier_put stores its
+ * description, tier_delete forgets it); inside the caller's transaction. */
+int reg_tier_finish(ll_registry *r, const json_t *op, const char *now);
+
 #endif

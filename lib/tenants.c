@@ -15,6 +15,7 @@
 #include <string.h>
 #include <git2.h>
 
+#include "landlord/auth.h"
 #include "landlord/core.h"
 #include "landlord/error.h"
 #include "landlord/gitops.h"
@@ -145,6 +146,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
     pthread_key_create(&c->reg_key, close_registry);
     pthread_mutex_init(&c->answers_lock, NULL);
     c->answers = json_object();
+    pthread_mutex_init(&c->prune_lock, NULL);
     if ((error = ll_mkdir_p(cfg->data)) < 0 ||
         (error = absolute(data, sizeof(data), cfg->data)) < 0)
         goto fail;
@@ -159,6 +161,9 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
     if ((error = ll_registry_open(&r, c->db_path)) < 0)
         goto fail;
     ll_registry_close(r);
+    /* Bearer token keys before anything slow: a bad key fails at once. */
+    if (mode == LL_CORE_SERVE && (error = ll_auth_open(&c->auth, cfg)) < 0)
+        goto fail;
     if (!cfg->git_url[0] && mode == LL_CORE_SERVE) {
         git_repository *bare = NULL;
         git_repository_init_options io;
@@ -208,6 +213,8 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         goto fail;
     if (mode == LL_CORE_SERVE && (error = open_status(c)) < 0)
         goto fail;
+    if (mode == LL_CORE_SERVE)
+        ll_access_start(c);
     *out = c;
     return 0;
 fail:
@@ -222,6 +229,7 @@ void ll_core_free(ll_core *c)
         return;
     ll_status_free(c->status);
     ll_webhooks_stop(c->webhooks);
+    ll_auth_free(c->auth);
     ll_gitops_free(c->git);
     if ((r = pthread_getspecific(c->reg_key))) {
         ll_registry_close(r);
@@ -230,6 +238,7 @@ void ll_core_free(ll_core *c)
     pthread_key_delete(c->reg_key);
     json_decref(c->answers);
     pthread_mutex_destroy(&c->answers_lock);
+    pthread_mutex_destroy(&c->prune_lock);
     free(c);
 }
 
@@ -391,13 +400,28 @@ int ll_core_degraded(ll_core *c)
     return ll_gitops_degraded(c->git);
 }
 
-/* The commit author of a request: the configured identity until requests
- * carry an authenticated caller. */
-static ll_registry_author author_of(const ll_core *c)
+/* The commit author of a request: the caller the HTTP layer authenticated
+ * (name and email claims, else sub and sub@<git-author-domain>), or the
+ * configured identity for work no caller asked for.  The strings live in
+ * buf, which the caller keeps while it uses the author. */
+ll_registry_author ll_core_author(const ll_core *c, ll_author_buf *buf)
 {
+    const ll_caller *caller = ll_caller_current();
     ll_registry_author a = {c->cfg.git_author_name, c->cfg.git_author_email};
+    if (caller) {
+        const char *domain = c->cfg.git_author_domain;
+        const char *at = strrchr(c->cfg.git_author_email, '@');
+        if (!domain[0])
+            domain = at && at[1] ? at + 1 : "localhost";
+        ll_caller_author(buf->name, sizeof(buf->name), buf->email, sizeof(buf->email), caller,
+                         domain);
+        a.name = buf->name;
+        a.email = buf->email;
+    }
     return a;
 }
+
+#define author_of(c) ll_core_author((c), &author_buf)
 
 /* Refuses fields outside allowed and non-string values of string fields. */
 static int check_fields(const json_t *body, const char *const *allowed, const char *const *strings,
@@ -467,6 +491,7 @@ int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, cons
     json_t *tiers = ll_gitops_tiers(c->git), *existing = NULL;
     const json_t *values;
     const char *id, *tier, *release;
+    ll_author_buf author_buf;
     ll_registry_author author = author_of(c);
     char *values_json = NULL;
     long long op = 0;
@@ -529,12 +554,14 @@ done:
 static const char *const update_fields[] = {"tier", "release", "values", NULL};
 static const char *const update_strings[] = {"tier", "release", NULL};
 
-int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t *body)
+int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t *body,
+                     const char *if_match)
 {
     ll_registry *r = ll_core_registry(c);
     json_t *tiers = ll_gitops_tiers(c->git), *current = NULL;
     const json_t *values;
     const char *tier, *release, *lifecycle;
+    ll_author_buf author_buf;
     ll_registry_author author = author_of(c);
     char *values_json = NULL;
     long long op = 0;
@@ -578,7 +605,7 @@ int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t
         error = ll_error_set(-1, "cannot encode values");
         goto done;
     }
-    if ((error = ll_registry_update(&op, r, id, tier, release, values_json, &author)) < 0)
+    if ((error = ll_registry_update(&op, r, id, tier, release, values_json, &author, if_match)) < 0)
         goto done;
     ll_log_info("msg=\"update queued\" tenant=%s tier=%s op=%lld", id, tier, op);
     ll_gitops_notify(c->git);
@@ -591,9 +618,10 @@ done:
     return error;
 }
 
-int ll_tenant_offboard(long long *out_op, ll_core *c, const char *id)
+int ll_tenant_offboard(long long *out_op, ll_core *c, const char *id, const char *if_match)
 {
     ll_registry *r = ll_core_registry(c);
+    ll_author_buf author_buf;
     ll_registry_author author = author_of(c);
     int error;
 
@@ -602,7 +630,7 @@ int ll_tenant_offboard(long long *out_op, ll_core *c, const char *id)
         return -1;
     if (ll_validate_tenant_id(id) < 0)
         return ll_error_set(LL_ENOTFOUND, "no tenant '%.64s'", id);
-    if ((error = ll_registry_offboard(out_op, r, id, &author)) < 0)
+    if ((error = ll_registry_offboard(out_op, r, id, &author, if_match)) < 0)
         return error;
     if (*out_op) {
         ll_log_info("msg=\"offboarding queued\" tenant=%s op=%lld", id, *out_op);
@@ -630,7 +658,8 @@ int ll_tenant_get(json_t **out, ll_core *c, const char *id)
 /* Kept answers: at most this many bytes of text (then all are dropped). */
 #define ANSWERS_MAX_BYTES (4u << 20)
 
-int ll_tenant_get_text(char **out, size_t *out_len, ll_core *c, const char *id)
+int ll_tenant_get_text(char **out, size_t *out_len, char etag[LL_ETAG_MAX], ll_core *c,
+                       const char *id)
 {
     /* Read both before the rows and the cluster's objects: an answer is
      * kept with them and served while neither has moved. */
@@ -650,6 +679,7 @@ int ll_tenant_get_text(char **out, size_t *out_len, ll_core *c, const char *id)
             *out_len = json_string_length(text);
             if ((*out = malloc(*out_len + 1)))
                 memcpy(*out, json_string_value(text), *out_len + 1);
+            snprintf(etag, LL_ETAG_MAX, "%s", json_string_value(json_object_get(a, "etag")) ?: "");
         }
         pthread_mutex_unlock(&c->answers_lock);
         if (*out)
@@ -657,6 +687,7 @@ int ll_tenant_get_text(char **out, size_t *out_len, ll_core *c, const char *id)
     }
     if ((error = ll_tenant_get(&t, c, id)) < 0)
         return error;
+    snprintf(etag, LL_ETAG_MAX, "%s", json_string_value(json_object_get(t, "etag")) ?: "");
     *out = json_dumps(t, JSON_COMPACT);
     json_decref(t);
     if (!*out)
@@ -672,8 +703,8 @@ int ll_tenant_get_text(char **out, size_t *out_len, ll_core *c, const char *id)
         if (old)
             c->answers_bytes -= json_string_length(json_object_get(old, "text"));
         json_object_set_new(c->answers, id,
-                            json_pack("{s:s%, s:I, s:I}", "text", *out, *out_len, "gen",
-                                      (json_int_t)gen, "stamp", (json_int_t)stamp));
+                            json_pack("{s:s%, s:s, s:I, s:I}", "text", *out, *out_len, "etag", etag,
+                                      "gen", (json_int_t)gen, "stamp", (json_int_t)stamp));
         c->answers_bytes += *out_len;
         pthread_mutex_unlock(&c->answers_lock);
     }
@@ -764,12 +795,20 @@ int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state
     return 0;
 }
 
-static json_t *tier_view(const json_t *tier, json_t *counts, int with_template)
+json_t *ll_core_tier_view(const json_t *tier, const json_t *counts, const json_t *info,
+                          int with_template)
 {
     json_t *v = json_deep_copy(tier);
     const char *name = json_string_value(json_object_get(tier, "name"));
+    const char *desc = json_string_value(json_object_get(info, name));
     json_t *n = json_object_get(counts, name);
+    char etag[LL_ETAG_MAX];
+    const char *parts[] = {json_string_value(json_object_get(tier, "template")), desc ? desc : ""};
+
+    ll_etag_of(etag, parts, 2);
+    json_object_set_new(v, "description", json_string(desc ? desc : ""));
     json_object_set_new(v, "tenants", json_integer(n ? json_integer_value(n) : 0));
+    json_object_set_new(v, "etag", json_string(etag));
     if (!with_template)
         json_object_del(v, "template");
     return v;
@@ -778,19 +817,23 @@ static json_t *tier_view(const json_t *tier, json_t *counts, int with_template)
 int ll_tier_list(json_t **out, ll_core *c)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *tiers = ll_gitops_tiers(c->git), *counts = NULL, *items = json_array(), *t;
+    json_t *tiers = ll_gitops_tiers(c->git), *counts = NULL, *info = NULL, *items = json_array(),
+           *t;
     const char *name;
     int error = -1;
 
-    if (!r || (error = ll_registry_tenant_counts(&counts, r)) < 0) {
+    if (!r || (error = ll_registry_tenant_counts(&counts, r)) < 0 ||
+        (error = ll_registry_tier_info(&info, r)) < 0) {
         json_decref(tiers);
         json_decref(items);
+        json_decref(counts);
         return r ? error : -1;
     }
     json_object_foreach(json_object_get(tiers, "tiers"), name, t)
-        json_array_append_new(items, tier_view(t, counts, 0));
+        json_array_append_new(items, ll_core_tier_view(t, counts, info, 0));
     *out = json_pack("{s:o}", "items", items);
     json_decref(counts);
+    json_decref(info);
     json_decref(tiers);
     return 0;
 }
@@ -798,7 +841,7 @@ int ll_tier_list(json_t **out, ll_core *c)
 int ll_tier_get(json_t **out, ll_core *c, const char *name)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *tiers = ll_gitops_tiers(c->git), *counts = NULL;
+    json_t *tiers = ll_gitops_tiers(c->git), *counts = NULL, *info = NULL;
     const json_t *t = ll_tiers_find(tiers, name);
     int error = 0;
 
@@ -806,9 +849,11 @@ int ll_tier_get(json_t **out, ll_core *c, const char *name)
         error = ll_error_set(LL_ENOTFOUND, "no tier '%.64s'", name);
     else if (!r)
         error = -1;
-    else if ((error = ll_registry_tenant_counts(&counts, r)) == 0)
-        *out = tier_view(t, counts, 1);
+    else if ((error = ll_registry_tenant_counts(&counts, r)) == 0 &&
+             (error = ll_registry_tier_info(&info, r)) == 0)
+        *out = ll_core_tier_view(t, counts, info, 1);
     json_decref(counts);
+    json_decref(info);
     json_decref(tiers);
     return error;
 }
@@ -824,6 +869,9 @@ int ll_operation_get(json_t **out, ll_core *c, long long id)
         return error;
     json_object_del(op, "payload");
     json_object_del(op, "error_type");
+    /* Tier changes name no tenant. */
+    if (strncmp(json_string_value(json_object_get(op, "kind")), "tier_", 5) == 0)
+        json_object_set_new(op, "tenant", json_null());
     *out = op;
     return 0;
 }

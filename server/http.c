@@ -1,10 +1,21 @@
 /* http.c - libmicrohttpd glue.
  *
  * Per request: the first call (headers) creates an ll_req, picks or makes the
- * request id and refuses an announced body over the cap with 413 before any
- * of it is read; body chunks go into a capped buffer; the last call routes
- * and runs the handler.  The completion callback writes the access-log line
- * and frees the request; it also runs when a client disconnects mid-upload.
+ * request id, routes, and refuses before any of the body is read: unknown
+ * routes (404/405), headers over http-max-header (431), a missing or bad
+ * bearer token (401), a token without the route's scope (403), a caller
+ * over its rate (429), an announced body over the cap (413).  Body chunks
+ * go into a capped buffer until http-body-timeout; the last call checks
+ * the Idempotency-Key of a POST (replay, 409 in flight, 422 for another
+ * body) and runs the handler with the caller set for the thread (commit
+ * authors come from it).  Every reply passes ll_reply_response, which
+ * records the audit entry of a request that tried to change something and
+ * stores the answer of an idempotent POST.  The completion callback writes
+ * the access-log line and frees the request; it also runs when a client
+ * disconnects mid-upload.
+ *
+ * Tokens never reach a log line or an error body: only the reason a token
+ * was refused, and the caller's sub once it verified, are ever written.
  *
  * Threads: libmicrohttpd's internal thread pool (http-threads) runs the
  * handlers.  A write does not hold a worker while its push is outstanding:
@@ -22,23 +33,68 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <openssl/evp.h>
+
 #include "landlord/error.h"
 #include "landlord/log.h"
+#include "landlord/ratelimit.h"
+#include "landlord/registry.h"
+#include "landlord/validate.h"
 #include "problem.h"
 #include "routes.h"
+
+#define IDEM_KEY_MAX 255
+
+static ll_ratelimit *limiter;    /* per caller; NULL when rate-limit is 0 */
+static char *tls_cert, *tls_key; /* PEM text, kept while the daemon runs */
+
+static void audit(ll_req *req);
+static void idempotency_store(ll_req *req, unsigned status);
 
 enum MHD_Result ll_reply_response(ll_req *req, unsigned status, struct MHD_Response *resp)
 {
     enum MHD_Result ret;
+    char retry[16];
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (req->etag[0] && status < 300)
+        MHD_add_response_header(resp, "ETag", req->etag);
+    if (req->www_authenticate[0])
+        MHD_add_response_header(resp, "WWW-Authenticate", req->www_authenticate);
+    if (req->retry_after > 0) {
+        snprintf(retry, sizeof(retry), "%d", req->retry_after);
+        MHD_add_response_header(resp, "Retry-After", retry);
+    }
+    if (req->replayed)
+        MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    req->status = status;
+    /* Before the answer leaves: whoever reads the audit log or retries
+     * after seeing it finds the request recorded. */
+    idempotency_store(req, status);
+    audit(req);
     ret = MHD_queue_response(req->conn, status, resp);
     MHD_destroy_response(resp);
     req->replied = 1;
-    req->status = status;
     return ret;
+}
+
+/* Keeps the body of an answer that an Idempotency-Key will replay. */
+static void keep_reply(ll_req *req, const char *content_type, const void *data, size_t len,
+                       const char *location)
+{
+    if (!req->idem_reserved)
+        return;
+    free(req->reply_copy);
+    req->reply_copy = malloc(len + 1);
+    if (req->reply_copy) {
+        memcpy(req->reply_copy, data, len);
+        req->reply_copy[len] = '\0';
+        req->reply_copy_len = len;
+    }
+    snprintf(req->reply_type, sizeof(req->reply_type), "%s", content_type);
+    snprintf(req->reply_location, sizeof(req->reply_location), "%s", location ? location : "");
 }
 
 enum MHD_Result ll_reply_bytes(ll_req *req, unsigned status, const char *content_type,
@@ -50,7 +106,13 @@ enum MHD_Result ll_reply_bytes(ll_req *req, unsigned status, const char *content
         return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", content_type);
     req->reply_bytes = len;
+    keep_reply(req, content_type, data, len, NULL);
     return ll_reply_response(req, status, resp);
+}
+
+const char *ll_req_header(ll_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
 static enum MHD_Result reply_text_impl(ll_req *req, unsigned status, char *text, size_t len,
@@ -65,11 +127,12 @@ static enum MHD_Result reply_text_impl(ll_req *req, unsigned status, char *text,
         free(text);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, "Content-Type",
-                            status >= 400 ? "application/problem+json" : "application/json");
+    const char *ct = status >= 400 ? "application/problem+json" : "application/json";
+    MHD_add_response_header(resp, "Content-Type", ct);
     if (location)
         MHD_add_response_header(resp, "Location", location);
     req->reply_bytes = len;
+    keep_reply(req, ct, text, len, location);
     return ll_reply_response(req, status, resp);
 }
 
@@ -425,38 +488,372 @@ enum MHD_Result ll_reply_event_stream(ll_req *req, long long after, const char *
     return ll_reply_response(req, 200, resp);
 }
 
+/* Writes path into out with anything unusual escaped, for the log. */
+static void log_safe(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; s && *s && n + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x21 || c > 0x7e || c == '"' || c == '\\')
+            n += (size_t)snprintf(out + n, cap - n, "%%%02X", c);
+        else
+            out[n++] = (char)c;
+    }
+    out[n] = '\0';
+}
+
+static int is_write(const char *method)
+{
+    return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+           strcmp(method, "PATCH") == 0 || strcmp(method, "DELETE") == 0;
+}
+
+/* A DNS-1123 label of at most max characters (checked quietly). */
+static int label_ok(const char *s, size_t max)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > max || s[0] == '-' || s[n - 1] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/* One audit record per request under /api/v1 that tried to change
+ * something, refusals included. */
+static void audit(ll_req *req)
+{
+    char path[600];
+    const char *tenant = req->audit_tenant[0] ? req->audit_tenant : NULL, *tier = NULL;
+    const ll_caller *c = req->authenticated ? &req->caller : NULL;
+
+    if (!req->path || !is_write(req->method) || strncmp(req->path, "/api/v1/", 8) != 0)
+        return;
+    if (req->route && req->nparams > 0) {
+        if (strncmp(req->route->pattern, "/api/v1/tenants/{id}", 20) == 0 &&
+            label_ok(req->params[0], LL_TENANT_ID_MAX))
+            tenant = req->params[0];
+        else if (strncmp(req->route->pattern, "/api/v1/tiers/{name}", 20) == 0 &&
+                 label_ok(req->params[0], 63))
+            tier = req->params[0];
+    }
+    log_safe(path, sizeof(path), req->path);
+    ll_audit_entry e = {
+        .request_id = req->request_id,
+        .actor = c ? c->sub : NULL,
+        .actor_name = c && c->name[0] ? c->name : NULL,
+        .actor_email = c && c->email[0] ? c->email : NULL,
+        .method = req->method,
+        .path = path,
+        .route = req->route ? req->route->pattern : NULL,
+        .tenant = tenant,
+        .tier = tier,
+        .problem = req->problem[0] ? req->problem : NULL,
+        .status = (int)req->status,
+        .replayed = req->replayed,
+        .operation = req->wait_op,
+    };
+    if (ll_audit_record(req->core, &e) < 0)
+        ll_log_error("msg=\"cannot record the audit entry\" error=\"%s\"",
+                     ll_error_last()->message);
+}
+
+/* Stores the answer of a POST that reserved its Idempotency-Key; an answer
+ * that is not worth replaying (5xx, a stream) frees the key instead. */
+static void idempotency_store(ll_req *req, unsigned status)
+{
+    int error;
+    if (!req->idem_reserved)
+        return;
+    req->idem_reserved = 0;
+    if (status >= 500 || !req->reply_copy)
+        error = ll_idempotency_release(req->core, req->caller.sub, req->idem_key);
+    else
+        error = ll_idempotency_finish(
+            req->core, req->caller.sub, req->idem_key, (int)status, req->reply_type,
+            req->reply_location[0] ? req->reply_location : NULL, req->etag[0] ? req->etag : NULL,
+            req->reply_copy, req->reply_copy_len);
+    if (error < 0)
+        ll_log_error("msg=\"cannot store the idempotent answer\" error=\"%s\"",
+                     ll_error_last()->message);
+}
+
+/* 401 with WWW-Authenticate (RFC 6750): why, never the token. */
+static enum MHD_Result unauthorized(ll_req *req, const char *why, int had_token)
+{
+    if (had_token)
+        snprintf(req->www_authenticate, sizeof(req->www_authenticate),
+                 "Bearer realm=\"landlord\", error=\"invalid_token\", error_description=\"%s\"",
+                 why);
+    else
+        snprintf(req->www_authenticate, sizeof(req->www_authenticate), "Bearer realm=\"landlord\"");
+    return ll_reply_problem(req, 401, "unauthorized", why,
+                            json_pack("{s:s}", "hint",
+                                      "send Authorization: Bearer <token>; `landlord token` mints "
+                                      "one from the server's secret"));
+}
+
+/* The caller's address, for rate-limiting requests without a valid token. */
+static void client_addr(ll_req *req, char *out, size_t cap)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, host,
+                      sizeof(host));
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, host,
+                      sizeof(host));
+    }
+    snprintf(out, cap, "ip:%s", host);
+}
+
+/* 1 when key may go on; else the 429 is answered. */
+static int within_rate(ll_req *req, const char *key, enum MHD_Result *ret)
+{
+    int retry = 0;
+    if (!limiter || ll_ratelimit_take(limiter, key, ll_monotonic_ms(), &retry))
+        return 1;
+    req->retry_after = retry;
+    *ret = ll_reply_problem(req, 429, "too-many-requests",
+                            "too many requests from this caller; slow down",
+                            json_pack("{s:i}", "retry_after", retry));
+    return 0;
+}
+
+/* Authenticates the request when its route needs a token, and checks the
+ * scope and the caller's rate.  0: go on; else the answer was sent. */
+static int admit(ll_req *req, enum MHD_Result *ret)
+{
+    const ll_config *cfg = ll_core_config(req->core);
+    const char *scope = req->route->scope, *h;
+    char key[300], detail[LL_ERROR_MSG_MAX];
+    int error;
+
+    if (strcmp(scope, "public") == 0 || (strcmp(scope, "metrics") == 0 && !cfg->metrics_auth))
+        return 0;
+    h = ll_req_header(req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+        client_addr(req, key, sizeof(key));
+        if (within_rate(req, key, ret))
+            *ret = unauthorized(req,
+                                h ? "the Authorization header is not a bearer token"
+                                  : "this route needs a bearer token",
+                                h != NULL);
+        return -1;
+    }
+    h += 7;
+    while (*h == ' ')
+        h++;
+    error = ll_auth_verify(&req->caller, ll_core_auth(req->core), h, (long long)time(NULL));
+    if (error < 0) {
+        snprintf(detail, sizeof(detail), "%s", ll_error_last()->message);
+        client_addr(req, key, sizeof(key));
+        if (within_rate(req, key, ret))
+            *ret = unauthorized(req, detail, 1);
+        return -1;
+    }
+    req->authenticated = 1;
+    if (strcmp(scope, "metrics") != 0 && !ll_caller_has_scope(&req->caller, scope)) {
+        snprintf(detail, sizeof(detail), "this route needs the scope %s, which the token lacks",
+                 scope);
+        snprintf(req->www_authenticate, sizeof(req->www_authenticate),
+                 "Bearer realm=\"landlord\", error=\"insufficient_scope\", scope=\"%s\"", scope);
+        *ret = ll_reply_problem(req, 403, "forbidden", detail, json_pack("{s:s}", "scope", scope));
+        return -1;
+    }
+    if (ll_caller_has_scope(&req->caller, "admin"))
+        return 0; /* the operator: not rate-limited */
+    snprintf(key, sizeof(key), "sub:%s", req->caller.sub);
+    if (!within_rate(req, key, ret))
+        return -1;
+    return 0;
+}
+
+static enum MHD_Result route_refused(ll_req *req, unsigned status, const char *allow)
+{
+    if (status == 405) {
+        char detail[256];
+        snprintf(detail, sizeof(detail), "%s does not take %s; it takes %s", req->path, req->method,
+                 allow);
+        json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type",
+                                 "urn:landlord:problem:method-not-allowed", "title",
+                                 "Method not allowed", "status", 405, "detail", detail, "instance",
+                                 req->path, "request_id", req->request_id);
+        char *text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        if (!text)
+            return MHD_NO;
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+            free(text);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/problem+json");
+        MHD_add_response_header(resp, "Allow", allow);
+        req->reply_bytes = strlen(text);
+        snprintf(req->problem, sizeof(req->problem), "method-not-allowed");
+        return ll_reply_response(req, 405, resp);
+    }
+    return ll_reply_problem(req, 404, "not-found", "no such resource", NULL);
+}
+
+/* The fingerprint of a POST for its Idempotency-Key: SHA-256 over method,
+ * path and body. */
+static void fingerprint(char out[65], ll_req *req)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
+        EVP_DigestUpdate(ctx, req->method, strlen(req->method) + 1);
+        EVP_DigestUpdate(ctx, req->path, strlen(req->path) + 1);
+        if (req->body.len)
+            EVP_DigestUpdate(ctx, req->body.data, req->body.len);
+        EVP_DigestFinal_ex(ctx, md, &n);
+    }
+    EVP_MD_CTX_free(ctx);
+    if (n < 32)
+        memset(md, 0, 32);
+    ll_hex_encode(out, md, 32);
+}
+
+/* Idempotency-Key on a POST: a new key is reserved and the request runs;
+ * a key whose request is still running is 409; another body under a used
+ * key is 422; a finished one is replayed.  0: run the handler. */
+static int idempotency(ll_req *req, enum MHD_Result *ret)
+{
+    const char *key = ll_req_header(req, "Idempotency-Key");
+    json_t *stored = NULL;
+    char fp[65];
+    int state = 0;
+    size_t n = key ? strlen(key) : 0;
+
+    if (!key || strcmp(req->method, "POST") != 0 || !req->authenticated)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (key[i] < 0x21 || key[i] > 0x7e)
+            n = 0;
+    if (n == 0 || n > IDEM_KEY_MAX) {
+        *ret = ll_reply_problem(req, 422, "invalid-request",
+                                "Idempotency-Key must be 1-255 visible ASCII characters",
+                                json_pack("{s:s}", "field", "Idempotency-Key"));
+        return -1;
+    }
+    fingerprint(fp, req);
+    if (ll_idempotency_begin(&state, &stored, req->core, req->caller.sub, key, fp) < 0) {
+        *ret = ll_reply_error(req, -1);
+        return -1;
+    }
+    switch (state) {
+    case LL_IDEM_NEW:
+        snprintf(req->idem_key, sizeof(req->idem_key), "%s", key);
+        req->idem_reserved = 1;
+        return 0;
+    case LL_IDEM_IN_FLIGHT:
+        req->retry_after = 1;
+        *ret = ll_reply_problem(req, 409, "conflict",
+                                "a request with this Idempotency-Key is still being processed",
+                                json_pack("{s:s}", "hint", "retry after it answered"));
+        return -1;
+    case LL_IDEM_MISMATCH:
+        *ret = ll_reply_problem(req, 422, "idempotency-key-reused",
+                                "this Idempotency-Key was used with another request (method, path "
+                                "or body)",
+                                json_pack("{s:s}", "hint", "use a new key for a new request"));
+        return -1;
+    default: {
+        const char *body = json_string_value(json_object_get(stored, "body"));
+        size_t len = json_string_length(json_object_get(stored, "body"));
+        const char *loc = json_string_value(json_object_get(stored, "location"));
+        const char *etag = json_string_value(json_object_get(stored, "etag"));
+        const char *ct = json_string_value(json_object_get(stored, "content_type"));
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+        req->replayed = 1;
+        if (etag)
+            snprintf(req->etag, sizeof(req->etag), "%s", etag);
+        if (resp) {
+            MHD_add_response_header(resp, "Content-Type", ct ? ct : "application/json");
+            if (loc)
+                MHD_add_response_header(resp, "Location", loc);
+            req->reply_bytes = len;
+        }
+        *ret = ll_reply_response(
+            req, (unsigned)json_integer_value(json_object_get(stored, "status")), resp);
+        json_decref(stored);
+        return -1;
+    }
+    }
+}
+
 static enum MHD_Result dispatch(ll_req *req)
 {
+    enum MHD_Result ret = MHD_YES;
+    if (idempotency(req, &ret) < 0)
+        return ret;
+    ll_caller_set_current(req->authenticated ? &req->caller : NULL);
+    ret = req->route->handler(req);
+    ll_caller_set_current(NULL);
+    return ret;
+}
+
+struct header_sum {
+    size_t bytes;
+};
+
+static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    struct header_sum *h = cls;
+    (void)kind;
+    h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+/* The headers stage: route, size limits, token, scope, rate.  0: read the
+ * body; else the answer was sent. */
+static int on_headers(ll_req *req, enum MHD_Result *ret)
+{
+    const ll_config *cfg = ll_core_config(req->core);
+    struct header_sum hs = {strlen(req->path) + strlen(req->method) + 12};
     char allow[128];
     unsigned status;
-    const ll_route *route =
-        ll_route_match(req, req->method, req->path, &status, allow, sizeof(allow));
-    if (!route) {
-        if (status == 405) {
-            json_t *extra = json_pack("{s:s}", "allow", allow);
-            struct MHD_Response *resp;
-            char detail[256], *text;
-            json_t *body;
-            snprintf(detail, sizeof(detail), "%s does not take %s; it takes %s", req->path,
-                     req->method, allow);
-            body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type",
-                             "urn:landlord:problem:method-not-allowed", "title",
-                             "Method not allowed", "status", 405, "detail", detail, "instance",
-                             req->path, "request_id", req->request_id);
-            json_decref(extra);
-            text = json_dumps(body, JSON_COMPACT);
-            json_decref(body);
-            resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-            MHD_add_response_header(resp, "Content-Type", "application/problem+json");
-            MHD_add_response_header(resp, "Allow", allow);
-            req->reply_bytes = strlen(text);
-            return ll_reply_response(req, 405, resp);
-        }
-        return ll_reply_problem(req, 404, "not-found", "no such resource", NULL);
+    const char *cl;
+
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header_bytes, &hs);
+    if (hs.bytes > (size_t)cfg->http_max_header) {
+        char detail[160];
+        snprintf(detail, sizeof(detail), "the request line and headers are larger than %ld bytes",
+                 cfg->http_max_header);
+        *ret = ll_reply_problem(req, 431, "header-too-large", detail, NULL);
+        return -1;
     }
-    req->route = route;
-    /* Bodies are taken only by the routes that read them. */
-    return route->handler(req);
+    req->route = ll_route_match(req, req->method, req->path, &status, allow, sizeof(allow));
+    if (!req->route) {
+        *ret = route_refused(req, status, allow);
+        return -1;
+    }
+    if (admit(req, ret) < 0)
+        return -1;
+    /* Chart uploads have their own cap; every other body http-max-body. */
+    req->body_cap = req->route->body == LL_BODY_CHART ? cfg->release_max_size : cfg->http_max_body;
+    ll_buf_init(&req->body, (size_t)req->body_cap);
+    cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)req->body_cap) {
+        char detail[160];
+        snprintf(detail, sizeof(detail), "the body is larger than the limit of %ld bytes",
+                 req->body_cap);
+        *ret = ll_reply_problem(req, 413, "payload-too-large", detail, NULL);
+        return -1;
+    }
+    req->body_deadline_ms = req->started_ms + 1000LL * cfg->http_body_timeout;
+    return 0;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -465,37 +862,38 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     ll_core *core = cls;
     ll_req *req = *con_cls;
-    const ll_config *cfg = ll_core_config(core);
+    enum MHD_Result ret = MHD_YES;
 
     if (!req) {
-        const char *cl;
         if (!(req = calloc(1, sizeof(*req))))
             return MHD_NO;
         req->conn = conn;
         req->core = core;
         req->method = method;
         req->path = strdup(url);
+        req->segments = strdup(url);
         req->started_ms = ll_monotonic_ms();
         pick_request_id(req);
         *con_cls = req;
-        if (!req->path)
+        if (!req->path || !req->segments)
             return MHD_NO;
-        /* Chart uploads have their own cap; every other body http-max-body. */
-        req->body_cap = ll_route_body_kind(method, req->path) == LL_BODY_CHART
-                            ? cfg->release_max_size
-                            : cfg->http_max_body;
-        ll_buf_init(&req->body, (size_t)req->body_cap);
-        cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)req->body_cap) {
-            char detail[160];
-            ll_log_set_request_id(req->request_id);
-            snprintf(detail, sizeof(detail), "the body is larger than the limit of %ld bytes",
-                     req->body_cap);
-            return ll_reply_problem(req, 413, "payload-too-large", detail, NULL);
-        }
+        ll_log_set_request_id(req->request_id);
+        if (on_headers(req, &ret) < 0)
+            return ret;
         return MHD_YES;
     }
     if (*upload_data_size) {
+        if (!req->replied && ll_monotonic_ms() > req->body_deadline_ms) {
+            /* A body trickling in: libmicrohttpd cannot answer in the middle
+             * of one, so the connection is closed. */
+            ll_log_set_request_id(req->request_id);
+            ll_log_warn("msg=\"request body too slow; closing the connection\" timeout_s=%ld",
+                        ll_core_config(req->core)->http_body_timeout);
+            req->status = 408;
+            snprintf(req->problem, sizeof(req->problem), "request-timeout");
+            audit(req);
+            return MHD_NO;
+        }
         if (!req->replied && !req->body_too_large &&
             ll_buf_add(&req->body, upload_data, *upload_data_size) < 0) {
             req->body_too_large = 1;
@@ -521,39 +919,47 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return dispatch(req);
 }
 
-/* Writes path into out with anything unusual escaped, for the log. */
-static void log_safe(char *out, size_t cap, const char *s)
-{
-    size_t n = 0;
-    for (; s && *s && n + 5 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x21 || c > 0x7e || c == '"' || c == '\\')
-            n += (size_t)snprintf(out + n, cap - n, "%%%02X", c);
-        else
-            out[n++] = (char)c;
-    }
-    out[n] = '\0';
-}
-
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     ll_req *req = *con_cls;
-    char path[512];
+    char path[512], sub[800];
 
     if (!req)
         return;
     ll_log_set_request_id(req->request_id);
+    /* A POST that ended without an answer frees its Idempotency-Key. */
+    if (req->idem_reserved) {
+        req->idem_reserved = 0;
+        ll_idempotency_release(req->core, req->caller.sub, req->idem_key);
+    }
     log_safe(path, sizeof(path), req->path);
-    ll_log_info("msg=request method=%s path=\"%s\" status=%u bytes=%zu ms=%lld%s",
+    log_safe(sub, sizeof(sub), req->authenticated ? req->caller.sub : "");
+    ll_log_info("msg=request method=%s path=\"%s\" status=%u bytes=%zu ms=%lld%s%s%s",
                 req->method ? req->method : "-", path, req->status, req->reply_bytes,
                 (long long)(ll_monotonic_ms() - req->started_ms),
-                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1",
+                sub[0] ? " sub=" : "", sub);
     ll_log_set_request_id(NULL);
     ll_buf_free(&req->body);
+    free(req->reply_copy);
+    free(req->segments);
     free(req->path);
     free(req);
     *con_cls = NULL;
+}
+
+/* Percent-decodes a URL or query value as libmicrohttpd would, except that
+ * %00 does not become a NUL (which would cut the path short: a request for
+ * /api/v1/tiers/acme%00x must not act on tier acme); it becomes a control
+ * character that no id, name or value accepts. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    for (char *p = s; (p = strstr(p, "%00")) != NULL; p += 3)
+        *p = '\x01';
+    return MHD_http_unescape(s);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -562,6 +968,31 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
     ll_log_warn("msg=\"http: %s\"", msg);
+}
+
+/* 1 when the address is a loopback one (127.0.0.0/8, ::1). */
+static int loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+static void free_tls(void)
+{
+    if (tls_key) {
+        memset(tls_key, 0, strlen(tls_key));
+        free(tls_key);
+    }
+    free(tls_cert);
+    tls_key = tls_cert = NULL;
 }
 
 int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_core *core)
@@ -575,7 +1006,8 @@ int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_cor
     size_t hlen = (size_t)(colon - cfg->listen);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME;
-    int rc;
+    int rc, tls = cfg->tls_cert_file[0] || cfg->tls_key_file[0];
+    size_t memory = (size_t)cfg->http_max_header + 32 * 1024;
 
     if (hlen >= sizeof(host))
         return ll_error_set(LL_EINVALID, "listen address too long");
@@ -592,18 +1024,57 @@ int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_cor
     if ((rc = getaddrinfo(host, port, &hints, &ai)) != 0)
         return ll_error_set(LL_EINVALID, "cannot resolve listen address %s: %s", cfg->listen,
                             gai_strerror(rc));
+    /* Bearer tokens must not cross a network in clear text. */
+    if (!tls && !loopback(ai->ai_addr)) {
+        if (!cfg->allow_insecure_http) {
+            freeaddrinfo(ai);
+            ll_error_set(LL_EINVALID,
+                         "refusing to serve plain HTTP on %s: bearer tokens would cross the "
+                         "network in clear text",
+                         cfg->listen);
+            ll_error_hint("set tls-cert-file and tls-key-file, or allow-insecure-http 1 behind a "
+                          "proxy that terminates TLS");
+            return LL_EINVALID;
+        }
+        ll_log_warn("msg=\"serving plain HTTP on a non-loopback address (allow-insecure-http): "
+                    "tokens travel in clear text\" listen=%s",
+                    cfg->listen);
+    }
+    if (tls && (rc = ll_tls_load(&tls_cert, &tls_key, cfg->tls_cert_file, cfg->tls_key_file)) < 0) {
+        freeaddrinfo(ai);
+        return rc;
+    }
+    if (cfg->rate_limit > 0 && (rc = ll_ratelimit_new(&limiter, (double)cfg->rate_limit,
+                                                      (double)cfg->rate_limit_burst, 10000)) < 0) {
+        freeaddrinfo(ai);
+        free_tls();
+        return rc;
+    }
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, core, MHD_OPTION_EXTERNAL_LOGGER,
-                         on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_connection_limit,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_connection_timeout,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+#define COMMON_OPTIONS                                                                             \
+    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,               \
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,     \
+        (unsigned)cfg->http_connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,                       \
+        (unsigned)cfg->http_connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,        \
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape,   \
+        NULL
+    if (tls)
+        d = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, on_request, core, COMMON_OPTIONS,
+                             MHD_OPTION_HTTPS_MEM_KEY, tls_key, MHD_OPTION_HTTPS_MEM_CERT, tls_cert,
+                             MHD_OPTION_END);
+    else
+        d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, core, COMMON_OPTIONS,
+                             MHD_OPTION_END);
+#undef COMMON_OPTIONS
     freeaddrinfo(ai);
-    if (!d)
+    if (!d) {
+        ll_ratelimit_free(limiter);
+        limiter = NULL;
+        free_tls();
         return ll_error_set(-1, "cannot listen on %s: %s", cfg->listen,
                             errno ? strerror(errno) : "libmicrohttpd refused to start");
+    }
     waiters.core = core;
     waiters.stopping = 0;
     if (pthread_create(&waiters.thread, NULL, waiter_main, NULL) != 0) {
@@ -612,8 +1083,8 @@ int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_cor
     }
     waiters.started = 1;
     info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    snprintf(out_url, url_cap, strchr(host, ':') ? "http://[%s]:%u/" : "http://%s:%u/", host,
-             info ? info->port : 0);
+    snprintf(out_url, url_cap, strchr(host, ':') ? "%s://[%s]:%u/" : "%s://%s:%u/",
+             tls ? "https" : "http", host, info ? info->port : 0);
     *out = d;
     return 0;
 }
@@ -635,4 +1106,7 @@ void ll_http_stop(struct MHD_Daemon *d)
         nanosleep(&grace, NULL);
     }
     MHD_stop_daemon(d);
+    ll_ratelimit_free(limiter);
+    limiter = NULL;
+    free_tls();
 }

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "landlord/auth.h"
 #include "landlord/core.h"
 #include "landlord/util.h"
 
@@ -25,8 +26,28 @@ typedef struct ll_req {
     ll_core *core;
     const char *method;                /* borrowed from libmicrohttpd */
     char *path;                        /* percent-decoded, as libmicrohttpd gives it */
+    char *segments;                    /* a copy of path that params point into */
     const char *params[LL_MAX_PARAMS]; /* values of {name} segments, in order */
     int nparams;
+    /* Who is asking (authenticated when the route needs a token, else
+     * only when it sent a valid one is it not looked at). */
+    ll_caller caller;
+    int authenticated;
+    /* Idempotency-Key of a POST: reserved while this request runs; its
+     * answer is stored when it is sent (see ll_reply_response). */
+    char idem_key[256];
+    int idem_reserved, replayed;
+    char *reply_copy; /* the body sent, kept for the idempotency store */
+    size_t reply_copy_len;
+    char reply_type[96], reply_location[300];
+    /* Set by handlers: ETag of the resource answered; tenant an audit
+     * record names when no path parameter or operation does. */
+    char etag[48];
+    char audit_tenant[64];
+    char problem[48]; /* the problem type answered, for the audit */
+    char www_authenticate[300];
+    int retry_after;
+    int64_t body_deadline_ms;
     const ll_route *route;
     ll_buf body;
     long body_cap; /* bytes: http-max-body, or release-max-size for charts */
@@ -90,7 +111,14 @@ enum MHD_Result ll_req_wait_tenant(ll_req *req, const char *id, int timeout_s, l
  * keepalive comment every 15 s.  503 beyond 256 open streams. */
 enum MHD_Result ll_reply_event_stream(ll_req *req, long long after, const char *tenant);
 
-/* The raw MHD_Response path for replies that need extra headers. */
+/* A request header (borrowed) or NULL. */
+const char *ll_req_header(ll_req *req, const char *name);
+
+/* The raw MHD_Response path for replies that need extra headers.  Every
+ * reply goes through it: it adds X-Request-Id, the ETag a handler set (on
+ * 2xx), WWW-Authenticate and Retry-After when set, records the audit entry
+ * of a request that tried to change something, and stores the answer of
+ * a POST that reserved an Idempotency-Key. */
 enum MHD_Result ll_reply_response(ll_req *req, unsigned status, struct MHD_Response *resp);
 
 #endif

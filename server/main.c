@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "landlord/auth.h"
 #include "landlord/config.h"
 #include "landlord/core.h"
 #include "landlord/error.h"
@@ -59,6 +60,9 @@ static void usage(FILE *out)
             "usage: landlord <command> [options]\n\n"
             "commands:\n"
             "  serve      run the HTTP API (see 'landlord serve --help')\n"
+            "  import     build the registry from an existing GitOps repository\n"
+            "  token      mint a bearer token from the server's secret (see 'landlord token "
+            "--help')\n"
             "  routes     print the route table as JSON\n"
             "  version    print the version\n"
             "  help       this text\n\n"
@@ -198,6 +202,13 @@ static int cmd_serve(int argc, char **argv)
            ll_core_git_url(core), cfg.git_branch);
     fflush(stdout);
     ll_log_info("msg=\"serving\" url=%s data=%s", url, cfg.data);
+    {
+        char keys[512], secret[1100];
+        ll_auth_describe(keys, sizeof(keys), ll_core_auth(core));
+        ll_auth_secret_path(secret, sizeof(secret), &cfg);
+        ll_log_info("msg=\"bearer tokens required on /api/v1\" keys=%s secret_file=%s", keys,
+                    secret[0] ? secret : "-");
+    }
 
     pthread_mutex_lock(&sigs.lock);
     while (!sigs.signal)
@@ -273,6 +284,97 @@ done:
     return status;
 }
 
+static void token_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: landlord token --sub NAME [--scope SCOPE ...] [--ttl 1h] [--name NAME]\n"
+        "                      [--email EMAIL] [serve options: --data, --config,\n"
+        "                      --jwt-secret-file, --jwt-issuer, --jwt-audience ...]\n\n"
+        "Prints an HS256 bearer token signed with the secret the server uses: jwt-secret-file,\n"
+        "or <data>/jwt-secret (made now if missing) when no jwt-* key is configured.\n"
+        "--scope may repeat or hold several scopes separated by spaces; scopes:\n  %s\n"
+        "--ttl: 90s, 15m, 1h (default), 7d; at most 366d.  The token goes to stdout only.\n\n"
+        "  curl -H \"Authorization: Bearer $(landlord token --sub me --scope admin)\" \\\n"
+        "       http://127.0.0.1:8080/api/v1/tenants\n",
+        LL_SCOPES);
+}
+
+/* landlord token: a local bearer token for operators and scripts. */
+static int cmd_token(int argc, char **argv)
+{
+    ll_config cfg;
+    char scopes[1024] = "", *token = NULL;
+    const char *sub = NULL, *name = NULL, *email = NULL;
+    char **rest = calloc((size_t)argc + 1, sizeof(char *));
+    int nrest = 0;
+    long ttl = 3600;
+
+    if (!rest)
+        return 1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            token_usage(stdout);
+            free(rest);
+            return 0;
+        }
+        int is_sub = strcmp(a, "--sub") == 0, is_scope = strcmp(a, "--scope") == 0;
+        int is_ttl = strcmp(a, "--ttl") == 0, is_name = strcmp(a, "--name") == 0;
+        int is_email = strcmp(a, "--email") == 0;
+        if (!(is_sub || is_scope || is_ttl || is_name || is_email)) {
+            rest[nrest++] = argv[i];
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "landlord: %s needs a value\n", a);
+            free(rest);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (is_sub)
+            sub = v;
+        else if (is_name)
+            name = v;
+        else if (is_email)
+            email = v;
+        else if (is_ttl && ll_parse_duration(&ttl, v) < 0) {
+            fail("bad --ttl");
+            free(rest);
+            return 2;
+        } else if (is_scope) {
+            size_t n = strlen(scopes);
+            if (n + strlen(v) + 2 > sizeof(scopes)) {
+                fprintf(stderr, "landlord: too many scopes\n");
+                free(rest);
+                return 2;
+            }
+            snprintf(scopes + n, sizeof(scopes) - n, "%s%s", n ? " " : "", v);
+        }
+    }
+    if (!sub) {
+        fprintf(stderr, "landlord: token needs --sub NAME (who the token is for)\n");
+        token_usage(stderr);
+        free(rest);
+        return 2;
+    }
+    if (load_config(&cfg, nrest, rest) < 0) {
+        fail("bad configuration");
+        free(rest);
+        return 2;
+    }
+    free(rest);
+    /* Only errors go to stderr: stdout is the token alone. */
+    ll_log_threshold = LL_LOG_WARN;
+    if (ll_auth_mint(&token, &cfg, sub, scopes, name, email, ttl) < 0) {
+        fail("cannot mint a token");
+        return 1;
+    }
+    printf("%s\n", token);
+    free(token);
+    return 0;
+}
+
 static int cmd_routes(void)
 {
     json_t *list = json_array();
@@ -299,6 +401,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "import") == 0)
         return cmd_import(argc - 2, argv + 2);
+    if (strcmp(cmd, "token") == 0)
+        return cmd_token(argc - 2, argv + 2);
     if (strcmp(cmd, "routes") == 0)
         return cmd_routes();
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

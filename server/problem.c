@@ -24,11 +24,15 @@ static const problem_class classes[] = {
     {"not-found", 404, "Not found"},
     {"method-not-allowed", 405, "Method not allowed"},
     {"conflict", 409, "Conflict"},
+    {"precondition-failed", 412, "Precondition failed"},
     {"payload-too-large", 413, "Payload too large"},
     {"unsupported-media-type", 415, "Unsupported media type"},
     {"invalid-request", 422, "Invalid request"},
     {"render-failed", 422, "Template did not render"},
     {"invalid-chart", 422, "Invalid chart"},
+    {"idempotency-key-reused", 422, "Idempotency-Key reused"},
+    {"too-many-requests", 429, "Too many requests"},
+    {"header-too-large", 431, "Request header fields too large"},
     {"internal", 500, "Internal error"},
     {"upstream-failure", 502, "Upstream failure"},
     {"unavailable", 503, "Service unavailable"},
@@ -42,6 +46,7 @@ enum MHD_Result ll_reply_problem(ll_req *req, unsigned status, const char *type,
     char uri[128];
 
     snprintf(uri, sizeof(uri), "urn:landlord:problem:%s", type);
+    snprintf(req->problem, sizeof(req->problem), "%s", type);
     json_object_set_new(body, "type", json_string(uri));
     json_object_set_new(body, "title", json_string(class_of(type)->title));
     json_object_set_new(body, "status", json_integer(status));
@@ -70,6 +75,7 @@ static const struct {
     {LL_EFORBIDDEN, "forbidden"},
     {LL_EUPSTREAM, "upstream-failure"},
     {LL_ETIMEOUT, "timeout"},
+    {LL_EPRECONDITION, "precondition-failed"},
 };
 
 static const problem_class *class_of(const char *type)

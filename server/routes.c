@@ -1,8 +1,11 @@
 /* routes.c - the one declarative route table.
  *
  * Follow a request from here: method + pattern lead to a handler in
- * handlers/, and the scope column says what a caller's token must carry
- * (enforced by the identity work; every route declares one now).
+ * handlers/, and the scope column says what a caller's bearer token must
+ * carry (http.c enforces it before the body is read): "public" needs no
+ * token, "metrics" none unless metrics-auth is 1 (then any valid token),
+ * anything else that scope (admin allows everything; tenants:write also
+ * allows tenants:read).
  * tests/api/test_openapi.py holds this table equal to openapi/openapi.yaml.
  */
 #include <stdio.h>
@@ -21,8 +24,12 @@ const ll_route ll_routes[] = {
     {"GET", "/api/v1/tenants/{id}", h_tenants_get, "tenants:read", LL_BODY_JSON},
     {"PATCH", "/api/v1/tenants/{id}", h_tenants_update, "tenants:write", LL_BODY_JSON},
     {"DELETE", "/api/v1/tenants/{id}", h_tenants_delete, "tenants:write", LL_BODY_JSON},
+    {"GET", "/api/v1/tenants/{id}/history", h_tenants_history, "tenants:read", LL_BODY_JSON},
     {"GET", "/api/v1/tiers", h_tiers_list, "tenants:read", LL_BODY_JSON},
     {"GET", "/api/v1/tiers/{name}", h_tiers_get, "tenants:read", LL_BODY_JSON},
+    {"PUT", "/api/v1/tiers/{name}", h_tiers_put, "tiers:write", LL_BODY_JSON},
+    {"DELETE", "/api/v1/tiers/{name}", h_tiers_delete, "tiers:write", LL_BODY_JSON},
+    {"GET", "/api/v1/audit", h_audit_list, "admin", LL_BODY_JSON},
     {"GET", "/api/v1/operations/{id}", h_operations_get, "tenants:read", LL_BODY_JSON},
     {"GET", "/api/v1/releases", h_releases_list, "tenants:read", LL_BODY_JSON},
     {"POST", "/api/v1/releases", h_releases_create, "releases:write", LL_BODY_CHART},
@@ -35,7 +42,7 @@ const ll_route ll_routes[] = {
     {"DELETE", "/api/v1/webhooks/{id}", h_webhooks_delete, "webhooks:write", LL_BODY_JSON},
     {"GET", "/api/v1/webhooks/{id}/deliveries", h_webhooks_deliveries, "webhooks:write",
      LL_BODY_JSON},
-    {"GET", "/metrics", h_metrics_get, "public", LL_BODY_JSON},
+    {"GET", "/metrics", h_metrics_get, "metrics", LL_BODY_JSON},
     {NULL, NULL, NULL, NULL, LL_BODY_JSON},
 };
 
@@ -121,8 +128,9 @@ const ll_route *ll_route_match(ll_req *req, const char *method, const char *path
     }
     if (!found)
         return NULL;
-    /* Capture into req->path, which lives as long as the request. */
-    match(found->pattern, req->path, req->params, &req->nparams);
+    /* Capture into req->segments, a copy of the path that lives as long as
+     * the request (req->path stays whole for messages and logs). */
+    match(found->pattern, req->segments, req->params, &req->nparams);
     for (int i = 0; i < req->nparams; i++) {
         char *slash = strchr((char *)req->params[i], '/');
         if (slash)

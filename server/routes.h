@@ -17,7 +17,7 @@ struct ll_route {
     const char *method;
     const char *pattern;
     ll_handler handler;
-    const char *scope; /* "public" or an OAuth scope such as "tenants:read" */
+    const char *scope; /* "public", "metrics" or an OAuth scope such as "tenants:read" */
     ll_body_kind body;
 };
 

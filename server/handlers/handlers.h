@@ -14,9 +14,14 @@ enum MHD_Result h_tenants_create(ll_req *req);
 enum MHD_Result h_tenants_get(ll_req *req);
 enum MHD_Result h_tenants_update(ll_req *req);
 enum MHD_Result h_tenants_delete(ll_req *req);
+enum MHD_Result h_tenants_history(ll_req *req);
 
 enum MHD_Result h_tiers_list(ll_req *req);
 enum MHD_Result h_tiers_get(ll_req *req);
+enum MHD_Result h_tiers_put(ll_req *req);
+enum MHD_Result h_tiers_delete(ll_req *req);
+
+enum MHD_Result h_audit_list(ll_req *req);
 
 enum MHD_Result h_operations_get(ll_req *req);
 

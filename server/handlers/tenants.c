@@ -15,6 +15,24 @@ static int wait_param(ll_req *req, int *out)
     return 0;
 }
 
+/* The tenant's version as the ETag of the answer. */
+static void set_etag(ll_req *req, const json_t *tenant)
+{
+    const char *etag = json_string_value(json_object_get(tenant, "etag"));
+    snprintf(req->etag, sizeof(req->etag), "%s", etag ? etag : "");
+}
+
+/* The tenant a POST names, for the audit log (when it is a valid id). */
+static void audit_tenant(ll_req *req, const json_t *body)
+{
+    const char *id = json_string_value(json_object_get(body, "id"));
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n >= sizeof(req->audit_tenant) ||
+        strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
+        return;
+    memcpy(req->audit_tenant, id, n + 1);
+}
+
 /* 201/200 when pushed, 202 with the operation's Location while pending. */
 static enum MHD_Result reply_write(ll_req *req, unsigned done_status)
 {
@@ -26,6 +44,7 @@ static enum MHD_Result reply_write(ll_req *req, unsigned done_status)
 
     if (error < 0)
         return ll_reply_error(req, error);
+    set_etag(req, tenant);
     if (pending) {
         snprintf(location, sizeof(location), "/api/v1/operations/%lld", req->wait_op);
         return ll_reply_json_at(req, 202, tenant, location);
@@ -53,6 +72,7 @@ enum MHD_Result h_tenants_create(ll_req *req)
 
     if (wait_param(req, &wait) < 0 || ll_req_json_body(req, &body) < 0)
         return MHD_YES;
+    audit_tenant(req, body);
     error = ll_tenant_onboard(&op, &existing, req->core, body);
     json_decref(body);
     if (error == LL_EEXISTS)
@@ -70,7 +90,7 @@ enum MHD_Result h_tenants_update(ll_req *req)
 
     if (wait_param(req, &wait) < 0 || ll_req_json_body(req, &body) < 0)
         return MHD_YES;
-    error = ll_tenant_update(&op, req->core, req->params[0], body);
+    error = ll_tenant_update(&op, req->core, req->params[0], body, ll_req_header(req, "If-Match"));
     json_decref(body);
     if (error < 0)
         return ll_reply_error(req, error);
@@ -84,18 +104,20 @@ enum MHD_Result h_tenants_delete(ll_req *req)
 
     if (wait_param(req, &wait) < 0)
         return MHD_YES;
-    if ((error = ll_tenant_offboard(&op, req->core, req->params[0])) < 0)
+    if ((error = ll_tenant_offboard(&op, req->core, req->params[0],
+                                    ll_req_header(req, "If-Match"))) < 0)
         return ll_reply_error(req, error);
     return ll_req_wait(req, op, wait, finish_changed);
 }
 
 static enum MHD_Result reply_tenant(ll_req *req)
 {
-    char *text = NULL;
+    char *text = NULL, etag[LL_ETAG_MAX] = "";
     size_t len = 0;
-    int error = ll_tenant_get_text(&text, &len, req->core, req->params[0]);
+    int error = ll_tenant_get_text(&text, &len, etag, req->core, req->params[0]);
     if (error < 0)
         return ll_reply_error(req, error);
+    snprintf(req->etag, sizeof(req->etag), "%s", etag);
     return ll_reply_text(req, 200, text, len);
 }
 
@@ -134,6 +156,21 @@ enum MHD_Result h_tenants_list(ll_req *req)
         return MHD_YES;
     error = ll_tenant_list(&list, req->core, ll_req_query(req, "tier"), ll_req_query(req, "state"),
                            ll_req_query(req, "cursor"), (int)limit);
+    if (error < 0)
+        return ll_reply_error(req, error);
+    return ll_reply_json(req, 200, list);
+}
+
+enum MHD_Result h_tenants_history(ll_req *req)
+{
+    json_t *list = NULL;
+    long limit;
+    int error;
+
+    if (ll_req_query_int(req, "limit", 1, 500, 50, &limit) < 0)
+        return MHD_YES;
+    error = ll_tenant_history(&list, req->core, req->params[0], ll_req_query(req, "cursor"),
+                              (int)limit);
     if (error < 0)
         return ll_reply_error(req, error);
     return ll_reply_json(req, 200, list);

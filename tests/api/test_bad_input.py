@@ -174,7 +174,7 @@ class BadInput(LandlordTestCase):
         before = self.state()
         raw = self.s.raw(
             b"POST /api/v1/tenants HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 10000000\r\nX-Request-Id: big-one\r\n\r\n",
+            b"Content-Length: 10000000\r\nX-Request-Id: big-one\r\n" + self.s.auth_line() + b"\r\n",
             read_timeout=5.0,
         )
         self.assertTrue(raw.startswith(b"HTTP/1.1 413"), raw[:200])

@@ -252,15 +252,22 @@ class Seeding(LandlordTestCase):
 
 class Author(LandlordTestCase):
     def test_commit_author_from_configuration(self):
+        """git-author-* is landlord's identity: the author of its own commits
+        (the seed) and the committer of every commit; a request's commit is
+        authored by the caller, <sub>@<the configured email's domain> when
+        the token has no email claim."""
         d = make_temp_dir()
         cfg = write(os.path.join(d, "landlord.yaml"),
                     "git-author-name: Config Bot\ngit-author-email: config@example.test\n")
         s = self.start_server(args=["--config", cfg],
                               env={"LANDLORD_GIT_AUTHOR_EMAIL": "env@example.test"})
         self.assertEqual(onboard(s, "authored", "basic").status, 201)
-        sha, subject, name, email = s.log()[0]
+        (sha, subject, name, email), seed = s.log()[0], s.log()[-1]
         self.assertEqual(subject, "Onboard tenant authored (basic)")
-        self.assertEqual((name, email), ("Config Bot", "env@example.test"))
+        self.assertEqual((name, email), ("test-admin", "test-admin@example.test"))
+        self.assertEqual(s.git("log", "-1", "--format=%cn <%ce>", sha).strip(),
+                         "Config Bot <env@example.test>")
+        self.assertEqual(seed[2:], ("Config Bot", "env@example.test"))
         self.assertEqual(s.stop(), 0)
 
 

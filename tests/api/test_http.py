@@ -50,7 +50,7 @@ class Http(LandlordTestCase):
             ("PUT", "/api/v1/tenants/acme", {"GET", "PATCH", "DELETE"}),
             ("POST", "/api/v1/tenants/acme", {"GET", "DELETE"}),
             ("POST", "/api/v1/tiers", {"GET"}),
-            ("DELETE", "/api/v1/tiers/basic", {"GET"}),
+            ("POST", "/api/v1/tiers/basic", {"GET", "PUT", "DELETE"}),
             ("DELETE", "/api/v1/operations/1", {"GET"}),
             ("POST", "/healthz", {"GET"}),
             ("POST", "/readyz", {"GET"}),

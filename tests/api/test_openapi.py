@@ -15,8 +15,8 @@ import yaml  # noqa: E402
 from harness import SOURCE_DIR, LandlordTestCase, onboard, run_landlord  # noqa: E402
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
-SCOPES = {"public", "tenants:read", "tenants:write", "tiers:write", "releases:write", "rollouts:write",
-          "webhooks:write", "admin"}
+SCOPES = {"public", "metrics", "tenants:read", "tenants:write", "tiers:write", "releases:write",
+          "rollouts:write", "webhooks:write", "admin"}
 
 
 def load_spec():
@@ -149,7 +149,15 @@ class SpecDocument(unittest.TestCase):
                          "tenant"} <= set(schemas["Problem"]["properties"]))
         bearer = self.spec["components"]["securitySchemes"]["bearer"]
         self.assertEqual((bearer["type"], bearer["scheme"], bearer["bearerFormat"]), ("http", "bearer", "JWT"))
-        self.assertIn("later", bearer["description"])
+        self.assertIn("HS256", bearer["description"])
+        # Every /api/v1 operation needs the token and documents its refusal.
+        self.assertEqual(self.spec["security"], [{"bearer": []}])
+        for method, path, op, _ in operations(self.spec):
+            if path.startswith("/api/v1/"):
+                for code in ("401", "403", "429"):
+                    self.assertIn(code, op["responses"], (method, path))
+            else:
+                self.assertIn({}, op.get("security", []), "%s %s is public" % (method, path))
 
     def test_problem_types_match_the_prose(self):
         with open(os.path.join(SOURCE_DIR, "docs", "api.md"), encoding="utf-8") as f:
@@ -270,6 +278,10 @@ class ResponsesValidate(LandlordTestCase):
         self.assertIn(key, responses, "%s %s answered %d, undocumented" % (method, template, resp.status))
         r = resolve(self.spec, responses[key])
         content = r.get("content", {})
+        if resp.status == 204:
+            self.assertEqual(resp.body, b"", "204 with a body")
+            self.assertEqual(content, {}, "204 documents no content")
+            return
         self.assertIn(resp.content_type, content,
                       "%s %s %d: content type %r not documented" % (method, template, resp.status,
                                                                      resp.content_type))
@@ -315,6 +327,25 @@ class ResponsesValidate(LandlordTestCase):
         c("DELETE", "/api/v1/tenants/{id}", s.delete("/api/v1/tenants/schema"))  # again
         c("DELETE", "/api/v1/tenants/{id}", s.delete("/api/v1/tenants/none"))  # 404
         c("GET", "/api/v1/tenants/{id}", s.get("/api/v1/tenants/schema"))  # offboarded, with commits
+        c("GET", "/api/v1/tenants/{id}/history", s.get("/api/v1/tenants/schema/history"))
+        c("GET", "/api/v1/tenants/{id}/history", s.get("/api/v1/tenants/none/history"))  # 404
+        c("GET", "/api/v1/tenants", s.get("/api/v1/tenants", token=None))  # 401
+        c("GET", "/api/v1/tenants", s.get("/api/v1/tenants", token=s.token("reader", "webhooks:write")))  # 403
+        tmpl = s.get("/api/v1/tiers/basic").json["template"]
+        c("PUT", "/api/v1/tiers/{name}", s.request("PUT", "/api/v1/tiers/schema-tier",
+                                                    json_body={"template": tmpl, "description": "d"}))
+        c("PUT", "/api/v1/tiers/{name}", s.request("PUT", "/api/v1/tiers/schema-tier",
+                                                    json_body={"template": tmpl}))  # 200
+        c("PUT", "/api/v1/tiers/{name}", s.request("PUT", "/api/v1/tiers/schema-tier",
+                                                    json_body={"template": tmpl},
+                                                    headers={"If-Match": '"stale"'}))  # 412
+        c("PUT", "/api/v1/tiers/{name}", s.request("PUT", "/api/v1/tiers/schema-tier",
+                                                    json_body={"template": "x: 1"}))  # 422
+        c("DELETE", "/api/v1/tiers/{name}", s.delete("/api/v1/tiers/schema-tier"))  # 204
+        c("DELETE", "/api/v1/tiers/{name}", s.delete("/api/v1/tiers/schema-tier"))  # 404
+        c("GET", "/api/v1/audit", s.get("/api/v1/audit?limit=5"))
+        c("GET", "/api/v1/audit", s.get("/api/v1/audit?since=yesterday"))  # 422
+        c("GET", "/metrics", s.get("/metrics", token=None))
 
 
 if __name__ == "__main__":

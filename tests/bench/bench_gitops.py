@@ -225,7 +225,8 @@ def wrk_load(s, clients, seconds, tag):
     non-201 count)."""
     out = subprocess.run(["wrk", "-t%d" % min(2, clients), "-c%d" % clients, "-d%ds" % seconds, "--latency",
                           "--timeout", "60s", "-s", os.path.join(HERE, "onboard.lua"),
-                          "http://127.0.0.1:%d" % s.port, "--", tag], capture_output=True, text=True)
+                          "http://127.0.0.1:%d" % s.port, "--", tag, s.admin_token], capture_output=True,
+                         text=True)
 
     def ms(label):
         for line in out.stdout.splitlines():

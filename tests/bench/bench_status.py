@@ -182,8 +182,9 @@ def latency(s, api, samples, n):
     return out
 
 
-def wrk_get(url, seconds):
-    p = subprocess.run(["wrk", "-t2", "-c64", "-d%ds" % seconds, url], capture_output=True, text=True)
+def wrk_get(url, seconds, token=None):
+    auth = ["-H", "Authorization: Bearer " + token] if token else []
+    p = subprocess.run(["wrk", "-t2", "-c64", "-d%ds" % seconds] + auth + [url], capture_output=True, text=True)
     for line in p.stdout.splitlines():
         if line.startswith("Requests/sec:"):
             return float(line.split()[1])
@@ -258,7 +259,7 @@ def main():
 
         # Reads, first quiet, then while the watch stream is busy.
         url = "http://127.0.0.1:%d/api/v1/tenants/pre000001" % s.port
-        quiet = wrk_get(url, seconds)
+        quiet = wrk_get(url, seconds, s.admin_token)
         stop = threading.Event()
         changes = [0]
 
@@ -272,7 +273,7 @@ def main():
         th = threading.Thread(target=churn, daemon=True)
         th.start()
         t0 = time.time()
-        rps = wrk_get(url, seconds)
+        rps = wrk_get(url, seconds, s.admin_token)
         stop.set()
         th.join()
         rate = changes[0] / (time.time() - t0)

@@ -1,7 +1,9 @@
 -- wrk script: every request onboards a new tenant (unique id per thread and
--- request) into one of the three default tiers.
+-- request) into one of the three default tiers.  Arguments after `--`: a
+-- tag for the ids, then the bearer token to send.
 counter = 0
 prefix = "w"
+token = nil
 local tiers = { "basic", "premium", "advanced" }
 
 function setup(thread)
@@ -10,12 +12,17 @@ end
 
 function init(args)
   prefix = prefix .. (args[1] or "")
+  token = args[2]
 end
 
 function request()
   counter = counter + 1
   local body = string.format('{"id":"%s-%d","tier":"%s"}', prefix, counter, tiers[counter % 3 + 1])
-  return wrk.format("POST", "/api/v1/tenants", { ["Content-Type"] = "application/json" }, body)
+  local headers = { ["Content-Type"] = "application/json" }
+  if token then
+    headers["Authorization"] = "Bearer " .. token
+  end
+  return wrk.format("POST", "/api/v1/tenants", headers, body)
 end
 
 response = function(status, headers, body)

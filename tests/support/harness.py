@@ -10,9 +10,20 @@ Python 3 standard library + python3-yaml only.  Environment:
 A server's stdout and stderr go to files in its temp dir; when a test of a
 LandlordTestCase fails, the tail of both is printed for every server the
 test (or its class) started.
+
+Bearer tokens: every Server gets its own HS256 secret (a 0600 file in its
+log dir, passed as LANDLORD_JWT_SECRET_FILE unless the test configures
+token keys itself), and request()/get()/post_json()/delete() send
+`Authorization: Bearer <admin token>` by default.  token=None sends none;
+token="..." sends that one.  Server.token(sub, scope, ...) mints more;
+mint_hs256() signs any header and claims.  storm.py and the benchmarks
+find a server's admin token with token_for_port(port).
 """
 
 import atexit
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -21,6 +32,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -32,7 +44,7 @@ SOURCE_DIR = os.path.abspath(
     or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 )
 
-READY_RE = re.compile(r"^landlord: serving http://127\.0\.0\.1:(\d+)/")
+READY_RE = re.compile(r"^landlord: serving (https?)://127\.0\.0\.1:(\d+)/")
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
@@ -41,6 +53,48 @@ HEX40 = re.compile(r"^[0-9a-f]{40}$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 PROD = "application-plane/production"
+
+
+# -- bearer tokens -------------------------------------------------------------
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def jwt_signing_input(header, claims):
+    """The first two segments of a JWT for header and claims (dicts, or
+    bytes taken as they are)."""
+    def seg(v):
+        return b64url(v if isinstance(v, bytes) else json.dumps(v, separators=(",", ":")).encode())
+    return seg(header) + "." + seg(claims)
+
+
+def mint_hs256(secret, claims, header=None):
+    """A JWT signed with HMAC-SHA256 under secret (bytes)."""
+    h = {"alg": "HS256", "typ": "JWT"} if header is None else header
+    si = jwt_signing_input(h, claims)
+    return si + "." + b64url(hmac.new(secret, si.encode(), hashlib.sha256).digest())
+
+
+def token_claims(sub, scope="admin", ttl=3600, **extra):
+    now = int(time.time())
+    c = {"sub": sub, "iat": now, "exp": now + ttl}
+    if scope is not None:
+        c["scope"] = scope
+    c.update(extra)
+    return c
+
+
+# The admin token of every server started, by port (storm.py, benchmarks).
+_tokens_by_port = {}
+
+
+def token_for_port(port):
+    return _tokens_by_port.get(port)
+
+
+_DEFAULT = object()
 
 
 def landlord_bin():
@@ -148,7 +202,8 @@ class Server:
     --listen value, or None to pass no --listen (config/env decide).
     """
 
-    def __init__(self, data=None, args=(), env=None, listen="127.0.0.1:0", data_flag=True):
+    def __init__(self, data=None, args=(), env=None, listen="127.0.0.1:0", data_flag=True,
+                 jwt_secret=_DEFAULT, ca_file=None, claims=None):
         self.data = data or make_temp_dir("landlord-data-")
         self.logdir = make_temp_dir("landlord-log-")
         self.args = list(args)
@@ -157,6 +212,25 @@ class Server:
         self.data_flag = data_flag
         self.proc = None
         self.port = None
+        self.scheme = "http"
+        self.ca_file = ca_file  # for https: the CA that signed the server's certificate
+        # The HS256 secret this server verifies tokens with, unless the test
+        # configures keys itself (jwt_secret=None: the server's own choice).
+        self.jwt_secret = None
+        self.jwt_secret_file = None
+        self.claims = dict(claims or {})  # added to every token minted (iss, aud...)
+        configured = any(k.startswith("LANDLORD_JWT_") for k in self.env) or any(
+            str(a).startswith("--jwt-") for a in self.args)
+        if jwt_secret is _DEFAULT and not configured:
+            jwt_secret = os.urandom(32).hex().encode()
+        if jwt_secret not in (_DEFAULT, None):
+            self.jwt_secret = jwt_secret
+            self.jwt_secret_file = os.path.join(self.logdir, "jwt-secret")
+            fd = os.open(self.jwt_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(jwt_secret + b"\n")
+            self.env.setdefault("LANDLORD_JWT_SECRET_FILE", self.jwt_secret_file)
+        self.admin_token = self.token("test-admin", "admin") if self.jwt_secret else None
         self.remote = os.path.join(self.data, "remote.git")
         self.stdout_path = None
         self.stderr_path = None
@@ -196,6 +270,8 @@ class Server:
             port = self._announced_port()
             if port is not None:
                 self.port = port
+                if self.admin_token:
+                    _tokens_by_port[port] = self.admin_token
                 return self
             rc = self.proc.poll()
             if rc is not None:
@@ -218,8 +294,37 @@ class Server:
             for line in f.read().decode("utf-8", "replace").splitlines():
                 m = READY_RE.match(line)
                 if m:
-                    return int(m.group(1))
+                    self.scheme = m.group(1)
+                    return int(m.group(2))
         return None
+
+    # -- tokens --------------------------------------------------------------
+
+    def token(self, sub="test-admin", scope="admin", ttl=3600, **claims):
+        """An HS256 token this server accepts (scope None: no scope claim)."""
+        if not self.jwt_secret:
+            raise AssertionError("this server verifies tokens with keys the harness does not hold")
+        return mint_hs256(self.jwt_secret, token_claims(sub, scope, ttl, **dict(self.claims, **claims)))
+
+    def auth_headers(self, token=_DEFAULT):
+        """{"Authorization": "Bearer ..."} for token (default: the admin
+        token), or {} for token=None."""
+        if token is _DEFAULT:
+            token = self.admin_token
+        return {"Authorization": "Bearer " + token} if token else {}
+
+    def auth_line(self, token=_DEFAULT):
+        """The Authorization header line for raw requests (bytes, with CRLF)."""
+        h = self.auth_headers(token)
+        return ("Authorization: %s\r\n" % h["Authorization"]).encode() if h else b""
+
+    def connection(self, timeout=30):
+        """A new http.client connection to the server (HTTPS when it serves
+        TLS, verified with ca_file against the name localhost)."""
+        if self.scheme == "https":
+            ctx = ssl.create_default_context(cafile=self.ca_file)
+            return http.client.HTTPSConnection("localhost", self.port, timeout=timeout, context=ctx)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def wait_exit(self, timeout=START_TIMEOUT):
         """Waits for the process to exit by itself; returns its exit code or
@@ -277,17 +382,22 @@ class Server:
 
     # -- HTTP --------------------------------------------------------------
 
-    def request(self, method, path, body=None, headers=None, json_body=None, timeout=30):
+    def request(self, method, path, body=None, headers=None, json_body=None, timeout=30,
+                token=_DEFAULT):
         """One request on a new connection.  json_body is serialized with
-        Content-Type: application/json unless headers say otherwise."""
+        Content-Type: application/json unless headers say otherwise.  The
+        admin bearer token is sent unless token says otherwise (None: no
+        token) or headers carry an Authorization of their own."""
         hdrs = dict(headers or {})
+        if not any(k.lower() == "authorization" for k in hdrs):
+            hdrs.update(self.auth_headers(token))
         if json_body is not None:
             body = json.dumps(json_body).encode("utf-8")
             if not any(k.lower() == "content-type" for k in hdrs):
                 hdrs["Content-Type"] = "application/json"
         if isinstance(body, str):
             body = body.encode("utf-8")
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = self.connection(timeout)
         try:
             conn.request(method, path, body=body, headers=hdrs)
             r = conn.getresponse()
@@ -360,6 +470,10 @@ class Server:
 
     def rows(self, table):
         return registry_rows(self.db, table)
+
+    def audit(self):
+        """The audit log's rows (sqlite3), oldest first."""
+        return registry_rows(self.db, "audit")
 
 
 def _read(path):
@@ -453,11 +567,17 @@ def registry_rows(db, table):
         conn.close()
 
 
+# Tables a refused request may write by design: every request that tries to
+# change something leaves one audit record, refusals included.  Snapshots
+# leave it out; the security tests (test_security.py) assert it exactly.
+SNAPSHOT_EXCLUDES = ("audit",)
+
+
 def registry_snapshot(db, tables=None):
     """{table: [row dicts]} for the given tables (default: every table of the
-    registry, tenants and operations included)."""
+    registry, tenants and operations included, but not the audit log)."""
     if tables is None:
-        tables = registry_tables(db)
+        tables = [t for t in registry_tables(db) if t not in SNAPSHOT_EXCLUDES]
     conn = _connect_ro(db)
     try:
         snap = {}

@@ -27,6 +27,7 @@ from harness import (
     make_temp_dir,
     naive_render,
     template_path,
+    token_for_port,
 )
 
 TENANTS = PROD + "/tenants"
@@ -181,6 +182,9 @@ def request(port, method, path, obj=None, timeout=60):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         hdrs = {}
+        token = token_for_port(port)
+        if token:
+            hdrs["Authorization"] = "Bearer " + token
         body = None
         if obj is not None:
             body = json.dumps(obj).encode()

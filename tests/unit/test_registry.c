@@ -172,13 +172,13 @@ static void test_tenant_lifecycle(void **state)
     json_decref(t);
 
     /* Offboard, then a failed re-onboard returns the tenant to offboarded. */
-    assert_int_equal(ll_registry_offboard(&op, r, "acme", &author), 0);
+    assert_int_equal(ll_registry_offboard(&op, r, "acme", &author, NULL), 0);
     assert_true(op > 0);
     res = json_pack("[{s:I, s:b, s:s}]", "id", (json_int_t)op, "ok", 1, "commit",
                     "1111111111111111111111111111111111111111");
     assert_int_equal(ll_registry_ops_finish(r, res), 0);
     json_decref(res);
-    assert_int_equal(ll_registry_offboard(&op2, r, "acme", &author), 0);
+    assert_int_equal(ll_registry_offboard(&op2, r, "acme", &author, NULL), 0);
     assert_int_equal(op2, 0); /* offboarded already */
     assert_int_equal(ll_registry_onboard(&op, &existing, r, "acme", "basic", "0.0", "{}", &author),
                      0);
@@ -239,7 +239,8 @@ static void test_update_and_reconcile(void **state)
     json_decref(res);
 
     /* An update carries where the tenant comes from and what to return to. */
-    assert_int_equal(ll_registry_update(&op, r, "acme", "premium", "1.2", "{\"b\":2}", &author), 0);
+    assert_int_equal(
+        ll_registry_update(&op, r, "acme", "premium", "1.2", "{\"b\":2}", &author, NULL), 0);
     assert_int_equal(ll_registry_ops_queued(&ops, r, 10), 0);
     assert_int_equal(json_array_size(ops), 1);
     json_t *o = json_array_get(ops, 0);
@@ -293,10 +294,10 @@ static void test_update_and_reconcile(void **state)
     json_decref(none);
 
     /* Offboarded tenants cannot be changed. */
-    assert_int_equal(ll_registry_offboard(&op, r, "found", &author), 0);
-    assert_int_equal(ll_registry_update(&op, r, "found", "basic", "0.0", "{}", &author),
+    assert_int_equal(ll_registry_offboard(&op, r, "found", &author, NULL), 0);
+    assert_int_equal(ll_registry_update(&op, r, "found", "basic", "0.0", "{}", &author, NULL),
                      LL_ECONFLICT);
-    assert_int_equal(ll_registry_update(&op, r, "nobody", "basic", "0.0", "{}", &author),
+    assert_int_equal(ll_registry_update(&op, r, "nobody", "basic", "0.0", "{}", &author, NULL),
                      LL_ENOTFOUND);
     ll_registry_close(r);
 }

@@ -47,6 +47,24 @@ typedef struct ll_config {
     long release_max_size;        /* bytes of a chart archive */
     long batch_size;              /* operations per commit */
     long batch_linger;            /* ms to wait for more operations under load */
+    /* Identity and access. */
+    char jwt_secret_file[1024];     /* HS256 secret; "" = <data>/jwt-secret when no key is set */
+    char jwt_public_key_file[1024]; /* PEM public key or certificate: RS256 or ES256 */
+    char jwt_jwks_file[1024];       /* JWKS with RSA and EC P-256 keys */
+    char jwt_issuer[256];           /* required iss, or "" */
+    char jwt_audience[256];         /* required aud, or "" */
+    long jwt_leeway;                /* seconds of clock skew allowed on exp and nbf */
+    char git_author_domain[256];    /* sub@<domain> for callers without an email claim */
+    char tls_cert_file[1024];
+    char tls_key_file[1024];
+    long allow_insecure_http; /* 1: plain HTTP on a non-loopback address */
+    long metrics_auth;        /* 1: /metrics needs a bearer token */
+    long rate_limit;          /* requests per second per caller; 0 = off */
+    long rate_limit_burst;
+    long idempotency_ttl;   /* seconds an Idempotency-Key answer is kept */
+    long audit_retention;   /* days audit records are kept */
+    long http_max_header;   /* bytes of request line + headers */
+    long http_body_timeout; /* seconds a body may take to arrive */
 } ll_config;
 
 /* Fills cfg with the defaults. */

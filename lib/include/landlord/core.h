@@ -54,12 +54,19 @@ json_t *ll_core_ready(ll_core *c, int *ok);
 int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, const json_t *body);
 
 /* Change: body {tier?, release?, values?}, at least one.  LL_ENOTFOUND,
- * LL_ECONFLICT (offboarded), LL_EINVALID. */
-int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t *body);
+ * LL_ECONFLICT (offboarded), LL_EINVALID; LL_EPRECONDITION when if_match
+ * (an If-Match header value, or NULL) does not name the tenant's etag. */
+int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t *body,
+                     const char *if_match);
 
 /* Offboard.  *out_op is 0 when the tenant is offboarded already.
- * LL_ENOTFOUND. */
-int ll_tenant_offboard(long long *out_op, ll_core *c, const char *id);
+ * LL_ENOTFOUND, LL_EPRECONDITION. */
+int ll_tenant_offboard(long long *out_op, ll_core *c, const char *id, const char *if_match);
+
+/* Writes are authored by the caller that ll_caller_set_current() (auth.h)
+ * names for the thread: name and email claims, else sub and
+ * sub@<git-author-domain>; without one, by git-author-name/-email.  The
+ * committer is always git-author-name/-email. */
 
 /* The answer to a write: *out the tenant as it is now and *pending 1 while
  * op is still queued; or the error that failed op (LL_EINVALID with kind
@@ -81,10 +88,11 @@ int ll_core_degraded(ll_core *c);
 int ll_tenant_get(json_t **out, ll_core *c, const char *id);
 
 /* The tenant as ll_tenant_get() shows it, as compact JSON text (*out is
- * the caller's to free).  Answers are kept per tenant while the registry
+ * the caller's to free), and its ETag.  Answers are kept per tenant while the registry
  * (ll_registry_generation) and what the cluster shows of the tenant
  * (ll_status_stamp) have not moved, so repeated reads cost a copy. */
-int ll_tenant_get_text(char **out, size_t *out_len, ll_core *c, const char *id);
+int ll_tenant_get_text(char **out, size_t *out_len, char etag[LL_ETAG_MAX], ll_core *c,
+                       const char *id);
 
 /* 1 when a caller waiting for tenant id to be ready should stop waiting:
  * it is ready or failed, it is not active (offboarding, drifted...), or no
@@ -97,9 +105,65 @@ int ll_tenant_wait_over(ll_core *c, const char *id);
 int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state,
                    const char *cursor, int limit);
 
-/* {"items": [tier...]} (without templates) and one tier (with template). */
+/* {"items": [tier...]} (without templates) and one tier (with template).
+ * A tier carries "etag", the version of its template and description. */
 int ll_tier_list(json_t **out, ll_core *c);
 int ll_tier_get(json_t **out, ll_core *c, const char *name);
+
+/* --- identity and access (access.c) --- */
+
+struct ll_auth;
+
+/* The bearer token keys (NULL unless serving; borrowed). */
+const struct ll_auth *ll_core_auth(ll_core *c);
+
+/* Creates or replaces tier name: body {"template", "description"?,
+ * "deployment_model"?}; the template must render for a sample tenant and
+ * give the deployment model named.  if_match / if_none_match are the
+ * headers (or NULL): LL_EPRECONDITION when they fail.  Queues one tier_put
+ * operation (*out_op); *out_created 1 when the tier is new.  LL_EINVALID
+ * (field set; kind "render-failed" when the template does not render),
+ * LL_ECONFLICT while another change to the tier is queued. */
+int ll_tier_put(long long *out_op, int *out_created, ll_core *c, const char *name,
+                const json_t *body, const char *if_match, const char *if_none_match);
+
+/* Deletes tier name (its template, folder and entry), one tier_delete
+ * operation.  LL_ENOTFOUND, LL_EPRECONDITION, LL_ECONFLICT while tenants
+ * that are not offboarded are in it or another change is queued. */
+int ll_tier_delete(long long *out_op, ll_core *c, const char *name, const char *if_match);
+
+/* The answer to a tier change: *pending 1 and *out the operation while it
+ * is queued; else *out the tier as it is now (NULL once deleted), or the
+ * error that failed the operation (LL_ECONFLICT, LL_EUPSTREAM). */
+int ll_tier_outcome(json_t **out, int *pending, ll_core *c, long long op, const char *name);
+
+/* Records one request that tried to change something (see registry.h);
+ * the tenant and tier default to what its operation names.  Prunes
+ * records older than audit-retention now and then. */
+int ll_audit_record(ll_core *c, const ll_audit_entry *e);
+
+/* The audit log, newest first: {"items", "next_cursor"}.  Filters (each
+ * may be NULL): tenant, actor (a token's sub), since / until (RFC 3339
+ * UTC); cursor from an earlier page.  LL_EINVALID for a bad filter. */
+int ll_audit_list(json_t **out, ll_core *c, const char *tenant, const char *actor,
+                  const char *since, const char *until, const char *cursor, int limit);
+
+/* The commits of the GitOps branch that touched tenant id's file (in any
+ * tier folder, either layout), newest first, read from landlord's clone:
+ * {"items": [{"sha", "message" (first line), "author": {"name", "email",
+ * "at"}, "committer": {...}, "changes": [{"path", "change"}],
+ * "operations": [ids]}], "next_cursor"}.  At most limit items and 20,000
+ * commits looked at per call; next_cursor (a commit) continues.
+ * LL_ENOTFOUND for a tenant the registry does not know. */
+int ll_tenant_history(json_t **out, ll_core *c, const char *id, const char *cursor, int limit);
+
+/* Idempotency-Key: see ll_registry_idem_begin (ttl: idempotency-ttl). */
+int ll_idempotency_begin(int *out_state, json_t **out_stored, ll_core *c, const char *subject,
+                         const char *key, const char *fingerprint);
+int ll_idempotency_finish(ll_core *c, const char *subject, const char *key, int status,
+                          const char *content_type, const char *location, const char *etag,
+                          const void *body, size_t len);
+int ll_idempotency_release(ll_core *c, const char *subject, const char *key);
 
 int ll_operation_get(json_t **out, ll_core *c, long long id);
 

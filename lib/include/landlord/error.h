@@ -13,17 +13,18 @@
 
 enum {
     LL_OK = 0,
-    LL_ERROR = -1,       /* anything unexpected */
-    LL_ENOTFOUND = -2,   /* the named thing does not exist */
-    LL_EEXISTS = -3,     /* the thing to create exists already */
-    LL_EINVALID = -4,    /* well-formed input that breaks a rule */
-    LL_ECONFLICT = -5,   /* the current state forbids the change */
-    LL_EAUTH = -6,       /* missing or bad credentials */
-    LL_EFORBIDDEN = -7,  /* credentials lack a permission */
-    LL_EUPSTREAM = -8,   /* git remote, registry or cluster failed */
-    LL_ETIMEOUT = -9,    /* waited too long */
-    LL_EMALFORMED = -10, /* input that cannot be parsed at all */
-    LL_EGONE = -11       /* a position that expired (a Kubernetes resourceVersion) */
+    LL_ERROR = -1,         /* anything unexpected */
+    LL_ENOTFOUND = -2,     /* the named thing does not exist */
+    LL_EEXISTS = -3,       /* the thing to create exists already */
+    LL_EINVALID = -4,      /* well-formed input that breaks a rule */
+    LL_ECONFLICT = -5,     /* the current state forbids the change */
+    LL_EAUTH = -6,         /* missing or bad credentials */
+    LL_EFORBIDDEN = -7,    /* credentials lack a permission */
+    LL_EUPSTREAM = -8,     /* git remote, registry or cluster failed */
+    LL_ETIMEOUT = -9,      /* waited too long */
+    LL_EMALFORMED = -10,   /* input that cannot be parsed at all */
+    LL_EGONE = -11,        /* a position that expired (a Kubernetes resourceVersion) */
+    LL_EPRECONDITION = -12 /* the caller's If-Match names another version */
 };
 
 #define LL_ERROR_MSG_MAX 512

@@ -7,7 +7,8 @@
  *
  * Tenants and operations come back as JSON objects (new references):
  *   tenant:    id tier release values lifecycle sync commit operation
- *              created_at updated_at offboarded_at [commits]
+ *              created_at updated_at offboarded_at etag [commits]
+ *              (etag: the version of the desired state, for If-Match)
  *   operation: id kind tenant tier payload state commit error error_type
  *              created_at updated_at
  */
@@ -70,16 +71,18 @@ int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r
 
 /* Stores a new desired state (tier, release, values) and queues an update
  * operation.  LL_ENOTFOUND; LL_ECONFLICT when the tenant is offboarded or
- * being offboarded. */
+ * being offboarded; LL_EPRECONDITION when if_match (an If-Match value, or
+ * NULL) does not match the tenant's "etag", checked in the same
+ * transaction. */
 int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const char *tier,
                        const char *release, const char *values_json,
-                       const ll_registry_author *author);
+                       const ll_registry_author *author, const char *if_match);
 
 /* Marks the tenant offboarding and queues its offboard operation.
  * LL_ENOTFOUND for no such tenant; *out_op = 0 when it is offboarded
- * already (nothing queued). */
+ * already (nothing queued); LL_EPRECONDITION as for updates. */
 int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id,
-                         const ll_registry_author *author);
+                         const ll_registry_author *author, const char *if_match);
 
 /* Up to limit queued operations, oldest first (new JSON array). */
 int ll_registry_ops_queued(json_t **out, ll_registry *r, int limit);
@@ -180,5 +183,73 @@ int ll_registry_release_delete(ll_registry *r, const char *version); /* LL_ENOTF
 
 /* Tenants not offboarded per release they ask for: [{"release", "count"}]. */
 int ll_registry_release_users(json_t **out, ll_registry *r);
+
+/* --- versions, audit, idempotency, tiers (registry_auth.c) --- */
+
+#define LL_ETAG_MAX 40
+
+/* A strong ETag ("<32 hex>", quotes included) over the parts, in order. */
+void ll_etag_of(char out[LL_ETAG_MAX], const char *const *parts, int n);
+
+/* 1 when an If-Match header value (a list of entity tags, or *) matches
+ * etag by strong comparison (weak tags never match). */
+int ll_etag_matches(const char *if_match, const char *etag);
+
+/* One request that tried to change something; NULL fields are stored as
+ * NULL, operation 0 as none. */
+typedef struct ll_audit_entry {
+    const char *request_id, *actor, *actor_name, *actor_email;
+    const char *method, *path, *route, *tenant, *tier, *problem;
+    int status, replayed;
+    long long operation;
+} ll_audit_entry;
+
+int ll_registry_audit_add(ll_registry *r, const ll_audit_entry *e);
+
+/* Audit records, newest first, with ids below before (0: from the newest),
+ * filtered by tenant, actor (sub) and at in [since, until) (each NULL for
+ * any): [{"id", "at", "request_id", "actor": {"sub", "name", "email"} |
+ * null, "method", "path", "route", "tenant", "tier", "status", "outcome",
+ * "problem", "replayed", "operation": {...} | null, "commit"}].
+ * *out_next is the cursor (an id) when more follow, else 0. */
+int ll_registry_audit_list(json_t **out_items, long long *out_next, ll_registry *r,
+                           const char *tenant, const char *actor, const char *since,
+                           const char *until, long long before, int limit);
+
+/* Forgets audit records older than before (RFC 3339). */
+int ll_registry_audit_prune(ll_registry *r, const char *before);
+
+enum { LL_IDEM_NEW = 0, LL_IDEM_IN_FLIGHT, LL_IDEM_MISMATCH, LL_IDEM_DONE };
+
+/* Looks up (subject, key) in one transaction: LL_IDEM_NEW (unknown or
+ * older than ttl_ms; now reserved as in flight for this request),
+ * LL_IDEM_IN_FLIGHT, LL_IDEM_MISMATCH (another fingerprint) or
+ * LL_IDEM_DONE with *out_stored {"status", "content_type", "location",
+ * "etag", "body"} (new reference). */
+int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, const char *subject,
+                           const char *key, const char *fingerprint, long long now_ms,
+                           long long ttl_ms);
+
+/* Stores the answer of the request that reserved (subject, key). */
+int ll_registry_idem_finish(ll_registry *r, const char *subject, const char *key, int status,
+                            const char *content_type, const char *location, const char *etag,
+                            const void *body, size_t len);
+
+/* Frees a reservation whose request ended without an answer worth keeping. */
+int ll_registry_idem_release(ll_registry *r, const char *subject, const char *key);
+
+/* Forgets keys made before before_ms, and every reservation when
+ * in_flight_too (at start: no request of an earlier process runs). */
+int ll_registry_idem_prune(ll_registry *r, long long before_ms, int in_flight_too);
+
+/* Queues a tier operation (kind "tier_put" or "tier_delete", payload JSON
+ * text) in one transaction.  LL_ECONFLICT while another change to the tier
+ * is queued, or (tier_delete) while tenants that are not offboarded are in
+ * the tier. */
+int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, const char *tier,
+                        const char *payload, const ll_registry_author *author);
+
+/* {"<tier>": "<description>"} of the tiers landlord wrote (new reference). */
+int ll_registry_tier_info(json_t **out, ll_registry *r);
 
 #endif

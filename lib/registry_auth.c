@@ -1,0 +1,413 @@
+/* registry_auth.c - what identity and access keep in SQLite: the audit
+ * log, stored answers of idempotent POSTs, tier changes queued in the
+ * outbox, tier descriptions, and the versions (ETags) of tenants.
+ *
+ * Same rules as registry.c: one connection per thread, bound parameters,
+ * one BEGIN IMMEDIATE transaction for anything that must be atomic (a
+ * tier change's checks and its operation; an idempotency key's check and
+ * its reservation).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+#include <openssl/evp.h>
+
+#include "landlord/error.h"
+#include "landlord/registry.h"
+#include "landlord/util.h"
+#include "registry_int.h"
+
+/* --- versions ------------------------------------------------------------------- */
+
+void ll_etag_of(char out[LL_ETAG_MAX], const char *const *parts, int n)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    char hex[33];
+
+    if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
+        for (int i = 0; i < n; i++) {
+            const char *p = parts[i] ? parts[i] : "";
+            EVP_DigestUpdate(ctx, p, strlen(p) + 1); /* the NUL separates parts */
+        }
+        EVP_DigestFinal_ex(ctx, md, &len);
+    }
+    EVP_MD_CTX_free(ctx);
+    if (len < 16)
+        memset(md, 0, 16);
+    ll_hex_encode(hex, md, 16);
+    snprintf(out, LL_ETAG_MAX, "\"%s\"", hex);
+}
+
+int ll_etag_matches(const char *if_match, const char *etag)
+{
+    const char *p = if_match;
+    size_t n = strlen(etag);
+
+    while (p && *p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (p[0] == 'W' && p[1] == '/') {
+            /* Weak tags never match If-Match (strong comparison). */
+            const char *end = strchr(p + 3, '"');
+            p = end ? end + 1 : p + strlen(p);
+            continue;
+        }
+        if (*p != '"')
+            return 0;
+        const char *end = strchr(p + 1, '"');
+        if (!end)
+            return 0;
+        if ((size_t)(end - p + 1) == n && strncmp(p, etag, n) == 0)
+            return 1;
+        p = end + 1;
+    }
+    return 0;
+}
+
+/* --- audit --------------------------------------------------------------------------- */
+
+int ll_registry_audit_add(ll_registry *r, const ll_audit_entry *e)
+{
+    sqlite3_stmt *st = NULL;
+    char now[32];
+    int error;
+
+    ll_now_rfc3339(now);
+    if ((error = reg_prepare(&st, r,
+                             "INSERT INTO audit (at, request_id, actor, actor_name, actor_email, "
+                             "method, path, route, tenant_id, tier, status, problem, operation_id, "
+                             "replayed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) < 0)
+        return error;
+    reg_bind_text(st, 1, now);
+    reg_bind_text(st, 2, e->request_id);
+    reg_bind_text(st, 3, e->actor);
+    reg_bind_text(st, 4, e->actor_name);
+    reg_bind_text(st, 5, e->actor_email);
+    reg_bind_text(st, 6, e->method);
+    reg_bind_text(st, 7, e->path);
+    reg_bind_text(st, 8, e->route);
+    reg_bind_text(st, 9, e->tenant);
+    reg_bind_text(st, 10, e->tier);
+    sqlite3_bind_int(st, 11, e->status);
+    reg_bind_text(st, 12, e->problem);
+    if (e->operation > 0)
+        sqlite3_bind_int64(st, 13, e->operation);
+    else
+        sqlite3_bind_null(st, 13);
+    sqlite3_bind_int(st, 14, e->replayed);
+    error = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_db_error(r, "record audit");
+    sqlite3_finalize(st);
+    return error;
+}
+
+/* outcome: what became of the request, from its status and operation. */
+static const char *outcome(int status, const char *op_state)
+{
+    if (status >= 500)
+        return "failed";
+    if (status >= 400)
+        return "refused";
+    if (op_state && strcmp(op_state, "queued") == 0)
+        return "pending";
+    if (op_state && strcmp(op_state, "failed") == 0)
+        return "failed";
+    return "done";
+}
+
+int ll_registry_audit_list(json_t **out_items, long long *out_next, ll_registry *r,
+                           const char *tenant, const char *actor, const char *since,
+                           const char *until, long long before, int limit)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *items = json_array();
+    int error, rc, n = 0;
+
+    *out_next = 0;
+    if ((error = reg_prepare(
+             &st, r,
+             "SELECT a.id, a.at, a.request_id, a.actor, a.actor_name, a.actor_email, a.method, "
+             "a.path, a.route, a.tenant_id, a.tier, a.status, a.problem, a.operation_id, "
+             "a.replayed, o.kind, o.state, o.commit_sha, o.author_name, o.author_email FROM audit "
+             "a LEFT JOIN operations o ON o.id = a.operation_id WHERE (?1 IS NULL OR a.tenant_id "
+             "= ?1) AND (?2 IS NULL OR a.actor = ?2) AND (?3 IS NULL OR a.at >= ?3) AND (?4 IS "
+             "NULL OR a.at < ?4) AND (?5 = 0 OR a.id < ?5) ORDER BY a.id DESC LIMIT ?6")) < 0)
+        goto fail;
+    reg_bind_text(st, 1, tenant);
+    reg_bind_text(st, 2, actor);
+    reg_bind_text(st, 3, since);
+    reg_bind_text(st, 4, until);
+    sqlite3_bind_int64(st, 5, before);
+    sqlite3_bind_int(st, 6, limit + 1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *e, *actor_obj = json_null(), *op = json_null();
+        const char *op_state = (const char *)sqlite3_column_text(st, 16);
+        if (n++ == limit) {
+            *out_next = json_integer_value(
+                json_object_get(json_array_get(items, json_array_size(items) - 1), "id"));
+            break;
+        }
+        if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+            actor_obj = json_pack("{s:o, s:o, s:o}", "sub", reg_col_text(st, 3), "name",
+                                  reg_col_text(st, 4), "email", reg_col_text(st, 5));
+        if (sqlite3_column_type(st, 13) != SQLITE_NULL &&
+            sqlite3_column_type(st, 15) != SQLITE_NULL)
+            op = json_pack("{s:I, s:o, s:o, s:o, s:{s:o, s:o}}", "id",
+                           (json_int_t)sqlite3_column_int64(st, 13), "kind", reg_col_text(st, 15),
+                           "state", reg_col_text(st, 16), "commit", reg_col_text(st, 17), "author",
+                           "name", reg_col_text(st, 18), "email", reg_col_text(st, 19));
+        e = json_object();
+        json_object_set_new(e, "id", json_integer(sqlite3_column_int64(st, 0)));
+        json_object_set_new(e, "at", reg_col_text(st, 1));
+        json_object_set_new(e, "request_id", reg_col_text(st, 2));
+        json_object_set_new(e, "actor", actor_obj);
+        json_object_set_new(e, "method", reg_col_text(st, 6));
+        json_object_set_new(e, "path", reg_col_text(st, 7));
+        json_object_set_new(e, "route", reg_col_text(st, 8));
+        json_object_set_new(e, "tenant", reg_col_text(st, 9));
+        json_object_set_new(e, "tier", reg_col_text(st, 10));
+        json_object_set_new(e, "status", json_integer(sqlite3_column_int(st, 11)));
+        json_object_set_new(
+            e, "outcome",
+            json_string(outcome(sqlite3_column_int(st, 11), json_is_null(op) ? NULL : op_state)));
+        json_object_set_new(e, "problem", reg_col_text(st, 12));
+        json_object_set_new(e, "replayed", json_boolean(sqlite3_column_int(st, 14)));
+        json_object_set_new(e, "operation", op);
+        json_object_set_new(e, "commit", json_is_null(op) ? json_null() : reg_col_text(st, 17));
+        json_array_append_new(items, e);
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        error = reg_db_error(r, "list audit");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out_items = items;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(items);
+    return error;
+}
+
+int ll_registry_audit_prune(ll_registry *r, const char *before)
+{
+    const char *p[] = {before};
+    int n = reg_run(r, "DELETE FROM audit WHERE at < ?", 1, p);
+    return n < 0 ? n : 0;
+}
+
+/* --- idempotency keys ----------------------------------------------------------------- */
+
+int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, const char *subject,
+                           const char *key, const char *fingerprint, long long now_ms,
+                           long long ttl_ms)
+{
+    sqlite3_stmt *st = NULL;
+    int error, rc;
+
+    *out_state = LL_IDEM_NEW;
+    *out_stored = NULL;
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
+        return error;
+    if ((error = reg_prepare(&st, r,
+                             "SELECT fingerprint, state, status, content_type, location, etag, "
+                             "body, created_at_ms FROM idempotency_keys WHERE subject = ? AND key "
+                             "= ?")) < 0)
+        goto fail;
+    reg_bind_text(st, 1, subject);
+    reg_bind_text(st, 2, key);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_int64(st, 7) + ttl_ms > now_ms) {
+        const char *fp = (const char *)sqlite3_column_text(st, 0);
+        const char *state = (const char *)sqlite3_column_text(st, 1);
+        if (!fp || strcmp(fp, fingerprint) != 0) {
+            *out_state = LL_IDEM_MISMATCH;
+        } else if (strcmp(state, "in_flight") == 0) {
+            *out_state = LL_IDEM_IN_FLIGHT;
+        } else {
+            *out_state = LL_IDEM_DONE;
+            *out_stored = json_pack(
+                "{s:i, s:o, s:o, s:o, s:s%}", "status", sqlite3_column_int(st, 2), "content_type",
+                reg_col_text(st, 3), "location", reg_col_text(st, 4), "etag", reg_col_text(st, 5),
+                "body", sqlite3_column_blob(st, 6) ? (const char *)sqlite3_column_blob(st, 6) : "",
+                (size_t)sqlite3_column_bytes(st, 6));
+        }
+        sqlite3_finalize(st);
+        return reg_exec(r, "COMMIT");
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        error = reg_db_error(r, "read idempotency key");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    /* New (or expired): reserve it for this request. */
+    if ((error = reg_prepare(&st, r,
+                             "INSERT OR REPLACE INTO idempotency_keys (subject, key, fingerprint, "
+                             "state, created_at_ms) VALUES (?, ?, ?, 'in_flight', ?)")) < 0)
+        goto fail;
+    reg_bind_text(st, 1, subject);
+    reg_bind_text(st, 2, key);
+    reg_bind_text(st, 3, fingerprint);
+    sqlite3_bind_int64(st, 4, now_ms);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        error = reg_db_error(r, "reserve idempotency key");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    return reg_exec(r, "COMMIT");
+fail:
+    sqlite3_finalize(st);
+    reg_exec(r, "ROLLBACK");
+    return error;
+}
+
+int ll_registry_idem_finish(ll_registry *r, const char *subject, const char *key, int status,
+                            const char *content_type, const char *location, const char *etag,
+                            const void *body, size_t len)
+{
+    sqlite3_stmt *st = NULL;
+    int error;
+    if ((error = reg_prepare(&st, r,
+                             "UPDATE idempotency_keys SET state = 'done', status = ?, content_type "
+                             "= ?, location = ?, etag = ?, body = ? WHERE subject = ? AND key = ? "
+                             "AND state = 'in_flight'")) < 0)
+        return error;
+    sqlite3_bind_int(st, 1, status);
+    reg_bind_text(st, 2, content_type);
+    reg_bind_text(st, 3, location);
+    reg_bind_text(st, 4, etag);
+    sqlite3_bind_blob(st, 5, body ? body : "", (int)len, SQLITE_TRANSIENT);
+    reg_bind_text(st, 6, subject);
+    reg_bind_text(st, 7, key);
+    error = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_db_error(r, "store idempotent answer");
+    sqlite3_finalize(st);
+    return error;
+}
+
+int ll_registry_idem_release(ll_registry *r, const char *subject, const char *key)
+{
+    const char *p[] = {subject, key};
+    int n = reg_run(r,
+                    "DELETE FROM idempotency_keys WHERE subject = ? AND key = ? AND state = "
+                    "'in_flight'",
+                    2, p);
+    return n < 0 ? n : 0;
+}
+
+int ll_registry_idem_prune(ll_registry *r, long long before_ms, int in_flight_too)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql), "DELETE FROM idempotency_keys WHERE created_at_ms < %lld%s",
+             before_ms, in_flight_too ? " OR state = 'in_flight'" : "");
+    return reg_exec(r, sql);
+}
+
+/* --- tiers ------------------------------------------------------------------------------ */
+
+int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, const char *tier,
+                        const char *payload, const ll_registry_author *author)
+{
+    sqlite3_stmt *st = NULL;
+    char now[32];
+    int error, rc;
+
+    *out_op = 0;
+    ll_now_rfc3339(now);
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
+        return error;
+    if ((error = reg_prepare(&st, r,
+                             "SELECT (SELECT count(*) FROM operations WHERE tenant_id = '' AND "
+                             "tier = ?1 AND state = 'queued'), (SELECT count(*) FROM tenants "
+                             "WHERE tier = ?1 AND lifecycle != 'offboarded')")) < 0)
+        goto fail;
+    reg_bind_text(st, 1, tier);
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+        error = reg_db_error(r, "read tier");
+        goto fail;
+    }
+    if (sqlite3_column_int64(st, 0) > 0) {
+        error = ll_error_set(LL_ECONFLICT, "a change to tier '%s' is still being pushed", tier);
+        ll_error_hint("wait for it (GET /api/v1/operations/{id}) and try again");
+        goto fail;
+    }
+    if (strcmp(kind, "tier_delete") == 0 && sqlite3_column_int64(st, 1) > 0) {
+        error = ll_error_set(LL_ECONFLICT, "tier '%s' still has %lld tenant(s)", tier,
+                             (long long)sqlite3_column_int64(st, 1));
+        ll_error_hint("offboard or move them first; only a tier without tenants can be deleted");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((error = reg_prepare(&st, r,
+                             "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
+                             "created_at, updated_at, author_name, author_email) VALUES (?, '', ?, "
+                             "?, 'queued', ?, ?, ?, ?) RETURNING id")) < 0)
+        goto fail;
+    reg_bind_text(st, 1, kind);
+    reg_bind_text(st, 2, tier);
+    reg_bind_text(st, 3, payload);
+    reg_bind_text(st, 4, now);
+    reg_bind_text(st, 5, now);
+    reg_bind_text(st, 6, author->name);
+    reg_bind_text(st, 7, author->email);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        error = reg_db_error(r, "queue operation");
+        goto fail;
+    }
+    *out_op = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return reg_exec(r, "COMMIT");
+fail:
+    sqlite3_finalize(st);
+    reg_exec(r, "ROLLBACK");
+    return error;
+}
+
+int ll_registry_tier_info(json_t **out, ll_registry *r)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *info = json_object();
+    int error, rc;
+
+    if ((error = reg_prepare(&st, r, "SELECT name, description FROM tier_info")) < 0)
+        goto fail;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_object_set_new(info, (const char *)sqlite3_column_text(st, 0), reg_col_text(st, 1));
+    if (rc != SQLITE_DONE) {
+        error = reg_db_error(r, "read tier descriptions");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = info;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(info);
+    return error;
+}
+
+int reg_tier_finish(ll_registry *r, const json_t *op, const char *now)
+{
+    const char *kind = json_string_value(json_object_get(op, "kind"));
+    const char *tier = json_string_value(json_object_get(op, "tier"));
+    const char *desc =
+        json_string_value(json_object_get(json_object_get(op, "payload"), "description"));
+    int n;
+
+    if (strcmp(kind, "tier_delete") == 0) {
+        const char *p[] = {tier};
+        n = reg_run(r, "DELETE FROM tier_info WHERE name = ?", 1, p);
+    } else {
+        const char *p[] = {tier, desc ? desc : "", now};
+        n = reg_run(r,
+                    "INSERT INTO tier_info (name, description, updated_at) VALUES (?1, ?2, ?3) ON "
+                    "CONFLICT (name) DO UPDATE SET description = ?2, updated_at = ?3",
+                    3, p);
+    }
+    return n < 0 ? n : 0;
+}

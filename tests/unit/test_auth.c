@@ -1,0 +1,195 @@
+/* Unit tests of lib/auth.c, lib/ratelimit.c and the version helpers of
+ * lib/registry_auth.c: scopes, commit authors, durations, token checks
+ * with a secret in a temp dir, token buckets, If-Match. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "landlord/auth.h"
+#include "landlord/config.h"
+#include "landlord/error.h"
+#include "landlord/ratelimit.h"
+#include "landlord/registry.h"
+
+static void test_scopes(void **state)
+{
+    ll_caller c = {0};
+    snprintf(c.scopes, sizeof(c.scopes), "tenants:write  webhooks:write");
+    assert_true(ll_caller_has_scope(&c, "tenants:write"));
+    assert_true(ll_caller_has_scope(&c, "tenants:read")); /* write implies read */
+    assert_true(ll_caller_has_scope(&c, "webhooks:write"));
+    assert_false(ll_caller_has_scope(&c, "tiers:write"));
+    assert_false(ll_caller_has_scope(&c, "admin"));
+    assert_false(ll_caller_has_scope(&c, "tenants"));
+    snprintf(c.scopes, sizeof(c.scopes), "tenants:read");
+    assert_false(ll_caller_has_scope(&c, "tenants:write"));
+    snprintf(c.scopes, sizeof(c.scopes), "admin");
+    assert_true(ll_caller_has_scope(&c, "tiers:write"));
+    assert_true(ll_caller_has_scope(&c, "admin"));
+    snprintf(c.scopes, sizeof(c.scopes), "administrator");
+    assert_false(ll_caller_has_scope(&c, "tiers:write"));
+}
+
+static void test_authors(void **state)
+{
+    ll_caller c = {0};
+    char name[256], email[300];
+    snprintf(c.sub, sizeof(c.sub), "auth0|1234 x");
+    ll_caller_author(name, sizeof(name), email, sizeof(email), &c, "example.test");
+    assert_string_equal(name, "auth0|1234 x");
+    assert_string_equal(email, "auth0-1234-x@example.test");
+    snprintf(c.sub, sizeof(c.sub), "ana@corp.test");
+    ll_caller_author(name, sizeof(name), email, sizeof(email), &c, "example.test");
+    assert_string_equal(email, "ana@corp.test");
+    snprintf(c.name, sizeof(c.name), "Ana Lima");
+    snprintf(c.email, sizeof(c.email), "ana.lima@corp.test");
+    ll_caller_author(name, sizeof(name), email, sizeof(email), &c, "example.test");
+    assert_string_equal(name, "Ana Lima");
+    assert_string_equal(email, "ana.lima@corp.test");
+}
+
+static void test_durations(void **state)
+{
+    long v = 0;
+    assert_int_equal(ll_parse_duration(&v, "90"), 0);
+    assert_int_equal(v, 90);
+    assert_int_equal(ll_parse_duration(&v, "15m"), 0);
+    assert_int_equal(v, 900);
+    assert_int_equal(ll_parse_duration(&v, "1h"), 0);
+    assert_int_equal(v, 3600);
+    assert_int_equal(ll_parse_duration(&v, "7d"), 0);
+    assert_int_equal(v, 7 * 86400);
+    assert_int_equal(ll_parse_duration(&v, "367d"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "0"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "-5m"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "1hh"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "h"), LL_EINVALID);
+}
+
+/* Mint with the embedded default secret in a temp data dir, verify, and
+ * see the claim checks refuse what they must. */
+static void test_mint_and_verify(void **state)
+{
+    char dir[] = "/tmp/landlord-auth-XXXXXX", path[300];
+    ll_config cfg;
+    ll_auth *a = NULL;
+    ll_caller c;
+    char *tok = NULL;
+    struct stat st;
+    long long now = (long long)time(NULL);
+
+    assert_non_null(mkdtemp(dir));
+    ll_config_defaults(&cfg);
+    snprintf(cfg.data, sizeof(cfg.data), "%s", dir);
+    assert_int_equal(ll_auth_mint(&tok, &cfg, "me", "tenants:write", "Me", "me@x.test", 60), 0);
+    snprintf(path, sizeof(path), "%s/jwt-secret", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(ll_auth_open(&a, &cfg), 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), 0);
+    assert_string_equal(c.sub, "me");
+    assert_string_equal(c.name, "Me");
+    assert_string_equal(c.email, "me@x.test");
+    assert_string_equal(c.scopes, "tenants:write");
+    /* expired beyond the leeway (30 s), and within it */
+    assert_int_equal(ll_auth_verify(&c, a, tok, now + 60 + 31), LL_EAUTH);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now + 60 + 29), 0);
+    /* one flipped signature character, a cut token, garbage */
+    tok[strlen(tok) - 2] = tok[strlen(tok) - 2] == 'A' ? 'B' : 'A';
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), LL_EAUTH);
+    tok[strlen(tok) / 2] = '\0';
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), LL_EAUTH);
+    assert_int_equal(ll_auth_verify(&c, a, "a.b.c", now), LL_EAUTH);
+    assert_int_equal(ll_auth_verify(&c, a, "", now), LL_EAUTH);
+    assert_int_equal(ll_auth_verify(&c, a, "x y.z", now), LL_EAUTH);
+    free(tok);
+    tok = NULL;
+    assert_int_equal(ll_auth_mint(&tok, &cfg, "me", "tenants:writ", NULL, NULL, 60), LL_EINVALID);
+    assert_int_equal(ll_auth_mint(&tok, &cfg, "   ", "", NULL, NULL, 60), LL_EINVALID);
+    ll_auth_free(a);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_short_secret_refused(void **state)
+{
+    char dir[] = "/tmp/landlord-auth-XXXXXX", path[300];
+    ll_config cfg;
+    ll_auth *a = NULL;
+    FILE *f;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/short", dir);
+    assert_non_null(f = fopen(path, "w"));
+    fputs("too-short\n", f);
+    fclose(f);
+    ll_config_defaults(&cfg);
+    snprintf(cfg.jwt_secret_file, sizeof(cfg.jwt_secret_file), "%s", path);
+    assert_int_equal(ll_auth_open(&a, &cfg), LL_EINVALID);
+    assert_null(strstr(ll_error_last()->message, "too-short")); /* never echoed */
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_token_buckets(void **state)
+{
+    ll_ratelimit *rl = NULL;
+    int retry = 0;
+    assert_int_equal(ll_ratelimit_new(&rl, 2.0, 3.0, 4), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ll_ratelimit_take(rl, "sub:a", 1000, &retry), 1);
+    assert_int_equal(ll_ratelimit_take(rl, "sub:a", 1000, &retry), 0);
+    assert_int_equal(retry, 1);
+    assert_int_equal(ll_ratelimit_take(rl, "sub:b", 1000, &retry), 1); /* its own bucket */
+    assert_int_equal(ll_ratelimit_take(rl, "sub:a", 1500, &retry), 1); /* 0.5 s: one token */
+    assert_int_equal(ll_ratelimit_take(rl, "sub:a", 1500, &retry), 0);
+    /* Many callers: the table stays bounded and idle buckets make room. */
+    for (int i = 0; i < 1000; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "sub:%d", i);
+        assert_int_equal(ll_ratelimit_take(rl, k, 100000 + i * 10000, &retry), 1);
+    }
+    ll_ratelimit_free(rl);
+}
+
+static void test_if_match(void **state)
+{
+    char a[LL_ETAG_MAX], b[LL_ETAG_MAX];
+    const char *p1[] = {"premium", "1.2", "{}"}, *p2[] = {"premium", "1.2", "{\"a\":1}"};
+    ll_etag_of(a, p1, 3);
+    ll_etag_of(b, p2, 3);
+    assert_string_not_equal(a, b);
+    assert_int_equal(strlen(a), 34);
+    assert_true(ll_etag_matches(a, a));
+    assert_true(ll_etag_matches("*", a));
+    char list[120];
+    snprintf(list, sizeof(list), "\"x\", %s", a);
+    assert_true(ll_etag_matches(list, a));
+    snprintf(list, sizeof(list), "W/%s", a);
+    assert_false(ll_etag_matches(list, a)); /* weak never matches */
+    assert_false(ll_etag_matches(b, a));
+    assert_false(ll_etag_matches("", a));
+    assert_false(ll_etag_matches("garbage", a));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scopes),
+        cmocka_unit_test(test_authors),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_mint_and_verify),
+        cmocka_unit_test(test_short_secret_refused),
+        cmocka_unit_test(test_token_buckets),
+        cmocka_unit_test(test_if_match),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
