@@ -173,6 +173,9 @@ static const setting settings[] = {
     {"batch-size", I(batch_size), "64", 1, 10000, NULL, "operations combined into one commit"},
     {"batch-linger", I(batch_linger), "5", 0, 1000, NULL,
      "ms the git writer waits for more operations after a batch of several (group commit)"},
+    {"rollout-wave-timeout", I(rollout_wave_timeout), "600", 1, 86400, NULL,
+     "seconds a rollout wave may take, from its push, until every tenant in it reads ready; "
+     "then the wave fails (wave_timeout_seconds overrides per rollout)"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -1,5 +1,5 @@
 /* core_int.h - the service handle, shared by the files of the core's use
- * cases (tenants.c, events.c); private to lib/. */
+ * cases (tenants.c, events.c, releases.c, rollouts.c); private to lib/. */
 #ifndef LANDLORD_CORE_INT_H
 #define LANDLORD_CORE_INT_H
 
@@ -8,6 +8,7 @@
 #include "landlord/config.h"
 #include "landlord/core.h"
 #include "landlord/gitops.h"
+#include "landlord/rollouts.h"
 #include "landlord/status.h"
 #include "landlord/webhooks.h"
 
@@ -20,8 +21,17 @@ struct ll_core {
     ll_gitops *git;
     ll_status *status;     /* NULL unless serving */
     ll_webhooks *webhooks; /* NULL unless serving */
+    ll_rollouts *rollouts; /* NULL unless serving */
     pthread_key_t reg_key;
 };
+
+/* The rollout engine, or NULL (before it started, or not serving).  Read
+ * with an atomic load: the writer's and the follower's callbacks may run
+ * while ll_core_open() sets it. */
+static inline ll_rollouts *ll_core_rollouts(ll_core *c)
+{
+    return __atomic_load_n(&c->rollouts, __ATOMIC_ACQUIRE);
+}
 
 /* Records an LL_EINVALID error about field; returns LL_EINVALID. */
 int ll_core_field_error(const char *field, const char *fmt, ...)

@@ -1322,6 +1322,24 @@ int ll_status_state(ll_status *s, const char *id, const char *commit, const char
     return error;
 }
 
+json_t *ll_status_verdict(ll_status *s, const char *id, const char *commit, const char *sync)
+{
+    json_t *out = NULL;
+    if (!s || !s->kube)
+        return NULL;
+    pthread_mutex_lock(&s->lock);
+    const json_t *rec = json_object_get(s->tenants, id);
+    const json_t *d = json_object_get(rec, "derived");
+    const char *had = json_string_value(json_object_get(rec, "state_commit"));
+    const char *was = json_string_value(json_object_get(rec, "state_sync"));
+    int current = (commit ? had && strcmp(had, commit) == 0 : !had) &&
+                  (!sync || (was && strcmp(was, sync) == 0));
+    if (d && current)
+        out = json_deep_copy(d);
+    pthread_mutex_unlock(&s->lock);
+    return out;
+}
+
 unsigned long long ll_status_generation(ll_status *s)
 {
     if (!s)

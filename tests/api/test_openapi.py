@@ -315,6 +315,15 @@ class ResponsesValidate(LandlordTestCase):
         c("DELETE", "/api/v1/tenants/{id}", s.delete("/api/v1/tenants/schema"))  # again
         c("DELETE", "/api/v1/tenants/{id}", s.delete("/api/v1/tenants/none"))  # 404
         c("GET", "/api/v1/tenants/{id}", s.get("/api/v1/tenants/schema"))  # offboarded, with commits
+        # Rollouts without a cluster: the list, refusals, unknown ids.
+        c("GET", "/api/v1/rollouts", s.get("/api/v1/rollouts"))
+        c("GET", "/api/v1/rollouts", s.get("/api/v1/rollouts?limit=0"))  # 422
+        c("POST", "/api/v1/rollouts", s.post_json("/api/v1/rollouts", {"version": "9.9.9", "tiers": ["basic"]}))
+        c("POST", "/api/v1/rollouts", s.request("POST", "/api/v1/rollouts", body=b"{", headers={
+            "Content-Type": "application/json"}))  # 400
+        c("GET", "/api/v1/rollouts/{id}", s.get("/api/v1/rollouts/1"))  # 404
+        for action in ("pause", "resume", "abort", "rollback"):
+            c("POST", "/api/v1/rollouts/{id}/" + action, s.post_json("/api/v1/rollouts/1/" + action, {}))  # 404
 
 
 if __name__ == "__main__":

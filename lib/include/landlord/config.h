@@ -47,6 +47,7 @@ typedef struct ll_config {
     long release_max_size;        /* bytes of a chart archive */
     long batch_size;              /* operations per commit */
     long batch_linger;            /* ms to wait for more operations under load */
+    long rollout_wave_timeout;    /* seconds a rollout wave may take to read ready */
 } ll_config;
 
 /* Fills cfg with the defaults. */
