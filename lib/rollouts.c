@@ -540,20 +540,22 @@ int ll_rollout_create(json_t **out, ll_core *c, const json_t *body)
     /* Who the rollout concerns, as they are now. */
     if ((error = ll_registry_rollout_candidates(&candidates, r, tiers, names)) < 0)
         goto done;
+    json_t *byid = json_object(), *cand;
+    json_array_foreach(candidates, i, cand) json_object_set(byid, str(cand, "id"), cand);
     json_array_foreach(names, i, t)
     {
         const char *name = json_string_value(t);
-        json_t *found = NULL, *cand;
-        size_t k;
-        json_array_foreach(candidates, k, cand) if (strcmp(str(cand, "id"), name) == 0) found =
-            cand;
+        const json_t *found = json_object_get(byid, name);
         if (!found || strcmp(str(found, "lifecycle"), "active") != 0) {
             error = field_error("tenants",
                                 found ? "tenant '%s' is not active (%s)" : "no tenant '%s'%s", name,
                                 found ? str(found, "lifecycle") : "");
-            goto done;
+            break;
         }
     }
+    json_decref(byid);
+    if (error < 0)
+        goto done;
     json_array_foreach(candidates, i, t)
     {
         const char *release = str(t, "release"), *chart = str(t, "chart_version");
