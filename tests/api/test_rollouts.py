@@ -19,8 +19,9 @@ Covers (docs/api.md "Rollouts", "What a tenant runs"):
   - a version whose install fails stops at wave 1 and rolls back in one
     commit: the wave's tenants read `ready` at the old version again, later
     waves' tenants were never touched;
-  - pause (nothing more happens), resume, abort, the rollback action,
-    on_failure pause;
+  - pause (nothing more happens), a tenant pinned meanwhile skipped by its
+    wave and unpinned to its tier's new version, resume, abort, the
+    rollback action, on_failure pause;
   - landlord killed mid-rollout continues after a restart, each wave
     committed once;
   - bad input (a version never uploaded, unknown tiers or tenants, bad
@@ -560,10 +561,21 @@ class EndToEnd(RolloutTestCase):
         self.assertEqual((ro["state"], ro["waves"][1]["state"]), ("paused", "pending"))
         self.assertEqual(self.s.head(), head)
         self.assertEqual(file_version(self.s, tenant_file("premium", "p2")), "0.0.2")
+        # Pinned meanwhile: its wave skips it.
+        t = self.assertJson(self.s.request("PATCH", "/api/v1/tenants/p2", json_body={"release": "0.0.2"}), 200)
+        self.assertEqual((t["pinned"], t["chart_version"]), (True, "0.0.2"))
         r = self.s.request("POST", "/api/v1/rollouts/%d/resume" % rid)  # no body at all
         self.assertEqual(self.assertJson(r, 200)["state"], "running")
         ro = self.wait_rollout(rid, ("succeeded", "rolled_back", "paused", "failed"))
         self.assertEqual(ro["state"], "succeeded", json.dumps(ro, indent=1))
+        p2 = [t for t in ro["tenants"] if t["id"] == "p2"][0]
+        self.assertEqual((p2["state"], p2["wave"], p2["reason"]),
+                         ("skipped", 2, "pinned to 0.0.2 since the rollout began"))
+        self.assertEqual(file_version(self.s, tenant_file("premium", "p2")), "0.0.2")
+        # Unpinned: the file gets the version its tier runs now.
+        self.assertEqual(self.assertJson(self.s.get("/api/v1/tiers/premium"), 200)["version"], "0.0.4")
+        t = self.assertJson(self.s.request("PATCH", "/api/v1/tenants/p2", json_body={"release": "0.0"}), 200)
+        self.assertEqual((t["pinned"], t["chart_version"]), (False, "0.0.4"))
         self.wait_ready_at("p2", "0.0.4")
         self.assertProblem(self.s.post_json("/api/v1/rollouts/%d/resume" % rid, {}), 409, "conflict")
         self.assertProblem(self.s.post_json("/api/v1/rollouts/%d/abort" % rid, {}), 409, "conflict")
