@@ -525,7 +525,7 @@ static int apply_rollout(ll_gitops *g, ll_overlay *ov, const json_t *op)
     json_array_foreach(json_object_get(payload, "tenants"), i, t)
     {
         const char *id = op_str(t, "id"), *tier = op_str(t, "tier"), *at = op_str(t, "path");
-        if (!id || !tier || ll_validate_tenant_id(id) < 0)
+        if (!id || !tier || !op_str(t, "to") || ll_validate_tenant_id(id) < 0)
             return ll_error_set(LL_EINVALID, "rollout operation names a bad tenant");
         if (at)
             snprintf(path, sizeof(path), "%s", at);
@@ -537,7 +537,7 @@ static int apply_rollout(ll_gitops *g, ll_overlay *ov, const json_t *op)
     json_array_foreach(json_object_get(payload, "pools"), i, t)
     {
         const char *name = op_str(t, "name");
-        if (!name || ll_validate_label(name, 63, "pool") < 0)
+        if (!name || !op_str(t, "to") || ll_validate_label(name, 63, "pool") < 0)
             return ll_error_set(LL_EINVALID, "rollout operation names a bad pool");
         snprintf(path, sizeof(path), "%s/pooled-envs/%s.yaml", g->root, name);
         if ((error = set_version(ov, path, op_str(t, "to"))) < 0)

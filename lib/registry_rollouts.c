@@ -833,7 +833,7 @@ int ll_registry_rollout_rollback(long long *out_op, ll_registry *r, long long id
                    *lifecycle = str(row, "lifecycle");
         int active = lifecycle && strcmp(lifecycle, "active") == 0;
         const char *why = NULL;
-        if (active && chart && strcmp(chart, version) == 0) {
+        if (active && chart && from && strcmp(chart, version) == 0) {
             json_array_append_new(
                 back,
                 json_pack("{s:O, s:O, s:O, s:O, s:s, s:O}", "id", json_object_get(row, "id"),
