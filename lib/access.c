@@ -293,7 +293,7 @@ static void current_etag(char out[LL_ETAG_MAX], ll_core *c, ll_registry *r, cons
     const json_t *t = ll_tiers_find(tiers, name);
     out[0] = '\0';
     if (t && ll_registry_tier_info(&info, r) == 0) {
-        view = ll_core_tier_view(t, NULL, info, 0);
+        view = ll_core_tier_view(t, NULL, info, NULL, 0);
         snprintf(out, LL_ETAG_MAX, "%s", json_string_value(json_object_get(view, "etag")));
         json_decref(view);
     }

@@ -208,6 +208,9 @@ static const setting settings[] = {
      "largest request line plus headers in bytes (431 above)"},
     {"http-body-timeout", I(http_body_timeout), "30", 1, 3600, NULL,
      "seconds a request body may take to arrive in full (slow bodies are cut off)"},
+    {"rollout-wave-timeout", I(rollout_wave_timeout), "600", 1, 86400, NULL,
+     "seconds a rollout wave may take, from its push, until every tenant in it reads ready; "
+     "then the wave fails (wave_timeout_seconds overrides per rollout)"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -1,5 +1,5 @@
 /* core_int.h - the service handle, shared by the files of the core's use
- * cases (tenants.c, events.c); private to lib/. */
+ * cases (tenants.c, events.c, releases.c, rollouts.c); private to lib/. */
 #ifndef LANDLORD_CORE_INT_H
 #define LANDLORD_CORE_INT_H
 
@@ -8,6 +8,7 @@
 #include "landlord/config.h"
 #include "landlord/core.h"
 #include "landlord/gitops.h"
+#include "landlord/rollouts.h"
 #include "landlord/status.h"
 #include "landlord/webhooks.h"
 
@@ -21,6 +22,7 @@ struct ll_core {
     ll_gitops *git;
     ll_status *status;     /* NULL unless serving */
     ll_webhooks *webhooks; /* NULL unless serving */
+    ll_rollouts *rollouts; /* NULL unless serving */
     pthread_key_t reg_key;
     /* Tenant answers as sent, with what they were built from (see
      * ll_tenant_get_text): id -> {"text", "gen", "stamp"}. */
@@ -45,10 +47,17 @@ void ll_access_start(ll_core *c);
 /* A catalogue tier as the API shows it: with its tenant count (counts),
  * description (info: tier_info) and etag; template only when asked. */
 json_t *ll_core_tier_view(const json_t *tier, const json_t *counts, const json_t *info,
-                          int with_template);
+                          const json_t *versions, int with_template);
 
 /* The commit author of the current request (see tenants.c). */
 ll_registry_author ll_core_author(const ll_core *c, ll_author_buf *buf);
+/* The rollout engine, or NULL (before it started, or not serving).  Read
+ * with an atomic load: the writer's and the follower's callbacks may run
+ * while ll_core_open() sets it. */
+static inline ll_rollouts *ll_core_rollouts(ll_core *c)
+{
+    return __atomic_load_n(&c->rollouts, __ATOMIC_ACQUIRE);
+}
 
 /* Records an LL_EINVALID error about field; returns LL_EINVALID. */
 int ll_core_field_error(const char *field, const char *fmt, ...)

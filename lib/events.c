@@ -25,15 +25,24 @@
 static const char *const states[] = {"provisioning", "ready",      "updating", "failed",  "blocked",
                                      "offboarding",  "offboarded", "drifted",  "unknown", NULL};
 
-/* "tenant.*", "*", or "tenant.<state>". */
+/* What rollouts announce (rollouts.c, registry_rollouts.c). */
+static const char *const rollout_events[] = {
+    "started", "wave_started", "wave_succeeded", "tenant_ready", "tenant_failed", "failed",
+    "paused",  "resumed",      "aborted",        "rolling_back", "rolled_back",   "succeeded",
+    NULL};
+
+/* "*", "tenant.*", "tenant.<state>", "rollout.*" or "rollout.<event>". */
 static int valid_type(const char *t)
 {
-    if (strcmp(t, "*") == 0 || strcmp(t, "tenant.*") == 0)
+    const char *const *list = NULL;
+    if (strcmp(t, "*") == 0 || strcmp(t, "tenant.*") == 0 || strcmp(t, "rollout.*") == 0)
         return 1;
-    if (strncmp(t, "tenant.", 7) != 0)
-        return 0;
-    for (const char *const *s = states; *s; s++)
-        if (strcmp(t + 7, *s) == 0)
+    if (strncmp(t, "tenant.", 7) == 0)
+        list = states, t += 7;
+    else if (strncmp(t, "rollout.", 8) == 0)
+        list = rollout_events, t += 8;
+    for (const char *const *s = list; s && *s; s++)
+        if (strcmp(t, *s) == 0)
             return 1;
     return 0;
 }
@@ -124,7 +133,7 @@ int ll_webhook_create(json_t **out, ll_core *c, const json_t *body)
             if (!json_is_string(v) || !valid_type(json_string_value(v)))
                 return ll_core_field_error("event_types",
                                            "event_types[%zu] is not an event type (tenant.*, "
-                                           "tenant.ready, tenant.failed, ...)",
+                                           "tenant.ready, rollout.*, rollout.failed, ...)",
                                            i);
         }
     }
@@ -201,7 +210,8 @@ int ll_events_last(long long *out, ll_core *c)
 
 unsigned long long ll_core_events_generation(ll_core *c)
 {
-    return ll_status_generation(c->status);
+    /* Tenants' transitions and rollouts' events: both only grow. */
+    return ll_status_generation(c->status) + ll_rollouts_generation(ll_core_rollouts(c));
 }
 
 int ll_core_metrics(char **out, size_t *out_len, ll_core *c)

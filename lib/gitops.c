@@ -47,6 +47,7 @@
 #include "landlord/template.h"
 #include "landlord/tiers.h"
 #include "landlord/util.h"
+#include "landlord/validate.h"
 #include "overlay.h"
 
 #define BACKOFF_MIN_MS 250
@@ -58,6 +59,8 @@ struct ll_gitops {
     char remote_ref[300];
     int batch_size, push_attempts, import_only, linger_ms, sharded;
     int64_t poll_interval_ms;
+    void (*on_progress)(void *payload);
+    void *on_progress_payload;
     git_repository *repo;
     ll_registry *reg;
 
@@ -391,8 +394,12 @@ static int put_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_
     const json_t *payload = json_object_get(op, "payload");
     char path[1024], dir[1000], entry[128], *tmpl = NULL, *rendered = NULL, *existing = NULL;
     size_t tmpl_len = 0, rendered_len = 0, existing_len = 0;
-    ll_render_input in = {tenant, tier, json_string_value(json_object_get(payload, "release")),
-                          NULL, json_object_get(payload, "values")};
+    /* What the file carries: the exact chart version chosen for the tenant
+     * (chart_version), else its release as a range. */
+    const char *version = json_string_value(json_object_get(payload, "chart_version"));
+    ll_render_input in = {
+        tenant, tier, version ? version : json_string_value(json_object_get(payload, "release")),
+        NULL, json_object_get(payload, "values")};
     int error;
 
     *why = "conflict";
@@ -609,6 +616,64 @@ done:
     return error;
 }
 
+/* Sets the chart version of the file at path to version, in place (only
+ * that field changes); a missing file is left alone. */
+static int set_version(ll_overlay *ov, const char *path, const char *version)
+{
+    char *text = NULL, *out = NULL;
+    size_t len = 0, out_len = 0;
+    int changed = 0, error;
+
+    if ((error = ll_overlay_read(&text, &len, ov, path)) < 0 || !text)
+        return error;
+    if ((error = ll_template_set_chart_version(&out, &out_len, &changed, text, len, version)) < 0) {
+        char why[LL_ERROR_MSG_MAX];
+        snprintf(why, sizeof(why), "%s", ll_error_last()->message);
+        ll_error_set(LL_ECONFLICT, "%s: %s", path, why);
+    } else if (changed) {
+        error = ll_overlay_put(ov, path, out, out_len);
+        out = NULL;
+    }
+    free(text);
+    free(out);
+    return error;
+}
+
+/* A rollout operation: every tenant of a wave (or every tenant a rollback
+ * returns) and the pool environments moving with it get their chart
+ * version, as in-place edits of that one field, in one commit.  A tenant
+ * whose file vanished is left out (it reads drifted). */
+static int apply_rollout(ll_gitops *g, ll_overlay *ov, const json_t *op)
+{
+    const json_t *payload = json_object_get(op, "payload"), *t;
+    char path[1024], dir[1000];
+    size_t i;
+    int error;
+
+    json_array_foreach(json_object_get(payload, "tenants"), i, t)
+    {
+        const char *id = op_str(t, "id"), *tier = op_str(t, "tier"), *at = op_str(t, "path");
+        if (!id || !tier || !op_str(t, "to") || ll_validate_tenant_id(id) < 0)
+            return ll_error_set(LL_EINVALID, "rollout operation names a bad tenant");
+        if (at)
+            snprintf(path, sizeof(path), "%s", at);
+        else
+            tenant_location(path, sizeof(path), dir, sizeof(dir), g, ov, tier, id);
+        if ((error = set_version(ov, path, op_str(t, "to"))) < 0)
+            return error;
+    }
+    json_array_foreach(json_object_get(payload, "pools"), i, t)
+    {
+        const char *name = op_str(t, "name");
+        if (!name || !op_str(t, "to") || ll_validate_label(name, 63, "pool") < 0)
+            return ll_error_set(LL_EINVALID, "rollout operation names a bad pool");
+        snprintf(path, sizeof(path), "%s/pooled-envs/%s.yaml", g->root, name);
+        if ((error = set_version(ov, path, op_str(t, "to"))) < 0)
+            return error;
+    }
+    return 0;
+}
+
 static int apply_op(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t *op,
                     const char **why)
 {
@@ -618,6 +683,8 @@ static int apply_op(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t 
         return put_tier(g, ov, intents, op);
     if (strcmp(kind, "tier_delete") == 0)
         return delete_tier(g, ov, intents, op);
+    if (strcmp(kind, "rollout") == 0)
+        return apply_rollout(g, ov, op);
     if (strcmp(kind, "onboard") == 0)
         return put_tenant(g, ov, intents, op, tier, 0, why);
     if (strcmp(kind, "offboard") == 0)
@@ -636,14 +703,28 @@ static void describe(ll_buf *b, const json_t *op)
 {
     const char *kind = op_str(op, "kind"), *tenant = op_str(op, "tenant"),
                *tier = op_str(op, "tier");
-    const char *from =
-        json_string_value(json_object_get(json_object_get(op, "payload"), "from_tier"));
+    const json_t *payload = json_object_get(op, "payload");
+    const char *from = json_string_value(json_object_get(payload, "from_tier"));
+    if (strcmp(kind, "rollout") == 0) {
+        long long rollout = (long long)json_integer_value(json_object_get(payload, "rollout"));
+        size_t n = json_array_size(json_object_get(payload, "tenants")),
+               pools = json_array_size(json_object_get(payload, "pools"));
+        const char *version = op_str(payload, "version");
+        if (strcmp(op_str(payload, "action") ? op_str(payload, "action") : "", "rollback") == 0)
+            ll_buf_printf(b,
+                          "Roll back rollout %lld of %s: %zu tenant(s)%s to their previous "
+                          "version",
+                          rollout, version ? version : "?", n, pools ? " and pools" : "");
+        else
+            ll_buf_printf(b, "Roll out %s, rollout %lld wave %lld: %zu tenant(s)%s",
+                          version ? version : "?", rollout,
+                          (long long)json_integer_value(json_object_get(payload, "wave")), n,
+                          pools ? " and pools" : "");
+        return;
+    }
     if (strcmp(kind, "tier_put") == 0)
         ll_buf_printf(b, "%s tier %s",
-                      json_is_true(json_object_get(json_object_get(op, "payload"), "replace"))
-                          ? "Replace"
-                          : "Add",
-                      tier);
+                      json_is_true(json_object_get(payload, "replace")) ? "Replace" : "Add", tier);
     else if (strcmp(kind, "tier_delete") == 0)
         ll_buf_printf(b, "Delete tier %s", tier);
     else if (strcmp(kind, "onboard") == 0)
@@ -738,8 +819,26 @@ static json_t *read_tiers(ll_gitops *g, git_commit *commit)
             }
         }
         snprintf(path, sizeof(path), "%s/pooled-envs/kustomization.yaml", g->root);
-        if (ll_overlay_read(&text, &len, &ov, path) == 0 && text)
+        if (ll_overlay_read(&text, &len, &ov, path) == 0 && text) {
+            json_t *pools = NULL, *pool;
+            size_t i;
             json_object_set_new(files, path, json_stringn(text, len));
+            /* The pool environments it lists: their chart versions. */
+            if (ll_kustomize_resources(&pools, text, len) == 0) {
+                json_array_foreach(pools, i, pool)
+                {
+                    char *ptext = NULL;
+                    size_t plen = 0;
+                    snprintf(path, sizeof(path), "%s/pooled-envs/%s", g->root,
+                             json_string_value(pool));
+                    if (!strchr(json_string_value(pool), '/') &&
+                        ll_overlay_read(&ptext, &plen, &ov, path) == 0 && ptext)
+                        json_object_set_new(files, path, json_stringn(ptext, plen));
+                    free(ptext);
+                }
+            }
+            json_decref(pools);
+        }
         free(text);
     }
     cat = ll_tiers_build(files, g->root);
@@ -936,7 +1035,8 @@ static int build(batch *b, ll_gitops *g, json_t *work, json_t *kfailed)
                 ll_overlay_undo(&b->ov);
                 json_array_append_new(b->failed, failure(id, why));
                 ll_log_warn("msg=\"operation failed\" op=%lld tenant=%s error=\"%s\"", id,
-                            op_str(op, "tenant"), ll_error_last()->message);
+                            op_str(op, "tenant") ? op_str(op, "tenant") : "-",
+                            ll_error_last()->message);
                 json_decref(intents);
                 continue;
             }
@@ -1019,6 +1119,8 @@ static int move_batch(batch *b, ll_gitops *g, git_commit *new_head)
      * layout, so those paths count too. */
     for (size_t i = 0; ok && i < json_array_size(b->applied); i++) {
         const json_t *op = json_array_get(b->applied, i);
+        if (!op_str(op, "tenant"))
+            continue; /* a rollout: it edits files in place, found where they are */
         const char *tiers[] = {
             op_str(op, "tier"),
             json_string_value(json_object_get(json_object_get(op, "payload"), "from_tier"))};
@@ -1189,6 +1291,8 @@ static void publish_progress(ll_gitops *g)
     g->generation++;
     pthread_cond_broadcast(&g->progress);
     pthread_mutex_unlock(&g->lock);
+    if (g->on_progress)
+        g->on_progress(g->on_progress_payload);
 }
 
 /* Operations of one author from the head of the queue. */
@@ -1480,6 +1584,8 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     g->import_only = o->import_only;
     g->linger_ms = o->linger_ms;
     g->sharded = o->sharded;
+    g->on_progress = o->on_progress;
+    g->on_progress_payload = o->on_progress_payload;
     g->seed_rand = (unsigned int)ll_monotonic_ms();
     snprintf(g->remote_ref, sizeof(g->remote_ref), "refs/remotes/origin/%s", g->branch);
 

@@ -14,6 +14,7 @@
 #include "landlord/error.h"
 #include "landlord/registry.h"
 #include "landlord/util.h"
+#include "landlord/validate.h"
 #include "registry_int.h"
 
 int reg_db_error(ll_registry *r, const char *what)
@@ -236,7 +237,7 @@ int ll_registry_ping(ll_registry *r)
 
 #define TENANT_COLS                                                                                \
     "id, tier, release, values_json, lifecycle, sync, commit_sha, operation_id, created_at, "      \
-    "updated_at, offboarded_at, origin, path, observed_state, observed_since"
+    "updated_at, offboarded_at, origin, path, observed_state, observed_since, chart_version"
 
 static json_t *tenant_row(sqlite3_stmt *st)
 {
@@ -274,6 +275,7 @@ static json_t *tenant_row(sqlite3_stmt *st)
         ll_etag_of(etag, parts, 6);
         json_object_set_new(t, "etag", json_string(etag));
     }
+    json_object_set_new(t, "chart_version", reg_col_text(st, 15));
     return t;
 }
 
@@ -294,10 +296,13 @@ static int tenant_commits(json_t *t, ll_registry *r, const char *id)
     json_t *list = json_array();
     int error, rc;
 
-    if ((error =
-             reg_cached(&st, r,
-                        "SELECT commit_sha, kind, updated_at FROM operations WHERE tenant_id = ? "
-                        "AND state = 'pushed' ORDER BY id")) < 0)
+    /* Its own operations, and the rollout operations that moved it. */
+    if ((error = reg_cached(&st, r,
+                            "SELECT commit_sha, kind, updated_at, id FROM operations WHERE "
+                            "tenant_id = ?1 AND state = 'pushed' UNION ALL SELECT o.commit_sha, "
+                            "o.kind, o.updated_at, o.id FROM operation_tenants ot JOIN operations "
+                            "o ON o.id = ot.operation_id WHERE ot.tenant_id = ?1 AND o.state = "
+                            "'pushed' ORDER BY 4")) < 0)
         goto done;
     reg_bind_text(st, 1, id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -464,12 +469,17 @@ int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r
     if (!values && !(values = json_object()))
         return ll_error_set(-1, "out of memory");
 
+    char chart[64];
     *out_existing = NULL;
     ll_now_rfc3339(now);
     if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0) {
         json_decref(values);
         return error;
     }
+    /* What the file will carry, chosen in the same transaction as the
+     * catalogue it is chosen from. */
+    if ((error = reg_chart_version_for(chart, sizeof(chart), r, tier, release)) < 0)
+        goto fail;
     error = ll_registry_tenant_get(&existing, r, id, 1);
     if (error == 0 &&
         strcmp(json_string_value(json_object_get(existing, "lifecycle")), "offboarded") != 0) {
@@ -484,12 +494,15 @@ int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r
         goto fail;
     /* The operation carries the desired state it must write and, for a
      * tenant onboarded again, the record to return to if it fails. */
-    desired = json_pack("{s:s, s:O}", "release", release, "values", values);
+    desired =
+        json_pack("{s:s, s:O, s:s}", "release", release, "values", values, "chart_version", chart);
     if (existing)
         json_object_set_new(desired, "previous",
-                            json_pack("{s:O, s:O, s:O}", "tier", json_object_get(existing, "tier"),
-                                      "release", json_object_get(existing, "release"), "values",
-                                      json_object_get(existing, "values")));
+                            json_pack("{s:O, s:O, s:O, s:O}", "tier",
+                                      json_object_get(existing, "tier"), "release",
+                                      json_object_get(existing, "release"), "values",
+                                      json_object_get(existing, "values"), "chart_version",
+                                      json_object_get(existing, "chart_version")));
     payload = json_dumps(desired, JSON_COMPACT | JSON_SORT_KEYS);
     if (!payload) {
         error = ll_error_set(-1, "cannot encode the operation");
@@ -499,20 +512,20 @@ int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r
         goto fail;
     snprintf(opid, sizeof(opid), "%lld", *out_op);
     if (existing) {
-        const char *p[] = {tier, release, values_json, opid, now, id};
+        const char *p[] = {tier, release, values_json, opid, now, chart, id};
         error =
             reg_run(r,
                     "UPDATE tenants SET tier = ?, release = ?, values_json = ?, lifecycle = "
                     "'active', sync = 'pending', origin = 'api', operation_id = ?, updated_at = ?, "
-                    "offboarded_at = NULL, path = NULL WHERE id = ?",
-                    6, p);
+                    "offboarded_at = NULL, path = NULL, chart_version = ? WHERE id = ?",
+                    7, p);
     } else {
-        const char *p[] = {id, tier, release, values_json, opid, now, now};
+        const char *p[] = {id, tier, release, values_json, opid, now, now, chart};
         error = reg_run(r,
                         "INSERT INTO tenants (id, tier, release, values_json, lifecycle, sync, "
-                        "operation_id, created_at, updated_at) VALUES (?, ?, ?, ?, 'active', "
-                        "'pending', ?, ?, ?)",
-                        7, p);
+                        "operation_id, created_at, updated_at, chart_version) VALUES (?, ?, ?, ?, "
+                        "'active', 'pending', ?, ?, ?, ?)",
+                        8, p);
     }
     if (error < 0)
         goto fail;
@@ -574,7 +587,7 @@ fail:
 
 #define OP_COLS                                                                                    \
     "id, kind, tenant_id, tier, payload, state, commit_sha, error, error_type, created_at, "       \
-    "updated_at, author_name, author_email, attempts, last_error"
+    "updated_at, author_name, author_email, attempts, last_error, rollout_id"
 
 static json_t *op_row(sqlite3_stmt *st)
 {
@@ -597,6 +610,8 @@ static json_t *op_row(sqlite3_stmt *st)
         json_pack("{s:o, s:o}", "name", reg_col_text(st, 11), "email", reg_col_text(st, 12)));
     json_object_set_new(o, "attempts", json_integer(sqlite3_column_int64(st, 13)));
     json_object_set_new(o, "last_error", reg_col_text(st, 14));
+    if (sqlite3_column_type(st, 15) != SQLITE_NULL)
+        json_object_set_new(o, "rollout", json_integer(sqlite3_column_int64(st, 15)));
     return o;
 }
 
@@ -659,18 +674,21 @@ static int restore_previous(ll_registry *r, const json_t *prev, const char *tena
                        opid,
                        json_string_value(json_object_get(prev, "tier")),
                        json_string_value(json_object_get(prev, "release")),
-                       pv ? pv : "{}"};
+                       pv ? pv : "{}",
+                       json_string_value(json_object_get(prev, "chart_version"))};
     int error =
         reg_run(r,
                 offboarded ? "UPDATE tenants SET lifecycle = 'offboarded', sync = 'committed', "
                              "updated_at = ?1, tier = ?4, release = ?5, values_json = ?6, "
+                             "chart_version = coalesce(?7, chart_version), "
                              "operation_id = (SELECT max(id) FROM operations WHERE tenant_id "
                              "= ?2 AND state = 'pushed') WHERE id = ?2 AND operation_id = ?3"
                            : "UPDATE tenants SET sync = 'committed', updated_at = ?1, tier = "
-                             "?4, release = ?5, values_json = ?6, operation_id = (SELECT "
+                             "?4, release = ?5, values_json = ?6, chart_version = coalesce(?7, "
+                             "chart_version), operation_id = (SELECT "
                              "max(id) FROM operations WHERE tenant_id = ?2 AND state = "
                              "'pushed') WHERE id = ?2 AND operation_id = ?3",
-                6, p);
+                7, p);
     free(pv);
     return error;
 }
@@ -711,7 +729,9 @@ static int finish_one(ll_registry *r, const json_t *res, const char *now)
         goto done;
     }
     /* Only the tenant's latest operation moves the tenant. */
-    if (ok && strcmp(kind, "offboard") != 0) {
+    if (strcmp(kind, "rollout") == 0) {
+        error = reg_rollout_op_finished(r, op, ok, sha, now);
+    } else if (ok && strcmp(kind, "offboard") != 0) {
         const char *p[] = {sha, now, tenant, opid};
         error = reg_run(r,
                         "UPDATE tenants SET sync = 'committed', commit_sha = ?, updated_at = ? "
@@ -799,12 +819,25 @@ int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const 
         ll_error_hint("onboard it again with POST /api/v1/tenants");
         goto fail;
     }
+    /* What the file carries changes only with the policy: pinning writes the
+     * pin, a new floating line (or unpinning) chooses again; anything else
+     * (values, a tier move) keeps the version the tenant runs. */
+    const char *old_release = json_string_value(json_object_get(t, "release"));
+    const char *old_chart = json_string_value(json_object_get(t, "chart_version"));
+    char old_expr[64] = "", new_expr[64] = "", chart[64];
+    ll_release_expr(old_expr, sizeof(old_expr), old_release);
+    ll_release_expr(new_expr, sizeof(new_expr), release);
+    if (old_chart && strcmp(old_expr, new_expr) == 0)
+        snprintf(chart, sizeof(chart), "%s", old_chart);
+    else if ((error = reg_chart_version_for(chart, sizeof(chart), r, tier, release)) < 0)
+        goto fail;
     /* The operation carries the new desired state, the folder the tenant
      * leaves, and the state to return to if it fails. */
-    desired = json_pack("{s:s, s:O, s:O, s:{s:O, s:O, s:O}}", "release", release, "values", values,
-                        "from_tier", json_object_get(t, "tier"), "previous", "tier",
-                        json_object_get(t, "tier"), "release", json_object_get(t, "release"),
-                        "values", json_object_get(t, "values"));
+    desired = json_pack(
+        "{s:s, s:O, s:s, s:O, s:{s:O, s:O, s:O, s:O}}", "release", release, "values", values,
+        "chart_version", chart, "from_tier", json_object_get(t, "tier"), "previous", "tier",
+        json_object_get(t, "tier"), "release", json_object_get(t, "release"), "values",
+        json_object_get(t, "values"), "chart_version", json_object_get(t, "chart_version"));
     if (!desired || !(payload = json_dumps(desired, JSON_COMPACT | JSON_SORT_KEYS))) {
         error = ll_error_set(-1, "cannot encode the operation");
         goto fail;
@@ -814,13 +847,13 @@ int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const 
     snprintf(opid, sizeof(opid), "%lld", *out_op);
     {
         /* A tier change writes the file where the configured layout puts it. */
-        const char *p[] = {tier, release, values_json, opid, now, id};
+        const char *p[] = {tier, release, values_json, opid, now, id, chart};
         if ((error = reg_run(
                  r,
                  "UPDATE tenants SET tier = ?1, release = ?2, values_json = ?3, sync = "
                  "'pending', operation_id = ?4, updated_at = ?5, path = CASE WHEN tier = ?1 "
-                 "THEN path ELSE NULL END WHERE id = ?6",
-                 6, p)) < 0)
+                 "THEN path ELSE NULL END, chart_version = ?7 WHERE id = ?6",
+                 7, p)) < 0)
             goto fail;
     }
     error = reg_exec(r, "COMMIT");
@@ -880,8 +913,8 @@ int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r)
     sqlite3_bind_int64(st, 1, *seq);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_array_append_new(rows, tenant_row(st));
-        if (sqlite3_column_int64(st, 15) > top)
-            top = sqlite3_column_int64(st, 15);
+        if (sqlite3_column_int64(st, 16) > top)
+            top = sqlite3_column_int64(st, 16);
     }
     if (rc != SQLITE_DONE) {
         error = reg_db_error(r, "read changed tenants");
@@ -929,6 +962,10 @@ fail:
     return error;
 }
 
+/* An adopted file's chart version: its release as the range it reads
+ * ("1.2" -> "1.2.x"), or the exact version. */
+#define ADOPTED_CHART "CASE WHEN ?3 GLOB '*.*.*' THEN ?3 ELSE ?3 || '.x' END"
+
 int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *drifted,
                           const json_t *returned, const char *commit)
 {
@@ -955,11 +992,12 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
         error =
             reg_run(r,
                     "INSERT INTO tenants (id, tier, release, values_json, lifecycle, sync, origin, "
-                    "commit_sha, created_at, updated_at, path) VALUES (?1, ?2, ?3, ?4, 'active', "
-                    "'committed', 'adopted', ?5, ?6, ?6, ?7) ON CONFLICT (id) DO UPDATE SET tier = "
-                    "?2, release = ?3, values_json = ?4, lifecycle = 'active', origin = 'adopted', "
-                    "commit_sha = ?5, updated_at = ?6, offboarded_at = NULL, path = ?7 WHERE "
-                    "lifecycle = 'offboarded' AND sync = 'committed'",
+                    "commit_sha, created_at, updated_at, path, chart_version) VALUES (?1, ?2, ?3, "
+                    "?4, 'active', 'committed', 'adopted', ?5, ?6, ?6, ?7, " ADOPTED_CHART
+                    ") ON CONFLICT (id) DO UPDATE SET tier = ?2, release = ?3, values_json = ?4, "
+                    "lifecycle = 'active', origin = 'adopted', commit_sha = ?5, updated_at = ?6, "
+                    "offboarded_at = NULL, path = ?7, chart_version = " ADOPTED_CHART
+                    " WHERE lifecycle = 'offboarded' AND sync = 'committed'",
                     7, p);
         free(values);
         if (error < 0)

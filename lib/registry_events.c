@@ -33,90 +33,135 @@ static int type_matches(const json_t *patterns, const char *type)
     return 0;
 }
 
-int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, long long now_ms)
+/* The webhooks and what each subscribed to: [{"id", "types"}]. */
+static int subscriptions(json_t **out, ll_registry *r)
 {
-    sqlite3_stmt *hooks = NULL, *ev = NULL, *del = NULL;
-    json_t *subs = json_array(), *t;
-    char now[32];
-    size_t i;
+    sqlite3_stmt *hooks = NULL;
+    json_t *subs = json_array();
     int error, rc;
 
-    if (!json_array_size(transitions)) {
-        json_decref(subs);
-        return 0;
-    }
-    ll_now_rfc3339(now);
-    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0) {
+    if ((error = reg_prepare(&hooks, r, "SELECT id, event_types FROM webhooks")) < 0) {
         json_decref(subs);
         return error;
     }
-    if ((error = reg_prepare(&hooks, r, "SELECT id, event_types FROM webhooks")) < 0)
-        goto fail;
     while ((rc = sqlite3_step(hooks)) == SQLITE_ROW) {
         json_t *types = json_loads((const char *)sqlite3_column_text(hooks, 1), 0, NULL);
         json_array_append_new(subs, json_pack("{s:I, s:o}", "id", sqlite3_column_int64(hooks, 0),
                                               "types", types ? types : json_array()));
     }
+    sqlite3_finalize(hooks);
     if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "read webhooks");
-        goto fail;
+        json_decref(subs);
+        return reg_db_error(r, "read webhooks");
     }
+    *out = subs;
+    return 0;
+}
+
+/* Stores one event and a pending delivery for every subscription in subs
+ * whose types match; inside the caller's transaction.  tenant NULL: an
+ * event of no single tenant (stored as ''). */
+static int store_event(ll_registry *r, const json_t *subs, const char *type, const char *tenant,
+                       const json_t *data, const char *now, long long now_ms)
+{
+    sqlite3_stmt *ev = NULL, *del = NULL;
+    char *text = json_dumps(data, JSON_COMPACT);
+    size_t k;
+    json_t *sub;
+    int error;
+
     if ((error = reg_prepare(&ev, r,
                              "INSERT INTO events (type, tenant_id, data, created_at) VALUES (?, ?, "
                              "?, ?) RETURNING id")) < 0 ||
         (error = reg_prepare(&del, r,
                              "INSERT INTO deliveries (webhook_id, event_id, state, next_at_ms, "
                              "created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)")) < 0)
+        goto done;
+    reg_bind_text(ev, 1, type);
+    reg_bind_text(ev, 2, tenant ? tenant : "");
+    reg_bind_text(ev, 3, text ? text : "{}");
+    reg_bind_text(ev, 4, now);
+    if (sqlite3_step(ev) != SQLITE_ROW) {
+        error = reg_db_error(r, "store event");
+        goto done;
+    }
+    long long event_id = sqlite3_column_int64(ev, 0);
+    json_array_foreach(subs, k, sub)
+    {
+        if (!type_matches(json_object_get(sub, "types"), type))
+            continue;
+        sqlite3_reset(del);
+        sqlite3_bind_int64(del, 1, json_integer_value(json_object_get(sub, "id")));
+        sqlite3_bind_int64(del, 2, event_id);
+        sqlite3_bind_int64(del, 3, now_ms);
+        reg_bind_text(del, 4, now);
+        reg_bind_text(del, 5, now);
+        if (sqlite3_step(del) != SQLITE_DONE) {
+            error = reg_db_error(r, "queue delivery");
+            goto done;
+        }
+    }
+    error = 0;
+done:
+    sqlite3_finalize(ev);
+    sqlite3_finalize(del);
+    free(text);
+    return error;
+}
+
+int reg_store_events(ll_registry *r, const json_t *events)
+{
+    json_t *subs = NULL, *e;
+    char now[32];
+    size_t i;
+    int error;
+
+    if (!json_array_size(events))
+        return 0;
+    if ((error = subscriptions(&subs, r)) < 0)
+        return error;
+    ll_now_rfc3339(now);
+    json_array_foreach(events, i, e)
+    {
+        if ((error = store_event(r, subs, json_string_value(json_object_get(e, "type")),
+                                 json_string_value(json_object_get(e, "tenant")),
+                                 json_object_get(e, "data"), now, ll_wall_ms())) < 0)
+            break;
+    }
+    json_decref(subs);
+    return error;
+}
+
+int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, long long now_ms)
+{
+    json_t *subs = NULL, *t;
+    char now[32];
+    size_t i;
+    int error;
+
+    if (!json_array_size(transitions))
+        return 0;
+    ll_now_rfc3339(now);
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
+        return error;
+    if ((error = subscriptions(&subs, r)) < 0)
         goto fail;
     json_array_foreach(transitions, i, t)
     {
         const char *tenant = json_string_value(json_object_get(t, "tenant"));
-        const char *type = json_string_value(json_object_get(t, "type"));
         const char *p[] = {json_string_value(json_object_get(t, "state")),
                            json_string_value(json_object_get(t, "since")), tenant};
         if ((error = reg_run(
                  r, "UPDATE tenants SET observed_state = ?, observed_since = ? WHERE id = ?", 3,
                  p)) < 0)
             goto fail;
-        char *data = json_dumps(json_object_get(t, "data"), JSON_COMPACT);
-        sqlite3_reset(ev);
-        reg_bind_text(ev, 1, type);
-        reg_bind_text(ev, 2, tenant);
-        reg_bind_text(ev, 3, data ? data : "{}");
-        reg_bind_text(ev, 4, now);
-        free(data);
-        if (sqlite3_step(ev) != SQLITE_ROW) {
-            error = reg_db_error(r, "store event");
+        if ((error = store_event(r, subs, json_string_value(json_object_get(t, "type")), tenant,
+                                 json_object_get(t, "data"), now, now_ms)) < 0)
             goto fail;
-        }
-        long long event_id = sqlite3_column_int64(ev, 0);
-        size_t k;
-        json_t *sub;
-        json_array_foreach(subs, k, sub)
-        {
-            if (!type_matches(json_object_get(sub, "types"), type))
-                continue;
-            sqlite3_reset(del);
-            sqlite3_bind_int64(del, 1, json_integer_value(json_object_get(sub, "id")));
-            sqlite3_bind_int64(del, 2, event_id);
-            sqlite3_bind_int64(del, 3, now_ms);
-            reg_bind_text(del, 4, now);
-            reg_bind_text(del, 5, now);
-            if (sqlite3_step(del) != SQLITE_DONE) {
-                error = reg_db_error(r, "queue delivery");
-                goto fail;
-            }
-        }
     }
-    sqlite3_finalize(hooks);
-    sqlite3_finalize(ev);
-    sqlite3_finalize(del);
     json_decref(subs);
     return reg_exec(r, "COMMIT");
 fail:
-    sqlite3_finalize(hooks);
-    sqlite3_finalize(ev);
-    sqlite3_finalize(del);
     json_decref(subs);
     reg_exec(r, "ROLLBACK");
     return error;
@@ -137,9 +182,10 @@ int ll_registry_events_after(json_t **out, ll_registry *r, long long after, int 
     json_t *rows = json_array();
     int error, rc;
 
-    if ((error = reg_prepare(&st, r,
-                             "SELECT id, type, tenant_id, data, created_at FROM events WHERE id > "
-                             "? ORDER BY id LIMIT ?")) < 0)
+    if ((error = reg_prepare(
+             &st, r,
+             "SELECT id, type, nullif(tenant_id, ''), data, created_at FROM events WHERE id > "
+             "? ORDER BY id LIMIT ?")) < 0)
         goto fail;
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int(st, 2, limit);
@@ -355,11 +401,12 @@ int ll_registry_deliveries_due(json_t **out, ll_registry *r, long long now_ms, i
     json_t *rows = json_array();
     int error, rc;
 
-    if ((error = reg_prepare(&st, r,
-                             "SELECT " DELIVERY_COLS ", w.url, w.secret, e.data, e.created_at, "
-                             "e.tenant_id FROM deliveries d JOIN events e ON e.id = d.event_id "
-                             "JOIN webhooks w ON w.id = d.webhook_id WHERE d.state = 'pending' "
-                             "AND d.next_at_ms <= ? ORDER BY d.next_at_ms, d.id LIMIT ?")) < 0)
+    if ((error = reg_prepare(
+             &st, r,
+             "SELECT " DELIVERY_COLS ", w.url, w.secret, e.data, e.created_at, "
+             "nullif(e.tenant_id, '') FROM deliveries d JOIN events e ON e.id = d.event_id "
+             "JOIN webhooks w ON w.id = d.webhook_id WHERE d.state = 'pending' "
+             "AND d.next_at_ms <= ? ORDER BY d.next_at_ms, d.id LIMIT ?")) < 0)
         goto fail;
     sqlite3_bind_int64(st, 1, now_ms);
     sqlite3_bind_int(st, 2, limit);
@@ -519,8 +566,8 @@ int ll_registry_release_users(json_t **out, ll_registry *r)
     json_t *rows = json_array();
     int error, rc;
     if ((error = reg_prepare(&st, r,
-                             "SELECT release, count(*) FROM tenants WHERE lifecycle != "
-                             "'offboarded' GROUP BY release")) < 0)
+                             "SELECT coalesce(chart_version, release), count(*) FROM tenants "
+                             "WHERE lifecycle != 'offboarded' GROUP BY 1")) < 0)
         goto fail;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         json_array_append_new(rows, json_pack("{s:o, s:I}", "release", reg_col_text(st, 0), "count",

@@ -49,5 +49,22 @@ int reg_run(ll_registry *r, const char *sql, int n, const char *const *params);
 /* Records the outcome of a pushed tier operation (tier_put stores its
  * description, tier_delete forgets it); inside the caller's transaction. */
 int reg_tier_finish(ll_registry *r, const json_t *op, const char *now);
+/* Stores events ([{"type", "tenant"?, "data"}]) with a pending delivery for
+ * every matching webhook, inside the caller's transaction (registry_events.c). */
+int reg_store_events(ll_registry *r, const json_t *events);
+
+/* What the file of a tenant with release in tier carries (registry_rollouts.c):
+ * a pinned release as it is; a floating one the version its tier runs (set
+ * by the last successful rollout of the tier, while still uploaded), else
+ * the newest uploaded version on its line (x.y.*, no pre-releases), else
+ * the range (x.y.x). */
+int reg_chart_version_for(char *out, size_t cap, ll_registry *r, const char *tier,
+                          const char *release);
+
+/* Records that rollout operation op (a row as ll_registry_op_get gives it)
+ * was pushed at sha (ok) or failed, for the tenants it changes; inside the
+ * caller's transaction (registry_rollouts.c). */
+int reg_rollout_op_finished(ll_registry *r, const json_t *op, int ok, const char *sha,
+                            const char *now);
 
 #endif

@@ -18,30 +18,8 @@
 #include "landlord/oci.h"
 #include "landlord/registry.h"
 #include "landlord/util.h"
+#include "landlord/validate.h"
 #include "core_int.h"
-
-/* Compares semantic versions: numbers, then a pre-release before none,
- * then pre-releases as text.  Build metadata is ignored. */
-static int semver_cmp(const char *a, const char *b)
-{
-    unsigned long long x[3] = {0}, y[3] = {0};
-    const char *pa = a, *pb = b;
-    for (int i = 0; i < 3; i++) {
-        char *end;
-        x[i] = strtoull(pa, &end, 10);
-        pa = *end == '.' ? end + 1 : end;
-        y[i] = strtoull(pb, &end, 10);
-        pb = *end == '.' ? end + 1 : end;
-        if (x[i] != y[i])
-            return x[i] < y[i] ? -1 : 1;
-    }
-    size_t la = strcspn(pa, "+"), lb = strcspn(pb, "+");
-    int ra = *pa == '-', rb = *pb == '-';
-    if (ra != rb)
-        return ra ? -1 : 1;
-    int c = strncmp(pa, pb, la < lb ? la : lb);
-    return c ? c : (la > lb) - (la < lb);
-}
 
 /* The uploaded version a tenant's release stands for: itself when pinned;
  * for "1.2" (floating) the newest upload of 1.2.*; NULL when none. */
@@ -64,7 +42,7 @@ static const char *resolves_to(const char *release, const json_t *releases)
         if (floating ? strncmp(v, prefix, strlen(prefix)) != 0 || strchr(v, '-')
                      : strcmp(v, release) != 0)
             continue;
-        if (!best || semver_cmp(v, best) > 0)
+        if (!best || ll_semver_cmp(v, best) > 0)
             best = v;
     }
     return best;
@@ -99,8 +77,8 @@ static int count_users(json_t *releases, ll_registry *r)
 static int newest_first(const void *a, const void *b)
 {
     const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
-    return semver_cmp(json_string_value(json_object_get(y, "version")),
-                      json_string_value(json_object_get(x, "version")));
+    return ll_semver_cmp(json_string_value(json_object_get(y, "version")),
+                         json_string_value(json_object_get(x, "version")));
 }
 
 /* The catalogue, newest version first, with tenant counts. */
@@ -238,6 +216,18 @@ int ll_release_delete(ll_core *c, const char *version)
         error = ll_error_set(LL_ECONFLICT, "release %s is run or targeted by %lld tenant(s)",
                              version, users);
         ll_error_hint("move those tenants to another release first");
+        return error;
+    }
+    /* An active rollout moves tenants to it, or would roll them back to it. */
+    long long rollouts = 0;
+    if ((error = ll_registry_rollouts_using(&rollouts, r, version)) < 0)
+        return error;
+    if (rollouts > 0) {
+        error = ll_error_set(LL_ECONFLICT,
+                             "release %s is the target of an active rollout, or what it would "
+                             "roll tenants back to",
+                             version);
+        ll_error_hint("wait for the rollout to end, or abort it");
         return error;
     }
     if ((error = ll_registry_release_delete(r, version)) < 0)

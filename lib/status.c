@@ -1658,6 +1658,23 @@ int ll_status_state(ll_status *s, const char *id, const char *commit, const char
     return error;
 }
 
+json_t *ll_status_verdict(ll_status *s, const char *id, const char *commit, const char *sync)
+{
+    json_t *out = NULL;
+    if (!s || !s->kube)
+        return NULL;
+    pthread_mutex_lock(&s->lock);
+    const trec *r = tmap_get(&s->tenants, id);
+    const char *had = r ? or_null(r->state_commit) : NULL;
+    const char *was = r ? or_null(r->state_sync) : NULL;
+    int current = (commit ? had && strcmp(had, commit) == 0 : !had) &&
+                  (!sync || (was && strcmp(was, sync) == 0));
+    if (r && r->derived && current)
+        out = parsed(r->derived);
+    pthread_mutex_unlock(&s->lock);
+    return out;
+}
+
 unsigned long long ll_status_generation(ll_status *s)
 {
     if (!s)

@@ -681,6 +681,65 @@ done:
     return error;
 }
 
+/* ---- chart versions in place ---------------------------------------------- */
+
+int ll_template_set_chart_version(char **out, size_t *out_len, int *changed, const char *text,
+                                  size_t len, const char *version)
+{
+    ll_ytext y = {0};
+    ll_yedits edits;
+    char *quoted = NULL;
+    size_t quoted_len = 0;
+    int error;
+
+    *out = NULL;
+    *out_len = 0;
+    *changed = 0;
+    ll_yedits_init(&edits);
+    if ((error = check_value("the chart version", version)) < 0)
+        goto done;
+    if ((error = ll_yaml_quote(&quoted, &quoted_len, version, strlen(version))) < 0)
+        goto done;
+    if ((error = ll_ytext_load(&y, text, len, "chart version")) < 0)
+        goto done;
+    for (size_t d = 0; d < y.ndocs; d++) {
+        yaml_document_t *doc = &y.docs[d];
+        yaml_node_t *root = ll_ytext_root(doc), *spec = NULL, *chart = NULL, *cspec = NULL;
+        yaml_node_pair_t *pair;
+        if (!root || root->type != YAML_MAPPING_NODE ||
+            !ll_ytext_scalar_eq(ll_ytext_map_get(doc, root, "kind"), "HelmRelease", 11))
+            continue;
+        spec = ll_ytext_map_get(doc, root, "spec");
+        chart =
+            spec && spec->type == YAML_MAPPING_NODE ? ll_ytext_map_get(doc, spec, "chart") : NULL;
+        cspec =
+            chart && chart->type == YAML_MAPPING_NODE ? ll_ytext_map_get(doc, chart, "spec") : NULL;
+        if (!cspec || cspec->type != YAML_MAPPING_NODE ||
+            !(pair = ll_ytext_map_pair(doc, cspec, "version", 7)))
+            continue;
+        yaml_node_t *value = ll_ytext_node(doc, pair->value);
+        if (value && ll_ytext_scalar_eq(value, version, strlen(version)))
+            continue;
+        if (ll_ytext_has_aliases(doc)) {
+            error = ll_error_set(LL_EINVALID,
+                                 "chart version: document %zu uses yaml aliases; its version "
+                                 "cannot be edited in place",
+                                 d + 1);
+            goto done;
+        }
+        if ((error = ll_ytext_replace_value(&edits, &y, doc, cspec, pair, quoted, quoted_len)) < 0)
+            goto done;
+        (*changed)++;
+    }
+    error = ll_yedits_apply(out, out_len, text, len, &edits);
+
+done:
+    ll_yedits_free(&edits);
+    ll_ytext_free(&y);
+    free(quoted);
+    return error;
+}
+
 /* ---- YAML as JSON ------------------------------------------------------- */
 
 typedef struct load_ctx {

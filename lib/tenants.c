@@ -89,6 +89,21 @@ static void events_stored(void *payload)
 {
     ll_core *c = payload;
     ll_webhooks_notify(c->webhooks);
+    /* Tenants' states moved: a rollout may wait on them. */
+    ll_rollouts_notify(ll_core_rollouts(c));
+}
+
+static void rollout_events_stored(void *payload)
+{
+    ll_core *c = payload;
+    ll_webhooks_notify(c->webhooks);
+}
+
+/* A batch was pushed (or not): a rollout may wait on its operation. */
+static void git_progressed(void *payload)
+{
+    ll_core *c = payload;
+    ll_rollouts_notify(ll_core_rollouts(c));
 }
 
 /* Follows the cluster when one is configured (kubeconfig, $KUBECONFIG or a
@@ -130,7 +145,22 @@ static int open_status(ll_core *c)
         ll_kube_free(k);
         return error;
     }
-    return ll_status_open(&c->status, k, &so);
+    if ((error = ll_status_open(&c->status, k, &so)) < 0)
+        return error;
+    ll_rollouts_options ro = {
+        .db_path = c->db_path,
+        .status = c->status,
+        .git = c->git,
+        .author_name = c->cfg.git_author_name,
+        .author_email = c->cfg.git_author_email,
+        .on_events = rollout_events_stored,
+        .on_events_payload = c,
+    };
+    ll_rollouts *engine = NULL;
+    if ((error = ll_rollouts_start(&engine, &ro)) < 0)
+        return error;
+    __atomic_store_n(&c->rollouts, engine, __ATOMIC_RELEASE);
+    return 0;
 }
 
 int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
@@ -203,6 +233,8 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         .ssh_host_key = cfg->git_ssh_host_key,
         .import_only = mode == LL_CORE_IMPORT,
         .own_remote = !cfg->git_url[0],
+        .on_progress = git_progressed,
+        .on_progress_payload = c,
     };
     error = ll_gitops_open(&c->git, &go);
     if (password) {
@@ -227,10 +259,14 @@ void ll_core_free(ll_core *c)
     ll_registry *r;
     if (!c)
         return;
+    /* The engine reads the status and wakes the writer: its thread goes
+     * first; the handle stays until their threads (which notify it) end. */
+    ll_rollouts_stop(c->rollouts);
     ll_status_free(c->status);
     ll_webhooks_stop(c->webhooks);
     ll_auth_free(c->auth);
     ll_gitops_free(c->git);
+    ll_rollouts_free(c->rollouts);
     if ((r = pthread_getspecific(c->reg_key))) {
         ll_registry_close(r);
         pthread_setspecific(c->reg_key, NULL);
@@ -316,6 +352,10 @@ static json_t *tenant_view(ll_core *c, json_t *t)
     json_object_del(t, "lifecycle");
     json_object_del(t, "observed_state");
     json_object_del(t, "observed_since");
+    /* A pinned tenant is never moved by a rollout; a floating one follows
+     * them.  chart_version: what its file carries. */
+    const char *release = json_string_value(json_object_get(t, "release"));
+    json_object_set_new(t, "pinned", json_boolean(release && ll_release_pinned(release)));
     return t;
 }
 
@@ -796,7 +836,7 @@ int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state
 }
 
 json_t *ll_core_tier_view(const json_t *tier, const json_t *counts, const json_t *info,
-                          int with_template)
+                          const json_t *versions, int with_template)
 {
     json_t *v = json_deep_copy(tier);
     const char *name = json_string_value(json_object_get(tier, "name"));
@@ -809,6 +849,10 @@ json_t *ll_core_tier_view(const json_t *tier, const json_t *counts, const json_t
     json_object_set_new(v, "description", json_string(desc ? desc : ""));
     json_object_set_new(v, "tenants", json_integer(n ? json_integer_value(n) : 0));
     json_object_set_new(v, "etag", json_string(etag));
+    /* Where the last successful rollout of the tier brought it. */
+    json_object_set(v, "version",
+                    json_object_get(versions, name) ? json_object_get(versions, name)
+                                                    : json_null());
     if (!with_template)
         json_object_del(v, "template");
     return v;
@@ -818,22 +862,25 @@ int ll_tier_list(json_t **out, ll_core *c)
 {
     ll_registry *r = ll_core_registry(c);
     json_t *tiers = ll_gitops_tiers(c->git), *counts = NULL, *info = NULL, *items = json_array(),
-           *t;
+           *t, *versions = NULL;
     const char *name;
     int error = -1;
 
     if (!r || (error = ll_registry_tenant_counts(&counts, r)) < 0 ||
-        (error = ll_registry_tier_info(&info, r)) < 0) {
+        (error = ll_registry_tier_info(&info, r)) < 0 ||
+        (error = ll_registry_tier_versions(&versions, r)) < 0) {
         json_decref(tiers);
         json_decref(items);
         json_decref(counts);
+        json_decref(info);
         return r ? error : -1;
     }
     json_object_foreach(json_object_get(tiers, "tiers"), name, t)
-        json_array_append_new(items, ll_core_tier_view(t, counts, info, 0));
+        json_array_append_new(items, ll_core_tier_view(t, counts, info, versions, 0));
     *out = json_pack("{s:o}", "items", items);
     json_decref(counts);
     json_decref(info);
+    json_decref(versions);
     json_decref(tiers);
     return 0;
 }
@@ -841,7 +888,7 @@ int ll_tier_list(json_t **out, ll_core *c)
 int ll_tier_get(json_t **out, ll_core *c, const char *name)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *tiers = ll_gitops_tiers(c->git), *counts = NULL, *info = NULL;
+    json_t *tiers = ll_gitops_tiers(c->git), *counts = NULL, *info = NULL, *versions = NULL;
     const json_t *t = ll_tiers_find(tiers, name);
     int error = 0;
 
@@ -850,10 +897,12 @@ int ll_tier_get(json_t **out, ll_core *c, const char *name)
     else if (!r)
         error = -1;
     else if ((error = ll_registry_tenant_counts(&counts, r)) == 0 &&
-             (error = ll_registry_tier_info(&info, r)) == 0)
-        *out = ll_core_tier_view(t, counts, info, 1);
+             (error = ll_registry_tier_info(&info, r)) == 0 &&
+             (error = ll_registry_tier_versions(&versions, r)) == 0)
+        *out = ll_core_tier_view(t, counts, info, versions, 1);
     json_decref(counts);
     json_decref(info);
+    json_decref(versions);
     json_decref(tiers);
     return error;
 }

@@ -130,8 +130,37 @@ json_t *ll_tiers_build(const json_t *files, const char *root)
         json_decref(docs);
         free(rendered);
     }
+    /* The chart version each pool environment's HelmRelease asks for (what
+     * a rollout moves with the first wave of a tier the pool serves). */
+    json_t *versions = json_object(), *pool;
+    size_t i;
+    json_array_foreach(pools, i, pool)
+    {
+        char pool_path[700];
+        json_t *docs = NULL, *doc;
+        size_t k;
+        snprintf(pool_path, sizeof(pool_path), "%s/pooled-envs/%s.yaml", root,
+                 json_string_value(pool));
+        json_t *text = json_object_get(files, pool_path);
+        if (!text ||
+            ll_yaml_load_json(&docs, json_string_value(text), json_string_length(text)) < 0)
+            continue;
+        json_array_foreach(docs, k, doc)
+        {
+            const char *kind = json_string_value(json_object_get(doc, "kind"));
+            const char *v = json_string_value(json_object_get(
+                json_object_get(json_object_get(json_object_get(doc, "spec"), "chart"), "spec"),
+                "version"));
+            if (kind && strcmp(kind, "HelmRelease") == 0 && v) {
+                json_object_set_new(versions, json_string_value(pool), json_string(v));
+                break;
+            }
+        }
+        json_decref(docs);
+    }
     json_object_set_new(cat, "tiers", tiers);
     json_object_set_new(cat, "pools", pools);
+    json_object_set_new(cat, "pool_versions", versions);
     return cat;
 }
 

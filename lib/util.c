@@ -118,6 +118,13 @@ int64_t ll_monotonic_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t ll_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void ll_hex_encode(char *out, const unsigned char *in, size_t n)
 {
     static const char digits[] = "0123456789abcdef";

@@ -5,6 +5,7 @@
  * before anything is stored or rendered.  Pure functions, thread-safe.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "landlord/error.h"
@@ -103,6 +104,35 @@ int ll_release_expr(char *out, size_t cap, const char *release)
     if (n < 0 || (size_t)n >= cap)
         return ll_error_set(LL_ERROR, "release expression too long");
     return 0;
+}
+
+int ll_release_pinned(const char *release)
+{
+    int dots = 0;
+    for (const char *p = release; *p; p++)
+        dots += *p == '.';
+    return dots == 2 && !strchr(release, 'x');
+}
+
+int ll_semver_cmp(const char *a, const char *b)
+{
+    unsigned long long x[3] = {0}, y[3] = {0};
+    const char *pa = a, *pb = b;
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        x[i] = strtoull(pa, &end, 10);
+        pa = *end == '.' ? end + 1 : end;
+        y[i] = strtoull(pb, &end, 10);
+        pb = *end == '.' ? end + 1 : end;
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
+    }
+    size_t la = strcspn(pa, "+"), lb = strcspn(pb, "+");
+    int ra = *pa == '-', rb = *pb == '-';
+    if (ra != rb)
+        return ra ? -1 : 1;
+    int c = strncmp(pa, pb, la < lb ? la : lb);
+    return c ? c : (la > lb) - (la < lb);
 }
 
 static int check_string(const char *s, const char *path)

@@ -3,13 +3,15 @@
 -- tier changes as operations of the outbox.
 --
 -- Operations: the kinds tier_put and tier_delete join (tenant_id is '' for
--- them, tier names the tier).  SQLite cannot change a CHECK constraint in
--- place, so the table is rebuilt with its rows (as 0002 did).
+-- them, tier names the tier); 'rollout' (0007, tenant_id NULL) and its
+-- rollout_id stay.  SQLite cannot change a CHECK constraint in place, so
+-- the table is rebuilt with its rows (as 0002 and 0007 did).
 CREATE TABLE operations_new (
     id           INTEGER PRIMARY KEY,
     kind         TEXT NOT NULL
-                 CHECK (kind IN ('onboard', 'update', 'offboard', 'tier_put', 'tier_delete')),
-    tenant_id    TEXT NOT NULL,
+                 CHECK (kind IN ('onboard', 'update', 'offboard', 'rollout', 'tier_put',
+                                 'tier_delete')),
+    tenant_id    TEXT,
     tier         TEXT NOT NULL,
     payload      TEXT NOT NULL DEFAULT '{}',
     state        TEXT NOT NULL CHECK (state IN ('queued', 'pushed', 'failed')),
@@ -21,13 +23,15 @@ CREATE TABLE operations_new (
     attempts     INTEGER NOT NULL DEFAULT 0,
     last_error   TEXT,
     created_at   TEXT NOT NULL,
-    updated_at   TEXT NOT NULL
+    updated_at   TEXT NOT NULL,
+    rollout_id   INTEGER
 ) STRICT;
 
 INSERT INTO operations_new (id, kind, tenant_id, tier, payload, state, commit_sha, error, error_type,
-                            author_name, author_email, attempts, last_error, created_at, updated_at)
+                            author_name, author_email, attempts, last_error, created_at, updated_at,
+                            rollout_id)
 SELECT id, kind, tenant_id, tier, payload, state, commit_sha, error, error_type, author_name,
-       author_email, attempts, last_error, created_at, updated_at
+       author_email, attempts, last_error, created_at, updated_at, rollout_id
 FROM operations;
 
 DROP TABLE operations;

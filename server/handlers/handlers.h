@@ -30,6 +30,14 @@ enum MHD_Result h_releases_list(ll_req *req);
 enum MHD_Result h_releases_get(ll_req *req);
 enum MHD_Result h_releases_delete(ll_req *req);
 
+enum MHD_Result h_rollouts_create(ll_req *req);
+enum MHD_Result h_rollouts_list(ll_req *req);
+enum MHD_Result h_rollouts_get(ll_req *req);
+enum MHD_Result h_rollouts_pause(ll_req *req);
+enum MHD_Result h_rollouts_resume(ll_req *req);
+enum MHD_Result h_rollouts_abort(ll_req *req);
+enum MHD_Result h_rollouts_rollback(ll_req *req);
+
 enum MHD_Result h_events_stream(ll_req *req);
 enum MHD_Result h_metrics_get(ll_req *req);
 

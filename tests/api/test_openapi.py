@@ -346,6 +346,15 @@ class ResponsesValidate(LandlordTestCase):
         c("GET", "/api/v1/audit", s.get("/api/v1/audit?limit=5"))
         c("GET", "/api/v1/audit", s.get("/api/v1/audit?since=yesterday"))  # 422
         c("GET", "/metrics", s.get("/metrics", token=None))
+        # Rollouts without a cluster: the list, refusals, unknown ids.
+        c("GET", "/api/v1/rollouts", s.get("/api/v1/rollouts"))
+        c("GET", "/api/v1/rollouts", s.get("/api/v1/rollouts?limit=0"))  # 422
+        c("POST", "/api/v1/rollouts", s.post_json("/api/v1/rollouts", {"version": "9.9.9", "tiers": ["basic"]}))
+        c("POST", "/api/v1/rollouts", s.request("POST", "/api/v1/rollouts", body=b"{", headers={
+            "Content-Type": "application/json"}))  # 400
+        c("GET", "/api/v1/rollouts/{id}", s.get("/api/v1/rollouts/1"))  # 404
+        for action in ("pause", "resume", "abort", "rollback"):
+            c("POST", "/api/v1/rollouts/{id}/" + action, s.post_json("/api/v1/rollouts/1/" + action, {}))  # 404
 
 
 if __name__ == "__main__":

@@ -302,6 +302,106 @@ static void test_update_and_reconcile(void **state)
     ll_registry_close(r);
 }
 
+static const char *chart_of(ll_registry *r, const char *id)
+{
+    static char out[64];
+    json_t *t = NULL;
+    assert_int_equal(ll_registry_tenant_get(&t, r, id, 0), 0);
+    snprintf(out, sizeof(out), "%s", json_string_value(json_object_get(t, "chart_version")));
+    json_decref(t);
+    return out;
+}
+
+static void put_release(ll_registry *r, const char *version)
+{
+    json_t *rel =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s}", "version", version, "tag", version,
+                  "digest", "sha256:m", "chart_digest", "sha256:c", "config_digest", "sha256:f",
+                  "size", 1, "location", "local", "pushed_at", "2026-01-01T00:00:00.000Z");
+    assert_int_equal(ll_registry_release_put(r, rel), 0);
+    json_decref(rel);
+}
+
+/* What a tenant's file carries: the range while nothing is uploaded; then
+ * an exact version (the tier's, else the newest on the line, never a
+ * pre-release); PATCH pins, unpins, and keeps it for values. */
+static void test_chart_versions(void **state)
+{
+    ll_registry *r = NULL;
+    json_t *existing = NULL, *ops = NULL;
+    long long op = 0, id = 0;
+
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "a", "basic", "0.0", "{}", &author), 0);
+    assert_string_equal(chart_of(r, "a"), "0.0.x");
+    assert_int_equal(ll_registry_ops_queued(&ops, r, 10), 0);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_array_get(ops, 0), "payload"), "chart_version")),
+                        "0.0.x");
+    json_decref(ops);
+    put_release(r, "0.0.1");
+    put_release(r, "0.0.10");
+    put_release(r, "0.0.2");
+    put_release(r, "0.0.11-rc.1");
+    put_release(r, "0.1.0");
+    assert_string_equal(chart_of(r, "a"), "0.0.x"); /* an upload moves nobody */
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "b", "basic", "0.0.x", "{}", &author),
+                     0);
+    assert_string_equal(chart_of(r, "b"), "0.0.10");
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "c", "basic", "0.0.2", "{}", &author),
+                     0);
+    assert_string_equal(chart_of(r, "c"), "0.0.2");
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "d", "basic", "2.0", "{}", &author), 0);
+    assert_string_equal(chart_of(r, "d"), "2.0.x"); /* nothing on its line */
+
+    /* A tier's version (what a successful rollout records) wins. */
+    json_t *spec =
+        json_pack("{s:s, s:s, s:{s:[s]}, s:i, s:{s:s, s:s}, s:[], s:[], s:[]}", "version", "0.1.0",
+                  "on_failure", "pause", "scope", "tiers", "basic", "wave_timeout", 60, "author",
+                  "name", "Ada", "email", "a@example.com", "waves", "tenants", "pools");
+    assert_int_equal(ll_registry_rollout_create(&id, r, spec), 0);
+    json_decref(spec);
+    json_t *step =
+        json_pack("{s:I, s:{s:s}}", "rollout", (json_int_t)id, "tier_versions", "basic", "0.1.0");
+    assert_int_equal(ll_registry_rollout_step(r, step), 0);
+    json_decref(step);
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "e", "basic", "0.0", "{}", &author), 0);
+    assert_string_equal(chart_of(r, "e"), "0.1.0");
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, "f", "premium", "0.0", "{}", &author),
+                     0);
+    assert_string_equal(chart_of(r, "f"), "0.0.10");
+
+    /* PATCH: values keep it; an exact release pins; a range unpins. */
+    assert_int_equal(ll_registry_update(&op, r, "b", "basic", "0.0.x", "{\"v\":1}", &author, NULL),
+                     0);
+    assert_string_equal(chart_of(r, "b"), "0.0.10");
+    assert_int_equal(ll_registry_update(&op, r, "b", "basic", "0.0.1", "{}", &author, NULL), 0);
+    assert_string_equal(chart_of(r, "b"), "0.0.1");
+    assert_int_equal(ll_registry_update(&op, r, "b", "basic", "0.0", "{}", &author, NULL), 0);
+    assert_string_equal(chart_of(r, "b"), "0.1.0");
+    /* A tier move keeps the version too. */
+    assert_int_equal(ll_registry_update(&op, r, "b", "premium", "0.0", "{}", &author, NULL), 0);
+    assert_string_equal(chart_of(r, "b"), "0.1.0");
+    /* A failed update returns to what the file carried. */
+    assert_int_equal(ll_registry_update(&op, r, "f", "premium", "0.0.1", "{}", &author, NULL), 0);
+    json_t *res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "x",
+                            "error_type", "conflict");
+    assert_int_equal(ll_registry_ops_finish(r, res), 0);
+    json_decref(res);
+    assert_string_equal(chart_of(r, "f"), "0.0.10");
+    /* The catalogue's users are what files carry. */
+    json_t *users = NULL, *u;
+    size_t i;
+    long long on_10 = 0;
+    assert_int_equal(ll_registry_release_users(&users, r), 0);
+    json_array_foreach(
+        users, i, u) if (strcmp(json_string_value(json_object_get(u, "release")), "0.0.10") == 0)
+        on_10 = json_integer_value(json_object_get(u, "count"));
+    assert_int_equal(on_10, 1); /* f; b moved to 0.1.0 */
+    json_decref(users);
+    ll_registry_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +410,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tenant_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_and_reconcile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chart_versions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

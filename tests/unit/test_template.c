@@ -1182,6 +1182,77 @@ static void test_flow_escapes(void **state)
     json_decref(v);
 }
 
+/* A rollout's edit: only each HelmRelease's chart version changes, in place;
+ * everything else (comments, a quoted or plain scalar, CRLF, no final
+ * newline, other documents) stays byte for byte. */
+static void test_set_chart_version(void **state)
+{
+    static const struct {
+        const char *name, *in, *version, *want;
+        int changed;
+    } cases[] = {
+        {"quoted",
+         "kind: HelmRelease\nspec:\n  chart:\n    spec:\n      version: \"0.0.1\" # pin\n", "0.0.2",
+         "kind: HelmRelease\nspec:\n  chart:\n    spec:\n      version: \"0.0.2\" # pin\n", 1},
+        {"plain range, no final newline",
+         "kind: HelmRelease\nspec:\n  chart:\n    spec:\n      version: 0.0.x", "1.2.3",
+         "kind: HelmRelease\nspec:\n  chart:\n    spec:\n      version: \"1.2.3\"", 1},
+        {"crlf",
+         "kind: HelmRelease\r\nspec:\r\n  chart:\r\n    spec:\r\n      version: '1.0.0'\r\n  x: "
+         "1\r\n",
+         "1.0.1",
+         "kind: HelmRelease\r\nspec:\r\n  chart:\r\n    spec:\r\n      version: \"1.0.1\"\r\n  x: "
+         "1\r\n",
+         1},
+        {"already there",
+         "kind: HelmRelease\nspec:\n  chart:\n    spec:\n      version: \"0.0.2\"\n", "0.0.2",
+         "kind: HelmRelease\nspec:\n  chart:\n    spec:\n      version: \"0.0.2\"\n", 0},
+        {"namespace first, two releases",
+         "kind: Namespace\nmetadata:\n  name: a\n---\nkind: HelmRelease\nspec:\n  chart: {spec: "
+         "{version: "
+         "\"1.0.0\"}}\n---\n# c\nkind: HelmRelease\nspec:\n  chart:\n    spec:\n      version: "
+         "1.0.0\n",
+         "2.0.0",
+         "kind: Namespace\nmetadata:\n  name: a\n---\nkind: HelmRelease\nspec:\n  chart: {spec: "
+         "{version: "
+         "\"2.0.0\"}}\n---\n# c\nkind: HelmRelease\nspec:\n  chart:\n    spec:\n      version: "
+         "\"2.0.0\"\n",
+         2},
+        {"chartRef: nothing to edit", "kind: HelmRelease\nspec:\n  chartRef:\n    name: x\n",
+         "2.0.0", "kind: HelmRelease\nspec:\n  chartRef:\n    name: x\n", 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = NULL;
+        size_t len = 0;
+        int changed = -1;
+        if (ll_template_set_chart_version(&out, &len, &changed, cases[i].in, strlen(cases[i].in),
+                                          cases[i].version) != 0)
+            fail_msg("%s: %s", cases[i].name, ll_error_last()->message);
+        if (strcmp(out, cases[i].want) != 0 || changed != cases[i].changed)
+            fail_msg("%s: got (%d) %s", cases[i].name, changed, out);
+        assert_int_equal(len, strlen(cases[i].want));
+        free(out);
+    }
+    /* Refused: a version that could change the YAML around it, bad YAML,
+     * aliases. */
+    const char *bad[][2] = {
+        {"kind: HelmRelease\nspec:\n  chart:\n    spec:\n      version: 1.0.0\n", "1.0.0\"\nx: y"},
+        {"kind: HelmRelease\nspec: [\n", "1.0.0"},
+        {"kind: HelmRelease\nx: &v 1.0.0\nspec:\n  chart:\n    spec:\n      version: *v\n",
+         "2.0.0"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *out = NULL;
+        size_t len = 0;
+        int changed = 0;
+        assert_int_equal(ll_template_set_chart_version(&out, &len, &changed, bad[i][0],
+                                                       strlen(bad[i][0]), bad[i][1]),
+                         LL_EINVALID);
+        assert_null(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1209,6 +1280,7 @@ int main(void)
         cmocka_unit_test(test_positions_are_bytes),
         cmocka_unit_test(test_edits),
         cmocka_unit_test(test_flow_escapes),
+        cmocka_unit_test(test_set_chart_version),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -65,6 +65,7 @@ typedef struct ll_config {
     long audit_retention;   /* days audit records are kept */
     long http_max_header;   /* bytes of request line + headers */
     long http_body_timeout; /* seconds a body may take to arrive */
+    long rollout_wave_timeout;    /* seconds a rollout wave may take to read ready */
 } ll_config;
 
 /* Fills cfg with the defaults. */

@@ -185,13 +185,39 @@ int ll_release_get(json_t **out, ll_core *c, const char *version); /* LL_ENOTFOU
 /* LL_ECONFLICT while any tenant runs or targets it; LL_ENOTFOUND. */
 int ll_release_delete(ll_core *c, const char *version);
 
+/* --- rollouts (rollouts.c) --- */
+
+/* Creates a rollout: body {"version", "tiers" | "tenants", "waves"?:
+ * [{"tiers" | "tenants" | "percent", "soak_seconds"?}], "on_failure"?:
+ * "pause" | "rollback", "wave_timeout_seconds"?}.  Every wave is computed
+ * now; the engine drives them.  *out is the rollout (docs/api.md).
+ * LL_EINVALID with the field at fault (a version never uploaded, unknown
+ * tiers or tenants, bad waves); LL_ECONFLICT when its tenants or pools are
+ * in an active rollout, or no cluster is configured. */
+int ll_rollout_create(json_t **out, ll_core *c, const json_t *body);
+
+/* {"items": [rollout without "tenants"], "next_cursor"}, newest first;
+ * before: the cursor (a rollout id; 0 from the newest); limit 1..500. */
+int ll_rollout_list(json_t **out, ll_core *c, long long before, int limit);
+
+/* The rollout with its waves, pools and tenants; LL_ENOTFOUND. */
+int ll_rollout_get(json_t **out, ll_core *c, long long id);
+
+/* action "pause" (running), "resume" (paused), "abort" (running or paused:
+ * stops for good, tenants stay where they are) or "rollback" (running or
+ * paused: every tenant it moved returns, in one commit); body NULL or
+ * {"reason"?}.  LL_ECONFLICT when the rollout's state does not allow it;
+ * LL_ENOTFOUND. */
+int ll_rollout_control(json_t **out, ll_core *c, long long id, const char *action,
+                       const json_t *body);
+
 /* --- events and webhooks (events.c) --- */
 
 /* Subscribes: body {"url", "event_types"?: ["tenant.*" | "tenant.<state>" |
- * "*"], "secret"?, "description"?}.  *out is the webhook with its "secret"
- * (generated when not given; shown only here).  LL_EINVALID with the field
- * at fault: a URL that is not http(s), carries credentials or is too long,
- * an unknown event type, a short secret, an unknown field. */
+ * "rollout.*" | "rollout.<event>" | "*"], "secret"?, "description"?}.  *out is the webhook with its
+ * "secret" (generated when not given; shown only here).  LL_EINVALID with the field at fault: a URL
+ * that is not http(s), carries credentials or is too long, an unknown event type, a short secret,
+ * an unknown field. */
 int ll_webhook_create(json_t **out, ll_core *c, const json_t *body);
 
 /* {"items": [webhook...]} without secrets. */

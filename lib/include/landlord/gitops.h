@@ -39,6 +39,10 @@ typedef struct ll_gitops_options {
     const char *ssh_host_key;    /* pinned "SHA256:<base64>" host key for ssh://, or NULL */
     int import_only;             /* never seed or write: `landlord import` */
     int own_remote;              /* url is landlord's embedded default remote */
+    /* Called on the writer's thread after every batch (the progress counter
+     * moved), or NULL. */
+    void (*on_progress)(void *payload);
+    void *on_progress_payload;
 } ll_gitops_options;
 
 /* Opens the clone and the writer's registry connection, fetches the branch,

@@ -181,7 +181,83 @@ int ll_registry_release_get(json_t **out, ll_registry *r, const char *version); 
 int ll_registry_release_list(json_t **out, ll_registry *r);
 int ll_registry_release_delete(ll_registry *r, const char *version); /* LL_ENOTFOUND */
 
-/* Tenants not offboarded per release they ask for: [{"release", "count"}]. */
+/* --- rollouts (registry_rollouts.c) --- */
+
+/* Active tenants a rollout may concern, ordered by id within each group:
+ * those of the tiers in tiers (an array), or those named in ids (an array;
+ * any lifecycle, unknown ones absent).  [{"id", "tier", "release",
+ * "chart_version", "lifecycle", "path"}], new reference. */
+int ll_registry_rollout_candidates(json_t **out, ll_registry *r, const json_t *tiers,
+                                   const json_t *ids);
+
+/* Stores a rollout (state running) with its waves, tenants and pools and
+ * the event rollout.started, in one transaction.  spec: {"version",
+ * "on_failure", "scope", "wave_timeout", "author": {"name", "email"},
+ * "waves": [{"selector", "soak_seconds"}], "tenants": [{"id", "tier",
+ * "wave" (null: skipped), "from", "state" (pending | skipped), "reason"}],
+ * "pools": [{"pool", "wave", "from"}], "event": extra event data}.
+ * LL_ECONFLICT when a tenant (not skipped) or a pool is in another active
+ * rollout (running, paused, rolling_back); LL_EINVALID when the version is
+ * not uploaded (any more). */
+int ll_registry_rollout_create(long long *out_id, ll_registry *r, const json_t *spec);
+
+/* The rollout as stored (columns as keys; "scope" decoded), with "waves"
+ * (selector decoded), "pools", "counts" ({"<wave, 0 for none>": {"<state>":
+ * n}}) and, when with_tenants, "tenants".  LL_ENOTFOUND. */
+int ll_registry_rollout_get(json_t **out, ll_registry *r, long long id, int with_tenants);
+
+/* Rollouts newest first with ids below before (0: from the newest), as
+ * ll_registry_rollout_get without tenants. */
+int ll_registry_rollout_list(json_t **out, ll_registry *r, long long before, int limit);
+
+/* [{"id"}] of the rollouts the engine drives (running, rolling_back). */
+int ll_registry_rollouts_driven(json_t **out, ll_registry *r);
+
+/* Starts a wave of a running rollout in one transaction: the wave's pending
+ * tenants that are still active, floating and not at the version move (the
+ * others are skipped with the reason), with the wave's pools, through ONE
+ * queued rollout operation; the wave turns committing (or, with nothing to
+ * commit, waiting); step's other changes and events (as
+ * ll_registry_rollout_step; the first event's data gets "tenants",
+ * "skipped", "operation") in the same transaction.  *out_op is the operation, 0 when
+ * there was nothing to commit.  LL_ECONFLICT when the rollout is not
+ * running or the wave has started. */
+int ll_registry_rollout_wave_start(long long *out_op, ll_registry *r, long long id, int wave,
+                                   const json_t *step, const ll_registry_author *author);
+
+/* Returns every tenant the rollout moved that still carries its version,
+ * and its moved pools, to where they were, through ONE queued rollout
+ * operation, in one transaction with step (as ll_registry_rollout_step,
+ * minus a state); the rollout turns rolling_back, or rolled_back at once
+ * when nothing needs to move, and the event rollout.rolling_back (or
+ * rollout.rolled_back) follows step's events.  LL_ECONFLICT when the
+ * rollout's state is not step's "expect". */
+int ll_registry_rollout_rollback(long long *out_op, ll_registry *r, long long id,
+                                 const json_t *step, const ll_registry_author *author);
+
+/* One step of the engine or a control action, in one transaction: {"rollout":
+ * id, "expect": state or [states] (LL_ECONFLICT otherwise, nothing
+ * changed), "set": {rollout columns: state, reason, current_wave,
+ * rollback_sha, finished_at}, "wave": n, "wave_set": {wave columns: state,
+ * deadline_ms, soak_until_ms, error, pushed_at, ready_at, finished_at,
+ * commit_sha}, "tenants": [{"id", "state", "reason"}], "tier_versions":
+ * {"<tier>": version}, "events": [{"type", "tenant"?, "data"}]}. */
+int ll_registry_rollout_step(ll_registry *r, const json_t *step);
+
+/* The tenants of a wave that it moved: [{"id", "state" (updating, ready,
+ * failed), "reason", "lifecycle", "commit_sha", "sync", "chart_version"}]
+ * (the tenant's current row). */
+int ll_registry_rollout_wave_tenants(json_t **out, ll_registry *r, long long id, int wave);
+
+/* How many active rollouts need version: as their target, or as what a
+ * rollback would return a tenant or pool to. */
+int ll_registry_rollouts_using(long long *out, ll_registry *r, const char *version);
+
+/* {"<tier>": version} for the tiers a successful rollout brought somewhere. */
+int ll_registry_tier_versions(json_t **out, ll_registry *r);
+
+/* Tenants not offboarded per chart version their files carry (an exact
+ * version, or a range while none was uploaded): [{"release", "count"}]. */
 int ll_registry_release_users(json_t **out, ll_registry *r);
 
 /* --- versions, audit, idempotency, tiers (registry_auth.c) --- */

@@ -73,6 +73,12 @@ json_t *ll_status_health(ll_status *s);
 int ll_status_state(ll_status *s, const char *id, const char *commit, const char *sync, char *out,
                     size_t cap);
 
+/* The follower's verdict on tenant id, when it was derived for the
+ * desired commit and sync given: {"state", "reason", "message",
+ * "deployed_chart"?} (new reference); NULL when not (yet), or without a
+ * cluster. */
+json_t *ll_status_verdict(ll_status *s, const char *id, const char *commit, const char *sync);
+
 /* Moves on every state change of any tenant. */
 unsigned long long ll_status_generation(ll_status *s);
 

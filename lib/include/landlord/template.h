@@ -51,6 +51,17 @@ typedef struct ll_render_input {
 int ll_template_render(char **out, size_t *out_len, const char *tmpl, size_t tmpl_len,
                        const ll_render_input *in);
 
+/* Sets spec.chart.spec.version of every HelmRelease document of text to
+ * version (written double-quoted), as a text edit at the position libyaml
+ * reports: every other byte stays (comments, image automation markers,
+ * hand edits).  HelmReleases without that field, and those already at
+ * version, are left alone; *changed counts the edits.  version must look
+ * like a chart version ([A-Za-z0-9._-], starting with a letter or digit).
+ * *out is a new NUL-terminated buffer (caller frees).  Returns 0,
+ * LL_EINVALID (bad YAML, aliases, a bad version) or -1. */
+int ll_template_set_chart_version(char **out, size_t *out_len, int *changed, const char *text,
+                                  size_t len, const char *version);
+
 /* Checks that text is one or more YAML documents, each a mapping with
  * apiVersion, kind and metadata.name (scalars that are neither empty nor
  * null) and no mapping holding the same key twice.  Empty documents (a

@@ -4,7 +4,8 @@
  * The catalogue is an immutable JSON snapshot shared between threads:
  *   {"tiers": {"<name>": {"name", "template", "template_path",
  *                          "deployment_model", "pools"}},
- *    "pools": ["pool-1", ...]}
+ *    "pools": ["pool-1", ...],
+ *    "pool_versions": {"pool-1": "<chart version its file asks for>", ...}}
  */
 #ifndef LANDLORD_TIERS_H
 #define LANDLORD_TIERS_H
@@ -12,7 +13,8 @@
 #include <jansson.h>
 
 /* Builds a catalogue.  files maps repository paths to file contents for
- * <root>/tier-templates/\*.yaml and <root>/pooled-envs/kustomization.yaml.
+ * <root>/tier-templates/\*.yaml, <root>/pooled-envs/kustomization.yaml and
+ * the pool environments it lists (<root>/pooled-envs/<pool>.yaml).
  * Templates that do not render for a sample tenant are left out with a
  * warning.  Returns a new reference (never NULL unless out of memory). */
 json_t *ll_tiers_build(const json_t *files, const char *root);

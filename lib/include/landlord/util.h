@@ -34,6 +34,10 @@ void ll_now_rfc3339(char out[32]);
 /* Milliseconds on the monotonic clock. */
 int64_t ll_monotonic_ms(void);
 
+/* Milliseconds since the epoch (wall clock): for deadlines that must
+ * survive a restart. */
+int64_t ll_wall_ms(void);
+
 /* Fills out with 2*nbytes lower-case hex characters of randomness and a NUL. */
 int ll_random_hex(char *out, size_t nbytes);
 

@@ -28,6 +28,14 @@ int ll_validate_release(const char *release);
  * "1.2.x", "1.2.3" gives "1.2.3".  out has room for cap bytes. */
 int ll_release_expr(char *out, size_t cap, const char *release);
 
+/* 1 when a valid release pins an exact version ("1.2.3"), 0 when it
+ * floats ("1.2", "1.2.x"). */
+int ll_release_pinned(const char *release);
+
+/* Compares semantic versions: numbers, then a pre-release before none, then
+ * pre-releases as text; build metadata is ignored.  <0, 0, >0. */
+int ll_semver_cmp(const char *a, const char *b);
+
 /* Chart value overrides: a JSON object, nested at most LL_VALUES_DEPTH_MAX
  * deep, with no "${" in any key or string (Flux's postBuild substitution would
  * expand it). */
