@@ -45,8 +45,16 @@ typedef struct ll_config {
     long write_wait;              /* seconds a write waits for its push */
     char chart_name[64];          /* the tenant chart's name */
     long release_max_size;        /* bytes of a chart archive */
-    long batch_size;              /* operations per commit */
-    long batch_linger;            /* ms to wait for more operations under load */
+    char oci_url[1024];           /* oci://host[:port]/base, or "" for the embedded layout */
+    char oci_username[256];
+    char oci_password_file[1024]; /* the file holding the registry password or token */
+    char oci_ca_file[1024];
+    long oci_plain_http; /* 1: http:// to a registry on this machine */
+    char oci_auth[16];   /* "auto" or "ecr" */
+    long oci_timeout;    /* seconds to connect, and without progress */
+    char aws_region[64]; /* ECR: "" = from the registry host or $AWS_REGION */
+    long batch_size;     /* operations per commit */
+    long batch_linger;   /* ms to wait for more operations under load */
 } ll_config;
 
 /* Fills cfg with the defaults. */
