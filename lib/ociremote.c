@@ -218,7 +218,8 @@ static int loopback(const char *host)
 
 static int token_char(char c)
 {
-    return isalnum((unsigned char)c) || strchr("!#$%&'*+-.^_`|~", c);
+    /* (strchr would match the terminator: c must not be '\0') */
+    return c && (isalnum((unsigned char)c) || strchr("!#$%&'*+-.^_`|~", c));
 }
 
 int ll_oci_challenge_parse(ll_oci_challenge *out, const char *v)

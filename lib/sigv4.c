@@ -169,7 +169,8 @@ static int canonical_query(ll_buf *b, const char *query)
         if (*p == '&')
             p++;
     }
-    qsort(pairs, n, sizeof(*pairs), pair_cmp);
+    if (n)
+        qsort(pairs, n, sizeof(*pairs), pair_cmp);
     for (size_t i = 0; i < n; i++) {
         if ((i && ll_buf_adds(b, "&") < 0) ||
             ll_buf_printf(b, "%s=%s", pairs[i].key, pairs[i].value) < 0)

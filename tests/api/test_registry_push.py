@@ -353,6 +353,48 @@ class RegistryFailures(RegistryCase):
         rel = self.assertJson(self.upload(s, tgz), 201)
         self.assertEqual(reg.manifest_digest(REPO, "1.0.0", user="landlord", password=PASSWORD), rel["digest"])
 
+    def test_anonymous_registry(self):
+        reg = self.registry(auth="none")
+        s = self.start_server(args=oci_args(reg, user=None))
+        rel = self.assertJson(self.upload(s, make_chart_tgz(NAME, "1.0.0")), 201)
+        self.assertEqual(reg.manifest_digest(REPO, "1.0.0"), rel["digest"])
+        oci = self.assertJson(s.get("/readyz"), 200)["checks"]["oci"]
+        self.assertEqual((oci["status"], oci["auth"]), ("ok", "none"))
+
+    def test_denied_and_lying_registries_record_nothing(self):
+        reg = self.registry(auth="none")
+        proxy = RegistryProxy(reg).start()
+        self.addCleanup(proxy.stop)
+        s = self.start_server(args=["--oci-url", "oci://%s/charts" % proxy.host, "--oci-plain-http", "1"])
+        tgz = make_chart_tgz(NAME, "1.0.0")
+        proxy.fault = lambda m, p: registry_error("DENIED", "requested access to the resource is denied", 403) \
+            if m == "POST" else None
+        p = self.assertUpstreamProblem(self.upload(s, tgz), proxy.host, "403 DENIED")
+        self.assertIn("denied", p.get("hint", ""))
+        self.assertEqual(s.rows("releases"), [])
+        # A registry that answers the manifest PUT with another digest than the bytes sent.
+        proxy.fault = lambda m, p: (201, b"", {"Docker-Content-Digest": "sha256:" + "0" * 64}) \
+            if m == "PUT" and "/manifests/" in p else None
+        p = self.assertUpstreamProblem(self.upload(s, tgz), proxy.host, "sha256:" + "0" * 64)
+        self.assertEqual(s.rows("releases"), [])
+        self.assertIsNone(reg.manifest_digest(REPO, "1.0.0"))
+
+    def test_credentials_stay_on_the_registry_origin(self):
+        # The registry sends its uploads to another origin (a storage
+        # front, say): the PUT goes there without landlord's credentials.
+        backend = self.registry(auth="none")
+        other = RegistryProxy(backend).start()
+        self.addCleanup(other.stop)
+        front = RegistryProxy(backend, require_basic=("landlord", PASSWORD), location_base=other.url).start()
+        self.addCleanup(front.stop)
+        pw = backend.write_password_file(PASSWORD)
+        s = self.start_server(args=["--oci-url", "oci://%s/charts" % front.host, "--oci-plain-http", "1",
+                                    "--oci-username", "landlord", "--oci-password-file", pw])
+        rel = self.assertJson(self.upload(s, make_chart_tgz(NAME, "1.0.0")), 201)
+        self.assertEqual(backend.manifest_digest(REPO, "1.0.0"), rel["digest"])
+        self.assertEqual([(m, a) for m, _, a in other.authorized], [("PUT", False), ("PUT", False)])
+        self.assertEqual([a for m, p, a in front.authorized if p != "/v2/"], [True] * 6)
+
     def test_registry_refusing_deletes_keeps_the_release(self):
         reg = self.registry(auth="htpasswd", users={"landlord": PASSWORD}, delete=False)
         s = self.start_server(args=oci_args(reg, password_file=reg.write_password_file(PASSWORD)))

@@ -10,7 +10,11 @@ Python 3 standard library only.
     proxy.host            # "127.0.0.1:PORT": give it to landlord as oci://HOST/...
     proxy.requests        # [(method, path without query, status)], a copy
     proxy.fault = None    # change the fault at any time
+    proxy.authorized      # [(method, path, whether an Authorization header came)]
     proxy.stop()
+
+    RegistryProxy(reg, require_basic=("user", "pw"))   # 401 Basic unless these credentials come
+    RegistryProxy(reg, location_base="http://127.0.0.1:OTHER")  # absolute Locations sent elsewhere
 
 Every request is forwarded to the registry with its method, path, query,
 body and headers (Authorization included, so the registry's own challenge
@@ -21,6 +25,7 @@ fault(method, path) may return None (forward) or (status, body) or
 Content-Length and keep the connection alive, like a registry's.
 """
 
+import base64
 import http.client
 import http.server
 import json
@@ -95,9 +100,7 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             out = {}
             for k, v in r.getheaders():
                 if k.lower() == "location" and v.startswith(backend.url):
-                    v = owner.url + v[len(backend.url):]
-                if k.lower() == "www-authenticate" and owner.rewrite_challenge:
-                    v = owner.rewrite_challenge(v)
+                    v = (owner.location_base or owner.url) + v[len(backend.url):]
                 out[k] = v
             self.reply(r.status, data, out)
         except (OSError, http.client.HTTPException) as e:
@@ -106,8 +109,19 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             conn.close()
 
     def handle_any(self):
-        f = self.server.owner.fault
+        owner = self.server.owner
+        f = owner.fault
         path = urllib.parse.urlsplit(self.path).path
+        authz = self.headers.get("Authorization")
+        with owner._lock:
+            owner._authorized.append((self.command, path, authz is not None))
+        if owner.require_basic:
+            want = "Basic " + base64.b64encode(("%s:%s" % owner.require_basic).encode()).decode()
+            if authz != want:
+                self.body()
+                return self.reply(*registry_error("UNAUTHORIZED", "authentication required", 401)[:2], {
+                    "Content-Type": "application/json", "WWW-Authenticate": 'Basic realm="proxy"'})
+            del self.headers["Authorization"]
         answer = f(self.command, path) if f else None
         if answer is not None:
             self.body()
@@ -126,14 +140,16 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
 class RegistryProxy:
     handler = ProxyHandler
 
-    def __init__(self, backend, fault=None):
+    def __init__(self, backend, fault=None, require_basic=None, location_base=None):
         self.backend = backend
         self.fault = fault
-        self.rewrite_challenge = None
+        self.require_basic = require_basic
+        self.location_base = location_base
         self.httpd = None
         self.thread = None
         self.port = None
         self._requests = []
+        self._authorized = []
         self._lock = threading.Lock()
 
     @property
@@ -148,6 +164,11 @@ class RegistryProxy:
     def requests(self):
         with self._lock:
             return list(self._requests)
+
+    @property
+    def authorized(self):
+        with self._lock:
+            return list(self._authorized)
 
     def reset_requests(self):
         with self._lock:
