@@ -1097,8 +1097,8 @@ static int push_blob(op *o, const char *digest, const void *data, size_t len, in
     reply_init(&rp, ERROR_KEEP);
     if ((error = send_request(o, &head, &rp)) < 0)
         goto done;
-    if (rp.status == 200)
-        goto done; /* there already */
+    if (rp.status == 200 || (rp.status >= 300 && rp.status < 400))
+        goto done; /* there already (a 3xx: a registry redirecting to its storage) */
     if (rp.status != 404) {
         error = http_error(o, &head, &rp);
         goto done;
