@@ -11,8 +11,7 @@
  * (they are rare: one per token lifetime).  Mutexes: token_lock guards the
  * ECR token and is taken before cred_lock, which guards the credentials; a
  * fetch runs under its lock, so concurrent callers wait for one fetch
- * instead of making several.  stats_lock guards the counters and is never
- * held while taking another.
+ * instead of making several.
  *
  * ECR calls use the AWS JSON 1.1 protocol: POST / with X-Amz-Target,
  * signed with SigV4 (sigv4.c) over content-type, host, x-amz-date,
@@ -64,8 +63,6 @@ struct ll_aws {
     pthread_mutex_t token_lock; /* guards ecr_token, ecr_refresh_at */
     char *ecr_token;
     int64_t ecr_refresh_at;
-    pthread_mutex_t stats_lock; /* guards stats; taken last, alone */
-    ll_aws_stats stats;
 };
 
 /* --- small helpers ------------------------------------------------------------ */
@@ -239,7 +236,6 @@ int ll_aws_open(ll_aws **out, const ll_aws_options *opts)
         return ll_error_set(-1, "out of memory");
     pthread_mutex_init(&a->cred_lock, NULL);
     pthread_mutex_init(&a->token_lock, NULL);
-    pthread_mutex_init(&a->stats_lock, NULL);
     if (!opts->region || !opts->region[0]) {
         error = ll_error_set(LL_EINVALID, "aws: no region");
         ll_error_hint("set aws-region (or AWS_REGION)");
@@ -311,20 +307,12 @@ void ll_aws_free(ll_aws *a)
     wipe_free(a->ecr_token);
     pthread_mutex_destroy(&a->cred_lock);
     pthread_mutex_destroy(&a->token_lock);
-    pthread_mutex_destroy(&a->stats_lock);
     free(a);
 }
 
 const char *ll_aws_credential_source(const ll_aws *a)
 {
     return a->source;
-}
-
-void ll_aws_get_stats(ll_aws_stats *out, ll_aws *a)
-{
-    pthread_mutex_lock(&a->stats_lock);
-    *out = a->stats;
-    pthread_mutex_unlock(&a->stats_lock);
 }
 
 /* --- HTTP ----------------------------------------------------------------------- */
@@ -694,9 +682,6 @@ static int get_creds(creds *out, ll_aws *a)
         int64_t t0 = ll_monotonic_ms();
         error = !strcmp(a->source, "web-identity") ? fetch_web_identity(a) : fetch_pod_identity(a);
         if (error == 0) {
-            pthread_mutex_lock(&a->stats_lock);
-            a->stats.credential_fetches++;
-            pthread_mutex_unlock(&a->stats_lock);
             ll_log_info("msg=\"aws credentials fetched\" source=%s expires_in_s=%lld ms=%lld",
                         a->source, (long long)(a->cur.expires ? a->cur.expires - now_s() : 0),
                         (long long)(ll_monotonic_ms() - t0));
@@ -832,9 +817,6 @@ int ll_ecr_authorization(char **out, ll_aws *a, int fresh)
             goto done;
         }
         a->ecr_refresh_at = refresh_time(now_s(), expires);
-        pthread_mutex_lock(&a->stats_lock);
-        a->stats.authorization_tokens++;
-        pthread_mutex_unlock(&a->stats_lock);
         ll_log_info("msg=\"ecr authorization token fetched\" expires_in_s=%lld ms=%lld",
                     (long long)(expires - now_s()), (long long)(ll_monotonic_ms() - t0));
     }
@@ -861,11 +843,7 @@ int ll_ecr_create_repository(ll_aws *a, const char *name)
     free(text);
     if (error == LL_EUPSTREAM && !strcmp(type, "RepositoryAlreadyExistsException"))
         error = 0;
-    else if (error == 0) {
-        pthread_mutex_lock(&a->stats_lock);
-        a->stats.repositories_created++;
-        pthread_mutex_unlock(&a->stats_lock);
+    else if (error == 0)
         ll_log_info("msg=\"ecr repository created\" repository=%s", name);
-    }
     return error;
 }

@@ -469,6 +469,8 @@ json_t *ll_ociremote_health(ll_ociremote *r)
                           : r->health   ? "ok"
                                         : "failed",
                           "registry", r->host, "url", r->url, "auth", auth);
+    if (r->aws)
+        json_object_set_new(j, "credentials", json_string(ll_aws_credential_source(r->aws)));
     if (r->health == 0)
         json_object_set_new(j, "error", json_string(r->health_error));
     if (r->health >= 0)

@@ -96,6 +96,8 @@ class Ecr(LandlordTestCase):
         s = self.landlord(ecr, {"AWS_ACCESS_KEY_ID": AKID, "AWS_SECRET_ACCESS_KEY": SECRET})
         rel = self.assertJson(self.upload(s, "1.0.0"), 201)
         self.assertPushed(ecr, rel)
+        oci = self.assertJson(s.get("/readyz"), 200)["checks"]["oci"]
+        self.assertEqual((oci["status"], oci["auth"], oci["credentials"]), ("ok", "ecr", "environment"))
         calls = ecr.calls
         self.assertEqual([(c["action"], c["status"], c["akid"]) for c in calls],
                          [("GetAuthorizationToken", 200, AKID), ("CreateRepository", 200, AKID)])
@@ -175,6 +177,7 @@ class Ecr(LandlordTestCase):
         s = self.landlord(ecr, {"AWS_CONTAINER_CREDENTIALS_FULL_URI": agent.credentials_url,
                                 "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": token_file})
         self.assertPushed(ecr, self.assertJson(self.upload(s, "1.0.0"), 201))
+        self.assertEqual(self.assertJson(s.get("/readyz"), 200)["checks"]["oci"]["credentials"], "pod-identity")
         self.assertEqual([c["status"] for c in agent.calls], [200])
         self.assertEqual(ecr.calls[0]["akid"], agent.calls[0]["akid"])
         self.assertIn("x-amz-security-token", ecr.calls[0]["signed_headers"])

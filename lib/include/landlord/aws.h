@@ -90,12 +90,4 @@ int ll_ecr_authorization(char **out, ll_aws *a, int fresh);
  * repository that exists already is success. */
 int ll_ecr_create_repository(ll_aws *a, const char *name);
 
-/* Counters for /readyz and the tests: calls made to each API. */
-typedef struct ll_aws_stats {
-    long credential_fetches; /* STS or Pod Identity agent */
-    long authorization_tokens;
-    long repositories_created;
-} ll_aws_stats;
-void ll_aws_get_stats(ll_aws_stats *out, ll_aws *a);
-
 #endif

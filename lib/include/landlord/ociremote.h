@@ -100,8 +100,9 @@ int ll_ociremote_push(ll_ociremote_pushed *out, ll_ociremote *r, const char *cha
 int ll_ociremote_delete(ll_ociremote *r, const char *chart, const char *digest);
 
 /* For /readyz (new reference): {"status": "ok"|"failed"|"unknown",
- * "registry", "url", "auth", "error"?, "checked_at"?} from the last
- * exchange (no request is made). */
+ * "registry", "url", "auth", "credentials"? (ECR: where AWS credentials
+ * come from), "error"?, "checked_at"?} from the last exchange (no request
+ * is made). */
 json_t *ll_ociremote_health(ll_ociremote *r);
 
 #endif
