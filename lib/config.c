@@ -17,6 +17,7 @@
 #include "landlord/config.h"
 #include "landlord/error.h"
 #include "landlord/log.h"
+#include "landlord/ociremote.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
 
@@ -90,6 +91,27 @@ static int check_chart_name(const char *v)
 static int check_release(const char *v)
 {
     return ll_validate_release(v);
+}
+
+static int check_oci_url(const char *v)
+{
+    char host[300], base[600];
+    return v[0] ? ll_ociremote_parse_url(host, sizeof(host), base, sizeof(base), v) : 0;
+}
+
+static int check_oci_auth(const char *v)
+{
+    if (strcmp(v, "auto") != 0 && strcmp(v, "ecr") != 0)
+        return ll_error_set(LL_EINVALID, "'%s' is not auto or ecr", v);
+    return 0;
+}
+
+static int check_region(const char *v)
+{
+    for (const char *p = v; *p; p++)
+        if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-'))
+            return ll_error_set(LL_EINVALID, "'%s' is not an AWS region (e.g. us-east-1)", v);
+    return 0;
 }
 
 static int check_level(const char *v)
@@ -168,6 +190,25 @@ static const setting settings[] = {
      "the tenant chart's name: uploaded releases must carry it"},
     {"release-max-size", I(release_max_size), "10485760", 1024, 104857600, NULL,
      "largest chart archive in bytes (POST /api/v1/releases; 413 above)"},
+    {"oci-url", S(oci_url), "", 0, 0, check_oci_url,
+     "OCI registry for uploaded charts, oci://host[:port]/path (as helm push takes it; ECR "
+     "included); empty = an OCI image layout in <data>/oci"},
+    {"oci-username", S(oci_username), "", 0, 0, NULL,
+     "user name for the registry (Basic auth or its token server); not used with ECR"},
+    {"oci-password-file", S(oci_password_file), "", 0, 0, NULL,
+     "file holding the registry password or token, first line (never logged)"},
+    {"oci-ca-file", S(oci_ca_file), "", 0, 0, NULL,
+     "PEM CA bundle for the registry (verification is always on)"},
+    {"oci-plain-http", I(oci_plain_http), "0", 0, 1, NULL,
+     "1: talk http:// to the registry; only for a registry on this machine (127.0.0.1, ::1, "
+     "localhost)"},
+    {"oci-auth", S(oci_auth), "auto", 0, 0, check_oci_auth,
+     "auto: ECR auth for <account>.dkr.ecr.<region>.amazonaws.com, else the registry's "
+     "challenge (Basic or bearer token); ecr: ECR auth whatever the host"},
+    {"oci-timeout", I(oci_timeout), "60", 1, 3600, NULL,
+     "seconds the registry (and AWS) may take to accept a connection, or without progress"},
+    {"aws-region", S(aws_region), "", 0, 0, check_region,
+     "ECR region (default: from the registry host, else $AWS_REGION or $AWS_DEFAULT_REGION)"},
     {"write-wait", I(write_wait), "10", 0, 300, NULL,
      "seconds a write waits for its push before answering 202 (?wait= overrides)"},
     {"batch-size", I(batch_size), "64", 1, 10000, NULL, "operations combined into one commit"},

@@ -9,6 +9,7 @@
 #include "landlord/core.h"
 #include "landlord/gitops.h"
 #include "landlord/rollouts.h"
+#include "landlord/ociremote.h"
 #include "landlord/status.h"
 #include "landlord/webhooks.h"
 
@@ -18,7 +19,9 @@ struct ll_core {
     char db_path[1100];
     char git_url[1100];
     char work_path[1100];
-    char oci_dir[1200]; /* the OCI image layout of uploaded releases */
+    char oci_dir[1200];           /* the OCI image layout of uploaded releases (embedded default) */
+    ll_ociremote *oci;            /* the OCI registry (oci-url), or NULL for the layout */
+    pthread_mutex_t release_lock; /* one upload or delete of a release at a time */
     ll_gitops *git;
     ll_status *status;     /* NULL unless serving */
     ll_webhooks *webhooks; /* NULL unless serving */

@@ -2,12 +2,17 @@
  * chart, the catalogue, deleting a version nobody uses.
  *
  * An upload is checked completely (chart.c) before anything is stored; the
- * artifact is built as Helm pushes it (oci.c) and stored in the OCI image
- * layout in the data dir (the embedded default registry; pushing to a
- * remote OCI registry comes with the rest of issue 5), then recorded in the
- * registry.  The same chart again is answered from the record; another
- * chart under an existing version is a conflict.
+ * artifact is built as Helm pushes it (oci.c) and pushed to the configured
+ * OCI registry (ociremote.c) or, with none configured, stored in the OCI
+ * image layout in the data dir.  Only once that succeeded is it recorded
+ * in the registry, with its location ("local" or the registry reference).
+ * The same chart again is answered from the record without touching the
+ * OCI registry; another chart under an existing version is a conflict.  A
+ * delete removes the manifest from where the release lives first, then the
+ * record.  Uploads and deletes take release_lock, so two uploads of one
+ * version cannot race between the registry and the record.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +21,7 @@
 #include "landlord/core.h"
 #include "landlord/error.h"
 #include "landlord/oci.h"
+#include "landlord/ociremote.h"
 #include "landlord/registry.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
@@ -119,12 +125,35 @@ static json_t *find(const json_t *list, const char *version)
     return NULL;
 }
 
+/* Stores a's artifact where releases go: the OCI registry (*location the
+ * reference; *digest and *config_digest what the tag points to, which is
+ * an earlier push of the same chart when the registry held one) or the
+ * image layout ("local"). */
+static int store(char *location, size_t cap, char digest[80], char config_digest[80], ll_core *c,
+                 const ll_oci_artifact *a, const void *data, size_t len)
+{
+    int error;
+    if (!c->oci) {
+        snprintf(location, cap, "local");
+        snprintf(digest, 80, "%s", a->manifest_digest);
+        snprintf(config_digest, 80, "%s", a->config_digest);
+        return ll_oci_layout_put(c->oci_dir, a, data, len);
+    }
+    ll_ociremote_pushed p;
+    if ((error = ll_ociremote_push(&p, c->oci, c->cfg.chart_name, a, data, len)) < 0)
+        return error;
+    ll_ociremote_reference(location, cap, c->oci, c->cfg.chart_name, a->tag);
+    snprintf(digest, 80, "%s", p.manifest_digest);
+    snprintf(config_digest, 80, "%s", p.config_digest);
+    return 0;
+}
+
 int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, size_t len)
 {
     ll_registry *r = ll_core_registry(c);
     json_t *meta = NULL, *existing = NULL, *rel = NULL, *list = NULL;
     ll_oci_artifact a = {0};
-    char now[32], chart_digest[80];
+    char now[32], chart_digest[80], digest[80], config_digest[80], location[1200];
     int error;
 
     *out = NULL;
@@ -135,6 +164,7 @@ int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, 
         return error;
     const char *version = json_string_value(json_object_get(meta, "version"));
     ll_oci_digest(chart_digest, data, len);
+    pthread_mutex_lock(&c->release_lock);
     if (ll_registry_release_get(&existing, r, version) == 0) {
         if (strcmp(json_string_value(json_object_get(existing, "chart_digest")), chart_digest) !=
             0) {
@@ -149,13 +179,13 @@ int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, 
     } else {
         ll_now_rfc3339(now);
         if ((error = ll_oci_artifact_build(&a, meta, data, len, now)) < 0 ||
-            (error = ll_oci_layout_put(c->oci_dir, &a, data, len)) < 0)
+            (error = store(location, sizeof(location), digest, config_digest, c, &a, data, len)) <
+                0)
             goto done;
         rel = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:O?, s:s}", "version", version, "tag",
-                        a.tag, "digest", a.manifest_digest, "chart_digest", a.layer_digest,
-                        "config_digest", a.config_digest, "size", (json_int_t)len, "location",
-                        "local", "app_version", json_object_get(meta, "appVersion"), "pushed_at",
-                        now);
+                        a.tag, "digest", digest, "chart_digest", a.layer_digest, "config_digest",
+                        config_digest, "size", (json_int_t)len, "location", location, "app_version",
+                        json_object_get(meta, "appVersion"), "pushed_at", now);
         if ((error = ll_registry_release_put(r, rel)) < 0)
             goto done;
         *created = 1;
@@ -165,6 +195,7 @@ int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, 
     *out = json_incref(find(list, version));
     error = *out ? 0 : ll_error_set(-1, "release %s vanished", version);
 done:
+    pthread_mutex_unlock(&c->release_lock);
     ll_oci_artifact_free(&a);
     json_decref(meta);
     json_decref(existing);
@@ -201,38 +232,65 @@ int ll_release_get(json_t **out, ll_core *c, const char *version)
     return *out ? 0 : ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version);
 }
 
+/* Removes the release's artifact from where it lives: its tag from the
+ * layout, or its manifest from the OCI registry.  A registry release while
+ * another registry (or none) is configured is LL_ECONFLICT: landlord
+ * cannot reach it, and the record stays. */
+static int unstore(ll_core *c, const json_t *rel)
+{
+    const char *location = json_string_value(json_object_get(rel, "location"));
+    const char *tag = json_string_value(json_object_get(rel, "tag"));
+    const char *digest = json_string_value(json_object_get(rel, "digest"));
+    int error;
+    if (!location || !strcmp(location, "local")) {
+        error = ll_oci_layout_untag(c->oci_dir, tag);
+        return error == LL_ENOTFOUND ? 0 : error;
+    }
+    if (!c->oci || !ll_ociremote_owns(c->oci, location)) {
+        error = ll_error_set(LL_ECONFLICT,
+                             "release %s lives in %s, which is not the configured "
+                             "registry",
+                             json_string_value(json_object_get(rel, "version")), location);
+        ll_error_hint("set oci-url to that registry to delete it");
+        return error;
+    }
+    return ll_ociremote_delete(c->oci, c->cfg.chart_name, digest);
+}
+
 int ll_release_delete(ll_core *c, const char *version)
 {
     ll_registry *r = ll_core_registry(c);
     json_t *rel = NULL;
     int error;
+    if (!r)
+        return -1;
+    pthread_mutex_lock(&c->release_lock);
     if ((error = ll_release_get(&rel, c, version)) < 0)
-        return error;
+        goto done;
     long long users = json_integer_value(json_object_get(rel, "tenants"));
-    char tag[136];
-    snprintf(tag, sizeof(tag), "%s", json_string_value(json_object_get(rel, "tag")));
-    json_decref(rel);
     if (users > 0) {
         error = ll_error_set(LL_ECONFLICT, "release %s is run or targeted by %lld tenant(s)",
                              version, users);
         ll_error_hint("move those tenants to another release first");
-        return error;
+        goto done;
     }
     /* An active rollout moves tenants to it, or would roll them back to it. */
     long long rollouts = 0;
     if ((error = ll_registry_rollouts_using(&rollouts, r, version)) < 0)
-        return error;
+        goto done;
     if (rollouts > 0) {
         error = ll_error_set(LL_ECONFLICT,
                              "release %s is the target of an active rollout, or what it would "
                              "roll tenants back to",
                              version);
         ll_error_hint("wait for the rollout to end, or abort it");
-        return error;
+        goto done;
     }
-    if ((error = ll_registry_release_delete(r, version)) < 0)
-        return error;
-    if ((error = ll_oci_layout_untag(c->oci_dir, tag)) < 0 && error != LL_ENOTFOUND)
-        return error;
-    return 0;
+    /* The artifact first: a registry that refuses leaves the record. */
+    if ((error = unstore(c, rel)) < 0 || (error = ll_registry_release_delete(r, version)) < 0)
+        goto done;
+done:
+    pthread_mutex_unlock(&c->release_lock);
+    json_decref(rel);
+    return error;
 }

@@ -48,8 +48,9 @@ static int absolute(char *out, size_t cap, const char *path)
     return 0;
 }
 
-/* The password or token from git-password-file: its first line. */
-static int read_password(char **out, const char *path)
+/* The password or token from a password file (setting names it in the
+ * hint): its first line. */
+static int read_password(char **out, const char *path, const char *setting)
 {
     size_t len = 0;
     int error;
@@ -57,8 +58,7 @@ static int read_password(char **out, const char *path)
     if (!path[0])
         return 0;
     if ((error = ll_read_file(out, &len, path, 64 * 1024)) < 0) {
-        ll_error_hint("git-password-file must name a readable file holding the password or "
-                      "token");
+        ll_error_hint("%s must name a readable file holding the password or token", setting);
         return error;
     }
     (*out)[strcspn(*out, "\r\n")] = '\0';
@@ -163,6 +163,37 @@ static int open_status(ll_core *c)
     return 0;
 }
 
+/* The OCI registry of uploaded charts, when oci-url is set; else charts go
+ * to the image layout in the data dir. */
+static int open_oci(ll_core *c)
+{
+    char *password = NULL;
+    int error;
+    if (!c->cfg.oci_url[0]) {
+        ll_log_info("msg=\"charts go to the OCI image layout in the data dir\" path=%s",
+                    c->oci_dir);
+        return 0;
+    }
+    if ((error = read_password(&password, c->cfg.oci_password_file, "oci-password-file")) < 0)
+        return error;
+    ll_ociremote_options o = {
+        .url = c->cfg.oci_url,
+        .username = c->cfg.oci_username,
+        .password = password,
+        .ca_file = c->cfg.oci_ca_file,
+        .plain_http = c->cfg.oci_plain_http != 0,
+        .auth = c->cfg.oci_auth,
+        .aws_region = c->cfg.aws_region,
+        .timeout_s = (int)c->cfg.oci_timeout,
+    };
+    error = ll_ociremote_open(&c->oci, &o);
+    if (password) {
+        memset(password, 0, strlen(password));
+        free(password);
+    }
+    return error;
+}
+
 int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
 {
     ll_core *c = calloc(1, sizeof(*c));
@@ -177,6 +208,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
     pthread_mutex_init(&c->answers_lock, NULL);
     c->answers = json_object();
     pthread_mutex_init(&c->prune_lock, NULL);
+    pthread_mutex_init(&c->release_lock, NULL);
     if ((error = ll_mkdir_p(cfg->data)) < 0 ||
         (error = absolute(data, sizeof(data), cfg->data)) < 0)
         goto fail;
@@ -209,7 +241,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         }
         git_repository_free(bare);
     }
-    if ((error = read_password(&password, cfg->git_password_file)) < 0)
+    if ((error = read_password(&password, cfg->git_password_file, "git-password-file")) < 0)
         goto fail;
     ll_gitops_options go = {
         .workdir = c->work_path,
@@ -243,6 +275,8 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
     }
     if (error < 0 || (mode == LL_CORE_SERVE && (error = ll_gitops_start(c->git)) < 0))
         goto fail;
+    if (mode == LL_CORE_SERVE && (error = open_oci(c)) < 0)
+        goto fail;
     if (mode == LL_CORE_SERVE && (error = open_status(c)) < 0)
         goto fail;
     if (mode == LL_CORE_SERVE)
@@ -267,6 +301,8 @@ void ll_core_free(ll_core *c)
     ll_auth_free(c->auth);
     ll_gitops_free(c->git);
     ll_rollouts_free(c->rollouts);
+    ll_ociremote_free(c->oci);
+    pthread_mutex_destroy(&c->release_lock);
     if ((r = pthread_getspecific(c->reg_key))) {
         ll_registry_close(r);
         pthread_setspecific(c->reg_key, NULL);
@@ -322,6 +358,11 @@ json_t *ll_core_ready(ll_core *c, int *ok)
     json_t *kube = ll_status_health(c->status);
     const char *kube_status = json_string_value(json_object_get(kube, "status"));
     json_object_set_new(checks, "kube", kube);
+    /* The registry of charts: the outcome of the last exchange (no request
+     * is made here); it does not change the overall status. */
+    json_object_set_new(checks, "oci",
+                        c->oci ? ll_ociremote_health(c->oci)
+                               : json_pack("{s:s}", "status", "local"));
     /* A degraded remote still takes writes (they queue): ready, but say so. */
     *ok = reg_ok;
     /* So does an unreachable cluster: states read "unknown" meanwhile. */

@@ -132,6 +132,8 @@ class Releases(LandlordTestCase):
         self.assertProblem(self.upload(chart("1.0.0", extra=b"other: 2\n")), 409, "conflict")
         self.assertEqual(self.index(), before)
         self.assertEqual(self.assertJson(self.s.get("/api/v1/releases/1.0.0"), 200)["digest"], rel["digest"])
+        # Without oci-url the layout is where charts go, and /readyz says so.
+        self.assertEqual(self.assertJson(self.s.get("/readyz"), 200)["checks"]["oci"], {"status": "local"})
 
     def test_refused_archives_store_nothing(self):
         version = "3.0.0"

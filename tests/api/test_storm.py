@@ -112,13 +112,24 @@ class Storm(LandlordTestCase):
             while len(fw.pushed) < 3 and fw.is_alive():  # the foreign writer is under way
                 time.sleep(0.01)
             t0 = time.monotonic()
-            clients = Clients(s.port, jobs, n=16).start()
-            self.assertTrue(clients.join(120), "clients did not finish")
-            res = clients.results
+            res = []
+            # In two halves, with a foreign commit landing between them, so
+            # that foreign commits surely sit between landlord's (a fast
+            # landlord could otherwise land everything in one gap).
+            for half in (jobs[:250], jobs[250:]):
+                if res:
+                    seen = len(fw.pushed)
+                    while len(fw.pushed) == seen and fw.is_alive():
+                        time.sleep(0.01)
+                clients = Clients(s.port, half, n=16).start()
+                self.assertTrue(clients.join(120), "clients did not finish")
+                part = clients.results
+                self.assertEqual([r for r in part if r["error"]][:3], [], "requests that got no answer")
+                self.assertAnswers(part, (201, 202))
+                # landlord must land everything while the foreign writer keeps pushing
+                self.wait_quiet(s, [r["op"] for r in part], timeout=90)
+                res += part
             self.assertEqual(len(res), 500)
-            self.assertEqual([r for r in res if r["error"]][:3], [], "requests that got no answer")
-            self.assertAnswers(res, (201, 202))
-            # landlord must land everything while the foreign writer keeps pushing
             ops = self.wait_quiet(s, [r["op"] for r in res], timeout=90)
             elapsed = time.monotonic() - t0
             self.assertTrue(fw.is_alive(), "the foreign writer stopped early: %r" % (fw.error,))

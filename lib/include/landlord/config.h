@@ -45,8 +45,16 @@ typedef struct ll_config {
     long write_wait;              /* seconds a write waits for its push */
     char chart_name[64];          /* the tenant chart's name */
     long release_max_size;        /* bytes of a chart archive */
-    long batch_size;              /* operations per commit */
-    long batch_linger;            /* ms to wait for more operations under load */
+    char oci_url[1024];           /* oci://host[:port]/base, or "" for the embedded layout */
+    char oci_username[256];
+    char oci_password_file[1024]; /* the file holding the registry password or token */
+    char oci_ca_file[1024];
+    long oci_plain_http; /* 1: http:// to a registry on this machine */
+    char oci_auth[16];   /* "auto" or "ecr" */
+    long oci_timeout;    /* seconds to connect, and without progress */
+    char aws_region[64]; /* ECR: "" = from the registry host or $AWS_REGION */
+    long batch_size;     /* operations per commit */
+    long batch_linger;   /* ms to wait for more operations under load */
     /* Identity and access. */
     char jwt_secret_file[1024];     /* HS256 secret; "" = <data>/jwt-secret when no key is set */
     char jwt_public_key_file[1024]; /* PEM public key or certificate: RS256 or ES256 */
@@ -61,11 +69,11 @@ typedef struct ll_config {
     long metrics_auth;        /* 1: /metrics needs a bearer token */
     long rate_limit;          /* requests per second per caller; 0 = off */
     long rate_limit_burst;
-    long idempotency_ttl;   /* seconds an Idempotency-Key answer is kept */
-    long audit_retention;   /* days audit records are kept */
-    long http_max_header;   /* bytes of request line + headers */
-    long http_body_timeout; /* seconds a body may take to arrive */
-    long rollout_wave_timeout;    /* seconds a rollout wave may take to read ready */
+    long idempotency_ttl;      /* seconds an Idempotency-Key answer is kept */
+    long audit_retention;      /* days audit records are kept */
+    long http_max_header;      /* bytes of request line + headers */
+    long http_body_timeout;    /* seconds a body may take to arrive */
+    long rollout_wave_timeout; /* seconds a rollout wave may take to read ready */
 } ll_config;
 
 /* Fills cfg with the defaults. */

@@ -39,7 +39,9 @@ const char *ll_core_git_url(const ll_core *c);
  * when the thread ends).  NULL on failure. */
 ll_registry *ll_core_registry(ll_core *c);
 
-/* Readiness: {"status": "ready"|"unavailable", "checks": {...}}; *ok 1/0. */
+/* Readiness: {"status": "ready"|"degraded"|"unavailable", "checks":
+ * {registry, git, kube, oci}}; *ok 1/0.  The oci check (the chart
+ * registry's last outcome) never changes the status. */
 json_t *ll_core_ready(ll_core *c, int *ok);
 
 /* Writes: each checks the request completely, then stores the desired state
@@ -170,10 +172,13 @@ int ll_operation_get(json_t **out, ll_core *c, long long id);
 /* --- releases (releases.c) --- */
 
 /* Uploads a packaged chart (.tgz): checked (LL_EINVALID, kind
- * "invalid-chart"), stored as an OCI artifact in the data dir's image
- * layout and recorded.  *created 1 when new; the same chart again answers
- * the existing release (0); another chart under an existing version is
- * LL_ECONFLICT.  *out is the release as the catalogue shows it. */
+ * "invalid-chart"), turned into an OCI artifact as helm push makes it,
+ * pushed to the OCI registry (oci-url) or stored in the data dir's image
+ * layout, and only then recorded.  *created 1 when new; the same chart
+ * again answers the existing release (0) without touching the registry;
+ * another chart under an existing version, recorded or in the registry, is
+ * LL_ECONFLICT; a registry that refuses or fails is LL_EUPSTREAM and
+ * nothing is recorded.  *out is the release as the catalogue shows it. */
 int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, size_t len);
 
 /* {"items": [release...]}, newest version first; each release {"version",
@@ -182,7 +187,11 @@ int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, 
 int ll_release_list(json_t **out, ll_core *c);
 int ll_release_get(json_t **out, ll_core *c, const char *version); /* LL_ENOTFOUND */
 
-/* LL_ECONFLICT while any tenant runs or targets it; LL_ENOTFOUND. */
+/* Deletes the release's manifest from the registry (or its tag from the
+ * layout), then the record.  LL_ECONFLICT while any tenant runs or targets
+ * it, or when it lives in another registry than the configured one;
+ * LL_EUPSTREAM when the registry refuses or fails (the record stays);
+ * LL_ENOTFOUND. */
 int ll_release_delete(ll_core *c, const char *version);
 
 /* --- rollouts (rollouts.c) --- */
