@@ -435,8 +435,10 @@ class EndToEnd(RolloutTestCase):
                          {"b1": 1, "b2": 1, "b3": 1, "p1": 2, "p2": 2, "a1": 3})
         self.assertEqual((by_id["pp"]["state"], by_id["pp"]["wave"], by_id["pp"]["reason"]),
                          ("skipped", None, "pinned to 0.0.1"))
-        self.assertEqual(ro["pools"], [{"pool": "pool-1", "wave": 1, "from": "0.0.x", "to": "0.0.2",
-                                        "state": "pending"}])
+        # The engine may have started wave 1 before the answer was built.
+        self.assertIn(ro["pools"][0].get("state"), ("pending", "moved"), ro["pools"])
+        self.assertEqual([dict(p, state=None) for p in ro["pools"]],
+                         [{"pool": "pool-1", "wave": 1, "from": "0.0.x", "to": "0.0.2", "state": None}])
         spec = load_spec()
         validate(spec, spec["components"]["schemas"]["Rollout"], ro)
         ro = self.wait_rollout(ro["id"], ("succeeded", "paused", "rolled_back", "failed"))
