@@ -186,6 +186,38 @@ int ll_req_query_int(ll_req *req, const char *name, long min, long max, long def
     return 0;
 }
 
+/* A positive decimal id, or 0. */
+static long long positive_id(const char *text)
+{
+    char *end;
+    errno = 0;
+    long long v = text ? strtoll(text, &end, 10) : 0;
+    return text && *text && !errno && !*end && v > 0 ? v : 0;
+}
+
+int ll_req_param_id(ll_req *req, const char *what, long long *out)
+{
+    if (!(*out = positive_id(req->params[0]))) {
+        ll_error_set(LL_ENOTFOUND, "no %s '%.32s'", what, req->params[0]);
+        ll_reply_error(req, LL_ENOTFOUND);
+        return -1;
+    }
+    return 0;
+}
+
+int ll_req_query_cursor(ll_req *req, long long *out)
+{
+    const char *cursor = ll_req_query(req, "cursor");
+    *out = 0;
+    if (cursor && !(*out = positive_id(cursor))) {
+        ll_error_set(LL_EINVALID, "cursor is not one this server gave out");
+        ll_error_field("cursor");
+        ll_reply_error(req, LL_EINVALID);
+        return -1;
+    }
+    return 0;
+}
+
 int ll_req_json_body(ll_req *req, json_t **out)
 {
     const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");

@@ -87,6 +87,14 @@ enum MHD_Result ll_reply_json_at(ll_req *req, unsigned status, json_t *body, con
 /* A query parameter (borrowed) or NULL. */
 const char *ll_req_query(ll_req *req, const char *name);
 
+/* The route's {id} as a positive whole number; otherwise a 404 naming
+ * `what` ("no webhook 'x'") is sent and -1 returned. */
+int ll_req_param_id(ll_req *req, const char *what, long long *out);
+
+/* The `cursor` query parameter as a positive id (0 when absent); otherwise
+ * a 422 is sent and -1 returned. */
+int ll_req_query_cursor(ll_req *req, long long *out);
+
 /* Parses the body as a strict JSON document.  On failure the problem reply
  * is sent and -1 returned; the handler then returns MHD_YES. */
 int ll_req_json_body(ll_req *req, json_t **out);

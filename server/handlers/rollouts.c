@@ -1,27 +1,11 @@
 /* rollouts.c - /api/v1/rollouts: create, list, read, and the control
  * actions (pause, resume, abort, rollback). */
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "landlord/error.h"
 #include "../problem.h"
 #include "handlers.h"
-
-/* The {id} of the route as a rollout id; 404 (answered) when it is not one. */
-static int rollout_id(ll_req *req, long long *out)
-{
-    char *end;
-    errno = 0;
-    *out = strtoll(req->params[0], &end, 10);
-    if (errno || *end || *out <= 0) {
-        ll_error_set(LL_ENOTFOUND, "no rollout '%.32s'", req->params[0]);
-        ll_reply_error(req, LL_ENOTFOUND);
-        return -1;
-    }
-    return 0;
-}
 
 enum MHD_Result h_rollouts_create(ll_req *req)
 {
@@ -46,20 +30,10 @@ enum MHD_Result h_rollouts_list(ll_req *req)
     long long before = 0;
     long limit;
     int error;
-    const char *cursor = ll_req_query(req, "cursor");
 
-    if (ll_req_query_int(req, "limit", 1, 500, 50, &limit) < 0)
+    if (ll_req_query_int(req, "limit", 1, 500, 50, &limit) < 0 ||
+        ll_req_query_cursor(req, &before) < 0)
         return MHD_YES;
-    if (cursor) {
-        char *end;
-        errno = 0;
-        before = strtoll(cursor, &end, 10);
-        if (errno || *end || before <= 0) {
-            ll_error_set(LL_EINVALID, "cursor is not one this server gave out");
-            ll_error_field("cursor");
-            return ll_reply_error(req, LL_EINVALID);
-        }
-    }
     if ((error = ll_rollout_list(&list, req->core, before, (int)limit)) < 0)
         return ll_reply_error(req, error);
     return ll_reply_json(req, 200, list);
@@ -70,7 +44,7 @@ enum MHD_Result h_rollouts_get(ll_req *req)
     json_t *ro = NULL;
     long long id;
     int error;
-    if (rollout_id(req, &id) < 0)
+    if (ll_req_param_id(req, "rollout", &id) < 0)
         return MHD_YES;
     if ((error = ll_rollout_get(&ro, req->core, id)) < 0)
         return ll_reply_error(req, error);
@@ -84,7 +58,7 @@ static enum MHD_Result control(ll_req *req, const char *action)
     long long id;
     int error;
 
-    if (rollout_id(req, &id) < 0)
+    if (ll_req_param_id(req, "rollout", &id) < 0)
         return MHD_YES;
     if (req->body.len > 0 && ll_req_json_body(req, &body) < 0)
         return MHD_YES;

@@ -1,25 +1,9 @@
 /* webhooks.c - /api/v1/webhooks: subscriptions and their delivery logs. */
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 #include "landlord/error.h"
 #include "../problem.h"
 #include "handlers.h"
-
-/* The {id} of the route as a webhook id; 404 (answered) when it is not one. */
-static int webhook_id(ll_req *req, long long *out)
-{
-    char *end;
-    errno = 0;
-    *out = strtoll(req->params[0], &end, 10);
-    if (errno || *end || *out <= 0) {
-        ll_error_set(LL_ENOTFOUND, "no webhook '%.32s'", req->params[0]);
-        ll_reply_error(req, LL_ENOTFOUND);
-        return -1;
-    }
-    return 0;
-}
 
 enum MHD_Result h_webhooks_create(ll_req *req)
 {
@@ -52,7 +36,7 @@ enum MHD_Result h_webhooks_get(ll_req *req)
     json_t *hook = NULL;
     long long id;
     int error;
-    if (webhook_id(req, &id) < 0)
+    if (ll_req_param_id(req, "webhook", &id) < 0)
         return MHD_YES;
     if ((error = ll_webhook_get(&hook, req->core, id)) < 0)
         return ll_reply_error(req, error);
@@ -63,7 +47,7 @@ enum MHD_Result h_webhooks_delete(ll_req *req)
 {
     long long id;
     int error;
-    if (webhook_id(req, &id) < 0)
+    if (ll_req_param_id(req, "webhook", &id) < 0)
         return MHD_YES;
     if ((error = ll_webhook_delete(req->core, id)) < 0)
         return ll_reply_error(req, error);
@@ -76,20 +60,11 @@ enum MHD_Result h_webhooks_deliveries(ll_req *req)
     long long id, before = 0;
     long limit;
     int error;
-    const char *cursor = ll_req_query(req, "cursor");
 
-    if (webhook_id(req, &id) < 0 || ll_req_query_int(req, "limit", 1, 500, 50, &limit) < 0)
+    if (ll_req_param_id(req, "webhook", &id) < 0 ||
+        ll_req_query_int(req, "limit", 1, 500, 50, &limit) < 0 ||
+        ll_req_query_cursor(req, &before) < 0)
         return MHD_YES;
-    if (cursor) {
-        char *end;
-        errno = 0;
-        before = strtoll(cursor, &end, 10);
-        if (errno || *end || before <= 0) {
-            ll_error_set(LL_EINVALID, "cursor is not one this server gave out");
-            ll_error_field("cursor");
-            return ll_reply_error(req, LL_EINVALID);
-        }
-    }
     if ((error = ll_webhook_deliveries(&list, req->core, id, before, (int)limit)) < 0)
         return ll_reply_error(req, error);
     return ll_reply_json(req, 200, list);
