@@ -210,7 +210,9 @@ static int remote_fail(ll_gitops *g, int code, const char *what)
     const git_error *e = git_error_last();
     const char *msg = e && e->message ? e->message : "unknown error";
 
-    if (code == GIT_EAUTH || strstr(msg, "authentication") || strstr(msg, "401")) {
+    /* "401" only as libgit2 words an HTTP status: a port or address in the
+     * message may hold those digits too. */
+    if (code == GIT_EAUTH || strstr(msg, "authentication") || strstr(msg, "status code: 401")) {
         ll_error_set(LL_EUPSTREAM, "git: %s %s: authentication failed", what, g->shown_url);
         ll_error_hint(strncmp(g->url, "ssh://", 6) == 0
                           ? "check git-username and git-ssh-key-file"

@@ -634,7 +634,14 @@ class SilentServer(LandlordTestCase):
         import threading
 
         lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        lsock.bind(("127.0.0.1", 0))
+        # A port holding "401": its number is in the error message, which
+        # once read as an HTTP 401 ("authentication failed").
+        for port in list(range(40100, 40200)) + [0]:
+            try:
+                lsock.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                continue
         lsock.listen(8)
         held = []
 
