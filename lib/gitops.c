@@ -231,6 +231,21 @@ static int remote_fail(ll_gitops *g, int code, const char *what)
     return LL_EUPSTREAM;
 }
 
+/* An in-memory remote for git-url, made for each fetch and push.  Not
+ * git_remote_lookup("origin"): libgit2 1.5 reads a remote's url.*.insteadOf
+ * rewrites with a config pattern, and its pattern matcher leaks pcre2 match
+ * data (~20 KB) on every config entry that does not match, so each lookup
+ * leaked ~160 KB.  landlord never configures insteadOf, and the refspecs
+ * are given with each call, so nothing is read from the config. */
+static int open_remote(git_remote **out, ll_gitops *g)
+{
+    git_remote_create_options o;
+    git_remote_create_options_init(&o, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+    o.repository = g->repo;
+    o.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+    return git_remote_create_with_opts(out, g->url, &o);
+}
+
 static int fetch(ll_gitops *g)
 {
     git_remote *remote = NULL;
@@ -243,8 +258,8 @@ static int fetch(ll_gitops *g)
 
     git_fetch_options_init(&opts, GIT_FETCH_OPTIONS_VERSION);
     snprintf(spec, sizeof(spec), "+refs/heads/%s:%s", g->branch, g->remote_ref);
-    if (git_remote_lookup(&remote, g->repo, "origin") < 0)
-        return git_fail(-1, "git: no remote origin in the clone");
+    if (open_remote(&remote, g) < 0)
+        return git_fail(-1, "git: cannot make the remote");
     opts.prune = GIT_FETCH_NO_PRUNE;
     opts.update_fetchhead = 0;
     opts.callbacks.credentials = on_credentials;
@@ -278,8 +293,8 @@ static int push(ll_gitops *g, const git_oid *commit)
     git_reference_free(ref);
     ref = NULL;
     snprintf(spec, sizeof(spec), "refs/landlord/outgoing:refs/heads/%s", g->branch);
-    if (git_remote_lookup(&remote, g->repo, "origin") < 0) {
-        error = git_fail(-1, "git: no remote origin in the clone");
+    if (open_remote(&remote, g) < 0) {
+        error = git_fail(-1, "git: cannot make the remote");
         goto done;
     }
     opts.callbacks.credentials = on_credentials;
@@ -1618,16 +1633,20 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
         error = git_fail(-1, "git: cannot create the local clone");
         goto fail;
     }
-    if (git_remote_lookup(&remote, g->repo, "origin") < 0) {
-        if (git_remote_create(&remote, g->repo, "origin", g->url) < 0) {
-            error = git_fail(LL_EINVALID, "git: bad remote url");
-            goto fail;
-        }
-    } else if (strcmp(git_remote_url(remote), g->url) != 0 &&
-               git_remote_set_url(g->repo, "origin", g->url) < 0) {
+    if (open_remote(&remote, g) < 0) {
         error = git_fail(LL_EINVALID, "git: bad remote url");
         goto fail;
     }
+    /* remote.origin.url, for people who look into the clone with git
+     * (landlord itself never reads it: see open_remote). */
+    git_config *cfg = NULL;
+    if (git_repository_config(&cfg, g->repo) < 0 ||
+        git_config_set_string(cfg, "remote.origin.url", g->url) < 0) {
+        git_config_free(cfg);
+        error = git_fail(-1, "git: cannot write the clone's config");
+        goto fail;
+    }
+    git_config_free(cfg);
     if ((error = fetch(g)) < 0) {
         /* With a head from an earlier run, start degraded and keep the
          * writes queued; without one there is nothing to read tiers from. */

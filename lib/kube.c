@@ -778,7 +778,8 @@ static int cancelled_error(const xfer *x)
 /* "<message> (reason <reason>)" of a Kubernetes Status, on one line. */
 static void status_text(char *out, size_t cap, const json_t *status)
 {
-    char msg[LL_ERROR_MSG_MAX] = "";
+    /* room left in an error message for " (reason ...)" */
+    char msg[LL_ERROR_MSG_MAX - 96] = "";
     const char *m = str(status, "message"), *reason = str(status, "reason");
 
     if (m)

@@ -30,7 +30,6 @@
  * transactions that check the rollout's state first, so a pause racing a
  * wave's end never loses either.
  */
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,7 +380,8 @@ static int plan_waves(json_t **out_waves, json_t *targets, const json_t *candida
             if ((error = int_field(&percent, w, "percent", field, 1, 100, 0)) < 0)
                 break;
             size_t left = json_array_size(targets) - assigned;
-            size_t take = (size_t)ceil((double)left * (double)percent / 100.0);
+            /* the share rounded up, in integers (percent is 1..100) */
+            size_t take = (left * (size_t)percent + 99) / 100;
             json_array_foreach(targets, k, t)
             {
                 if (!take)

@@ -616,7 +616,7 @@ static enum MHD_Result unauthorized(ll_req *req, const char *why, int had_token)
 {
     if (had_token)
         snprintf(req->www_authenticate, sizeof(req->www_authenticate),
-                 "Bearer realm=\"landlord\", error=\"invalid_token\", error_description=\"%s\"",
+                 "Bearer realm=\"landlord\", error=\"invalid_token\", error_description=\"%.200s\"",
                  why);
     else
         snprintf(req->www_authenticate, sizeof(req->www_authenticate), "Bearer realm=\"landlord\"");
