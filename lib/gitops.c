@@ -38,6 +38,7 @@
 #include <openssl/evp.h>
 
 #include "adopt.h"
+#include "gitpack.h"
 #include "gitstream.h"
 #include "landlord/embedded.h"
 #include "landlord/error.h"
@@ -51,24 +52,32 @@
 #include "overlay.h"
 
 #define BACKOFF_MIN_MS 250
+/* Packs (one per pushed batch) a repository collects before small ones are
+ * merged: fewer, larger merges and reopenings of the clone. */
+#define PACKS_MERGED_AT 16
+/* Group commit: how long a pause in arriving operations ends the wait for
+ * more (see linger). */
+#define LINGER_GAP_MS  3
 #define BACKOFF_MAX_MS 30000
 
 struct ll_gitops {
     char *workdir, *url, *shown_url, *branch, *root, *author_name, *author_email;
     char *default_release, *db_path, *username, *password, *ssh_key, *ssh_host_key;
     char remote_ref[300];
-    int batch_size, push_attempts, import_only, linger_ms, sharded;
+    int batch_size, push_attempts, import_only, linger_ms, sharded, own_remote;
     int64_t poll_interval_ms;
     void (*on_progress)(void *payload);
     void *on_progress_payload;
+    void (*on_repacked)(void *payload);
     git_repository *repo;
+    git_odb_backend *memstore; /* repo's in-memory object store (repo owns it) */
     ll_registry *reg;
 
     /* Writer thread only. */
     git_oid scanned; /* head the registry last followed */
     int have_scanned;
     int degraded, backoff_ms;
-    int64_t retry_at_ms, next_poll_ms;
+    int64_t retry_at_ms, next_poll_ms, next_loose_ms;
     unsigned int seed_rand;
 
     pthread_t thread;
@@ -77,6 +86,7 @@ struct ll_gitops {
     pthread_cond_t wake;     /* the writer waits here for work */
     pthread_cond_t progress; /* waiters wait here for outcomes */
     int notified, stopping;
+    unsigned long long arrivals; /* ll_gitops_notify calls: work stored */
     unsigned long long generation;
     json_t *tiers;  /* immutable snapshot */
     json_t *status; /* immutable snapshot */
@@ -231,6 +241,64 @@ static int remote_fail(ll_gitops *g, int code, const char *what)
     return LL_EUPSTREAM;
 }
 
+/* (Re)opens the clone with an in-memory object store for new objects: they
+ * reach the disk as one pack per pushed batch (push, ll_gitpack_store),
+ * never as loose files.  Replaces g->repo. */
+static int open_clone(ll_gitops *g)
+{
+    git_repository *repo = NULL;
+    git_odb_backend *memstore = NULL;
+
+    if (git_repository_open_bare(&repo, g->workdir) < 0)
+        return git_fail(-1, "git: cannot open the local clone");
+    if (ll_gitpack_add_memstore(&memstore, repo) < 0) {
+        git_repository_free(repo);
+        return -1;
+    }
+    git_repository_free(g->repo);
+    g->repo = repo;
+    g->memstore = memstore;
+    return 0;
+}
+
+/* A batch that could not be pushed: its objects (in memory only) go, and
+ * the outgoing ref that named its commit with them.  The operations stay
+ * queued and are built anew. */
+static void discard_unpushed(ll_gitops *g)
+{
+    git_reference *ref = NULL;
+    ll_gitpack_discard(g->memstore);
+    if (git_reference_lookup(&ref, g->repo, "refs/landlord/outgoing") == 0)
+        git_reference_delete(ref);
+    git_reference_free(ref);
+}
+
+/* Merges small packs of the clone (and of the embedded remote, which gets a
+ * pack per push) after a batch; loose objects (left by earlier versions)
+ * are looked for at start and hourly.  The clone is opened anew when its
+ * packs were replaced, so no handle holds removed files. */
+static void maintain_packs(ll_gitops *g)
+{
+    int64_t t0 = ll_monotonic_ms();
+    int changed = 0, loose = t0 >= g->next_loose_ms;
+    if (loose)
+        g->next_loose_ms = ll_monotonic_ms() + 3600 * 1000LL;
+    if (ll_gitpack_maintain(&changed, g->workdir, "refs/remotes/*", PACKS_MERGED_AT, loose) < 0)
+        ll_log_warn("msg=\"cannot merge the clone's packs\" error=\"%s\"",
+                    ll_error_last()->message);
+    else if (changed) {
+        if (open_clone(g) < 0)
+            ll_log_warn("msg=\"cannot reopen the clone\" error=\"%s\"", ll_error_last()->message);
+        if (g->on_repacked)
+            g->on_repacked(g->on_progress_payload);
+    }
+    if (g->own_remote &&
+        ll_gitpack_maintain(&changed, g->url, "refs/*", PACKS_MERGED_AT, loose) < 0)
+        ll_log_warn("msg=\"cannot merge the remote's packs\" error=\"%s\"",
+                    ll_error_last()->message);
+    ll_log_debug("msg=\"packs maintained\" ms=%lld", (long long)(ll_monotonic_ms() - t0));
+}
+
 /* An in-memory remote for git-url, made for each fetch and push.  Not
  * git_remote_lookup("origin"): libgit2 1.5 reads a remote's url.*.insteadOf
  * rewrites with a config pattern, and its pattern matcher leaks pcre2 match
@@ -315,6 +383,13 @@ static int push(ll_gitops *g, const git_oid *commit)
         error = ll_error_set(LL_ECONFLICT, "git: push rejected by the remote: %s", rc.rejected);
         goto done;
     }
+    /* The remote has the commit: its objects go to disk (one pack) before
+     * the remote-tracking ref names it, so readers of the clone (the status
+     * follower, history) find every object the ref reaches. */
+    int64_t t_store = ll_monotonic_ms();
+    if ((error = ll_gitpack_store(g->repo, g->memstore, g->workdir)) < 0)
+        goto done;
+    ll_log_debug("msg=\"objects stored\" ms=%lld", (long long)(ll_monotonic_ms() - t_store));
     if (git_reference_create(&ref, g->repo, g->remote_ref, commit, 1, "push") < 0) {
         error = git_fail(-1, "git: cannot record the pushed head");
         goto done;
@@ -1339,28 +1414,68 @@ static void tier_ops_alone(json_t *ops)
     }
 }
 
+/* Group commit under load.  After a batch of several operations was
+ * answered, their callers are about to send their next ones: wait while
+ * operations keep arriving, until expect are queued (the batch answered
+ * plus those that came during its push, at most batch-size), none came for
+ * LINGER_GAP_MS, or batch-linger ms passed.  Without this wait the callers
+ * split into two groups that alternate, each pushed alone: a push per half
+ * of them instead of one for all. */
+static void linger(ll_gitops *g, long long expect)
+{
+    int64_t start = ll_monotonic_ms(), last_arrival = start;
+    unsigned long long seen;
+    long long queued = 0;
+
+    if (expect > g->batch_size)
+        expect = g->batch_size;
+    pthread_mutex_lock(&g->lock);
+    seen = g->arrivals;
+    pthread_mutex_unlock(&g->lock);
+    while (ll_registry_ops_count_queued(&queued, g->reg) == 0 && queued < expect) {
+        int64_t now = ll_monotonic_ms();
+        int64_t until = last_arrival + LINGER_GAP_MS;
+        if (until > start + g->linger_ms)
+            until = start + g->linger_ms;
+        if (now >= until)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t left = until - now;
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&g->lock);
+        if (g->arrivals == seen && !g->stopping)
+            pthread_cond_timedwait(&g->wake, &g->lock, &ts);
+        if (g->arrivals != seen) {
+            seen = g->arrivals;
+            last_arrival = ll_monotonic_ms();
+        }
+        int stopping = g->stopping;
+        pthread_mutex_unlock(&g->lock);
+        if (stopping)
+            break;
+    }
+}
+
 /* Pushes queued operations batch by batch until the queue is empty or the
  * remote fails.  Returns 0 or the failure. */
 static int drain(ll_gitops *g)
 {
     size_t last = 0;
+    long long waiting = 0; /* queued when the last batch was answered */
 
     for (;;) {
         json_t *ops = NULL, *results;
         int64_t t0 = ll_monotonic_ms();
         int error;
 
-        /* Group commit under load: after a batch of several operations their
-         * callers are about to send the next ones; wait a moment for them
-         * rather than push a batch of one. */
         if (last > 1 && g->linger_ms > 0) {
-            long long queued = 0;
-            while (ll_monotonic_ms() - t0 < g->linger_ms &&
-                   ll_registry_ops_count_queued(&queued, g->reg) == 0 && queued < (long long)last &&
-                   queued < g->batch_size) {
-                struct timespec ts = {0, 1000000L};
-                nanosleep(&ts, NULL);
-            }
+            linger(g, waiting + (long long)last);
             t0 = ll_monotonic_ms();
         }
 
@@ -1379,6 +1494,7 @@ static int drain(ll_gitops *g)
         if ((error = run_batch(g, ops, results)) < 0) {
             char why[LL_ERROR_MSG_MAX];
             snprintf(why, sizeof(why), "%s", ll_error_last()->message);
+            discard_unpushed(g);
             ll_registry_ops_attempted(g->reg, ops, why);
             json_decref(results);
             json_decref(ops);
@@ -1393,7 +1509,10 @@ static int drain(ll_gitops *g)
                         (long long)(ll_monotonic_ms() - t0));
         json_decref(results);
         json_decref(ops);
+        if (ll_registry_ops_count_queued(&waiting, g->reg) < 0)
+            waiting = 0;
         publish_progress(g);
+        maintain_packs(g);
     }
 }
 
@@ -1600,9 +1719,11 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     g->poll_interval_ms = 1000LL * (o->poll_interval_s > 0 ? o->poll_interval_s : 30);
     g->import_only = o->import_only;
     g->linger_ms = o->linger_ms;
+    g->own_remote = o->own_remote;
     g->sharded = o->sharded;
     g->on_progress = o->on_progress;
     g->on_progress_payload = o->on_progress_payload;
+    g->on_repacked = o->on_repacked;
     g->seed_rand = (unsigned int)ll_monotonic_ms();
     snprintf(g->remote_ref, sizeof(g->remote_ref), "refs/remotes/origin/%s", g->branch);
 
@@ -1628,20 +1749,28 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     clear_stale_locks(g->workdir);
     if (o->own_remote)
         clear_stale_locks(g->url);
-    if (git_repository_open_bare(&g->repo, g->workdir) < 0 &&
-        git_repository_init(&g->repo, g->workdir, 1) < 0) {
+    git_repository *made = NULL;
+    if (git_repository_open_bare(&made, g->workdir) < 0 &&
+        git_repository_init(&made, g->workdir, 1) < 0) {
         error = git_fail(-1, "git: cannot create the local clone");
         goto fail;
     }
+    git_repository_free(made);
+    if ((error = open_clone(g)) < 0)
+        goto fail;
+    discard_unpushed(g); /* an outgoing ref whose objects died with a crash */
     if (open_remote(&remote, g) < 0) {
         error = git_fail(LL_EINVALID, "git: bad remote url");
         goto fail;
     }
     /* remote.origin.url, for people who look into the clone with git
-     * (landlord itself never reads it: see open_remote). */
+     * (landlord itself never reads it: see open_remote); packing memory
+     * bounded (libgit2's packbuilder would keep up to 256 MiB of deltas). */
     git_config *cfg = NULL;
     if (git_repository_config(&cfg, g->repo) < 0 ||
-        git_config_set_string(cfg, "remote.origin.url", g->url) < 0) {
+        git_config_set_string(cfg, "remote.origin.url", g->url) < 0 ||
+        git_config_set_int64(cfg, "pack.deltaCacheSize", 16 << 20) < 0 ||
+        git_config_set_int64(cfg, "pack.windowMemory", 32 << 20) < 0) {
         git_config_free(cfg);
         error = git_fail(-1, "git: cannot write the clone's config");
         goto fail;
@@ -1694,11 +1823,8 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     /* The clone and the first scan read every tenant file: libgit2 keeps
      * inflated delta bases (up to 16 MiB a pack) and objects for this
      * handle.  Open it anew and give the freed memory back. */
-    git_repository *fresh = NULL;
-    if (git_repository_open_bare(&fresh, g->workdir) == 0) {
-        git_repository_free(g->repo);
-        g->repo = fresh;
-    }
+    if ((error = open_clone(g)) < 0)
+        goto fail;
     malloc_trim(0);
     if ((error = remote_head(&head, g)) < 0)
         goto fail;
@@ -1770,6 +1896,7 @@ void ll_gitops_notify(ll_gitops *g)
 {
     pthread_mutex_lock(&g->lock);
     g->notified = 1;
+    g->arrivals++;
     pthread_cond_signal(&g->wake);
     pthread_mutex_unlock(&g->lock);
 }

@@ -115,6 +115,7 @@ struct ll_status {
     json_t *walk;          /* sha -> true: commits reachable from walk_of (up to WALK_MAX) */
     long long since_prune; /* events stored since the last prune */
     int files_read;        /* tenant files read since the clone was opened */
+    int repacked;          /* the clone's packs were merged (under lock) */
     long long since_trim;  /* tenants derived since the last malloc_trim */
     /* Under lock: the commits of the GitRepository's artifact and of the
      * Kustomization's last apply, as last looked at. */
@@ -1324,7 +1325,10 @@ static void follow(ll_status *s)
     json_decref(commits);
     /* After reading many files (start, a relist) libgit2 keeps up to 16 MiB
      * of inflated delta bases per pack for this handle: open it anew. */
-    int reopen = s->files_read > 256;
+    pthread_mutex_lock(&s->lock);
+    int reopen = s->files_read > 256 || s->repacked;
+    s->repacked = 0;
+    pthread_mutex_unlock(&s->lock);
     if (reopen) {
         git_repository *fresh = NULL;
         if (git_repository_open_bare(&fresh, s->git_dir) == 0) {
@@ -1505,6 +1509,17 @@ void ll_status_free(ll_status *s)
     free(s->helm_version);
     free(s->branch);
     free(s);
+}
+
+void ll_status_clone_repacked(ll_status *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->repacked = 1;
+    s->touched = 1;
+    wake(s);
+    pthread_mutex_unlock(&s->lock);
 }
 
 void ll_status_touch(ll_status *s)

@@ -106,6 +106,12 @@ static void git_progressed(void *payload)
     ll_rollouts_notify(ll_core_rollouts(c));
 }
 
+static void git_repacked(void *payload)
+{
+    ll_core *c = payload;
+    ll_status_clone_repacked(c->status);
+}
+
 /* Follows the cluster when one is configured (kubeconfig, $KUBECONFIG or a
  * pod's service account); without one, states stay "unknown". */
 static int open_status(ll_core *c)
@@ -267,6 +273,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         .own_remote = !cfg->git_url[0],
         .on_progress = git_progressed,
         .on_progress_payload = c,
+        .on_repacked = git_repacked,
     };
     error = ll_gitops_open(&c->git, &go);
     if (password) {

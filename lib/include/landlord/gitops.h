@@ -43,6 +43,10 @@ typedef struct ll_gitops_options {
      * moved), or NULL. */
     void (*on_progress)(void *payload);
     void *on_progress_payload;
+    /* Called on the writer's thread after packs of the clone were merged
+     * and removed: other handles on the clone should be opened anew (they
+     * hold the removed files open), or NULL. */
+    void (*on_repacked)(void *payload);
 } ll_gitops_options;
 
 /* Opens the clone and the writer's registry connection, fetches the branch,

@@ -54,6 +54,10 @@ void ll_status_free(ll_status *s);
 /* The registry changed (a write was stored, a batch was pushed, adoption). */
 void ll_status_touch(ll_status *s);
 
+/* The clone's packs were merged: the follower opens its handle anew (the
+ * old one holds removed pack files open).  Any thread; s may be NULL. */
+void ll_status_clone_repacked(ll_status *s);
+
 /* Adds the observed state to view, a tenant as the API shows it ("id",
  * "lifecycle" still present): "state", "state_reason", "state_message",
  * "state_since" and "observed" {desired_commit, fetched_commit,
