@@ -237,7 +237,7 @@ int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, 
                 (size_t)sqlite3_column_bytes(st, 6));
         }
         sqlite3_finalize(st);
-        return reg_exec(r, "COMMIT");
+        return reg_commit(r);
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         error = reg_db_error(r, "read idempotency key");
@@ -259,10 +259,10 @@ int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, 
         goto fail;
     }
     sqlite3_finalize(st);
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 fail:
     sqlite3_finalize(st);
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
     return error;
 }
 
@@ -361,10 +361,10 @@ int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, con
     }
     *out_op = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 fail:
     sqlite3_finalize(st);
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
     return error;
 }
 

@@ -160,10 +160,10 @@ int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, lo
             goto fail;
     }
     json_decref(subs);
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 fail:
     json_decref(subs);
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
     return error;
 }
 
