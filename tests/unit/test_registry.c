@@ -465,6 +465,44 @@ static void test_full_volume(void **state)
     ll_registry_close(r);
 }
 
+static void test_idempotency_when_full(void **state)
+{
+    ll_registry *r = NULL;
+    json_t *stored = NULL;
+    static char body[64 * 1024];
+    int idem = -1;
+
+    memset(body, 'x', sizeof(body) - 1);
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k1", "fp", 1000, 60000), 0);
+    assert_int_equal(idem, LL_IDEM_NEW);
+    assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k2", "fp", 1000, 60000), 0);
+    assert_int_equal(idem, LL_IDEM_NEW);
+
+    /* The answer cannot be stored, nor the other key released. */
+    set_full(r, 1);
+    assert_int_equal(ll_registry_idem_finish(r, "sub", "k1", 201, "application/json", "/x", NULL,
+                                             body, strlen(body)),
+                     LL_ENOSPACE);
+    /* A retry of the key while that is so: refused the same way, not 409. */
+    assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k1", "fp", 2000, 60000),
+                     LL_ENOSPACE);
+
+    /* Space again: the kept answer is stored first, then replayed. */
+    set_full(r, 0);
+    assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k1", "fp", 3000, 60000), 0);
+    assert_int_equal(idem, LL_IDEM_DONE);
+    assert_int_equal(json_integer_value(json_object_get(stored, "status")), 201);
+    assert_int_equal(json_string_length(json_object_get(stored, "body")), strlen(body));
+    assert_string_equal(json_string_value(json_object_get(stored, "location")), "/x");
+    json_decref(stored);
+    stored = NULL;
+    /* The other one was left alone: still in flight. */
+    assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k2", "fp", 3000, 60000), 0);
+    assert_int_equal(idem, LL_IDEM_IN_FLIGHT);
+    ll_registry_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +513,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_update_and_reconcile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chart_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_volume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_when_full, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
