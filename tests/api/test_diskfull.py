@@ -37,6 +37,9 @@ from harness import (  # noqa: E402
     onboard,
     tenant_path,
 )
+from fluxsim import FluxSim  # noqa: E402
+from gitserver import GitServer  # noqa: E402
+from kubeapi import KubeAPI  # noqa: E402
 from test_releases import GZIP, chart  # noqa: E402
 
 VOLUME_KB = 16 * 1024  # the data volume: registry, clone, chart layout
@@ -164,13 +167,17 @@ class DiskFullCase(LandlordTestCase):
                 "unprivileged user namespaces (or root) and util-linux's unshare; they do "
                 "not skip." % why)
 
-    def start(self, mounts):
-        """landlord on tmpfs volumes (data dir first), pushing to a bare
-        remote outside them."""
-        remote = os.path.join(make_temp_dir("landlord-remote-"), "remote.git")
-        git(remote, "init", "--bare", "-q", "-b", "main")
+    def start(self, mounts, args=None):
+        """landlord on tmpfs volumes (data dir first, "DATA" in a path
+        names it), pushing to a bare remote outside them unless args say
+        where to."""
+        remote = None
+        if args is None:
+            remote = os.path.join(make_temp_dir("landlord-remote-"), "remote.git")
+            git(remote, "init", "--bare", "-q", "-b", "main")
+            args = ["--git-url", remote]
         data = make_temp_dir("landlord-data-")
-        s = Server(data=data, args=["--git-url", remote],
+        s = Server(data=data, args=args,
                    wrap=tmpfs_wrap([(m.replace("DATA", data, 1), kb) for m, kb in mounts]))
         s.remote = remote
         self.addCleanup(s.kill)
@@ -355,6 +362,58 @@ class CloneFull(DiskFullCase):
         self.wait_ready(s, lambda j: j["status"] == "ready" and j["checks"]["storage"]["status"] == "ok")
         self.assertEqual(onboard(s, "after", "basic").status, 201)
         self.assertPushedOnce(s, self.wait_pushed(s))
+
+
+class EventsWhileFull(DiskFullCase):
+    def test_state_changes_are_stored_once_space_returns(self):
+        # Observed state from a cluster (the stand-in and the Flux
+        # simulator): a tenant's state changes while the volume is full.
+        gs = GitServer(users={"landlord": "pw"}).start()
+        self.addCleanup(gs.cleanup)
+        self.addCleanup(gs.stop)
+        gs.create_repo("gitops")
+        api = KubeAPI(tls=True, tokens={"tok-1": "landlord"}).start()
+        self.addCleanup(api.stop)
+        kubeconfig = api.kubeconfig(os.path.join(make_temp_dir("landlord-kube-"), "kubeconfig"))
+        s = self.start([("DATA", VOLUME_KB)],
+                       args=["--git-url", gs.url("gitops"), "--git-username", "landlord",
+                             "--git-password-file", gs.write_password_file("pw"),
+                             "--kubeconfig", kubeconfig])
+        sim = FluxSim(api, gs.authed_url("gitops"), git_env=gs.git_env(), chart_versions=["0.0.1"]).start()
+        self.addCleanup(sim.stop)
+        self.assertEqual(onboard(s, "ev", "premium").status, 201)
+        t = s.get("/api/v1/tenants/ev?wait=ready&timeout=30", timeout=60).json
+        self.assertEqual(t["state"], "ready", t)
+        sim.stop()  # the statuses stay as they are, but for what the test sets
+
+        def events():
+            return [e["type"] for e in registry_of(s, ["events"])["events"] if e["tenant_id"] == "ev"]
+        before = events()
+        self.assertEqual(before[-1], "tenant.ready", before)
+        filler = fill(inside(s, s.data))
+        hr = api.get("HelmRelease", "flux-system", "ev-premium")
+        status = hr["status"]
+        for c in status["conditions"]:
+            if c["type"] == "Ready":
+                c.update(status="False", reason="UpgradeFailed", message="disk test: upgrade failed")
+        api.set_status("HelmRelease", "flux-system", "ev-premium", status, manager="helm-controller")
+        deadline = time.monotonic() + 30
+        while s.get("/api/v1/tenants/ev").json["state"] == "ready":
+            self.assertLess(time.monotonic(), deadline, "the tenant never left ready")
+            time.sleep(0.1)
+        state = s.get("/api/v1/tenants/ev").json["state"]
+        # Shown at once (from memory), but not stored while the volume is full.
+        time.sleep(1.0)
+        self.assertEqual(events(), before)
+        self.assertEqual(s.get("/readyz").json["checks"]["storage"]["status"], "full")
+
+        os.unlink(filler)
+        deadline = time.monotonic() + 30
+        while events() == before:
+            self.assertLess(time.monotonic(), deadline, "the state change was never stored")
+            time.sleep(0.2)
+        self.assertEqual(events(), before + ["tenant." + state])
+        self.wait_ready(s, lambda j: j["checks"]["storage"]["status"] == "ok")
 
 
 if __name__ == "__main__":
