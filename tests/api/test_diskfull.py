@@ -321,6 +321,7 @@ class VolumeFull(DiskFullCase):
         self.assertEqual(s.proc.pid, pid)
         self.assertTrue(s.running)
         self.assertPushedOnce(s, self.wait_pushed(s))
+        self.assertEqual(s.stop(), 0, "landlord exits 0 on SIGTERM (and, under ASan, leaks nothing)")
 
 
 class CloneFull(DiskFullCase):
@@ -362,6 +363,7 @@ class CloneFull(DiskFullCase):
         self.wait_ready(s, lambda j: j["status"] == "ready" and j["checks"]["storage"]["status"] == "ok")
         self.assertEqual(onboard(s, "after", "basic").status, 201)
         self.assertPushedOnce(s, self.wait_pushed(s))
+        self.assertEqual(s.stop(), 0, "landlord exits 0 on SIGTERM (and, under ASan, leaks nothing)")
 
 
 class EventsWhileFull(DiskFullCase):
@@ -414,6 +416,7 @@ class EventsWhileFull(DiskFullCase):
             time.sleep(0.2)
         self.assertEqual(events(), before + ["tenant." + state])
         self.wait_ready(s, lambda j: j["checks"]["storage"]["status"] == "ok")
+        self.assertEqual(s.stop(), 0, "landlord exits 0 on SIGTERM (and, under ASan, leaks nothing)")
 
 
 if __name__ == "__main__":
