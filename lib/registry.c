@@ -42,12 +42,13 @@ static int code_of(ll_registry *r)
     }
 }
 
-/* Sets the error for what failed with SQLite's message msg. */
+/* Sets the error for what (NULL: not said) failed with SQLite's message. */
 static int fail_with(ll_registry *r, const char *what, const char *msg)
 {
     int code = code_of(r);
     if (code != LL_ENOSPACE)
-        return ll_error_set(code, "registry: %s: %s", what, msg);
+        return what ? ll_error_set(code, "registry: %s: %s", what, msg)
+                    : ll_error_set(code, "registry: %s", msg);
     /* what may be SQL: the caller is told what happened, not how. */
     ll_error_set(LL_ENOSPACE, "the data volume is full: the registry cannot store the change (%s)",
                  msg);
@@ -68,7 +69,7 @@ int reg_exec(ll_registry *r, const char *sql)
     int error;
     if (sqlite3_exec(r->db, sql, NULL, NULL, &msg) == SQLITE_OK)
         return 0;
-    error = fail_with(r, "exec", msg ? msg : "exec failed");
+    error = fail_with(r, NULL, msg ? msg : "exec failed");
     sqlite3_free(msg);
     return error;
 }
