@@ -3,6 +3,7 @@
  * Each thread has one ll_error.  ll_error_set() overwrites it; detail, hint and
  * field add to it.  Nothing here allocates, so it works when memory runs out.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -87,7 +88,14 @@ const char *ll_error_name(int code)
         return "gone";
     case LL_EPRECONDITION:
         return "precondition-failed";
+    case LL_ENOSPACE:
+        return "no-space";
     default:
         return "error";
     }
+}
+
+int ll_error_of_errno(int err)
+{
+    return err == ENOSPC || err == EDQUOT ? LL_ENOSPACE : LL_ERROR;
 }

@@ -1363,8 +1363,7 @@ static void enter_degraded(ll_gitops *g, const char *why)
         g->backoff_ms = BACKOFF_MAX_MS;
     g->retry_at_ms = now + g->backoff_ms / 2 + rand_r(&g->seed_rand) % (g->backoff_ms / 2 + 1);
     if (!g->degraded)
-        ll_log_warn("msg=\"git remote unreachable; writes queue until it returns\" error=\"%s\"",
-                    why);
+        ll_log_warn("msg=\"cannot push; writes queue until it works again\" error=\"%s\"", why);
     g->degraded = 1;
     set_status(g, NULL, why);
 }
@@ -1372,7 +1371,7 @@ static void enter_degraded(ll_gitops *g, const char *why)
 static void leave_degraded(ll_gitops *g)
 {
     if (g->degraded)
-        ll_log_info("msg=\"git remote reachable again\"");
+        ll_log_info("msg=\"pushing again\"");
     g->degraded = 0;
     g->backoff_ms = 0;
 }
@@ -1501,12 +1500,17 @@ static int drain(ll_gitops *g)
             ll_error_set(error, "%s", why);
             return error;
         }
-        leave_degraded(g);
-        if (ll_registry_ops_finish(g->reg, results) < 0)
+        if ((error = ll_registry_ops_finish(g->reg, results)) < 0) {
+            /* Pushed but not recorded (a full volume): back off as for an
+             * outage; they replay as no-ops once the registry takes writes. */
             ll_log_error("msg=\"cannot record outcomes\" error=\"%s\"", ll_error_last()->message);
-        else
-            ll_log_info("msg=\"batch pushed\" ops=%zu ms=%lld", json_array_size(ops),
-                        (long long)(ll_monotonic_ms() - t0));
+            json_decref(results);
+            json_decref(ops);
+            return error;
+        }
+        leave_degraded(g);
+        ll_log_info("msg=\"batch pushed\" ops=%zu ms=%lld", json_array_size(ops),
+                    (long long)(ll_monotonic_ms() - t0));
         json_decref(results);
         json_decref(ops);
         if (ll_registry_ops_count_queued(&waiting, g->reg) < 0)
@@ -1562,8 +1566,6 @@ static void *writer_main(void *arg)
                 publish_progress(g);
                 continue;
             }
-            leave_degraded(g);
-            set_status(g, NULL, NULL);
         }
         if ((error = drain(g)) == LL_ECONFLICT) {
             /* Reachable, only busy: other writers kept moving the branch.  Go
@@ -1575,6 +1577,11 @@ static void *writer_main(void *arg)
         } else if (error < 0) {
             enter_degraded(g, ll_error_last()->message);
             publish_progress(g);
+        } else if (g->degraded) {
+            /* Out of degraded once writes go through, not on a fetch alone
+             * (a full clone fetches fine): else the backoff never grows. */
+            leave_degraded(g);
+            set_status(g, NULL, NULL);
         }
     }
     return NULL;

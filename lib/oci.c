@@ -5,6 +5,11 @@
  * keys in the order of the OCI structs, and annotations sorted by key (Go
  * marshals maps sorted), so the bytes are what Helm's own push would
  * produce, minus Go's escaping of <, > and &.
+ *
+ * The image layout is written file by file through temporary files and
+ * renames, blobs first and index.json last, so a write that fails (a full
+ * volume: LL_ENOSPACE) leaves the layout as it was, give or take
+ * content-addressed blobs that nothing names.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +21,7 @@
 
 #include "landlord/error.h"
 #include "landlord/oci.h"
+#include "landlord/storage.h"
 #include "landlord/util.h"
 
 void ll_oci_digest(char out[80], const void *data, size_t len)
@@ -161,21 +167,43 @@ void ll_oci_artifact_free(ll_oci_artifact *a)
     memset(a, 0, sizeof(*a));
 }
 
-/* Writes data to path through a temporary file and a rename. */
+/* Sets the error for a write of path that failed with errno err: a full
+ * volume is LL_ENOSPACE (and reported to storage.h). */
+static int write_failed(const char *path, int err)
+{
+    int code = ll_error_of_errno(err);
+    if (code != LL_ENOSPACE)
+        return ll_error_set(code, "cannot write %s: %s", path, strerror(err));
+    ll_error_set(LL_ENOSPACE,
+                 "the data volume is full: the chart cannot be stored in the image layout (%s)",
+                 strerror(err));
+    ll_error_hint("free space on landlord's data volume; uploads are taken again as soon as "
+                  "there is room, without a restart");
+    ll_storage_full(path, ll_error_last()->message);
+    return LL_ENOSPACE;
+}
+
+/* Writes data to path through a temporary file and a rename; a failure
+ * leaves path as it was and no temporary file behind. */
 static int write_atomic(const char *path, const void *data, size_t len)
 {
     char tmp[1200];
     FILE *f;
+    int err = 0;
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
     if (!(f = fopen(tmp, "wb")))
-        return ll_error_set(-1, "cannot write %s: %s", tmp, strerror(errno));
-    int ok = fwrite(data, 1, len, f) == len;
-    ok &= fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
+        return write_failed(tmp, errno);
+    errno = 0;
+    /* The first failure's errno is the one that says why (ENOSPC). */
+    if (fwrite(data, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0)
+        err = errno ? errno : EIO;
+    if (fclose(f) != 0 && !err)
+        err = errno;
+    if (!err && rename(tmp, path) != 0)
+        err = errno;
+    if (err) {
         unlink(tmp);
-        return ll_error_set(-1, "cannot write %s: %s", path, strerror(e));
+        return write_failed(path, err);
     }
     return 0;
 }

@@ -4,6 +4,12 @@
  * core hands each thread its own).  Every write that must be atomic runs in
  * one BEGIN IMMEDIATE transaction, so the outbox row and the tenant row land
  * together or not at all.  Rows are returned as jansson objects.
+ *
+ * A full volume (SQLITE_FULL, or an I/O error with ENOSPC when the WAL or
+ * its index cannot grow) is LL_ENOSPACE, and a transaction whose COMMIT
+ * failed is rolled back at once (reg_commit), so nothing of a refused write
+ * stays and the connection holds no lock.  Such failures are reported to
+ * storage.h; every commit that reaches the WAL clears the report.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,26 +19,78 @@
 #include "landlord/embedded.h"
 #include "landlord/error.h"
 #include "landlord/registry.h"
+#include "landlord/storage.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
 #include "registry_int.h"
 
-int reg_db_error(ll_registry *r, const char *what)
+/* The code for the last failure on r's connection: the volume full
+ * (SQLITE_FULL, or an I/O error whose errno says so), a constraint, or
+ * anything else. */
+static int code_of(ll_registry *r)
 {
     int rc = sqlite3_extended_errcode(r->db);
-    int code = (rc & 0xff) == SQLITE_CONSTRAINT ? LL_ECONFLICT : LL_ERROR;
-    return ll_error_set(code, "registry: %s: %s", what, sqlite3_errmsg(r->db));
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+        return LL_ECONFLICT;
+    case SQLITE_FULL:
+        return LL_ENOSPACE;
+    case SQLITE_IOERR:
+        return ll_error_of_errno(sqlite3_system_errno(r->db));
+    default:
+        return LL_ERROR;
+    }
+}
+
+/* Sets the error for what (NULL: not said) failed with SQLite's message. */
+static int fail_with(ll_registry *r, const char *what, const char *msg)
+{
+    int code = code_of(r);
+    if (code != LL_ENOSPACE)
+        return what ? ll_error_set(code, "registry: %s: %s", what, msg)
+                    : ll_error_set(code, "registry: %s", msg);
+    /* what may be SQL: the caller is told what happened, not how. */
+    ll_error_set(LL_ENOSPACE, "the data volume is full: the registry cannot store the change (%s)",
+                 msg);
+    ll_error_hint("free space on landlord's data volume; writes are taken again as soon as "
+                  "there is room, without a restart");
+    ll_storage_full(sqlite3_db_filename(r->db, "main"), ll_error_last()->message);
+    return LL_ENOSPACE;
+}
+
+int reg_db_error(ll_registry *r, const char *what)
+{
+    return fail_with(r, what, sqlite3_errmsg(r->db));
 }
 
 int reg_exec(ll_registry *r, const char *sql)
 {
     char *msg = NULL;
-    if (sqlite3_exec(r->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        ll_error_set(LL_ERROR, "registry: %s", msg ? msg : "exec failed");
-        sqlite3_free(msg);
-        return LL_ERROR;
-    }
-    return 0;
+    int error;
+    if (sqlite3_exec(r->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    error = fail_with(r, NULL, msg ? msg : "exec failed");
+    sqlite3_free(msg);
+    return error;
+}
+
+int reg_commit(ll_registry *r)
+{
+    int error = reg_exec(r, "COMMIT");
+    /* SQLite may leave the transaction open after a COMMIT that could not
+     * write (a full disk, an I/O error): end it, so none of it stays and
+     * this connection's next BEGIN starts clean. */
+    if (error < 0)
+        reg_rollback(r);
+    return error;
+}
+
+void reg_rollback(ll_registry *r)
+{
+    /* Quietly: after some errors SQLite has rolled back already, and the
+     * error that made the caller roll back is the one to report. */
+    if (!sqlite3_get_autocommit(r->db))
+        sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 int reg_prepare(sqlite3_stmt **out, ll_registry *r, const char *sql)
@@ -90,6 +148,7 @@ static int after_commit(void *payload, sqlite3 *db, const char *name, int pages)
     ll_registry *r = payload;
     if (!r->quiet)
         __atomic_add_fetch(&change_generation, 1, __ATOMIC_RELEASE);
+    ll_storage_ok(); /* the commit reached the disk */
     if (pages >= 1000)
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     return SQLITE_OK;
@@ -174,9 +233,9 @@ static int migrate(ll_registry *r, const char *path)
         if ((error = reg_exec(r, sql)) < 0)
             goto fail;
     }
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 fail:
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
     return error;
 }
 
@@ -533,13 +592,13 @@ int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r
     json_decref(desired);
     json_decref(values);
     free(payload);
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 fail:
     json_decref(existing);
     json_decref(desired);
     json_decref(values);
     free(payload);
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
     return error;
 }
 
@@ -561,7 +620,7 @@ int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id,
     lifecycle = json_string_value(json_object_get(t, "lifecycle"));
     if (strcmp(lifecycle, "offboarded") == 0) {
         json_decref(t);
-        return reg_exec(r, "COMMIT");
+        return reg_commit(r);
     }
     if ((error = insert_op(out_op, r, "offboard", id, json_string_value(json_object_get(t, "tier")),
                            "{}", now, author)) < 0)
@@ -576,10 +635,10 @@ int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id,
             goto fail;
     }
     json_decref(t);
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 fail:
     json_decref(t);
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
     return error;
 }
 
@@ -786,11 +845,11 @@ int ll_registry_ops_finish(ll_registry *r, const json_t *results)
     json_array_foreach(results, i, res)
     {
         if ((error = finish_one(r, res, now)) < 0) {
-            reg_exec(r, "ROLLBACK");
+            reg_rollback(r);
             return error;
         }
     }
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 }
 
 int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const char *tier,
@@ -856,10 +915,10 @@ int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const 
                  7, p)) < 0)
             goto fail;
     }
-    error = reg_exec(r, "COMMIT");
+    error = reg_commit(r);
     goto done;
 fail:
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
 done:
     json_decref(t);
     json_decref(values);
@@ -887,11 +946,11 @@ int ll_registry_ops_attempted(ll_registry *r, const json_t *ops, const char *why
                              "UPDATE operations SET attempts = attempts + 1, last_error = ?, "
                              "updated_at = ? WHERE id = ? AND state = 'queued'",
                              3, p)) < 0) {
-            reg_exec(r, "ROLLBACK");
+            reg_rollback(r);
             return error;
         }
     }
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 }
 
 int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r)
@@ -1023,9 +1082,9 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
                          2, p)) < 0)
             goto fail;
     }
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 fail:
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
     return error;
 }
 

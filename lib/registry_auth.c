@@ -6,7 +6,13 @@
  * one BEGIN IMMEDIATE transaction for anything that must be atomic (a
  * tier change's checks and its operation; an idempotency key's check and
  * its reservation).
+ *
+ * A reserved key whose answer (or release) cannot be stored, for lack of
+ * space, would stay in flight and answer 409 to every retry until it
+ * expired.  So what could not be stored is kept in memory (process-wide,
+ * per database file) and stored before the key is looked at again.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +208,166 @@ int ll_registry_audit_prune(ll_registry *r, const char *before)
 
 /* --- idempotency keys ----------------------------------------------------------------- */
 
+static int idem_finish(ll_registry *r, const char *subject, const char *key, int status,
+                       const char *content_type, const char *location, const char *etag,
+                       const void *body, size_t len)
+{
+    sqlite3_stmt *st = NULL;
+    int error;
+    if ((error = reg_prepare(&st, r,
+                             "UPDATE idempotency_keys SET state = 'done', status = ?, content_type "
+                             "= ?, location = ?, etag = ?, body = ? WHERE subject = ? AND key = ? "
+                             "AND state = 'in_flight'")) < 0)
+        return error;
+    sqlite3_bind_int(st, 1, status);
+    reg_bind_text(st, 2, content_type);
+    reg_bind_text(st, 3, location);
+    reg_bind_text(st, 4, etag);
+    sqlite3_bind_blob(st, 5, body ? body : "", (int)len, SQLITE_TRANSIENT);
+    reg_bind_text(st, 6, subject);
+    reg_bind_text(st, 7, key);
+    error = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_db_error(r, "store idempotent answer");
+    sqlite3_finalize(st);
+    return error;
+}
+
+static int idem_release(ll_registry *r, const char *subject, const char *key)
+{
+    const char *p[] = {subject, key};
+    int n = reg_run(r,
+                    "DELETE FROM idempotency_keys WHERE subject = ? AND key = ? AND state = "
+                    "'in_flight'",
+                    2, p);
+    return n < 0 ? n : 0;
+}
+
+/* A key's outcome that could not be stored: the answer (status > 0) or a
+ * release (status 0), for the database file db. */
+typedef struct idem_pending {
+    struct idem_pending *next;
+    char *db, *subject, *key;
+    int status;
+    char *content_type, *location, *etag, *body;
+    size_t len;
+} idem_pending;
+
+#define IDEM_PENDING_MAX 1024
+
+static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+static idem_pending *pending;
+
+static void pending_free(idem_pending *p)
+{
+    if (!p)
+        return;
+    free(p->db);
+    free(p->subject);
+    free(p->key);
+    free(p->content_type);
+    free(p->location);
+    free(p->etag);
+    free(p->body);
+    free(p);
+}
+
+static int same_key(const idem_pending *p, const char *db, const char *subject, const char *key)
+{
+    return strcmp(p->db, db) == 0 && strcmp(p->subject, subject) == 0 && strcmp(p->key, key) == 0;
+}
+
+/* Keeps (subject, key)'s outcome to be stored later; the last one wins. */
+static void pending_add(ll_registry *r, const char *subject, const char *key, int status,
+                        const char *content_type, const char *location, const char *etag,
+                        const void *body, size_t len)
+{
+    const char *db = sqlite3_db_filename(r->db, "main");
+    idem_pending *p = calloc(1, sizeof(*p)), **at;
+    size_t n = 0;
+
+    if (!p || !(p->db = strdup(db ? db : "")) || !(p->subject = strdup(subject)) ||
+        !(p->key = strdup(key)) || (content_type && !(p->content_type = strdup(content_type))) ||
+        (location && !(p->location = strdup(location))) || (etag && !(p->etag = strdup(etag))) ||
+        (body && !(p->body = malloc(len ? len : 1)))) {
+        pending_free(p);
+        return; /* out of memory: the key expires with its ttl */
+    }
+    if (body && len)
+        memcpy(p->body, body, len);
+    p->status = status;
+    p->len = len;
+    pthread_mutex_lock(&pending_lock);
+    for (at = &pending; *at; at = &(*at)->next, n++) {
+        if (same_key(*at, p->db, subject, key)) {
+            idem_pending *old = *at;
+            p->next = old->next;
+            *at = p;
+            pending_free(old);
+            p = NULL;
+            break;
+        }
+    }
+    if (p && n >= IDEM_PENDING_MAX) {
+        /* Bounded: the oldest is given up (its key expires with its ttl). */
+        idem_pending *oldest = pending;
+        pending = oldest->next;
+        pending_free(oldest);
+        for (at = &pending; *at; at = &(*at)->next)
+            ;
+    }
+    if (p)
+        *at = p;
+    pthread_mutex_unlock(&pending_lock);
+}
+
+/* Stores the pending outcomes of r's database.  Returns the error of
+ * (subject, key)'s own when that one still cannot be stored, else 0. */
+static int pending_flush(ll_registry *r, const char *subject, const char *key)
+{
+    const char *db = sqlite3_db_filename(r->db, "main");
+    int error = 0;
+
+    pthread_mutex_lock(&pending_lock);
+    for (idem_pending **at = &pending; *at;) {
+        idem_pending *p = *at;
+        int e = 0;
+        if (strcmp(p->db, db ? db : "") != 0) {
+            at = &p->next;
+            continue;
+        }
+        e = p->status > 0 ? idem_finish(r, p->subject, p->key, p->status, p->content_type,
+                                        p->location, p->etag, p->body, p->len)
+                          : idem_release(r, p->subject, p->key);
+        if (e < 0) {
+            if (same_key(p, p->db, subject, key))
+                error = e;
+            at = &p->next;
+            continue;
+        }
+        *at = p->next;
+        pending_free(p);
+    }
+    pthread_mutex_unlock(&pending_lock);
+    return error;
+}
+
+int ll_registry_idem_finish(ll_registry *r, const char *subject, const char *key, int status,
+                            const char *content_type, const char *location, const char *etag,
+                            const void *body, size_t len)
+{
+    int error = idem_finish(r, subject, key, status, content_type, location, etag, body, len);
+    if (error < 0)
+        pending_add(r, subject, key, status, content_type, location, etag, body ? body : "", len);
+    return error;
+}
+
+int ll_registry_idem_release(ll_registry *r, const char *subject, const char *key)
+{
+    int error = idem_release(r, subject, key);
+    if (error < 0)
+        pending_add(r, subject, key, 0, NULL, NULL, NULL, NULL, 0);
+    return error;
+}
+
 int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, const char *subject,
                            const char *key, const char *fingerprint, long long now_ms,
                            long long ttl_ms)
@@ -211,6 +377,10 @@ int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, 
 
     *out_state = LL_IDEM_NEW;
     *out_stored = NULL;
+    /* An outcome still unstored is stored first: else its key reads as in
+     * flight; while it cannot be, neither can a new reservation. */
+    if ((error = pending_flush(r, subject, key)) < 0)
+        return error;
     if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
     if ((error = reg_prepare(&st, r,
@@ -237,7 +407,7 @@ int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, 
                 (size_t)sqlite3_column_bytes(st, 6));
         }
         sqlite3_finalize(st);
-        return reg_exec(r, "COMMIT");
+        return reg_commit(r);
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         error = reg_db_error(r, "read idempotency key");
@@ -259,44 +429,11 @@ int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, 
         goto fail;
     }
     sqlite3_finalize(st);
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 fail:
     sqlite3_finalize(st);
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
     return error;
-}
-
-int ll_registry_idem_finish(ll_registry *r, const char *subject, const char *key, int status,
-                            const char *content_type, const char *location, const char *etag,
-                            const void *body, size_t len)
-{
-    sqlite3_stmt *st = NULL;
-    int error;
-    if ((error = reg_prepare(&st, r,
-                             "UPDATE idempotency_keys SET state = 'done', status = ?, content_type "
-                             "= ?, location = ?, etag = ?, body = ? WHERE subject = ? AND key = ? "
-                             "AND state = 'in_flight'")) < 0)
-        return error;
-    sqlite3_bind_int(st, 1, status);
-    reg_bind_text(st, 2, content_type);
-    reg_bind_text(st, 3, location);
-    reg_bind_text(st, 4, etag);
-    sqlite3_bind_blob(st, 5, body ? body : "", (int)len, SQLITE_TRANSIENT);
-    reg_bind_text(st, 6, subject);
-    reg_bind_text(st, 7, key);
-    error = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_db_error(r, "store idempotent answer");
-    sqlite3_finalize(st);
-    return error;
-}
-
-int ll_registry_idem_release(ll_registry *r, const char *subject, const char *key)
-{
-    const char *p[] = {subject, key};
-    int n = reg_run(r,
-                    "DELETE FROM idempotency_keys WHERE subject = ? AND key = ? AND state = "
-                    "'in_flight'",
-                    2, p);
-    return n < 0 ? n : 0;
 }
 
 int ll_registry_idem_prune(ll_registry *r, long long before_ms, int in_flight_too)
@@ -361,10 +498,10 @@ int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, con
     }
     *out_op = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 fail:
     sqlite3_finalize(st);
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
     return error;
 }
 

@@ -160,10 +160,10 @@ int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, lo
             goto fail;
     }
     json_decref(subs);
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 fail:
     json_decref(subs);
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
     return error;
 }
 
@@ -284,10 +284,15 @@ int ll_registry_webhook_create(json_t **out, ll_registry *r, const char *url, co
     reg_bind_text(st, 3, types_json ? types_json : "[]");
     reg_bind_text(st, 4, description ? description : "");
     reg_bind_text(st, 5, now);
+    /* Outside a transaction the insert commits when the statement ends,
+     * after its RETURNING row: only SQLITE_DONE says it is stored. */
     if (sqlite3_step(st) == SQLITE_ROW)
         *out = webhook_row(st);
-    else
+    if (!*out || sqlite3_step(st) != SQLITE_DONE) {
         error = reg_db_error(r, "store webhook");
+        json_decref(*out);
+        *out = NULL;
+    }
 done:
     sqlite3_finalize(st);
     free(types_json);

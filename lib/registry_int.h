@@ -20,11 +20,18 @@ struct ll_registry {
     } cached[REG_CACHED_MAX];
 };
 
-/* Sets the error from SQLite's message; a constraint is LL_ECONFLICT. */
+/* Sets the error from SQLite's message; a constraint is LL_ECONFLICT, a
+ * full volume LL_ENOSPACE (reported to storage.h). */
 int reg_db_error(ll_registry *r, const char *what);
 
 /* Runs SQL without results (several statements allowed). */
 int reg_exec(ll_registry *r, const char *sql);
+
+/* Commits the open transaction; when that fails it is rolled back. */
+int reg_commit(ll_registry *r);
+
+/* Rolls back the open transaction, if any, leaving the last error alone. */
+void reg_rollback(ll_registry *r);
 
 int reg_prepare(sqlite3_stmt **out, ll_registry *r, const char *sql);
 

@@ -119,7 +119,7 @@ static const char *str(const json_t *o, const char *key)
 
 static int rollback(ll_registry *r, int error)
 {
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
     return error;
 }
 
@@ -631,7 +631,7 @@ int ll_registry_rollout_create(long long *out_id, ll_registry *r, const json_t *
     json_decref(events);
     if (error < 0)
         return rollback(r, error);
-    if ((error = reg_exec(r, "COMMIT")) < 0)
+    if ((error = reg_commit(r)) < 0)
         return rollback(r, error);
     *out_id = id;
     return 0;
@@ -783,12 +783,12 @@ int ll_registry_rollout_wave_start(long long *out_op, ll_registry *r, long long 
     json_decref(own);
     if (error < 0)
         goto fail;
-    if ((error = reg_exec(r, "COMMIT")) < 0)
+    if ((error = reg_commit(r)) < 0)
         goto fail;
     *out_op = op;
     goto done;
 fail:
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
 done:
     json_decref(rows);
     json_decref(pools);
@@ -909,12 +909,12 @@ int ll_registry_rollout_rollback(long long *out_op, ll_registry *r, long long id
     json_decref(own);
     if (error < 0)
         goto fail;
-    if ((error = reg_exec(r, "COMMIT")) < 0)
+    if ((error = reg_commit(r)) < 0)
         goto fail;
     *out_op = op;
     goto done;
 fail:
-    reg_exec(r, "ROLLBACK");
+    reg_rollback(r);
 done:
     json_decref(rows);
     json_decref(pools);
@@ -1039,7 +1039,7 @@ int ll_registry_rollout_step(ll_registry *r, const json_t *step)
         return rollback(r, state_conflict(id, state));
     if ((error = step_body(r, id, step, now)) < 0)
         return rollback(r, error);
-    return reg_exec(r, "COMMIT");
+    return reg_commit(r);
 }
 
 int ll_registry_rollout_wave_tenants(json_t **out, ll_registry *r, long long id, int wave)

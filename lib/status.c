@@ -14,6 +14,8 @@
  *   decides whether the applied revision includes that commit (a revwalk
  *   from the applied revision, cached per revision), derives the dirty
  *   tenants' states and records transitions (generation, since).
+ *   Transitions the registry cannot take (a full volume) are kept and
+ *   stored first in the next rounds, so events are late, never lost.
  *
  * Locking: `lock` guards cache, tenants, owners, dirty and generation.  The
  * clone (repo) and the registry connection belong to the follower thread;
@@ -45,6 +47,7 @@
 #define EVENTS_KEPT        100000
 #define EVENTS_PRUNE_EVERY 1000
 #define WORK_MAX           500
+#define UNSTORED_MAX       10000 /* transitions kept while they cannot be stored */
 
 enum { I_GITREPO, I_KUSTOMIZATION, I_HELMRELEASE, I_NAMESPACE, I_TERRAFORM, I_CHART_TERRAFORM };
 
@@ -114,6 +117,7 @@ struct ll_status {
     char walk_of[GIT_OID_HEXSZ + 1];
     json_t *walk;          /* sha -> true: commits reachable from walk_of (up to WALK_MAX) */
     long long since_prune; /* events stored since the last prune */
+    json_t *unstored;      /* transitions not stored yet (a full volume), oldest first */
     int files_read;        /* tenant files read since the clone was opened */
     int repacked;          /* the clone's packs were merged (under lock) */
     long long since_trim;  /* tenants derived since the last malloc_trim */
@@ -1299,19 +1303,45 @@ static void follow(ll_status *s)
         r->fetched = json_is_true(json_object_get(cluster, "fetched"));
     }
     pthread_mutex_unlock(&s->lock);
+    /* Transitions that could not be stored (a full volume) go first, so
+     * that no event is lost and they stay in order; retried every round. */
+    size_t moved = json_array_size(transitions), retried = json_array_size(s->unstored);
+    if (retried) {
+        json_array_extend(s->unstored, transitions);
+        json_decref(transitions);
+        transitions = s->unstored;
+        s->unstored = json_array();
+    }
+    int stored = 0;
     if (json_array_size(transitions)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        if (ll_registry_record_transitions(s->reg, transitions,
-                                           (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000) < 0)
-            ll_log_warn("msg=\"cannot store state changes\" error=\"%s\"",
-                        ll_error_last()->message);
-        s->since_prune += (long long)json_array_size(transitions);
+        if (ll_registry_record_transitions(
+                s->reg, transitions, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000) < 0) {
+            if (!retried)
+                ll_log_warn("msg=\"cannot store state changes; retrying\" error=\"%s\"",
+                            ll_error_last()->message);
+            if (json_array_size(transitions) <= UNSTORED_MAX) {
+                json_decref(s->unstored);
+                s->unstored = json_incref(transitions);
+            } else {
+                ll_log_error("msg=\"state changes dropped: too many unstored\" count=%zu",
+                             json_array_size(transitions));
+            }
+        } else {
+            stored = 1;
+            if (retried)
+                ll_log_info("msg=\"stored state changes kept back\" count=%zu", retried);
+            s->since_prune += (long long)json_array_size(transitions);
+        }
         if (s->since_prune >= EVENTS_PRUNE_EVERY) {
             s->since_prune = 0;
             if (ll_registry_events_prune(s->reg, EVENTS_KEPT) < 0)
                 ll_log_warn("msg=\"cannot prune events\" error=\"%s\"", ll_error_last()->message);
         }
+    }
+    /* States moved (in memory, whether stored or not), or events arrived. */
+    if (moved || stored) {
         pthread_mutex_lock(&s->lock);
         s->generation++;
         pthread_cond_broadcast(&s->changed);
@@ -1451,6 +1481,7 @@ int ll_status_open(ll_status **out, ll_kube *k, const ll_status_options *o)
     s->owners = json_object();
     s->tf_of_hr = json_object();
     s->dirty = json_object();
+    s->unstored = json_array();
     s->seq = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
@@ -1496,6 +1527,7 @@ void ll_status_free(ll_status *s)
     json_decref(s->owners);
     json_decref(s->tf_of_hr);
     json_decref(s->dirty);
+    json_decref(s->unstored);
     json_decref(s->walk);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);

@@ -22,6 +22,7 @@
 #include "landlord/kube.h"
 #include "landlord/log.h"
 #include "landlord/status.h"
+#include "landlord/storage.h"
 #include "landlord/template.h"
 #include "landlord/tiers.h"
 #include "landlord/util.h"
@@ -370,12 +371,25 @@ json_t *ll_core_ready(ll_core *c, int *ok)
     json_object_set_new(checks, "oci",
                         c->oci ? ll_ociremote_health(c->oci)
                                : json_pack("{s:s}", "status", "local"));
+    /* The data volume: full while writes fail for lack of space, the
+     * registry's or the git writer's in landlord's clone (whose error names
+     * it); clear again once a write gets through. */
+    json_t *storage = ll_storage_health();
+    const char *git_error = json_string_value(json_object_get(git, "error"));
+    int storage_ok = strcmp(json_string_value(json_object_get(storage, "status")), "ok") == 0;
+    if (storage_ok && ll_storage_message_full(git_error)) {
+        json_decref(storage);
+        storage = json_pack("{s:s, s:s}", "status", "full", "error", git_error);
+        storage_ok = 0;
+    }
+    json_object_set_new(checks, "storage", storage);
     /* A degraded remote still takes writes (they queue): ready, but say so. */
     *ok = reg_ok;
-    /* So does an unreachable cluster: states read "unknown" meanwhile. */
+    /* So does an unreachable cluster: states read "unknown" meanwhile; and
+     * a full volume, whose writes answer 503 while reads go on. */
     status = !reg_ok ? "unavailable"
              : strcmp(json_string_value(json_object_get(git, "status")), "ok") == 0 &&
-                     strcmp(kube_status, "degraded") != 0
+                     strcmp(kube_status, "degraded") != 0 && storage_ok
                  ? "ready"
                  : "degraded";
     return json_pack("{s:s, s:o}", "status", status, "checks", checks);

@@ -225,11 +225,12 @@ int ll_mkdir_p(const char *path)
             continue;
         *p = '\0';
         if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-            return ll_error_set(LL_ERROR, "cannot create %s: %s", tmp, strerror(errno));
+            return ll_error_set(ll_error_of_errno(errno), "cannot create %s: %s", tmp,
+                                strerror(errno));
         *p = '/';
     }
     if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-        return ll_error_set(LL_ERROR, "cannot create %s: %s", tmp, strerror(errno));
+        return ll_error_set(ll_error_of_errno(errno), "cannot create %s: %s", tmp, strerror(errno));
     return 0;
 }
 

@@ -4,7 +4,9 @@
  * at once through one curl multi handle, record each outcome, and sleep
  * until the next delivery is due, ll_webhooks_notify() or stop.  It owns
  * its registry connection.  Secrets are read from the registry per batch
- * and never logged.
+ * and never logged.  An outcome that cannot be recorded (a full volume)
+ * leaves its delivery due: the thread then waits IDLE_MS before the next
+ * batch instead of sending it again at once.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -35,6 +37,7 @@ struct ll_webhooks {
     int stop, poked;
     long long delivered, failed, given_up;
     ll_registry *reg;
+    int unrecorded; /* deliverer thread: an outcome of this batch was not stored */
 };
 
 static long long now_ms(void)
@@ -154,8 +157,10 @@ static void record(ll_webhooks *w, attempt *a, CURLcode rc)
                     a->id, a->attempts, why, gave_up ? " gave_up=1" : "");
     const char *state = delivered ? "delivered" : gave_up ? "failed" : "pending";
     if (ll_registry_delivery_attempted(w->reg, a->id, state, a->attempts, next, (int)status,
-                                       why[0] ? why : NULL) < 0)
+                                       why[0] ? why : NULL) < 0) {
         ll_log_warn("msg=\"cannot record a delivery\" error=\"%s\"", ll_error_last()->message);
+        w->unrecorded = 1;
+    }
 }
 
 /* Sends one batch of due deliveries; returns how many were due. */
@@ -221,10 +226,13 @@ static void *run(void *arg)
         pthread_mutex_unlock(&w->lock);
         if (stop)
             break;
-        if (deliver_due(w) == WEBHOOK_PARALLEL)
+        w->unrecorded = 0;
+        int sent = deliver_due(w);
+        if (sent == WEBHOOK_PARALLEL && !w->unrecorded)
             continue;
         long long next = ll_registry_deliveries_next_due(w->reg), wait_ms = IDLE_MS;
-        if (next >= 0)
+        /* Unrecorded outcomes stay due: no burst of repeats at the receiver. */
+        if (next >= 0 && !w->unrecorded)
             wait_ms = next - now_ms();
         if (wait_ms <= 0)
             continue;

@@ -763,7 +763,7 @@ static int idempotency(ll_req *req, enum MHD_Result *ret)
     const char *key = ll_req_header(req, "Idempotency-Key");
     json_t *stored = NULL;
     char fp[65];
-    int state = 0;
+    int state = 0, error;
     size_t n = key ? strlen(key) : 0;
 
     if (!key || strcmp(req->method, "POST") != 0 || !req->authenticated)
@@ -778,8 +778,8 @@ static int idempotency(ll_req *req, enum MHD_Result *ret)
         return -1;
     }
     fingerprint(fp, req);
-    if (ll_idempotency_begin(&state, &stored, req->core, req->caller.sub, key, fp) < 0) {
-        *ret = ll_reply_error(req, -1);
+    if ((error = ll_idempotency_begin(&state, &stored, req->core, req->caller.sub, key, fp)) < 0) {
+        *ret = ll_reply_error(req, error); /* a full volume: 503, the key is not reserved */
         return -1;
     }
     switch (state) {

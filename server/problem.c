@@ -2,7 +2,8 @@
  *
  * Every error answer is application/problem+json (RFC 9457) with a stable
  * type per error class: urn:landlord:problem:<class>.  docs/api.md lists the
- * classes.
+ * classes.  A class that a client should simply retry later (a full data
+ * volume) also sets Retry-After.
  */
 #include <string.h>
 
@@ -13,30 +14,36 @@ typedef struct problem_class {
     const char *type;
     unsigned status;
     const char *title;
+    int retry_after; /* seconds for Retry-After, 0 for none */
 } problem_class;
+
+/* A full volume is freed by an operator, not in a moment: a client that
+ * comes back after this long is neither hammering nor kept waiting long. */
+#define STORAGE_FULL_RETRY_S 10
 
 static const problem_class *class_of(const char *type);
 
 static const problem_class classes[] = {
-    {"malformed-request", 400, "Malformed request"},
-    {"unauthorized", 401, "Unauthorized"},
-    {"forbidden", 403, "Forbidden"},
-    {"not-found", 404, "Not found"},
-    {"method-not-allowed", 405, "Method not allowed"},
-    {"conflict", 409, "Conflict"},
-    {"precondition-failed", 412, "Precondition failed"},
-    {"payload-too-large", 413, "Payload too large"},
-    {"unsupported-media-type", 415, "Unsupported media type"},
-    {"invalid-request", 422, "Invalid request"},
-    {"render-failed", 422, "Template did not render"},
-    {"invalid-chart", 422, "Invalid chart"},
-    {"idempotency-key-reused", 422, "Idempotency-Key reused"},
-    {"too-many-requests", 429, "Too many requests"},
-    {"header-too-large", 431, "Request header fields too large"},
-    {"internal", 500, "Internal error"},
-    {"upstream-failure", 502, "Upstream failure"},
-    {"unavailable", 503, "Service unavailable"},
-    {"timeout", 504, "Timed out"},
+    {"malformed-request", 400, "Malformed request", 0},
+    {"unauthorized", 401, "Unauthorized", 0},
+    {"forbidden", 403, "Forbidden", 0},
+    {"not-found", 404, "Not found", 0},
+    {"method-not-allowed", 405, "Method not allowed", 0},
+    {"conflict", 409, "Conflict", 0},
+    {"precondition-failed", 412, "Precondition failed", 0},
+    {"payload-too-large", 413, "Payload too large", 0},
+    {"unsupported-media-type", 415, "Unsupported media type", 0},
+    {"invalid-request", 422, "Invalid request", 0},
+    {"render-failed", 422, "Template did not render", 0},
+    {"invalid-chart", 422, "Invalid chart", 0},
+    {"idempotency-key-reused", 422, "Idempotency-Key reused", 0},
+    {"too-many-requests", 429, "Too many requests", 0},
+    {"header-too-large", 431, "Request header fields too large", 0},
+    {"internal", 500, "Internal error", 0},
+    {"upstream-failure", 502, "Upstream failure", 0},
+    {"unavailable", 503, "Service unavailable", 0},
+    {"storage-full", 503, "Storage full", STORAGE_FULL_RETRY_S},
+    {"timeout", 504, "Timed out", 0},
 };
 
 enum MHD_Result ll_reply_problem(ll_req *req, unsigned status, const char *type, const char *detail,
@@ -47,6 +54,8 @@ enum MHD_Result ll_reply_problem(ll_req *req, unsigned status, const char *type,
 
     snprintf(uri, sizeof(uri), "urn:landlord:problem:%s", type);
     snprintf(req->problem, sizeof(req->problem), "%s", type);
+    if (class_of(type)->retry_after > 0 && req->retry_after <= 0)
+        req->retry_after = class_of(type)->retry_after;
     json_object_set_new(body, "type", json_string(uri));
     json_object_set_new(body, "title", json_string(class_of(type)->title));
     json_object_set_new(body, "status", json_integer(status));
@@ -76,6 +85,7 @@ static const struct {
     {LL_EUPSTREAM, "upstream-failure"},
     {LL_ETIMEOUT, "timeout"},
     {LL_EPRECONDITION, "precondition-failed"},
+    {LL_ENOSPACE, "storage-full"},
 };
 
 static const problem_class *class_of(const char *type)

@@ -200,16 +200,19 @@ class Server:
     data: an existing data dir to reuse (e.g. for restarts); default a new
     temp dir.  args: extra arguments.  env: extra environment.  listen: the
     --listen value, or None to pass no --listen (config/env decide).
+    wrap: a function from landlord's command line (a list) to the one to
+    run, e.g. to start it in namespaces of its own (test_diskfull.py).
     """
 
     def __init__(self, data=None, args=(), env=None, listen="127.0.0.1:0", data_flag=True,
-                 jwt_secret=_DEFAULT, ca_file=None, claims=None):
+                 jwt_secret=_DEFAULT, ca_file=None, claims=None, wrap=None):
         self.data = data or make_temp_dir("landlord-data-")
         self.logdir = make_temp_dir("landlord-log-")
         self.args = list(args)
         self.env = dict(env or {})
         self.listen = listen
         self.data_flag = data_flag
+        self.wrap = wrap
         self.proc = None
         self.port = None
         self.scheme = "http"
@@ -244,7 +247,8 @@ class Server:
             cmd += ["--listen", self.listen]
         if self.data_flag:
             cmd += ["--data", self.data]
-        return cmd + self.args
+        cmd += self.args
+        return self.wrap(cmd) if self.wrap else cmd
 
     def start(self):
         self.starts += 1

@@ -1,4 +1,5 @@
-/* Unit tests of lib/registry.c: migrations, tenants, the outbox. */
+/* Unit tests of lib/registry.c: migrations, tenants, the outbox, a full
+ * volume (SQLite's max_page_count makes the database "full" on demand). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,8 @@
 
 #include "landlord/error.h"
 #include "landlord/registry.h"
+#include "landlord/storage.h"
+#include "registry_int.h"
 
 static char dir[64], path[128];
 static const ll_registry_author author = {"Ada", "ada@example.com"};
@@ -402,6 +405,104 @@ static void test_chart_versions(void **state)
     ll_registry_close(r);
 }
 
+/* Makes r's database full: no page may be added to what it has (SQLite
+ * answers SQLITE_FULL, as for a full disk), or lifts that again. */
+static void set_full(ll_registry *r, int full)
+{
+    char sql[80];
+    long long pages = 0;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(r->db, "PRAGMA page_count", -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        pages = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld", full ? pages : 1000000LL);
+    assert_int_equal(sqlite3_exec(r->db, sql, NULL, NULL, NULL), SQLITE_OK);
+}
+
+static void test_full_volume(void **state)
+{
+    ll_registry *r = NULL;
+    json_t *existing = NULL, *t = NULL, *ops = NULL;
+    char id[32], values[4096 + 16];
+    long long op = 0;
+    int error = 0, n;
+
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    set_full(r, 1);
+    /* Values big enough that the tenants soon need a page the database
+     * may not have. */
+    snprintf(values, sizeof(values), "{\"pad\":\"%04000d\"}", 0);
+    for (n = 0; n < 100; n++) {
+        snprintf(id, sizeof(id), "t%d", n);
+        if ((error = ll_registry_onboard(&op, &existing, r, id, "basic", "0.0", values, &author)) <
+            0)
+            break;
+    }
+    assert_int_equal(error, LL_ENOSPACE);
+    assert_non_null(strstr(ll_error_last()->message, "the data volume is full"));
+    assert_true(ll_error_last()->hint[0] != '\0');
+    assert_true(ll_storage_is_full());
+    /* Nothing of the refused write: no tenant, no operation without its
+     * tenant, and no transaction left open on the connection. */
+    assert_true(sqlite3_get_autocommit(r->db));
+    assert_int_equal(ll_registry_tenant_get(&t, r, id, 0), LL_ENOTFOUND);
+    assert_int_equal(ll_registry_ops_queued(&ops, r, 1000), 0);
+    assert_int_equal(json_array_size(ops), n);
+    json_decref(ops);
+    assert_int_equal(scalar_int("SELECT count(*) FROM tenants"), n);
+    /* Reads go on. */
+    assert_int_equal(ll_registry_ping(r), 0);
+
+    /* Space again: the same connection takes the write, and the volume is
+     * reported as taking writes. */
+    set_full(r, 0);
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, id, "basic", "0.0", values, &author),
+                     0);
+    assert_false(ll_storage_is_full());
+    assert_int_equal(ll_registry_tenant_get(&t, r, id, 0), 0);
+    json_decref(t);
+    ll_registry_close(r);
+}
+
+static void test_idempotency_when_full(void **state)
+{
+    ll_registry *r = NULL;
+    json_t *stored = NULL;
+    static char body[64 * 1024];
+    int idem = -1;
+
+    memset(body, 'x', sizeof(body) - 1);
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k1", "fp", 1000, 60000), 0);
+    assert_int_equal(idem, LL_IDEM_NEW);
+    assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k2", "fp", 1000, 60000), 0);
+    assert_int_equal(idem, LL_IDEM_NEW);
+
+    /* The answer cannot be stored, nor the other key released. */
+    set_full(r, 1);
+    assert_int_equal(ll_registry_idem_finish(r, "sub", "k1", 201, "application/json", "/x", NULL,
+                                             body, strlen(body)),
+                     LL_ENOSPACE);
+    /* A retry of the key while that is so: refused the same way, not 409. */
+    assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k1", "fp", 2000, 60000),
+                     LL_ENOSPACE);
+
+    /* Space again: the kept answer is stored first, then replayed. */
+    set_full(r, 0);
+    assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k1", "fp", 3000, 60000), 0);
+    assert_int_equal(idem, LL_IDEM_DONE);
+    assert_int_equal(json_integer_value(json_object_get(stored, "status")), 201);
+    assert_int_equal(json_string_length(json_object_get(stored, "body")), strlen(body));
+    assert_string_equal(json_string_value(json_object_get(stored, "location")), "/x");
+    json_decref(stored);
+    stored = NULL;
+    /* The other one was left alone: still in flight. */
+    assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k2", "fp", 3000, 60000), 0);
+    assert_int_equal(idem, LL_IDEM_IN_FLIGHT);
+    ll_registry_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -411,6 +512,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_change_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_and_reconcile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chart_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_volume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_when_full, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

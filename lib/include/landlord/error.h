@@ -13,18 +13,19 @@
 
 enum {
     LL_OK = 0,
-    LL_ERROR = -1,         /* anything unexpected */
-    LL_ENOTFOUND = -2,     /* the named thing does not exist */
-    LL_EEXISTS = -3,       /* the thing to create exists already */
-    LL_EINVALID = -4,      /* well-formed input that breaks a rule */
-    LL_ECONFLICT = -5,     /* the current state forbids the change */
-    LL_EAUTH = -6,         /* missing or bad credentials */
-    LL_EFORBIDDEN = -7,    /* credentials lack a permission */
-    LL_EUPSTREAM = -8,     /* git remote, registry or cluster failed */
-    LL_ETIMEOUT = -9,      /* waited too long */
-    LL_EMALFORMED = -10,   /* input that cannot be parsed at all */
-    LL_EGONE = -11,        /* a position that expired (a Kubernetes resourceVersion) */
-    LL_EPRECONDITION = -12 /* the caller's If-Match names another version */
+    LL_ERROR = -1,          /* anything unexpected */
+    LL_ENOTFOUND = -2,      /* the named thing does not exist */
+    LL_EEXISTS = -3,        /* the thing to create exists already */
+    LL_EINVALID = -4,       /* well-formed input that breaks a rule */
+    LL_ECONFLICT = -5,      /* the current state forbids the change */
+    LL_EAUTH = -6,          /* missing or bad credentials */
+    LL_EFORBIDDEN = -7,     /* credentials lack a permission */
+    LL_EUPSTREAM = -8,      /* git remote, registry or cluster failed */
+    LL_ETIMEOUT = -9,       /* waited too long */
+    LL_EMALFORMED = -10,    /* input that cannot be parsed at all */
+    LL_EGONE = -11,         /* a position that expired (a Kubernetes resourceVersion) */
+    LL_EPRECONDITION = -12, /* the caller's If-Match names another version */
+    LL_ENOSPACE = -13       /* the data volume is full (ENOSPC, EDQUOT): nothing was written */
 };
 
 #define LL_ERROR_MSG_MAX 512
@@ -56,5 +57,9 @@ void ll_error_clear(void);
 
 /* A short stable name for a code ("invalid", "not-found", ...). */
 const char *ll_error_name(int code);
+
+/* The code for a failed system call's errno: LL_ENOSPACE when the volume is
+ * full (ENOSPC, or EDQUOT: over a quota), else LL_ERROR. */
+int ll_error_of_errno(int err);
 
 #endif

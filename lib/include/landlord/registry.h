@@ -301,17 +301,21 @@ enum { LL_IDEM_NEW = 0, LL_IDEM_IN_FLIGHT, LL_IDEM_MISMATCH, LL_IDEM_DONE };
  * older than ttl_ms; now reserved as in flight for this request),
  * LL_IDEM_IN_FLIGHT, LL_IDEM_MISMATCH (another fingerprint) or
  * LL_IDEM_DONE with *out_stored {"status", "content_type", "location",
- * "etag", "body"} (new reference). */
+ * "etag", "body"} (new reference).  Outcomes that finish or release could
+ * not store are stored first; LL_ENOSPACE while this key's still cannot. */
 int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, const char *subject,
                            const char *key, const char *fingerprint, long long now_ms,
                            long long ttl_ms);
 
-/* Stores the answer of the request that reserved (subject, key). */
+/* Stores the answer of the request that reserved (subject, key).  When it
+ * cannot be stored (LL_ENOSPACE: a full volume), it is kept in memory and
+ * stored before the key is looked at again (ll_registry_idem_begin). */
 int ll_registry_idem_finish(ll_registry *r, const char *subject, const char *key, int status,
                             const char *content_type, const char *location, const char *etag,
                             const void *body, size_t len);
 
-/* Frees a reservation whose request ended without an answer worth keeping. */
+/* Frees a reservation whose request ended without an answer worth keeping
+ * (kept for later like an answer when that cannot be stored). */
 int ll_registry_idem_release(ll_registry *r, const char *subject, const char *key);
 
 /* Forgets keys made before before_ms, and every reservation when

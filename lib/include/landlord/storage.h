@@ -1,0 +1,33 @@
+/* storage.h - whether the data volume takes writes.
+ *
+ * A write that fails because the volume is full (LL_ENOSPACE: the registry's
+ * SQLite file or its WAL, the chart image layout) reports it with
+ * ll_storage_full(); the next write that reaches the disk reports
+ * ll_storage_ok().  /readyz shows the state, so an operator sees why writes
+ * answer 503 and sees it clear once space is freed, without a restart.
+ * Process-wide and thread-safe: the volume is shared by every connection.
+ */
+#ifndef LANDLORD_STORAGE_H
+#define LANDLORD_STORAGE_H
+
+#include <jansson.h>
+
+/* Records that a write failed for lack of space: path is the file that could
+ * not be written (logged, never shown to callers), message the error a
+ * caller was given.  Logs once when the volume turns full. */
+void ll_storage_full(const char *path, const char *message);
+
+/* Records that a write reached the disk: the volume takes writes again. */
+void ll_storage_ok(void);
+
+/* 1 while the last write to the data volume failed for lack of space. */
+int ll_storage_is_full(void);
+
+/* {"status": "ok"} or {"status": "full", "error", "since"} (new reference). */
+json_t *ll_storage_health(void);
+
+/* 1 when an error message (libgit2's, which ends with strerror(errno)) says
+ * that a volume was full. */
+int ll_storage_message_full(const char *message);
+
+#endif

@@ -1,0 +1,72 @@
+/* storage.c - whether the data volume takes writes (see storage.h).
+ *
+ * One flag for the process, set by the writer that met a full volume and
+ * cleared by the next write that succeeded.  The flag is an atomic so that
+ * the registry's after-commit hook, which runs on every commit of every
+ * thread, costs one load while all is well; the message and the time it
+ * turned full are kept under a mutex for /readyz.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "landlord/error.h"
+#include "landlord/log.h"
+#include "landlord/storage.h"
+#include "landlord/util.h"
+
+static int full;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static char message_at_full[LL_ERROR_MSG_MAX];
+static char since[32];
+
+void ll_storage_full(const char *path, const char *message)
+{
+    int was;
+    pthread_mutex_lock(&lock);
+    was = __atomic_exchange_n(&full, 1, __ATOMIC_ACQ_REL);
+    snprintf(message_at_full, sizeof(message_at_full), "%s", message ? message : "");
+    if (!was)
+        ll_now_rfc3339(since);
+    pthread_mutex_unlock(&lock);
+    if (!was)
+        ll_log_warn("msg=\"the data volume is full; writes are refused until space is freed\" "
+                    "path=\"%s\" error=\"%s\"",
+                    path ? path : "", message ? message : "");
+}
+
+void ll_storage_ok(void)
+{
+    if (!__atomic_load_n(&full, __ATOMIC_ACQUIRE))
+        return;
+    pthread_mutex_lock(&lock);
+    int was = __atomic_exchange_n(&full, 0, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&lock);
+    if (was)
+        ll_log_info("msg=\"the data volume takes writes again\"");
+}
+
+int ll_storage_is_full(void)
+{
+    return __atomic_load_n(&full, __ATOMIC_ACQUIRE);
+}
+
+json_t *ll_storage_health(void)
+{
+    json_t *h;
+    pthread_mutex_lock(&lock);
+    if (__atomic_load_n(&full, __ATOMIC_ACQUIRE))
+        h = json_pack("{s:s, s:s, s:s}", "status", "full", "error", message_at_full, "since",
+                      since);
+    else
+        h = json_pack("{s:s}", "status", "ok");
+    pthread_mutex_unlock(&lock);
+    return h;
+}
+
+int ll_storage_message_full(const char *message)
+{
+    return message && (strstr(message, strerror(ENOSPC)) || strstr(message, strerror(EDQUOT)) ||
+                       strstr(message, "the data volume is full"));
+}
