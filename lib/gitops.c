@@ -261,9 +261,9 @@ static int open_clone(ll_gitops *g)
     return 0;
 }
 
-/* A batch that could not be pushed: its objects (in memory only) go, and
- * the outgoing ref that named its commit with them.  The operations stay
- * queued and are built anew. */
+/* A batch that could not be pushed: objects it left in memory (when they
+ * could not be stored) go, and the outgoing ref that named its commit.  The
+ * operations stay queued and are built anew. */
 static void discard_unpushed(ll_gitops *g)
 {
     git_reference *ref = NULL;
@@ -354,6 +354,15 @@ static int push(ll_gitops *g, const git_oid *commit)
     int error = -1;
 
     git_push_options_init(&opts, GIT_PUSH_OPTIONS_VERSION);
+    /* The commit's new objects go to disk (one pack) first: a clone that
+     * cannot take them (a full volume) pushes nothing, and readers of the
+     * clone (the status follower, history) find every object the
+     * remote-tracking ref reaches.  A push that then fails leaves them as
+     * garbage that the next merge of every pack drops. */
+    int64_t t_store = ll_monotonic_ms();
+    if ((error = ll_gitpack_store(g->repo, g->memstore, g->workdir)) < 0)
+        goto done;
+    ll_log_debug("msg=\"objects stored\" ms=%lld", (long long)(ll_monotonic_ms() - t_store));
     if (git_reference_create(&ref, g->repo, "refs/landlord/outgoing", commit, 1, NULL) < 0) {
         error = git_fail(-1, "git: cannot write the outgoing ref");
         goto done;
@@ -383,13 +392,6 @@ static int push(ll_gitops *g, const git_oid *commit)
         error = ll_error_set(LL_ECONFLICT, "git: push rejected by the remote: %s", rc.rejected);
         goto done;
     }
-    /* The remote has the commit: its objects go to disk (one pack) before
-     * the remote-tracking ref names it, so readers of the clone (the status
-     * follower, history) find every object the ref reaches. */
-    int64_t t_store = ll_monotonic_ms();
-    if ((error = ll_gitpack_store(g->repo, g->memstore, g->workdir)) < 0)
-        goto done;
-    ll_log_debug("msg=\"objects stored\" ms=%lld", (long long)(ll_monotonic_ms() - t_store));
     if (git_reference_create(&ref, g->repo, g->remote_ref, commit, 1, "push") < 0) {
         error = git_fail(-1, "git: cannot record the pushed head");
         goto done;

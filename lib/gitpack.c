@@ -6,10 +6,10 @@
  * clone grew by megabytes a minute under load and was never packed.
  *
  * How.  The writer's repository handle gets an object store in memory
- * (ll_gitpack_add_memstore) that takes every write.  Once a push has put a
- * commit on the remote, exactly the objects written since the last store
- * become one pack (ll_gitpack_store: libgit2's packbuilder, which finds
- * deltas among them, and its indexer), so each batch adds one small file.
+ * (ll_gitpack_add_memstore) that takes every write.  Before a commit is
+ * pushed, exactly the objects written since the last store become one pack
+ * (ll_gitpack_store: libgit2's packbuilder, which finds deltas among them,
+ * and its indexer), so each batch adds one small file.
  * ll_gitpack_maintain() merges small packs the way `git repack
  * --geometric=2` chooses them: sorted by size, the smallest ones that break
  * "each pack is at least twice the next smaller" are packed into one,
