@@ -71,8 +71,8 @@ static int check_root(const char *v)
 
 static int check_layout(const char *v)
 {
-    if (strcmp(v, "flat") != 0 && strcmp(v, "sharded") != 0)
-        return ll_error_set(LL_EINVALID, "'%s' is not a layout (flat or sharded)", v);
+    if (strcmp(v, "auto") != 0 && strcmp(v, "flat") != 0 && strcmp(v, "sharded") != 0)
+        return ll_error_set(LL_EINVALID, "'%s' is not a layout (auto, flat or sharded)", v);
     return 0;
 }
 
@@ -151,9 +151,10 @@ static const setting settings[] = {
      "seconds between fetches when idle (adoption and drift checks run after each)"},
     {"git-push-attempts", I(git_push_attempts), "10", 1, 1000, NULL,
      "push attempts per batch when the branch keeps moving, before backing off"},
-    {"git-layout", S(git_layout), "flat", 0, 0, check_layout,
-     "where tenant files go: flat (tenants/<tier>/<id>.yaml, as the reference) or sharded "
-     "(tenants/<tier>/<xx>/<id>.yaml, for tens of thousands of tenants)"},
+    {"git-layout", S(git_layout), "auto", 0, 0, check_layout,
+     "where new tenant files go: flat (tenants/<tier>/<id>.yaml, as the reference), sharded "
+     "(tenants/<tier>/<xx>/<id>.yaml: a commit costs the same at 100,000 tenants), or auto "
+     "(sharded in a new repository, else what the repository uses)"},
     {"git-timeout", I(git_timeout), "60", 1, 3600, NULL,
      "seconds an http(s) remote may take to accept a connection or to answer each read"},
     {"kubeconfig", S(kubeconfig), "", 0, 0, NULL,

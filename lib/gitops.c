@@ -1589,6 +1589,55 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* The layout an existing repository uses, for git-layout auto: sharded when
+ * a tier folder holds a shard folder (two hex digits), flat when one holds a
+ * file besides its kustomization (a tenant, or the reference's
+ * dummy-configmap.yaml), else sharded, the layout of new repositories.
+ * Returns 1 for sharded. */
+static int layout_of(ll_gitops *g, git_commit *head)
+{
+    git_tree *root = NULL, *tenants = NULL, *tier = NULL;
+    git_tree_entry *entry = NULL;
+    char path[1024];
+    int flat = 0, sharded = 0;
+
+    snprintf(path, sizeof(path), "%s/tenants", g->root);
+    if (!head || git_commit_tree(&root, head) < 0 ||
+        git_tree_entry_bypath(&entry, root, path) < 0 ||
+        git_tree_entry_type(entry) != GIT_OBJECT_TREE ||
+        git_tree_lookup(&tenants, g->repo, git_tree_entry_id(entry)) < 0)
+        goto done;
+    for (size_t i = 0; i < git_tree_entrycount(tenants) && !sharded; i++) {
+        const git_tree_entry *t = git_tree_entry_byindex(tenants, i);
+        if (git_tree_entry_type(t) != GIT_OBJECT_TREE ||
+            git_tree_lookup(&tier, g->repo, git_tree_entry_id(t)) < 0)
+            continue;
+        for (size_t k = 0; k < git_tree_entrycount(tier); k++) {
+            const git_tree_entry *e = git_tree_entry_byindex(tier, k);
+            const char *name = git_tree_entry_name(e);
+            if (git_tree_entry_type(e) == GIT_OBJECT_TREE && strlen(name) == 2 &&
+                strspn(name, "0123456789abcdef") == 2) {
+                sharded = 1;
+                break;
+            }
+            if (git_tree_entry_type(e) == GIT_OBJECT_BLOB && strcmp(name, "kustomization.yaml"))
+                flat = 1;
+        }
+        git_tree_free(tier);
+        tier = NULL;
+    }
+done:
+    git_tree_free(tier);
+    git_tree_free(tenants);
+    git_tree_entry_free(entry);
+    git_tree_free(root);
+    ll_log_info("msg=\"git layout\" layout=%s why=\"%s\"", sharded || !flat ? "sharded" : "flat",
+                sharded ? "the repository has shard folders"
+                : flat  ? "the repository has tenant files in tier folders"
+                        : "no tenant file yet: the layout of new repositories");
+    return sharded || !flat;
+}
+
 static int seed(ll_gitops *g, git_commit *head)
 {
     static const char prefix[] = "lib/seed/";
@@ -1801,6 +1850,8 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
         ll_log_warn("msg=\"starting with the last known head; the remote is unreachable\" "
                     "error=\"%s\"",
                     why);
+        if (g->sharded < 0)
+            g->sharded = layout_of(g, head);
         publish_tiers(g, head);
         enter_degraded(g, why);
         goto opened;
@@ -1818,6 +1869,15 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
         }
         if ((error = seed(g, head)) < 0)
             goto fail;
+        if (g->sharded < 0)
+            g->sharded = 1; /* a new repository gets the layout that scales */
+    }
+    if (g->sharded < 0) {
+        git_commit_free(head);
+        head = NULL;
+        if ((error = remote_head(&head, g)) < 0)
+            goto fail;
+        g->sharded = layout_of(g, head);
     }
     if ((error = follow_head(g, NULL)) < 0)
         goto fail;
@@ -1938,6 +1998,11 @@ void ll_gitops_wait_progress(ll_gitops *g, unsigned long long seen, int64_t dead
             break;
     }
     pthread_mutex_unlock(&g->lock);
+}
+
+int ll_gitops_sharded(const ll_gitops *g)
+{
+    return g->sharded > 0;
 }
 
 int ll_gitops_degraded(ll_gitops *g)

@@ -264,7 +264,8 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         .linger_ms = (int)cfg->batch_linger,
         .poll_interval_s = (int)cfg->git_poll_interval,
         .timeout_s = (int)cfg->git_timeout,
-        .sharded = strcmp(cfg->git_layout, "sharded") == 0,
+        .sharded =
+            strcmp(cfg->git_layout, "auto") == 0 ? -1 : strcmp(cfg->git_layout, "sharded") == 0,
         .username = cfg->git_username,
         .password = password,
         .ca_file = cfg->git_ca_file,
@@ -277,6 +278,9 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         .on_repacked = git_repacked,
     };
     error = ll_gitops_open(&c->git, &go);
+    if (error == 0) /* auto: what the repository uses, for every reader of it */
+        snprintf(c->cfg.git_layout, sizeof(c->cfg.git_layout), "%s",
+                 ll_gitops_sharded(c->git) ? "sharded" : "flat");
     if (password) {
         memset(password, 0, strlen(password));
         free(password);

@@ -1,5 +1,7 @@
 """The GitOps layout (`--git-layout`, env LANDLORD_GIT_LAYOUT, config key
-`git-layout`): `flat` (the default) keeps every tenant file directly in its
+`git-layout`): `auto` (the default) is `sharded` in a new repository and
+whatever an existing repository uses (flat when its tier folders hold
+files, as the reference's do); `flat` keeps every tenant file directly in its
 tier folder, listed in the tier's kustomization, exactly as before;
 `sharded` writes `tenants/<tier>/<shard>/<id>.yaml`, where the shard is the
 first two hex digits of SHA-256 of the id, lists the file in the shard's own
@@ -610,11 +612,75 @@ class Flat(LayoutCase):
                 self.assertTrue(e.endswith(".yaml"), "flat tier %s lists %r" % (tier, e))
         self.assertEqual(s.stop(), 0)
 
-    def test_default_is_flat(self):
-        self.check_flat(self.start_server(), "dflt")
-
     def test_explicit_flat(self):
         self.check_flat(self.start_server(args=["--git-layout", "flat"]), "expl")
+
+
+# -- the default, auto: sharded in a new repository, else what the repository uses -----------------
+
+
+class Auto(LayoutCase):
+    def layout_after(self, s, tid, tier="basic"):
+        """Onboards tid: 'sharded' or 'flat' according to where its file went
+        (and the kustomizations that list it)."""
+        t = self.assertJson(onboard(s, tid, tier), 201)
+        tree = s.ls_tree()
+        if t["path"] == sharded_path(tier, tid):
+            self.assertIn(sharded_path(tier, tid), tree)
+            self.assertIn(tid + ".yaml", entries(s.show(shard_kustomization_path(tier, shard(tid)))))
+            self.assertIn(shard(tid), entries(s.show(kustomization_path(tier))))
+            return "sharded"
+        self.assertEqual(t["path"], tenant_path(tier, tid))
+        self.assertIn(tenant_path(tier, tid), tree)
+        self.assertIn(tid + ".yaml", entries(s.show(kustomization_path(tier))))
+        return "flat"
+
+    def test_a_new_repository_is_sharded(self):
+        s = self.s = self.start_server(layout=None)
+        for tier in TIERS:
+            self.assertEqual(self.layout_after(s, "new-" + tier, tier), "sharded")
+        # and stays so after a restart (the repository has shard folders now)
+        self.assertEqual(s.stop(), 0)
+        s = self.s = self.start_server(data=s.data, layout=None)
+        self.assertEqual(self.layout_after(s, "new-again"), "sharded")
+        self.assertEqual(s.stop(), 0)
+
+    def test_a_repository_with_flat_tenants_stays_flat(self):
+        # tenants written flat (by an earlier landlord, or by hand as the
+        # reference does), then landlord started with the default
+        s0 = self.s = self.start_server(args=["--git-layout", "flat"])
+        self.assertEqual(self.layout_after(s0, "older"), "flat")
+        self.assertEqual(s0.stop(), 0)
+        s = self.s = self.start_server(data=s0.data, layout=None)
+        for tier in TIERS:
+            self.assertEqual(self.layout_after(s, "later-" + tier, tier), "flat")
+        self.assertEqual(s.stop(), 0)
+
+    def test_a_reference_repository_with_only_dummy_configmaps_stays_flat(self):
+        # the reference's tier folders: a dummy-configmap.yaml and no tenant
+        s0 = self.s = self.start_server(args=["--git-layout", "flat"])
+        self.assertEqual(s0.stop(), 0)
+        w = clone(s0.remote)
+        for tier in TIERS:
+            write_file(w, "%s/tenants/%s/dummy-configmap.yaml" % (PROD, tier),
+                       "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dummy-%s\n  namespace: default\n"
+                       % tier)
+            write_file(w, kustomization_path(tier), KUSTOMIZATION_HEAD + "resources:\n  - dummy-configmap.yaml\n")
+        wgit(w, "add", "-A")
+        wgit(w, "commit", "-q", "-m", "The reference's tier folders")
+        wgit(w, "push", "-q", "origin", "main")
+        s = self.s = self.start_server(data=s0.data, layout=None)
+        self.assertEqual(self.layout_after(s, "ref-tenant", "premium"), "flat")
+        self.assertEqual(entries(s.show(kustomization_path("premium"))), ["dummy-configmap.yaml", "ref-tenant.yaml"])
+        self.assertEqual(s.stop(), 0)
+
+    def test_an_empty_repository_seeded_flat_earlier_turns_sharded(self):
+        # no tenant file anywhere: nothing to keep, so the layout that scales
+        s0 = self.s = self.start_server(args=["--git-layout", "flat"])
+        self.assertEqual(s0.stop(), 0)
+        s = self.s = self.start_server(data=s0.data, layout=None)
+        self.assertEqual(self.layout_after(s, "first"), "sharded")
+        self.assertEqual(s.stop(), 0)
 
 
 # -- where the setting comes from, and bad values -------------------------------------------------------
@@ -631,7 +697,7 @@ class Setting(LayoutCase):
     def layout_of(self, args=(), env=None):
         """Starts a server so configured and onboards one tenant: 'sharded' or
         'flat' according to where its file went."""
-        s = self.s = self.start_server(args=list(args), env=env)
+        s = self.s = self.start_server(args=list(args), env=env, layout=None)
         tid = "probe"
         t = self.assertJson(onboard(s, tid, "basic"), 201)
         tree = s.ls_tree()
@@ -652,6 +718,8 @@ class Setting(LayoutCase):
         flat_cfg = write_config("git-layout: flat\n")
         cases = [
             ("flag", ["--git-layout", "sharded"], None, "sharded"),
+            ("flag auto, new repository", ["--git-layout", "auto"], None, "sharded"),
+            ("nothing set: auto", [], None, "sharded"),
             ("env", [], {"LANDLORD_GIT_LAYOUT": "sharded"}, "sharded"),
             ("config file", ["--config", sharded_cfg], None, "sharded"),
             ("env beats file", ["--config", flat_cfg], {"LANDLORD_GIT_LAYOUT": "sharded"}, "sharded"),

@@ -202,10 +202,12 @@ class Server:
     --listen value, or None to pass no --listen (config/env decide).
     wrap: a function from landlord's command line (a list) to the one to
     run, e.g. to start it in namespaces of its own (test_diskfull.py).
+    layout: --git-layout to pass when the test sets none itself (default
+    "flat", the paths tenant_path() gives); None: landlord's own default.
     """
 
     def __init__(self, data=None, args=(), env=None, listen="127.0.0.1:0", data_flag=True,
-                 jwt_secret=_DEFAULT, ca_file=None, claims=None, wrap=None):
+                 jwt_secret=_DEFAULT, ca_file=None, claims=None, wrap=None, layout="flat"):
         self.data = data or make_temp_dir("landlord-data-")
         self.logdir = make_temp_dir("landlord-log-")
         self.args = list(args)
@@ -213,6 +215,7 @@ class Server:
         self.listen = listen
         self.data_flag = data_flag
         self.wrap = wrap
+        self.layout = layout
         self.proc = None
         self.port = None
         self.scheme = "http"
@@ -248,6 +251,15 @@ class Server:
         if self.data_flag:
             cmd += ["--data", self.data]
         cmd += self.args
+        # Most tests read tenant files at the reference's flat paths
+        # (tenant_path, kustomization_path), so they run the flat layout
+        # unless they choose: layout=None keeps landlord's default (auto:
+        # sharded in a new repository), and a layout set by flag, env or a
+        # config file is left alone.
+        configured = any(str(a).startswith(("--git-layout", "--config")) for a in self.args) or \
+            "LANDLORD_GIT_LAYOUT" in self.env or "LANDLORD_CONFIG" in self.env
+        if self.layout and not configured:
+            cmd += ["--git-layout", self.layout]
         return self.wrap(cmd) if self.wrap else cmd
 
     def start(self):

@@ -27,7 +27,7 @@ typedef struct ll_config {
     long git_poll_interval; /* seconds between fetches when idle */
     long git_push_attempts; /* pushes per batch before backing off */
     long git_timeout;       /* seconds for an http(s) remote to connect or answer */
-    char git_layout[16];    /* "flat" or "sharded" */
+    char git_layout[16];    /* "auto", "flat" or "sharded" (the core resolves auto) */
     char kubeconfig[1024];
     char kube_context[256];
     char kube_service_account_dir[1024];

@@ -31,7 +31,8 @@ typedef struct ll_gitops_options {
     int linger_ms;               /* after a batch of several, wait this long for more */
     int poll_interval_s;         /* fetch (and follow the repository) when idle this long */
     int timeout_s;               /* http(s): connect, and each read or write, within this */
-    int sharded;                 /* new tenant files go to tenants/<tier>/<shard>/ */
+    int sharded;                 /* new tenant files go to tenants/<tier>/<shard>/;
+                                  * -1: decided by the repository (ll_gitops_sharded) */
     const char *username;        /* for http(s) and ssh remotes, or NULL */
     const char *password;        /* the password or token itself (never logged), or NULL */
     const char *ca_file;         /* PEM bundle for https, or NULL */
@@ -71,6 +72,10 @@ void ll_gitops_free(ll_gitops *g);
 
 /* Wakes the writer: operations are queued. */
 void ll_gitops_notify(ll_gitops *g);
+
+/* 1 when new tenant files go to shard folders: as configured, or for -1
+ * (git-layout auto) as ll_gitops_open decided from the repository. */
+int ll_gitops_sharded(const ll_gitops *g);
 
 /* The progress counter: it moves after every batch (pushed or not). */
 unsigned long long ll_gitops_generation(ll_gitops *g);
