@@ -155,7 +155,7 @@ static const setting settings[] = {
      "where tenant files go: flat (tenants/<tier>/<id>.yaml, as the reference) or sharded "
      "(tenants/<tier>/<xx>/<id>.yaml, for tens of thousands of tenants)"},
     {"git-timeout", I(git_timeout), "60", 1, 3600, NULL,
-     "seconds an http(s) remote may take to accept a connection or to answer each read"},
+     "seconds an http(s) or ssh remote may take to accept a connection or to answer each read"},
     {"kubeconfig", S(kubeconfig), "", 0, 0, NULL,
      "kubeconfig file of the cluster Flux runs in (else $KUBECONFIG, else the pod's service "
      "account, else no cluster: states stay unknown)"},
