@@ -156,7 +156,7 @@ static const setting settings[] = {
      "(tenants/<tier>/<xx>/<id>.yaml: a commit costs the same at 100,000 tenants), or auto "
      "(sharded in a new repository, else what the repository uses)"},
     {"git-timeout", I(git_timeout), "60", 1, 3600, NULL,
-     "seconds an http(s) remote may take to accept a connection or to answer each read"},
+     "seconds an http(s) or ssh remote may take to accept a connection or to answer each read"},
     {"kubeconfig", S(kubeconfig), "", 0, 0, NULL,
      "kubeconfig file of the cluster Flux runs in (else $KUBECONFIG, else the pod's service "
      "account, else no cluster: states stay unknown)"},

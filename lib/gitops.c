@@ -39,6 +39,7 @@
 
 #include "adopt.h"
 #include "gitpack.h"
+#include "gitssh.h"
 #include "gitstream.h"
 #include "landlord/embedded.h"
 #include "landlord/error.h"
@@ -1795,6 +1796,10 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     if ((strncmp(g->url, "http://", 7) == 0 || strncmp(g->url, "https://", 8) == 0) &&
         ll_git_stream_install(o->timeout_s > 0 ? o->timeout_s : 60) < 0) {
         error = git_fail(-1, "git: cannot install the network stream");
+        goto fail;
+    }
+    if (ll_git_ssh_install(o->timeout_s > 0 ? o->timeout_s : 60) < 0) {
+        error = git_fail(-1, "git: cannot install the ssh transport");
         goto fail;
     }
     if (o->ca_file && o->ca_file[0] &&

@@ -9,8 +9,9 @@
  * and write, so a server that stops answering fails the push instead of
  * hanging the writer.  TLS (libgit2's OpenSSL stream) runs on top of it.
  *
- * It is registered only for http(s) remotes: libgit2's SSH transport reads
- * the file descriptor out of its own socket stream's private struct.
+ * It is registered only for http(s) remotes.  ssh:// remotes go through
+ * landlord's own transport (gitssh.c), which opens its socket with
+ * ll_git_tcp_connect() below: the same timeouts, no git_stream.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -38,16 +39,16 @@ typedef struct {
 
 static int timeout_s = 60;
 
-static int net_error(const char *what, const tcp_stream *s, int err)
+static int net_error(const char *what, const char *host, const char *port, int err)
 {
     char msg[512];
-    snprintf(msg, sizeof(msg), "%s %s:%s: %s", what, s->host, s->port, strerror(err));
+    snprintf(msg, sizeof(msg), "%s %s:%s: %s", what, host, port, strerror(err));
     git_error_set_str(GIT_ERROR_NET, msg);
     return -1;
 }
 
-/* Connects fd to addr within the connect timeout. */
-static int connect_within(int fd, const struct addrinfo *ai)
+/* Connects fd to ai's address within the given number of seconds; 0 or an errno. */
+static int connect_within(int fd, const struct addrinfo *ai, int seconds)
 {
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
@@ -58,7 +59,7 @@ static int connect_within(int fd, const struct addrinfo *ai)
         struct pollfd p = {.fd = fd, .events = POLLOUT};
         int n;
         do
-            n = poll(&p, 1, timeout_s * 1000);
+            n = poll(&p, 1, seconds * 1000);
         while (n < 0 && errno == EINTR);
         if (n < 0)
             return errno;
@@ -76,15 +77,15 @@ static int connect_within(int fd, const struct addrinfo *ai)
     return 0;
 }
 
-static int tcp_connect(git_stream *stream)
+int ll_git_tcp_connect(int *out, const char *host, const char *port, int seconds)
 {
-    tcp_stream *s = (tcp_stream *)stream;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *list = NULL;
-    int rc = getaddrinfo(s->host, s->port, &hints, &list);
+    int rc = getaddrinfo(host, port, &hints, &list);
+    *out = -1;
     if (rc != 0) {
         char msg[512];
-        snprintf(msg, sizeof(msg), "cannot resolve %s: %s", s->host, gai_strerror(rc));
+        snprintf(msg, sizeof(msg), "cannot resolve %s: %s", host, gai_strerror(rc));
         git_error_set_str(GIT_ERROR_NET, msg);
         return -1;
     }
@@ -95,22 +96,28 @@ static int tcp_connect(git_stream *stream)
             err = errno;
             continue;
         }
-        if ((err = connect_within(fd, ai)) != 0) {
+        if ((err = connect_within(fd, ai, seconds)) != 0) {
             close(fd);
             continue;
         }
         int one = 1;
-        struct timeval tv = {.tv_sec = timeout_s};
+        struct timeval tv = {.tv_sec = seconds};
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        s->fd = fd;
+        *out = fd;
         break;
     }
     freeaddrinfo(list);
-    if (s->fd < 0)
-        return net_error("cannot connect to", s, err);
+    if (*out < 0)
+        return net_error("cannot connect to", host, port, err);
     return 0;
+}
+
+static int tcp_connect(git_stream *stream)
+{
+    tcp_stream *s = (tcp_stream *)stream;
+    return ll_git_tcp_connect(&s->fd, s->host, s->port, timeout_s);
 }
 
 static ssize_t tcp_read(git_stream *stream, void *data, size_t len)
@@ -122,7 +129,7 @@ static ssize_t tcp_read(git_stream *stream, void *data, size_t len)
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return net_error(errno == EAGAIN ? "no answer within the timeout from" : "cannot read from",
-                         s, errno == EAGAIN ? ETIMEDOUT : errno);
+                         s->host, s->port, errno == EAGAIN ? ETIMEDOUT : errno);
     return n;
 }
 
@@ -135,7 +142,7 @@ static ssize_t tcp_write(git_stream *stream, const char *data, size_t len, int f
         n = send(s->fd, data, len, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     if (n < 0)
-        return net_error("cannot write to", s, errno == EAGAIN ? ETIMEDOUT : errno);
+        return net_error("cannot write to", s->host, s->port, errno == EAGAIN ? ETIMEDOUT : errno);
     return n;
 }
 

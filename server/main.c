@@ -11,6 +11,7 @@
  */
 #include <curl/curl.h>
 #include <git2.h>
+#include <libssh2.h>
 #include <pthread.h>
 #include <malloc.h>
 #include <signal.h>
@@ -186,6 +187,10 @@ static int cmd_serve(int argc, char **argv)
     pthread_detach(signal_thread);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     git_libgit2_init();
+    if (libssh2_init(0) != 0) {
+        fprintf(stderr, "landlord: cannot initialise libssh2 (ssh:// remotes)\n");
+        goto done;
+    }
 
     if (ll_core_open(&core, &cfg, LL_CORE_SERVE) < 0) {
         fail("cannot start");
@@ -219,6 +224,7 @@ static int cmd_serve(int argc, char **argv)
 done:
     ll_http_stop(daemon);
     ll_core_free(core);
+    libssh2_exit();
     git_libgit2_shutdown();
     curl_global_cleanup();
     if (status == 0)
@@ -253,6 +259,10 @@ static int cmd_import(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     git_libgit2_init();
+    if (libssh2_init(0) != 0) {
+        fprintf(stderr, "landlord: cannot initialise libssh2 (ssh:// remotes)\n");
+        goto done;
+    }
     if (ll_core_open(&core, &cfg, LL_CORE_IMPORT) < 0) {
         fail("cannot import");
         goto done;
@@ -279,6 +289,7 @@ static int cmd_import(int argc, char **argv)
 done:
     json_decref(counts);
     ll_core_free(core);
+    libssh2_exit();
     git_libgit2_shutdown();
     curl_global_cleanup();
     return status;

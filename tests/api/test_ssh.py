@@ -12,7 +12,13 @@ Covers (docs/api.md, "Command line": `--git-url ssh://...`,
   fingerprint it saw and a hint about git-ssh-host-key, and nothing reaches
   the repository;
 - with a key that is not in authorized_keys, landlord refuses at start with
-  an authentication error, and nothing reaches the repository.
+  an authentication error, and nothing reaches the repository;
+- one landlord process makes 100 pushes and 10 fetches over ssh (batch
+  size 1, foreign commits pushed in between with the git CLI) and exits 0
+  on SIGTERM without a sanitizer report: landlord's ssh transport
+  (lib/gitssh.c) frees everything per connection.  In the sanitizer build
+  this is the leak check for issue 10; libgit2 1.5's own ssh transport
+  leaked ~56 bytes per connection.
 
 Needs the Debian packages openssh-server (sshd), openssh-client
 (ssh-keygen) and git.
@@ -21,7 +27,9 @@ Needs the Debian packages openssh-server (sshd), openssh-client
 import os
 import re
 import stat
+import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -40,6 +48,7 @@ from harness import (  # noqa: E402
     git_ls_tree,
     git_show,
     kustomization_path,
+    make_temp_dir,
     kustomization_resources,
     onboard,
     tenant_path,
@@ -330,6 +339,73 @@ class SshRemote(LandlordTestCase):
         log = self.ss.log()[since:]
         self.assertNotRegex(log, r"Accepted publickey")
         self.assertRegex(log, r"Connection from 127\.0\.0\.1")
+
+    def foreign_git(self, work, *args):
+        """git in the work tree of someone else who pushes over ssh with the
+        git CLI (OpenSSH, the authorized key, host key not checked)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "LANDLORD_"))}
+        env.update(
+            {
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "HOME": tempfile.gettempdir(),
+                "GIT_SSH_COMMAND": "ssh -i %s -o IdentitiesOnly=yes -o BatchMode=yes "
+                "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR" % self.ss.client_key,
+                "GIT_AUTHOR_NAME": "someone else",
+                "GIT_AUTHOR_EMAIL": "else@example.com",
+                "GIT_COMMITTER_NAME": "someone else",
+                "GIT_COMMITTER_EMAIL": "else@example.com",
+            }
+        )
+        p = subprocess.run(
+            ["git", "-C", work] + list(args), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+        )
+        self.assertEqual(p.returncode, 0, "git %s: %s%s" % (" ".join(args), p.stdout, p.stderr))
+        return p.stdout
+
+    def test_many_pushes_and_fetches_in_one_process(self):
+        """Issue 10: landlord runs for months, so nothing may grow per
+        connection.  One process pushes 40 onboardings (batch size 1: one
+        ssh connection each) and fetches 4 foreign commits (each makes its
+        next push refused, then fetched and rebuilt), then stops on
+        SIGTERM: exit code 0 and, in the sanitizer build, no LeakSanitizer
+        report (tests/lsan.supp suppresses nothing from libgit2's or
+        libssh2's connection path)."""
+        n, every = 40, 10
+        repo, bare = self.new_repo()
+        since = len(self.ss.log())
+        s = self.serve(self.ssh_args(repo, extra=["--batch-size", "1"]))
+        work = os.path.join(make_temp_dir("landlord-foreign-"), "work")
+        self.foreign_git(os.path.dirname(work), "clone", "-q", self.ss.url(repo), work)
+        foreign = []
+        for i in range(n):
+            if i % every == every // 2:
+                self.foreign_git(work, "pull", "-q", "--ff-only", "origin", "main")
+                name = "foreign/%03d.txt" % i
+                os.makedirs(os.path.join(work, "foreign"), exist_ok=True)
+                with open(os.path.join(work, name), "w") as f:
+                    f.write("written by someone else before onboarding %d\n" % i)
+                self.foreign_git(work, "add", name)
+                self.foreign_git(work, "commit", "-q", "-m", "foreign change %d" % i)
+                self.foreign_git(work, "push", "-q", "origin", "HEAD:main")
+                foreign.append((name, self.foreign_git(work, "rev-parse", "HEAD").strip()))
+            tid = "leak%03d" % i
+            resp = onboard(s, tid, "basic")
+            self.assertEqual(resp.status, 201, resp)
+            self.assertEqual(resp.json["sync"], "committed", resp)
+        # Everything landed, on top of every foreign commit (landlord fetched them).
+        self.assertEqual(git_count(bare, "main"), 1 + n + len(foreign), refs(bare))
+        tree = set(git_ls_tree(bare, "main"))
+        missing = [tenant_path("basic", "leak%03d" % i) for i in range(n)]
+        missing = [p for p in missing if p not in tree] + [f for f, _ in foreign if f not in tree]
+        self.assertEqual(missing, [], "files missing from main")
+        for _, sha in foreign:
+            git(bare, "merge-base", "--is-ancestor", sha, "main")
+        log = self.ss.log()[since:]
+        logins = len(re.findall(r"Accepted publickey for %s " % re.escape(self.ss.user), log))
+        self.assertGreaterEqual(logins, n + 2 * len(foreign), "every push and fetch is an ssh login")
+        self.assertEqual(s.stop(), 0, s.logs())
+        err = s.stderr_text()
+        self.assertNotRegex(err, r"(Address|Leak|UndefinedBehavior)Sanitizer|runtime error:", err[-8000:])
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ typedef struct ll_gitops_options {
     int push_attempts;           /* pushes per batch while the branch keeps moving */
     int linger_ms;               /* after a batch of several, wait this long for more */
     int poll_interval_s;         /* fetch (and follow the repository) when idle this long */
-    int timeout_s;               /* http(s): connect, and each read or write, within this */
+    int timeout_s;               /* http(s), ssh: connect, and each read or write, within this */
     int sharded;                 /* new tenant files go to tenants/<tier>/<shard>/;
                                   * -1: decided by the repository (ll_gitops_sharded) */
     const char *username;        /* for http(s) and ssh remotes, or NULL */
