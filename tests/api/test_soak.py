@@ -122,6 +122,7 @@ class Client(threading.Thread):
                 # an offboarding still queued holds the id (409): another one
                 if m and m["pending_offboard"]:
                     if not self.landed(m["pending_offboard"]):
+                        time.sleep(0.005)
                         continue
                     m["pending_offboard"] = None
                 body = {"id": tid, "tier": rng.choice(TIERS)}
