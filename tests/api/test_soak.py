@@ -1,6 +1,6 @@
 """Soak (issue 10: landlord must run for months without growing).  One
 landlord against a real Git server (git http-backend behind lighttpd, basic
-auth) takes 2,000 mixed writes from 16 keep-alive clients: onboardings,
+auth) takes 2,000 mixed writes from 24 keep-alive clients: onboardings,
 changes of tier, values and release, offboardings and re-onboardings of
 offboarded ids, some answered at once (?wait=0), while a foreign writer
 pushes a commit now and then with the git CLI, so that landlord fetches and
@@ -54,9 +54,9 @@ TIERS = ("basic", "premium", "advanced")
 RELEASES = ("0.0", "1.2", "1.4.2", "2.0.x")
 USER, PASSWORD = "landlord", "soak-Pa55"
 OPS = int(os.environ.get("LANDLORD_SOAK_OPS", "2000"))
-CLIENTS = 16
+CLIENTS = 24
 POOL = 8  # tenant ids per client: small, so that ids come back again and again
-NO_WAIT = 0.3  # share of writes sent with ?wait=0 (answered 202 at once)
+NO_WAIT = 0.4  # share of writes sent with ?wait=0 (answered 202 at once)
 EXPECTED = {"POST": (201, 202), "PATCH": (200, 202), "DELETE": (200, 202)}
 
 
