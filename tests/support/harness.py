@@ -18,6 +18,11 @@ token keys itself), and request()/get()/post_json()/delete() send
 token="..." sends that one.  Server.token(sub, scope, ...) mints more;
 mint_hs256() signs any header and claims.  storm.py and the benchmarks
 find a server's admin token with token_for_port(port).
+
+Sanitizer builds: Server.sanitizer_report() collects what ASan, LSan or
+UBSan printed in a server's stderr (LSan reports leaks when the process
+exits, so stop it first), and LandlordTestCase.assertSanitizerClean(server)
+asserts there is nothing.  Server.rss_kb() reads the process's VmRSS.
 """
 
 import atexit
@@ -352,9 +357,11 @@ class Server:
             self.proc.wait()
             return None
 
-    def stop(self, sig=signal.SIGTERM):
-        """Sends sig and waits up to 10 s; returns the exit code (None when it
-        had to be killed).  Callers assert the code."""
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Sends sig and waits up to timeout seconds (10); returns the exit
+        code (None when it had to be killed).  Callers assert the code.  A
+        sanitizer build checks for leaks after main returns, which takes a
+        few seconds more when the process held a large heap."""
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None
@@ -362,7 +369,7 @@ class Server:
             return proc.returncode
         proc.send_signal(sig)
         try:
-            return proc.wait(timeout=STOP_TIMEOUT)
+            return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -395,6 +402,29 @@ class Server:
             self.stderr_path,
             last(self.stderr_text()),
         )
+
+    def sanitizer_report(self):
+        """The sanitizer reports (ASan, LSan, UBSan, TSan) in the stderr of
+        every start of this server, as text ("" when there is none).  In a
+        release build this is always ""; in the sanitizer build a leak shows
+        here once the process has exited (LSan runs at exit: stop() first).
+        LandlordTestCase.assertSanitizerClean() asserts it empty."""
+        reports = []
+        for n in range(1, self.starts + 1):
+            path = os.path.join(self.logdir, "stderr.%d.log" % n)
+            lines = _read(path).splitlines()
+            hits = [i for i, line in enumerate(lines) if SANITIZER_RE.search(line)]
+            if hits:
+                # from the first report on: the stacks say where it comes from
+                first = hits[0]
+                reports.append("--- %s, line %d on (%d report lines) ---\n%s"
+                               % (path, first + 1, len(hits), "\n".join(lines[first:first + 200])))
+        return "\n".join(reports)
+
+    def rss_kb(self):
+        """The process's resident set (VmRSS in /proc/<pid>/status) in KiB,
+        or None when it is not running."""
+        return proc_rss_kb(self.proc.pid) if self.running else None
 
     # -- HTTP --------------------------------------------------------------
 
@@ -497,6 +527,31 @@ def _read(path):
         return ""
     with open(path, "rb") as f:
         return f.read().decode("utf-8", "replace")
+
+
+# What a sanitizer prints when it reports: ASan and LSan ("ERROR:
+# AddressSanitizer: heap-use-after-free", "ERROR: LeakSanitizer: detected
+# memory leaks"), UBSan ("file.c:12:3: runtime error: ..."), TSan.
+SANITIZER_RE = re.compile(r"(Address|Leak|UndefinedBehavior|Thread|Memory)Sanitizer|runtime error:")
+
+
+def sanitized_build(binary=None):
+    """Whether the landlord binary is built with AddressSanitizer (it then
+    carries the __asan_init symbol)."""
+    with open(binary or landlord_bin(), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def proc_rss_kb(pid):
+    """VmRSS of a process in KiB (None when it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 # -- git helpers, usable on any bare repository ------------------------------
@@ -674,6 +729,13 @@ class LandlordTestCase(unittest.TestCase):
         if "request_id" in resp.json:
             self.assertEqual(resp.json["request_id"], rid, ctx)
         return resp.json
+
+    def assertSanitizerClean(self, server, msg=None):
+        """No sanitizer report in any stderr of server (see
+        Server.sanitizer_report; stop the server first for LSan's)."""
+        report = server.sanitizer_report()
+        if report:
+            self.fail("%ssanitizer reports in landlord's stderr:\n%s" % ((msg + ": ") if msg else "", report))
 
     def assertJson(self, resp, status, msg=None):
         ctx = "%s%r" % ((msg + ": ") if msg else "", resp)

@@ -203,6 +203,55 @@ def request(port, method, path, obj=None, timeout=60):
         conn.close()
 
 
+class KeepAlive:
+    """One client holding a keep-alive HTTP/1.1 connection to a landlord on
+    127.0.0.1:port, with its admin token.  request() answers (status,
+    headers, json-or-None) like request() above, on the same connection
+    while the server keeps it open; a request that fails is not retried
+    (a write might have been taken): the exception goes to the caller and
+    the next request opens a new connection.  opened counts the
+    connections made, so a test can see that they were kept."""
+
+    def __init__(self, port, timeout=60):
+        self.port = port
+        self.timeout = timeout
+        self.conn = None
+        self.opened = 0
+        token = token_for_port(port)
+        self.auth = {"Authorization": "Bearer " + token} if token else {}
+
+    def request(self, method, path, obj=None):
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            self.opened += 1
+        hdrs = dict(self.auth)
+        body = None
+        if obj is not None:
+            body = json.dumps(obj).encode()
+            hdrs["Content-Type"] = "application/json"
+        try:
+            self.conn.request(method, path, body=body, headers=hdrs)
+            r = self.conn.getresponse()
+            data = r.read()
+        except BaseException:
+            self.close()
+            raise
+        if r.will_close:
+            self.close()
+        js = None
+        if data:
+            try:
+                js = json.loads(data)
+            except ValueError:
+                js = None
+        return r.status, r.headers, js
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
 def op_id_of(status, headers, body):
     """The operation id an acknowledged write names: the Location of a 202,
     else the tenant's "operation"."""
@@ -308,6 +357,24 @@ def wait_ops(server, op_ids, timeout=60.0):
                                      % (len(queued), timeout, [o["id"] for o in queued][:20], queued[0]))
         time.sleep(0.1)
     return done
+
+
+def wait_quiet(tc, server, acked_ops, timeout=60):
+    """tc asserts that every acknowledged operation left the queue pushed
+    and that /readyz reports nothing else queued; returns {op id:
+    operation JSON}."""
+    ops = wait_ops(server, acked_ops, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        r = server.get("/readyz")
+        queued = ((r.json or {}).get("checks", {}).get("git", {}) or {}).get("queued")
+        if queued == 0:
+            break
+        tc.assertLess(time.monotonic(), deadline, "readyz still reports queued operations: %r" % r)
+        time.sleep(0.1)
+    not_pushed = {i: o for i, o in ops.items() if o["state"] != "pushed"}
+    tc.assertEqual(not_pushed, {}, "acknowledged operations that did not end pushed")
+    return ops
 
 
 def list_tenants(server, query=""):
@@ -511,6 +578,23 @@ def check_repo_and_registry(tc, server, git_dir, rev="main", tiers=("basic", "pr
             valid_render(tc, texts["%s/%s/%s.yaml" % (TENANTS, tier, tid)], tid, tier,
                          blobs[template_path(tier)], release_expr(t["release"]), t.get("values"))
     return live, files
+
+
+def check_foreign_kept(tc, git_dir, fw, rev="main"):
+    """tc asserts that every commit the foreign writer fw pushed is in rev's
+    history and that rev holds what it last wrote to each of its files.
+    Returns the first-parent positions of landlord's commits (those with a
+    Landlord-Operations trailer) that were built directly on a foreign
+    commit: landlord fetched it and rebuilt its batch on it."""
+    lost = [sha for sha in fw.pushed if not is_ancestor(git_dir, sha, rev)]
+    tc.assertEqual(lost, [], "foreign commits not in %s's history (git merge-base --is-ancestor)" % rev)
+    got = read_blobs(git_dir, rev, sorted(fw.expected))
+    reverted = [path for path in sorted(fw.expected) if got[path] != fw.expected[path]]
+    tc.assertEqual(reverted, [], "foreign files reverted or lost")
+    first_parent = git(git_dir, "rev-list", "--reverse", "--first-parent", rev).split()
+    mine = {sha for sha, _ in commit_trailers(git_dir, rev)}
+    foreign = set(fw.pushed)
+    return [i for i, sha in enumerate(first_parent) if sha in mine and i and first_parent[i - 1] in foreign]
 
 
 def check_trailers(tc, git_dir, acked_ops, rev="main"):
