@@ -58,7 +58,7 @@
 #define PACKS_MERGED_AT 16
 /* Group commit: how long a pause in arriving operations ends the wait for
  * more (see linger). */
-#define LINGER_GAP_MS  3
+#define LINGER_GAP_MS  25
 #define BACKOFF_MAX_MS 30000
 
 struct ll_gitops {
@@ -78,7 +78,7 @@ struct ll_gitops {
     git_oid scanned; /* head the registry last followed */
     int have_scanned;
     int degraded, backoff_ms;
-    int64_t retry_at_ms, next_poll_ms, next_loose_ms;
+    int64_t retry_at_ms, next_poll_ms;
     unsigned int seed_rand;
 
     pthread_t thread;
@@ -87,6 +87,11 @@ struct ll_gitops {
     pthread_cond_t wake;     /* the writer waits here for work */
     pthread_cond_t progress; /* waiters wait here for outcomes */
     int notified, stopping;
+    /* The packer thread (packer_main): asked after each batch; it sets
+     * reopen_clone for the writer when it replaced the clone's packs. */
+    pthread_t packer;
+    pthread_cond_t pack_wake;
+    int packer_started, pack_asked, reopen_clone, git_missing;
     unsigned long long arrivals; /* ll_gitops_notify calls: work stored */
     unsigned long long generation;
     json_t *tiers;  /* immutable snapshot */
@@ -274,30 +279,87 @@ static void discard_unpushed(ll_gitops *g)
     git_reference_free(ref);
 }
 
-/* Merges small packs of the clone (and of the embedded remote, which gets a
- * pack per push) after a batch; loose objects (left by earlier versions)
- * are looked for at start and hourly.  The clone is opened anew when its
- * packs were replaced, so no handle holds removed files. */
-static void maintain_packs(ll_gitops *g)
+/* --- packs ------------------------------------------------------------------ */
+
+/* Has the packer merge packs once a batch is done (cheap: a flag). */
+static void ask_packer(ll_gitops *g)
 {
+    pthread_mutex_lock(&g->lock);
+    g->pack_asked = 1;
+    pthread_cond_signal(&g->pack_wake);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Writer thread, between batches: the packer replaced packs, so the clone
+ * is opened anew (the old handle holds removed files open). */
+static void reopen_if_repacked(ll_gitops *g)
+{
+    pthread_mutex_lock(&g->lock);
+    int reopen = g->reopen_clone;
+    g->reopen_clone = 0;
+    pthread_mutex_unlock(&g->lock);
+    if (reopen && open_clone(g) < 0)
+        ll_log_warn("msg=\"cannot reopen the clone\" error=\"%s\"", ll_error_last()->message);
+}
+
+/* One repository: merged when it has gathered PACKS_MERGED_AT packs (or
+ * always, to pack loose objects left by earlier versions).  1 when packs
+ * were replaced. */
+static int repack_one(ll_gitops *g, const char *dir, int always)
+{
+    size_t n = ll_gitpack_count(dir);
+    if (!always && n < PACKS_MERGED_AT)
+        return 0;
     int64_t t0 = ll_monotonic_ms();
-    int changed = 0, loose = t0 >= g->next_loose_ms;
-    if (loose)
-        g->next_loose_ms = ll_monotonic_ms() + 3600 * 1000LL;
-    if (ll_gitpack_maintain(&changed, g->workdir, "refs/remotes/*", PACKS_MERGED_AT, loose) < 0)
-        ll_log_warn("msg=\"cannot merge the clone's packs\" error=\"%s\"",
+    int error = ll_gitpack_repack(dir);
+    if (error == LL_ENOTFOUND) {
+        ll_log_warn("msg=\"git is not installed: packs are not merged\" error=\"%s\"",
                     ll_error_last()->message);
-    else if (changed) {
-        if (open_clone(g) < 0)
-            ll_log_warn("msg=\"cannot reopen the clone\" error=\"%s\"", ll_error_last()->message);
-        if (g->on_repacked)
-            g->on_repacked(g->on_progress_payload);
+        g->git_missing = 1;
+        return 0;
     }
-    if (g->own_remote &&
-        ll_gitpack_maintain(&changed, g->url, "refs/*", PACKS_MERGED_AT, loose) < 0)
-        ll_log_warn("msg=\"cannot merge the remote's packs\" error=\"%s\"",
-                    ll_error_last()->message);
-    ll_log_debug("msg=\"packs maintained\" ms=%lld", (long long)(ll_monotonic_ms() - t0));
+    if (error < 0) {
+        ll_log_warn("msg=\"cannot merge packs\" error=\"%s\"", ll_error_last()->message);
+        return 0;
+    }
+    ll_log_debug("msg=\"packs merged\" dir=%s packs=%zu now=%zu ms=%lld", dir, n,
+                 ll_gitpack_count(dir), (long long)(ll_monotonic_ms() - t0));
+    return 1;
+}
+
+/* The packer thread: merges the packs of the clone (one per pushed batch)
+ * and of the embedded remote (one per local push) with git, off the
+ * writer's path; then the writer and the status follower open the clone
+ * anew.  First round at start: loose objects of earlier versions. */
+static void *packer_main(void *arg)
+{
+    ll_gitops *g = arg;
+    int first = 1;
+
+    for (;;) {
+        pthread_mutex_lock(&g->lock);
+        while (!g->pack_asked && !g->stopping && !first)
+            pthread_cond_wait(&g->pack_wake, &g->lock);
+        int stop = g->stopping;
+        g->pack_asked = 0;
+        pthread_mutex_unlock(&g->lock);
+        if (stop || g->git_missing)
+            break;
+        int changed = repack_one(g, g->workdir, first);
+        if (g->own_remote && !g->git_missing)
+            repack_one(g, g->url, first);
+        first = 0;
+        if (changed) {
+            pthread_mutex_lock(&g->lock);
+            g->reopen_clone = 1;
+            g->notified = 1; /* an idle writer reopens now, not at its next poll */
+            pthread_cond_signal(&g->wake);
+            pthread_mutex_unlock(&g->lock);
+            if (g->on_repacked)
+                g->on_repacked(g->on_progress_payload);
+        }
+    }
+    return NULL;
 }
 
 /* An in-memory remote for git-url, made for each fetch and push.  Not
@@ -1420,12 +1482,12 @@ static void tier_ops_alone(json_t *ops)
  * answered, their callers are about to send their next ones: wait while
  * operations keep arriving, until expect are queued (the batch answered
  * plus those that came during its push, at most batch-size), none came for
- * LINGER_GAP_MS, or batch-linger ms passed.  Without this wait the callers
+ * LINGER_GAP_MS since the last one, or batch-linger ms passed.  Without this wait the callers
  * split into two groups that alternate, each pushed alone: a push per half
  * of them instead of one for all. */
 static void linger(ll_gitops *g, long long expect)
 {
-    int64_t start = ll_monotonic_ms(), last_arrival = start;
+    int64_t start = ll_monotonic_ms(), last_arrival = 0;
     unsigned long long seen;
     long long queued = 0;
 
@@ -1434,9 +1496,13 @@ static void linger(ll_gitops *g, long long expect)
     pthread_mutex_lock(&g->lock);
     seen = g->arrivals;
     pthread_mutex_unlock(&g->lock);
-    while (ll_registry_ops_count_queued(&queued, g->reg) == 0 && queued < expect) {
+    int rc;
+    while ((rc = ll_registry_ops_count_queued(&queued, g->reg)) == 0 && queued < expect) {
+        /* The first answered caller's next operation takes a round trip
+         * (answer, request, its transaction): wait for it up to
+         * batch-linger; after that, a pause ends the wait. */
         int64_t now = ll_monotonic_ms();
-        int64_t until = last_arrival + LINGER_GAP_MS;
+        int64_t until = last_arrival ? last_arrival + LINGER_GAP_MS : start + g->linger_ms;
         if (until > start + g->linger_ms)
             until = start + g->linger_ms;
         if (now >= until)
@@ -1462,6 +1528,8 @@ static void linger(ll_gitops *g, long long expect)
         if (stopping)
             break;
     }
+    ll_log_debug("msg=\"linger end\" rc=%d queued=%lld expect=%lld arrived=%d ms=%lld", rc, queued,
+                 expect, last_arrival != 0, (long long)(ll_monotonic_ms() - start));
 }
 
 /* Pushes queued operations batch by batch until the queue is empty or the
@@ -1476,8 +1544,13 @@ static int drain(ll_gitops *g)
         int64_t t0 = ll_monotonic_ms();
         int error;
 
+        reopen_if_repacked(g);
         if (last > 1 && g->linger_ms > 0) {
             linger(g, waiting + (long long)last);
+            long long q = 0;
+            ll_registry_ops_count_queued(&q, g->reg);
+            ll_log_debug("msg=\"lingered\" ms=%lld expect=%lld queued=%lld",
+                         (long long)(ll_monotonic_ms() - t0), waiting + (long long)last, q);
             t0 = ll_monotonic_ms();
         }
 
@@ -1519,7 +1592,7 @@ static int drain(ll_gitops *g)
         if (ll_registry_ops_count_queued(&waiting, g->reg) < 0)
             waiting = 0;
         publish_progress(g);
-        maintain_packs(g);
+        ask_packer(g);
     }
 }
 
@@ -1760,6 +1833,7 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->wake, NULL);
     pthread_cond_init(&g->progress, NULL);
+    pthread_cond_init(&g->pack_wake, NULL);
     g->workdir = dup_or_empty(o->workdir);
     g->url = dup_or_empty(o->url);
     g->shown_url = redact_url(g->url);
@@ -1790,8 +1864,13 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
      * libgit2 caches no object over 4 KiB and re-hashes (SHA-1DC) every
      * object it reads, so each path lookup would inflate and hash the whole
      * folder again.  Cache trees of any size; objects come from our own
-     * clone (the indexer verified them on fetch), so skip the re-hash. */
-    git_libgit2_opts(GIT_OPT_SET_CACHE_OBJECT_LIMIT, GIT_OBJECT_TREE, (size_t)64 << 20);
+     * clone (the indexer verified them on fetch), so skip the re-hash.
+     * But every commit makes new versions of the trees it touches, and the
+     * cache (256 MiB by default, across handles) would keep them all: RSS
+     * grew by ~30 KB per onboarding until the cache was full.  16 MiB holds
+     * the tier trees of 100,000 tenants in the flat layout. */
+    git_libgit2_opts(GIT_OPT_SET_CACHE_OBJECT_LIMIT, GIT_OBJECT_TREE, (size_t)16 << 20);
+    git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, (ssize_t)16 << 20);
     git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 0);
     if ((strncmp(g->url, "http://", 7) == 0 || strncmp(g->url, "https://", 8) == 0) &&
         ll_git_stream_install(o->timeout_s > 0 ? o->timeout_s : 60) < 0) {
@@ -1925,6 +2004,9 @@ int ll_gitops_start(ll_gitops *g)
     if (pthread_create(&g->thread, NULL, writer_main, g) != 0)
         return ll_error_set(-1, "cannot start the git writer thread");
     g->started = 1;
+    if (pthread_create(&g->packer, NULL, packer_main, g) != 0)
+        return ll_error_set(-1, "cannot start the git packer thread");
+    g->packer_started = 1;
     ll_gitops_notify(g); /* operations queued before a restart */
     return 0;
 }
@@ -1938,8 +2020,11 @@ void ll_gitops_free(ll_gitops *g)
         g->stopping = 1;
         pthread_cond_broadcast(&g->wake);
         pthread_cond_broadcast(&g->progress);
+        pthread_cond_broadcast(&g->pack_wake);
         pthread_mutex_unlock(&g->lock);
         pthread_join(g->thread, NULL);
+        if (g->packer_started)
+            pthread_join(g->packer, NULL);
     }
     ll_registry_close(g->reg);
     git_repository_free(g->repo);
@@ -1962,6 +2047,7 @@ void ll_gitops_free(ll_gitops *g)
     free(g->ssh_host_key);
     pthread_cond_destroy(&g->wake);
     pthread_cond_destroy(&g->progress);
+    pthread_cond_destroy(&g->pack_wake);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }

@@ -107,7 +107,7 @@ int ll_registry_audit_add(ll_registry *r, const ll_audit_entry *e)
         sqlite3_bind_null(st, 13);
     sqlite3_bind_int(st, 14, e->replayed);
     error = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_db_error(r, "record audit");
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     return error;
 }
 
@@ -190,11 +190,11 @@ int ll_registry_audit_list(json_t **out_items, long long *out_next, ll_registry 
         error = reg_db_error(r, "list audit");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     *out_items = items;
     return 0;
 fail:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     json_decref(items);
     return error;
 }
@@ -227,7 +227,7 @@ static int idem_finish(ll_registry *r, const char *subject, const char *key, int
     reg_bind_text(st, 6, subject);
     reg_bind_text(st, 7, key);
     error = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_db_error(r, "store idempotent answer");
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     return error;
 }
 
@@ -406,14 +406,14 @@ int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, 
                 "body", sqlite3_column_blob(st, 6) ? (const char *)sqlite3_column_blob(st, 6) : "",
                 (size_t)sqlite3_column_bytes(st, 6));
         }
-        sqlite3_finalize(st);
+        reg_finalize(r, st);
         return reg_commit(r);
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         error = reg_db_error(r, "read idempotency key");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     st = NULL;
     /* New (or expired): reserve it for this request. */
     if ((error = reg_prepare(&st, r,
@@ -428,10 +428,10 @@ int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, 
         error = reg_db_error(r, "reserve idempotency key");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     return reg_commit(r);
 fail:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     reg_rollback(r);
     return error;
 }
@@ -478,7 +478,7 @@ int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, con
         ll_error_hint("offboard or move them first; only a tier without tenants can be deleted");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     st = NULL;
     if ((error = reg_prepare(&st, r,
                              "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
@@ -497,10 +497,10 @@ int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, con
         goto fail;
     }
     *out_op = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     return reg_commit(r);
 fail:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     reg_rollback(r);
     return error;
 }
@@ -519,11 +519,11 @@ int ll_registry_tier_info(json_t **out, ll_registry *r)
         error = reg_db_error(r, "read tier descriptions");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     *out = info;
     return 0;
 fail:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     json_decref(info);
     return error;
 }

@@ -49,7 +49,7 @@ static int subscriptions(json_t **out, ll_registry *r)
         json_array_append_new(subs, json_pack("{s:I, s:o}", "id", sqlite3_column_int64(hooks, 0),
                                               "types", types ? types : json_array()));
     }
-    sqlite3_finalize(hooks);
+    reg_finalize(r, hooks);
     if (rc != SQLITE_DONE) {
         json_decref(subs);
         return reg_db_error(r, "read webhooks");
@@ -103,8 +103,8 @@ static int store_event(ll_registry *r, const json_t *subs, const char *type, con
     }
     error = 0;
 done:
-    sqlite3_finalize(ev);
-    sqlite3_finalize(del);
+    reg_finalize(r, ev);
+    reg_finalize(r, del);
     free(text);
     return error;
 }
@@ -195,11 +195,11 @@ int ll_registry_events_after(json_t **out, ll_registry *r, long long after, int 
         error = reg_db_error(r, "read events");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     *out = rows;
     return 0;
 fail:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     json_decref(rows);
     return error;
 }
@@ -213,7 +213,7 @@ int ll_registry_events_last(long long *out, ll_registry *r)
         return error;
     if (sqlite3_step(st) == SQLITE_ROW)
         *out = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     return 0;
 }
 
@@ -245,11 +245,11 @@ int ll_registry_state_counts(json_t **out, ll_registry *r)
         error = reg_db_error(r, "count states");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     *out = rows;
     return 0;
 fail:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     json_decref(rows);
     return error;
 }
@@ -294,7 +294,7 @@ int ll_registry_webhook_create(json_t **out, ll_registry *r, const char *url, co
         *out = NULL;
     }
 done:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     free(types_json);
     return error;
 }
@@ -313,11 +313,11 @@ int ll_registry_webhook_list(json_t **out, ll_registry *r)
         error = reg_db_error(r, "list webhooks");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     *out = rows;
     return 0;
 fail:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     json_decref(rows);
     return error;
 }
@@ -335,7 +335,7 @@ int ll_registry_webhook_get(json_t **out, ll_registry *r, long long id)
         *out = webhook_row(st);
     else
         error = ll_error_set(LL_ENOTFOUND, "no webhook %lld", id);
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     return error;
 }
 
@@ -391,11 +391,11 @@ int ll_registry_deliveries(json_t **out, ll_registry *r, long long webhook, long
         error = reg_db_error(r, "list deliveries");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     *out = rows;
     return 0;
 fail:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     json_decref(rows);
     return error;
 }
@@ -430,11 +430,11 @@ int ll_registry_deliveries_due(json_t **out, ll_registry *r, long long now_ms, i
         error = reg_db_error(r, "read due deliveries");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     *out = rows;
     return 0;
 fail:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     json_decref(rows);
     return error;
 }
@@ -447,7 +447,7 @@ long long ll_registry_deliveries_next_due(ll_registry *r)
         return -1;
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         next = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     return next;
 }
 
@@ -475,7 +475,7 @@ int ll_registry_delivery_attempted(ll_registry *r, long long id, const char *sta
     sqlite3_bind_int64(st, 7, id);
     if (sqlite3_step(st) != SQLITE_DONE)
         error = reg_db_error(r, "record delivery");
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     return error;
 }
 
@@ -513,7 +513,7 @@ int ll_registry_release_put(ll_registry *r, const json_t *rel)
     }
     if (sqlite3_step(st) != SQLITE_DONE)
         error = reg_db_error(r, "store release");
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     return error;
 }
 
@@ -530,7 +530,7 @@ int ll_registry_release_get(json_t **out, ll_registry *r, const char *version)
         *out = release_row(st);
     else
         error = ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version);
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     return error;
 }
 
@@ -547,11 +547,11 @@ int ll_registry_release_list(json_t **out, ll_registry *r)
         error = reg_db_error(r, "list releases");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     *out = rows;
     return 0;
 fail:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     json_decref(rows);
     return error;
 }
@@ -581,11 +581,11 @@ int ll_registry_release_users(json_t **out, ll_registry *r)
         error = reg_db_error(r, "count releases in use");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     *out = rows;
     return 0;
 fail:
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     json_decref(rows);
     return error;
 }

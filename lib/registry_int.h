@@ -8,16 +8,19 @@
 
 #include "landlord/registry.h"
 
-#define REG_CACHED_MAX 16
+/* Prepared statements kept per connection (see reg_prepare). */
+#define REG_CACHED_MAX 40
 
 struct ll_registry {
     sqlite3 *db;
     int quiet; /* commits here do not move ll_registry_generation() */
-    /* Statements of hot reads, prepared once (reg_cached). */
+    /* Statements prepared once and reused, by SQL text (reg_prepare). */
     struct {
-        const char *sql;
         sqlite3_stmt *st;
+        unsigned long long used; /* when last handed out (LRU) */
+        int busy;                /* handed out, not given back yet */
     } cached[REG_CACHED_MAX];
+    unsigned long long uses;
 };
 
 /* Sets the error from SQLite's message; a constraint is LL_ECONFLICT, a
@@ -33,15 +36,15 @@ int reg_commit(ll_registry *r);
 /* Rolls back the open transaction, if any, leaving the last error alone. */
 void reg_rollback(ll_registry *r);
 
+/* A statement for sql, borrowed from the connection's cache: statements are
+ * prepared once per connection and SQL text (parsing was a sixth of a
+ * write's CPU) and reused; the least recently used goes when the cache is
+ * full.  Give it back with reg_finalize(), never sqlite3_finalize(). */
 int reg_prepare(sqlite3_stmt **out, ll_registry *r, const char *sql);
 
-/* Like reg_prepare for a statement run often: sql must be a string literal
- * (its address is the key); the statement is prepared once per connection
- * and owned by it.  Give it back with reg_release(), never finalize it. */
-int reg_cached(sqlite3_stmt **out, ll_registry *r, const char *sql);
-
-/* Resets a statement from reg_cached() for its next use. */
-void reg_release(sqlite3_stmt *st);
+/* Gives back a statement from reg_prepare (reset, bindings cleared, so it
+ * holds no read snapshot); NULL is fine. */
+void reg_finalize(ll_registry *r, sqlite3_stmt *st);
 
 /* Binds s, or NULL when s is NULL. */
 void reg_bind_text(sqlite3_stmt *st, int i, const char *s);

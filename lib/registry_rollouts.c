@@ -79,7 +79,7 @@ static int query(json_t **out, ll_registry *r, const char *sql, json_t *params)
     json_decref(params);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         json_array_append_new(rows, row_object(st));
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     if (rc != SQLITE_DONE) {
         json_decref(rows);
         return reg_db_error(r, "read rollouts");
@@ -100,7 +100,7 @@ static int run(ll_registry *r, const char *sql, const json_t *params)
         return error;
     json_array_foreach(params, i, v) bind_json(st, (int)i + 1, v);
     error = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(r->db) : reg_db_error(r, sql);
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     return error;
 }
 
@@ -243,7 +243,7 @@ static int insert_rollout_op(long long *out, ll_registry *r, long long rollout,
     } else {
         error = reg_db_error(r, "queue rollout operation");
     }
-    sqlite3_finalize(st);
+    reg_finalize(r, st);
     free(text);
     return error;
 }

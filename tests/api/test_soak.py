@@ -16,10 +16,7 @@ its tier's kustomization, rendered with the tier, release and values the
 clients last set; no foreign commit or file lost.
 
 LANDLORD_STORM_SEED replays the clients' random choices; LANDLORD_SOAK_OPS
-changes the number of writes (default 2000).  In the sanitizer build the
-landlord runs with ASan's fast unwinder (see the test);
-LANDLORD_SOAK_FULL_STACKS=1 keeps the suite's slow one, for full stacks in
-a leak report (about six times slower)."""
+changes the number of writes (default 2000)."""
 
 import collections
 import os
@@ -206,15 +203,6 @@ class Soak(LandlordTestCase):
         asan = sanitized_build()
         sys.stderr.write("\n[soak] %s, %s build\n" % (msg, "ASan+UBSan" if asan else "release"))
         env = {}
-        if asan and not os.environ.get("LANDLORD_SOAK_FULL_STACKS"):
-            # The suite's slow unwinder (fast_unwind_on_malloc=0) makes every
-            # malloc walk the stack with DWARF info: ~6x slower writes here.
-            # It is there so that suppressions can name functions inside
-            # Debian's libraries (no frame pointers); the only ones left are
-            # for ssh:// remotes (tests/lsan.supp), and this remote is http.
-            # Leak detection itself does not depend on the unwinder: only the
-            # stacks printed (set LANDLORD_SOAK_FULL_STACKS=1 for full ones).
-            env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":fast_unwind_on_malloc=1"
         self.gs.create_repo("soak")
         s = self.start_server(args=["--git-url", self.gs.url("soak"), "--git-username", USER,
                                     "--git-password-file", self.pwfile], env=env)
