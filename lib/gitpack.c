@@ -288,10 +288,13 @@ int ll_gitpack_repack(const char *git_dir)
 {
     /* No user or system config (a signing or hook setting must not reach
      * landlord's clone), no bitmaps (a bare repository would write them by
-     * default, and they need a single pack). */
+     * default, and they need a single pack), no info/refs (for dumb http
+     * servers: nobody serves the clone). */
     char *argv[] = {"git",
                     "-c",
                     "repack.writeBitmaps=false",
+                    "-c",
+                    "repack.updateServerInfo=false",
                     "-c",
                     "gc.auto=0",
                     "--git-dir",
