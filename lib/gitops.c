@@ -78,7 +78,7 @@ struct ll_gitops {
     git_oid scanned; /* head the registry last followed */
     int have_scanned;
     int degraded, backoff_ms;
-    int64_t retry_at_ms, next_poll_ms;
+    int64_t retry_at_ms, next_poll_ms, next_trim_ms;
     unsigned int seed_rand;
 
     pthread_t thread;
@@ -249,22 +249,34 @@ static int remote_fail(ll_gitops *g, int code, const char *what)
 
 /* (Re)opens the clone with an in-memory object store for new objects: they
  * reach the disk as one pack per pushed batch (push, ll_gitpack_store),
- * never as loose files.  Replaces g->repo. */
+ * never as loose files.  The old handle goes first: libgit2 shares a pack
+ * (and its cache of inflated delta bases, up to 16 MiB) among the handles
+ * that have it open, so opening the new one first would keep the cache
+ * (11 MB after the first scan of 10,000 tenants).  On failure g->repo is
+ * NULL: the writer tries again at its next round (ensure_clone). */
 static int open_clone(ll_gitops *g)
 {
     git_repository *repo = NULL;
     git_odb_backend *memstore = NULL;
 
+    git_repository_free(g->repo);
+    g->repo = NULL;
+    g->memstore = NULL;
     if (git_repository_open_bare(&repo, g->workdir) < 0)
         return git_fail(-1, "git: cannot open the local clone");
     if (ll_gitpack_add_memstore(&memstore, repo) < 0) {
         git_repository_free(repo);
         return -1;
     }
-    git_repository_free(g->repo);
     g->repo = repo;
     g->memstore = memstore;
     return 0;
+}
+
+/* The clone is open, or opening it failed (set in the error). */
+static int ensure_clone(ll_gitops *g)
+{
+    return g->repo ? 0 : open_clone(g);
 }
 
 /* A batch that could not be pushed: objects it left in memory (when they
@@ -272,6 +284,8 @@ static int open_clone(ll_gitops *g)
  * operations stay queued and are built anew. */
 static void discard_unpushed(ll_gitops *g)
 {
+    if (!g->repo)
+        return;
     git_reference *ref = NULL;
     ll_gitpack_discard(g->memstore);
     if (git_reference_lookup(&ref, g->repo, "refs/landlord/outgoing") == 0)
@@ -292,14 +306,13 @@ static void ask_packer(ll_gitops *g)
 
 /* Writer thread, between batches: the packer replaced packs, so the clone
  * is opened anew (the old handle holds removed files open). */
-static void reopen_if_repacked(ll_gitops *g)
+static int reopen_if_repacked(ll_gitops *g)
 {
     pthread_mutex_lock(&g->lock);
     int reopen = g->reopen_clone;
     g->reopen_clone = 0;
     pthread_mutex_unlock(&g->lock);
-    if (reopen && open_clone(g) < 0)
-        ll_log_warn("msg=\"cannot reopen the clone\" error=\"%s\"", ll_error_last()->message);
+    return reopen ? open_clone(g) : ensure_clone(g);
 }
 
 /* One repository: merged when it has gathered PACKS_MERGED_AT packs (or
@@ -1544,7 +1557,8 @@ static int drain(ll_gitops *g)
         int64_t t0 = ll_monotonic_ms();
         int error;
 
-        reopen_if_repacked(g);
+        if ((error = reopen_if_repacked(g)) < 0)
+            return error;
         if (last > 1 && g->linger_ms > 0) {
             linger(g, waiting + (long long)last);
             long long q = 0;
@@ -1628,6 +1642,11 @@ static void *writer_main(void *arg)
         g->notified = 0;
         pthread_mutex_unlock(&g->lock);
 
+        if ((error = ensure_clone(g)) < 0) {
+            enter_degraded(g, ll_error_last()->message);
+            publish_progress(g);
+            continue;
+        }
         if (g->degraded || now >= g->next_poll_ms) {
             g->next_poll_ms = now + g->poll_interval_ms;
             if ((error = fetch(g)) < 0 || (error = follow_head(g, NULL)) < 0) {
@@ -1658,6 +1677,12 @@ static void *writer_main(void *arg)
              * (a full clone fetches fine): else the backoff never grows. */
             leave_degraded(g);
             set_status(g, NULL, NULL);
+        }
+        /* The queue is empty: what bursts of batches freed (their overlays,
+         * trees, JSON) goes back to the system, at most every 10 s. */
+        if (ll_monotonic_ms() >= g->next_trim_ms) {
+            g->next_trim_ms = ll_monotonic_ms() + 10000;
+            malloc_trim(0);
         }
     }
     return NULL;
