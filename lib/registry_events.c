@@ -40,7 +40,7 @@ static int subscriptions(json_t **out, ll_registry *r)
     json_t *subs = json_array();
     int error, rc;
 
-    if ((error = reg_prepare(&hooks, r, "SELECT id, event_types FROM webhooks")) < 0) {
+    if ((error = reg_cached(&hooks, r, "SELECT id, event_types FROM webhooks")) < 0) {
         json_decref(subs);
         return error;
     }
@@ -49,7 +49,7 @@ static int subscriptions(json_t **out, ll_registry *r)
         json_array_append_new(subs, json_pack("{s:I, s:o}", "id", sqlite3_column_int64(hooks, 0),
                                               "types", types ? types : json_array()));
     }
-    sqlite3_finalize(hooks);
+    reg_release(hooks);
     if (rc != SQLITE_DONE) {
         json_decref(subs);
         return reg_db_error(r, "read webhooks");
@@ -70,12 +70,13 @@ static int store_event(ll_registry *r, const json_t *subs, const char *type, con
     json_t *sub;
     int error;
 
-    if ((error = reg_prepare(&ev, r,
-                             "INSERT INTO events (type, tenant_id, data, created_at) VALUES (?, ?, "
-                             "?, ?) RETURNING id")) < 0 ||
-        (error = reg_prepare(&del, r,
-                             "INSERT INTO deliveries (webhook_id, event_id, state, next_at_ms, "
-                             "created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)")) < 0)
+    /* Run for every state transition the follower stores: prepared once. */
+    if ((error = reg_cached(&ev, r,
+                            "INSERT INTO events (type, tenant_id, data, created_at) VALUES (?, ?, "
+                            "?, ?) RETURNING id")) < 0 ||
+        (error = reg_cached(&del, r,
+                            "INSERT INTO deliveries (webhook_id, event_id, state, next_at_ms, "
+                            "created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)")) < 0)
         goto done;
     reg_bind_text(ev, 1, type);
     reg_bind_text(ev, 2, tenant ? tenant : "");
@@ -103,8 +104,8 @@ static int store_event(ll_registry *r, const json_t *subs, const char *type, con
     }
     error = 0;
 done:
-    sqlite3_finalize(ev);
-    sqlite3_finalize(del);
+    reg_release(ev);
+    reg_release(del);
     free(text);
     return error;
 }
@@ -134,10 +135,11 @@ int reg_store_events(ll_registry *r, const json_t *events)
 
 int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, long long now_ms)
 {
+    sqlite3_stmt *st = NULL;
     json_t *subs = NULL, *t;
     char now[32];
     size_t i;
-    int error;
+    int error, rc;
 
     if (!json_array_size(transitions))
         return 0;
@@ -146,23 +148,31 @@ int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, lo
         return error;
     if ((error = subscriptions(&subs, r)) < 0)
         goto fail;
+    if ((error = reg_cached(
+             &st, r, "UPDATE tenants SET observed_state = ?, observed_since = ? WHERE id = ?")) < 0)
+        goto fail;
     json_array_foreach(transitions, i, t)
     {
         const char *tenant = json_string_value(json_object_get(t, "tenant"));
-        const char *p[] = {json_string_value(json_object_get(t, "state")),
-                           json_string_value(json_object_get(t, "since")), tenant};
-        if ((error = reg_run(
-                 r, "UPDATE tenants SET observed_state = ?, observed_since = ? WHERE id = ?", 3,
-                 p)) < 0)
+        reg_bind_text(st, 1, json_string_value(json_object_get(t, "state")));
+        reg_bind_text(st, 2, json_string_value(json_object_get(t, "since")));
+        reg_bind_text(st, 3, tenant);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            error = reg_db_error(r, "store a tenant's state");
             goto fail;
+        }
         if ((error = store_event(r, subs, json_string_value(json_object_get(t, "type")), tenant,
                                  json_object_get(t, "data"), now, now_ms)) < 0)
             goto fail;
     }
     json_decref(subs);
+    reg_release(st);
     return reg_exec(r, "COMMIT");
 fail:
     json_decref(subs);
+    reg_release(st);
     reg_exec(r, "ROLLBACK");
     return error;
 }
