@@ -901,14 +901,14 @@ int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r)
     long long top = *seq < 0 ? 0 : *seq;
     int error, rc;
 
-    if ((error =
-             reg_prepare(&st, r,
-                         *seq < 0 ? "SELECT " TENANT_COLS ", (SELECT coalesce(max(seq), 0) FROM "
-                                    "tenant_changes) FROM tenants WHERE ? < 0"
-                                  : "SELECT " TENANT_COLS ", (SELECT max(seq) FROM "
-                                    "tenant_changes WHERE tenant_id = tenants.id) FROM tenants "
-                                    "WHERE id IN (SELECT tenant_id FROM tenant_changes WHERE "
-                                    "seq > ?)")) < 0)
+    /* The follower's poll, every round: prepared once (both forms). */
+    if ((error = reg_cached(&st, r,
+                            *seq < 0 ? "SELECT " TENANT_COLS ", (SELECT coalesce(max(seq), 0) FROM "
+                                       "tenant_changes) FROM tenants WHERE ? < 0"
+                                     : "SELECT " TENANT_COLS ", (SELECT max(seq) FROM "
+                                       "tenant_changes WHERE tenant_id = tenants.id) FROM tenants "
+                                       "WHERE id IN (SELECT tenant_id FROM tenant_changes WHERE "
+                                       "seq > ?)")) < 0)
         goto fail;
     sqlite3_bind_int64(st, 1, *seq);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -920,12 +920,12 @@ int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r)
         error = reg_db_error(r, "read changed tenants");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_release(st);
     *out = rows;
     *seq = top;
     return 0;
 fail:
-    sqlite3_finalize(st);
+    reg_release(st);
     json_decref(rows);
     return error;
 }

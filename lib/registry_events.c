@@ -411,7 +411,8 @@ int ll_registry_deliveries_due(json_t **out, ll_registry *r, long long now_ms, i
     json_t *rows = json_array();
     int error, rc;
 
-    if ((error = reg_prepare(
+    /* Polled by the deliverer after every batch of events: prepared once. */
+    if ((error = reg_cached(
              &st, r,
              "SELECT " DELIVERY_COLS ", w.url, w.secret, e.data, e.created_at, "
              "nullif(e.tenant_id, '') FROM deliveries d JOIN events e ON e.id = d.event_id "
@@ -435,11 +436,11 @@ int ll_registry_deliveries_due(json_t **out, ll_registry *r, long long now_ms, i
         error = reg_db_error(r, "read due deliveries");
         goto fail;
     }
-    sqlite3_finalize(st);
+    reg_release(st);
     *out = rows;
     return 0;
 fail:
-    sqlite3_finalize(st);
+    reg_release(st);
     json_decref(rows);
     return error;
 }
@@ -448,11 +449,11 @@ long long ll_registry_deliveries_next_due(ll_registry *r)
 {
     sqlite3_stmt *st = NULL;
     long long next = -1;
-    if (reg_prepare(&st, r, "SELECT min(next_at_ms) FROM deliveries WHERE state = 'pending'") < 0)
+    if (reg_cached(&st, r, "SELECT min(next_at_ms) FROM deliveries WHERE state = 'pending'") < 0)
         return -1;
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         next = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    reg_release(st);
     return next;
 }
 
