@@ -110,6 +110,27 @@ enum MHD_Result ll_reply_bytes(ll_req *req, unsigned status, const char *content
     return ll_reply_response(req, status, resp);
 }
 
+static void release_answer(void *cls)
+{
+    ll_answer_release(cls);
+}
+
+enum MHD_Result ll_reply_answer(ll_req *req, unsigned status, ll_answer *answer)
+{
+    size_t len = 0;
+    const char *text = ll_answer_text(answer, &len);
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
+        len, (void *)text, release_answer, answer);
+    if (!resp) {
+        ll_answer_release(answer);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    req->reply_bytes = len;
+    keep_reply(req, "application/json", text, len, NULL);
+    return ll_reply_response(req, status, resp);
+}
+
 const char *ll_req_header(ll_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
