@@ -25,8 +25,9 @@
  * request, with the same leeway, and a token outside its window is refused
  * and dropped.  Failures are never kept.  The cache is set-associative
  * (CACHE_WAYS entries per set, the least recently used one replaced), sized
- * by jwt-cache-size entries (0: none), so its memory is bounded whatever
- * callers send; it dies with the ll_auth, so new keys (a restart) start
+ * by jwt-cache-size entries (0: none), each allocated when first used, so
+ * its memory is bounded whatever callers send and small while few tokens
+ * are in use; it dies with the ll_auth, so new keys (a restart) start
  * with an empty one.
  *
  * Threads: ll_auth is read-only after ll_auth_open except for the cache,
@@ -80,7 +81,7 @@ typedef struct cached {
 typedef struct tcache {
     pthread_mutex_t lock;
     EVP_MD *sha256;
-    cached *slots; /* nsets * CACHE_WAYS */
+    cached **slots; /* nsets * CACHE_WAYS, each allocated when first used */
     size_t nsets;
     unsigned long long tick, hits;
 } tcache;
@@ -454,6 +455,8 @@ static void cache_free(tcache *t)
         return;
     pthread_mutex_destroy(&t->lock);
     EVP_MD_free(t->sha256);
+    for (size_t i = 0; t->slots && i < t->nsets * CACHE_WAYS; i++)
+        free(t->slots[i]);
     free(t->slots);
     free(t);
 }
@@ -467,7 +470,7 @@ static int cache_new(tcache **out, size_t size)
         return ll_error_set(-1, "out of memory");
     t->nsets = (size + CACHE_WAYS - 1) / CACHE_WAYS;
     pthread_mutex_init(&t->lock, NULL);
-    if (!(t->slots = calloc(t->nsets * CACHE_WAYS, sizeof(cached))) ||
+    if (!(t->slots = calloc(t->nsets * CACHE_WAYS, sizeof(*t->slots))) ||
         !(t->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) {
         cache_free(t);
         return ll_error_set(-1, "cannot make the token cache");
@@ -482,7 +485,8 @@ static int digest_of(unsigned char out[32], const tcache *t, const char *token, 
     return EVP_Digest(token, n, out, &len, t->sha256, NULL) == 1 && len == 32 ? 0 : -1;
 }
 
-static cached *cache_set(const tcache *t, const unsigned char digest[32])
+/* The CACHE_WAYS slots (NULL: never used) where digest may be kept. */
+static cached **cache_set(const tcache *t, const unsigned char digest[32])
 {
     uint64_t h;
     memcpy(&h, digest, sizeof(h));
@@ -509,10 +513,10 @@ static int cache_get(ll_caller *out, const ll_auth *a, const unsigned char diges
     tcache *t = a->cache;
     int rc = 0;
     pthread_mutex_lock(&t->lock);
-    cached *set = cache_set(t, digest);
+    cached **set = cache_set(t, digest);
     for (int i = 0; i < CACHE_WAYS; i++) {
-        cached *e = &set[i];
-        if (!e->used || memcmp(e->digest, digest, 32) != 0)
+        cached *e = set[i];
+        if (!e || !e->used || memcmp(e->digest, digest, 32) != 0)
             continue;
         if ((rc = time_window(e->caller.exp, e->nbf != LLONG_MIN, e->nbf, now, a->leeway)) < 0) {
             memset(e, 0, sizeof(*e));
@@ -528,6 +532,11 @@ static int cache_get(ll_caller *out, const ll_auth *a, const unsigned char diges
     return rc;
 }
 
+static unsigned long long last_use(const cached *e)
+{
+    return e ? e->used : 0;
+}
+
 /* Keeps a verified token in a free slot of its set, else in place of the
  * least recently used one. */
 static void cache_put(const ll_auth *a, const unsigned char digest[32], const ll_caller *c,
@@ -535,15 +544,20 @@ static void cache_put(const ll_auth *a, const unsigned char digest[32], const ll
 {
     tcache *t = a->cache;
     pthread_mutex_lock(&t->lock);
-    cached *set = cache_set(t, digest), *victim = &set[0];
+    cached **set = cache_set(t, digest), **slot = &set[0];
     for (int i = 0; i < CACHE_WAYS; i++) {
-        if (set[i].used && memcmp(set[i].digest, digest, 32) == 0) {
-            victim = &set[i]; /* kept meanwhile by another thread */
+        if (set[i] && set[i]->used && memcmp(set[i]->digest, digest, 32) == 0) {
+            slot = &set[i]; /* kept meanwhile by another thread */
             break;
         }
-        if (set[i].used < victim->used)
-            victim = &set[i];
+        if (last_use(set[i]) < last_use(*slot)) /* a free slot, else the LRU */
+            slot = &set[i];
     }
+    if (!*slot && !(*slot = malloc(sizeof(**slot)))) {
+        pthread_mutex_unlock(&t->lock);
+        return; /* not kept: verified again next time */
+    }
+    cached *victim = *slot;
     memcpy(victim->digest, digest, 32);
     victim->used = ++t->tick;
     victim->nbf = nbf;
@@ -561,7 +575,7 @@ void ll_auth_cache_stats(const ll_auth *a, unsigned long long *hits, size_t *ent
     pthread_mutex_lock(&t->lock);
     *hits = t->hits;
     for (size_t i = 0; i < t->nsets * CACHE_WAYS; i++)
-        *entries += t->slots[i].used != 0;
+        *entries += t->slots[i] && t->slots[i]->used != 0;
     pthread_mutex_unlock(&t->lock);
 }
 
