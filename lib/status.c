@@ -9,7 +9,8 @@
  *   Kustomization (kustomize-controller's kustomize.toolkit.fluxcd.io/name
  *   and /namespace labels).  Their callbacks update `cache` and mark the
  *   tenants owning the object dirty.
- * - the follower thread: every POLL_MS or when woken, reads tenants changed
+ * - the follower thread: every POLL_MS or when woken (every SYNC_POLL_MS
+ *   while a watch has not listed yet), reads tenants changed
  *   in the registry since its watermark, reads each changed tenant's file at
  *   its desired commit from landlord's clone (which objects it declares),
  *   decides whether the applied revision includes that commit (a revwalk
@@ -39,6 +40,7 @@
 #include "landlord/watch.h"
 
 #define POLL_MS            250
+#define SYNC_POLL_MS       20 /* while a watch has not listed yet */
 #define WALK_MAX           20000
 #define MESSAGE_MAX        600
 #define FILE_MAX           (1 << 20)
@@ -1256,8 +1258,9 @@ static void ask_reconcile(ll_status *s)
 }
 
 /* One round: inputs copied under the lock, git work without it, results
- * stored under it. */
-static void follow(ll_status *s)
+ * stored under it.  Returns 1 when it stopped early because a watch has
+ * not listed its collection yet (nothing can be derived until it has). */
+static int follow(ll_status *s)
 {
     char applied[GIT_OID_HEXSZ + 1], attempted[GIT_OID_HEXSZ + 1], fetched[GIT_OID_HEXSZ + 1];
     json_t *work, *ks, *gr, *cluster;
@@ -1272,7 +1275,7 @@ static void follow(ll_status *s)
     /* Nothing is derived from a cache that was never filled. */
     char why[LL_ERROR_MSG_MAX + 64];
     if (!all_synced(s, why, sizeof(why)))
-        return;
+        return 1;
 
     pthread_mutex_lock(&s->lock);
     if (s->pending_dirty) {
@@ -1453,6 +1456,7 @@ static void follow(ll_status *s)
     json_decref(work);
     json_decref(ks);
     json_decref(gr);
+    return 0;
 }
 
 static void *run(void *arg)
@@ -1461,17 +1465,20 @@ static void *run(void *arg)
     pthread_mutex_lock(&s->lock);
     while (!s->stop) {
         pthread_mutex_unlock(&s->lock);
-        follow(s);
+        int unsynced = follow(s);
         pthread_mutex_lock(&s->lock);
         if (s->stop)
             break;
-        if (json_object_size(s->dirty) || s->pending_dirty || s->touched) {
+        /* Dirty tenants wait for the watches to list: look again soon, but
+         * do not spin (it took a core from the informers listing at start,
+         * with a registry query each turn). */
+        if (!unsynced && (json_object_size(s->dirty) || s->pending_dirty || s->touched)) {
             s->touched = 0;
             continue;
         }
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += POLL_MS * 1000000L;
+        until.tv_nsec += (unsynced ? SYNC_POLL_MS : POLL_MS) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
