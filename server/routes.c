@@ -112,29 +112,34 @@ const ll_route *ll_route_match(ll_req *req, const char *method, const char *path
 {
     const char *params[LL_MAX_PARAMS];
     const ll_route *found = NULL;
-    int nparams = 0;
+    int nparams = 0, head = strcmp(method, "HEAD") == 0;
     size_t used = 0;
 
     allow[0] = '\0';
     *out_status = 404;
     if (strlen(path) > PATH_MAX_ROUTED)
         return NULL;
-    for (const ll_route *r = ll_routes; r->method; r++) {
-        if (!match(r->pattern, path, params, &nparams))
-            continue;
-        *out_status = 405;
-        if (!strstr(allow, r->method)) {
-            int w = snprintf(allow + used, allow_cap - used, "%s%s", used ? ", " : "", r->method);
-            if (w > 0 && (size_t)w < allow_cap - used)
-                used += (size_t)w;
-        }
-        if (!found && strcmp(r->method, method) == 0)
-            found = r;
-        if (!found && strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)
+    /* The first route of this method (HEAD: GET's) whose pattern matches. */
+    for (const ll_route *r = ll_routes; r->method && !found; r++) {
+        if ((strcmp(r->method, method) == 0 || (head && strcmp(r->method, "GET") == 0)) &&
+            match(r->pattern, path, params, &nparams))
             found = r;
     }
-    if (!found)
+    if (!found) {
+        /* 405 with the methods the path takes, or 404. */
+        for (const ll_route *r = ll_routes; r->method; r++) {
+            if (!match(r->pattern, path, params, &nparams))
+                continue;
+            *out_status = 405;
+            if (!strstr(allow, r->method)) {
+                int w =
+                    snprintf(allow + used, allow_cap - used, "%s%s", used ? ", " : "", r->method);
+                if (w > 0 && (size_t)w < allow_cap - used)
+                    used += (size_t)w;
+            }
+        }
         return NULL;
+    }
     /* Capture into req->segments, a copy of the path that lives as long as
      * the request (req->path stays whole for messages and logs). */
     match(found->pattern, req->segments, req->params, &req->nparams);
