@@ -1015,13 +1015,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         req->idem_reserved = 0;
         ll_idempotency_release(req->core, req->caller.sub, req->idem_key);
     }
-    log_safe(path, sizeof(path), req->path);
-    log_safe(sub, sizeof(sub), req->authenticated ? req->caller.sub : "");
-    ll_log_info("msg=request method=%s path=\"%s\" status=%u bytes=%zu ms=%lld%s%s%s",
-                req->method ? req->method : "-", path, req->status, req->reply_bytes,
-                (long long)(ll_monotonic_ms() - req->started_ms),
-                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1",
-                sub[0] ? " sub=" : "", sub);
+    if (ll_log_threshold <= LL_LOG_INFO) { /* the access log line */
+        log_safe(path, sizeof(path), req->path);
+        log_safe(sub, sizeof(sub), req->authenticated ? req->caller.sub : "");
+        ll_log_info("msg=request method=%s path=\"%s\" status=%u bytes=%zu ms=%lld%s%s%s",
+                    req->method ? req->method : "-", path, req->status, req->reply_bytes,
+                    (long long)(ll_monotonic_ms() - req->started_ms),
+                    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1",
+                    sub[0] ? " sub=" : "", sub);
+    }
     ll_log_set_request_id(NULL);
     ll_buf_free(&req->body);
     free(req->reply_copy);
