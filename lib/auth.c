@@ -15,11 +15,29 @@
  * decoded again with jansson's JSON_REJECT_DUPLICATES and checked here: exp
  * (required), nbf, iss, aud, sub.
  *
- * Threads: ll_auth is read-only after ll_auth_open; the current caller is
- * thread-local.
+ * The verified-token cache.  Verifying costs two libjwt decodes (JSON
+ * parses), an HMAC or signature check and a strict claims parse: most of
+ * the CPU of a kept-answer read.  So a token that verified is kept, keyed by
+ * the SHA-256 of its text (the token itself is never kept), with the caller
+ * it made and its exp and nbf.  A hit is only a shortcut for the signature
+ * and the claims that cannot change (keys, iss and aud are fixed for an
+ * ll_auth's life): exp and nbf are checked again against the time of every
+ * request, with the same leeway, and a token outside its window is refused
+ * and dropped.  Failures are never kept.  The cache is set-associative
+ * (CACHE_WAYS entries per set, the least recently used one replaced), sized
+ * by jwt-cache-size entries (0: none), each allocated when first used, so
+ * its memory is bounded whatever callers send and small while few tokens
+ * are in use; it dies with the ll_auth, so new keys (a restart) start
+ * with an empty one.
+ *
+ * Threads: ll_auth is read-only after ll_auth_open except for the cache,
+ * which has its own mutex; the current caller is thread-local.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +61,7 @@
 
 #define SECRET_MIN 32
 #define KEYS_MAX   64
+#define CACHE_WAYS 4
 
 typedef struct key {
     jwt_alg_t alg;
@@ -51,11 +70,28 @@ typedef struct key {
     size_t len;
 } key;
 
+/* One verified token: what it made and when it is valid. */
+typedef struct cached {
+    unsigned char digest[32]; /* SHA-256 of the token's text */
+    unsigned long long used;  /* tick of the last use; 0: the slot is free */
+    long long nbf;            /* LLONG_MIN when the token has none */
+    ll_caller caller;         /* caller.exp is the token's exp */
+} cached;
+
+typedef struct tcache {
+    pthread_mutex_t lock;
+    EVP_MD *sha256;
+    cached **slots; /* nsets * CACHE_WAYS, each allocated when first used */
+    size_t nsets;
+    unsigned long long tick, hits;
+} tcache;
+
 struct ll_auth {
     key keys[KEYS_MAX];
     size_t n;
     char issuer[256], audience[256];
     long leeway;
+    tcache *cache; /* NULL when jwt-cache-size is 0; mutable behind a const ll_auth */
 };
 
 static __thread const ll_caller *current;
@@ -411,6 +447,138 @@ done:
     return error;
 }
 
+/* --- the verified-token cache --------------------------------------------------- */
+
+static void cache_free(tcache *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_destroy(&t->lock);
+    EVP_MD_free(t->sha256);
+    for (size_t i = 0; t->slots && i < t->nsets * CACHE_WAYS; i++)
+        free(t->slots[i]);
+    free(t->slots);
+    free(t);
+}
+
+/* A cache of at least size entries (rounded up to whole sets). */
+static int cache_new(tcache **out, size_t size)
+{
+    tcache *t = calloc(1, sizeof(*t));
+    *out = NULL;
+    if (!t)
+        return ll_error_set(-1, "out of memory");
+    t->nsets = (size + CACHE_WAYS - 1) / CACHE_WAYS;
+    pthread_mutex_init(&t->lock, NULL);
+    if (!(t->slots = calloc(t->nsets * CACHE_WAYS, sizeof(*t->slots))) ||
+        !(t->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) {
+        cache_free(t);
+        return ll_error_set(-1, "cannot make the token cache");
+    }
+    *out = t;
+    return 0;
+}
+
+static int digest_of(unsigned char out[32], const tcache *t, const char *token, size_t n)
+{
+    unsigned int len = 0;
+    return EVP_Digest(token, n, out, &len, t->sha256, NULL) == 1 && len == 32 ? 0 : -1;
+}
+
+/* The CACHE_WAYS slots (NULL: never used) where digest may be kept. */
+static cached **cache_set(const tcache *t, const unsigned char digest[32])
+{
+    uint64_t h;
+    memcpy(&h, digest, sizeof(h));
+    return &t->slots[(size_t)(h % t->nsets) * CACHE_WAYS];
+}
+
+/* Checks exp (required) and nbf (has_nbf) against now, with the leeway: 0,
+ * or LL_EAUTH saying which failed.  The one rule for fresh and kept tokens. */
+static int time_window(long long exp, int has_nbf, long long nbf, long long now, long leeway)
+{
+    if (now > exp + leeway)
+        return ll_error_set(LL_EAUTH, "the token has expired");
+    if (has_nbf && now + leeway < nbf)
+        return ll_error_set(LL_EAUTH, "the token is not valid yet (nbf)");
+    return 0;
+}
+
+/* 1 with *out filled when the token is kept and valid at now; 0 when it is
+ * not kept; LL_EAUTH when it is kept and outside its time window (then it
+ * is dropped). */
+static int cache_get(ll_caller *out, const ll_auth *a, const unsigned char digest[32],
+                     long long now)
+{
+    tcache *t = a->cache;
+    int rc = 0;
+    pthread_mutex_lock(&t->lock);
+    cached **set = cache_set(t, digest);
+    for (int i = 0; i < CACHE_WAYS; i++) {
+        cached *e = set[i];
+        if (!e || !e->used || memcmp(e->digest, digest, 32) != 0)
+            continue;
+        if ((rc = time_window(e->caller.exp, e->nbf != LLONG_MIN, e->nbf, now, a->leeway)) < 0) {
+            memset(e, 0, sizeof(*e));
+            break;
+        }
+        e->used = ++t->tick;
+        t->hits++;
+        memcpy(out, &e->caller, sizeof(*out));
+        rc = 1;
+        break;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+static unsigned long long last_use(const cached *e)
+{
+    return e ? e->used : 0;
+}
+
+/* Keeps a verified token in a free slot of its set, else in place of the
+ * least recently used one. */
+static void cache_put(const ll_auth *a, const unsigned char digest[32], const ll_caller *c,
+                      long long nbf)
+{
+    tcache *t = a->cache;
+    pthread_mutex_lock(&t->lock);
+    cached **set = cache_set(t, digest), **slot = &set[0];
+    for (int i = 0; i < CACHE_WAYS; i++) {
+        if (set[i] && set[i]->used && memcmp(set[i]->digest, digest, 32) == 0) {
+            slot = &set[i]; /* kept meanwhile by another thread */
+            break;
+        }
+        if (last_use(set[i]) < last_use(*slot)) /* a free slot, else the LRU */
+            slot = &set[i];
+    }
+    if (!*slot && !(*slot = malloc(sizeof(**slot)))) {
+        pthread_mutex_unlock(&t->lock);
+        return; /* not kept: verified again next time */
+    }
+    cached *victim = *slot;
+    memcpy(victim->digest, digest, 32);
+    victim->used = ++t->tick;
+    victim->nbf = nbf;
+    memcpy(&victim->caller, c, sizeof(*c));
+    pthread_mutex_unlock(&t->lock);
+}
+
+void ll_auth_cache_stats(const ll_auth *a, unsigned long long *hits, size_t *entries)
+{
+    tcache *t = a->cache;
+    *hits = 0;
+    *entries = 0;
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->lock);
+    *hits = t->hits;
+    for (size_t i = 0; i < t->nsets * CACHE_WAYS; i++)
+        *entries += t->slots[i] && t->slots[i]->used != 0;
+    pthread_mutex_unlock(&t->lock);
+}
+
 int ll_auth_open(ll_auth **out, const ll_config *cfg)
 {
     ll_auth *a = calloc(1, sizeof(*a));
@@ -443,6 +611,8 @@ int ll_auth_open(ll_auth **out, const ll_config *cfg)
         if ((error = load_jwks(a, cfg->jwt_jwks_file)) < 0)
             goto fail;
     }
+    if (cfg->jwt_cache_size > 0 && (error = cache_new(&a->cache, (size_t)cfg->jwt_cache_size)) < 0)
+        goto fail;
     *out = a;
     return 0;
 fail:
@@ -471,6 +641,7 @@ void ll_auth_free(ll_auth *a)
         memset(a->keys[i].material, 0, a->keys[i].len);
         free(a->keys[i].material);
     }
+    cache_free(a->cache);
     free(a);
 }
 
@@ -546,21 +717,23 @@ static int number_claim(long long *out, const json_t *claims, const char *name, 
     return 1;
 }
 
-static int check_claims(ll_caller *out, const ll_auth *a, const json_t *claims, long long now)
+/* Checks the claims at now and fills *out; *out_nbf is the nbf claim, or
+ * LLONG_MIN when there is none. */
+static int check_claims(ll_caller *out, long long *out_nbf, const ll_auth *a, const json_t *claims,
+                        long long now)
 {
     long long exp = 0, nbf = 0;
     const char *sub = json_string_value(json_object_get(claims, "sub"));
     const json_t *scope = json_object_get(claims, "scope"), *aud;
-    int rc;
+    int rc, has_nbf;
 
     if ((rc = number_claim(&exp, claims, "exp", 1)) < 0)
         return rc;
-    if (now > exp + a->leeway)
-        return bad("the token has expired");
-    if ((rc = number_claim(&nbf, claims, "nbf", 0)) < 0)
+    if ((has_nbf = number_claim(&nbf, claims, "nbf", 0)) < 0)
+        return has_nbf;
+    if ((rc = time_window(exp, has_nbf, nbf, now, a->leeway)) < 0)
         return rc;
-    if (rc == 1 && now + a->leeway < nbf)
-        return bad("the token is not valid yet (nbf)");
+    *out_nbf = has_nbf ? nbf : LLONG_MIN;
     if (a->issuer[0]) {
         const char *iss = json_string_value(json_object_get(claims, "iss"));
         if (!iss || strcmp(iss, a->issuer) != 0)
@@ -604,13 +777,20 @@ int ll_auth_verify(ll_caller *out, const ll_auth *a, const char *token, long lon
     const char *kid, *alg_name;
     char kid_copy[128] = "";
     size_t n = token ? strlen(token) : 0, dots = 0;
+    unsigned char digest[32];
+    long long nbf = LLONG_MIN;
     jwt_alg_t alg;
-    int error, tried = 0, verified = 0, kid_known = 0;
+    int error, tried = 0, verified = 0, kid_known = 0, keep = 0;
 
     if (n == 0)
         return bad("no bearer token");
     if (n > LL_TOKEN_MAX)
         return bad("the token is too long");
+    if (a->cache && digest_of(digest, a->cache, token, n) == 0) {
+        if ((error = cache_get(out, a, digest, now_s)) != 0)
+            return error < 0 ? error : 0;
+        keep = 1;
+    }
     for (size_t i = 0; i < n; i++) {
         char c = token[i];
         if (c == '.')
@@ -662,8 +842,10 @@ int ll_auth_verify(ll_caller *out, const ll_auth *a, const char *token, long lon
         return bad("the token's signature does not verify");
     if ((error = claims_of(&claims, token)) < 0)
         return error;
-    error = check_claims(out, a, claims, now_s);
+    error = check_claims(out, &nbf, a, claims, now_s);
     json_decref(claims);
+    if (error == 0 && keep)
+        cache_put(a, digest, out, nbf);
     return error;
 }
 

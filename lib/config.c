@@ -229,6 +229,9 @@ static const setting settings[] = {
      "tokens must carry this aud (unchecked when empty)"},
     {"jwt-leeway", I(jwt_leeway), "30", 0, 300, NULL,
      "seconds of clock skew allowed when checking exp and nbf"},
+    {"jwt-cache-size", I(jwt_cache_size), "1024", 0, 65536, NULL,
+     "verified bearer tokens kept (by their SHA-256, ~2 KB each) so a token sent again skips "
+     "the signature check; exp and nbf are still checked on every request; 0: none"},
     {"git-author-domain", S(git_author_domain), "", 0, 0, NULL,
      "commits of callers whose token has no email claim are authored <sub>@<domain> (default: "
      "the domain of git-author-email)"},

@@ -28,9 +28,10 @@ struct ll_core {
     ll_rollouts *rollouts; /* NULL unless serving */
     pthread_key_t reg_key;
     /* Tenant answers as sent, with what they were built from (see
-     * ll_tenant_get_text): id -> {"text", "gen", "stamp"}. */
+     * ll_tenant_answer): chained by a hash of the id; each holds a
+     * reference of its own. */
     pthread_mutex_t answers_lock;
-    json_t *answers;
+    struct ll_answer **answers; /* ANSWER_BUCKETS chains */
     size_t answers_bytes;
     struct ll_auth *auth; /* bearer token keys; NULL unless serving */
     pthread_mutex_t prune_lock;

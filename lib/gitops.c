@@ -2036,21 +2036,27 @@ int ll_gitops_start(ll_gitops *g)
     return 0;
 }
 
+void ll_gitops_stop(ll_gitops *g)
+{
+    if (!g || !g->started)
+        return;
+    pthread_mutex_lock(&g->lock);
+    g->stopping = 1;
+    pthread_cond_broadcast(&g->wake);
+    pthread_cond_broadcast(&g->progress);
+    pthread_cond_broadcast(&g->pack_wake);
+    pthread_mutex_unlock(&g->lock);
+    pthread_join(g->thread, NULL);
+    if (g->packer_started)
+        pthread_join(g->packer, NULL);
+    g->started = g->packer_started = 0;
+}
+
 void ll_gitops_free(ll_gitops *g)
 {
     if (!g)
         return;
-    if (g->started) {
-        pthread_mutex_lock(&g->lock);
-        g->stopping = 1;
-        pthread_cond_broadcast(&g->wake);
-        pthread_cond_broadcast(&g->progress);
-        pthread_cond_broadcast(&g->pack_wake);
-        pthread_mutex_unlock(&g->lock);
-        pthread_join(g->thread, NULL);
-        if (g->packer_started)
-            pthread_join(g->packer, NULL);
-    }
+    ll_gitops_stop(g);
     ll_registry_close(g->reg);
     git_repository_free(g->repo);
     json_decref(g->tiers);

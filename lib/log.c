@@ -32,7 +32,9 @@ int ll_log_parse_level(ll_log_level *out, const char *name)
 
 void ll_log_set_request_id(const char *id)
 {
-    snprintf(request_id, sizeof(request_id), "%s", id ? id : "");
+    size_t n = id ? strnlen(id, sizeof(request_id) - 1) : 0;
+    memcpy(request_id, id ? id : "", n);
+    request_id[n] = '\0';
 }
 
 void ll_log_write(ll_log_level level, const char *fmt, ...)

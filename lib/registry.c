@@ -992,6 +992,7 @@ int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r)
     long long top = *seq < 0 ? 0 : *seq;
     int error, rc;
 
+    /* The follower's poll, every round: prepared once (both forms). */
     if ((error =
              reg_prepare(&st, r,
                          *seq < 0 ? "SELECT " TENANT_COLS ", (SELECT coalesce(max(seq), 0) FROM "

@@ -70,6 +70,7 @@ static int store_event(ll_registry *r, const json_t *subs, const char *type, con
     json_t *sub;
     int error;
 
+    /* Run for every state transition the follower stores: prepared once. */
     if ((error = reg_prepare(&ev, r,
                              "INSERT INTO events (type, tenant_id, data, created_at) VALUES (?, ?, "
                              "?, ?) RETURNING id")) < 0 ||
@@ -134,10 +135,11 @@ int reg_store_events(ll_registry *r, const json_t *events)
 
 int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, long long now_ms)
 {
+    sqlite3_stmt *st = NULL;
     json_t *subs = NULL, *t;
     char now[32];
     size_t i;
-    int error;
+    int error, rc;
 
     if (!json_array_size(transitions))
         return 0;
@@ -146,23 +148,31 @@ int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, lo
         return error;
     if ((error = subscriptions(&subs, r)) < 0)
         goto fail;
+    if ((error = reg_prepare(
+             &st, r, "UPDATE tenants SET observed_state = ?, observed_since = ? WHERE id = ?")) < 0)
+        goto fail;
     json_array_foreach(transitions, i, t)
     {
         const char *tenant = json_string_value(json_object_get(t, "tenant"));
-        const char *p[] = {json_string_value(json_object_get(t, "state")),
-                           json_string_value(json_object_get(t, "since")), tenant};
-        if ((error = reg_run(
-                 r, "UPDATE tenants SET observed_state = ?, observed_since = ? WHERE id = ?", 3,
-                 p)) < 0)
+        reg_bind_text(st, 1, json_string_value(json_object_get(t, "state")));
+        reg_bind_text(st, 2, json_string_value(json_object_get(t, "since")));
+        reg_bind_text(st, 3, tenant);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            error = reg_db_error(r, "store a tenant's state");
             goto fail;
+        }
         if ((error = store_event(r, subs, json_string_value(json_object_get(t, "type")), tenant,
                                  json_object_get(t, "data"), now, now_ms)) < 0)
             goto fail;
     }
     json_decref(subs);
+    reg_finalize(r, st);
     return reg_commit(r);
 fail:
     json_decref(subs);
+    reg_finalize(r, st);
     reg_rollback(r);
     return error;
 }
@@ -406,6 +416,7 @@ int ll_registry_deliveries_due(json_t **out, ll_registry *r, long long now_ms, i
     json_t *rows = json_array();
     int error, rc;
 
+    /* Polled by the deliverer after every batch of events: prepared once. */
     if ((error = reg_prepare(
              &st, r,
              "SELECT " DELIVERY_COLS ", w.url, w.secret, e.data, e.created_at, "

@@ -2,13 +2,15 @@
  *
  * Pieces:
  * - ll_status_slim/ll_status_derive: pure functions.  A slim object keeps
- *   what the rules of docs/api.md "Observed state" read (protocols.md §4).
+ *   what the rules of docs/api.md "Observed state" read (protocols.md §4);
+ *   the cache keeps it packed (ll_status_slim_pack).
  * - informers (watch.c) for the GitRepository and the Kustomization (by
  *   name) and for HelmReleases, Namespaces and Terraforms applied by that
  *   Kustomization (kustomize-controller's kustomize.toolkit.fluxcd.io/name
  *   and /namespace labels).  Their callbacks update `cache` and mark the
  *   tenants owning the object dirty.
- * - the follower thread: every POLL_MS or when woken, reads tenants changed
+ * - the follower thread: every POLL_MS or when woken (every SYNC_POLL_MS
+ *   while a watch has not listed yet), reads tenants changed
  *   in the registry since its watermark, reads each changed tenant's file at
  *   its desired commit from landlord's clone (which objects it declares),
  *   decides whether the applied revision includes that commit (a revwalk
@@ -40,6 +42,7 @@
 #include "landlord/watch.h"
 
 #define POLL_MS            250
+#define SYNC_POLL_MS       20 /* while a watch has not listed yet */
 #define WALK_MAX           20000
 #define MESSAGE_MAX        600
 #define FILE_MAX           (1 << 20)
@@ -266,6 +269,115 @@ json_t *ll_status_slim(const json_t *o)
     copy_field(slim, "revision", json_object_get(json_object_get(st, "artifact"), "revision"));
     copy_field(slim, "phase", json_object_get(st, "phase"));
     copy_field(slim, "lastHandledReconcileAt", json_object_get(st, "lastHandledReconcileAt"));
+    return slim;
+}
+
+/* --- packed slims ------------------------------------------------------------------ */
+
+/* The cache keeps tens of thousands of slims as text.  As compact JSON
+ * their member names ("observedGeneration" twice, "lastAttemptedRevision",
+ * "conditions", "chartVersion"...) took about as much room as their values,
+ * so they are packed as a JSON array with one place per member (null:
+ * absent; trailing nulls dropped):
+ *   [generation, observedGeneration, deleting, conditions, chart, history,
+ *    values, hr, lastAttemptedRevision, lastAppliedRevision, revision,
+ *    phase, lastHandledReconcileAt]
+ * conditions: one place per kept_conditions type, each [status, reason,
+ * observedGeneration, message]; history: [chartVersion, status, entries]. */
+static const char *const packed_members[] = {"generation",
+                                             "observedGeneration",
+                                             "deleting",
+                                             "conditions",
+                                             "chart",
+                                             "history",
+                                             "values",
+                                             "hr",
+                                             "lastAttemptedRevision",
+                                             "lastAppliedRevision",
+                                             "revision",
+                                             "phase",
+                                             "lastHandledReconcileAt",
+                                             NULL};
+static const char *const packed_condition[] = {"status", "reason", "observedGeneration", "message",
+                                               NULL};
+static const char *const packed_history[] = {"chartVersion", "status", "entries", NULL};
+
+/* Appends o's members named in names to a new array (null when absent),
+ * without the trailing nulls. */
+static json_t *pack_members(const json_t *o, const char *const *names)
+{
+    json_t *a = json_array();
+    size_t n = 0;
+    for (size_t i = 0; names[i]; i++) {
+        const json_t *v = json_object_get(o, names[i]);
+        json_array_append(a, v ? (json_t *)v : json_null());
+        if (v && !json_is_null(v))
+            n = i + 1;
+    }
+    while (json_array_size(a) > n)
+        json_array_remove(a, json_array_size(a) - 1);
+    return a;
+}
+
+char *ll_status_slim_pack(const json_t *slim)
+{
+    json_t *top = json_object(), *conds = json_array();
+    const json_t *cs = json_object_get(slim, "conditions"), *h = json_object_get(slim, "history");
+    size_t n = 0;
+    for (size_t i = 0; kept_conditions[i]; i++) {
+        const json_t *c = json_object_get(cs, kept_conditions[i]);
+        json_array_append_new(conds, c ? pack_members(c, packed_condition) : json_null());
+        if (c)
+            n = i + 1;
+    }
+    while (json_array_size(conds) > n)
+        json_array_remove(conds, json_array_size(conds) - 1);
+    /* The members as they are, conditions and history in their places. */
+    json_object_update(top, (json_t *)slim);
+    json_object_set_new(top, "conditions", conds);
+    if (h)
+        json_object_set_new(top, "history", pack_members(h, packed_history));
+    json_t *a = pack_members(top, packed_members);
+    char *text = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    json_decref(top);
+    return text;
+}
+
+/* An object with names[i] = a[i] for each non-null a[i] (new reference). */
+static json_t *unpack_members(const json_t *a, const char *const *names, int keep_nulls)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; names[i]; i++) {
+        json_t *v = json_array_get(a, i);
+        if (v && !json_is_null(v))
+            json_object_set(o, names[i], v);
+        else if (keep_nulls)
+            json_object_set_new(o, names[i], json_null());
+    }
+    return o;
+}
+
+json_t *ll_status_slim_unpack(const char *text)
+{
+    json_t *a = text ? json_loads(text, 0, NULL) : NULL, *slim, *cs;
+    if (!json_is_array(a)) {
+        json_decref(a);
+        return NULL;
+    }
+    slim = unpack_members(a, packed_members, 0);
+    cs = json_object();
+    const json_t *conds = json_object_get(slim, "conditions");
+    for (size_t i = 0; kept_conditions[i]; i++) {
+        const json_t *c = json_array_get(conds, i);
+        if (json_is_array(c))
+            json_object_set_new(cs, kept_conditions[i], unpack_members(c, packed_condition, 0));
+    }
+    json_object_set_new(slim, "conditions", cs);
+    const json_t *h = json_object_get(slim, "history");
+    if (h) /* ll_status_slim writes all three, null when absent */
+        json_object_set_new(slim, "history", unpack_members(h, packed_history, 1));
+    json_decref(a);
     return slim;
 }
 
@@ -516,13 +628,13 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
         const char *kind = json_string_value(json_object_get(want, "kind"));
         const char *key = json_string_value(json_object_get(want, "key"));
         const char *chart = json_string_value(json_object_get(want, "chart"));
-        /* The cache keeps each object as its compact JSON text (a tenth of
-         * the memory of a jansson tree); parse it for the rules. */
+        /* The cache keeps each object packed as text (a small part of the
+         * memory of a jansson tree); read it back for the rules. */
         const json_t *stored = json_object_get(json_object_get(cluster, kind), key);
         if (!stored && strcmp(kind, "Terraform") == 0)
             stored = json_object_get(json_object_get(cluster, "ChartTerraform"), key);
         json_t *parsed =
-            json_is_string(stored) ? json_loads(json_string_value(stored), 0, NULL) : NULL;
+            json_is_string(stored) ? ll_status_slim_unpack(json_string_value(stored)) : NULL;
         const json_t *o = parsed ? parsed : json_is_object(stored) ? stored : NULL;
         verdict v;
         if (o)
@@ -730,12 +842,12 @@ static json_t *tenant_json(ll_status *s, const trec *r)
 
 /* --- the follower -------------------------------------------------------------------- */
 
-/* The informers' slim: packed as compact JSON text. */
+/* The informers' slim: packed as text (ll_status_slim_pack). */
 static json_t *slim_packed(const json_t *object)
 {
     json_t *slim = ll_status_slim(object);
-    char *text = json_dumps(slim, JSON_COMPACT);
-    json_t *packed = json_string(text ? text : "{}");
+    char *text = ll_status_slim_pack(slim);
+    json_t *packed = json_string(text ? text : "[]");
     free(text);
     json_decref(slim);
     return packed;
@@ -744,7 +856,8 @@ static json_t *slim_packed(const json_t *object)
 /* A cached object as a tree (new reference). */
 static json_t *unpack(const json_t *v)
 {
-    return json_is_string(v) ? json_loads(json_string_value(v), 0, NULL) : json_incref((json_t *)v);
+    return json_is_string(v) ? ll_status_slim_unpack(json_string_value(v))
+                             : json_incref((json_t *)v);
 }
 
 static int all_synced(ll_status *s, char *why, size_t cap);
@@ -1150,8 +1263,9 @@ static void ask_reconcile(ll_status *s)
 }
 
 /* One round: inputs copied under the lock, git work without it, results
- * stored under it. */
-static void follow(ll_status *s)
+ * stored under it.  Returns 1 when it stopped early because a watch has
+ * not listed its collection yet (nothing can be derived until it has). */
+static int follow(ll_status *s)
 {
     char applied[GIT_OID_HEXSZ + 1], attempted[GIT_OID_HEXSZ + 1], fetched[GIT_OID_HEXSZ + 1];
     json_t *work, *ks, *gr, *cluster;
@@ -1166,7 +1280,7 @@ static void follow(ll_status *s)
     /* Nothing is derived from a cache that was never filled. */
     char why[LL_ERROR_MSG_MAX + 64];
     if (!all_synced(s, why, sizeof(why)))
-        return;
+        return 1;
 
     pthread_mutex_lock(&s->lock);
     if (s->pending_dirty) {
@@ -1376,6 +1490,7 @@ static void follow(ll_status *s)
     json_decref(work);
     json_decref(ks);
     json_decref(gr);
+    return 0;
 }
 
 static void *run(void *arg)
@@ -1384,17 +1499,20 @@ static void *run(void *arg)
     pthread_mutex_lock(&s->lock);
     while (!s->stop) {
         pthread_mutex_unlock(&s->lock);
-        follow(s);
+        int unsynced = follow(s);
         pthread_mutex_lock(&s->lock);
         if (s->stop)
             break;
-        if (json_object_size(s->dirty) || s->pending_dirty || s->touched) {
+        /* Dirty tenants wait for the watches to list: look again soon, but
+         * do not spin (it took a core from the informers listing at start,
+         * with a registry query each turn). */
+        if (!unsynced && (json_object_size(s->dirty) || s->pending_dirty || s->touched)) {
             s->touched = 0;
             continue;
         }
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += POLL_MS * 1000000L;
+        until.tv_nsec += (unsynced ? SYNC_POLL_MS : POLL_MS) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;

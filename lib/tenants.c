@@ -4,12 +4,15 @@
  * id rules, the tier, the release, the values, and a trial render of the
  * tier's template.  Then the registry stores the tenant and its operation in
  * one transaction, the git writer is woken, and the caller waits (bounded)
- * for the push.  Reads only touch the registry and the tier snapshot.
+ * for the push.  Reads only touch the registry and the tier snapshot; a
+ * tenant's answer is kept (immutable, reference-counted, ll_tenant_answer)
+ * while the registry's generation and its status stamp stay put.
  *
  * Each thread gets its own registry connection through a pthread key.
  */
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,13 @@
 #include "landlord/validate.h"
 
 #include "core_int.h"
+
+/* Kept answers: chains of the map, and at most this many bytes of text
+ * (then all are dropped). */
+#define ANSWER_BUCKETS    1024
+#define ANSWERS_MAX_BYTES (4u << 20)
+
+static void answers_clear(ll_core *c);
 
 static void close_registry(void *r)
 {
@@ -213,9 +223,13 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
     c->cfg = *cfg;
     pthread_key_create(&c->reg_key, close_registry);
     pthread_mutex_init(&c->answers_lock, NULL);
-    c->answers = json_object();
+    c->answers = calloc(ANSWER_BUCKETS, sizeof(*c->answers));
     pthread_mutex_init(&c->prune_lock, NULL);
     pthread_mutex_init(&c->release_lock, NULL);
+    if (!c->answers) {
+        error = ll_error_set(-1, "out of memory");
+        goto fail;
+    }
     if ((error = ll_mkdir_p(cfg->data)) < 0 ||
         (error = absolute(data, sizeof(data), cfg->data)) < 0)
         goto fail;
@@ -308,6 +322,7 @@ void ll_core_free(ll_core *c)
     /* The engine reads the status and wakes the writer: its thread goes
      * first; the handle stays until their threads (which notify it) end. */
     ll_rollouts_stop(c->rollouts);
+    ll_gitops_stop(c->git); /* its packer tells the status follower about repacks */
     ll_status_free(c->status);
     ll_webhooks_stop(c->webhooks);
     ll_auth_free(c->auth);
@@ -320,7 +335,9 @@ void ll_core_free(ll_core *c)
         pthread_setspecific(c->reg_key, NULL);
     }
     pthread_key_delete(c->reg_key);
-    json_decref(c->answers);
+    if (c->answers)
+        answers_clear(c);
+    free(c->answers);
     pthread_mutex_destroy(&c->answers_lock);
     pthread_mutex_destroy(&c->prune_lock);
     free(c);
@@ -761,59 +778,131 @@ int ll_tenant_get(json_t **out, ll_core *c, const char *id)
     return 0;
 }
 
-/* Kept answers: at most this many bytes of text (then all are dropped). */
-#define ANSWERS_MAX_BYTES (4u << 20)
+/* --- kept answers ----------------------------------------------------------------- */
 
-int ll_tenant_get_text(char **out, size_t *out_len, char etag[LL_ETAG_MAX], ll_core *c,
-                       const char *id)
+struct ll_answer {
+    int refs;                      /* atomic: the map's and each reader's */
+    unsigned long long gen, stamp; /* what the answer was built with */
+    struct ll_answer *next;        /* in its chain of c->answers */
+    char etag[LL_ETAG_MAX];
+    char *id; /* points after text */
+    size_t len;
+    char text[]; /* len bytes, NUL, then the id and its NUL */
+};
+
+const char *ll_answer_text(const ll_answer *a, size_t *out_len)
+{
+    *out_len = a->len;
+    return a->text;
+}
+
+const char *ll_answer_etag(const ll_answer *a)
+{
+    return a->etag;
+}
+
+void ll_answer_release(ll_answer *a)
+{
+    if (a && __atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(a);
+}
+
+static size_t answer_bucket(const char *id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h & (ANSWER_BUCKETS - 1);
+}
+
+/* Under answers_lock: drops every kept answer (readers keep theirs). */
+static void answers_clear(ll_core *c)
+{
+    for (size_t i = 0; i < ANSWER_BUCKETS; i++) {
+        while (c->answers[i]) {
+            ll_answer *a = c->answers[i];
+            c->answers[i] = a->next;
+            ll_answer_release(a);
+        }
+    }
+    c->answers_bytes = 0;
+}
+
+/* Under answers_lock: takes id's answer out of the map (the map's
+ * reference moves to the caller), or NULL. */
+static ll_answer *answers_take(ll_core *c, const char *id)
+{
+    for (ll_answer **pp = &c->answers[answer_bucket(id)]; *pp; pp = &(*pp)->next) {
+        ll_answer *a = *pp;
+        if (strcmp(a->id, id) == 0) {
+            *pp = a->next;
+            a->next = NULL;
+            c->answers_bytes -= a->len;
+            return a;
+        }
+    }
+    return NULL;
+}
+
+int ll_tenant_answer(ll_answer **out, ll_core *c, const char *id)
 {
     /* Read both before the rows and the cluster's objects: an answer is
      * kept with them and served while neither has moved. */
     unsigned long long gen = ll_registry_generation();
     unsigned long long stamp = ll_status_stamp(c->status, id);
+    ll_answer *a = NULL;
     json_t *t = NULL;
+    char *text = NULL;
+    size_t len, idlen = strlen(id);
     int error;
 
     *out = NULL;
-    *out_len = 0;
     if (stamp) {
         pthread_mutex_lock(&c->answers_lock);
-        const json_t *a = json_object_get(c->answers, id);
-        if (a && (unsigned long long)json_integer_value(json_object_get(a, "gen")) == gen &&
-            (unsigned long long)json_integer_value(json_object_get(a, "stamp")) == stamp) {
-            const json_t *text = json_object_get(a, "text");
-            *out_len = json_string_length(text);
-            if ((*out = malloc(*out_len + 1)))
-                memcpy(*out, json_string_value(text), *out_len + 1);
-            snprintf(etag, LL_ETAG_MAX, "%s", json_string_value(json_object_get(a, "etag")) ?: "");
-        }
+        for (a = c->answers[answer_bucket(id)]; a; a = a->next)
+            if (strcmp(a->id, id) == 0)
+                break;
+        if (a && a->gen == gen && a->stamp == stamp)
+            __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
+        else
+            a = NULL;
         pthread_mutex_unlock(&c->answers_lock);
-        if (*out)
+        if ((*out = a))
             return 0;
     }
     if ((error = ll_tenant_get(&t, c, id)) < 0)
         return error;
-    snprintf(etag, LL_ETAG_MAX, "%s", json_string_value(json_object_get(t, "etag")) ?: "");
-    *out = json_dumps(t, JSON_COMPACT);
-    json_decref(t);
-    if (!*out)
+    text = json_dumps(t, JSON_COMPACT);
+    len = text ? strlen(text) : 0;
+    if (!text || !(a = malloc(sizeof(*a) + len + 1 + idlen + 1))) {
+        free(text);
+        json_decref(t);
         return ll_error_set(-1, "out of memory");
-    *out_len = strlen(*out);
+    }
+    a->refs = 1;
+    a->gen = gen;
+    a->stamp = stamp;
+    a->next = NULL;
+    snprintf(a->etag, sizeof(a->etag), "%s", json_string_value(json_object_get(t, "etag")) ?: "");
+    a->len = len;
+    memcpy(a->text, text, len + 1);
+    a->id = a->text + len + 1;
+    memcpy(a->id, id, idlen + 1);
+    free(text);
+    json_decref(t);
     if (stamp) {
         pthread_mutex_lock(&c->answers_lock);
-        if (c->answers_bytes + *out_len > ANSWERS_MAX_BYTES) {
-            json_object_clear(c->answers);
-            c->answers_bytes = 0;
-        }
-        const json_t *old = json_object_get(c->answers, id);
-        if (old)
-            c->answers_bytes -= json_string_length(json_object_get(old, "text"));
-        json_object_set_new(c->answers, id,
-                            json_pack("{s:s%, s:s, s:I, s:I}", "text", *out, *out_len, "etag", etag,
-                                      "gen", (json_int_t)gen, "stamp", (json_int_t)stamp));
-        c->answers_bytes += *out_len;
+        ll_answer_release(answers_take(c, id));
+        if (c->answers_bytes + len > ANSWERS_MAX_BYTES)
+            answers_clear(c);
+        __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED); /* the map's */
+        size_t b = answer_bucket(id);
+        a->next = c->answers[b];
+        c->answers[b] = a;
+        c->answers_bytes += len;
         pthread_mutex_unlock(&c->answers_lock);
     }
+    *out = a;
     return 0;
 }
 

@@ -81,6 +81,9 @@ enum MHD_Result ll_reply_json(ll_req *req, unsigned status, json_t *body /* stea
 enum MHD_Result ll_reply_text(ll_req *req, unsigned status, char *text, size_t len);
 enum MHD_Result ll_reply_bytes(ll_req *req, unsigned status, const char *content_type,
                                const void *data, size_t len);
+/* A JSON answer sent from a kept tenant answer without copying it; steals
+ * the reference (released once libmicrohttpd is done with it). */
+enum MHD_Result ll_reply_answer(ll_req *req, unsigned status, ll_answer *answer);
 /* ll_reply_json plus a Location header. */
 enum MHD_Result ll_reply_json_at(ll_req *req, unsigned status, json_t *body, const char *location);
 

@@ -53,29 +53,31 @@ const ll_route ll_routes[] = {
     {NULL, NULL, NULL, NULL, LL_BODY_JSON},
 };
 
-static int match(const char *pattern, char *path, const char **params, int *nparams);
+/* Longest path routed; longer ones are 404. */
+#define PATH_MAX_ROUTED 2047
+
+static int match(const char *pattern, const char *path, const char **params, int *nparams);
 
 ll_body_kind ll_route_body_kind(const char *method, const char *path)
 {
-    char copy[2048];
     const char *params[LL_MAX_PARAMS];
     int nparams = 0;
-    if (strlen(path) >= sizeof(copy))
+    if (strlen(path) > PATH_MAX_ROUTED)
         return LL_BODY_JSON;
     for (const ll_route *r = ll_routes; r->method; r++) {
-        snprintf(copy, sizeof(copy), "%s", path);
-        if (strcmp(r->method, method) == 0 && match(r->pattern, copy, params, &nparams))
+        if (strcmp(r->method, method) == 0 && match(r->pattern, path, params, &nparams))
             return r->body;
     }
     return LL_BODY_JSON;
 }
 
-/* Matches path against pattern segment by segment; captures {name} values
- * into params (pointers into path_copy, which the caller keeps alive). */
-static int match(const char *pattern, char *path, const char **params, int *nparams)
+/* Matches path against pattern segment by segment, without changing it;
+ * captures {name} values into params (pointers into path, each running to
+ * the end of path: the caller cuts them at their '/'). */
+static int match(const char *pattern, const char *path, const char **params, int *nparams)
 {
     const char *p = pattern;
-    char *s = path;
+    const char *s = path;
     int n = 0;
 
     if (strcmp(pattern, "/") == 0)
@@ -86,7 +88,7 @@ static int match(const char *pattern, char *path, const char **params, int *npar
         p++;
         s++;
         const char *pend = strchr(p, '/');
-        char *send = strchr(s, '/');
+        const char *send = strchr(s, '/');
         size_t plen = pend ? (size_t)(pend - p) : strlen(p);
         size_t slen = send ? (size_t)(send - s) : strlen(s);
         if (plen > 1 && p[0] == '{') {
@@ -108,33 +110,36 @@ static int match(const char *pattern, char *path, const char **params, int *npar
 const ll_route *ll_route_match(ll_req *req, const char *method, const char *path,
                                unsigned *out_status, char *allow, size_t allow_cap)
 {
-    char copy[2048];
     const char *params[LL_MAX_PARAMS];
     const ll_route *found = NULL;
-    int nparams = 0;
+    int nparams = 0, head = strcmp(method, "HEAD") == 0;
     size_t used = 0;
 
     allow[0] = '\0';
     *out_status = 404;
-    if (strlen(path) >= sizeof(copy))
+    if (strlen(path) > PATH_MAX_ROUTED)
         return NULL;
-    for (const ll_route *r = ll_routes; r->method; r++) {
-        snprintf(copy, sizeof(copy), "%s", path);
-        if (!match(r->pattern, copy, params, &nparams))
-            continue;
-        *out_status = 405;
-        if (!strstr(allow, r->method)) {
-            int w = snprintf(allow + used, allow_cap - used, "%s%s", used ? ", " : "", r->method);
-            if (w > 0 && (size_t)w < allow_cap - used)
-                used += (size_t)w;
-        }
-        if (!found && strcmp(r->method, method) == 0)
-            found = r;
-        if (!found && strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)
+    /* The first route of this method (HEAD: GET's) whose pattern matches. */
+    for (const ll_route *r = ll_routes; r->method && !found; r++) {
+        if ((strcmp(r->method, method) == 0 || (head && strcmp(r->method, "GET") == 0)) &&
+            match(r->pattern, path, params, &nparams))
             found = r;
     }
-    if (!found)
+    if (!found) {
+        /* 405 with the methods the path takes, or 404. */
+        for (const ll_route *r = ll_routes; r->method; r++) {
+            if (!match(r->pattern, path, params, &nparams))
+                continue;
+            *out_status = 405;
+            if (!strstr(allow, r->method)) {
+                int w =
+                    snprintf(allow + used, allow_cap - used, "%s%s", used ? ", " : "", r->method);
+                if (w > 0 && (size_t)w < allow_cap - used)
+                    used += (size_t)w;
+            }
+        }
         return NULL;
+    }
     /* Capture into req->segments, a copy of the path that lives as long as
      * the request (req->path stays whole for messages and logs). */
     match(found->pattern, req->segments, req->params, &req->nparams);

@@ -112,13 +112,12 @@ enum MHD_Result h_tenants_delete(ll_req *req)
 
 static enum MHD_Result reply_tenant(ll_req *req)
 {
-    char *text = NULL, etag[LL_ETAG_MAX] = "";
-    size_t len = 0;
-    int error = ll_tenant_get_text(&text, &len, etag, req->core, req->params[0]);
+    ll_answer *answer = NULL;
+    int error = ll_tenant_answer(&answer, req->core, req->params[0]);
     if (error < 0)
         return ll_reply_error(req, error);
-    snprintf(req->etag, sizeof(req->etag), "%s", etag);
-    return ll_reply_text(req, 200, text, len);
+    snprintf(req->etag, sizeof(req->etag), "%s", ll_answer_etag(answer));
+    return ll_reply_answer(req, 200, answer);
 }
 
 /* ?wait=ready[&timeout=N] holds the answer until the tenant is ready or

@@ -310,5 +310,31 @@ class LocalTokens(LandlordTestCase):
         self.assertIn("JWKS", p.stderr)
 
 
+class KeptTokens(LandlordTestCase):
+    """A token that verified is kept (jwt-cache-size) and served again
+    without its signature check; that must never let it outlive its exp or
+    let another token pass for it."""
+
+    def test_a_kept_token_still_expires(self):
+        s = self.start_server(args=["--jwt-leeway", "0"], jwt_secret=os.urandom(32).hex().encode())
+        self.assertJson(onboard(s, "kept", "basic"), 201)
+        tok = s.token("short-lived", "tenants:read", ttl=2)
+        exp = decode_claims(tok)["exp"]
+        for _ in range(3):  # the first verifies, the others come from the cache
+            self.assertJson(s.get("/api/v1/tenants/kept", token=tok), 200)
+        forged = tok[:-2] + ("A" if tok[-2] != "A" else "B") + tok[-1]
+        r = s.get("/api/v1/tenants/kept", token=forged)
+        self.assertProblem(r, 401, "unauthorized")
+        self.assertIn("signature", r.json["detail"])
+        while time.time() < exp + 1.05:  # the server compares whole seconds
+            time.sleep(0.1)
+        for _ in range(2):
+            r = s.get("/api/v1/tenants/kept", token=tok)
+            self.assertProblem(r, 401, "unauthorized")
+            self.assertEqual(r.json["detail"], "the token has expired")
+        self.assertJson(s.get("/api/v1/tenants/kept"), 200)  # the admin token, still valid
+        self.assertEqual(s.stop(), 0)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,6 +1,8 @@
 /* Unit tests of lib/auth.c, lib/ratelimit.c and the version helpers of
  * lib/registry_auth.c: scopes, commit authors, durations, token checks
- * with a secret in a temp dir, token buckets, If-Match. */
+ * with a secret in a temp dir, the verified-token cache (time windows
+ * checked on every hit, bounded, keyed by the whole token), token buckets,
+ * If-Match. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <jwt.h>
 
 #include "landlord/auth.h"
 #include "landlord/config.h"
@@ -139,6 +142,237 @@ static void test_short_secret_refused(void **state)
     rmdir(dir);
 }
 
+/* --- the verified-token cache ------------------------------------------------------ */
+
+#define CACHE_SECRET "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+typedef struct cache_fixture {
+    char dir[64], path[300];
+    ll_config cfg;
+} cache_fixture;
+
+static void cache_setup(cache_fixture *fx, const char *secret, long cache_size)
+{
+    FILE *f;
+    snprintf(fx->dir, sizeof(fx->dir), "/tmp/landlord-auth-XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->path, sizeof(fx->path), "%s/secret", fx->dir);
+    assert_non_null(f = fopen(fx->path, "w"));
+    fprintf(f, "%s\n", secret);
+    fclose(f);
+    chmod(fx->path, 0600);
+    ll_config_defaults(&fx->cfg);
+    snprintf(fx->cfg.jwt_secret_file, sizeof(fx->cfg.jwt_secret_file), "%s", fx->path);
+    fx->cfg.jwt_cache_size = cache_size;
+}
+
+static void cache_teardown(cache_fixture *fx)
+{
+    unlink(fx->path);
+    rmdir(fx->dir);
+}
+
+/* An HS256 token for sub with exp, and nbf unless it is 0 (a new string). */
+static char *hs256(const char *secret, const char *sub, long long exp, long long nbf)
+{
+    jwt_t *jwt = NULL;
+    char *out;
+    assert_int_equal(jwt_new(&jwt), 0);
+    assert_int_equal(jwt_add_grant(jwt, "sub", sub), 0);
+    assert_int_equal(jwt_add_grant(jwt, "scope", "tenants:read"), 0);
+    assert_int_equal(jwt_add_grant_int(jwt, "exp", (long)exp), 0);
+    if (nbf)
+        assert_int_equal(jwt_add_grant_int(jwt, "nbf", (long)nbf), 0);
+    assert_int_equal(
+        jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret)), 0);
+    assert_non_null(out = jwt_encode_str(jwt));
+    jwt_free(jwt);
+    return out;
+}
+
+static unsigned long long cache_hits(const ll_auth *a, size_t *entries)
+{
+    unsigned long long hits = 0;
+    size_t n = 0;
+    ll_auth_cache_stats(a, &hits, &n);
+    if (entries)
+        *entries = n;
+    return hits;
+}
+
+/* A kept token answers without verifying again, but exp is checked at the
+ * time of every request: past it (and the leeway) it is refused and
+ * dropped. */
+static void test_token_cache_expiry(void **state)
+{
+    cache_fixture fx;
+    ll_auth *a = NULL;
+    ll_caller c;
+    size_t n = 0;
+    long long now = 2000000000LL;
+    char *tok;
+
+    cache_setup(&fx, CACHE_SECRET, 64);
+    assert_int_equal(ll_auth_open(&a, &fx.cfg), 0);
+    tok = hs256(CACHE_SECRET, "kept", now + 60, 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), 0);
+    assert_int_equal(cache_hits(a, &n), 0);
+    assert_int_equal(n, 1);
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(ll_auth_verify(&c, a, tok, now + 1), 0);
+    assert_int_equal(cache_hits(a, NULL), 1); /* served from the cache... */
+    assert_string_equal(c.sub, "kept");       /* ...as the caller it made */
+    assert_string_equal(c.scopes, "tenants:read");
+    assert_int_equal(c.exp, now + 60);
+    /* within the leeway (30 s) after exp: still good; past it: refused */
+    assert_int_equal(ll_auth_verify(&c, a, tok, now + 60 + 30), 0);
+    assert_int_equal(cache_hits(a, NULL), 2);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now + 60 + 31), LL_EAUTH);
+    assert_string_equal(ll_error_last()->message, "the token has expired");
+    assert_int_equal(cache_hits(a, &n), 2);
+    assert_int_equal(n, 0); /* dropped */
+    assert_int_equal(ll_auth_verify(&c, a, tok, now + 3600), LL_EAUTH);
+    assert_int_equal(n, 0);
+    free(tok);
+    ll_auth_free(a);
+    cache_teardown(&fx);
+}
+
+/* nbf is checked on every hit too (a clock set back), and a token that is
+ * not valid yet is never kept. */
+static void test_token_cache_nbf(void **state)
+{
+    cache_fixture fx;
+    ll_auth *a = NULL;
+    ll_caller c;
+    size_t n = 0;
+    long long now = 2000000000LL;
+    char *tok;
+
+    cache_setup(&fx, CACHE_SECRET, 64);
+    assert_int_equal(ll_auth_open(&a, &fx.cfg), 0);
+    tok = hs256(CACHE_SECRET, "later", now + 1000, now + 100);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), LL_EAUTH);
+    assert_string_equal(ll_error_last()->message, "the token is not valid yet (nbf)");
+    cache_hits(a, &n);
+    assert_int_equal(n, 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now + 100), 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now + 100), 0);
+    assert_int_equal(cache_hits(a, &n), 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), LL_EAUTH); /* clock set back */
+    assert_string_equal(ll_error_last()->message, "the token is not valid yet (nbf)");
+    assert_int_equal(cache_hits(a, &n), 1);
+    assert_int_equal(n, 0);
+    free(tok);
+    ll_auth_free(a);
+    cache_teardown(&fx);
+}
+
+/* The cache is keyed by the whole token: a kept token with its signature
+ * changed, or its claims changed under the same signature, is verified
+ * (and refused), never taken for the kept one. */
+static void test_token_cache_whole_token(void **state)
+{
+    cache_fixture fx;
+    ll_auth *a = NULL;
+    ll_caller c;
+    long long now = 2000000000LL;
+    char *tok, *other, *forged;
+
+    cache_setup(&fx, CACHE_SECRET, 4); /* one set: every token meets the kept one */
+    assert_int_equal(ll_auth_open(&a, &fx.cfg), 0);
+    tok = hs256(CACHE_SECRET, "kept", now + 60, 0);
+    other = hs256(CACHE_SECRET, "admin-wannabe", now + 60, 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), 0);
+    assert_non_null(forged = strdup(tok));
+    size_t last = strlen(forged) - 2;
+    forged[last] = forged[last] == 'A' ? 'B' : 'A';
+    assert_int_equal(ll_auth_verify(&c, a, forged, now), LL_EAUTH);
+    assert_string_equal(ll_error_last()->message, "the token's signature does not verify");
+    /* other's header and claims with tok's signature */
+    free(forged);
+    assert_non_null(forged = malloc(strlen(other) + strlen(tok) + 1));
+    const char *sig = strrchr(tok, '.');
+    size_t head = (size_t)(strrchr(other, '.') - other);
+    memcpy(forged, other, head);
+    strcpy(forged + head, sig);
+    assert_int_equal(ll_auth_verify(&c, a, forged, now), LL_EAUTH);
+    assert_int_equal(cache_hits(a, NULL), 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), 0);
+    assert_int_equal(cache_hits(a, NULL), 1);
+    free(forged);
+    free(other);
+    free(tok);
+    ll_auth_free(a);
+    cache_teardown(&fx);
+}
+
+/* However many tokens arrive, the cache holds at most jwt-cache-size of
+ * them; with 0 it holds none and every token is verified. */
+static void test_token_cache_bounded(void **state)
+{
+    cache_fixture fx;
+    ll_auth *a = NULL;
+    ll_caller c;
+    size_t n = 0;
+    long long now = 2000000000LL;
+    char sub[32], *tok = NULL;
+
+    cache_setup(&fx, CACHE_SECRET, 8);
+    assert_int_equal(ll_auth_open(&a, &fx.cfg), 0);
+    for (int i = 0; i < 200; i++) {
+        snprintf(sub, sizeof(sub), "caller-%d", i);
+        free(tok);
+        tok = hs256(CACHE_SECRET, sub, now + 60, 0);
+        assert_int_equal(ll_auth_verify(&c, a, tok, now), 0);
+        assert_string_equal(c.sub, sub);
+        cache_hits(a, &n);
+        assert_true(n >= 1 && n <= 8);
+    }
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), 0); /* the newest is kept */
+    assert_int_equal(cache_hits(a, NULL), 1);
+    ll_auth_free(a);
+
+    fx.cfg.jwt_cache_size = 0;
+    assert_int_equal(ll_auth_open(&a, &fx.cfg), 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), 0);
+    assert_int_equal(cache_hits(a, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now + 60 + 31), LL_EAUTH);
+    free(tok);
+    ll_auth_free(a);
+    cache_teardown(&fx);
+}
+
+/* Keys change by starting again with new ones: a token kept by the old
+ * verifier means nothing to the new one. */
+static void test_token_cache_new_key(void **state)
+{
+    cache_fixture fx;
+    ll_auth *a = NULL, *b = NULL;
+    ll_caller c;
+    long long now = 2000000000LL;
+    char *tok;
+
+    cache_setup(&fx, CACHE_SECRET, 64);
+    assert_int_equal(ll_auth_open(&a, &fx.cfg), 0);
+    tok = hs256(CACHE_SECRET, "kept", now + 60, 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, now), 0);
+    assert_int_equal(cache_hits(a, NULL), 1);
+    cache_teardown(&fx);
+    cache_setup(&fx, "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210", 64);
+    assert_int_equal(ll_auth_open(&b, &fx.cfg), 0);
+    assert_int_equal(ll_auth_verify(&c, b, tok, now), LL_EAUTH);
+    assert_string_equal(ll_error_last()->message, "the token's signature does not verify");
+    free(tok);
+    ll_auth_free(a);
+    ll_auth_free(b);
+    cache_teardown(&fx);
+}
+
 static void test_token_buckets(void **state)
 {
     ll_ratelimit *rl = NULL;
@@ -188,6 +422,11 @@ int main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_mint_and_verify),
         cmocka_unit_test(test_short_secret_refused),
+        cmocka_unit_test(test_token_cache_expiry),
+        cmocka_unit_test(test_token_cache_nbf),
+        cmocka_unit_test(test_token_cache_whole_token),
+        cmocka_unit_test(test_token_cache_bounded),
+        cmocka_unit_test(test_token_cache_new_key),
         cmocka_unit_test(test_token_buckets),
         cmocka_unit_test(test_if_match),
     };

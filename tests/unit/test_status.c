@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -79,10 +80,39 @@ static json_t *cluster(int applied, json_t *hr)
     return c;
 }
 
-/* Derives and checks state and reason; returns the derivation. */
+/* c with every slim replaced by its packed text, as the cache keeps them
+ * (new reference). */
+static json_t *packed_cluster(const json_t *c)
+{
+    json_t *out = json_deep_copy(c), *map, *v;
+    const char *kind, *key;
+    json_object_foreach(out, kind, map)
+    {
+        if (!json_is_object(map))
+            continue;
+        json_object_foreach(map, key, v)
+        {
+            char *text = ll_status_slim_pack(v);
+            assert_non_null(text);
+            json_object_set_new(map, key, json_string(text));
+            free(text);
+        }
+    }
+    return out;
+}
+
+/* Derives and checks state and reason; returns the derivation.  The same
+ * cluster with its objects packed must derive exactly the same. */
 static json_t *expect(json_t *t, json_t *c, const char *state, const char *reason)
 {
-    json_t *d = ll_status_derive(t, c);
+    json_t *packed = packed_cluster(c);
+    json_t *d = ll_status_derive(t, c), *dp = ll_status_derive(t, packed);
+    if (!json_equal(d, dp)) {
+        char *a = json_dumps(d, JSON_COMPACT), *b = json_dumps(dp, JSON_COMPACT);
+        fail_msg("packed objects derive %s, slims %s", b, a);
+    }
+    json_decref(dp);
+    json_decref(packed);
     const char *got = json_string_value(json_object_get(d, "state"));
     const char *why = json_string_value(json_object_get(d, "reason"));
     if (strcmp(got, state) != 0 || (reason && strcmp(why, reason) != 0))
@@ -385,6 +415,64 @@ static void test_terraform(void **state)
     json_decref(expect(t, cluster(1, helmrelease(3, READY_STATUS)), "updating", "NotCreated"));
 }
 
+/* Packed slims read back as the slims they were made from, and take less
+ * than 70% of their compact JSON. */
+static void test_packed_slims(void **state)
+{
+    (void)state;
+    const char *objects[] = {
+        /* no status at all */
+        "{\"metadata\":{\"name\":\"x\",\"namespace\":\"y\"}}",
+        /* a Namespace being deleted */
+        "{\"metadata\":{\"name\":\"acme\",\"deletionTimestamp\":\"2026-12-07T10:00:00Z\"},"
+        "\"status\":{\"phase\":\"Terminating\"}}",
+        /* a GitRepository and a Kustomization */
+        "{\"metadata\":{\"name\":\"flux-system\",\"generation\":4},\"status\":{"
+        "\"observedGeneration\":4,\"artifact\":{\"revision\":\"main@sha1:abc\"},"
+        "\"lastHandledReconcileAt\":\"2026-12-07T10:00:00Z\",\"conditions\":[{\"type\":"
+        "\"Ready\",\"status\":\"True\",\"reason\":\"Succeeded\"}]}}",
+        "{\"metadata\":{\"name\":\"t\",\"generation\":1},\"status\":{\"lastAppliedRevision\":"
+        "\"main@sha1:abc\",\"lastAttemptedRevision\":\"main@sha1:def\",\"conditions\":[{"
+        "\"type\":\"Reconciling\",\"status\":\"True\"},{\"type\":\"Stalled\",\"status\":"
+        "\"False\",\"message\":null},{\"type\":\"Ready\",\"status\":\"False\",\"reason\":"
+        "\"BuildFailed\",\"message\":\"kustomize build failed\"}]}}",
+        /* a HelmRelease with a history entry lacking its chart version */
+        "{\"metadata\":{\"name\":\"h\",\"generation\":2},\"spec\":{\"chartRef\":{}},"
+        "\"status\":{\"history\":[{\"status\":\"failed\"}],\"conditions\":[{\"type\":"
+        "\"Remediated\",\"status\":\"True\",\"observedGeneration\":2}]}}",
+    };
+    json_t *slims = json_array();
+    for (size_t i = 0; i < sizeof(objects) / sizeof(objects[0]); i++) {
+        json_t *o = parse(objects[i]);
+        json_array_append_new(slims, ll_status_slim(o));
+        json_decref(o);
+    }
+    json_array_append_new(slims, helmrelease(3, READY_STATUS));
+    json_array_append_new(slims, helmrelease_spec(2, "1.2.x", "{\"a\":1}", READY_STATUS));
+    json_array_append_new(slims, terraform("False", "TFExecApplyFailed", 1));
+    size_t i, packed_bytes = 0, plain_bytes = 0;
+    json_t *slim;
+    json_array_foreach(slims, i, slim)
+    {
+        char *text = ll_status_slim_pack(slim), *plain = json_dumps(slim, JSON_COMPACT);
+        json_t *back = ll_status_slim_unpack(text);
+        if (!json_equal(slim, back)) {
+            char *got = json_dumps(back, JSON_COMPACT);
+            fail_msg("slim %zu: %s packed as %s reads back as %s", i, plain, text, got);
+        }
+        packed_bytes += strlen(text);
+        plain_bytes += strlen(plain);
+        json_decref(back);
+        free(text);
+        free(plain);
+    }
+    json_decref(slims);
+    assert_true(packed_bytes * 10 < plain_bytes * 7);         /* what it is for */
+    assert_null(ll_status_slim_unpack("{\"generation\":1}")); /* not packed */
+    assert_null(ll_status_slim_unpack("not json"));
+    assert_null(ll_status_slim_unpack(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_offboarding_until_the_objects_are_gone),
         cmocka_unit_test(test_slim_keeps_what_the_rules_read),
         cmocka_unit_test(test_terraform),
+        cmocka_unit_test(test_packed_slims),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

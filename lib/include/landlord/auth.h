@@ -54,8 +54,15 @@ void ll_auth_describe(char *out, size_t cap, const ll_auth *a);
 /* Verifies token (the text after "Bearer ") at now_s (unix seconds) and
  * fills *out.  LL_EAUTH with a message fit for a 401 body when it is
  * missing, malformed, signed by no configured key, of another algorithm
- * than its key, expired, not valid yet, or for another issuer or audience. */
+ * than its key, expired, not valid yet, or for another issuer or audience.
+ * A token that verified is kept (by its SHA-256, up to jwt-cache-size of
+ * them) and later served without the signature check, exp and nbf still
+ * checked at now_s.  Safe from any thread. */
 int ll_auth_verify(ll_caller *out, const ll_auth *a, const char *token, long long now_s);
+
+/* The verified-token cache's counters: *hits, requests it answered, and
+ * *entries, tokens it holds now (both 0 without a cache). */
+void ll_auth_cache_stats(const ll_auth *a, unsigned long long *hits, size_t *entries);
 
 /* 1 when the caller may use a route that needs scope: it carries the scope
  * or admin; tenants:write also allows tenants:read. */

@@ -62,6 +62,7 @@ typedef struct ll_config {
     char jwt_issuer[256];           /* required iss, or "" */
     char jwt_audience[256];         /* required aud, or "" */
     long jwt_leeway;                /* seconds of clock skew allowed on exp and nbf */
+    long jwt_cache_size;            /* verified tokens kept (by SHA-256); 0 = none */
     char git_author_domain[256];    /* sub@<domain> for callers without an email claim */
     char tls_cert_file[1024];
     char tls_key_file[1024];

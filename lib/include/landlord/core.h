@@ -89,12 +89,24 @@ int ll_core_degraded(ll_core *c);
 
 int ll_tenant_get(json_t **out, ll_core *c, const char *id);
 
-/* The tenant as ll_tenant_get() shows it, as compact JSON text (*out is
- * the caller's to free), and its ETag.  Answers are kept per tenant while the registry
- * (ll_registry_generation) and what the cluster shows of the tenant
- * (ll_status_stamp) have not moved, so repeated reads cost a copy. */
-int ll_tenant_get_text(char **out, size_t *out_len, char etag[LL_ETAG_MAX], ll_core *c,
-                       const char *id);
+/* A tenant's answer: its view as compact JSON text with its ETag,
+ * immutable and reference-counted, so it can be sent without a copy. */
+typedef struct ll_answer ll_answer;
+
+/* The tenant as ll_tenant_get() shows it, as an answer (*out: a new
+ * reference; give it back with ll_answer_release).  Answers are kept per
+ * tenant while the registry (ll_registry_generation) and what the cluster
+ * shows of the tenant (ll_status_stamp) have not moved, so a repeated read
+ * costs a lookup; at most 4 MiB of them are kept. */
+int ll_tenant_answer(ll_answer **out, ll_core *c, const char *id);
+
+/* The answer's text (borrowed, NUL-terminated, *out_len bytes) and ETag
+ * (borrowed); both live as long as the reference. */
+const char *ll_answer_text(const ll_answer *a, size_t *out_len);
+const char *ll_answer_etag(const ll_answer *a);
+
+/* Gives back a reference from ll_tenant_answer (NULL is fine); any thread. */
+void ll_answer_release(ll_answer *a);
 
 /* 1 when a caller waiting for tenant id to be ready should stop waiting:
  * it is ready or failed, it is not active (offboarding, drifted...), or no

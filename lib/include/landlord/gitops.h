@@ -73,6 +73,11 @@ void ll_gitops_free(ll_gitops *g);
 /* Wakes the writer: operations are queued. */
 void ll_gitops_notify(ll_gitops *g);
 
+/* Ends the writer and packer threads (their callbacks then stop); the
+ * handle stays usable for reads of its snapshots.  ll_gitops_free does it
+ * too. */
+void ll_gitops_stop(ll_gitops *g);
+
 /* 1 when new tenant files go to shard folders: as configured, or for -1
  * (git-layout auto) as ll_gitops_open decided from the repository. */
 int ll_gitops_sharded(const ll_gitops *g);

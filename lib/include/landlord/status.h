@@ -101,6 +101,16 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster);
 /* The slim form of a Kubernetes object that ll_status_derive reads. */
 json_t *ll_status_slim(const json_t *object);
 
+/* A slim (as ll_status_slim makes it) packed as text for the cache: a JSON
+ * array with a place per member, about half the size of its compact JSON.
+ * Returns a new string (caller frees), or NULL when out of memory. */
+char *ll_status_slim_pack(const json_t *slim);
+
+/* The slim that ll_status_slim_pack packed into text (new reference), or
+ * NULL when text is not a packed slim.  ll_status_derive also accepts
+ * packed text in place of a slim. */
+json_t *ll_status_slim_unpack(const char *text);
+
 /* A stamp of what ll_status_describe() shows for tenant id: it changes
  * whenever that may change.  0: do not keep the answer (a watch is not
  * synced).  Read it before describing. */
