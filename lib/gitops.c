@@ -56,10 +56,7 @@
 /* Packs (one per pushed batch) a repository collects before small ones are
  * merged: fewer, larger merges and reopenings of the clone. */
 #define PACKS_MERGED_AT 16
-/* Group commit: how long a pause in arriving operations ends the wait for
- * more (see linger). */
-#define LINGER_GAP_MS  25
-#define BACKOFF_MAX_MS 30000
+#define BACKOFF_MAX_MS  30000
 
 struct ll_gitops {
     char *workdir, *url, *shown_url, *branch, *root, *author_name, *author_email;
@@ -433,8 +430,8 @@ static int push(ll_gitops *g, const git_oid *commit)
     /* The commit's new objects go to disk (one pack) first: a clone that
      * cannot take them (a full volume) pushes nothing, and readers of the
      * clone (the status follower, history) find every object the
-     * remote-tracking ref reaches.  A push that then fails leaves them as
-     * garbage that the next merge of every pack drops. */
+     * remote-tracking ref reaches.  A push that then fails leaves its few
+     * new objects behind (packs are merged, never pruned). */
     int64_t t_store = ll_monotonic_ms();
     if ((error = ll_gitpack_store(g->repo, g->memstore, g->workdir)) < 0)
         goto done;
@@ -1492,15 +1489,18 @@ static void tier_ops_alone(json_t *ops)
 }
 
 /* Group commit under load.  After a batch of several operations was
- * answered, their callers are about to send their next ones: wait while
- * operations keep arriving, until expect are queued (the batch answered
- * plus those that came during its push, at most batch-size), none came for
- * LINGER_GAP_MS since the last one, or batch-linger ms passed.  Without this wait the callers
- * split into two groups that alternate, each pushed alone: a push per half
- * of them instead of one for all. */
+ * answered, their callers are about to send their next ones: wait, woken
+ * by each operation stored, until expect are queued (the batch answered
+ * plus those that came during its push, at most batch-size) or
+ * batch-linger ms passed.  Without this wait the callers split into two
+ * groups that alternate (57 and 7 of 64), each pushed alone: a push per
+ * half of them instead of one for all.  The answered callers' next
+ * operations take a round trip (the answer, their request, its
+ * transaction) of 10-25 ms under load, so a shorter pause in arrivals
+ * does not mean they are done. */
 static void linger(ll_gitops *g, long long expect)
 {
-    int64_t start = ll_monotonic_ms(), last_arrival = 0;
+    int64_t until = ll_monotonic_ms() + g->linger_ms;
     unsigned long long seen;
     long long queued = 0;
 
@@ -1509,20 +1509,12 @@ static void linger(ll_gitops *g, long long expect)
     pthread_mutex_lock(&g->lock);
     seen = g->arrivals;
     pthread_mutex_unlock(&g->lock);
-    int rc;
-    while ((rc = ll_registry_ops_count_queued(&queued, g->reg)) == 0 && queued < expect) {
-        /* The first answered caller's next operation takes a round trip
-         * (answer, request, its transaction): wait for it up to
-         * batch-linger; after that, a pause ends the wait. */
-        int64_t now = ll_monotonic_ms();
-        int64_t until = last_arrival ? last_arrival + LINGER_GAP_MS : start + g->linger_ms;
-        if (until > start + g->linger_ms)
-            until = start + g->linger_ms;
-        if (now >= until)
+    while (ll_registry_ops_count_queued(&queued, g->reg) == 0 && queued < expect) {
+        int64_t left = until - ll_monotonic_ms();
+        if (left <= 0)
             break;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t left = until - now;
         ts.tv_sec += left / 1000;
         ts.tv_nsec += (left % 1000) * 1000000L;
         if (ts.tv_nsec >= 1000000000L) {
@@ -1532,17 +1524,12 @@ static void linger(ll_gitops *g, long long expect)
         pthread_mutex_lock(&g->lock);
         if (g->arrivals == seen && !g->stopping)
             pthread_cond_timedwait(&g->wake, &g->lock, &ts);
-        if (g->arrivals != seen) {
-            seen = g->arrivals;
-            last_arrival = ll_monotonic_ms();
-        }
+        seen = g->arrivals;
         int stopping = g->stopping;
         pthread_mutex_unlock(&g->lock);
         if (stopping)
             break;
     }
-    ll_log_debug("msg=\"linger end\" rc=%d queued=%lld expect=%lld arrived=%d ms=%lld", rc, queued,
-                 expect, last_arrival != 0, (long long)(ll_monotonic_ms() - start));
 }
 
 /* Pushes queued operations batch by batch until the queue is empty or the
@@ -1561,10 +1548,8 @@ static int drain(ll_gitops *g)
             return error;
         if (last > 1 && g->linger_ms > 0) {
             linger(g, waiting + (long long)last);
-            long long q = 0;
-            ll_registry_ops_count_queued(&q, g->reg);
-            ll_log_debug("msg=\"lingered\" ms=%lld expect=%lld queued=%lld",
-                         (long long)(ll_monotonic_ms() - t0), waiting + (long long)last, q);
+            ll_log_debug("msg=\"lingered\" ms=%lld expect=%lld",
+                         (long long)(ll_monotonic_ms() - t0), waiting + (long long)last);
             t0 = ll_monotonic_ms();
         }
 
