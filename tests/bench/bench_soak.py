@@ -45,7 +45,10 @@ that read `ready` and those in any other state but `offboarded`; how far
 behind the simulator is (commits of the remote not yet applied by the
 Kustomization, and the age of the oldest of them); what changed in the
 stand-in in the interval (HelmReleases created / deleted / modified,
-Namespaces created + deleted); and landlord's watch restarts.  At the end,
+Namespaces created + deleted); landlord's watch restarts; and landlord's
+RSS split into anonymous and file-backed memory, with the part of the
+latter that maps its clone's pack files (libgit2 maps packs; pages of them
+it reads count in VmRSS).  At the end,
 the time until the simulator applied the last commit and landlord read
 every live tenant `ready`.  To keep up on 2 cores the simulator parses
 each file once (by content, with libyaml) and skips re-applying objects
@@ -562,6 +565,29 @@ def tenant_texts(n):
                           .replace("{RELEASE_VERSION}", "0.0.x"))
 
 
+def rss_parts_kb(pid):
+    """(RssAnon, RssFile, Rss of the mappings of landlord's clone's pack
+    files and their indexes) in KiB, from /proc/<pid>/status and smaps."""
+    anon = file_ = pack = 0
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    anon = int(line.split()[1])
+                elif line.startswith("RssFile:"):
+                    file_ = int(line.split()[1])
+        in_pack = False
+        with open("/proc/%d/smaps" % pid) as f:
+            for line in f:
+                if line[:1] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                    in_pack = "/objects/pack/" in line
+                elif in_pack and line.startswith("Rss:"):
+                    pack += int(line.split()[1])
+    except OSError:
+        pass
+    return anon, file_, pack
+
+
 def metrics(s):
     """(tenants reading ready, tenants in any other state but offboarded,
     watch restarts) from landlord's /metrics."""
@@ -587,8 +613,8 @@ class Cluster:
     objects of the tenants already in the repository, Ready at its head, and
     the Flux simulator following the git server and the stand-in."""
 
-    HEADER = " %6s %6s %7s %6s %17s %7s %4s" % ("ready", "other", "behind", "lag s", "HR +/-/~", "ns +/-",
-                                                 "wrst")
+    HEADER = " %6s %6s %7s %6s %17s %7s %4s %21s" % ("ready", "other", "behind", "lag s", "HR +/-/~", "ns +/-",
+                                                      "wrst", "RSS anon+file(pack)")
 
     def __init__(self, gs, repo, args):
         self.gs, self.repo, self.args = gs, repo, args
@@ -674,7 +700,9 @@ class Cluster:
         hr = "%d/%d/%d" % (d.get(("helmreleases", "ADDED"), 0), d.get(("helmreleases", "DELETED"), 0),
                            d.get(("helmreleases", "MODIFIED"), 0))
         ns = "%d/%d" % (d.get(("namespaces", "ADDED"), 0), d.get(("namespaces", "DELETED"), 0))
-        return " %6s %6s %7d %6.1f %17s %7s %4s" % (ready, other, n, age, hr, ns, restarts)
+        anon, file_, pack = rss_parts_kb(s.proc.pid)
+        return " %6s %6s %7d %6.1f %17s %7s %4s %21s" % (ready, other, n, age, hr, ns, restarts, "%.1f+%.1f(%.1f)" % (
+            anon / 1024.0, file_ / 1024.0, pack / 1024.0))
 
     def catch_up(self, s, timeout=900):
         """After the writes: until the simulator applied the remote's head
@@ -853,10 +881,14 @@ def main():
 
         # RSS after idling, and the issue's criterion
         rss_end = s.rss_kb()
+        parts_end = rss_parts_kb(s.proc.pid) if cluster is not None else None
         time.sleep(args.idle)
         rss_idle = s.rss_kb()
         print("RSS at the end %.1f MB, after %.0f s idle %.1f MB" % (rss_end / 1024.0, args.idle,
                                                                      rss_idle / 1024.0))
+        if cluster is not None:
+            print("  anon+file(pack mappings) MB: at the end %s, after idle %s" % tuple(
+                "%.1f+%.1f(%.1f)" % tuple(v / 1024.0 for v in p) for p in (parts_end, rss_parts_kb(s.proc.pid))))
         if "5000" in sampler.rss:
             later = "50000" if "50000" in sampler.rss else max(
                 (k for k in sampler.rss if k.isdigit()), key=int)
