@@ -621,7 +621,7 @@ class Cluster:
         self.api = self.sim = None
         self.dir = tempfile.mkdtemp(prefix="landlord-soak-kube-")
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
-        self.prev_counts = {}
+        self.prev_counts = self.base_counts = {}
 
     def head(self):
         return subprocess.run(["git", "--git-dir", self.gs.path(self.repo), "rev-parse", "main"],
@@ -667,6 +667,7 @@ class Cluster:
               "%.1f s (delays %s s, poll %s s)" % (objects, self.args.tenants, t1 - t0, time.monotonic() - t1,
                                                    self.args.sim_delay, self.args.sim_poll), flush=True)
         self.prev_counts = dict(self.api.counts)
+        self.base_counts = dict(self.api.counts)
         return self
 
     def wait_ready(self, s, n, timeout=900):
@@ -723,8 +724,8 @@ class Cluster:
         return t_applied, None, ready, restarts
 
     def totals(self):
-        c = self.api.counts
-        return ("stand-in: %d HelmReleases created, %d deleted, %d modified; %d Namespaces created, %d deleted; "
+        c = {k: v - self.base_counts.get(k, 0) for k, v in self.api.counts.items()}
+        return ("stand-in, since the population was applied: %d HelmReleases created, %d deleted, %d modified; %d Namespaces created, %d deleted; "
                 "%d events in all; simulator: %d builds (%.1f s), %d applies skipped as unchanged, %d errors%s"
                 % (c.get(("helmreleases", "ADDED"), 0), c.get(("helmreleases", "DELETED"), 0),
                    c.get(("helmreleases", "MODIFIED"), 0), c.get(("namespaces", "ADDED"), 0),
