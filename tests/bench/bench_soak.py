@@ -27,10 +27,42 @@ keep coming); RSS and the queue are printed every 2 s of the outage; once
 lighttpd is back, the time until every operation queued before its return
 is pushed (read from the registry) is printed.
 
+--cluster: landlord also follows a cluster while the soak writes.  The
+stand-in Kubernetes API (tests/support/kubeapi.py, TLS, a bearer token) is
+populated with the Flux objects of the --tenants tenants already in the
+repository, Ready at its head (GitRepository, Kustomization, one
+HelmRelease per tenant and a Namespace per siloed tenant, as
+bench_status.py's populate); the Flux simulator (tests/support/fluxsim.py,
+--sim-delay seconds between status transitions, 0 by default) follows the
+git server and the stand-in, so every commit of the soak is fetched, built
+and applied (HelmReleases and Namespaces created and pruned, HelmReleases
+installed, upgraded and uninstalled by the simulated helm-controller); and
+landlord starts with --kubeconfig once the simulator has applied the head,
+and the load starts once landlord reads every tenant `ready`.  The
+simulator runs in this process: the "me" CPU column counts it and the
+stand-in.  Each row then also shows, from landlord's /metrics, the tenants
+that read `ready` and those in any other state but `offboarded`; how far
+behind the simulator is (commits of the remote not yet applied by the
+Kustomization, and the age of the oldest of them); what changed in the
+stand-in in the interval (HelmReleases created / deleted / modified,
+Namespaces created + deleted); landlord's watch restarts; and landlord's
+RSS split into anonymous and file-backed memory, with the part of the
+latter that maps its clone's pack files (libgit2 maps packs; pages of them
+it reads count in VmRSS).  At the end,
+the time until the simulator applied the last commit and landlord read
+every live tenant `ready`.  To keep up on 2 cores the simulator parses
+each file once (by content, with libyaml) and skips re-applying objects
+whose desired form has not changed since it last applied them and that
+still exist (what a server-side apply would find unchanged); it still
+builds the whole Kustomization at every commit it fetches, so with fast
+writers it applies only some of the commits (the newest when it comes
+round), as Flux does.
+
 Prints figures; asserts nothing.  Usage:
     LANDLORD_BIN=build/landlord /usr/bin/python3 tests/bench/bench_soak.py [--ops 100000]
         [--clients 64] [--tenants 10000] [--layout flat|sharded] [--every 10000] [--idle 20]
         [--gc plain|aggressive] [--fault remote-down] [--down 30] [--fault-at N] [--write-wait S]
+        [--cluster [--sim-delay S] [--sim-poll S] [--kube-history N]]
 """
 
 import argparse
@@ -250,6 +282,7 @@ class Sampler:
         self.prev_t = time.monotonic()
         self.prev_cpu = (proc_cpu_s(self.pid), self_cpu_s(), host_cpu())
         self.rss = {}
+        self.extra = None  # --cluster: more columns
 
     def row(self, label):
         with self.load.lock:
@@ -271,12 +304,15 @@ class Sampler:
         span = (answers[-1][0] - self.prev_t) if answers else dt
         rate = len(answers) / max(1e-6, span)
         db, wal = (file_kb(self.s.db + suffix) for suffix in ("", "-wal"))
-        print("%8s %7.0f %7.1f %7.1f %6d %7.1f %8.1f %12s %17s %17s %10s %4.0f%% %5.2f"
+        line = ("%8s %7.0f %7.1f %7.1f %6d %7.1f %8.1f %12s %17s %17s %10s %4.0f%% %5.2f"
               % (label, rate, pct(lat, 50) if lat else float("nan"), pct(lat, 99) if lat else float("nan"),
                  bad, rss / 1024.0, data / 1024.0, "%.1f+%.1f" % (db / 1024.0, wal / 1024.0),
                  "%d+%d" % (co.get("count", 0), co.get("in-pack", 0)),
                  "%d+%d" % (co.get("size", 0), co.get("size-pack", 0)),
-                 "%.0f/%.0f%%" % (ll, me), busy * 100.0 / total, os.getloadavg()[0]), flush=True)
+                 "%.0f/%.0f%%" % (ll, me), busy * 100.0 / total, os.getloadavg()[0]))
+        if self.extra is not None:
+            line += self.extra()
+        print(line, flush=True)
         self.prev_t, self.prev_cpu = now, cpu
         return rss
 
@@ -341,6 +377,370 @@ class Outage:
             self.phase = "after"
 
 
+# -- --cluster: the stand-in Kubernetes API and the Flux simulator ---------------------------------
+
+# Every release the load asks for resolves (0.0 -> 0.0.x, 1.2 -> 1.2.x, 1.4.2, 2.0.x); 0.0.1 is
+# what the populated HelmReleases run, and stays the newest 0.0.x so none of them is upgraded.
+CHART_VERSIONS = ("0.0.1", "1.2.3", "1.4.2", "2.0.0")
+
+
+class _ParseOnce:
+    """Stands in for the yaml module inside fluxsim (its kustomize_build and
+    load_docs call yaml.safe_load / safe_load_all): each distinct text is
+    parsed once, with libyaml when PyYAML has it, and handed out as fresh
+    copies.  sweep() forgets the texts not asked for since the last sweep."""
+
+    def __init__(self, yaml):
+        self.yaml = yaml
+        self.YAMLError = yaml.YAMLError
+        self.loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        self.cache = {}
+        self.used = set()
+        self.lock = threading.Lock()
+
+    def _parsed(self, text, many):
+        key = (many, text)
+        with self.lock:
+            hit = self.cache.get(key)
+            self.used.add(key)
+        if hit is None:
+            hit = list(self.yaml.load_all(text, Loader=self.loader)) if many else \
+                self.yaml.load(text, Loader=self.loader)
+            with self.lock:
+                self.cache[key] = hit
+        return hit
+
+    def safe_load(self, text):
+        from kubeapi import clone
+        return clone(self._parsed(text, False))
+
+    def safe_load_all(self, text):
+        from kubeapi import clone
+        return iter([clone(d) for d in self._parsed(text, True)])
+
+    def sweep(self):
+        with self.lock:
+            self.cache = {k: v for k, v in self.cache.items() if k in self.used}
+            self.used = set()
+
+
+class _ApplyOnce:
+    """The stand-in as the simulator sees it: kustomize-controller's apply
+    (and its dry-run validation) of an object whose desired form is the one
+    it applied last time, and which still exists and is not being deleted,
+    answers "unchanged" without the stand-in doing the work (what a
+    server-side apply would find: nobody else edits these objects here);
+    everything else goes to the stand-in."""
+
+    def __init__(self, api):
+        self._api = api
+        self._last = {}
+        self._seen = set()
+        self.skipped = 0
+
+    def __getattr__(self, name):
+        return getattr(self._api, name)
+
+    def _current_if_same(self, obj):
+        md = obj.get("metadata") or {}
+        key = (obj.get("kind"), md.get("namespace"), md.get("name"))
+        if self._last.get(key) != obj:
+            return key, None
+        api = self._api
+        res = api._res_for_obj(obj)
+        with api._lock:
+            cur = api._lookup(res, md.get("namespace") if res.namespaced else None, md.get("name"))
+            if cur is None or cur["metadata"].get("deletionTimestamp"):
+                return key, None
+            from kubeapi import clone
+            return key, clone(cur)
+
+    def validate(self, obj):
+        if self._current_if_same(obj)[1] is None:
+            self._api.validate(obj)
+
+    def apply(self, obj, manager="kustomize-controller"):
+        if manager != "kustomize-controller":
+            return self._api.apply(obj, manager=manager)
+        key, cur = self._current_if_same(obj)
+        self._seen.add(key)
+        if cur is not None:
+            self.skipped += 1
+            return cur, "unchanged"
+        from kubeapi import clone
+        out = self._api.apply(obj, manager=manager)
+        self._last[key] = clone(obj)
+        return out
+
+    def sweep(self):
+        self._last = {k: v for k, v in self._last.items() if k in self._seen}
+        self._seen = set()
+
+
+def _sim_class():
+    import fluxsim
+
+    class SoakFluxSim(fluxsim.FluxSim):
+        """FluxSim that reads from git only the blobs it has not read yet,
+        parses each file once, and applies only what changed (see
+        _ParseOnce, _ApplyOnce); builds and applies counted."""
+
+        def __init__(self, api, *a, **kw):
+            self.once = _ApplyOnce(api)
+            super().__init__(self.once, *a, **kw)
+            self.blobs = {}
+            self.builds = 0
+            self.build_s = 0.0
+
+        def _files(self, sha, path):
+            p = self._git(["--git-dir", self._mirror, "ls-tree", "-r", "-z", sha, "--", path], check=False)
+            if p.returncode != 0:
+                return {}
+            entries = []
+            for rec in p.stdout.split(b"\0"):
+                if rec:
+                    meta, name = rec.split(b"\t", 1)
+                    mode, typ, oid = meta.split(b" ")
+                    if typ == b"blob":
+                        entries.append((name.decode("utf-8", "replace"), oid.decode()))
+            missing = sorted(set(oid for _, oid in entries if oid not in self.blobs))
+            if missing:
+                q = self._git(["--git-dir", self._mirror, "cat-file", "--batch"],
+                              input=("\n".join(missing) + "\n").encode())
+                data, pos = q.stdout, 0
+                for oid in missing:
+                    nl = data.index(b"\n", pos)
+                    size = int(data[pos:nl].split(b" ")[2])
+                    self.blobs[oid] = data[nl + 1:nl + 1 + size]
+                    pos = nl + 1 + size + 1
+            keep = set(oid for _, oid in entries)
+            self.blobs = {oid: b for oid, b in self.blobs.items() if oid in keep}
+            return {name: self.blobs[oid] for name, oid in entries}
+
+        def _build(self, sha, path, spec):
+            t0 = time.monotonic()
+            try:
+                return super()._build(sha, path, spec)
+            finally:
+                fluxsim.yaml.sweep()
+                self.builds += 1
+                self.build_s += time.monotonic() - t0
+
+        def _apply(self, objs, st):
+            try:
+                return super()._apply(objs, st)
+            finally:
+                self.once.sweep()
+
+    return fluxsim, SoakFluxSim
+
+
+def _counting_api_class():
+    from kubeapi import KubeAPI
+
+    class CountingKubeAPI(KubeAPI):
+        """The stand-in, counting what it stores: (plural, event type)."""
+
+        def __init__(self, *a, **kw):
+            self.counts = {}
+            super().__init__(*a, **kw)
+
+        def _commit(self, res, etype, obj, prev):
+            k = (res.plural, etype)
+            self.counts[k] = self.counts.get(k, 0) + 1
+            return super()._commit(res, etype, obj, prev)
+
+    return CountingKubeAPI
+
+
+def tenant_texts(n):
+    """(id, tier, file text) of the tenants bench_gitops.make_repo writes."""
+    from bench_gitops import ROOT, seed_files
+    files = seed_files()
+    tmpl = {t: files[ROOT + "/tier-templates/%s_tenant_template.yaml" % t].decode() for t in TIERS}
+    for i in range(n):
+        tid = "pre%06d" % i
+        tier = TIERS[i % 3]
+        yield tid, tier, (tmpl[tier].replace("{TENANT_ID}", tid).replace("{TIER}", tier)
+                          .replace("{RELEASE_VERSION}", "0.0.x"))
+
+
+def rss_parts_kb(pid):
+    """(RssAnon, RssFile, Rss of the mappings of landlord's clone's pack
+    files and their indexes) in KiB, from /proc/<pid>/status and smaps."""
+    anon = file_ = pack = 0
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    anon = int(line.split()[1])
+                elif line.startswith("RssFile:"):
+                    file_ = int(line.split()[1])
+        in_pack = False
+        with open("/proc/%d/smaps" % pid) as f:
+            for line in f:
+                if line[:1] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                    in_pack = "/objects/pack/" in line
+                elif in_pack and line.startswith("Rss:"):
+                    pack += int(line.split()[1])
+    except OSError:
+        pass
+    return anon, file_, pack
+
+
+def metrics(s):
+    """(tenants reading ready, tenants in any other state but offboarded,
+    watch restarts) from landlord's /metrics."""
+    ready = other = restarts = 0
+    try:
+        text = s.get("/metrics", timeout=30).body.decode()
+    except OSError:
+        return None, None, None
+    for line in text.splitlines():
+        if line.startswith("landlord_tenants{"):
+            n = int(line.rsplit(" ", 1)[1])
+            if 'state="ready"' in line:
+                ready += n
+            elif 'state="offboarded"' not in line:
+                other += n
+        elif line.startswith("landlord_watch_restarts_total{"):
+            restarts += int(line.rsplit(" ", 1)[1])
+    return ready, other, restarts
+
+
+class Cluster:
+    """--cluster: the stand-in Kubernetes API populated with the Flux
+    objects of the tenants already in the repository, Ready at its head, and
+    the Flux simulator following the git server and the stand-in."""
+
+    HEADER = " %6s %6s %7s %6s %17s %7s %4s %21s" % ("ready", "other", "behind", "lag s", "HR +/-/~", "ns +/-",
+                                                      "wrst", "RSS anon+file(pack)")
+
+    def __init__(self, gs, repo, args):
+        self.gs, self.repo, self.args = gs, repo, args
+        self.api = self.sim = None
+        self.dir = tempfile.mkdtemp(prefix="landlord-soak-kube-")
+        self.kubeconfig = os.path.join(self.dir, "kubeconfig")
+        self.prev_counts = self.base_counts = {}
+
+    def head(self):
+        return subprocess.run(["git", "--git-dir", self.gs.path(self.repo), "rev-parse", "main"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    def applied(self):
+        ks = self.api.get("Kustomization", "flux-system", "dataplane-tenants")
+        rev = ((ks or {}).get("status") or {}).get("lastAppliedRevision") or ""
+        return rev.rsplit(":", 1)[-1]
+
+    def start(self):
+        import yaml
+        from bench_status import helmrelease, KS_LABELS
+        fluxsim, SoakFluxSim = _sim_class()
+        parse = fluxsim.yaml = _ParseOnce(yaml)
+        self.api = _counting_api_class()(tls=True, tokens={"soak-token": "landlord"},
+                                         history_size=self.args.kube_history).start()
+        self.api.kubeconfig(self.kubeconfig, token="soak-token")
+        t0 = time.monotonic()
+        head = self.head()
+        objects = 0  # the GitRepository and the Kustomization: the simulator makes them, Ready at head
+        for tid, tier, text in tenant_texts(self.args.tenants):
+            for doc in parse.safe_load_all(text):
+                if not doc:
+                    continue
+                md = doc.setdefault("metadata", {})
+                md.setdefault("labels", {}).update(KS_LABELS)
+                if doc.get("kind") == "HelmRelease":
+                    doc["status"] = helmrelease(md["name"])
+                self.api.put(doc)
+                objects += 1
+        t1 = time.monotonic()
+        self.sim = SoakFluxSim(self.api, self.gs.authed_url(self.repo), git_env=self.gs.git_env(),
+                               delays=self.args.sim_delay, poll_interval=self.args.sim_poll,
+                               retry_interval=1.0, chart_versions=CHART_VERSIONS).start()
+        deadline = time.monotonic() + 900
+        while not (self.applied() == head and self.sim.builds):
+            if time.monotonic() > deadline:
+                sys.exit("the simulator did not apply %s in 900 s: %s" % (head, self.sim.errors[-3:]))
+            time.sleep(0.2)
+        self.sim.wait_idle(timeout=900)
+        print("stand-in populated with %d objects of %d tenants in %.1f s; the simulator applied the head in "
+              "%.1f s (delays %s s, poll %s s)" % (objects, self.args.tenants, t1 - t0, time.monotonic() - t1,
+                                                   self.args.sim_delay, self.args.sim_poll), flush=True)
+        self.prev_counts = dict(self.api.counts)
+        self.base_counts = dict(self.api.counts)
+        return self
+
+    def wait_ready(self, s, n, timeout=900):
+        t0 = time.monotonic()
+        while True:
+            ready, other, _ = metrics(s)
+            if ready is not None and ready >= n:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                sys.exit("landlord did not read %d tenants ready in %d s (ready %s, other %s)"
+                         % (n, timeout, ready, other))
+            time.sleep(0.5)
+
+    def behind(self):
+        """(commits of the remote the Kustomization has not applied, age in
+        seconds of the oldest of them)."""
+        applied = self.applied()
+        out = subprocess.run(["git", "--git-dir", self.gs.path(self.repo), "log", "--format=%ct",
+                              "%s..main" % applied if applied else "main"],
+                             capture_output=True, text=True).stdout.split()
+        if not out:
+            return 0, 0.0
+        return len(out), max(0.0, time.time() - int(out[-1]))
+
+    def row(self, s):
+        ready, other, restarts = metrics(s)
+        n, age = self.behind()
+        c = dict(self.api.counts)
+        d = {k: v - self.prev_counts.get(k, 0) for k, v in c.items()}
+        self.prev_counts = c
+        hr = "%d/%d/%d" % (d.get(("helmreleases", "ADDED"), 0), d.get(("helmreleases", "DELETED"), 0),
+                           d.get(("helmreleases", "MODIFIED"), 0))
+        ns = "%d/%d" % (d.get(("namespaces", "ADDED"), 0), d.get(("namespaces", "DELETED"), 0))
+        anon, file_, pack = rss_parts_kb(s.proc.pid)
+        return " %6s %6s %7d %6.1f %17s %7s %4s %21s" % (ready, other, n, age, hr, ns, restarts, "%.1f+%.1f(%.1f)" % (
+            anon / 1024.0, file_ / 1024.0, pack / 1024.0))
+
+    def catch_up(self, s, timeout=900):
+        """After the writes: until the simulator applied the remote's head
+        and landlord reads every tenant that is not offboarded ready."""
+        t0 = time.monotonic()
+        head = self.head()
+        t_applied = None
+        while time.monotonic() - t0 < timeout:
+            if t_applied is None and self.applied() == head:
+                t_applied = time.monotonic() - t0
+            ready, other, restarts = metrics(s)
+            if t_applied is not None and other == 0:
+                return t_applied, time.monotonic() - t0, ready, restarts
+            time.sleep(0.5)
+        ready, other, restarts = metrics(s)
+        print("after %d s: simulator applied the head: %s; landlord: %s ready, %s in other states"
+              % (timeout, t_applied is not None, ready, other))
+        return t_applied, None, ready, restarts
+
+    def totals(self):
+        c = {k: v - self.base_counts.get(k, 0) for k, v in self.api.counts.items()}
+        return ("stand-in, since the population was applied: %d HelmReleases created, %d deleted, %d modified; %d Namespaces created, %d deleted; "
+                "%d events in all; simulator: %d builds (%.1f s), %d applies skipped as unchanged, %d errors%s"
+                % (c.get(("helmreleases", "ADDED"), 0), c.get(("helmreleases", "DELETED"), 0),
+                   c.get(("helmreleases", "MODIFIED"), 0), c.get(("namespaces", "ADDED"), 0),
+                   c.get(("namespaces", "DELETED"), 0), sum(c.values()), self.sim.builds, self.sim.build_s,
+                   self.sim.once.skipped, len(self.sim.errors),
+                   (" (last: %s)" % self.sim.errors[-1]) if self.sim.errors else ""))
+
+    def stop(self):
+        if self.sim is not None:
+            self.sim.stop()
+        if self.api is not None:
+            self.api.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ops", type=int, default=100000)
@@ -356,6 +756,14 @@ def main():
     ap.add_argument("--fault-at", type=int, help="writes before the remote goes down (default ops/2)")
     ap.add_argument("--write-wait", type=int,
                     help="landlord's --write-wait (default: landlord's own, 10; 1 with --fault)")
+    ap.add_argument("--cluster", action="store_true",
+                    help="landlord follows the stand-in Kubernetes API, which the Flux simulator keeps in step "
+                         "with the repository")
+    ap.add_argument("--sim-delay", type=float, default=0,
+                    help="--cluster: seconds between the simulator's status transitions")
+    ap.add_argument("--sim-poll", type=float, default=0.1, help="--cluster: the simulator's poll interval")
+    ap.add_argument("--kube-history", type=int, default=50000,
+                    help="--cluster: events the stand-in keeps for watches to resume from")
     args = ap.parse_args()
     write_wait = args.write_wait if args.write_wait is not None else (1 if args.fault else None)
     fault_at = args.fault_at if args.fault_at is not None else args.ops // 2
@@ -368,28 +776,45 @@ def main():
              ", fault %s for %.0f s after %d writes" % (args.fault, args.down, fault_at) if args.fault else ""))
     print("landlord: %s; write-wait %s" % (harness.landlord_bin(), write_wait if write_wait is not None else
                                            "default"))
+    if args.cluster:
+        print("cluster: the stand-in Kubernetes API (TLS, bearer token) and the Flux simulator in this process "
+              "(the \"me\" CPU column counts them)")
     print("start: %s" % uptime(), flush=True)
     gs = GitServer().start()
     pw = gs.write_password_file("s3cret")
     s = None
+    cluster = None
     try:
         t0 = time.monotonic()
         make_repo(gs, "soak", args.tenants, args.layout)
         t1 = time.monotonic()
         extra = ["--write-wait", str(write_wait)] if write_wait is not None else []
+        if args.cluster:
+            cluster = Cluster(gs, "soak", args).start()
+            extra += ["--kubeconfig", cluster.kubeconfig]
+            t1 = time.monotonic()
         s = Server(args=["--git-url", gs.url("soak"), "--git-username", "landlord", "--git-password-file", pw,
                          "--log-level", "warn", "--git-layout", args.layout, "--http-threads", "8"] + extra)
         s.start()
         t2 = time.monotonic()
-        print("repository built in %.1f s; landlord started (clone + adoption) in %.1f s, RSS %.1f MB, "
-              "data dir %.1f MB\n" % (t1 - t0, t2 - t1, (s.rss_kb() or 0) / 1024.0, du_kb(s.data) / 1024.0))
+        if cluster is None:
+            print("repository built in %.1f s; landlord started (clone + adoption) in %.1f s, RSS %.1f MB, "
+                  "data dir %.1f MB\n" % (t1 - t0, t2 - t1, (s.rss_kb() or 0) / 1024.0, du_kb(s.data) / 1024.0))
+        else:
+            rss0 = s.rss_kb() or 0
+            ready_s = cluster.wait_ready(s, args.tenants)
+            print("repository built and the cluster ready in %.1f s; landlord started (clone + adoption) in %.1f s, "
+                  "RSS %.1f MB; every tenant read ready %.1f s later, RSS %.1f MB, data dir %.1f MB\n"
+                  % (t1 - t0, t2 - t1, rss0 / 1024.0, ready_s, (s.rss_kb() or 0) / 1024.0, du_kb(s.data) / 1024.0))
 
         load = Load(s.port, args.clients, args.ops)
         sampler = Sampler(s, load)
+        if cluster is not None:
+            sampler.extra = lambda: cluster.row(s)
         marks = sorted(set(range(args.every, args.ops + 1, args.every)) | ({5000} if args.ops >= 5000 else set()))
         if not marks or marks[-1] != args.ops:
             marks.append(args.ops)
-        print(Sampler.HEADER, flush=True)
+        print(Sampler.HEADER + (Cluster.HEADER if cluster is not None else ""), flush=True)
         t_load = time.monotonic()
         load.start()
         fault = Outage(gs, s, load, args.down) if args.fault else None
@@ -423,6 +848,16 @@ def main():
               "after the last answer" % (load.done, wall, load.done / wall, codes, load.opened, args.clients,
                                          time.monotonic() - t_q))
         print("end: %s" % uptime(), flush=True)
+        if cluster is not None:
+            behind, age = cluster.behind()
+            t_applied, t_ready, ready, restarts = cluster.catch_up(s)
+            print("cluster: at the end the simulator was %d commits behind (the oldest %.0f s old); it applied the "
+                  "last commit %s after the queue emptied, and landlord read every tenant that is not offboarded "
+                  "ready (%s) %s after; watch restarts %s" % (
+                      behind, age, "%.1f s" % t_applied if t_applied is not None else "not",
+                      ready, "%.1f s" % t_ready if t_ready is not None else "never", restarts))
+            print(cluster.totals())
+            print("after the catch-up: %s" % uptime(), flush=True)
 
         # the data dir against a gc-ed clone of the remote + the registry
         data = du_kb(s.data)
@@ -447,10 +882,14 @@ def main():
 
         # RSS after idling, and the issue's criterion
         rss_end = s.rss_kb()
+        parts_end = rss_parts_kb(s.proc.pid) if cluster is not None else None
         time.sleep(args.idle)
         rss_idle = s.rss_kb()
         print("RSS at the end %.1f MB, after %.0f s idle %.1f MB" % (rss_end / 1024.0, args.idle,
                                                                      rss_idle / 1024.0))
+        if cluster is not None:
+            print("  anon+file(pack mappings) MB: at the end %s, after idle %s" % tuple(
+                "%.1f+%.1f(%.1f)" % tuple(v / 1024.0 for v in p) for p in (parts_end, rss_parts_kb(s.proc.pid))))
         if "5000" in sampler.rss:
             later = "50000" if "50000" in sampler.rss else max(
                 (k for k in sampler.rss if k.isdigit()), key=int)
@@ -463,6 +902,8 @@ def main():
     finally:
         if s is not None:
             s.kill()
+        if cluster is not None:
+            cluster.stop()
         gs.stop()
         gs.cleanup()
 
