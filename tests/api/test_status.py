@@ -345,6 +345,49 @@ class LifecycleTest(StatusTestCase):
         self.assertIsNone(self.api.get("Namespace", None, "bye"))
         self.assertEqual(set(seen) - {"offboarding", "offboarded"}, set(), seen)
 
+    def test_offboarded_tenants_are_forgotten_and_still_read_offboarded(self):
+        """Issue 10: the follower keeps no record of a tenant that is
+        offboarded and read so (else every tenant ever onboarded would stay
+        in memory); such a tenant still reads offboarded, with its time, from
+        its registry row, and one onboarded again is followed anew."""
+        st = self.new_stack(landlord_args=["--log-level", "debug"])
+        s, n = st.server, 72
+        ids = ["gone-%02d" % i for i in range(n)]
+
+        def each(fn):
+            threads = [threading.Thread(target=fn, args=(ids[k::8],)) for k in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        def onboard_all(part):
+            for tid in part:
+                self.assertEqual(onboard(s, tid, "basic").status, 201, tid)
+
+        def offboard_all(part):
+            for tid in part:
+                self.assertEqual(s.delete("/api/v1/tenants/" + tid).status, 200, tid)
+
+        each(onboard_all)
+        for tid in ids:
+            self.assertReady(s, tid)
+        each(offboard_all)
+        poll(lambda: "forgot offboarded tenants" in s.stderr_text(), READY_TIMEOUT,
+             msg="the follower forgets the offboarded tenants")
+        forgot = re.search(r'msg="forgot offboarded tenants" count=(\d+)', s.stderr_text())
+        self.assertGreaterEqual(int(forgot.group(1)), 64, forgot.group(0))
+        for tid in ids:
+            t = self.wait_state(s, tid, ("offboarded",))
+            self.assertEqual((t["state"], t["state_reason"], t["state_message"]),
+                             ("offboarded", "Deleted", "the tenant's objects are gone"), json.dumps(t, indent=1))
+            self.assertRegex(t["state_since"] or "", RFC3339_MS, json.dumps(t, indent=1))
+        listed = self.assertJson(s.get("/api/v1/tenants?state=offboarded&limit=200"), 200)
+        self.assertEqual({t["id"] for t in listed["items"]} & set(ids), set(ids))
+        # back again: followed anew, and ready
+        self.onboard_ok(s, ids[0], "basic")
+        self.assertReady(s, ids[0])
+
     def test_reconcile_requested_after_each_push(self):
         self.onboard_ok(self.s, "poke1", "basic")
 
