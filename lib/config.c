@@ -213,7 +213,7 @@ static const setting settings[] = {
     {"write-wait", I(write_wait), "10", 0, 300, NULL,
      "seconds a write waits for its push before answering 202 (?wait= overrides)"},
     {"batch-size", I(batch_size), "64", 1, 10000, NULL, "operations combined into one commit"},
-    {"batch-linger", I(batch_linger), "25", 0, 1000, NULL,
+    {"batch-linger", I(batch_linger), "50", 0, 1000, NULL,
      "ms the git writer waits for more operations after a batch of several (group commit)"},
     {"jwt-secret-file", S(jwt_secret_file), "", 0, 0, NULL,
      "file holding the HS256 secret for bearer tokens (at least 32 bytes; never logged); with "

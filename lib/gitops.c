@@ -1496,8 +1496,9 @@ static void tier_ops_alone(json_t *ops)
  * groups that alternate (57 and 7 of 64), each pushed alone: a push per
  * half of them instead of one for all.  The answered callers' next
  * operations take a round trip (the answer, their request, its
- * transaction) of 10-25 ms under load, so a shorter pause in arrivals
- * does not mean they are done. */
+ * transaction): all 64 of them 30-40 ms at 10,000 tenants on 2 cores, so
+ * a shorter pause in arrivals does not mean they are done (batch-linger
+ * 25 ms cut batches to 35 of 64 there: 323 tenants/s; 50-60 ms: 466-476/s). */
 static void linger(ll_gitops *g, long long expect)
 {
     int64_t until = ll_monotonic_ms() + g->linger_ms;
