@@ -811,10 +811,13 @@ def main():
         sampler = Sampler(s, load)
         if cluster is not None:
             sampler.extra = lambda: cluster.row(s)
+        else:
+            sampler.extra = lambda: " %21s" % ("%.1f+%.1f(%.1f)" % tuple(v / 1024.0 for v in rss_parts_kb(s.proc.pid)))
         marks = sorted(set(range(args.every, args.ops + 1, args.every)) | ({5000} if args.ops >= 5000 else set()))
         if not marks or marks[-1] != args.ops:
             marks.append(args.ops)
-        print(Sampler.HEADER + (Cluster.HEADER if cluster is not None else ""), flush=True)
+        print(Sampler.HEADER + (Cluster.HEADER if cluster is not None else " %21s" % "RSS anon+file(pack)"),
+              flush=True)
         t_load = time.monotonic()
         load.start()
         fault = Outage(gs, s, load, args.down) if args.fault else None
@@ -882,14 +885,13 @@ def main():
 
         # RSS after idling, and the criterion
         rss_end = s.rss_kb()
-        parts_end = rss_parts_kb(s.proc.pid) if cluster is not None else None
+        parts_end = rss_parts_kb(s.proc.pid)
         time.sleep(args.idle)
         rss_idle = s.rss_kb()
         print("RSS at the end %.1f MB, after %.0f s idle %.1f MB" % (rss_end / 1024.0, args.idle,
                                                                      rss_idle / 1024.0))
-        if cluster is not None:
-            print("  anon+file(pack mappings) MB: at the end %s, after idle %s" % tuple(
-                "%.1f+%.1f(%.1f)" % tuple(v / 1024.0 for v in p) for p in (parts_end, rss_parts_kb(s.proc.pid))))
+        print("  anon+file(pack mappings) MB: at the end %s, after idle %s" % tuple(
+            "%.1f+%.1f(%.1f)" % tuple(v / 1024.0 for v in p) for p in (parts_end, rss_parts_kb(s.proc.pid))))
         if "5000" in sampler.rss:
             later = "50000" if "50000" in sampler.rss else max(
                 (k for k in sampler.rss if k.isdigit()), key=int)
