@@ -17,6 +17,7 @@
 #include "landlord/config.h"
 #include "landlord/error.h"
 #include "landlord/log.h"
+#include "landlord/netpolicy.h"
 #include "landlord/ociremote.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
@@ -112,6 +113,14 @@ static int check_region(const char *v)
         if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-'))
             return ll_error_set(LL_EINVALID, "'%s' is not an AWS region (e.g. us-east-1)", v);
     return 0;
+}
+
+static int check_cidrs(const char *v)
+{
+    ll_netpolicy *p = NULL;
+    int error = ll_netpolicy_parse(&p, v);
+    ll_netpolicy_free(p);
+    return error < 0 ? LL_EINVALID : 0;
 }
 
 static int check_level(const char *v)
@@ -240,6 +249,9 @@ static const setting settings[] = {
     {"tls-key-file", S(tls_key_file), "", 0, 0, NULL, "PEM private key of tls-cert-file"},
     {"allow-insecure-http", I(allow_insecure_http), "0", 0, 1, NULL,
      "1: serve plain HTTP on a non-loopback address (tokens then travel in clear text)"},
+    {"webhook-allow-cidr", S(webhook_allow_cidr), "", 0, 0, check_cidrs,
+     "comma-separated address blocks (CIDR) webhook receivers may be in besides public "
+     "addresses, e.g. 10.0.0.0/8,fd00::/8; empty: public addresses only"},
     {"metrics-auth", I(metrics_auth), "0", 0, 1, NULL,
      "1: /metrics needs a valid bearer token (any scope); 0: public"},
     {"rate-limit", I(rate_limit), "100", 0, 1000000, NULL,

@@ -1,6 +1,7 @@
 /* events.c - the service's event and webhook use cases: subscriptions
- * checked completely before they are stored, the delivery log, the event
- * stream's reads, and /metrics.
+ * checked completely before they are stored (the receiver's host last: it
+ * is resolved, and every address must be public or in webhook-allow-cidr),
+ * the delivery log, the event stream's reads, and /metrics.
  *
  * Events are written by the status follower (status.c) and delivered by
  * webhooks.c; this file only reads them, and stores subscriptions.
@@ -13,6 +14,7 @@
 #include "landlord/core.h"
 #include "landlord/error.h"
 #include "landlord/gitops.h"
+#include "landlord/netpolicy.h"
 #include "landlord/registry.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
@@ -71,6 +73,19 @@ static int check_url(const char *url)
     curl_free(host);
     curl_free(user);
     curl_url_cleanup(u);
+    return error;
+}
+
+/* The receiver is somewhere webhooks may go (webhooks.h): refused with
+ * kind webhook-address-not-allowed, or not resolving, before anything is
+ * stored. */
+static int check_receiver(ll_core *c, const char *url)
+{
+    ll_netpolicy *policy = NULL;
+    int error = ll_netpolicy_parse(&policy, c->cfg.webhook_allow_cidr);
+    if (error == 0)
+        error = ll_webhook_check_url(NULL, url, policy, LL_WEBHOOK_RESOLVE_MS);
+    ll_netpolicy_free(policy);
     return error;
 }
 
@@ -137,6 +152,8 @@ int ll_webhook_create(json_t **out, ll_core *c, const json_t *body)
                                            i);
         }
     }
+    if ((error = check_receiver(c, url)) < 0)
+        return error;
     json_t *def = json_pack("[s]", "tenant.*");
     error = ll_registry_webhook_create(&hook, r, url, secret, types ? types : def, description);
     json_decref(def);

@@ -157,7 +157,7 @@ static int open_status(ll_core *c)
         .on_events = events_stored,
         .on_events_payload = c,
     };
-    ll_webhooks_options wo = {.db_path = c->db_path};
+    ll_webhooks_options wo = {.db_path = c->db_path, .allow_cidr = c->cfg.webhook_allow_cidr};
     if ((error = ll_webhooks_start(&c->webhooks, &wo)) < 0) {
         ll_kube_free(k);
         return error;

@@ -7,18 +7,28 @@
  * and never logged.  An outcome that cannot be recorded (a full volume)
  * leaves its delivery due: the thread then waits IDLE_MS before the next
  * batch instead of sending it again at once.
+ *
+ * Where a receiver may be (webhooks.h): a batch first starts a lookup of
+ * every receiver's host (each on a thread of its own, netpolicy.c), then
+ * waits for them until one timeout has passed, checks every address, and
+ * only then builds the requests of the receivers that passed, pinned to
+ * the addresses checked.  A refusal is recorded as "address not allowed"
+ * and nothing more: no connection is made, so the log tells nothing about
+ * what listens there; the address and its class go to landlord's own log.
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include "landlord/error.h"
 #include "landlord/log.h"
+#include "landlord/netpolicy.h"
 #include "landlord/registry.h"
 #include "landlord/util.h"
 #include "landlord/webhooks.h"
@@ -27,8 +37,12 @@
 #define BACKOFF_MAX_MS   (5 * 60 * 1000)
 #define IDLE_MS          5000
 
+/* What the delivery log says of a receiver that may not be reached. */
+#define NOT_ALLOWED "address not allowed"
+
 struct ll_webhooks {
     char *db_path, *ca_file;
+    ll_netpolicy *policy; /* read-only once started */
     int timeout_s, max_attempts;
     pthread_t thread;
     int started;
@@ -67,12 +81,136 @@ int ll_webhook_sign(char out[65], const char *secret, const char *timestamp, con
     return 0;
 }
 
+/* --- where a URL leads ------------------------------------------------------------ */
+
+static int url_error(const char *message)
+{
+    ll_error_set(LL_EINVALID, "%s", message);
+    ll_error_field("url");
+    return LL_EINVALID;
+}
+
+/* The host and port of url (absolute http or https). */
+static int target_parse(ll_webhook_target *t, const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL, *zone = NULL;
+    int error = 0;
+    size_t n;
+
+    memset(t, 0, sizeof(*t));
+    if (!u)
+        return ll_error_set(-1, "out of memory");
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
+        error = url_error("url is not an absolute URL");
+        goto done;
+    }
+    if (curl_url_get(u, CURLUPART_ZONEID, &zone, 0) == CURLUE_OK) {
+        error = url_error("url's host must not carry an IPv6 zone");
+        goto done;
+    }
+    n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = '\0';
+        n -= 2;
+    }
+    for (size_t i = 0; i < n && !error; i++) {
+        if ((unsigned char)host[i] <= 0x20 || (unsigned char)host[i] >= 0x7f)
+            error = url_error("url's host must be ASCII: write an international name "
+                              "in its xn-- form");
+    }
+    if (error)
+        goto done;
+    if (n == 0 || n >= sizeof(t->host) || strlen(port) >= sizeof(t->port)) {
+        error = url_error("url's host is empty or too long");
+        goto done;
+    }
+    memcpy(t->host, host, n + 1);
+    memcpy(t->port, port, strlen(port) + 1);
+    ll_netaddr probe;
+    t->numeric = ll_netaddr_parse(&probe, t->host) == 0;
+done:
+    curl_free(host);
+    curl_free(port);
+    curl_free(zone);
+    curl_url_cleanup(u);
+    return error;
+}
+
+/* 0 when every address of t is allowed; else LL_EFORBIDDEN with *bad the
+ * first refused address and *why what it is. */
+static int target_allowed(const ll_webhook_target *t, const ll_netpolicy *p, ll_netaddr *bad,
+                          ll_addr_verdict *why)
+{
+    for (size_t i = 0; i < t->addrs.n; i++) {
+        if (!ll_netpolicy_allows(p, &t->addrs.a[i], why)) {
+            *bad = t->addrs.a[i];
+            return LL_EFORBIDDEN;
+        }
+    }
+    return 0;
+}
+
+int ll_webhook_check_url(ll_webhook_target *out, const char *url, const ll_netpolicy *policy,
+                         int timeout_ms)
+{
+    ll_webhook_target t;
+    ll_netaddr bad;
+    ll_addr_verdict why;
+    int error;
+
+    if ((error = target_parse(&t, url)) < 0)
+        return error;
+    if ((error = ll_net_resolve(&t.addrs, t.host, timeout_ms)) < 0) {
+        if (error == -1)
+            return error;
+        /* The resolver's message names the host; say which rule it breaks. */
+        ll_error_set(LL_EINVALID, "url's host '%.200s' %s", t.host,
+                     error == LL_ETIMEOUT    ? "did not resolve in time"
+                     : error == LL_EINVALID  ? "resolves to too many addresses"
+                     : error == LL_ENOTFOUND ? "does not resolve to an address"
+                                             : "could not be resolved");
+        ll_error_field("url");
+        return LL_EINVALID;
+    }
+    if (target_allowed(&t, policy, &bad, &why) < 0) {
+        const char *cls = ll_addr_class_name(why.cls);
+        char form[64] = "";
+        if (why.form)
+            snprintf(form, sizeof(form), " in its %s form", why.form);
+        ll_error_set(LL_EINVALID,
+                     "url's host %s%.200s%s %s %s %s address (%s)%s: webhooks reach only public "
+                     "addresses",
+                     t.numeric ? "" : "'", t.host, t.numeric ? "" : "'",
+                     t.numeric ? "is" : "resolves to", cls[0] == 'u' ? "an" : "a", cls, why.block,
+                     form);
+        ll_error_field("url");
+        ll_error_kind("webhook-address-not-allowed");
+        ll_error_hint("an operator may allow a block of addresses with the setting "
+                      "webhook-allow-cidr");
+        return LL_EINVALID;
+    }
+    if (out)
+        *out = t;
+    return 0;
+}
+
+/* --- the deliverer ------------------------------------------------------------------ */
+
 typedef struct attempt {
     CURL *easy;
-    struct curl_slist *headers;
+    struct curl_slist *headers, *resolve;
     char *body;
     long long id;
     int attempts;
+    const ll_netpolicy *policy; /* borrowed from the deliverer */
+    ll_webhook_target target;
+    ll_net_lookup *lookup; /* the target's host being resolved, or NULL */
+    const char *refusal;   /* static: why no request was made, or NULL */
+    int refused;           /* curl was about to connect to an address not allowed */
     char error[CURL_ERROR_SIZE];
 } attempt;
 
@@ -83,7 +221,107 @@ static size_t discard(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-/* Builds the request for delivery d (from ll_registry_deliveries_due). */
+/* CURLOPT_OPENSOCKETFUNCTION: the address curl is about to connect to is
+ * checked here, whatever resolved it. */
+static curl_socket_t open_checked(void *clientp, curlsocktype purpose,
+                                  struct curl_sockaddr *address)
+{
+    attempt *a = clientp;
+    ll_netaddr addr;
+    ll_addr_verdict why;
+    char text[LL_NETADDR_STRLEN];
+
+    if (purpose != CURLSOCKTYPE_IPCXN ||
+        ll_netaddr_from_sockaddr(&addr, &address->addr, address->addrlen) < 0) {
+        a->refused = 1;
+        return CURL_SOCKET_BAD;
+    }
+    if (!ll_netpolicy_allows(a->policy, &addr, &why)) {
+        ll_netaddr_format(text, sizeof(text), &addr);
+        ll_log_warn("msg=\"webhook receiver address not allowed at connect\" delivery=%lld "
+                    "address=%s class=%s",
+                    a->id, text, ll_addr_class_name(why.cls));
+        a->refused = 1;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+/* CURLOPT_RESOLVE's "host:port:addr,addr...": curl connects to the
+ * addresses checked, not to what the host resolves to a moment later.  A
+ * name with a trailing dot is pinned with and without it. */
+static int pin(attempt *a)
+{
+    char addrs[LL_NETADDRS_MAX * (LL_NETADDR_STRLEN + 3)], entry[sizeof(addrs) + 300];
+    size_t n = 0, hl = strlen(a->target.host);
+
+    if (a->target.numeric)
+        return 0; /* curl resolves nothing */
+    addrs[0] = '\0';
+    for (size_t i = 0; i < a->target.addrs.n && n < sizeof(addrs); i++) {
+        char text[LL_NETADDR_STRLEN];
+        const ll_netaddr *addr = &a->target.addrs.a[i];
+        ll_netaddr_format(text, sizeof(text), addr);
+        n += (size_t)snprintf(addrs + n, sizeof(addrs) - n,
+                              addr->family == AF_INET6 ? "%s[%s]" : "%s%s", i ? "," : "", text);
+    }
+    if (n >= sizeof(addrs))
+        return ll_error_set(-1, "cannot pin the receiver's addresses");
+    for (int dotless = 0; dotless < 2; dotless++) {
+        if (dotless && (hl < 2 || a->target.host[hl - 1] != '.'))
+            break;
+        snprintf(entry, sizeof(entry), "%.*s:%s:%s", (int)(hl - (size_t)dotless), a->target.host,
+                 a->target.port, addrs);
+        struct curl_slist *l = curl_slist_append(a->resolve, entry);
+        if (!l)
+            return ll_error_set(-1, "out of memory");
+        a->resolve = l;
+    }
+    return 0;
+}
+
+/* Starts the delivery d (from ll_registry_deliveries_due): its receiver's
+ * host is being resolved afterwards, unless a->refusal says why not. */
+static void begin(attempt *a, const ll_webhooks *w, const json_t *d)
+{
+    a->id = json_integer_value(json_object_get(d, "id"));
+    a->attempts = (int)json_integer_value(json_object_get(d, "attempts")) + 1;
+    a->policy = w->policy;
+    if (target_parse(&a->target, json_string_value(json_object_get(d, "url"))) < 0)
+        a->refusal = "url not usable";
+    else if (ll_net_lookup_start(&a->lookup, a->target.host) < 0)
+        a->refusal = "host could not be resolved";
+}
+
+/* Waits for the receiver's addresses (until deadline_ms) and checks each. */
+static void check(attempt *a, int64_t deadline_ms)
+{
+    ll_netaddr bad;
+    ll_addr_verdict why;
+    char text[LL_NETADDR_STRLEN];
+    int error;
+
+    if (!a->lookup)
+        return;
+    error = ll_net_lookup_wait(&a->target.addrs, a->lookup, deadline_ms);
+    a->lookup = NULL;
+    if (error == LL_ETIMEOUT)
+        a->refusal = "host did not resolve in time";
+    else if (error == LL_EINVALID)
+        a->refusal = NOT_ALLOWED; /* more addresses than can be checked */
+    else if (error < 0)
+        a->refusal = "host does not resolve";
+    else if (target_allowed(&a->target, a->policy, &bad, &why) < 0) {
+        ll_netaddr_format(text, sizeof(text), &bad);
+        ll_log_warn("msg=\"webhook receiver address not allowed\" delivery=%lld address=%s "
+                    "class=%s block=\"%s\"%s%s",
+                    a->id, text, ll_addr_class_name(why.cls), why.block, why.form ? " form=" : "",
+                    why.form ? why.form : "");
+        a->refusal = NOT_ALLOWED;
+    }
+}
+
+/* Builds the request for delivery d, whose receiver passed check(). */
 static int prepare(attempt *a, const ll_webhooks *w, const json_t *d)
 {
     char stamp[32], sig[65], header[256];
@@ -93,14 +331,12 @@ static int prepare(attempt *a, const ll_webhooks *w, const json_t *d)
                   json_object_get(d, "event_type"), "created_at",
                   json_object_get(d, "event_created_at"), "data", json_object_get(d, "data"));
 
-    a->id = json_integer_value(json_object_get(d, "id"));
-    a->attempts = (int)json_integer_value(json_object_get(d, "attempts")) + 1;
     a->body = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);
     snprintf(stamp, sizeof(stamp), "%lld", now_ms() / 1000);
     if (!a->body ||
         ll_webhook_sign(sig, secret ? secret : "", stamp, a->body, strlen(a->body)) < 0 ||
-        !(a->easy = curl_easy_init()))
+        pin(a) < 0 || !(a->easy = curl_easy_init()))
         return -1;
     a->headers = curl_slist_append(a->headers, "Content-Type: application/json");
     a->headers = curl_slist_append(a->headers, "User-Agent: landlord");
@@ -121,6 +357,13 @@ static int prepare(attempt *a, const ll_webhooks *w, const json_t *d)
     curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(a->easy, CURLOPT_ERRORBUFFER, a->error);
     curl_easy_setopt(a->easy, CURLOPT_PRIVATE, a);
+    /* Only the address checked is the receiver's: no redirect, no proxy. */
+    curl_easy_setopt(a->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(a->easy, CURLOPT_PROXY, "");
+    if (a->resolve)
+        curl_easy_setopt(a->easy, CURLOPT_RESOLVE, a->resolve);
+    curl_easy_setopt(a->easy, CURLOPT_OPENSOCKETFUNCTION, open_checked);
+    curl_easy_setopt(a->easy, CURLOPT_OPENSOCKETDATA, a);
     if (w->ca_file)
         curl_easy_setopt(a->easy, CURLOPT_CAINFO, w->ca_file);
     return 0;
@@ -133,13 +376,19 @@ static void record(ll_webhooks *w, attempt *a, CURLcode rc)
     long long next = 0;
     int delivered = 0, gave_up = 0;
 
-    if (rc == CURLE_OK)
+    if (rc == CURLE_OK && !a->refusal)
         curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (rc == CURLE_OK && status >= 200 && status < 300) {
+    if (rc == CURLE_OK && !a->refusal && status >= 200 && status < 300) {
         delivered = 1;
         why[0] = '\0';
     } else {
-        if (rc != CURLE_OK)
+        /* A refusal says no more than that: not which address, nor whether
+         * anything listens there. */
+        if (a->refusal)
+            snprintf(why, sizeof(why), "%s", a->refusal);
+        else if (a->refused)
+            snprintf(why, sizeof(why), "%s", NOT_ALLOWED);
+        else if (rc != CURLE_OK)
             snprintf(why, sizeof(why), "%s", a->error[0] ? a->error : curl_easy_strerror(rc));
         else
             snprintf(why, sizeof(why), "the receiver answered %ld", status);
@@ -177,18 +426,30 @@ static int deliver_due(ll_webhooks *w)
         return 0;
     }
     memset(batch, 0, sizeof(batch));
-    multi = curl_multi_init();
+    /* Every receiver's host resolves at once, within one timeout. */
     json_array_foreach(due, i, d)
     {
-        attempt *a = &batch[n++];
-        if (prepare(a, w, d) < 0) {
+        if (n < WEBHOOK_PARALLEL)
+            begin(&batch[n++], w, d);
+    }
+    int64_t deadline = ll_monotonic_ms() + (int64_t)w->timeout_s * 1000;
+    for (i = 0; i < n; i++)
+        check(&batch[i], deadline);
+    multi = curl_multi_init();
+    for (i = 0; i < n; i++) {
+        attempt *a = &batch[i];
+        if (a->refusal) {
+            record(w, a, CURLE_COULDNT_CONNECT);
+            continue;
+        }
+        if (!multi || prepare(a, w, json_array_get(due, i)) < 0) {
             record(w, a, CURLE_FAILED_INIT);
             continue;
         }
         curl_multi_add_handle(multi, a->easy);
     }
     do {
-        if (curl_multi_perform(multi, &running) != CURLM_OK)
+        if (!multi || curl_multi_perform(multi, &running) != CURLM_OK)
             break;
         if (running)
             curl_multi_poll(multi, NULL, 0, 200, NULL);
@@ -208,6 +469,7 @@ static int deliver_due(ll_webhooks *w)
             curl_easy_cleanup(batch[i].easy);
         }
         curl_slist_free_all(batch[i].headers);
+        curl_slist_free_all(batch[i].resolve);
         free(batch[i].body);
     }
     curl_multi_cleanup(multi);
@@ -266,7 +528,9 @@ int ll_webhooks_start(ll_webhooks **out, const ll_webhooks_options *o)
     w->max_attempts = o->max_attempts > 0 ? o->max_attempts : 8;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
-    int error = ll_registry_open(&w->reg, w->db_path);
+    int error = ll_netpolicy_parse(&w->policy, o->allow_cidr);
+    if (error == 0)
+        error = ll_registry_open(&w->reg, w->db_path);
     if (error < 0 || pthread_create(&w->thread, NULL, run, w) != 0) {
         ll_webhooks_stop(w);
         return error < 0 ? error : ll_error_set(-1, "cannot start the webhook deliverer");
@@ -297,6 +561,7 @@ void ll_webhooks_stop(ll_webhooks *w)
     if (w->started)
         pthread_join(w->thread, NULL);
     ll_registry_close(w->reg);
+    ll_netpolicy_free(w->policy);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
     free(w->db_path);

@@ -37,6 +37,7 @@ static const problem_class classes[] = {
     {"render-failed", 422, "Template did not render", 0},
     {"invalid-chart", 422, "Invalid chart", 0},
     {"idempotency-key-reused", 422, "Idempotency-Key reused", 0},
+    {"webhook-address-not-allowed", 422, "Webhook address not allowed", 0},
     {"too-many-requests", 429, "Too many requests", 0},
     {"header-too-large", 431, "Request header fields too large", 0},
     {"internal", 500, "Internal error", 0},

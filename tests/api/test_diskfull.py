@@ -177,7 +177,7 @@ class DiskFullCase(LandlordTestCase):
             git(remote, "init", "--bare", "-q", "-b", "main")
             args = ["--git-url", remote]
         data = make_temp_dir("landlord-data-")
-        s = Server(data=data, args=args,
+        s = Server(data=data, args=args, webhook_allow="127.0.0.0/8",  # hooks on loopback
                    wrap=tmpfs_wrap([(m.replace("DATA", data, 1), kb) for m, kb in mounts]))
         s.remote = remote
         self.addCleanup(s.kill)

@@ -343,6 +343,11 @@ class ResponsesValidate(LandlordTestCase):
                                                     json_body={"template": "x: 1"}))  # 422
         c("DELETE", "/api/v1/tiers/{name}", s.delete("/api/v1/tiers/schema-tier"))  # 204
         c("DELETE", "/api/v1/tiers/{name}", s.delete("/api/v1/tiers/schema-tier"))  # 404
+        hook = s.post_json("/api/v1/webhooks", {"url": "http://93.184.215.14/hook"})  # public: 201
+        c("POST", "/api/v1/webhooks", hook)
+        c("POST", "/api/v1/webhooks", s.post_json("/api/v1/webhooks", {"url": "http://169.254.169.254/"}))  # 422
+        c("POST", "/api/v1/webhooks", s.post_json("/api/v1/webhooks", {"url": "http://no-such.invalid/"}))  # 422
+        c("DELETE", "/api/v1/webhooks/{id}", s.delete("/api/v1/webhooks/%d" % hook.json["id"]))
         c("GET", "/api/v1/audit", s.get("/api/v1/audit?limit=5"))
         c("GET", "/api/v1/audit", s.get("/api/v1/audit?since=yesterday"))  # 422
         c("GET", "/metrics", s.get("/metrics", token=None))

@@ -209,10 +209,13 @@ class Server:
     run, e.g. to start it in namespaces of its own (test_diskfull.py).
     layout: --git-layout to pass when the test sets none itself (default
     "flat", the paths tenant_path() gives); None: landlord's own default.
+    webhook_allow: --webhook-allow-cidr, for tests whose webhook receivers
+    listen on 127.0.0.1 (e.g. "127.0.0.0/8"); None: public addresses only.
     """
 
     def __init__(self, data=None, args=(), env=None, listen="127.0.0.1:0", data_flag=True,
-                 jwt_secret=_DEFAULT, ca_file=None, claims=None, wrap=None, layout="flat"):
+                 jwt_secret=_DEFAULT, ca_file=None, claims=None, wrap=None, layout="flat",
+                 webhook_allow=None):
         self.data = data or make_temp_dir("landlord-data-")
         self.logdir = make_temp_dir("landlord-log-")
         self.args = list(args)
@@ -221,6 +224,7 @@ class Server:
         self.data_flag = data_flag
         self.wrap = wrap
         self.layout = layout
+        self.webhook_allow = webhook_allow
         self.proc = None
         self.port = None
         self.scheme = "http"
@@ -265,6 +269,8 @@ class Server:
             "LANDLORD_GIT_LAYOUT" in self.env or "LANDLORD_CONFIG" in self.env
         if self.layout and not configured:
             cmd += ["--git-layout", self.layout]
+        if self.webhook_allow:
+            cmd += ["--webhook-allow-cidr", self.webhook_allow]
         return self.wrap(cmd) if self.wrap else cmd
 
     def start(self):

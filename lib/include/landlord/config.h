@@ -66,9 +66,10 @@ typedef struct ll_config {
     char git_author_domain[256];    /* sub@<domain> for callers without an email claim */
     char tls_cert_file[1024];
     char tls_key_file[1024];
-    long allow_insecure_http; /* 1: plain HTTP on a non-loopback address */
-    long metrics_auth;        /* 1: /metrics needs a bearer token */
-    long rate_limit;          /* requests per second per caller; 0 = off */
+    long allow_insecure_http;      /* 1: plain HTTP on a non-loopback address */
+    char webhook_allow_cidr[1024]; /* blocks webhook receivers may be in besides public ones */
+    long metrics_auth;             /* 1: /metrics needs a bearer token */
+    long rate_limit;               /* requests per second per caller; 0 = off */
     long rate_limit_burst;
     long idempotency_ttl;      /* seconds an Idempotency-Key answer is kept */
     long audit_retention;      /* days audit records are kept */
