@@ -209,7 +209,9 @@ class Refusals(PolicyCase):
 
     @classmethod
     def tearDownClass(cls):
+        servers = list(cls._shared_servers)
         assert cls.stop_shared() == [0]
+        assert not servers[0].sanitizer_report(), servers[0].sanitizer_report()
 
     def test_templates_breaking_the_policy_are_refused(self):
         for name, (doc, rule) in BAD_DOCUMENTS.items():
@@ -358,6 +360,8 @@ class ForeignTemplate(PolicyCase):
         t = self.assertJson(s.request("PATCH", "/api/v1/tenants/g1", json_body={"values": {"extra": {"a": 1}}}), 200)
         self.assertEqual(yaml_docs(s.show(t["path"]))[1]["spec"]["values"]["extra"], {"a": 1})
         self.assertNotIn("ClusterRoleBinding", s.show(t["path"]))
+        self.assertEqual(s.stop(), 0)
+        self.assertSanitizerClean(s)
 
     def test_the_git_writer_refuses_a_template_changed_under_it(self):
         # landlord does not fetch by itself here: its catalogue still holds
@@ -377,6 +381,8 @@ class ForeignTemplate(PolicyCase):
         self.assertNotIn("ClusterRoleBinding", s.show(g1["path"]))
         ready = self.assertJson(s.get("/readyz"), 200)
         self.assertEqual(ready["checks"]["tiers"]["violations"][0]["tier"], "gold")
+        self.assertEqual(s.stop(), 0)
+        self.assertSanitizerClean(s)
 
 
 if __name__ == "__main__":
