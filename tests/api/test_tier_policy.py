@@ -240,6 +240,27 @@ class Refusals(PolicyCase):
         self.assertEqual(kinds, ["Namespace", "HelmRelease", "ResourceQuota", "LimitRange", "NetworkPolicy",
                                  "ServiceAccount", "Role", "RoleBinding", "ConfigMap"])
 
+    def test_a_tier_locks_more_values_by_annotation(self):
+        s = self.s
+        basic = s.get("/api/v1/tiers/basic").json["template"]
+        marked = basic.replace("  labels:\n", "  annotations:\n    landlord.dev/locked-values: "
+                               "/apps/producer/enabled,/apps/consumer/enabled\n  labels:\n", 1)
+        self.assertNotEqual(marked, basic)
+        before = self.state()
+        r = s.request("PUT", "/api/v1/tiers/bronze",
+                      json_body={"template": marked.replace("/apps/consumer/enabled", "apps.consumer.enabled")})
+        self.assertRefused(before, r, 422, "invalid-request", "a bad pointer in the annotation", field="template",
+                           detail="landlord.dev/locked-values")
+        tier = self.assertJson(s.request("PUT", "/api/v1/tiers/bronze", json_body={"template": marked}), 201)
+        self.assertEqual(tier["locked_values"], ["/apps/consumer/enabled", "/apps/consumer/envId",
+                                                 "/apps/producer/enabled", "/apps/producer/envId", "/tenantId"])
+        before = self.state()
+        r = onboard(s, "upgrader", "bronze", values={"apps": {"producer": {"enabled": True}}})
+        self.assertRefused(before, r, 422, "invalid-request", "a value the tier locks", field="values",
+                           detail="/apps/producer/enabled")
+        self.assertJson(onboard(s, "bronzed", "bronze", values={"apps": {"producer": {"ingress": {"enabled": False}}}}),
+                        201)
+
     def test_seeded_tiers_meet_the_policy(self):
         tiers = {t["name"]: t for t in self.s.get("/api/v1/tiers").json["items"]}
         for name in ("basic", "premium", "advanced"):
