@@ -405,6 +405,37 @@ class ForeignTemplate(PolicyCase):
         self.assertEqual(s.stop(), 0)
         self.assertSanitizerClean(s)
 
+    def test_the_git_writer_refuses_values_a_new_template_locks(self):
+        # A foreign commit makes the tier lock /extra; the change asked for
+        # before landlord saw it sets /extra: the writer refuses to render it.
+        s = self.s = self.start_server(args=["--git-poll-interval", "3600"])
+        tmpl = s.get("/api/v1/tiers/premium").json["template"].replace("premium", "gold")
+        self.assertJson(s.request("PUT", "/api/v1/tiers/gold", json_body={"template": tmpl}), 201)
+        g1 = self.assertJson(onboard(s, "g1", "gold"), 201)
+        g1_file = s.show(g1["path"])
+        w = clone(s.remote)
+        locked = tmpl.replace("  labels:\n", "  annotations:\n    landlord.dev/locked-values: /extra\n  labels:\n")
+        self.assertNotEqual(locked, tmpl)
+        write_file(w, template_path("gold"), locked)
+        wgit(w, "commit", "-q", "-am", "Lock /extra in tier gold")
+        wgit(w, "push", "-q", "origin", "main")
+        foreign_head = s.head()
+        r = s.request("PATCH", "/api/v1/tenants/g1", json_body={"values": {"extra": {"a": 1}}})
+        body = self.assertProblem(r, 422, "render-failed")
+        self.assertIn("values may not set /extra", body["detail"])
+        self.assertEqual((s.head(), s.show(g1["path"])), (foreign_head, g1_file))
+        # The catalogue follows the new template: the same change is now
+        # refused before anything is stored.
+        tier = self.assertJson(s.get("/api/v1/tiers/gold"), 200)
+        self.assertIn("/extra", tier["locked_values"])
+        self.assertEqual(tier["policy"], {"status": "ok"})
+        before = self.state()
+        r = s.request("PATCH", "/api/v1/tenants/g1", json_body={"values": {"extra": {"b": 2}}})
+        self.assertRefused(before, r, 422, "invalid-request", "values the tier now locks", field="values",
+                           detail="/extra")
+        self.assertEqual(s.stop(), 0)
+        self.assertSanitizerClean(s)
+
 
 if __name__ == "__main__":
     unittest.main()
