@@ -2,8 +2,8 @@
  * log, idempotent POSTs, and a tenant's history read from git.
  *
  * Tier changes go through the outbox like tenant changes: a PUT is checked
- * completely (fields, the template rendered for a sample tenant, the
- * deployment model it declares, If-Match / If-None-Match) before one
+ * completely (fields, the template rendered for a sample tenant, the tier
+ * policy, the deployment model it declares, If-Match / If-None-Match) before one
  * operation is queued; the git writer makes it one commit of its own.  One
  * change per tier may be queued at a time, so a version checked here is
  * still the current one when the operation is stored.
@@ -211,17 +211,18 @@ static int check_tier_name(const char *name)
 }
 
 /* The template: text without NUL, no "${" (Flux would substitute it in
- * every tenant file), at least one {TENANT_ID}, and it renders into valid
- * objects for a sample tenant.  *out_model is the deployment model the
- * catalogue will read off it. */
-static int check_template(char *out_model, size_t cap, const json_t *tmpl, const char *name,
-                          const char *root)
+ * every tenant file), at least one {TENANT_ID}, it renders into valid
+ * objects for a sample tenant, and it meets the tier policy (kinds,
+ * namespaces, core YAML: 422 tier-policy naming the rule).  *out_model is
+ * the deployment model the catalogue will read off it. */
+static int check_template(char *out_model, size_t cap, ll_core *c, const json_t *tmpl,
+                          const char *name)
 {
-    const char *text = json_string_value(tmpl);
+    const char *text = json_string_value(tmpl), *root = c->cfg.git_root;
     size_t len = json_string_length(tmpl);
     char *rendered = NULL, path[512];
     size_t rlen = 0;
-    json_t *files, *cat;
+    json_t *files, *cat, *current, *locked = NULL;
     const json_t *tier;
     int error;
 
@@ -251,10 +252,22 @@ static int check_template(char *out_model, size_t cap, const json_t *tmpl, const
         return error;
     }
     free(rendered);
+    /* The pools a HelmRelease may target: those of the repository now. */
+    current = ll_gitops_tiers(c->git);
+    ll_tier_policy policy = {c->cfg.tier_kinds, c->cfg.flux_namespace,
+                             json_object_get(current, "pools")};
+    if ((error = ll_template_check_policy(NULL, text, len, &policy)) < 0 ||
+        (error = ll_template_locked_values(&locked, text, len, policy.pools)) < 0) {
+        json_decref(current);
+        ll_error_field("template");
+        return error;
+    }
+    json_decref(locked);
     snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", root, name);
     files = json_object();
     json_object_set_new(files, path, json_stringn(text, len));
-    cat = ll_tiers_build(files, root);
+    cat = ll_tiers_build(files, root, &policy);
+    json_decref(current);
     json_decref(files);
     if (!(tier = ll_tiers_find(cat, name))) {
         json_decref(cat);
@@ -361,7 +374,7 @@ int ll_tier_put(long long *out_op, int *out_created, ll_core *c, const char *nam
         return error;
     if (model && !json_is_string(model))
         return ll_core_field_error("deployment_model", "deployment_model must be a string");
-    if ((error = check_template(derived, sizeof(derived), tmpl, name, c->cfg.git_root)) < 0)
+    if ((error = check_template(derived, sizeof(derived), c, tmpl, name)) < 0)
         return error;
     if (model && strcmp(json_string_value(model), derived) != 0) {
         ll_core_field_error("deployment_model",

@@ -19,6 +19,7 @@
 #include "landlord/log.h"
 #include "landlord/netpolicy.h"
 #include "landlord/ociremote.h"
+#include "landlord/template.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
 
@@ -81,6 +82,34 @@ static int check_helm_version(const char *v)
 {
     if (v[0] && strcmp(v, "v2") != 0 && strcmp(v, "v2beta1") != 0)
         return ll_error_set(LL_EINVALID, "'%s' is not a HelmRelease version (v2 or v2beta1)", v);
+    return 0;
+}
+
+/* Kinds for tier-kinds: "Kind" or "Kind.group", separated by commas. */
+static int check_kinds(const char *v)
+{
+    const char *p = v;
+    size_t n, k;
+
+    if (!*v)
+        return ll_error_set(LL_EINVALID, "value must not be empty");
+    while (*p) {
+        p += strspn(p, " ");
+        n = strcspn(p, ",");
+        while (n > 0 && p[n - 1] == ' ')
+            n--;
+        k = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
+        if (n == 0 || k == 0 || !isupper((unsigned char)p[0]) ||
+            (k < n && (p[k] != '.' || k + 1 == n ||
+                       strspn(p + k + 1, "abcdefghijklmnopqrstuvwxyz0123456789.-") != n - k - 1)))
+            return ll_error_set(LL_EINVALID,
+                                "'%.*s' is not a kind (Kind for the core API group, Kind.group "
+                                "for the others, e.g. HelmRelease.helm.toolkit.fluxcd.io)",
+                                (int)(n < 64 ? n : 64), p);
+        p += strcspn(p, ",");
+        if (*p == ',')
+            p++;
+    }
     return 0;
 }
 
@@ -186,6 +215,10 @@ static const setting settings[] = {
     {"flux-reconcile-now", I(flux_reconcile_now), "1", 0, 1, NULL,
      "1: after each push, ask Flux to fetch at once (reconcile.fluxcd.io/requestedAt); 0: wait "
      "for its interval"},
+    {"tier-kinds", S(tier_kinds), LL_TIER_KINDS_DEFAULT, 0, 0, check_kinds,
+     "kinds a tier template may declare, comma-separated: Kind (core API group) or Kind.group; "
+     "whatever it says, templates never get cluster-scoped RBAC, Flux sources, Kustomizations "
+     "or Secrets in flux-namespace (README: tier template policy)"},
     {"default-release", S(default_release), "0.0", 0, 0, check_release,
      "release for tenants onboarded without one (1.2.3, 1.2 or 1.2.x)"},
     {"log-level", S(log_level), "info", 0, 0, check_level, "debug, info, warn or error"},

@@ -15,7 +15,9 @@
  *   queued, the status turns degraded, and the writer retries with
  *   exponential backoff (capped at 30 s).  Nothing acknowledged is dropped.
  * - An operation that cannot apply (template gone, hand-made file in the
- *   way, tier folder deleted) fails alone; its partial changes are undone.
+ *   way, tier folder deleted, a template that breaks the tier policy or
+ *   values that set what it derives from the tenant's identity) fails
+ *   alone; its partial changes are undone.
  * - Applying is idempotent, so an operation whose commit was pushed just
  *   before a crash is replayed as a no-op after restart.
  * - After every fetch the registry follows the repository (adopt.c).
@@ -61,6 +63,7 @@
 struct ll_gitops {
     char *workdir, *url, *shown_url, *branch, *root, *author_name, *author_email;
     char *default_release, *db_path, *username, *password, *ssh_key, *ssh_host_key;
+    char *tier_kinds, *flux_namespace; /* the tier policy */
     char remote_ref[300];
     int batch_size, push_attempts, import_only, linger_ms, sharded, own_remote;
     int64_t poll_interval_ms;
@@ -551,6 +554,47 @@ static void tenant_location(char *path, size_t cap, char *dir, size_t dir_cap, l
         *slash = '\0';
 }
 
+/* Nothing is rendered from a template that breaks the tier policy, and no
+ * tenant's values may set what the template derives from the tenant's
+ * identity.  The API checked both against the catalogue; the template read
+ * here may be newer (a foreign writer), so it is checked again unless it is
+ * the catalogue's own text, whose verdict stands.  *why is the class of a
+ * failure. */
+static int check_tier_template(ll_gitops *g, const char *tier, const char *tmpl, size_t len,
+                               const json_t *values, const char **why)
+{
+    json_t *cat = ll_gitops_tiers(g), *locked = NULL;
+    const json_t *known = ll_tiers_find(cat, tier);
+    const json_t *text = json_object_get(known, "template");
+    char msg[LL_ERROR_MSG_MAX];
+    const char *rule = NULL;
+    int error;
+
+    *why = "conflict";
+    if (text && json_string_length(text) == len &&
+        memcmp(json_string_value(text), tmpl, len) == 0) {
+        if ((error = ll_tiers_usable(known)) == 0 &&
+            (error = ll_tiers_check_values(known, values)) < 0)
+            *why = "render-failed";
+        json_decref(cat);
+        return error;
+    }
+    ll_tier_policy policy = {g->tier_kinds, g->flux_namespace, json_object_get(cat, "pools")};
+    if ((error = ll_template_check_policy(&rule, tmpl, len, &policy)) < 0 ||
+        (error = ll_template_locked_values(&locked, tmpl, len, policy.pools)) < 0) {
+        snprintf(msg, sizeof(msg), "%s", ll_error_last()->message);
+        error = ll_error_set(LL_ECONFLICT,
+                             "tier '%s' breaks the tier policy (%s), so its tenants are not "
+                             "rendered until its template is fixed: %s",
+                             tier, rule ? rule : "template", msg);
+    } else if ((error = ll_template_check_values(locked, values)) < 0) {
+        *why = "render-failed";
+    }
+    json_decref(locked);
+    json_decref(cat);
+    return error;
+}
+
 /* Renders the tenant of op into tier and writes it there, with its
  * kustomization entry.  A different file already there is a conflict unless
  * replace (an update re-renders its own file). */
@@ -584,6 +628,8 @@ static int put_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_
         ll_error_hint("restore the tier folder in the repository");
         goto done;
     }
+    if ((error = check_tier_template(g, tier, tmpl, tmpl_len, in.values, why)) < 0)
+        goto done;
     if ((error = ll_template_render(&rendered, &rendered_len, tmpl, tmpl_len, &in)) < 0) {
         *why = "render-failed";
         goto done;
@@ -1008,7 +1054,8 @@ static json_t *read_tiers(ll_gitops *g, git_commit *commit)
         }
         free(text);
     }
-    cat = ll_tiers_build(files, g->root);
+    ll_tier_policy policy = {g->tier_kinds, g->flux_namespace, NULL};
+    cat = ll_tiers_build(files, g->root, &policy);
     json_decref(files);
     git_tree_free(dir);
     git_tree_entry_free(entry);
@@ -1853,6 +1900,8 @@ int ll_gitops_open(ll_gitops **out, const ll_gitops_options *o)
     g->author_name = dup_or_empty(o->author_name);
     g->author_email = dup_or_empty(o->author_email);
     g->default_release = dup_or_empty(o->default_release);
+    g->tier_kinds = dup_or_empty(o->tier_kinds);
+    g->flux_namespace = dup_or_empty(o->flux_namespace);
     g->db_path = dup_or_empty(o->db_path);
     g->username = dup_or_empty(o->username);
     g->password = dup_or_empty(o->password);
@@ -2055,6 +2104,8 @@ void ll_gitops_free(ll_gitops *g)
     free(g->author_name);
     free(g->author_email);
     free(g->default_release);
+    free(g->tier_kinds);
+    free(g->flux_namespace);
     free(g->db_path);
     if (g->password)
         memset(g->password, 0, strlen(g->password));

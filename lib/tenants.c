@@ -272,6 +272,8 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
         .author_name = cfg->git_author_name,
         .author_email = cfg->git_author_email,
         .default_release = cfg->default_release,
+        .tier_kinds = cfg->tier_kinds,
+        .flux_namespace = cfg->flux_namespace,
         .db_path = c->db_path,
         .batch_size = (int)cfg->batch_size,
         .push_attempts = (int)cfg->git_push_attempts,
@@ -404,13 +406,19 @@ json_t *ll_core_ready(ll_core *c, int *ok)
         storage_ok = 0;
     }
     json_object_set_new(checks, "storage", storage);
+    /* Tier templates in the repository that break the policy: their tenants
+     * are not rendered until they are fixed. */
+    json_t *cat = ll_gitops_tiers(c->git), *tiers = ll_tiers_health(cat);
+    int tiers_ok = strcmp(json_string_value(json_object_get(tiers, "status")), "ok") == 0;
+    json_decref(cat);
+    json_object_set_new(checks, "tiers", tiers);
     /* A degraded remote still takes writes (they queue): ready, but say so. */
     *ok = reg_ok;
     /* So does an unreachable cluster: states read "unknown" meanwhile; and
      * a full volume, whose writes answer 503 while reads go on. */
     status = !reg_ok ? "unavailable"
              : strcmp(json_string_value(json_object_get(git, "status")), "ok") == 0 &&
-                     strcmp(kube_status, "degraded") != 0 && storage_ok
+                     strcmp(kube_status, "degraded") != 0 && storage_ok && tiers_ok
                  ? "ready"
                  : "degraded";
     return json_pack("{s:s, s:o}", "status", status, "checks", checks);
@@ -590,9 +598,15 @@ static int check_desired(const json_t *tiers, const char *id, const char *tier, 
         ll_error_hint("GET /api/v1/tiers lists the tiers");
         return LL_EINVALID;
     }
+    /* Nothing is rendered from a tier whose template breaks the policy. */
+    if ((error = ll_tiers_usable(tier_obj)) < 0)
+        return error;
     if ((error = ll_validate_release(release)) < 0)
         return error;
     if (values && (error = ll_validate_values(values)) < 0)
+        return error;
+    /* Nor may values set what the template derives from who the tenant is. */
+    if (values && (error = ll_tiers_check_values(tier_obj, values)) < 0)
         return error;
     tmpl = json_object_get(tier_obj, "template");
     ll_render_input in = {id, tier, release, NULL, values};

@@ -5,6 +5,13 @@
  * pool environments are what pooled-envs/kustomization.yaml lists.  The
  * catalogue is built once per new head by the git writer and then shared,
  * read-only, between threads.
+ *
+ * Each tier is judged against the template policy (ll_template_check_policy)
+ * when the catalogue is built: a tier that breaks it stays in the catalogue
+ * (so GET and /readyz can say why) but is not usable (ll_tiers_usable):
+ * nothing is rendered from it until its template is fixed.  The values its
+ * template derives from the tenant's identity (ll_template_locked_values)
+ * are kept with it, for ll_tiers_check_values.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,16 +74,70 @@ static void describe(json_t *tier, const json_t *docs)
     json_object_set_new(tier, "pools", pools);
 }
 
-json_t *ll_tiers_build(const json_t *files, const char *root)
+/* Adds the pool environments pooled-envs/kustomization.yaml lists. */
+static void read_pools(json_t *pools, const char *path, const json_t *content)
+{
+    json_t *list = NULL, *entry;
+    size_t i;
+
+    if (ll_kustomize_resources(&list, json_string_value(content), json_string_length(content)) <
+        0) {
+        ll_log_warn("msg=\"cannot read pool environments\" path=%s error=\"%s\"", path,
+                    ll_error_last()->message);
+        return;
+    }
+    json_array_foreach(list, i, entry)
+    {
+        const char *e = json_string_value(entry);
+        size_t el = strlen(e);
+        if (el > 5 && strcmp(e + el - 5, ".yaml") == 0)
+            json_array_append_new(pools, json_stringn(e, el - 5));
+        else
+            json_array_append_new(pools, json_string(e));
+    }
+    json_decref(list);
+}
+
+/* The policy verdict and the locked values of a tier's template. */
+static void judge(json_t *tier, const char *name, const char *text, size_t len,
+                  const ll_tier_policy *policy)
+{
+    const char *rule = NULL;
+    json_t *locked = NULL;
+
+    if (ll_template_check_policy(&rule, text, len, policy) < 0 ||
+        ll_template_locked_values(&locked, text, len, policy->pools) < 0) {
+        ll_log_warn("msg=\"tier template breaks the tier policy; its tenants are not rendered\" "
+                    "tier=%s rule=%s error=\"%s\"",
+                    name, rule ? rule : "template", ll_error_last()->message);
+        json_object_set_new(tier, "policy",
+                            json_pack("{s:s, s:s, s:s}", "status", "violated", "rule",
+                                      rule ? rule : "template", "error", ll_error_last()->message));
+        locked = json_array();
+    } else {
+        json_object_set_new(tier, "policy", json_pack("{s:s}", "status", "ok"));
+    }
+    json_object_set_new(tier, "locked_values", locked);
+}
+
+json_t *ll_tiers_build(const json_t *files, const char *root, const ll_tier_policy *policy)
 {
     json_t *cat = json_object(), *tiers = json_object(), *pools = json_array(), *content;
     char prefix[512], kust_path[512];
     const char *path;
     size_t plen;
+    ll_tier_policy p = {0};
 
     snprintf(prefix, sizeof(prefix), "%s/tier-templates/", root);
     snprintf(kust_path, sizeof(kust_path), "%s/pooled-envs/kustomization.yaml", root);
     plen = strlen(prefix);
+    /* The pools first: templates are judged against them. */
+    if ((content = json_object_get(files, kust_path)))
+        read_pools(pools, kust_path, content);
+    if (policy)
+        p = *policy;
+    if (json_array_size(pools) > 0 || !p.pools)
+        p.pools = pools;
     json_object_foreach((json_t *)files, path, content)
     {
         const char *text = json_string_value(content);
@@ -85,26 +146,6 @@ json_t *ll_tiers_build(const json_t *files, const char *root)
         size_t rlen;
         json_t *docs = NULL, *tier;
 
-        if (strcmp(path, kust_path) == 0) {
-            json_t *list = NULL, *entry;
-            size_t i;
-            if (ll_kustomize_resources(&list, text, len) < 0) {
-                ll_log_warn("msg=\"cannot read pool environments\" path=%s error=\"%s\"", path,
-                            ll_error_last()->message);
-                continue;
-            }
-            json_array_foreach(list, i, entry)
-            {
-                const char *e = json_string_value(entry);
-                size_t el = strlen(e);
-                if (el > 5 && strcmp(e + el - 5, ".yaml") == 0)
-                    json_array_append_new(pools, json_stringn(e, el - 5));
-                else
-                    json_array_append_new(pools, json_string(e));
-            }
-            json_decref(list);
-            continue;
-        }
         if (strncmp(path, prefix, plen) != 0 || n < plen + sizeof(SUFFIX) ||
             strcmp(path + n - (sizeof(SUFFIX) - 1), SUFFIX) != 0 ||
             n - plen - (sizeof(SUFFIX) - 1) >= sizeof(name))
@@ -126,6 +167,7 @@ json_t *ll_tiers_build(const json_t *files, const char *root)
         tier = json_pack("{s:s, s:s, s:s}", "name", name, "template_path", path, "template", "");
         json_object_set_new(tier, "template", json_stringn(text, len));
         describe(tier, docs);
+        judge(tier, name, text, len, &p);
         json_object_set_new(tiers, name, tier);
         json_decref(docs);
         free(rendered);
@@ -167,6 +209,50 @@ json_t *ll_tiers_build(const json_t *files, const char *root)
 const json_t *ll_tiers_find(const json_t *catalogue, const char *name)
 {
     return json_object_get(json_object_get(catalogue, "tiers"), name);
+}
+
+int ll_tiers_usable(const json_t *tier)
+{
+    const json_t *policy = json_object_get(tier, "policy");
+    const char *name = json_string_value(json_object_get(tier, "name"));
+
+    if (!policy || strcmp(json_string_value(json_object_get(policy, "status")) ?: "", "ok") == 0)
+        return 0;
+    ll_error_set(LL_ECONFLICT,
+                 "tier '%s' breaks the tier policy (%s), so its tenants are not rendered until "
+                 "its template is fixed: %s",
+                 name ? name : "?", json_string_value(json_object_get(policy, "rule")) ?: "?",
+                 json_string_value(json_object_get(policy, "error")) ?: "");
+    ll_error_field("tier");
+    ll_error_hint("fix the template with PUT /api/v1/tiers/%s; GET /api/v1/tiers/%s and /readyz "
+                  "show what is wrong",
+                  name ? name : "?", name ? name : "?");
+    return LL_ECONFLICT;
+}
+
+int ll_tiers_check_values(const json_t *tier, const json_t *values)
+{
+    return ll_template_check_values(json_object_get(tier, "locked_values"), values);
+}
+
+json_t *ll_tiers_health(const json_t *catalogue)
+{
+    json_t *bad = json_array(), *tier;
+    const char *name;
+
+    json_object_foreach(json_object_get(catalogue, "tiers"), name, tier)
+    {
+        const json_t *policy = json_object_get(tier, "policy");
+        if (policy && strcmp(json_string_value(json_object_get(policy, "status")) ?: "", "ok") != 0)
+            json_array_append_new(bad, json_pack("{s:s, s:O, s:O}", "tier", name, "rule",
+                                                 json_object_get(policy, "rule"), "error",
+                                                 json_object_get(policy, "error")));
+    }
+    if (json_array_size(bad) == 0) {
+        json_decref(bad);
+        return json_pack("{s:s}", "status", "ok");
+    }
+    return json_pack("{s:s, s:o}", "status", "failed", "violations", bad);
 }
 
 int ll_tiers_is_pool(const json_t *catalogue, const char *name)

@@ -35,6 +35,7 @@ static const problem_class classes[] = {
     {"unsupported-media-type", 415, "Unsupported media type", 0},
     {"invalid-request", 422, "Invalid request", 0},
     {"render-failed", 422, "Template did not render", 0},
+    {"tier-policy", 422, "Template breaks the tier policy", 0},
     {"invalid-chart", 422, "Invalid chart", 0},
     {"idempotency-key-reused", 422, "Idempotency-Key reused", 0},
     {"webhook-address-not-allowed", 422, "Webhook address not allowed", 0},

@@ -97,13 +97,33 @@ static void test_set(void **state)
     assert_int_equal(cfg.write_wait, 0);
 }
 
+static void test_tier_kinds(void **state)
+{
+    static const char *const bad[] = {"",
+                                      "deployment",
+                                      "Deployment.",
+                                      ".apps",
+                                      "Deployment.Apps",
+                                      "Deploy ment",
+                                      "Deployment,,ConfigMap",
+                                      "Deployment.apps/v1"};
+    ll_config cfg;
+    (void)state;
+    ll_config_defaults(&cfg);
+    assert_non_null(strstr(cfg.tier_kinds, "HelmRelease.helm.toolkit.fluxcd.io"));
+    assert_int_equal(ll_config_set(&cfg, "tier-kinds", " ConfigMap , Deployment.apps", "test"), 0);
+    assert_string_equal(cfg.tier_kinds, " ConfigMap , Deployment.apps");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (ll_config_set(&cfg, "tier-kinds", bad[i], "test") != LL_EINVALID)
+            fail_msg("tier-kinds '%s' was taken", bad[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_file_and_env),
-        cmocka_unit_test(test_file_errors),
-        cmocka_unit_test(test_set),
+        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_file_and_env),
+        cmocka_unit_test(test_file_errors), cmocka_unit_test(test_set),
+        cmocka_unit_test(test_tier_kinds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "landlord/error.h"
 #include "landlord/template.h"
@@ -1253,6 +1254,348 @@ static void test_set_chart_version(void **state)
     }
 }
 
+/* ---- the tier policy ------------------------------------------------------ */
+
+/* base followed by one more document (new string). */
+static char *with_doc(const char *base, const char *doc)
+{
+    size_t a = strlen(base), b = strlen(doc);
+    char *out = malloc(a + b + 6);
+    assert_non_null(out);
+    memcpy(out, base, a);
+    memcpy(out + a, "\n---\n", 5);
+    memcpy(out + a + 5, doc, b + 1);
+    return out;
+}
+
+static void test_policy_accepts(void **state)
+{
+    (void)state;
+    json_t *pools = json_pack("[s]", "pool-1");
+    ll_tier_policy policy = {NULL, NULL, pools};
+    const char *ok[] = {BASIC_V2BETA1, PREMIUM_V2BETA1, ADVANCED_V2BETA1, PREMIUM_V2};
+    /* What a siloed tier may add in the tenant's namespace, and a
+     * HelmRelease's values in a ConfigMap of flux-system. */
+    const char *extras[] = {
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: quota\n  namespace: "
+        "{TENANT_ID}\nspec:\n  hard:\n    pods: \"10\"\n",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: deny\n  "
+        "namespace: {TENANT_ID}\nspec:\n  podSelector: {}\n",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: rb\n  "
+        "namespace: {TENANT_ID}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  "
+        "name: reader\nsubjects:\n  - kind: ServiceAccount\n    name: app\n    namespace: "
+        "{TENANT_ID}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {TENANT_ID}-values\n  namespace: "
+        "flux-system\ndata:\n  a: !!str 1\n",
+        "apiVersion: infra.contrib.fluxcd.io/v1alpha2\nkind: Terraform\nmetadata:\n  name: tf\n  "
+        "namespace: {TENANT_ID}\nspec:\n  path: ./x\n",
+    };
+    const char *rule = "x";
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        if (ll_template_check_policy(&rule, ok[i], strlen(ok[i]), &policy) != 0)
+            fail_msg("template %zu: %s", i, ll_error_last()->message);
+        assert_null(rule);
+    }
+    for (size_t i = 0; i < sizeof(extras) / sizeof(extras[0]); i++) {
+        char *t = with_doc(PREMIUM_V2, extras[i]);
+        if (ll_template_check_policy(&rule, t, strlen(t), &policy) != 0)
+            fail_msg("extra %zu: %s", i, ll_error_last()->message);
+        free(t);
+    }
+    /* Without pools, basic's pool-1 is a namespace like any other. */
+    assert_int_equal(ll_template_check_policy(&rule, BASIC_V2BETA1, strlen(BASIC_V2BETA1), NULL),
+                     LL_EINVALID);
+    assert_string_equal(rule, "helm-target-namespace");
+    json_decref(pools);
+}
+
+static void test_policy_refuses(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *doc, *rule;
+    } cases[] = {
+        {"cluster-admin ClusterRoleBinding",
+         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: "
+         "{TENANT_ID}-admin\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: "
+         "ClusterRole\n  name: cluster-admin\nsubjects:\n  - kind: ServiceAccount\n    name: "
+         "default\n    namespace: {TENANT_ID}\n",
+         "cluster-rbac"},
+        {"ClusterRole",
+         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: "
+         "{TENANT_ID}\nrules: []\n",
+         "cluster-rbac"},
+        {"kube-system Namespace",
+         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kube-system\n", "foreign-namespace"},
+        {"Namespace named after the tenant, not its id",
+         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kube-{TENANT_ID}\n",
+         "foreign-namespace"},
+        {"ConfigMap in kube-system",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {TENANT_ID}\n  namespace: "
+         "kube-system\n",
+         "object-namespace"},
+        {"ConfigMap with no namespace",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {TENANT_ID}\n", "object-namespace"},
+        {"ServiceAccount in flux-system",
+         "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {TENANT_ID}\n  namespace: "
+         "flux-system\n",
+         "object-namespace"},
+        {"shared ConfigMap in flux-system",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: saas-infra-outputs\n  namespace: "
+         "flux-system\n",
+         "object-name"},
+        {"Kustomization",
+         "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: "
+         "{TENANT_ID}\n  namespace: flux-system\nspec:\n  path: ./\n  sourceRef:\n    kind: "
+         "GitRepository\n    name: evil\n",
+         "flux-kustomization"},
+        {"GitRepository",
+         "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: "
+         "{TENANT_ID}\n  namespace: flux-system\nspec:\n  url: https://evil.example/repo\n",
+         "flux-source"},
+        {"OCIRepository",
+         "apiVersion: source.toolkit.fluxcd.io/v1beta2\nkind: OCIRepository\nmetadata:\n  name: "
+         "{TENANT_ID}\n  namespace: {TENANT_ID}\n",
+         "flux-source"},
+        {"Secret in flux-system",
+         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: flux-system\n  namespace: "
+         "flux-system\nstringData:\n  password: x\n",
+         "flux-namespace-secret"},
+        {"Secret in the tenant's namespace (not on the list)",
+         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: {TENANT_ID}\n",
+         "kind-not-allowed"},
+        {"Deployment",
+         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n  namespace: "
+         "{TENANT_ID}\n",
+         "kind-not-allowed"},
+        {"a Role of another group",
+         "apiVersion: evil.example/v1\nkind: Role\nmetadata:\n  name: r\n  namespace: "
+         "{TENANT_ID}\n",
+         "kind-not-allowed"},
+        {"RoleBinding to cluster-admin",
+         "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: rb\n  "
+         "namespace: {TENANT_ID}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: "
+         "ClusterRole\n  name: cluster-admin\n",
+         "rolebinding-cluster-role"},
+        {"placeholder as a key",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {TENANT_ID}\n  namespace: "
+         "{TENANT_ID}\ndata:\n  {TENANT_ID}: x\n",
+         "placeholder-in-key"},
+        {"placeholder as the kind",
+         "apiVersion: v1\nkind: {TENANT_ID}\nmetadata:\n  name: x\n  namespace: {TENANT_ID}\n",
+         "placeholder-in-type"},
+        {"placeholder in the apiVersion",
+         "apiVersion: {TIER}/v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: "
+         "{TENANT_ID}\n",
+         "placeholder-in-type"},
+        {"!!python/object tag",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {TENANT_ID}\n  namespace: "
+         "{TENANT_ID}\ndata:\n  x: !!python/object:os.system \"id\"\n",
+         "yaml-tag"},
+        {"custom tag", "apiVersion: v1\nkind: ConfigMap\nmetadata: !mine\n  name: {TENANT_ID}\n",
+         "yaml-tag"},
+        {"a placeholder in a tag",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: !{TENANT_ID} x\n", "yaml-tag"},
+        {"merge key",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  <<: {namespace: kube-system}\n  name: "
+         "{TENANT_ID}\n",
+         "yaml-merge-key"},
+        {"HelmRelease into kube-system",
+         "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: "
+         "{TENANT_ID}-x\n  namespace: flux-system\nspec:\n  targetNamespace: kube-system\n",
+         "helm-target-namespace"},
+        {"HelmRelease storing in kube-system",
+         "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: "
+         "{TENANT_ID}-x\n  namespace: flux-system\nspec:\n  targetNamespace: {TENANT_ID}\n  "
+         "storageNamespace: kube-system\n",
+         "helm-target-namespace"},
+        {"HelmRelease into flux-system",
+         "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: "
+         "{TENANT_ID}-x\n  namespace: flux-system\nspec:\n  chart: {}\n",
+         "helm-target-namespace"},
+        {"HelmRelease in kube-system",
+         "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: "
+         "{TENANT_ID}-x\n  namespace: kube-system\nspec:\n  targetNamespace: {TENANT_ID}\n",
+         "object-namespace"},
+        {"HelmRelease to another cluster",
+         "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: "
+         "{TENANT_ID}-x\n  namespace: flux-system\nspec:\n  targetNamespace: {TENANT_ID}\n  "
+         "kubeConfig:\n    secretRef:\n      name: other\n",
+         "helm-kubeconfig"},
+        {"HelmRelease values from a flux-system Secret",
+         "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: "
+         "{TENANT_ID}-x\n  namespace: flux-system\nspec:\n  targetNamespace: {TENANT_ID}\n  "
+         "valuesFrom:\n    - kind: Secret\n      name: flux-system\n",
+         "flux-namespace-secret"},
+        {"HelmRelease post-renderers",
+         "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: "
+         "{TENANT_ID}-x\n  namespace: flux-system\nspec:\n  targetNamespace: {TENANT_ID}\n  "
+         "postRenderers:\n    - kustomize:\n        patches: []\n",
+         "helm-post-renderers"},
+        {"HelmRelease as a Flux account",
+         "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: "
+         "{TENANT_ID}-x\n  namespace: flux-system\nspec:\n  targetNamespace: {TENANT_ID}\n  "
+         "serviceAccountName: helm-controller\n",
+         "helm-service-account"},
+        {"another tenant's HelmRelease",
+         "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: victim-"
+         "premium\n  namespace: flux-system\nspec:\n  targetNamespace: {TENANT_ID}\n",
+         "object-name"},
+    };
+    json_t *pools = json_pack("[s]", "pool-1");
+    ll_tier_policy policy = {NULL, "flux-system", pools};
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *t = with_doc(PREMIUM_V2, cases[i].doc);
+        const char *rule = NULL;
+        int error = ll_template_check_policy(&rule, t, strlen(t), &policy);
+        if (error != LL_EINVALID || !rule || strcmp(rule, cases[i].rule) != 0)
+            fail_msg("%s: got %d (%s) %s", cases[i].name, error, rule ? rule : "no rule",
+                     ll_error_last()->message);
+        if (!strstr(ll_error_last()->message, cases[i].rule) ||
+            strcmp(ll_error_last()->kind, "tier-policy") != 0)
+            fail_msg("%s: the message names no rule: %s", cases[i].name, ll_error_last()->message);
+        free(t);
+    }
+    /* A template without the tenant's Namespace has no namespace of its own. */
+    const char *ns_less = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: "
+                          "{TENANT_ID}\n";
+    char *t = with_doc(BASIC_V2BETA1, ns_less);
+    const char *rule = NULL;
+    assert_int_equal(ll_template_check_policy(&rule, t, strlen(t), &policy), LL_EINVALID);
+    assert_string_equal(rule, "object-namespace");
+    free(t);
+    json_decref(pools);
+}
+
+static void test_policy_kinds_setting(void **state)
+{
+    (void)state;
+    const char *deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n  "
+                         "namespace: {TENANT_ID}\n";
+    const char *crb = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
+                      "metadata:\n  name: {TENANT_ID}\n";
+    char *t = with_doc(PREMIUM_V2, deploy), *u = with_doc(PREMIUM_V2, crb);
+    const char *rule = NULL;
+    ll_tier_policy wide = {"Namespace, HelmRelease.helm.toolkit.fluxcd.io , Deployment.apps,"
+                           "ClusterRoleBinding.rbac.authorization.k8s.io",
+                           NULL, NULL};
+    ll_tier_policy narrow = {"HelmRelease.helm.toolkit.fluxcd.io", NULL, NULL};
+
+    assert_int_equal(ll_template_check_policy(&rule, t, strlen(t), &wide), 0);
+    /* Listed or not, cluster-scoped RBAC stays out. */
+    assert_int_equal(ll_template_check_policy(&rule, u, strlen(u), &wide), LL_EINVALID);
+    assert_string_equal(rule, "cluster-rbac");
+    assert_int_equal(ll_template_check_policy(&rule, PREMIUM_V2, strlen(PREMIUM_V2), &narrow),
+                     LL_EINVALID);
+    assert_string_equal(rule, "kind-not-allowed");
+    /* Another Flux namespace: flux-system is then a namespace like others. */
+    ll_tier_policy other = {NULL, "flux", NULL};
+    assert_int_equal(ll_template_check_policy(&rule, PREMIUM_V2, strlen(PREMIUM_V2), &other),
+                     LL_EINVALID);
+    assert_string_equal(rule, "object-namespace");
+    /* Not YAML objects: refused without a rule. */
+    assert_int_equal(ll_template_check_policy(&rule, "a: [", 4, NULL), LL_EINVALID);
+    assert_null(rule);
+    assert_int_equal(ll_template_check_policy(&rule, "- a\n", 4, NULL), LL_EINVALID);
+    assert_null(rule);
+    free(t);
+    free(u);
+}
+
+/* The locked values of text, as one comma-separated string (static). */
+static const char *locked_of(const char *text, const json_t *pools)
+{
+    static char out[1024];
+    json_t *locked = NULL, *p;
+    size_t i, n = 0;
+
+    if (ll_template_locked_values(&locked, text, strlen(text), pools) != 0)
+        fail_msg("%s", ll_error_last()->message);
+    out[0] = '\0';
+    json_array_foreach(locked, i, p) n +=
+        (size_t)snprintf(out + n, sizeof(out) - n, "%s%s", i ? "," : "", json_string_value(p));
+    json_decref(locked);
+    return out;
+}
+
+static void test_locked_values(void **state)
+{
+    (void)state;
+    json_t *pools = json_pack("[s]", "pool-1");
+
+    assert_string_equal(locked_of(BASIC_V2BETA1, pools),
+                        "/apps/consumer/envId,/apps/producer/envId,/tenantId");
+    /* basic's pool is its targetNamespace too: locked without pools. */
+    assert_string_equal(locked_of(BASIC_V2BETA1, NULL),
+                        "/apps/consumer/envId,/apps/producer/envId,/tenantId");
+    assert_string_equal(locked_of(PREMIUM_V2BETA1, pools), "/tenantId");
+    /* advanced: producer's pool locks consumer's envId too. */
+    assert_string_equal(locked_of(ADVANCED_V2BETA1, pools),
+                        "/apps/consumer/envId,/apps/producer/envId,/tenantId");
+    assert_string_equal(locked_of(ADVANCED_V2BETA1, NULL), "/tenantId");
+    /* Placeholders anywhere in a value, sequences whole, keys escaped, the
+     * annotation, and nothing outside HelmReleases' values. */
+    const char *t = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {TENANT_ID}\ndata:\n"
+                    "  x: {TENANT_ID}\n---\n"
+                    "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n"
+                    "  name: {TENANT_ID}-x\n  annotations:\n"
+                    "    landlord.dev/locked-values: \"/apps/producer/enabled, /a~1b\"\n"
+                    "spec:\n  values:\n    host: \"{TENANT_ID}.example.com\"\n"
+                    "    tier: t-{TIER}\n    release: \"{RELEASE_VERSION}\"\n"
+                    "    list: [a, {TENANT_ID}]\n    plain: [a, b]\n    \"a/b~c\": {TENANT_ID}\n"
+                    "    deep: {x: {y: {TENANT_ID}}}\n";
+    assert_string_equal(locked_of(t, NULL),
+                        "/apps/producer/enabled,/a~1b,/a~1b~0c,/deep/x/y,/host,/list,/tier");
+    json_t *locked = NULL;
+    const char *bad = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n"
+                      "  name: x\n  annotations:\n    landlord.dev/locked-values: apps.x\n";
+    assert_int_equal(ll_template_locked_values(&locked, bad, strlen(bad), NULL), LL_EINVALID);
+    assert_null(locked);
+    json_decref(pools);
+}
+
+static void test_check_values(void **state)
+{
+    (void)state;
+    json_t *locked = json_pack("[s, s, s, s]", "/apps/consumer/envId", "/apps/producer/envId",
+                               "/tenantId", "/a~1b/c");
+    static const struct {
+        const char *values;
+        const char *refused; /* a part of the message, or NULL: accepted */
+    } cases[] = {
+        {"{}", NULL},
+        {"{\"apps\": {\"producer\": {\"image\": {\"tag\": \"1.0\"}}}, \"extra\": 1}", NULL},
+        {"{\"apps\": {\"consumer\": {\"ingress\": {\"enabled\": false}}}}", NULL},
+        {"{\"tenantid\": \"victim\", \"a\": {\"b\": 1}}", NULL},
+        {"{\"tenantId\": \"victim\"}", "may not set /tenantId"},
+        {"{\"tenantId\": null}", "may not set /tenantId"},
+        {"{\"apps\": {\"producer\": {\"envId\": \"kube-system\"}}}",
+         "may not set /apps/producer/envId"},
+        {"{\"apps\": {\"consumer\": {\"envId\": {\"x\": 1}}}}", "may not set /apps/consumer/envId"},
+        {"{\"apps\": null}", "may not replace /apps with a null"},
+        {"{\"apps\": [\"x\"]}", "may not replace /apps with a list"},
+        {"{\"apps\": {\"producer\": \"x\"}}", "may not replace /apps/producer with a string"},
+        {"{\"a/b\": {\"c\": 1}}", "may not set /a~1b/c"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *v = json_loads(cases[i].values, 0, NULL);
+        int error;
+        assert_non_null(v);
+        error = ll_template_check_values(locked, v);
+        if (!cases[i].refused && error != 0)
+            fail_msg("%s: refused: %s", cases[i].values, ll_error_last()->message);
+        if (cases[i].refused &&
+            (error != LL_EINVALID || !strstr(ll_error_last()->message, cases[i].refused) ||
+             strcmp(ll_error_last()->field, "values") != 0))
+            fail_msg("%s: got %d %s", cases[i].values, error, ll_error_last()->message);
+        json_decref(v);
+    }
+    json_decref(locked);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1281,6 +1624,11 @@ int main(void)
         cmocka_unit_test(test_edits),
         cmocka_unit_test(test_flow_escapes),
         cmocka_unit_test(test_set_chart_version),
+        cmocka_unit_test(test_policy_accepts),
+        cmocka_unit_test(test_policy_refuses),
+        cmocka_unit_test(test_policy_kinds_setting),
+        cmocka_unit_test(test_locked_values),
+        cmocka_unit_test(test_check_values),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,6 +35,7 @@ typedef struct ll_config {
     char flux_git_repository[256];
     char flux_kustomization[256];
     char flux_helm_version[16];
+    char tier_kinds[1024];   /* kinds a tier template may declare: Kind or Kind.group, commas */
     long flux_reconcile_now; /* 1: annotate the GitRepository after each push */
     char default_release[32];
     char log_level[16];

@@ -25,6 +25,8 @@ typedef struct ll_gitops_options {
     const char *author_name; /* commit identity */
     const char *author_email;
     const char *default_release; /* release of the seeded pool environments */
+    const char *tier_kinds;      /* the tier policy's kinds (LL_TIER_KINDS_DEFAULT), or NULL */
+    const char *flux_namespace;  /* where tier templates put HelmReleases, or NULL */
     const char *db_path;         /* the registry; the writer opens its own connection */
     int batch_size;              /* operations per commit */
     int push_attempts;           /* pushes per batch while the branch keeps moving */

@@ -71,6 +71,76 @@ int ll_template_set_chart_version(char **out, size_t *out_len, int *changed, con
  * LL_EINVALID. */
 int ll_template_check_objects(const char *text, size_t len);
 
+/* The kinds a tier template may declare when the tier-kinds setting is
+ * not given: "Kind" for the core group, "Kind.group" for the others. */
+#define LL_TIER_KINDS_DEFAULT                                                                      \
+    "Namespace,ConfigMap,ServiceAccount,ResourceQuota,LimitRange,"                                 \
+    "NetworkPolicy.networking.k8s.io,Role.rbac.authorization.k8s.io,"                              \
+    "RoleBinding.rbac.authorization.k8s.io,HelmRelease.helm.toolkit.fluxcd.io,"                    \
+    "Terraform.infra.contrib.fluxcd.io"
+
+/* What a tier template is checked against (ll_template_check_policy). */
+typedef struct ll_tier_policy {
+    const char *kinds;          /* allowed kinds, as LL_TIER_KINDS_DEFAULT; NULL or "": that */
+    const char *flux_namespace; /* where the HelmReleases live; NULL or "": flux-system */
+    const json_t *pools;        /* pool environments (array of names) a HelmRelease may
+                                   target; borrowed, may be NULL */
+} ll_tier_policy;
+
+/* Checks a tier template against the policy, on the template with sample
+ * values in its placeholders:
+ *
+ * - yaml-tag: no tag beyond the YAML core schema (str, int, float, bool,
+ *   null, map, seq): no !!python/object, no custom !tags;
+ *   yaml-merge-key: no "<<" merge keys;
+ *   placeholder-in-key, placeholder-in-type: placeholders only in scalar
+ *   values, never in a mapping key, a kind or an apiVersion.
+ * - Fixed, whatever the list of kinds says: cluster-rbac (no ClusterRole,
+ *   ClusterRoleBinding), flux-source (nothing of source.toolkit.fluxcd.io,
+ *   no GitRepository, OCIRepository, HelmRepository, Bucket, HelmChart),
+ *   flux-kustomization (no Kustomization), flux-namespace-secret (no Secret
+ *   in the Flux namespace, no HelmRelease valuesFrom a Secret there).
+ * - kind-not-allowed: every kind (with its API group) on policy->kinds.
+ * - foreign-namespace: a Namespace must be named exactly {TENANT_ID}.
+ * - object-namespace, object-name: every other object names its namespace:
+ *   the tenant's (exactly {TENANT_ID}, with the template declaring that
+ *   Namespace), or the Flux namespace, where only HelmReleases and
+ *   ConfigMaps whose names hold {TENANT_ID} may go.
+ * - helm-target-namespace: a HelmRelease's targetNamespace and
+ *   storageNamespace are the tenant's namespace or a pool environment, and
+ *   one in the Flux namespace sets targetNamespace; helm-kubeconfig: no
+ *   spec.kubeConfig; helm-post-renderers: no spec.postRenderers;
+ *   helm-service-account: no spec.serviceAccountName in the Flux namespace.
+ * - rolebinding-cluster-role: a RoleBinding binds a Role (of its namespace),
+ *   never a ClusterRole.
+ *
+ * Returns 0, or LL_EINVALID: a broken rule sets kind "tier-policy", the
+ * message "template breaks the tier policy (<rule>): document N (<Kind>
+ * <name>) at line L ..." and *out_rule (static text; may be NULL); text
+ * that is not YAML objects fails without a rule. */
+int ll_template_check_policy(const char **out_rule, const char *tmpl, size_t len,
+                             const ll_tier_policy *policy);
+
+/* The paths of the chart values a tier's template derives from the
+ * tenant's identity and placement, as sorted JSON pointers ("/tenantId",
+ * "/apps/producer/envId"): in spec.values of every HelmRelease, each scalar
+ * holding {TENANT_ID}, {TIER} or {ENVIRONMENT_ID}, or equal to a name that
+ * places the tenant (a Namespace the template declares, a HelmRelease's
+ * targetNamespace, storageNamespace or releaseName, a pool of pools); a
+ * sequence holding such a scalar; and, when a key locks the value of one of
+ * several sibling mappings (apps.producer.envId), the same key in each
+ * sibling (apps.consumer.envId).  A HelmRelease may name more in its
+ * annotation landlord.dev/locked-values: JSON pointers separated by commas.
+ * *out is a new array.  Returns 0, LL_EINVALID (bad YAML, a bad pointer in
+ * the annotation) or -1. */
+int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, const json_t *pools);
+
+/* Refuses values (a tenant's chart value overrides) that set a locked path
+ * (an array of JSON pointers, as ll_template_locked_values gives), or that
+ * put anything but an object on the way to one (which would replace it).
+ * Returns 0 or LL_EINVALID (field "values", the message names the path). */
+int ll_template_check_values(const json_t *locked, const json_t *values);
+
 /* Loads every YAML document of text as JSON (a new array, one element per
  * document).  Plain scalars resolve as YAML 1.1 would for true/false, null
  * and integers; everything else is a string.  Returns 0 or LL_EINVALID.
