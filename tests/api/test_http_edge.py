@@ -115,7 +115,10 @@ class Edge(LandlordTestCase):
 
     @classmethod
     def tearDownClass(cls):
+        servers = list(cls._shared_servers)
         assert cls.stop_shared() == [0]
+        for s in servers:
+            assert not s.sanitizer_report(), s.sanitizer_report()
 
     def state(self):
         oci = []
@@ -378,7 +381,10 @@ class PerAddress(LandlordTestCase):
 
     @classmethod
     def tearDownClass(cls):
+        servers = list(cls._shared_servers)
         assert cls.stop_shared() == [0]
+        for s in servers:
+            assert not s.sanitizer_report(), s.sanitizer_report()
 
     def test_one_address_cannot_take_every_connection(self):
         port = self.s.port
