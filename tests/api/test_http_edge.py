@@ -179,6 +179,22 @@ class Edge(LandlordTestCase):
                 self.assertEqual(self.s.get("/api/v1/tenants/smuggled").status, 404, what)
                 self.assertNothingChanged(before, what, audited=1)
 
+    def test_framing_is_checked_on_every_request_of_a_connection(self):
+        before = self.state()
+        smuggled = self.onboarding("smuggled-ka")
+        first = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        second = (b"POST /api/v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  + self.s.auth_line() + b"Content-Length: 2\r\nContent-Length: %d\r\n\r\n{}"
+                  % (2 + len(smuggled)))
+        raw, closed = exchange(self.s.port, first + second + smuggled)
+        self.assertTrue(closed, raw[:300])
+        ok_len = int(re.search(rb"(?i)content-length:\s*(\d+)", raw).group(1))
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), raw[:300])
+        self.assertRefused400(rest[ok_len:], True, "on a kept-alive connection", "Content-Length")
+        self.assertEqual(self.s.get("/api/v1/tenants/smuggled-ka").status, 404)
+        self.assertNothingChanged(before, "on a kept-alive connection", audited=1)
+
     def test_content_length_with_transfer_encoding_smuggles_nothing(self):
         smuggled = self.onboarding("smuggled-te")
         chunked = b"0\r\n\r\n"
