@@ -298,6 +298,15 @@ static const setting settings[] = {
      "largest request line plus headers in bytes (431 above)"},
     {"http-body-timeout", I(http_body_timeout), "30", 1, 3600, NULL,
      "seconds a request body may take to arrive in full (slow bodies are cut off)"},
+    {"http-header-timeout", I(http_header_timeout), "10", 1, 3600, NULL,
+     "seconds a new connection may take to send its first request line and headers in full; a "
+     "kept-alive one gets http-connection-timeout more for each next request (then it is closed)"},
+    {"http-per-address-limit", I(http_per_address_limit), "128", 0, 65536, NULL,
+     "concurrent connections from one client address (0: no limit); behind a proxy every "
+     "connection comes from the proxy's addresses: raise it above the proxy's pool, or 0"},
+    {"http-pending-limit", I(http_pending_limit), "0", 0, 65536, NULL,
+     "connections still sending their first request header kept at once (beyond, the oldest is "
+     "closed); below http-connection-limit, so the rest stays for requests (0: half of it)"},
     {"rollout-wave-timeout", I(rollout_wave_timeout), "600", 1, 86400, NULL,
      "seconds a rollout wave may take, from its push, until every tenant in it reads ready; "
      "then the wave fails (wave_timeout_seconds overrides per rollout)"},

@@ -14,6 +14,13 @@
  * the access-log line and frees the request; it also runs when a client
  * disconnects mid-upload.
  *
+ * Before any of that, the edge: a request whose framing is ambiguous (two
+ * Content-Lengths, Content-Length with Transfer-Encoding) or whose header
+ * bytes hold control characters is refused with 400 and the connection
+ * closed.  Connections get deadlines for their request headers, at most
+ * http-per-address-limit per client address, and those still sending a
+ * header can never fill the server (edge.c).
+ *
  * Tokens never reach a log line or an error body: only the reason a token
  * was refused, and the caller's sub once it verified, are ever written.
  *
@@ -28,9 +35,11 @@
 #include <time.h>
 #include <errno.h>
 #include <netdb.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <openssl/evp.h>
@@ -40,6 +49,7 @@
 #include "landlord/ratelimit.h"
 #include "landlord/registry.h"
 #include "landlord/validate.h"
+#include "edge.h"
 #include "problem.h"
 #include "routes.h"
 
@@ -69,6 +79,8 @@ enum MHD_Result ll_reply_response(ll_req *req, unsigned status, struct MHD_Respo
     }
     if (req->replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    if (req->close_after)
+        MHD_add_response_header(resp, "Connection", "close");
     req->status = status;
     /* Before the answer leaves: whoever reads the audit log or retries
      * after seeing it finds the request recorded. */
@@ -87,7 +99,7 @@ static void keep_reply(ll_req *req, const char *content_type, const void *data, 
     if (!req->idem_reserved)
         return;
     free(req->reply_copy);
-    req->reply_copy = malloc(len + 1);
+    req->reply_copy = len < SIZE_MAX ? malloc(len + 1) : NULL;
     if (req->reply_copy) {
         memcpy(req->reply_copy, data, len);
         req->reply_copy[len] = '\0';
@@ -412,6 +424,7 @@ static void *waiter_main(void *arg)
         next = resume_due(now_gen != seen, 0);
         seen = now_gen;
         resume_streams(0);
+        ll_edge_reap();
     }
     resume_due(0, 1);
     resume_streams(1);
@@ -857,8 +870,9 @@ static int idempotency(ll_req *req, enum MHD_Result *ret)
                 MHD_add_response_header(resp, "Location", loc);
             req->reply_bytes = len;
         }
-        *ret = ll_reply_response(
-            req, (unsigned)json_integer_value(json_object_get(stored, "status")), resp);
+        json_int_t status = json_integer_value(json_object_get(stored, "status"));
+        *ret =
+            ll_reply_response(req, status >= 200 && status <= 599 ? (unsigned)status : 500, resp);
         json_decref(stored);
         return -1;
     }
@@ -889,7 +903,38 @@ static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind, cons
     return MHD_YES;
 }
 
-/* The headers stage: route, size limits, token, scope, rate.  0: read the
+/* Refuses a request whose framing or header bytes are unsound (see
+ * edge.c): 400, and the connection closed after it.  0: sound. */
+static int check_framing(ll_req *req, enum MHD_Result *ret)
+{
+    char header[64];
+    const char *rule =
+        ll_edge_framing(req->conn, req->method, req->version, header, sizeof(header));
+    if (!rule)
+        return 0;
+    req->close_after = 1;
+    *ret = ll_reply_problem(req, 400, "malformed-request", rule,
+                            header[0] ? json_pack("{s:s}", "header", header) : NULL);
+    return -1;
+}
+
+/* Content-Length as HTTP has it: digits only, and within 64 bits. */
+static int content_length(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s)
+        return -1;
+    for (; *s; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The headers stage: framing, route, size limits, token, scope, rate.  0: read the
  * body; else the answer was sent. */
 static int on_headers(ll_req *req, enum MHD_Result *ret)
 {
@@ -898,7 +943,10 @@ static int on_headers(ll_req *req, enum MHD_Result *ret)
     char allow[128];
     unsigned status;
     const char *cl;
+    uint64_t announced = 0;
 
+    if (check_framing(req, ret) < 0)
+        return -1;
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header_bytes, &hs);
     if (hs.bytes > (size_t)cfg->http_max_header) {
         char detail[160];
@@ -918,7 +966,15 @@ static int on_headers(ll_req *req, enum MHD_Result *ret)
     req->body_cap = req->route->body == LL_BODY_CHART ? cfg->release_max_size : cfg->http_max_body;
     ll_buf_init(&req->body, (size_t)req->body_cap);
     cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)req->body_cap) {
+    if (cl && content_length(cl, &announced) < 0) {
+        /* libmicrohttpd refuses these itself; never trust that it did. */
+        req->close_after = 1;
+        *ret = ll_reply_problem(req, 400, "malformed-request",
+                                "Content-Length must be a whole number of bytes",
+                                json_pack("{s:s}", "header", "Content-Length"));
+        return -1;
+    }
+    if (cl && announced > (uint64_t)req->body_cap) {
         char detail[160];
         snprintf(detail, sizeof(detail), "the body is larger than the limit of %ld bytes",
                  req->body_cap);
@@ -969,9 +1025,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!req) {
         if (!(req = req_new()))
             return MHD_NO;
+        ll_edge_serving(conn);
         req->conn = conn;
         req->core = core;
         req->method = method;
+        req->version = version;
         req->path = strdup(url);
         req->segments = strdup(url);
         req->started_ms = ll_monotonic_ms();
@@ -1027,6 +1085,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ll_req *req = *con_cls;
     char path[512], sub[800];
 
+    ll_edge_idle(conn);
     if (!req)
         return;
     ll_log_set_request_id(req->request_id);
@@ -1152,14 +1211,20 @@ int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_cor
                     "tokens travel in clear text\" listen=%s",
                     cfg->listen);
     }
+    if ((rc = ll_edge_init(cfg)) < 0) {
+        freeaddrinfo(ai);
+        return rc;
+    }
     if (tls && (rc = ll_tls_load(&tls_cert, &tls_key, cfg->tls_cert_file, cfg->tls_key_file)) < 0) {
         freeaddrinfo(ai);
+        ll_edge_free();
         return rc;
     }
     if (cfg->rate_limit > 0 && (rc = ll_ratelimit_new(&limiter, (double)cfg->rate_limit,
                                                       (double)cfg->rate_limit_burst, 10000)) < 0) {
         freeaddrinfo(ai);
         free_tls();
+        ll_edge_free();
         return rc;
     }
     if (ai->ai_family == AF_INET6)
@@ -1170,7 +1235,8 @@ int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_cor
         (unsigned)cfg->http_connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,                       \
         (unsigned)cfg->http_connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,        \
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape,   \
-        NULL
+        NULL, MHD_OPTION_NOTIFY_CONNECTION, ll_edge_on_connection, NULL,                           \
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->http_per_address_limit
     if (tls)
         d = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, on_request, core, COMMON_OPTIONS,
                              MHD_OPTION_HTTPS_MEM_KEY, tls_key, MHD_OPTION_HTTPS_MEM_CERT, tls_cert,
@@ -1184,6 +1250,7 @@ int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_cor
         ll_ratelimit_free(limiter);
         limiter = NULL;
         free_tls();
+        ll_edge_free();
         return ll_error_set(-1, "cannot listen on %s: %s", cfg->listen,
                             errno ? strerror(errno) : "libmicrohttpd refused to start");
     }
@@ -1191,6 +1258,7 @@ int ll_http_start(struct MHD_Daemon **out, char *out_url, size_t url_cap, ll_cor
     waiters.stopping = 0;
     if (pthread_create(&waiters.thread, NULL, waiter_main, NULL) != 0) {
         MHD_stop_daemon(d);
+        ll_edge_free();
         return ll_error_set(-1, "cannot start the waiter thread");
     }
     waiters.started = 1;
@@ -1218,6 +1286,7 @@ void ll_http_stop(struct MHD_Daemon *d)
         nanosleep(&grace, NULL);
     }
     MHD_stop_daemon(d);
+    ll_edge_free();
     /* What this thread kept (the workers' went with their threads). */
     free(pthread_getspecific(spare_key));
     pthread_setspecific(spare_key, NULL);

@@ -25,6 +25,7 @@ typedef struct ll_req {
     struct MHD_Connection *conn;
     ll_core *core;
     const char *method;                /* borrowed from libmicrohttpd */
+    const char *version;               /* "HTTP/1.1", borrowed likewise */
     char *path;                        /* percent-decoded, as libmicrohttpd gives it */
     char *segments;                    /* a copy of path that params point into */
     const char *params[LL_MAX_PARAMS]; /* values of {name} segments, in order */
@@ -53,6 +54,7 @@ typedef struct ll_req {
     long body_cap; /* bytes: http-max-body, or release-max-size for charts */
     int body_too_large;
     int replied;
+    int close_after; /* answer with Connection: close (a request whose framing is refused) */
     unsigned status;
     size_t reply_bytes;
     int64_t started_ms;

@@ -77,6 +77,11 @@ typedef struct ll_config {
     long http_max_header;      /* bytes of request line + headers */
     long http_body_timeout;    /* seconds a body may take to arrive */
     long rollout_wave_timeout; /* seconds a rollout wave may take to read ready */
+
+    /* The HTTP edge (server/http.c). */
+    long http_header_timeout;    /* seconds a connection may take to send a request header */
+    long http_per_address_limit; /* connections from one address; 0 = no limit */
+    long http_pending_limit;     /* connections without a first header; 0 = half the limit */
 } ll_config;
 
 /* Fills cfg with the defaults. */
