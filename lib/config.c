@@ -191,6 +191,13 @@ static const setting settings[] = {
      "the tenant chart's name: uploaded releases must carry it"},
     {"release-max-size", I(release_max_size), "10485760", 1024, 104857600, NULL,
      "largest chart archive in bytes (POST /api/v1/releases; 413 above)"},
+    {"chart-max-unpacked", I(chart_max_unpacked), "67108864", 65536, 4294967296L, NULL,
+     "largest uncompressed size of a chart archive in bytes: the whole tar stream, headers, "
+     "padding and whatever follows its end marker, counted while inflating (422 above)"},
+    {"chart-max-entry-size", I(chart_max_entry_size), "5242880", 1024, 1073741824, NULL,
+     "largest file in a chart archive in bytes, as its header declares it (422 above)"},
+    {"chart-max-entries", I(chart_max_entries), "10000", 1, 1000000, NULL,
+     "most entries (files and folders) in a chart archive (422 above)"},
     {"oci-url", S(oci_url), "", 0, 0, check_oci_url,
      "OCI registry for uploaded charts, oci://host[:port]/path (as helm push takes it; ECR "
      "included); empty = an OCI image layout in <data>/oci"},
