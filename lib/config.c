@@ -114,6 +114,11 @@ static int check_region(const char *v)
     return 0;
 }
 
+static int check_reserved(const char *v)
+{
+    return ll_validate_reserved_list(v);
+}
+
 static int check_level(const char *v)
 {
     ll_log_level level;
@@ -179,6 +184,11 @@ static const setting settings[] = {
      "for its interval"},
     {"default-release", S(default_release), "0.0", 0, 0, check_release,
      "release for tenants onboarded without one (1.2.3, 1.2 or 1.2.x)"},
+    {"reserved-namespaces", S(reserved_namespaces), LL_RESERVED_NAMESPACES_DEFAULT, 0, 0,
+     check_reserved,
+     "namespaces no tenant may own, whatever its tier: comma-separated names, prefix* and "
+     "*suffix (the value replaces the default; default, flux-system, kube-* and the "
+     "flux-namespace are reserved whatever it says); an id matching one is refused (422)"},
     {"log-level", S(log_level), "info", 0, 0, check_level, "debug, info, warn or error"},
     {"http-threads", I(http_threads), "4", 1, 256, NULL, "HTTP worker threads"},
     {"http-connection-limit", I(http_connection_limit), "512", 1, 65536, NULL,

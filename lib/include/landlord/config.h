@@ -37,6 +37,7 @@ typedef struct ll_config {
     char flux_helm_version[16];
     long flux_reconcile_now; /* 1: annotate the GitRepository after each push */
     char default_release[32];
+    char reserved_namespaces[4096]; /* names, prefix* and *suffix tenants may never own */
     char log_level[16];
     long http_threads;
     long http_connection_limit;
