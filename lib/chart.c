@@ -170,7 +170,9 @@ static long long octal_field(const unsigned char *p, size_t n)
 }
 
 /* The "size" record of a pax body, or -1 when it has none; -2 when the
- * body is malformed (Go refuses it too). */
+ * body is malformed (Go refuses it too); -3 when it has a GNU.sparse.*
+ * record (libarchive takes GNU.sparse.name as the path even when Go, with
+ * no sparse map, does not; sparse files are refused anyway). */
 static long long pax_size_record(const char *p, size_t n)
 {
     long long size = -1;
@@ -184,6 +186,8 @@ static long long pax_size_record(const char *p, size_t n)
         const char *eq = memchr(kv, '=', (size_t)(end - kv));
         if (!eq)
             return -2;
+        if (eq - kv >= 11 && memcmp(kv, "GNU.sparse.", 11) == 0)
+            return -3;
         if (eq - kv == 4 && memcmp(kv, "size", 4) == 0) {
             long long v = 0;
             if (eq + 1 == end)
@@ -300,6 +304,9 @@ static int scan_feed(scan *sc, const unsigned char *p, size_t n)
                 sc->pax_size = pax_size_record(sc->pax, sc->pax_len);
                 if (sc->pax_size == -2)
                     return scan_refuse(sc, "a malformed pax header");
+                if (sc->pax_size == -3)
+                    return scan_refuse(sc, "a pax header with GNU sparse records, which Helm's "
+                                           "reader and landlord's name differently");
                 sc->left = sc->pad;
                 sc->state = sc->left ? SCAN_SKIP : SCAN_HEADER;
             }

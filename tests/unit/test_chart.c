@@ -465,6 +465,16 @@ static void test_entry_types_helm_reads_otherwise(void **state)
         assert_int_equal(read_with(gz_buf, len, &lim), LL_EINVALID);
         expect_message("more than one pax or GNU long name header");
     }
+    /* A GNU.sparse.name without a sparse map: the path to libarchive,
+     * not to Go. */
+    memset(tar_buf, 0, 8192);
+    at = raw_entry(tar_buf, 0, NAME "/Chart.yaml", '0', CHART_YAML);
+    at = raw_entry(tar_buf, at, "PaxHeaders/b", 'x',
+                   "45 GNU.sparse.name=helm-tenant-chart/zz.yaml\n");
+    at = raw_entry(tar_buf, at, NAME "/b.yaml", '0', "a: 1\n");
+    len = gzip_of(gz_buf, sizeof(gz_buf), tar_buf, at + 1024, 0, NULL);
+    assert_int_equal(read_with(gz_buf, len, &lim), LL_EINVALID);
+    expect_message("GNU sparse records");
     /* A malformed pax header. */
     memset(tar_buf, 0, 8192);
     at = raw_entry(tar_buf, 0, "PaxHeaders/Chart.yaml", 'x', "99 size=1\n");

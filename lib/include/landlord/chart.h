@@ -12,7 +12,8 @@
  * or an empty segment, or lies outside the one top folder; a link, a
  * sparse file, a folder with data, or any tar entry type but files,
  * folders, pax headers and GNU long names (Go's archive/tar, Helm's
- * reader, frames the others unlike libarchive); a file name seen twice,
+ * reader, frames the others unlike libarchive), GNU sparse pax records,
+ * more than one naming header per entry; a file name seen twice,
  * or as a file and a folder (as Helm names them), so exactly one
  * Chart.yaml at the chart's root; no <top>/Chart.yaml; Chart.yaml that
  * is not a mapping, apiVersion other than v2, a name other than the
