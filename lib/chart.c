@@ -1,12 +1,36 @@
 /* chart.c - reading a packaged Helm chart (see chart.h).
  *
- * One pass over the archive with libarchive, from memory: every entry's
- * path is checked (relative, no "..", one top folder, files and folders
- * only) and sizes are summed against the caps; <top>/Chart.yaml is kept
- * (capped at 1 MiB) and parsed with libyaml once the pass is done.
+ * One pass over the upload, in memory, through two libarchive readers in a
+ * pipe: `gz` (the raw format behind the gzip filter) inflates the upload
+ * block by block, and `tar` (tar formats, no filter) reads its entries
+ * from what gz gave, through feed_read().  Every inflated byte is counted
+ * against the unpacked cap as gz produces it, so a bomb stops at the cap:
+ * nothing is inflated beyond it, and nothing but Chart.yaml is kept.  The
+ * last two blocks handed to tar stay in `feed` (tar may have read ahead of
+ * what it consumed), and every block handed to tar also goes through a
+ * scanner that frames the tar as Go's archive/tar (Helm's reader) does.
+ *
+ * Each entry is checked when its header is read: the entry count, the
+ * size it declares, its path, its type.  Paths are held to what Helm's
+ * loader (pkg/chart/loader/archive.go) makes of them: it drops the first
+ * segment, splits on '\' when a name holds one, cleans "." and empty
+ * segments, skips folders, and reads a file seen twice twice (for
+ * Chart.yaml the last one's fields win).  So '\', "." and empty segments
+ * are refused, and a file name seen twice is refused (kept as 64-bit
+ * hashes: a collision can only refuse, never let a duplicate through):
+ * exactly one Chart.yaml at the root.  When tar reaches the end marker,
+ * the rest of the stream is read too, still counted: after the marker
+ * only zeros (tar padding), and the upload must end where its last gzip
+ * member ends.  Chart.yaml (capped at 1 MiB) is parsed with libyaml once
+ * the pass is done.
+ *
+ * Pure: no state beyond the call; thread-safe.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +42,8 @@
 #include "landlord/template.h"
 
 #define CHART_YAML_MAX (1u << 20)
+#define PATH_MAX_LEN   4096
+#define FEED_CHUNK     (64u << 10)
 
 static int refuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -33,19 +59,29 @@ static int refuse(const char *fmt, ...)
     return LL_EINVALID;
 }
 
-/* A number of semver: digits, no leading zero unless "0". */
+/* --- semantic versions ---------------------------------------------------------------- */
+
+/* 1 when the n digits at p make a number that fits in 64 bits unsigned. */
+static int fits_u64(const char *p, size_t n)
+{
+    static const char max[] = "18446744073709551615";
+    return n < sizeof(max) - 1 || (n == sizeof(max) - 1 && memcmp(p, max, n) <= 0);
+}
+
+/* A number of semver: digits, no leading zero unless "0", fitting in 64
+ * bits. */
 static const char *number(const char *p)
 {
     const char *start = p;
     while (isdigit((unsigned char)*p))
         p++;
-    if (p == start || (p - start > 1 && *start == '0'))
+    if (p == start || (p - start > 1 && *start == '0') || !fits_u64(start, (size_t)(p - start)))
         return NULL;
     return p;
 }
 
 /* Dot-separated identifiers of [0-9A-Za-z-]; numeric ones without leading
- * zeros when numeric_rule. */
+ * zeros and fitting in 64 bits when numeric_rule (pre-release). */
 static const char *identifiers(const char *p, int numeric_rule)
 {
     for (;;) {
@@ -57,7 +93,8 @@ static const char *identifiers(const char *p, int numeric_rule)
         }
         if (p == start)
             return NULL;
-        if (numeric_rule && digits && p - start > 1 && *start == '0')
+        if (numeric_rule && digits &&
+            ((p - start > 1 && *start == '0') || !fits_u64(start, (size_t)(p - start))))
             return NULL;
         if (*p != '.')
             return p;
@@ -83,19 +120,434 @@ int ll_semver_valid(const char *v)
     return *p == '\0';
 }
 
+/* --- the tar's framing, as Helm reads it ---------------------------------------------- */
+
+/* Helm reads charts with Go's archive/tar; libarchive's tar reader
+ * differs: it reads some entry types as headers of the next entry (GNU
+ * volume 'V', Solaris ACL 'A', Sun's 'X'), or a body that Go skips (a
+ * pax "size" on a folder).  An entry either one hides from the other
+ * could be a second Chart.yaml.  So the stream tar reads also goes
+ * through this scanner, which frames headers and bodies as Go does and
+ * refuses every entry type but regular files ('0', '\0'), folders ('5'),
+ * pax headers ('x', 'g') and GNU long names ('L', 'K'): the types
+ * `helm package`, GNU tar and pax write for a chart, on which both
+ * readers agree. */
+
+#define PAX_MAX (1u << 20) /* libarchive's own limit on a pax header */
+
+enum { SCAN_HEADER, SCAN_PAX, SCAN_SKIP, SCAN_END };
+
+typedef struct scan {
+    int state;
+    unsigned char hdr[512]; /* the header being gathered */
+    size_t have;
+    unsigned long long left; /* SCAN_SKIP, SCAN_PAX: bytes to go */
+    unsigned long long pad;  /* SCAN_PAX: padding after the pax body */
+    char *pax;               /* SCAN_PAX: the body gathered */
+    size_t pax_len;
+    long long pax_size;    /* a pax "size" for the next entry, or -1 */
+    int paxes, long_names; /* pax and GNU long name headers before the next entry */
+    char why[200];         /* the refusal, once refused */
+} scan;
+
+/* A header's octal number field, as Go's parseOctal takes it (spaces and
+ * NULs around digits); -1 when it is anything else (base-256 included:
+ * no chart needs 8 GiB). */
+static long long octal_field(const unsigned char *p, size_t n)
+{
+    size_t a = 0, b = n;
+    long long v = 0;
+    while (a < b && (p[a] == ' ' || p[a] == '\0'))
+        a++;
+    while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\0'))
+        b--;
+    for (size_t i = a; i < b; i++) {
+        if (p[i] < '0' || p[i] > '7' || v > (LLONG_MAX >> 3))
+            return -1;
+        v = v * 8 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* The "size" record of a pax body, or -1 when it has none; -2 when the
+ * body is malformed (Go refuses it too); -3 when it has a GNU.sparse.*
+ * record (libarchive takes GNU.sparse.name as the path even when Go, with
+ * no sparse map, does not; sparse files are refused anyway). */
+static long long pax_size_record(const char *p, size_t n)
+{
+    long long size = -1;
+    while (n > 0) {
+        size_t len = 0, i = 0;
+        while (i < n && p[i] >= '0' && p[i] <= '9' && len < PAX_MAX)
+            len = len * 10 + (size_t)(p[i++] - '0');
+        if (i == 0 || i >= n || p[i] != ' ' || len <= i + 1 || len > n || p[len - 1] != '\n')
+            return -2;
+        const char *kv = p + i + 1, *end = p + len - 1;
+        const char *eq = memchr(kv, '=', (size_t)(end - kv));
+        if (!eq)
+            return -2;
+        if (eq - kv >= 11 && memcmp(kv, "GNU.sparse.", 11) == 0)
+            return -3;
+        if (eq - kv == 4 && memcmp(kv, "size", 4) == 0) {
+            long long v = 0;
+            if (eq + 1 == end)
+                return -2;
+            for (const char *q = eq + 1; q < end; q++) {
+                if (*q < '0' || *q > '9' || v > (LLONG_MAX - 9) / 10)
+                    return -2;
+                v = v * 10 + (*q - '0');
+            }
+            size = v;
+        }
+        p += len;
+        n -= len;
+    }
+    return size;
+}
+
+static int scan_refuse(scan *sc, const char *why)
+{
+    snprintf(sc->why, sizeof(sc->why), "%s", why);
+    return -1;
+}
+
+/* A whole header is in sc->hdr: what follows it. */
+static int scan_header(scan *sc)
+{
+    const unsigned char *h = sc->hdr;
+    char type = (char)h[156];
+    long long size = octal_field(h + 124, 12);
+    static const unsigned char zero[512];
+
+    sc->have = 0;
+    if (memcmp(h, zero, sizeof(zero)) == 0) {
+        sc->state = SCAN_END; /* the end marker: check_rest reads on */
+        return 0;
+    }
+    if (size < 0)
+        return scan_refuse(sc, "a tar header with a size that is not an octal number");
+    unsigned long long body = (unsigned long long)size;
+    /* Go and libarchive apply a chain of these headers in other orders
+     * (Go: the last long name, a long name over a pax path, a global
+     * header takes the pax records before it; libarchive: the first long
+     * name, the outer header last): only one of a kind per entry. */
+    if ((type == 'x' && sc->long_names) || (type == 'L' && (sc->paxes || sc->long_names)) ||
+        (type == 'g' && (sc->paxes || sc->long_names)))
+        return scan_refuse(sc, "an entry named by more than one pax or GNU long name header");
+    sc->paxes += type == 'x';
+    sc->long_names += type == 'L';
+    if (type == '0' || type == '\0' || type == '5')
+        sc->paxes = sc->long_names = 0;
+    switch (type) {
+    case 'x':
+        if (body > PAX_MAX)
+            return scan_refuse(sc, "a pax header larger than 1 MiB");
+        free(sc->pax);
+        if (!(sc->pax = malloc(body ? body : 1)))
+            return scan_refuse(sc, "a pax header that cannot be kept (out of memory)");
+        sc->pax_len = 0;
+        sc->left = body;
+        sc->pad = (512 - body % 512) % 512;
+        sc->state = SCAN_PAX;
+        if (!body) {
+            sc->pax_size = -1;
+            sc->state = SCAN_HEADER;
+        }
+        return 0;
+    case 'g':
+    case 'L':
+    case 'K':
+        break;
+    case '5':
+        if (sc->pax_size > 0)
+            return scan_refuse(sc, "a folder whose pax header gives it data");
+        body = 0; /* Go reads no body for a folder */
+        sc->pax_size = -1;
+        break;
+    case '0':
+    case '\0':
+        if (sc->pax_size >= 0)
+            body = (unsigned long long)sc->pax_size;
+        sc->pax_size = -1;
+        break;
+    default:
+        snprintf(sc->why, sizeof(sc->why),
+                 "an entry of tar type '%c', which is neither a file nor a folder (only those, "
+                 "pax headers and GNU long names are read alike by landlord and Helm)",
+                 type >= 0x20 && type < 0x7f ? type : '?');
+        return -1;
+    }
+    sc->left = body + (512 - body % 512) % 512;
+    sc->state = sc->left ? SCAN_SKIP : SCAN_HEADER;
+    return 0;
+}
+
+/* Scans the next n bytes of the stream.  -1 once refused (sc->why). */
+static int scan_feed(scan *sc, const unsigned char *p, size_t n)
+{
+    while (n > 0 && sc->state != SCAN_END) {
+        size_t k;
+        switch (sc->state) {
+        case SCAN_HEADER:
+            k = n < 512 - sc->have ? n : 512 - sc->have;
+            memcpy(sc->hdr + sc->have, p, k);
+            sc->have += k;
+            if (sc->have == 512 && scan_header(sc) < 0)
+                return -1;
+            break;
+        case SCAN_PAX:
+            k = n < sc->left ? n : (size_t)sc->left;
+            memcpy(sc->pax + sc->pax_len, p, k);
+            sc->pax_len += k;
+            sc->left -= k;
+            if (!sc->left) {
+                sc->pax_size = pax_size_record(sc->pax, sc->pax_len);
+                if (sc->pax_size == -2)
+                    return scan_refuse(sc, "a malformed pax header");
+                if (sc->pax_size == -3)
+                    return scan_refuse(sc, "a pax header with GNU sparse records, which Helm's "
+                                           "reader and landlord's name differently");
+                sc->left = sc->pad;
+                sc->state = sc->left ? SCAN_SKIP : SCAN_HEADER;
+            }
+            break;
+        default: /* SCAN_SKIP */
+            k = n < sc->left ? n : (size_t)sc->left;
+            sc->left -= k;
+            if (!sc->left)
+                sc->state = SCAN_HEADER;
+            break;
+        }
+        p += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* --- the inflated stream --------------------------------------------------------------- */
+
+typedef struct feed {
+    struct archive *gz;
+    const char *block; /* what gz gave that is not handed to tar yet */
+    size_t left;
+    unsigned long long produced, cap; /* bytes gz inflated; the cap on them */
+    unsigned long long handed;        /* bytes handed to tar */
+    int over, eof, failed;            /* past the cap; gz at its end; gz failed */
+    char error[LL_ERROR_MSG_MAX];     /* gz's message when failed */
+    char *buf[2];                     /* the last two blocks handed to tar */
+    size_t len[2];
+    int cur;    /* buf[cur] is the last */
+    scan frame; /* what tar is handed, framed as Helm frames it */
+} feed;
+
+/* Takes gz's next block into f->block; at the end sets f->eof.  -1 when gz
+ * fails or the stream passes the cap (f->failed, f->over). */
+static int inflate_next(feed *f)
+{
+    const void *p;
+    size_t n = 0;
+    la_int64_t offset;
+    while (!n) {
+        int rc = archive_read_data_block(f->gz, &p, &n, &offset);
+        if (rc == ARCHIVE_EOF) {
+            f->eof = 1;
+            return 0;
+        }
+        if (rc < ARCHIVE_WARN) {
+            f->failed = 1;
+            snprintf(f->error, sizeof(f->error), "%s",
+                     archive_error_string(f->gz) ?: "cannot inflate");
+            return -1;
+        }
+    }
+    f->produced += n;
+    if (f->produced > f->cap) {
+        f->over = 1;
+        return -1;
+    }
+    f->block = p;
+    f->left = n;
+    return 0;
+}
+
+/* tar's read callback: the next inflated bytes, at most FEED_CHUNK, kept
+ * in feed until two more calls. */
+static la_ssize_t feed_read(struct archive *a, void *payload, const void **out)
+{
+    feed *f = payload;
+    while (!f->left && !f->eof) {
+        if (inflate_next(f) < 0) {
+            archive_set_error(a, EILSEQ, "%s", f->over ? "past the unpacked cap" : f->error);
+            return -1;
+        }
+    }
+    if (!f->left)
+        return 0;
+    size_t n = f->left < FEED_CHUNK ? f->left : FEED_CHUNK;
+    if (scan_feed(&f->frame, (const unsigned char *)f->block, n) < 0) {
+        archive_set_error(a, EILSEQ, "%s", f->frame.why);
+        return -1;
+    }
+    f->cur ^= 1;
+    memcpy(f->buf[f->cur], f->block, n);
+    f->len[f->cur] = n;
+    f->block += n;
+    f->left -= n;
+    f->handed += n;
+    *out = f->buf[f->cur];
+    return (la_ssize_t)n;
+}
+
+static int all_zero(const char *p, size_t n)
+{
+    static const char zeros[4096];
+    while (n > 0) {
+        size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
+        if (memcmp(p, zeros, k) != 0)
+            return 0;
+        p += k;
+        n -= k;
+    }
+    return 1;
+}
+
+static int over_cap(const feed *f)
+{
+    return refuse("the chart archive unpacks to more than %llu bytes (chart-max-unpacked)", f->cap);
+}
+
+/* The refusal when tar failed: past the cap, framing Helm would read
+ * otherwise, or what libarchive says, after what. */
+static int read_failed(const feed *f, struct archive *tar, const char *what)
+{
+    if (f->over)
+        return over_cap(f);
+    if (f->frame.why[0])
+        return refuse("the chart archive holds %s", f->frame.why);
+    return refuse("%s: %s", what, archive_error_string(tar) ?: "unreadable");
+}
+
+/* Once tar reached its end marker, having consumed `consumed` bytes: what
+ * it read ahead, and the rest of the stream, must be zeros; the upload
+ * (len bytes) must end with the gzip stream. */
+static int check_rest(feed *f, unsigned long long consumed, size_t len)
+{
+    unsigned long long last = f->handed - f->len[f->cur];
+    unsigned long long before = last - f->len[f->cur ^ 1];
+    if (f->frame.state != SCAN_END && (f->frame.state != SCAN_HEADER || f->frame.have))
+        return refuse("the chart archive's tar stream ends inside an entry");
+    if (consumed > f->handed || consumed < before)
+        return refuse("the chart archive's end could not be told from its contents");
+    if (consumed < last &&
+        !all_zero(f->buf[f->cur ^ 1] + (consumed - before), (size_t)(last - consumed)))
+        goto hidden;
+    if (consumed > last) {
+        if (!all_zero(f->buf[f->cur] + (consumed - last), (size_t)(f->handed - consumed)))
+            goto hidden;
+    } else if (!all_zero(f->buf[f->cur], f->len[f->cur])) {
+        goto hidden;
+    }
+    for (;;) {
+        if (!all_zero(f->block, f->left))
+            goto hidden;
+        f->left = 0;
+        if (f->eof)
+            break;
+        if (inflate_next(f) < 0)
+            return f->over ? over_cap(f)
+                           : refuse("the chart archive's gzip stream is damaged: %s", f->error);
+    }
+    la_int64_t taken = archive_filter_bytes(f->gz, -1);
+    if (taken < 0 || (unsigned long long)taken != len)
+        return refuse("the upload holds %llu bytes after the end of its gzip stream",
+                      taken < 0 ? 0ull : (unsigned long long)len - (unsigned long long)taken);
+    return 0;
+hidden:
+    return refuse("the chart archive holds data after the tar's end marker (only zero padding "
+                  "may follow it)");
+}
+
+/* --- paths ----------------------------------------------------------------------------- */
+
+/* Hashes of the names seen (as Helm names them: the path after the top
+ * folder), open addressing; 0 marks a free slot. */
+typedef struct seen {
+    uint64_t *slots;
+    size_t cap, count;
+} seen;
+
+static uint64_t name_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+static int seen_has(const seen *st, uint64_t h)
+{
+    if (!st->cap)
+        return 0;
+    for (size_t j = h & (st->cap - 1); st->slots[j]; j = (j + 1) & (st->cap - 1))
+        if (st->slots[j] == h)
+            return 1;
+    return 0;
+}
+
+/* 1 when added, 0 when seen before, -1 out of memory. */
+static int seen_add(seen *st, uint64_t h)
+{
+    if (2 * (st->count + 1) > st->cap) {
+        size_t cap = st->cap ? 2 * st->cap : 256;
+        uint64_t *slots = calloc(cap, sizeof(*slots));
+        if (!slots)
+            return -1;
+        for (size_t i = 0; i < st->cap; i++) {
+            if (!st->slots[i])
+                continue;
+            size_t j = st->slots[i] & (cap - 1);
+            while (slots[j])
+                j = (j + 1) & (cap - 1);
+            slots[j] = st->slots[i];
+        }
+        free(st->slots);
+        st->slots = slots;
+        st->cap = cap;
+    }
+    size_t j = h & (st->cap - 1);
+    while (st->slots[j]) {
+        if (st->slots[j] == h)
+            return 0;
+        j = (j + 1) & (st->cap - 1);
+    }
+    st->slots[j] = h;
+    st->count++;
+    return 1;
+}
+
 /* Checks one entry's path; *top gets the first path segment of the first
  * entry and must match for the others. */
 static int check_path(const char *path, char *top, size_t top_cap)
 {
-    size_t n = strcspn(path, "/");
+    size_t n = strcspn(path, "/"), len = strlen(path);
     if (!path[0] || path[0] == '/')
         return refuse("the chart archive holds an absolute or empty path '%.200s'", path);
+    if (len > PATH_MAX_LEN)
+        return refuse("the chart archive holds a path longer than %d bytes", PATH_MAX_LEN);
+    if (strchr(path, '\\'))
+        return refuse("the chart archive holds a path with '\\', which Helm reads as a "
+                      "separator: '%.200s'",
+                      path);
     for (const char *p = path; *p;) {
         size_t seg = strcspn(p, "/");
         if (seg == 2 && p[0] == '.' && p[1] == '.')
             return refuse("the chart archive holds a path climbing out with '..': '%.200s'", path);
+        if ((seg == 1 && p[0] == '.') || (seg == 0 && p[1]))
+            return refuse("the chart archive holds a path with a '.' or empty segment, which "
+                          "Helm cleans away: '%.200s'",
+                          path);
         p += seg;
-        while (*p == '/')
+        if (*p == '/')
             p++;
     }
     if (n == 0 || n >= top_cap)
@@ -109,75 +561,159 @@ static int check_path(const char *path, char *top, size_t top_cap)
     return 0;
 }
 
-int ll_chart_read(json_t **out_meta, const void *data, size_t len, const char *name)
+/* --- the archive ----------------------------------------------------------------------- */
+
+int ll_chart_read_limited(json_t **out_meta, const void *data, size_t len, const char *name,
+                          const ll_chart_limits *lim)
 {
-    struct archive *a = archive_read_new();
+    struct archive *tar = NULL;
     struct archive_entry *entry;
+    feed f = {0};
+    seen files = {0}, folders = {0};
     char top[256] = "", *yaml = NULL;
-    size_t yaml_len = 0, entries = 0;
-    unsigned long long unpacked = 0;
+    size_t yaml_len = 0;
+    unsigned long long entries = 0, declared = 0;
     json_t *meta = NULL;
     int error = 0, rc;
 
     *out_meta = NULL;
-    if (!a)
-        return ll_error_set(-1, "out of memory");
-    /* gzip only, tar only: what helm package makes. */
-    archive_read_support_filter_gzip(a);
-    archive_read_support_format_tar(a);
-    archive_read_support_format_gnutar(a);
-    if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
-        error =
-            refuse("the upload is not a gzip-compressed tar archive: %s", archive_error_string(a));
+    f.cap = lim->unpacked;
+    f.frame.pax_size = -1;
+    f.gz = archive_read_new();
+    tar = archive_read_new();
+    f.buf[0] = malloc(FEED_CHUNK);
+    f.buf[1] = malloc(FEED_CHUNK);
+    if (!f.gz || !tar || !f.buf[0] || !f.buf[1]) {
+        error = ll_error_set(-1, "out of memory");
         goto done;
     }
-    if (archive_filter_code(a, 0) != ARCHIVE_FILTER_GZIP) {
+    /* gzip only, tar only: what helm package makes. */
+    archive_read_support_filter_gzip(f.gz);
+    archive_read_support_format_raw(f.gz);
+    if (archive_read_open_memory(f.gz, data, len) != ARCHIVE_OK ||
+        archive_read_next_header(f.gz, &entry) != ARCHIVE_OK) {
+        error = refuse("the upload is not a gzip-compressed tar archive: %s",
+                       archive_error_string(f.gz) ?: "empty");
+        goto done;
+    }
+    if (archive_filter_code(f.gz, 0) != ARCHIVE_FILTER_GZIP) {
         error = refuse("the upload is not gzip-compressed%s", "");
         goto done;
     }
-    while ((rc = archive_read_next_header(a, &entry)) == ARCHIVE_OK) {
+    archive_read_support_format_tar(tar);
+    archive_read_support_format_gnutar(tar);
+    if (archive_read_open(tar, &f, NULL, feed_read, NULL) != ARCHIVE_OK) {
+        error = read_failed(&f, tar, "the upload is not a gzip-compressed tar archive");
+        goto done;
+    }
+    while ((rc = archive_read_next_header(tar, &entry)) == ARCHIVE_OK) {
         const char *path = archive_entry_pathname(entry);
         mode_t type = archive_entry_filetype(entry);
-        if (++entries > LL_CHART_ENTRIES) {
-            error = refuse("the chart archive holds more than %s entries", "10000");
+        la_int64_t size = archive_entry_size(entry);
+        if (++entries > lim->entries) {
+            error = refuse("the chart archive holds more than %llu entries (chart-max-entries)",
+                           lim->entries);
             goto done;
         }
-        if (!path || (error = check_path(path, top, sizeof(top))) < 0)
+        if (!path) {
+            error = refuse("the chart archive holds an entry without a readable path%s", "");
             goto done;
-        if (type != AE_IFREG && type != AE_IFDIR) {
-            error = refuse("the chart archive holds '%.200s', which is neither a file nor a folder",
+        }
+        if ((error = check_path(path, top, sizeof(top))) < 0)
+            goto done;
+        if ((type != AE_IFREG && type != AE_IFDIR) || archive_entry_hardlink(entry) ||
+            archive_entry_sparse_count(entry) > 0) {
+            error = refuse("the chart archive holds '%.200s', which is neither a file nor a "
+                           "folder (links and sparse files are refused)",
                            path);
             goto done;
         }
-        if (type != AE_IFREG)
-            continue;
-        la_int64_t size = archive_entry_size(entry);
-        unpacked += size > 0 ? (unsigned long long)size : 0;
-        if (unpacked > LL_CHART_UNPACKED) {
-            error = refuse("the chart unpacks to more than %s", "64 MiB");
+        if (type == AE_IFDIR && size > 0) {
+            /* A regular entry named with a trailing '/', or a folder given
+             * data: Go's reader would read a file there. */
+            error = refuse("the chart archive holds a folder that declares data: '%.200s'", path);
             goto done;
         }
-        size_t tl = strlen(top);
-        if (strncmp(path, top, tl) == 0 && strcmp(path + tl, "/Chart.yaml") == 0 && !yaml) {
-            if (size < 0 || (unsigned long long)size > CHART_YAML_MAX) {
-                error = refuse("%s is larger than 1 MiB", path);
-                goto done;
-            }
-            yaml = malloc((size_t)size + 1);
-            la_ssize_t got = yaml ? archive_read_data(a, yaml, (size_t)size) : -1;
-            if (got != size) {
-                error = refuse("cannot read Chart.yaml from the archive: %s",
-                               yaml ? archive_error_string(a) : "out of memory");
-                goto done;
-            }
-            yaml[size] = '\0';
-            yaml_len = (size_t)size;
+        if (size < 0 || (unsigned long long)size > lim->entry_size) {
+            error = refuse("the chart archive's '%.200s' is larger than %llu bytes "
+                           "(chart-max-entry-size)",
+                           path, lim->entry_size);
+            goto done;
         }
+        declared += (unsigned long long)size;
+        if (declared > lim->unpacked) {
+            error = over_cap(&f);
+            goto done;
+        }
+        /* The name as Helm's loader gives it: the path after the top folder. */
+        size_t tl = strlen(top), rest_len = strlen(path) - tl;
+        const char *rest = path + tl;
+        if (*rest == '/') {
+            rest++;
+            rest_len--;
+        }
+        if (rest_len && rest[rest_len - 1] == '/')
+            rest_len--;
+        if (!rest_len) {
+            if (type == AE_IFREG) {
+                error =
+                    refuse("the chart archive holds a file '%.200s' outside its top folder", path);
+                goto done;
+            }
+            continue; /* the top folder itself */
+        }
+        /* Helm's loader skips folders, but a name must not be both. */
+        uint64_t h = name_hash(rest, rest_len);
+        if (seen_has(type == AE_IFREG ? &folders : &files, h)) {
+            error = refuse("the chart archive holds '%.200s' as a file and as a folder", path);
+            goto done;
+        }
+        if (type != AE_IFREG) {
+            if (seen_add(&folders, h) < 0) {
+                error = ll_error_set(-1, "out of memory");
+                goto done;
+            }
+            continue;
+        }
+        int is_chart_yaml = rest_len == 10 && memcmp(rest, "Chart.yaml", 10) == 0;
+        int added = seen_add(&files, h);
+        if (added < 0) {
+            error = ll_error_set(-1, "out of memory");
+            goto done;
+        }
+        if (!added) {
+            error = is_chart_yaml ? refuse("the chart archive holds %s/Chart.yaml twice (Helm "
+                                           "would read both): exactly one is allowed",
+                                           top)
+                                  : refuse("the chart archive holds '%.200s' twice", path);
+            goto done;
+        }
+        if (!is_chart_yaml)
+            continue;
+        if ((unsigned long long)size > CHART_YAML_MAX) {
+            error = refuse("%.200s is larger than 1 MiB", path);
+            goto done;
+        }
+        yaml = malloc((size_t)size + 1);
+        la_ssize_t got = yaml ? archive_read_data(tar, yaml, (size_t)size) : -1;
+        if (got != size) {
+            error = yaml ? read_failed(&f, tar, "cannot read Chart.yaml from the archive")
+                         : ll_error_set(-1, "out of memory");
+            goto done;
+        }
+        yaml[size] = '\0';
+        yaml_len = (size_t)size;
     }
     if (rc != ARCHIVE_EOF) {
-        error = refuse("the chart archive is damaged: %s", archive_error_string(a));
+        error = read_failed(&f, tar, "the chart archive is damaged");
         goto done;
     }
+    if (entries == 0) {
+        error = refuse("the upload is not a tar archive with entries%s", "");
+        goto done;
+    }
+    if ((error = check_rest(&f, (unsigned long long)archive_filter_bytes(tar, 0), len)) < 0)
+        goto done;
     if (!yaml) {
         error = refuse("the chart archive has no %s/Chart.yaml", top[0] ? top : "<chart>");
         goto done;
@@ -207,13 +743,20 @@ int ll_chart_read(json_t **out_meta, const void *data, size_t len, const char *n
         ll_error_kind("invalid-chart");
         error = LL_EINVALID;
     } else if (!version || !ll_semver_valid(version)) {
-        error = refuse("Chart.yaml version '%.64s' is not a semantic version (1.2.3)",
+        error = refuse("Chart.yaml version '%.64s' is not a semantic version 2.0 (1.2.3, numbers "
+                       "without leading zeros that fit in 64 bits)",
                        version ? version : "(none)");
     } else if (strcmp(top, cname) != 0) {
         error = refuse("the chart's top folder must be its name, not '%.64s'", top);
     }
 done:
-    archive_read_free(a);
+    archive_read_free(tar);
+    archive_read_free(f.gz);
+    free(f.buf[0]);
+    free(f.buf[1]);
+    free(f.frame.pax);
+    free(files.slots);
+    free(folders.slots);
     free(yaml);
     if (error < 0) {
         json_decref(meta);
@@ -221,4 +764,10 @@ done:
     }
     *out_meta = meta;
     return 0;
+}
+
+int ll_chart_read(json_t **out_meta, const void *data, size_t len, const char *name)
+{
+    ll_chart_limits lim = {LL_CHART_UNPACKED, LL_CHART_ENTRY_SIZE, LL_CHART_ENTRIES};
+    return ll_chart_read_limited(out_meta, data, len, name, &lim);
 }

@@ -152,6 +152,11 @@ static int check_cidrs(const char *v)
     return error < 0 ? LL_EINVALID : 0;
 }
 
+static int check_reserved(const char *v)
+{
+    return ll_validate_reserved_list(v);
+}
+
 static int check_level(const char *v)
 {
     ll_log_level level;
@@ -221,6 +226,11 @@ static const setting settings[] = {
      "or Secrets in flux-namespace (README: tier template policy)"},
     {"default-release", S(default_release), "0.0", 0, 0, check_release,
      "release for tenants onboarded without one (1.2.3, 1.2 or 1.2.x)"},
+    {"reserved-namespaces", S(reserved_namespaces), LL_RESERVED_NAMESPACES_DEFAULT, 0, 0,
+     check_reserved,
+     "namespaces no tenant may own, whatever its tier: comma-separated names, prefix* and "
+     "*suffix (the value replaces the default; default, flux-system, kube-* and the "
+     "flux-namespace are reserved whatever it says); an id matching one is refused (422)"},
     {"log-level", S(log_level), "info", 0, 0, check_level, "debug, info, warn or error"},
     {"http-threads", I(http_threads), "4", 1, 256, NULL, "HTTP worker threads"},
     {"http-connection-limit", I(http_connection_limit), "512", 1, 65536, NULL,
@@ -233,6 +243,13 @@ static const setting settings[] = {
      "the tenant chart's name: uploaded releases must carry it"},
     {"release-max-size", I(release_max_size), "10485760", 1024, 104857600, NULL,
      "largest chart archive in bytes (POST /api/v1/releases; 413 above)"},
+    {"chart-max-unpacked", I(chart_max_unpacked), "67108864", 65536, 4294967296L, NULL,
+     "largest uncompressed size of a chart archive in bytes: the whole tar stream, headers, "
+     "padding and whatever follows its end marker, counted while inflating (422 above)"},
+    {"chart-max-entry-size", I(chart_max_entry_size), "5242880", 1024, 1073741824, NULL,
+     "largest file in a chart archive in bytes, as its header declares it (422 above)"},
+    {"chart-max-entries", I(chart_max_entries), "10000", 1, 1000000, NULL,
+     "most entries (files and folders) in a chart archive (422 above)"},
     {"oci-url", S(oci_url), "", 0, 0, check_oci_url,
      "OCI registry for uploaded charts, oci://host[:port]/path (as helm push takes it; ECR "
      "included); empty = an OCI image layout in <data>/oci"},

@@ -1,16 +1,17 @@
 /* releases.c - the service's release use cases: uploading a packaged
  * chart, the catalogue, deleting a version nobody uses.
  *
- * An upload is checked completely (chart.c) before anything is stored; the
- * artifact is built as Helm pushes it (oci.c) and pushed to the configured
- * OCI registry (ociremote.c) or, with none configured, stored in the OCI
- * image layout in the data dir.  Only once that succeeded is it recorded
- * in the registry, with its location ("local" or the registry reference).
- * The same chart again is answered from the record without touching the
- * OCI registry; another chart under an existing version is a conflict.  A
- * delete removes the manifest from where the release lives first, then the
- * record.  Uploads and deletes take release_lock, so two uploads of one
- * version cannot race between the registry and the record.
+ * An upload is checked completely (chart.c, within the chart-max-* caps)
+ * before anything is stored; the artifact is built as Helm pushes it
+ * (oci.c) and pushed to the configured OCI registry (ociremote.c) or, with
+ * none configured, stored in the OCI image layout in the data dir.  Only
+ * once that succeeded is it recorded in the registry, with its location
+ * ("local" or the registry reference).  The same chart again is answered
+ * from the record without touching the OCI registry; another chart under
+ * an existing version is a conflict.  A delete removes the manifest from
+ * where the release lives first, then the record.  Uploads and deletes
+ * take release_lock, so two uploads of one version cannot race between
+ * the registry and the record.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -160,7 +161,12 @@ int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, 
     *created = 0;
     if (!r)
         return -1;
-    if ((error = ll_chart_read(&meta, data, len, c->cfg.chart_name)) < 0)
+    ll_chart_limits limits = {
+        .unpacked = (unsigned long long)c->cfg.chart_max_unpacked,
+        .entry_size = (unsigned long long)c->cfg.chart_max_entry_size,
+        .entries = (unsigned long long)c->cfg.chart_max_entries,
+    };
+    if ((error = ll_chart_read_limited(&meta, data, len, c->cfg.chart_name, &limits)) < 0)
         return error;
     const char *version = json_string_value(json_object_get(meta, "version"));
     ll_oci_digest(chart_digest, data, len);

@@ -9,6 +9,10 @@
  *   Kustomization (kustomize-controller's kustomize.toolkit.fluxcd.io/name
  *   and /namespace labels).  Their callbacks update `cache` and mark the
  *   tenants owning the object dirty.
+ * - one more informer for every Namespace of the cluster, whoever made it:
+ *   `namespaces` keeps each one's name and, when a Kustomization applied
+ *   it, which one and its landlord.dev/tenant label; ids.c asks through
+ *   ll_status_namespace_owner() before a tenant may own a namespace.
  * - the follower thread: every POLL_MS or when woken (every SYNC_POLL_MS
  *   while a watch has not listed yet), reads tenants changed
  *   in the registry since its watermark, reads each changed tenant's file at
@@ -19,9 +23,10 @@
  *   Transitions the registry cannot take (a full volume) are kept and
  *   stored first in the next rounds, so events are late, never lost.
  *
- * Locking: `lock` guards cache, tenants, owners, dirty and generation.  The
- * clone (repo) and the registry connection belong to the follower thread;
- * it takes the lock only to copy inputs and to store results.
+ * Locking: `lock` guards cache, tenants, owners, dirty, namespaces and
+ * generation.  The clone (repo) and the registry connection belong to the
+ * follower thread; it takes the lock only to copy inputs and to store
+ * results.
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -46,20 +51,31 @@
 #define WALK_MAX           20000
 #define MESSAGE_MAX        600
 #define FILE_MAX           (1 << 20)
-#define N_INFORMERS        6
+#define N_INFORMERS        7
 #define EVENTS_KEPT        100000
 #define EVENTS_PRUNE_EVERY 1000
 #define WORK_MAX           500
 #define UNSTORED_MAX       10000 /* transitions kept while they cannot be stored */
+#define NAMESPACES_WAIT_MS 2000  /* an ids check waits this long for the first list */
 
-enum { I_GITREPO, I_KUSTOMIZATION, I_HELMRELEASE, I_NAMESPACE, I_TERRAFORM, I_CHART_TERRAFORM };
+enum {
+    I_GITREPO,
+    I_KUSTOMIZATION,
+    I_HELMRELEASE,
+    I_NAMESPACE,
+    I_TERRAFORM,
+    I_CHART_TERRAFORM,
+    I_ALL_NAMESPACES
+};
 
 /* The cache's maps, one per informer.  ChartTerraform: Terraforms that a
  * HelmRelease's chart made (helm-controller labels them with the release),
  * as the reference's tenant chart does; they count for the tenant whose
- * file declares that HelmRelease. */
+ * file declares that HelmRelease.  AllNamespaces: every Namespace, kept in
+ * `namespaces` rather than the cache. */
 static const char *const kinds[N_INFORMERS] = {"GitRepository", "Kustomization", "HelmRelease",
-                                               "Namespace",     "Terraform",     "ChartTerraform"};
+                                               "Namespace",     "Terraform",     "ChartTerraform",
+                                               "AllNamespaces"};
 
 /* One tenant as the follower knows it: short fields inline ("" when
  * absent) and the two variable parts as compact JSON text, a few hundred
@@ -112,6 +128,11 @@ struct ll_status {
      * record keeps the clock of its last change ("ver"), `global_ver` that
      * of the last change every tenant's answer shows. */
     unsigned long long clock, global_ver;
+    /* Every namespace of the cluster: name -> true, or "<ks>/<ks
+     * namespace>/<landlord.dev/tenant label>" when a Kustomization applied
+     * it (namespace_slim); listed once the first list arrived. */
+    json_t *namespaces;
+    int namespaces_listed;
 
     /* The follower's own. */
     git_repository *repo;
@@ -1002,6 +1023,40 @@ CALLBACK(on_terraform, I_TERRAFORM)
 CALLBACK(on_chart_terraform, I_CHART_TERRAFORM)
 #undef CALLBACK
 
+/* What `namespaces` keeps of a Namespace (new reference): true when no
+ * Kustomization applied it, else "<ks>/<ks namespace>/<tenant label>"
+ * (label values and names hold no '/'). */
+static json_t *namespace_slim(const json_t *o)
+{
+    const json_t *labels = json_object_get(json_object_get(o, "metadata"), "labels");
+    const char *ks = json_string_value(json_object_get(labels, "kustomize.toolkit.fluxcd.io/name"));
+    const char *ns =
+        json_string_value(json_object_get(labels, "kustomize.toolkit.fluxcd.io/namespace"));
+    const char *tenant = json_string_value(json_object_get(labels, "landlord.dev/tenant"));
+    if (!ks || !ns)
+        return json_true();
+    return json_sprintf("%s/%s/%s", ks, ns, tenant ? tenant : "");
+}
+
+static void on_all_namespaces(const char *type, const char *key, const json_t *slim,
+                              const json_t *objects, void *payload)
+{
+    ll_status *s = payload;
+    pthread_mutex_lock(&s->lock);
+    if (strcmp(type, "RESYNC") == 0) {
+        /* The informer is done with the map: keep it as it is. */
+        json_decref(s->namespaces);
+        s->namespaces = json_incref((json_t *)objects);
+        s->namespaces_listed = 1;
+        pthread_cond_broadcast(&s->changed); /* ll_status_namespace_owner may wait */
+    } else if (strcmp(type, "DELETED") == 0) {
+        json_object_del(s->namespaces, key);
+    } else {
+        json_object_set(s->namespaces, key, (json_t *)slim);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* The commit sha in a Flux revision ("main@sha1:<hex>", "sha1:<hex>", or a
  * bare hex); "" when there is none. */
 static void revision_sha(char out[GIT_OID_HEXSZ + 1], const char *rev)
@@ -1600,8 +1655,9 @@ static char *dup_or(const char *s, const char *def)
 static int start_informers(ll_status *s)
 {
     char selector[600], field[300], paths[N_INFORMERS][400], probe[200];
-    const ll_informer_fn fns[N_INFORMERS] = {on_gitrepo,   on_kustomization, on_helmrelease,
-                                             on_namespace, on_terraform,     on_chart_terraform};
+    const ll_informer_fn fns[N_INFORMERS] = {on_gitrepo,       on_kustomization, on_helmrelease,
+                                             on_namespace,     on_terraform,     on_chart_terraform,
+                                             on_all_namespaces};
 
     snprintf(selector, sizeof(selector),
              "kustomize.toolkit.fluxcd.io/name=%s,kustomize.toolkit.fluxcd.io/namespace=%s", s->ks,
@@ -1613,6 +1669,7 @@ static int start_informers(ll_status *s)
     snprintf(paths[I_HELMRELEASE], sizeof(paths[0]), "/apis/helm.toolkit.fluxcd.io/%s/helmreleases",
              s->helm_version);
     snprintf(paths[I_NAMESPACE], sizeof(paths[0]), "/api/v1/namespaces");
+    snprintf(paths[I_ALL_NAMESPACES], sizeof(paths[0]), "/api/v1/namespaces");
     snprintf(paths[I_TERRAFORM], sizeof(paths[0]),
              "/apis/infra.contrib.fluxcd.io/v1alpha2/terraforms");
     snprintf(paths[I_CHART_TERRAFORM], sizeof(paths[0]),
@@ -1624,12 +1681,13 @@ static int start_informers(ll_status *s)
         ll_informer_spec spec = {
             .kind = kinds[i],
             .path = paths[i],
-            .label_selector = i == I_CHART_TERRAFORM ? "helm.toolkit.fluxcd.io/name"
-                              : i >= I_HELMRELEASE   ? selector
-                                                     : NULL,
+            .label_selector = i == I_CHART_TERRAFORM  ? "helm.toolkit.fluxcd.io/name"
+                              : i == I_ALL_NAMESPACES ? NULL
+                              : i >= I_HELMRELEASE    ? selector
+                                                      : NULL,
             .field_selector = i < I_HELMRELEASE ? field : NULL,
-            .probe = i >= I_TERRAFORM ? probe : NULL,
-            .slim = slim_packed,
+            .probe = i == I_TERRAFORM || i == I_CHART_TERRAFORM ? probe : NULL,
+            .slim = i == I_ALL_NAMESPACES ? namespace_slim : slim_packed,
             .on_change = fns[i],
             .payload = s,
         };
@@ -1664,6 +1722,7 @@ int ll_status_open(ll_status **out, ll_kube *k, const ll_status_options *o)
                          "HelmRelease", "Namespace", "Terraform", "ChartTerraform");
 
     s->owners = json_object();
+    s->namespaces = json_object();
     s->tf_of_hr = json_object();
     s->dirty = json_object();
     s->unstored = json_array();
@@ -1710,6 +1769,7 @@ void ll_status_free(ll_status *s)
     json_decref(s->cache);
     tmap_free(&s->tenants);
     json_decref(s->owners);
+    json_decref(s->namespaces);
     json_decref(s->tf_of_hr);
     json_decref(s->dirty);
     json_decref(s->unstored);
@@ -1872,10 +1932,13 @@ json_t *ll_status_health(ll_status *s)
     json_t *reconcile =
         json_pack("{s:s?, s:s?}", "requested_at", s->requested_at[0] ? s->requested_at : NULL,
                   "handled_at", s->handled_at[0] ? s->handled_at : NULL);
+    json_t *namespaces =
+        s->namespaces_listed ? json_integer((json_int_t)json_object_size(s->namespaces)) : NULL;
     pthread_mutex_unlock(&s->lock);
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s?}", "status", ok ? "ok" : "degraded", "server",
-                     ll_kube_server(s->kube), "source", ll_kube_source(s->kube), "watches", watches,
-                     "reconcile", reconcile, "error", ok ? NULL : why);
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o*, s:s?}", "status", ok ? "ok" : "degraded",
+                     "server", ll_kube_server(s->kube), "source", ll_kube_source(s->kube),
+                     "watches", watches, "reconcile", reconcile, "namespaces", namespaces, "error",
+                     ok ? NULL : why);
 }
 
 int ll_status_state(ll_status *s, const char *id, const char *commit, const char *sync, char *out,
@@ -1915,6 +1978,58 @@ json_t *ll_status_verdict(ll_status *s, const char *id, const char *commit, cons
         out = parsed(r->derived);
     pthread_mutex_unlock(&s->lock);
     return out;
+}
+
+/* Under lock: 1 once the namespaces were listed, waiting for the first
+ * list (at most NAMESPACES_WAIT_MS) while it is under way and has not
+ * failed. */
+static int wait_namespaces_listed(ll_status *s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += NAMESPACES_WAIT_MS / 1000;
+    until.tv_nsec += (NAMESPACES_WAIT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (!s->namespaces_listed && !s->stop) {
+        json_t *st = ll_informer_status(s->inf[I_ALL_NAMESPACES]);
+        int failed = json_is_string(json_object_get(st, "error"));
+        json_decref(st);
+        if (failed || pthread_cond_timedwait(&s->changed, &s->lock, &until) != 0)
+            break;
+    }
+    return s->namespaces_listed;
+}
+
+int ll_status_namespace_owner(ll_namespace_owner *out, ll_status *s, const char *name)
+{
+    char key[600];
+    memset(out, 0, sizeof(*out));
+    if (!s || !s->kube)
+        return LL_ENOTFOUND;
+    pthread_mutex_lock(&s->lock);
+    out->known = wait_namespaces_listed(s);
+    const json_t *v = json_object_get(s->namespaces, name);
+    out->exists = out->known && v;
+    if (out->exists && json_is_string(v)) {
+        /* "<ks>/<ks namespace>/<tenant label>" */
+        const char *text = json_string_value(v), *slash = strchr(text, '/');
+        const char *second = slash ? strchr(slash + 1, '/') : NULL;
+        if (second) {
+            size_t ks_len = (size_t)(slash - text), ns_len = (size_t)(second - slash - 1);
+            out->applied = strlen(s->ks) == ks_len && strncmp(text, s->ks, ks_len) == 0 &&
+                           strlen(s->flux_ns) == ns_len &&
+                           strncmp(slash + 1, s->flux_ns, ns_len) == 0;
+            snprintf(out->tenant_label, sizeof(out->tenant_label), "%s", second + 1);
+        }
+    }
+    snprintf(key, sizeof(key), "Namespace %s", name);
+    snprintf(out->declared_by, sizeof(out->declared_by), "%s",
+             json_string_value(json_object_get(s->owners, key)) ?: "");
+    pthread_mutex_unlock(&s->lock);
+    return 0;
 }
 
 unsigned long long ll_status_generation(ll_status *s)

@@ -32,6 +32,7 @@
 #include "landlord/validate.h"
 
 #include "core_int.h"
+#include "ids.h"
 
 /* Kept answers: chains of the map, and at most this many bytes of text
  * (then all are dropped). */
@@ -653,14 +654,11 @@ int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, cons
                   ? json_string_value(json_object_get(body, "release"))
                   : c->cfg.default_release;
     values = json_object_get(body, "values");
-    if ((error = ll_validate_tenant_id(id)) < 0)
+    if ((error = ll_validate_tenant_id(id)) < 0 || (error = ll_ids_check_name(c, tiers, id)) < 0)
         goto done;
-    if (ll_tiers_is_pool(tiers, id)) {
-        error =
-            ll_core_field_error("id", "id '%s' is reserved: a pool environment has that name", id);
-        goto done;
-    }
     if ((error = check_desired(tiers, id, tier, release, values)) < 0)
+        goto done;
+    if ((error = ll_ids_check_namespaces(c, tiers, id, tier, release, NULL, "id")) < 0)
         goto done;
     values_json = values ? json_dumps(values, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
     if (!values_json) {
@@ -737,6 +735,11 @@ int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t
     values = json_object_get(body, "values") ? json_object_get(body, "values")
                                              : json_object_get(current, "values");
     if ((error = check_desired(tiers, id, tier, release, values)) < 0)
+        goto done;
+    /* Another tier may give the tenant namespaces it did not own. */
+    if ((error = ll_ids_check_namespaces(c, tiers, id, tier, release,
+                                         json_string_value(json_object_get(current, "tier")),
+                                         "tier")) < 0)
         goto done;
     if (!(values_json = json_dumps(values, JSON_COMPACT | JSON_SORT_KEYS))) {
         error = ll_error_set(-1, "cannot encode values");

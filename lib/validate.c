@@ -54,7 +54,78 @@ int ll_validate_tenant_id(const char *id)
         return error;
     if (strcmp(id, "default") == 0 || strcmp(id, "flux-system") == 0 ||
         strncmp(id, "kube-", 5) == 0)
-        return invalid("id", "id '%s' is reserved", id);
+        return invalid(
+            "id", "id '%s' is reserved: default, flux-system and kube-* are always reserved", id);
+    return 0;
+}
+
+/* The next entry of a reserved-namespaces list at *p, trimmed of spaces:
+ * its start in *entry and length in *n; advances *p past its comma.  0
+ * at the end of the list. */
+static int next_entry(const char **p, const char **entry, size_t *n)
+{
+    const char *s = *p, *end;
+    if (!*s)
+        return 0;
+    end = s + strcspn(s, ",");
+    *p = *end ? end + 1 : end;
+    while (s < end && *s == ' ')
+        s++;
+    while (end > s && end[-1] == ' ')
+        end--;
+    *entry = s;
+    *n = (size_t)(end - s);
+    return 1;
+}
+
+int ll_validate_reserved_list(const char *list)
+{
+    const char *p = list, *e;
+    size_t n;
+
+    if (strspn(list, " ") == strlen(list))
+        return 0; /* nothing reserved beyond the names always reserved */
+    while (next_entry(&p, &e, &n)) {
+        const char *name = e;
+        size_t len = n;
+        if (len && e[0] == '*') {
+            name++;
+            len--;
+        } else if (len && e[len - 1] == '*') {
+            len--;
+        }
+        int ok = len > 0 && len <= 63;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+                 name[i] == '-';
+        if (!ok)
+            return ll_error_set(LL_EINVALID,
+                                "reserved namespace entry '%.*s' is not a name, prefix* or "
+                                "*suffix of lower-case letters, digits and '-'",
+                                (int)(n < 80 ? n : 80), e);
+    }
+    return 0;
+}
+
+int ll_reserved_match(const char *list, const char *name, char *match, size_t cap)
+{
+    const char *p = list, *e;
+    size_t n, len = strlen(name);
+
+    while (next_entry(&p, &e, &n)) {
+        int hit;
+        if (n && e[0] == '*')
+            hit = len >= n - 1 && memcmp(name + len - (n - 1), e + 1, n - 1) == 0;
+        else if (n && e[n - 1] == '*')
+            hit = len >= n - 1 && memcmp(name, e, n - 1) == 0;
+        else
+            hit = n && len == n && memcmp(name, e, n) == 0;
+        if (hit) {
+            if (cap)
+                snprintf(match, cap, "%.*s", (int)n, e);
+            return 1;
+        }
+    }
     return 0;
 }
 

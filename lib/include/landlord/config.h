@@ -38,6 +38,7 @@ typedef struct ll_config {
     char tier_kinds[1024];   /* kinds a tier template may declare: Kind or Kind.group, commas */
     long flux_reconcile_now; /* 1: annotate the GitRepository after each push */
     char default_release[32];
+    char reserved_namespaces[4096]; /* names, prefix* and *suffix tenants may never own */
     char log_level[16];
     long http_threads;
     long http_connection_limit;
@@ -46,6 +47,9 @@ typedef struct ll_config {
     long write_wait;              /* seconds a write waits for its push */
     char chart_name[64];          /* the tenant chart's name */
     long release_max_size;        /* bytes of a chart archive */
+    long chart_max_unpacked;      /* bytes of a chart archive's whole uncompressed stream */
+    long chart_max_entry_size;    /* bytes of one entry of a chart archive */
+    long chart_max_entries;       /* entries of a chart archive */
     char oci_url[1024];           /* oci://host[:port]/base, or "" for the embedded layout */
     char oci_username[256];
     char oci_password_file[1024]; /* the file holding the registry password or token */

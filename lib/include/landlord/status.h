@@ -68,7 +68,8 @@ void ll_status_describe(ll_status *s, json_t *view);
 int ll_status_configured(const ll_status *s);
 
 /* For /readyz: {"status": "ok"|"degraded"|"not-configured", "server",
- * "source", "watches": [informer status...], "error"}.  New reference. */
+ * "source", "watches": [informer status...], "namespaces": n (namespaces
+ * known in the cluster, once listed), "error"}.  New reference. */
 json_t *ll_status_health(ll_status *s);
 
 /* Copies tenant id's state into out, when it was derived for the desired
@@ -82,6 +83,21 @@ int ll_status_state(ll_status *s, const char *id, const char *commit, const char
  * "deployed_chart"?} (new reference); NULL when not (yet), or without a
  * cluster. */
 json_t *ll_status_verdict(ll_status *s, const char *id, const char *commit, const char *sync);
+
+/* A namespace as the cluster and landlord's clone show it. */
+typedef struct ll_namespace_owner {
+    int known;             /* the cluster's namespaces were listed (else exists, applied are 0) */
+    int exists;            /* in the cluster, as last listed and watched */
+    int applied;           /* it carries the labels of landlord's Kustomization */
+    char tenant_label[64]; /* its landlord.dev/tenant label, or "" */
+    char declared_by[64];  /* the tenant whose file (as last read) declares it, or "" */
+} ll_namespace_owner;
+
+/* What is known of namespace name, for the ids check (ids.c).  When the
+ * cluster's namespaces were never listed yet, waits up to 2 s while the
+ * first list is under way (not once it failed); out->known says whether
+ * they were.  Returns 0, or LL_ENOTFOUND without a cluster. */
+int ll_status_namespace_owner(ll_namespace_owner *out, ll_status *s, const char *name);
 
 /* Moves on every state change of any tenant. */
 unsigned long long ll_status_generation(ll_status *s);

@@ -17,9 +17,32 @@
 int ll_validate_label(const char *s, size_t max, const char *field);
 
 /* A tenant id: a DNS-1123 label of at most LL_TENANT_ID_MAX characters that is
- * not "default", "flux-system" or "kube-*".  Pool environment names are
- * checked by the caller, which knows them. */
+ * not "default", "flux-system" or "kube-*" (always reserved: ids of every
+ * tenant, adopted ones included, are held to this).  The reserved-namespaces
+ * list, pool environment names and the cluster's namespaces are checked by
+ * the core when an id is taken (ids.c), which knows them. */
 int ll_validate_tenant_id(const char *id);
+
+/* The default of the reserved-namespaces setting: namespaces a Kubernetes
+ * (EKS) platform runs in or is likely to install into.  Entries are names,
+ * "prefix*" or "*suffix". */
+#define LL_RESERVED_NAMESPACES_DEFAULT                                                             \
+    "kube-*,default,flux-system,landlord,*-system,cert-manager,ingress-*,*-ingress,monitoring,"    \
+    "logging,observability,amazon-*,aws-*,eks-*,karpenter,external-dns,external-secrets,istio-*,"  \
+    "linkerd*,kyverno,velero,argocd,argo,argo-*,prometheus*,grafana*,loki,tempo,jaeger,"           \
+    "opentelemetry*,tigera-operator,calico-*,cilium*,keda,vault,kubecost,knative-*,tekton-*,gitea"
+
+/* Checks a reserved-namespaces value: comma-separated entries, each a
+ * DNS-1123 label ("monitoring"), a prefix of one followed by '*'
+ * ("kube-*"), or '*' followed by a suffix of one ("*-system"); spaces
+ * around entries are ignored; "" reserves nothing beyond the always
+ * reserved names.  0 or LL_EINVALID (message names the entry). */
+int ll_validate_reserved_list(const char *list);
+
+/* 1 when name matches an entry of list (a valid reserved-namespaces value);
+ * the entry it matched is copied into match (cap bytes, may be 0).  0 when
+ * none does. */
+int ll_reserved_match(const char *list, const char *name, char *match, size_t cap);
 
 /* A release: "1.2.3" (pinned), "1.2" or "1.2.x" (floating on the patch). */
 int ll_validate_release(const char *release);
