@@ -19,9 +19,29 @@ SCOPES = {"public", "metrics", "tenants:read", "tenants:write", "tiers:write", "
           "rollouts:write", "webhooks:write", "admin"}
 
 
+class StrictLoader(yaml.SafeLoader):
+    """YAML as a validator reads it: a key twice in one mapping is an error
+    (PyYAML would keep the last one silently: a second components.schemas
+    entry once typed every release item as a string)."""
+
+
+def _strict_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, "duplicate key %r" % (key,), key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
 def load_spec():
     with open(os.path.join(SOURCE_DIR, "openapi", "openapi.yaml"), encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        return yaml.load(f, Loader=StrictLoader)
 
 
 def operations(spec):
@@ -137,6 +157,12 @@ class SpecDocument(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.spec = load_spec()
+
+    def test_the_spec_is_read_strictly(self):
+        # The loader the other tests use refuses what a validator refuses.
+        with self.assertRaises(yaml.constructor.ConstructorError):
+            yaml.load("components:\n  schemas:\n    Release: {}\n    Release: {}\n", Loader=StrictLoader)
+        self.assertEqual(yaml.load("a: {b: 1}\nc: 2\n", Loader=StrictLoader), {"a": {"b": 1}, "c": 2})
 
     def test_version_and_components(self):
         self.assertRegex(str(self.spec["openapi"]), r"^3\.1\.\d+$")
