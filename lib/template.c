@@ -94,12 +94,12 @@ static int ranges_add(ranges *r, size_t start, size_t end, int ph)
     return 0;
 }
 
-/* 1 when [start, end) shares a byte with a range of r (sorted, disjoint). */
-static int ranges_touch(const ranges *r, size_t start, size_t end)
+/* The index of the first range of r (sorted, disjoint) ending after start
+ * (r->n: none). */
+static size_t ranges_first_after(const ranges *r, size_t start)
 {
     size_t lo = 0, hi = r->n, mid;
 
-    /* The first range ending after start. */
     while (lo < hi) {
         mid = lo + (hi - lo) / 2;
         if (r->v[mid].end <= start)
@@ -107,22 +107,22 @@ static int ranges_touch(const ranges *r, size_t start, size_t end)
         else
             hi = mid;
     }
+    return lo;
+}
+
+/* 1 when [start, end) shares a byte with a range of r. */
+static int ranges_touch(const ranges *r, size_t start, size_t end)
+{
+    size_t lo = ranges_first_after(r, start);
     return lo < r->n && r->v[lo].start < end;
 }
 
 /* The PH_* bits of the ranges of r that share a byte with [start, end). */
 static int ranges_mask(const ranges *r, size_t start, size_t end)
 {
-    size_t lo = 0, hi = r->n, mid;
+    size_t lo = ranges_first_after(r, start);
     int mask = 0;
 
-    while (lo < hi) {
-        mid = lo + (hi - lo) / 2;
-        if (r->v[mid].end <= start)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
     for (; lo < r->n && r->v[lo].start < end; lo++)
         mask |= r->v[lo].ph;
     return mask;
