@@ -5,7 +5,10 @@ document is well formed, and real responses validate against it."""
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
@@ -163,6 +166,33 @@ class SpecDocument(unittest.TestCase):
         with self.assertRaises(yaml.constructor.ConstructorError):
             yaml.load("components:\n  schemas:\n    Release: {}\n    Release: {}\n", Loader=StrictLoader)
         self.assertEqual(yaml.load("a: {b: 1}\nc: 2\n", Loader=StrictLoader), {"a": {"b": 1}, "c": 2})
+
+    def validate_with_swagger_parser(self, path):
+        node = shutil.which("node")
+        self.assertTrue(node, "node is needed (Debian's nodejs)")
+        web = os.path.join(SOURCE_DIR, "tests", "web")
+        self.assertTrue(os.path.isdir(os.path.join(web, "node_modules", "@apidevtools", "swagger-parser")),
+                        "run `npm ci` in tests/web (scripts/quickstart test does)")
+        return subprocess.run([node, os.path.join(web, "openapi.mjs"), path], capture_output=True,
+                              text=True, timeout=120)
+
+    def test_a_real_validator_accepts_the_spec(self):
+        # @apidevtools/swagger-parser, as client generators read the file.
+        spec = os.path.join(SOURCE_DIR, "openapi", "openapi.yaml")
+        p = self.validate_with_swagger_parser(spec)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("OpenAPI 3.1.0", p.stdout)
+        # ... and refuses what it should: the spec with a schema twice.
+        with open(spec, encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn("\n    ReleaseSpec:\n", text)
+        with tempfile.TemporaryDirectory() as d:
+            bad = os.path.join(d, "openapi.yaml")
+            with open(bad, "w", encoding="utf-8") as f:
+                f.write(text.replace("\n    ReleaseSpec:\n", "\n    Release:\n", 1))
+            p = self.validate_with_swagger_parser(bad)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("duplicated mapping key", p.stderr)
 
     def test_version_and_components(self):
         self.assertRegex(str(self.spec["openapi"]), r"^3\.1\.\d+$")
