@@ -790,19 +790,30 @@ static enum MHD_Result route_refused(ll_req *req, unsigned status, const char *a
 }
 
 /* The fingerprint of a POST for its Idempotency-Key: SHA-256 over method,
- * path and body. */
+ * path and body.  A JSON body counts by its value, written with sorted keys
+ * and no spaces: a retry that sends the same object with its keys in
+ * another order is the same request. */
 static void fingerprint(char out[65], ll_req *req)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    json_t *value = req->body.len ? json_loadb(req->body.data, req->body.len,
+                                               JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL)
+                                  : NULL;
+    char *canonical =
+        value ? json_dumps(value, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
         EVP_DigestUpdate(ctx, req->method, strlen(req->method) + 1);
         EVP_DigestUpdate(ctx, req->path, strlen(req->path) + 1);
-        if (req->body.len)
+        if (canonical)
+            EVP_DigestUpdate(ctx, canonical, strlen(canonical));
+        else if (req->body.len)
             EVP_DigestUpdate(ctx, req->body.data, req->body.len);
         EVP_DigestFinal_ex(ctx, md, &n);
     }
+    free(canonical);
+    json_decref(value);
     EVP_MD_CTX_free(ctx);
     if (n < 32)
         memset(md, 0, 32);

@@ -195,6 +195,13 @@ class Refusals(LandlordTestCase):
         self.assertEqual(len(s.rows("operations")), ops, "a replay queues nothing")
         self.assertEqual((s.snapshot(), s.head()), before[:2])
         self.assertTrue(s.audit()[-1]["replayed"])
+        # The same JSON value with its keys in another order and other
+        # spacing is the same body: replayed, not refused.
+        r2b = s.request("POST", "/api/v1/tenants", body=b'{ "tier" : "basic",\n  "id": "idem" }',
+                        headers=dict(key, **{"Content-Type": "application/json"}))
+        self.assertEqual((r2b.status, r2b.body, r2b.header("Idempotent-Replayed")), (201, r1.body, "true"))
+        self.assertEqual(len(s.rows("operations")), ops, "a replay queues nothing")
+        self.assertEqual((s.snapshot(), s.head()), before[:2])
         before = self.state()
         r3 = s.post_json("/api/v1/tenants", {"id": "idem2", "tier": "basic"}, headers=key)
         self.assertRefused(before, r3, 422, "same key, other body", "idempotency-key-reused")
