@@ -689,6 +689,19 @@ done:
 static const char *const update_fields[] = {"tier", "release", "values", NULL};
 static const char *const update_strings[] = {"tier", "release", NULL};
 
+/* 1 when tier, release and values are what current (a registry row)
+ * already holds and the repository has it (sync committed). */
+static int unchanged(const json_t *current, const char *tier, const char *release,
+                     const json_t *values)
+{
+    const char *was = json_string_value(json_object_get(current, "release"));
+    const char *sync = json_string_value(json_object_get(current, "sync"));
+    return sync && strcmp(sync, "committed") == 0 &&
+           strcmp(tier, json_string_value(json_object_get(current, "tier"))) == 0 &&
+           ((!release && !was) || (release && was && strcmp(release, was) == 0)) &&
+           json_equal(values, json_object_get(current, "values"));
+}
+
 int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t *body,
                      const char *if_match)
 {
@@ -741,6 +754,18 @@ int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t
                                          json_string_value(json_object_get(current, "tier")),
                                          "tier")) < 0)
         goto done;
+    if (unchanged(current, tier, release, values)) {
+        /* Nothing to do: no operation, no new version (another client's
+         * If-Match stays good); the answer is the tenant as it is. */
+        const char *etag = json_string_value(json_object_get(current, "etag"));
+        if (if_match && !ll_etag_matches(if_match, etag)) {
+            error = ll_error_set(LL_EPRECONDITION, "tenant '%s' has changed: it is at version %s",
+                                 id, etag);
+            ll_error_hint("read it again (GET /api/v1/tenants/%s) and send its ETag in If-Match",
+                          id);
+        }
+        goto done;
+    }
     if (!(values_json = json_dumps(values, JSON_COMPACT | JSON_SORT_KEYS))) {
         error = ll_error_set(-1, "cannot encode values");
         goto done;

@@ -240,6 +240,28 @@ class Patch(LandlordTestCase):
         self.assertEqual((g["release"], g["values"]), ("2.0.1", values))
         self.assertEqual([c["operation"] for c in g["commits"]].count("update"), 2, g["commits"])
 
+    def test_a_patch_that_changes_nothing_makes_no_operation(self):
+        s = self.s
+        values = {"extra": {"a": "b"}, "apps": {"consumer": {"image": {"tag": "3.3"}}}}
+        self.onboarded("steady", "advanced", values=values)
+        g = self.assertJson(s.get("/api/v1/tenants/steady"), 200)
+        ops, head, etag = len(s.rows("operations")), s.head(), g["etag"]
+        # The same tier, release and values (keys in another order): 200,
+        # the tenant as it is, no operation, no commit, the same version.
+        same = {"tier": "advanced", "release": g["release"],
+                "values": {"apps": {"consumer": {"image": {"tag": "3.3"}}}, "extra": {"a": "b"}}}
+        for body in (same, {"values": values}, {"tier": "advanced"}):
+            with self.subTest(body=body):
+                r = self.patch("steady", body, headers=dict(JSON, **{"If-Match": etag}))
+                t = self.assertJson(r, 200)
+                self.assertEqual((t["etag"], r.header("ETag")), (etag, etag))
+                self.assertEqual(len(s.rows("operations")), ops, "a PATCH that changes nothing queued work")
+                self.assertEqual(s.head(), head)
+        # A stale If-Match is still 412, change or not.
+        r = self.patch("steady", {"tier": "advanced"}, headers=dict(JSON, **{"If-Match": "\"0000\""}))
+        self.assertProblem(r, 412)
+        self.assertEqual((len(s.rows("operations")), s.head()), (ops, head))
+
     # -- bad PATCHes change nothing -------------------------------------------------------------------
 
     def test_unknown_tier_is_422(self):
