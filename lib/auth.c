@@ -55,6 +55,7 @@
 #include <openssl/x509.h>
 
 #include "landlord/auth.h"
+#include "auth_int.h"
 #include "landlord/error.h"
 #include "landlord/log.h"
 #include "landlord/util.h"
@@ -62,6 +63,8 @@
 #define SECRET_MIN 32
 #define KEYS_MAX   64
 #define CACHE_WAYS 4
+/* The largest exp or nbf accepted: 9999-12-31T23:59:59Z. */
+#define NUMERIC_DATE_MAX 253402300799LL
 
 typedef struct key {
     jwt_alg_t alg;
@@ -396,18 +399,14 @@ done:
     return pk;
 }
 
-static int load_jwks(ll_auth *a, const char *path)
+/* Adds the usable signing keys of a JWKS document (path names it in
+ * messages); LL_EINVALID when it has none or a key's alg does not fit. */
+static int jwks_keys(ll_auth *a, const json_t *doc, const char *path)
 {
-    json_error_t jerr;
-    json_t *doc = NULL, *jwk;
+    const json_t *jwk;
     size_t i, before = a->n;
     int error = 0;
 
-    if (!(doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr))) {
-        ll_error_set(LL_EINVALID, "%s: not a JWKS: %s (line %d)", path, jerr.text, jerr.line);
-        ll_error_hint("jwt-jwks-file holds {\"keys\": [...]} as an identity provider publishes it");
-        return LL_EINVALID;
-    }
     json_array_foreach(json_object_get(doc, "keys"), i, jwk)
     {
         const char *kid = json_string_value(json_object_get(jwk, "kid"));
@@ -443,6 +442,25 @@ static int load_jwks(ll_auth *a, const char *path)
         ll_error_hint("check the file's \"keys\"");
     }
 done:
+    return error;
+}
+
+static int jwks_refused(const char *path, const json_error_t *jerr)
+{
+    ll_error_set(LL_EINVALID, "%s: not a JWKS: %s (line %d)", path, jerr->text, jerr->line);
+    ll_error_hint("jwt-jwks-file holds {\"keys\": [...]} as an identity provider publishes it");
+    return LL_EINVALID;
+}
+
+static int load_jwks(ll_auth *a, const char *path)
+{
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    int error;
+
+    if (!doc)
+        return jwks_refused(path, &jerr);
+    error = jwks_keys(a, doc, path);
     json_decref(doc);
     return error;
 }
@@ -493,13 +511,24 @@ static cached **cache_set(const tcache *t, const unsigned char digest[32])
     return &t->slots[(size_t)(h % t->nsets) * CACHE_WAYS];
 }
 
+/* a + b, held at LLONG_MAX or LLONG_MIN instead of overflowing. */
+static long long add_sat(long long a, long long b)
+{
+    long long sum;
+    if (__builtin_add_overflow(a, b, &sum))
+        return b > 0 ? LLONG_MAX : LLONG_MIN;
+    return sum;
+}
+
 /* Checks exp (required) and nbf (has_nbf) against now, with the leeway: 0,
- * or LL_EAUTH saying which failed.  The one rule for fresh and kept tokens. */
+ * or LL_EAUTH saying which failed.  The one rule for fresh and kept tokens.
+ * The claims are NumericDates of at most NUMERIC_DATE_MAX (number_claim),
+ * but the sums saturate anyway: no time sent by anyone may overflow them. */
 static int time_window(long long exp, int has_nbf, long long nbf, long long now, long leeway)
 {
-    if (now > exp + leeway)
+    if (now > add_sat(exp, leeway))
         return ll_error_set(LL_EAUTH, "the token has expired");
-    if (has_nbf && now + leeway < nbf)
+    if (has_nbf && add_sat(now, leeway) < nbf)
         return ll_error_set(LL_EAUTH, "the token is not valid yet (nbf)");
     return 0;
 }
@@ -579,18 +608,58 @@ void ll_auth_cache_stats(const ll_auth *a, unsigned long long *hits, size_t *ent
     pthread_mutex_unlock(&t->lock);
 }
 
-int ll_auth_open(ll_auth **out, const ll_config *cfg)
+/* A new ll_auth without keys, with cfg's issuer, audience, leeway and
+ * cache. */
+static int auth_new(ll_auth **out, const ll_config *cfg)
 {
     ll_auth *a = calloc(1, sizeof(*a));
-    char path[1100], *secret = NULL;
-    size_t len = 0;
-    int error = 0;
+    int error;
 
+    *out = NULL;
     if (!a)
         return ll_error_set(-1, "out of memory");
     snprintf(a->issuer, sizeof(a->issuer), "%s", cfg->jwt_issuer);
     snprintf(a->audience, sizeof(a->audience), "%s", cfg->jwt_audience);
     a->leeway = cfg->jwt_leeway;
+    if (cfg->jwt_cache_size > 0 &&
+        (error = cache_new(&a->cache, (size_t)cfg->jwt_cache_size)) < 0) {
+        free(a);
+        return error;
+    }
+    *out = a;
+    return 0;
+}
+
+int ll_auth_open_jwks_text(ll_auth **out, const ll_config *cfg, const char *text, size_t len,
+                           const char *what)
+{
+    json_error_t jerr;
+    json_t *doc = NULL;
+    ll_auth *a = NULL;
+    int error;
+
+    *out = NULL;
+    if (!(doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr)))
+        return jwks_refused(what, &jerr);
+    if ((error = auth_new(&a, cfg)) == 0 && (error = jwks_keys(a, doc, what)) == 0) {
+        *out = a;
+        a = NULL;
+    }
+    ll_auth_free(a);
+    json_decref(doc);
+    return error;
+}
+
+int ll_auth_open(ll_auth **out, const ll_config *cfg)
+{
+    ll_auth *a = NULL;
+    char path[1100], *secret = NULL;
+    size_t len = 0;
+    int error = 0;
+
+    *out = NULL;
+    if ((error = auth_new(&a, cfg)) < 0)
+        return error;
     ll_auth_secret_path(path, sizeof(path), cfg);
     if (path[0]) {
         if (!cfg->jwt_secret_file[0] && (error = ensure_secret(path, cfg->data)) < 0)
@@ -611,8 +680,6 @@ int ll_auth_open(ll_auth **out, const ll_config *cfg)
         if ((error = load_jwks(a, cfg->jwt_jwks_file)) < 0)
             goto fail;
     }
-    if (cfg->jwt_cache_size > 0 && (error = cache_new(&a->cache, (size_t)cfg->jwt_cache_size)) < 0)
-        goto fail;
     *out = a;
     return 0;
 fail:
@@ -703,6 +770,11 @@ static int claims_of(json_t **out, const char *token)
     return 0;
 }
 
+/* A NumericDate claim (exp, nbf): 1 with *out set, 0 when it is absent and
+ * not required, LL_EAUTH when it is not a number from 0 to the end of year
+ * 9999 (a larger one is no date a token needs, and would overflow the
+ * arithmetic on it; a real out of range of long long cannot even be
+ * converted). */
 static int number_claim(long long *out, const json_t *claims, const char *name, int required)
 {
     const json_t *v = json_object_get(claims, name);
@@ -713,8 +785,21 @@ static int number_claim(long long *out, const json_t *claims, const char *name, 
     }
     if (!json_is_number(v))
         return ll_error_set(LL_EAUTH, "the token's %s claim is not a number", name);
-    *out = json_is_integer(v) ? (long long)json_integer_value(v) : (long long)json_real_value(v);
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i < 0 || i > NUMERIC_DATE_MAX)
+            goto range;
+        *out = (long long)i;
+    } else {
+        double d = json_real_value(v);
+        if (!(d >= 0 && d <= (double)NUMERIC_DATE_MAX)) /* NaN too */
+            goto range;
+        *out = (long long)d;
+    }
     return 1;
+range:
+    return ll_error_set(
+        LL_EAUTH, "the token's %s claim is out of range (a time from 1970 to year 9999)", name);
 }
 
 /* Checks the claims at now and fills *out; *out_nbf is the nbf claim, or

@@ -32,6 +32,7 @@
 #include <openssl/crypto.h>
 
 #include "landlord/aws.h"
+#include "aws_int.h"
 #include "landlord/error.h"
 #include "landlord/log.h"
 #include "landlord/util.h"
@@ -41,6 +42,7 @@
 #define REFRESH_MAX_S   300
 #define ECR_TARGET      "AmazonEC2ContainerRegistry_V20150921."
 #define DEFAULT_TIMEOUT 30
+#define EPOCH_MAX       253402300799LL /* 9999-12-31T23:59:59Z */
 
 typedef struct creds {
     char *akid, *secret, *token; /* token NULL for long-term keys */
@@ -104,13 +106,32 @@ static char *env_dup(const char *name)
     return v && v[0] ? strdup(v) : NULL;
 }
 
-/* When the cache should fetch again: min(5 min, half the lifetime) early. */
-static int64_t refresh_time(int64_t now, int64_t expires)
+int64_t ll_aws_refresh_time(int64_t now, int64_t expires)
 {
-    int64_t life = expires - now, margin = life / 2;
+    int64_t life, margin;
+    if (__builtin_sub_overflow(expires, now, &life))
+        life = expires > now ? INT64_MAX : INT64_MIN;
+    margin = life / 2;
     if (margin > REFRESH_MAX_S)
         margin = REFRESH_MAX_S;
+    /* margin > 0: now < expires - margin < expires, no overflow */
     return margin > 0 ? expires - margin : now;
+}
+
+/* An expiry sent as a JSON number of epoch seconds (a real is truncated);
+ * 0 when it is not a number from 1970 to the end of year 9999 (a double
+ * beyond int64_t cannot even be converted). */
+static int64_t epoch_number(const json_t *v)
+{
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        return i > 0 && i <= EPOCH_MAX ? (int64_t)i : 0;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        return d > 0 && d <= (double)EPOCH_MAX ? (int64_t)d : 0; /* NaN: 0 */
+    }
+    return 0;
 }
 
 /* 1 for an address that never leaves the machine (or the node, for the
@@ -532,7 +553,7 @@ static int take_creds(ll_aws *a, const json_t *o, const char *token_key, int64_t
     a->cur.secret = strdup(secret);
     a->cur.token = token && token[0] ? strdup(token) : NULL;
     a->cur.expires = expires;
-    a->cur.refresh_at = expires ? refresh_time(now_s(), expires) : 0;
+    a->cur.refresh_at = expires ? ll_aws_refresh_time(now_s(), expires) : 0;
     if (!a->cur.akid || !a->cur.secret || (token && token[0] && !a->cur.token)) {
         creds_clear(&a->cur);
         return ll_error_set(-1, "out of memory");
@@ -551,13 +572,52 @@ static int escape_into(ll_buf *b, const char *key, const char *value)
     return error;
 }
 
+/* The answer of STS AssumeRoleWithWebIdentity (status, body[0..len)):
+ * fresh credentials in a->cur, or LL_EUPSTREAM.  Called with cred_lock
+ * held (or before any thread shares a). */
+static int web_identity_answer(ll_aws *a, const char *what, long status, const char *body,
+                               size_t len)
+{
+    char msg[256];
+    json_t *doc = NULL;
+    int error;
+
+    doc = json_loadb(body, len, 0, NULL);
+    if (status < 200 || status > 299) {
+        json_t *e = json_object_get(doc, "Error");
+        const char *code = json_string_value(json_object_get(e, "Code"));
+        safe_message(msg, sizeof(msg), json_string_value(json_object_get(e, "Message")), NULL);
+        error = ll_error_set(LL_EUPSTREAM, "%s: %ld %s%s%s", what, status,
+                             code ? code : "(no error code)", msg[0] ? ": " : "", msg);
+        ll_error_hint("check AWS_ROLE_ARN, the role's trust policy for this service account, and "
+                      "the token file");
+        goto done;
+    }
+    json_t *res = json_object_get(json_object_get(doc, "AssumeRoleWithWebIdentityResponse"),
+                                  "AssumeRoleWithWebIdentityResult");
+    json_t *c = json_object_get(res, "Credentials");
+    json_t *exp = json_object_get(c, "Expiration");
+    int64_t expires =
+        json_is_number(exp) ? epoch_number(exp) : parse_rfc3339(json_string_value(exp));
+    if (!c) {
+        error = ll_error_set(LL_EUPSTREAM,
+                             "%s: %ld answer is not a JSON "
+                             "AssumeRoleWithWebIdentityResponse",
+                             what, status);
+        goto done;
+    }
+    error = take_creds(a, c, "SessionToken", expires, what);
+done:
+    json_decref(doc);
+    return error;
+}
+
 /* STS AssumeRoleWithWebIdentity (unsigned: the token is the credential),
  * JSON answer. */
 static int fetch_web_identity(ll_aws *a)
 {
-    char what[300], *jwt = NULL, msg[256];
+    char what[300], *jwt = NULL;
     struct curl_slist *headers = NULL;
-    json_t *doc = NULL;
     ll_buf form;
     resp r = {0};
     int error;
@@ -580,33 +640,8 @@ static int fetch_web_identity(ll_aws *a)
     snprintf(url, sizeof(url), "%s/", a->sts_endpoint);
     if ((error = http(&r, a, what, url, headers, form.data, form.len)) < 0)
         goto done;
-    doc = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
-    if (r.status < 200 || r.status > 299) {
-        json_t *e = json_object_get(doc, "Error");
-        const char *code = json_string_value(json_object_get(e, "Code"));
-        safe_message(msg, sizeof(msg), json_string_value(json_object_get(e, "Message")), NULL);
-        error = ll_error_set(LL_EUPSTREAM, "%s: %ld %s%s%s", what, r.status,
-                             code ? code : "(no error code)", msg[0] ? ": " : "", msg);
-        ll_error_hint("check AWS_ROLE_ARN, the role's trust policy for this service account, and "
-                      "the token file");
-        goto done;
-    }
-    json_t *res = json_object_get(json_object_get(doc, "AssumeRoleWithWebIdentityResponse"),
-                                  "AssumeRoleWithWebIdentityResult");
-    json_t *c = json_object_get(res, "Credentials");
-    json_t *exp = json_object_get(c, "Expiration");
-    int64_t expires = json_is_number(exp) ? (int64_t)json_number_value(exp)
-                                          : parse_rfc3339(json_string_value(exp));
-    if (!c) {
-        error = ll_error_set(LL_EUPSTREAM,
-                             "%s: %ld answer is not a JSON "
-                             "AssumeRoleWithWebIdentityResponse",
-                             what, r.status);
-        goto done;
-    }
-    error = take_creds(a, c, "SessionToken", expires, what);
+    error = web_identity_answer(a, what, r.status, r.body.data ? r.body.data : "", r.body.len);
 done:
-    json_decref(doc);
     resp_free(&r);
     wipe_headers(headers);
     if (form.data)
@@ -616,13 +651,43 @@ done:
     return error;
 }
 
+/* The Pod Identity agent's answer (status, body[0..len)): fresh
+ * credentials in a->cur, or LL_EUPSTREAM.  Called with cred_lock held (or
+ * before any thread shares a). */
+static int pod_identity_answer(ll_aws *a, const char *what, long status, const char *body,
+                               size_t len)
+{
+    char msg[256];
+    json_t *doc = NULL;
+    int error;
+
+    doc = json_loadb(body, len, 0, NULL);
+    if (status < 200 || status > 299) {
+        const char *code = json_string_value(json_object_get(doc, "code"));
+        safe_message(msg, sizeof(msg), json_string_value(json_object_get(doc, "message")), NULL);
+        error = ll_error_set(LL_EUPSTREAM, "%s: %ld%s%s%s%s", what, status, code ? " " : "",
+                             code ? code : "", msg[0] ? ": " : "", msg);
+        ll_error_hint("check the pod identity association and "
+                      "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+        goto done;
+    }
+    if (!json_is_object(doc)) {
+        error = ll_error_set(LL_EUPSTREAM, "%s: %ld answer is not JSON", what, status);
+        goto done;
+    }
+    error = take_creds(a, doc, "Token",
+                       parse_rfc3339(json_string_value(json_object_get(doc, "Expiration"))), what);
+done:
+    json_decref(doc);
+    return error;
+}
+
 /* The Pod Identity (container credentials) agent: GET with the token as
  * Authorization, no "Bearer". */
 static int fetch_pod_identity(ll_aws *a)
 {
-    char what[300], *token = NULL, msg[256];
+    char what[300], *token = NULL;
     struct curl_slist *headers = NULL;
-    json_t *doc = NULL;
     resp r = {0};
     int error;
 
@@ -641,24 +706,8 @@ static int fetch_pod_identity(ll_aws *a)
         goto done;
     if ((error = http(&r, a, what, a->pod_uri, headers, NULL, 0)) < 0)
         goto done;
-    doc = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
-    if (r.status < 200 || r.status > 299) {
-        const char *code = json_string_value(json_object_get(doc, "code"));
-        safe_message(msg, sizeof(msg), json_string_value(json_object_get(doc, "message")), NULL);
-        error = ll_error_set(LL_EUPSTREAM, "%s: %ld%s%s%s%s", what, r.status, code ? " " : "",
-                             code ? code : "", msg[0] ? ": " : "", msg);
-        ll_error_hint("check the pod identity association and "
-                      "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
-        goto done;
-    }
-    if (!json_is_object(doc)) {
-        error = ll_error_set(LL_EUPSTREAM, "%s: %ld answer is not JSON", what, r.status);
-        goto done;
-    }
-    error = take_creds(a, doc, "Token",
-                       parse_rfc3339(json_string_value(json_object_get(doc, "Expiration"))), what);
+    error = pod_identity_answer(a, what, r.status, r.body.data ? r.body.data : "", r.body.len);
 done:
-    json_decref(doc);
     resp_free(&r);
     wipe_headers(headers);
     wipe_free(token);
@@ -703,14 +752,58 @@ static void amz_date(char out[17])
     strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
 }
 
+/* An ECR JSON 1.1 answer (status, the X-Amzn-Errortype header errtype,
+ * body[0..len)) to action, signed with credentials c (whose secrets must
+ * never be quoted): *out (may be NULL) the JSON, *type (cap 128) the error
+ * type of a refusal (LL_EUPSTREAM), "" otherwise. */
+static int ecr_answer(json_t **out, char *type, const ll_aws *a, const char *what,
+                      const char *action, long status, const char *errtype, const char *body,
+                      size_t len, const creds *c)
+{
+    char msg[256];
+    json_t *doc = NULL;
+    int error;
+
+    if (out)
+        *out = NULL;
+    type[0] = '\0';
+    doc = json_loadb(body, len, 0, NULL);
+    if (status < 200 || status > 299) {
+        const char *t = json_string_value(json_object_get(doc, "__type"));
+        const char *m = json_string_value(json_object_get(doc, "message"));
+        bare_type(type, 128, errtype[0] ? errtype : t ? t : "");
+        safe_message(msg, sizeof(msg), m ? m : json_string_value(json_object_get(doc, "Message")),
+                     c);
+        error = ll_error_set(LL_EUPSTREAM, "%s: %ld %s%s%s", what, status,
+                             type[0] ? type : "(no error type)", msg[0] ? ": " : "", msg);
+        if (!strcmp(type, "InvalidSignatureException") ||
+            !strcmp(type, "UnrecognizedClientException") ||
+            !strcmp(type, "ExpiredTokenException") || !strcmp(type, "SignatureDoesNotMatch") ||
+            !strcmp(type, "IncompleteSignature"))
+            ll_error_hint("AWS refused landlord's credentials (source: %s): check them and the "
+                          "clock",
+                          a->source);
+        else if (!strcmp(type, "AccessDeniedException"))
+            ll_error_hint("allow ecr:%s to landlord's AWS identity", action);
+        goto done;
+    }
+    if (out && !(*out = json_incref(doc))) {
+        error = ll_error_set(LL_EUPSTREAM, "%s: %ld answer is not JSON", what, status);
+        goto done;
+    }
+    error = 0;
+done:
+    json_decref(doc);
+    return error;
+}
+
 /* One JSON 1.1 call.  *out (may be NULL) the answer; *type (cap 128) the
  * error type of a refusal (LL_EUPSTREAM), "" otherwise. */
 static int ecr_call(json_t **out, char *type, ll_aws *a, const char *action, const char *body)
 {
-    char date[17], target[128], what[300], url[1100], msg[256];
+    char date[17], target[128], what[300], url[1100];
     struct curl_slist *headers = NULL;
     ll_sigv4 sig = {0};
-    json_t *doc = NULL;
     creds c = {0};
     resp r = {0};
     int error;
@@ -744,33 +837,9 @@ static int ecr_call(json_t **out, char *type, ll_aws *a, const char *action, con
     snprintf(url, sizeof(url), "%s/", a->ecr_endpoint);
     if ((error = http(&r, a, what, url, headers, body, strlen(body))) < 0)
         goto done;
-    doc = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
-    if (r.status < 200 || r.status > 299) {
-        const char *t = json_string_value(json_object_get(doc, "__type"));
-        const char *m = json_string_value(json_object_get(doc, "message"));
-        bare_type(type, 128, r.errtype[0] ? r.errtype : t ? t : "");
-        safe_message(msg, sizeof(msg), m ? m : json_string_value(json_object_get(doc, "Message")),
-                     &c);
-        error = ll_error_set(LL_EUPSTREAM, "%s: %ld %s%s%s", what, r.status,
-                             type[0] ? type : "(no error type)", msg[0] ? ": " : "", msg);
-        if (!strcmp(type, "InvalidSignatureException") ||
-            !strcmp(type, "UnrecognizedClientException") ||
-            !strcmp(type, "ExpiredTokenException") || !strcmp(type, "SignatureDoesNotMatch") ||
-            !strcmp(type, "IncompleteSignature"))
-            ll_error_hint("AWS refused landlord's credentials (source: %s): check them and the "
-                          "clock",
-                          a->source);
-        else if (!strcmp(type, "AccessDeniedException"))
-            ll_error_hint("allow ecr:%s to landlord's AWS identity", action);
-        goto done;
-    }
-    if (out && !(*out = json_incref(doc))) {
-        error = ll_error_set(LL_EUPSTREAM, "%s: %ld answer is not JSON", what, r.status);
-        goto done;
-    }
-    error = 0;
+    error = ecr_answer(out, type, a, what, action, r.status, r.errtype,
+                       r.body.data ? r.body.data : "", r.body.len, &c);
 done:
-    json_decref(doc);
     resp_free(&r);
     wipe_headers(headers);
     ll_sigv4_free(&sig);
@@ -788,6 +857,28 @@ static int base64_text(const char *s)
     return 1;
 }
 
+/* Keeps the token of a GetAuthorizationToken answer and when to fetch it
+ * again (expiresAt, else an hour).  Called with token_lock held. */
+static int ecr_token_take(ll_aws *a, const json_t *doc)
+{
+    json_t *d = json_array_get(json_object_get(doc, "authorizationData"), 0);
+    const char *tok = json_string_value(json_object_get(d, "authorizationToken"));
+    int64_t expires = epoch_number(json_object_get(d, "expiresAt"));
+
+    if (!base64_text(tok))
+        return ll_error_set(LL_EUPSTREAM,
+                            "ecr GetAuthorizationToken at %s: the answer has "
+                            "no authorizationData[0].authorizationToken",
+                            a->ecr_host);
+    if (!expires)
+        expires = now_s() + 3600;
+    wipe_free(a->ecr_token);
+    if (!(a->ecr_token = strdup(tok)))
+        return ll_error_set(-1, "out of memory");
+    a->ecr_refresh_at = ll_aws_refresh_time(now_s(), expires);
+    return 0;
+}
+
 int ll_ecr_authorization(char **out, ll_aws *a, int fresh)
 {
     char type[128];
@@ -800,25 +891,10 @@ int ll_ecr_authorization(char **out, ll_aws *a, int fresh)
         int64_t t0 = ll_monotonic_ms();
         if ((error = ecr_call(&doc, type, a, "GetAuthorizationToken", "{}")) < 0)
             goto done;
-        json_t *d = json_array_get(json_object_get(doc, "authorizationData"), 0);
-        const char *tok = json_string_value(json_object_get(d, "authorizationToken"));
-        json_t *exp = json_object_get(d, "expiresAt");
-        if (!base64_text(tok)) {
-            error = ll_error_set(LL_EUPSTREAM,
-                                 "ecr GetAuthorizationToken at %s: the answer has "
-                                 "no authorizationData[0].authorizationToken",
-                                 a->ecr_host);
+        if ((error = ecr_token_take(a, doc)) < 0)
             goto done;
-        }
-        int64_t expires = json_is_number(exp) ? (int64_t)json_number_value(exp) : now_s() + 3600;
-        wipe_free(a->ecr_token);
-        if (!(a->ecr_token = strdup(tok))) {
-            error = ll_error_set(-1, "out of memory");
-            goto done;
-        }
-        a->ecr_refresh_at = refresh_time(now_s(), expires);
-        ll_log_info("msg=\"ecr authorization token fetched\" expires_in_s=%lld ms=%lld",
-                    (long long)(expires - now_s()), (long long)(ll_monotonic_ms() - t0));
+        ll_log_info("msg=\"ecr authorization token fetched\" refresh_in_s=%lld ms=%lld",
+                    (long long)(a->ecr_refresh_at - now_s()), (long long)(ll_monotonic_ms() - t0));
     }
     if (!(*out = strdup(a->ecr_token)))
         error = ll_error_set(-1, "out of memory");
@@ -846,4 +922,45 @@ int ll_ecr_create_repository(ll_aws *a, const char *name)
     else if (error == 0)
         ll_log_info("msg=\"ecr repository created\" repository=%s", name);
     return error;
+}
+
+/* --- without a network (aws_int.h) ------------------------------------------------------ */
+
+int ll_aws_take_answer(ll_aws *a, ll_aws_answer kind, long status, const char *errtype,
+                       const char *body, size_t len)
+{
+    char type[128], what[300];
+    json_t *doc = NULL;
+    creds none = {0};
+    int error;
+
+    switch (kind) {
+    case LL_AWS_WEB_IDENTITY:
+    case LL_AWS_POD_IDENTITY:
+        snprintf(what, sizeof(what), "%s",
+                 kind == LL_AWS_WEB_IDENTITY ? "sts AssumeRoleWithWebIdentity"
+                                             : "pod identity agent");
+        pthread_mutex_lock(&a->cred_lock);
+        error = kind == LL_AWS_WEB_IDENTITY ? web_identity_answer(a, what, status, body, len)
+                                            : pod_identity_answer(a, what, status, body, len);
+        pthread_mutex_unlock(&a->cred_lock);
+        return error;
+    case LL_AWS_ECR_TOKEN:
+        snprintf(what, sizeof(what), "ecr GetAuthorizationToken at %s", a->ecr_host);
+        if ((error = ecr_answer(&doc, type, a, what, "GetAuthorizationToken", status,
+                                errtype ? errtype : "", body, len, &none)) == 0) {
+            pthread_mutex_lock(&a->token_lock);
+            error = ecr_token_take(a, doc);
+            pthread_mutex_unlock(&a->token_lock);
+        }
+        json_decref(doc);
+        return error;
+    case LL_AWS_ECR_CREATE_REPOSITORY:
+    default:
+        snprintf(what, sizeof(what), "ecr CreateRepository at %s", a->ecr_host);
+        error = ecr_answer(NULL, type, a, what, "CreateRepository", status, errtype ? errtype : "",
+                           body, len, &none);
+        return error == LL_EUPSTREAM && !strcmp(type, "RepositoryAlreadyExistsException") ? 0
+                                                                                          : error;
+    }
 }

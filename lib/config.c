@@ -405,30 +405,22 @@ int ll_config_set(ll_config *cfg, const char *name, const char *value, const cha
     return 0;
 }
 
-int ll_config_load_file(ll_config *cfg, const char *path)
+/* Applies the settings of the YAML stream the parser reads (from a file or
+ * from memory); path names it in messages. */
+static int load_yaml(ll_config *cfg, yaml_parser_t *parser, const char *path)
 {
-    int error = -1, depth = 0, done = 0;
-    FILE *f = NULL;
-    yaml_parser_t parser;
+    int depth = 0, done = 0;
     yaml_event_t ev;
     char key[128] = "", where[1200];
     int have_key = 0;
 
-    if (!yaml_parser_initialize(&parser))
-        return ll_error_set(LL_ERROR, "cannot start the yaml parser");
-    if (!(f = fopen(path, "rb"))) {
-        ll_error_set(LL_EINVALID, "%s: cannot open config file: %s", path, strerror(errno));
-        ll_error_hint("check the --config path");
-        goto out;
-    }
-    yaml_parser_set_input_file(&parser, f);
     while (!done) {
-        if (!yaml_parser_parse(&parser, &ev)) {
-            ll_error_set(LL_EINVALID, "%s:%zu:%zu: %s", path, parser.problem_mark.line + 1,
-                         parser.problem_mark.column + 1,
-                         parser.problem ? parser.problem : "yaml error");
+        if (!yaml_parser_parse(parser, &ev)) {
+            ll_error_set(LL_EINVALID, "%s:%zu:%zu: %s", path, parser->problem_mark.line + 1,
+                         parser->problem_mark.column + 1,
+                         parser->problem ? parser->problem : "yaml error");
             ll_error_hint("the config file is a YAML mapping of setting: value");
-            goto out;
+            return LL_EINVALID;
         }
         snprintf(where, sizeof(where), "%s:%zu:%zu", path, ev.start_mark.line + 1,
                  ev.start_mark.column + 1);
@@ -485,15 +477,46 @@ int ll_config_load_file(ll_config *cfg, const char *path)
         continue;
     fail_event:
         yaml_event_delete(&ev);
-        error = LL_EINVALID;
+        return LL_EINVALID;
+    }
+    return 0;
+}
+
+int ll_config_load_file(ll_config *cfg, const char *path)
+{
+    int error = -1;
+    FILE *f = NULL;
+    yaml_parser_t parser;
+
+    if (!yaml_parser_initialize(&parser))
+        return ll_error_set(LL_ERROR, "cannot start the yaml parser");
+    if (!(f = fopen(path, "rb"))) {
+        ll_error_set(LL_EINVALID, "%s: cannot open config file: %s", path, strerror(errno));
+        ll_error_hint("check the --config path");
         goto out;
     }
+    yaml_parser_set_input_file(&parser, f);
+    if ((error = load_yaml(cfg, &parser, path)) < 0)
+        goto out;
     snprintf(cfg->config, sizeof(cfg->config), "%s", path);
     error = 0;
 out:
     yaml_parser_delete(&parser);
     if (f)
         fclose(f);
+    return error;
+}
+
+int ll_config_load_text(ll_config *cfg, const char *name, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    int error;
+
+    if (!yaml_parser_initialize(&parser))
+        return ll_error_set(LL_ERROR, "cannot start the yaml parser");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    error = load_yaml(cfg, &parser, name);
+    yaml_parser_delete(&parser);
     return error;
 }
 

@@ -45,6 +45,7 @@
 
 #include "landlord/error.h"
 #include "landlord/kube.h"
+#include "kube_int.h"
 #include "landlord/log.h"
 #include "landlord/template.h"
 #include "landlord/util.h"
@@ -477,20 +478,17 @@ static int kc_user(ll_kube *k, const char *kc, const char *dir, const json_t *cf
     return 0;
 }
 
-static int from_kubeconfig(ll_kube *k, const char *kc, const char *want_context)
+/* Fills k from the kubeconfig text[0..len) read from the file kc (whose
+ * folder relative paths resolve against). */
+static int kubeconfig_text(ll_kube *k, const char *kc, const char *text, size_t len,
+                           const char *want_context)
 {
-    char *text = NULL, *dir = NULL, *slash;
-    size_t len;
+    char *dir = NULL, *slash;
     json_t *docs = NULL, *cfg;
     const json_t *ctx;
     const char *ctx_name, *cluster, *user, *ns;
     int error;
 
-    if ((error = ll_read_file(&text, &len, kc, KUBECONFIG_MAX)) < 0) {
-        error = wrap_error(LL_EINVALID, "kubeconfig");
-        ll_error_hint("point kubeconfig or $KUBECONFIG at a readable kubeconfig file");
-        goto done;
-    }
     if ((error = ll_yaml_load_json(&docs, text, len)) < 0) {
         char prefix[400];
         snprintf(prefix, sizeof(prefix), "kubeconfig %s", kc);
@@ -545,8 +543,23 @@ static int from_kubeconfig(ll_kube *k, const char *kc, const char *want_context)
     error = 0;
 done:
     json_decref(docs);
-    free(text);
     free(dir);
+    return error;
+}
+
+static int from_kubeconfig(ll_kube *k, const char *kc, const char *want_context)
+{
+    char *text = NULL;
+    size_t len;
+    int error;
+
+    if ((error = ll_read_file(&text, &len, kc, KUBECONFIG_MAX)) < 0) {
+        error = wrap_error(LL_EINVALID, "kubeconfig");
+        ll_error_hint("point kubeconfig or $KUBECONFIG at a readable kubeconfig file");
+        return error;
+    }
+    error = kubeconfig_text(k, kc, text, len, want_context);
+    free(text);
     return error;
 }
 
@@ -629,6 +642,37 @@ static char *first_existing(const char *list)
     return NULL;
 }
 
+/* A new handle without a cluster yet. */
+static ll_kube *kube_new(const ll_kube_options *opts)
+{
+    ll_kube *k = calloc(1, sizeof(*k));
+    if (!k)
+        return NULL;
+    pthread_mutex_init(&k->lock, NULL);
+    atomic_init(&k->cancelled, 0);
+    k->timeout_s = opts->timeout_s > 0 ? opts->timeout_s : DEFAULT_TIMEOUT_S;
+    k->retries = opts->retries == 0 ? DEFAULT_RETRIES : opts->retries < 0 ? 0 : opts->retries;
+    return k;
+}
+
+int ll_kube_open_kubeconfig_text(ll_kube **out, const char *kc, const char *text, size_t len,
+                                 const char *context)
+{
+    static const ll_kube_options defaults = {0};
+    ll_kube *k = kube_new(&defaults);
+    int error;
+
+    *out = NULL;
+    if (!k)
+        return ll_error_set(LL_ERROR, "out of memory");
+    if ((error = kubeconfig_text(k, kc, text, len, context)) < 0) {
+        ll_kube_free(k);
+        return error;
+    }
+    *out = k;
+    return 0;
+}
+
 int ll_kube_open(ll_kube **out, const ll_kube_options *opts)
 {
     static const ll_kube_options defaults = {0};
@@ -640,12 +684,8 @@ int ll_kube_open(ll_kube **out, const ll_kube_options *opts)
     *out = NULL;
     if (!opts)
         opts = &defaults;
-    if (!(k = calloc(1, sizeof(*k))))
+    if (!(k = kube_new(opts)))
         return ll_error_set(LL_ERROR, "out of memory");
-    pthread_mutex_init(&k->lock, NULL);
-    atomic_init(&k->cancelled, 0);
-    k->timeout_s = opts->timeout_s > 0 ? opts->timeout_s : DEFAULT_TIMEOUT_S;
-    k->retries = opts->retries == 0 ? DEFAULT_RETRIES : opts->retries < 0 ? 0 : opts->retries;
 
     if (opts->kubeconfig && opts->kubeconfig[0])
         kc = dup_str(opts->kubeconfig);
@@ -1194,12 +1234,21 @@ static int check_path(const char *verb, const char *path)
     return 0;
 }
 
+/* The JSON of a 2xx answer (a new reference), or LL_EMALFORMED. */
+static int json_answer(json_t **out, const xfer *x)
+{
+    json_error_t jerr;
+    if (!(*out = json_loadb(x->body.data ? x->body.data : "", x->body.len, 0, &jerr)))
+        return ll_error_set(LL_EMALFORMED, "kubernetes: %s %.*s: %ld answer is not JSON: %s",
+                            x->verb, bare_len(x->path), x->path, x->status, jerr.text);
+    return 0;
+}
+
 /* A request with retries; *out (when out is not NULL) is the JSON answer. */
 static int request(json_t **out, ll_kube *k, const char *verb, const char *path, const char *body,
                    size_t body_len)
 {
     char errbuf[CURL_ERROR_SIZE];
-    json_error_t jerr;
     json_t *json = NULL;
     int error = 0, again;
     long status, wait;
@@ -1229,11 +1278,8 @@ static int request(json_t **out, ll_kube *k, const char *verb, const char *path,
             error = http_error(&x);
             again = retry_status(x.status);
             curl_easy_getinfo(x.h, CURLINFO_RETRY_AFTER, &retry_after);
-        } else if (!(json = json_loadb(x.body.data ? x.body.data : "", x.body.len, 0, &jerr))) {
-            error = ll_error_set(LL_EMALFORMED, "kubernetes: %s %.*s: %ld answer is not JSON: %s",
-                                 verb, bare_len(path), path, x.status, jerr.text);
         } else {
-            error = 0;
+            error = json_answer(&json, &x);
         }
         status = x.status;
         curl_easy_cleanup(x.h);
@@ -1323,6 +1369,60 @@ int ll_kube_watch(ll_kube *k, const char *path, int idle_s, ll_kube_event_fn fn,
     }
 done:
     curl_easy_cleanup(x.h);
+    xfer_free(&x);
+    return error;
+}
+
+/* --- without a network (kube_int.h) ---------------------------------------------- */
+
+/* An xfer as perform() starts one, its answer's status already known. */
+static void xfer_fake(xfer *x, const char *verb, const char *path, long status)
+{
+    xfer_init(x, NULL, verb, path);
+    x->status = status;
+}
+
+int ll_kube_answer_parse(json_t **out, const char *path, long status, const char *body, size_t len)
+{
+    xfer x;
+    int error;
+
+    *out = NULL;
+    xfer_fake(&x, "GET", path, status);
+    if (is_2xx(status)) {
+        if ((error = ll_buf_add(&x.body, body, len)) < 0)
+            error = ll_error_set(LL_EUPSTREAM,
+                                 "kubernetes: GET %.*s: the answer is larger than "
+                                 "%u bytes",
+                                 bare_len(path), path, BODY_MAX);
+        else
+            error = json_answer(out, &x);
+    } else {
+        error = ll_buf_add(&x.body, body, len < ERROR_BODY_MAX ? len : ERROR_BODY_MAX) < 0
+                    ? LL_ERROR
+                    : http_error(&x);
+    }
+    xfer_free(&x);
+    return error;
+}
+
+int ll_kube_watch_parse(const char *path, const char *body, size_t len, size_t chunk,
+                        ll_kube_event_fn fn, void *ctx)
+{
+    xfer x;
+    int error = 0;
+
+    xfer_fake(&x, "watch", path, 200);
+    x.watching = 1;
+    x.fn = fn;
+    x.ctx = ctx;
+    if (!chunk)
+        chunk = len ? len : 1;
+    for (size_t at = 0; at < len && error == 0; at += chunk)
+        error = watch_feed(&x, body + at, len - at < chunk ? len - at : chunk);
+    if (error == 0 && partial_line(&x))
+        error = ll_error_set(LL_EUPSTREAM, "kubernetes: watch %.*s: watch stream cut mid-event",
+                             bare_len(path), path);
     xfer_free(&x);
     return error;
 }

@@ -107,6 +107,11 @@ static json_t *annotations_of(const json_t *meta, const char *created)
 
     size_t n = json_object_size(all), k = 0;
     const char **keys = calloc(n ? n : 1, sizeof(*keys));
+    if (!keys) {
+        json_decref(all);
+        json_decref(sorted);
+        return NULL; /* the manifest's json_pack fails: out of memory */
+    }
     json_object_foreach(all, key, v) keys[k++] = key;
     qsort(keys, n, sizeof(*keys), compare_keys);
     for (k = 0; k < n; k++)

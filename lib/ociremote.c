@@ -33,15 +33,18 @@
 #include "landlord/aws.h"
 #include "landlord/error.h"
 #include "landlord/log.h"
+#include "landlord/oci.h"
 #include "landlord/ociremote.h"
+#include "ociremote_int.h"
 #include "landlord/util.h"
 
-#define ERROR_KEEP     (64u << 10)
-#define MANIFEST_KEEP  (4u << 20)
-#define TOKEN_KEEP     (1u << 20)
-#define TOKENS         8
-#define TOKEN_MARGIN_S 30
-#define REPO_MAX       255
+#define ERROR_KEEP       (64u << 10)
+#define MANIFEST_KEEP    (4u << 20)
+#define TOKEN_KEEP       (1u << 20)
+#define TOKENS           8
+#define TOKEN_MARGIN_S   30
+#define TOKEN_LIFE_MAX_S 86400
+#define REPO_MAX         255
 #define MANIFEST_ACCEPT                                                                            \
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "        \
     "application/vnd.docker.distribution.manifest.v2+json, "                                       \
@@ -283,6 +286,95 @@ int ll_oci_challenge_parse(ll_oci_challenge *out, const char *v)
             memcpy(dst, value, vl + 1);
         }
     }
+}
+
+/* --- what a registry answers (ociremote_int.h) ------------------------------------ */
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
+
+int ll_ociremote_token_answer(char **out, int64_t *out_use_ms, const char *body, size_t len)
+{
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    const char *tok = json_string_value(json_object_get(doc, "token"));
+    int error = 0;
+
+    *out = NULL;
+    *out_use_ms = 0;
+    if (!tok || !tok[0])
+        tok = json_string_value(json_object_get(doc, "access_token"));
+    if (!tok || !tok[0]) {
+        error = ll_error_set(LL_ENOTFOUND, "the token server's answer has no token");
+        goto done;
+    }
+    for (const char *p = tok; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            error = ll_error_set(LL_EMALFORMED, "the token server sent a token with control "
+                                                "characters");
+            goto done;
+        }
+    }
+    /* expires_in: the token spec's default is 60 s; a lifetime beyond a
+     * day is taken as a day (a token is fetched again at least daily, and
+     * no sum below can overflow whatever the server sent). */
+    json_int_t expires_in = json_integer_value(json_object_get(doc, "expires_in"));
+    if (expires_in <= 0)
+        expires_in = 60;
+    if (expires_in > TOKEN_LIFE_MAX_S)
+        expires_in = TOKEN_LIFE_MAX_S;
+    int64_t margin = expires_in / 2 < TOKEN_MARGIN_S ? expires_in / 2 : TOKEN_MARGIN_S;
+    *out_use_ms = (int64_t)(expires_in - margin) * 1000;
+    if (!(*out = strdup(tok)))
+        error = ll_error_set(-1, "out of memory");
+done:
+    json_decref(doc);
+    return error;
+}
+
+int ll_ociremote_manifest_holds(char *config, size_t cap, const char *body, size_t len,
+                                const char *layer_digest)
+{
+    json_t *m = json_loadb(body, len, 0, NULL), *layer;
+    size_t i;
+    int same = 0;
+
+    json_array_foreach(json_object_get(m, "layers"), i, layer)
+    {
+        const char *mt = json_string_value(json_object_get(layer, "mediaType"));
+        const char *d = json_string_value(json_object_get(layer, "digest"));
+        if (mt && d && (!strcmp(mt, LL_OCI_CHART) || !strcmp(mt, "application/tar+gzip")) &&
+            !strcmp(d, layer_digest))
+            same = 1;
+    }
+    const char *cfg = json_string_value(json_object_get(json_object_get(m, "config"), "digest"));
+    if (cap)
+        snprintf(config, cap, "%s", cfg ? cfg : "");
+    json_decref(m);
+    return same && cfg;
+}
+
+void ll_ociremote_error_text(char *out, size_t cap, const char *body, size_t len)
+{
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    json_t *e = json_array_get(json_object_get(doc, "errors"), 0);
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    out[0] = '\0';
+    if (code)
+        snprintf(out, cap, "%.64s%s%.200s", code, msg ? ": " : "", msg ? msg : "");
+    else if (len && len < 200) {
+        /* ECR answers 401 in text/plain ("Not Authorized") */
+        size_t i, k = 0;
+        for (i = 0; i < len && k + 1 < cap; i++)
+            out[k++] = (unsigned char)body[i] < 0x20 ? ' ' : body[i];
+        out[k] = '\0';
+    }
+    json_decref(doc);
 }
 
 /* --- open ---------------------------------------------------------------------------- */
@@ -648,21 +740,7 @@ oom:
 /* "CODE: message" of a registry error body, when it has one. */
 static void error_text(char *out, size_t cap, const reply *rp)
 {
-    json_t *doc = json_loadb(rp->body.data ? rp->body.data : "", rp->body.len, 0, NULL);
-    json_t *e = json_array_get(json_object_get(doc, "errors"), 0);
-    const char *code = json_string_value(json_object_get(e, "code"));
-    const char *msg = json_string_value(json_object_get(e, "message"));
-    out[0] = '\0';
-    if (code)
-        snprintf(out, cap, "%.64s%s%.200s", code, msg ? ": " : "", msg ? msg : "");
-    else if (rp->body.len && rp->body.len < 200 && rp->body.data) {
-        /* ECR answers 401 in text/plain ("Not Authorized") */
-        size_t i, k = 0;
-        for (i = 0; i < rp->body.len && k + 1 < cap; i++)
-            out[k++] = (unsigned char)rp->body.data[i] < 0x20 ? ' ' : rp->body.data[i];
-        out[k] = '\0';
-    }
-    json_decref(doc);
+    ll_ociremote_error_text(out, cap, rp->body.data ? rp->body.data : "", rp->body.len);
 }
 
 static int error_code_is(const reply *rp, const char *code)
@@ -757,8 +835,8 @@ static int fetch_token(op *o)
     ll_ociremote *r = o->r;
     char *svc = curl_easy_escape(o->h, r->service ? r->service : "", 0);
     char *scope = curl_easy_escape(o->h, o->scope, 0);
-    char *url = NULL, *auth = NULL, path[600], text[300];
-    json_t *doc = NULL;
+    char *url = NULL, *auth = NULL, *tok = NULL, path[600], text[300];
+    int64_t use_ms = 0;
     reply rp;
     int error;
 
@@ -779,11 +857,10 @@ static int fetch_token(op *o)
     if ((error = perform(o, &q, auth, &rp)) < 0)
         goto done;
     path_of(path, sizeof(path), url);
-    doc = json_loadb(rp.body.data ? rp.body.data : "", rp.body.len, 0, NULL);
-    const char *tok = json_string_value(json_object_get(doc, "token"));
-    if (!tok || !tok[0])
-        tok = json_string_value(json_object_get(doc, "access_token"));
-    if (rp.status != 200 || !tok || !tok[0]) {
+    error = rp.status == 200 ? ll_ociremote_token_answer(
+                                   &tok, &use_ms, rp.body.data ? rp.body.data : "", rp.body.len)
+                             : LL_ENOTFOUND;
+    if (error == LL_ENOTFOUND) {
         error_text(text, sizeof(text), &rp);
         error = ll_error_set(LL_EUPSTREAM,
                              "oci registry %s: the token server %s refused scope %s: %ld%s%s",
@@ -793,43 +870,36 @@ static int fetch_token(op *o)
                                        : "check the registry's token service");
         goto done;
     }
-    for (const char *p = tok; *p; p++) {
-        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
-            error = ll_error_set(LL_EUPSTREAM,
-                                 "oci registry %s: the token server %s sent a "
-                                 "token with control characters",
-                                 r->host, path);
-            goto done;
-        }
+    if (error == LL_EMALFORMED) {
+        error = ll_error_set(LL_EUPSTREAM,
+                             "oci registry %s: the token server %s sent a "
+                             "token with control characters",
+                             r->host, path);
+        goto done;
     }
-    json_int_t expires_in = json_integer_value(json_object_get(doc, "expires_in"));
-    if (expires_in <= 0)
-        expires_in = 60; /* the token spec's default */
-    int64_t margin = expires_in / 2 < TOKEN_MARGIN_S ? expires_in / 2 : TOKEN_MARGIN_S;
+    if (error < 0)
+        goto done;
     token *t = cached_token(r, o->scope);
     if (!t) {
         t = &r->tokens[r->next_token++ % TOKENS];
         free(t->scope);
         t->scope = strdup(o->scope);
     }
-    if (t->value) {
-        OPENSSL_cleanse(t->value, strlen(t->value));
-        free(t->value);
-    }
-    t->value = strdup(tok);
-    t->refresh_ms = wall_ms() + (int64_t)(expires_in - margin) * 1000;
-    if (!t->scope || !t->value) {
-        free(t->scope);
-        free(t->value);
-        t->scope = t->value = NULL;
+    wipe_free(t->value);
+    t->value = tok;
+    tok = NULL;
+    t->refresh_ms = wall_ms() + use_ms;
+    if (!t->scope) {
+        wipe_free(t->value);
+        t->value = NULL;
         error = ll_error_set(-1, "out of memory");
         goto done;
     }
-    ll_log_debug("msg=\"registry token fetched\" registry=%s scope=%s expires_in_s=%lld", r->host,
-                 o->scope, (long long)expires_in);
+    ll_log_debug("msg=\"registry token fetched\" registry=%s scope=%s use_s=%lld", r->host,
+                 o->scope, (long long)(use_ms / 1000));
     error = 0;
 done:
-    json_decref(doc);
+    wipe_free(tok);
     if (rp.body.data)
         OPENSSL_cleanse(rp.body.data, rp.body.len);
     reply_free(&rp);
@@ -894,14 +964,6 @@ static int auth_line(char **out, op *o, int fresh)
     }
     pthread_mutex_unlock(&r->lock);
     return error;
-}
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        OPENSSL_cleanse(s, strlen(s));
-        free(s);
-    }
 }
 
 static int scheme_of(ll_ociremote *r)
@@ -1010,10 +1072,8 @@ static int probe(op *o)
 static int compare_existing(ll_ociremote_pushed *out, op *o, const char *digest,
                             const ll_oci_artifact *a)
 {
-    char url[1200], got[80];
-    json_t *m = NULL, *layer;
+    char url[1200], got[80], cfg[80];
     reply rp;
-    size_t i;
     int error, same = 0;
 
     snprintf(url, sizeof(url), "%s/v2/%s/manifests/%s", o->r->origin, o->repo,
@@ -1027,16 +1087,8 @@ static int compare_existing(ll_ociremote_pushed *out, op *o, const char *digest,
         goto done;
     }
     ll_oci_digest(got, rp.body.data ? rp.body.data : "", rp.body.len);
-    m = json_loadb(rp.body.data ? rp.body.data : "", rp.body.len, 0, NULL);
-    json_array_foreach(json_object_get(m, "layers"), i, layer)
-    {
-        const char *mt = json_string_value(json_object_get(layer, "mediaType"));
-        const char *d = json_string_value(json_object_get(layer, "digest"));
-        if (mt && d && (!strcmp(mt, LL_OCI_CHART) || !strcmp(mt, "application/tar+gzip")) &&
-            !strcmp(d, a->layer_digest))
-            same = 1;
-    }
-    const char *cfg = json_string_value(json_object_get(json_object_get(m, "config"), "digest"));
+    same = ll_ociremote_manifest_holds(cfg, sizeof(cfg), rp.body.data ? rp.body.data : "",
+                                       rp.body.len, a->layer_digest);
     if (digest[0] && strcmp(got, digest) != 0) {
         error = ll_error_set(LL_EUPSTREAM,
                              "oci registry %s: manifest %s:%s has digest %s, not the "
@@ -1044,7 +1096,7 @@ static int compare_existing(ll_ociremote_pushed *out, op *o, const char *digest,
                              o->r->host, o->repo, a->tag, got, digest);
         goto done;
     }
-    if (!same || !cfg) {
+    if (!same) {
         error = ll_error_set(LL_ECONFLICT,
                              "the registry %s already holds %s:%s with another chart (manifest "
                              "%s); a version is immutable",
@@ -1057,7 +1109,6 @@ static int compare_existing(ll_ociremote_pushed *out, op *o, const char *digest,
     out->pushed = 0;
     error = 0;
 done:
-    json_decref(m);
     reply_free(&rp);
     return error;
 }

@@ -170,6 +170,14 @@ static json_t *capped_string(const char *s)
 
 static int in_list(const char *s, const char *const *list);
 
+/* 1 when d is a whole number that json_int_t holds.  Only then is it
+ * converted: a double beyond int64_t (1e300 in a HelmRelease's values, as
+ * the cluster sends it) has no conversion, and C leaves that undefined. */
+static int whole_int(double d)
+{
+    return d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(json_int_t)d;
+}
+
 /* A copy of v for comparing values across YAML readers and the API server:
  * every scalar as text (3, 3.0 and "3" alike; true and "true" alike), and
  * no null members (server-side apply drops them).  New reference. */
@@ -194,7 +202,7 @@ static json_t *normalized(const json_t *v)
         return json_incref((json_t *)v);
     if (json_is_integer(v))
         snprintf(text, sizeof(text), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    else if (json_is_real(v) && json_real_value(v) == (double)(json_int_t)json_real_value(v))
+    else if (json_is_real(v) && whole_int(json_real_value(v)))
         snprintf(text, sizeof(text), "%" JSON_INTEGER_FORMAT, (json_int_t)json_real_value(v));
     else if (json_is_real(v))
         snprintf(text, sizeof(text), "%.17g", json_real_value(v));

@@ -18,6 +18,8 @@
 #include "landlord/log.h"
 #include "landlord/util.h"
 #include "landlord/watch.h"
+#include "kube_int.h"
+#include "watch_int.h"
 
 #define WATCH_TIMEOUT_S 300
 #define WATCH_IDLE_S    (WATCH_TIMEOUT_S + 30)
@@ -113,6 +115,28 @@ static void build_path(ll_buf *b, ll_informer *inf, const char *query)
     }
 }
 
+int ll_informer_take_page(json_t *objects, const ll_informer_spec *spec, const json_t *page,
+                          char *rv, size_t rv_cap, char *cont, size_t cont_cap)
+{
+    const json_t *meta = json_object_get(page, "metadata"), *items = json_object_get(page, "items"),
+                 *item;
+    size_t i;
+
+    if (!json_is_array(items))
+        return ll_error_set(LL_EMALFORMED, "kubernetes: the %s list has no items", spec->kind);
+    json_array_foreach(items, i, item)
+    {
+        char key[512];
+        object_key(key, sizeof(key), item);
+        json_object_set_new(objects, key, spec->slim(item));
+    }
+    const char *version = json_string_value(json_object_get(meta, "resourceVersion"));
+    const char *next = json_string_value(json_object_get(meta, "continue"));
+    snprintf(rv, rv_cap, "%s", version ? version : "");
+    snprintf(cont, cont_cap, "%s", next ? next : "");
+    return 0;
+}
+
 /* Lists every page into a new map key -> slim; *rv gets the list's
  * resourceVersion. */
 static int list_all(json_t **out, ll_informer *inf)
@@ -138,23 +162,9 @@ static int list_all(json_t **out, ll_informer *inf)
         ll_buf_free(&path);
         if (error < 0)
             break;
-        const json_t *meta = json_object_get(page, "metadata"),
-                     *items = json_object_get(page, "items"), *item;
-        size_t i;
-        if (!json_is_array(items)) {
-            error = ll_error_set(LL_EMALFORMED, "kubernetes: the %s list has no items", inf->kind);
+        if ((error = ll_informer_take_page(objects, &inf->spec, page, inf->rv, sizeof(inf->rv),
+                                           cont, sizeof(cont))) < 0)
             break;
-        }
-        json_array_foreach(items, i, item)
-        {
-            char key[512];
-            object_key(key, sizeof(key), item);
-            json_object_set_new(objects, key, inf->spec.slim(item));
-        }
-        const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
-        const char *next = json_string_value(json_object_get(meta, "continue"));
-        snprintf(inf->rv, sizeof(inf->rv), "%s", rv ? rv : "");
-        snprintf(cont, sizeof(cont), "%s", next ? next : "");
         json_decref(page);
         page = NULL;
     } while (cont[0] && !stopping(inf));
@@ -352,4 +362,21 @@ int ll_informer_synced(ll_informer *inf)
     int synced = inf->synced;
     pthread_mutex_unlock(&inf->lock);
     return synced;
+}
+
+int ll_informer_take_stream(const ll_informer_spec *spec, const char *body, size_t len,
+                            size_t chunk, char *rv, size_t rv_cap)
+{
+    ll_informer inf;
+    int error;
+
+    memset(&inf, 0, sizeof(inf));
+    inf.spec = *spec;
+    inf.kind = (char *)spec->kind;
+    inf.path = (char *)spec->path;
+    pthread_mutex_init(&inf.lock, NULL);
+    error = ll_kube_watch_parse(spec->path, body, len, chunk, on_event, &inf);
+    snprintf(rv, rv_cap, "%s", inf.rv);
+    pthread_mutex_destroy(&inf.lock);
+    return error;
 }

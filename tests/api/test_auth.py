@@ -148,6 +148,37 @@ class Tokens(LandlordTestCase):
                                  headers={"Authorization": "Basic YTpi"})
             self.assertRefused(before, r, 401, "basic auth")
 
+    def test_times_out_of_range_are_401_and_the_server_lives(self):
+        """A signed token whose exp is INT64_MAX once made landlord add the
+        leeway with signed overflow (the sanitizer build's server died on
+        UBSan's halt_on_error).  exp and nbf are times from 1970 to the end
+        of year 9999: beyond, the token is refused like any bad token, the
+        server keeps serving, and nothing changes."""
+        cases = {
+            "exp INT64_MAX": claims(exp=2**63 - 1),
+            "exp INT64_MAX, nbf INT64_MIN": claims(exp=2**63 - 1, nbf=-2**63),
+            "nbf INT64_MAX": claims(nbf=2**63 - 1),
+            "exp 1e300": claims(exp=1e300),
+            "exp -1e300": claims(exp=-1e300),
+            "exp in year 10000": claims(exp=253402300800),
+            "exp negative": claims(exp=-1),
+        }
+        for name, c in cases.items():
+            with self.subTest(name):
+                tok = mint_hs256(self.secret, c)
+                before = self.state()
+                r = self.s.post_json("/api/v1/tenants", {"id": "victim", "tier": "basic"}, token=tok)
+                self.assertRefused(before, r, 401, name)
+                self.assertEqual(r.json["type"], "urn:landlord:problem:unauthorized")
+                self.assertIn("claim is out of range", r.json["detail"])
+                self.assertTrue(self.s.running, "the server died on %s" % name)
+                self.assertEqual(self.s.get("/healthz", token=None).status, 200)
+                self.assertJson(self.s.get("/api/v1/tenants"), 200, "the admin token after " + name)
+        with self.subTest("the last second of year 9999"):
+            tok = mint_hs256(self.secret, claims(exp=253402300799, scope="tenants:read"))
+            for _ in range(2):  # verified, then from the cache
+                self.assertJson(self.s.get("/api/v1/tenants", token=tok), 200)
+
     def test_public_routes_need_no_token(self):
         for path in ("/healthz", "/readyz", "/openapi.yaml", "/", "/metrics"):
             with self.subTest(path):

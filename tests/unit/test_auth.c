@@ -3,6 +3,7 @@
  * with a secret in a temp dir, the verified-token cache (time windows
  * checked on every hit, bounded, keyed by the whole token), token buckets,
  * If-Match. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <cmocka.h>
 #include <jwt.h>
 
+#include "auth_int.h"
 #include "landlord/auth.h"
 #include "landlord/config.h"
 #include "landlord/error.h"
@@ -414,6 +416,134 @@ static void test_if_match(void **state)
     assert_false(ll_etag_matches("garbage", a));
 }
 
+/* --- times sent by callers (issue 11: no undefined behaviour) ---------------------- */
+
+/* An HS256 token whose claims are the JSON text claims (a new string). */
+static char *hs256_json(const char *secret, const char *claims)
+{
+    jwt_t *jwt = NULL;
+    char *out;
+    assert_int_equal(jwt_new(&jwt), 0);
+    assert_int_equal(jwt_add_grants_json(jwt, claims), 0);
+    assert_int_equal(
+        jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret)), 0);
+    assert_non_null(out = jwt_encode_str(jwt));
+    jwt_free(jwt);
+    return out;
+}
+
+/* exp and nbf are NumericDates from 1970 to the end of year 9999: beyond,
+ * a signed token is refused (401) before any arithmetic on the time (exp
+ * INT64_MAX plus the leeway overflowed; a real beyond int64_t cannot even
+ * be converted).  Run under UBSan (the sanitizer build), this test is what
+ * fails if a sum or a conversion is undefined. */
+static void test_time_claims_out_of_range(void **state)
+{
+    static const struct {
+        const char *claims;
+        const char *refusal; /* NULL: accepted */
+    } cases[] = {
+        {"{\"sub\":\"x\",\"exp\":9223372036854775807}",
+         "the token's exp claim is out of range (a time from 1970 to year 9999)"},
+        {"{\"sub\":\"x\",\"exp\":1e300}",
+         "the token's exp claim is out of range (a time from 1970 to year 9999)"},
+        {"{\"sub\":\"x\",\"exp\":-1e300}",
+         "the token's exp claim is out of range (a time from 1970 to year 9999)"},
+        {"{\"sub\":\"x\",\"exp\":-1}",
+         "the token's exp claim is out of range (a time from 1970 to year 9999)"},
+        {"{\"sub\":\"x\",\"exp\":253402300800}",
+         "the token's exp claim is out of range (a time from 1970 to year 9999)"},
+        {"{\"sub\":\"x\",\"exp\":2000000100,\"nbf\":9223372036854775807}",
+         "the token's nbf claim is out of range (a time from 1970 to year 9999)"},
+        {"{\"sub\":\"x\",\"exp\":2000000100,\"nbf\":-9223372036854775808}",
+         "the token's nbf claim is out of range (a time from 1970 to year 9999)"},
+        {"{\"sub\":\"x\",\"exp\":2000000100,\"nbf\":1e19}",
+         "the token's nbf claim is out of range (a time from 1970 to year 9999)"},
+        {"{\"sub\":\"x\",\"exp\":253402300799}", NULL}, /* the last second of 9999 */
+        {"{\"sub\":\"x\",\"exp\":253402300799.0,\"nbf\":0}", NULL},
+        {"{\"sub\":\"x\",\"exp\":2000000100.75}", NULL},
+    };
+    cache_fixture fx;
+    ll_auth *a = NULL;
+    ll_caller c;
+
+    cache_setup(&fx, CACHE_SECRET, 64);
+    fx.cfg.jwt_leeway = 300; /* the largest allowed */
+    assert_int_equal(ll_auth_open(&a, &fx.cfg), 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *tok = hs256_json(CACHE_SECRET, cases[i].claims);
+        for (int twice = 0; twice < 2; twice++) { /* the second from the cache when kept */
+            int rc = ll_auth_verify(&c, a, tok, 2000000000LL);
+            if (cases[i].refusal) {
+                assert_int_equal(rc, LL_EAUTH);
+                assert_string_equal(ll_error_last()->message, cases[i].refusal);
+            } else {
+                assert_int_equal(rc, 0);
+                assert_string_equal(c.sub, "x");
+            }
+        }
+        free(tok);
+    }
+    ll_auth_free(a);
+    cache_teardown(&fx);
+}
+
+/* The time of the request comes from the caller of ll_auth_verify: at its
+ * extremes the window's sums saturate instead of overflowing, fresh and
+ * kept tokens alike. */
+static void test_time_window_extremes(void **state)
+{
+    cache_fixture fx;
+    ll_auth *a = NULL;
+    ll_caller c;
+    char *tok;
+
+    cache_setup(&fx, CACHE_SECRET, 64);
+    fx.cfg.jwt_leeway = 300;
+    assert_int_equal(ll_auth_open(&a, &fx.cfg), 0);
+    tok = hs256(CACHE_SECRET, "edge", 253402300799LL, 1000);
+    assert_int_equal(ll_auth_verify(&c, a, tok, LLONG_MAX), LL_EAUTH);
+    assert_string_equal(ll_error_last()->message, "the token has expired");
+    assert_int_equal(ll_auth_verify(&c, a, tok, LLONG_MIN), LL_EAUTH);
+    assert_string_equal(ll_error_last()->message, "the token is not valid yet (nbf)");
+    assert_int_equal(ll_auth_verify(&c, a, tok, 2000000000LL), 0); /* kept now */
+    assert_int_equal(ll_auth_verify(&c, a, tok, LLONG_MIN), LL_EAUTH);
+    assert_string_equal(ll_error_last()->message, "the token is not valid yet (nbf)");
+    assert_int_equal(ll_auth_verify(&c, a, tok, 2000000000LL), 0);
+    assert_int_equal(ll_auth_verify(&c, a, tok, LLONG_MAX), LL_EAUTH);
+    assert_string_equal(ll_error_last()->message, "the token has expired");
+    free(tok);
+    ll_auth_free(a);
+    cache_teardown(&fx);
+}
+
+/* A JWKS document from memory (the fuzz harness's way in) loads like the
+ * file: usable keys kept, others skipped, none usable refused. */
+static void test_jwks_text(void **state)
+{
+    static const char ec[] = "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"ec-1\","
+                             "\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\","
+                             "\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"},"
+                             "{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}";
+    ll_config cfg;
+    ll_auth *a = NULL;
+    char keys[200];
+
+    ll_config_defaults(&cfg);
+    assert_int_equal(ll_auth_open_jwks_text(&a, &cfg, ec, strlen(ec), "mem.jwks"), 0);
+    ll_auth_describe(keys, sizeof(keys), a);
+    assert_string_equal(keys, "ES256:ec-1");
+    ll_auth_free(a);
+    assert_int_equal(ll_auth_open_jwks_text(&a, &cfg, "{\"keys\":[]}", 11, "mem.jwks"),
+                     LL_EINVALID);
+    assert_null(a);
+    assert_string_equal(ll_error_last()->message,
+                        "mem.jwks: no usable signing key (RSA or EC P-256)");
+    assert_int_equal(ll_auth_open_jwks_text(&a, &cfg, "{\"keys\":1,\"keys\":2}", 19, "mem.jwks"),
+                     LL_EINVALID);
+    assert_non_null(strstr(ll_error_last()->message, "mem.jwks: not a JWKS: "));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +559,9 @@ int main(void)
         cmocka_unit_test(test_token_cache_new_key),
         cmocka_unit_test(test_token_buckets),
         cmocka_unit_test(test_if_match),
+        cmocka_unit_test(test_time_claims_out_of_range),
+        cmocka_unit_test(test_time_window_extremes),
+        cmocka_unit_test(test_jwks_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

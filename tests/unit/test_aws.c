@@ -12,6 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "aws_int.h"
 #include "landlord/aws.h"
 #include "landlord/error.h"
 
@@ -378,12 +379,82 @@ static void test_ecr_hosts(void **state)
         assert_int_equal(ll_ecr_host_region(region, sizeof(region), *h), 0);
 }
 
+/* When credentials and tokens are fetched again, at any times at all. */
+static void test_refresh_time(void **state)
+{
+    assert_int_equal(ll_aws_refresh_time(1000, 1000 + 3600), 1000 + 3600 - 300);
+    assert_int_equal(ll_aws_refresh_time(1000, 1000 + 100), 1000 + 50);
+    assert_int_equal(ll_aws_refresh_time(1000, 900), 1000);
+    assert_int_equal(ll_aws_refresh_time(INT64_MIN, INT64_MAX), INT64_MAX - 300);
+    assert_int_equal(ll_aws_refresh_time(INT64_MAX, INT64_MIN), INT64_MAX);
+    assert_int_equal(ll_aws_refresh_time(0, INT64_MIN), 0);
+}
+
+#define STS_ANSWER                                                                                 \
+    "{\"AssumeRoleWithWebIdentityResponse\":{\"AssumeRoleWithWebIdentityResult\":{"                \
+    "\"Credentials\":{\"AccessKeyId\":\"ASIA\",\"SecretAccessKey\":\"s\",\"SessionToken\":"        \
+    "\"t\",\"Expiration\":%s}}}}"
+
+/* Answers of STS, the Pod Identity agent and ECR (the fuzz harness's way
+ * in): expirations out of any range are no expiration (STS) or an hour
+ * (ECR), never a conversion or a sum that overflows; a kept ECR token is
+ * served without a call. */
+static void test_answers(void **state)
+{
+    static const char *expirations[] = {"1514862300",
+                                        "1e300",
+                                        "-1e300",
+                                        "9223372036854775807",
+                                        "-9223372036854775808",
+                                        "\"2026-08-20T16:00:00Z\"",
+                                        "\"9999-12-31T23:59:59+23:59\""};
+    ll_aws_options opts = {.region = "us-east-1"};
+    ll_aws *a = NULL;
+    char body[512], *tok = NULL;
+
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_ROLE_ARN");
+    unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    unsetenv("AWS_ENDPOINT_URL");
+    unsetenv("AWS_ENDPOINT_URL_ECR");
+    unsetenv("AWS_ENDPOINT_URL_STS");
+    assert_int_equal(ll_aws_open(&a, &opts), 0);
+    for (size_t i = 0; i < sizeof(expirations) / sizeof(expirations[0]); i++) {
+        snprintf(body, sizeof(body), STS_ANSWER, expirations[i]);
+        assert_int_equal(ll_aws_take_answer(a, LL_AWS_WEB_IDENTITY, 200, NULL, body, strlen(body)),
+                         0);
+        snprintf(body, sizeof(body),
+                 "{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"Token\":\"t\","
+                 "\"Expiration\":%s}",
+                 expirations[i]);
+        assert_int_equal(ll_aws_take_answer(a, LL_AWS_POD_IDENTITY, 200, NULL, body, strlen(body)),
+                         0);
+        snprintf(body, sizeof(body),
+                 "{\"authorizationData\":[{\"authorizationToken\":\"QVdTOnB3\",\"expiresAt\":%s}]}",
+                 expirations[i]);
+        assert_int_equal(ll_aws_take_answer(a, LL_AWS_ECR_TOKEN, 200, NULL, body, strlen(body)), 0);
+    }
+    /* the last token answer (expiresAt unusable: an hour) is served as is */
+    assert_int_equal(ll_ecr_authorization(&tok, a, 0), 0);
+    assert_string_equal(tok, "QVdTOnB3");
+    free(tok);
+    assert_int_equal(ll_aws_take_answer(a, LL_AWS_ECR_TOKEN, 200, NULL, "{}", 2), LL_EUPSTREAM);
+    assert_int_equal(ll_aws_take_answer(a, LL_AWS_WEB_IDENTITY, 403, NULL,
+                                        "{\"Error\":{\"Code\":\"AccessDenied\"}}", 33),
+                     LL_EUPSTREAM);
+    assert_non_null(strstr(ll_error_last()->message, "403 AccessDenied"));
+    assert_int_equal(ll_aws_take_answer(a, LL_AWS_ECR_CREATE_REPOSITORY, 400,
+                                        "RepositoryAlreadyExistsException:http://x", "", 0),
+                     0);
+    ll_aws_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sigv4_suite),
-        cmocka_unit_test(test_sigv4_ecr_call_shape),
-        cmocka_unit_test(test_ecr_hosts),
+        cmocka_unit_test(test_sigv4_suite), cmocka_unit_test(test_sigv4_ecr_call_shape),
+        cmocka_unit_test(test_ecr_hosts),   cmocka_unit_test(test_refresh_time),
+        cmocka_unit_test(test_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

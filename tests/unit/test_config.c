@@ -118,12 +118,31 @@ static void test_tier_kinds(void **state)
             fail_msg("tier-kinds '%s' was taken", bad[i]);
 }
 
+/* The config text from memory (the fuzz harness's way in): the same
+ * settings and the same errors, at the name given. */
+static void test_text(void **state)
+{
+    static const char good[] = "listen: 127.0.0.1:9\nhttp-threads: 7\n";
+    ll_config cfg;
+    ll_config_defaults(&cfg);
+    assert_int_equal(ll_config_load_text(&cfg, "mem.yaml", good, strlen(good)), 0);
+    assert_string_equal(cfg.listen, "127.0.0.1:9");
+    assert_int_equal(cfg.http_threads, 7);
+    assert_string_equal(cfg.config, "");
+    assert_int_equal(
+        ll_config_load_text(&cfg, "mem.yaml", "http-threads: 99999999999999999999\n", 35),
+        LL_EINVALID);
+    assert_non_null(strstr(ll_error_last()->message, "mem.yaml:1:15:"));
+    assert_int_equal(ll_config_load_text(&cfg, "mem.yaml", "a: \"\0\"", 6), LL_EINVALID);
+    assert_int_equal(cfg.http_threads, 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),    cmocka_unit_test(test_file_and_env),
         cmocka_unit_test(test_file_errors), cmocka_unit_test(test_set),
-        cmocka_unit_test(test_tier_kinds),
+        cmocka_unit_test(test_tier_kinds),  cmocka_unit_test(test_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,6 +25,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "kube_int.h"
 #include "landlord/error.h"
 #include "landlord/kube.h"
 #include "landlord/log.h"
@@ -998,6 +999,70 @@ static void test_watch_cancel_and_idle(void **state)
     assert_int_equal(stop_server(), 1);
 }
 
+/* --- the parsers without a network (kube_int.h, the fuzz harnesses' way in) --- */
+
+/* The same stream read in pieces of every size gives the same events: a
+ * line cut anywhere, CRLF and blank lines included. */
+static void test_watch_parse_chunks(void **state)
+{
+    const char *stream = fmt("%s\r\n\n%s%s", event("ADDED", "a", "11"),
+                             event("MODIFIED", "a", "12"), event("BOOKMARK", "", "13"));
+    size_t len = strlen(stream);
+
+    for (size_t chunk = 0; chunk <= len; chunk++) {
+        seen s = {0};
+        assert_int_equal(ll_kube_watch_parse("/w", stream, len, chunk, on_event, &s), 0);
+        assert_int_equal(s.n, 3);
+        assert_string_equal(s.types[1], "MODIFIED");
+        assert_string_equal(s.rvs[2], "13");
+    }
+    seen s = {0};
+    assert_int_equal(ll_kube_watch_parse("/w", stream, len - 5, 7, on_event, &s), LL_EUPSTREAM);
+    assert_non_null(strstr(ll_error_last()->message, "watch stream cut mid-event"));
+    assert_int_equal(s.n, 2); /* never a partial event */
+}
+
+/* Answers to a GET: a 2xx is JSON, a Status is its error, whatever the
+ * body. */
+static void test_answer_parse(void **state)
+{
+    json_t *doc = NULL;
+    assert_int_equal(ll_kube_answer_parse(&doc, "/x", 200, "{\"items\":[]}", 12), 0);
+    assert_true(json_is_array(json_object_get(doc, "items")));
+    json_decref(doc);
+    assert_int_equal(ll_kube_answer_parse(&doc, "/x", 200, "{\"items\"", 8), LL_EMALFORMED);
+    assert_null(doc);
+    assert_int_equal(ll_kube_answer_parse(&doc, "/x", 410, STATUS_410, strlen(STATUS_410)),
+                     LL_EGONE);
+    assert_non_null(strstr(ll_error_last()->message, "too old resource version"));
+    assert_int_equal(ll_kube_answer_parse(&doc, "/x", 422, STATUS_422, strlen(STATUS_422)),
+                     LL_EINVALID);
+    assert_non_null(strstr(ll_error_last()->detail, "status.history[0].digest: Required value"));
+    assert_int_equal(ll_kube_answer_parse(&doc, "/x", 503, "\x01\xff", 2), LL_EUPSTREAM);
+}
+
+/* A kubeconfig from memory: the same checks as from a file. */
+static void test_kubeconfig_text(void **state)
+{
+    static const char good[] =
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "contexts: [{name: c, context: {cluster: k, user: u, namespace: ns}}]\n"
+        "clusters: [{name: k, cluster: {server: 'https://k.test:6443/'}}]\n"
+        "users: [{name: u, user: {token: abc}}]\n";
+    ll_kube *k = NULL;
+
+    assert_int_equal(ll_kube_open_kubeconfig_text(&k, "/nowhere/kc", good, strlen(good), NULL), 0);
+    assert_string_equal(ll_kube_server(k), "https://k.test:6443");
+    assert_string_equal(ll_kube_namespace(k), "ns");
+    ll_kube_free(k);
+    assert_int_equal(ll_kube_open_kubeconfig_text(&k, "/nowhere/kc", good, strlen(good), "other"),
+                     LL_EINVALID);
+    assert_null(k);
+    assert_non_null(strstr(ll_error_last()->message, "context \"other\" is not in contexts"));
+    assert_int_equal(ll_kube_open_kubeconfig_text(&k, "/nowhere/kc", "[", 1, NULL), LL_EINVALID);
+    assert_null(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1014,6 +1079,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_cancel_and_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_parse_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_parse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kubeconfig_text, setup, teardown),
     };
     int failed;
 

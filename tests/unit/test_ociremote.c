@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "landlord/error.h"
+#include "ociremote_int.h"
 #include "landlord/ociremote.h"
 
 static void test_parse_url(void **state)
@@ -157,12 +158,59 @@ static void test_open_checks(void **state)
     ll_ociremote_free(r);
 }
 
+/* What a token server, a manifest and an error body say (the fuzz
+ * harness's way in); a token's lifetime, whatever the server sends, is
+ * from 1 s to a day and no sum on it overflows. */
+static void test_answers(void **state)
+{
+    static const struct {
+        const char *body;
+        int rc;
+        long long use_ms;
+    } tokens[] = {
+        {"{\"token\":\"t\",\"expires_in\":300}", 0, 270000},
+        {"{\"access_token\":\"t\"}", 0, 30000},
+        {"{\"token\":\"\",\"access_token\":\"t\",\"expires_in\":1}", 0, 1000},
+        {"{\"token\":\"t\",\"expires_in\":9223372036854775807}", 0, 86370000},
+        {"{\"token\":\"t\",\"expires_in\":-9223372036854775808}", 0, 30000},
+        {"{\"token\":\"t\",\"expires_in\":1e300}", 0, 30000},
+        {"{\"token\":\"a b\"}", LL_EMALFORMED, 0},
+        {"{\"expires_in\":3}", LL_ENOTFOUND, 0},
+        {"not json", LL_ENOTFOUND, 0},
+    };
+    char *tok = NULL, cfg[80], text[300];
+    int64_t use_ms = 0;
+
+    for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++) {
+        int rc = ll_ociremote_token_answer(&tok, &use_ms, tokens[i].body, strlen(tokens[i].body));
+        if (rc != tokens[i].rc || use_ms != tokens[i].use_ms)
+            fail_msg("%s: %d %lld", tokens[i].body, rc, (long long)use_ms);
+        if (rc == 0)
+            assert_string_equal(tok, "t");
+        free(tok);
+        tok = NULL;
+    }
+    const char *m =
+        "{\"config\":{\"digest\":\"sha256:c\"},\"layers\":[{\"mediaType\":"
+        "\"application/vnd.cncf.helm.chart.content.v1.tar+gzip\",\"digest\":\"sha256:l\"}]}";
+    assert_int_equal(ll_ociremote_manifest_holds(cfg, sizeof(cfg), m, strlen(m), "sha256:l"), 1);
+    assert_string_equal(cfg, "sha256:c");
+    assert_int_equal(ll_ociremote_manifest_holds(cfg, sizeof(cfg), m, strlen(m), "sha256:x"), 0);
+    assert_int_equal(ll_ociremote_manifest_holds(cfg, sizeof(cfg), "[", 1, "sha256:l"), 0);
+    assert_string_equal(cfg, "");
+    ll_ociremote_error_text(text, sizeof(text), "{\"errors\":[{\"code\":\"DENIED\"}]}", 30);
+    assert_string_equal(text, "DENIED");
+    ll_ociremote_error_text(text, sizeof(text), "Not\r\nAuthorized", 15);
+    assert_string_equal(text, "Not  Authorized");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_url),
         cmocka_unit_test(test_challenges),
         cmocka_unit_test(test_open_checks),
+        cmocka_unit_test(test_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #ifndef LANDLORD_CONFIG_H
 #define LANDLORD_CONFIG_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 typedef struct ll_config {
@@ -99,6 +100,11 @@ int ll_config_set(ll_config *cfg, const char *name, const char *value, const cha
 /* Reads a YAML file: a mapping of setting names to scalars.  Errors carry
  * path:line:col and a hint. */
 int ll_config_load_file(ll_config *cfg, const char *path);
+
+/* The same for YAML text in memory (name stands for the file in messages,
+ * e.g. "<stdin>"); cfg->config is left alone.  The fuzz harness of the
+ * config file (tests/fuzz/fuzz_config.c) goes through this. */
+int ll_config_load_text(ll_config *cfg, const char *name, const char *text, size_t len);
 
 /* Applies every LANDLORD_* variable that names a setting; unknown LANDLORD_*
  * variables are ignored (LANDLORD_BIN and friends belong to tools). */
