@@ -16,7 +16,7 @@ Covers (docs/api.md, "Command line": `--git-url ssh://...`,
 - one landlord process makes 100 pushes and 10 fetches over ssh (batch
   size 1, foreign commits pushed in between with the git CLI) and exits 0
   on SIGTERM without a sanitizer report: landlord's ssh transport
-  (lib/gitssh.c) frees everything per connection.  In the sanitizer build
+  (lib/gitops/gitssh.c) frees everything per connection.  In the sanitizer build
   this is the leak check for issue 10; libgit2 1.5's own ssh transport
   leaked ~56 bytes per connection.
 
@@ -174,7 +174,7 @@ class SshRemote(LandlordTestCase):
         self.assertIn("git-ssh-host-key", err, "stderr points at git-ssh-host-key (%s)" % what)
         self.assertRegex(err, r"(?i)host key", "stderr says it is about the host key (%s)" % what)
         self.assertNotRegex(err, AUTH_ERROR, "a host key refusal is not reported as an authentication failure")
-        # The advice: lib/gitops.c's remote_fail() sets the hint "set
+        # The advice: lib/gitops/gitops.c's remote_fail() sets the hint "set
         # git-ssh-host-key to the server's SHA256 fingerprint (ssh-keygen
         # -lf)"; the hint landlord prints should still say so.  A subtest, so
         # the rest of the scenario runs when only this is wrong.

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "aws_int.h"
+#include "charts/aws_int.h"
 #include "landlord/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

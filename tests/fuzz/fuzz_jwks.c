@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "auth_int.h"
+#include "access/auth_int.h"
 #include "landlord/config.h"
 #include "landlord/log.h"
 

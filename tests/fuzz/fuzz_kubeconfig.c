@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "kube_int.h"
+#include "cluster/kube_int.h"
 #include "landlord/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

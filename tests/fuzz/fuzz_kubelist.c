@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <jansson.h>
 
-#include "kube_int.h"
+#include "cluster/kube_int.h"
 #include "landlord/log.h"
 #include "landlord/status.h"
-#include "watch_int.h"
+#include "cluster/watch_int.h"
 
 /* What status.c keeps of each object: the slim packed as text, and read
  * back. */

@@ -13,7 +13,7 @@
 #include "landlord/log.h"
 #include "landlord/oci.h"
 #include "landlord/template.h"
-#include "ociremote_int.h"
+#include "charts/ociremote_int.h"
 
 #define LAYER "sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 

@@ -9,7 +9,7 @@
 
 #include "landlord/log.h"
 #include "landlord/status.h"
-#include "watch_int.h"
+#include "cluster/watch_int.h"
 
 /* What status.c keeps of each object: the slim packed as text, and read
  * back. */

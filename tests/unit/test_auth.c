@@ -1,5 +1,5 @@
-/* Unit tests of lib/auth.c, lib/ratelimit.c and the version helpers of
- * lib/registry_auth.c: scopes, commit authors, durations, token checks
+/* Unit tests of lib/access/auth.c, lib/access/ratelimit.c and the version helpers of
+ * lib/registry/registry_auth.c: scopes, commit authors, durations, token checks
  * with a secret in a temp dir, the verified-token cache (time windows
  * checked on every hit, bounded, keyed by the whole token), token buckets,
  * If-Match. */
@@ -17,7 +17,7 @@
 #include <cmocka.h>
 #include <jwt.h>
 
-#include "auth_int.h"
+#include "access/auth_int.h"
 #include "landlord/auth.h"
 #include "landlord/config.h"
 #include "landlord/error.h"

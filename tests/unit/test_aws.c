@@ -1,4 +1,4 @@
-/* Unit tests of lib/sigv4.c and the pure parts of lib/aws.c: Signature
+/* Unit tests of lib/charts/sigv4.c and the pure parts of lib/charts/aws.c: Signature
  * Version 4 against AWS's published test suite (aws-sig-v4-test-suite:
  * credentials AKIDEXAMPLE, region us-east-1, service "service", 20150830T123600Z),
  * each case checked at every step (canonical request, string to sign,
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "aws_int.h"
+#include "charts/aws_int.h"
 #include "landlord/aws.h"
 #include "landlord/error.h"
 

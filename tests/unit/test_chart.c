@@ -1,4 +1,4 @@
-/* Unit tests of lib/chart.c: packaged charts made here with libarchive's
+/* Unit tests of lib/charts/chart.c: packaged charts made here with libarchive's
  * writer, good and bad: paths, Chart.yaml rules, the caps, what follows
  * the tar's end marker and the gzip stream, versions. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests of lib/config.c: defaults, file, environment, errors. */
+/* Unit tests of lib/base/config.c: defaults, file, environment, errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests of lib/gitpack.c: the in-memory object store, one pack per
+/* Unit tests of lib/gitops/gitpack.c: the in-memory object store, one pack per
  * store, and git's geometric repack: every object stays readable while the
  * repository ends with a few packs and no loose objects. */
 #define _GNU_SOURCE /* nftw, mkdtemp */
@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <git2.h>
 
-#include "gitpack.h"
+#include "gitops/gitpack.h"
 #include "landlord/error.h"
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -1,4 +1,4 @@
-/* Unit tests of lib/kube.c: finding the cluster (kubeconfig files, in-cluster
+/* Unit tests of lib/cluster/kube.c: finding the cluster (kubeconfig files, in-cluster
  * service accounts, refusals) and the HTTP behaviour against a loopback
  * server in this process that plays scripted raw HTTP/1.1 answers, one per
  * connection, and records each request. */
@@ -25,7 +25,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "kube_int.h"
+#include "cluster/kube_int.h"
 #include "landlord/error.h"
 #include "landlord/kube.h"
 #include "landlord/log.h"

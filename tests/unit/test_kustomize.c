@@ -1,4 +1,4 @@
-/* test_kustomize.c - unit tests of lib/kustomize.c.
+/* test_kustomize.c - unit tests of lib/gitops/kustomize.c.
  *
  * The kustomization files of the reference system are reproduced byte for
  * byte: tier files without final newline, pooled-envs with trailing spaces

@@ -1,4 +1,4 @@
-/* Unit tests of lib/netpolicy.c: address classes (every special-purpose
+/* Unit tests of lib/base/netpolicy.c: address classes (every special-purpose
  * block, IPv6 forms that carry an IPv4 address), the allow list and its
  * parser, bounded resolution. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests of lib/oci.c: the chart's OCI artifact as Helm pushes it, and
+/* Unit tests of lib/charts/oci.c: the chart's OCI artifact as Helm pushes it, and
  * the OCI image layout on disk. */
 #define _GNU_SOURCE /* nftw */
 #include <ftw.h>

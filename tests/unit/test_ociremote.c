@@ -1,4 +1,4 @@
-/* Unit tests of the pure parts of lib/ociremote.c: oci:// URLs (host, port,
+/* Unit tests of the pure parts of lib/charts/ociremote.c: oci:// URLs (host, port,
  * the OCI name grammar of the base path), WWW-Authenticate challenges, the
  * options checked at open (plain HTTP only to this machine), and the
  * reference a release records. */
@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "landlord/error.h"
-#include "ociremote_int.h"
+#include "charts/ociremote_int.h"
 #include "landlord/ociremote.h"
 
 static void test_parse_url(void **state)

@@ -1,4 +1,4 @@
-/* Unit tests of lib/registry.c: migrations, tenants, the outbox, a full
+/* Unit tests of lib/registry/registry.c: migrations, tenants, the outbox, a full
  * volume (SQLite's max_page_count makes the database "full" on demand). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +14,7 @@
 #include "landlord/error.h"
 #include "landlord/registry.h"
 #include "landlord/storage.h"
-#include "registry_int.h"
+#include "registry/registry_int.h"
 
 static char dir[64], path[128];
 static const ll_registry_author author = {"Ada", "ada@example.com"};

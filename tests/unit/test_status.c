@@ -1,4 +1,4 @@
-/* Unit tests of lib/status.c's pure part: slim objects and the rules that
+/* Unit tests of lib/cluster/status.c's pure part: slim objects and the rules that
  * turn Flux's objects into a tenant's state (docs/api.md "Observed state",
  * protocols.md §4).  Objects are written the way the API returns them. */
 #include <setjmp.h>

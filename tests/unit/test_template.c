@@ -1,4 +1,4 @@
-/* test_template.c - unit tests of lib/template.c and lib/yamltext.c.
+/* test_template.c - unit tests of lib/tiers/template.c and lib/base/yamltext.c.
  *
  * The three tier templates of the reference system are copied here byte for
  * byte (v2beta1, "{RELEASE_VERSION}.x"), next to v2-style ones.  Each test
@@ -17,7 +17,7 @@
 
 #include "landlord/error.h"
 #include "landlord/template.h"
-#include "yamltext.h"
+#include "base/yamltext.h"
 
 /* ---- the reference's tier templates, exact ---------------------------- */
 

@@ -1,5 +1,5 @@
-/* Unit tests of lib/validate.c: ids, releases, values, the reserved
- * namespaces; and of the namespaces an id would own (lib/ids.c). */
+/* Unit tests of lib/base/validate.c: ids, releases, values, the reserved
+ * namespaces; and of the namespaces an id would own (lib/core/ids.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "ids.h"
+#include "core/ids.h"
 #include "landlord/error.h"
 #include "landlord/validate.h"
 

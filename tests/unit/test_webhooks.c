@@ -1,4 +1,4 @@
-/* Unit tests of lib/webhooks.c: where a webhook URL may lead
+/* Unit tests of lib/events/webhooks.c: where a webhook URL may lead
  * (ll_webhook_check_url: parsing as curl does, resolution, the address
  * policy and the refusal's wording) and the delivery signature. */
 #include <setjmp.h>

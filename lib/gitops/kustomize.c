@@ -28,7 +28,7 @@
 #include "landlord/kustomize.h"
 #include "landlord/template.h"
 #include "landlord/util.h"
-#include "yamltext.h"
+#include "base/yamltext.h"
 
 #define WHAT "kustomization"
 

@@ -44,7 +44,7 @@
 #include "landlord/template.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
-#include "yamltext.h"
+#include "base/yamltext.h"
 
 #define WHAT "rendered template"
 
