@@ -1,5 +1,8 @@
-/* core_int.h - the service handle, shared by the files of the core's use
- * cases (tenants.c, events.c, releases.c, rollouts.c); private to lib/. */
+/* core_int.h - the service handle, shared by the files of the core: the
+ * composition root (core.c), what use cases share (context.c), the kept
+ * answers (answers.c) and the use cases (tenants.c, tier_views.c,
+ * operations.c, access.c, events.c, releases.c, rollouts.c); private to
+ * lib/. */
 #ifndef LANDLORD_CORE_INT_H
 #define LANDLORD_CORE_INT_H
 
@@ -26,7 +29,8 @@ struct ll_core {
     ll_status *status;     /* NULL unless serving */
     ll_webhooks *webhooks; /* NULL unless serving */
     ll_rollouts *rollouts; /* NULL unless serving */
-    pthread_key_t reg_key;
+    pthread_key_t reg_key; /* each thread's registry (context.c) */
+    int reg_key_made;
     /* Tenant answers as sent, with what they were built from (see
      * ll_tenant_answer): chained by a hash of the id; each holds a
      * reference of its own. */
@@ -44,6 +48,19 @@ typedef struct ll_author_buf {
     char email[300];
 } ll_author_buf;
 
+/* Makes the thread key of registry connections (context.c); 0 or -1. */
+int ll_core_context_init(ll_core *c);
+
+/* Closes the calling thread's registry connection and deletes the key;
+ * nothing when it was never made. */
+void ll_core_context_free(ll_core *c);
+
+/* Makes the map of kept answers (answers.c); 0 or -1 (out of memory). */
+int ll_core_answers_init(ll_core *c);
+
+/* Drops every kept answer (readers keep theirs) and the map. */
+void ll_core_answers_free(ll_core *c);
+
 /* At start (serving): forgets idempotency reservations of an earlier
  * process and prunes what is past retention (access.c). */
 void ll_access_start(ll_core *c);
@@ -53,7 +70,8 @@ void ll_access_start(ll_core *c);
 json_t *ll_core_tier_view(const json_t *tier, const json_t *counts, const json_t *info,
                           const json_t *versions, int with_template);
 
-/* The commit author of the current request (see tenants.c). */
+/* The commit author of the current request (see context.c); the strings
+ * are borrowed from buf or the configuration. */
 ll_registry_author ll_core_author(const ll_core *c, ll_author_buf *buf);
 /* The rollout engine, or NULL (before it started, or not serving).  Read
  * with an atomic load: the writer's and the follower's callbacks may run
