@@ -1,6 +1,6 @@
 /* registry_auth.c - what identity and access keep in SQLite: the audit
  * log, stored answers of idempotent POSTs, tier changes queued in the
- * outbox, tier descriptions, and the versions (ETags) of tenants.
+ * outbox, and tier descriptions.
  *
  * Same rules as registry.c: one connection per thread, bound parameters,
  * one BEGIN IMMEDIATE transaction for anything that must be atomic (a
@@ -17,63 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
-#include <openssl/evp.h>
 
 #include "landlord/error.h"
 #include "landlord/registry.h"
 #include "landlord/util.h"
 #include "registry_int.h"
-
-/* --- versions ------------------------------------------------------------------- */
-
-void ll_etag_of(char out[LL_ETAG_MAX], const char *const *parts, int n)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    char hex[33];
-
-    if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
-        for (int i = 0; i < n; i++) {
-            const char *p = parts[i] ? parts[i] : "";
-            EVP_DigestUpdate(ctx, p, strlen(p) + 1); /* the NUL separates parts */
-        }
-        EVP_DigestFinal_ex(ctx, md, &len);
-    }
-    EVP_MD_CTX_free(ctx);
-    if (len < 16)
-        memset(md, 0, 16);
-    ll_hex_encode(hex, md, 16);
-    snprintf(out, LL_ETAG_MAX, "\"%s\"", hex);
-}
-
-int ll_etag_matches(const char *if_match, const char *etag)
-{
-    const char *p = if_match;
-    size_t n = strlen(etag);
-
-    while (p && *p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (*p == '*')
-            return 1;
-        if (p[0] == 'W' && p[1] == '/') {
-            /* Weak tags never match If-Match (strong comparison). */
-            const char *end = strchr(p + 3, '"');
-            p = end ? end + 1 : p + strlen(p);
-            continue;
-        }
-        if (*p != '"')
-            return 0;
-        const char *end = strchr(p + 1, '"');
-        if (!end)
-            return 0;
-        if ((size_t)(end - p + 1) == n && strncmp(p, etag, n) == 0)
-            return 1;
-        p = end + 1;
-    }
-    return 0;
-}
 
 /* --- audit --------------------------------------------------------------------------- */
 

@@ -1,5 +1,6 @@
-/* registry_int.h - what registry.c shares with the other registry files
- * (registry_events.c); private to lib/. */
+/* registry_int.h - what the registry's files share: the connection and its
+ * SQLite mechanics (db.c), and the hooks one store offers another inside a
+ * transaction; private to lib/. */
 #ifndef LANDLORD_REGISTRY_INT_H
 #define LANDLORD_REGISTRY_INT_H
 
@@ -51,6 +52,20 @@ void reg_bind_text(sqlite3_stmt *st, int i, const char *s);
 
 /* Column i as a JSON string, or null (new reference). */
 json_t *reg_col_text(sqlite3_stmt *st, int i);
+
+/* Maps one result row of st (borrowed, valid during the call) into
+ * payload; a negative code stops the loop and is returned. */
+typedef int (*reg_row_fn)(sqlite3_stmt *st, void *payload);
+
+/* The registry's row loop: prepares sql (reg_prepare), binds the
+ * parameters binds describes, one letter each in order ('s' a const char *,
+ * NULL binding NULL; 'i' an int; 'I' a long long; binds may be NULL), steps
+ * through the rows calling row(st, payload) for each (row NULL: rows are
+ * only counted) and gives the statement back (reg_finalize) whatever
+ * happens.  Returns the number of rows (>= 0), the first negative code of
+ * row, or reg_db_error(r, what). */
+int reg_rows(ll_registry *r, const char *what, reg_row_fn row, void *payload, const char *sql,
+             const char *binds, ...);
 
 /* Runs one statement with text parameters (NULL binds NULL); returns the
  * number of changed rows or a negative code. */

@@ -17,6 +17,8 @@
 
 #include <jansson.h>
 
+#include "landlord/etag.h"
+
 typedef struct ll_registry ll_registry;
 
 /* Who asked for a change: the commit author of the operation. */
@@ -260,16 +262,7 @@ int ll_registry_tier_versions(json_t **out, ll_registry *r);
  * version, or a range while none was uploaded): [{"release", "count"}]. */
 int ll_registry_release_users(json_t **out, ll_registry *r);
 
-/* --- versions, audit, idempotency, tiers (registry_auth.c) --- */
-
-#define LL_ETAG_MAX 40
-
-/* A strong ETag ("<32 hex>", quotes included) over the parts, in order. */
-void ll_etag_of(char out[LL_ETAG_MAX], const char *const *parts, int n);
-
-/* 1 when an If-Match header value (a list of entity tags, or *) matches
- * etag by strong comparison (weak tags never match). */
-int ll_etag_matches(const char *if_match, const char *etag);
+/* --- audit, idempotency, tiers (registry_auth.c) --- */
 
 /* One request that tried to change something; NULL fields are stored as
  * NULL, operation 0 as none. */
