@@ -590,7 +590,8 @@ int ll_tenant_history(json_t **out, ll_core *c, const char *id, const char *curs
     ll_registry *r = ll_core_registry(c);
     git_repository *repo = NULL;
     git_revwalk *walk = NULL;
-    json_t *items = json_array(), *t = NULL;
+    json_t *items = json_array();
+    ll_tenant_record t = {0};
     char ref[400], next[GIT_OID_HEXSZ + 1] = "";
     git_oid oid;
     int error = 0, scanned = 0;
@@ -657,7 +658,7 @@ done:
         *out = json_pack("{s:O, s:o}", "items", items, "next_cursor",
                          next[0] ? json_string(next) : json_null());
     json_decref(items);
-    json_decref(t);
+    ll_tenant_record_clear(&t);
     git_revwalk_free(walk);
     git_repository_free(repo);
     return error;

@@ -27,18 +27,20 @@
 #include "core_int.h"
 #include "ids.h"
 
-/* Turns a registry row into the API's tenant (in place). */
-static json_t *tenant_view(ll_core *c, json_t *t)
+/* The API's tenant, built from the registry's record (new reference): the
+ * record's JSON with what the cluster shows of it, its file's path, and
+ * whether it is pinned; lifecycle and the follower's stored state give way
+ * to "state". */
+static json_t *tenant_view(ll_core *c, const ll_tenant_record *rec)
 {
+    json_t *t = ll_tenant_record_json(rec);
     char path[1024];
 
     /* From the cluster; without one (or before it was seen), never pretend. */
     ll_status_describe(c->status, t);
-    if (!json_is_string(json_object_get(t, "path"))) {
+    if (!rec->path) {
         ll_tenant_file_path(path, sizeof(path), c->cfg.git_root,
-                            strcmp(c->cfg.git_layout, "sharded") == 0,
-                            json_string_value(json_object_get(t, "tier")),
-                            json_string_value(json_object_get(t, "id")));
+                            strcmp(c->cfg.git_layout, "sharded") == 0, rec->tier, rec->id);
         json_object_set_new(t, "path", json_string(path));
     }
     json_object_del(t, "lifecycle");
@@ -46,14 +48,15 @@ static json_t *tenant_view(ll_core *c, json_t *t)
     json_object_del(t, "observed_since");
     /* A pinned tenant is never moved by a rollout; a floating one follows
      * them.  chart_version: what its file carries. */
-    const char *release = json_string_value(json_object_get(t, "release"));
-    json_object_set_new(t, "pinned", json_boolean(release && ll_release_pinned(release)));
+    json_object_set_new(t, "pinned", json_boolean(rec->release && ll_release_pinned(rec->release)));
     return t;
 }
+
 int ll_tenant_outcome(json_t **out, int *pending, ll_core *c, long long op, const char *id)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *opj = NULL, *t = NULL;
+    json_t *opj = NULL;
+    ll_tenant_record t = {0};
     const char *state = "pushed";
     int error;
 
@@ -84,10 +87,9 @@ int ll_tenant_outcome(json_t **out, int *pending, ll_core *c, long long op, cons
     if ((error = ll_registry_tenant_get(
              &t, r, opj ? json_string_value(json_object_get(opj, "tenant")) : id, 1)) < 0)
         goto done;
-    *out = tenant_view(c, t);
-    t = NULL;
+    *out = tenant_view(c, &t);
 done:
-    json_decref(t);
+    ll_tenant_record_clear(&t);
     json_decref(opj);
     return error;
 }
@@ -165,12 +167,12 @@ static const char *const onboard_strings[] = {"id", "tier", "release", NULL};
 int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, const json_t *body)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *tiers = ll_gitops_tiers(c->git), *existing = NULL;
+    json_t *tiers = ll_gitops_tiers(c->git);
+    ll_tenant_record existing = {0};
     const json_t *values;
     const char *id, *tier, *release;
     ll_author_buf author_buf;
     ll_registry_author author = author_of(c);
-    char *values_json = NULL;
     long long op = 0;
     int error;
 
@@ -199,15 +201,10 @@ int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, cons
         goto done;
     if ((error = ll_ids_check_namespaces(c, tiers, id, tier, release, NULL, "id")) < 0)
         goto done;
-    values_json = values ? json_dumps(values, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
-    if (!values_json) {
-        error = ll_error_set(-1, "cannot encode values");
-        goto done;
-    }
-    error = ll_registry_onboard(&op, &existing, r, id, tier, release, values_json, &author);
+    ll_tenant_desired desired = {.id = id, .tier = tier, .release = release, .values = values};
+    error = ll_registry_onboard(&op, &existing, r, &desired, &author);
     if (error == LL_EEXISTS) {
-        *out_existing = tenant_view(c, existing);
-        existing = NULL;
+        *out_existing = tenant_view(c, &existing);
         ll_error_set(LL_EEXISTS, "tenant '%s' exists already", id);
         ll_error_field("id");
         goto done;
@@ -219,38 +216,35 @@ int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, cons
     ll_status_touch(c->status);
     *out_op = op;
 done:
-    json_decref(existing);
+    ll_tenant_record_clear(&existing);
     json_decref(tiers);
-    free(values_json);
     return error;
 }
 
 static const char *const update_fields[] = {"tier", "release", "values", NULL};
 static const char *const update_strings[] = {"tier", "release", NULL};
 
-/* 1 when tier, release and values are what current (a registry row)
- * already holds and the repository has it (sync committed). */
-static int unchanged(const json_t *current, const char *tier, const char *release,
+/* 1 when tier, release and values are what current already holds and the
+ * repository has it (sync committed). */
+static int unchanged(const ll_tenant_record *current, const char *tier, const char *release,
                      const json_t *values)
 {
-    const char *was = json_string_value(json_object_get(current, "release"));
-    const char *sync = json_string_value(json_object_get(current, "sync"));
-    return sync && strcmp(sync, "committed") == 0 &&
-           strcmp(tier, json_string_value(json_object_get(current, "tier"))) == 0 &&
+    const char *was = current->release;
+    return current->sync == LL_TENANT_COMMITTED && strcmp(tier, current->tier) == 0 &&
            ((!release && !was) || (release && was && strcmp(release, was) == 0)) &&
-           json_equal(values, json_object_get(current, "values"));
+           json_equal(values, current->values);
 }
 
 int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t *body,
                      const char *if_match)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *tiers = ll_gitops_tiers(c->git), *current = NULL;
+    json_t *tiers = ll_gitops_tiers(c->git);
+    ll_tenant_record current = {0};
     const json_t *values;
-    const char *tier, *release, *lifecycle;
+    const char *tier, *release;
     ll_author_buf author_buf;
     ll_registry_author author = author_of(c);
-    char *values_json = NULL;
     long long op = 0;
     int error;
 
@@ -265,9 +259,9 @@ int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t
     }
     if ((error = ll_registry_tenant_get(&current, r, id, 0)) < 0)
         goto done;
-    lifecycle = json_string_value(json_object_get(current, "lifecycle"));
-    if (strcmp(lifecycle, "offboarded") == 0 || strcmp(lifecycle, "offboarding") == 0) {
-        error = ll_error_set(LL_ECONFLICT, "tenant '%s' is %s", id, lifecycle);
+    if (current.lifecycle == LL_TENANT_OFFBOARDED || current.lifecycle == LL_TENANT_OFFBOARDING) {
+        error = ll_error_set(LL_ECONFLICT, "tenant '%s' is %s", id,
+                             ll_tenant_lifecycle_name(current.lifecycle));
         ll_error_hint("onboard it again with POST /api/v1/tenants");
         goto done;
     }
@@ -280,23 +274,20 @@ int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t
     }
     tier = json_is_string(json_object_get(body, "tier"))
                ? json_string_value(json_object_get(body, "tier"))
-               : json_string_value(json_object_get(current, "tier"));
+               : current.tier;
     release = json_is_string(json_object_get(body, "release"))
                   ? json_string_value(json_object_get(body, "release"))
-                  : json_string_value(json_object_get(current, "release"));
-    values = json_object_get(body, "values") ? json_object_get(body, "values")
-                                             : json_object_get(current, "values");
+                  : current.release;
+    values = json_object_get(body, "values") ? json_object_get(body, "values") : current.values;
     if ((error = check_desired(tiers, id, tier, release, values)) < 0)
         goto done;
     /* Another tier may give the tenant namespaces it did not own. */
-    if ((error = ll_ids_check_namespaces(c, tiers, id, tier, release,
-                                         json_string_value(json_object_get(current, "tier")),
-                                         "tier")) < 0)
+    if ((error = ll_ids_check_namespaces(c, tiers, id, tier, release, current.tier, "tier")) < 0)
         goto done;
-    if (unchanged(current, tier, release, values)) {
+    if (unchanged(&current, tier, release, values)) {
         /* Nothing to do: no operation, no new version (another client's
          * If-Match stays good); the answer is the tenant as it is. */
-        const char *etag = json_string_value(json_object_get(current, "etag"));
+        const char *etag = current.etag;
         if (if_match && !ll_etag_matches(if_match, etag)) {
             error = ll_error_set(LL_EPRECONDITION, "tenant '%s' has changed: it is at version %s",
                                  id, etag);
@@ -305,20 +296,17 @@ int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t
         }
         goto done;
     }
-    if (!(values_json = json_dumps(values, JSON_COMPACT | JSON_SORT_KEYS))) {
-        error = ll_error_set(-1, "cannot encode values");
-        goto done;
-    }
-    if ((error = ll_registry_update(&op, r, id, tier, release, values_json, &author, if_match)) < 0)
+    ll_tenant_desired desired = {
+        .id = id, .tier = tier, .release = release, .values = values, .if_match = if_match};
+    if ((error = ll_registry_update(&op, r, &desired, &author)) < 0)
         goto done;
     ll_log_info("msg=\"update queued\" tenant=%s tier=%s op=%lld", id, tier, op);
     ll_gitops_notify(c->git);
     ll_status_touch(c->status);
     *out_op = op;
 done:
-    json_decref(current);
+    ll_tenant_record_clear(&current);
     json_decref(tiers);
-    free(values_json);
     return error;
 }
 
@@ -334,7 +322,8 @@ int ll_tenant_offboard(long long *out_op, ll_core *c, const char *id, const char
         return -1;
     if (ll_validate_tenant_id(id) < 0)
         return ll_error_set(LL_ENOTFOUND, "no tenant '%.64s'", id);
-    if ((error = ll_registry_offboard(out_op, r, id, &author, if_match)) < 0)
+    ll_tenant_desired gone = {.id = id, .if_match = if_match};
+    if ((error = ll_registry_offboard(out_op, r, &gone, &author)) < 0)
         return error;
     if (*out_op) {
         ll_log_info("msg=\"offboarding queued\" tenant=%s op=%lld", id, *out_op);
@@ -347,7 +336,7 @@ int ll_tenant_offboard(long long *out_op, ll_core *c, const char *id, const char
 int ll_tenant_get(json_t **out, ll_core *c, const char *id)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *t = NULL;
+    ll_tenant_record t;
     int error;
     if (!r)
         return -1;
@@ -355,25 +344,25 @@ int ll_tenant_get(json_t **out, ll_core *c, const char *id)
         return ll_error_set(LL_ENOTFOUND, "no tenant '%.64s'", id);
     if ((error = ll_registry_tenant_get(&t, r, id, 1)) < 0)
         return error;
-    *out = tenant_view(c, t);
+    *out = tenant_view(c, &t);
+    ll_tenant_record_clear(&t);
     return 0;
 }
 
 int ll_tenant_wait_over(ll_core *c, const char *id)
 {
     char state[32];
-    json_t *t = NULL;
+    ll_tenant_record t;
     ll_registry *r;
 
     if (!ll_status_configured(c->status))
         return 1;
     if (!(r = ll_core_registry(c)) || ll_registry_tenant_get(&t, r, id, 0) < 0)
         return 1;
-    int active = strcmp(json_string_value(json_object_get(t, "lifecycle")), "active") == 0;
-    int known =
-        ll_status_state(c->status, id, json_string_value(json_object_get(t, "commit")),
-                        json_string_value(json_object_get(t, "sync")), state, sizeof(state)) == 0;
-    json_decref(t);
+    int active = t.lifecycle == LL_TENANT_ACTIVE;
+    int known = ll_status_state(c->status, id, t.commit, ll_tenant_sync_name(t.sync), state,
+                                sizeof(state)) == 0;
+    ll_tenant_record_clear(&t);
     /* Not looked at (for this desired state) yet: over only when it is not
      * active. */
     if (!known)
@@ -387,10 +376,11 @@ int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state
                    const char *cursor, int limit)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *items = NULL, *t;
+    ll_tenant_record *recs = NULL;
+    json_t *items;
     char *next = NULL, after[256], next_cursor[520];
-    const char *lifecycle = NULL;
-    size_t i;
+    int lifecycle = -1; /* any */
+    size_t count = 0;
     int error, n;
 
     if (!r)
@@ -403,13 +393,10 @@ int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state
         int known = 0;
         for (const char *const *s = observed; *s; s++)
             known |= strcmp(state, *s) == 0;
-        if (known)
-            lifecycle = "active";
-        else if (strcmp(state, "offboarding") == 0 || strcmp(state, "offboarded") == 0 ||
-                 strcmp(state, "drifted") == 0)
-            lifecycle = state;
-        else
+        ll_tenant_lifecycle l = LL_TENANT_ACTIVE;
+        if (!known && (ll_tenant_lifecycle_parse(&l, state) < 0 || l == LL_TENANT_ACTIVE))
             return ll_core_field_error("state", "unknown state '%.32s'", state);
+        lifecycle = (int)l;
     }
     /* Any well-formed tier name filters, known or not: tenants may remain in a
      * tier whose template left the repository. */
@@ -423,17 +410,22 @@ int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state
         if (ll_validate_label(after, 253, "cursor") < 0)
             return ll_core_field_error("cursor", "cursor is not one this server gave out");
     }
-    if ((error = ll_registry_tenant_list(&items, &next, r, tier, lifecycle, cursor ? after : NULL,
-                                         limit)) < 0)
+    if ((error = ll_registry_tenant_list(&recs, &count, &next, r, tier, lifecycle,
+                                         cursor ? after : NULL, limit)) < 0)
         return error;
-    json_array_foreach(items, i, t) tenant_view(c, t);
-    /* Observed states live in memory: the page is filtered after reading, so
-     * it may hold fewer than limit items (next_cursor still goes on). */
-    for (i = json_array_size(items); state && i-- > 0;) {
-        const char *s = json_string_value(json_object_get(json_array_get(items, i), "state"));
-        if (!s || strcmp(s, state) != 0)
-            json_array_remove(items, i);
+    items = json_array();
+    for (size_t i = 0; i < count; i++) {
+        json_t *t = tenant_view(c, &recs[i]);
+        /* Observed states live in memory: the page is filtered after
+         * reading, so it may hold fewer than limit items (next_cursor still
+         * goes on). */
+        const char *s = json_string_value(json_object_get(t, "state"));
+        if (state && (!s || strcmp(s, state) != 0))
+            json_decref(t);
+        else
+            json_array_append_new(items, t);
     }
+    ll_tenant_records_free(recs, count);
     if (next)
         ll_hex_encode(next_cursor, (const unsigned char *)next,
                       strlen(next) < 255 ? strlen(next) : 255);

@@ -1,363 +1,398 @@
-/* registry.c - SQLite storage for tenants and the operation outbox.
+/* registry.c - the tenant store: the tenants table, read as typed records
+ * (ll_tenant_record) and written inside the transactions of its callers.
  *
- * Each ll_registry wraps one connection; callers keep one per thread (the
- * core hands each thread its own).  Every write that must be atomic runs in
- * one BEGIN IMMEDIATE transaction, so the outbox row and the tenant row land
- * together or not at all.  Rows are returned as jansson objects.
+ * A tenants row becomes a record in one place (tenant_of_row), and a record
+ * becomes the JSON the status follower and the API's views start from in
+ * one place (ll_tenant_record_json); lifecycle, sync and origin are enums
+ * whose names exist only in those conversions (and the SQL).  values stay
+ * an opaque JSON value, stored as text.
  *
- * A full volume (SQLITE_FULL, or an I/O error with ENOSPC when the WAL or
- * its index cannot grow) is LL_ENOSPACE, and a transaction whose COMMIT
- * failed is rolled back at once (reg_commit), so nothing of a refused write
- * stays and the connection holds no lock.  Such failures are reported to
- * storage.h; every commit that reaches the WAL clears the report.
+ * The store reads what it is given: onboard, update and offboard compose
+ * their transactions in tenant_writes.c, which hands the store the chart
+ * version the tenant's file carries (reg_tenant_put, reg_tenant_set_desired),
+ * so this file calls no other store.  Scans of the repository write through
+ * ll_registry_reconcile, in one transaction of their own.  The outbox
+ * (operations) still lives below until it gets its own file.
+ *
+ * Connections, statements and errors: db.c.  One connection per thread.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sqlite3.h>
 
-#include "landlord/embedded.h"
 #include "landlord/error.h"
 #include "landlord/registry.h"
-#include "landlord/storage.h"
 #include "landlord/util.h"
-#include "landlord/validate.h"
 #include "registry_int.h"
 
-/* --- tenants ------------------------------------------------------------ */
+/* --- tenant records ------------------------------------------------------ */
+
+static const char *const lifecycle_names[] = {"active", "offboarding", "offboarded", "drifted"};
+static const char *const sync_names[] = {"pending", "committed", "failed"};
+static const char *const origin_names[] = {"api", "adopted"};
+
+/* The index of s in names (n of them), or -1. */
+static int name_index(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; s && i < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+#define NAMES_OF(a) (int)(sizeof(a) / sizeof(*(a)))
+
+const char *ll_tenant_lifecycle_name(ll_tenant_lifecycle l)
+{
+    return (int)l >= 0 && (int)l < NAMES_OF(lifecycle_names) ? lifecycle_names[l] : "unknown";
+}
+
+int ll_tenant_lifecycle_parse(ll_tenant_lifecycle *out, const char *s)
+{
+    int i = name_index(lifecycle_names, NAMES_OF(lifecycle_names), s);
+    if (i < 0)
+        return LL_EINVALID;
+    *out = (ll_tenant_lifecycle)i;
+    return 0;
+}
+
+const char *ll_tenant_sync_name(ll_tenant_sync s)
+{
+    return (int)s >= 0 && (int)s < NAMES_OF(sync_names) ? sync_names[s] : "unknown";
+}
+
+int ll_tenant_sync_parse(ll_tenant_sync *out, const char *s)
+{
+    int i = name_index(sync_names, NAMES_OF(sync_names), s);
+    if (i < 0)
+        return LL_EINVALID;
+    *out = (ll_tenant_sync)i;
+    return 0;
+}
+
+const char *ll_tenant_origin_name(ll_tenant_origin o)
+{
+    return (int)o >= 0 && (int)o < NAMES_OF(origin_names) ? origin_names[o] : "unknown";
+}
+
+int ll_tenant_origin_parse(ll_tenant_origin *out, const char *s)
+{
+    int i = name_index(origin_names, NAMES_OF(origin_names), s);
+    if (i < 0)
+        return LL_EINVALID;
+    *out = (ll_tenant_origin)i;
+    return 0;
+}
+
+void ll_tenant_record_clear(ll_tenant_record *t)
+{
+    if (!t)
+        return;
+    free(t->id);
+    free(t->tier);
+    free(t->release);
+    json_decref(t->values);
+    free(t->commit);
+    free(t->created_at);
+    free(t->updated_at);
+    free(t->offboarded_at);
+    free(t->path);
+    free(t->observed_state);
+    free(t->observed_since);
+    free(t->chart_version);
+    for (size_t i = 0; i < t->n_commits; i++) {
+        free(t->commits[i].sha);
+        free(t->commits[i].operation);
+        free(t->commits[i].at);
+    }
+    free(t->commits);
+    memset(t, 0, sizeof(*t));
+}
+
+void ll_tenant_records_free(ll_tenant_record *items, size_t n)
+{
+    for (size_t i = 0; items && i < n; i++)
+        ll_tenant_record_clear(&items[i]);
+    free(items);
+}
+
+/* A string, or null (NULL); never fails for a NULL s. */
+static json_t *string_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+json_t *ll_tenant_record_json(const ll_tenant_record *t)
+{
+    json_t *j = json_object();
+
+    json_object_set_new(j, "id", string_or_null(t->id));
+    json_object_set_new(j, "tier", string_or_null(t->tier));
+    json_object_set_new(j, "release", string_or_null(t->release));
+    json_object_set(j, "values", t->values);
+    json_object_set_new(j, "lifecycle", json_string(ll_tenant_lifecycle_name(t->lifecycle)));
+    json_object_set_new(j, "sync", json_string(ll_tenant_sync_name(t->sync)));
+    json_object_set_new(j, "commit", string_or_null(t->commit));
+    json_object_set_new(j, "operation", t->operation ? json_integer(t->operation) : json_null());
+    json_object_set_new(j, "created_at", string_or_null(t->created_at));
+    json_object_set_new(j, "updated_at", string_or_null(t->updated_at));
+    json_object_set_new(j, "offboarded_at", string_or_null(t->offboarded_at));
+    json_object_set_new(j, "origin", json_string(ll_tenant_origin_name(t->origin)));
+    json_object_set_new(j, "path", string_or_null(t->path));
+    json_object_set_new(j, "observed_state", string_or_null(t->observed_state));
+    json_object_set_new(j, "observed_since", string_or_null(t->observed_since));
+    json_object_set_new(j, "etag", json_string(t->etag));
+    json_object_set_new(j, "chart_version", string_or_null(t->chart_version));
+    if (t->has_commits) {
+        json_t *list = json_array();
+        for (size_t i = 0; i < t->n_commits; i++)
+            json_array_append_new(list, json_pack("{s:o, s:o, s:o}", "sha",
+                                                  string_or_null(t->commits[i].sha), "operation",
+                                                  string_or_null(t->commits[i].operation), "at",
+                                                  string_or_null(t->commits[i].at)));
+        json_object_set_new(j, "commits", list);
+    }
+    return j;
+}
+
+/* --- tenants: from the SQL row ---------------------------------------------- */
 
 #define TENANT_COLS                                                                                \
     "id, tier, release, values_json, lifecycle, sync, commit_sha, operation_id, created_at, "      \
     "updated_at, offboarded_at, origin, path, observed_state, observed_since, chart_version"
 
-static json_t *tenant_row(sqlite3_stmt *st)
+/* Column i as a new string, or NULL. */
+static char *col_dup(sqlite3_stmt *st, int i)
 {
-    json_t *t = json_object(), *values;
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    return s ? strdup(s) : NULL;
+}
+
+/* The one conversion of a tenants row (TENANT_COLS) into a record. */
+static int tenant_of_row(ll_tenant_record *t, sqlite3_stmt *st)
+{
     const char *vj = (const char *)sqlite3_column_text(st, 3);
 
-    values = vj ? json_loads(vj, 0, NULL) : NULL;
-    json_object_set_new(t, "id", reg_col_text(st, 0));
-    json_object_set_new(t, "tier", reg_col_text(st, 1));
-    json_object_set_new(t, "release", reg_col_text(st, 2));
-    json_object_set_new(t, "values", values ? values : json_object());
-    json_object_set_new(t, "lifecycle", reg_col_text(st, 4));
-    json_object_set_new(t, "sync", reg_col_text(st, 5));
-    json_object_set_new(t, "commit", reg_col_text(st, 6));
-    json_object_set_new(t, "operation",
-                        sqlite3_column_type(st, 7) == SQLITE_NULL
-                            ? json_null()
-                            : json_integer(sqlite3_column_int64(st, 7)));
-    json_object_set_new(t, "created_at", reg_col_text(st, 8));
-    json_object_set_new(t, "updated_at", reg_col_text(st, 9));
-    json_object_set_new(t, "offboarded_at", reg_col_text(st, 10));
-    json_object_set_new(t, "origin", reg_col_text(st, 11));
-    json_object_set_new(t, "path", reg_col_text(st, 12));
-    json_object_set_new(t, "observed_state", reg_col_text(st, 13));
-    json_object_set_new(t, "observed_since", reg_col_text(st, 14));
+    memset(t, 0, sizeof(*t));
+    t->values = vj ? json_loads(vj, 0, NULL) : NULL;
+    if (!t->values)
+        t->values = json_object();
+    t->id = col_dup(st, 0);
+    t->tier = col_dup(st, 1);
+    t->release = col_dup(st, 2);
+    /* The schema's CHECK constraints admit only the names known here. */
+    ll_tenant_lifecycle_parse(&t->lifecycle, (const char *)sqlite3_column_text(st, 4));
+    ll_tenant_sync_parse(&t->sync, (const char *)sqlite3_column_text(st, 5));
+    t->commit = col_dup(st, 6);
+    t->operation = sqlite3_column_type(st, 7) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 7);
+    t->created_at = col_dup(st, 8);
+    t->updated_at = col_dup(st, 9);
+    t->offboarded_at = col_dup(st, 10);
+    ll_tenant_origin_parse(&t->origin, (const char *)sqlite3_column_text(st, 11));
+    t->path = col_dup(st, 12);
+    t->observed_state = col_dup(st, 13);
+    t->observed_since = col_dup(st, 14);
+    t->chart_version = col_dup(st, 15);
     {
         /* The version of the desired state: what If-Match compares. */
-        char etag[LL_ETAG_MAX];
         const char *parts[] = {(const char *)sqlite3_column_text(st, 1),
                                (const char *)sqlite3_column_text(st, 2),
                                vj,
                                (const char *)sqlite3_column_text(st, 4),
                                (const char *)sqlite3_column_text(st, 7),
                                (const char *)sqlite3_column_text(st, 12)};
-        ll_etag_of(etag, parts, 6);
-        json_object_set_new(t, "etag", json_string(etag));
+        ll_etag_of(t->etag, parts, 6);
     }
-    json_object_set_new(t, "chart_version", reg_col_text(st, 15));
-    return t;
-}
-
-/* LL_EPRECONDITION when if_match is given and does not name t's version. */
-static int check_if_match(const json_t *t, const char *id, const char *if_match)
-{
-    const char *etag = json_string_value(json_object_get(t, "etag"));
-    if (!if_match || ll_etag_matches(if_match, etag))
-        return 0;
-    ll_error_set(LL_EPRECONDITION, "tenant '%s' has changed: it is at version %s", id, etag);
-    ll_error_hint("read it again (GET /api/v1/tenants/%s) and send its ETag in If-Match", id);
-    return LL_EPRECONDITION;
-}
-
-static int tenant_commits(json_t *t, ll_registry *r, const char *id)
-{
-    sqlite3_stmt *st = NULL;
-    json_t *list = json_array();
-    int error, rc;
-
-    /* Its own operations, and the rollout operations that moved it. */
-    if ((error = reg_prepare(&st, r,
-                             "SELECT commit_sha, kind, updated_at, id FROM operations WHERE "
-                             "tenant_id = ?1 AND state = 'pushed' UNION ALL SELECT o.commit_sha, "
-                             "o.kind, o.updated_at, o.id FROM operation_tenants ot JOIN operations "
-                             "o ON o.id = ot.operation_id WHERE ot.tenant_id = ?1 AND o.state = "
-                             "'pushed' ORDER BY 4")) < 0)
-        goto done;
-    reg_bind_text(st, 1, id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *c = json_object();
-        json_object_set_new(c, "sha", reg_col_text(st, 0));
-        json_object_set_new(c, "operation", reg_col_text(st, 1));
-        json_object_set_new(c, "at", reg_col_text(st, 2));
-        json_array_append_new(list, c);
+    if (!t->id || !t->values) {
+        ll_tenant_record_clear(t);
+        return ll_error_set(-1, "out of memory");
     }
-    error = rc == SQLITE_DONE ? 0 : reg_db_error(r, "read commits");
-done:
-    reg_finalize(r, st);
-    json_object_set_new(t, "commits", list);
-    return error;
+    return 0;
 }
 
-int ll_registry_tenant_get(json_t **out, ll_registry *r, const char *id, int with_commits)
-{
-    sqlite3_stmt *st = NULL;
-    json_t *t = NULL;
-    int error, rc;
+/* --- tenants: reads --------------------------------------------------------- */
 
-    if ((error = reg_prepare(&st, r, "SELECT " TENANT_COLS " FROM tenants WHERE id = ?")) < 0)
-        return error;
-    reg_bind_text(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        t = tenant_row(st);
-        error = 0;
-    } else if (rc == SQLITE_DONE) {
+static int commit_row(sqlite3_stmt *st, void *payload)
+{
+    ll_tenant_record *t = payload;
+    ll_tenant_commit *grown = realloc(t->commits, (t->n_commits + 1) * sizeof(*grown));
+    if (!grown)
+        return ll_error_set(-1, "out of memory");
+    t->commits = grown;
+    t->commits[t->n_commits++] = (ll_tenant_commit){
+        .sha = col_dup(st, 0),
+        .operation = col_dup(st, 1),
+        .at = col_dup(st, 2),
+    };
+    return 0;
+}
+
+/* Its own operations, and the rollout operations that moved it. */
+static int tenant_commits(ll_tenant_record *t, ll_registry *r, const char *id)
+{
+    int error;
+    t->has_commits = 1;
+    error = reg_rows(r, "read commits", commit_row, t,
+                     "SELECT commit_sha, kind, updated_at, id FROM operations WHERE "
+                     "tenant_id = ?1 AND state = 'pushed' UNION ALL SELECT o.commit_sha, "
+                     "o.kind, o.updated_at, o.id FROM operation_tenants ot JOIN operations "
+                     "o ON o.id = ot.operation_id WHERE ot.tenant_id = ?1 AND o.state = "
+                     "'pushed' ORDER BY 4",
+                     "s", id);
+    return error < 0 ? error : 0;
+}
+
+static int one_tenant(sqlite3_stmt *st, void *payload)
+{
+    return tenant_of_row(payload, st);
+}
+
+int ll_registry_tenant_get(ll_tenant_record *out, ll_registry *r, const char *id, int with_commits)
+{
+    ll_tenant_record t = {0};
+    int error = reg_rows(r, "read tenant", one_tenant, &t,
+                         "SELECT " TENANT_COLS " FROM tenants WHERE id = ?", "s", id);
+
+    memset(out, 0, sizeof(*out));
+    if (error == 0)
         error = ll_error_set(LL_ENOTFOUND, "no tenant '%s'", id);
-    } else {
-        error = reg_db_error(r, "read tenant");
-    }
-    reg_finalize(r, st);
-    if (!error && with_commits)
-        error = tenant_commits(t, r, id);
+    if (error > 0)
+        error = with_commits ? tenant_commits(&t, r, id) : 0;
     if (error < 0) {
-        json_decref(t);
+        ll_tenant_record_clear(&t);
         return error;
     }
     *out = t;
     return 0;
 }
 
-int ll_registry_tenant_list(json_t **out_items, char **out_next, ll_registry *r, const char *tier,
-                            const char *lifecycle, const char *after, int limit)
-{
-    sqlite3_stmt *st = NULL;
-    json_t *items = json_array();
-    int error, rc, n = 0;
+/* Records gathered from rows, at most limit; the row past them names the
+ * next page. */
+typedef struct tenant_page {
+    ll_tenant_record *items;
+    size_t n, cap;
+    int limit, more;
+} tenant_page;
 
-    *out_next = NULL;
-    if ((error =
-             reg_prepare(&st, r,
-                         "SELECT " TENANT_COLS " FROM tenants WHERE (?1 IS NULL OR tier = ?1) AND "
-                         "(?2 IS NULL OR lifecycle = ?2) AND (?3 IS NULL OR id > ?3) "
-                         "ORDER BY id LIMIT ?4")) < 0)
-        goto fail;
-    reg_bind_text(st, 1, tier);
-    reg_bind_text(st, 2, lifecycle);
-    reg_bind_text(st, 3, after);
-    sqlite3_bind_int(st, 4, limit + 1);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n++ == limit) {
-            json_t *last = json_array_get(items, json_array_size(items) - 1);
-            *out_next = strdup(json_string_value(json_object_get(last, "id")));
-            break;
-        }
-        json_array_append_new(items, tenant_row(st));
+static int page_row(sqlite3_stmt *st, void *payload)
+{
+    tenant_page *p = payload;
+    if ((int)p->n == p->limit) {
+        p->more = 1;
+        return 0;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        error = reg_db_error(r, "list tenants");
-        goto fail;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        ll_tenant_record *grown = realloc(p->items, cap * sizeof(*grown));
+        if (!grown)
+            return ll_error_set(-1, "out of memory");
+        p->items = grown;
+        p->cap = cap;
     }
-    reg_finalize(r, st);
-    *out_items = items;
-    return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(items);
+    int error = tenant_of_row(&p->items[p->n], st);
+    if (error == 0)
+        p->n++;
     return error;
+}
+
+int ll_registry_tenant_list(ll_tenant_record **out_items, size_t *out_count, char **out_next,
+                            ll_registry *r, const char *tier, int lifecycle, const char *after,
+                            int limit)
+{
+    tenant_page page = {.limit = limit};
+    int error;
+
+    *out_items = NULL;
+    *out_count = 0;
+    *out_next = NULL;
+    error =
+        reg_rows(r, "list tenants", page_row, &page,
+                 "SELECT " TENANT_COLS " FROM tenants WHERE (?1 IS NULL OR tier = ?1) AND "
+                 "(?2 IS NULL OR lifecycle = ?2) AND (?3 IS NULL OR id > ?3) "
+                 "ORDER BY id LIMIT ?4",
+                 "sssi", tier,
+                 lifecycle < 0 ? NULL : ll_tenant_lifecycle_name((ll_tenant_lifecycle)lifecycle),
+                 after, limit + 1);
+    if (error >= 0 && page.more && page.n > 0 && !(*out_next = strdup(page.items[page.n - 1].id)))
+        error = ll_error_set(-1, "out of memory");
+    if (error < 0) {
+        ll_tenant_records_free(page.items, page.n);
+        return error;
+    }
+    *out_items = page.items;
+    *out_count = page.n;
+    return 0;
+}
+
+static int count_row(sqlite3_stmt *st, void *payload)
+{
+    json_object_set_new(payload, (const char *)sqlite3_column_text(st, 0),
+                        json_integer(sqlite3_column_int64(st, 1)));
+    return 0;
 }
 
 int ll_registry_tenant_counts(json_t **out, ll_registry *r)
 {
-    sqlite3_stmt *st = NULL;
     json_t *counts = json_object();
-    int error, rc;
-
-    if ((error = reg_prepare(&st, r,
-                             "SELECT tier, count(*) FROM tenants WHERE lifecycle != 'offboarded' "
-                             "GROUP BY tier")) < 0)
-        goto fail;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_object_set_new(counts, (const char *)sqlite3_column_text(st, 0),
-                            json_integer(sqlite3_column_int64(st, 1)));
-    if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "count tenants");
-        goto fail;
+    int error = reg_rows(r, "count tenants", count_row, counts,
+                         "SELECT tier, count(*) FROM tenants WHERE lifecycle != 'offboarded' "
+                         "GROUP BY tier",
+                         NULL);
+    if (error < 0) {
+        json_decref(counts);
+        return error;
     }
-    reg_finalize(r, st);
     *out = counts;
     return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(counts);
-    return error;
 }
 
-static int insert_op(long long *out, ll_registry *r, const char *kind, const char *tenant,
-                     const char *tier, const char *payload, const char *now,
-                     const ll_registry_author *author)
+/* --- tenants: writes inside the caller's transaction ---------------------------- */
+
+int reg_tenant_put(ll_registry *r, const ll_tenant_desired *d, const char *values_json,
+                   const char *chart, long long op, const char *now, int revive)
 {
-    sqlite3_stmt *st = NULL;
-    int error;
-    if ((error =
-             reg_prepare(&st, r,
-                         "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
-                         "created_at, updated_at, author_name, author_email) VALUES (?, ?, ?, ?, "
-                         "'queued', ?, ?, ?, ?) RETURNING id")) < 0)
-        return error;
-    reg_bind_text(st, 7, author->name);
-    reg_bind_text(st, 8, author->email);
-    reg_bind_text(st, 1, kind);
-    reg_bind_text(st, 2, tenant);
-    reg_bind_text(st, 3, tier);
-    reg_bind_text(st, 4, payload);
-    reg_bind_text(st, 5, now);
-    reg_bind_text(st, 6, now);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *out = sqlite3_column_int64(st, 0);
-        error = 0;
-    } else {
-        error = reg_db_error(r, "queue operation");
+    char opid[32];
+    snprintf(opid, sizeof(opid), "%lld", op);
+    if (revive) {
+        const char *p[] = {d->tier, d->release, values_json, opid, now, chart, d->id};
+        return reg_run(r,
+                       "UPDATE tenants SET tier = ?, release = ?, values_json = ?, lifecycle = "
+                       "'active', sync = 'pending', origin = 'api', operation_id = ?, updated_at = "
+                       "?, offboarded_at = NULL, path = NULL, chart_version = ? WHERE id = ?",
+                       7, p);
     }
-    reg_finalize(r, st);
-    return error;
+    const char *p[] = {d->id, d->tier, d->release, values_json, opid, now, now, chart};
+    return reg_run(r,
+                   "INSERT INTO tenants (id, tier, release, values_json, lifecycle, sync, "
+                   "operation_id, created_at, updated_at, chart_version) VALUES (?, ?, ?, ?, "
+                   "'active', 'pending', ?, ?, ?, ?)",
+                   8, p);
 }
 
-int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r, const char *id,
-                        const char *tier, const char *release, const char *values_json,
-                        const ll_registry_author *author)
+int reg_tenant_set_desired(ll_registry *r, const ll_tenant_desired *d, const char *values_json,
+                           const char *chart, long long op, const char *now)
 {
-    json_t *existing = NULL, *values = json_loads(values_json, 0, NULL), *desired = NULL;
-    char now[32], opid[32], *payload = NULL;
-    int error;
-
-    if (!values && !(values = json_object()))
-        return ll_error_set(-1, "out of memory");
-
-    char chart[64];
-    *out_existing = NULL;
-    ll_now_rfc3339(now);
-    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0) {
-        json_decref(values);
-        return error;
-    }
-    /* What the file will carry, chosen in the same transaction as the
-     * catalogue it is chosen from. */
-    if ((error = reg_chart_version_for(chart, sizeof(chart), r, tier, release)) < 0)
-        goto fail;
-    error = ll_registry_tenant_get(&existing, r, id, 1);
-    if (error == 0 &&
-        strcmp(json_string_value(json_object_get(existing, "lifecycle")), "offboarded") != 0) {
-        ll_error_set(LL_EEXISTS, "tenant '%s' exists already", id);
-        ll_error_field("id");
-        *out_existing = existing;
-        existing = NULL;
-        error = LL_EEXISTS;
-        goto fail;
-    }
-    if (error < 0 && error != LL_ENOTFOUND)
-        goto fail;
-    /* The operation carries the desired state it must write and, for a
-     * tenant onboarded again, the record to return to if it fails. */
-    desired =
-        json_pack("{s:s, s:O, s:s}", "release", release, "values", values, "chart_version", chart);
-    if (existing)
-        json_object_set_new(desired, "previous",
-                            json_pack("{s:O, s:O, s:O, s:O}", "tier",
-                                      json_object_get(existing, "tier"), "release",
-                                      json_object_get(existing, "release"), "values",
-                                      json_object_get(existing, "values"), "chart_version",
-                                      json_object_get(existing, "chart_version")));
-    payload = json_dumps(desired, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!payload) {
-        error = ll_error_set(-1, "cannot encode the operation");
-        goto fail;
-    }
-    if ((error = insert_op(out_op, r, "onboard", id, tier, payload, now, author)) < 0)
-        goto fail;
-    snprintf(opid, sizeof(opid), "%lld", *out_op);
-    if (existing) {
-        const char *p[] = {tier, release, values_json, opid, now, chart, id};
-        error =
-            reg_run(r,
-                    "UPDATE tenants SET tier = ?, release = ?, values_json = ?, lifecycle = "
-                    "'active', sync = 'pending', origin = 'api', operation_id = ?, updated_at = ?, "
-                    "offboarded_at = NULL, path = NULL, chart_version = ? WHERE id = ?",
-                    7, p);
-    } else {
-        const char *p[] = {id, tier, release, values_json, opid, now, now, chart};
-        error = reg_run(r,
-                        "INSERT INTO tenants (id, tier, release, values_json, lifecycle, sync, "
-                        "operation_id, created_at, updated_at, chart_version) VALUES (?, ?, ?, ?, "
-                        "'active', 'pending', ?, ?, ?, ?)",
-                        8, p);
-    }
-    if (error < 0)
-        goto fail;
-    json_decref(existing);
-    json_decref(desired);
-    json_decref(values);
-    free(payload);
-    return reg_commit(r);
-fail:
-    json_decref(existing);
-    json_decref(desired);
-    json_decref(values);
-    free(payload);
-    reg_rollback(r);
-    return error;
+    char opid[32];
+    snprintf(opid, sizeof(opid), "%lld", op);
+    /* A tier change writes the file where the configured layout puts it. */
+    const char *p[] = {d->tier, d->release, values_json, opid, now, d->id, chart};
+    return reg_run(r,
+                   "UPDATE tenants SET tier = ?1, release = ?2, values_json = ?3, sync = "
+                   "'pending', operation_id = ?4, updated_at = ?5, path = CASE WHEN tier = ?1 "
+                   "THEN path ELSE NULL END, chart_version = ?7 WHERE id = ?6",
+                   7, p);
 }
 
-int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id,
-                         const ll_registry_author *author, const char *if_match)
+int reg_tenant_set_offboarding(ll_registry *r, const char *id, long long op, const char *now)
 {
-    json_t *t = NULL;
-    char now[32], opid[32];
-    const char *lifecycle;
-    int error;
-
-    *out_op = 0;
-    ll_now_rfc3339(now);
-    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
-        return error;
-    if ((error = ll_registry_tenant_get(&t, r, id, 0)) < 0 ||
-        (error = check_if_match(t, id, if_match)) < 0)
-        goto fail;
-    lifecycle = json_string_value(json_object_get(t, "lifecycle"));
-    if (strcmp(lifecycle, "offboarded") == 0) {
-        json_decref(t);
-        return reg_commit(r);
-    }
-    if ((error = insert_op(out_op, r, "offboard", id, json_string_value(json_object_get(t, "tier")),
-                           "{}", now, author)) < 0)
-        goto fail;
-    snprintf(opid, sizeof(opid), "%lld", *out_op);
-    {
-        const char *p[] = {opid, now, id};
-        if ((error = reg_run(r,
-                             "UPDATE tenants SET lifecycle = 'offboarding', sync = 'pending', "
-                             "operation_id = ?, updated_at = ? WHERE id = ?",
-                             3, p)) < 0)
-            goto fail;
-    }
-    json_decref(t);
-    return reg_commit(r);
-fail:
-    json_decref(t);
-    reg_rollback(r);
-    return error;
+    char opid[32];
+    snprintf(opid, sizeof(opid), "%lld", op);
+    const char *p[] = {opid, now, id};
+    return reg_run(r,
+                   "UPDATE tenants SET lifecycle = 'offboarding', sync = 'pending', "
+                   "operation_id = ?, updated_at = ? WHERE id = ?",
+                   3, p);
 }
 
 /* --- operations ----------------------------------------------------------- */
@@ -570,81 +605,6 @@ int ll_registry_ops_finish(ll_registry *r, const json_t *results)
     return reg_commit(r);
 }
 
-int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const char *tier,
-                       const char *release, const char *values_json,
-                       const ll_registry_author *author, const char *if_match)
-{
-    json_t *t = NULL, *values = json_loads(values_json, 0, NULL), *desired = NULL;
-    char now[32], opid[32], *payload = NULL;
-    const char *lifecycle;
-    int error;
-
-    *out_op = 0;
-    if (!values)
-        return ll_error_set(LL_EINVALID, "values are not JSON");
-    ll_now_rfc3339(now);
-    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0) {
-        json_decref(values);
-        return error;
-    }
-    if ((error = ll_registry_tenant_get(&t, r, id, 0)) < 0 ||
-        (error = check_if_match(t, id, if_match)) < 0)
-        goto fail;
-    lifecycle = json_string_value(json_object_get(t, "lifecycle"));
-    if (strcmp(lifecycle, "offboarded") == 0 || strcmp(lifecycle, "offboarding") == 0) {
-        error = ll_error_set(LL_ECONFLICT, "tenant '%s' is %s", id, lifecycle);
-        ll_error_hint("onboard it again with POST /api/v1/tenants");
-        goto fail;
-    }
-    /* What the file carries changes only with the policy: pinning writes the
-     * pin, a new floating line (or unpinning) chooses again; anything else
-     * (values, a tier move) keeps the version the tenant runs. */
-    const char *old_release = json_string_value(json_object_get(t, "release"));
-    const char *old_chart = json_string_value(json_object_get(t, "chart_version"));
-    char old_expr[64] = "", new_expr[64] = "", chart[64];
-    ll_release_expr(old_expr, sizeof(old_expr), old_release);
-    ll_release_expr(new_expr, sizeof(new_expr), release);
-    if (old_chart && strcmp(old_expr, new_expr) == 0)
-        snprintf(chart, sizeof(chart), "%s", old_chart);
-    else if ((error = reg_chart_version_for(chart, sizeof(chart), r, tier, release)) < 0)
-        goto fail;
-    /* The operation carries the new desired state, the folder the tenant
-     * leaves, and the state to return to if it fails. */
-    desired = json_pack(
-        "{s:s, s:O, s:s, s:O, s:{s:O, s:O, s:O, s:O}}", "release", release, "values", values,
-        "chart_version", chart, "from_tier", json_object_get(t, "tier"), "previous", "tier",
-        json_object_get(t, "tier"), "release", json_object_get(t, "release"), "values",
-        json_object_get(t, "values"), "chart_version", json_object_get(t, "chart_version"));
-    if (!desired || !(payload = json_dumps(desired, JSON_COMPACT | JSON_SORT_KEYS))) {
-        error = ll_error_set(-1, "cannot encode the operation");
-        goto fail;
-    }
-    if ((error = insert_op(out_op, r, "update", id, tier, payload, now, author)) < 0)
-        goto fail;
-    snprintf(opid, sizeof(opid), "%lld", *out_op);
-    {
-        /* A tier change writes the file where the configured layout puts it. */
-        const char *p[] = {tier, release, values_json, opid, now, id, chart};
-        if ((error = reg_run(
-                 r,
-                 "UPDATE tenants SET tier = ?1, release = ?2, values_json = ?3, sync = "
-                 "'pending', operation_id = ?4, updated_at = ?5, path = CASE WHEN tier = ?1 "
-                 "THEN path ELSE NULL END, chart_version = ?7 WHERE id = ?6",
-                 7, p)) < 0)
-            goto fail;
-    }
-    error = reg_commit(r);
-    goto done;
-fail:
-    reg_rollback(r);
-done:
-    json_decref(t);
-    json_decref(values);
-    json_decref(desired);
-    free(payload);
-    return error;
-}
-
 int ll_registry_ops_attempted(ll_registry *r, const json_t *ops, const char *why)
 {
     char now[32], opid[32];
@@ -671,41 +631,45 @@ int ll_registry_ops_attempted(ll_registry *r, const json_t *ops, const char *why
     return reg_commit(r);
 }
 
+/* Rows of the follower's poll: records as JSON, and the newest change. */
+typedef struct changed_rows {
+    json_t *rows;
+    long long top;
+} changed_rows;
+
+static int changed_row(sqlite3_stmt *st, void *payload)
+{
+    changed_rows *c = payload;
+    ll_tenant_record t;
+    int error = tenant_of_row(&t, st);
+    if (error < 0)
+        return error;
+    json_array_append_new(c->rows, ll_tenant_record_json(&t));
+    ll_tenant_record_clear(&t);
+    if (sqlite3_column_int64(st, 16) > c->top)
+        c->top = sqlite3_column_int64(st, 16);
+    return 0;
+}
+
 int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r)
 {
-    sqlite3_stmt *st = NULL;
-    json_t *rows = json_array();
-    long long top = *seq < 0 ? 0 : *seq;
-    int error, rc;
-
+    changed_rows c = {json_array(), *seq < 0 ? 0 : *seq};
     /* The follower's poll, every round: prepared once (both forms). */
-    if ((error =
-             reg_prepare(&st, r,
+    int error = reg_rows(r, "read changed tenants", changed_row, &c,
                          *seq < 0 ? "SELECT " TENANT_COLS ", (SELECT coalesce(max(seq), 0) FROM "
                                     "tenant_changes) FROM tenants WHERE ? < 0"
                                   : "SELECT " TENANT_COLS ", (SELECT max(seq) FROM "
                                     "tenant_changes WHERE tenant_id = tenants.id) FROM tenants "
                                     "WHERE id IN (SELECT tenant_id FROM tenant_changes WHERE "
-                                    "seq > ?)")) < 0)
-        goto fail;
-    sqlite3_bind_int64(st, 1, *seq);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_array_append_new(rows, tenant_row(st));
-        if (sqlite3_column_int64(st, 16) > top)
-            top = sqlite3_column_int64(st, 16);
+                                    "seq > ?)",
+                         "I", *seq);
+    if (error < 0) {
+        json_decref(c.rows);
+        return error;
     }
-    if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "read changed tenants");
-        goto fail;
-    }
-    reg_finalize(r, st);
-    *out = rows;
-    *seq = top;
+    *out = c.rows;
+    *seq = c.top;
     return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(rows);
-    return error;
 }
 
 int ll_registry_tenant_changes_prune(ll_registry *r, long long upto)
@@ -715,29 +679,25 @@ int ll_registry_tenant_changes_prune(ll_registry *r, long long upto)
     return reg_exec(r, sql);
 }
 
+static int index_row(sqlite3_stmt *st, void *payload)
+{
+    json_object_set_new(payload, (const char *)sqlite3_column_text(st, 0),
+                        json_pack("{s:o, s:o, s:o}", "tier", reg_col_text(st, 1), "lifecycle",
+                                  reg_col_text(st, 2), "sync", reg_col_text(st, 3)));
+    return 0;
+}
+
 int ll_registry_tenant_index(json_t **out, ll_registry *r)
 {
-    sqlite3_stmt *st = NULL;
     json_t *index = json_object();
-    int error, rc;
-
-    if ((error = reg_prepare(&st, r, "SELECT id, tier, lifecycle, sync FROM tenants")) < 0)
-        goto fail;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_object_set_new(index, (const char *)sqlite3_column_text(st, 0),
-                            json_pack("{s:o, s:o, s:o}", "tier", reg_col_text(st, 1), "lifecycle",
-                                      reg_col_text(st, 2), "sync", reg_col_text(st, 3)));
-    if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "index tenants");
-        goto fail;
+    int error = reg_rows(r, "index tenants", index_row, index,
+                         "SELECT id, tier, lifecycle, sync FROM tenants", NULL);
+    if (error < 0) {
+        json_decref(index);
+        return error;
     }
-    reg_finalize(r, st);
     *out = index;
     return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(index);
-    return error;
 }
 
 /* An adopted file's chart version: its release as the range it reads

@@ -71,6 +71,18 @@ int reg_rows(ll_registry *r, const char *what, reg_row_fn row, void *payload, co
  * number of changed rows or a negative code. */
 int reg_run(ll_registry *r, const char *sql, int n, const char *const *params);
 
+/* The tenant store's writes inside the caller's transaction (registry.c),
+ * given the chart version the tenant's file carries (chart), the
+ * operation op that carries the change, and the time now; values_json is
+ * d->values as stored.  A put inserts the tenant, or revives an offboarded
+ * one (revive 1); set_desired stores an update; set_offboarding marks the
+ * tenant leaving.  The number of changed rows, or a negative code. */
+int reg_tenant_put(ll_registry *r, const ll_tenant_desired *d, const char *values_json,
+                   const char *chart, long long op, const char *now, int revive);
+int reg_tenant_set_desired(ll_registry *r, const ll_tenant_desired *d, const char *values_json,
+                           const char *chart, long long op, const char *now);
+int reg_tenant_set_offboarding(ll_registry *r, const char *id, long long op, const char *now);
+
 /* Records the outcome of a pushed tier operation (tier_put stores its
  * description, tier_delete forgets it); inside the caller's transaction. */
 int reg_tier_finish(ll_registry *r, const json_t *op, const char *now);

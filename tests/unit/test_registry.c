@@ -19,6 +19,71 @@
 static char dir[64], path[128];
 static const ll_registry_author author = {"Ada", "ada@example.com"};
 
+/* The tenant store through its typed records, in the JSON shape the
+ * assertions below read (ll_tenant_record_json: the one conversion the
+ * follower and the API's views start from). */
+static int tenant_get_json(json_t **out, ll_registry *r, const char *id, int with_commits)
+{
+    ll_tenant_record t;
+    int error = ll_registry_tenant_get(&t, r, id, with_commits);
+    if (error == 0)
+        *out = ll_tenant_record_json(&t);
+    ll_tenant_record_clear(&t);
+    return error;
+}
+
+static int tenant_list_json(json_t **out, char **out_next, ll_registry *r, const char *tier,
+                            const char *lifecycle, const char *after, int limit)
+{
+    ll_tenant_record *items = NULL;
+    ll_tenant_lifecycle l = LL_TENANT_ACTIVE;
+    size_t n = 0;
+    if (lifecycle)
+        assert_int_equal(ll_tenant_lifecycle_parse(&l, lifecycle), 0);
+    int error = ll_registry_tenant_list(&items, &n, out_next, r, tier, lifecycle ? (int)l : -1,
+                                        after, limit);
+    if (error == 0) {
+        *out = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(*out, ll_tenant_record_json(&items[i]));
+    }
+    ll_tenant_records_free(items, n);
+    return error;
+}
+
+/* Onboards (values as JSON text); *existing: the tenant in the way, as
+ * JSON, when LL_EEXISTS. */
+static int onboard(long long *op, json_t **existing, ll_registry *r, const char *id,
+                   const char *tier, const char *release, const char *values)
+{
+    json_t *v = json_loads(values, 0, NULL);
+    ll_tenant_record in_the_way;
+    ll_tenant_desired d = {.id = id, .tier = tier, .release = release, .values = v};
+    assert_non_null(v);
+    int error = ll_registry_onboard(op, &in_the_way, r, &d, &author);
+    *existing = error == LL_EEXISTS ? ll_tenant_record_json(&in_the_way) : NULL;
+    ll_tenant_record_clear(&in_the_way);
+    json_decref(v);
+    return error;
+}
+
+static int update(long long *op, ll_registry *r, const char *id, const char *tier,
+                  const char *release, const char *values)
+{
+    json_t *v = json_loads(values, 0, NULL);
+    ll_tenant_desired d = {.id = id, .tier = tier, .release = release, .values = v};
+    assert_non_null(v);
+    int error = ll_registry_update(op, r, &d, &author);
+    json_decref(v);
+    return error;
+}
+
+static int offboard(long long *op, ll_registry *r, const char *id)
+{
+    ll_tenant_desired d = {.id = id};
+    return ll_registry_offboard(op, r, &d, &author);
+}
+
 static int setup(void **state)
 {
     snprintf(dir, sizeof(dir), "/tmp/ll-registry-XXXXXX");
@@ -108,22 +173,20 @@ static void test_change_generation(void **state)
     assert_int_equal(ll_registry_open(&quiet, path), 0);
     ll_registry_set_quiet(quiet, 1);
     unsigned long long g0 = ll_registry_generation();
-    assert_int_equal(
-        ll_registry_onboard(&op, &existing, r, "acme", "premium", "0.0", "{}", &author), 0);
+    assert_int_equal(onboard(&op, &existing, r, "acme", "premium", "0.0", "{}"), 0);
     unsigned long long g1 = ll_registry_generation();
     assert_true(g1 > g0);
     /* Reads (through the cached statements, twice) move nothing. */
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 1), 0);
+        assert_int_equal(tenant_get_json(&t, r, "acme", 1), 0);
         json_decref(t);
     }
-    assert_int_equal(ll_registry_tenant_get(&t, r, "nobody", 1), LL_ENOTFOUND);
+    assert_int_equal(tenant_get_json(&t, r, "nobody", 1), LL_ENOTFOUND);
     assert_true(ll_registry_generation() == g1);
-    assert_int_equal(
-        ll_registry_onboard(&op, &existing, quiet, "quiet1", "basic", "0.0", "{}", &author), 0);
+    assert_int_equal(onboard(&op, &existing, quiet, "quiet1", "basic", "0.0", "{}"), 0);
     assert_true(ll_registry_generation() == g1);
     /* The quiet connection's write is there for the others. */
-    assert_int_equal(ll_registry_tenant_get(&t, r, "quiet1", 1), 0);
+    assert_int_equal(tenant_get_json(&t, r, "quiet1", 1), 0);
     json_decref(t);
     ll_registry_close(quiet);
     ll_registry_close(r);
@@ -137,11 +200,10 @@ static void test_tenant_lifecycle(void **state)
     long long op = 0, op2 = 0;
 
     assert_int_equal(ll_registry_open(&r, path), 0);
-    assert_int_equal(
-        ll_registry_onboard(&op, &existing, r, "acme", "premium", "0.0", "{\"a\":1}", &author), 0);
+    assert_int_equal(onboard(&op, &existing, r, "acme", "premium", "0.0", "{\"a\":1}"), 0);
     assert_true(op > 0);
     assert_null(existing);
-    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 1), 0);
+    assert_int_equal(tenant_get_json(&t, r, "acme", 1), 0);
     assert_string_equal(json_string_value(json_object_get(t, "sync")), "pending");
     assert_string_equal(json_string_value(json_object_get(t, "lifecycle")), "active");
     assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "values"), "a")), 1);
@@ -149,8 +211,7 @@ static void test_tenant_lifecycle(void **state)
     json_decref(t);
 
     /* Exists: refused with the existing tenant. */
-    assert_int_equal(ll_registry_onboard(&op2, &existing, r, "acme", "basic", "0.0", "{}", &author),
-                     LL_EEXISTS);
+    assert_int_equal(onboard(&op2, &existing, r, "acme", "basic", "0.0", "{}"), LL_EEXISTS);
     assert_non_null(existing);
     assert_string_equal(json_string_value(json_object_get(existing, "tier")), "premium");
     json_decref(existing);
@@ -167,7 +228,7 @@ static void test_tenant_lifecycle(void **state)
                     "0123456789012345678901234567890123456789");
     assert_int_equal(ll_registry_ops_finish(r, res), 0);
     json_decref(res);
-    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 1), 0);
+    assert_int_equal(tenant_get_json(&t, r, "acme", 1), 0);
     assert_string_equal(json_string_value(json_object_get(t, "sync")), "committed");
     assert_string_equal(json_string_value(json_object_get(t, "commit")),
                         "0123456789012345678901234567890123456789");
@@ -175,53 +236,49 @@ static void test_tenant_lifecycle(void **state)
     json_decref(t);
 
     /* Offboard, then a failed re-onboard returns the tenant to offboarded. */
-    assert_int_equal(ll_registry_offboard(&op, r, "acme", &author, NULL), 0);
+    assert_int_equal(offboard(&op, r, "acme"), 0);
     assert_true(op > 0);
     res = json_pack("[{s:I, s:b, s:s}]", "id", (json_int_t)op, "ok", 1, "commit",
                     "1111111111111111111111111111111111111111");
     assert_int_equal(ll_registry_ops_finish(r, res), 0);
     json_decref(res);
-    assert_int_equal(ll_registry_offboard(&op2, r, "acme", &author, NULL), 0);
+    assert_int_equal(offboard(&op2, r, "acme"), 0);
     assert_int_equal(op2, 0); /* offboarded already */
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "acme", "basic", "0.0", "{}", &author),
-                     0);
+    assert_int_equal(onboard(&op, &existing, r, "acme", "basic", "0.0", "{}"), 0);
     res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "boom",
                     "error_type", "upstream-failure");
     assert_int_equal(ll_registry_ops_finish(r, res), 0);
     json_decref(res);
-    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 1), 0);
+    assert_int_equal(tenant_get_json(&t, r, "acme", 1), 0);
     assert_string_equal(json_string_value(json_object_get(t, "lifecycle")), "offboarded");
     assert_string_equal(json_string_value(json_object_get(t, "tier")), "premium");
     assert_int_equal(json_array_size(json_object_get(t, "commits")), 2);
     json_decref(t);
 
     /* A failed first onboarding leaves no tenant behind. */
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "beta", "basic", "0.0", "{}", &author),
-                     0);
+    assert_int_equal(onboard(&op, &existing, r, "beta", "basic", "0.0", "{}"), 0);
     res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "boom",
                     "error_type", "render-failed");
     assert_int_equal(ll_registry_ops_finish(r, res), 0);
     json_decref(res);
-    assert_int_equal(ll_registry_tenant_get(&t, r, "beta", 0), LL_ENOTFOUND);
+    assert_int_equal(tenant_get_json(&t, r, "beta", 0), LL_ENOTFOUND);
 
     /* Lists page by id. */
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "gamma", "basic", "0.0", "{}", &author),
-                     0);
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "delta", "basic", "0.0", "{}", &author),
-                     0);
-    assert_int_equal(ll_registry_tenant_list(&list, &next, r, "basic", NULL, NULL, 1), 0);
+    assert_int_equal(onboard(&op, &existing, r, "gamma", "basic", "0.0", "{}"), 0);
+    assert_int_equal(onboard(&op, &existing, r, "delta", "basic", "0.0", "{}"), 0);
+    assert_int_equal(tenant_list_json(&list, &next, r, "basic", NULL, NULL, 1), 0);
     assert_int_equal(json_array_size(list), 1);
     assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "id")), "delta");
     assert_string_equal(next, "delta");
     free(next);
     next = NULL;
     json_decref(list);
-    assert_int_equal(ll_registry_tenant_list(&list, &next, r, "basic", NULL, "delta", 1), 0);
+    assert_int_equal(tenant_list_json(&list, &next, r, "basic", NULL, "delta", 1), 0);
     free(next);
     next = NULL;
     assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "id")), "gamma");
     json_decref(list);
-    assert_int_equal(ll_registry_tenant_list(&list, &next, r, "basic", NULL, "gamma", 1), 0);
+    assert_int_equal(tenant_list_json(&list, &next, r, "basic", NULL, "gamma", 1), 0);
     assert_int_equal(json_array_size(list), 0);
     assert_null(next);
     json_decref(list);
@@ -235,15 +292,13 @@ static void test_update_and_reconcile(void **state)
     long long op = 0;
 
     assert_int_equal(ll_registry_open(&r, path), 0);
-    assert_int_equal(
-        ll_registry_onboard(&op, &existing, r, "acme", "basic", "0.0", "{\"a\":1}", &author), 0);
+    assert_int_equal(onboard(&op, &existing, r, "acme", "basic", "0.0", "{\"a\":1}"), 0);
     res = json_pack("[{s:I, s:b, s:s}]", "id", (json_int_t)op, "ok", 1, "commit", "c1");
     assert_int_equal(ll_registry_ops_finish(r, res), 0);
     json_decref(res);
 
     /* An update carries where the tenant comes from and what to return to. */
-    assert_int_equal(
-        ll_registry_update(&op, r, "acme", "premium", "1.2", "{\"b\":2}", &author, NULL), 0);
+    assert_int_equal(update(&op, r, "acme", "premium", "1.2", "{\"b\":2}"), 0);
     assert_int_equal(ll_registry_ops_queued(&ops, r, 10), 0);
     assert_int_equal(json_array_size(ops), 1);
     json_t *o = json_array_get(ops, 0);
@@ -264,7 +319,7 @@ static void test_update_and_reconcile(void **state)
                     "error_type", "conflict");
     assert_int_equal(ll_registry_ops_finish(r, res), 0);
     json_decref(res);
-    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 0), 0);
+    assert_int_equal(tenant_get_json(&t, r, "acme", 0), 0);
     assert_string_equal(json_string_value(json_object_get(t, "tier")), "basic");
     assert_string_equal(json_string_value(json_object_get(t, "release")), "0.0");
     assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "values"), "a")), 1);
@@ -276,7 +331,7 @@ static void test_update_and_reconcile(void **state)
                               "0.0", "values");
     json_t *drift = json_pack("[s]", "acme"), *none = json_array();
     assert_int_equal(ll_registry_reconcile(r, adopt, drift, none, "c2"), 0);
-    assert_int_equal(ll_registry_tenant_get(&t, r, "found", 0), 0);
+    assert_int_equal(tenant_get_json(&t, r, "found", 0), 0);
     assert_string_equal(json_string_value(json_object_get(t, "origin")), "adopted");
     assert_string_equal(json_string_value(json_object_get(t, "commit")), "c2");
     json_decref(t);
@@ -286,10 +341,10 @@ static void test_update_and_reconcile(void **state)
     json_decref(index);
     /* Updating an existing tenant through a scan is refused: only new ones. */
     assert_int_equal(ll_registry_reconcile(r, adopt, none, drift, "c3"), 0);
-    assert_int_equal(ll_registry_tenant_get(&t, r, "found", 0), 0);
+    assert_int_equal(tenant_get_json(&t, r, "found", 0), 0);
     assert_string_equal(json_string_value(json_object_get(t, "commit")), "c2");
     json_decref(t);
-    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 0), 0);
+    assert_int_equal(tenant_get_json(&t, r, "acme", 0), 0);
     assert_string_equal(json_string_value(json_object_get(t, "lifecycle")), "active");
     json_decref(t);
     json_decref(adopt);
@@ -297,11 +352,9 @@ static void test_update_and_reconcile(void **state)
     json_decref(none);
 
     /* Offboarded tenants cannot be changed. */
-    assert_int_equal(ll_registry_offboard(&op, r, "found", &author, NULL), 0);
-    assert_int_equal(ll_registry_update(&op, r, "found", "basic", "0.0", "{}", &author, NULL),
-                     LL_ECONFLICT);
-    assert_int_equal(ll_registry_update(&op, r, "nobody", "basic", "0.0", "{}", &author, NULL),
-                     LL_ENOTFOUND);
+    assert_int_equal(offboard(&op, r, "found"), 0);
+    assert_int_equal(update(&op, r, "found", "basic", "0.0", "{}"), LL_ECONFLICT);
+    assert_int_equal(update(&op, r, "nobody", "basic", "0.0", "{}"), LL_ENOTFOUND);
     ll_registry_close(r);
 }
 
@@ -309,7 +362,7 @@ static const char *chart_of(ll_registry *r, const char *id)
 {
     static char out[64];
     json_t *t = NULL;
-    assert_int_equal(ll_registry_tenant_get(&t, r, id, 0), 0);
+    assert_int_equal(tenant_get_json(&t, r, id, 0), 0);
     snprintf(out, sizeof(out), "%s", json_string_value(json_object_get(t, "chart_version")));
     json_decref(t);
     return out;
@@ -335,7 +388,7 @@ static void test_chart_versions(void **state)
     long long op = 0, id = 0;
 
     assert_int_equal(ll_registry_open(&r, path), 0);
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "a", "basic", "0.0", "{}", &author), 0);
+    assert_int_equal(onboard(&op, &existing, r, "a", "basic", "0.0", "{}"), 0);
     assert_string_equal(chart_of(r, "a"), "0.0.x");
     assert_int_equal(ll_registry_ops_queued(&ops, r, 10), 0);
     assert_string_equal(json_string_value(json_object_get(
@@ -348,13 +401,11 @@ static void test_chart_versions(void **state)
     put_release(r, "0.0.11-rc.1");
     put_release(r, "0.1.0");
     assert_string_equal(chart_of(r, "a"), "0.0.x"); /* an upload moves nobody */
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "b", "basic", "0.0.x", "{}", &author),
-                     0);
+    assert_int_equal(onboard(&op, &existing, r, "b", "basic", "0.0.x", "{}"), 0);
     assert_string_equal(chart_of(r, "b"), "0.0.10");
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "c", "basic", "0.0.2", "{}", &author),
-                     0);
+    assert_int_equal(onboard(&op, &existing, r, "c", "basic", "0.0.2", "{}"), 0);
     assert_string_equal(chart_of(r, "c"), "0.0.2");
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "d", "basic", "2.0", "{}", &author), 0);
+    assert_int_equal(onboard(&op, &existing, r, "d", "basic", "2.0", "{}"), 0);
     assert_string_equal(chart_of(r, "d"), "2.0.x"); /* nothing on its line */
 
     /* A tier's version (what a successful rollout records) wins. */
@@ -368,25 +419,23 @@ static void test_chart_versions(void **state)
         json_pack("{s:I, s:{s:s}}", "rollout", (json_int_t)id, "tier_versions", "basic", "0.1.0");
     assert_int_equal(ll_registry_rollout_step(r, step), 0);
     json_decref(step);
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "e", "basic", "0.0", "{}", &author), 0);
+    assert_int_equal(onboard(&op, &existing, r, "e", "basic", "0.0", "{}"), 0);
     assert_string_equal(chart_of(r, "e"), "0.1.0");
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, "f", "premium", "0.0", "{}", &author),
-                     0);
+    assert_int_equal(onboard(&op, &existing, r, "f", "premium", "0.0", "{}"), 0);
     assert_string_equal(chart_of(r, "f"), "0.0.10");
 
     /* PATCH: values keep it; an exact release pins; a range unpins. */
-    assert_int_equal(ll_registry_update(&op, r, "b", "basic", "0.0.x", "{\"v\":1}", &author, NULL),
-                     0);
+    assert_int_equal(update(&op, r, "b", "basic", "0.0.x", "{\"v\":1}"), 0);
     assert_string_equal(chart_of(r, "b"), "0.0.10");
-    assert_int_equal(ll_registry_update(&op, r, "b", "basic", "0.0.1", "{}", &author, NULL), 0);
+    assert_int_equal(update(&op, r, "b", "basic", "0.0.1", "{}"), 0);
     assert_string_equal(chart_of(r, "b"), "0.0.1");
-    assert_int_equal(ll_registry_update(&op, r, "b", "basic", "0.0", "{}", &author, NULL), 0);
+    assert_int_equal(update(&op, r, "b", "basic", "0.0", "{}"), 0);
     assert_string_equal(chart_of(r, "b"), "0.1.0");
     /* A tier move keeps the version too. */
-    assert_int_equal(ll_registry_update(&op, r, "b", "premium", "0.0", "{}", &author, NULL), 0);
+    assert_int_equal(update(&op, r, "b", "premium", "0.0", "{}"), 0);
     assert_string_equal(chart_of(r, "b"), "0.1.0");
     /* A failed update returns to what the file carried. */
-    assert_int_equal(ll_registry_update(&op, r, "f", "premium", "0.0.1", "{}", &author, NULL), 0);
+    assert_int_equal(update(&op, r, "f", "premium", "0.0.1", "{}"), 0);
     json_t *res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "x",
                             "error_type", "conflict");
     assert_int_equal(ll_registry_ops_finish(r, res), 0);
@@ -435,8 +484,7 @@ static void test_full_volume(void **state)
     snprintf(values, sizeof(values), "{\"pad\":\"%04000d\"}", 0);
     for (n = 0; n < 100; n++) {
         snprintf(id, sizeof(id), "t%d", n);
-        if ((error = ll_registry_onboard(&op, &existing, r, id, "basic", "0.0", values, &author)) <
-            0)
+        if ((error = onboard(&op, &existing, r, id, "basic", "0.0", values)) < 0)
             break;
     }
     assert_int_equal(error, LL_ENOSPACE);
@@ -446,7 +494,7 @@ static void test_full_volume(void **state)
     /* Nothing of the refused write: no tenant, no operation without its
      * tenant, and no transaction left open on the connection. */
     assert_true(sqlite3_get_autocommit(r->db));
-    assert_int_equal(ll_registry_tenant_get(&t, r, id, 0), LL_ENOTFOUND);
+    assert_int_equal(tenant_get_json(&t, r, id, 0), LL_ENOTFOUND);
     assert_int_equal(ll_registry_ops_queued(&ops, r, 1000), 0);
     assert_int_equal(json_array_size(ops), n);
     json_decref(ops);
@@ -457,10 +505,9 @@ static void test_full_volume(void **state)
     /* Space again: the same connection takes the write, and the volume is
      * reported as taking writes. */
     set_full(r, 0);
-    assert_int_equal(ll_registry_onboard(&op, &existing, r, id, "basic", "0.0", values, &author),
-                     0);
+    assert_int_equal(onboard(&op, &existing, r, id, "basic", "0.0", values), 0);
     assert_false(ll_storage_is_full());
-    assert_int_equal(ll_registry_tenant_get(&t, r, id, 0), 0);
+    assert_int_equal(tenant_get_json(&t, r, id, 0), 0);
     json_decref(t);
     ll_registry_close(r);
 }

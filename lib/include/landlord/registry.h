@@ -5,10 +5,8 @@
  * order inside a transaction each, tracked by PRAGMA user_version and the
  * schema_migrations table; a database newer than the binary is refused.
  *
- * Tenants and operations come back as JSON objects (new references):
- *   tenant:    id tier release values lifecycle sync commit operation
- *              created_at updated_at offboarded_at etag [commits]
- *              (etag: the version of the desired state, for If-Match)
+ * Tenants come back as typed records (ll_tenant_record, below); operations
+ * as JSON objects (new references):
  *   operation: id kind tenant tier payload state commit error error_type
  *              created_at updated_at
  */
@@ -51,40 +49,128 @@ int ll_registry_schema_version(ll_registry *r, int *out_applied, int *out_known)
 /* A trivial query, for /readyz. */
 int ll_registry_ping(ll_registry *r);
 
-/* The tenant (with its commits when with_commits), LL_ENOTFOUND if none. */
-int ll_registry_tenant_get(json_t **out, ll_registry *r, const char *id, int with_commits);
+/* --- tenants (registry.c: the store; tenant_writes.c: its writes) --- */
+
+/* What landlord asked for a tenant (tenants.lifecycle). */
+typedef enum ll_tenant_lifecycle {
+    LL_TENANT_ACTIVE = 0,
+    LL_TENANT_OFFBOARDING,
+    LL_TENANT_OFFBOARDED,
+    LL_TENANT_DRIFTED, /* its file vanished from the repository */
+} ll_tenant_lifecycle;
+
+/* Whether the repository carries the desired state yet (tenants.sync). */
+typedef enum ll_tenant_sync {
+    LL_TENANT_PENDING = 0,
+    LL_TENANT_COMMITTED,
+    LL_TENANT_SYNC_FAILED,
+} ll_tenant_sync;
+
+/* How the tenant came to be: through the API, or adopted from a file. */
+typedef enum ll_tenant_origin {
+    LL_TENANT_API = 0,
+    LL_TENANT_ADOPTED,
+} ll_tenant_origin;
+
+/* The names of the enums as SQL rows and API bodies spell them (static
+ * strings; "unknown" for a value out of range), and back: 0, or
+ * LL_EINVALID for a name that is none of them (*out untouched). */
+const char *ll_tenant_lifecycle_name(ll_tenant_lifecycle l);
+int ll_tenant_lifecycle_parse(ll_tenant_lifecycle *out, const char *s);
+const char *ll_tenant_sync_name(ll_tenant_sync s);
+int ll_tenant_sync_parse(ll_tenant_sync *out, const char *s);
+const char *ll_tenant_origin_name(ll_tenant_origin o);
+int ll_tenant_origin_parse(ll_tenant_origin *out, const char *s);
+
+/* A commit that changed a tenant: its sha, the kind of the operation, and
+ * when it was pushed.  Strings owned by the record (NULL when unknown). */
+typedef struct ll_tenant_commit {
+    char *sha;
+    char *operation;
+    char *at;
+} ll_tenant_commit;
+
+/* A tenant as the registry holds it.  Every pointer is owned by the record
+ * (free with ll_tenant_record_clear); NULL where the row holds NULL. */
+typedef struct ll_tenant_record {
+    char *id, *tier, *release; /* release: the policy (exact, x.y or x.y.x) */
+    json_t *values;            /* a reference of its own; opaque to the registry */
+    ll_tenant_lifecycle lifecycle;
+    ll_tenant_sync sync;
+    ll_tenant_origin origin;
+    char *commit;        /* the commit that carries the desired state, or NULL */
+    long long operation; /* the tenant's latest operation, 0 for none */
+    char *created_at, *updated_at, *offboarded_at; /* RFC 3339 */
+    char *path;                                    /* its file, NULL: where the layout puts it */
+    char *observed_state;                          /* the follower's last state, and since when */
+    char *observed_since;
+    char *chart_version;       /* what its file carries */
+    char etag[LL_ETAG_MAX];    /* the version of the desired state, for If-Match */
+    int has_commits;           /* read with its commits: */
+    ll_tenant_commit *commits; /* oldest first */
+    size_t n_commits;
+} ll_tenant_record;
+
+/* Frees what t owns and zeroes it; NULL is fine. */
+void ll_tenant_record_clear(ll_tenant_record *t);
+
+/* Clears n records and frees the array; NULL is fine. */
+void ll_tenant_records_free(ll_tenant_record *items, size_t n);
+
+/* The record as a JSON object (new reference; values shared): id tier
+ * release values lifecycle sync commit operation created_at updated_at
+ * offboarded_at origin path observed_state observed_since etag
+ * chart_version [commits: [{sha, operation, at}]]. */
+json_t *ll_tenant_record_json(const ll_tenant_record *t);
+
+/* A desired state, as a write asks for it.  All borrowed.  Onboarding
+ * reads id, tier, release, values; an update those and if_match; an
+ * offboarding id and if_match. */
+typedef struct ll_tenant_desired {
+    const char *id;
+    const char *tier;
+    const char *release;  /* the policy: exact, x.y or x.y.x */
+    const json_t *values; /* stored as given (keys sorted); NULL: {} when onboarding */
+    const char *if_match; /* an If-Match value the tenant's etag must match, or NULL */
+} ll_tenant_desired;
+
+/* The tenant into *out (with its commits when with_commits; clear it
+ * with ll_tenant_record_clear), LL_ENOTFOUND if none (*out zeroed). */
+int ll_registry_tenant_get(ll_tenant_record *out, ll_registry *r, const char *id, int with_commits);
 
 /* Tenants ordered by id, after the id `after` (NULL = from the start),
- * optionally of one tier and one lifecycle.  *out_next is the last id
- * returned when more follow (caller frees), else NULL. */
-int ll_registry_tenant_list(json_t **out_items, char **out_next, ll_registry *r, const char *tier,
-                            const char *lifecycle, const char *after, int limit);
+ * optionally of one tier and one lifecycle (an ll_tenant_lifecycle, -1 for
+ * any): *out_items a new array of *out_count records (free with
+ * ll_tenant_records_free).  *out_next is the last id returned when more
+ * follow (caller frees), else NULL. */
+int ll_registry_tenant_list(ll_tenant_record **out_items, size_t *out_count, char **out_next,
+                            ll_registry *r, const char *tier, int lifecycle, const char *after,
+                            int limit);
 
 /* Tenants not offboarded, counted per tier: {"basic": 3, ...}. */
 int ll_registry_tenant_counts(json_t **out, ll_registry *r);
 
-/* Stores the tenant (lifecycle active, sync pending) and its onboard
+/* Stores the tenant d (lifecycle active, sync pending) and its onboard
  * operation in one transaction.  An offboarded tenant is reused.
  * LL_EEXISTS when the tenant exists and is not offboarded; *out_existing
- * then holds it.  *out_op is the operation id. */
-int ll_registry_onboard(long long *out_op, json_t **out_existing, ll_registry *r, const char *id,
-                        const char *tier, const char *release, const char *values_json,
-                        const ll_registry_author *author);
+ * then holds it with its commits (the caller clears it; zeroed
+ * otherwise).  *out_op is the operation id. */
+int ll_registry_onboard(long long *out_op, ll_tenant_record *out_existing, ll_registry *r,
+                        const ll_tenant_desired *d, const ll_registry_author *author);
 
-/* Stores a new desired state (tier, release, values) and queues an update
- * operation.  LL_ENOTFOUND; LL_ECONFLICT when the tenant is offboarded or
- * being offboarded; LL_EPRECONDITION when if_match (an If-Match value, or
- * NULL) does not match the tenant's "etag", checked in the same
+/* Stores a new desired state d (tier, release, values) and queues an
+ * update operation.  LL_ENOTFOUND; LL_ECONFLICT when the tenant is
+ * offboarded or being offboarded; LL_EPRECONDITION when d->if_match is
+ * given and does not match the tenant's etag, checked in the same
  * transaction. */
-int ll_registry_update(long long *out_op, ll_registry *r, const char *id, const char *tier,
-                       const char *release, const char *values_json,
-                       const ll_registry_author *author, const char *if_match);
+int ll_registry_update(long long *out_op, ll_registry *r, const ll_tenant_desired *d,
+                       const ll_registry_author *author);
 
-/* Marks the tenant offboarding and queues its offboard operation.
+/* Marks the tenant d->id offboarding and queues its offboard operation.
  * LL_ENOTFOUND for no such tenant; *out_op = 0 when it is offboarded
  * already (nothing queued); LL_EPRECONDITION as for updates. */
-int ll_registry_offboard(long long *out_op, ll_registry *r, const char *id,
-                         const ll_registry_author *author, const char *if_match);
+int ll_registry_offboard(long long *out_op, ll_registry *r, const ll_tenant_desired *d,
+                         const ll_registry_author *author);
 
 /* Up to limit queued operations, oldest first (new JSON array). */
 int ll_registry_ops_queued(json_t **out, ll_registry *r, int limit);
@@ -106,7 +192,7 @@ int ll_registry_ops_attempted(ll_registry *r, const json_t *ops, const char *why
 /* How many operations are queued. */
 int ll_registry_ops_count_queued(long long *out, ll_registry *r);
 
-/* The tenants (registry rows, as ll_registry_tenant_get gives them) whose
+/* The tenants (as ll_tenant_record_json gives them) whose
  * desired state changed after change number *seq (-1: every tenant);
  * *seq becomes the newest change read.  New reference. */
 int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r);
