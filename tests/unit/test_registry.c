@@ -1,5 +1,7 @@
-/* Unit tests of lib/registry/registry.c: migrations, tenants, the outbox, a full
- * volume (SQLite's max_page_count makes the database "full" on demand). */
+/* Unit tests of lib/registry: migrations, tenants, the outbox, a full volume
+ * (SQLite's max_page_count makes the database "full" on demand), the tenant
+ * record's conversions (enum names, SQL row -> record -> JSON, the desired
+ * state as stored) and db.c's row loop. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -550,6 +552,366 @@ static void test_idempotency_when_full(void **state)
     ll_registry_close(r);
 }
 
+/* --- the tenant record's conversions ----------------------------------------- */
+
+/* Each enum's names as SQL rows and API bodies spell them, both ways. */
+static void test_tenant_enum_names(void **state)
+{
+    static const struct {
+        ll_tenant_lifecycle l;
+        const char *name;
+    } lifecycles[] = {{LL_TENANT_ACTIVE, "active"},
+                      {LL_TENANT_OFFBOARDING, "offboarding"},
+                      {LL_TENANT_OFFBOARDED, "offboarded"},
+                      {LL_TENANT_DRIFTED, "drifted"}};
+    static const struct {
+        ll_tenant_sync s;
+        const char *name;
+    } syncs[] = {{LL_TENANT_PENDING, "pending"},
+                 {LL_TENANT_COMMITTED, "committed"},
+                 {LL_TENANT_SYNC_FAILED, "failed"}};
+    static const struct {
+        ll_tenant_origin o;
+        const char *name;
+    } origins[] = {{LL_TENANT_API, "api"}, {LL_TENANT_ADOPTED, "adopted"}};
+    ll_tenant_lifecycle l;
+    ll_tenant_sync sy;
+    ll_tenant_origin o;
+
+    for (size_t i = 0; i < sizeof(lifecycles) / sizeof(*lifecycles); i++) {
+        assert_string_equal(ll_tenant_lifecycle_name(lifecycles[i].l), lifecycles[i].name);
+        l = (ll_tenant_lifecycle)-1;
+        assert_int_equal(ll_tenant_lifecycle_parse(&l, lifecycles[i].name), 0);
+        assert_int_equal(l, lifecycles[i].l);
+    }
+    for (size_t i = 0; i < sizeof(syncs) / sizeof(*syncs); i++) {
+        assert_string_equal(ll_tenant_sync_name(syncs[i].s), syncs[i].name);
+        assert_int_equal(ll_tenant_sync_parse(&sy, syncs[i].name), 0);
+        assert_int_equal(sy, syncs[i].s);
+    }
+    for (size_t i = 0; i < sizeof(origins) / sizeof(*origins); i++) {
+        assert_string_equal(ll_tenant_origin_name(origins[i].o), origins[i].name);
+        assert_int_equal(ll_tenant_origin_parse(&o, origins[i].name), 0);
+        assert_int_equal(o, origins[i].o);
+    }
+    /* Names that are none of them are refused and leave *out alone;
+     * matching is exact (case, prefixes). */
+    static const char *const bad[] = {"", "Active", "activ", "active ", "ready", "unknown", NULL};
+    for (int i = 0; i < 7; i++) {
+        l = LL_TENANT_DRIFTED;
+        sy = LL_TENANT_SYNC_FAILED;
+        o = LL_TENANT_ADOPTED;
+        assert_int_equal(ll_tenant_lifecycle_parse(&l, bad[i]), LL_EINVALID);
+        assert_int_equal(ll_tenant_sync_parse(&sy, bad[i]), LL_EINVALID);
+        assert_int_equal(ll_tenant_origin_parse(&o, bad[i]), LL_EINVALID);
+        assert_int_equal(l, LL_TENANT_DRIFTED);
+        assert_int_equal(sy, LL_TENANT_SYNC_FAILED);
+        assert_int_equal(o, LL_TENANT_ADOPTED);
+    }
+    /* Out of range: a name that no row holds, never a crash. */
+    assert_string_equal(ll_tenant_lifecycle_name((ll_tenant_lifecycle)99), "unknown");
+    assert_string_equal(ll_tenant_sync_name((ll_tenant_sync)-1), "unknown");
+    assert_string_equal(ll_tenant_origin_name((ll_tenant_origin)2), "unknown");
+}
+
+/* Runs sql on the database file behind the registry's back. */
+static void exec_sql(const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* A tenants row becomes a record field by field: strings or NULL, enums,
+ * the operation id, values parsed, the etag over the desired state's
+ * columns, commits only when asked for. */
+static void test_tenant_record_from_row(void **state)
+{
+    ll_registry *r = NULL;
+    ll_tenant_record t, existing;
+    json_t *values = json_pack("{s:i, s:i}", "b", 2, "a", 1);
+    ll_tenant_desired d = {.id = "acme", .tier = "basic", .release = "0.0", .values = values};
+    long long op = 0;
+
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, &d, &author), 0);
+    assert_null(existing.id); /* zeroed when not in the way */
+    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 0), 0);
+    assert_string_equal(t.id, "acme");
+    assert_string_equal(t.tier, "basic");
+    assert_string_equal(t.release, "0.0");
+    assert_true(json_equal(t.values, values));
+    assert_int_equal(t.lifecycle, LL_TENANT_ACTIVE);
+    assert_int_equal(t.sync, LL_TENANT_PENDING);
+    assert_int_equal(t.origin, LL_TENANT_API);
+    assert_null(t.commit);
+    assert_int_equal(t.operation, op);
+    assert_non_null(t.created_at);
+    assert_string_equal(t.created_at, t.updated_at);
+    assert_null(t.offboarded_at);
+    assert_null(t.path);
+    assert_null(t.observed_state);
+    assert_null(t.observed_since);
+    assert_string_equal(t.chart_version, "0.0.x");
+    assert_int_equal(t.has_commits, 0);
+    assert_null(t.commits);
+    {
+        /* The etag: tier, release, values as stored (keys sorted),
+         * lifecycle, operation, path. */
+        char etag[LL_ETAG_MAX], opid[32];
+        snprintf(opid, sizeof(opid), "%lld", op);
+        const char *parts[] = {"basic", "0.0", "{\"a\":1,\"b\":2}", "active", opid, NULL};
+        ll_etag_of(etag, parts, 6);
+        assert_string_equal(t.etag, etag);
+    }
+    ll_tenant_record_clear(&t);
+    assert_null(t.id);
+    assert_null(t.values);
+    ll_tenant_record_clear(&t); /* twice is fine, and NULL */
+    ll_tenant_record_clear(NULL);
+
+    /* Every other value of the columns, set behind the store's back. */
+    exec_sql("UPDATE tenants SET lifecycle = 'drifted', sync = 'committed', origin = 'adopted', "
+             "commit_sha = 'c0ffee', path = 'tenants/x/acme.yaml', observed_state = 'ready', "
+             "observed_since = '2026-01-01T00:00:00Z', offboarded_at = '2026-01-02T00:00:00Z', "
+             "values_json = 'not json', operation_id = NULL");
+    exec_sql("UPDATE operations SET state = 'pushed', commit_sha = 'c0ffee'");
+    assert_int_equal(ll_registry_tenant_get(&t, r, "acme", 1), 0);
+    assert_int_equal(t.lifecycle, LL_TENANT_DRIFTED);
+    assert_int_equal(t.sync, LL_TENANT_COMMITTED);
+    assert_int_equal(t.origin, LL_TENANT_ADOPTED);
+    assert_string_equal(t.commit, "c0ffee");
+    assert_int_equal(t.operation, 0);
+    assert_string_equal(t.path, "tenants/x/acme.yaml");
+    assert_string_equal(t.observed_state, "ready");
+    assert_string_equal(t.observed_since, "2026-01-01T00:00:00Z");
+    assert_string_equal(t.offboarded_at, "2026-01-02T00:00:00Z");
+    /* Values that do not parse read as an empty object. */
+    assert_true(json_is_object(t.values));
+    assert_int_equal(json_object_size(t.values), 0);
+    assert_int_equal(t.has_commits, 1);
+    assert_int_equal(t.n_commits, 1);
+    assert_string_equal(t.commits[0].sha, "c0ffee");
+    assert_string_equal(t.commits[0].operation, "onboard");
+    assert_non_null(t.commits[0].at);
+    ll_tenant_record_clear(&t);
+
+    /* Not found: LL_ENOTFOUND and a zeroed record. */
+    memset(&t, 0xff, sizeof(t));
+    assert_int_equal(ll_registry_tenant_get(&t, r, "nobody", 1), LL_ENOTFOUND);
+    assert_null(t.id);
+    assert_null(t.values);
+    ll_tenant_record_clear(&t);
+    json_decref(values);
+    ll_registry_close(r);
+}
+
+/* A record becomes the JSON the follower and the API's views start from:
+ * every key, in the order answers have always shown them, nulls where the
+ * record has none, commits only when the record was read with them. */
+static void test_tenant_record_json(void **state)
+{
+    static const char *const keys[] = {
+        "id",     "tier",           "release",        "values",     "lifecycle",     "sync",
+        "commit", "operation",      "created_at",     "updated_at", "offboarded_at", "origin",
+        "path",   "observed_state", "observed_since", "etag",       "chart_version", "commits",
+        NULL};
+    ll_tenant_commit commits[] = {{"aaa", "onboard", "2026-01-01T00:00:00Z"},
+                                  {NULL, "rollout", NULL}};
+    ll_tenant_record t = {
+        .id = "acme",
+        .tier = "basic",
+        .release = "1.2",
+        .values = json_pack("{s:s}", "k", "v"),
+        .lifecycle = LL_TENANT_OFFBOARDING,
+        .sync = LL_TENANT_SYNC_FAILED,
+        .origin = LL_TENANT_ADOPTED,
+        .operation = 42,
+        .created_at = "2026-01-01T00:00:00Z",
+        .updated_at = "2026-01-03T00:00:00Z",
+        .chart_version = "1.2.3",
+        .etag = "\"0123\"",
+        .has_commits = 1,
+        .commits = commits,
+        .n_commits = 2,
+    };
+    json_t *j = ll_tenant_record_json(&t);
+    const char *key;
+    json_t *v;
+    int i = 0;
+
+    json_object_foreach(j, key, v)
+    {
+        assert_non_null(keys[i]);
+        assert_string_equal(key, keys[i]);
+        i++;
+    }
+    assert_null(keys[i]);
+    assert_string_equal(json_string_value(json_object_get(j, "id")), "acme");
+    assert_string_equal(json_string_value(json_object_get(j, "release")), "1.2");
+    assert_string_equal(json_string_value(json_object_get(j, "lifecycle")), "offboarding");
+    assert_string_equal(json_string_value(json_object_get(j, "sync")), "failed");
+    assert_string_equal(json_string_value(json_object_get(j, "origin")), "adopted");
+    assert_int_equal(json_integer_value(json_object_get(j, "operation")), 42);
+    assert_string_equal(json_string_value(json_object_get(j, "etag")), "\"0123\"");
+    assert_string_equal(json_string_value(json_object_get(j, "chart_version")), "1.2.3");
+    assert_true(json_is_null(json_object_get(j, "commit")));
+    assert_true(json_is_null(json_object_get(j, "offboarded_at")));
+    assert_true(json_is_null(json_object_get(j, "path")));
+    assert_true(json_is_null(json_object_get(j, "observed_state")));
+    assert_true(json_is_null(json_object_get(j, "observed_since")));
+    /* values: the record's value itself (a reference of the JSON's own). */
+    assert_ptr_equal(json_object_get(j, "values"), t.values);
+    assert_int_equal(t.values->refcount, 2);
+    json_t *c = json_object_get(j, "commits");
+    assert_int_equal(json_array_size(c), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(c, 0), "sha")), "aaa");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(c, 0), "operation")),
+                        "onboard");
+    assert_true(json_is_null(json_object_get(json_array_get(c, 1), "sha")));
+    assert_true(json_is_null(json_object_get(json_array_get(c, 1), "at")));
+    json_decref(j);
+    assert_int_equal(t.values->refcount, 1);
+
+    /* No operation is null; without commits read, no "commits" key. */
+    t.operation = 0;
+    t.has_commits = 0;
+    j = ll_tenant_record_json(&t);
+    assert_true(json_is_null(json_object_get(j, "operation")));
+    assert_null(json_object_get(j, "commits"));
+    assert_int_equal(json_object_size(j), 17);
+    json_decref(j);
+    json_decref(t.values);
+}
+
+/* The desired state as the store keeps it: values stored compact with
+ * keys sorted, no values as {}, If-Match checked against the record's
+ * etag; lists filter by the lifecycle enum. */
+static void test_tenant_desired(void **state)
+{
+    ll_registry *r = NULL;
+    ll_tenant_record t, existing, *items = NULL;
+    json_t *values = json_pack("{s:i, s:{s:b}}", "z", 1, "a", "x", 1);
+    ll_tenant_desired d = {.id = "one", .tier = "basic", .release = "0.0"};
+    char *next = NULL;
+    size_t n = 0;
+    long long op = 0;
+
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, &d, &author), 0);
+    assert_int_equal(ll_registry_tenant_get(&t, r, "one", 0), 0);
+    assert_true(json_is_object(t.values));
+    assert_int_equal(json_object_size(t.values), 0);
+    char etag[LL_ETAG_MAX];
+    snprintf(etag, sizeof(etag), "%s", t.etag);
+    ll_tenant_record_clear(&t);
+    assert_int_equal(scalar_int("SELECT values_json = '{}' FROM tenants WHERE id = 'one'"), 1);
+
+    /* An update: values kept as given, keys sorted in the row. */
+    d.values = values;
+    d.if_match = "\"stale\"";
+    assert_int_equal(ll_registry_update(&op, r, &d, &author), LL_EPRECONDITION);
+    d.if_match = etag;
+    assert_int_equal(ll_registry_update(&op, r, &d, &author), 0);
+    assert_true(op > 0);
+    assert_int_equal(scalar_int("SELECT values_json = '{\"a\":{\"x\":true},\"z\":1}' FROM "
+                                "tenants WHERE id = 'one'"),
+                     1);
+    assert_int_equal(ll_registry_tenant_get(&t, r, "one", 0), 0);
+    assert_true(json_equal(t.values, values));
+    assert_string_not_equal(t.etag, etag);
+    assert_int_equal(t.operation, op);
+    ll_tenant_record_clear(&t);
+    /* An update without values is refused before anything is stored. */
+    d.values = NULL;
+    d.if_match = NULL;
+    assert_int_equal(ll_registry_update(&op, r, &d, &author), LL_EINVALID);
+
+    /* Onboarding over it: refused with the tenant in the way. */
+    d.values = values;
+    assert_int_equal(ll_registry_onboard(&op, &existing, r, &d, &author), LL_EEXISTS);
+    assert_string_equal(existing.id, "one");
+    assert_int_equal(existing.has_commits, 1);
+    ll_tenant_record_clear(&existing);
+
+    /* Offboarding checks If-Match too, then lists see it by lifecycle. */
+    ll_tenant_desired gone = {.id = "one", .if_match = "\"stale\""};
+    assert_int_equal(ll_registry_offboard(&op, r, &gone, &author), LL_EPRECONDITION);
+    gone.if_match = NULL;
+    assert_int_equal(ll_registry_offboard(&op, r, &gone, &author), 0);
+    assert_true(op > 0);
+    assert_int_equal(
+        ll_registry_tenant_list(&items, &n, &next, r, NULL, LL_TENANT_ACTIVE, NULL, 10), 0);
+    assert_int_equal(n, 0);
+    ll_tenant_records_free(items, n);
+    assert_int_equal(
+        ll_registry_tenant_list(&items, &n, &next, r, "basic", LL_TENANT_OFFBOARDING, NULL, 10), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(items[0].id, "one");
+    assert_int_equal(items[0].lifecycle, LL_TENANT_OFFBOARDING);
+    assert_int_equal(items[0].sync, LL_TENANT_PENDING);
+    assert_null(next);
+    ll_tenant_records_free(items, n);
+    ll_tenant_records_free(NULL, 0);
+    json_decref(values);
+    ll_registry_close(r);
+}
+
+/* --- db.c ---------------------------------------------------------------------- */
+
+static int sum_row(sqlite3_stmt *st, void *payload)
+{
+    *(long long *)payload += sqlite3_column_int64(st, 0);
+    return 0;
+}
+
+static int stop_at_two(sqlite3_stmt *st, void *payload)
+{
+    (void)payload;
+    return sqlite3_column_int(st, 0) == 2 ? LL_ECONFLICT : 0;
+}
+
+/* The row loop binds, maps each row, counts them and gives the statement
+ * back whatever happens; more statements out at once than the cache keeps
+ * are finalized when given back. */
+static void test_row_loop(void **state)
+{
+    ll_registry *r = NULL;
+    long long sum = 0;
+    static const char *const rows =
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        "SELECT i FROM n WHERE ?2 IS NULL OR i > ?3";
+
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(reg_rows(r, "sum", sum_row, &sum, rows, "isI", 4, NULL, 0LL), 4);
+    assert_int_equal(sum, 10);
+    sum = 0;
+    assert_int_equal(reg_rows(r, "sum", sum_row, &sum, rows, "isI", 4, "x", 2LL), 2);
+    assert_int_equal(sum, 7);
+    assert_int_equal(reg_rows(r, "count", NULL, NULL, rows, "isI", 3, NULL, 0LL), 3);
+    /* A row function's error stops the loop and comes back. */
+    assert_int_equal(reg_rows(r, "stop", stop_at_two, NULL, rows, "isI", 5, NULL, 0LL),
+                     LL_ECONFLICT);
+    /* SQLite's error names what failed. */
+    assert_true(reg_rows(r, "bad query", NULL, NULL, "SELECT nothing FROM nowhere", NULL) < 0);
+    /* Every statement went back: the cache still serves. */
+    for (int i = 0; i < REG_CACHED_MAX; i++)
+        assert_false(r->cached[i].busy);
+
+    /* More out at once than the cache holds: the extra one is finalized. */
+    sqlite3_stmt *st[REG_CACHED_MAX + 1];
+    for (int i = 0; i <= REG_CACHED_MAX; i++) {
+        char sql[32];
+        snprintf(sql, sizeof(sql), "SELECT %d", i);
+        assert_int_equal(reg_prepare(&st[i], r, sql), 0);
+    }
+    for (int i = 0; i <= REG_CACHED_MAX; i++)
+        reg_finalize(r, st[i]);
+    assert_int_equal(reg_rows(r, "count", NULL, NULL, "SELECT 1", NULL), 1);
+    ll_registry_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -561,6 +923,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chart_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_volume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_when_full, setup, teardown),
+        cmocka_unit_test(test_tenant_enum_names),
+        cmocka_unit_test_setup_teardown(test_tenant_record_from_row, setup, teardown),
+        cmocka_unit_test(test_tenant_record_json),
+        cmocka_unit_test_setup_teardown(test_tenant_desired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_row_loop, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
