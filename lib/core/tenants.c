@@ -372,6 +372,39 @@ int ll_tenant_wait_over(ll_core *c, const char *id)
            strcmp(state, "drifted") == 0;
 }
 
+/* The lifecycle a ?state= filter reads from the registry (-1: any, for no
+ * state): observed states are those of active tenants, the others are
+ * lifecycles.  LL_EINVALID for a state that is neither. */
+static int lifecycle_of_state(int *out, const char *state)
+{
+    static const char *const observed[] = {"unknown", "provisioning", "updating", "ready",
+                                           "failed",  "blocked",      NULL};
+    ll_tenant_lifecycle l = LL_TENANT_ACTIVE;
+    int known = 0;
+
+    *out = -1;
+    if (!state)
+        return 0;
+    for (const char *const *s = observed; *s; s++)
+        known |= strcmp(state, *s) == 0;
+    if (!known && (ll_tenant_lifecycle_parse(&l, state) < 0 || l == LL_TENANT_ACTIVE))
+        return ll_core_field_error("state", "unknown state '%.32s'", state);
+    *out = (int)l;
+    return 0;
+}
+
+/* A page cursor (hex of the last id) into after (cap bytes). */
+static int decode_cursor(char *after, size_t cap, const char *cursor)
+{
+    int n = ll_hex_decode((unsigned char *)after, cap - 1, cursor);
+    if (n <= 0)
+        return ll_core_field_error("cursor", "cursor is not one this server gave out");
+    after[n] = '\0';
+    if (ll_validate_label(after, 253, "cursor") < 0)
+        return ll_core_field_error("cursor", "cursor is not one this server gave out");
+    return 0;
+}
+
 int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state,
                    const char *cursor, int limit)
 {
@@ -381,35 +414,20 @@ int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state
     char *next = NULL, after[256], next_cursor[520];
     int lifecycle = -1; /* any */
     size_t count = 0;
-    int error, n;
+    int error;
 
     if (!r)
         return -1;
     if (limit < 1 || limit > 500)
         return ll_core_field_error("limit", "limit must be from 1 to 500");
-    if (state) {
-        static const char *const observed[] = {"unknown", "provisioning", "updating", "ready",
-                                               "failed",  "blocked",      NULL};
-        int known = 0;
-        for (const char *const *s = observed; *s; s++)
-            known |= strcmp(state, *s) == 0;
-        ll_tenant_lifecycle l = LL_TENANT_ACTIVE;
-        if (!known && (ll_tenant_lifecycle_parse(&l, state) < 0 || l == LL_TENANT_ACTIVE))
-            return ll_core_field_error("state", "unknown state '%.32s'", state);
-        lifecycle = (int)l;
-    }
+    if ((error = lifecycle_of_state(&lifecycle, state)) < 0)
+        return error;
     /* Any well-formed tier name filters, known or not: tenants may remain in a
      * tier whose template left the repository. */
     if (tier && ll_validate_label(tier, 63, "tier") < 0)
         return LL_EINVALID;
-    if (cursor) {
-        n = ll_hex_decode((unsigned char *)after, sizeof(after) - 1, cursor);
-        if (n <= 0)
-            return ll_core_field_error("cursor", "cursor is not one this server gave out");
-        after[n] = '\0';
-        if (ll_validate_label(after, 253, "cursor") < 0)
-            return ll_core_field_error("cursor", "cursor is not one this server gave out");
-    }
+    if (cursor && (error = decode_cursor(after, sizeof(after), cursor)) < 0)
+        return error;
     if ((error = ll_registry_tenant_list(&recs, &count, &next, r, tier, lifecycle,
                                          cursor ? after : NULL, limit)) < 0)
         return error;
