@@ -32,57 +32,63 @@ static const char *const lifecycle_names[] = {"active", "offboarding", "offboard
 static const char *const sync_names[] = {"pending", "committed", "failed"};
 static const char *const origin_names[] = {"api", "adopted"};
 
-/* The index of s in names (n of them), or -1. */
-static int name_index(const char *const *names, int n, const char *s)
+/* The index of s in names (n of them) into *out; LL_EINVALID when none. */
+static int parse_name(int *out, const char *const *names, int n, const char *s)
 {
-    for (int i = 0; s && i < n; i++)
-        if (strcmp(names[i], s) == 0)
-            return i;
-    return -1;
+    for (int i = 0; s && i < n; i++) {
+        if (strcmp(names[i], s) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    return LL_EINVALID;
 }
 
-#define NAMES_OF(a) (int)(sizeof(a) / sizeof(*(a)))
+/* names[i], or "unknown" out of range. */
+static const char *name_of(const char *const *names, int n, int i)
+{
+    return i >= 0 && i < n ? names[i] : "unknown";
+}
+
+#define NAMES_OF(a) a, (int)(sizeof(a) / sizeof(*(a)))
 
 const char *ll_tenant_lifecycle_name(ll_tenant_lifecycle l)
 {
-    return (int)l >= 0 && (int)l < NAMES_OF(lifecycle_names) ? lifecycle_names[l] : "unknown";
+    return name_of(NAMES_OF(lifecycle_names), (int)l);
 }
 
 int ll_tenant_lifecycle_parse(ll_tenant_lifecycle *out, const char *s)
 {
-    int i = name_index(lifecycle_names, NAMES_OF(lifecycle_names), s);
-    if (i < 0)
-        return LL_EINVALID;
-    *out = (ll_tenant_lifecycle)i;
-    return 0;
+    int i, error = parse_name(&i, NAMES_OF(lifecycle_names), s);
+    if (error == 0)
+        *out = (ll_tenant_lifecycle)i;
+    return error;
 }
 
 const char *ll_tenant_sync_name(ll_tenant_sync s)
 {
-    return (int)s >= 0 && (int)s < NAMES_OF(sync_names) ? sync_names[s] : "unknown";
+    return name_of(NAMES_OF(sync_names), (int)s);
 }
 
 int ll_tenant_sync_parse(ll_tenant_sync *out, const char *s)
 {
-    int i = name_index(sync_names, NAMES_OF(sync_names), s);
-    if (i < 0)
-        return LL_EINVALID;
-    *out = (ll_tenant_sync)i;
-    return 0;
+    int i, error = parse_name(&i, NAMES_OF(sync_names), s);
+    if (error == 0)
+        *out = (ll_tenant_sync)i;
+    return error;
 }
 
 const char *ll_tenant_origin_name(ll_tenant_origin o)
 {
-    return (int)o >= 0 && (int)o < NAMES_OF(origin_names) ? origin_names[o] : "unknown";
+    return name_of(NAMES_OF(origin_names), (int)o);
 }
 
 int ll_tenant_origin_parse(ll_tenant_origin *out, const char *s)
 {
-    int i = name_index(origin_names, NAMES_OF(origin_names), s);
-    if (i < 0)
-        return LL_EINVALID;
-    *out = (ll_tenant_origin)i;
-    return 0;
+    int i, error = parse_name(&i, NAMES_OF(origin_names), s);
+    if (error == 0)
+        *out = (ll_tenant_origin)i;
+    return error;
 }
 
 void ll_tenant_record_clear(ll_tenant_record *t)

@@ -29,18 +29,25 @@ static int id_row(sqlite3_stmt *st, void *payload)
     return 0;
 }
 
-/* Queues an operation (kind, for tenant and tier, with payload JSON text)
- * inside the caller's transaction; *out its id. */
+/* Queues an operation (kind, for tenant and tier) carrying payload (stolen;
+ * NULL: it could not be built) inside the caller's transaction; *out its
+ * id. */
 static int insert_op(long long *out, ll_registry *r, const char *kind, const char *tenant,
-                     const char *tier, const char *payload, const char *now,
+                     const char *tier, json_t *payload, const char *now,
                      const ll_registry_author *author)
 {
-    int error =
-        reg_rows(r, "queue operation", id_row, out,
-                 "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
-                 "created_at, updated_at, author_name, author_email) VALUES (?, ?, ?, ?, "
-                 "'queued', ?, ?, ?, ?) RETURNING id",
-                 "ssssssss", kind, tenant, tier, payload, now, now, author->name, author->email);
+    char *text = payload ? json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    int error;
+
+    json_decref(payload);
+    if (!text)
+        return ll_error_set(-1, "cannot encode the operation");
+    error = reg_rows(r, "queue operation", id_row, out,
+                     "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
+                     "created_at, updated_at, author_name, author_email) VALUES (?, ?, ?, ?, "
+                     "'queued', ?, ?, ?, ?) RETURNING id",
+                     "ssssssss", kind, tenant, tier, text, now, now, author->name, author->email);
+    free(text);
     if (error == 0)
         error = ll_error_set(-1, "registry: queue operation: no id returned");
     return error < 0 ? error : 0;
@@ -82,8 +89,8 @@ int ll_registry_onboard(long long *out_op, ll_tenant_record *out_existing, ll_re
                         const ll_tenant_desired *d, const ll_registry_author *author)
 {
     ll_tenant_record existing = {0};
-    json_t *values = d->values ? json_incref((json_t *)d->values) : json_object(), *desired = NULL;
-    char now[32], chart[64], *payload = NULL, *values_json = values_text(d->values);
+    json_t *values = d->values ? json_incref((json_t *)d->values) : json_object(), *desired;
+    char now[32], chart[64], *values_json = values_text(d->values);
     int error, revive = 0;
 
     memset(out_existing, 0, sizeof(*out_existing));
@@ -116,11 +123,7 @@ int ll_registry_onboard(long long *out_op, ll_tenant_record *out_existing, ll_re
                         chart);
     if (desired && revive)
         json_object_set_new(desired, "previous", previous_of(&existing));
-    if (!desired || !(payload = json_dumps(desired, JSON_COMPACT | JSON_SORT_KEYS))) {
-        error = ll_error_set(-1, "cannot encode the operation");
-        goto done;
-    }
-    if ((error = insert_op(out_op, r, "onboard", d->id, d->tier, payload, now, author)) < 0 ||
+    if ((error = insert_op(out_op, r, "onboard", d->id, d->tier, desired, now, author)) < 0 ||
         (error = reg_tenant_put(r, d, values_json, chart, *out_op, now, revive)) < 0)
         goto done;
     error = reg_commit(r);
@@ -128,9 +131,7 @@ done:
     if (error < 0)
         reg_rollback(r);
     ll_tenant_record_clear(&existing);
-    json_decref(desired);
     json_decref(values);
-    free(payload);
     free(values_json);
     return error;
 }
@@ -150,7 +151,8 @@ int ll_registry_offboard(long long *out_op, ll_registry *r, const ll_tenant_desi
         (error = check_if_match(&t, d->if_match)) < 0)
         goto done;
     if (t.lifecycle != LL_TENANT_OFFBOARDED &&
-        ((error = insert_op(out_op, r, "offboard", d->id, t.tier, "{}", now, author)) < 0 ||
+        ((error = insert_op(out_op, r, "offboard", d->id, t.tier, json_object(), now, author)) <
+             0 ||
          (error = reg_tenant_set_offboarding(r, d->id, *out_op, now)) < 0))
         goto done;
     error = reg_commit(r);
@@ -181,8 +183,8 @@ int ll_registry_update(long long *out_op, ll_registry *r, const ll_tenant_desire
                        const ll_registry_author *author)
 {
     ll_tenant_record t = {0};
-    json_t *desired = NULL;
-    char now[32], chart[64], *payload = NULL, *values_json = NULL;
+    json_t *desired;
+    char now[32], chart[64], *values_json = NULL;
     int error;
 
     *out_op = 0;
@@ -207,11 +209,7 @@ int ll_registry_update(long long *out_op, ll_registry *r, const ll_tenant_desire
     desired = json_pack("{s:s, s:O, s:s, s:o, s:o}", "release", d->release, "values", d->values,
                         "chart_version", chart, "from_tier", string_or_null(t.tier), "previous",
                         previous_of(&t));
-    if (!desired || !(payload = json_dumps(desired, JSON_COMPACT | JSON_SORT_KEYS))) {
-        error = ll_error_set(-1, "cannot encode the operation");
-        goto done;
-    }
-    if ((error = insert_op(out_op, r, "update", d->id, d->tier, payload, now, author)) < 0 ||
+    if ((error = insert_op(out_op, r, "update", d->id, d->tier, desired, now, author)) < 0 ||
         (error = reg_tenant_set_desired(r, d, values_json, chart, *out_op, now)) < 0)
         goto done;
     error = reg_commit(r);
@@ -219,8 +217,6 @@ done:
     if (error < 0)
         reg_rollback(r);
     ll_tenant_record_clear(&t);
-    json_decref(desired);
-    free(payload);
     free(values_json);
     return error;
 }
