@@ -23,10 +23,11 @@ typedef enum {
 
 /* Creates the data directory, opens and migrates the registry, opens the
  * GitOps remote (seeding it when needed), makes the registry follow the
- * repository, and (serving) starts the git writer. */
+ * repository, and (serving) starts the git writer (core.c).  *out: a new
+ * handle, freed with ll_core_free; NULL on failure. */
 int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode);
 
-/* Stops the writer and frees everything. */
+/* Stops the writer and frees everything; NULL is fine. */
 void ll_core_free(ll_core *c);
 
 /* The configuration (borrowed, read-only). */
@@ -39,9 +40,9 @@ const char *ll_core_git_url(const ll_core *c);
  * when the thread ends).  NULL on failure. */
 ll_registry *ll_core_registry(ll_core *c);
 
-/* Readiness: {"status": "ready"|"degraded"|"unavailable", "checks":
- * {registry, git, kube, oci}}; *ok 1/0.  The oci check (the chart
- * registry's last outcome) never changes the status. */
+/* Readiness (new reference): {"status": "ready"|"degraded"|"unavailable",
+ * "checks": {registry, git, kube, oci}}; *ok 1/0.  The oci check (the
+ * chart registry's last outcome) never changes the status. */
 json_t *ll_core_ready(ll_core *c, int *ok);
 
 /* Writes: each checks the request completely, then stores the desired state
@@ -50,8 +51,8 @@ json_t *ll_core_ready(ll_core *c, int *ok);
  * tells how it went; ll_core_progress()/ll_core_wait_progress() let a caller
  * wait for the writer without holding a thread per request.
  *
- * Onboard: body {id, tier, release?, values?}.  LL_EEXISTS: *out_existing is
- * the existing tenant.  LL_EINVALID: a bad field (ll_error_last()->field) or
+ * Onboard: body {id, tier, release?, values?} (borrowed).  LL_EEXISTS:
+ * *out_existing is the existing tenant (new reference).  LL_EINVALID: a bad field (ll_error_last()->field) or
  * a template that does not render (kind "render-failed"). */
 int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, const json_t *body);
 
@@ -70,8 +71,8 @@ int ll_tenant_offboard(long long *out_op, ll_core *c, const char *id, const char
  * sub@<git-author-domain>; without one, by git-author-name/-email.  The
  * committer is always git-author-name/-email. */
 
-/* The answer to a write: *out the tenant as it is now and *pending 1 while
- * op is still queued; or the error that failed op (LL_EINVALID with kind
+/* The answer to a write: *out the tenant as it is now (new reference) and
+ * *pending 1 while op is still queued; or the error that failed op (LL_EINVALID with kind
  * "render-failed", LL_ECONFLICT).  op 0: just tenant id. */
 int ll_tenant_outcome(json_t **out, int *pending, ll_core *c, long long op, const char *id);
 
@@ -87,6 +88,8 @@ int ll_core_op_queued(ll_core *c, long long op);
 /* 1 while the git remote is unreachable (writes queue). */
 int ll_core_degraded(ll_core *c);
 
+/* The tenant as the API shows it, with its commits (*out: new reference).
+ * LL_ENOTFOUND. */
 int ll_tenant_get(json_t **out, ll_core *c, const char *id);
 
 /* A tenant's answer: its view as compact JSON text with its ETag,
@@ -114,13 +117,14 @@ void ll_answer_release(ll_answer *a);
  * state is unknown for now. */
 int ll_tenant_wait_over(ll_core *c, const char *id);
 
-/* {"items": [...], "next_cursor": ...}; tier, state, cursor may be NULL;
- * limit 1..500. */
+/* {"items": [...], "next_cursor": ...} (new reference); tier, state,
+ * cursor may be NULL; limit 1..500. */
 int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state,
                    const char *cursor, int limit);
 
-/* {"items": [tier...]} (without templates) and one tier (with template).
- * A tier carries "etag", the version of its template and description. */
+/* {"items": [tier...]} (without templates) and one tier (with template),
+ * each *out a new reference (tier_views.c).  A tier carries "etag", the
+ * version of its template and description. */
 int ll_tier_list(json_t **out, ll_core *c);
 int ll_tier_get(json_t **out, ll_core *c, const char *name);
 
