@@ -16,8 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
+#include "landlord/core.h"
 #include "landlord/error.h"
 #include "idempotency.h"
 #include "problem.h"
@@ -25,35 +24,24 @@
 
 #define IDEM_KEY_MAX 255
 
-/* The fingerprint of a POST for its Idempotency-Key: SHA-256 over method,
- * path and body.  A JSON body counts by its value, written with sorted keys
- * and no spaces: a retry that sends the same object with its keys in
- * another order is the same request. */
-static void fingerprint(char out[65], ll_req *req)
+/* Answers with the stored answer of a finished key, marked
+ * Idempotent-Replayed. */
+static enum MHD_Result replay(ll_req *req, const ll_idem_answer *a)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    json_t *value = req->body.len ? json_loadb(req->body.data, req->body.len,
-                                               JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL)
-                                  : NULL;
-    char *canonical =
-        value ? json_dumps(value, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
-        EVP_DigestUpdate(ctx, req->method, strlen(req->method) + 1);
-        EVP_DigestUpdate(ctx, req->path, strlen(req->path) + 1);
-        if (canonical)
-            EVP_DigestUpdate(ctx, canonical, strlen(canonical));
-        else if (req->body.len)
-            EVP_DigestUpdate(ctx, req->body.data, req->body.len);
-        EVP_DigestFinal_ex(ctx, md, &n);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(a->len, a->body, MHD_RESPMEM_MUST_COPY);
+    req->replayed = 1;
+    if (a->etag)
+        snprintf(req->etag, sizeof(req->etag), "%s", a->etag);
+    if (resp) {
+        MHD_add_response_header(resp, "Content-Type",
+                                a->content_type ? a->content_type : "application/json");
+        if (a->location)
+            MHD_add_response_header(resp, "Location", a->location);
+        req->reply_bytes = a->len;
     }
-    free(canonical);
-    json_decref(value);
-    EVP_MD_CTX_free(ctx);
-    if (n < 32)
-        memset(md, 0, 32);
-    ll_hex_encode(out, md, 32);
+    return ll_reply_response(req, a->status >= 200 && a->status <= 599 ? (unsigned)a->status : 500,
+                             resp);
 }
 
 /* Idempotency-Key on a POST: a new key is reserved and the request runs;
@@ -62,9 +50,9 @@ static void fingerprint(char out[65], ll_req *req)
 int ll_req_idempotency(ll_req *req, enum MHD_Result *ret)
 {
     const char *key = ll_req_header(req, "Idempotency-Key");
-    json_t *stored = NULL;
-    char fp[65];
-    int state = 0, error;
+    ll_idem_answer stored = {0};
+    ll_idem_state state = LL_IDEM_NEW;
+    int error;
     size_t n = key ? strlen(key) : 0;
 
     if (!key || strcmp(req->method, "POST") != 0 || !req->authenticated)
@@ -78,8 +66,9 @@ int ll_req_idempotency(ll_req *req, enum MHD_Result *ret)
                                 json_pack("{s:s}", "field", "Idempotency-Key"));
         return -1;
     }
-    fingerprint(fp, req);
-    if ((error = ll_idempotency_begin(&state, &stored, req->core, req->caller.sub, key, fp)) < 0) {
+    ll_idem_request idem = {req->caller.sub, key,          req->method, req->path,
+                            req->body.data,  req->body.len};
+    if ((error = ll_idempotency_begin(&state, &stored, req->core, &idem)) < 0) {
         *ret = ll_reply_error(req, error); /* a full volume: 503, the key is not reserved */
         return -1;
     }
@@ -100,28 +89,10 @@ int ll_req_idempotency(ll_req *req, enum MHD_Result *ret)
                                 "or body)",
                                 json_pack("{s:s}", "hint", "use a new key for a new request"));
         return -1;
-    default: {
-        const char *body = json_string_value(json_object_get(stored, "body"));
-        size_t len = json_string_length(json_object_get(stored, "body"));
-        const char *loc = json_string_value(json_object_get(stored, "location"));
-        const char *etag = json_string_value(json_object_get(stored, "etag"));
-        const char *ct = json_string_value(json_object_get(stored, "content_type"));
-        struct MHD_Response *resp =
-            MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-        req->replayed = 1;
-        if (etag)
-            snprintf(req->etag, sizeof(req->etag), "%s", etag);
-        if (resp) {
-            MHD_add_response_header(resp, "Content-Type", ct ? ct : "application/json");
-            if (loc)
-                MHD_add_response_header(resp, "Location", loc);
-            req->reply_bytes = len;
-        }
-        json_int_t status = json_integer_value(json_object_get(stored, "status"));
-        *ret =
-            ll_reply_response(req, status >= 200 && status <= 599 ? (unsigned)status : 500, resp);
-        json_decref(stored);
-        return -1;
+    case LL_IDEM_DONE:
+        break;
     }
-    }
+    *ret = replay(req, &stored);
+    ll_idem_answer_clear(&stored);
+    return -1;
 }

@@ -118,13 +118,19 @@ void ll_record_answer(ll_req *req, unsigned status)
     if (!req->idem_reserved)
         return;
     req->idem_reserved = 0;
-    if (status >= 500 || !req->reply_copy)
+    if (status >= 500 || !req->reply_copy) {
         error = ll_idempotency_release(req->core, req->caller.sub, req->idem_key);
-    else
-        error = ll_idempotency_finish(
-            req->core, req->caller.sub, req->idem_key, (int)status, req->reply_type,
-            req->reply_location[0] ? req->reply_location : NULL, req->etag[0] ? req->etag : NULL,
-            req->reply_copy, req->reply_copy_len);
+    } else {
+        ll_idem_answer answer = {
+            .status = (int)status,
+            .content_type = req->reply_type,
+            .location = req->reply_location[0] ? req->reply_location : NULL,
+            .etag = req->etag[0] ? req->etag : NULL,
+            .body = req->reply_copy,
+            .len = req->reply_copy_len,
+        };
+        error = ll_idempotency_finish(req->core, req->caller.sub, req->idem_key, &answer);
+    }
     if (error < 0)
         ll_log_error("msg=\"cannot store the idempotent answer\" error=\"%s\"",
                      ll_error_last()->message);
