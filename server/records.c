@@ -73,22 +73,31 @@ static int label_ok(const char *s, size_t max)
 
 /* One audit record per request under /api/v1 that tried to change
  * something, refusals included. */
+/* The tenant or tier a request names (borrowed): its path parameter, else
+ * the tenant a handler set; the operation may say more (lib/core). */
+static void audit_names(const char **tenant, const char **tier, const ll_req *req)
+{
+    *tenant = req->audit_tenant[0] ? req->audit_tenant : NULL;
+    *tier = NULL;
+    if (!req->route || req->nparams == 0)
+        return;
+    if (strncmp(req->route->pattern, "/api/v1/tenants/{id}", 20) == 0 &&
+        label_ok(req->params[0], LL_TENANT_ID_MAX))
+        *tenant = req->params[0];
+    else if (strncmp(req->route->pattern, "/api/v1/tiers/{name}", 20) == 0 &&
+             label_ok(req->params[0], 63))
+        *tier = req->params[0];
+}
+
 void ll_record_audit(ll_req *req)
 {
     char path[600];
-    const char *tenant = req->audit_tenant[0] ? req->audit_tenant : NULL, *tier = NULL;
+    const char *tenant, *tier;
     const ll_caller *c = req->authenticated ? &req->caller : NULL;
 
     if (!req->path || !is_write(req->method) || strncmp(req->path, "/api/v1/", 8) != 0)
         return;
-    if (req->route && req->nparams > 0) {
-        if (strncmp(req->route->pattern, "/api/v1/tenants/{id}", 20) == 0 &&
-            label_ok(req->params[0], LL_TENANT_ID_MAX))
-            tenant = req->params[0];
-        else if (strncmp(req->route->pattern, "/api/v1/tiers/{name}", 20) == 0 &&
-                 label_ok(req->params[0], 63))
-            tier = req->params[0];
-    }
+    audit_names(&tenant, &tier, req);
     ll_record_escape(path, sizeof(path), req->path);
     ll_audit_entry e = {
         .request_id = req->request_id,

@@ -690,6 +690,38 @@ static json_t *trailer_ops(const char *message)
     return ops;
 }
 
+/* Appends commit oid to items when it changed tenant id's files. */
+static void history_item(json_t *items, git_repository *repo, const git_oid *oid, const char *root,
+                         const char *id)
+{
+    git_commit *commit = NULL, *parent = NULL;
+    git_tree *tree = NULL, *ptree = NULL;
+    json_t *changes = json_array();
+    char sha[GIT_OID_HEXSZ + 1];
+
+    git_oid_tostr(sha, sizeof(sha), oid);
+    if (git_commit_lookup(&commit, repo, oid) < 0 || git_commit_tree(&tree, commit) < 0)
+        goto done;
+    if (git_commit_parentcount(commit) > 0 && git_commit_parent(&parent, commit, 0) == 0)
+        git_commit_tree(&ptree, parent);
+    tenant_changes(changes, tree, ptree, root, id);
+    if (json_array_size(changes) > 0) {
+        const char *msg = git_commit_message(commit);
+        json_array_append_new(items,
+                              json_pack("{s:s, s:s%, s:o, s:o, s:O, s:o}", "sha", sha, "message",
+                                        msg ? msg : "", msg ? strcspn(msg, "\n") : 0, "author",
+                                        signature(git_commit_author(commit)), "committer",
+                                        signature(git_commit_committer(commit)), "changes", changes,
+                                        "operations", trailer_ops(msg)));
+    }
+done:
+    json_decref(changes);
+    git_tree_free(tree);
+    git_tree_free(ptree);
+    git_commit_free(parent);
+    git_commit_free(commit);
+}
+
 int ll_tenant_history(json_t **out, ll_core *c, const char *id, const char *cursor, int limit)
 {
     ll_registry *r = ll_core_registry(c);
@@ -725,37 +757,12 @@ int ll_tenant_history(json_t **out, ll_core *c, const char *id, const char *curs
         goto done; /* an empty branch has no history */
     }
     while (git_revwalk_next(&oid, walk) == 0) {
-        git_commit *commit = NULL, *parent = NULL;
-        git_tree *tree = NULL, *ptree = NULL;
-        json_t *changes = json_array();
-        char sha[GIT_OID_HEXSZ + 1];
-
-        git_oid_tostr(sha, sizeof(sha), &oid);
         if ((int)json_array_size(items) == limit || scanned == HISTORY_SCAN) {
-            snprintf(next, sizeof(next), "%s", sha);
-            json_decref(changes);
+            git_oid_tostr(next, sizeof(next), &oid);
             break;
         }
         scanned++;
-        if (git_commit_lookup(&commit, repo, &oid) == 0 && git_commit_tree(&tree, commit) == 0) {
-            if (git_commit_parentcount(commit) > 0 && git_commit_parent(&parent, commit, 0) == 0)
-                git_commit_tree(&ptree, parent);
-            tenant_changes(changes, tree, ptree, c->cfg.git_root, id);
-            if (json_array_size(changes) > 0) {
-                const char *msg = git_commit_message(commit);
-                json_array_append_new(
-                    items, json_pack("{s:s, s:s%, s:o, s:o, s:O, s:o}", "sha", sha, "message",
-                                     msg ? msg : "", msg ? strcspn(msg, "\n") : 0, "author",
-                                     signature(git_commit_author(commit)), "committer",
-                                     signature(git_commit_committer(commit)), "changes", changes,
-                                     "operations", trailer_ops(msg)));
-            }
-        }
-        json_decref(changes);
-        git_tree_free(tree);
-        git_tree_free(ptree);
-        git_commit_free(parent);
-        git_commit_free(commit);
+        history_item(items, repo, &oid, c->cfg.git_root, id);
     }
 done:
     if (error == 0)

@@ -7,6 +7,11 @@
  * tier change's checks and its operation; an idempotency key's check and
  * its reservation).
  *
+ * Rows come back as typed records, each converted in one place: an audit
+ * row in audit_item_from_row (ll_audit_item, with the operation the
+ * request queued), a stored answer in idem_answer_from_row
+ * (ll_idem_answer).  The API's JSON is built from them in lib/core/access.c.
+ *
  * A reserved key whose answer (or release) cannot be stored, for lack of
  * space, would stay in flight and answer 409 to every retry until it
  * expired.  So what could not be stored is kept in memory (process-wide,
@@ -534,22 +539,22 @@ int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, con
                              "SELECT (SELECT count(*) FROM operations WHERE tenant_id = '' AND "
                              "tier = ?1 AND state = 'queued'), (SELECT count(*) FROM tenants "
                              "WHERE tier = ?1 AND lifecycle != 'offboarded')")) < 0)
-        goto fail;
+        goto done;
     reg_bind_text(st, 1, tier);
     if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
         error = reg_db_error(r, "read tier");
-        goto fail;
+        goto done;
     }
     if (sqlite3_column_int64(st, 0) > 0) {
         error = ll_error_set(LL_ECONFLICT, "a change to tier '%s' is still being pushed", tier);
         ll_error_hint("wait for it (GET /api/v1/operations/{id}) and try again");
-        goto fail;
+        goto done;
     }
     if (strcmp(kind, "tier_delete") == 0 && sqlite3_column_int64(st, 1) > 0) {
         error = ll_error_set(LL_ECONFLICT, "tier '%s' still has %lld tenant(s)", tier,
                              (long long)sqlite3_column_int64(st, 1));
         ll_error_hint("offboard or move them first; only a tier without tenants can be deleted");
-        goto fail;
+        goto done;
     }
     reg_finalize(r, st);
     st = NULL;
@@ -557,7 +562,7 @@ int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, con
                              "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
                              "created_at, updated_at, author_name, author_email) VALUES (?, '', ?, "
                              "?, 'queued', ?, ?, ?, ?) RETURNING id")) < 0)
-        goto fail;
+        goto done;
     reg_bind_text(st, 1, kind);
     reg_bind_text(st, 2, tier);
     reg_bind_text(st, 3, payload);
@@ -567,15 +572,17 @@ int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, con
     reg_bind_text(st, 7, author->email);
     if (sqlite3_step(st) != SQLITE_ROW) {
         error = reg_db_error(r, "queue operation");
-        goto fail;
+        goto done;
     }
     *out_op = sqlite3_column_int64(st, 0);
+done:
     reg_finalize(r, st);
+    if (error < 0) {
+        *out_op = 0;
+        reg_rollback(r);
+        return error;
+    }
     return reg_commit(r);
-fail:
-    reg_finalize(r, st);
-    reg_rollback(r);
-    return error;
 }
 
 int ll_registry_tier_info(json_t **out, ll_registry *r)
@@ -585,20 +592,21 @@ int ll_registry_tier_info(json_t **out, ll_registry *r)
     int error, rc;
 
     if ((error = reg_prepare(&st, r, "SELECT name, description FROM tier_info")) < 0)
-        goto fail;
+        goto done;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         json_object_set_new(info, (const char *)sqlite3_column_text(st, 0), reg_col_text(st, 1));
     if (rc != SQLITE_DONE) {
         error = reg_db_error(r, "read tier descriptions");
-        goto fail;
+        goto done;
     }
+done:
     reg_finalize(r, st);
+    if (error < 0) {
+        json_decref(info);
+        return error;
+    }
     *out = info;
     return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(info);
-    return error;
 }
 
 int reg_tier_finish(ll_registry *r, const json_t *op, const char *now)
