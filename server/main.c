@@ -311,59 +311,86 @@ static void token_usage(FILE *out)
         LL_SCOPES);
 }
 
-/* landlord token: a local bearer token for operators and scripts. */
-static int cmd_token(int argc, char **argv)
-{
-    ll_config cfg;
-    char scopes[1024] = "", *token = NULL;
-    const char *sub = NULL, *name = NULL, *email = NULL;
-    char **rest = calloc((size_t)argc + 1, sizeof(char *));
-    int nrest = 0;
-    long ttl = 3600;
+/* What landlord token was asked for. */
+typedef struct token_args {
+    const char *sub, *name, *email;
+    char scopes[1024]; /* separated by spaces */
+    long ttl;          /* seconds */
+} token_args;
 
-    if (!rest)
-        return 1;
+static int is_token_option(const char *a)
+{
+    return strcmp(a, "--sub") == 0 || strcmp(a, "--scope") == 0 || strcmp(a, "--ttl") == 0 ||
+           strcmp(a, "--name") == 0 || strcmp(a, "--email") == 0;
+}
+
+/* Takes one option of landlord token (a) with its value v (borrowed; kept
+ * in t): 0, or 2 having said why not. */
+static int token_option(token_args *t, const char *a, const char *v)
+{
+    if (strcmp(a, "--sub") == 0) {
+        t->sub = v;
+    } else if (strcmp(a, "--name") == 0) {
+        t->name = v;
+    } else if (strcmp(a, "--email") == 0) {
+        t->email = v;
+    } else if (strcmp(a, "--ttl") == 0) {
+        if (ll_parse_duration(&t->ttl, v) < 0) {
+            fail("bad --ttl");
+            return 2;
+        }
+    } else { /* --scope */
+        size_t n = strlen(t->scopes);
+        if (n + strlen(v) + 2 > sizeof(t->scopes)) {
+            fprintf(stderr, "landlord: too many scopes\n");
+            return 2;
+        }
+        snprintf(t->scopes + n, sizeof(t->scopes) - n, "%s%s", n ? " " : "", v);
+    }
+    return 0;
+}
+
+/* Splits argv into the token's options (into t) and serve options (into
+ * rest, borrowed from argv; *nrest of them).  0: go on; -1: the help was
+ * printed; 2: a bad option, said why. */
+static int token_args_parse(token_args *t, char **rest, int *nrest, int argc, char **argv)
+{
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             token_usage(stdout);
-            free(rest);
-            return 0;
+            return -1;
         }
-        int is_sub = strcmp(a, "--sub") == 0, is_scope = strcmp(a, "--scope") == 0;
-        int is_ttl = strcmp(a, "--ttl") == 0, is_name = strcmp(a, "--name") == 0;
-        int is_email = strcmp(a, "--email") == 0;
-        if (!(is_sub || is_scope || is_ttl || is_name || is_email)) {
-            rest[nrest++] = argv[i];
+        if (!is_token_option(a)) {
+            rest[(*nrest)++] = argv[i];
             continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "landlord: %s needs a value\n", a);
-            free(rest);
             return 2;
         }
-        const char *v = argv[++i];
-        if (is_sub)
-            sub = v;
-        else if (is_name)
-            name = v;
-        else if (is_email)
-            email = v;
-        else if (is_ttl && ll_parse_duration(&ttl, v) < 0) {
-            fail("bad --ttl");
-            free(rest);
+        if (token_option(t, a, argv[++i]) != 0)
             return 2;
-        } else if (is_scope) {
-            size_t n = strlen(scopes);
-            if (n + strlen(v) + 2 > sizeof(scopes)) {
-                fprintf(stderr, "landlord: too many scopes\n");
-                free(rest);
-                return 2;
-            }
-            snprintf(scopes + n, sizeof(scopes) - n, "%s%s", n ? " " : "", v);
-        }
     }
-    if (!sub) {
+    return 0;
+}
+
+/* landlord token: a local bearer token for operators and scripts. */
+static int cmd_token(int argc, char **argv)
+{
+    ll_config cfg;
+    token_args t = {.ttl = 3600};
+    char *token = NULL;
+    char **rest = calloc((size_t)argc + 1, sizeof(char *));
+    int nrest = 0, rc;
+
+    if (!rest)
+        return 1;
+    if ((rc = token_args_parse(&t, rest, &nrest, argc, argv)) != 0) {
+        free(rest);
+        return rc < 0 ? 0 : rc;
+    }
+    if (!t.sub) {
         fprintf(stderr, "landlord: token needs --sub NAME (who the token is for)\n");
         token_usage(stderr);
         free(rest);
@@ -377,7 +404,7 @@ static int cmd_token(int argc, char **argv)
     free(rest);
     /* Only errors go to stderr: stdout is the token alone. */
     ll_log_threshold = LL_LOG_WARN;
-    if (ll_auth_mint(&token, &cfg, sub, scopes, name, email, ttl) < 0) {
+    if (ll_auth_mint(&token, &cfg, t.sub, t.scopes, t.name, t.email, t.ttl) < 0) {
         fail("cannot mint a token");
         return 1;
     }

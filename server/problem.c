@@ -9,6 +9,7 @@
 
 #include "landlord/error.h"
 #include "problem.h"
+#include "reply.h"
 
 typedef struct problem_class {
     const char *type;

@@ -3,7 +3,7 @@
 #ifndef LANDLORD_SERVER_PROBLEM_H
 #define LANDLORD_SERVER_PROBLEM_H
 
-#include "http.h"
+#include "request.h"
 
 /* Sends a problem.  type is the class name ("invalid-request"); the type
  * member becomes "urn:landlord:problem:<class>".  extra's members (may be

@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "http.h"
+#include "request.h"
 
 /* Which cap a route's body has. */
 typedef enum {

@@ -8,9 +8,13 @@
  * change per tier may be queued at a time, so a version checked here is
  * still the current one when the operation is stored.
  *
- * The audit log and idempotency keys live in the registry; expired rows
- * are pruned at most once a minute, by whichever request thread gets
- * there first.  History opens its own libgit2 handle on landlord's clone
+ * The audit log and idempotency keys live in the registry, which hands
+ * back typed records (ll_audit_item, ll_idem_answer); an audit record
+ * becomes the API's JSON here, in ll_audit_item_json, and nowhere else.
+ * An idempotent POST is known by its fingerprint (method, path, and the
+ * body's JSON value), computed here so that server/ needs no hashing.
+ * Expired rows are pruned at most once a minute, by whichever request
+ * thread gets there first.  History opens its own libgit2 handle on landlord's clone
  * (the writer thread owns the other one) and walks first parents from the
  * remote head, comparing tree ids so that unrelated commits cost a lookup
  * or two.
@@ -21,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 #include <git2.h>
+#include <openssl/evp.h>
 
 #include "landlord/auth.h"
 #include "landlord/core.h"
@@ -134,17 +139,67 @@ static int timestamp(char out[64], const char *s, const char *field)
     return 0;
 }
 
-int ll_audit_list(json_t **out, ll_core *c, const char *tenant, const char *actor,
-                  const char *since, const char *until, const char *cursor, int limit)
+/* What became of the request, from its status and its operation's state
+ * (NULL: none). */
+static const char *outcome(int status, const char *op_state)
 {
-    ll_registry *r = ll_core_registry(c);
-    char from[64], to[64];
-    long long before = 0, next = 0;
-    json_t *items = NULL;
+    if (status >= 500)
+        return "failed";
+    if (status >= 400)
+        return "refused";
+    if (op_state && strcmp(op_state, "queued") == 0)
+        return "pending";
+    if (op_state && strcmp(op_state, "failed") == 0)
+        return "failed";
+    return "done";
+}
+
+/* s as a JSON string, or null (new reference). */
+static json_t *text_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+json_t *ll_audit_item_json(const ll_audit_item *item)
+{
+    json_t *e = json_object(), *actor = json_null(), *op = json_null();
+
+    if (item->actor)
+        actor = json_pack("{s:o, s:o, s:o}", "sub", text_or_null(item->actor), "name",
+                          text_or_null(item->actor_name), "email", text_or_null(item->actor_email));
+    if (item->op_id)
+        op = json_pack("{s:I, s:o, s:o, s:o, s:{s:o, s:o}}", "id", (json_int_t)item->op_id, "kind",
+                       text_or_null(item->op_kind), "state", text_or_null(item->op_state), "commit",
+                       text_or_null(item->op_commit), "author", "name",
+                       text_or_null(item->op_author_name), "email",
+                       text_or_null(item->op_author_email));
+    json_object_set_new(e, "id", json_integer(item->id));
+    json_object_set_new(e, "at", text_or_null(item->at));
+    json_object_set_new(e, "request_id", text_or_null(item->request_id));
+    json_object_set_new(e, "actor", actor);
+    json_object_set_new(e, "method", text_or_null(item->method));
+    json_object_set_new(e, "path", text_or_null(item->path));
+    json_object_set_new(e, "route", text_or_null(item->route));
+    json_object_set_new(e, "tenant", text_or_null(item->tenant));
+    json_object_set_new(e, "tier", text_or_null(item->tier));
+    json_object_set_new(e, "status", json_integer(item->status));
+    json_object_set_new(e, "outcome",
+                        json_string(outcome(item->status, item->op_id ? item->op_state : NULL)));
+    json_object_set_new(e, "problem", text_or_null(item->problem));
+    json_object_set_new(e, "replayed", json_boolean(item->replayed));
+    json_object_set_new(e, "operation", op);
+    json_object_set_new(e, "commit", item->op_id ? text_or_null(item->op_commit) : json_null());
+    return e;
+}
+
+/* The filters of an audit listing, checked, into *out (times in the
+ * stored form, in from and to). */
+static int audit_filter(ll_audit_filter *out, char from[64], char to[64], const char *tenant,
+                        const char *actor, const char *since, const char *until, const char *cursor)
+{
     int error;
 
-    if (!r)
-        return -1;
+    *out = (ll_audit_filter){.tenant = tenant, .actor = actor};
     if (tenant && ll_validate_label(tenant, 253, "tenant") < 0)
         return LL_EINVALID;
     if (actor && (!*actor || strlen(actor) > 255))
@@ -152,43 +207,93 @@ int ll_audit_list(json_t **out, ll_core *c, const char *tenant, const char *acto
     if ((since && (error = timestamp(from, since, "since")) < 0) ||
         (until && (error = timestamp(to, until, "until")) < 0))
         return error;
+    out->since = since ? from : NULL;
+    out->until = until ? to : NULL;
     if (cursor) {
         char *end;
-        before = strtoll(cursor, &end, 10);
-        if (*end || end == cursor || before <= 0)
+        out->before = strtoll(cursor, &end, 10);
+        if (*end || end == cursor || out->before <= 0)
             return ll_core_field_error("cursor", "cursor is not one this server gave out");
     }
-    if ((error = ll_registry_audit_list(&items, &next, r, tenant, actor, since ? from : NULL,
-                                        until ? to : NULL, before, limit)) < 0)
+    return 0;
+}
+
+int ll_audit_list(json_t **out, ll_core *c, const char *tenant, const char *actor,
+                  const char *since, const char *until, const char *cursor, int limit)
+{
+    ll_registry *r = ll_core_registry(c);
+    ll_audit_filter filter;
+    ll_audit_page page = {0};
+    char from[64], to[64], nc[32];
+    json_t *items;
+    int error;
+
+    if (!r)
+        return -1;
+    if ((error = audit_filter(&filter, from, to, tenant, actor, since, until, cursor)) < 0 ||
+        (error = ll_registry_audit_list(&page, r, &filter, limit)) < 0)
         return error;
-    char nc[32];
-    snprintf(nc, sizeof(nc), "%lld", next);
+    items = json_array();
+    for (size_t i = 0; i < page.count; i++)
+        json_array_append_new(items, ll_audit_item_json(&page.items[i]));
+    snprintf(nc, sizeof(nc), "%lld", page.next);
     *out = json_pack("{s:o, s:o}", "items", items, "next_cursor",
-                     next ? json_string(nc) : json_null());
+                     page.next ? json_string(nc) : json_null());
+    ll_audit_page_free(&page);
     return 0;
 }
 
 /* --- idempotency ------------------------------------------------------------------------ */
 
-int ll_idempotency_begin(int *out_state, json_t **out_stored, ll_core *c, const char *subject,
-                         const char *key, const char *fingerprint)
+void ll_idempotency_fingerprint(char out[65], const ll_idem_request *req)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    json_t *value =
+        req->len ? json_loadb(req->body, req->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL)
+                 : NULL;
+    char *canonical =
+        value ? json_dumps(value, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
+        EVP_DigestUpdate(ctx, req->method, strlen(req->method) + 1);
+        EVP_DigestUpdate(ctx, req->path, strlen(req->path) + 1);
+        if (canonical)
+            EVP_DigestUpdate(ctx, canonical, strlen(canonical));
+        else if (req->len)
+            EVP_DigestUpdate(ctx, req->body, req->len);
+        EVP_DigestFinal_ex(ctx, md, &n);
+    }
+    free(canonical);
+    json_decref(value);
+    EVP_MD_CTX_free(ctx);
+    if (n < 32)
+        memset(md, 0, 32);
+    ll_hex_encode(out, md, 32);
+}
+
+int ll_idempotency_begin(ll_idem_state *out_state, ll_idem_answer *out_answer, ll_core *c,
+                         const ll_idem_request *req)
 {
     ll_registry *r = ll_core_registry(c);
+    char fp[65];
+
+    *out_state = LL_IDEM_NEW;
+    memset(out_answer, 0, sizeof(*out_answer));
     if (!r)
         return -1;
-    return ll_registry_idem_begin(out_state, out_stored, r, subject, key, fingerprint,
+    ll_idempotency_fingerprint(fp, req);
+    return ll_registry_idem_begin(out_state, out_answer, r, req->subject, req->key, fp,
                                   (long long)time(NULL) * 1000, c->cfg.idempotency_ttl * 1000LL);
 }
 
-int ll_idempotency_finish(ll_core *c, const char *subject, const char *key, int status,
-                          const char *content_type, const char *location, const char *etag,
-                          const void *body, size_t len)
+int ll_idempotency_finish(ll_core *c, const char *subject, const char *key,
+                          const ll_idem_answer *answer)
 {
     ll_registry *r = ll_core_registry(c);
     if (!r)
         return -1;
-    return ll_registry_idem_finish(r, subject, key, status, content_type, location, etag, body,
-                                   len);
+    return ll_registry_idem_finish(r, subject, key, answer);
 }
 
 int ll_idempotency_release(ll_core *c, const char *subject, const char *key)
@@ -585,6 +690,38 @@ static json_t *trailer_ops(const char *message)
     return ops;
 }
 
+/* Appends commit oid to items when it changed tenant id's files. */
+static void history_item(json_t *items, git_repository *repo, const git_oid *oid, const char *root,
+                         const char *id)
+{
+    git_commit *commit = NULL, *parent = NULL;
+    git_tree *tree = NULL, *ptree = NULL;
+    json_t *changes = json_array();
+    char sha[GIT_OID_HEXSZ + 1];
+
+    git_oid_tostr(sha, sizeof(sha), oid);
+    if (git_commit_lookup(&commit, repo, oid) < 0 || git_commit_tree(&tree, commit) < 0)
+        goto done;
+    if (git_commit_parentcount(commit) > 0 && git_commit_parent(&parent, commit, 0) == 0)
+        git_commit_tree(&ptree, parent);
+    tenant_changes(changes, tree, ptree, root, id);
+    if (json_array_size(changes) > 0) {
+        const char *msg = git_commit_message(commit);
+        json_array_append_new(items,
+                              json_pack("{s:s, s:s%, s:o, s:o, s:O, s:o}", "sha", sha, "message",
+                                        msg ? msg : "", msg ? strcspn(msg, "\n") : 0, "author",
+                                        signature(git_commit_author(commit)), "committer",
+                                        signature(git_commit_committer(commit)), "changes", changes,
+                                        "operations", trailer_ops(msg)));
+    }
+done:
+    json_decref(changes);
+    git_tree_free(tree);
+    git_tree_free(ptree);
+    git_commit_free(parent);
+    git_commit_free(commit);
+}
+
 int ll_tenant_history(json_t **out, ll_core *c, const char *id, const char *cursor, int limit)
 {
     ll_registry *r = ll_core_registry(c);
@@ -621,37 +758,12 @@ int ll_tenant_history(json_t **out, ll_core *c, const char *id, const char *curs
         goto done; /* an empty branch has no history */
     }
     while (git_revwalk_next(&oid, walk) == 0) {
-        git_commit *commit = NULL, *parent = NULL;
-        git_tree *tree = NULL, *ptree = NULL;
-        json_t *changes = json_array();
-        char sha[GIT_OID_HEXSZ + 1];
-
-        git_oid_tostr(sha, sizeof(sha), &oid);
         if ((int)json_array_size(items) == limit || scanned == HISTORY_SCAN) {
-            snprintf(next, sizeof(next), "%s", sha);
-            json_decref(changes);
+            git_oid_tostr(next, sizeof(next), &oid);
             break;
         }
         scanned++;
-        if (git_commit_lookup(&commit, repo, &oid) == 0 && git_commit_tree(&tree, commit) == 0) {
-            if (git_commit_parentcount(commit) > 0 && git_commit_parent(&parent, commit, 0) == 0)
-                git_commit_tree(&ptree, parent);
-            tenant_changes(changes, tree, ptree, c->cfg.git_root, id);
-            if (json_array_size(changes) > 0) {
-                const char *msg = git_commit_message(commit);
-                json_array_append_new(
-                    items, json_pack("{s:s, s:s%, s:o, s:o, s:O, s:o}", "sha", sha, "message",
-                                     msg ? msg : "", msg ? strcspn(msg, "\n") : 0, "author",
-                                     signature(git_commit_author(commit)), "committer",
-                                     signature(git_commit_committer(commit)), "changes", changes,
-                                     "operations", trailer_ops(msg)));
-            }
-        }
-        json_decref(changes);
-        git_tree_free(tree);
-        git_tree_free(ptree);
-        git_commit_free(parent);
-        git_commit_free(commit);
+        history_item(items, repo, &oid, c->cfg.git_root, id);
     }
 done:
     if (error == 0)

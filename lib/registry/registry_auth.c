@@ -7,6 +7,11 @@
  * tier change's checks and its operation; an idempotency key's check and
  * its reservation).
  *
+ * Rows come back as typed records, each converted in one place: an audit
+ * row in audit_item_from_row (ll_audit_item, with the operation the
+ * request queued), a stored answer in idem_answer_from_row
+ * (ll_idem_answer).  The API's JSON is built from them in lib/core/access.c.
+ *
  * A reserved key whose answer (or release) cannot be stored, for lack of
  * space, would stay in flight and answer 409 to every retry until it
  * expired.  So what could not be stored is kept in memory (process-wide,
@@ -59,91 +64,110 @@ int ll_registry_audit_add(ll_registry *r, const ll_audit_entry *e)
     return error;
 }
 
-/* outcome: what became of the request, from its status and operation. */
-static const char *outcome(int status, const char *op_state)
+/* A text column as a new string into *out (NULL for NULL).  -1 when
+ * memory runs out. */
+static int col_dup(char **out, sqlite3_stmt *st, int i)
 {
-    if (status >= 500)
-        return "failed";
-    if (status >= 400)
-        return "refused";
-    if (op_state && strcmp(op_state, "queued") == 0)
-        return "pending";
-    if (op_state && strcmp(op_state, "failed") == 0)
-        return "failed";
-    return "done";
+    const unsigned char *t = sqlite3_column_text(st, i);
+    *out = t ? strdup((const char *)t) : NULL;
+    return t && !*out ? -1 : 0;
 }
 
-int ll_registry_audit_list(json_t **out_items, long long *out_next, ll_registry *r,
-                           const char *tenant, const char *actor, const char *since,
-                           const char *until, long long before, int limit)
+/* The SELECT of ll_registry_audit_list: the audit columns, then the
+ * operation's (NULL when the request queued none, or it is gone). */
+#define AUDIT_COLUMNS                                                                              \
+    "a.id, a.at, a.request_id, a.actor, a.actor_name, a.actor_email, a.method, a.path, a.route, "  \
+    "a.tenant_id, a.tier, a.status, a.problem, a.replayed, a.operation_id, o.kind, o.state, "      \
+    "o.commit_sha, o.author_name, o.author_email"
+
+/* The audit row st (AUDIT_COLUMNS) as a record: the one place where an
+ * audit row becomes C.  -1 when memory runs out (item then holds what was
+ * copied, for ll_audit_page_free). */
+static int audit_item_from_row(ll_audit_item *item, sqlite3_stmt *st)
+{
+    char **text[] = {&item->at,          &item->request_id, &item->actor, &item->actor_name,
+                     &item->actor_email, &item->method,     &item->path,  &item->route,
+                     &item->tenant,      &item->tier};
+    char **op_text[] = {&item->op_kind, &item->op_state, &item->op_commit, &item->op_author_name,
+                        &item->op_author_email};
+    int error = 0;
+
+    item->id = sqlite3_column_int64(st, 0);
+    for (int i = 0; i < 10; i++)
+        error |= col_dup(text[i], st, 1 + i);
+    item->status = sqlite3_column_int(st, 11);
+    error |= col_dup(&item->problem, st, 12);
+    item->replayed = sqlite3_column_int(st, 13);
+    /* An operation whose row was pruned reads as none. */
+    if (sqlite3_column_type(st, 14) != SQLITE_NULL && sqlite3_column_type(st, 15) != SQLITE_NULL) {
+        item->op_id = sqlite3_column_int64(st, 14);
+        for (int i = 0; i < 5; i++)
+            error |= col_dup(op_text[i], st, 15 + i);
+    }
+    return error ? ll_error_set(-1, "out of memory reading the audit log") : 0;
+}
+
+static void audit_item_free(ll_audit_item *item)
+{
+    char *text[] = {
+        item->at,          item->request_id, item->actor,          item->actor_name,
+        item->actor_email, item->method,     item->path,           item->route,
+        item->tenant,      item->tier,       item->problem,        item->op_kind,
+        item->op_state,    item->op_commit,  item->op_author_name, item->op_author_email};
+    for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++)
+        free(text[i]);
+}
+
+void ll_audit_page_free(ll_audit_page *page)
+{
+    if (!page)
+        return;
+    for (size_t i = 0; i < page->count; i++)
+        audit_item_free(&page->items[i]);
+    free(page->items);
+    memset(page, 0, sizeof(*page));
+}
+
+int ll_registry_audit_list(ll_audit_page *out, ll_registry *r, const ll_audit_filter *filter,
+                           int limit)
 {
     sqlite3_stmt *st = NULL;
-    json_t *items = json_array();
-    int error, rc, n = 0;
+    int error, rc;
 
-    *out_next = 0;
-    if ((error = reg_prepare(
-             &st, r,
-             "SELECT a.id, a.at, a.request_id, a.actor, a.actor_name, a.actor_email, a.method, "
-             "a.path, a.route, a.tenant_id, a.tier, a.status, a.problem, a.operation_id, "
-             "a.replayed, o.kind, o.state, o.commit_sha, o.author_name, o.author_email FROM audit "
-             "a LEFT JOIN operations o ON o.id = a.operation_id WHERE (?1 IS NULL OR a.tenant_id "
-             "= ?1) AND (?2 IS NULL OR a.actor = ?2) AND (?3 IS NULL OR a.at >= ?3) AND (?4 IS "
-             "NULL OR a.at < ?4) AND (?5 = 0 OR a.id < ?5) ORDER BY a.id DESC LIMIT ?6")) < 0)
-        goto fail;
-    reg_bind_text(st, 1, tenant);
-    reg_bind_text(st, 2, actor);
-    reg_bind_text(st, 3, since);
-    reg_bind_text(st, 4, until);
-    sqlite3_bind_int64(st, 5, before);
+    memset(out, 0, sizeof(*out));
+    if (limit < 0)
+        limit = 0;
+    if (!(out->items = calloc((size_t)limit + 1, sizeof(*out->items))))
+        return ll_error_set(-1, "out of memory reading the audit log");
+    if ((error = reg_prepare(&st, r,
+                             "SELECT " AUDIT_COLUMNS " FROM audit a LEFT JOIN operations o ON o.id "
+                             "= a.operation_id WHERE (?1 IS NULL OR a.tenant_id = ?1) AND (?2 IS "
+                             "NULL OR a.actor = ?2) AND (?3 IS NULL OR a.at >= ?3) AND (?4 IS NULL "
+                             "OR a.at < ?4) AND (?5 = 0 OR a.id < ?5) ORDER BY a.id DESC LIMIT "
+                             "?6")) < 0)
+        goto done;
+    reg_bind_text(st, 1, filter->tenant);
+    reg_bind_text(st, 2, filter->actor);
+    reg_bind_text(st, 3, filter->since);
+    reg_bind_text(st, 4, filter->until);
+    sqlite3_bind_int64(st, 5, filter->before);
     sqlite3_bind_int(st, 6, limit + 1);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *e, *actor_obj = json_null(), *op = json_null();
-        const char *op_state = (const char *)sqlite3_column_text(st, 16);
-        if (n++ == limit) {
-            *out_next = json_integer_value(
-                json_object_get(json_array_get(items, json_array_size(items) - 1), "id"));
+        if (out->count == (size_t)limit) {
+            /* One more than asked for: the page goes on after the last. */
+            out->next = out->count ? out->items[out->count - 1].id : 0;
             break;
         }
-        if (sqlite3_column_type(st, 3) != SQLITE_NULL)
-            actor_obj = json_pack("{s:o, s:o, s:o}", "sub", reg_col_text(st, 3), "name",
-                                  reg_col_text(st, 4), "email", reg_col_text(st, 5));
-        if (sqlite3_column_type(st, 13) != SQLITE_NULL &&
-            sqlite3_column_type(st, 15) != SQLITE_NULL)
-            op = json_pack("{s:I, s:o, s:o, s:o, s:{s:o, s:o}}", "id",
-                           (json_int_t)sqlite3_column_int64(st, 13), "kind", reg_col_text(st, 15),
-                           "state", reg_col_text(st, 16), "commit", reg_col_text(st, 17), "author",
-                           "name", reg_col_text(st, 18), "email", reg_col_text(st, 19));
-        e = json_object();
-        json_object_set_new(e, "id", json_integer(sqlite3_column_int64(st, 0)));
-        json_object_set_new(e, "at", reg_col_text(st, 1));
-        json_object_set_new(e, "request_id", reg_col_text(st, 2));
-        json_object_set_new(e, "actor", actor_obj);
-        json_object_set_new(e, "method", reg_col_text(st, 6));
-        json_object_set_new(e, "path", reg_col_text(st, 7));
-        json_object_set_new(e, "route", reg_col_text(st, 8));
-        json_object_set_new(e, "tenant", reg_col_text(st, 9));
-        json_object_set_new(e, "tier", reg_col_text(st, 10));
-        json_object_set_new(e, "status", json_integer(sqlite3_column_int(st, 11)));
-        json_object_set_new(
-            e, "outcome",
-            json_string(outcome(sqlite3_column_int(st, 11), json_is_null(op) ? NULL : op_state)));
-        json_object_set_new(e, "problem", reg_col_text(st, 12));
-        json_object_set_new(e, "replayed", json_boolean(sqlite3_column_int(st, 14)));
-        json_object_set_new(e, "operation", op);
-        json_object_set_new(e, "commit", json_is_null(op) ? json_null() : reg_col_text(st, 17));
-        json_array_append_new(items, e);
+        error = audit_item_from_row(&out->items[out->count++], st);
+        if (error < 0)
+            goto done;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         error = reg_db_error(r, "list audit");
-        goto fail;
-    }
+done:
     reg_finalize(r, st);
-    *out_items = items;
-    return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(items);
+    if (error < 0)
+        ll_audit_page_free(out);
     return error;
 }
 
@@ -156,9 +180,57 @@ int ll_registry_audit_prune(ll_registry *r, const char *before)
 
 /* --- idempotency keys ----------------------------------------------------------------- */
 
-static int idem_finish(ll_registry *r, const char *subject, const char *key, int status,
-                       const char *content_type, const char *location, const char *etag,
-                       const void *body, size_t len)
+void ll_idem_answer_clear(ll_idem_answer *a)
+{
+    if (!a)
+        return;
+    free(a->content_type);
+    free(a->location);
+    free(a->etag);
+    free(a->body);
+    memset(a, 0, sizeof(*a));
+}
+
+/* A copy of src (borrowed) into *dst, owning its strings.  -1 when memory
+ * runs out (dst then holds what was copied, for ll_idem_answer_clear). */
+static int idem_answer_copy(ll_idem_answer *dst, const ll_idem_answer *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    dst->status = src->status;
+    dst->len = src->len;
+    if ((src->content_type && !(dst->content_type = strdup(src->content_type))) ||
+        (src->location && !(dst->location = strdup(src->location))) ||
+        (src->etag && !(dst->etag = strdup(src->etag))) || !(dst->body = malloc(src->len + 1)))
+        return -1;
+    if (src->len)
+        memcpy(dst->body, src->body, src->len);
+    dst->body[src->len] = '\0';
+    return 0;
+}
+
+/* The stored answer of the idempotency_keys row st, its columns status,
+ * content_type, location, etag, body from col on: the one place where a
+ * stored answer becomes C.  -1 when memory runs out. */
+static int idem_answer_from_row(ll_idem_answer *out, sqlite3_stmt *st, int col)
+{
+    const void *blob = sqlite3_column_blob(st, col + 4);
+    ll_idem_answer row = {
+        .status = sqlite3_column_int(st, col),
+        .content_type = (char *)sqlite3_column_text(st, col + 1),
+        .location = (char *)sqlite3_column_text(st, col + 2),
+        .etag = (char *)sqlite3_column_text(st, col + 3),
+        .body = blob ? (char *)blob : "",
+        .len = blob ? (size_t)sqlite3_column_bytes(st, col + 4) : 0,
+    };
+    if (idem_answer_copy(out, &row) < 0) {
+        ll_idem_answer_clear(out);
+        return ll_error_set(-1, "out of memory reading an idempotent answer");
+    }
+    return 0;
+}
+
+static int idem_finish(ll_registry *r, const char *subject, const char *key,
+                       const ll_idem_answer *a)
 {
     sqlite3_stmt *st = NULL;
     int error;
@@ -167,11 +239,11 @@ static int idem_finish(ll_registry *r, const char *subject, const char *key, int
                              "= ?, location = ?, etag = ?, body = ? WHERE subject = ? AND key = ? "
                              "AND state = 'in_flight'")) < 0)
         return error;
-    sqlite3_bind_int(st, 1, status);
-    reg_bind_text(st, 2, content_type);
-    reg_bind_text(st, 3, location);
-    reg_bind_text(st, 4, etag);
-    sqlite3_bind_blob(st, 5, body ? body : "", (int)len, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 1, a->status);
+    reg_bind_text(st, 2, a->content_type);
+    reg_bind_text(st, 3, a->location);
+    reg_bind_text(st, 4, a->etag);
+    sqlite3_bind_blob(st, 5, a->body ? a->body : "", (int)a->len, SQLITE_TRANSIENT);
     reg_bind_text(st, 6, subject);
     reg_bind_text(st, 7, key);
     error = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_db_error(r, "store idempotent answer");
@@ -194,9 +266,7 @@ static int idem_release(ll_registry *r, const char *subject, const char *key)
 typedef struct idem_pending {
     struct idem_pending *next;
     char *db, *subject, *key;
-    int status;
-    char *content_type, *location, *etag, *body;
-    size_t len;
+    ll_idem_answer answer; /* owned */
 } idem_pending;
 
 #define IDEM_PENDING_MAX 1024
@@ -211,10 +281,7 @@ static void pending_free(idem_pending *p)
     free(p->db);
     free(p->subject);
     free(p->key);
-    free(p->content_type);
-    free(p->location);
-    free(p->etag);
-    free(p->body);
+    ll_idem_answer_clear(&p->answer);
     free(p);
 }
 
@@ -223,26 +290,31 @@ static int same_key(const idem_pending *p, const char *db, const char *subject, 
     return strcmp(p->db, db) == 0 && strcmp(p->subject, subject) == 0 && strcmp(p->key, key) == 0;
 }
 
-/* Keeps (subject, key)'s outcome to be stored later; the last one wins. */
-static void pending_add(ll_registry *r, const char *subject, const char *key, int status,
-                        const char *content_type, const char *location, const char *etag,
-                        const void *body, size_t len)
+/* A pending outcome for (subject, key) of r's database, copying answer
+ * (borrowed); NULL when memory runs out. */
+static idem_pending *pending_new(ll_registry *r, const char *subject, const char *key,
+                                 const ll_idem_answer *answer)
 {
     const char *db = sqlite3_db_filename(r->db, "main");
-    idem_pending *p = calloc(1, sizeof(*p)), **at;
-    size_t n = 0;
+    idem_pending *p = calloc(1, sizeof(*p));
 
     if (!p || !(p->db = strdup(db ? db : "")) || !(p->subject = strdup(subject)) ||
-        !(p->key = strdup(key)) || (content_type && !(p->content_type = strdup(content_type))) ||
-        (location && !(p->location = strdup(location))) || (etag && !(p->etag = strdup(etag))) ||
-        (body && !(p->body = malloc(len ? len : 1)))) {
+        !(p->key = strdup(key)) || idem_answer_copy(&p->answer, answer) < 0) {
         pending_free(p);
-        return; /* out of memory: the key expires with its ttl */
+        return NULL;
     }
-    if (body && len)
-        memcpy(p->body, body, len);
-    p->status = status;
-    p->len = len;
+    return p;
+}
+
+/* Keeps (subject, key)'s outcome to be stored later; the last one wins. */
+static void pending_add(ll_registry *r, const char *subject, const char *key,
+                        const ll_idem_answer *answer)
+{
+    idem_pending *p = pending_new(r, subject, key, answer), **at;
+    size_t n = 0;
+
+    if (!p)
+        return; /* out of memory: the key expires with its ttl */
     pthread_mutex_lock(&pending_lock);
     for (at = &pending; *at; at = &(*at)->next, n++) {
         if (same_key(*at, p->db, subject, key)) {
@@ -282,9 +354,8 @@ static int pending_flush(ll_registry *r, const char *subject, const char *key)
             at = &p->next;
             continue;
         }
-        e = p->status > 0 ? idem_finish(r, p->subject, p->key, p->status, p->content_type,
-                                        p->location, p->etag, p->body, p->len)
-                          : idem_release(r, p->subject, p->key);
+        e = p->answer.status > 0 ? idem_finish(r, p->subject, p->key, &p->answer)
+                                 : idem_release(r, p->subject, p->key);
         if (e < 0) {
             if (same_key(p, p->db, subject, key))
                 error = e;
@@ -298,33 +369,53 @@ static int pending_flush(ll_registry *r, const char *subject, const char *key)
     return error;
 }
 
-int ll_registry_idem_finish(ll_registry *r, const char *subject, const char *key, int status,
-                            const char *content_type, const char *location, const char *etag,
-                            const void *body, size_t len)
+int ll_registry_idem_finish(ll_registry *r, const char *subject, const char *key,
+                            const ll_idem_answer *answer)
 {
-    int error = idem_finish(r, subject, key, status, content_type, location, etag, body, len);
+    int error = idem_finish(r, subject, key, answer);
     if (error < 0)
-        pending_add(r, subject, key, status, content_type, location, etag, body ? body : "", len);
+        pending_add(r, subject, key, answer);
     return error;
 }
 
 int ll_registry_idem_release(ll_registry *r, const char *subject, const char *key)
 {
+    static const ll_idem_answer released = {0};
     int error = idem_release(r, subject, key);
     if (error < 0)
-        pending_add(r, subject, key, 0, NULL, NULL, NULL, NULL, 0);
+        pending_add(r, subject, key, &released);
     return error;
 }
 
-int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, const char *subject,
-                           const char *key, const char *fingerprint, long long now_ms,
-                           long long ttl_ms)
+/* Reserves (subject, key) for a request with fingerprint at now_ms, inside
+ * the caller's transaction. */
+static int idem_reserve(ll_registry *r, const char *subject, const char *key,
+                        const char *fingerprint, long long now_ms)
+{
+    sqlite3_stmt *st = NULL;
+    int error;
+    if ((error = reg_prepare(&st, r,
+                             "INSERT OR REPLACE INTO idempotency_keys (subject, key, fingerprint, "
+                             "state, created_at_ms) VALUES (?, ?, ?, 'in_flight', ?)")) < 0)
+        return error;
+    reg_bind_text(st, 1, subject);
+    reg_bind_text(st, 2, key);
+    reg_bind_text(st, 3, fingerprint);
+    sqlite3_bind_int64(st, 4, now_ms);
+    error = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_db_error(r, "reserve idempotency key");
+    reg_finalize(r, st);
+    return error;
+}
+
+int ll_registry_idem_begin(ll_idem_state *out_state, ll_idem_answer *out_answer, ll_registry *r,
+                           const char *subject, const char *key, const char *fingerprint,
+                           long long now_ms, long long ttl_ms)
 {
     sqlite3_stmt *st = NULL;
     int error, rc;
 
     *out_state = LL_IDEM_NEW;
-    *out_stored = NULL;
+    memset(out_answer, 0, sizeof(*out_answer));
     /* An outcome still unstored is stored first: else its key reads as in
      * flight; while it cannot be, neither can a new reservation. */
     if ((error = pending_flush(r, subject, key)) < 0)
@@ -332,55 +423,42 @@ int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, 
     if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
     if ((error = reg_prepare(&st, r,
-                             "SELECT fingerprint, state, status, content_type, location, etag, "
-                             "body, created_at_ms FROM idempotency_keys WHERE subject = ? AND key "
+                             "SELECT fingerprint, state, created_at_ms, status, content_type, "
+                             "location, etag, body FROM idempotency_keys WHERE subject = ? AND key "
                              "= ?")) < 0)
-        goto fail;
+        goto done;
     reg_bind_text(st, 1, subject);
     reg_bind_text(st, 2, key);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && sqlite3_column_int64(st, 7) + ttl_ms > now_ms) {
+    if (rc == SQLITE_ROW && sqlite3_column_int64(st, 2) + ttl_ms > now_ms) {
         const char *fp = (const char *)sqlite3_column_text(st, 0);
         const char *state = (const char *)sqlite3_column_text(st, 1);
-        if (!fp || strcmp(fp, fingerprint) != 0) {
+        if (!fp || strcmp(fp, fingerprint) != 0)
             *out_state = LL_IDEM_MISMATCH;
-        } else if (strcmp(state, "in_flight") == 0) {
+        else if (strcmp(state, "in_flight") == 0)
             *out_state = LL_IDEM_IN_FLIGHT;
-        } else {
+        else if ((error = idem_answer_from_row(out_answer, st, 3)) == 0)
             *out_state = LL_IDEM_DONE;
-            *out_stored = json_pack(
-                "{s:i, s:o, s:o, s:o, s:s%}", "status", sqlite3_column_int(st, 2), "content_type",
-                reg_col_text(st, 3), "location", reg_col_text(st, 4), "etag", reg_col_text(st, 5),
-                "body", sqlite3_column_blob(st, 6) ? (const char *)sqlite3_column_blob(st, 6) : "",
-                (size_t)sqlite3_column_bytes(st, 6));
-        }
-        reg_finalize(r, st);
-        return reg_commit(r);
+        goto done;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         error = reg_db_error(r, "read idempotency key");
-        goto fail;
+        goto done;
     }
     reg_finalize(r, st);
     st = NULL;
     /* New (or expired): reserve it for this request. */
-    if ((error = reg_prepare(&st, r,
-                             "INSERT OR REPLACE INTO idempotency_keys (subject, key, fingerprint, "
-                             "state, created_at_ms) VALUES (?, ?, ?, 'in_flight', ?)")) < 0)
-        goto fail;
-    reg_bind_text(st, 1, subject);
-    reg_bind_text(st, 2, key);
-    reg_bind_text(st, 3, fingerprint);
-    sqlite3_bind_int64(st, 4, now_ms);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        error = reg_db_error(r, "reserve idempotency key");
-        goto fail;
+    error = idem_reserve(r, subject, key, fingerprint, now_ms);
+done:
+    reg_finalize(r, st);
+    if (error < 0)
+        reg_rollback(r);
+    else
+        error = reg_commit(r);
+    if (error < 0) {
+        *out_state = LL_IDEM_NEW;
+        ll_idem_answer_clear(out_answer);
     }
-    reg_finalize(r, st);
-    return reg_commit(r);
-fail:
-    reg_finalize(r, st);
-    reg_rollback(r);
     return error;
 }
 
@@ -409,22 +487,22 @@ int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, con
                              "SELECT (SELECT count(*) FROM operations WHERE tenant_id = '' AND "
                              "tier = ?1 AND state = 'queued'), (SELECT count(*) FROM tenants "
                              "WHERE tier = ?1 AND lifecycle != 'offboarded')")) < 0)
-        goto fail;
+        goto done;
     reg_bind_text(st, 1, tier);
     if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
         error = reg_db_error(r, "read tier");
-        goto fail;
+        goto done;
     }
     if (sqlite3_column_int64(st, 0) > 0) {
         error = ll_error_set(LL_ECONFLICT, "a change to tier '%s' is still being pushed", tier);
         ll_error_hint("wait for it (GET /api/v1/operations/{id}) and try again");
-        goto fail;
+        goto done;
     }
     if (strcmp(kind, "tier_delete") == 0 && sqlite3_column_int64(st, 1) > 0) {
         error = ll_error_set(LL_ECONFLICT, "tier '%s' still has %lld tenant(s)", tier,
                              (long long)sqlite3_column_int64(st, 1));
         ll_error_hint("offboard or move them first; only a tier without tenants can be deleted");
-        goto fail;
+        goto done;
     }
     reg_finalize(r, st);
     st = NULL;
@@ -432,7 +510,7 @@ int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, con
                              "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
                              "created_at, updated_at, author_name, author_email) VALUES (?, '', ?, "
                              "?, 'queued', ?, ?, ?, ?) RETURNING id")) < 0)
-        goto fail;
+        goto done;
     reg_bind_text(st, 1, kind);
     reg_bind_text(st, 2, tier);
     reg_bind_text(st, 3, payload);
@@ -442,15 +520,17 @@ int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, con
     reg_bind_text(st, 7, author->email);
     if (sqlite3_step(st) != SQLITE_ROW) {
         error = reg_db_error(r, "queue operation");
-        goto fail;
+        goto done;
     }
     *out_op = sqlite3_column_int64(st, 0);
+done:
     reg_finalize(r, st);
+    if (error < 0) {
+        *out_op = 0;
+        reg_rollback(r);
+        return error;
+    }
     return reg_commit(r);
-fail:
-    reg_finalize(r, st);
-    reg_rollback(r);
-    return error;
 }
 
 int ll_registry_tier_info(json_t **out, ll_registry *r)
@@ -460,20 +540,21 @@ int ll_registry_tier_info(json_t **out, ll_registry *r)
     int error, rc;
 
     if ((error = reg_prepare(&st, r, "SELECT name, description FROM tier_info")) < 0)
-        goto fail;
+        goto done;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         json_object_set_new(info, (const char *)sqlite3_column_text(st, 0), reg_col_text(st, 1));
     if (rc != SQLITE_DONE) {
         error = reg_db_error(r, "read tier descriptions");
-        goto fail;
+        goto done;
     }
+done:
     reg_finalize(r, st);
+    if (error < 0) {
+        json_decref(info);
+        return error;
+    }
     *out = info;
     return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(info);
-    return error;
 }
 
 int reg_tier_finish(ll_registry *r, const json_t *op, const char *now)

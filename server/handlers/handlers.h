@@ -2,7 +2,10 @@
 #ifndef LANDLORD_SERVER_HANDLERS_H
 #define LANDLORD_SERVER_HANDLERS_H
 
-#include "../http.h"
+#include "../reply.h"
+#include "../request.h"
+#include "../stream.h"
+#include "../waiter.h"
 
 enum MHD_Result h_root_get(ll_req *req);
 enum MHD_Result h_healthz_get(ll_req *req);

@@ -517,9 +517,14 @@ static void test_full_volume(void **state)
 static void test_idempotency_when_full(void **state)
 {
     ll_registry *r = NULL;
-    json_t *stored = NULL;
+    ll_idem_answer stored = {0};
     static char body[64 * 1024];
-    int idem = -1;
+    const ll_idem_answer answer = {.status = 201,
+                                   .content_type = "application/json",
+                                   .location = "/x",
+                                   .body = body,
+                                   .len = sizeof(body) - 1};
+    ll_idem_state idem = -1;
 
     memset(body, 'x', sizeof(body) - 1);
     assert_int_equal(ll_registry_open(&r, path), 0);
@@ -530,9 +535,7 @@ static void test_idempotency_when_full(void **state)
 
     /* The answer cannot be stored, nor the other key released. */
     set_full(r, 1);
-    assert_int_equal(ll_registry_idem_finish(r, "sub", "k1", 201, "application/json", "/x", NULL,
-                                             body, strlen(body)),
-                     LL_ENOSPACE);
+    assert_int_equal(ll_registry_idem_finish(r, "sub", "k1", &answer), LL_ENOSPACE);
     /* A retry of the key while that is so: refused the same way, not 409. */
     assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k1", "fp", 2000, 60000),
                      LL_ENOSPACE);
@@ -541,11 +544,10 @@ static void test_idempotency_when_full(void **state)
     set_full(r, 0);
     assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k1", "fp", 3000, 60000), 0);
     assert_int_equal(idem, LL_IDEM_DONE);
-    assert_int_equal(json_integer_value(json_object_get(stored, "status")), 201);
-    assert_int_equal(json_string_length(json_object_get(stored, "body")), strlen(body));
-    assert_string_equal(json_string_value(json_object_get(stored, "location")), "/x");
-    json_decref(stored);
-    stored = NULL;
+    assert_int_equal(stored.status, 201);
+    assert_int_equal(stored.len, strlen(body));
+    assert_string_equal(stored.location, "/x");
+    ll_idem_answer_clear(&stored);
     /* The other one was left alone: still in flight. */
     assert_int_equal(ll_registry_idem_begin(&idem, &stored, r, "sub", "k2", "fp", 3000, 60000), 0);
     assert_int_equal(idem, LL_IDEM_IN_FLIGHT);

@@ -155,16 +155,25 @@ int ll_tier_delete(long long *out_op, ll_core *c, const char *name, const char *
  * error that failed the operation (LL_ECONFLICT, LL_EUPSTREAM). */
 int ll_tier_outcome(json_t **out, int *pending, ll_core *c, long long op, const char *name);
 
-/* Records one request that tried to change something (see registry.h);
- * the tenant and tier default to what its operation names.  Prunes
- * records older than audit-retention now and then. */
+/* Records one request that tried to change something (e and its strings
+ * borrowed; see registry.h); the tenant and tier default to what its
+ * operation names.  Prunes records older than audit-retention now and
+ * then. */
 int ll_audit_record(ll_core *c, const ll_audit_entry *e);
 
-/* The audit log, newest first: {"items", "next_cursor"}.  Filters (each
- * may be NULL): tenant, actor (a token's sub), since / until (RFC 3339
- * UTC); cursor from an earlier page.  LL_EINVALID for a bad filter. */
+/* The audit log, newest first, as the API's body into *out (new
+ * reference): {"items", "next_cursor"}.  Filters (each may be NULL;
+ * borrowed): tenant, actor (a token's sub), since / until (RFC 3339 UTC);
+ * cursor from an earlier page.  LL_EINVALID for a bad filter. */
 int ll_audit_list(json_t **out, ll_core *c, const char *tenant, const char *actor,
                   const char *since, const char *until, const char *cursor, int limit);
+
+/* One audit record (borrowed) as the API shows it (new reference): {"id",
+ * "at", "request_id", "actor": {"sub", "name", "email"} | null, "method",
+ * "path", "route", "tenant", "tier", "status", "outcome" (refused, failed,
+ * pending or done), "problem", "replayed", "operation": {"id", "kind",
+ * "state", "commit", "author": {"name", "email"}} | null, "commit"}. */
+json_t *ll_audit_item_json(const ll_audit_item *item);
 
 /* The commits of the GitOps branch that touched tenant id's file (in any
  * tier folder, either layout), newest first, read from landlord's clone:
@@ -175,12 +184,32 @@ int ll_audit_list(json_t **out, ll_core *c, const char *tenant, const char *acto
  * LL_ENOTFOUND for a tenant the registry does not know. */
 int ll_tenant_history(json_t **out, ll_core *c, const char *id, const char *cursor, int limit);
 
-/* Idempotency-Key: see ll_registry_idem_begin (ttl: idempotency-ttl). */
-int ll_idempotency_begin(int *out_state, json_t **out_stored, ll_core *c, const char *subject,
-                         const char *key, const char *fingerprint);
-int ll_idempotency_finish(ll_core *c, const char *subject, const char *key, int status,
-                          const char *content_type, const char *location, const char *etag,
-                          const void *body, size_t len);
+/* A POST that brought an Idempotency-Key; every string borrowed. */
+typedef struct ll_idem_request {
+    const char *subject, *key; /* the caller's sub, and its key */
+    const char *method, *path; /* as the request line had them (decoded) */
+    const char *body;          /* len bytes (NULL when len is 0) */
+    size_t len;
+} ll_idem_request;
+
+/* The fingerprint of an idempotent request into out (64 hex and a NUL):
+ * SHA-256 over method, path and body, where a JSON body counts by its
+ * value (sorted keys, no spaces), so a retry that sends the same object
+ * with its keys in another order is the same request. */
+void ll_idempotency_fingerprint(char out[65], const ll_idem_request *req);
+
+/* Looks up req's key (see ll_registry_idem_begin; ttl: idempotency-ttl):
+ * *out_state, and with LL_IDEM_DONE the stored answer in *out_answer
+ * (owned by the caller: ll_idem_answer_clear). */
+int ll_idempotency_begin(ll_idem_state *out_state, ll_idem_answer *out_answer, ll_core *c,
+                         const ll_idem_request *req);
+
+/* Stores answer (borrowed) for the request that reserved (subject, key). */
+int ll_idempotency_finish(ll_core *c, const char *subject, const char *key,
+                          const ll_idem_answer *answer);
+
+/* Frees the reservation of (subject, key) whose request ended without an
+ * answer worth keeping. */
 int ll_idempotency_release(ll_core *c, const char *subject, const char *key);
 
 int ll_operation_get(json_t **out, ll_core *c, long long id);

@@ -350,8 +350,9 @@ int ll_registry_release_users(json_t **out, ll_registry *r);
 
 /* --- audit, idempotency, tiers (registry_auth.c) --- */
 
-/* One request that tried to change something; NULL fields are stored as
- * NULL, operation 0 as none. */
+/* One request that tried to change something, as it is recorded: NULL
+ * fields are stored as NULL, operation 0 as none.  Every string is
+ * borrowed from the caller. */
 typedef struct ll_audit_entry {
     const char *request_id, *actor, *actor_name, *actor_email;
     const char *method, *path, *route, *tenant, *tier, *problem;
@@ -361,37 +362,87 @@ typedef struct ll_audit_entry {
 
 int ll_registry_audit_add(ll_registry *r, const ll_audit_entry *e);
 
-/* Audit records, newest first, with ids below before (0: from the newest),
- * filtered by tenant, actor (sub) and at in [since, until) (each NULL for
- * any): [{"id", "at", "request_id", "actor": {"sub", "name", "email"} |
- * null, "method", "path", "route", "tenant", "tier", "status", "outcome",
- * "problem", "replayed", "operation": {...} | null, "commit"}].
- * *out_next is the cursor (an id) when more follow, else 0. */
-int ll_registry_audit_list(json_t **out_items, long long *out_next, ll_registry *r,
-                           const char *tenant, const char *actor, const char *since,
-                           const char *until, long long before, int limit);
+/* One audit record as it is read back, with the operation the request
+ * queued.  Every string is owned by the record (NULL when the column is
+ * NULL); free them with ll_audit_page_free. */
+typedef struct ll_audit_item {
+    long long id;
+    char *at, *request_id;
+    char *actor, *actor_name, *actor_email; /* actor NULL: no caller was authenticated */
+    char *method, *path, *route, *tenant, *tier, *problem;
+    int status, replayed;
+    /* The operation, when the request queued one that is still stored
+     * (op_id 0 otherwise, and the op_ strings NULL). */
+    long long op_id;
+    char *op_kind, *op_state, *op_commit, *op_author_name, *op_author_email;
+} ll_audit_item;
+
+/* A page of audit records, newest first. */
+typedef struct ll_audit_page {
+    ll_audit_item *items; /* count records, owned by the page */
+    size_t count;
+    long long next; /* the cursor (an id) when more follow, else 0 */
+} ll_audit_page;
+
+/* Frees the records of page (not page itself) and zeroes it; NULL is fine. */
+void ll_audit_page_free(ll_audit_page *page);
+
+/* Which audit records to list: each filter NULL (or 0) for any.  Strings
+ * borrowed. */
+typedef struct ll_audit_filter {
+    const char *tenant, *actor; /* tenant id; actor: a token's sub */
+    const char *since, *until;  /* at in [since, until), stored form (RFC 3339, ms) */
+    long long before;           /* ids below this one (0: from the newest) */
+} ll_audit_filter;
+
+/* At most limit audit records matching filter into *out (zeroed first;
+ * the caller frees it with ll_audit_page_free), newest first. */
+int ll_registry_audit_list(ll_audit_page *out, ll_registry *r, const ll_audit_filter *filter,
+                           int limit);
 
 /* Forgets audit records older than before (RFC 3339). */
 int ll_registry_audit_prune(ll_registry *r, const char *before);
 
-enum { LL_IDEM_NEW = 0, LL_IDEM_IN_FLIGHT, LL_IDEM_MISMATCH, LL_IDEM_DONE };
+/* Where an Idempotency-Key stands when a request brings it. */
+typedef enum {
+    LL_IDEM_NEW = 0,   /* unknown or expired: now reserved for this request */
+    LL_IDEM_IN_FLIGHT, /* its request still runs */
+    LL_IDEM_MISMATCH,  /* used for another request (another fingerprint) */
+    LL_IDEM_DONE       /* answered: the answer is replayed */
+} ll_idem_state;
+
+/* The stored answer of an idempotent POST.  Given to
+ * ll_registry_idem_finish, its strings are borrowed; filled by
+ * ll_registry_idem_begin, they are owned by the record (free with
+ * ll_idem_answer_clear).  NULL content_type, location, etag: none. */
+typedef struct ll_idem_answer {
+    int status;
+    char *content_type, *location, *etag;
+    char *body; /* len bytes followed by a NUL (len 0: "") */
+    size_t len;
+} ll_idem_answer;
+
+/* Frees the strings of an answer ll_registry_idem_begin filled and zeroes
+ * it; NULL is fine. */
+void ll_idem_answer_clear(ll_idem_answer *a);
 
 /* Looks up (subject, key) in one transaction: LL_IDEM_NEW (unknown or
  * older than ttl_ms; now reserved as in flight for this request),
  * LL_IDEM_IN_FLIGHT, LL_IDEM_MISMATCH (another fingerprint) or
- * LL_IDEM_DONE with *out_stored {"status", "content_type", "location",
- * "etag", "body"} (new reference).  Outcomes that finish or release could
- * not store are stored first; LL_ENOSPACE while this key's still cannot. */
-int ll_registry_idem_begin(int *out_state, json_t **out_stored, ll_registry *r, const char *subject,
-                           const char *key, const char *fingerprint, long long now_ms,
-                           long long ttl_ms);
+ * LL_IDEM_DONE with *out_answer filled (owned by the caller: clear it with
+ * ll_idem_answer_clear; zeroed in every other case).  Outcomes that finish
+ * or release could not store are stored first; LL_ENOSPACE while this
+ * key's still cannot.  Strings borrowed. */
+int ll_registry_idem_begin(ll_idem_state *out_state, ll_idem_answer *out_answer, ll_registry *r,
+                           const char *subject, const char *key, const char *fingerprint,
+                           long long now_ms, long long ttl_ms);
 
-/* Stores the answer of the request that reserved (subject, key).  When it
- * cannot be stored (LL_ENOSPACE: a full volume), it is kept in memory and
- * stored before the key is looked at again (ll_registry_idem_begin). */
-int ll_registry_idem_finish(ll_registry *r, const char *subject, const char *key, int status,
-                            const char *content_type, const char *location, const char *etag,
-                            const void *body, size_t len);
+/* Stores answer (borrowed) as that of the request that reserved (subject,
+ * key).  When it cannot be stored (LL_ENOSPACE: a full volume), a copy is
+ * kept in memory and stored before the key is looked at again
+ * (ll_registry_idem_begin). */
+int ll_registry_idem_finish(ll_registry *r, const char *subject, const char *key,
+                            const ll_idem_answer *answer);
 
 /* Frees a reservation whose request ended without an answer worth keeping
  * (kept for later like an answer when that cannot be stored). */
