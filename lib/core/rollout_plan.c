@@ -16,7 +16,6 @@
  *
  * Errors are LL_EINVALID with the request field they concern.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,22 +23,8 @@
 #include "landlord/error.h"
 #include "landlord/tiers.h"
 #include "landlord/validate.h"
+#include "core_int.h"
 #include "rollouts_int.h"
-
-static int field_error(const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int field_error(const char *field, const char *fmt, ...)
-{
-    char msg[LL_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    ll_error_set(LL_EINVALID, "%s", msg);
-    ll_error_field(field);
-    return LL_EINVALID;
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -85,10 +70,10 @@ static int check_named(const ll_rollout_candidate *c, size_t n, const ll_names *
     for (size_t i = 0; names && i < names->n; i++) {
         const ll_rollout_candidate *found = candidate(c, n, names->v[i]);
         if (!found)
-            return field_error("tenants", "no tenant '%s'", names->v[i]);
+            return ll_core_field_error("tenants", "no tenant '%s'", names->v[i]);
         if (!found->active)
-            return field_error("tenants", "tenant '%s' is not active (%s)", names->v[i],
-                               found->lifecycle);
+            return ll_core_field_error("tenants", "tenant '%s' is not active (%s)", names->v[i],
+                                       found->lifecycle);
     }
     return 0;
 }
@@ -142,8 +127,8 @@ static int wave_of_tiers(ll_plan *p, const ll_names *tiers, int wave, const char
         const char *name = tiers->v[k];
         if (!ll_tiers_find(p->catalogue, name) ||
             (p->scope_tiers && !ll_names_has(p->scope_tiers, name)))
-            return field_error(field, "%s names tier '%s', which is not in the rollout's scope",
-                               field, name);
+            return ll_core_field_error(
+                field, "%s names tier '%s', which is not in the rollout's scope", field, name);
     }
     for (size_t k = 0; k < p->ntenants; k++) {
         ll_rollout_tenant *t = &p->tenants[k];
@@ -158,12 +143,14 @@ static int wave_of_tenants(ll_plan *p, const ll_names *names, int wave, const ch
     for (size_t k = 0; k < names->n; k++) {
         ll_rollout_tenant *t = find(p, names->v[k]);
         if (!t)
-            return field_error(field, "%s names tenant '%s', which is not in the rollout's scope",
-                               field, names->v[k]);
+            return ll_core_field_error(field,
+                                       "%s names tenant '%s', which is not in the rollout's scope",
+                                       field, names->v[k]);
         if (t->state == LL_RT_SKIPPED)
             continue; /* pinned or there already: listed as skipped */
         if (t->wave)
-            return field_error(field, "tenant '%s' is in wave %d already", names->v[k], t->wave);
+            return ll_core_field_error(field, "tenant '%s' is in wave %d already", names->v[k],
+                                       t->wave);
         assign(p, t, wave);
     }
     return 0;
@@ -292,8 +279,8 @@ int ll_plan_finish(ll_plan *p)
                 break;
             }
         }
-        field_error("waves", "the waves leave %zu tenant(s) of the scope out (%s first)",
-                    p->targets - p->assigned, first);
+        ll_core_field_error("waves", "the waves leave %zu tenant(s) of the scope out (%s first)",
+                            p->targets - p->assigned, first);
         ll_error_hint("end with a wave of {\"percent\": 100}");
         return LL_EINVALID;
     }

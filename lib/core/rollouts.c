@@ -18,7 +18,6 @@
  * connection.  They write through transactions that check the rollout's
  * state first, so a pause racing a wave's end never loses either.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,19 +47,6 @@ static const char *str(const json_t *o, const char *key)
 
 /* --- checking a request ------------------------------------------------------------- */
 
-static int field_error(const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int field_error(const char *field, const char *fmt, ...)
-{
-    char msg[LL_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return ll_core_field_error(field, "%s", msg);
-}
-
 /* A non-empty array of at most max distinct strings, each checked by
  * label rules (tiers, tenant ids), into out (names added). */
 static int check_names(ll_names *out, const json_t *v, const char *field, size_t max,
@@ -72,13 +58,13 @@ static int check_names(ll_names *out, const json_t *v, const char *field, size_t
 
     if (!json_is_array(v) || n == 0 || n > max) {
         json_decref(seen);
-        return field_error(field, "%s must be an array of 1 to %zu names", field, max);
+        return ll_core_field_error(field, "%s must be an array of 1 to %zu names", field, max);
     }
     json_array_foreach(v, i, x)
     {
         const char *s = json_string_value(x);
         if (!s) {
-            error = field_error(field, "%s[%zu] must be a string", field, i);
+            error = ll_core_field_error(field, "%s[%zu] must be a string", field, i);
             break;
         }
         if ((error = tenant_ids ? ll_validate_tenant_id(s) : ll_validate_label(s, 63, field)) < 0) {
@@ -86,7 +72,7 @@ static int check_names(ll_names *out, const json_t *v, const char *field, size_t
             break;
         }
         if (json_object_get(seen, s)) {
-            error = field_error(field, "%s names '%s' twice", field, s);
+            error = ll_core_field_error(field, "%s names '%s' twice", field, s);
             break;
         }
         json_object_set_new(seen, s, json_true());
@@ -107,7 +93,8 @@ static int int_field(long long *out, const json_t *o, const char *key, const cha
         return 0;
     }
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-        return field_error(field, "%s must be an integer from %lld to %lld", field, min, max);
+        return ll_core_field_error(field, "%s must be an integer from %lld to %lld", field, min,
+                                   max);
     *out = json_integer_value(v);
     return 0;
 }
@@ -117,7 +104,8 @@ static int only_keys(const json_t *o, const char *const *keys, const char *where
     const char *key;
     json_t *v;
     if (!json_is_object(o))
-        return field_error(where, "%s must be a JSON object", where[0] ? where : "the body");
+        return ll_core_field_error(where, "%s must be a JSON object",
+                                   where[0] ? where : "the body");
     json_object_foreach((json_t *)o, key, v)
     {
         int known = 0;
@@ -126,7 +114,8 @@ static int only_keys(const json_t *o, const char *const *keys, const char *where
         if (!known) {
             char field[96];
             snprintf(field, sizeof(field), "%s%s%.48s", where, where[0] ? "." : "", key);
-            field_error(field, "unknown field '%.48s'%s%s", key, where[0] ? " in " : "", where);
+            ll_core_field_error(field, "unknown field '%.48s'%s%s", key, where[0] ? " in " : "",
+                                where);
             ll_error_hint("%s", hint);
             return LL_EINVALID;
         }
@@ -146,7 +135,7 @@ static int parse_wave(ll_wave *out, const json_t *w, const char *field)
                            "a wave takes tiers, tenants or percent, and soak_seconds")) < 0)
         return error;
     if (!!tiers + !!tenants + !!json_object_get(w, "percent") != 1)
-        return field_error(
+        return ll_core_field_error(
             field, "%s must say which tenants: exactly one of tiers, tenants or percent", field);
     if ((error = int_field(&out->soak_seconds, w, "soak_seconds", field, 0, SOAK_MAX, 0)) < 0)
         return error;
@@ -172,16 +161,17 @@ static int parse_version(create_req *q, const json_t *body, ll_registry *r)
     json_t *rel = NULL;
     q->version = str(body, "version");
     if (!q->version)
-        return field_error("version", json_object_get(body, "version") ? "version must be a string"
-                                                                       : "version is required");
+        return ll_core_field_error("version", json_object_get(body, "version")
+                                                  ? "version must be a string"
+                                                  : "version is required");
     if (ll_validate_release(q->version) < 0 || !ll_release_pinned(q->version)) {
-        field_error("version", "version '%.64s' is not an exact chart version like 1.2.3",
-                    q->version);
+        ll_core_field_error("version", "version '%.64s' is not an exact chart version like 1.2.3",
+                            q->version);
         ll_error_hint("a rollout moves tenants to one uploaded version");
         return LL_EINVALID;
     }
     if (ll_registry_release_get(&rel, r, q->version) < 0) {
-        field_error("version", "release %s was never uploaded", q->version);
+        ll_core_field_error("version", "release %s was never uploaded", q->version);
         ll_error_hint("upload it first: POST /api/v1/releases");
         return LL_EINVALID;
     }
@@ -194,8 +184,8 @@ static int parse_scope(create_req *q, const json_t *body, const json_t *catalogu
     const json_t *tiers = json_object_get(body, "tiers"), *names = json_object_get(body, "tenants");
     int error;
     if (!!tiers == !!names)
-        return field_error(tiers ? "tenants" : "tiers",
-                           "a rollout takes either tiers or tenants (exactly one)");
+        return ll_core_field_error(tiers ? "tenants" : "tiers",
+                                   "a rollout takes either tiers or tenants (exactly one)");
     q->scope.kind = tiers ? LL_SELECT_TIERS : LL_SELECT_TENANTS;
     if (tiers && (error = check_names(&q->scope.names, tiers, "tiers", TIERS_MAX, 0)) < 0)
         return error;
@@ -203,7 +193,7 @@ static int parse_scope(create_req *q, const json_t *body, const json_t *catalogu
         return error;
     for (size_t i = 0; tiers && i < q->scope.names.n; i++) {
         if (!ll_tiers_find(catalogue, q->scope.names.v[i])) {
-            field_error("tiers", "unknown tier '%s'", q->scope.names.v[i]);
+            ll_core_field_error("tiers", "unknown tier '%s'", q->scope.names.v[i]);
             ll_error_hint("GET /api/v1/tiers lists the tiers");
             return LL_EINVALID;
         }
@@ -226,14 +216,14 @@ static int parse_create(create_req *q, const json_t *body, ll_registry *r, const
     q->on_failure = LL_ON_FAILURE_ROLLBACK;
     if (json_object_get(body, "on_failure") &&
         ll_on_failure_parse(&q->on_failure, str(body, "on_failure")) < 0)
-        return field_error("on_failure", "on_failure must be pause or rollback");
+        return ll_core_field_error("on_failure", "on_failure must be pause or rollback");
     if ((error = int_field(&q->timeout, body, "wave_timeout_seconds", "wave_timeout_seconds", 1,
                            TIMEOUT_MAX, q->timeout)) < 0)
         return error;
     q->waves = json_object_get(body, "waves");
     if (q->waves && (!json_is_array(q->waves) || !json_array_size(q->waves) ||
                      json_array_size(q->waves) > WAVES_MAX))
-        return field_error("waves", "waves must be an array of 1 to %d waves", WAVES_MAX);
+        return ll_core_field_error("waves", "waves must be an array of 1 to %d waves", WAVES_MAX);
     return 0;
 }
 
@@ -404,8 +394,8 @@ static int parse_reason(const char **out_reason, const json_t *body)
     if (json_object_get(body, "reason")) {
         *out_reason = str(body, "reason");
         if (!*out_reason || strlen(*out_reason) > REASON_MAX)
-            return field_error("reason", "reason must be a string of at most %d characters",
-                               REASON_MAX);
+            return ll_core_field_error("reason", "reason must be a string of at most %d characters",
+                                       REASON_MAX);
     }
     return 0;
 }

@@ -324,6 +324,20 @@ static int step_body(ll_registry *r, long long id, const ll_rollout_step *s, con
     return events_of(r, id, s->events, now);
 }
 
+/* step (borrowed) minus the rollout fields in drop, with events (borrowed)
+ * for its own, then the commit. */
+static int commit_with(ll_registry *r, long long id, const ll_rollout_step *step, unsigned drop,
+                       const json_t *events, const char *now)
+{
+    ll_rollout_step own = *step;
+    int error;
+    own.set &= ~drop;
+    own.events = events;
+    if ((error = step_body(r, id, &own, now)) < 0)
+        return error;
+    return reg_commit(r);
+}
+
 int ll_registry_rollout_step(ll_registry *r, const ll_rollout_step *step)
 {
     char now[32];
@@ -603,10 +617,9 @@ int ll_registry_rollout_wave_start(long long *out_op, ll_registry *r, long long 
 
     *out_op = 0;
     ll_now_rfc3339(now);
-    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0 ||
+        (error = wave_startable(&version, r, id, wave)) < 0)
         goto done;
-    if ((error = wave_startable(&version, r, id, wave)) < 0)
-        goto fail;
     p.version = version;
     /* Which of the wave's tenants move, decided against them as they are. */
     if ((error = rr_each(r,
@@ -620,7 +633,7 @@ int ll_registry_rollout_wave_start(long long *out_op, ll_registry *r, long long 
                          "wave = ? AND state = 'pending' ORDER BY pool",
                          RR_ARGS(RR_I(id), RR_I(wave)), pool_pick, &p.moving)) < 0 ||
         (error = wave_moves(&op, r, id, wave, &p, now, author)) < 0)
-        goto fail;
+        goto done;
     /* The first event says what the wave moves. */
     events = json_deep_copy(step->events);
     json_t *data = json_object_get(json_array_get(events, 0), "data");
@@ -629,15 +642,11 @@ int ll_registry_rollout_wave_start(long long *out_op, ll_registry *r, long long 
         json_object_set_new(data, "skipped", json_integer((json_int_t)p.skipped.n));
         json_object_set_new(data, "operation", op ? json_integer(op) : json_null());
     }
-    ll_rollout_step own = *step;
-    own.events = events;
-    if ((error = step_body(r, id, &own, now)) < 0 || (error = reg_commit(r)) < 0)
-        goto fail;
-    *out_op = op;
-    goto done;
-fail:
-    reg_rollback(r);
+    if ((error = commit_with(r, id, step, 0, events, now)) == 0)
+        *out_op = op;
 done:
+    if (error < 0)
+        reg_rollback(r);
     json_decref(events);
     free(version);
     moves_clear(&p.moving);
@@ -741,10 +750,9 @@ int ll_registry_rollout_rollback(long long *out_op, ll_registry *r, long long id
     *out_op = 0;
     ll_now_rfc3339(now);
     p.now = now;
-    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
+    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0 ||
+        (error = expect_state(r, id, step->expect, &version)) < 0)
         goto done;
-    if ((error = expect_state(r, id, step->expect, &version)) < 0)
-        goto fail;
     p.version = version;
     if ((error = rr_each(r,
                          "SELECT rt.tenant_id AS id, rt.from_version, t.tier, t.chart_version, "
@@ -757,7 +765,7 @@ int ll_registry_rollout_rollback(long long *out_op, ll_registry *r, long long id
                          "state = 'moved' ORDER BY pool",
                          RR_ARGS(RR_I(id)), pool_pick, &p.back)) < 0 ||
         (error = back_moves(&op, &p, author)) < 0)
-        goto fail;
+        goto done;
     /* step's events, then what the rollback did. */
     events = step->events ? json_deep_copy(step->events) : json_array();
     json_array_append_new(events,
@@ -766,16 +774,11 @@ int ll_registry_rollout_rollback(long long *out_op, ll_registry *r, long long id
                                     "version", version, "tenants", (json_int_t)p.back.n,
                                     "operation", op ? json_integer(op) : json_null(), "reason",
                                     step->set & LL_SET_REASON ? step->reason : NULL));
-    ll_rollout_step own = *step;
-    own.set &= ~(unsigned)LL_SET_STATE;
-    own.events = events;
-    if ((error = step_body(r, id, &own, now)) < 0 || (error = reg_commit(r)) < 0)
-        goto fail;
-    *out_op = op;
-    goto done;
-fail:
-    reg_rollback(r);
+    if ((error = commit_with(r, id, step, LL_SET_STATE, events, now)) == 0)
+        *out_op = op;
 done:
+    if (error < 0)
+        reg_rollback(r);
     json_decref(events);
     free(version);
     moves_clear(&p.back);

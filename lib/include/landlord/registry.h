@@ -252,7 +252,8 @@ int ll_registry_rollout_wave_tenants(ll_wave_tenant **out, size_t *out_n, ll_reg
  * rollback would return a tenant or pool to. */
 int ll_registry_rollouts_using(long long *out, ll_registry *r, const char *version);
 
-/* {"<tier>": version} for the tiers a successful rollout brought somewhere. */
+/* {"<tier>": version} for the tiers a successful rollout brought somewhere
+ * (new reference). */
 int ll_registry_tier_versions(json_t **out, ll_registry *r);
 
 /* Tenants not offboarded per chart version their files carry (an exact

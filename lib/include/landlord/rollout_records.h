@@ -67,8 +67,8 @@ typedef enum ll_pool_state {
 /* What a failed wave does (rollouts.on_failure). */
 typedef enum ll_on_failure { LL_ON_FAILURE_PAUSE = 0, LL_ON_FAILURE_ROLLBACK } ll_on_failure;
 
-/* The text of each value (as stored and as the API shows it); "?" out of
- * range. */
+/* The text of each value (as stored and as the API shows it): a static
+ * string, "?" out of range. */
 const char *ll_rollout_state_name(ll_rollout_state s);
 const char *ll_wave_state_name(ll_wave_state s);
 const char *ll_rt_state_name(ll_rt_state s);
@@ -89,9 +89,9 @@ typedef struct ll_names {
     size_t n;
 } ll_names;
 
-/* Appends a copy of name; -1 out of memory. */
+/* Appends a copy of name (borrowed; NULL adds ""); -1 out of memory. */
 int ll_names_add(ll_names *l, const char *name);
-/* 1 when l holds name. */
+/* 1 when l holds name (both borrowed; either may be NULL: 0). */
 int ll_names_has(const ll_names *l, const char *name);
 /* Frees the strings (l itself is the caller's); l is empty after. */
 void ll_names_clear(ll_names *l);
@@ -112,8 +112,10 @@ typedef struct ll_selector {
 /* {"tiers": [...]} | {"tenants": [...]} | {"percent": n}, as stored and as
  * the API shows it (new reference). */
 json_t *ll_selector_json(const ll_selector *s);
-/* The selector of such an object (borrowed); LL_EINVALID when it is none. */
+/* The selector of such an object (borrowed) into out, which owns copies
+ * (ll_selector_clear); LL_EINVALID when v is none of them. */
 int ll_selector_from_json(ll_selector *out, const json_t *v);
+/* Frees what s holds (s is the caller's); NULL is fine. */
 void ll_selector_clear(ll_selector *s);
 
 /* One wave of a rollout (rollout_waves); optional times are NULL when not
@@ -174,9 +176,11 @@ typedef struct ll_rollout {
     long long counts[LL_RT_STATES]; /* every tenant (in a wave or skipped), per state */
 } ll_rollout;
 
+/* Frees a rollout from the registry and all it holds; NULL is fine. */
 void ll_rollout_free(ll_rollout *ro);
-/* Frees n rollouts and the array. */
+/* Frees n rollouts and the array; NULL is fine. */
 void ll_rollout_array_free(ll_rollout **items, size_t n);
+/* Free what a record holds and zero it (the record is the caller's). */
 void ll_rollout_tenant_clear(ll_rollout_tenant *t);
 void ll_rollout_pool_clear(ll_rollout_pool *p);
 void ll_wave_clear(ll_wave *w);
@@ -190,6 +194,7 @@ typedef struct ll_rollout_candidate {
     int active; /* lifecycle is active */
 } ll_rollout_candidate;
 
+/* Frees n candidates and the array; NULL is fine. */
 void ll_rollout_candidates_free(ll_rollout_candidate *v, size_t n);
 
 /* A tenant a wave moved, with its current row: what the engine watches. */
@@ -202,6 +207,7 @@ typedef struct ll_wave_tenant {
     char *commit_sha, *sync, *chart_version;
 } ll_wave_tenant;
 
+/* Frees n wave tenants and the array; NULL is fine. */
 void ll_wave_tenants_free(ll_wave_tenant *v, size_t n);
 
 /* A rollout to store (ll_registry_rollout_create); borrows everything. */
