@@ -84,21 +84,28 @@ static int step(ll_rollouts *e, const ll_rollout_step *s)
     return error;
 }
 
-/* {"type", "data": {"version", "wave"?}}, new reference. */
-static json_t *event(const char *type, const ll_rollout *ro, int wave)
+/* {"type", "data": {"version", "wave"?, ...}}, new reference: the keys of
+ * more (stolen; may be NULL) follow in data. */
+static json_t *event_with(const char *type, const ll_rollout *ro, int wave, json_t *more)
 {
     json_t *data = json_pack("{s:s}", "version", ro->version);
     if (wave > 0)
         json_object_set_new(data, "wave", json_integer(wave));
+    if (more)
+        json_object_update(data, more);
+    json_decref(more);
     return json_pack("{s:s, s:o}", "type", type, "data", data);
+}
+
+static json_t *event(const char *type, const ll_rollout *ro, int wave)
+{
+    return event_with(type, ro, wave, NULL);
 }
 
 /* The event with data.reason = why. */
 static json_t *event_why(const char *type, const ll_rollout *ro, int wave, const char *why)
 {
-    json_t *ev = event(type, ro, wave);
-    json_object_set_new(json_object_get(ev, "data"), "reason", json_string(why));
-    return ev;
+    return event_with(type, ro, wave, json_pack("{s:s}", "reason", why));
 }
 
 /* After a wave's start or a rollback was stored. */
@@ -114,7 +121,10 @@ static void queued(ll_rollouts *e, long long op)
 static void fail_wave(ll_rollouts *e, const ll_rollout *ro, int wave, const char *why)
 {
     char now[32];
-    json_t *failed = event_why("rollout.failed", ro, wave, why), *events;
+    json_t *failed = event_with("rollout.failed", ro, wave,
+                                json_pack("{s:s, s:s}", "reason", why, "on_failure",
+                                          ll_on_failure_name(ro->on_failure))),
+           *events;
     ll_rollout_step s = {.rollout = ro->id,
                          .expect = LL_ROLLOUT_BIT(LL_ROLLOUT_RUNNING),
                          .set = LL_SET_REASON,
@@ -126,8 +136,6 @@ static void fail_wave(ll_rollouts *e, const ll_rollout *ro, int wave, const char
                          .wave_finished_at = now};
 
     ll_now_rfc3339(now);
-    json_object_set_new(json_object_get(failed, "data"), "on_failure",
-                        json_string(ll_on_failure_name(ro->on_failure)));
     ll_log_warn("msg=\"rollout wave failed\" rollout=%lld wave=%d on_failure=%s error=\"%s\"",
                 ro->id, wave, ll_on_failure_name(ro->on_failure), why);
     if (ro->on_failure == LL_ON_FAILURE_ROLLBACK) {
@@ -231,12 +239,13 @@ static int judge_wave(tally *n, ll_rollouts *e, const ll_rollout *ro, int wave)
             (ll_rt_change){rows[i].id, became, became == LL_RT_READY ? NULL : reasons[i]};
         if (became == LL_RT_SKIPPED)
             continue;
-        json_t *ev = event(became == LL_RT_READY ? "rollout.tenant_ready" : "rollout.tenant_failed",
-                           ro, wave);
-        json_object_set_new(ev, "tenant", json_string(rows[i].id));
-        json_object_set_new(json_object_get(ev, "data"), "tenant", json_string(rows[i].id));
+        json_t *more = json_pack("{s:s}", "tenant", rows[i].id);
         if (reasons[i][0])
-            json_object_set_new(json_object_get(ev, "data"), "reason", json_string(reasons[i]));
+            json_object_set_new(more, "reason", json_string(reasons[i]));
+        json_t *ev =
+            event_with(became == LL_RT_READY ? "rollout.tenant_ready" : "rollout.tenant_failed", ro,
+                       wave, more);
+        json_object_set_new(ev, "tenant", json_string(rows[i].id));
         json_array_append_new(events, ev);
     }
     if (nchanges) {
@@ -398,9 +407,8 @@ static void drive_rollback(ll_rollouts *e, const ll_rollout *ro, const char *now
     ll_rollout_step s = {.rollout = ro->id, .expect = LL_ROLLOUT_BIT(LL_ROLLOUT_ROLLING_BACK)};
     json_t *events = NULL;
     if (op.state == OP_PUSHED) {
-        json_t *ev = event("rollout.rolled_back", ro, 0);
-        json_object_set_new(json_object_get(ev, "data"), "commit",
-                            op.commit ? json_string(op.commit) : json_null());
+        json_t *ev =
+            event_with("rollout.rolled_back", ro, 0, json_pack("{s:s?}", "commit", op.commit));
         s.events = events = json_pack("[o]", ev);
         s.set = LL_SET_STATE | LL_SET_FINISHED_AT | LL_SET_ROLLBACK_SHA;
         s.state = LL_ROLLOUT_ROLLED_BACK;
