@@ -168,10 +168,10 @@ typedef struct tally {
 
 typedef char reason_buf[MESSAGE_SHOWN + 64];
 
-/* Judges one tenant of the wave: *out_became the state it turned to (or
- * LL_RT_STATES for none), the reason in reason. */
-static ll_rt_state judge(ll_rollouts *e, const ll_rollout *ro, const ll_wave_tenant *t, tally *n,
-                         reason_buf reason)
+/* Judges one tenant of the wave, counted in n: the state it turned to (or
+ * LL_RT_STATES for none), with the reason in reason. */
+static ll_rt_state judge(reason_buf reason, tally *n, ll_rollouts *e, const ll_rollout *ro,
+                         const ll_wave_tenant *t)
 {
     ll_rt_state became = LL_RT_STATES;
     reason[0] = 0;
@@ -232,7 +232,7 @@ static int judge_wave(tally *n, ll_rollouts *e, const ll_rollout *ro, int wave)
         goto done;
     }
     for (size_t i = 0; i < count; i++) {
-        ll_rt_state became = judge(e, ro, &rows[i], n, reasons[i]);
+        ll_rt_state became = judge(reasons[i], n, e, ro, &rows[i]);
         if (became == LL_RT_STATES)
             continue;
         changes[nchanges++] =

@@ -54,26 +54,17 @@ static ll_rollout_tenant *find(const ll_plan *p, const char *id)
     return NULL;
 }
 
-/* The candidate with id, or NULL. */
-static const ll_rollout_candidate *candidate(const ll_rollout_candidate *c, size_t n,
-                                             const char *id)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(c[i].id, id) == 0)
-            return &c[i];
-    return NULL;
-}
-
-/* Each named tenant exists and is active. */
-static int check_named(const ll_rollout_candidate *c, size_t n, const ll_names *names)
+/* Each named tenant is a candidate (the plan's tenants are the candidates,
+ * in their order) and active. */
+static int check_named(const ll_plan *p, const ll_rollout_candidate *c, const ll_names *names)
 {
     for (size_t i = 0; names && i < names->n; i++) {
-        const ll_rollout_candidate *found = candidate(c, n, names->v[i]);
-        if (!found)
+        const ll_rollout_tenant *t = find(p, names->v[i]);
+        if (!t)
             return ll_core_field_error("tenants", "no tenant '%s'", names->v[i]);
-        if (!found->active)
+        if (!c[t - p->tenants].active)
             return ll_core_field_error("tenants", "tenant '%s' is not active (%s)", names->v[i],
-                                       found->lifecycle);
+                                       c[t - p->tenants].lifecycle);
     }
     return 0;
 }
@@ -81,13 +72,10 @@ static int check_named(const ll_rollout_candidate *c, size_t n, const ll_names *
 int ll_plan_init(ll_plan *p, const char *version, const ll_rollout_candidate *candidates, size_t n,
                  const ll_names *scope_tiers, const ll_names *names, const json_t *catalogue)
 {
-    int error;
     memset(p, 0, sizeof(*p));
     p->version = version;
     p->catalogue = catalogue;
     p->scope_tiers = scope_tiers;
-    if ((error = check_named(candidates, n, names)) < 0)
-        return error;
     p->tenants = calloc(n ? n : 1, sizeof(*p->tenants));
     p->byid = calloc(n ? n : 1, sizeof(*p->byid));
     if (!p->tenants || !p->byid)
@@ -111,7 +99,7 @@ int ll_plan_init(ll_plan *p, const char *version, const ll_rollout_candidate *ca
             return ll_error_set(-1, "out of memory");
     }
     qsort(p->byid, p->ntenants, sizeof(*p->byid), by_id);
-    return 0;
+    return check_named(p, candidates, names);
 }
 
 /* Puts a target into wave. */

@@ -35,8 +35,9 @@ static int rollback(ll_registry *r, int error)
 }
 
 /* LL_ECONFLICT unless the rollout is in one of the states of expect (0:
- * any). */
-static int expect_state(ll_registry *r, long long id, unsigned expect, char **out_version)
+ * any); its version in *out_version (a new string) when that is not
+ * NULL. */
+static int expect_state(char **out_version, ll_registry *r, long long id, unsigned expect)
 {
     ll_rollout_state state;
     int error = rr_rollout_state(&state, out_version, r, id);
@@ -346,7 +347,7 @@ int ll_registry_rollout_step(ll_registry *r, const ll_rollout_step *step)
     ll_now_rfc3339(now);
     if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
-    if ((error = expect_state(r, step->rollout, step->expect, NULL)) < 0 ||
+    if ((error = expect_state(NULL, r, step->rollout, step->expect)) < 0 ||
         (error = step_body(r, step->rollout, step, now)) < 0)
         return rollback(r, error);
     return reg_commit(r);
@@ -554,7 +555,7 @@ static int wave_state_row(sqlite3_stmt *st, void *payload)
 static int wave_startable(char **out_version, ll_registry *r, long long id, int wave)
 {
     int pending = 0, error;
-    if ((error = expect_state(r, id, LL_ROLLOUT_BIT(LL_ROLLOUT_RUNNING), out_version)) < 0 ||
+    if ((error = expect_state(out_version, r, id, LL_ROLLOUT_BIT(LL_ROLLOUT_RUNNING))) < 0 ||
         (error = rr_each(r, "SELECT state FROM rollout_waves WHERE rollout_id = ? AND wave = ?",
                          RR_ARGS(RR_I(id), RR_I(wave)), wave_state_row, &pending)) < 0)
         return error;
@@ -751,7 +752,7 @@ int ll_registry_rollout_rollback(long long *out_op, ll_registry *r, long long id
     ll_now_rfc3339(now);
     p.now = now;
     if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0 ||
-        (error = expect_state(r, id, step->expect, &version)) < 0)
+        (error = expect_state(&version, r, id, step->expect)) < 0)
         goto done;
     p.version = version;
     if ((error = rr_each(r,
