@@ -1,19 +1,16 @@
-/* registry_rollouts.c - rollouts, their waves, tenants and pools, and the
- * version each tier runs, in the registry's SQLite file.
+/* registry_rollouts.c - reading rollouts: their rows into records, and the
+ * version each tier runs.
  *
- * The registry is the rollout's truth: the engine (rollouts.c) keeps
- * nothing in memory between steps, so a restart continues where the rows
- * say.  Every step that changes tenants runs in one BEGIN IMMEDIATE
- * transaction together with its outbox operation and its events: a wave's
- * tenants, its operation (one commit for all of them) and the event
- * rollout.wave_started land together or not at all.  Which tenants a wave
- * really moves is decided inside that transaction, against the tenants as
- * they are then (a tenant pinned or offboarded since the rollout began is
- * skipped), so a concurrent PATCH cannot slip between decision and write.
+ * The registry is the rollout's truth: the engine (core/rollout_engine.c)
+ * keeps nothing in memory between steps, so a restart continues where the
+ * rows say.  This file is the one place where rollout rows become records
+ * (rollout_records.h): states are parsed into enums with the tables of
+ * rollout_records.c, selectors and scopes decoded from their JSON text, and
+ * each row loop is rr_each() (prepare, bind, map each row, finalize).  The
+ * writes (a rollout, a wave's start, a rollback, a step) are in
+ * registry_rollout_steps.c.
  *
- * Each step names the state it expects the rollout in; when another thread
- * (a pause from the API, the engine) changed it first, the step changes
- * nothing and answers LL_ECONFLICT.
+ * Threads: like every registry file, a connection belongs to one thread.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,156 +20,157 @@
 #include "landlord/registry.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
-#include "registry_int.h"
+#include "registry_rollouts_int.h"
 
-/* --- small helpers ------------------------------------------------------------- */
+/* --- the row loop ------------------------------------------------------------------ */
 
-static void bind_json(sqlite3_stmt *st, int i, const json_t *v)
+static void bind_args(sqlite3_stmt *st, const rr_arg *args, size_t nargs)
 {
-    if (json_is_string(v))
-        sqlite3_bind_text(st, i, json_string_value(v), -1, SQLITE_TRANSIENT);
-    else if (json_is_integer(v))
-        sqlite3_bind_int64(st, i, json_integer_value(v));
-    else if (json_is_true(v) || json_is_false(v))
-        sqlite3_bind_int(st, i, json_is_true(v));
-    else
-        sqlite3_bind_null(st, i);
-}
-
-/* A result row as an object keyed by column name. */
-static json_t *row_object(sqlite3_stmt *st)
-{
-    json_t *o = json_object();
-    for (int i = 0; i < sqlite3_column_count(st); i++) {
-        json_t *v;
-        switch (sqlite3_column_type(st, i)) {
-        case SQLITE_INTEGER:
-            v = json_integer(sqlite3_column_int64(st, i));
-            break;
-        case SQLITE_NULL:
-            v = json_null();
-            break;
-        default:
-            v = json_string((const char *)sqlite3_column_text(st, i));
-        }
-        json_object_set_new(o, sqlite3_column_name(st, i), v ? v : json_null());
+    for (size_t i = 0; i < nargs; i++) {
+        if (args[i].type == RR_INT)
+            sqlite3_bind_int64(st, (int)i + 1, args[i].i);
+        else if (args[i].type == RR_TEXT)
+            reg_bind_text(st, (int)i + 1, args[i].s);
+        else
+            sqlite3_bind_null(st, (int)i + 1);
     }
-    return o;
 }
 
-/* Runs sql with params (a JSON array, bound in order; stolen) and collects
- * the rows as objects into a new array. */
-static int query(json_t **out, ll_registry *r, const char *sql, json_t *params)
+int rr_each(ll_registry *r, const char *sql, const rr_arg *args, size_t nargs, rr_row_fn row,
+            void *payload)
 {
     sqlite3_stmt *st = NULL;
-    json_t *rows = json_array(), *v;
-    size_t i;
-    int error, rc;
+    int error, rc, n = 0;
 
-    *out = NULL;
-    if ((error = reg_prepare(&st, r, sql)) < 0) {
-        json_decref(rows);
-        json_decref(params);
+    if ((error = reg_prepare(&st, r, sql)) < 0)
         return error;
+    bind_args(st, args, nargs);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (row && (error = row(st, payload)) < 0)
+            goto done;
+        n++;
     }
-    json_array_foreach(params, i, v) bind_json(st, (int)i + 1, v);
-    json_decref(params);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(rows, row_object(st));
+    error = rc == SQLITE_DONE ? n : reg_db_error(r, "read rollouts");
+done:
     reg_finalize(r, st);
-    if (rc != SQLITE_DONE) {
-        json_decref(rows);
-        return reg_db_error(r, "read rollouts");
-    }
-    *out = rows;
-    return 0;
+    return error;
 }
 
-/* Runs one statement with JSON params; the number of changed rows or a
- * negative code. */
-static int run(ll_registry *r, const char *sql, const json_t *params)
+int rr_run(ll_registry *r, const char *sql, const rr_arg *args, size_t nargs)
 {
     sqlite3_stmt *st = NULL;
-    json_t *v;
-    size_t i;
     int error;
     if ((error = reg_prepare(&st, r, sql)) < 0)
         return error;
-    json_array_foreach(params, i, v) bind_json(st, (int)i + 1, v);
+    bind_args(st, args, nargs);
     error = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(r->db) : reg_db_error(r, sql);
     reg_finalize(r, st);
     return error;
 }
 
-/* run() that steals params. */
-static int run_new(ll_registry *r, const char *sql, json_t *params)
+char *rr_text(sqlite3_stmt *st, int i)
 {
-    int error = params ? run(r, sql, params) : ll_error_set(-1, "out of memory");
-    json_decref(params);
-    return error;
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    return s ? strdup(s) : NULL;
 }
 
-static const char *str(const json_t *o, const char *key)
+int rr_grow(void **v, size_t n, size_t size)
 {
-    return json_string_value(json_object_get(o, key));
-}
-
-static int rollback(ll_registry *r, int error)
-{
-    reg_rollback(r);
-    return error;
-}
-
-/* The rollout's state inside a transaction; LL_ENOTFOUND. */
-static int rollout_state(char *out, size_t cap, char *version, size_t vcap, ll_registry *r,
-                         long long id)
-{
-    json_t *rows = NULL;
-    int error = query(&rows, r, "SELECT state, version FROM rollouts WHERE id = ?",
-                      json_pack("[I]", (json_int_t)id));
-    if (error < 0)
-        return error;
-    json_t *row = json_array_get(rows, 0);
-    if (!row)
-        error = ll_error_set(LL_ENOTFOUND, "no rollout %lld", id);
-    else {
-        snprintf(out, cap, "%s", str(row, "state"));
-        if (version)
-            snprintf(version, vcap, "%s", str(row, "version"));
-    }
-    json_decref(rows);
-    return error;
-}
-
-/* 1 when state is expect (a string) or one of expect (an array); 1 when
- * expect is NULL. */
-static int state_is(const char *state, const json_t *expect)
-{
-    size_t i;
-    json_t *v;
-    if (!expect)
-        return 1;
-    if (json_is_string(expect))
-        return strcmp(state, json_string_value(expect)) == 0;
-    json_array_foreach(expect, i, v) if (strcmp(state, json_string_value(v)) == 0) return 1;
+    void *grown = realloc(*v, (n + 1) * size);
+    if (!grown)
+        return ll_error_set(-1, "out of memory");
+    *v = grown;
+    memset((char *)grown + n * size, 0, size);
     return 0;
 }
 
-static int state_conflict(long long id, const char *state)
+static int to_text(char *out, size_t cap, sqlite3_stmt *st, int i)
 {
-    ll_error_set(LL_ECONFLICT, "rollout %lld is %s", id, state);
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    snprintf(out, cap, "%s", s ? s : "");
+    return 0;
+}
+
+static long long opt_int(sqlite3_stmt *st, int i, int *has)
+{
+    *has = sqlite3_column_type(st, i) != SQLITE_NULL;
+    return sqlite3_column_int64(st, i);
+}
+
+/* --- states ---------------------------------------------------------------------- */
+
+struct state_row {
+    int found;
+    char state[32];
+    char *version;
+};
+
+static int state_row(sqlite3_stmt *st, void *payload)
+{
+    struct state_row *s = payload;
+    s->found = 1;
+    to_text(s->state, sizeof(s->state), st, 0);
+    free(s->version);
+    s->version = rr_text(st, 1);
+    return 0;
+}
+
+int rr_rollout_state(ll_rollout_state *out, char **out_version, ll_registry *r, long long id)
+{
+    struct state_row s = {0};
+    int error = rr_each(r, "SELECT state, version FROM rollouts WHERE id = ?", RR_ARGS(RR_I(id)),
+                        state_row, &s);
+    if (error >= 0 && !s.found)
+        error = ll_error_set(LL_ENOTFOUND, "no rollout %lld", id);
+    if (error >= 0)
+        error = ll_rollout_state_parse(out, s.state);
+    if (error >= 0 && out_version) {
+        *out_version = s.version;
+        s.version = NULL;
+    }
+    free(s.version);
+    return error < 0 ? error : 0;
+}
+
+int rr_state_conflict(long long id, ll_rollout_state state)
+{
+    ll_error_set(LL_ECONFLICT, "rollout %lld is %s", id, ll_rollout_state_name(state));
     return LL_ECONFLICT;
 }
 
 /* --- what a tenant's file carries ------------------------------------------------ */
 
+struct newest {
+    char *best; /* the newest exact version on the line */
+    char *tier_version;
+};
+
+static int tier_version_row(sqlite3_stmt *st, void *payload)
+{
+    struct newest *n = payload;
+    free(n->tier_version);
+    n->tier_version = rr_text(st, 0);
+    return 0;
+}
+
+static int line_row(sqlite3_stmt *st, void *payload)
+{
+    struct newest *n = payload;
+    const char *v = (const char *)sqlite3_column_text(st, 0);
+    if (!v || ll_validate_release(v) < 0 || !ll_release_pinned(v))
+        return 0; /* pre-releases and build metadata are never chosen */
+    if (!n->best || ll_semver_cmp(v, n->best) > 0) {
+        free(n->best);
+        n->best = strdup(v);
+    }
+    return 0;
+}
+
 int reg_chart_version_for(char *out, size_t cap, ll_registry *r, const char *tier,
                           const char *release)
 {
-    json_t *rows = NULL, *row;
+    struct newest n = {0};
     char expr[64], line[64];
-    const char *best = NULL;
-    size_t i;
     int error;
 
     if (ll_release_expr(expr, sizeof(expr), release) < 0)
@@ -180,874 +178,408 @@ int reg_chart_version_for(char *out, size_t cap, ll_registry *r, const char *tie
     snprintf(out, cap, "%s", expr);
     if (ll_release_pinned(release))
         return 0;
-    if ((error = query(&rows, r,
-                       "SELECT version FROM tier_versions tv WHERE tier = ? AND EXISTS (SELECT 1 "
-                       "FROM releases WHERE version = tv.version)",
-                       json_pack("[s]", tier))) < 0)
-        return error;
-    if ((row = json_array_get(rows, 0))) {
-        snprintf(out, cap, "%s", str(row, "version"));
-        json_decref(rows);
-        return 0;
+    if ((error = rr_each(r,
+                         "SELECT version FROM tier_versions tv WHERE tier = ? AND EXISTS (SELECT 1 "
+                         "FROM releases WHERE version = tv.version)",
+                         RR_ARGS(RR_S(tier)), tier_version_row, &n)) < 0)
+        goto done;
+    if (n.tier_version) {
+        snprintf(out, cap, "%s", n.tier_version);
+        error = 0;
+        goto done;
     }
-    json_decref(rows);
     /* The newest upload on the tenant's line ("1.2." of "1.2.x"). */
     snprintf(line, sizeof(line), "%.*s", (int)(strlen(expr) - 1), expr);
-    if ((error = query(&rows, r, "SELECT version FROM releases WHERE substr(version, 1, ?) = ?",
-                       json_pack("[i, s]", (int)strlen(line), line))) < 0)
-        return error;
-    json_array_foreach(rows, i, row)
-    {
-        const char *v = str(row, "version");
-        if (ll_validate_release(v) < 0 || !ll_release_pinned(v))
-            continue; /* pre-releases and build metadata are never chosen */
-        if (!best || ll_semver_cmp(v, best) > 0)
-            best = v;
-    }
+    if ((error = rr_each(r, "SELECT version FROM releases WHERE substr(version, 1, ?) = ?",
+                         RR_ARGS(RR_I(strlen(line)), RR_S(line)), line_row, &n)) < 0)
+        goto done;
     ll_error_clear();
-    if (best)
-        snprintf(out, cap, "%s", best);
-    json_decref(rows);
-    return 0;
-}
-
-/* --- the outbox ---------------------------------------------------------------- */
-
-static int insert_rollout_op(long long *out, ll_registry *r, long long rollout,
-                             const json_t *payload, const char *now,
-                             const ll_registry_author *author)
-{
-    sqlite3_stmt *st = NULL;
-    char *text = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
-    int error;
-
-    if (!text)
-        return ll_error_set(-1, "cannot encode the rollout operation");
-    if ((error = reg_prepare(&st, r,
-                             "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
-                             "created_at, updated_at, author_name, author_email, rollout_id) "
-                             "VALUES ('rollout', NULL, '', ?, 'queued', ?, ?, ?, ?, ?) RETURNING "
-                             "id")) < 0) {
-        free(text);
-        return error;
-    }
-    reg_bind_text(st, 1, text);
-    reg_bind_text(st, 2, now);
-    reg_bind_text(st, 3, now);
-    reg_bind_text(st, 4, author->name);
-    reg_bind_text(st, 5, author->email);
-    sqlite3_bind_int64(st, 6, rollout);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *out = sqlite3_column_int64(st, 0);
-        error = 0;
-    } else {
-        error = reg_db_error(r, "queue rollout operation");
-    }
-    reg_finalize(r, st);
-    free(text);
+    if (n.best)
+        snprintf(out, cap, "%s", n.best);
+    error = 0;
+done:
+    free(n.best);
+    free(n.tier_version);
     return error;
 }
 
-/* Points every tenant of payload at operation op, carrying its "to"
- * version, pending. */
-static int move_tenants(ll_registry *r, long long op, const json_t *payload, const char *now)
-{
-    size_t i;
-    json_t *t;
-    int error;
-    json_array_foreach(json_object_get(payload, "tenants"), i, t)
-    {
-        if ((error = run_new(r,
-                             "INSERT OR IGNORE INTO operation_tenants (operation_id, tenant_id) "
-                             "VALUES (?, ?)",
-                             json_pack("[I, O]", (json_int_t)op, json_object_get(t, "id")))) < 0 ||
-            (error = run_new(r,
-                             "UPDATE tenants SET chart_version = ?, sync = 'pending', "
-                             "operation_id = ?, updated_at = ? WHERE id = ?",
-                             json_pack("[O, I, s, O]", json_object_get(t, "to"), (json_int_t)op,
-                                       now, json_object_get(t, "id")))) < 0)
-            return error;
-    }
-    return 0;
-}
-
-int reg_rollout_op_finished(ll_registry *r, const json_t *op, int ok, const char *sha,
-                            const char *now)
-{
-    long long id = json_integer_value(json_object_get(op, "id"));
-    const json_t *payload = json_object_get(op, "payload"), *t;
-    size_t i;
-    int error;
-
-    if (ok)
-        return run_new(r,
-                       "UPDATE tenants SET sync = 'committed', commit_sha = ?, updated_at = ? "
-                       "WHERE operation_id = ?",
-                       json_pack("[s, s, I]", sha, now, (json_int_t)id)) < 0
-                   ? -1
-                   : 0;
-    /* Nothing of it reached git: each tenant it still owns returns to what
-     * its file carries (and to the operation before, pending if that one
-     * still is). */
-    json_array_foreach(json_object_get(payload, "tenants"), i, t)
-    {
-        if ((error = run_new(r,
-                             "UPDATE tenants SET chart_version = ?1, updated_at = ?2, "
-                             "operation_id = ?3, sync = CASE WHEN (SELECT state FROM operations "
-                             "WHERE id = ?3) = 'queued' THEN 'pending' ELSE 'committed' END "
-                             "WHERE id = ?4 AND operation_id = ?5",
-                             json_pack("[O, s, O, O, I]", json_object_get(t, "from"), now,
-                                       json_object_get(t, "prev_op"), json_object_get(t, "id"),
-                                       (json_int_t)id))) < 0)
-            return error;
-    }
-    return 0;
-}
-
-/* --- reading --------------------------------------------------------------------- */
+/* --- rows into records ------------------------------------------------------------ */
 
 #define ROLLOUT_COLS                                                                               \
     "id, version, state, on_failure, scope, wave_timeout, current_wave, reason, rollback_op, "     \
     "rollback_sha, author_name, author_email, created_at, updated_at, finished_at"
 
-/* Decodes the JSON text columns of a rollout or wave row in place. */
-static void decode(json_t *row, const char *key)
+/* A JSON text column decoded into a selector. */
+static int selector_col(ll_selector *out, sqlite3_stmt *st, int i)
 {
-    const char *text = str(row, key);
+    const char *text = (const char *)sqlite3_column_text(st, i);
     json_t *v = text ? json_loads(text, 0, NULL) : NULL;
-    if (v)
-        json_object_set_new(row, key, v);
-}
-
-/* Counts of the rollout's tenants per wave and state:
- * {"<wave or skipped>": {"<state>": n}}. */
-static int counts(json_t **out, ll_registry *r, long long id)
-{
-    json_t *rows = NULL, *row, *c = json_object();
-    size_t i;
-    int error = query(&rows, r,
-                      "SELECT coalesce(wave, 0) AS wave, state, count(*) AS n FROM "
-                      "rollout_tenants WHERE rollout_id = ? GROUP BY 1, 2",
-                      json_pack("[I]", (json_int_t)id));
-    if (error < 0) {
-        json_decref(c);
-        return error;
-    }
-    json_array_foreach(rows, i, row)
-    {
-        char key[32];
-        snprintf(key, sizeof(key), "%lld",
-                 (long long)json_integer_value(json_object_get(row, "wave")));
-        json_t *w = json_object_get(c, key);
-        if (!w)
-            json_object_set_new(c, key, w = json_object());
-        json_object_set(w, str(row, "state"), json_object_get(row, "n"));
-    }
-    json_decref(rows);
-    *out = c;
-    return 0;
-}
-
-static int fill(json_t *ro, ll_registry *r, int with_tenants)
-{
-    long long id = json_integer_value(json_object_get(ro, "id"));
-    json_t *waves = NULL, *pools = NULL, *tenants = NULL, *c = NULL, *w;
-    size_t i;
-    int error;
-
-    decode(ro, "scope");
-    if ((error = query(&waves, r,
-                       "SELECT wave, selector, soak_seconds, state, operation_id, commit_sha, "
-                       "deadline_ms, soak_until_ms, error, started_at, pushed_at, ready_at, "
-                       "finished_at FROM rollout_waves WHERE rollout_id = ? ORDER BY wave",
-                       json_pack("[I]", (json_int_t)id))) < 0 ||
-        (error = query(&pools, r,
-                       "SELECT pool, wave, from_version, state FROM rollout_pools WHERE "
-                       "rollout_id = ? ORDER BY pool",
-                       json_pack("[I]", (json_int_t)id))) < 0 ||
-        (error = counts(&c, r, id)) < 0)
-        goto done;
-    json_array_foreach(waves, i, w) decode(w, "selector");
-    json_object_set(ro, "waves", waves);
-    json_object_set(ro, "pools", pools);
-    json_object_set(ro, "counts", c);
-    if (with_tenants) {
-        if ((error = query(&tenants, r,
-                           "SELECT tenant_id, tier, wave, from_version, state, reason, updated_at "
-                           "FROM rollout_tenants WHERE rollout_id = ? ORDER BY wave IS NULL, wave, "
-                           "tenant_id",
-                           json_pack("[I]", (json_int_t)id))) < 0)
-            goto done;
-        json_object_set(ro, "tenants", tenants);
-    }
-done:
-    json_decref(waves);
-    json_decref(pools);
-    json_decref(tenants);
-    json_decref(c);
+    int error = ll_selector_from_json(out, v);
+    json_decref(v);
     return error;
 }
 
-int ll_registry_rollout_get(json_t **out, ll_registry *r, long long id, int with_tenants)
+/* A row of ROLLOUT_COLS. */
+static int rollout_row(ll_rollout *ro, sqlite3_stmt *st)
 {
-    json_t *rows = NULL;
+    char state[32], on_failure[32];
     int error;
-    *out = NULL;
-    if ((error = query(&rows, r, "SELECT " ROLLOUT_COLS " FROM rollouts WHERE id = ?",
-                       json_pack("[I]", (json_int_t)id))) < 0)
+    ro->id = sqlite3_column_int64(st, 0);
+    ro->version = rr_text(st, 1);
+    to_text(state, sizeof(state), st, 2);
+    to_text(on_failure, sizeof(on_failure), st, 3);
+    if ((error = ll_rollout_state_parse(&ro->state, state)) < 0 ||
+        (error = ll_on_failure_parse(&ro->on_failure, on_failure)) < 0 ||
+        (error = selector_col(&ro->scope, st, 4)) < 0)
         return error;
-    json_t *ro = json_incref(json_array_get(rows, 0));
-    json_decref(rows);
-    if (!ro)
-        return ll_error_set(LL_ENOTFOUND, "no rollout %lld", id);
-    if ((error = fill(ro, r, with_tenants)) < 0) {
-        json_decref(ro);
-        return error;
-    }
-    *out = ro;
+    ro->wave_timeout = sqlite3_column_int64(st, 5);
+    ro->current_wave = sqlite3_column_int(st, 6);
+    ro->reason = rr_text(st, 7);
+    ro->rollback_op = sqlite3_column_int64(st, 8);
+    ro->rollback_sha = rr_text(st, 9);
+    ro->author_name = rr_text(st, 10);
+    ro->author_email = rr_text(st, 11);
+    ro->created_at = rr_text(st, 12);
+    ro->updated_at = rr_text(st, 13);
+    ro->finished_at = rr_text(st, 14);
     return 0;
 }
 
-int ll_registry_rollout_list(json_t **out, ll_registry *r, long long before, int limit)
+/* Rows of ROLLOUT_COLS into a growing array of new rollouts. */
+struct rollouts_acc {
+    ll_rollout **v;
+    size_t n;
+};
+
+static int rollouts_row(sqlite3_stmt *st, void *payload)
 {
-    json_t *rows = NULL, *ro;
-    size_t i;
-    int error;
-    *out = NULL;
-    if ((error = query(&rows, r,
-                       "SELECT " ROLLOUT_COLS " FROM rollouts WHERE id < ? ORDER BY id DESC "
-                       "LIMIT ?",
-                       json_pack("[I, i]", (json_int_t)(before > 0 ? before : (long long)1 << 62),
-                                 limit))) < 0)
-        return error;
-    json_array_foreach(rows, i, ro)
-    {
-        if ((error = fill(ro, r, 0)) < 0) {
-            json_decref(rows);
-            return error;
-        }
+    struct rollouts_acc *a = payload;
+    ll_rollout *ro = calloc(1, sizeof(*ro));
+    if (!ro || rr_grow((void **)&a->v, a->n, sizeof(*a->v)) < 0) {
+        free(ro);
+        return ll_error_set(-1, "out of memory");
     }
-    *out = rows;
+    a->v[a->n++] = ro;
+    return rollout_row(ro, st);
+}
+
+static int wave_row(sqlite3_stmt *st, void *payload)
+{
+    ll_rollout *ro = payload;
+    char state[32];
+    int error;
+    if ((error = rr_grow((void **)&ro->waves, ro->nwaves, sizeof(*ro->waves))) < 0)
+        return error;
+    ll_wave *w = &ro->waves[ro->nwaves++];
+    w->wave = sqlite3_column_int(st, 0);
+    w->soak_seconds = sqlite3_column_int64(st, 2);
+    to_text(state, sizeof(state), st, 3);
+    w->operation_id = sqlite3_column_int64(st, 4);
+    w->commit_sha = rr_text(st, 5);
+    w->deadline_ms = opt_int(st, 6, &w->has_deadline);
+    w->soak_until_ms = opt_int(st, 7, &w->has_soak_until);
+    w->error = rr_text(st, 8);
+    w->started_at = rr_text(st, 9);
+    w->pushed_at = rr_text(st, 10);
+    w->ready_at = rr_text(st, 11);
+    w->finished_at = rr_text(st, 12);
+    if ((error = ll_wave_state_parse(&w->state, state)) < 0)
+        return error;
+    return selector_col(&w->selector, st, 1);
+}
+
+static int pool_row(sqlite3_stmt *st, void *payload)
+{
+    ll_rollout *ro = payload;
+    char state[32];
+    int error;
+    if ((error = rr_grow((void **)&ro->pools, ro->npools, sizeof(*ro->pools))) < 0)
+        return error;
+    ll_rollout_pool *p = &ro->pools[ro->npools++];
+    p->pool = rr_text(st, 0);
+    p->wave = sqlite3_column_int(st, 1);
+    p->from_version = rr_text(st, 2);
+    to_text(state, sizeof(state), st, 3);
+    return ll_pool_state_parse(&p->state, state);
+}
+
+static int count_row(sqlite3_stmt *st, void *payload)
+{
+    ll_rollout *ro = payload;
+    char state[32];
+    ll_rt_state s;
+    int error;
+    int wave = sqlite3_column_int(st, 0);
+    long long n = sqlite3_column_int64(st, 2);
+    to_text(state, sizeof(state), st, 1);
+    if ((error = ll_rt_state_parse(&s, state)) < 0)
+        return error;
+    ro->counts[s] += n;
+    for (size_t i = 0; i < ro->nwaves; i++)
+        if (ro->waves[i].wave == wave)
+            ro->waves[i].counts[s] += n;
     return 0;
 }
 
-int ll_registry_rollouts_driven(json_t **out, ll_registry *r)
+static int tenant_row(sqlite3_stmt *st, void *payload)
 {
-    return query(out, r,
-                 "SELECT id FROM rollouts WHERE state IN ('running', 'rolling_back') ORDER BY id",
-                 NULL);
+    ll_rollout *ro = payload;
+    char state[32];
+    int error;
+    if ((error = rr_grow((void **)&ro->tenants, ro->ntenants, sizeof(*ro->tenants))) < 0)
+        return error;
+    ll_rollout_tenant *t = &ro->tenants[ro->ntenants++];
+    t->id = rr_text(st, 0);
+    t->tier = rr_text(st, 1);
+    t->wave = sqlite3_column_int(st, 2); /* NULL (skipped): 0 */
+    t->from_version = rr_text(st, 3);
+    to_text(state, sizeof(state), st, 4);
+    t->reason = rr_text(st, 5);
+    t->updated_at = rr_text(st, 6);
+    return ll_rt_state_parse(&t->state, state);
 }
 
-int ll_registry_rollout_candidates(json_t **out, ll_registry *r, const json_t *tiers,
-                                   const json_t *ids)
+/* Reads the rollout's waves, pools, counts and (with_tenants) tenants. */
+static int fill(ll_rollout *ro, ll_registry *r, int with_tenants)
 {
-    json_t *all = json_array(), *rows = NULL, *v;
-    size_t i;
+    int error;
+    if ((error = rr_each(r,
+                         "SELECT wave, selector, soak_seconds, state, operation_id, commit_sha, "
+                         "deadline_ms, soak_until_ms, error, started_at, pushed_at, ready_at, "
+                         "finished_at FROM rollout_waves WHERE rollout_id = ? ORDER BY wave",
+                         RR_ARGS(RR_I(ro->id)), wave_row, ro)) < 0 ||
+        (error = rr_each(r,
+                         "SELECT pool, wave, from_version, state FROM rollout_pools WHERE "
+                         "rollout_id = ? ORDER BY pool",
+                         RR_ARGS(RR_I(ro->id)), pool_row, ro)) < 0 ||
+        (error = rr_each(r,
+                         "SELECT coalesce(wave, 0) AS wave, state, count(*) AS n FROM "
+                         "rollout_tenants WHERE rollout_id = ? GROUP BY 1, 2",
+                         RR_ARGS(RR_I(ro->id)), count_row, ro)) < 0)
+        return error;
+    ro->with_tenants = with_tenants;
+    if (with_tenants &&
+        (error = rr_each(r,
+                         "SELECT tenant_id, tier, wave, from_version, state, reason, updated_at "
+                         "FROM rollout_tenants WHERE rollout_id = ? ORDER BY wave IS NULL, wave, "
+                         "tenant_id",
+                         RR_ARGS(RR_I(ro->id)), tenant_row, ro)) < 0)
+        return error;
+    return 0;
+}
+
+/* --- reading --------------------------------------------------------------------- */
+
+int ll_registry_rollout_get(ll_rollout **out, ll_registry *r, long long id, int with_tenants)
+{
+    struct rollouts_acc a = {0};
+    int error;
+
+    *out = NULL;
+    if ((error = rr_each(r, "SELECT " ROLLOUT_COLS " FROM rollouts WHERE id = ?", RR_ARGS(RR_I(id)),
+                         rollouts_row, &a)) < 0)
+        goto done;
+    if (!a.n) {
+        error = ll_error_set(LL_ENOTFOUND, "no rollout %lld", id);
+        goto done;
+    }
+    if ((error = fill(a.v[0], r, with_tenants)) < 0)
+        goto done;
+    *out = a.v[0];
+    a.v[0] = NULL;
+    error = 0;
+done:
+    ll_rollout_array_free(a.v, a.n);
+    return error;
+}
+
+int ll_registry_rollout_list(ll_rollout ***out_items, size_t *out_n, ll_registry *r,
+                             long long before, int limit)
+{
+    struct rollouts_acc a = {0};
+    int error;
+
+    *out_items = NULL;
+    *out_n = 0;
+    if ((error = rr_each(r,
+                         "SELECT " ROLLOUT_COLS " FROM rollouts WHERE id < ? ORDER BY id DESC "
+                         "LIMIT ?",
+                         RR_ARGS(RR_I(before > 0 ? before : (long long)1 << 62), RR_I(limit)),
+                         rollouts_row, &a)) < 0)
+        goto done;
+    for (size_t i = 0; i < a.n; i++)
+        if ((error = fill(a.v[i], r, 0)) < 0)
+            goto done;
+    *out_items = a.v;
+    *out_n = a.n;
+    a.v = NULL;
+    a.n = 0;
+    error = 0;
+done:
+    ll_rollout_array_free(a.v, a.n);
+    return error;
+}
+
+struct ids_acc {
+    long long *v;
+    size_t n;
+};
+
+static int id_row(sqlite3_stmt *st, void *payload)
+{
+    struct ids_acc *a = payload;
+    int error;
+    if ((error = rr_grow((void **)&a->v, a->n, sizeof(*a->v))) < 0)
+        return error;
+    a->v[a->n++] = sqlite3_column_int64(st, 0);
+    return 0;
+}
+
+int ll_registry_rollouts_driven(long long **out_ids, size_t *out_n, ll_registry *r)
+{
+    struct ids_acc a = {0};
+    int error =
+        rr_each(r, "SELECT id FROM rollouts WHERE state IN ('running', 'rolling_back') ORDER BY id",
+                NULL, 0, id_row, &a);
+    *out_ids = NULL;
+    *out_n = 0;
+    if (error < 0) {
+        free(a.v);
+        return error;
+    }
+    *out_ids = a.v;
+    *out_n = a.n;
+    return 0;
+}
+
+struct candidates_acc {
+    ll_rollout_candidate *v;
+    size_t n;
+};
+
+static int candidate_row(sqlite3_stmt *st, void *payload)
+{
+    struct candidates_acc *a = payload;
+    int error;
+    if ((error = rr_grow((void **)&a->v, a->n, sizeof(*a->v))) < 0)
+        return error;
+    ll_rollout_candidate *c = &a->v[a->n++];
+    c->id = rr_text(st, 0);
+    c->tier = rr_text(st, 1);
+    c->release = rr_text(st, 2);
+    c->chart_version = rr_text(st, 3);
+    c->lifecycle = rr_text(st, 4);
+    c->active = c->lifecycle && strcmp(c->lifecycle, "active") == 0;
+    return 0;
+}
+
+int ll_registry_rollout_candidates(ll_rollout_candidate **out, size_t *out_n, ll_registry *r,
+                                   const ll_names *tiers, const ll_names *ids)
+{
+    struct candidates_acc a = {0};
+    const ll_names *by = tiers ? tiers : ids;
     int error = 0;
 
     *out = NULL;
+    *out_n = 0;
     /* Few tiers, or a named list: one indexed query each. */
-    json_array_foreach(tiers ? tiers : ids, i, v)
-    {
-        error = query(&rows, r,
-                      tiers ? "SELECT id, tier, release, chart_version, lifecycle, path FROM "
-                              "tenants WHERE tier = ? AND lifecycle = 'active' ORDER BY id"
-                            : "SELECT id, tier, release, chart_version, lifecycle, path FROM "
-                              "tenants WHERE id = ?",
-                      json_pack("[O]", v));
-        if (error < 0)
-            break;
-        json_array_extend(all, rows);
-        json_decref(rows);
-        rows = NULL;
-    }
+    for (size_t i = 0; by && i < by->n && error >= 0; i++)
+        error = rr_each(r,
+                        tiers ? "SELECT id, tier, release, chart_version, lifecycle FROM tenants "
+                                "WHERE tier = ? AND lifecycle = 'active' ORDER BY id"
+                              : "SELECT id, tier, release, chart_version, lifecycle FROM tenants "
+                                "WHERE id = ?",
+                        RR_ARGS(RR_S(by->v[i])), candidate_row, &a);
     if (error < 0) {
-        json_decref(all);
+        ll_rollout_candidates_free(a.v, a.n);
         return error;
     }
-    *out = all;
+    *out = a.v;
+    *out_n = a.n;
+    return 0;
+}
+
+struct wave_tenants_acc {
+    ll_wave_tenant *v;
+    size_t n;
+};
+
+static int wave_tenant_row(sqlite3_stmt *st, void *payload)
+{
+    struct wave_tenants_acc *a = payload;
+    char state[32];
+    int error;
+    if ((error = rr_grow((void **)&a->v, a->n, sizeof(*a->v))) < 0)
+        return error;
+    ll_wave_tenant *t = &a->v[a->n++];
+    t->id = rr_text(st, 0);
+    to_text(state, sizeof(state), st, 1);
+    t->reason = rr_text(st, 2);
+    t->lifecycle = rr_text(st, 3);
+    t->active = t->lifecycle && strcmp(t->lifecycle, "active") == 0;
+    t->commit_sha = rr_text(st, 4);
+    t->sync = rr_text(st, 5);
+    t->chart_version = rr_text(st, 6);
+    return ll_rt_state_parse(&t->state, state);
+}
+
+int ll_registry_rollout_wave_tenants(ll_wave_tenant **out, size_t *out_n, ll_registry *r,
+                                     long long id, int wave)
+{
+    struct wave_tenants_acc a = {0};
+    int error = rr_each(r,
+                        "SELECT rt.tenant_id AS id, rt.state, rt.reason, t.lifecycle, t.commit_sha "
+                        "AS commit_sha, t.sync, t.chart_version FROM rollout_tenants rt LEFT JOIN "
+                        "tenants t ON t.id = rt.tenant_id WHERE rt.rollout_id = ? AND rt.wave = ? "
+                        "AND rt.state IN ('updating', 'ready', 'failed') ORDER BY rt.tenant_id",
+                        RR_ARGS(RR_I(id), RR_I(wave)), wave_tenant_row, &a);
+    *out = NULL;
+    *out_n = 0;
+    if (error < 0) {
+        ll_wave_tenants_free(a.v, a.n);
+        return error;
+    }
+    *out = a.v;
+    *out_n = a.n;
+    return 0;
+}
+
+static int count_of(sqlite3_stmt *st, void *payload)
+{
+    *(long long *)payload = sqlite3_column_int64(st, 0);
     return 0;
 }
 
 int ll_registry_rollouts_using(long long *out, ll_registry *r, const char *version)
 {
-    json_t *rows = NULL;
-    int error = query(&rows, r,
-                      "SELECT count(*) AS n FROM rollouts ro WHERE state IN ('running', 'paused', "
-                      "'rolling_back') AND (version = ?1 OR EXISTS (SELECT 1 FROM rollout_tenants "
-                      "WHERE rollout_id = ro.id AND from_version = ?1) OR EXISTS (SELECT 1 FROM "
-                      "rollout_pools WHERE rollout_id = ro.id AND from_version = ?1))",
-                      json_pack("[s]", version));
-    if (error < 0)
-        return error;
-    *out = json_integer_value(json_object_get(json_array_get(rows, 0), "n"));
-    json_decref(rows);
+    int error;
+    *out = 0;
+    error = rr_each(r,
+                    "SELECT count(*) AS n FROM rollouts ro WHERE state IN ('running', 'paused', "
+                    "'rolling_back') AND (version = ?1 OR EXISTS (SELECT 1 FROM rollout_tenants "
+                    "WHERE rollout_id = ro.id AND from_version = ?1) OR EXISTS (SELECT 1 FROM "
+                    "rollout_pools WHERE rollout_id = ro.id AND from_version = ?1))",
+                    RR_ARGS(RR_S(version)), count_of, out);
+    return error < 0 ? error : 0;
+}
+
+static int tier_version_pair(sqlite3_stmt *st, void *payload)
+{
+    json_object_set_new(payload, (const char *)sqlite3_column_text(st, 0),
+                        json_string((const char *)sqlite3_column_text(st, 1)));
     return 0;
 }
 
 int ll_registry_tier_versions(json_t **out, ll_registry *r)
 {
-    json_t *rows = NULL, *row, *map = json_object();
-    size_t i;
-    int error = query(&rows, r, "SELECT tier, version FROM tier_versions", NULL);
+    json_t *map = json_object();
+    int error =
+        rr_each(r, "SELECT tier, version FROM tier_versions", NULL, 0, tier_version_pair, map);
+    *out = NULL;
     if (error < 0) {
         json_decref(map);
         return error;
     }
-    json_array_foreach(rows, i, row)
-        json_object_set(map, str(row, "tier"), json_object_get(row, "version"));
-    json_decref(rows);
     *out = map;
     return 0;
-}
-
-/* --- writing --------------------------------------------------------------------- */
-
-int ll_registry_rollout_create(long long *out_id, ll_registry *r, const json_t *spec)
-{
-    const json_t *author = json_object_get(spec, "author"), *v;
-    json_t *rows = NULL, *ids = NULL;
-    char now[32], *scope = NULL;
-    long long id = 0;
-    size_t i;
-    int error;
-
-    *out_id = 0;
-    ll_now_rfc3339(now);
-    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
-        return error;
-    /* The version may have been deleted since the request was checked. */
-    if ((error = query(&rows, r, "SELECT 1 FROM releases WHERE version = ?",
-                       json_pack("[O]", json_object_get(spec, "version")))) < 0)
-        return rollback(r, error);
-    int uploaded = json_array_size(rows) > 0;
-    json_decref(rows);
-    if (!uploaded) {
-        ll_error_set(LL_EINVALID, "release %s was never uploaded", str(spec, "version"));
-        ll_error_field("version");
-        return rollback(r, LL_EINVALID);
-    }
-    /* No tenant or pool in two active rollouts. */
-    json_array_foreach(json_object_get(spec, "tenants"), i, v)
-    {
-        if (strcmp(str(v, "state"), "skipped") == 0)
-            continue;
-        if ((error = query(&rows, r,
-                           "SELECT ro.id FROM rollout_tenants rt JOIN rollouts ro ON ro.id = "
-                           "rt.rollout_id WHERE rt.tenant_id = ? AND rt.state != 'skipped' AND "
-                           "ro.state IN ('running', 'paused', 'rolling_back') LIMIT 1",
-                           json_pack("[O]", json_object_get(v, "id")))) < 0)
-            return rollback(r, error);
-        if (json_array_size(rows)) {
-            long long other = json_integer_value(json_object_get(json_array_get(rows, 0), "id"));
-            json_decref(rows);
-            ll_error_set(LL_ECONFLICT, "tenant '%s' is in rollout %lld, which is still active",
-                         str(v, "id"), other);
-            ll_error_field("tenants");
-            ll_error_hint("wait for rollout %lld to end, or abort it", other);
-            return rollback(r, LL_ECONFLICT);
-        }
-        json_decref(rows);
-    }
-    json_array_foreach(json_object_get(spec, "pools"), i, v)
-    {
-        if ((error = query(&rows, r,
-                           "SELECT ro.id FROM rollout_pools rp JOIN rollouts ro ON ro.id = "
-                           "rp.rollout_id WHERE rp.pool = ? AND ro.state IN ('running', 'paused', "
-                           "'rolling_back') LIMIT 1",
-                           json_pack("[O]", json_object_get(v, "pool")))) < 0)
-            return rollback(r, error);
-        if (json_array_size(rows)) {
-            long long other = json_integer_value(json_object_get(json_array_get(rows, 0), "id"));
-            json_decref(rows);
-            ll_error_set(LL_ECONFLICT,
-                         "pool environment '%s' moves with rollout %lld, which is still active",
-                         str(v, "pool"), other);
-            ll_error_field("tiers");
-            ll_error_hint("wait for rollout %lld to end, or abort it", other);
-            return rollback(r, LL_ECONFLICT);
-        }
-        json_decref(rows);
-    }
-    if (!(scope = json_dumps(json_object_get(spec, "scope"), JSON_COMPACT | JSON_SORT_KEYS))) {
-        error = ll_error_set(-1, "cannot encode the scope");
-        return rollback(r, error);
-    }
-    error = query(&ids, r,
-                  "INSERT INTO rollouts (version, state, on_failure, scope, wave_timeout, "
-                  "author_name, author_email, created_at, updated_at) VALUES (?, 'running', ?, ?, "
-                  "?, ?, ?, ?, ?) RETURNING id",
-                  json_pack("[O, O, s, O, O, O, s, s]", json_object_get(spec, "version"),
-                            json_object_get(spec, "on_failure"), scope,
-                            json_object_get(spec, "wave_timeout"), json_object_get(author, "name"),
-                            json_object_get(author, "email"), now, now));
-    free(scope);
-    if (error < 0)
-        return rollback(r, error);
-    id = json_integer_value(json_object_get(json_array_get(ids, 0), "id"));
-    json_decref(ids);
-    json_array_foreach(json_object_get(spec, "waves"), i, v)
-    {
-        char *sel = json_dumps(json_object_get(v, "selector"), JSON_COMPACT | JSON_SORT_KEYS);
-        error = run_new(r,
-                        "INSERT INTO rollout_waves (rollout_id, wave, selector, soak_seconds, "
-                        "state) VALUES (?, ?, ?, ?, 'pending')",
-                        json_pack("[I, i, s, O]", (json_int_t)id, (int)i + 1, sel ? sel : "{}",
-                                  json_object_get(v, "soak_seconds")));
-        free(sel);
-        if (error < 0)
-            return rollback(r, error);
-    }
-    json_array_foreach(json_object_get(spec, "tenants"), i, v)
-    {
-        if ((error = run_new(r,
-                             "INSERT INTO rollout_tenants (rollout_id, tenant_id, tier, wave, "
-                             "from_version, state, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, "
-                             "?, ?)",
-                             json_pack("[I, O, O, O, O, O, O, s]", (json_int_t)id,
-                                       json_object_get(v, "id"), json_object_get(v, "tier"),
-                                       json_object_get(v, "wave"), json_object_get(v, "from"),
-                                       json_object_get(v, "state"), json_object_get(v, "reason"),
-                                       now))) < 0)
-            return rollback(r, error);
-    }
-    json_array_foreach(json_object_get(spec, "pools"), i, v)
-    {
-        if ((error = run_new(r,
-                             "INSERT INTO rollout_pools (rollout_id, pool, wave, from_version, "
-                             "state) VALUES (?, ?, ?, ?, 'pending')",
-                             json_pack("[I, O, O, O]", (json_int_t)id, json_object_get(v, "pool"),
-                                       json_object_get(v, "wave"), json_object_get(v, "from")))) <
-            0)
-            return rollback(r, error);
-    }
-    json_t *data = json_deep_copy(json_object_get(spec, "event"));
-    if (!data)
-        data = json_object();
-    json_object_set_new(data, "rollout", json_integer(id));
-    json_object_set_new(data, "at", json_string(now));
-    json_t *events = json_pack("[{s:s, s:o}]", "type", "rollout.started", "data", data);
-    error = reg_store_events(r, events);
-    json_decref(events);
-    if (error < 0)
-        return rollback(r, error);
-    if ((error = reg_commit(r)) < 0)
-        return rollback(r, error);
-    *out_id = id;
-    return 0;
-}
-
-static int step_body(ll_registry *r, long long id, const json_t *step, const char *now);
-
-/* Adds "rollout" and "at" to each event's data and stores them. */
-static int events_of(ll_registry *r, long long id, const json_t *events, const char *now)
-{
-    json_t *copy = json_deep_copy(events), *e;
-    size_t i;
-    int error;
-    json_array_foreach(copy, i, e)
-    {
-        json_t *data = json_object_get(e, "data");
-        if (!data)
-            json_object_set_new(e, "data", data = json_object());
-        json_object_set_new(data, "rollout", json_integer(id));
-        json_object_set_new(data, "at", json_string(now));
-    }
-    error = reg_store_events(r, copy);
-    json_decref(copy);
-    return error;
-}
-
-int ll_registry_rollout_wave_start(long long *out_op, ll_registry *r, long long id, int wave,
-                                   const json_t *step, const ll_registry_author *author)
-{
-    json_t *rows = NULL, *pools = NULL, *payload = NULL, *row, *moving = json_array(),
-           *skipped = json_array(), *pool_moves = json_array();
-    char now[32], state[32], version[64];
-    long long op = 0;
-    size_t i;
-    int error;
-
-    *out_op = 0;
-    ll_now_rfc3339(now);
-    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
-        goto done;
-    if ((error = rollout_state(state, sizeof(state), version, sizeof(version), r, id)) < 0)
-        goto fail;
-    if (strcmp(state, "running") != 0) {
-        error = state_conflict(id, state);
-        goto fail;
-    }
-    if ((error =
-             query(&rows, r, "SELECT state FROM rollout_waves WHERE rollout_id = ? AND wave = ?",
-                   json_pack("[I, i]", (json_int_t)id, wave))) < 0)
-        goto fail;
-    if (!json_array_size(rows) || strcmp(str(json_array_get(rows, 0), "state"), "pending") != 0) {
-        error = ll_error_set(LL_ECONFLICT, "wave %d of rollout %lld has started already", wave, id);
-        goto fail;
-    }
-    json_decref(rows);
-    /* Which of the wave's tenants move, decided against them as they are. */
-    if ((error = query(&rows, r,
-                       "SELECT rt.tenant_id AS id, t.tier, t.release, t.chart_version, "
-                       "t.lifecycle, t.path, t.operation_id FROM rollout_tenants rt LEFT JOIN "
-                       "tenants t ON t.id = rt.tenant_id WHERE rt.rollout_id = ? AND rt.wave = ? "
-                       "AND rt.state = 'pending' ORDER BY rt.tenant_id",
-                       json_pack("[I, i]", (json_int_t)id, wave))) < 0)
-        goto fail;
-    json_array_foreach(rows, i, row)
-    {
-        const char *lifecycle = str(row, "lifecycle"), *release = str(row, "release"),
-                   *chart = str(row, "chart_version");
-        char why[160] = "";
-        if (!lifecycle || strcmp(lifecycle, "active") != 0)
-            snprintf(why, sizeof(why), "%s since the rollout began",
-                     lifecycle ? lifecycle : "gone");
-        else if (ll_release_pinned(release))
-            snprintf(why, sizeof(why), "pinned to %s since the rollout began", release);
-        else if (chart && strcmp(chart, version) == 0)
-            snprintf(why, sizeof(why), "at %s already", version);
-        if (why[0]) {
-            json_array_append_new(
-                skipped, json_pack("{s:O, s:s}", "id", json_object_get(row, "id"), "reason", why));
-            continue;
-        }
-        json_array_append_new(moving, json_pack("{s:O, s:O, s:O, s:s, s:O, s:O}", "id",
-                                                json_object_get(row, "id"), "tier",
-                                                json_object_get(row, "tier"), "path",
-                                                json_object_get(row, "path"), "to", version, "from",
-                                                json_object_get(row, "chart_version"), "prev_op",
-                                                json_object_get(row, "operation_id")));
-    }
-    if ((error = query(&pools, r,
-                       "SELECT pool, from_version FROM rollout_pools WHERE rollout_id = ? AND wave "
-                       "= ? AND state = 'pending' ORDER BY pool",
-                       json_pack("[I, i]", (json_int_t)id, wave))) < 0)
-        goto fail;
-    json_array_foreach(pools, i, row) json_array_append_new(
-        pool_moves, json_pack("{s:O, s:s, s:O}", "name", json_object_get(row, "pool"), "to",
-                              version, "from", json_object_get(row, "from_version")));
-    json_array_foreach(skipped, i, row)
-    {
-        if ((error = run_new(r,
-                             "UPDATE rollout_tenants SET state = 'skipped', reason = ?, updated_at "
-                             "= ? WHERE rollout_id = ? AND tenant_id = ?",
-                             json_pack("[O, s, I, O]", json_object_get(row, "reason"), now,
-                                       (json_int_t)id, json_object_get(row, "id")))) < 0)
-            goto fail;
-    }
-    if (json_array_size(moving) || json_array_size(pool_moves)) {
-        payload =
-            json_pack("{s:I, s:s, s:i, s:s, s:O, s:O}", "rollout", (json_int_t)id, "action", "wave",
-                      "wave", wave, "version", version, "tenants", moving, "pools", pool_moves);
-        if ((error = insert_rollout_op(&op, r, id, payload, now, author)) < 0 ||
-            (error = move_tenants(r, op, payload, now)) < 0)
-            goto fail;
-        json_array_foreach(moving, i, row)
-        {
-            if ((error = run_new(r,
-                                 "UPDATE rollout_tenants SET state = 'updating', from_version = ?, "
-                                 "prev_op = ?, reason = NULL, updated_at = ? WHERE rollout_id = ? "
-                                 "AND tenant_id = ?",
-                                 json_pack("[O, O, s, I, O]", json_object_get(row, "from"),
-                                           json_object_get(row, "prev_op"), now, (json_int_t)id,
-                                           json_object_get(row, "id")))) < 0)
-                goto fail;
-        }
-        if ((error = run_new(r,
-                             "UPDATE rollout_pools SET state = 'moved' WHERE rollout_id = ? AND "
-                             "wave = ? AND state = 'pending'",
-                             json_pack("[I, i]", (json_int_t)id, wave))) < 0)
-            goto fail;
-    }
-    /* Without anything to commit the wave waits at once (and passes). */
-    if ((error = run_new(r,
-                         "UPDATE rollout_waves SET state = ?, operation_id = ?, started_at = ?, "
-                         "pushed_at = CASE WHEN ? THEN NULL ELSE ? END WHERE rollout_id = ? AND "
-                         "wave = ?",
-                         json_pack("[s, o, s, b, s, I, i]", op ? "committing" : "waiting",
-                                   op ? json_integer(op) : json_null(), now, op != 0, now,
-                                   (json_int_t)id, wave))) < 0 ||
-        (error = run_new(r, "UPDATE rollouts SET current_wave = ?, updated_at = ? WHERE id = ?",
-                         json_pack("[i, s, I]", wave, now, (json_int_t)id))) < 0)
-        goto fail;
-    json_t *own = json_deep_copy(step);
-    json_t *e0 = json_array_get(json_object_get(own, "events"), 0);
-    if (e0) {
-        json_t *data = json_object_get(e0, "data");
-        json_object_set_new(data, "tenants", json_integer((json_int_t)json_array_size(moving)));
-        json_object_set_new(data, "skipped", json_integer((json_int_t)json_array_size(skipped)));
-        json_object_set_new(data, "operation", op ? json_integer(op) : json_null());
-    }
-    error = step_body(r, id, own, now);
-    json_decref(own);
-    if (error < 0)
-        goto fail;
-    if ((error = reg_commit(r)) < 0)
-        goto fail;
-    *out_op = op;
-    goto done;
-fail:
-    reg_rollback(r);
-done:
-    json_decref(rows);
-    json_decref(pools);
-    json_decref(payload);
-    json_decref(moving);
-    json_decref(skipped);
-    json_decref(pool_moves);
-    return error;
-}
-
-int ll_registry_rollout_rollback(long long *out_op, ll_registry *r, long long id,
-                                 const json_t *step, const ll_registry_author *author)
-{
-    json_t *rows = NULL, *pools = NULL, *payload = NULL, *row, *back = json_array(),
-           *pool_back = json_array();
-    char now[32], state[32], version[64];
-    long long op = 0;
-    size_t i;
-    int error;
-
-    *out_op = 0;
-    ll_now_rfc3339(now);
-    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
-        goto done;
-    if ((error = rollout_state(state, sizeof(state), version, sizeof(version), r, id)) < 0)
-        goto fail;
-    if (!state_is(state, json_object_get(step, "expect"))) {
-        error = state_conflict(id, state);
-        goto fail;
-    }
-    /* Every tenant the rollout moved (or tried to), as it is now. */
-    if ((error = query(&rows, r,
-                       "SELECT rt.tenant_id AS id, rt.from_version, t.tier, t.chart_version, "
-                       "t.lifecycle, t.path, t.operation_id FROM rollout_tenants rt LEFT JOIN "
-                       "tenants t ON t.id = rt.tenant_id WHERE rt.rollout_id = ? AND rt.state IN "
-                       "('updating', 'ready', 'failed') ORDER BY rt.tenant_id",
-                       json_pack("[I]", (json_int_t)id))) < 0)
-        goto fail;
-    json_array_foreach(rows, i, row)
-    {
-        const char *chart = str(row, "chart_version"), *from = str(row, "from_version"),
-                   *lifecycle = str(row, "lifecycle");
-        int active = lifecycle && strcmp(lifecycle, "active") == 0;
-        const char *why = NULL;
-        if (active && chart && from && strcmp(chart, version) == 0) {
-            json_array_append_new(
-                back,
-                json_pack("{s:O, s:O, s:O, s:O, s:s, s:O}", "id", json_object_get(row, "id"),
-                          "tier", json_object_get(row, "tier"), "path",
-                          json_object_get(row, "path"), "to", json_object_get(row, "from_version"),
-                          "from", version, "prev_op", json_object_get(row, "operation_id")));
-            continue;
-        }
-        /* Not at the rollout's version: back already (its wave's commit
-         * failed), or changed by someone since (left as it is). */
-        if (!active)
-            why = "not active any more: left as it is";
-        else if (!chart || !from || strcmp(chart, from) != 0)
-            why = "changed since the rollout moved it: left as it is";
-        {
-            if ((error = run_new(r,
-                                 "UPDATE rollout_tenants SET state = 'rolled_back', reason = ?, "
-                                 "updated_at = ? WHERE rollout_id = ? AND tenant_id = ?",
-                                 json_pack("[s?, s, I, O]", why, now, (json_int_t)id,
-                                           json_object_get(row, "id")))) < 0)
-                goto fail;
-        }
-    }
-    if ((error = query(&pools, r,
-                       "SELECT pool, from_version FROM rollout_pools WHERE rollout_id = ? AND "
-                       "state = 'moved' ORDER BY pool",
-                       json_pack("[I]", (json_int_t)id))) < 0)
-        goto fail;
-    json_array_foreach(pools, i, row) json_array_append_new(
-        pool_back, json_pack("{s:O, s:O, s:s}", "name", json_object_get(row, "pool"), "to",
-                             json_object_get(row, "from_version"), "from", version));
-    if (json_array_size(back) || json_array_size(pool_back)) {
-        payload = json_pack("{s:I, s:s, s:s, s:O, s:O}", "rollout", (json_int_t)id, "action",
-                            "rollback", "version", version, "tenants", back, "pools", pool_back);
-        if ((error = insert_rollout_op(&op, r, id, payload, now, author)) < 0 ||
-            (error = move_tenants(r, op, payload, now)) < 0)
-            goto fail;
-        json_array_foreach(back, i, row)
-        {
-            if ((error = run_new(
-                     r,
-                     "UPDATE rollout_tenants SET state = 'rolled_back', reason = NULL, "
-                     "updated_at = ? WHERE rollout_id = ? AND tenant_id = ?",
-                     json_pack("[s, I, O]", now, (json_int_t)id, json_object_get(row, "id")))) < 0)
-                goto fail;
-        }
-        if ((error = run_new(r,
-                             "UPDATE rollout_pools SET state = 'rolled_back' WHERE rollout_id = ? "
-                             "AND state = 'moved'",
-                             json_pack("[I]", (json_int_t)id))) < 0)
-            goto fail;
-    }
-    /* Nothing to return: rolled back at once. */
-    if ((error = run_new(r,
-                         "UPDATE rollouts SET state = ?, rollback_op = ?, updated_at = ?, "
-                         "finished_at = CASE WHEN ? THEN NULL ELSE ? END WHERE id = ?",
-                         json_pack("[s, o, s, b, s, I]", op ? "rolling_back" : "rolled_back",
-                                   op ? json_integer(op) : json_null(), now, op != 0, now,
-                                   (json_int_t)id))) < 0)
-        goto fail;
-    json_t *own = json_deep_copy(step);
-    json_t *evs = json_object_get(own, "events");
-    if (!evs)
-        json_object_set_new(own, "events", evs = json_array());
-    json_array_append_new(evs, json_pack("{s:s, s:{s:s, s:I, s:o, s:O?}}", "type",
-                                         op ? "rollout.rolling_back" : "rollout.rolled_back",
-                                         "data", "version", version, "tenants",
-                                         (json_int_t)json_array_size(back), "operation",
-                                         op ? json_integer(op) : json_null(), "reason",
-                                         json_object_get(json_object_get(own, "set"), "reason")));
-    json_object_del(json_object_get(own, "set"), "state");
-    error = step_body(r, id, own, now);
-    json_decref(own);
-    if (error < 0)
-        goto fail;
-    if ((error = reg_commit(r)) < 0)
-        goto fail;
-    *out_op = op;
-    goto done;
-fail:
-    reg_rollback(r);
-done:
-    json_decref(rows);
-    json_decref(pools);
-    json_decref(payload);
-    json_decref(back);
-    json_decref(pool_back);
-    return error;
-}
-
-/* Columns a step may set. */
-static const char *const rollout_columns[] = {"state",        "reason",      "current_wave",
-                                              "rollback_sha", "finished_at", NULL};
-static const char *const wave_columns[] = {"state",       "deadline_ms", "soak_until_ms",
-                                           "error",       "pushed_at",   "ready_at",
-                                           "finished_at", "commit_sha",  NULL};
-
-static int allowed(const char *name, const char *const *list)
-{
-    for (; *list; list++)
-        if (strcmp(*list, name) == 0)
-            return 1;
-    return 0;
-}
-
-/* UPDATE table SET <set...>, [updated_at] WHERE <where>, with the values of
- * set bound first and then where_params. */
-static int update_set(ll_registry *r, const char *table, const json_t *set,
-                      const char *const *columns, const char *where, const json_t *where_params,
-                      const char *now, int stamp)
-{
-    ll_buf sql;
-    json_t *params = json_array(), *v;
-    const char *key;
-    int error;
-
-    ll_buf_init(&sql, 4096);
-    ll_buf_printf(&sql, "UPDATE %s SET ", table);
-    int n = 0;
-    json_object_foreach((json_t *)set, key, v)
-    {
-        if (!allowed(key, columns)) {
-            ll_buf_free(&sql);
-            json_decref(params);
-            return ll_error_set(-1, "rollout step sets an unknown column %s", key);
-        }
-        ll_buf_printf(&sql, "%s%s = ?", n++ ? ", " : "", key);
-        json_array_append(params, v);
-    }
-    if (stamp) {
-        ll_buf_printf(&sql, "%supdated_at = ?", n++ ? ", " : "");
-        json_array_append_new(params, json_string(now));
-    }
-    if (!n) {
-        ll_buf_free(&sql);
-        json_decref(params);
-        return 0;
-    }
-    ll_buf_printf(&sql, " WHERE %s", where);
-    json_array_extend(params, (json_t *)where_params);
-    error = run(r, sql.data, params);
-    ll_buf_free(&sql);
-    json_decref(params);
-    return error;
-}
-
-/* The generic part of a step, inside the caller's transaction. */
-static int step_body(ll_registry *r, long long id, const json_t *step, const char *now)
-{
-    const json_t *set = json_object_get(step, "set"), *wave_set = json_object_get(step, "wave_set"),
-                 *t, *v;
-    json_t *where = json_pack("[I]", (json_int_t)id);
-    const char *key;
-    size_t i;
-    int error;
-
-    error = update_set(r, "rollouts", set, rollout_columns, "id = ?", where, now, 1);
-    json_decref(where);
-    if (error < 0)
-        return error;
-    if (wave_set) {
-        json_t *wp = json_pack("[I, O]", (json_int_t)id, json_object_get(step, "wave"));
-        error = update_set(r, "rollout_waves", wave_set, wave_columns,
-                           "rollout_id = ? AND wave = ?", wp, now, 0);
-        json_decref(wp);
-        if (error < 0)
-            return error;
-    }
-    json_array_foreach(json_object_get(step, "tenants"), i, t)
-    {
-        if ((error = run_new(r,
-                             "UPDATE rollout_tenants SET state = ?, reason = ?, updated_at = ? "
-                             "WHERE rollout_id = ? AND tenant_id = ?",
-                             json_pack("[O, O, s, I, O]", json_object_get(t, "state"),
-                                       json_object_get(t, "reason"), now, (json_int_t)id,
-                                       json_object_get(t, "id")))) < 0)
-            return error;
-    }
-    json_object_foreach((json_t *)json_object_get(step, "tier_versions"), key, v)
-    {
-        if ((error = run_new(r,
-                             "INSERT INTO tier_versions (tier, version, rollout_id, updated_at) "
-                             "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tier) DO UPDATE SET version = "
-                             "?2, rollout_id = ?3, updated_at = ?4",
-                             json_pack("[s, O, I, s]", key, v, (json_int_t)id, now))) < 0)
-            return error;
-    }
-    return events_of(r, id, json_object_get(step, "events"), now);
-}
-
-int ll_registry_rollout_step(ll_registry *r, const json_t *step)
-{
-    long long id = json_integer_value(json_object_get(step, "rollout"));
-    char now[32], state[32];
-    int error;
-
-    ll_now_rfc3339(now);
-    if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
-        return error;
-    if ((error = rollout_state(state, sizeof(state), NULL, 0, r, id)) < 0)
-        return rollback(r, error);
-    if (!state_is(state, json_object_get(step, "expect")))
-        return rollback(r, state_conflict(id, state));
-    if ((error = step_body(r, id, step, now)) < 0)
-        return rollback(r, error);
-    return reg_commit(r);
-}
-
-int ll_registry_rollout_wave_tenants(json_t **out, ll_registry *r, long long id, int wave)
-{
-    return query(out, r,
-                 "SELECT rt.tenant_id AS id, rt.state, rt.reason, t.lifecycle, t.commit_sha AS "
-                 "commit_sha, t.sync, t.chart_version FROM rollout_tenants rt LEFT JOIN tenants t "
-                 "ON t.id = rt.tenant_id WHERE rt.rollout_id = ? AND rt.wave = ? AND rt.state IN "
-                 "('updating', 'ready', 'failed') ORDER BY rt.tenant_id",
-                 json_pack("[I, i]", (json_int_t)id, wave));
 }

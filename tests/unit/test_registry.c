@@ -411,16 +411,18 @@ static void test_chart_versions(void **state)
     assert_string_equal(chart_of(r, "d"), "2.0.x"); /* nothing on its line */
 
     /* A tier's version (what a successful rollout records) wins. */
-    json_t *spec =
-        json_pack("{s:s, s:s, s:{s:[s]}, s:i, s:{s:s, s:s}, s:[], s:[], s:[]}", "version", "0.1.0",
-                  "on_failure", "pause", "scope", "tiers", "basic", "wave_timeout", 60, "author",
-                  "name", "Ada", "email", "a@example.com", "waves", "tenants", "pools");
-    assert_int_equal(ll_registry_rollout_create(&id, r, spec), 0);
-    json_decref(spec);
-    json_t *step =
-        json_pack("{s:I, s:{s:s}}", "rollout", (json_int_t)id, "tier_versions", "basic", "0.1.0");
-    assert_int_equal(ll_registry_rollout_step(r, step), 0);
-    json_decref(step);
+    ll_selector scope = {.kind = LL_SELECT_TIERS};
+    assert_int_equal(ll_names_add(&scope.names, "basic"), 0);
+    ll_rollout_spec spec = {.version = "0.1.0",
+                            .on_failure = LL_ON_FAILURE_PAUSE,
+                            .scope = &scope,
+                            .wave_timeout = 60,
+                            .author_name = "Ada",
+                            .author_email = "a@example.com"};
+    assert_int_equal(ll_registry_rollout_create(&id, r, &spec), 0);
+    ll_rollout_step step = {.rollout = id, .tier_versions = &scope.names, .tier_version = "0.1.0"};
+    assert_int_equal(ll_registry_rollout_step(r, &step), 0);
+    ll_selector_clear(&scope);
     assert_int_equal(onboard(&op, &existing, r, "e", "basic", "0.0", "{}"), 0);
     assert_string_equal(chart_of(r, "e"), "0.1.0");
     assert_int_equal(onboard(&op, &existing, r, "f", "premium", "0.0", "{}"), 0);

@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "landlord/etag.h"
+#include "landlord/rollout_records.h"
 
 typedef struct ll_registry ll_registry;
 
@@ -269,79 +270,77 @@ int ll_registry_release_get(json_t **out, ll_registry *r, const char *version); 
 int ll_registry_release_list(json_t **out, ll_registry *r);
 int ll_registry_release_delete(ll_registry *r, const char *version); /* LL_ENOTFOUND */
 
-/* --- rollouts (registry_rollouts.c) --- */
+/* --- rollouts (registry_rollouts.c reads, registry_rollout_steps.c writes) --- */
 
 /* Active tenants a rollout may concern, ordered by id within each group:
- * those of the tiers in tiers (an array), or those named in ids (an array;
- * any lifecycle, unknown ones absent).  [{"id", "tier", "release",
- * "chart_version", "lifecycle", "path"}], new reference. */
-int ll_registry_rollout_candidates(json_t **out, ll_registry *r, const json_t *tiers,
-                                   const json_t *ids);
+ * those of the tiers in tiers, or those named in ids (any lifecycle,
+ * unknown ones absent); exactly one of tiers and ids is not NULL (both
+ * borrowed).  *out is a new array of *out_n candidates
+ * (ll_rollout_candidates_free). */
+int ll_registry_rollout_candidates(ll_rollout_candidate **out, size_t *out_n, ll_registry *r,
+                                   const ll_names *tiers, const ll_names *ids);
 
 /* Stores a rollout (state running) with its waves, tenants and pools and
- * the event rollout.started, in one transaction.  spec: {"version",
- * "on_failure", "scope", "wave_timeout", "author": {"name", "email"},
- * "waves": [{"selector", "soak_seconds"}], "tenants": [{"id", "tier",
- * "wave" (null: skipped), "from", "state" (pending | skipped), "reason"}],
- * "pools": [{"pool", "wave", "from"}], "event": extra event data}.
+ * the event rollout.started, in one transaction; spec is borrowed.
  * LL_ECONFLICT when a tenant (not skipped) or a pool is in another active
  * rollout (running, paused, rolling_back); LL_EINVALID when the version is
  * not uploaded (any more). */
-int ll_registry_rollout_create(long long *out_id, ll_registry *r, const json_t *spec);
+int ll_registry_rollout_create(long long *out_id, ll_registry *r, const ll_rollout_spec *spec);
 
-/* The rollout as stored (columns as keys; "scope" decoded), with "waves"
- * (selector decoded), "pools", "counts" ({"<wave, 0 for none>": {"<state>":
- * n}}) and, when with_tenants, "tenants".  LL_ENOTFOUND. */
-int ll_registry_rollout_get(json_t **out, ll_registry *r, long long id, int with_tenants);
+/* The rollout as stored, with its waves, pools, counts and, when
+ * with_tenants, its tenants: a new record (ll_rollout_free).
+ * LL_ENOTFOUND. */
+int ll_registry_rollout_get(ll_rollout **out, ll_registry *r, long long id, int with_tenants);
 
 /* Rollouts newest first with ids below before (0: from the newest), as
- * ll_registry_rollout_get without tenants. */
-int ll_registry_rollout_list(json_t **out, ll_registry *r, long long before, int limit);
+ * ll_registry_rollout_get without tenants: a new array of *out_n new
+ * records (ll_rollout_array_free). */
+int ll_registry_rollout_list(ll_rollout ***out_items, size_t *out_n, ll_registry *r,
+                             long long before, int limit);
 
-/* [{"id"}] of the rollouts the engine drives (running, rolling_back). */
-int ll_registry_rollouts_driven(json_t **out, ll_registry *r);
+/* The ids of the rollouts the engine drives (running, rolling_back): a new
+ * array of *out_n (free()). */
+int ll_registry_rollouts_driven(long long **out_ids, size_t *out_n, ll_registry *r);
 
 /* Starts a wave of a running rollout in one transaction: the wave's pending
  * tenants that are still active, floating and not at the version move (the
  * others are skipped with the reason), with the wave's pools, through ONE
  * queued rollout operation; the wave turns committing (or, with nothing to
- * commit, waiting); step's other changes and events (as
+ * commit, waiting); step's other changes and events (borrowed, as
  * ll_registry_rollout_step; the first event's data gets "tenants",
- * "skipped", "operation") in the same transaction.  *out_op is the operation, 0 when
- * there was nothing to commit.  LL_ECONFLICT when the rollout is not
- * running or the wave has started. */
+ * "skipped", "operation") in the same transaction.  *out_op is the
+ * operation, 0 when there was nothing to commit.  LL_ECONFLICT when the
+ * rollout is not running or the wave has started. */
 int ll_registry_rollout_wave_start(long long *out_op, ll_registry *r, long long id, int wave,
-                                   const json_t *step, const ll_registry_author *author);
+                                   const ll_rollout_step *step, const ll_registry_author *author);
 
 /* Returns every tenant the rollout moved that still carries its version,
  * and its moved pools, to where they were, through ONE queued rollout
- * operation, in one transaction with step (as ll_registry_rollout_step,
- * minus a state); the rollout turns rolling_back, or rolled_back at once
- * when nothing needs to move, and the event rollout.rolling_back (or
- * rollout.rolled_back) follows step's events.  LL_ECONFLICT when the
- * rollout's state is not step's "expect". */
+ * operation, in one transaction with step (borrowed; as
+ * ll_registry_rollout_step, minus a state); the rollout turns rolling_back,
+ * or rolled_back at once when nothing needs to move, and the event
+ * rollout.rolling_back (or rollout.rolled_back) follows step's events.
+ * LL_ECONFLICT when the rollout's state is not one of step's expect. */
 int ll_registry_rollout_rollback(long long *out_op, ll_registry *r, long long id,
-                                 const json_t *step, const ll_registry_author *author);
+                                 const ll_rollout_step *step, const ll_registry_author *author);
 
-/* One step of the engine or a control action, in one transaction: {"rollout":
- * id, "expect": state or [states] (LL_ECONFLICT otherwise, nothing
- * changed), "set": {rollout columns: state, reason, current_wave,
- * rollback_sha, finished_at}, "wave": n, "wave_set": {wave columns: state,
- * deadline_ms, soak_until_ms, error, pushed_at, ready_at, finished_at,
- * commit_sha}, "tenants": [{"id", "state", "reason"}], "tier_versions":
- * {"<tier>": version}, "events": [{"type", "tenant"?, "data"}]}. */
-int ll_registry_rollout_step(ll_registry *r, const json_t *step);
+/* One step of the engine or a control action (borrowed), in one
+ * transaction: LL_ECONFLICT (nothing changed) unless the rollout is in one
+ * of step->expect; then the rollout's and the wave's fields named in set
+ * and wave_set, the tenants' states, the tier versions, and the events. */
+int ll_registry_rollout_step(ll_registry *r, const ll_rollout_step *step);
 
-/* The tenants of a wave that it moved: [{"id", "state" (updating, ready,
- * failed), "reason", "lifecycle", "commit_sha", "sync", "chart_version"}]
- * (the tenant's current row). */
-int ll_registry_rollout_wave_tenants(json_t **out, ll_registry *r, long long id, int wave);
+/* The tenants of a wave that it moved (updating, ready, failed), each with
+ * its current row: a new array of *out_n (ll_wave_tenants_free). */
+int ll_registry_rollout_wave_tenants(ll_wave_tenant **out, size_t *out_n, ll_registry *r,
+                                     long long id, int wave);
 
 /* How many active rollouts need version: as their target, or as what a
  * rollback would return a tenant or pool to. */
 int ll_registry_rollouts_using(long long *out, ll_registry *r, const char *version);
 
-/* {"<tier>": version} for the tiers a successful rollout brought somewhere. */
+/* {"<tier>": version} for the tiers a successful rollout brought somewhere
+ * (new reference). */
 int ll_registry_tier_versions(json_t **out, ll_registry *r);
 
 /* Tenants not offboarded per chart version their files carry (an exact

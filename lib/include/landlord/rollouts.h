@@ -1,4 +1,5 @@
-/* rollouts.h - the rollout engine: waves driven from the registry.
+/* rollouts.h - the rollout engine (core/rollout_engine.c): waves driven
+ * from the registry.
  *
  * One thread moves every running rollout along: it starts a wave (one
  * outbox operation, so one commit, for all its tenants and pools), waits
@@ -7,7 +8,8 @@
  * wave pauses the rollout or rolls it back (one commit).  It keeps nothing
  * in memory between steps: the registry's rows are the truth, so after a
  * restart it continues where they say.  The use cases (create, list, get,
- * pause, resume, abort, rollback) are in core.h.
+ * pause, resume, abort, rollback) are in core.h (core/rollouts.c); the
+ * records a rollout travels as are in rollout_records.h.
  */
 #ifndef LANDLORD_ROLLOUTS_H
 #define LANDLORD_ROLLOUTS_H
@@ -30,14 +32,15 @@ typedef struct ll_rollouts_options {
     void *on_events_payload;
 } ll_rollouts_options;
 
-/* Starts the engine thread. */
+/* Starts the engine thread; *out is a new handle (ll_rollouts_free).  opts
+ * is read (strings copied); its status and git are borrowed. */
 int ll_rollouts_start(ll_rollouts **out, const ll_rollouts_options *opts);
 
 /* Stops the thread (after its current step); the handle stays valid for
  * ll_rollouts_notify() until ll_rollouts_free(). */
 void ll_rollouts_stop(ll_rollouts *e);
 
-/* Stops the thread if need be and frees. */
+/* Stops the thread if need be and frees; NULL is fine. */
 void ll_rollouts_free(ll_rollouts *e);
 
 /* Something changed (a rollout was created or controlled, a batch was
