@@ -134,7 +134,7 @@ if _HERE not in sys.path:
 
 import yaml  # noqa: E402
 
-import gitserver  # noqa: E402
+import common  # noqa: E402
 from kubeapi import ApiError, clone, now_rfc3339  # noqa: E402
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
@@ -678,7 +678,7 @@ class FluxSim:
             self._stop.wait(d)
 
     def _git_environ(self):
-        env = gitserver._git_env()
+        env = common.git_env()
         env.update(self.git_env)
         return env
 
