@@ -27,6 +27,7 @@ from harness import (  # noqa: E402
     HEX40,
     PROD,
     SOURCE_DIR,
+    GitServerTestCase,
     LandlordTestCase,
     Server,
     StartError,
@@ -40,7 +41,6 @@ from harness import (  # noqa: E402
     onboard,
     tenant_path,
 )
-from gitserver import GitServer  # noqa: E402
 
 USER = "landlord"
 # Distinctive, so a leak is unmistakable in any output.
@@ -74,22 +74,17 @@ def parents(bare, rev):
     return git(bare, "rev-list", "--parents", "-n", "1", rev).split()[1:]
 
 
-class RemoteTestCase(LandlordTestCase):
+class RemoteTestCase(GitServerTestCase):
     """Shared helpers: starting landlord against a GitServer repository and
     checking that no secret ever shows up."""
 
-    tls = False
+    git_user, git_password, git_tls = USER, PASSWORD, False
 
     @classmethod
     def setUpClass(cls):
-        cls.gs = GitServer(tls=cls.tls, users={USER: PASSWORD}).start()
-        cls.pwfile = cls.gs.write_password_file(PASSWORD)
+        super().setUpClass()
         cls.wrong_pwfile = cls.gs.write_password_file(WRONG_PASSWORD)
         cls._repo_n = 0
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.gs.cleanup()
 
     def setUp(self):
         self.landlords = []
@@ -98,17 +93,9 @@ class RemoteTestCase(LandlordTestCase):
         # any output of any landlord this test started.
         self.addCleanup(self.check_no_secret_logged)
 
-    def run(self, result=None):
-        if result is None:
-            return super().run(result)
-        before = len(result.failures) + len(result.errors)
-        out = super().run(result)
-        if len(result.failures) + len(result.errors) > before:
-            sys.stderr.write(
-                "\n=== lighttpd (%s) error log ===\n%s\n=== access log (tail) ===\n%s\n"
-                % (self.gs, self.gs.error_log()[-3000:], "\n".join(self.gs.access_log().splitlines()[-30:]))
-            )
-        return out
+    def failure_report(self):
+        return super().failure_report() + "=== lighttpd (%s) access log (tail) ===\n%s\n" % (
+            self.gs, "\n".join(self.gs.access_log().splitlines()[-30:]))
 
     # -- helpers ------------------------------------------------------------------
 
@@ -266,8 +253,6 @@ class RemoteTestCase(LandlordTestCase):
 
 
 class HttpRemote(RemoteTestCase):
-    tls = False
-
     def test_seeds_an_empty_repository_and_pushes_with_credentials(self):
         repo = self.new_repo()
         bare = self.gs.path(repo)
@@ -493,8 +478,6 @@ class RemoteDown(RemoteTestCase):
     """The Git server is down when landlord starts (nobody listens on its
     port), then comes back on the same port."""
 
-    tls = False
-
     def test_down_at_first_start_then_back(self):
         """Empty data dir, empty repository, nobody listening on the Git
         server's port."""
@@ -679,7 +662,7 @@ class SilentServer(LandlordTestCase):
 
 
 class HttpsRemote(RemoteTestCase):
-    tls = True
+    git_tls = True
 
     def test_url_is_https_localhost(self):
         repo = self.new_repo()

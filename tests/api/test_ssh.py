@@ -88,14 +88,8 @@ class SshRemote(LandlordTestCase):
         self.landlords = []
         self.addCleanup(self.check_no_sanitizer_report)
 
-    def run(self, result=None):
-        if result is None:
-            return super().run(result)
-        before = len(result.failures) + len(result.errors)
-        out = super().run(result)
-        if len(result.failures) + len(result.errors) > before:
-            sys.stderr.write("\n=== sshd (%s) log (tail) ===\n%s\n" % (self.ss, self.ss.log()[-4000:]))
-        return out
+    def failure_report(self):
+        return super().failure_report() + "\n=== sshd (%s) log (tail) ===\n%s\n" % (self.ss, self.ss.log()[-4000:])
 
     # -- helpers ------------------------------------------------------------------
 

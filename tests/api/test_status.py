@@ -39,6 +39,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+from common import poll  # noqa: E402
 from fluxsim import FluxSim  # noqa: E402
 from gitserver import GitServer  # noqa: E402
 from harness import HEX40, RFC3339_MS, LandlordTestCase, Server, make_temp_dir, onboard  # noqa: E402
@@ -66,19 +67,6 @@ def tearDownModule():
     if GS is not None:
         GS.stop()
         GS.cleanup()
-
-
-def poll(fn, timeout, interval=0.05, msg=None):
-    """fn()'s first true value within timeout seconds; else AssertionError
-    with msg and fn's last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("%s (within %.0f s); last: %r" % (msg or "condition not met", timeout, v))
-        time.sleep(interval)
 
 
 class Stack:
@@ -670,8 +658,7 @@ class NoClusterTest(StatusTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        codes = cls.stop_shared()
-        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
+        cls.stop_shared_cleanly()
 
     def test_state_unknown_and_wait_answers_at_once(self):
         r = self.s.get("/readyz")
