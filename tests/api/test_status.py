@@ -196,19 +196,28 @@ class StatusTestCase(LandlordTestCase):
 # -- the tenant lifecycle --------------------------------------------------------------------------------
 
 
-class LifecycleTest(StatusTestCase):
+class SharedStackTestCase(StatusTestCase):
+    """One stack for the whole class: cls.st, its landlord cls.s, which must
+    exit 0 on SIGTERM once the class is done."""
+
     @classmethod
     def setUpClass(cls):
         cls.st = cls.start_stack()
         cls.s = cls.st.server
-        cls.api = cls.st.api
-        cls.sim = cls.st.sim
 
     @classmethod
     def tearDownClass(cls):
         code = cls.st.stop()
         cls._shared_servers = []
         assert code == 0, "landlord did not exit 0 on SIGTERM: %r" % code
+
+
+class LifecycleTest(SharedStackTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.api = cls.st.api
+        cls.sim = cls.st.sim
 
     def test_onboarding_reaches_ready(self):
         t0 = self.onboard_ok(self.s, "acme", "premium")
@@ -787,18 +796,7 @@ def is_ready(tid):
     return lambda e: e["event"] == "tenant.ready" and e["data"]["data"]["tenant"] == tid
 
 
-class EventsTest(StatusTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.st = cls.start_stack()
-        cls.s = cls.st.server
-
-    @classmethod
-    def tearDownClass(cls):
-        code = cls.st.stop()
-        cls._shared_servers = []
-        assert code == 0, "landlord did not exit 0 on SIGTERM: %r" % code
-
+class EventsTest(SharedStackTestCase):
     def stream(self, path="/api/v1/events", headers=None):
         es = EventStream(self.s, path, headers)
         self.addCleanup(es.close)
@@ -998,19 +996,8 @@ def verify_signature(header, secret, body):
     return int(m.group(1)), hmac.compare_digest(mac, m.group(2))
 
 
-class WebhooksTest(StatusTestCase):
+class WebhooksTest(SharedStackTestCase):
     SECRET = "whsec-0123456789abcdef-test"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.st = cls.start_stack()
-        cls.s = cls.st.server
-
-    @classmethod
-    def tearDownClass(cls):
-        code = cls.st.stop()
-        cls._shared_servers = []
-        assert code == 0, "landlord did not exit 0 on SIGTERM: %r" % code
 
     def subscribe(self, body):
         r = self.s.post_json("/api/v1/webhooks", body)

@@ -8,6 +8,8 @@ These are written once here.  Python 3 standard library only.
 
   poll(fn, timeout, ...)    fn()'s first true value, polled; AssertionError
                             after timeout seconds
+  exchange(conn, ...)       one HTTP request on a connection, then closed:
+                            (status, reason, headers, body)
   free_port()               a TCP port on 127.0.0.1 that was free a moment ago
   run(cmd, error=...)       a command to completion; its stdout (text, or bytes
                             with raw=True); raises error with stderr and stdout
@@ -77,6 +79,17 @@ def poll(fn, timeout, interval=0.05, msg=None, show=repr):
         if time.monotonic() > deadline:
             raise AssertionError("%s (within %.0f s); last: %s" % (msg or "condition not met", timeout, show(v)))
         time.sleep(interval)
+
+
+def exchange(conn, method, path, body=None, headers=None):
+    """One HTTP request on conn (an http.client connection), which is closed
+    afterwards: (status, reason, headers, body bytes)."""
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.reason, r.headers, r.read()
+    finally:
+        conn.close()
 
 
 def run(cmd, error=RuntimeError, cwd=None, env=None, input=None, raw=False):
@@ -245,10 +258,12 @@ class ChildServer:
     docker-registry have in common.  A subclass sets error (its exception
     class) and self.root (a make_temp_dir), keeps its child in self.proc and
     defines _start_once() (raises error when the child does not come up on
-    self.port) and stop().  A context manager: start on enter, stop and
+    self.port, tracked with track(self, self._kill)) and stop() (usually
+    _end_child(SIGTERM)).  A context manager: start on enter, stop and
     cleanup on exit."""
 
     error = RuntimeError
+    stop_timeout = 5.0
     proc = None
     port = None
     root = None
@@ -284,6 +299,17 @@ class ChildServer:
                 if fixed:
                     break
         raise last
+
+    def _end_child(self, sig):
+        """Ends the child and its process group (end_group: sig, SIGKILL
+        after stop_timeout seconds); it is no longer tracked."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            end_group(proc, sig, self.stop_timeout)
+        untrack(self)
+
+    def _kill(self):
+        self._end_child(signal.SIGKILL)
 
     def cleanup(self):
         """Stops the server and removes its temp dir."""

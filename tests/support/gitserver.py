@@ -159,6 +159,7 @@ def _make_certs():
 
 class GitServer(common.ChildServer):
     error = GitServerError
+    stop_timeout = STOP_TIMEOUT
 
     def __init__(self, tls=False, users=None, port=None):
         self.tls = bool(tls)
@@ -231,16 +232,7 @@ class GitServer(common.ChildServer):
     def stop(self):
         """Stops lighttpd (SIGTERM, SIGKILL after 5 s) and any git
         http-backend still running under it.  The repositories stay."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            common.end_group(proc, signal.SIGTERM, STOP_TIMEOUT)
-        common.untrack(self)
-
-    def _kill(self):
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            common.end_group(proc, signal.SIGKILL, STOP_TIMEOUT)
-        common.untrack(self)
+        self._end_child(signal.SIGTERM)
 
     def restart(self, down=0.0):
         """Stops and starts again on the same port (an outage and its end)."""

@@ -450,14 +450,7 @@ class Server:
                 hdrs["Content-Type"] = "application/json"
         if isinstance(body, str):
             body = body.encode("utf-8")
-        conn = self.connection(timeout)
-        try:
-            conn.request(method, path, body=body, headers=hdrs)
-            r = conn.getresponse()
-            data = r.read()
-            return Response(r.status, r.reason, r.headers, data)
-        finally:
-            conn.close()
+        return Response(*common.exchange(self.connection(timeout), method, path, body, hdrs))
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
@@ -599,6 +592,22 @@ def git_show(git_dir, path, rev="main"):
     return git(git_dir, "show", "%s:%s" % (rev, path))
 
 
+def git_refs(git_dir):
+    """{refname: sha} of a bare repository."""
+    out = git(git_dir, "for-each-ref", "--format=%(refname) %(objectname)")
+    return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+
+def seed_files():
+    """The default layout's files, relative to the git root (lib/seed)."""
+    root = os.path.join(SOURCE_DIR, "lib", "seed")
+    out = []
+    for d, _, files in os.walk(root):
+        for f in files:
+            out.append(os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/"))
+    return sorted(out)
+
+
 def git_changed(git_dir, rev):
     """{path: status letter} of the files rev changed against its first parent."""
     out = git(git_dir, "show", "--no-renames", "--name-status", "--format=", rev)
@@ -734,9 +743,37 @@ class LandlordTestCase(ReportingTestCase):
             for s in servers:
                 assert not s.sanitizer_report(), s.sanitizer_report()
 
+    def setUp(self):
+        super().setUp()
+        self.landlords = []  # every server launch() started in this test
+
     def start_server(self, **kw):
         s = Server(**kw).start()
         self.addCleanup(s.kill)
+        return s
+
+    def launch(self, args=(), env=None, data=None):
+        """Starts landlord; returns (server, None) when it serves, or (None,
+        server) when it exited by itself before serving (a refusal).  A
+        landlord that neither serves nor exits within the start timeout
+        fails the test.  Killed at the end of the test; listed in
+        self.landlords."""
+        s = Server(args=args, env=env, data=data)
+        self.landlords.append(s)
+        self.addCleanup(s.kill)
+        try:
+            s.start()
+            return s, None
+        except StartError as e:
+            if s.proc is None or s.proc.returncode is None or "did not announce" in str(e):
+                raise
+            return None, s
+
+    def serve(self, args=(), env=None, data=None):
+        """launch() that fails the test when landlord refuses to start."""
+        s, refused = self.launch(args, env=env, data=data)
+        if s is None:
+            self.fail("landlord refused to start (exit %d):\n%s" % (refused.proc.returncode, refused.logs()))
         return s
 
     def assertProblem(self, resp, status, ptype=None, field=None, msg=None):

@@ -590,6 +590,7 @@ def landlord_requests(reg):
 
 class Registry(common.ChildServer):
     error = RegistryError
+    stop_timeout = STOP_TIMEOUT
 
     def __init__(
         self,
@@ -719,18 +720,9 @@ class Registry(common.ChildServer):
     def stop(self):
         """Stops the registry (SIGTERM, SIGKILL after 5 s) and the token
         server.  The storage stays."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            common.end_group(proc, signal.SIGTERM, STOP_TIMEOUT)
-        common.untrack(self)
+        self._end_child(signal.SIGTERM)
         if self._token is not None:
             self._token.stop()
-
-    def _kill(self):
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            common.end_group(proc, signal.SIGKILL, STOP_TIMEOUT)
-        common.untrack(self)
 
     def restart(self, down=0.0):
         """Stops and starts again on the same port(s); storage is kept."""
@@ -944,13 +936,7 @@ class Registry(common.ChildServer):
         path = u.path or "/"
         if u.query:
             path += "?" + u.query
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            r = conn.getresponse()
-            data = r.read()
-            return Response(r.status, r.reason, r.headers, data)
-        finally:
-            conn.close()
+        return Response(*common.exchange(conn, method, path, body, headers))
 
     def _absolute(self, path_or_url):
         if path_or_url.startswith(("http://", "https://")):
