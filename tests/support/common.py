@@ -257,8 +257,8 @@ class ChildServer:
     """What gitserver's lighttpd, sshserver's sshd and ociregistry's
     docker-registry have in common.  A subclass sets error (its exception
     class) and self.root (a make_temp_dir), keeps its child in self.proc and
-    defines _start_once() (raises error when the child does not come up on
-    self.port, tracked with track(self, self._kill)) and stop() (usually
+    defines _start_once() (starts the child, track(self, self._kill), then
+    _await_child(...) until it answers on self.port) and stop() (usually
     _end_child(SIGTERM)).  A context manager: start on enter, stop and
     cleanup on exit."""
 
@@ -299,6 +299,24 @@ class ChildServer:
                 if fixed:
                     break
         raise last
+
+    def _await_child(self, ready, timeout, interval, exited, late, diagnostics):
+        """Waits until ready() is true while the child runs.  When the child
+        exits first, raises error("<exited % rc>\n<diagnostics()>"); when
+        timeout seconds pass, kills it and raises error("<late>\n...")."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self.proc = None
+                untrack(self)
+                raise self.error("%s\n%s" % (exited % rc, diagnostics()))
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                self._kill()
+                raise self.error("%s\n%s" % (late, diagnostics()))
+            time.sleep(interval)
 
     def _end_child(self, sig):
         """Ends the child and its process group (end_group: sig, SIGKILL

@@ -208,26 +208,17 @@ class GitServer(common.ChildServer):
         finally:
             out.close()
         common.track(self, self._kill)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                raise GitServerError(
-                    "lighttpd exited with %d before listening on %s:%d\n%s" % (rc, "127.0.0.1", self.port, self._logs())
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self._kill()
-                raise GitServerError(
-                    "lighttpd did not listen on 127.0.0.1:%d within %.0f s\n%s"
-                    % (self.port, START_TIMEOUT, self._logs())
-                )
-            time.sleep(0.01)
+        self._await_child(self._listening, START_TIMEOUT, 0.01,
+                          "lighttpd exited with %%d before listening on 127.0.0.1:%d" % self.port,
+                          "lighttpd did not listen on 127.0.0.1:%d within %.0f s" % (self.port, START_TIMEOUT),
+                          self._logs)
+
+    def _listening(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def stop(self):
         """Stops lighttpd (SIGTERM, SIGKILL after 5 s) and any git

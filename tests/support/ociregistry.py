@@ -694,28 +694,16 @@ class Registry(common.ChildServer):
                 start_new_session=True,
             )
         common.track(self, self._kill)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                common.untrack(self)
-                raise RegistryError(
-                    "docker-registry exited with %d before serving on %s\n%s" % (rc, self.host, self.diagnostics())
-                )
-            try:
-                r = self.request("GET", "/v2/", anonymous=True, timeout=1.0)
-                if r.status in (200, 401):
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            if time.monotonic() > deadline:
-                self._kill()
-                raise RegistryError(
-                    "docker-registry did not answer GET /v2/ on %s within %.0f s\n%s"
-                    % (self.host, START_TIMEOUT, self.diagnostics())
-                )
-            time.sleep(0.02)
+        self._await_child(self._serving, START_TIMEOUT, 0.02,
+                          "docker-registry exited with %%d before serving on %s" % self.host,
+                          "docker-registry did not answer GET /v2/ on %s within %.0f s" % (self.host, START_TIMEOUT),
+                          self.diagnostics)
+
+    def _serving(self):
+        try:
+            return self.request("GET", "/v2/", anonymous=True, timeout=1.0).status in (200, 401)
+        except (OSError, http.client.HTTPException):
+            return False
 
     def stop(self):
         """Stops the registry (SIGTERM, SIGKILL after 5 s) and the token

@@ -51,7 +51,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -175,23 +174,11 @@ class SshServer(common.ChildServer):
             )
         finally:
             log.close()
-        common.track(self, lambda: self._end(signal.SIGKILL))
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                raise SshServerError(
-                    "sshd exited with %d before listening on 127.0.0.1:%d\n%s" % (rc, self.port, self.log())
-                )
-            if self._banner():
-                return
-            if time.monotonic() > deadline:
-                self._end(signal.SIGKILL)
-                raise SshServerError(
-                    "sshd did not answer on 127.0.0.1:%d within %.0f s\n%s" % (self.port, START_TIMEOUT, self.log())
-                )
-            time.sleep(0.02)
+        common.track(self, self._kill)
+        self._await_child(self._banner, START_TIMEOUT, 0.02,
+                          "sshd exited with %%d before listening on 127.0.0.1:%d" % self.port,
+                          "sshd did not answer on 127.0.0.1:%d within %.0f s" % (self.port, START_TIMEOUT),
+                          self.log)
 
     def _banner(self):
         try:
@@ -213,6 +200,9 @@ class SshServer(common.ChildServer):
 
     def stop(self):
         self._end(signal.SIGTERM)
+
+    def _kill(self):
+        self._end(signal.SIGKILL)
 
     def log(self):
         return common.read_text(self.log_path)
