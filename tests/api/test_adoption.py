@@ -11,15 +11,14 @@ import json
 import os
 import re
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from gitserver import GitServer  # noqa: E402
+from common import fixture_text, poll  # noqa: E402
 from harness import (  # noqa: E402
     PROD,
-    LandlordTestCase,
+    GitServerTestCase,
     Server,
     git,
     kustomization_path,
@@ -38,156 +37,11 @@ USER, PASSWORD = "gitops-admin", "adopt-Pa55"
 
 # -- the reference repository, byte for byte where it matters ------------------
 
-BASIC_TEMPLATE = """\
-apiVersion: helm.toolkit.fluxcd.io/v2beta1
-kind: HelmRelease
-metadata:
-  name: {TENANT_ID}-basic
-  namespace: flux-system
-spec:
-  releaseName: {TENANT_ID}-basic
-  targetNamespace: pool-1  # Deploying into the tenant-specific namespace
-  storageNamespace: pool-1
-  interval: 1m0s
-  chart:
-    spec:
-      chart: helm-tenant-chart
-      version: "{RELEASE_VERSION}.x"
-      sourceRef:
-        kind: HelmRepository
-        name: helm-tenant-chart
-  values:
-    tenantId: {TENANT_ID}
-    apps:
-      producer:
-        envId: pool-1
-        enabled: false  # Pool deployment -- basic tier shares resources with other tenants
-        ingress:
-          enabled: true
-      consumer:
-        envId: pool-1
-        enabled: false  # Pool deployment -- basic tier shares resources with other tenants
-        ingress:
-          enabled: true
-"""
-
-PREMIUM_TEMPLATE = """\
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: {TENANT_ID}
----
-apiVersion: helm.toolkit.fluxcd.io/v2beta1
-kind: HelmRelease
-metadata:
-  name: {TENANT_ID}-premium
-  namespace: flux-system
-spec:
-  releaseName: {TENANT_ID}-premium
-  targetNamespace: {TENANT_ID}
-  storageNamespace: {TENANT_ID}
-  interval: 1m0s
-  chart:
-    spec:
-      chart: helm-tenant-chart
-      version: "{RELEASE_VERSION}.x"
-      sourceRef:
-        kind: HelmRepository
-        name: helm-tenant-chart
-  values:
-    tenantId: {TENANT_ID}
-    apps:
-      producer:
-        enabled: true # Silo deployment -- premium tier has a dedicated deployment for each tenant
-        ingress:
-          enabled: true
-        image:
-          tag: "0.1" # {"$imagepolicy": "flux-system:producer-image-policy:tag"}
-      consumer:
-        enabled: true # Silo deployment -- premium tier has a dedicated deployment for each tenant
-        ingress:
-          enabled: true
-        image:
-          tag: "0.1" # {"$imagepolicy": "flux-system:consumer-image-policy:tag"}
-"""
-
-ADVANCED_TEMPLATE = """\
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: {TENANT_ID}
----
-apiVersion: helm.toolkit.fluxcd.io/v2beta1
-kind: HelmRelease
-metadata:
-  name: {TENANT_ID}-advanced
-  namespace: flux-system
-spec:
-  releaseName: {TENANT_ID}-advanced
-  targetNamespace: {TENANT_ID}  # Deploying into the tenant-specific namespace
-  interval: 1m0s
-  chart:
-    spec:
-      chart: helm-tenant-chart
-      version: "{RELEASE_VERSION}.x"
-      sourceRef:
-        kind: HelmRepository
-        name: helm-tenant-chart
-  values:
-    tenantId: {TENANT_ID}
-    apps:
-      producer:
-        envId: pool-1
-        enabled: false # Pool deployment -- advanced tier shares resources with other tenants
-        ingress:
-          enabled: true
-      consumer:
-        enabled: true  # Silo deployment -- advanced tier has a dedicated deployment for each tenant
-        ingress:
-          enabled: true
-        image:
-          tag: "0.1" # {"$imagepolicy": "flux-system:consumer-image-policy:tag"}
-"""
-
-ENV_TEMPLATE = """\
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: {ENVIRONMENT_ID}
----
-apiVersion: helm.toolkit.fluxcd.io/v2beta1
-kind: HelmRelease
-metadata:
-  name: {ENVIRONMENT_ID}
-  namespace: flux-system
-spec:
-  releaseName: {ENVIRONMENT_ID}
-  targetNamespace: {ENVIRONMENT_ID}
-  storageNamespace: {ENVIRONMENT_ID}
-  interval: 1m0s
-  chart:
-    spec:
-      chart: helm-tenant-chart
-      version: "{RELEASE_VERSION}.x"
-      sourceRef:
-        kind: HelmRepository
-        name: helm-tenant-chart
-  values:
-    tenantId: {ENVIRONMENT_ID}
-    apps:
-      producer:
-        enabled: true
-        ingress:
-          enabled: false
-        image:
-          tag: "0.1" # {"$imagepolicy": "flux-system:producer-image-policy:tag"}
-      consumer:
-        enabled: true
-        ingress:
-          enabled: false
-        image:
-          tag: "0.1" # {"$imagepolicy": "flux-system:consumer-image-policy:tag"}
-"""
+# The reference's tier-templates/, in fixtures/adoption/.
+BASIC_TEMPLATE = fixture_text("adoption", "basic_tenant_template.yaml")
+PREMIUM_TEMPLATE = fixture_text("adoption", "premium_tenant_template.yaml")
+ADVANCED_TEMPLATE = fixture_text("adoption", "advanced_tenant_template.yaml")
+ENV_TEMPLATE = fixture_text("adoption", "basic_env_template.yaml")
 
 TEMPLATES = {"basic": BASIC_TEMPLATE, "premium": PREMIUM_TEMPLATE, "advanced": ADVANCED_TEMPLATE}
 KUSTOMIZATION_HEAD = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:"
@@ -265,16 +119,8 @@ def reference_files():
     return files
 
 
-class Adoption(LandlordTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.gs = GitServer(users={USER: PASSWORD}).start()
-        cls.pwfile = cls.gs.write_password_file(PASSWORD)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.gs.stop()
-        cls.gs.cleanup()
+class Adoption(GitServerTestCase):
+    git_user, git_password = USER, PASSWORD
 
     # -- helpers ----------------------------------------------------------------
 
@@ -303,14 +149,7 @@ class Adoption(LandlordTestCase):
         return s
 
     def poll(self, fn, timeout=15.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        while True:
-            v = fn()
-            if v:
-                return v
-            if time.monotonic() > deadline:
-                self.fail("%s not met within %.0f s" % (what, timeout))
-            time.sleep(0.1)
+        return poll(fn, timeout, 0.1, what + " not met")
 
     def tenant(self, s, tenant_id):
         r = s.get("/api/v1/tenants/" + tenant_id)

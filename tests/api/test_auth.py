@@ -58,7 +58,7 @@ class Tokens(LandlordTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        assert cls.stop_shared() == [0]
+        cls.stop_shared_cleanly()
 
     def state(self):
         return self.s.snapshot(), self.s.head(), len(self.s.audit())
@@ -199,7 +199,7 @@ class Scopes(LandlordTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        assert cls.stop_shared() == [0]
+        cls.stop_shared_cleanly()
 
     ALL = ["tenants:read", "tenants:write", "tiers:write", "releases:write", "rollouts:write",
            "webhooks:write"]

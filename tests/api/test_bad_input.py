@@ -13,7 +13,7 @@ import yaml  # noqa: E402
 
 from harness import (  # noqa: E402
     PROBLEM,
-    LandlordTestCase,
+    SharedServerTestCase,
     naive_render,
     onboard,
     template_path,
@@ -131,18 +131,16 @@ for q in ("-1", "301", "abc", "1.5", "", "1e2"):
                   "invalid-request", "wait"))
 
 
-class BadInput(LandlordTestCase):
+class BadInput(SharedServerTestCase):
+    shared_args = ("--http-max-body", str(MAX_BODY))
+
     @classmethod
     def setUpClass(cls):
-        cls.s = cls.start_shared(args=["--http-max-body", str(MAX_BODY)])
+        super().setUpClass()
         # something to lose: an existing tenant (the DELETE cases aim at it)
         r = onboard(cls.s, "victim", "premium")
         assert r.status == 201, r
 
-    @classmethod
-    def tearDownClass(cls):
-        codes = cls.stop_shared()
-        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
 
     def state(self):
         return self.s.snapshot(), self.s.log(), self.s.ls_tree()

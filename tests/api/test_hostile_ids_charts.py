@@ -33,7 +33,6 @@ dir.
 import gzip
 import io
 import os
-import re
 import struct
 import sys
 import tarfile
@@ -42,15 +41,14 @@ import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from harness import LandlordTestCase, Server, make_temp_dir, onboard, run_landlord  # noqa: E402
+from harness import LandlordTestCase, Server, SharedServerTestCase, make_temp_dir, onboard, run_landlord  # noqa: E402
 from kubeapi import KubeAPI, wait_until  # noqa: E402
-from ociregistry import Registry, make_chart_tgz  # noqa: E402
+from ociregistry import Registry, landlord_requests, make_chart_tgz  # noqa: E402
 
 NAME = "helm-tenant-chart"
 REPO = "charts/" + NAME
 PASSWORD = "s3cret-for-the-registry"
 GZIP = {"Content-Type": "application/gzip"}
-ACCESS = re.compile(r'^\S+ - \S+ \[[^]]*\] "(\w+) (\S+) HTTP/[\d.]+" (\d+) .*"landlord"$')
 TIERS = ("basic", "advanced", "premium")
 KS_LABELS = {"kustomize.toolkit.fluxcd.io/name": "dataplane-tenants",
              "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}
@@ -128,14 +126,7 @@ class Refusals(LandlordTestCase):
         return p
 
 
-class ReservedIds(Refusals):
-    @classmethod
-    def setUpClass(cls):
-        cls.s = cls.start_shared()
-
-    @classmethod
-    def tearDownClass(cls):
-        assert cls.stop_shared() == [0]
+class ReservedIds(SharedServerTestCase, Refusals):
 
     def test_platform_namespaces_in_every_tier(self):
         for tid, rule in PLATFORM:
@@ -235,7 +226,7 @@ class ClusterNamespaces(Refusals):
     @classmethod
     def tearDownClass(cls):
         try:
-            assert cls.stop_shared() == [0]
+            cls.stop_shared_cleanly()
         finally:
             cls.api.stop()
 
@@ -294,17 +285,6 @@ class ClusterNamespaces(Refusals):
         self.assertEqual(self.s.get("/api/v1/tiers/gold").status, 404)
 
 
-def landlord_requests(reg):
-    """(method, uri, status) of every request landlord made to reg, from its
-    access log (landlord's user agent)."""
-    out = []
-    for line in reg.logs().splitlines():
-        m = ACCESS.match(line)
-        if m:
-            out.append((m.group(1), m.group(2), int(m.group(3))))
-    return out
-
-
 def tar_bytes(files):
     """An uncompressed tar (Python's tarfile: ustar, padded to 10240-byte
     records) of files [(path, bytes) or (path, bytes, type flag)], in
@@ -359,7 +339,7 @@ class Charts(Refusals):
     @classmethod
     def tearDownClass(cls):
         try:
-            assert cls.stop_shared() == [0]
+            cls.stop_shared_cleanly()
         finally:
             cls.reg.stop()
             cls.reg.cleanup()

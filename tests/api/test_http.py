@@ -12,23 +12,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import yaml  # noqa: E402
 
-from harness import HEX32, HEX40, SOURCE_DIR, LandlordTestCase, Server, onboard  # noqa: E402
+from harness import HEX32, HEX40, SOURCE_DIR, LandlordTestCase, Server, SharedServerTestCase, onboard  # noqa: E402
 
 
 def allow_set(resp):
     return {m.strip().upper() for m in (resp.header("Allow") or "").split(",") if m.strip()}
 
 
-class Http(LandlordTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.s = cls.start_shared()
-
-    @classmethod
-    def tearDownClass(cls):
-        codes = cls.stop_shared()
-        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
-
+class Http(SharedServerTestCase):
     def test_unknown_path_is_404_problem(self):
         for method, path in (
             ("GET", "/nope"),

@@ -24,7 +24,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from harness import PROBLEM, LandlordTestCase, make_temp_dir, run_landlord  # noqa: E402
+from harness import PROBLEM, SharedServerTestCase, make_temp_dir, run_landlord  # noqa: E402
 
 WAIT = 15.0  # seconds to wait for something that must happen much sooner
 
@@ -103,22 +103,13 @@ def get(port, path, source="127.0.0.1", token=None, timeout=WAIT):
         c.close()
 
 
-class Edge(LandlordTestCase):
+class Edge(SharedServerTestCase):
     """One server with a 2 s header deadline and no limit per address."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.s = cls.start_shared(args=[
-            "--http-header-timeout", "2", "--http-connection-timeout", "2",
-            "--http-per-address-limit", "0", "--http-connection-limit", "64",
-            "--rate-limit", "0"])
-
-    @classmethod
-    def tearDownClass(cls):
-        servers = list(cls._shared_servers)
-        assert cls.stop_shared() == [0]
-        for s in servers:
-            assert not s.sanitizer_report(), s.sanitizer_report()
+    shared_args = ("--http-header-timeout", "2", "--http-connection-timeout", "2",
+                   "--http-per-address-limit", "0", "--http-connection-limit", "64",
+                   "--rate-limit", "0")
+    shared_sanitizer_clean = True
 
     def state(self):
         oci = []
@@ -386,21 +377,12 @@ class Edge(LandlordTestCase):
             sock.close()
 
 
-class PerAddress(LandlordTestCase):
+class PerAddress(SharedServerTestCase):
     """At most 8 connections from one address; headers may take a minute,
     so connections held stay held."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.s = cls.start_shared(args=["--http-per-address-limit", "8", "--http-header-timeout", "60",
-                                       "--rate-limit", "0"])
-
-    @classmethod
-    def tearDownClass(cls):
-        servers = list(cls._shared_servers)
-        assert cls.stop_shared() == [0]
-        for s in servers:
-            assert not s.sanitizer_report(), s.sanitizer_report()
+    shared_args = ("--http-per-address-limit", "8", "--http-header-timeout", "60", "--rate-limit", "0")
+    shared_sanitizer_clean = True
 
     def test_one_address_cannot_take_every_connection(self):
         port = self.s.port

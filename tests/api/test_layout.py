@@ -11,7 +11,6 @@ the files they must; a repository mixing both layouts is adopted as it is,
 flat tenants stay flat, only new files go to shards; a hand-made file in the
 way is a 409 naming it; any other layout value refuses to start."""
 
-import copy
 import hashlib
 import os
 import sys
@@ -27,9 +26,11 @@ from harness import (  # noqa: E402
     PROD,
     LandlordTestCase,
     Server,
+    SharedServerTestCase,
     StartError,
     kustomization_path,
     make_temp_dir,
+    merged,
     naive_render,
     onboard,
     run_landlord,
@@ -82,17 +83,6 @@ def ids_where(prefix, pred, n=1, limit=20000):
             if len(out) == n:
                 return out
     raise AssertionError("no %d ids %s-N found" % (n, prefix))
-
-
-def merged(base, over):
-    """base with over merged in (objects recursively, everything else replaced)."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merged(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def kustomization_resources_typed(text):
@@ -195,15 +185,8 @@ class LayoutCase(LandlordTestCase):
 # -- the sharded layout on one shared server -------------------------------------------------
 
 
-class Sharded(LayoutCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.s = cls.start_shared(args=SHARDED)
-
-    @classmethod
-    def tearDownClass(cls):
-        codes = cls.stop_shared()
-        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
+class Sharded(SharedServerTestCase, LayoutCase):
+    shared_args = SHARDED
 
     def onboarded(self, tenant_id, tier, release=None, values=None):
         r = onboard(self.s, tenant_id, tier, release=release, values=values)

@@ -25,6 +25,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+from harness import ReportingTestCase  # noqa: E402
 from ociregistry import (  # noqa: E402
     HELM_CHART,
     HELM_CONFIG,
@@ -57,21 +58,15 @@ def chart(version="1.4.2"):
     return tgz, cfg, ann
 
 
-class RegistryCase(unittest.TestCase):
+class RegistryCase(ReportingTestCase):
     """Prints the registry's logs (and the token server's) when a test fails."""
 
-    maxDiff = None
     registries = ()
 
-    def run(self, result=None):
-        if result is None:
-            return super().run(result)
-        before = len(result.failures) + len(result.errors)
-        out = super().run(result)
-        if len(result.failures) + len(result.errors) > before:
-            for reg in list(type(self).registries) + list(getattr(self, "_own", [])):
-                sys.stderr.write("\n=== %r for %s ===\n%s\n" % (reg, self.id(), reg.diagnostics()))
-        return out
+    def failure_report(self):
+        return super().failure_report() + "".join(
+            "\n=== %r for %s ===\n%s\n" % (reg, self.id(), reg.diagnostics())
+            for reg in list(type(self).registries) + list(getattr(self, "_own", [])))
 
     @classmethod
     def tearDownClass(cls):

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import yaml  # noqa: E402
 
-from harness import SOURCE_DIR, LandlordTestCase, onboard, run_landlord  # noqa: E402
+from harness import SOURCE_DIR, SharedServerTestCase, onboard, run_landlord  # noqa: E402
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 SCOPES = {"public", "metrics", "tenants:read", "tenants:write", "tiers:write", "releases:write",
@@ -312,19 +312,14 @@ class RouteTable(unittest.TestCase):
             self.assertEqual(got[key], want[key], "scope of %s %s" % key)
 
 
-class ResponsesValidate(LandlordTestCase):
+class ResponsesValidate(SharedServerTestCase):
     """Real answers of the server validate against the schema the spec
     gives for their status and content type."""
 
     @classmethod
     def setUpClass(cls):
         cls.spec = load_spec()
-        cls.s = cls.start_shared()
-
-    @classmethod
-    def tearDownClass(cls):
-        codes = cls.stop_shared()
-        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
+        super().setUpClass()
 
     def check(self, method, template, resp):
         ops = {(m, p): op for m, p, op, _ in operations(self.spec)}

@@ -3,7 +3,6 @@ the tenant between tier folders in one commit and keeps its values; a
 release or values change re-renders the file from the tier template and the
 values, keeping the template's comments; bad PATCHes change nothing."""
 
-import copy
 import json
 import os
 import re
@@ -14,9 +13,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from harness import (  # noqa: E402
     HEX40,
-    LandlordTestCase,
+    SharedServerTestCase,
     kustomization_path,
     kustomization_resources,
+    merged,
     naive_render,
     onboard,
     template_comments,
@@ -30,31 +30,12 @@ PRODUCER_MARK = '# {"$imagepolicy": "flux-system:producer-image-policy:tag"}'
 CONSUMER_MARK = '# {"$imagepolicy": "flux-system:consumer-image-policy:tag"}'
 
 
-def merged(base, over):
-    """base with over merged in (objects recursively, everything else replaced)."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merged(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def trailer_ops(message):
     m = re.search(r"^Landlord-Operations:[ \t]*(.*)$", message, re.M)
     return [int(x) for x in re.findall(r"\d+", m.group(1))] if m else []
 
 
-class Patch(LandlordTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.s = cls.start_shared()
-
-    @classmethod
-    def tearDownClass(cls):
-        codes = cls.stop_shared()
-        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
+class Patch(SharedServerTestCase):
 
     # -- helpers ------------------------------------------------------------------
 

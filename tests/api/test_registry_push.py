@@ -18,44 +18,27 @@ recorded, no credential in the answer or the logs; oci-url and
 oci-plain-http checked at start; /readyz's oci check.
 """
 
-import gzip
 import hashlib
-import io
 import json
 import os
-import re
 import sys
-import tarfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from harness import LandlordTestCase, make_temp_dir, onboard, run_landlord  # noqa: E402
+from harness import LandlordTestCase, archive, make_temp_dir, onboard, run_landlord  # noqa: E402
 from ociregistry import (HELM_CHART, HELM_CONFIG, OCI_MANIFEST, Registry, chart_config,  # noqa: E402
-                         make_chart_tgz)
+                         landlord_requests, make_chart_tgz)
 from registryproxy import RegistryProxy, closed_port, registry_error  # noqa: E402
 
 NAME = "helm-tenant-chart"
 REPO = "charts/" + NAME
 GZIP = {"Content-Type": "application/gzip"}
 PASSWORD = "s3cret-for-the-registry"
-ACCESS = re.compile(r'^\S+ - \S+ \[[^]]*\] "(\w+) (\S+) HTTP/[\d.]+" (\d+) .*"landlord"$')
 
 
 def sha256(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def archive(files, compress=True):
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as t:
-        for path, data in files.items():
-            ti = tarfile.TarInfo(path)
-            ti.size = len(data)
-            ti.mtime = 1700000000
-            t.addfile(ti, io.BytesIO(data))
-    data = raw.getvalue()
-    return gzip.compress(data, mtime=1700000000) if compress else data
 
 
 def chart_yaml(version, name=NAME, api="v2"):
@@ -73,17 +56,6 @@ def oci_args(reg, base="charts", user="landlord", password_file=None, plain=True
     if ca:
         args += ["--oci-ca-file", ca]
     return args
-
-
-def landlord_requests(reg):
-    """(method, uri, status) of every request landlord made to reg, from its
-    access log (landlord's user agent)."""
-    out = []
-    for line in reg.logs().splitlines():
-        m = ACCESS.match(line)
-        if m:
-            out.append((m.group(1), m.group(2), int(m.group(3))))
-    return out
 
 
 class RegistryCase(LandlordTestCase):
@@ -112,9 +84,8 @@ class HtpasswdRegistry(RegistryCase):
 
     @classmethod
     def tearDownClass(cls):
-        codes = cls.stop_shared()
         try:
-            assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
+            cls.stop_shared_cleanly()
         finally:
             cls.reg.stop()
             cls.reg.cleanup()

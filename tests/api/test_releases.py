@@ -14,18 +14,15 @@ first with tenant counts for pinned and floating tenants; DELETE refused
 (409) while tenants use a version, then 204 and 404.
 """
 
-import gzip
 import hashlib
-import io
 import json
 import os
 import sys
-import tarfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from harness import LandlordTestCase, onboard  # noqa: E402
+from harness import SharedServerTestCase, archive, onboard  # noqa: E402
 
 NAME = "helm-tenant-chart"
 GZIP = {"Content-Type": "application/gzip"}
@@ -34,25 +31,6 @@ GZIP = {"Content-Type": "application/gzip"}
 def chart_yaml(version, name=NAME, api="v2"):
     return ("apiVersion: %s\nname: %s\ndescription: A tenant\nversion: %s\nappVersion: \"2.0\"\n"
             % (api, name, version)).encode()
-
-
-def archive(files, compress=True, links=()):
-    """A tar (gzipped unless compress is False) of {path: bytes}, plus
-    symlinks (path, target)."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as t:
-        for path, data in files.items():
-            ti = tarfile.TarInfo(path)
-            ti.size = len(data)
-            ti.mtime = 1700000000
-            t.addfile(ti, io.BytesIO(data))
-        for path, target in links:
-            ti = tarfile.TarInfo(path)
-            ti.type = tarfile.SYMTYPE
-            ti.linkname = target
-            t.addfile(ti)
-    data = raw.getvalue()
-    return gzip.compress(data, mtime=1700000000) if compress else data
 
 
 def chart(version, extra=b""):
@@ -65,16 +43,13 @@ def sha256(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-class Releases(LandlordTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.s = cls.start_shared(args=["--release-max-size", "65536"])
-        cls.layout = os.path.join(cls.s.data, "oci", NAME)
+class Releases(SharedServerTestCase):
+    shared_args = ("--release-max-size", "65536")
 
     @classmethod
-    def tearDownClass(cls):
-        codes = cls.stop_shared()
-        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.layout = os.path.join(cls.s.data, "oci", NAME)
 
     def upload(self, body, headers=GZIP):
         return self.s.request("POST", "/api/v1/releases", body=body, headers=headers)

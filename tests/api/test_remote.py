@@ -26,11 +26,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import (  # noqa: E402
     HEX40,
     PROD,
-    SOURCE_DIR,
+    GitServerTestCase,
     LandlordTestCase,
     Server,
     StartError,
     git,
+    git_refs,
     git_changed,
     git_count,
     git_ls_tree,
@@ -38,9 +39,9 @@ from harness import (  # noqa: E402
     kustomization_path,
     kustomization_resources,
     onboard,
+    seed_files,
     tenant_path,
 )
-from gitserver import GitServer  # noqa: E402
 
 USER = "landlord"
 # Distinctive, so a leak is unmistakable in any output.
@@ -54,61 +55,32 @@ CONNECT_ERROR = re.compile(r"connect|refused|unreachable", re.I)
 PUSH_TIMEOUT = 30.0
 
 
-def seed_files():
-    """The default layout's files, relative to the git root (lib/seed)."""
-    root = os.path.join(SOURCE_DIR, "lib", "seed")
-    out = []
-    for d, _, files in os.walk(root):
-        for f in files:
-            out.append(os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/"))
-    return sorted(out)
-
-
-def refs(bare):
-    """{refname: sha} of a bare repository."""
-    out = git(bare, "for-each-ref", "--format=%(refname) %(objectname)")
-    return dict(line.split(" ", 1) for line in out.splitlines() if line)
-
-
 def parents(bare, rev):
     return git(bare, "rev-list", "--parents", "-n", "1", rev).split()[1:]
 
 
-class RemoteTestCase(LandlordTestCase):
+class RemoteTestCase(GitServerTestCase):
     """Shared helpers: starting landlord against a GitServer repository and
     checking that no secret ever shows up."""
 
-    tls = False
+    git_user, git_password, git_tls = USER, PASSWORD, False
 
     @classmethod
     def setUpClass(cls):
-        cls.gs = GitServer(tls=cls.tls, users={USER: PASSWORD}).start()
-        cls.pwfile = cls.gs.write_password_file(PASSWORD)
+        super().setUpClass()
         cls.wrong_pwfile = cls.gs.write_password_file(WRONG_PASSWORD)
         cls._repo_n = 0
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.gs.cleanup()
-
     def setUp(self):
-        self.landlords = []
+        super().setUp()
         # Runs after the test (cleanups run LIFO, and this one is registered
         # first, so it runs after every server was killed): no password in
         # any output of any landlord this test started.
         self.addCleanup(self.check_no_secret_logged)
 
-    def run(self, result=None):
-        if result is None:
-            return super().run(result)
-        before = len(result.failures) + len(result.errors)
-        out = super().run(result)
-        if len(result.failures) + len(result.errors) > before:
-            sys.stderr.write(
-                "\n=== lighttpd (%s) error log ===\n%s\n=== access log (tail) ===\n%s\n"
-                % (self.gs, self.gs.error_log()[-3000:], "\n".join(self.gs.access_log().splitlines()[-30:]))
-            )
-        return out
+    def failure_report(self):
+        return super().failure_report() + "=== lighttpd (%s) access log (tail) ===\n%s\n" % (
+            self.gs, "\n".join(self.gs.access_log().splitlines()[-30:]))
 
     # -- helpers ------------------------------------------------------------------
 
@@ -127,28 +99,6 @@ class RemoteTestCase(LandlordTestCase):
         if self.gs.tls and ca:
             args += ["--git-ca-file", self.gs.ca_file]
         return args + list(extra)
-
-    def launch(self, args=(), env=None, data=None):
-        """Starts landlord; returns (server, None) when it serves, or (None,
-        server) when it exited by itself before serving (a refusal).  A
-        landlord that neither serves nor exits within the harness's start
-        timeout fails the test."""
-        s = Server(args=args, env=env, data=data)
-        self.landlords.append(s)
-        self.addCleanup(s.kill)
-        try:
-            s.start()
-            return s, None
-        except StartError as e:
-            if s.proc is None or s.proc.returncode is None or "did not announce" in str(e):
-                raise
-            return None, s
-
-    def serve(self, args=(), env=None, data=None):
-        s, refused = self.launch(args, env=env, data=data)
-        if s is None:
-            self.fail("landlord refused to start (exit %d):\n%s" % (refused.proc.returncode, refused.logs()))
-        return s
 
     def check_no_secret_logged(self):
         for s in self.landlords:
@@ -266,15 +216,13 @@ class RemoteTestCase(LandlordTestCase):
 
 
 class HttpRemote(RemoteTestCase):
-    tls = False
-
     def test_seeds_an_empty_repository_and_pushes_with_credentials(self):
         repo = self.new_repo()
         bare = self.gs.path(repo)
-        self.assertEqual(refs(bare), {})
+        self.assertEqual(git_refs(bare), {})
         s = self.serve(self.git_args(repo))
         # Seeded on start: one commit on main with the default layout.
-        self.assertEqual(git_count(bare, "main"), 1, refs(bare))
+        self.assertEqual(git_count(bare, "main"), 1, git_refs(bare))
         self.assertSeeded(bare)
         seed = git(bare, "rev-parse", "main").strip()
         self.assertEqual(parents(bare, seed), [])
@@ -346,7 +294,7 @@ class HttpRemote(RemoteTestCase):
             op = s.get("/api/v1/operations/%s" % s.get("/api/v1/tenants/acme").json["operation"])
             self.assertEqual(op.json["state"], "queued", op)
             self.assertGreaterEqual(op.json.get("attempts", 0), 1, op)
-        self.assertEqual(refs(bare), {}, "nothing reached the remote")
+        self.assertEqual(git_refs(bare), {}, "nothing reached the remote")
         # The server saw the attempts, and answered them 401.
         self.assertRegex(self.gs.access_log(), r'"GET /git/%s\.git/info/refs\?service=git-(receive|upload)-pack [^"]*" 401 ' % re.escape(repo))
 
@@ -389,7 +337,7 @@ class HttpRemote(RemoteTestCase):
         if refused is not None:
             self.assertNotEqual(refused.proc.returncode, 0)
             self.assertRegex(refused.stderr_text(), r"git-url|password|credential")
-            self.assertEqual(refs(bare), {})
+            self.assertEqual(git_refs(bare), {})
         else:
             r = self.readyz(s)
             self.assertEqual(r.json["checks"]["git"]["status"], "ok", r)
@@ -410,7 +358,7 @@ class HttpRemote(RemoteTestCase):
             r = self.readyz(s)
             self.assertEqual(r.json["checks"]["git"]["status"], "degraded", r)
             self.assertRegex(str(r.json["checks"]["git"].get("error")), named, r)
-        self.assertEqual(refs(self.gs.path(repo)), {})
+        self.assertEqual(git_refs(self.gs.path(repo)), {})
 
     def test_missing_branch_is_seeded(self):
         """The repository has another branch only (and HEAD points at it):
@@ -418,10 +366,10 @@ class HttpRemote(RemoteTestCase):
         the other branch alone (README, "Seeding")."""
         repo = self.new_repo(seed={"README.md": "hand-made\n"}, branch="other", head="other")
         bare = self.gs.path(repo)
-        before = refs(bare)
+        before = git_refs(bare)
         self.assertEqual(list(before), ["refs/heads/other"])
         s = self.serve(self.git_args(repo))
-        after = refs(bare)
+        after = git_refs(bare)
         self.assertEqual(after.get("refs/heads/other"), before["refs/heads/other"], "the other branch is untouched")
         self.assertIn("refs/heads/main", after)
         self.assertSeeded(bare, "main")
@@ -430,7 +378,7 @@ class HttpRemote(RemoteTestCase):
         self.assertEqual(r.json["checks"]["git"]["status"], "ok", r)
         self.assertEqual(r.json["checks"]["git"].get("head"), after["refs/heads/main"], r)
         self.assertOnboardedOnRemote(bare, onboard(s, "acme", "advanced"), "acme", "advanced")
-        self.assertEqual(refs(bare)["refs/heads/other"], before["refs/heads/other"])
+        self.assertEqual(git_refs(bare)["refs/heads/other"], before["refs/heads/other"])
 
     def test_git_branch_that_does_not_exist_is_seeded(self):
         """--git-branch nosuch on a repository whose main has content: nosuch
@@ -493,8 +441,6 @@ class RemoteDown(RemoteTestCase):
     """The Git server is down when landlord starts (nobody listens on its
     port), then comes back on the same port."""
 
-    tls = False
-
     def test_down_at_first_start_then_back(self):
         """Empty data dir, empty repository, nobody listening on the Git
         server's port."""
@@ -506,7 +452,7 @@ class RemoteDown(RemoteTestCase):
         s, refused = self.launch(args)
         if refused is not None:
             self.assertRefusedWith(refused, CONNECT_ERROR, "Git server down")
-            self.assertEqual(refs(bare), {})
+            self.assertEqual(git_refs(bare), {})
             self.gs.restart()
             s = self.serve(args, data=refused.data)
             self.assertSeeded(bare)
@@ -545,7 +491,7 @@ class RemoteDown(RemoteTestCase):
         """s started degraded (the Git server is stopped; base: the remote's
         main before, None when it has none): three writes queue (202), the
         Git server returns on the same port, all three land in order."""
-        before = refs(bare)
+        before = git_refs(bare)
         w = self.assertDegradedWith(s, CONNECT_ERROR, "the Git server is down")
         # More writes queue behind it, in order.
         b = onboard(s, "beta", "basic", query="?wait=0")
@@ -554,7 +500,7 @@ class RemoteDown(RemoteTestCase):
         d = s.delete("/api/v1/tenants/acme?wait=0")
         self.assertEqual(d.status, 202, d)
         self.assertEqual(d.json["state"], "offboarding", d)
-        self.assertEqual(refs(bare), before, "nothing reached the remote while it was down")
+        self.assertEqual(git_refs(bare), before, "nothing reached the remote while it was down")
         ops = [w.header("Location"), b.header("Location"), d.header("Location")]
         # The server returns on the same port.
         self.gs.restart()
@@ -679,7 +625,7 @@ class SilentServer(LandlordTestCase):
 
 
 class HttpsRemote(RemoteTestCase):
-    tls = True
+    git_tls = True
 
     def test_url_is_https_localhost(self):
         repo = self.new_repo()
@@ -721,7 +667,7 @@ class HttpsRemote(RemoteTestCase):
             self.assertRefusedWith(refused, TLS_ERROR, "untrusted certificate")
         else:
             self.assertDegradedWith(s, TLS_ERROR, "the certificate is not trusted")
-        self.assertEqual(refs(bare), {}, "nothing reached the remote")
+        self.assertEqual(git_refs(bare), {}, "nothing reached the remote")
         # No request got past the TLS handshake.
         self.assertNotRegex(self.gs.access_log(), r"/git/%s\.git/" % re.escape(repo))
 
@@ -733,7 +679,7 @@ class HttpsRemote(RemoteTestCase):
             self.assertRefusedWith(refused, AUTH_ERROR, "wrong password over https")
         else:
             self.assertDegradedWith(s, AUTH_ERROR, "the password is wrong")
-        self.assertEqual(refs(bare), {})
+        self.assertEqual(git_refs(bare), {})
 
 
 if __name__ == "__main__":

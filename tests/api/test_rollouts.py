@@ -29,15 +29,12 @@ Covers (docs/api.md "Rollouts", "What a tenant runs"):
     or the repository.
 """
 
-import gzip
-import io
 import itertools
 import json
 import os
 import signal
 import socket
 import sys
-import tarfile
 import time
 import unittest
 
@@ -45,9 +42,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import yaml  # noqa: E402
 
+import common  # noqa: E402
 from fluxsim import FluxSim  # noqa: E402
 from gitserver import GitServer  # noqa: E402
-from harness import HEX40, PROD, LandlordTestCase, Server, make_temp_dir, onboard  # noqa: E402
+from harness import HEX40, PROD, LandlordTestCase, Server, archive, make_temp_dir, onboard  # noqa: E402
 from kubeapi import KubeAPI  # noqa: E402
 from test_openapi import load_spec, validate  # noqa: E402  (tests/api: this file's folder)
 
@@ -73,28 +71,12 @@ def tearDownModule():
 
 
 def poll(fn, timeout=TIMEOUT, interval=0.1, msg=None):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("%s (within %.0f s); last: %s" % (msg or "condition not met", timeout,
-                                                                    json.dumps(v, indent=1)[:4000]))
-        time.sleep(interval)
+    return common.poll(fn, timeout, interval, msg, show=lambda v: json.dumps(v, indent=1)[:4000])
 
 
 def chart(version):
-    raw = io.BytesIO()
-    files = {NAME + "/Chart.yaml": ("apiVersion: v2\nname: %s\nversion: %s\n" % (NAME, version)).encode(),
-             NAME + "/values.yaml": b"replicaCount: 1\n"}
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as t:
-        for path, data in files.items():
-            ti = tarfile.TarInfo(path)
-            ti.size = len(data)
-            ti.mtime = 1700000000
-            t.addfile(ti, io.BytesIO(data))
-    return gzip.compress(raw.getvalue(), mtime=1700000000)
+    return archive({NAME + "/Chart.yaml": ("apiVersion: v2\nname: %s\nversion: %s\n" % (NAME, version)).encode(),
+                    NAME + "/values.yaml": b"replicaCount: 1\n"})
 
 
 def layout_versions(data_dir):
@@ -266,8 +248,7 @@ class WithoutCluster(RolloutTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        codes = cls.stop_shared()
-        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
+        cls.stop_shared_cleanly()
 
     def test_1_upload_never_moves_and_pinning(self):
         # No release uploaded: floating tenants carry the range, as always.

@@ -19,7 +19,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 from gitserver import GitServer  # noqa: E402
-from harness import PROD, LandlordTestCase, onboard  # noqa: E402
+from harness import PROD, LandlordTestCase, SharedServerTestCase, onboard  # noqa: E402
 
 HOSTILE = [
     ("path traversal", "../premium/victim"),
@@ -53,7 +53,7 @@ class Refusals(LandlordTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        assert cls.stop_shared() == [0]
+        cls.stop_shared_cleanly()
 
     def state(self):
         return self.s.snapshot(), self.s.head(), self.s.audit()
@@ -290,17 +290,11 @@ class InFlight(LandlordTestCase):
         self.assertEqual(len([o for o in s.rows("operations") if o["tenant_id"] == "slowpoke"]), 1)
 
 
-class Accepted(LandlordTestCase):
+class Accepted(SharedServerTestCase):
     """What goes through: the caller authors the commit, the audit log and
     the tenant's history say so; tiers are managed as commits."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.s = cls.start_shared(args=["--git-author-domain", "users.example.test"])
-
-    @classmethod
-    def tearDownClass(cls):
-        assert cls.stop_shared() == [0]
+    shared_args = ("--git-author-domain", "users.example.test")
 
     def test_authors_audit_and_history(self):
         s = self.s

@@ -30,8 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import yaml  # noqa: E402
 
-from gitserver import GitServer  # noqa: E402
-from harness import LandlordTestCase, git, sanitized_build, tenant_path  # noqa: E402
+from harness import GitServerTestCase, git, sanitized_build, tenant_path  # noqa: E402
 from storm import (  # noqa: E402
     ForeignWriter,
     KeepAlive,
@@ -178,24 +177,8 @@ class Client(threading.Thread):
             m["pending_offboard"] = op if status == 202 else None
 
 
-class Soak(LandlordTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.gs = GitServer(users={USER: PASSWORD}).start()
-        cls.pwfile = cls.gs.write_password_file(PASSWORD)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.gs.stop()
-        cls.gs.cleanup()
-
-    def run(self, result=None):
-        out = super().run(result)
-        if result is not None and (result.failures or result.errors):
-            last = (result.failures + result.errors)[-1][0]
-            if last is self:
-                sys.stderr.write("\n=== lighttpd error log ===\n%s\n" % self.gs.error_log()[-3000:])
-        return out
+class Soak(GitServerTestCase):
+    git_user, git_password = USER, PASSWORD
 
     def test_soak_mixed_writes_then_sigterm(self):
         seed = storm_seed()

@@ -38,11 +38,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import (  # noqa: E402
     HEX40,
     PROD,
-    SOURCE_DIR,
     LandlordTestCase,
-    Server,
-    StartError,
     git,
+    git_refs,
     git_changed,
     git_count,
     git_ls_tree,
@@ -51,27 +49,12 @@ from harness import (  # noqa: E402
     make_temp_dir,
     kustomization_resources,
     onboard,
+    seed_files,
     tenant_path,
 )
 from sshserver import SshServer, fingerprint  # noqa: E402
 
 AUTH_ERROR = re.compile(r"authenticat", re.I)
-
-
-def seed_files():
-    """The default layout's files, relative to the git root (lib/seed)."""
-    root = os.path.join(SOURCE_DIR, "lib", "seed")
-    out = []
-    for d, _, files in os.walk(root):
-        for f in files:
-            out.append(os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/"))
-    return sorted(out)
-
-
-def refs(bare):
-    """{refname: sha} of a bare repository."""
-    out = git(bare, "for-each-ref", "--format=%(refname) %(objectname)")
-    return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
 
 class SshRemote(LandlordTestCase):
@@ -85,17 +68,11 @@ class SshRemote(LandlordTestCase):
         cls.ss.cleanup()
 
     def setUp(self):
-        self.landlords = []
+        super().setUp()
         self.addCleanup(self.check_no_sanitizer_report)
 
-    def run(self, result=None):
-        if result is None:
-            return super().run(result)
-        before = len(result.failures) + len(result.errors)
-        out = super().run(result)
-        if len(result.failures) + len(result.errors) > before:
-            sys.stderr.write("\n=== sshd (%s) log (tail) ===\n%s\n" % (self.ss, self.ss.log()[-4000:]))
-        return out
+    def failure_report(self):
+        return super().failure_report() + "\n=== sshd (%s) log (tail) ===\n%s\n" % (self.ss, self.ss.log()[-4000:])
 
     # -- helpers ------------------------------------------------------------------
 
@@ -103,7 +80,7 @@ class SshRemote(LandlordTestCase):
         type(self)._repo_n += 1
         name = "%s-%d" % (prefix, type(self)._repo_n)
         path = self.ss.create_repo(name)
-        self.assertEqual(refs(path), {}, "a new repository is empty")
+        self.assertEqual(git_refs(path), {}, "a new repository is empty")
         return name, path
 
     def ssh_args(self, repo, key=None, host_key="pinned", extra=()):
@@ -121,26 +98,6 @@ class SshRemote(LandlordTestCase):
         if host_key is not None:
             args += ["--git-ssh-host-key", host_key]
         return args + list(extra)
-
-    def launch(self, args=(), env=None, data=None):
-        """Starts landlord; returns (server, None) when it serves, or (None,
-        server) when it exited by itself before serving (a refusal)."""
-        s = Server(args=args, env=env, data=data)
-        self.landlords.append(s)
-        self.addCleanup(s.kill)
-        try:
-            s.start()
-            return s, None
-        except StartError as e:
-            if s.proc is None or s.proc.returncode is None or "did not announce" in str(e):
-                raise
-            return None, s
-
-    def serve(self, args=(), env=None, data=None):
-        s, refused = self.launch(args, env=env, data=data)
-        if s is None:
-            self.fail("landlord refused to start (exit %d):\n%s" % (refused.proc.returncode, refused.logs()))
-        return s
 
     def expect_refusal(self, args, what):
         s, refused = self.launch(args)
@@ -205,7 +162,7 @@ class SshRemote(LandlordTestCase):
         repo, bare = self.new_repo()
         s = self.serve(self.ssh_args(repo))
         # Seeded on start over ssh: one commit on main with the default layout.
-        self.assertEqual(git_count(bare, "main"), 1, refs(bare))
+        self.assertEqual(git_count(bare, "main"), 1, git_refs(bare))
         tree = set(git_ls_tree(bare, "main"))
         missing = ["%s/%s" % (PROD, f) for f in seed_files() if "%s/%s" % (PROD, f) not in tree]
         self.assertEqual(missing, [], "the seed commit lacks these files of the default layout")
@@ -244,7 +201,7 @@ class SshRemote(LandlordTestCase):
                 "LANDLORD_GIT_SSH_HOST_KEY": self.ss.host_key_fingerprint,
             }
         )
-        self.assertEqual(git_count(bare, "main"), 1, refs(bare))
+        self.assertEqual(git_count(bare, "main"), 1, git_refs(bare))
         resp = onboard(s, "envtenant", "basic")
         self.assertEqual(resp.status, 201, resp)
         self.assertEqual(resp.json["commit"], git(bare, "rev-parse", "main").strip())
@@ -302,7 +259,7 @@ class SshRemote(LandlordTestCase):
         since = len(self.ss.log())
         refused = self.expect_refusal(self.ssh_args(repo, host_key=None), "no --git-ssh-host-key")
         self.assertHostKeyRefusal(refused, "no --git-ssh-host-key")
-        self.assertEqual(refs(bare), {}, "nothing reached the repository")
+        self.assertEqual(git_refs(bare), {}, "nothing reached the repository")
         self.assertNoSession(since)
 
     def test_refused_with_wrong_pinned_host_key(self):
@@ -314,7 +271,7 @@ class SshRemote(LandlordTestCase):
         since = len(self.ss.log())
         refused = self.expect_refusal(self.ssh_args(repo, host_key=wrong), "wrong --git-ssh-host-key")
         self.assertHostKeyRefusal(refused, "wrong --git-ssh-host-key")
-        self.assertEqual(refs(bare), {}, "nothing reached the repository")
+        self.assertEqual(git_refs(bare), {}, "nothing reached the repository")
         self.assertNoSession(since)
 
     def test_refused_with_unauthorized_key(self):
@@ -333,7 +290,7 @@ class SshRemote(LandlordTestCase):
             r"ssh://(%s@)?127\.0\.0\.1:%d%s" % (re.escape(self.ss.user), self.ss.port, re.escape(bare)),
             "stderr names the remote",
         )
-        self.assertEqual(refs(bare), {}, "nothing reached the repository")
+        self.assertEqual(git_refs(bare), {}, "nothing reached the repository")
         self.assertNoSession(since)
         # sshd saw the key (the host key was accepted) and did not accept it.
         log = self.ss.log()[since:]
@@ -393,7 +350,7 @@ class SshRemote(LandlordTestCase):
             self.assertEqual(resp.status, 201, resp)
             self.assertEqual(resp.json["sync"], "committed", resp)
         # Everything landed, on top of every foreign commit (landlord fetched them).
-        self.assertEqual(git_count(bare, "main"), 1 + n + len(foreign), refs(bare))
+        self.assertEqual(git_count(bare, "main"), 1 + n + len(foreign), git_refs(bare))
         tree = set(git_ls_tree(bare, "main"))
         missing = [tenant_path("basic", "leak%03d" % i) for i in range(n)]
         missing = [p for p in missing if p not in tree] + [f for f, _ in foreign if f not in tree]

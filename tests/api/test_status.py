@@ -39,6 +39,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+from common import poll  # noqa: E402
 from fluxsim import FluxSim  # noqa: E402
 from gitserver import GitServer  # noqa: E402
 from harness import HEX40, RFC3339_MS, LandlordTestCase, Server, make_temp_dir, onboard  # noqa: E402
@@ -66,19 +67,6 @@ def tearDownModule():
     if GS is not None:
         GS.stop()
         GS.cleanup()
-
-
-def poll(fn, timeout, interval=0.05, msg=None):
-    """fn()'s first true value within timeout seconds; else AssertionError
-    with msg and fn's last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("%s (within %.0f s); last: %r" % (msg or "condition not met", timeout, v))
-        time.sleep(interval)
 
 
 class Stack:
@@ -208,19 +196,28 @@ class StatusTestCase(LandlordTestCase):
 # -- the tenant lifecycle --------------------------------------------------------------------------------
 
 
-class LifecycleTest(StatusTestCase):
+class SharedStackTestCase(StatusTestCase):
+    """One stack for the whole class: cls.st, its landlord cls.s, which must
+    exit 0 on SIGTERM once the class is done."""
+
     @classmethod
     def setUpClass(cls):
         cls.st = cls.start_stack()
         cls.s = cls.st.server
-        cls.api = cls.st.api
-        cls.sim = cls.st.sim
 
     @classmethod
     def tearDownClass(cls):
         code = cls.st.stop()
         cls._shared_servers = []
         assert code == 0, "landlord did not exit 0 on SIGTERM: %r" % code
+
+
+class LifecycleTest(SharedStackTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.api = cls.st.api
+        cls.sim = cls.st.sim
 
     def test_onboarding_reaches_ready(self):
         t0 = self.onboard_ok(self.s, "acme", "premium")
@@ -670,8 +667,7 @@ class NoClusterTest(StatusTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        codes = cls.stop_shared()
-        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
+        cls.stop_shared_cleanly()
 
     def test_state_unknown_and_wait_answers_at_once(self):
         r = self.s.get("/readyz")
@@ -800,18 +796,7 @@ def is_ready(tid):
     return lambda e: e["event"] == "tenant.ready" and e["data"]["data"]["tenant"] == tid
 
 
-class EventsTest(StatusTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.st = cls.start_stack()
-        cls.s = cls.st.server
-
-    @classmethod
-    def tearDownClass(cls):
-        code = cls.st.stop()
-        cls._shared_servers = []
-        assert code == 0, "landlord did not exit 0 on SIGTERM: %r" % code
-
+class EventsTest(SharedStackTestCase):
     def stream(self, path="/api/v1/events", headers=None):
         es = EventStream(self.s, path, headers)
         self.addCleanup(es.close)
@@ -1011,19 +996,8 @@ def verify_signature(header, secret, body):
     return int(m.group(1)), hmac.compare_digest(mac, m.group(2))
 
 
-class WebhooksTest(StatusTestCase):
+class WebhooksTest(SharedStackTestCase):
     SECRET = "whsec-0123456789abcdef-test"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.st = cls.start_stack()
-        cls.s = cls.st.server
-
-    @classmethod
-    def tearDownClass(cls):
-        code = cls.st.stop()
-        cls._shared_servers = []
-        assert code == 0, "landlord did not exit 0 on SIGTERM: %r" % code
 
     def subscribe(self, body):
         r = self.s.post_json("/api/v1/webhooks", body)

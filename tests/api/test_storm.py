@@ -17,8 +17,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from gitserver import GitServer  # noqa: E402
-from harness import LandlordTestCase, git, tenant_path  # noqa: E402
+from harness import GitServerTestCase, git, tenant_path  # noqa: E402
 from storm import (  # noqa: E402
     POOL_FILE,
     Clients,
@@ -36,24 +35,8 @@ TIERS = ("basic", "premium", "advanced")
 USER, PASSWORD = "landlord", "storm-Pa55"
 
 
-class Storm(LandlordTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.gs = GitServer(users={USER: PASSWORD}).start()
-        cls.pwfile = cls.gs.write_password_file(PASSWORD)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.gs.stop()
-        cls.gs.cleanup()
-
-    def run(self, result=None):
-        out = super().run(result)
-        if result is not None and (result.failures or result.errors):
-            last = (result.failures + result.errors)[-1][0]
-            if last is self:
-                sys.stderr.write("\n=== lighttpd error log ===\n%s\n" % self.gs.error_log()[-3000:])
-        return out
+class Storm(GitServerTestCase):
+    git_user, git_password = USER, PASSWORD
 
     # -- helpers --------------------------------------------------------------
 

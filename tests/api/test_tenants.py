@@ -18,6 +18,7 @@ from harness import (  # noqa: E402
     RFC3339_MS,
     LandlordTestCase,
     Server,
+    SharedServerTestCase,
     kustomization_path,
     kustomization_resources,
     naive_render,
@@ -44,17 +45,8 @@ TENANT_FIELDS = (
 )
 
 
-class TenantApi(LandlordTestCase):
+class TenantApi(SharedServerTestCase):
     """One server shared by tests that each use their own tenant ids."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.s = cls.start_shared()
-
-    @classmethod
-    def tearDownClass(cls):
-        codes = cls.stop_shared()
-        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
 
     # -- helpers ------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+from common import fixture_text, poll  # noqa: E402
 from harness import LandlordTestCase, onboard, template_path, tenant_path, yaml_docs  # noqa: E402
 from storm import clone, wgit, write_file  # noqa: E402
 
@@ -89,75 +90,7 @@ BAD_DOCUMENTS = {
 }
 
 # What a siloed tier may add: isolation and plan limits in its namespace.
-GOOD_DOCUMENTS = """apiVersion: v1
-kind: ResourceQuota
-metadata:
-  name: plan
-  namespace: {TENANT_ID}
-spec:
-  hard:
-    pods: "20"
----
-apiVersion: v1
-kind: LimitRange
-metadata:
-  name: defaults
-  namespace: {TENANT_ID}
-spec:
-  limits:
-    - type: Container
-      default:
-        memory: 256Mi
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata:
-  name: same-namespace
-  namespace: {TENANT_ID}
-spec:
-  podSelector: {}
-  ingress:
-    - from:
-        - podSelector: {}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: app
-  namespace: {TENANT_ID}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: reader
-  namespace: {TENANT_ID}
-rules:
-  - apiGroups: [""]
-    resources: [configmaps]
-    verbs: [get, list]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: app-reader
-  namespace: {TENANT_ID}
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: reader
-subjects:
-  - kind: ServiceAccount
-    name: app
-    namespace: {TENANT_ID}
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: {TENANT_ID}-settings
-  namespace: flux-system
-data:
-  plan: gold
-"""
+GOOD_DOCUMENTS = fixture_text("tier_policy", "good-documents.yaml")
 
 
 def with_doc(template, doc):
@@ -209,9 +142,7 @@ class Refusals(PolicyCase):
 
     @classmethod
     def tearDownClass(cls):
-        servers = list(cls._shared_servers)
-        assert cls.stop_shared() == [0]
-        assert not servers[0].sanitizer_report(), servers[0].sanitizer_report()
+        cls.stop_shared_cleanly(sanitizer_clean=True)
 
     def test_templates_breaking_the_policy_are_refused(self):
         for name, (doc, rule) in BAD_DOCUMENTS.items():
@@ -328,15 +259,7 @@ class ForeignTemplate(PolicyCase):
         return good, s.head()
 
     def poll(self, fn, what, timeout=30.0):
-        import time
-        deadline = time.monotonic() + timeout
-        while True:
-            v = fn()
-            if v:
-                return v
-            if time.monotonic() > deadline:
-                self.fail("%s not seen within %.0f s" % (what, timeout))
-            time.sleep(0.1)
+        return poll(fn, timeout, 0.1, what + " not seen")
 
     def test_reported_and_not_rendered_until_fixed(self):
         s = self.s = self.start_server(args=["--git-poll-interval", "1"])

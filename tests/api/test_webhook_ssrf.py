@@ -24,14 +24,14 @@ import json
 import os
 import sys
 import threading
-import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+import common  # noqa: E402
 from fluxsim import FluxSim  # noqa: E402
 from gitserver import GitServer  # noqa: E402
-from harness import LandlordTestCase, Server, make_temp_dir, onboard, run_landlord  # noqa: E402
+from harness import LandlordTestCase, Server, SharedServerTestCase, make_temp_dir, onboard, run_landlord  # noqa: E402
 from kubeapi import KubeAPI  # noqa: E402
 
 NOT_ALLOWED = "webhook-address-not-allowed"
@@ -135,26 +135,11 @@ class Receiver:
 
 
 def poll(fn, timeout, msg):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("%s (within %.0f s); last: %r" % (msg, timeout, v))
-        time.sleep(0.05)
+    return common.poll(fn, timeout, msg=msg)
 
 
-class RefusedSubscriptions(LandlordTestCase):
+class RefusedSubscriptions(SharedServerTestCase):
     """landlord without webhook-allow-cidr: public receivers only."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.s = cls.start_shared()
-
-    @classmethod
-    def tearDownClass(cls):
-        assert cls.stop_shared() == [0]
 
     def charts(self):
         """Every file of the chart store (the OCI image layout in the data
@@ -246,7 +231,7 @@ class AllowedBlock(LandlordTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        assert cls.stop_shared() == [0]
+        cls.stop_shared_cleanly()
 
     def test_only_the_allowed_block_passes(self):
         for url in ("http://127.0.0.1:9/hook", "http://127.0.0.2:9/hook", "http://2130706433:9/",

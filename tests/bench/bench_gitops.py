@@ -113,25 +113,38 @@ def make_repo(gs, name, n, layout="flat"):
     fast_import(gs.path(name), files, "%d tenants" % n)
 
 
-def floor_push(gs, rounds):
-    gs.create_repo("floor", seed={"README": "floor\n"})
+def timed_pushes(gs, name, rounds, change):
+    """Clones the repository `name`, then `rounds` times: change(work, i)
+    edits the work tree and returns a commit message; everything is
+    committed (as bench <b@example.com>) and pushed.  The push times in ms."""
     work = tempfile.mkdtemp(prefix="landlord-bench-")
+    times = []
     try:
-        gs.git_cli("clone", "-q", gs.authed_url("floor"), work)
-        gs.git_cli("-C", work, "config", "user.email", "b@example.com")
-        gs.git_cli("-C", work, "config", "user.name", "bench")
-        times = []
+        gs.git_cli("clone", "-q", gs.authed_url(name), work)
         for i in range(rounds):
-            with open(os.path.join(work, "f%d.txt" % i), "w") as f:
-                f.write("%d\n" % i)
+            msg = change(work, i)
             gs.git_cli("-C", work, "add", "-A")
-            gs.git_cli("-C", work, "commit", "-q", "-m", "c%d" % i)
+            gs.git_cli("-C", work, "-c", "user.name=bench", "-c", "user.email=b@example.com",
+                       "commit", "-q", "-m", msg)
             t0 = time.perf_counter()
             gs.git_cli("-C", work, "push", "-q", "origin", "main")
             times.append((time.perf_counter() - t0) * 1000)
         return times
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _small_file(name_fmt, msg_fmt):
+    def change(work, i):
+        with open(os.path.join(work, name_fmt % i), "w") as f:
+            f.write("%d\n" % i)
+        return msg_fmt % i
+    return change
+
+
+def floor_push(gs, rounds):
+    gs.create_repo("floor", seed={"README": "floor\n"})
+    return timed_pushes(gs, "floor", rounds, _small_file("f%d.txt", "c%d"))
 
 
 def floor_push_at(gs, name, rounds):
@@ -139,22 +152,7 @@ def floor_push_at(gs, name, rounds):
     `name` itself: what the server's receive-pack costs at that size (its
     connectivity check walks the parent's trees, so it grows with the
     repository whoever pushes)."""
-    work = tempfile.mkdtemp(prefix="landlord-bench-")
-    try:
-        gs.git_cli("clone", "-q", gs.authed_url(name), work)
-        times = []
-        for i in range(rounds):
-            with open(os.path.join(work, "floor-%d.txt" % i), "w") as f:
-                f.write("%d\n" % i)
-            gs.git_cli("-C", work, "add", "-A")
-            gs.git_cli("-C", work, "-c", "user.name=bench", "-c", "user.email=b@example.com",
-                       "commit", "-q", "-m", "floor %d" % i)
-            t0 = time.perf_counter()
-            gs.git_cli("-C", work, "push", "-q", "origin", "main")
-            times.append((time.perf_counter() - t0) * 1000)
-        return times
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return timed_pushes(gs, name, rounds, _small_file("floor-%d.txt", "floor %d"))
 
 
 def batch_floor(gs, name, layout, rounds, per_commit=64):
@@ -163,44 +161,35 @@ def batch_floor(gs, name, layout, rounds, per_commit=64):
     to the repository `name`: what the server's receive-pack costs for one
     full batch at that size.  With 64 clients a batch holds at most 64
     onboardings, so 64 / this time bounds any writer's throughput there."""
-    work = tempfile.mkdtemp(prefix="landlord-bench-")
-    times = []
-    try:
-        gs.git_cli("clone", "-q", gs.authed_url(name), work)
-        for r in range(rounds):
-            lists = {}
-            for i in range(per_commit):
-                tid = "floor%02d-%03d" % (r, i)
-                tier = TIERS[i % 3]
-                folder = "%s/tenants/%s" % (ROOT, tier)
-                if layout == "sharded":
-                    shard = hashlib.sha256(tid.encode()).hexdigest()[:2]
-                    lists.setdefault(folder, []).append(shard)
-                    folder += "/" + shard
-                lists.setdefault(folder, []).append(tid + ".yaml")
-                os.makedirs(os.path.join(work, folder), exist_ok=True)
-                with open(os.path.join(work, folder, tid + ".yaml"), "w") as f:
-                    f.write("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n" % tid)
-            for folder, entries in lists.items():
-                kp = os.path.join(work, folder, "kustomization.yaml")
-                text = open(kp).read() if os.path.exists(kp) else ""
-                have = {line.strip()[2:].strip('"') for line in text.splitlines() if line.strip().startswith("- ")}
-                new = [e for e in dict.fromkeys(entries) if e not in have]
-                if not new:
-                    continue
-                body = text.replace("resources: []\n", "resources:\n") if text else \
-                    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
-                with open(kp, "w") as f:
-                    f.write(body + "".join('  - "%s"\n' % e for e in new))
-            gs.git_cli("-C", work, "add", "-A")
-            gs.git_cli("-C", work, "-c", "user.name=bench", "-c", "user.email=b@example.com",
-                       "commit", "-q", "-m", "floor batch %d" % r)
-            t0 = time.perf_counter()
-            gs.git_cli("-C", work, "push", "-q", "origin", "main")
-            times.append((time.perf_counter() - t0) * 1000)
-        return times
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    def change(work, r):
+        lists = {}
+        for i in range(per_commit):
+            tid = "floor%02d-%03d" % (r, i)
+            tier = TIERS[i % 3]
+            folder = "%s/tenants/%s" % (ROOT, tier)
+            if layout == "sharded":
+                shard = hashlib.sha256(tid.encode()).hexdigest()[:2]
+                lists.setdefault(folder, []).append(shard)
+                folder += "/" + shard
+            lists.setdefault(folder, []).append(tid + ".yaml")
+            os.makedirs(os.path.join(work, folder), exist_ok=True)
+            with open(os.path.join(work, folder, tid + ".yaml"), "w") as f:
+                f.write("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n" % tid)
+        for folder, entries in lists.items():
+            kp = os.path.join(work, folder, "kustomization.yaml")
+            text = open(kp).read() if os.path.exists(kp) else ""
+            have = {line.strip()[2:].strip('"') for line in text.splitlines() if line.strip().startswith("- ")}
+            new = [e for e in dict.fromkeys(entries) if e not in have]
+            if not new:
+                continue
+            body = text.replace("resources: []\n", "resources:\n") if text else \
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
+            with open(kp, "w") as f:
+                f.write(body + "".join('  - "%s"\n' % e for e in new))
+        return "floor batch %d" % r
+
+    return timed_pushes(gs, name, rounds, change)
 
 
 def reference_onboard(gs, name, rounds):

@@ -493,26 +493,8 @@ def _sim_class():
             self.build_s = 0.0
 
         def _files(self, sha, path):
-            p = self._git(["--git-dir", self._mirror, "ls-tree", "-r", "-z", sha, "--", path], check=False)
-            if p.returncode != 0:
-                return {}
-            entries = []
-            for rec in p.stdout.split(b"\0"):
-                if rec:
-                    meta, name = rec.split(b"\t", 1)
-                    mode, typ, oid = meta.split(b" ")
-                    if typ == b"blob":
-                        entries.append((name.decode("utf-8", "replace"), oid.decode()))
-            missing = sorted(set(oid for _, oid in entries if oid not in self.blobs))
-            if missing:
-                q = self._git(["--git-dir", self._mirror, "cat-file", "--batch"],
-                              input=("\n".join(missing) + "\n").encode())
-                data, pos = q.stdout, 0
-                for oid in missing:
-                    nl = data.index(b"\n", pos)
-                    size = int(data[pos:nl].split(b" ")[2])
-                    self.blobs[oid] = data[nl + 1:nl + 1 + size]
-                    pos = nl + 1 + size + 1
+            entries = self._blob_entries(sha, path)
+            self.blobs.update(self._read_blobs(sorted(set(oid for _, oid in entries if oid not in self.blobs))))
             keep = set(oid for _, oid in entries)
             self.blobs = {oid: b for oid, b in self.blobs.items() if oid in keep}
             return {name: self.blobs[oid] for name, oid in entries}

@@ -317,7 +317,21 @@ class _EcrHandler(ProxyHandler):
         self.forward()
 
 
-class EcrStandIn(RegistryProxy):
+class _CallLog:
+    """The calls a stand-in answered, in order, under RegistryProxy's lock
+    (the subclass starts self._calls as [])."""
+
+    def _call(self, call):
+        with self._lock:
+            self._calls.append(call)
+
+    @property
+    def calls(self):
+        with self._lock:
+            return [dict(c) for c in self._calls]
+
+
+class EcrStandIn(_CallLog, RegistryProxy):
     handler = _EcrHandler
 
     def __init__(self, backend, keys, region="us-east-1", token_ttl=12 * 3600):
@@ -330,15 +344,6 @@ class EcrStandIn(RegistryProxy):
         self._passwords = {}
         self._repos = {}
         self._calls = []
-
-    def _call(self, call):
-        with self._lock:
-            self._calls.append(call)
-
-    @property
-    def calls(self):
-        with self._lock:
-            return [dict(c) for c in self._calls]
 
     def actions(self, ok_only=False):
         return [c["action"] for c in self.calls if not ok_only or c.get("status") == 200]
@@ -415,7 +420,7 @@ class _StsHandler(ProxyHandler):
         self.reply(200, json.dumps(out).encode(), {"Content-Type": "application/json"})
 
 
-class _Standin(RegistryProxy):
+class _Standin(_CallLog, RegistryProxy):
     """A stand-in on its own port (RegistryProxy's server, no backend)."""
 
     def __init__(self, keys, lifetime):
@@ -423,15 +428,6 @@ class _Standin(RegistryProxy):
         self.keys = keys
         self.lifetime = lifetime
         self._calls = []
-
-    def _call(self, call):
-        with self._lock:
-            self._calls.append(call)
-
-    @property
-    def calls(self):
-        with self._lock:
-            return [dict(c) for c in self._calls]
 
 
 class StsStandIn(_Standin):

@@ -134,7 +134,7 @@ if _HERE not in sys.path:
 
 import yaml  # noqa: E402
 
-import gitserver  # noqa: E402
+import common  # noqa: E402
 from kubeapi import ApiError, clone, now_rfc3339  # noqa: E402
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
@@ -678,7 +678,7 @@ class FluxSim:
             self._stop.wait(d)
 
     def _git_environ(self):
-        env = gitserver._git_env()
+        env = common.git_env()
         env.update(self.git_env)
         return env
 
@@ -854,11 +854,12 @@ class FluxSim:
             return None, "couldn't find remote ref \"refs/heads/%s\"" % branch
         return q.stdout.decode().strip(), None
 
-    def _files(self, sha, path):
-        """{repo path: bytes} for the tree under path at sha (one cat-file)."""
+    def _blob_entries(self, sha, path):
+        """[(repo path, blob id)] of the files under path at sha ([] when
+        there is no such tree)."""
         p = self._git(["--git-dir", self._mirror, "ls-tree", "-r", "-z", sha, "--", path], check=False)
         if p.returncode != 0:
-            return {}
+            return []
         entries = []
         for rec in p.stdout.split(b"\0"):
             if not rec:
@@ -867,18 +868,26 @@ class FluxSim:
             mode, typ, oid = meta.split(b" ")
             if typ == b"blob":
                 entries.append((name.decode("utf-8", "replace"), oid.decode()))
-        if not entries:
+        return entries
+
+    def _read_blobs(self, oids):
+        """{blob id: bytes} of oids (a list), read with one cat-file --batch."""
+        if not oids:
             return {}
-        q = self._git(["--git-dir", self._mirror, "cat-file", "--batch"],
-                      input=("\n".join(oid for _, oid in entries) + "\n").encode())
+        q = self._git(["--git-dir", self._mirror, "cat-file", "--batch"], input=("\n".join(oids) + "\n").encode())
         out, data, pos = {}, q.stdout, 0
-        for name, oid in entries:
+        for oid in oids:
             nl = data.index(b"\n", pos)
-            header = data[pos:nl].split(b" ")
-            size = int(header[2])
-            out[name] = data[nl + 1:nl + 1 + size]
+            size = int(data[pos:nl].split(b" ")[2])
+            out[oid] = data[nl + 1:nl + 1 + size]
             pos = nl + 1 + size + 1
         return out
+
+    def _files(self, sha, path):
+        """{repo path: bytes} for the tree under path at sha (one cat-file)."""
+        entries = self._blob_entries(sha, path)
+        blobs = self._read_blobs([oid for _, oid in entries])
+        return {name: blobs[oid] for name, oid in entries}
 
     # -- kustomize-controller ---------------------------------------------------------------------------
 

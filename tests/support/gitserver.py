@@ -66,16 +66,21 @@ dirs are removed.  GitServer is a context manager (start on enter, stop and
 clean up on exit).
 """
 
-import atexit
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+from common import read_text as _read  # noqa: E402
 
 LIGHTTPD = os.environ.get("GITSERVER_LIGHTTPD", "/usr/sbin/lighttpd")
 HTTP_BACKEND = os.environ.get("GITSERVER_HTTP_BACKEND", "/usr/lib/git-core/git-http-backend")
@@ -92,59 +97,11 @@ class GitServerError(RuntimeError):
     pass
 
 
-_live = []
-_temp_dirs = []
-_lock = threading.Lock()
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_lock = threading.Lock()  # the certificates, made once
 
 
 def _run(cmd, cwd=None, env=None, input=None):
-    p = subprocess.run(
-        cmd,
-        cwd=cwd,
-        env=env,
-        input=input,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=None if input is not None else subprocess.DEVNULL,
-    )
-    if p.returncode != 0:
-        raise GitServerError(
-            "%s failed (%d): %s%s"
-            % (
-                " ".join(cmd),
-                p.returncode,
-                p.stderr.decode("utf-8", "replace"),
-                p.stdout.decode("utf-8", "replace"),
-            )
-        )
-    return p.stdout.decode("utf-8", "replace")
-
-
-def _git_env(extra=None):
-    """Environment for git commands run by this module: no system or global
-    config, no prompts, a fixed identity."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and not k.startswith("LANDLORD_")}
-    env.update(
-        {
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_AUTHOR_NAME": "seed",
-            "GIT_AUTHOR_EMAIL": "seed@example.com",
-            "GIT_COMMITTER_NAME": "seed",
-            "GIT_COMMITTER_EMAIL": "seed@example.com",
-            "LC_ALL": "C",
-        }
-    )
-    if extra:
-        env.update(extra)
-    return env
+    return common.run(cmd, GitServerError, cwd=cwd, env=env, input=input)
 
 
 # -- certificates: one test CA and one localhost leaf per process -------------
@@ -159,8 +116,7 @@ def _make_certs():
     with _lock:
         if _certs is not None:
             return _certs
-        d = tempfile.mkdtemp(prefix="gitserver-pki-")
-        _temp_dirs.append(d)
+        d = common.make_temp_dir("gitserver-pki-")
         ca_key = os.path.join(d, "ca.key")
         ca_pem = os.path.join(d, "ca.pem")
         key = os.path.join(d, "localhost.key")
@@ -201,14 +157,16 @@ def _make_certs():
 # -- the server ---------------------------------------------------------------
 
 
-class GitServer:
+class GitServer(common.ChildServer):
+    error = GitServerError
+    stop_timeout = STOP_TIMEOUT
+
     def __init__(self, tls=False, users=None, port=None):
         self.tls = bool(tls)
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.port = port
         self.host = "localhost" if self.tls else "127.0.0.1"
-        self.root = tempfile.mkdtemp(prefix="gitserver-")
-        _temp_dirs.append(self.root)
+        self.root = common.make_temp_dir("gitserver-")
         self.repos = os.path.join(self.root, "repos")
         self.uploads = os.path.join(self.root, "uploads")
         self.home = os.path.join(self.root, "home")
@@ -223,41 +181,14 @@ class GitServer:
         if self.tls:
             self.ca_file, self.cert_file, self.key_file = _make_certs()
         self.proc = None
-        self._pwfiles = 0
         self._write_htpasswd()
 
-    # -- lifecycle ------------------------------------------------------------
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        self.cleanup()
-        return False
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
+    # -- lifecycle (context manager, running, cleanup: common.ChildServer) -----
 
     def start(self):
         if self.running:
             return self
-        fixed = self.port is not None
-        attempts = 1 if fixed else 5
-        last = None
-        for _ in range(attempts):
-            if not fixed:
-                self.port = _free_port()
-            try:
-                self._start_once()
-                return self
-            except GitServerError as e:
-                last = e
-                if fixed:
-                    break
-                self.port = None
-        raise last
+        return self._start_on_port()
 
     def _start_once(self):
         self._write_conf()
@@ -270,52 +201,29 @@ class GitServer:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=_git_env({"HOME": self.home}),
+                env=common.git_env({"HOME": self.home}),
                 cwd=self.root,
                 start_new_session=True,  # a Ctrl-C of the tests does not hit it first
             )
         finally:
             out.close()
-        with _lock:
-            _live.append(self)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                raise GitServerError(
-                    "lighttpd exited with %d before listening on %s:%d\n%s" % (rc, "127.0.0.1", self.port, self._logs())
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self._kill()
-                raise GitServerError(
-                    "lighttpd did not listen on 127.0.0.1:%d within %.0f s\n%s"
-                    % (self.port, START_TIMEOUT, self._logs())
-                )
-            time.sleep(0.01)
+        common.track(self, self._kill)
+        self._await_child(self._listening, START_TIMEOUT, 0.01,
+                          "lighttpd exited with %%d before listening on 127.0.0.1:%d" % self.port,
+                          "lighttpd did not listen on 127.0.0.1:%d within %.0f s" % (self.port, START_TIMEOUT),
+                          self._logs)
+
+    def _listening(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def stop(self):
         """Stops lighttpd (SIGTERM, SIGKILL after 5 s) and any git
         http-backend still running under it.  The repositories stay."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            _end(proc, signal.SIGTERM, STOP_TIMEOUT)
-        with _lock:
-            if self in _live:
-                _live.remove(self)
-
-    def _kill(self):
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            _end(proc, signal.SIGKILL, STOP_TIMEOUT)
-        with _lock:
-            if self in _live:
-                _live.remove(self)
+        self._end_child(signal.SIGTERM)
 
     def restart(self, down=0.0):
         """Stops and starts again on the same port (an outage and its end)."""
@@ -335,13 +243,6 @@ class GitServer:
                     raise
                 self.port = port
                 time.sleep(0.1)
-
-    def cleanup(self):
-        """Removes the temp dir (the server must be stopped)."""
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-        if self.root in _temp_dirs:
-            _temp_dirs.remove(self.root)
 
     # -- configuration ----------------------------------------------------------
 
@@ -445,7 +346,7 @@ class GitServer:
         return "%s://%s%s:%d/git/%s.git" % ("https" if self.tls else "http", cred, self.host, self.port, name)
 
     def git_env(self, extra=None):
-        env = _git_env({"HOME": self.home})
+        env = common.git_env({"HOME": self.home})
         if self.tls:
             env["GIT_SSL_CAINFO"] = self.ca_file
         if extra:
@@ -471,7 +372,7 @@ class GitServer:
         path = self.path(name)
         if os.path.exists(path):
             raise GitServerError("repository %s exists" % path)
-        env = _git_env()
+        env = common.git_env()
         _run(["git", "init", "-q", "--bare", path], env=env)
         _run(["git", "--git-dir", path, "config", "http.receivepack", "true"], env=env)
         _run(["git", "--git-dir", path, "config", "http.uploadpack", "true"], env=env)
@@ -493,7 +394,7 @@ class GitServer:
         path = self.path(name)
         work = tempfile.mkdtemp(prefix="gitserver-seed-", dir=self.root)
         try:
-            env = _git_env()
+            env = common.git_env()
             _run(["git", "init", "-q", work], env=env)
             has_branch = subprocess.run(
                 ["git", "--git-dir", path, "rev-parse", "--verify", "-q", "refs/heads/" + branch],
@@ -520,19 +421,6 @@ class GitServer:
             return _run(["git", "--git-dir", path, "rev-parse", "refs/heads/" + branch], env=env).strip()
         finally:
             shutil.rmtree(work, ignore_errors=True)
-
-    # -- credentials -----------------------------------------------------------------
-
-    def write_password_file(self, password, name=None):
-        self._pwfiles += 1
-        p = os.path.join(self.root, name or "password.%d" % self._pwfiles)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, password.encode("utf-8"))
-        finally:
-            os.close(fd)
-        os.chmod(p, 0o600)
-        return p
 
     # -- logs ----------------------------------------------------------------------------
 
@@ -566,51 +454,3 @@ class GitServer:
     def __repr__(self):
         return "<GitServer %s %s>" % (self.base_url if self.port else "(not started)", "up" if self.running else "down")
 
-
-def _end(proc, sig, timeout):
-    """Ends lighttpd (our child, leader of its own process group) and the
-    CGI processes in its group.  The child is waited for without being reaped
-    first, so its pid (and so its group id) cannot have been reused by an
-    unrelated process when the group is signalled."""
-    if proc.returncode is not None:
-        return  # already reaped: its group id is no longer ours to signal
-    try:
-        proc.send_signal(sig)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + timeout
-    flags = os.WEXITED | os.WNOWAIT
-    try:
-        while os.waitid(os.P_PID, proc.pid, flags | os.WNOHANG) is None:
-            if time.monotonic() > deadline:
-                proc.send_signal(signal.SIGKILL)
-                os.waitid(os.P_PID, proc.pid, flags)
-                break
-            time.sleep(0.005)
-    except ChildProcessError:
-        pass
-    # lighttpd has exited but is not reaped: its group is still its own.
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
-def _read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-@atexit.register
-def _cleanup():
-    for s in list(_live):
-        try:
-            s._kill()
-        except Exception:
-            pass
-    for d in _temp_dirs:
-        shutil.rmtree(d, ignore_errors=True)

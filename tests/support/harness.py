@@ -23,26 +23,40 @@ Sanitizer builds: Server.sanitizer_report() collects what ASan, LSan or
 UBSan printed in a server's stderr (LSan reports leaks when the process
 exits, so stop it first), and LandlordTestCase.assertSanitizerClean(server)
 asserts there is nothing.  Server.rss_kb() reads the process's VmRSS.
+
+Test case bases: ReportingTestCase writes failure_report() when a test
+fails (subclasses add a stand-in's logs); LandlordTestCase reports the logs
+of the landlords started; SharedServerTestCase starts one landlord for the
+class (shared_args) that must exit 0 on SIGTERM; GitServerTestCase gives the
+class a real Git server (cls.gs, cls.pwfile).  Ports, temp dirs, polling and
+cleanup at exit come from common.py.
 """
 
-import atexit
 import base64
+import copy
+import gzip
 import hashlib
 import hmac
 import http.client
+import io
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
 import ssl
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+from gitserver import GitServer  # noqa: E402
 
 SOURCE_DIR = os.path.abspath(
     os.environ.get("LANDLORD_SOURCE_DIR")
@@ -124,11 +138,7 @@ def clean_env(extra=None):
     return env
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = common.free_port
 
 
 def run_landlord(args, env=None, timeout=30, cwd=None):
@@ -145,18 +155,8 @@ def run_landlord(args, env=None, timeout=30, cwd=None):
     )
 
 
-_temp_dirs = []
-
-
-def make_temp_dir(prefix="landlord-test-"):
-    d = tempfile.mkdtemp(prefix=prefix)
-    _temp_dirs.append(d)
-    return d
-
-
-def remove_temp_dirs():
-    while _temp_dirs:
-        shutil.rmtree(_temp_dirs.pop(), ignore_errors=True)
+make_temp_dir = common.make_temp_dir
+remove_temp_dirs = common.remove_temp_dirs
 
 
 class StartError(AssertionError):
@@ -292,6 +292,7 @@ class Server:
             out.close()
             err.close()
         _servers.append(self)
+        common.track(self, self.kill)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             port = self._announced_port()
@@ -449,14 +450,7 @@ class Server:
                 hdrs["Content-Type"] = "application/json"
         if isinstance(body, str):
             body = body.encode("utf-8")
-        conn = self.connection(timeout)
-        try:
-            conn.request(method, path, body=body, headers=hdrs)
-            r = conn.getresponse()
-            data = r.read()
-            return Response(r.status, r.reason, r.headers, data)
-        finally:
-            conn.close()
+        return Response(*common.exchange(self.connection(timeout), method, path, body, hdrs))
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
@@ -528,11 +522,7 @@ class Server:
         return registry_rows(self.db, "audit")
 
 
-def _read(path):
-    if not path or not os.path.exists(path):
-        return ""
-    with open(path, "rb") as f:
-        return f.read().decode("utf-8", "replace")
+_read = common.read_text
 
 
 # What a sanitizer prints when it reports: ASan and LSan ("ERROR:
@@ -600,6 +590,22 @@ def git_ls_tree(git_dir, branch="main"):
 
 def git_show(git_dir, path, rev="main"):
     return git(git_dir, "show", "%s:%s" % (rev, path))
+
+
+def git_refs(git_dir):
+    """{refname: sha} of a bare repository."""
+    out = git(git_dir, "for-each-ref", "--format=%(refname) %(objectname)")
+    return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+
+def seed_files():
+    """The default layout's files, relative to the git root (lib/seed)."""
+    root = os.path.join(SOURCE_DIR, "lib", "seed")
+    out = []
+    for d, _, files in os.walk(root):
+        for f in files:
+            out.append(os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/"))
+    return sorted(out)
 
 
 def git_changed(git_dir, rev):
@@ -670,27 +676,42 @@ def registry_snapshot(db, tables=None):
 # -- unittest glue -------------------------------------------------------------
 
 
-class LandlordTestCase(unittest.TestCase):
-    """A TestCase that prints the logs of every server started during a
-    failing test (and of the class's shared servers), and offers helpers."""
+class ReportingTestCase(unittest.TestCase):
+    """A TestCase that writes failure_report() to stderr when a test fails
+    (an assertion or an error).  Subclasses add what helps find the cause
+    (a stand-in's logs) by overriding failure_report() and appending to
+    super().failure_report()."""
 
     maxDiff = None
+
+    def failure_report(self):
+        return ""
 
     def run(self, result=None):
         if result is None:
             return super().run(result)
-        before_f, before_e = len(result.failures), len(result.errors)
-        before_servers = len(_servers)
+        before = len(result.failures) + len(result.errors)
+        self._servers_before = len(_servers)
         out = super().run(result)
-        if len(result.failures) > before_f or len(result.errors) > before_e:
-            seen = set()
-            shown = list(getattr(type(self), "_shared_servers", [])) + _servers[before_servers:]
-            for s in shown:
-                if id(s) in seen:
-                    continue
-                seen.add(id(s))
-                sys.stderr.write("\n=== landlord logs for %s (data %s) ===\n%s\n" % (self.id(), s.data, s.logs()))
+        if len(result.failures) + len(result.errors) > before:
+            sys.stderr.write(self.failure_report())
         return out
+
+
+class LandlordTestCase(ReportingTestCase):
+    """A TestCase that prints the logs of every server started during a
+    failing test (and of the class's shared servers), and offers helpers."""
+
+    def failure_report(self):
+        seen = set()
+        shown = list(getattr(type(self), "_shared_servers", [])) + _servers[self._servers_before:]
+        out = []
+        for s in shown:
+            if id(s) in seen:
+                continue
+            seen.add(id(s))
+            out.append("\n=== landlord logs for %s (data %s) ===\n%s\n" % (self.id(), s.data, s.logs()))
+        return super().failure_report() + "".join(out)
 
     @classmethod
     def start_shared(cls, **kw):
@@ -711,9 +732,48 @@ class LandlordTestCase(unittest.TestCase):
         cls._shared_servers = []
         return codes
 
+    @classmethod
+    def stop_shared_cleanly(cls, sanitizer_clean=False):
+        """stop_shared() for a class with one shared server, which must exit
+        0 on SIGTERM (and, with sanitizer_clean, leave no sanitizer report)."""
+        servers = list(cls.__dict__.get("_shared_servers", []))
+        codes = cls.stop_shared()
+        assert codes == [0], "landlord did not exit 0 on SIGTERM: %r" % codes
+        if sanitizer_clean:
+            for s in servers:
+                assert not s.sanitizer_report(), s.sanitizer_report()
+
+    def setUp(self):
+        super().setUp()
+        self.landlords = []  # every server launch() started in this test
+
     def start_server(self, **kw):
         s = Server(**kw).start()
         self.addCleanup(s.kill)
+        return s
+
+    def launch(self, args=(), env=None, data=None):
+        """Starts landlord; returns (server, None) when it serves, or (None,
+        server) when it exited by itself before serving (a refusal).  A
+        landlord that neither serves nor exits within the start timeout
+        fails the test.  Killed at the end of the test; listed in
+        self.landlords."""
+        s = Server(args=args, env=env, data=data)
+        self.landlords.append(s)
+        self.addCleanup(s.kill)
+        try:
+            s.start()
+            return s, None
+        except StartError as e:
+            if s.proc is None or s.proc.returncode is None or "did not announce" in str(e):
+                raise
+            return None, s
+
+    def serve(self, args=(), env=None, data=None):
+        """launch() that fails the test when landlord refuses to start."""
+        s, refused = self.launch(args, env=env, data=data)
+        if s is None:
+            self.fail("landlord refused to start (exit %d):\n%s" % (refused.proc.returncode, refused.logs()))
         return s
 
     def assertProblem(self, resp, status, ptype=None, field=None, msg=None):
@@ -751,6 +811,47 @@ class LandlordTestCase(unittest.TestCase):
         return resp.json
 
 
+class SharedServerTestCase(LandlordTestCase):
+    """One landlord for the whole class, cls.s, started with the arguments
+    shared_args; it must exit 0 on SIGTERM once the class is done."""
+
+    shared_args = ()
+    shared_sanitizer_clean = False  # True: no sanitizer report either
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.s = cls.start_shared(args=list(cls.shared_args))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stop_shared_cleanly(cls.shared_sanitizer_clean)
+        super().tearDownClass()
+
+
+class GitServerTestCase(LandlordTestCase):
+    """A LandlordTestCase with one real Git server (gitserver.py) for the
+    class: cls.gs, with the account git_user / git_password (HTTPS when
+    git_tls), and cls.pwfile, that password in a 0600 file.  A failing
+    test's report ends with lighttpd's error log."""
+
+    git_user, git_password, git_tls = "landlord", "s3cret", False
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.gs = GitServer(tls=cls.git_tls, users={cls.git_user: cls.git_password}).start()
+        cls.pwfile = cls.gs.write_password_file(cls.git_password)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gs.cleanup()
+        super().tearDownClass()
+
+    def failure_report(self):
+        return super().failure_report() + "\n=== lighttpd error log ===\n%s\n" % self.gs.error_log()[-3000:]
+
+
 def onboard(server, tenant_id, tier, release=None, values=None, query=""):
     body = {"id": tenant_id, "tier": tier}
     if release is not None:
@@ -760,14 +861,40 @@ def onboard(server, tenant_id, tier, release=None, values=None, query=""):
     return server.post_json("/api/v1/tenants" + query, body)
 
 
-@atexit.register
-def _cleanup():
-    for s in _servers:
-        s.kill()
-    remove_temp_dirs()
-
-
 # -- GitOps content helpers ------------------------------------------------------
+
+
+def merged(base, over):
+    """base with over merged in (objects recursively, everything else replaced)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merged(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# -- release archives ---------------------------------------------------------------
+
+
+def archive(files, compress=True, links=()):
+    """A tar (gzipped unless compress is False) of {path: bytes}, plus
+    symlinks (path, target)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for path, data in files.items():
+            ti = tarfile.TarInfo(path)
+            ti.size = len(data)
+            ti.mtime = 1700000000
+            t.addfile(ti, io.BytesIO(data))
+        for path, target in links:
+            ti = tarfile.TarInfo(path)
+            ti.type = tarfile.SYMTYPE
+            ti.linkname = target
+            t.addfile(ti)
+    data = raw.getvalue()
+    return gzip.compress(data, mtime=1700000000) if compress else data
 
 
 def template_path(tier):

@@ -168,7 +168,6 @@ import re
 import socket
 import ssl
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -178,6 +177,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+import common  # noqa: E402
 import gitserver  # noqa: E402  (test CA and localhost certificate)
 
 try:
@@ -337,14 +337,7 @@ def dumps(obj, sort=False):
 def wait_until(fn, timeout=10.0, interval=0.01, msg=None):
     """Calls fn until it returns something true; returns that.  Raises
     AssertionError after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(msg or "condition not met within %.1f s" % timeout)
-        time.sleep(interval)
+    return common.poll(fn, timeout, interval, msg)
 
 
 # -- errors ----------------------------------------------------------------------
@@ -1123,9 +1116,6 @@ class _Abort(Exception):
 # -- the server ----------------------------------------------------------------------------------
 
 
-_live = []
-
-
 class KubeAPI:
     def __init__(self, tls=True, tokens=None, forbid=None, terraform=False, anonymous=False, history_size=1000,
                  bookmark_interval=1.0, namespace_delete_delay=0.2, continue_ttl=300.0, watch_expired="event",
@@ -1174,8 +1164,7 @@ class KubeAPI:
         self._thread = None
         self._reaper = None
         self._stopping = threading.Event()
-        self.root = tempfile.mkdtemp(prefix="kubeapi-")
-        gitserver._temp_dirs.append(self.root)
+        self.root = common.make_temp_dir("kubeapi-")
         self.ca_file = self.cert_file = self.key_file = None
         self._ca_key = None
         self._ssl_ctx = None
@@ -1219,7 +1208,7 @@ class KubeAPI:
         if self._reaper is None or not self._reaper.is_alive():
             self._reaper = threading.Thread(target=self._reap_loop, name="kubeapi-reaper", daemon=True)
             self._reaper.start()
-        _live.append(self)
+        common.track(self, self.stop)
         return self
 
     def _listen(self, port):
@@ -1234,26 +1223,19 @@ class KubeAPI:
                 time.sleep(0.05)
         self.port = httpd.server_address[1]
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="kubeapi-%d" % self.port, daemon=True)
-        self._thread.start()
+        self._thread = common.serve_in_thread(httpd, "kubeapi-%d" % self.port, poll_interval=0.05)
 
     def _unlisten(self):
         httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        common.stop_serving(httpd, thread)
 
     def stop(self):
         self._stopping.set()
         self._hang.set()
         self._unlisten()
         self._abort_all()
-        if self in _live:
-            _live.remove(self)
+        common.untrack(self)
 
     def go_down(self, hang=False):
         """An outage: with hang=False the port refuses connections; with
@@ -1316,13 +1298,7 @@ class KubeAPI:
     def write_token_file(self, token, path=None):
         self._token_files += 1
         path = path or os.path.join(self.root, "token.%d" % self._token_files)
-        tmp = path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, token.encode("utf-8"))
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        os.replace(common.write_private(path + ".tmp", token), path)
         return path
 
     def client_cert(self, user, groups=()):
@@ -1337,14 +1313,14 @@ class KubeAPI:
         key, csr, pem = os.path.join(d, "key.pem"), os.path.join(d, "csr.pem"), os.path.join(d, "cert.pem")
         ext = os.path.join(d, "ext")
         subj = "".join("/O=%s" % g for g in groups) + "/CN=%s" % user
-        gitserver._run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", key, "-out", csr, "-subj", subj])
+        common.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                     "-nodes", "-keyout", key, "-out", csr, "-subj", subj])
         with open(ext, "w") as f:
             f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
                     "extendedKeyUsage=clientAuth\n")
-        gitserver._run(["openssl", "x509", "-req", "-in", csr, "-CA", self.ca_file, "-CAkey", self._ca_key,
-                        "-CAcreateserial", "-CAserial", os.path.join(d, "serial"), "-out", pem, "-days", "30",
-                        "-sha256", "-extfile", ext])
+        common.run(["openssl", "x509", "-req", "-in", csr, "-CA", self.ca_file, "-CAkey", self._ca_key,
+                    "-CAcreateserial", "-CAserial", os.path.join(d, "serial"), "-out", pem, "-days", "30",
+                    "-sha256", "-extfile", ext])
         os.chmod(key, 0o600)
         self._client_certs[user] = (pem, key)
         return pem, key
@@ -2631,15 +2607,3 @@ class KubeAPI:
 
     def __repr__(self):
         return "<KubeAPI %s>" % (self.url if self.port else "(not started)")
-
-
-import atexit  # noqa: E402
-
-
-@atexit.register
-def _cleanup():
-    for a in list(_live):
-        try:
-            a.stop()
-        except Exception:
-            pass

@@ -85,6 +85,8 @@ Module helpers:
   libtrust_key_id(der_spki) -> "ABCD:EFGH:..." (12 groups).
   decode_jwt(token) -> (header dict, claims dict) (no verification).
   parse_challenge(www_authenticate) -> (scheme lowercased, {param: value}).
+  landlord_requests(reg) -> [(method, uri, status)] of the requests landlord
+      made to reg (its access log lines with landlord's user agent).
   Response: .status, .reason, .headers, .body, .json, .code, .header(name).
   RegistryError(msg, status=None, body=b"", code=None): .status, .body, .code
       (the first `errors[].code` of a registry error body).
@@ -93,7 +95,6 @@ Every started registry is killed at interpreter exit, and the temp dirs are
 removed.
 """
 
-import atexit
 import base64
 import fnmatch
 import gzip
@@ -112,7 +113,6 @@ import ssl
 import subprocess
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -120,7 +120,9 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import common  # noqa: E402
 import gitserver  # noqa: E402  (the test CA and its localhost certificate)
+from common import read_text as _read  # noqa: E402
 
 REGISTRY = os.environ.get("OCIREGISTRY_BIN", "/usr/bin/docker-registry")
 HTPASSWD = "htpasswd"
@@ -154,39 +156,12 @@ class RegistryError(RuntimeError):
         self.code = code
 
 
-_live = []
-_temp_dirs = []
-_lock = threading.Lock()
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_lock = threading.Lock()  # the token signers, made once per algorithm
 
 
 def _run(cmd, input=None, env=None):
-    p = subprocess.run(
-        cmd,
-        input=input,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=None if input is not None else subprocess.DEVNULL,
-    )
-    if p.returncode != 0:
-        raise RegistryError(
-            "%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr.decode("utf-8", "replace"))
-        )
-    return p.stdout
-
-
-def _read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    """stdout as bytes (keys, DER, signatures)."""
+    return common.run(cmd, RegistryError, env=env, input=input, raw=True)
 
 
 def _b64url(data):
@@ -310,8 +285,7 @@ class _Signer:
         if alg not in ("RS256", "ES256"):
             raise ValueError("token_alg must be RS256 or ES256, not %r" % alg)
         self.alg = alg
-        d = tempfile.mkdtemp(prefix="ociregistry-signer-")
-        _temp_dirs.append(d)
+        d = common.make_temp_dir("ociregistry-signer-")
         self.dir = d
         self.key = os.path.join(d, "signer.key")
         self.cert = os.path.join(d, "signer.pem")
@@ -500,17 +474,11 @@ class _TokenServer:
         port = self.port or 0
         self.httpd = _TokenHTTPServer(("127.0.0.1", port), _TokenHandler, self, ctx)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="ociregistry-token", daemon=True)
-        self.thread.start()
+        self.thread = common.serve_in_thread(self.httpd, "ociregistry-token")
 
     def stop(self):
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
-        if self.thread is not None:
-            self.thread.join(5)
-            self.thread = None
+        common.stop_serving(self.httpd, self.thread)
+        self.httpd = self.thread = None
 
     def _log(self, line):
         with self.lock:
@@ -602,10 +570,28 @@ def parse_challenge(value):
     return scheme.lower(), params
 
 
+# A docker-registry access log line of a request with landlord's user agent.
+ACCESS = re.compile(r'^\S+ - \S+ \[[^]]*\] "(\w+) (\S+) HTTP/[\d.]+" (\d+) .*"landlord"$')
+
+
+def landlord_requests(reg):
+    """(method, uri, status) of every request landlord made to reg, from its
+    access log (landlord's user agent)."""
+    out = []
+    for line in reg.logs().splitlines():
+        m = ACCESS.match(line)
+        if m:
+            out.append((m.group(1), m.group(2), int(m.group(3))))
+    return out
+
+
 # -- the registry ----------------------------------------------------------------------------
 
 
-class Registry:
+class Registry(common.ChildServer):
+    error = RegistryError
+    stop_timeout = STOP_TIMEOUT
+
     def __init__(
         self,
         auth="htpasswd",
@@ -639,8 +625,7 @@ class Registry:
         self.service = SERVICE
         self.issuer = ISSUER
         self.basic_realm = BASIC_REALM
-        self.root = tempfile.mkdtemp(prefix="ociregistry-")
-        _temp_dirs.append(self.root)
+        self.root = common.make_temp_dir("ociregistry-")
         self.storage = os.path.join(self.root, "storage")
         self.home = os.path.join(self.root, "home")
         os.makedirs(self.storage)
@@ -659,25 +644,12 @@ class Registry:
         self._signer = _signer(token_alg) if auth == "token" else None
         self._token = _TokenServer(self) if auth == "token" else None
         self.proc = None
-        self._pwfiles = 0
         self._auth_cache = {}
         self.last_push = None
         if self.auth == "htpasswd":
             self._write_htpasswd()
 
     # -- lifecycle ----------------------------------------------------------------
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        self.cleanup()
-        return False
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
 
     @property
     def host(self):
@@ -698,21 +670,12 @@ class Registry:
             return self
         if self._token is not None and self._token.httpd is None:
             self._token.start()
-        fixed = self.port is not None
-        last = None
-        for _ in range(1 if fixed else 5):
-            if not fixed:
-                self.port = _free_port()
-            try:
-                self._start_once()
-                return self
-            except RegistryError as e:
-                last = e
-                if fixed:
-                    break
-        if self._token is not None:
-            self._token.stop()
-        raise last
+        try:
+            return self._start_on_port()
+        except RegistryError:
+            if self._token is not None:
+                self._token.stop()
+            raise
 
     def _start_once(self):
         self._write_config()
@@ -730,52 +693,24 @@ class Registry:
                 cwd=self.root,
                 start_new_session=True,
             )
-        with _lock:
-            _live.append(self)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                with _lock:
-                    if self in _live:
-                        _live.remove(self)
-                raise RegistryError(
-                    "docker-registry exited with %d before serving on %s\n%s" % (rc, self.host, self.diagnostics())
-                )
-            try:
-                r = self.request("GET", "/v2/", anonymous=True, timeout=1.0)
-                if r.status in (200, 401):
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            if time.monotonic() > deadline:
-                self._kill()
-                raise RegistryError(
-                    "docker-registry did not answer GET /v2/ on %s within %.0f s\n%s"
-                    % (self.host, START_TIMEOUT, self.diagnostics())
-                )
-            time.sleep(0.02)
+        common.track(self, self._kill)
+        self._await_child(self._serving, START_TIMEOUT, 0.02,
+                          "docker-registry exited with %%d before serving on %s" % self.host,
+                          "docker-registry did not answer GET /v2/ on %s within %.0f s" % (self.host, START_TIMEOUT),
+                          self.diagnostics)
+
+    def _serving(self):
+        try:
+            return self.request("GET", "/v2/", anonymous=True, timeout=1.0).status in (200, 401)
+        except (OSError, http.client.HTTPException):
+            return False
 
     def stop(self):
         """Stops the registry (SIGTERM, SIGKILL after 5 s) and the token
         server.  The storage stays."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            gitserver._end(proc, signal.SIGTERM, STOP_TIMEOUT)
-        with _lock:
-            if self in _live:
-                _live.remove(self)
+        self._end_child(signal.SIGTERM)
         if self._token is not None:
             self._token.stop()
-
-    def _kill(self):
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            gitserver._end(proc, signal.SIGKILL, STOP_TIMEOUT)
-        with _lock:
-            if self in _live:
-                _live.remove(self)
 
     def restart(self, down=0.0):
         """Stops and starts again on the same port(s); storage is kept."""
@@ -800,13 +735,6 @@ class Registry:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-        with _lock:
-            if self.root in _temp_dirs:
-                _temp_dirs.remove(self.root)
 
     # -- configuration ---------------------------------------------------------------
 
@@ -949,17 +877,6 @@ class Registry:
 
     # -- credentials and logs ------------------------------------------------------------
 
-    def write_password_file(self, password, name=None):
-        self._pwfiles += 1
-        p = os.path.join(self.root, name or "password.%d" % self._pwfiles)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, password.encode("utf-8"))
-        finally:
-            os.close(fd)
-        os.chmod(p, 0o600)
-        return p
-
     def logs(self, tail=None):
         text = _read(self.log_path)
         if tail:
@@ -1007,13 +924,7 @@ class Registry:
         path = u.path or "/"
         if u.query:
             path += "?" + u.query
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            r = conn.getresponse()
-            data = r.read()
-            return Response(r.status, r.reason, r.headers, data)
-        finally:
-            conn.close()
+        return Response(*common.exchange(conn, method, path, body, headers))
 
     def _absolute(self, path_or_url):
         if path_or_url.startswith(("http://", "https://")):
@@ -1244,14 +1155,3 @@ def _to_yaml(obj, indent=0):
         else:
             out.append("%s%s: %s\n" % (pad, k, json.dumps(str(v))))
     return "".join(out)
-
-
-@atexit.register
-def _cleanup():
-    for r in list(_live):
-        try:
-            r._kill()
-        except Exception:
-            pass
-    for d in list(_temp_dirs):
-        shutil.rmtree(d, ignore_errors=True)

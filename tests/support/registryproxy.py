@@ -29,9 +29,14 @@ import base64
 import http.client
 import http.server
 import json
-import socket
+import os
+import sys
 import threading
 import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
               "upgrade", "host", "content-length"}
@@ -182,19 +187,12 @@ class RegistryProxy:
         self.httpd = _Server(("127.0.0.1", 0), self.handler, self)
         self.port = self.httpd.server_address[1]
         # A short poll interval: stop() waits for the loop to notice.
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name="registry-proxy", daemon=True)
-        self.thread.start()
+        self.thread = common.serve_in_thread(self.httpd, "registry-proxy", poll_interval=0.05)
         return self
 
     def stop(self):
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
-        if self.thread is not None:
-            self.thread.join(5)
-            self.thread = None
+        common.stop_serving(self.httpd, self.thread)
+        self.httpd = self.thread = None
 
     def __enter__(self):
         return self.start()
@@ -206,6 +204,4 @@ class RegistryProxy:
 
 def closed_port():
     """A port on 127.0.0.1 nothing listens on (a registry that is down)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return common.free_port()

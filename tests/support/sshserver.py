@@ -45,16 +45,16 @@ Every started sshd is killed at interpreter exit (atexit), and the temp
 dirs are removed.  SshServer is a context manager.
 """
 
-import atexit
 import getpass
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
-import threading
-import time
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
 
 SSHD = os.environ.get("SSHSERVER_SSHD", "/usr/sbin/sshd")
 SSH_KEYGEN = "ssh-keygen"
@@ -67,31 +67,8 @@ class SshServerError(RuntimeError):
     pass
 
 
-_live = []
-_temp_dirs = []
-_lock = threading.Lock()
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(cmd, env=None):
-    p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if p.returncode != 0:
-        raise SshServerError(
-            "%s failed (%d): %s%s"
-            % (" ".join(cmd), p.returncode, p.stderr.decode("utf-8", "replace"), p.stdout.decode("utf-8", "replace"))
-        )
-    return p.stdout.decode("utf-8", "replace")
-
-
-def _git_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and not k.startswith("LANDLORD_")}
-    env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C"})
-    return env
+    return common.run(cmd, SshServerError, env=env)
 
 
 def keygen(path, comment="landlord-test"):
@@ -112,11 +89,12 @@ def fingerprint(pub_path):
     return out[1]
 
 
-class SshServer:
+class SshServer(common.ChildServer):
+    error = SshServerError
+
     def __init__(self, user=None):
         self.user = user or getpass.getuser()
-        self.root = tempfile.mkdtemp(prefix="sshserver-")
-        _temp_dirs.append(self.root)
+        self.root = common.make_temp_dir("sshserver-")
         self.repos = os.path.join(self.root, "repos")
         os.makedirs(self.repos)
         self.conf = os.path.join(self.root, "sshd_config")
@@ -145,19 +123,7 @@ class SshServer:
         with open(self.authorized_keys, "a") as f:
             f.write(pub + "\n")
 
-    # -- lifecycle --------------------------------------------------------------
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        self.cleanup()
-        return False
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
+    # -- lifecycle (context manager, running, cleanup: common.ChildServer) -------
 
     def _write_conf(self):
         lines = [
@@ -191,15 +157,7 @@ class SshServer:
             # sshd's privilege separation directory.
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
             os.chmod("/run/sshd", 0o755)
-        last = None
-        for _ in range(5):
-            self.port = _free_port()
-            try:
-                self._start_once()
-                return self
-            except SshServerError as e:
-                last = e
-        raise last
+        return self._start_on_port(fixed=False)
 
     def _start_once(self):
         self._write_conf()
@@ -216,24 +174,11 @@ class SshServer:
             )
         finally:
             log.close()
-        with _lock:
-            _live.append(self)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                raise SshServerError(
-                    "sshd exited with %d before listening on 127.0.0.1:%d\n%s" % (rc, self.port, self.log())
-                )
-            if self._banner():
-                return
-            if time.monotonic() > deadline:
-                self._end(signal.SIGKILL)
-                raise SshServerError(
-                    "sshd did not answer on 127.0.0.1:%d within %.0f s\n%s" % (self.port, START_TIMEOUT, self.log())
-                )
-            time.sleep(0.02)
+        common.track(self, self._kill)
+        self._await_child(self._banner, START_TIMEOUT, 0.02,
+                          "sshd exited with %%d before listening on 127.0.0.1:%d" % self.port,
+                          "sshd did not answer on 127.0.0.1:%d within %.0f s" % (self.port, START_TIMEOUT),
+                          self.log)
 
     def _banner(self):
         try:
@@ -251,23 +196,16 @@ class SshServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        with _lock:
-            if self in _live:
-                _live.remove(self)
+        common.untrack(self)
 
     def stop(self):
         self._end(signal.SIGTERM)
 
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+    def _kill(self):
+        self._end(signal.SIGKILL)
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return common.read_text(self.log_path)
 
     # -- repositories -------------------------------------------------------------
 
@@ -276,8 +214,8 @@ class SshServer:
 
     def create_repo(self, name, head="main"):
         p = self.path(name)
-        _run(["git", "init", "-q", "--bare", p], env=_git_env())
-        _run(["git", "--git-dir", p, "symbolic-ref", "HEAD", "refs/heads/" + head], env=_git_env())
+        _run(["git", "init", "-q", "--bare", p], env=common.git_env())
+        _run(["git", "--git-dir", p, "symbolic-ref", "HEAD", "refs/heads/" + head], env=common.git_env())
         return p
 
     def url(self, name):
@@ -285,13 +223,3 @@ class SshServer:
 
     def __repr__(self):
         return "<SshServer %s@127.0.0.1:%s root=%s>" % (self.user, self.port, self.root)
-
-
-@atexit.register
-def _cleanup():
-    with _lock:
-        live = list(_live)
-    for s in live:
-        s._end(signal.SIGKILL)
-    while _temp_dirs:
-        shutil.rmtree(_temp_dirs.pop(), ignore_errors=True)

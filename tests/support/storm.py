@@ -179,28 +179,11 @@ def commit_trailers(git_dir, rev="main"):
 def request(port, method, path, obj=None, timeout=60):
     """One request; returns (status, headers, json-or-None) or raises OSError
     / http.client exceptions when the server is gone."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c = KeepAlive(port, timeout)
     try:
-        hdrs = {}
-        token = token_for_port(port)
-        if token:
-            hdrs["Authorization"] = "Bearer " + token
-        body = None
-        if obj is not None:
-            body = json.dumps(obj).encode()
-            hdrs["Content-Type"] = "application/json"
-        conn.request(method, path, body=body, headers=hdrs)
-        r = conn.getresponse()
-        data = r.read()
-        js = None
-        if data:
-            try:
-                js = json.loads(data)
-            except ValueError:
-                js = None
-        return r.status, r.headers, js
+        return c.request(method, path, obj)
     finally:
-        conn.close()
+        c.close()
 
 
 class KeepAlive:
