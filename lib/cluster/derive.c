@@ -1,0 +1,499 @@
+/* derive.c - a tenant's observed state from what the cluster shows: the
+ * rules of docs/api.md "Observed state" (protocols.md §4.2, "Decision
+ * rules").
+ *
+ * Two steps.  Each declared object is judged alone (judge: HelmRelease,
+ * Terraform, Namespace) into an object verdict (ready, progressing,
+ * blocked, failed, ranked in that order); the worst object speaks for the
+ * tenant, a HelmRelease among equals.  Then the tenant's lifecycle and
+ * sync, and the facts the follower found (did Flux fetch and apply a
+ * commit that includes the desired one), decide its state (tenant_state).
+ *
+ * Pure: no threads, no I/O.  Inputs are borrowed; st_derive() fills a
+ * typed verdict (and, when asked, the per-object details the API shows).
+ * ll_status_derive() is the same over JSON, for tests and tools.  Also
+ * here: the objects a tenant's file declares (st_declared), read by the
+ * follower from landlord's clone.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "landlord/template.h"
+#include "status_int.h"
+
+/* --- reading slims ---------------------------------------------------------------- */
+
+const char *st_cond_str(const json_t *slim, const char *type, const char *field)
+{
+    return json_string_value(
+        json_object_get(json_object_get(json_object_get(slim, "conditions"), type), field));
+}
+
+int st_cond_is(const json_t *slim, const char *type, const char *status)
+{
+    const char *s = st_cond_str(slim, type, "status");
+    return s && strcmp(s, status) == 0;
+}
+
+static int in_list(const char *s, const char *const *list)
+{
+    for (; s && *list; list++)
+        if (strcmp(s, *list) == 0)
+            return 1;
+    return 0;
+}
+
+static int eq(const char *a, const char *b)
+{
+    return a && strcmp(a, b) == 0;
+}
+
+static long long int_of(const json_t *slim, const char *field)
+{
+    return json_integer_value(json_object_get(slim, field));
+}
+
+/* Whether chart version have (a "+build" part ignored) satisfies want: an
+ * exact version, or one with x / X / * components ("1.2.x").  A constraint
+ * this cannot read (">=1.2 <2") is taken as satisfied. */
+static int version_matches(const char *want, const char *have)
+{
+    if (!want || !want[0])
+        return 1;
+    if (!have)
+        return 0;
+    if (strpbrk(want, "<>=~^ |,"))
+        return 1;
+    size_t hl = strcspn(have, "+");
+    const char *w = want, *h = have, *hend = have + hl;
+    while (*w) {
+        size_t wn = strcspn(w, ".");
+        size_t hn = (size_t)(hend - h);
+        const char *dot = memchr(h, '.', hn);
+        if (dot)
+            hn = (size_t)(dot - h);
+        int wild = wn == 1 && (*w == 'x' || *w == 'X' || *w == '*');
+        if (!wild && (wn != hn || memcmp(w, h, wn) != 0))
+            return 0;
+        w += wn;
+        h += hn;
+        if (*w == '.')
+            w++;
+        if (h < hend && *h == '.')
+            h++;
+        else if (*w && !wild)
+            return 0;
+        if (!*w)
+            return wild || h >= hend;
+    }
+    return h >= hend;
+}
+
+/* --- judging one object ------------------------------------------------------------ */
+
+/* An object's state, ranked: the tenant takes its worst object's. */
+typedef enum obj_state { OBJ_READY, OBJ_PROGRESSING, OBJ_BLOCKED, OBJ_FAILED } obj_state;
+
+static const char *const obj_state_names[] = {"ready", "progressing", "blocked", "failed"};
+
+typedef struct verdict {
+    obj_state state;
+    char reason[128];
+    char message[MESSAGE_MAX + 64];
+} verdict;
+
+static void say(verdict *v, obj_state state, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void say(verdict *v, obj_state state, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    v->state = state;
+    snprintf(v->reason, sizeof(v->reason), "%s", reason ? reason : "");
+    va_start(ap, fmt);
+    vsnprintf(v->message, sizeof(v->message), fmt, ap);
+    va_end(ap);
+}
+
+/* The message of o's condition type, or "". */
+static const char *cond_msg(const json_t *o, const char *type)
+{
+    const char *m = st_cond_str(o, type, "message");
+    return m ? m : "";
+}
+
+static const char *const hr_failures[] = {"InstallFailed",
+                                          "UpgradeFailed",
+                                          "TestFailed",
+                                          "RollbackSucceeded",
+                                          "RollbackFailed",
+                                          "UninstallSucceeded",
+                                          "UninstallFailed",
+                                          "ArtifactFailed",
+                                          "SourceNotReady",
+                                          "ValuesError",
+                                          NULL};
+
+/* A HelmRelease being deleted, or not carrying the file's chart version
+ * and values yet: the Kustomization's status and the HelmRelease arrive on
+ * different watches, and until then its Ready speaks of the spec before.
+ * 1 when it said so. */
+static int hr_not_current(verdict *v, const json_t *o, const char *want, const char *want_values)
+{
+    if (json_is_true(json_object_get(o, "deleting"))) {
+        say(v, OBJ_PROGRESSING, "Deleting", "the HelmRelease is being deleted");
+        return 1;
+    }
+    const char *live_chart = json_string_value(json_object_get(o, "chart"));
+    const char *live_values = json_string_value(json_object_get(o, "values"));
+    if ((want && live_chart && strcmp(want, live_chart) != 0) ||
+        (want_values && live_values && strcmp(want_values, live_values) != 0)) {
+        say(v, OBJ_PROGRESSING, "NotApplied",
+            "the HelmRelease does not carry the desired spec yet");
+        return 1;
+    }
+    return 0;
+}
+
+/* A HelmRelease Stalled, Remediated, failed (Ready False for one of
+ * hr_failures) or waiting on another object.  1 when it said so. */
+static int hr_failed(verdict *v, const json_t *o)
+{
+    const char *ready = st_cond_str(o, "Ready", "status");
+    const char *reason = st_cond_str(o, "Ready", "reason");
+    if (st_cond_is(o, "Stalled", "True")) {
+        if (eq(ready, "False"))
+            say(v, OBJ_FAILED, reason, "%s", cond_msg(o, "Ready"));
+        else
+            say(v, OBJ_FAILED, st_cond_str(o, "Stalled", "reason"), "%s", cond_msg(o, "Stalled"));
+        return 1;
+    }
+    if (st_cond_is(o, "Remediated", "True")) {
+        say(v, OBJ_FAILED, st_cond_str(o, "Remediated", "reason"), "%s", cond_msg(o, "Remediated"));
+        return 1;
+    }
+    if (!eq(ready, "False"))
+        return 0;
+    if (eq(reason, "DependencyNotReady")) {
+        say(v, OBJ_BLOCKED, reason, "%s", cond_msg(o, "Ready"));
+        return 1;
+    }
+    if (in_list(reason, hr_failures)) {
+        int retrying = eq(st_cond_str(o, "Reconciling", "reason"), "ProgressingWithRetry");
+        say(v, OBJ_FAILED, reason, "%s%s", cond_msg(o, "Ready"), retrying ? " (retrying)" : "");
+        return 1;
+    }
+    return 0;
+}
+
+/* protocols.md §4.2, "Decision rules": current spec, then failures, then
+ * whether helm-controller is done at the generation and chart version. */
+static void judge_helmrelease(verdict *v, const json_t *o, const char *want,
+                              const char *want_values)
+{
+    const char *ready = st_cond_str(o, "Ready", "status");
+    const char *reason = st_cond_str(o, "Ready", "reason");
+    const char *msg = st_cond_str(o, "Ready", "message");
+    long long gen = int_of(o, "generation"), seen = int_of(o, "observedGeneration");
+    const json_t *hist = json_object_get(o, "history"),
+                 *ready_gen =
+                     json_object_get(json_object_get(json_object_get(o, "conditions"), "Ready"),
+                                     "observedGeneration");
+    const char *deployed = json_string_value(json_object_get(hist, "chartVersion"));
+    const char *hstatus = json_string_value(json_object_get(hist, "status"));
+    const char *attempted = json_string_value(json_object_get(o, "lastAttemptedRevision"));
+
+    if (hr_not_current(v, o, want, want_values) || hr_failed(v, o))
+        return;
+    if (gen != seen) {
+        say(v, OBJ_PROGRESSING, reason ? reason : "Progressing",
+            "generation %lld not reconciled yet (observed %lld)", gen, seen);
+        return;
+    }
+    if (!eq(ready, "True") || st_cond_is(o, "Reconciling", "True") ||
+        (ready_gen && json_integer_value(ready_gen) != gen)) {
+        say(v, OBJ_PROGRESSING, reason ? reason : "Progressing", "%s",
+            msg ? msg : "waiting for helm-controller");
+        return;
+    }
+    if (!eq(hstatus, "deployed") || !version_matches(want, deployed) ||
+        !version_matches(want, attempted)) {
+        say(v, OBJ_PROGRESSING, "ChartVersion", "chart version %s wanted, %s deployed",
+            want ? want : "?", deployed ? deployed : "none");
+        return;
+    }
+    say(v, OBJ_READY, reason, "%s", msg ? msg : "");
+}
+
+static const char *const tf_failures[] = {"TFExecApplyFailed", "TFExecPlanFailed",
+                                          "TFExecInitFailed",  "ArtifactFailed",
+                                          "RetryLimitReached", NULL};
+
+static void judge_terraform(verdict *v, const json_t *o)
+{
+    const char *ready = st_cond_str(o, "Ready", "status");
+    const char *reason = st_cond_str(o, "Ready", "reason");
+    const char *msg = st_cond_str(o, "Ready", "message");
+    if (st_cond_is(o, "Stalled", "True") || (eq(ready, "False") && in_list(reason, tf_failures))) {
+        say(v, OBJ_FAILED, reason, "%s", msg ? msg : "");
+    } else if (eq(ready, "False") && eq(reason, "DependencyNotReady")) {
+        say(v, OBJ_BLOCKED, reason, "%s", msg ? msg : "");
+    } else if (eq(reason, "TerraformPlannedWithChanges") && !eq(ready, "True")) {
+        say(v, OBJ_BLOCKED, reason, "a plan is waiting for approval");
+    } else if (eq(ready, "True") && int_of(o, "generation") == int_of(o, "observedGeneration")) {
+        say(v, OBJ_READY, reason, "%s", msg ? msg : "");
+    } else {
+        say(v, OBJ_PROGRESSING, reason ? reason : "Progressing", "%s",
+            msg ? msg : "waiting for tofu-controller");
+    }
+}
+
+/* o: the object kind as the cluster shows it, NULL when absent. */
+static void judge(verdict *v, const char *kind, const json_t *o, const char *want,
+                  const char *want_values)
+{
+    if (!o) {
+        say(v, OBJ_PROGRESSING, "NotCreated", "not created yet");
+        return;
+    }
+    if (strcmp(kind, "HelmRelease") == 0) {
+        judge_helmrelease(v, o, want, want_values);
+    } else if (strcmp(kind, "Terraform") == 0) {
+        judge_terraform(v, o);
+    } else {
+        const char *phase = json_string_value(json_object_get(o, "phase"));
+        if (json_is_true(json_object_get(o, "deleting")) || eq(phase, "Terminating"))
+            say(v, OBJ_PROGRESSING, "Terminating", "the namespace is being deleted");
+        else
+            say(v, OBJ_READY, "Active", "%s", "");
+    }
+}
+
+/* --- judging a tenant -------------------------------------------------------------- */
+
+/* What judging a tenant's objects found. */
+typedef struct summary {
+    int worst;            /* the worst object's obj_state; -1: no objects */
+    int top_is_hr;        /* the worst object is a HelmRelease */
+    int present;          /* objects that exist */
+    int installed_before; /* an object has a Helm history */
+    verdict top;          /* the worst object's verdict */
+    char top_message[sizeof(((verdict *)0)->message) + 600]; /* prefixed by the object */
+    char deployed[64]; /* the first HelmRelease's history[0] chart version */
+} summary;
+
+static void copy_field(json_t *to, const char *name, const json_t *v)
+{
+    if (v && !json_is_null(v))
+        json_object_set(to, name, (json_t *)v);
+}
+
+/* Object kind/key as maps keep it, as a tree (new reference), or NULL
+ * when absent.  The cache keeps objects packed as text (a small part of
+ * the memory of a jansson tree); tests may give slims. */
+static json_t *lookup(const json_t *maps, const char *kind, const char *key)
+{
+    const json_t *stored = json_object_get(json_object_get(maps, kind), key);
+    if (!stored && strcmp(kind, "Terraform") == 0)
+        stored = json_object_get(json_object_get(maps, "ChartTerraform"), key);
+    if (json_is_string(stored))
+        return ll_status_slim_unpack(json_string_value(stored));
+    return json_is_object(stored) ? json_incref((json_t *)stored) : NULL;
+}
+
+/* One object and its verdict as the API shows them (new reference). */
+static json_t *detail(const char *kind, const char *key, const char *chart, const json_t *o,
+                      const verdict *v)
+{
+    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", kind, "key", key, "state",
+                          o ? obj_state_names[v->state] : "missing", "reason", v->reason, "message",
+                          v->message);
+    if (chart)
+        json_object_set_new(d, "desired_chart", json_string(chart));
+    if (o && strcmp(kind, "HelmRelease") == 0) {
+        copy_field(d, "deployed_chart",
+                   json_object_get(json_object_get(o, "history"), "chartVersion"));
+        copy_field(d, "generation", json_object_get(o, "generation"));
+        copy_field(d, "observed_generation", json_object_get(o, "observedGeneration"));
+    }
+    return d;
+}
+
+/* Judges the declared object want ({kind, key, chart?, values?}) and
+ * folds its verdict into sum; its detail goes to details when not NULL. */
+static void judge_object(summary *sum, json_t *details, const json_t *want, const json_t *maps)
+{
+    const char *kind = json_string_value(json_object_get(want, "kind"));
+    const char *key = json_string_value(json_object_get(want, "key"));
+    const char *chart = json_string_value(json_object_get(want, "chart"));
+    json_t *o = lookup(maps, kind, key);
+    const json_t *hist = json_object_get(o, "history");
+    const char *version = json_string_value(json_object_get(hist, "chartVersion"));
+    int hr = strcmp(kind, "HelmRelease") == 0;
+    verdict v;
+
+    if (o)
+        sum->present++;
+    if (json_integer_value(json_object_get(hist, "entries")) > 0)
+        sum->installed_before = 1;
+    judge(&v, kind, o, chart, json_string_value(json_object_get(want, "values")));
+    if (!sum->deployed[0] && version && hr)
+        snprintf(sum->deployed, sizeof(sum->deployed), "%s", version);
+    if (details)
+        json_array_append_new(details, detail(kind, key, chart, o, &v));
+    /* The worst object speaks for the tenant; among equals, a HelmRelease
+     * (its reason says the most). */
+    if ((int)v.state > sum->worst || ((int)v.state == sum->worst && !sum->top_is_hr && hr)) {
+        sum->worst = (int)v.state;
+        sum->top_is_hr = hr;
+        sum->top = v;
+        snprintf(sum->top_message, sizeof(sum->top_message), "%s %s: %s", kind, key, v.message);
+    }
+    json_decref(o);
+}
+
+static void tell(st_verdict *out, ll_tenant_state state, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void tell(st_verdict *out, ll_tenant_state state, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    out->state = state;
+    snprintf(out->reason, sizeof(out->reason), "%s", reason ? reason : "");
+    va_start(ap, fmt);
+    vsnprintf(out->message, sizeof(out->message), fmt, ap);
+    va_end(ap);
+}
+
+/* A tenant being removed: until the push, then until its objects are gone. */
+static void offboarding_state(st_verdict *out, const char *sync, const summary *sum)
+{
+    if (eq(sync, "pending"))
+        tell(out, LL_STATE_OFFBOARDING, "GitPending", "waiting for the git push");
+    else if (sum->present)
+        tell(out, LL_STATE_OFFBOARDING, "Deleting", "%d of the tenant's objects still exist",
+             sum->present);
+    else
+        tell(out, LL_STATE_OFFBOARDED, "Deleted", "the tenant's objects are gone");
+}
+
+/* An active tenant: git, its file, Flux's fetch and apply, then its worst
+ * object. */
+static void active_state(st_verdict *out, const json_t *tenant, const summary *sum,
+                         const st_facts *f)
+{
+    const char *sync = json_string_value(json_object_get(tenant, "sync"));
+    const char *commit = json_string_value(json_object_get(tenant, "commit"));
+    ll_tenant_state moving = sum->installed_before ? LL_STATE_UPDATING : LL_STATE_PROVISIONING;
+    char short_sha[13];
+
+    snprintf(short_sha, sizeof(short_sha), "%s", commit ? commit : "");
+    if (eq(sync, "pending")) {
+        tell(out, moving, "GitPending", "waiting for the git push");
+    } else if (json_is_true(json_object_get(tenant, "unreadable"))) {
+        tell(out, LL_STATE_UNKNOWN, "FileUnreadable",
+             "the tenant's file cannot be read at commit %s", short_sha);
+    } else if (!f->applied && f->failed_ks) {
+        tell(out, LL_STATE_FAILED, "KustomizationFailed", "%s", f->failed_ks);
+    } else if (!f->applied) {
+        tell(out, moving, f->fetched ? "NotApplied" : "NotFetched", "Flux has not %s commit %s yet",
+             f->fetched ? "applied" : "fetched", short_sha);
+    } else if (sum->worst < 0) {
+        tell(out, LL_STATE_READY, "NoObjects", "the tenant's file declares no watched objects");
+    } else {
+        ll_tenant_state by_rank[] = {LL_STATE_READY, moving, LL_STATE_BLOCKED, LL_STATE_FAILED};
+        tell(out, by_rank[sum->worst], sum->top.reason, "%s", sum->top_message);
+    }
+}
+
+void st_derive(st_verdict *out, json_t *details, const json_t *tenant, const json_t *maps,
+               const st_facts *facts)
+{
+    const char *lifecycle = json_string_value(json_object_get(tenant, "lifecycle"));
+    const char *sync = json_string_value(json_object_get(tenant, "sync"));
+    const json_t *want;
+    summary sum = {.worst = -1};
+    size_t i;
+
+    memset(out, 0, sizeof(*out));
+    json_array_foreach(json_object_get(tenant, "objects"), i, want)
+        judge_object(&sum, details, want, maps);
+    if (eq(lifecycle, "offboarding") || eq(lifecycle, "offboarded"))
+        offboarding_state(out, sync, &sum);
+    else if (eq(lifecycle, "drifted"))
+        tell(out, LL_STATE_DRIFTED, "FileMissing",
+             "the tenant's file vanished from the repository");
+    else
+        active_state(out, tenant, &sum, facts);
+    snprintf(out->deployed_chart, sizeof(out->deployed_chart), "%s", sum.deployed);
+}
+
+json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
+{
+    st_facts f = {
+        .applied = json_is_true(json_object_get(cluster, "applied")),
+        .fetched = json_is_true(json_object_get(cluster, "fetched")),
+        .failed_ks = json_string_value(json_object_get(cluster, "failed_ks")),
+    };
+    json_t *details = json_array();
+    st_verdict v;
+
+    st_derive(&v, details, tenant, cluster, &f);
+    json_t *out = json_pack("{s:s, s:s, s:s, s:o}", "state", ll_tenant_state_name(v.state),
+                            "reason", v.reason, "message", v.message, "objects", details);
+    if (v.deployed_chart[0])
+        json_object_set_new(out, "deployed_chart", json_string(v.deployed_chart));
+    return out;
+}
+
+/* --- what a tenant's file declares ------------------------------------------------- */
+
+/* The objects tenant file text declares (a Namespace, HelmReleases and
+ * Terraforms of the APIs Flux reconciles): [{kind, key, chart?, values?}]. */
+json_t *st_declared(const char *text, size_t len)
+{
+    json_t *docs = NULL, *out = json_array(), *doc;
+    size_t i;
+    if (ll_yaml_load_json(&docs, text, len) < 0) {
+        json_decref(out);
+        return NULL;
+    }
+    json_array_foreach(docs, i, doc)
+    {
+        const char *kind = json_string_value(json_object_get(doc, "kind"));
+        const char *api = json_string_value(json_object_get(doc, "apiVersion"));
+        const json_t *meta = json_object_get(doc, "metadata");
+        const char *name = json_string_value(json_object_get(meta, "name"));
+        const char *ns = json_string_value(json_object_get(meta, "namespace"));
+        char key[512];
+        if (!kind || !api || !name)
+            continue;
+        if (strcmp(kind, "Namespace") == 0 && strcmp(api, "v1") == 0) {
+            json_array_append_new(out, json_pack("{s:s, s:s}", "kind", kind, "key", name));
+            continue;
+        }
+        if (!((strcmp(kind, "HelmRelease") == 0 &&
+               strncmp(api, "helm.toolkit.fluxcd.io/", 23) == 0) ||
+              (strcmp(kind, "Terraform") == 0 &&
+               strncmp(api, "infra.contrib.fluxcd.io/", 24) == 0)))
+            continue;
+        snprintf(key, sizeof(key), "%s/%s", ns && ns[0] ? ns : "default", name);
+        json_t *o = json_pack("{s:s, s:s}", "kind", kind, "key", key);
+        const char *chart = json_string_value(json_object_get(
+            json_object_get(json_object_get(json_object_get(doc, "spec"), "chart"), "spec"),
+            "version"));
+        if (chart)
+            json_object_set_new(o, "chart", json_string(chart));
+        if (strcmp(kind, "HelmRelease") == 0) {
+            char digest[17];
+            st_values_digest(digest, json_object_get(json_object_get(doc, "spec"), "values"));
+            if (digest[0])
+                json_object_set_new(o, "values", json_string(digest));
+        }
+        json_array_append_new(out, o);
+    }
+    json_decref(docs);
+    return out;
+}
