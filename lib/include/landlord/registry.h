@@ -130,8 +130,9 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
 
 /* One observed-state transition of a tenant, as the status follower
  * records it: a value (it owns its text; "" is none).  Its event is
- * "tenant.<state>" with data {tenant, state, previous?, reason, message,
- * desired_commit?, applied_commit?, deployed_chart?, at} (at: since). */
+ * "tenant.<state>" with data {tenant, state, previous, reason, message,
+ * desired_commit, applied_commit, deployed_chart, at} (null for what is
+ * "" or LL_STATE_NONE; at: since). */
 typedef struct ll_transition {
     char tenant[64];
     ll_tenant_state state;    /* the new state */
