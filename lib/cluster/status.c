@@ -272,22 +272,22 @@ json_t *ll_status_health(ll_status *s)
                      ok ? NULL : why);
 }
 
-int ll_status_state(ll_status *s, const char *id, const char *commit, const char *sync, char *out,
-                    size_t cap)
+int ll_status_state(ll_tenant_state *out, ll_status *s, const char *id, const char *commit,
+                    const char *sync)
 {
     int error = LL_ENOTFOUND;
+    *out = LL_STATE_NONE;
     if (!s || !s->kube)
         return LL_ENOTFOUND;
     pthread_mutex_lock(&s->lock);
     const trec *r = st_tmap_get(&s->tenants, id);
-    const char *state = r && r->state ? ll_tenant_state_name(r->state) : NULL;
     const char *had = r ? or_null(r->state_commit) : NULL;
     const char *was = r ? or_null(r->state_sync) : NULL;
     /* A state derived for an older desired state is no answer. */
     int current = (commit ? had && strcmp(had, commit) == 0 : !had) &&
                   (!sync || (was && strcmp(was, sync) == 0));
-    if (state && current) {
-        snprintf(out, cap, "%s", state);
+    if (r && r->state != LL_STATE_NONE && current) {
+        *out = r->state;
         error = 0;
     }
     pthread_mutex_unlock(&s->lock);

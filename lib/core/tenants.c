@@ -950,7 +950,7 @@ int ll_tenant_answer(ll_answer **out, ll_core *c, const char *id)
 
 int ll_tenant_wait_over(ll_core *c, const char *id)
 {
-    char state[32];
+    ll_tenant_state state;
     json_t *t = NULL;
     ll_registry *r;
 
@@ -960,16 +960,15 @@ int ll_tenant_wait_over(ll_core *c, const char *id)
         return 1;
     int active = strcmp(json_string_value(json_object_get(t, "lifecycle")), "active") == 0;
     int known =
-        ll_status_state(c->status, id, json_string_value(json_object_get(t, "commit")),
-                        json_string_value(json_object_get(t, "sync")), state, sizeof(state)) == 0;
+        ll_status_state(&state, c->status, id, json_string_value(json_object_get(t, "commit")),
+                        json_string_value(json_object_get(t, "sync"))) == 0;
     json_decref(t);
     /* Not looked at (for this desired state) yet: over only when it is not
      * active. */
     if (!known)
         return !active;
-    return strcmp(state, "ready") == 0 || strcmp(state, "failed") == 0 ||
-           strcmp(state, "offboarding") == 0 || strcmp(state, "offboarded") == 0 ||
-           strcmp(state, "drifted") == 0;
+    return state == LL_STATE_READY || state == LL_STATE_FAILED || state == LL_STATE_OFFBOARDING ||
+           state == LL_STATE_OFFBOARDED || state == LL_STATE_DRIFTED;
 }
 
 int ll_tenant_list(json_t **out, ll_core *c, const char *tier, const char *state,
