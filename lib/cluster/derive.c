@@ -107,13 +107,24 @@ typedef struct verdict {
 static void say(verdict *v, obj_state state, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Writes a verdict's words: reason (NULL: "") and the formatted message. */
+static void words(char *reason, size_t reason_cap, char *message, size_t message_cap,
+                  const char *why, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
+
+static void words(char *reason, size_t reason_cap, char *message, size_t message_cap,
+                  const char *why, const char *fmt, va_list ap)
+{
+    snprintf(reason, reason_cap, "%s", why ? why : "");
+    vsnprintf(message, message_cap, fmt, ap);
+}
+
 static void say(verdict *v, obj_state state, const char *reason, const char *fmt, ...)
 {
     va_list ap;
     v->state = state;
-    snprintf(v->reason, sizeof(v->reason), "%s", reason ? reason : "");
     va_start(ap, fmt);
-    vsnprintf(v->message, sizeof(v->message), fmt, ap);
+    words(v->reason, sizeof(v->reason), v->message, sizeof(v->message), reason, fmt, ap);
     va_end(ap);
 }
 
@@ -361,9 +372,8 @@ static void tell(st_verdict *out, ll_tenant_state state, const char *reason, con
 {
     va_list ap;
     out->state = state;
-    snprintf(out->reason, sizeof(out->reason), "%s", reason ? reason : "");
     va_start(ap, fmt);
-    vsnprintf(out->message, sizeof(out->message), fmt, ap);
+    words(out->reason, sizeof(out->reason), out->message, sizeof(out->message), reason, fmt, ap);
     va_end(ap);
 }
 
