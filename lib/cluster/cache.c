@@ -101,34 +101,46 @@ void st_trec_free(trec *r)
     if (!r)
         return;
     free(r->id);
-    free(r->objects);
+    st_objects_clear(&r->objects);
     free(r->said);
     free(r);
 }
 
-/* The record as st_derive() reads a tenant (new reference). */
-static json_t *trec_json(const trec *r)
+int st_tenant_of(st_tenant *out, st_objects *view, ll_status *s, const trec *r)
 {
-    json_t *objects = r->objects ? json_loads(r->objects, 0, NULL) : NULL;
-    return json_pack("{s:s, s:s, s:s?, s:o, s:b}", "lifecycle", r->lifecycle, "sync", r->sync,
-                     "commit", r->commit[0] ? r->commit : NULL, "objects",
-                     objects ? objects : json_array(), "unreadable", r->unreadable);
-}
-
-json_t *st_tenant_json(ll_status *s, const trec *r)
-{
-    json_t *t = trec_json(r), *objects = json_object_get(t, "objects"), *x;
-    size_t n = json_array_size(objects);
     const char *k;
-    for (size_t i = 0; i < n; i++) {
-        const json_t *o = json_array_get(objects, i);
-        if (strcmp(json_string_value(json_object_get(o, "kind")) ?: "", "HelmRelease") != 0)
-            continue;
-        json_object_foreach(
-            json_object_get(s->tf_of_hr, json_string_value(json_object_get(o, "key")) ?: ""), k, x)
-            json_array_append_new(objects, json_pack("{s:s, s:s}", "kind", "Terraform", "key", k));
+    json_t *x;
+    size_t n = r->objects.n;
+
+    /* The Terraforms the charts of its HelmReleases made count as its own. */
+    for (size_t i = 0; i < r->objects.n; i++) {
+        if (r->objects.v[i].kind == ST_HELMRELEASE)
+            n += json_object_size(json_object_get(s->tf_of_hr, r->objects.v[i].key));
     }
-    return t;
+    memset(out, 0, sizeof(*out));
+    view->n = 0;
+    if (!(view->v = calloc(n + 1, sizeof(*view->v))))
+        return -1;
+    for (size_t i = 0; i < r->objects.n; i++)
+        view->v[view->n++] = r->objects.v[i];
+    for (size_t i = 0; i < r->objects.n; i++) {
+        const st_object *o = &r->objects.v[i];
+        if (o->kind != ST_HELMRELEASE)
+            continue;
+        json_object_foreach(json_object_get(s->tf_of_hr, o->key), k, x)
+        {
+            st_object *tf = &view->v[view->n++];
+            tf->kind = ST_TERRAFORM;
+            tf->key = (char *)k;
+        }
+    }
+    out->lifecycle = r->lifecycle;
+    out->sync = r->sync;
+    out->commit = r->commit[0] ? r->commit : NULL;
+    out->unreadable = r->unreadable;
+    out->objects = view->v;
+    out->n_objects = view->n;
+    return 0;
 }
 
 json_t *st_cluster_maps(ll_status *s)

@@ -9,8 +9,9 @@
  * sync, and the facts the follower found (did Flux fetch and apply a
  * commit that includes the desired one), decide its state (tenant_state).
  *
- * Pure: no threads, no I/O.  Inputs are borrowed; st_derive() fills a
- * typed verdict (and, when asked, the per-object details the API shows).
+ * Pure: no threads, no I/O.  st_derive() reads a typed tenant (st_tenant,
+ * its declared objects st_object) and the cached slims, and fills a typed
+ * verdict (and, when asked, the per-object details the API shows).
  * ll_status_derive() is the same over JSON, for tests and tools.  Also
  * here: the objects a tenant's file declares (st_declared), read by the
  * follower from landlord's clone.
@@ -261,25 +262,30 @@ static void judge_terraform(verdict *v, const json_t *o)
     }
 }
 
-/* o: the object kind as the cluster shows it, NULL when absent. */
-static void judge(verdict *v, const char *kind, const json_t *o, const char *want,
+/* o: the object of kind as the cluster shows it, NULL when absent. */
+static void judge(verdict *v, st_kind kind, const json_t *o, const char *want,
                   const char *want_values)
 {
     if (!o) {
         say(v, OBJ_PROGRESSING, "NotCreated", "not created yet");
         return;
     }
-    if (strcmp(kind, "HelmRelease") == 0) {
+    switch (kind) {
+    case ST_HELMRELEASE:
         judge_helmrelease(v, o, want, want_values);
-    } else if (strcmp(kind, "Terraform") == 0) {
+        return;
+    case ST_TERRAFORM:
         judge_terraform(v, o);
-    } else {
-        const char *phase = json_string_value(json_object_get(o, "phase"));
-        if (json_is_true(json_object_get(o, "deleting")) || eq(phase, "Terminating"))
-            say(v, OBJ_PROGRESSING, "Terminating", "the namespace is being deleted");
-        else
-            say(v, OBJ_READY, "Active", "%s", "");
+        return;
+    case ST_NAMESPACE:
+    case ST_KIND_COUNT:
+        break;
     }
+    const char *phase = json_string_value(json_object_get(o, "phase"));
+    if (json_is_true(json_object_get(o, "deleting")) || eq(phase, "Terminating"))
+        say(v, OBJ_PROGRESSING, "Terminating", "the namespace is being deleted");
+    else
+        say(v, OBJ_READY, "Active", "%s", "");
 }
 
 /* --- judging a tenant -------------------------------------------------------------- */
@@ -303,27 +309,28 @@ static void copy_field(json_t *to, const char *name, const json_t *v)
 
 /* Object kind/key as maps keep it, as a tree (new reference), or NULL
  * when absent.  The cache keeps objects packed as text (a small part of
- * the memory of a jansson tree); tests may give slims. */
-static json_t *lookup(const json_t *maps, const char *kind, const char *key)
+ * the memory of a jansson tree); tests may give slims.  A Terraform a
+ * chart made is in the ChartTerraform map. */
+static json_t *lookup(const json_t *maps, st_kind kind, const char *key)
 {
-    const json_t *stored = json_object_get(json_object_get(maps, kind), key);
-    if (!stored && strcmp(kind, "Terraform") == 0)
+    const json_t *stored = json_object_get(json_object_get(maps, st_kind_name(kind)), key);
+    if (!stored && kind == ST_TERRAFORM)
         stored = json_object_get(json_object_get(maps, "ChartTerraform"), key);
     if (json_is_string(stored))
         return ll_status_slim_unpack(json_string_value(stored));
     return json_is_object(stored) ? json_incref((json_t *)stored) : NULL;
 }
 
-/* One object and its verdict as the API shows them (new reference). */
-static json_t *detail(const char *kind, const char *key, const char *chart, const json_t *o,
-                      const verdict *v)
+/* Declared object w and its verdict as the API shows them (new
+ * reference). */
+static json_t *detail(const st_object *w, const json_t *o, const verdict *v)
 {
-    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", kind, "key", key, "state",
-                          o ? obj_state_names[v->state] : "missing", "reason", v->reason, "message",
-                          v->message);
-    if (chart)
-        json_object_set_new(d, "desired_chart", json_string(chart));
-    if (o && strcmp(kind, "HelmRelease") == 0) {
+    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", st_kind_name(w->kind), "key", w->key,
+                          "state", o ? obj_state_names[v->state] : "missing", "reason", v->reason,
+                          "message", v->message);
+    if (w->chart)
+        json_object_set_new(d, "desired_chart", json_string(w->chart));
+    if (o && w->kind == ST_HELMRELEASE) {
         copy_field(d, "deployed_chart",
                    json_object_get(json_object_get(o, "history"), "chartVersion"));
         copy_field(d, "generation", json_object_get(o, "generation"));
@@ -332,35 +339,33 @@ static json_t *detail(const char *kind, const char *key, const char *chart, cons
     return d;
 }
 
-/* Judges the declared object want ({kind, key, chart?, values?}) and
- * folds its verdict into sum; its detail goes to details when not NULL. */
-static void judge_object(summary *sum, json_t *details, const json_t *want, const json_t *maps)
+/* Judges the declared object w and folds its verdict into sum; its detail
+ * goes to details when not NULL. */
+static void judge_object(summary *sum, json_t *details, const st_object *w, const json_t *maps)
 {
-    const char *kind = json_string_value(json_object_get(want, "kind"));
-    const char *key = json_string_value(json_object_get(want, "key"));
-    const char *chart = json_string_value(json_object_get(want, "chart"));
-    json_t *o = lookup(maps, kind, key);
+    json_t *o = lookup(maps, w->kind, w->key);
     const json_t *hist = json_object_get(o, "history");
     const char *version = json_string_value(json_object_get(hist, "chartVersion"));
-    int hr = strcmp(kind, "HelmRelease") == 0;
+    int hr = w->kind == ST_HELMRELEASE;
     verdict v;
 
     if (o)
         sum->present++;
     if (json_integer_value(json_object_get(hist, "entries")) > 0)
         sum->installed_before = 1;
-    judge(&v, kind, o, chart, json_string_value(json_object_get(want, "values")));
+    judge(&v, w->kind, o, w->chart, w->values[0] ? w->values : NULL);
     if (!sum->deployed[0] && version && hr)
         snprintf(sum->deployed, sizeof(sum->deployed), "%s", version);
     if (details)
-        json_array_append_new(details, detail(kind, key, chart, o, &v));
+        json_array_append_new(details, detail(w, o, &v));
     /* The worst object speaks for the tenant; among equals, a HelmRelease
      * (its reason says the most). */
     if ((int)v.state > sum->worst || ((int)v.state == sum->worst && !sum->top_is_hr && hr)) {
         sum->worst = (int)v.state;
         sum->top_is_hr = hr;
         sum->top = v;
-        snprintf(sum->top_message, sizeof(sum->top_message), "%s %s: %s", kind, key, v.message);
+        snprintf(sum->top_message, sizeof(sum->top_message), "%s %s: %s", st_kind_name(w->kind),
+                 w->key, v.message);
     }
     json_decref(o);
 }
@@ -391,18 +396,17 @@ static void offboarding_state(st_verdict *out, const char *sync, const summary *
 
 /* An active tenant: git, its file, Flux's fetch and apply, then its worst
  * object. */
-static void active_state(st_verdict *out, const json_t *tenant, const summary *sum,
+static void active_state(st_verdict *out, const st_tenant *tenant, const summary *sum,
                          const st_facts *f)
 {
-    const char *sync = json_string_value(json_object_get(tenant, "sync"));
-    const char *commit = json_string_value(json_object_get(tenant, "commit"));
+    const char *sync = tenant->sync, *commit = tenant->commit;
     ll_tenant_state moving = sum->installed_before ? LL_STATE_UPDATING : LL_STATE_PROVISIONING;
     char short_sha[13];
 
     snprintf(short_sha, sizeof(short_sha), "%s", commit ? commit : "");
     if (eq(sync, "pending")) {
         tell(out, moving, "GitPending", "waiting for the git push");
-    } else if (json_is_true(json_object_get(tenant, "unreadable"))) {
+    } else if (tenant->unreadable) {
         tell(out, LL_STATE_UNKNOWN, "FileUnreadable",
              "the tenant's file cannot be read at commit %s", short_sha);
     } else if (!f->applied && f->failed_ks) {
@@ -418,26 +422,58 @@ static void active_state(st_verdict *out, const json_t *tenant, const summary *s
     }
 }
 
-void st_derive(st_verdict *out, json_t *details, const json_t *tenant, const json_t *maps,
+void st_derive(st_verdict *out, json_t *details, const st_tenant *tenant, const json_t *maps,
                const st_facts *facts)
 {
-    const char *lifecycle = json_string_value(json_object_get(tenant, "lifecycle"));
-    const char *sync = json_string_value(json_object_get(tenant, "sync"));
-    const json_t *want;
     summary sum = {.worst = -1};
-    size_t i;
 
     memset(out, 0, sizeof(*out));
-    json_array_foreach(json_object_get(tenant, "objects"), i, want)
-        judge_object(&sum, details, want, maps);
-    if (eq(lifecycle, "offboarding") || eq(lifecycle, "offboarded"))
-        offboarding_state(out, sync, &sum);
-    else if (eq(lifecycle, "drifted"))
+    for (size_t i = 0; i < tenant->n_objects; i++)
+        judge_object(&sum, details, &tenant->objects[i], maps);
+    if (eq(tenant->lifecycle, "offboarding") || eq(tenant->lifecycle, "offboarded"))
+        offboarding_state(out, tenant->sync, &sum);
+    else if (eq(tenant->lifecycle, "drifted"))
         tell(out, LL_STATE_DRIFTED, "FileMissing",
              "the tenant's file vanished from the repository");
     else
         active_state(out, tenant, &sum, facts);
     snprintf(out->deployed_chart, sizeof(out->deployed_chart), "%s", sum.deployed);
+}
+
+/* --- the JSON face ----------------------------------------------------------------- */
+
+static int kind_parse(st_kind *out, const char *name)
+{
+    for (int k = 0; name && k < ST_KIND_COUNT; k++) {
+        if (strcmp(name, st_kind_name((st_kind)k)) == 0) {
+            *out = (st_kind)k;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The objects of a tenant as JSON ([{kind, key, chart?, values?}]) as a
+ * view: *out is new (free it alone), its strings borrowed from objects.
+ * Objects of other kinds, or without a key, are left out. */
+static st_object *objects_view(size_t *n, const json_t *objects)
+{
+    st_object *v = calloc(json_array_size(objects) + 1, sizeof(*v));
+    const json_t *o;
+    size_t i;
+    *n = 0;
+    json_array_foreach(objects, i, o)
+    {
+        st_object *w = v ? &v[*n] : NULL;
+        if (!w || kind_parse(&w->kind, json_string_value(json_object_get(o, "kind"))) < 0 ||
+            !(w->key = (char *)json_string_value(json_object_get(o, "key"))))
+            continue;
+        w->chart = (char *)json_string_value(json_object_get(o, "chart"));
+        snprintf(w->values, sizeof(w->values), "%s",
+                 json_string_value(json_object_get(o, "values")) ?: "");
+        (*n)++;
+    }
+    return v;
 }
 
 json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
@@ -447,10 +483,19 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
         .fetched = json_is_true(json_object_get(cluster, "fetched")),
         .failed_ks = json_string_value(json_object_get(cluster, "failed_ks")),
     };
+    st_tenant t = {
+        .lifecycle = json_string_value(json_object_get(tenant, "lifecycle")),
+        .sync = json_string_value(json_object_get(tenant, "sync")),
+        .commit = json_string_value(json_object_get(tenant, "commit")),
+        .unreadable = json_is_true(json_object_get(tenant, "unreadable")),
+    };
+    st_object *objects = objects_view(&t.n_objects, json_object_get(tenant, "objects"));
     json_t *details = json_array();
     st_verdict v;
 
-    st_derive(&v, details, tenant, cluster, &f);
+    t.objects = objects;
+    st_derive(&v, details, &t, cluster, &f);
+    free(objects);
     json_t *out = json_pack("{s:s, s:s, s:s, s:o}", "state", ll_tenant_state_name(v.state),
                             "reason", v.reason, "message", v.message, "objects", details);
     if (v.deployed_chart[0])
@@ -460,50 +505,95 @@ json_t *ll_status_derive(const json_t *tenant, const json_t *cluster)
 
 /* --- what a tenant's file declares ------------------------------------------------- */
 
-/* The objects tenant file text declares (a Namespace, HelmReleases and
- * Terraforms of the APIs Flux reconciles): [{kind, key, chart?, values?}]. */
-json_t *st_declared(const char *text, size_t len)
+const char *st_kind_name(st_kind k)
 {
-    json_t *docs = NULL, *out = json_array(), *doc;
-    size_t i;
-    if (ll_yaml_load_json(&docs, text, len) < 0) {
-        json_decref(out);
-        return NULL;
+    static const char *const names[ST_KIND_COUNT] = {"Namespace", "HelmRelease", "Terraform"};
+    return k < ST_KIND_COUNT ? names[k] : "";
+}
+
+void st_objects_clear(st_objects *o)
+{
+    for (size_t i = 0; o->v && i < o->n; i++) {
+        free(o->v[i].key);
+        free(o->v[i].chart);
     }
+    free(o->v);
+    o->v = NULL;
+    o->n = 0;
+}
+
+/* The watched kind doc is (a Namespace, or a HelmRelease or Terraform of
+ * the APIs Flux reconciles) into *out; -1 when it is none. */
+static int declared_kind(st_kind *out, const json_t *doc)
+{
+    const char *kind = json_string_value(json_object_get(doc, "kind"));
+    const char *api = json_string_value(json_object_get(doc, "apiVersion"));
+    if (!kind || !api)
+        return -1;
+    if (strcmp(kind, "Namespace") == 0 && strcmp(api, "v1") == 0)
+        *out = ST_NAMESPACE;
+    else if (strcmp(kind, "HelmRelease") == 0 && strncmp(api, "helm.toolkit.fluxcd.io/", 23) == 0)
+        *out = ST_HELMRELEASE;
+    else if (strcmp(kind, "Terraform") == 0 && strncmp(api, "infra.contrib.fluxcd.io/", 24) == 0)
+        *out = ST_TERRAFORM;
+    else
+        return -1;
+    return 0;
+}
+
+/* Document doc as a declared object into *w; 1 when it is one, 0 when
+ * not, -1 when out of memory. */
+static int declared_object(st_object *w, const json_t *doc)
+{
+    const json_t *meta = json_object_get(doc, "metadata"), *spec = json_object_get(doc, "spec");
+    const char *name = json_string_value(json_object_get(meta, "name"));
+    const char *ns = json_string_value(json_object_get(meta, "namespace"));
+    const char *chart = json_string_value(
+        json_object_get(json_object_get(json_object_get(spec, "chart"), "spec"), "version"));
+    char key[512];
+
+    memset(w, 0, sizeof(*w));
+    if (!name || declared_kind(&w->kind, doc) < 0)
+        return 0;
+    if (w->kind == ST_NAMESPACE) {
+        w->key = strdup(name);
+        return w->key ? 1 : -1;
+    }
+    snprintf(key, sizeof(key), "%s/%s", ns && ns[0] ? ns : "default", name);
+    if (!(w->key = strdup(key)) || (chart && !(w->chart = strdup(chart)))) {
+        free(w->key);
+        w->key = NULL;
+        return -1;
+    }
+    if (w->kind == ST_HELMRELEASE)
+        st_values_digest(w->values, json_object_get(spec, "values"));
+    return 1;
+}
+
+int st_declared(st_objects *out, const char *text, size_t len)
+{
+    json_t *docs = NULL;
+    const json_t *doc;
+    int error = -1;
+    size_t i;
+
+    out->v = NULL;
+    out->n = 0;
+    if (ll_yaml_load_json(&docs, text, len) < 0)
+        return -1;
+    if (!(out->v = calloc(json_array_size(docs) + 1, sizeof(*out->v))))
+        goto done;
     json_array_foreach(docs, i, doc)
     {
-        const char *kind = json_string_value(json_object_get(doc, "kind"));
-        const char *api = json_string_value(json_object_get(doc, "apiVersion"));
-        const json_t *meta = json_object_get(doc, "metadata");
-        const char *name = json_string_value(json_object_get(meta, "name"));
-        const char *ns = json_string_value(json_object_get(meta, "namespace"));
-        char key[512];
-        if (!kind || !api || !name)
-            continue;
-        if (strcmp(kind, "Namespace") == 0 && strcmp(api, "v1") == 0) {
-            json_array_append_new(out, json_pack("{s:s, s:s}", "kind", kind, "key", name));
-            continue;
-        }
-        if (!((strcmp(kind, "HelmRelease") == 0 &&
-               strncmp(api, "helm.toolkit.fluxcd.io/", 23) == 0) ||
-              (strcmp(kind, "Terraform") == 0 &&
-               strncmp(api, "infra.contrib.fluxcd.io/", 24) == 0)))
-            continue;
-        snprintf(key, sizeof(key), "%s/%s", ns && ns[0] ? ns : "default", name);
-        json_t *o = json_pack("{s:s, s:s}", "kind", kind, "key", key);
-        const char *chart = json_string_value(json_object_get(
-            json_object_get(json_object_get(json_object_get(doc, "spec"), "chart"), "spec"),
-            "version"));
-        if (chart)
-            json_object_set_new(o, "chart", json_string(chart));
-        if (strcmp(kind, "HelmRelease") == 0) {
-            char digest[17];
-            st_values_digest(digest, json_object_get(json_object_get(doc, "spec"), "values"));
-            if (digest[0])
-                json_object_set_new(o, "values", json_string(digest));
-        }
-        json_array_append_new(out, o);
+        int got = declared_object(&out->v[out->n], doc);
+        if (got < 0)
+            goto done;
+        out->n += (size_t)got;
     }
+    error = 0;
+done:
+    if (error < 0)
+        st_objects_clear(out);
     json_decref(docs);
-    return out;
+    return error;
 }

@@ -101,15 +101,17 @@ static int includes(ll_status *s, const char *a, const char *c)
 
 /* --- the tenants: the registry's rows and their files ------------------------------ */
 
-/* Reads path at commit sha (or its first parent); NULL when absent. */
-static json_t *read_declared(ll_status *s, const char *sha, const char *path, int parent)
+/* The objects path declares at commit sha (or its first parent) into
+ * *out (new); -1 when it cannot be read there. */
+static int read_declared(st_objects *out, ll_status *s, const char *sha, const char *path,
+                         int parent)
 {
     git_oid oid;
     git_commit *commit = NULL, *up = NULL;
     git_tree *tree = NULL;
     git_tree_entry *entry = NULL;
     git_blob *blob = NULL;
-    json_t *out = NULL;
+    int error = -1;
 
     if (git_oid_fromstr(&oid, sha) < 0 || git_commit_lookup(&commit, s->repo, &oid) < 0)
         goto done;
@@ -123,34 +125,88 @@ static json_t *read_declared(ll_status *s, const char *sha, const char *path, in
         git_blob_lookup(&blob, s->repo, git_tree_entry_id(entry)) < 0 ||
         git_blob_rawsize(blob) > FILE_MAX)
         goto done;
-    out = st_declared(git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));
+    error = st_declared(out, git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));
 done:
     git_blob_free(blob);
     git_tree_entry_free(entry);
     git_tree_free(tree);
     git_commit_free(commit);
-    return out;
+    return error;
 }
 
-static void set_owners(ll_status *s, const char *id, const json_t *old, const json_t *now)
+/* The objects a registry row's file declares at its desired commit into
+ * *out: 1 when read, 0 when an active tenant's file cannot be read, -1
+ * when a tenant being removed has no file to read (nothing changes). */
+static int read_row_file(st_objects *out, ll_status *s, const json_t *row, const char *id,
+                         const char *commit)
 {
-    size_t i;
-    json_t *o;
+    const char *path = json_string_value(json_object_get(row, "path"));
+    int gone = strcmp(json_string_value(json_object_get(row, "lifecycle")) ?: "", "active") != 0;
+    char file[1024];
+
+    if (path)
+        snprintf(file, sizeof(file), "%s", path);
+    else
+        ll_tenant_file_path(file, sizeof(file), s->root, s->sharded,
+                            json_string_value(json_object_get(row, "tier")), id);
+    /* An offboarding commit removed the file: its objects are the ones the
+     * file declared just before. */
+    if (read_declared(out, s, commit, file, 0) == 0 ||
+        (gone && read_declared(out, s, commit, file, 1) == 0))
+        return 1;
+    return gone ? -1 : 0;
+}
+
+/* Under lock: tenant id owns the objects in now, no longer those in old.
+ * owners: "Kind key" -> id. */
+static void set_owners(ll_status *s, const char *id, const st_objects *old, const st_objects *now)
+{
     char key[600];
-    json_array_foreach(old, i, o)
-    {
-        snprintf(key, sizeof(key), "%s %s", json_string_value(json_object_get(o, "kind")),
-                 json_string_value(json_object_get(o, "key")));
+    for (size_t i = 0; i < old->n; i++) {
+        snprintf(key, sizeof(key), "%s %s", st_kind_name(old->v[i].kind), old->v[i].key);
         const char *owner = json_string_value(json_object_get(s->owners, key));
         if (owner && strcmp(owner, id) == 0)
             json_object_del(s->owners, key);
     }
-    json_array_foreach(now, i, o)
-    {
-        snprintf(key, sizeof(key), "%s %s", json_string_value(json_object_get(o, "kind")),
-                 json_string_value(json_object_get(o, "key")));
+    for (size_t i = 0; i < now->n; i++) {
+        snprintf(key, sizeof(key), "%s %s", st_kind_name(now->v[i].kind), now->v[i].key);
         json_object_set_new(s->owners, key, json_string(id));
     }
+}
+
+/* Under lock: tenant id's record as registry row shows it (added when
+ * new); objects (stolen; read: 1, unreadable: 0, none: -1, as
+ * read_row_file says) when its file was read.  -1 when out of memory. */
+static int update_record(ll_status *s, const char *id, const json_t *row, st_objects *objects,
+                         int read)
+{
+    const char *commit = json_string_value(json_object_get(row, "commit"));
+    trec *r = st_tmap_get(&s->tenants, id);
+    if (!r) {
+        if (!(r = st_tmap_add(&s->tenants, id)))
+            return -1;
+        /* What was derived before a restart: not a transition. */
+        if (ll_tenant_state_parse(&r->state,
+                                  json_string_value(json_object_get(row, "observed_state"))) == 0)
+            set_text(r->since, sizeof(r->since),
+                     json_string_value(json_object_get(row, "observed_since")));
+    }
+    set_text(r->lifecycle, sizeof(r->lifecycle),
+             json_string_value(json_object_get(row, "lifecycle")));
+    set_text(r->sync, sizeof(r->sync), json_string_value(json_object_get(row, "sync")));
+    set_text(r->commit, sizeof(r->commit), commit);
+    if (read >= 0) {
+        set_owners(s, id, &r->objects, objects);
+        st_objects_clear(&r->objects);
+        r->objects = *objects;
+        objects->v = NULL;
+        objects->n = 0;
+        set_text(r->objects_at, sizeof(r->objects_at), commit);
+        r->unreadable = (unsigned char)(read == 0);
+        r->applied_at[0] = '\0';
+    }
+    st_mark(s, id);
+    return 0;
 }
 
 /* Reads tenants changed in the registry; reads the files of those whose
@@ -177,65 +233,20 @@ static void load_tenants(ll_status *s)
     {
         const char *id = json_string_value(json_object_get(row, "id"));
         const char *commit = json_string_value(json_object_get(row, "commit"));
-        const char *lifecycle = json_string_value(json_object_get(row, "lifecycle"));
-        const char *path = json_string_value(json_object_get(row, "path"));
-        char file[1024];
-        json_t *objects = NULL;
-        int unreadable = 0;
+        st_objects objects = {NULL, 0};
+        int read = -1;
 
         pthread_mutex_lock(&s->lock);
-        trec *r = st_tmap_get(&s->tenants, id);
+        const trec *r = st_tmap_get(&s->tenants, id);
         int need = commit && (!r || !r->objects_at[0] || strcmp(r->objects_at, commit) != 0);
         pthread_mutex_unlock(&s->lock);
-
-        if (need) {
-            int gone = strcmp(lifecycle, "active") != 0;
-            if (path)
-                snprintf(file, sizeof(file), "%s", path);
-            else
-                ll_tenant_file_path(file, sizeof(file), s->root, s->sharded,
-                                    json_string_value(json_object_get(row, "tier")), id);
-            /* An offboarding commit removed the file: its objects are the
-             * ones the file declared just before. */
-            objects = read_declared(s, commit, file, 0);
-            if (!objects && gone)
-                objects = read_declared(s, commit, file, 1);
-            unreadable = !objects && !gone;
-        }
+        /* git work without the lock */
+        if (need)
+            read = read_row_file(&objects, s, row, id, commit);
         pthread_mutex_lock(&s->lock);
-        r = st_tmap_get(&s->tenants, id);
-        if (!r) {
-            if (!(r = st_tmap_add(&s->tenants, id))) {
-                pthread_mutex_unlock(&s->lock);
-                json_decref(objects);
-                continue;
-            }
-            /* What was derived before a restart: not a transition. */
-            if (ll_tenant_state_parse(
-                    &r->state, json_string_value(json_object_get(row, "observed_state"))) == 0) {
-                set_text(r->since, sizeof(r->since),
-                         json_string_value(json_object_get(row, "observed_since")));
-            }
-        }
-        set_text(r->lifecycle, sizeof(r->lifecycle), lifecycle);
-        set_text(r->sync, sizeof(r->sync), json_string_value(json_object_get(row, "sync")));
-        set_text(r->commit, sizeof(r->commit), commit);
-        if (need && (objects || unreadable)) {
-            json_t *old = r->objects ? json_loads(r->objects, 0, NULL) : NULL;
-            json_t *now = objects ? objects : json_array();
-            set_owners(s, id, old, now);
-            json_decref(old);
-            free(r->objects);
-            r->objects = json_dumps(now, JSON_COMPACT);
-            json_decref(now);
-            objects = NULL;
-            set_text(r->objects_at, sizeof(r->objects_at), commit);
-            r->unreadable = (unsigned char)unreadable;
-            r->applied_at[0] = '\0';
-        }
-        json_decref(objects);
-        st_mark(s, id);
+        update_record(s, id, row, &objects, read);
         pthread_mutex_unlock(&s->lock);
+        st_objects_clear(&objects);
     }
     json_decref(rows);
 }
@@ -524,9 +535,12 @@ static void derive_one(round *rd, ll_status *s, trec *r, const json_t *maps)
     r->ver = ++s->clock;
     if (applied_now && r->commit[0])
         set_text(r->applied_at, sizeof(r->applied_at), r->commit);
-    json_t *t = st_tenant_json(s, r);
-    st_derive(&v, NULL, t, maps, &facts);
-    json_decref(t);
+    st_tenant t;
+    st_objects view;
+    if (st_tenant_of(&t, &view, s, r) < 0)
+        return; /* out of memory: derived again when it changes */
+    st_derive(&v, NULL, &t, maps, &facts);
+    free(view.v);
     if (r->state != v.state) {
         char stamp[32];
         ll_transition tr;

@@ -160,22 +160,23 @@ static int verdict_current(const trec *r)
  * (then what the objects say now), and the objects as they are now. */
 static void describe_record(ll_status *s, const trec *r, json_t *view)
 {
-    json_t *t = st_tenant_json(s, r), *maps = st_cluster_maps(s), *details = json_array();
+    json_t *maps = NULL, *details = NULL;
     st_facts facts = {
         .applied = r->applied_at[0] && r->commit[0] && strcmp(r->applied_at, r->commit) == 0,
         .fetched = r->fetched,
     };
     const char *desired = NULL;
-    const json_t *o;
+    st_objects objects = {NULL, 0};
+    st_tenant t;
     st_verdict now;
-    size_t i;
 
-    json_array_foreach(json_object_get(t, "objects"), i, o)
-    {
-        if (!desired)
-            desired = json_string_value(json_object_get(o, "chart"));
-    }
-    st_derive(&now, details, t, maps, &facts);
+    if (st_tenant_of(&t, &objects, s, r) < 0)
+        goto done;
+    for (size_t i = 0; i < t.n_objects && !desired; i++)
+        desired = t.objects[i].chart;
+    maps = st_cluster_maps(s);
+    details = json_array();
+    st_derive(&now, details, &t, maps, &facts);
     int current = verdict_current(r);
     const char *reason = current ? r->said->reason : now.reason;
     const char *message = current ? r->said->message : now.message;
@@ -186,13 +187,15 @@ static void describe_record(ll_status *s, const trec *r, json_t *view)
     json_object_set_new(view, "state_message", json_string(message));
     if (or_null(r->since))
         json_object_set_new(view, "state_since", json_string(r->since));
-    json_t *observed = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:o}", "desired_commit",
+    json_t *observed = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:O}", "desired_commit",
                                  or_null(r->commit), "fetched_commit", or_null(s->fetched_rev),
                                  "applied_commit", or_null(s->applied_rev), "desired_chart",
                                  desired, "deployed_chart", or_null(deployed), "objects", details);
     json_object_set_new(view, "observed", observed);
+done:
+    json_decref(details);
     json_decref(maps);
-    json_decref(t);
+    free(objects.v);
 }
 
 void ll_status_describe(ll_status *s, json_t *view)

@@ -13,10 +13,11 @@
  * - status.c: the handle (open, free) and the reads the API makes.
  *
  * Records that cross these files are typed: a tenant's record (trec), the
- * cluster's facts for one tenant (st_facts) and a verdict (st_verdict).
- * The objects a tenant declares and the cached slims stay compact JSON
- * text: thousands of tenants and tens of thousands of objects are kept,
- * and text is the smallest form that holds them.
+ * objects its file declares (st_object), a tenant as the rules read it
+ * (st_tenant), the cluster's facts for one tenant (st_facts) and a verdict
+ * (st_verdict).  The cached slims stay packed JSON text, as the informers
+ * give them: tens of thousands are kept, and text is the smallest form
+ * that holds them.
  */
 #ifndef LANDLORD_STATUS_INT_H
 #define LANDLORD_STATUS_INT_H
@@ -47,7 +48,40 @@ enum {
 /* The informers' kinds, by I_* (cache.c). */
 extern const char *const st_kinds[N_INFORMERS];
 
-/* --- verdicts (derive.c) --- */
+/* --- tenants and verdicts (derive.c) --- */
+
+/* The kinds of object a tenant's file may declare that landlord watches. */
+typedef enum st_kind { ST_NAMESPACE, ST_HELMRELEASE, ST_TERRAFORM, ST_KIND_COUNT } st_kind;
+
+/* Kind k's name: the Kubernetes kind, and the cache's map (a static string). */
+const char *st_kind_name(st_kind k);
+
+/* One object a tenant's file declares. */
+typedef struct st_object {
+    st_kind kind;
+    char *key;       /* "name" (a Namespace) or "namespace/name" */
+    char *chart;     /* spec.chart.spec.version, or NULL */
+    char values[17]; /* a HelmRelease's values digest (st_values_digest), or "" */
+} st_object;
+
+/* The objects a tenant's file declares: v[0..n), their strings owned. */
+typedef struct st_objects {
+    st_object *v;
+    size_t n;
+} st_objects;
+
+/* Frees what o holds and empties it. */
+void st_objects_clear(st_objects *o);
+
+/* A tenant as the rules read it; every pointer borrowed. */
+typedef struct st_tenant {
+    const char *lifecycle; /* active, offboarding, offboarded, drifted */
+    const char *sync;      /* pending, committed, failed */
+    const char *commit;    /* its desired commit, or NULL */
+    int unreadable;        /* its file cannot be read at that commit */
+    const st_object *objects;
+    size_t n_objects;
+} st_tenant;
 
 /* What the follower knows of the cluster for one tenant's desired commit. */
 typedef struct st_facts {
@@ -71,17 +105,16 @@ typedef struct st_said {
     char message[]; /* NUL-terminated */
 } st_said;
 
-/* Derives tenant's state (pure).  tenant: {lifecycle, sync, commit?,
- * unreadable?, objects: [{kind, key, chart?, values?}]} (borrowed);
- * maps: {"HelmRelease": {key: slim or packed slim}, "Namespace",
- * "Terraform", "ChartTerraform"} (borrowed); details, when not NULL, gets
- * one object per declared object as the API shows them. */
-void st_derive(st_verdict *out, json_t *details, const json_t *tenant, const json_t *maps,
+/* Derives tenant's state (pure).  maps: {"HelmRelease": {key: slim or
+ * packed slim}, "Namespace", "Terraform", "ChartTerraform"}; details, when
+ * not NULL, gets one object per declared object as the API shows them.
+ * tenant, maps and facts are borrowed. */
+void st_derive(st_verdict *out, json_t *details, const st_tenant *tenant, const json_t *maps,
                const st_facts *facts);
 
-/* The objects tenant file text[0..len) declares: [{kind, key, chart?,
- * values?}] (new reference), NULL when it is not YAML. */
-json_t *st_declared(const char *text, size_t len);
+/* The objects tenant file text[0..len) declares into *out (new; free with
+ * st_objects_clear).  0, or -1 when it is not YAML or out of memory. */
+int st_declared(st_objects *out, const char *text, size_t len);
 
 /* Condition type's field of a slim (borrowed), or NULL. */
 const char *st_cond_str(const json_t *slim, const char *type, const char *field);
@@ -98,8 +131,8 @@ void st_values_digest(char out[17], const json_t *values);
 /* --- tenant records (cache.c) --- */
 
 /* One tenant as the follower knows it: short fields inline ("" when
- * absent), the objects its file declares as compact JSON text, a few
- * hundred bytes where a jansson tree took several kilobytes. */
+ * absent), a few hundred bytes where a jansson tree took several
+ * kilobytes. */
 typedef struct trec {
     char *id;
     char lifecycle[16], sync[16];         /* from the registry */
@@ -112,7 +145,7 @@ typedef struct trec {
     char state_sync[16];
     unsigned char unreadable, fetched;
     unsigned long long ver; /* ll_status_stamp */
-    char *objects;          /* [{kind, key, chart?, values?}]; NULL: not read yet */
+    st_objects objects;     /* what its file declares (as read at objects_at) */
     st_said *said;          /* the last verdict's words; NULL: none derived yet */
 } trec;
 
@@ -218,8 +251,10 @@ void st_mark_all(ll_status *s);
 json_t *st_unpack(const json_t *v);
 
 /* Under lock: r as st_derive() reads a tenant, with the Terraforms the
- * charts of its HelmReleases made (new reference). */
-json_t *st_tenant_json(ll_status *s, const trec *r);
+ * charts of its HelmReleases made, into *out.  Its objects are a view into
+ * r and s->tf_of_hr, in *view (free(view->v) alone frees it); valid while
+ * the lock is held and r is not changed.  0, or -1 when out of memory. */
+int st_tenant_of(st_tenant *out, st_objects *view, ll_status *s, const trec *r);
 
 /* Under lock: the cache's maps st_derive() reads (new reference). */
 json_t *st_cluster_maps(ll_status *s);

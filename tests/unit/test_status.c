@@ -657,32 +657,98 @@ static void test_the_worst_object_speaks(void **state)
 static void test_typed_verdict(void **state)
 {
     (void)state;
-    json_t *t = tenant("active", "committed", "1.2.x"),
-           *c = cluster(1, helmrelease(3, READY_STATUS));
-    json_t *packed = packed_cluster(c);
+    json_t *c = cluster(1, helmrelease(3, READY_STATUS)), *packed = packed_cluster(c);
+    st_object objects[] = {
+        {.kind = ST_NAMESPACE, .key = "acme"},
+        {.kind = ST_HELMRELEASE, .key = HR_KEY, .chart = "1.2.x"},
+    };
+    st_tenant t = {.lifecycle = "active",
+                   .sync = "committed",
+                   .commit = "450796ddb2ab6724ee1cc32a4be56da032d1cca0",
+                   .objects = objects,
+                   .n_objects = 2};
     st_facts facts = {.applied = 1, .fetched = 1};
     st_verdict v;
-    st_derive(&v, NULL, t, packed, &facts);
+    st_derive(&v, NULL, &t, packed, &facts);
     assert_int_equal(v.state, LL_STATE_READY);
     assert_string_equal(v.reason, "UpgradeSucceeded");
     assert_string_equal(v.deployed_chart, "1.2.3");
-    json_t *d = ll_status_derive(t, c);
+    json_t *jt = tenant("active", "committed", "1.2.x"), *d = ll_status_derive(jt, c);
     assert_string_equal(v.message, message_of(d));
     json_decref(d);
+    json_decref(jt);
     /* Not applied: the facts decide. */
     facts.applied = 0;
     facts.failed_ks = "apply failed";
-    st_derive(&v, NULL, t, packed, &facts);
+    st_derive(&v, NULL, &t, packed, &facts);
     assert_int_equal(v.state, LL_STATE_FAILED);
     assert_string_equal(v.reason, "KustomizationFailed");
     assert_string_equal(v.message, "apply failed");
     facts.failed_ks = NULL;
-    st_derive(&v, NULL, t, packed, &facts);
+    st_derive(&v, NULL, &t, packed, &facts);
+    assert_int_equal(v.state, LL_STATE_UPDATING);
+    assert_string_equal(v.reason, "NotApplied");
+    /* A values digest that differs from the live one: not applied yet. */
+    snprintf(objects[1].values, sizeof(objects[1].values), "%s", "0123456789abcdef");
+    json_object_set_new(json_object_get(json_object_get(c, "HelmRelease"), HR_KEY), "values",
+                        json_string("fedcba9876543210"));
+    facts.applied = 1;
+    st_derive(&v, NULL, &t, c, &facts);
     assert_int_equal(v.state, LL_STATE_UPDATING);
     assert_string_equal(v.reason, "NotApplied");
     json_decref(packed);
-    json_decref(t);
     json_decref(c);
+}
+
+/* What a tenant's file declares: the watched kinds only, keys with their
+ * namespace (default when none), chart versions and values digests. */
+static void test_declared_objects(void **state)
+{
+    (void)state;
+    const char *file = "apiVersion: v1\n"
+                       "kind: Namespace\n"
+                       "metadata:\n  name: acme\n"
+                       "---\n"
+                       "apiVersion: helm.toolkit.fluxcd.io/v2\n"
+                       "kind: HelmRelease\n"
+                       "metadata:\n  name: acme-premium\n  namespace: flux-system\n"
+                       "spec:\n  chart:\n    spec:\n      version: 1.2.x\n"
+                       "  values:\n    replicaCount: 3\n"
+                       "---\n"
+                       "apiVersion: infra.contrib.fluxcd.io/v1alpha2\n"
+                       "kind: Terraform\n"
+                       "metadata:\n  name: acme\n"
+                       "---\n"
+                       "apiVersion: v1\n"
+                       "kind: ConfigMap\n"
+                       "metadata:\n  name: ignored\n"
+                       "---\n"
+                       "apiVersion: example.com/v1\n"
+                       "kind: HelmRelease\n"
+                       "metadata:\n  name: not-flux\n";
+    st_objects o;
+    assert_int_equal(st_declared(&o, file, strlen(file)), 0);
+    assert_int_equal(o.n, 3);
+    assert_int_equal(o.v[0].kind, ST_NAMESPACE);
+    assert_string_equal(o.v[0].key, "acme");
+    assert_null(o.v[0].chart);
+    assert_int_equal(o.v[1].kind, ST_HELMRELEASE);
+    assert_string_equal(o.v[1].key, HR_KEY);
+    assert_string_equal(o.v[1].chart, "1.2.x");
+    /* The digest the slim of the same HelmRelease carries. */
+    json_t *slim = helmrelease_spec(3, "1.2.x", "{\"replicaCount\":3}", READY_STATUS);
+    assert_string_equal(o.v[1].values, json_string_value(json_object_get(slim, "values")));
+    json_decref(slim);
+    assert_int_equal(o.v[2].kind, ST_TERRAFORM);
+    assert_string_equal(o.v[2].key, "default/acme");
+    assert_string_equal(o.v[2].values, "");
+    assert_string_equal(st_kind_name(o.v[2].kind), "Terraform");
+    st_objects_clear(&o);
+    assert_null(o.v);
+    assert_int_equal(o.n, 0);
+    /* Not YAML. */
+    assert_int_equal(st_declared(&o, "a: [", 4), -1);
+    assert_null(o.v);
 }
 
 int main(void)
@@ -708,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_drifted_unreadable_and_no_objects),
         cmocka_unit_test(test_the_worst_object_speaks),
         cmocka_unit_test(test_typed_verdict),
+        cmocka_unit_test(test_declared_objects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
