@@ -1,5 +1,6 @@
-/* kube.c - the Kubernetes API client's requests (see kube.h); where the
- * cluster is and how to reach it is found by kubeconfig.c.
+/* kube.c - the Kubernetes API client's requests (see kube.h); the handle
+ * (where the cluster is and how to reach it) is made and freed by
+ * kubeconfig.c.
  *
  * Each transfer (each retry too) runs on its own curl easy handle on the
  * caller's thread, so any number of threads may share one ll_kube.  The
@@ -46,25 +47,6 @@
 #define PAUSE_SLICE_MS    50
 
 /* --- small helpers -------------------------------------------------------- */
-
-char *kube_dup_printf(const char *fmt, ...)
-{
-    char *p = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&p, fmt, ap) < 0)
-        p = NULL;
-    va_end(ap);
-    if (!p)
-        ll_error_set(LL_ERROR, "out of memory");
-    return p;
-}
-
-const char *kube_str(const json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s && s[0] ? s : NULL;
-}
 
 /* Copies s into out as one printable line (control bytes become spaces). */
 static void one_line(char *out, size_t cap, const char *s, size_t n)
@@ -114,49 +96,6 @@ static char *auth_header(ll_kube *k)
         header = NULL;
     pthread_mutex_unlock(&k->lock);
     return header;
-}
-
-static void wipe_free(char *p, size_t n)
-{
-    if (p)
-        explicit_bzero(p, n);
-    free(p);
-}
-
-void ll_kube_free(ll_kube *k)
-{
-    if (!k)
-        return;
-    free(k->server);
-    free(k->ns);
-    free(k->source);
-    free(k->ca);
-    free(k->cert);
-    wipe_free(k->key, k->key_len);
-    free(k->token_path);
-    wipe_free(k->token, k->token ? strlen(k->token) : 0);
-    pthread_mutex_destroy(&k->lock);
-    free(k);
-}
-
-const char *ll_kube_server(const ll_kube *k)
-{
-    return k->server;
-}
-
-const char *ll_kube_namespace(const ll_kube *k)
-{
-    return k->ns;
-}
-
-const char *ll_kube_source(const ll_kube *k)
-{
-    return k->source;
-}
-
-void ll_kube_cancel(ll_kube *k)
-{
-    atomic_store(&k->cancelled, 1);
 }
 
 /* --- transfers ---------------------------------------------------------------- */

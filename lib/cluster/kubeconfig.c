@@ -1,5 +1,6 @@
-/* kubeconfig.c - where the cluster is and how to reach it: ll_kube_open
- * (see kube.h).
+/* kubeconfig.c - the Kubernetes client's handle: where the cluster is and
+ * how to reach it (ll_kube_open, ll_kube_free and the accessors; see
+ * kube.h).  kube.c makes the requests.
  *
  * The cluster is found once: a kubeconfig (read with ll_yaml_load_json;
  * relative paths resolve against its folder, as kubectl does), else the
@@ -14,6 +15,7 @@
  * (struct ll_kube in kube_int.h).  Tokens and keys never reach a log line
  * or an error message.
  */
+#define _GNU_SOURCE /* vasprintf */
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -47,6 +49,25 @@
 #define TOKEN_MAX         (64u << 10)
 
 /* --- small helpers -------------------------------------------------------- */
+
+char *kube_dup_printf(const char *fmt, ...)
+{
+    char *p = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&p, fmt, ap) < 0)
+        p = NULL;
+    va_end(ap);
+    if (!p)
+        ll_error_set(LL_ERROR, "out of memory");
+    return p;
+}
+
+const char *kube_str(const json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s && s[0] ? s : NULL;
+}
 
 static char *dup_str(const char *s)
 {
@@ -603,4 +624,47 @@ int ll_kube_open(ll_kube **out, const ll_kube_options *opts)
     }
     *out = k;
     return 0;
+}
+
+static void wipe_free(char *p, size_t n)
+{
+    if (p)
+        explicit_bzero(p, n);
+    free(p);
+}
+
+void ll_kube_free(ll_kube *k)
+{
+    if (!k)
+        return;
+    free(k->server);
+    free(k->ns);
+    free(k->source);
+    free(k->ca);
+    free(k->cert);
+    wipe_free(k->key, k->key_len);
+    free(k->token_path);
+    wipe_free(k->token, k->token ? strlen(k->token) : 0);
+    pthread_mutex_destroy(&k->lock);
+    free(k);
+}
+
+const char *ll_kube_server(const ll_kube *k)
+{
+    return k->server;
+}
+
+const char *ll_kube_namespace(const ll_kube *k)
+{
+    return k->ns;
+}
+
+const char *ll_kube_source(const ll_kube *k)
+{
+    return k->source;
+}
+
+void ll_kube_cancel(ll_kube *k)
+{
+    atomic_store(&k->cancelled, 1);
 }
