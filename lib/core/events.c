@@ -213,10 +213,33 @@ int ll_webhook_deliveries(json_t **out, ll_core *c, long long id, long long befo
     return 0;
 }
 
+/* An event as the event stream shows it: {"id", "type", "tenant" (null
+ * when of no single tenant), "data", "created_at"} (new reference). */
+static json_t *event_json(const ll_event *e)
+{
+    json_t *data = json_loads(e->data, 0, NULL);
+    return json_pack("{s:I, s:s, s:s?, s:o, s:s}", "id", (json_int_t)e->id, "type", e->type,
+                     "tenant", e->tenant[0] ? e->tenant : NULL, "data", data ? data : json_object(),
+                     "created_at", e->created_at);
+}
+
 int ll_events_after(json_t **out, ll_core *c, long long after, int limit)
 {
     ll_registry *r = ll_core_registry(c);
-    return r ? ll_registry_events_after(out, r, after, limit) : -1;
+    ll_event *events = NULL;
+    size_t n = 0;
+    int error;
+
+    *out = NULL;
+    if (!r)
+        return -1;
+    if ((error = ll_registry_events_after(&events, &n, r, after, limit)) < 0)
+        return error;
+    *out = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(*out, event_json(&events[i]));
+    ll_registry_events_free(events, n);
+    return 0;
 }
 
 int ll_events_last(long long *out, ll_core *c)

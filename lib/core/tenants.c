@@ -351,7 +351,7 @@ int ll_tenant_get(json_t **out, ll_core *c, const char *id)
 
 int ll_tenant_wait_over(ll_core *c, const char *id)
 {
-    char state[32];
+    ll_tenant_state state;
     ll_tenant_record t;
     ll_registry *r;
 
@@ -360,16 +360,14 @@ int ll_tenant_wait_over(ll_core *c, const char *id)
     if (!(r = ll_core_registry(c)) || ll_registry_tenant_get(&t, r, id, 0) < 0)
         return 1;
     int active = t.lifecycle == LL_TENANT_ACTIVE;
-    int known = ll_status_state(c->status, id, t.commit, ll_tenant_sync_name(t.sync), state,
-                                sizeof(state)) == 0;
+    int known = ll_status_state(&state, c->status, id, t.commit, ll_tenant_sync_name(t.sync)) == 0;
     ll_tenant_record_clear(&t);
     /* Not looked at (for this desired state) yet: over only when it is not
      * active. */
     if (!known)
         return !active;
-    return strcmp(state, "ready") == 0 || strcmp(state, "failed") == 0 ||
-           strcmp(state, "offboarding") == 0 || strcmp(state, "offboarded") == 0 ||
-           strcmp(state, "drifted") == 0;
+    return state == LL_STATE_READY || state == LL_STATE_FAILED || state == LL_STATE_OFFBOARDING ||
+           state == LL_STATE_OFFBOARDED || state == LL_STATE_DRIFTED;
 }
 
 /* The lifecycle a ?state= filter reads from the registry (-1: any, for no

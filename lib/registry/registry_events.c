@@ -1,6 +1,11 @@
 /* registry_events.c - events (tenants' state transitions), webhook
  * subscriptions and their delivery log, in the registry's SQLite file.
  *
+ * Transitions come in and events go out as records (ll_transition,
+ * ll_event in registry.h); the section "transitions and events" is the one
+ * place they become rows and back: the state's name, the event type
+ * "tenant.<state>" and the event's JSON data.
+ *
  * A transition is stored with its event and one pending delivery per
  * subscribed webhook in one transaction, so a delivery is never lost and
  * never made for an event that was not stored.  The deliverer
@@ -133,84 +138,146 @@ int reg_store_events(ll_registry *r, const json_t *events)
     return error;
 }
 
-int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, long long now_ms)
+/* --- transitions and events: the records to and from rows ------------------ */
+
+/* The event type of transition t ("tenant.<state>") into out. */
+static void transition_type(char *out, size_t cap, const ll_transition *t)
+{
+    snprintf(out, cap, "tenant.%s", ll_tenant_state_name(t->state));
+}
+
+static const char *or_null(const char *s)
+{
+    return s[0] ? s : NULL;
+}
+
+/* The data of transition t's event, as stored in events.data and sent in
+ * webhook bodies (new reference). */
+static json_t *transition_data(const ll_transition *t)
+{
+    return json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s?, s:s?, s:s?, s:s}", "tenant", t->tenant,
+                     "state", ll_tenant_state_name(t->state), "previous",
+                     t->previous ? ll_tenant_state_name(t->previous) : NULL, "reason", t->reason,
+                     "message", t->message, "desired_commit", or_null(t->desired_commit),
+                     "applied_commit", or_null(t->applied_commit), "deployed_chart",
+                     or_null(t->deployed_chart), "at", t->since);
+}
+
+/* Sets the observed state of transition t's tenant and stores its event;
+ * inside the caller's transaction.  st: the prepared UPDATE. */
+static int store_transition(ll_registry *r, sqlite3_stmt *st, const json_t *subs,
+                            const ll_transition *t, const char *now, long long now_ms)
+{
+    char type[80];
+    int error = 0, rc;
+    reg_bind_text(st, 1, ll_tenant_state_name(t->state));
+    reg_bind_text(st, 2, t->since);
+    reg_bind_text(st, 3, t->tenant);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return reg_db_error(r, "store a tenant's state");
+    json_t *data = transition_data(t);
+    transition_type(type, sizeof(type), t);
+    error = store_event(r, subs, type, t->tenant, data, now, now_ms);
+    json_decref(data);
+    return error;
+}
+
+int ll_registry_record_transitions(ll_registry *r, const ll_transition *t, size_t n,
+                                   long long now_ms)
 {
     sqlite3_stmt *st = NULL;
-    json_t *subs = NULL, *t;
+    json_t *subs = NULL;
     char now[32];
-    size_t i;
-    int error, rc;
+    int error;
 
-    if (!json_array_size(transitions))
+    if (!n)
         return 0;
     ll_now_rfc3339(now);
     if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
     if ((error = subscriptions(&subs, r)) < 0)
-        goto fail;
+        goto done;
     if ((error = reg_prepare(
              &st, r, "UPDATE tenants SET observed_state = ?, observed_since = ? WHERE id = ?")) < 0)
-        goto fail;
-    json_array_foreach(transitions, i, t)
-    {
-        const char *tenant = json_string_value(json_object_get(t, "tenant"));
-        reg_bind_text(st, 1, json_string_value(json_object_get(t, "state")));
-        reg_bind_text(st, 2, json_string_value(json_object_get(t, "since")));
-        reg_bind_text(st, 3, tenant);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-            error = reg_db_error(r, "store a tenant's state");
-            goto fail;
-        }
-        if ((error = store_event(r, subs, json_string_value(json_object_get(t, "type")), tenant,
-                                 json_object_get(t, "data"), now, now_ms)) < 0)
-            goto fail;
+        goto done;
+    for (size_t i = 0; i < n && error == 0; i++)
+        error = store_transition(r, st, subs, &t[i], now, now_ms);
+done:
+    json_decref(subs);
+    reg_finalize(r, st);
+    if (error < 0) {
+        reg_rollback(r);
+        return error;
     }
-    json_decref(subs);
-    reg_finalize(r, st);
     return reg_commit(r);
-fail:
-    json_decref(subs);
-    reg_finalize(r, st);
-    reg_rollback(r);
-    return error;
 }
 
-static json_t *event_row(sqlite3_stmt *st)
+static void copy_col(char *to, size_t cap, sqlite3_stmt *st, int i)
+{
+    const char *v = (const char *)sqlite3_column_text(st, i);
+    snprintf(to, cap, "%s", v ? v : "");
+}
+
+/* An events row (id, type, tenant_id, data, created_at) as a record; 0, or
+ * -1 when out of memory. */
+static int event_row(ll_event *out, sqlite3_stmt *st)
 {
     const char *data = (const char *)sqlite3_column_text(st, 3);
-    json_t *d = data ? json_loads(data, 0, NULL) : NULL;
-    return json_pack("{s:I, s:o, s:o, s:o, s:o}", "id", (json_int_t)sqlite3_column_int64(st, 0),
-                     "type", reg_col_text(st, 1), "tenant", reg_col_text(st, 2), "data",
-                     d ? d : json_object(), "created_at", reg_col_text(st, 4));
+    memset(out, 0, sizeof(*out));
+    out->id = sqlite3_column_int64(st, 0);
+    copy_col(out->type, sizeof(out->type), st, 1);
+    copy_col(out->tenant, sizeof(out->tenant), st, 2);
+    copy_col(out->created_at, sizeof(out->created_at), st, 4);
+    out->data = strdup(data ? data : "{}");
+    return out->data ? 0 : -1;
 }
 
-int ll_registry_events_after(json_t **out, ll_registry *r, long long after, int limit)
+void ll_registry_events_free(ll_event *events, size_t count)
+{
+    for (size_t i = 0; events && i < count; i++)
+        free(events[i].data);
+    free(events);
+}
+
+int ll_registry_events_after(ll_event **out, size_t *count, ll_registry *r, long long after,
+                             int limit)
 {
     sqlite3_stmt *st = NULL;
-    json_t *rows = json_array();
-    int error, rc;
+    ll_event *rows = NULL;
+    size_t n = 0;
+    int error, rc = SQLITE_DONE;
 
-    if ((error = reg_prepare(
-             &st, r,
-             "SELECT id, type, nullif(tenant_id, ''), data, created_at FROM events WHERE id > "
-             "? ORDER BY id LIMIT ?")) < 0)
-        goto fail;
+    *out = NULL;
+    *count = 0;
+    if (limit <= 0)
+        return 0;
+    if (!(rows = calloc((size_t)limit, sizeof(*rows))))
+        return ll_error_set(-1, "out of memory");
+    if ((error = reg_prepare(&st, r,
+                             "SELECT id, type, tenant_id, data, created_at FROM events WHERE id > "
+                             "? ORDER BY id LIMIT ?")) < 0)
+        goto done;
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int(st, 2, limit);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(rows, event_row(st));
-    if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "read events");
-        goto fail;
+    while (n < (size_t)limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (event_row(&rows[n++], st) < 0) {
+            error = ll_error_set(-1, "out of memory");
+            goto done;
+        }
     }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        error = reg_db_error(r, "read events");
+        goto done;
+    }
+    *out = n ? rows : NULL;
+    *count = n;
+    if (n)
+        rows = NULL;
+done:
     reg_finalize(r, st);
-    *out = rows;
-    return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(rows);
+    ll_registry_events_free(rows, n);
     return error;
 }
 

@@ -1,6 +1,7 @@
-/* Unit tests of lib/cluster/status.c's pure part: slim objects and the rules that
- * turn Flux's objects into a tenant's state (docs/api.md "Observed state",
- * protocols.md §4).  Objects are written the way the API returns them. */
+/* Unit tests of lib/cluster's pure part (slim.c, derive.c): slim objects
+ * and the rules that turn Flux's objects into a tenant's state (docs/api.md
+ * "Observed state", protocols.md §4), one case or more per rule.  Objects
+ * are written the way the API returns them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "cluster/status_int.h"
 #include "landlord/status.h"
 
 #define HR_KEY "flux-system/acme-premium"
@@ -473,6 +475,282 @@ static void test_packed_slims(void **state)
     assert_null(ll_status_slim_unpack(NULL));
 }
 
+/* --- one case per rule of docs/api.md "Observed state" not covered above ---------- */
+
+/* A HelmRelease slim at generation 3 with the given conditions (JSON
+ * array text) and history[0] deployed at 1.2.3. */
+static json_t *helmrelease_with(const char *conditions)
+{
+    char status[2048];
+    snprintf(status, sizeof(status),
+             "{\"observedGeneration\":3,\"lastAttemptedRevision\":\"1.2.3\",\"conditions\":%s,"
+             "\"history\":[{\"status\":\"deployed\",\"chartVersion\":\"1.2.3\"}]}",
+             conditions);
+    return helmrelease(3, status);
+}
+
+static const char *message_of(const json_t *d)
+{
+    return json_string_value(json_object_get(d, "message"));
+}
+
+static void test_stalled_and_remediated(void **state)
+{
+    (void)state;
+    /* Stalled while Ready is not False: Stalled's reason and message. */
+    json_t *d =
+        expect(tenant("active", "committed", "1.2.x"),
+               cluster(1, helmrelease_with("[{\"type\":\"Stalled\",\"status\":\"True\",\"reason\":"
+                                           "\"RetriesExceeded\",\"message\":\"gave up\"},"
+                                           "{\"type\":\"Ready\",\"status\":\"Unknown\"}]")),
+               "failed", "RetriesExceeded");
+    assert_string_equal(message_of(d), "HelmRelease " HR_KEY ": gave up");
+    json_decref(d);
+    /* Remediated, even with Ready True. */
+    d = expect(tenant("active", "committed", "1.2.x"),
+               cluster(1, helmrelease_with("[{\"type\":\"Remediated\",\"status\":\"True\","
+                                           "\"reason\":\"UninstallSucceeded\",\"message\":"
+                                           "\"uninstalled\"},{\"type\":\"Ready\",\"status\":"
+                                           "\"True\",\"observedGeneration\":3}]")),
+               "failed", "UninstallSucceeded");
+    assert_string_equal(message_of(d), "HelmRelease " HR_KEY ": uninstalled");
+    json_decref(d);
+    /* Ready False for a reason that is not a failure: still working. */
+    json_decref(expect(tenant("active", "committed", "1.2.x"),
+                       cluster(1, helmrelease_with("[{\"type\":\"Ready\",\"status\":\"False\","
+                                                   "\"reason\":\"Progressing\"}]")),
+                       "updating", "Progressing"));
+}
+
+static void test_stale_generation(void **state)
+{
+    (void)state;
+    /* Ready True, but about an older generation. */
+    json_t *d = expect(tenant("active", "committed", "1.2.x"),
+                       cluster(1, helmrelease_with("[{\"type\":\"Ready\",\"status\":\"True\","
+                                                   "\"reason\":\"UpgradeSucceeded\","
+                                                   "\"observedGeneration\":2}]")),
+                       "updating", "UpgradeSucceeded");
+    json_decref(d);
+    /* Ready True at the generation, but reconciling again. */
+    json_decref(
+        expect(tenant("active", "committed", "1.2.x"),
+               cluster(1, helmrelease_with("[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":"
+                                           "\"UpgradeSucceeded\",\"observedGeneration\":3},"
+                                           "{\"type\":\"Reconciling\",\"status\":\"True\"}]")),
+               "updating", "UpgradeSucceeded"));
+    /* generation ahead of observedGeneration: the message says both. */
+    d = expect(tenant("active", "committed", "1.2.x"), cluster(1, helmrelease(5, READY_STATUS)),
+               "updating", "UpgradeSucceeded");
+    assert_non_null(strstr(message_of(d), "generation 5 not reconciled yet (observed 3)"));
+    json_decref(d);
+}
+
+static void test_chart_versions(void **state)
+{
+    (void)state;
+    struct {
+        const char *want, *deployed, *attempted, *hstatus, *state;
+    } cases[] = {
+        {"1.2.3", "1.2.3+build.7", "1.2.3", "deployed", "ready"}, /* build metadata ignored */
+        {"1.*", "1.2.3", "1.2.3", "deployed", "ready"},
+        {"1.X", "1.9.0", "1.9.0", "deployed", "ready"},
+        {">=1.2 <2", "1.7.0", "1.7.0", "deployed", "ready"}, /* not read: satisfied */
+        {"1.2.x", "1.3.0", "1.3.0", "deployed", "updating"},
+        {"1.2", "1.2.3", "1.2.3", "deployed", "updating"},     /* exact, not a prefix */
+        {"1.2.3", "1.2.3", "1.2.4", "deployed", "updating"},   /* lastAttemptedRevision */
+        {"1.2.3", "1.2.3", "1.2.3", "superseded", "updating"}, /* history[0] not deployed */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char status[1024];
+        snprintf(status, sizeof(status),
+                 "{\"observedGeneration\":3,\"lastAttemptedRevision\":\"%s\",\"conditions\":[{"
+                 "\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"UpgradeSucceeded\","
+                 "\"observedGeneration\":3}],\"history\":[{\"status\":\"%s\",\"chartVersion\":"
+                 "\"%s\"}]}",
+                 cases[i].attempted, cases[i].hstatus, cases[i].deployed);
+        json_t *d = expect(tenant("active", "committed", cases[i].want),
+                           cluster(1, helmrelease_spec(3, cases[i].want, NULL, status)),
+                           cases[i].state, NULL);
+        if (strcmp(cases[i].state, "ready") != 0)
+            assert_string_equal(json_string_value(json_object_get(d, "reason")), "ChartVersion");
+        json_decref(d);
+    }
+}
+
+static void test_deleting_helmrelease(void **state)
+{
+    (void)state;
+    json_t *hr = helmrelease(3, READY_STATUS);
+    json_object_set_new(hr, "deleting", json_true());
+    json_t *d =
+        expect(tenant("active", "committed", "1.2.x"), cluster(1, hr), "updating", "Deleting");
+    assert_string_equal(message_of(d), "HelmRelease " HR_KEY ": the HelmRelease is being deleted");
+    json_decref(d);
+}
+
+static void test_drifted_unreadable_and_no_objects(void **state)
+{
+    (void)state;
+    json_decref(expect(tenant("drifted", "committed", "1.2.x"),
+                       cluster(1, helmrelease(3, READY_STATUS)), "drifted", "FileMissing"));
+    json_t *t = tenant("active", "committed", "1.2.x");
+    json_object_set_new(t, "unreadable", json_true());
+    json_t *d = expect(t, cluster(1, helmrelease(3, READY_STATUS)), "unknown", "FileUnreadable");
+    assert_string_equal(message_of(d), "the tenant's file cannot be read at commit 450796ddb2ab");
+    json_decref(d);
+    /* Unreadable says nothing while the push is pending. */
+    t = tenant("active", "pending", "1.2.x");
+    json_object_set_new(t, "unreadable", json_true());
+    json_decref(expect(t, cluster(1, helmrelease(3, READY_STATUS)), "updating", "GitPending"));
+    /* A file that declares nothing landlord watches. */
+    t = tenant("active", "committed", "1.2.x");
+    json_array_clear(json_object_get(t, "objects"));
+    d = expect(t, cluster(1, NULL), "ready", "NoObjects");
+    assert_int_equal(json_array_size(json_object_get(d, "objects")), 0);
+    assert_null(json_object_get(d, "deployed_chart"));
+    json_decref(d);
+}
+
+static void test_the_worst_object_speaks(void **state)
+{
+    (void)state;
+    const char *waiting =
+        "{\"observedGeneration\":1,\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\","
+        "\"reason\":\"DependencyNotReady\",\"message\":\"waiting on db\"}]}";
+    /* The Namespace is missing (progressing), the HelmRelease blocked:
+     * blocked wins; the missing object is listed as missing. */
+    json_t *c = cluster(1, helmrelease(1, waiting));
+    json_object_clear(json_object_get(c, "Namespace"));
+    json_t *d = expect(tenant("active", "committed", "1.2.x"), c, "blocked", "DependencyNotReady");
+    assert_string_equal(message_of(d), "HelmRelease " HR_KEY ": waiting on db");
+    json_t *ns = json_array_get(json_object_get(d, "objects"), 0);
+    assert_string_equal(json_string_value(json_object_get(ns, "state")), "missing");
+    assert_string_equal(json_string_value(json_object_get(ns, "reason")), "NotCreated");
+    json_decref(d);
+    /* A terminating Namespace holds back a ready HelmRelease. */
+    c = cluster(1, helmrelease(3, READY_STATUS));
+    json_object_set_new(json_object_get(json_object_get(c, "Namespace"), "acme"), "phase",
+                        json_string("Terminating"));
+    d = expect(tenant("active", "committed", "1.2.x"), c, "updating", "Terminating");
+    assert_string_equal(message_of(d), "Namespace acme: the namespace is being deleted");
+    json_decref(d);
+    /* Among equals the HelmRelease speaks: both ready, its reason. */
+    d = expect(tenant("active", "committed", "1.2.x"), cluster(1, helmrelease(3, READY_STATUS)),
+               "ready", "UpgradeSucceeded");
+    assert_non_null(strstr(message_of(d), "HelmRelease " HR_KEY ": Helm upgrade succeeded"));
+    json_t *hr = json_array_get(json_object_get(d, "objects"), 1);
+    assert_string_equal(json_string_value(json_object_get(hr, "desired_chart")), "1.2.x");
+    assert_string_equal(json_string_value(json_object_get(hr, "deployed_chart")), "1.2.3");
+    assert_int_equal(json_integer_value(json_object_get(hr, "generation")), 3);
+    assert_int_equal(json_integer_value(json_object_get(hr, "observed_generation")), 3);
+    json_decref(d);
+    /* A Kustomization failure on another commit does not count once the
+     * tenant's commit is applied. */
+    c = cluster(1, helmrelease(3, READY_STATUS));
+    json_object_set_new(c, "failed_ks", json_string("kustomize build failed"));
+    json_decref(expect(tenant("active", "committed", "1.2.x"), c, "ready", NULL));
+}
+
+/* The typed derivation the follower uses (status_int.h) gives what the
+ * JSON one shows, and needs no details. */
+static void test_typed_verdict(void **state)
+{
+    (void)state;
+    json_t *c = cluster(1, helmrelease(3, READY_STATUS)), *packed = packed_cluster(c);
+    st_object objects[] = {
+        {.kind = ST_NAMESPACE, .key = "acme"},
+        {.kind = ST_HELMRELEASE, .key = HR_KEY, .chart = "1.2.x"},
+    };
+    st_tenant t = {.lifecycle = "active",
+                   .sync = "committed",
+                   .commit = "450796ddb2ab6724ee1cc32a4be56da032d1cca0",
+                   .objects = objects,
+                   .n_objects = 2};
+    st_facts facts = {.applied = 1, .fetched = 1};
+    st_verdict v;
+    st_derive(&v, NULL, &t, packed, &facts);
+    assert_int_equal(v.state, LL_STATE_READY);
+    assert_string_equal(v.reason, "UpgradeSucceeded");
+    assert_string_equal(v.deployed_chart, "1.2.3");
+    json_t *jt = tenant("active", "committed", "1.2.x"), *d = ll_status_derive(jt, c);
+    assert_string_equal(v.message, message_of(d));
+    json_decref(d);
+    json_decref(jt);
+    /* Not applied: the facts decide. */
+    facts.applied = 0;
+    facts.failed_ks = "apply failed";
+    st_derive(&v, NULL, &t, packed, &facts);
+    assert_int_equal(v.state, LL_STATE_FAILED);
+    assert_string_equal(v.reason, "KustomizationFailed");
+    assert_string_equal(v.message, "apply failed");
+    facts.failed_ks = NULL;
+    st_derive(&v, NULL, &t, packed, &facts);
+    assert_int_equal(v.state, LL_STATE_UPDATING);
+    assert_string_equal(v.reason, "NotApplied");
+    /* A values digest that differs from the live one: not applied yet. */
+    snprintf(objects[1].values, sizeof(objects[1].values), "%s", "0123456789abcdef");
+    json_object_set_new(json_object_get(json_object_get(c, "HelmRelease"), HR_KEY), "values",
+                        json_string("fedcba9876543210"));
+    facts.applied = 1;
+    st_derive(&v, NULL, &t, c, &facts);
+    assert_int_equal(v.state, LL_STATE_UPDATING);
+    assert_string_equal(v.reason, "NotApplied");
+    json_decref(packed);
+    json_decref(c);
+}
+
+/* What a tenant's file declares: the watched kinds only, keys with their
+ * namespace (default when none), chart versions and values digests. */
+static void test_declared_objects(void **state)
+{
+    (void)state;
+    const char *file = "apiVersion: v1\n"
+                       "kind: Namespace\n"
+                       "metadata:\n  name: acme\n"
+                       "---\n"
+                       "apiVersion: helm.toolkit.fluxcd.io/v2\n"
+                       "kind: HelmRelease\n"
+                       "metadata:\n  name: acme-premium\n  namespace: flux-system\n"
+                       "spec:\n  chart:\n    spec:\n      version: 1.2.x\n"
+                       "  values:\n    replicaCount: 3\n"
+                       "---\n"
+                       "apiVersion: infra.contrib.fluxcd.io/v1alpha2\n"
+                       "kind: Terraform\n"
+                       "metadata:\n  name: acme\n"
+                       "---\n"
+                       "apiVersion: v1\n"
+                       "kind: ConfigMap\n"
+                       "metadata:\n  name: ignored\n"
+                       "---\n"
+                       "apiVersion: example.com/v1\n"
+                       "kind: HelmRelease\n"
+                       "metadata:\n  name: not-flux\n";
+    st_objects o;
+    assert_int_equal(st_declared(&o, file, strlen(file)), 0);
+    assert_int_equal(o.n, 3);
+    assert_int_equal(o.v[0].kind, ST_NAMESPACE);
+    assert_string_equal(o.v[0].key, "acme");
+    assert_null(o.v[0].chart);
+    assert_int_equal(o.v[1].kind, ST_HELMRELEASE);
+    assert_string_equal(o.v[1].key, HR_KEY);
+    assert_string_equal(o.v[1].chart, "1.2.x");
+    /* The digest the slim of the same HelmRelease carries. */
+    json_t *slim = helmrelease_spec(3, "1.2.x", "{\"replicaCount\":3}", READY_STATUS);
+    assert_string_equal(o.v[1].values, json_string_value(json_object_get(slim, "values")));
+    json_decref(slim);
+    assert_int_equal(o.v[2].kind, ST_TERRAFORM);
+    assert_string_equal(o.v[2].key, "default/acme");
+    assert_string_equal(o.v[2].values, "");
+    assert_string_equal(st_kind_name(o.v[2].kind), "Terraform");
+    st_objects_clear(&o);
+    assert_null(o.v);
+    assert_int_equal(o.n, 0);
+    /* Not YAML. */
+    assert_int_equal(st_declared(&o, "a: [", 4), -1);
+    assert_null(o.v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +767,14 @@ int main(void)
         cmocka_unit_test(test_slim_keeps_what_the_rules_read),
         cmocka_unit_test(test_terraform),
         cmocka_unit_test(test_packed_slims),
+        cmocka_unit_test(test_stalled_and_remediated),
+        cmocka_unit_test(test_stale_generation),
+        cmocka_unit_test(test_chart_versions),
+        cmocka_unit_test(test_deleting_helmrelease),
+        cmocka_unit_test(test_drifted_unreadable_and_no_objects),
+        cmocka_unit_test(test_the_worst_object_speaks),
+        cmocka_unit_test(test_typed_verdict),
+        cmocka_unit_test(test_declared_objects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,13 +43,15 @@ typedef struct ll_kube_options {
 
 /* Finds the cluster.  LL_ENOTFOUND when none is configured (no kubeconfig,
  * not in a pod); LL_EINVALID naming the file and what is wrong for a
- * kubeconfig that cannot be used.  Makes no request. */
+ * kubeconfig that cannot be used.  Makes no request.  *out is new
+ * (ll_kube_free); opts (may be NULL: defaults) is borrowed. */
 int ll_kube_open(ll_kube **out, const ll_kube_options *opts);
 
+/* Frees the handle, wiping keys and tokens.  NULL is fine. */
 void ll_kube_free(ll_kube *k);
 
 /* The server URL as configured: scheme://host:port[/prefix], no trailing
- * slash. */
+ * slash.  This and the two below are borrowed, valid as long as k. */
 const char *ll_kube_server(const ll_kube *k);
 
 /* The context's namespace, the pod's, or "default". */
@@ -59,11 +61,12 @@ const char *ll_kube_namespace(const ll_kube *k);
 const char *ll_kube_source(const ll_kube *k);
 
 /* GET path (with its query, e.g. "/api/v1/namespaces?limit=500"); *out is
- * the JSON body (caller frees). */
+ * the JSON body (new reference). */
 int ll_kube_get(json_t **out, ll_kube *k, const char *path);
 
-/* PATCH path with Content-Type application/merge-patch+json; *out (may be
- * NULL) is the resulting object. */
+/* PATCH path with Content-Type application/merge-patch+json (patch is
+ * borrowed); *out (out may be NULL) is the resulting object (new
+ * reference). */
 int ll_kube_merge_patch(json_t **out, ll_kube *k, const char *path, const json_t *patch);
 
 /* One watch event: type is ADDED, MODIFIED, DELETED or BOOKMARK; object is
@@ -79,7 +82,8 @@ typedef int (*ll_kube_event_fn)(void *ctx, const char *type, json_t *object);
  * ERROR event or a stream cut mid-line (a partial line is never passed on),
  * LL_EMALFORMED for a line that is not a JSON event, fn's negative value, or
  * LL_ETIMEOUT after ll_kube_cancel() or no byte for idle_s seconds (0: 330).
- * No retries: the caller lists and watches again. */
+ * No retries: the caller lists and watches again.  ctx is borrowed, passed
+ * to fn as it is. */
 int ll_kube_watch(ll_kube *k, const char *path, int idle_s, ll_kube_event_fn fn, void *ctx);
 
 /* Makes running requests and watches return soon, and later ones fail at

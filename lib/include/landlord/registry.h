@@ -13,10 +13,12 @@
 #ifndef LANDLORD_REGISTRY_H
 #define LANDLORD_REGISTRY_H
 
+#include <stddef.h>
 #include <jansson.h>
 
 #include "landlord/etag.h"
 #include "landlord/rollout_records.h"
+#include "landlord/state.h"
 
 typedef struct ll_registry ll_registry;
 
@@ -214,15 +216,46 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
 
 /* --- events and webhooks (registry_events.c) --- */
 
-/* Stores observed-state transitions in one transaction: for each
- * {"tenant", "state", "since", "type", "data"} sets the tenant's
- * observed_state/observed_since, stores the event, and queues a delivery
- * (due at now_ms) for every webhook whose event_types match type. */
-int ll_registry_record_transitions(ll_registry *r, const json_t *transitions, long long now_ms);
+/* One observed-state transition of a tenant, as the status follower
+ * records it: a value (it owns its text; "" is none).  Its event is
+ * "tenant.<state>" with data {tenant, state, previous, reason, message,
+ * desired_commit, applied_commit, deployed_chart, at} (null for what is
+ * "" or LL_STATE_NONE; at: since). */
+typedef struct ll_transition {
+    char tenant[64];
+    ll_tenant_state state;    /* the new state */
+    ll_tenant_state previous; /* LL_STATE_NONE: none before */
+    char since[40];           /* when it changed, RFC 3339 */
+    char reason[128];
+    char message[1280];
+    char desired_commit[41];
+    char applied_commit[41];
+    char deployed_chart[64];
+} ll_transition;
 
-/* Events with id > after, oldest first, at most limit:
- * [{"id", "type", "tenant", "data", "created_at"}] (new reference). */
-int ll_registry_events_after(json_t **out, ll_registry *r, long long after, int limit);
+/* Stores the n transitions t[0..n) in one transaction: for each, sets the
+ * tenant's observed_state/observed_since, stores its event, and queues a
+ * delivery (due at now_ms) for every webhook whose event_types match the
+ * event's type.  t is borrowed. */
+int ll_registry_record_transitions(ll_registry *r, const ll_transition *t, size_t n,
+                                   long long now_ms);
+
+/* One stored event, as read back. */
+typedef struct ll_event {
+    long long id;
+    char type[64];       /* "tenant.<state>" or "rollout.<event>" */
+    char tenant[64];     /* "" when of no single tenant */
+    char created_at[40]; /* RFC 3339 */
+    char *data;          /* its data, compact JSON text (owned; "{}" when none) */
+} ll_event;
+
+/* Events with id > after, oldest first, at most limit: *out a new array of
+ * *count events (free with ll_registry_events_free), NULL when none. */
+int ll_registry_events_after(ll_event **out, size_t *count, ll_registry *r, long long after,
+                             int limit);
+
+/* Frees what ll_registry_events_after returned; NULL is fine. */
+void ll_registry_events_free(ll_event *events, size_t count);
 
 /* Tenants per tier and state: [{"tier", "state", "count"}], the state being
  * the last observed one, else unknown (active) or the lifecycle. */

@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "landlord/kube.h"
+#include "landlord/state.h"
 
 typedef struct ll_status ll_status;
 
@@ -45,13 +46,15 @@ typedef struct ll_status_options {
 } ll_status_options;
 
 /* Starts following the cluster through k (steals it).  k NULL: no cluster
- * configured; every active tenant's state is then "unknown". */
+ * configured; every active tenant's state is then "unknown".  *out is new
+ * (ll_status_free); opts is borrowed (its strings are copied). */
 int ll_status_open(ll_status **out, ll_kube *k, const ll_status_options *opts);
 
-/* Stops the watches and the thread; frees. */
+/* Stops the watches and the thread; frees.  NULL is fine. */
 void ll_status_free(ll_status *s);
 
-/* The registry changed (a write was stored, a batch was pushed, adoption). */
+/* The registry changed (a write was stored, a batch was pushed, adoption).
+ * Any thread; s may be NULL. */
 void ll_status_touch(ll_status *s);
 
 /* The clone's packs were merged: the follower opens its handle anew (the
@@ -61,7 +64,8 @@ void ll_status_clone_repacked(ll_status *s);
 /* Adds the observed state to view, a tenant as the API shows it ("id",
  * "lifecycle" still present): "state", "state_reason", "state_message",
  * "state_since" and "observed" {desired_commit, fetched_commit,
- * applied_commit, desired_chart, deployed_chart, objects: [...]}. */
+ * applied_commit, desired_chart, deployed_chart, objects: [...]}.  view is
+ * borrowed and changed in place. */
 void ll_status_describe(ll_status *s, json_t *view);
 
 /* 1 when a cluster is configured (states are followed). */
@@ -72,11 +76,12 @@ int ll_status_configured(const ll_status *s);
  * known in the cluster, once listed), "error"}.  New reference. */
 json_t *ll_status_health(ll_status *s);
 
-/* Copies tenant id's state into out, when it was derived for the desired
- * commit and sync given (the registry's).  LL_ENOTFOUND when the follower
- * has not looked at that desired state yet (or there is no cluster). */
-int ll_status_state(ll_status *s, const char *id, const char *commit, const char *sync, char *out,
-                    size_t cap);
+/* Tenant id's state into *out, when it was derived for the desired commit
+ * and sync given (the registry's; borrowed).  LL_ENOTFOUND (and
+ * LL_STATE_NONE) when the follower has not looked at that desired state
+ * yet, or there is no cluster. */
+int ll_status_state(ll_tenant_state *out, ll_status *s, const char *id, const char *commit,
+                    const char *sync);
 
 /* The follower's verdict on tenant id, when it was derived for the
  * desired commit and sync given: {"state", "reason", "message",
@@ -93,16 +98,17 @@ typedef struct ll_namespace_owner {
     char declared_by[64];  /* the tenant whose file (as last read) declares it, or "" */
 } ll_namespace_owner;
 
-/* What is known of namespace name, for the ids check (ids.c).  When the
- * cluster's namespaces were never listed yet, waits up to 2 s while the
- * first list is under way (not once it failed); out->known says whether
- * they were.  Returns 0, or LL_ENOTFOUND without a cluster. */
+/* What is known of namespace name, for the ids check (ids.c), copied into
+ * *out.  When the cluster's namespaces were never listed yet, waits up to
+ * 2 s while the first list is under way (not once it failed); out->known
+ * says whether they were.  Returns 0, or LL_ENOTFOUND without a cluster. */
 int ll_status_namespace_owner(ll_namespace_owner *out, ll_status *s, const char *name);
 
-/* Moves on every state change of any tenant. */
+/* Moves on every state change of any tenant.  s may be NULL (0). */
 unsigned long long ll_status_generation(ll_status *s);
 
-/* Sleeps until the generation moves past seen or deadline_ms (monotonic). */
+/* Sleeps until the generation moves past seen or deadline_ms (monotonic).
+ * s may be NULL (returns at once). */
 void ll_status_wait(ll_status *s, unsigned long long seen, int64_t deadline_ms);
 
 /* Derives the state of one tenant from what the cluster shows (pure; for
@@ -111,10 +117,13 @@ void ll_status_wait(ll_status *s, unsigned long long seen, int64_t deadline_ms);
  * (the Kustomization applied a commit including the tenant's), "failed_ks":
  * Kustomization failure message or absent, "HelmRelease": {key: slim},
  * "Namespace": {...}, "Terraform": {...}}.  Returns {"state", "reason",
- * "message", "deployed_chart", "objects": [...]}. */
+ * "message", "deployed_chart", "objects": [...]} (new reference); tenant
+ * and cluster are borrowed.  The JSON face of the typed derivation the
+ * follower runs (lib/cluster/derive.c). */
 json_t *ll_status_derive(const json_t *tenant, const json_t *cluster);
 
-/* The slim form of a Kubernetes object that ll_status_derive reads. */
+/* The slim form of a Kubernetes object that ll_status_derive reads (new
+ * reference; object is borrowed). */
 json_t *ll_status_slim(const json_t *object);
 
 /* A slim (as ll_status_slim makes it) packed as text for the cache: a JSON

@@ -42,11 +42,12 @@ typedef struct ll_informer_spec {
     void *payload;
 } ll_informer_spec;
 
-/* Starts the informer's thread.  spec's strings are copied. */
+/* Starts the informer's thread.  *out is new (ll_informer_stop); k is
+ * borrowed and must outlive the informer; spec's strings are copied. */
 int ll_informer_start(ll_informer **out, ll_kube *k, const ll_informer_spec *spec);
 
-/* Stops the thread and frees.  Call ll_kube_cancel() on its client first so
- * a running watch returns at once. */
+/* Stops the thread and frees (NULL is fine).  Call ll_kube_cancel() on its
+ * client first so a running watch returns at once. */
 void ll_informer_stop(ll_informer *inf);
 
 /* {"kind", "synced": bool, "objects": n, "restarts": n (lists after the first:
