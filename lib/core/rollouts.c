@@ -1010,7 +1010,8 @@ done:
 static void drive(ll_rollouts *e, long long id)
 {
     for (int guard = 0; guard < 8; guard++) {
-        json_t *ro = NULL, *op = NULL;
+        json_t *ro = NULL;
+        ll_operation op = {0};
         char now[32];
         int again = 0;
 
@@ -1020,20 +1021,19 @@ static void drive(ll_rollouts *e, long long id)
         const char *state = str(ro, "state");
         if (strcmp(state, "rolling_back") == 0) {
             if (ll_registry_op_get(&op, e->reg, integer(ro, "rollback_op")) == 0) {
-                const char *ostate = str(op, "state");
-                if (strcmp(ostate, "pushed") == 0) {
+                if (op.state == LL_OP_PUSHED) {
                     json_t *ev = event("rollout.rolled_back", ro, 0);
-                    json_object_set(json_object_get(ev, "data"), "commit",
-                                    json_object_get(op, "commit"));
-                    step(e, json_pack("{s:I, s:s, s:{s:s, s:s, s:O}, s:[o]}", "rollout",
+                    json_object_set_new(json_object_get(ev, "data"), "commit",
+                                        op.commit ? json_string(op.commit) : json_null());
+                    step(e, json_pack("{s:I, s:s, s:{s:s, s:s, s:s?}, s:[o]}", "rollout",
                                       (json_int_t)id, "expect", "rolling_back", "set", "state",
-                                      "rolled_back", "finished_at", now, "rollback_sha",
-                                      json_object_get(op, "commit"), "events", ev));
+                                      "rolled_back", "finished_at", now, "rollback_sha", op.commit,
+                                      "events", ev));
                     ll_log_info("msg=\"rollout rolled back\" rollout=%lld", id);
-                } else if (strcmp(ostate, "failed") == 0) {
+                } else if (op.state == LL_OP_FAILED) {
                     char why[LL_ERROR_MSG_MAX + 64];
                     snprintf(why, sizeof(why), "the rollback commit failed: %s",
-                             str(op, "error") ? str(op, "error") : "?");
+                             op.error ? op.error : "?");
                     json_t *ev = event("rollout.failed", ro, 0);
                     json_object_set_new(json_object_get(ev, "data"), "reason", json_string(why));
                     step(e, json_pack("{s:I, s:s, s:{s:s, s:s, s:s}, s:[o]}", "rollout",
@@ -1070,20 +1070,19 @@ static void drive(ll_rollouts *e, long long id)
                 }
             } else if (strcmp(wstate, "committing") == 0) {
                 if (ll_registry_op_get(&op, e->reg, integer(w, "operation_id")) == 0) {
-                    const char *ostate = str(op, "state");
-                    if (strcmp(ostate, "pushed") == 0) {
+                    if (op.state == LL_OP_PUSHED) {
                         again =
-                            step(e, json_pack(
-                                        "{s:I, s:s, s:i, s:{s:s, s:s, s:O, s:I}}", "rollout",
-                                        (json_int_t)id, "expect", "running", "wave", wave,
-                                        "wave_set", "state", "waiting", "pushed_at", now,
-                                        "commit_sha", json_object_get(op, "commit"), "deadline_ms",
-                                        (json_int_t)(ll_wall_ms() +
-                                                     1000 * integer(ro, "wave_timeout")))) == 0;
-                    } else if (strcmp(ostate, "failed") == 0) {
+                            step(e, json_pack("{s:I, s:s, s:i, s:{s:s, s:s, s:s?, s:I}}", "rollout",
+                                              (json_int_t)id, "expect", "running", "wave", wave,
+                                              "wave_set", "state", "waiting", "pushed_at", now,
+                                              "commit_sha", op.commit, "deadline_ms",
+                                              (json_int_t)(ll_wall_ms() +
+                                                           1000 * integer(ro, "wave_timeout")))) ==
+                            0;
+                    } else if (op.state == LL_OP_FAILED) {
                         char why[LL_ERROR_MSG_MAX + 64];
                         snprintf(why, sizeof(why), "wave %d: its commit failed: %s", wave,
-                                 str(op, "error") ? str(op, "error") : "?");
+                                 op.error ? op.error : "?");
                         fail_wave(e, ro, wave, why);
                     }
                 }
@@ -1112,7 +1111,7 @@ static void drive(ll_rollouts *e, long long id)
                 fail_wave(e, ro, wave, str(w, "error") ? str(w, "error") : "the wave failed");
             }
         }
-        json_decref(op);
+        ll_operation_clear(&op);
         json_decref(ro);
         if (!again)
             return;

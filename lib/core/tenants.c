@@ -466,8 +466,9 @@ int ll_core_field_error(const char *field, const char *fmt, ...)
 int ll_tenant_outcome(json_t **out, int *pending, ll_core *c, long long op, const char *id)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *opj = NULL, *t = NULL;
-    const char *state = "pushed";
+    ll_operation opr = {0};
+    json_t *t = NULL;
+    ll_op_state state = LL_OP_PUSHED;
     int error;
 
     *out = NULL;
@@ -475,17 +476,16 @@ int ll_tenant_outcome(json_t **out, int *pending, ll_core *c, long long op, cons
     if (!r)
         return -1;
     if (op > 0) {
-        if ((error = ll_registry_op_get(&opj, r, op)) < 0)
+        if ((error = ll_registry_op_get(&opr, r, op)) < 0)
             return error;
-        state = json_string_value(json_object_get(opj, "state"));
+        state = opr.state;
     }
-    if (strcmp(state, "failed") == 0) {
-        const char *type = json_string_value(json_object_get(opj, "error_type"));
-        const char *why = json_string_value(json_object_get(opj, "error"));
-        if (type && strcmp(type, "render-failed") == 0) {
+    if (state == LL_OP_FAILED) {
+        const char *why = opr.error;
+        if (opr.failure == LL_OP_FAILURE_RENDER) {
             error = ll_error_set(LL_EINVALID, "%s", why ? why : "the template did not render");
             ll_error_kind("render-failed");
-        } else if (type && strcmp(type, "conflict") == 0) {
+        } else if (opr.failure == LL_OP_FAILURE_CONFLICT) {
             error = ll_error_set(LL_ECONFLICT, "%s", why ? why : "conflict in the repository");
         } else {
             error = ll_error_set(LL_EUPSTREAM, "%s", why ? why : "push failed");
@@ -493,15 +493,14 @@ int ll_tenant_outcome(json_t **out, int *pending, ll_core *c, long long op, cons
         }
         goto done;
     }
-    *pending = strcmp(state, "queued") == 0;
-    if ((error = ll_registry_tenant_get(
-             &t, r, opj ? json_string_value(json_object_get(opj, "tenant")) : id, 1)) < 0)
+    *pending = state == LL_OP_QUEUED;
+    if ((error = ll_registry_tenant_get(&t, r, op > 0 ? opr.tenant : id, 1)) < 0)
         goto done;
     *out = tenant_view(c, t);
     t = NULL;
 done:
     json_decref(t);
-    json_decref(opj);
+    ll_operation_clear(&opr);
     return error;
 }
 
@@ -518,12 +517,12 @@ void ll_core_wait_progress(ll_core *c, unsigned long long seen, int64_t deadline
 int ll_core_op_queued(ll_core *c, long long op)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *opj = NULL;
+    ll_operation opr;
     int queued;
-    if (!r || ll_registry_op_get(&opj, r, op) < 0)
+    if (!r || ll_registry_op_get(&opr, r, op) < 0)
         return -1;
-    queued = strcmp(json_string_value(json_object_get(opj, "state")), "queued") == 0;
-    json_decref(opj);
+    queued = opr.state == LL_OP_QUEUED;
+    ll_operation_clear(&opr);
     return queued;
 }
 
@@ -1107,17 +1106,29 @@ int ll_tier_get(json_t **out, ll_core *c, const char *name)
 int ll_operation_get(json_t **out, ll_core *c, long long id)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *op = NULL;
+    ll_operation op;
+    json_t *v;
     int error;
     if (!r)
         return -1;
     if ((error = ll_registry_op_get(&op, r, id)) < 0)
         return error;
-    json_object_del(op, "payload");
-    json_object_del(op, "error_type");
-    /* Tier changes name no tenant. */
-    if (strncmp(json_string_value(json_object_get(op, "kind")), "tier_", 5) == 0)
-        json_object_set_new(op, "tenant", json_null());
-    *out = op;
+        /* The API's view: the record without its payload and failure class;
+         * tier changes and rollouts name no tenant. */
+#define TEXT(s) ((s) ? json_string(s) : json_null())
+    v = json_pack("{s:I, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:{s:o, s:o}, s:I, s:o}", "id",
+                  (json_int_t)op.id, "kind", ll_op_kind_name(op.kind), "tenant", TEXT(op.tenant),
+                  "tier", TEXT(op.tier), "state", ll_op_state_name(op.state), "commit",
+                  TEXT(op.commit), "error", TEXT(op.error), "created_at", TEXT(op.created_at),
+                  "updated_at", TEXT(op.updated_at), "author", "name", TEXT(op.author_name),
+                  "email", TEXT(op.author_email), "attempts", (json_int_t)op.attempts, "last_error",
+                  TEXT(op.last_error));
+#undef TEXT
+    if (v && op.rollout_id)
+        json_object_set_new(v, "rollout", json_integer(op.rollout_id));
+    ll_operation_clear(&op);
+    if (!v)
+        return ll_error_set(-1, "out of memory");
+    *out = v;
     return 0;
 }

@@ -22,8 +22,10 @@
 #include <git2.h>
 #include <openssl/evp.h>
 
+#include "apply.h"
 #include "gitops_int.h"
 #include "landlord/error.h"
+#include "landlord/gitops.h"
 #include "landlord/kustomize.h"
 #include "landlord/template.h"
 #include "landlord/tiers.h"
@@ -64,14 +66,15 @@ void ll_tenant_file_path(char *out, size_t cap, const char *root, int sharded, c
 /* Where tenant's file in tier is: the configured layout's path when the file
  * is there or nowhere, else the other layout's (a flat file adopted while
  * the layout is sharded stays where it is).  dir gets its folder. */
-static void tenant_location(char *path, size_t cap, char *dir, size_t dir_cap, ll_gitops *g,
-                            ll_overlay *ov, const char *tier, const char *tenant)
+static void tenant_location(char *path, size_t cap, char *dir, size_t dir_cap,
+                            const ll_apply_ctx *ctx, ll_overlay *ov, const char *tier,
+                            const char *tenant)
 {
-    ll_tenant_file_path(path, cap, g->root, g->sharded, tier, tenant);
+    ll_tenant_file_path(path, cap, ctx->root, ctx->sharded, tier, tenant);
     if (!ll_overlay_exists(ov, path)) {
-        ll_tenant_file_path(path, cap, g->root, !g->sharded, tier, tenant);
+        ll_tenant_file_path(path, cap, ctx->root, !ctx->sharded, tier, tenant);
         if (!ll_overlay_exists(ov, path))
-            ll_tenant_file_path(path, cap, g->root, g->sharded, tier, tenant);
+            ll_tenant_file_path(path, cap, ctx->root, ctx->sharded, tier, tenant);
     }
     snprintf(dir, dir_cap, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -85,26 +88,26 @@ static void tenant_location(char *path, size_t cap, char *dir, size_t dir_cap, l
  * here may be newer (a foreign writer), so it is checked again unless it is
  * the catalogue's own text, whose verdict stands.  *why is the class of a
  * failure. */
-static int check_tier_template(ll_gitops *g, const char *tier, const char *tmpl, size_t len,
-                               const json_t *values, const char **why)
+static int check_tier_template(const ll_apply_ctx *ctx, const char *tier, const char *tmpl,
+                               size_t len, const json_t *values, ll_op_failure *why)
 {
-    json_t *cat = ll_gitops_tiers(g), *locked = NULL;
+    const json_t *cat = ctx->tiers;
+    json_t *locked = NULL;
     const json_t *known = ll_tiers_find(cat, tier);
     const json_t *text = json_object_get(known, "template");
     char msg[LL_ERROR_MSG_MAX];
     const char *rule = NULL;
     int error;
 
-    *why = "conflict";
+    *why = LL_OP_FAILURE_CONFLICT;
     if (text && json_string_length(text) == len &&
         memcmp(json_string_value(text), tmpl, len) == 0) {
         if ((error = ll_tiers_usable(known)) == 0 &&
             (error = ll_tiers_check_values(known, values)) < 0)
-            *why = "render-failed";
-        json_decref(cat);
+            *why = LL_OP_FAILURE_RENDER;
         return error;
     }
-    ll_tier_policy policy = {g->tier_kinds, g->flux_namespace, json_object_get(cat, "pools")};
+    ll_tier_policy policy = {ctx->tier_kinds, ctx->flux_namespace, json_object_get(cat, "pools")};
     if ((error = ll_template_check_policy(&rule, tmpl, len, &policy)) < 0 ||
         (error = ll_template_locked_values(&locked, tmpl, len, policy.pools)) < 0) {
         snprintf(msg, sizeof(msg), "%s", ll_error_last()->message);
@@ -113,53 +116,50 @@ static int check_tier_template(ll_gitops *g, const char *tier, const char *tmpl,
                              "rendered until its template is fixed: %s",
                              tier, rule ? rule : "template", msg);
     } else if ((error = ll_template_check_values(locked, values)) < 0) {
-        *why = "render-failed";
+        *why = LL_OP_FAILURE_RENDER;
     }
     json_decref(locked);
-    json_decref(cat);
     return error;
 }
 
 /* Renders the tenant of op into tier and writes it there, with its
  * kustomization entry.  A different file already there is a conflict unless
  * replace (an update re-renders its own file). */
-static int put_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t *op,
-                      const char *tier, int replace, const char **why)
+static int put_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
+                      const ll_operation *op, int replace, ll_op_failure *why)
 {
-    const char *tenant = op_str(op, "tenant");
-    const json_t *payload = json_object_get(op, "payload");
+    const char *tenant = op->tenant, *tier = op->tier;
     char path[1024], dir[1000], entry[128], *tmpl = NULL, *rendered = NULL, *existing = NULL;
     size_t tmpl_len = 0, rendered_len = 0, existing_len = 0;
     /* What the file carries: the exact chart version chosen for the tenant
      * (chart_version), else its release as a range. */
-    const char *version = json_string_value(json_object_get(payload, "chart_version"));
-    ll_render_input in = {
-        tenant, tier, version ? version : json_string_value(json_object_get(payload, "release")),
-        NULL, json_object_get(payload, "values")};
+    ll_render_input in = {tenant, tier, op->t.chart_version ? op->t.chart_version : op->t.release,
+                          NULL, op->t.values};
     int error;
 
-    *why = "conflict";
-    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", g->root, tier);
+    *why = LL_OP_FAILURE_CONFLICT;
+    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", ctx->root, tier);
     if ((error = ll_overlay_read(&tmpl, &tmpl_len, ov, path)) < 0)
         goto done;
     if (!tmpl) {
         error = ll_error_set(LL_ECONFLICT, "tier '%s' has no template at %s", tier, path);
         goto done;
     }
-    snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
+    snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", ctx->root, tier);
     if (!ll_overlay_exists(ov, path)) {
-        error = ll_error_set(
-            LL_ECONFLICT, "the tier folder %s/tenants/%s has no kustomization.yaml", g->root, tier);
+        error =
+            ll_error_set(LL_ECONFLICT, "the tier folder %s/tenants/%s has no kustomization.yaml",
+                         ctx->root, tier);
         ll_error_hint("restore the tier folder in the repository");
         goto done;
     }
-    if ((error = check_tier_template(g, tier, tmpl, tmpl_len, in.values, why)) < 0)
+    if ((error = check_tier_template(ctx, tier, tmpl, tmpl_len, in.values, why)) < 0)
         goto done;
     if ((error = ll_template_render(&rendered, &rendered_len, tmpl, tmpl_len, &in)) < 0) {
-        *why = "render-failed";
+        *why = LL_OP_FAILURE_RENDER;
         goto done;
     }
-    tenant_location(path, sizeof(path), dir, sizeof(dir), g, ov, tier, tenant);
+    tenant_location(path, sizeof(path), dir, sizeof(dir), ctx, ov, tier, tenant);
     if ((error = ll_overlay_read(&existing, &existing_len, ov, path)) < 0)
         goto done;
     if (existing && (existing_len != rendered_len || memcmp(existing, rendered, rendered_len))) {
@@ -177,7 +177,7 @@ static int put_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_
         if (error < 0)
             goto done;
     }
-    snprintf(path, sizeof(path), "%s/tenants/%s", g->root, tier);
+    snprintf(path, sizeof(path), "%s/tenants/%s", ctx->root, tier);
     if (strcmp(dir, path) != 0) {
         /* A shard: its own kustomization, listed by the tier's. */
         const char *shard = dir + strlen(path) + 1;
@@ -189,7 +189,7 @@ static int put_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_
                 goto done;
             }
         }
-        snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
+        snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", ctx->root, tier);
         if ((error = kustomization_change(intents, path, shard, 1)) < 0)
             goto done;
     }
@@ -205,14 +205,14 @@ done:
 
 /* Removes the tenant's file from tier and its kustomization entry; absent
  * already is fine. */
-static int remove_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const char *tenant,
-                         const char *tier)
+static int remove_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
+                         const char *tenant, const char *tier)
 {
     char path[1024], dir[1000], entry[128], *existing = NULL;
     size_t len = 0;
     int error;
 
-    tenant_location(path, sizeof(path), dir, sizeof(dir), g, ov, tier, tenant);
+    tenant_location(path, sizeof(path), dir, sizeof(dir), ctx, ov, tier, tenant);
     if ((error = ll_overlay_read(&existing, &len, ov, path)) < 0)
         return error;
     if (existing) {
@@ -230,17 +230,17 @@ static int remove_tenant(ll_gitops *g, ll_overlay *ov, json_t *intents, const ch
 /* Writes a tier's template (from the operation's payload), makes its
  * tenants folder with an empty kustomization when it has none, and lists
  * the folder in tenants/kustomization.yaml. */
-static int put_tier(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t *op)
+static int put_tier(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
+                    const ll_operation *op)
 {
-    const char *tier = op_str(op, "tier");
-    const json_t *tmpl = json_object_get(json_object_get(op, "payload"), "template");
+    const char *tier = op->tier, *tmpl = op->tier_op.template_text;
     char path[1024], *existing = NULL, *copy = NULL;
-    size_t len = 0;
+    size_t len = 0, tmpl_len = tmpl ? strlen(tmpl) : 0;
     int error;
 
-    if (!json_is_string(tmpl))
+    if (!tmpl)
         return ll_error_set(LL_EINVALID, "tier operation without a template");
-    snprintf(path, sizeof(path), "%s/tenants/kustomization.yaml", g->root);
+    snprintf(path, sizeof(path), "%s/tenants/kustomization.yaml", ctx->root);
     if (!ll_overlay_exists(ov, path)) {
         ll_error_set(LL_ECONFLICT, "%s is missing: the repository has no tenants folder", path);
         ll_error_hint("restore the GitOps layout in the repository");
@@ -248,23 +248,21 @@ static int put_tier(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t 
     }
     if ((error = kustomization_change(intents, path, tier, 1)) < 0)
         return error;
-    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", g->root, tier);
+    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", ctx->root, tier);
     if ((error = ll_overlay_read(&existing, &len, ov, path)) < 0)
         return error;
-    if (!existing || len != json_string_length(tmpl) ||
-        memcmp(existing, json_string_value(tmpl), len) != 0) {
-        if (!(copy = malloc(json_string_length(tmpl) + 1))) {
+    if (!existing || len != tmpl_len || memcmp(existing, tmpl, len) != 0) {
+        if (!(copy = strdup(tmpl))) {
             free(existing);
             return ll_error_set(-1, "out of memory");
         }
-        memcpy(copy, json_string_value(tmpl), json_string_length(tmpl) + 1);
-        if ((error = ll_overlay_put(ov, path, copy, json_string_length(tmpl))) < 0) {
+        if ((error = ll_overlay_put(ov, path, copy, tmpl_len)) < 0) {
             free(existing);
             return error;
         }
     }
     free(existing);
-    snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", g->root, tier);
+    snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", ctx->root, tier);
     if (!ll_overlay_exists(ov, path)) {
         char *text = strdup(SHARD_KUSTOMIZATION);
         if (!text)
@@ -295,9 +293,10 @@ static int on_folder_entry(const char *root, const git_tree_entry *e, void *payl
  * kustomization and empty shard kustomizations: a tenant file left there is
  * a conflict) and its entry in tenants/kustomization.yaml.  Absent already
  * is fine (a replay after a crash). */
-static int delete_tier(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t *op)
+static int delete_tier(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
+                       const ll_operation *op)
 {
-    const char *tier = op_str(op, "tier");
+    const char *tier = op->tier;
     char dir[1024], path[1024];
     git_tree_entry *entry = NULL;
     git_tree *tree = NULL;
@@ -306,10 +305,10 @@ static int delete_tier(ll_gitops *g, ll_overlay *ov, json_t *intents, const json
     size_t i;
     int error = 0;
 
-    snprintf(dir, sizeof(dir), "%s/tenants/%s", g->root, tier);
+    snprintf(dir, sizeof(dir), "%s/tenants/%s", ctx->root, tier);
     if (ov->base && git_tree_entry_bypath(&entry, ov->base, dir) == 0 &&
         git_tree_entry_type(entry) == GIT_OBJECT_TREE &&
-        git_tree_lookup(&tree, g->repo, git_tree_entry_id(entry)) == 0 &&
+        git_tree_lookup(&tree, ov->repo, git_tree_entry_id(entry)) == 0 &&
         git_tree_walk(tree, GIT_TREEWALK_PRE, on_folder_entry, &w) < 0) {
         error = gitops_git_fail(-1, "git: cannot list the tier folder");
         goto done;
@@ -341,10 +340,10 @@ static int delete_tier(ll_gitops *g, ll_overlay *ov, json_t *intents, const json
         if ((error = ll_overlay_put(ov, json_string_value(file), NULL, 0)) < 0)
             goto done;
     }
-    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", g->root, tier);
+    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", ctx->root, tier);
     if (ll_overlay_exists(ov, path) && (error = ll_overlay_put(ov, path, NULL, 0)) < 0)
         goto done;
-    snprintf(path, sizeof(path), "%s/tenants/kustomization.yaml", g->root);
+    snprintf(path, sizeof(path), "%s/tenants/kustomization.yaml", ctx->root);
     if (ll_overlay_exists(ov, path))
         error = kustomization_change(intents, path, tier, 0);
 done:
@@ -381,121 +380,120 @@ static int set_version(ll_overlay *ov, const char *path, const char *version)
  * returns) and the pool environments moving with it get their chart
  * version, as in-place edits of that one field, in one commit.  A tenant
  * whose file vanished is left out (it reads drifted). */
-static int apply_rollout(ll_gitops *g, ll_overlay *ov, const json_t *op)
+static int apply_rollout(const ll_apply_ctx *ctx, ll_overlay *ov, const ll_operation *op)
 {
-    const json_t *payload = json_object_get(op, "payload"), *t;
+    const ll_op_rollout_payload *ro = &op->rollout;
     char path[1024], dir[1000];
-    size_t i;
     int error;
 
-    json_array_foreach(json_object_get(payload, "tenants"), i, t)
-    {
-        const char *id = op_str(t, "id"), *tier = op_str(t, "tier"), *at = op_str(t, "path");
-        if (!id || !tier || !op_str(t, "to") || ll_validate_tenant_id(id) < 0)
+    for (size_t i = 0; i < ro->n_tenants; i++) {
+        const ll_op_move *m = &ro->tenants[i];
+        if (!m->id || !m->tier || !m->to || ll_validate_tenant_id(m->id) < 0)
             return ll_error_set(LL_EINVALID, "rollout operation names a bad tenant");
-        if (at)
-            snprintf(path, sizeof(path), "%s", at);
+        if (m->path)
+            snprintf(path, sizeof(path), "%s", m->path);
         else
-            tenant_location(path, sizeof(path), dir, sizeof(dir), g, ov, tier, id);
-        if ((error = set_version(ov, path, op_str(t, "to"))) < 0)
+            tenant_location(path, sizeof(path), dir, sizeof(dir), ctx, ov, m->tier, m->id);
+        if ((error = set_version(ov, path, m->to)) < 0)
             return error;
     }
-    json_array_foreach(json_object_get(payload, "pools"), i, t)
-    {
-        const char *name = op_str(t, "name");
-        if (!name || !op_str(t, "to") || ll_validate_label(name, 63, "pool") < 0)
+    for (size_t i = 0; i < ro->n_pools; i++) {
+        const ll_op_pool_move *m = &ro->pools[i];
+        if (!m->name || !m->to || ll_validate_label(m->name, 63, "pool") < 0)
             return ll_error_set(LL_EINVALID, "rollout operation names a bad pool");
-        snprintf(path, sizeof(path), "%s/pooled-envs/%s.yaml", g->root, name);
-        if ((error = set_version(ov, path, op_str(t, "to"))) < 0)
+        snprintf(path, sizeof(path), "%s/pooled-envs/%s.yaml", ctx->root, m->name);
+        if ((error = set_version(ov, path, m->to)) < 0)
             return error;
     }
     return 0;
 }
 
-int gitops_apply_op(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t *op,
-                    const char **why)
+int ll_apply_op(ll_op_failure *why, const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
+                const ll_operation *op)
 {
-    const char *kind = op_str(op, "kind"), *tier = op_str(op, "tier");
-    *why = "conflict";
-    if (strcmp(kind, "tier_put") == 0)
-        return put_tier(g, ov, intents, op);
-    if (strcmp(kind, "tier_delete") == 0)
-        return delete_tier(g, ov, intents, op);
-    if (strcmp(kind, "rollout") == 0)
-        return apply_rollout(g, ov, op);
-    if (strcmp(kind, "onboard") == 0)
-        return put_tenant(g, ov, intents, op, tier, 0, why);
-    if (strcmp(kind, "offboard") == 0)
-        return remove_tenant(g, ov, intents, op_str(op, "tenant"), tier);
-    /* update: leave the old tier folder first when the tier changes */
-    const char *from =
-        json_string_value(json_object_get(json_object_get(op, "payload"), "from_tier"));
     int error;
-    if (from && strcmp(from, tier) != 0 &&
-        (error = remove_tenant(g, ov, intents, op_str(op, "tenant"), from)) < 0)
-        return error;
-    return put_tenant(g, ov, intents, op, tier, 1, why);
-}
 
-static void describe(ll_buf *b, const json_t *op)
-{
-    const char *kind = op_str(op, "kind"), *tenant = op_str(op, "tenant"),
-               *tier = op_str(op, "tier");
-    const json_t *payload = json_object_get(op, "payload");
-    const char *from = json_string_value(json_object_get(payload, "from_tier"));
-    if (strcmp(kind, "rollout") == 0) {
-        long long rollout = (long long)json_integer_value(json_object_get(payload, "rollout"));
-        size_t n = json_array_size(json_object_get(payload, "tenants")),
-               pools = json_array_size(json_object_get(payload, "pools"));
-        const char *version = op_str(payload, "version");
-        if (strcmp(op_str(payload, "action") ? op_str(payload, "action") : "", "rollback") == 0)
-            ll_buf_printf(b,
-                          "Roll back rollout %lld of %s: %zu tenant(s)%s to their previous "
-                          "version",
-                          rollout, version ? version : "?", n, pools ? " and pools" : "");
-        else
-            ll_buf_printf(b, "Roll out %s, rollout %lld wave %lld: %zu tenant(s)%s",
-                          version ? version : "?", rollout,
-                          (long long)json_integer_value(json_object_get(payload, "wave")), n,
-                          pools ? " and pools" : "");
-        return;
+    *why = LL_OP_FAILURE_CONFLICT;
+    switch (op->kind) {
+    case LL_OP_TIER_PUT:
+        return put_tier(ctx, ov, intents, op);
+    case LL_OP_TIER_DELETE:
+        return delete_tier(ctx, ov, intents, op);
+    case LL_OP_ROLLOUT:
+        return apply_rollout(ctx, ov, op);
+    case LL_OP_ONBOARD:
+        return put_tenant(ctx, ov, intents, op, 0, why);
+    case LL_OP_OFFBOARD:
+        return remove_tenant(ctx, ov, intents, op->tenant, op->tier);
+    case LL_OP_UPDATE:
+        /* Leave the old tier folder first when the tier changes. */
+        if (op->t.from_tier && strcmp(op->t.from_tier, op->tier) != 0 &&
+            (error = remove_tenant(ctx, ov, intents, op->tenant, op->t.from_tier)) < 0)
+            return error;
+        return put_tenant(ctx, ov, intents, op, 1, why);
     }
-    if (strcmp(kind, "tier_put") == 0)
-        ll_buf_printf(b, "%s tier %s",
-                      json_is_true(json_object_get(payload, "replace")) ? "Replace" : "Add", tier);
-    else if (strcmp(kind, "tier_delete") == 0)
-        ll_buf_printf(b, "Delete tier %s", tier);
-    else if (strcmp(kind, "onboard") == 0)
-        ll_buf_printf(b, "Onboard tenant %s (%s)", tenant, tier);
-    else if (strcmp(kind, "offboard") == 0)
-        ll_buf_printf(b, "Offboard tenant %s (%s)", tenant, tier);
-    else if (from && strcmp(from, tier) != 0)
-        ll_buf_printf(b, "Move tenant %s (%s -> %s)", tenant, from, tier);
-    else
-        ll_buf_printf(b, "Update tenant %s (%s)", tenant, tier);
+    return ll_error_set(LL_EINVALID, "unknown operation kind");
 }
 
-/* "Onboard tenant acme (premium)", or a summary line and one line per
- * operation; then the trailer naming the operations. */
-void gitops_commit_message(ll_buf *msg, const json_t *applied)
+static void describe_rollout(ll_buf *b, const ll_op_rollout_payload *ro)
 {
-    size_t i, n = json_array_size(applied);
-    json_t *op;
+    const char *version = ro->version ? ro->version : "?";
+    const char *pools = ro->n_pools ? " and pools" : "";
 
+    if (ro->action == LL_OP_ROLLOUT_ROLLBACK)
+        ll_buf_printf(b,
+                      "Roll back rollout %lld of %s: %zu tenant(s)%s to their previous "
+                      "version",
+                      ro->rollout, version, ro->n_tenants, pools);
+    else
+        ll_buf_printf(b, "Roll out %s, rollout %lld wave %lld: %zu tenant(s)%s", version,
+                      ro->rollout, ro->wave, ro->n_tenants, pools);
+}
+
+static void describe(ll_buf *b, const ll_operation *op)
+{
+    const char *tenant = op->tenant, *tier = op->tier, *from = op->t.from_tier;
+
+    switch (op->kind) {
+    case LL_OP_ROLLOUT:
+        describe_rollout(b, &op->rollout);
+        break;
+    case LL_OP_TIER_PUT:
+        ll_buf_printf(b, "%s tier %s", op->tier_op.replace ? "Replace" : "Add", tier);
+        break;
+    case LL_OP_TIER_DELETE:
+        ll_buf_printf(b, "Delete tier %s", tier);
+        break;
+    case LL_OP_ONBOARD:
+        ll_buf_printf(b, "Onboard tenant %s (%s)", tenant, tier);
+        break;
+    case LL_OP_OFFBOARD:
+        ll_buf_printf(b, "Offboard tenant %s (%s)", tenant, tier);
+        break;
+    case LL_OP_UPDATE:
+        if (from && strcmp(from, tier) != 0)
+            ll_buf_printf(b, "Move tenant %s (%s -> %s)", tenant, from, tier);
+        else
+            ll_buf_printf(b, "Update tenant %s (%s)", tenant, tier);
+        break;
+    }
+}
+
+void ll_apply_commit_message(ll_buf *msg, const ll_operation *const *applied, size_t n)
+{
     if (n == 1) {
-        describe(msg, json_array_get(applied, 0));
+        describe(msg, applied[0]);
         ll_buf_adds(msg, "\n");
     } else {
         ll_buf_printf(msg, "Apply %zu tenant operations\n\n", n);
-        json_array_foreach(applied, i, op)
-        {
+        for (size_t i = 0; i < n; i++) {
             ll_buf_adds(msg, "- ");
-            describe(msg, op);
+            describe(msg, applied[i]);
             ll_buf_adds(msg, "\n");
         }
     }
     ll_buf_adds(msg, "\nLandlord-Operations:");
-    json_array_foreach(applied, i, op)
-        ll_buf_printf(msg, " %lld", (long long)json_integer_value(json_object_get(op, "id")));
+    for (size_t i = 0; i < n; i++)
+        ll_buf_printf(msg, " %lld", applied[i]->id);
     ll_buf_adds(msg, "\n");
 }

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <git2.h>
 
+#include "apply.h"
 #include "gitops_int.h"
 #include "landlord/error.h"
 #include "landlord/kustomize.h"
@@ -68,13 +69,6 @@ void gitops_jitter_sleep(ll_gitops *g, int attempt)
     int ms = (int)(rand_r(&g->seed_rand) % (unsigned)cap);
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* An operation's outcome on the failing side: why, and the error class. */
-static json_t *failure(long long id, const char *type)
-{
-    return json_pack("{s:I, s:b, s:s, s:s}", "id", (json_int_t)id, "ok", 0, "error",
-                     ll_error_last()->message, "error_type", type);
 }
 
 /* Makes the batch's kustomization edits, one parse per file.  When a file
@@ -124,14 +118,16 @@ static int apply_kustomizations(json_t **out_broken, ll_overlay *ov, const json_
 }
 
 /* One batch being built: the operations applied to an overlay of a base
- * commit's tree. */
+ * commit's tree.  The operations are borrowed from the caller's list. */
 typedef struct batch {
     ll_overlay ov;
     git_commit *head; /* the base commit, or NULL for an empty branch */
     git_tree *base;
-    json_t *applied;   /* operations that applied */
-    json_t *effective; /* those that changed something (named in the trailer) */
-    json_t *failed;    /* outcomes of operations that failed alone */
+    const ll_operation **applied; /* operations that applied */
+    size_t n_applied;
+    const ll_operation **effective; /* those that changed something (named in the trailer) */
+    size_t n_effective;
+    ll_op_results failed; /* outcomes of operations that failed alone */
 } batch;
 
 static void batch_free(batch *b)
@@ -139,10 +135,28 @@ static void batch_free(batch *b)
     ll_overlay_free(&b->ov);
     git_tree_free(b->base);
     git_commit_free(b->head);
-    json_decref(b->applied);
-    json_decref(b->effective);
-    json_decref(b->failed);
+    free(b->applied);
+    free(b->effective);
+    ll_op_results_free(&b->failed);
     memset(b, 0, sizeof(*b));
+}
+
+/* An empty batch for up to n operations on the remote head. */
+static int batch_begin(batch *b, ll_gitops *g, size_t n)
+{
+    int error;
+
+    memset(b, 0, sizeof(*b));
+    if (!(b->applied = calloc(n ? n : 1, sizeof(*b->applied))) ||
+        !(b->effective = calloc(n ? n : 1, sizeof(*b->effective))))
+        return ll_error_set(-1, "out of memory");
+    if ((error = gitops_remote_head(&b->head, g)) < 0)
+        return error;
+    if (b->head && git_commit_tree(&b->base, b->head) < 0)
+        return gitops_git_fail(-1, "git: cannot read the head tree");
+    b->ov.repo = g->repo;
+    b->ov.base = b->base;
+    return 0;
 }
 
 /* Whether an operation's kustomization intents change the file as the batch
@@ -178,93 +192,120 @@ static int intents_change(ll_overlay *ov, json_t *members, const json_t *intents
     return 0;
 }
 
+/* Applies op to the batch's overlay.  When it fails its partial changes
+ * are taken back and it fails alone (b->failed); when it applies, its
+ * kustomization intents join the batch's plan (touched: which operations
+ * asked for each file).  Only running out of memory is an error. */
+static int apply_one(batch *b, const ll_apply_ctx *ctx, const ll_operation *op, json_t *plan,
+                     json_t *touched, json_t *members)
+{
+    ll_op_failure why = LL_OP_FAILURE_CONFLICT;
+    json_t *intents = json_object(), *entries;
+    const char *path;
+    size_t puts = b->ov.puts;
+    int error = 0;
+
+    ll_overlay_begin(&b->ov);
+    if (ll_apply_op(&why, ctx, &b->ov, intents, op) < 0) {
+        ll_overlay_undo(&b->ov);
+        ll_log_warn("msg=\"operation failed\" op=%lld tenant=%s error=\"%s\"", op->id,
+                    op->tenant ? op->tenant : "-", ll_error_last()->message);
+        error = ll_op_results_failed(&b->failed, op->id, why, ll_error_last()->message);
+        json_decref(intents);
+        return error;
+    }
+    ll_overlay_keep(&b->ov);
+    b->applied[b->n_applied++] = op;
+    /* A replayed operation whose change is already there (pushed just
+     * before a crash) is not named again. */
+    if (b->ov.puts != puts || intents_change(&b->ov, members, intents))
+        b->effective[b->n_effective++] = op;
+    json_object_foreach(intents, path, entries)
+    {
+        json_t *p = json_object_get(plan, path), *t = json_object_get(touched, path);
+        if (!p) {
+            json_object_set_new(plan, path, p = json_object());
+            json_object_set_new(touched, path, t = json_array());
+        }
+        json_object_update(p, entries); /* the later operation wins */
+        json_array_append_new(t, json_integer(op->id));
+    }
+    json_decref(intents);
+    return 0;
+}
+
+/* Applies the n operations of work to the batch, then edits the
+ * kustomizations they touch, once each (*out_broken: see
+ * apply_kustomizations). */
+static int apply_all(json_t **out_broken, batch *b, const ll_apply_ctx *ctx,
+                     const ll_operation *const *work, size_t n)
+{
+    json_t *plan = json_object(), *touched = json_object(), *members = json_object();
+    int error = 0;
+
+    *out_broken = NULL;
+    for (size_t i = 0; i < n && error == 0; i++)
+        error = apply_one(b, ctx, work[i], plan, touched, members);
+    if (error == 0)
+        error = apply_kustomizations(out_broken, &b->ov, plan, touched);
+    json_decref(plan);
+    json_decref(touched);
+    json_decref(members);
+    return error;
+}
+
+/* A kustomization that cannot be edited fails the operations that touch
+ * it (broken: {"error", "ops": [ids]}): they leave work and go to kfailed. */
+static int drop_broken(const ll_operation **work, size_t *n_work, ll_op_results *kfailed,
+                       const json_t *broken)
+{
+    const char *why = json_string_value(json_object_get(broken, "error"));
+    const json_t *bad;
+    size_t i;
+    int error;
+
+    json_array_foreach(json_object_get(broken, "ops"), i, bad)
+    {
+        long long id = (long long)json_integer_value(bad);
+        for (size_t w = 0; w < *n_work; w++) {
+            if (work[w]->id == id) {
+                memmove(&work[w], &work[w + 1], (*n_work - w - 1) * sizeof(*work));
+                (*n_work)--;
+                break;
+            }
+        }
+        if ((error = ll_op_results_failed(kfailed, id, LL_OP_FAILURE_CONFLICT, why)) < 0)
+            return error;
+    }
+    return 0;
+}
+
 /* Applies the operations of work on the remote head.  Operations that fail
  * alone go to b->failed; operations whose kustomization cannot be edited go
  * to kfailed and leave work, and the batch is built again without them. */
-static int build(batch *b, ll_gitops *g, json_t *work, json_t *kfailed)
+static int build(batch *b, ll_gitops *g, const ll_operation **work, size_t *n_work,
+                 ll_op_results *kfailed)
 {
+    json_t *tiers = ll_gitops_tiers(g), *broken = NULL;
+    ll_apply_ctx ctx = {g->root, g->sharded, tiers, g->tier_kinds, g->flux_namespace};
     int error;
 
     for (;;) {
-        json_t *plan = json_object(), *touched = json_object(), *members = json_object(), *op,
-               *broken = NULL;
-        size_t i;
-
-        memset(b, 0, sizeof(*b));
-        b->applied = json_array();
-        b->effective = json_array();
-        b->failed = json_array();
-        if ((error = gitops_remote_head(&b->head, g)) < 0)
-            goto fail;
-        if (b->head && git_commit_tree(&b->base, b->head) < 0) {
-            error = gitops_git_fail(-1, "git: cannot read the head tree");
-            goto fail;
-        }
-        b->ov.repo = g->repo;
-        b->ov.base = b->base;
-        json_array_foreach(work, i, op)
-        {
-            const char *why = "conflict", *path;
-            long long id = json_integer_value(json_object_get(op, "id"));
-            json_t *intents = json_object(), *entries;
-            size_t puts = b->ov.puts;
-            ll_overlay_begin(&b->ov);
-            if (gitops_apply_op(g, &b->ov, intents, op, &why) < 0) {
-                /* Fails alone: its partial changes are taken back. */
-                ll_overlay_undo(&b->ov);
-                json_array_append_new(b->failed, failure(id, why));
-                ll_log_warn("msg=\"operation failed\" op=%lld tenant=%s error=\"%s\"", id,
-                            op_str(op, "tenant") ? op_str(op, "tenant") : "-",
-                            ll_error_last()->message);
-                json_decref(intents);
-                continue;
-            }
-            ll_overlay_keep(&b->ov);
-            json_array_append(b->applied, op);
-            /* A replayed operation whose change is already there (pushed just
-             * before a crash) is not named again. */
-            if (b->ov.puts != puts || intents_change(&b->ov, members, intents))
-                json_array_append(b->effective, op);
-            json_object_foreach(intents, path, entries)
-            {
-                json_t *p = json_object_get(plan, path), *t = json_object_get(touched, path);
-                if (!p) {
-                    json_object_set_new(plan, path, p = json_object());
-                    json_object_set_new(touched, path, t = json_array());
-                }
-                json_object_update(p, entries); /* the later operation wins */
-                json_array_append_new(t, json_integer(id));
-            }
-            json_decref(intents);
-        }
-        error = apply_kustomizations(&broken, &b->ov, plan, touched);
-        json_decref(plan);
-        json_decref(touched);
-        json_decref(members);
-        if (error < 0)
-            goto fail;
+        if ((error = batch_begin(b, g, *n_work)) < 0 ||
+            (error = apply_all(&broken, b, &ctx, work, *n_work)) < 0)
+            break;
         if (!broken)
-            return 0;
-        /* A kustomization that cannot be edited fails the operations that
-         * touch it; the rest is built again without them. */
-        json_t *why = json_object_get(broken, "error"), *bad;
-        json_array_foreach(json_object_get(broken, "ops"), i, bad)
-        {
-            for (size_t w = 0; w < json_array_size(work); w++) {
-                if (json_integer_value(json_object_get(json_array_get(work, w), "id")) ==
-                    json_integer_value(bad)) {
-                    json_array_remove(work, w);
-                    break;
-                }
-            }
-            json_array_append_new(kfailed, json_pack("{s:O, s:b, s:O, s:s}", "id", bad, "ok", 0,
-                                                     "error", why, "error_type", "conflict"));
-        }
+            goto done;
+        error = drop_broken(work, n_work, kfailed, broken);
         json_decref(broken);
+        broken = NULL;
         batch_free(b);
+        if (error < 0)
+            break;
     }
-fail:
     batch_free(b);
+done:
+    json_decref(tiers);
     return error;
 }
 
@@ -296,19 +337,16 @@ static int move_batch(batch *b, ll_gitops *g, git_commit *new_head)
         ok = same_entry(b->base, tree, b->ov.changes[i].path);
     /* Where a tenant's file goes depends on whether it exists in the other
      * layout, so those paths count too. */
-    for (size_t i = 0; ok && i < json_array_size(b->applied); i++) {
-        const json_t *op = json_array_get(b->applied, i);
-        if (!op_str(op, "tenant"))
+    for (size_t i = 0; ok && i < b->n_applied; i++) {
+        const ll_operation *op = b->applied[i];
+        if (!op->tenant)
             continue; /* a rollout: it edits files in place, found where they are */
-        const char *tiers[] = {
-            op_str(op, "tier"),
-            json_string_value(json_object_get(json_object_get(op, "payload"), "from_tier"))};
+        const char *tiers[] = {op->tier, op->t.from_tier};
         for (int t = 0; ok && t < 2; t++) {
             char path[1024];
             if (!tiers[t])
                 continue;
-            ll_tenant_file_path(path, sizeof(path), g->root, !g->sharded, tiers[t],
-                                op_str(op, "tenant"));
+            ll_tenant_file_path(path, sizeof(path), g->root, !g->sharded, tiers[t], op->tenant);
             ok = same_entry(b->base, tree, path);
         }
     }
@@ -324,120 +362,168 @@ static int move_batch(batch *b, ll_gitops *g, git_commit *new_head)
     return 1;
 }
 
+/* Writes the batch's tree and, when it changed the head's, a commit of it
+ * by the batch's author naming the operations that changed something. */
+static int commit_batch(git_oid *out, int *changed, ll_gitops *g, batch *b,
+                        const ll_operation *first, size_t n_work, int64_t t0)
+{
+    git_oid tree_id;
+    int64_t t_write = ll_monotonic_ms();
+    ll_buf msg;
+    int error;
+
+    if ((error = ll_overlay_write(&tree_id, changed, &b->ov)) < 0)
+        return error;
+    ll_log_debug("msg=\"applied\" ops=%zu apply_ms=%lld write_ms=%lld", n_work,
+                 (long long)(t_write - t0), (long long)(ll_monotonic_ms() - t_write));
+    if (!*changed)
+        return 0;
+    ll_buf_init(&msg, 1 << 20);
+    if (b->n_effective)
+        ll_apply_commit_message(&msg, b->effective, b->n_effective);
+    else
+        ll_apply_commit_message(&msg, b->applied, b->n_applied);
+    error = gitops_make_commit(out, g, &tree_id, b->head, first->author_name, first->author_email,
+                               msg.data);
+    ll_buf_free(&msg);
+    return error;
+}
+
+/* Pushes commit, counting a successful push's latency. */
+static int push_timed(ll_gitops *g, const git_oid *commit)
+{
+    int64_t t_push = ll_monotonic_ms();
+    int error = gitops_push(g, commit);
+    int64_t push_ms = ll_monotonic_ms() - t_push;
+
+    ll_log_debug("msg=\"pushed\" ms=%lld", (long long)push_ms);
+    if (error == 0) {
+        int k = 0;
+        while (k < LL_PUSH_BUCKETS && push_ms > ll_push_bounds_ms[k])
+            k++;
+        pthread_mutex_lock(&g->lock);
+        g->push_buckets[k]++;
+        g->push_count++;
+        g->push_sum_ms += push_ms;
+        pthread_mutex_unlock(&g->lock);
+    }
+    return error;
+}
+
+/* The push was refused because the branch moved: back off, fetch, let the
+ * registry follow, then move the batch onto the new head or have it built
+ * again (*built 0).  0 to push again; LL_EUPSTREAM when the branch did not
+ * move after all (the remote refused for another reason: an outage). */
+static int after_rejected(int *built, ll_gitops *g, batch *b, int attempt)
+{
+    char refused[LL_ERROR_MSG_MAX];
+    git_commit *now = NULL;
+    int error;
+
+    snprintf(refused, sizeof(refused), "%s", ll_error_last()->message);
+    ll_log_info("msg=\"push rejected: the branch moved; fetching and rebuilding\" "
+                "attempt=%d",
+                attempt + 1);
+    /* Back off first, then fetch and move or rebuild at once: work on a
+     * head fetched before the pause would lose again. */
+    if (attempt > 0)
+        gitops_jitter_sleep(g, attempt);
+    if ((error = gitops_fetch(g)) < 0 || (error = gitops_follow_head(g, NULL)) < 0 ||
+        (error = gitops_remote_head(&now, g)) < 0)
+        return error;
+    if (now && b->head && git_oid_equal(git_commit_id(now), git_commit_id(b->head))) {
+        /* The branch did not move: the remote refused for another reason
+         * (a stale lock, a hook).  That is an outage. */
+        git_commit_free(now);
+        return ll_error_set(LL_EUPSTREAM, "git: the remote refused the push: %s", refused);
+    }
+    if (!move_batch(b, g, now)) {
+        batch_free(b);
+        *built = 0;
+    }
+    git_commit_free(now);
+    return 0;
+}
+
+/* The batch's commit was pushed: it is the new head the registry knows
+ * (its own commit) and the tier catalogue is read from it. */
+static void pushed(ll_gitops *g, batch *b, const git_oid *commit)
+{
+    if (g->have_scanned && b->head && git_oid_equal(&g->scanned, git_commit_id(b->head)))
+        git_oid_cpy(&g->scanned, commit);
+    git_commit_free(b->head);
+    b->head = NULL;
+    if (git_commit_lookup(&b->head, g->repo, commit) == 0)
+        gitops_publish_tiers(g, b->head);
+}
+
+/* Outcomes: every applied operation is in commit sha; then those that
+ * failed alone, then those whose kustomization could not be edited. */
+static int record_results(ll_op_results *results, batch *b, ll_op_results *kfailed, const char *sha)
+{
+    int error = 0;
+    for (size_t i = 0; i < b->n_applied && error == 0; i++)
+        error = ll_op_results_ok(results, b->applied[i]->id, sha);
+    if (error == 0)
+        error = ll_op_results_take(results, &b->failed);
+    if (error == 0)
+        error = ll_op_results_take(results, kfailed);
+    return error;
+}
+
 /* Applies ops on the remote head, commits and pushes; fills results.  On a
  * moved branch fetches and follows, then moves the batch onto the new head
  * (or rebuilds it when the new commits touched what it changed) and pushes
  * again.  Returns 0 when results hold every op; LL_EUPSTREAM (remote
  * unreachable) or LL_ECONFLICT (the branch kept moving) leave them queued. */
-int gitops_run_batch(ll_gitops *g, const json_t *ops, json_t *results)
+int gitops_run_batch(ll_op_results *results, ll_gitops *g, const ll_operation *ops, size_t n)
 {
-    const json_t *author = json_object_get(json_array_get(ops, 0), "author");
-    json_t *work = json_array(), *kfailed = json_array(), *op;
+    const ll_operation **work = calloc(n ? n : 1, sizeof(*work));
+    ll_op_results kfailed = {0};
     batch b = {0};
+    size_t n_work = n;
     int error = -1, built = 0;
-    size_t i;
 
-    json_array_extend(work, (json_t *)ops);
+    if (!work)
+        return ll_error_set(-1, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        work[i] = &ops[i];
     for (int attempt = 0; attempt < g->push_attempts; attempt++) {
-        git_oid tree_id, commit_id;
+        git_oid commit_id;
         char sha[GIT_OID_HEXSZ + 1] = "";
         int changed = 0;
-        ll_buf msg;
-
         int64_t t0 = ll_monotonic_ms();
-        if (!built && (error = build(&b, g, work, kfailed)) < 0)
+
+        if (!built && (error = build(&b, g, work, &n_work, &kfailed)) < 0)
             break;
         built = 1;
-        int64_t t_write = ll_monotonic_ms();
-        if ((error = ll_overlay_write(&tree_id, &changed, &b.ov)) < 0)
+        if ((error = commit_batch(&commit_id, &changed, g, &b, &ops[0], n_work, t0)) < 0)
             break;
-        ll_log_debug("msg=\"applied\" ops=%zu apply_ms=%lld write_ms=%lld", json_array_size(work),
-                     (long long)(t_write - t0), (long long)(ll_monotonic_ms() - t_write));
-        if (!changed) {
-            if (b.head)
-                git_oid_tostr(sha, sizeof(sha), git_commit_id(b.head));
-        } else {
-            ll_buf_init(&msg, 1 << 20);
-            gitops_commit_message(&msg, json_array_size(b.effective) ? b.effective : b.applied);
-            error = gitops_make_commit(
-                &commit_id, g, &tree_id, b.head, json_string_value(json_object_get(author, "name")),
-                json_string_value(json_object_get(author, "email")), msg.data);
-            ll_buf_free(&msg);
-            if (error < 0)
+        if (changed && (error = push_timed(g, &commit_id)) == LL_ECONFLICT) {
+            if ((error = after_rejected(&built, g, &b, attempt)) < 0)
                 break;
-            int64_t t_push = ll_monotonic_ms();
-            error = gitops_push(g, &commit_id);
-            int64_t push_ms = ll_monotonic_ms() - t_push;
-            ll_log_debug("msg=\"pushed\" ms=%lld", (long long)push_ms);
-            if (error == 0) {
-                int k = 0;
-                while (k < LL_PUSH_BUCKETS && push_ms > ll_push_bounds_ms[k])
-                    k++;
-                pthread_mutex_lock(&g->lock);
-                g->push_buckets[k]++;
-                g->push_count++;
-                g->push_sum_ms += push_ms;
-                pthread_mutex_unlock(&g->lock);
-            }
-            if (error == LL_ECONFLICT) {
-                char refused[LL_ERROR_MSG_MAX];
-                git_commit *now = NULL;
-                snprintf(refused, sizeof(refused), "%s", ll_error_last()->message);
-                ll_log_info("msg=\"push rejected: the branch moved; fetching and rebuilding\" "
-                            "attempt=%d",
-                            attempt + 1);
-                /* Back off first, then fetch and move or rebuild at once: work
-                 * on a head fetched before the pause would lose again. */
-                if (attempt > 0)
-                    gitops_jitter_sleep(g, attempt);
-                if ((error = gitops_fetch(g)) < 0 || (error = gitops_follow_head(g, NULL)) < 0 ||
-                    (error = gitops_remote_head(&now, g)) < 0)
-                    break;
-                if (now && b.head && git_oid_equal(git_commit_id(now), git_commit_id(b.head))) {
-                    /* The branch did not move: the remote refused for another
-                     * reason (a stale lock, a hook).  That is an outage. */
-                    git_commit_free(now);
-                    error =
-                        ll_error_set(LL_EUPSTREAM, "git: the remote refused the push: %s", refused);
-                    break;
-                }
-                if (!move_batch(&b, g, now)) {
-                    batch_free(&b);
-                    built = 0;
-                }
-                git_commit_free(now);
-                error = LL_ECONFLICT;
-                continue;
-            }
-            if (error < 0)
-                break;
+            error = LL_ECONFLICT;
+            continue;
+        }
+        if (error < 0)
+            break;
+        if (changed) {
             git_oid_tostr(sha, sizeof(sha), &commit_id);
-            /* Our own commit: the registry already knows what it holds. */
-            if (g->have_scanned && b.head && git_oid_equal(&g->scanned, git_commit_id(b.head)))
-                git_oid_cpy(&g->scanned, &commit_id);
-            git_commit_free(b.head);
-            b.head = NULL;
-            if (git_commit_lookup(&b.head, g->repo, &commit_id) == 0)
-                gitops_publish_tiers(g, b.head);
+            pushed(g, &b, &commit_id);
+        } else if (b.head) {
+            git_oid_tostr(sha, sizeof(sha), git_commit_id(b.head));
         }
-        json_array_foreach(b.applied, i, op)
-        {
-            json_array_append_new(results,
-                                  json_pack("{s:O, s:b, s:s}", "id", json_object_get(op, "id"),
-                                            "ok", 1, "commit", sha));
-        }
-        json_array_extend(results, b.failed);
-        json_array_extend(results, kfailed);
+        if ((error = record_results(results, &b, &kfailed, sha)) < 0)
+            break;
         gitops_set_status(g, b.head ? git_commit_id(b.head) : NULL, NULL);
-        error = 0;
         break;
     }
     if (error == LL_ECONFLICT)
         ll_error_set(LL_ECONFLICT, "git: the branch kept moving: %d push attempts refused",
                      g->push_attempts);
     batch_free(&b);
-    json_decref(work);
-    json_decref(kfailed);
+    ll_op_results_free(&kfailed);
+    free(work);
     return error;
 }
 

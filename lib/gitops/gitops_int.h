@@ -7,7 +7,7 @@
  *     -> seed.c    a new repository's layout, the layout of an existing one
  *     -> writer.c  the writer thread: drain the outbox, linger, degraded
  *          -> batch.c   one batch: build on the head, commit, push, rebase
- *               -> apply.c   one operation applied to an overlay
+ *               -> apply.c   one operation applied to an overlay (apply.h)
  *               -> follow.c  the registry and the tier catalogue follow the head
  *     -> packer.c  the packer thread: merges packs off the writer's path
  *     -> remote.c  the clone, fetch, push, credentials, the status snapshot
@@ -26,9 +26,8 @@
 #include <jansson.h>
 
 #include "landlord/gitops.h"
+#include "landlord/operation.h"
 #include "landlord/registry.h"
-#include "landlord/util.h"
-#include "overlay.h"
 
 #define BACKOFF_MIN_MS 250
 /* Packs (one per pushed batch) a repository collects before small ones are
@@ -120,22 +119,6 @@ int gitops_reopen_if_repacked(ll_gitops *g);
 /* The packer thread's body (arg: the ll_gitops). */
 void *gitops_packer_main(void *arg);
 
-/* --- apply.c ------------------------------------------------------------------ */
-
-/* The string at key of op (borrowed), or NULL. */
-static inline const char *op_str(const json_t *op, const char *key)
-{
-    return json_string_value(json_object_get(op, key));
-}
-
-/* Applies op to ov, recording its kustomization entries in intents; *why
- * is the class of a failure ("conflict", "render-failed"). */
-int gitops_apply_op(ll_gitops *g, ll_overlay *ov, json_t *intents, const json_t *op,
-                    const char **why);
-
-/* The commit message of the applied operations, with the trailer. */
-void gitops_commit_message(ll_buf *msg, const json_t *applied);
-
 /* --- follow.c ------------------------------------------------------------------ */
 
 /* Reads the tier catalogue of head and publishes it as g->tiers. */
@@ -156,9 +139,10 @@ int gitops_make_commit(git_oid *out, ll_gitops *g, const git_oid *tree_id, git_c
 /* Sleeps a jittered while that grows with attempt. */
 void gitops_jitter_sleep(ll_gitops *g, int attempt);
 
-/* Applies ops on the remote head, commits and pushes; fills results (see
- * batch.c).  0, LL_EUPSTREAM or LL_ECONFLICT. */
-int gitops_run_batch(ll_gitops *g, const json_t *ops, json_t *results);
+/* Applies the n operations of ops (borrowed) on the remote head, commits
+ * and pushes; adds an outcome for each to results.  0, or LL_EUPSTREAM /
+ * LL_ECONFLICT (nothing added: the operations stay queued). */
+int gitops_run_batch(ll_op_results *results, ll_gitops *g, const ll_operation *ops, size_t n);
 
 /* --- writer.c ------------------------------------------------------------------ */
 

@@ -58,14 +58,18 @@ static void publish_progress(ll_gitops *g)
         g->on_progress(g->on_progress_payload);
 }
 
-/* Operations of one author from the head of the queue. */
-static void same_author(json_t *ops)
+static int same_str(const char *a, const char *b)
 {
-    const json_t *first = json_object_get(json_array_get(ops, 0), "author");
-    for (size_t i = 1; i < json_array_size(ops); i++) {
-        if (!json_equal(json_object_get(json_array_get(ops, i), "author"), (json_t *)first)) {
-            while (json_array_size(ops) > i)
-                json_array_remove(ops, i);
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Operations of one author from the head of the queue. */
+static void same_author(ll_op_list *ops)
+{
+    for (size_t i = 1; i < ops->n; i++) {
+        if (!same_str(ops->ops[i].author_name, ops->ops[0].author_name) ||
+            !same_str(ops->ops[i].author_email, ops->ops[0].author_email)) {
+            ll_op_list_truncate(ops, i);
             return;
         }
     }
@@ -73,13 +77,12 @@ static void same_author(json_t *ops)
 
 /* A tier change is a commit of its own: the batch is the tier operation
  * alone, or the operations before the first one. */
-static void tier_ops_alone(json_t *ops)
+static void tier_ops_alone(ll_op_list *ops)
 {
-    for (size_t i = 0; i < json_array_size(ops); i++) {
-        if (strncmp(op_str(json_array_get(ops, i), "kind"), "tier_", 5) == 0) {
-            size_t keep = i == 0 ? 1 : i;
-            while (json_array_size(ops) > keep)
-                json_array_remove(ops, keep);
+    for (size_t i = 0; i < ops->n; i++) {
+        ll_op_kind kind = ops->ops[i].kind;
+        if (kind == LL_OP_TIER_PUT || kind == LL_OP_TIER_DELETE) {
+            ll_op_list_truncate(ops, i == 0 ? 1 : i);
             return;
         }
     }
@@ -138,7 +141,8 @@ static int drain(ll_gitops *g)
     long long waiting = 0; /* queued when the last batch was answered */
 
     for (;;) {
-        json_t *ops = NULL, *results;
+        ll_op_list ops = {NULL, 0};
+        ll_op_results results = {0};
         int64_t t0 = ll_monotonic_ms();
         int error;
 
@@ -155,37 +159,36 @@ static int drain(ll_gitops *g)
             ll_log_error("msg=\"cannot read the outbox\" error=\"%s\"", ll_error_last()->message);
             return -1;
         }
-        if (json_array_size(ops) == 0) {
-            json_decref(ops);
+        if (ops.n == 0) {
+            ll_op_list_free(&ops);
             return 0;
         }
-        same_author(ops);
-        tier_ops_alone(ops);
-        last = json_array_size(ops);
-        results = json_array();
-        if ((error = gitops_run_batch(g, ops, results)) < 0) {
+        same_author(&ops);
+        tier_ops_alone(&ops);
+        last = ops.n;
+        if ((error = gitops_run_batch(&results, g, ops.ops, ops.n)) < 0) {
             char why[LL_ERROR_MSG_MAX];
             snprintf(why, sizeof(why), "%s", ll_error_last()->message);
             gitops_discard_unpushed(g);
-            ll_registry_ops_attempted(g->reg, ops, why);
-            json_decref(results);
-            json_decref(ops);
+            ll_registry_ops_attempted(g->reg, ops.ops, ops.n, why);
+            ll_op_results_free(&results);
+            ll_op_list_free(&ops);
             ll_error_set(error, "%s", why);
             return error;
         }
-        if ((error = ll_registry_ops_finish(g->reg, results)) < 0) {
+        if ((error = ll_registry_ops_finish(g->reg, results.v, results.n)) < 0) {
             /* Pushed but not recorded (a full volume): back off as for an
              * outage; they replay as no-ops once the registry takes writes. */
             ll_log_error("msg=\"cannot record outcomes\" error=\"%s\"", ll_error_last()->message);
-            json_decref(results);
-            json_decref(ops);
+            ll_op_results_free(&results);
+            ll_op_list_free(&ops);
             return error;
         }
         leave_degraded(g);
-        ll_log_info("msg=\"batch pushed\" ops=%zu ms=%lld", json_array_size(ops),
+        ll_log_info("msg=\"batch pushed\" ops=%zu ms=%lld", ops.n,
                     (long long)(ll_monotonic_ms() - t0));
-        json_decref(results);
-        json_decref(ops);
+        ll_op_results_free(&results);
+        ll_op_list_free(&ops);
         if (ll_registry_ops_count_queued(&waiting, g->reg) < 0)
             waiting = 0;
         publish_progress(g);
@@ -234,12 +237,12 @@ void *gitops_writer_main(void *arg)
             g->next_poll_ms = now + g->poll_interval_ms;
             if ((error = gitops_fetch(g)) < 0 || (error = gitops_follow_head(g, NULL)) < 0) {
                 char why[LL_ERROR_MSG_MAX];
-                json_t *queued = NULL;
+                ll_op_list queued = {NULL, 0};
                 snprintf(why, sizeof(why), "%s", ll_error_last()->message);
                 /* The queued operations say why they wait. */
                 if (ll_registry_ops_queued(&queued, g->reg, g->batch_size) == 0)
-                    ll_registry_ops_attempted(g->reg, queued, why);
-                json_decref(queued);
+                    ll_registry_ops_attempted(g->reg, queued.ops, queued.n, why);
+                ll_op_list_free(&queued);
                 gitops_enter_degraded(g, why);
                 publish_progress(g);
                 continue;
