@@ -122,6 +122,41 @@ static int check_tier_template(const ll_apply_ctx *ctx, const char *tier, const 
     return error;
 }
 
+/* An empty kustomization at path when there is none (a new tier or shard
+ * folder). */
+static int ensure_kustomization(ll_overlay *ov, const char *path)
+{
+    char *text;
+    if (ll_overlay_exists(ov, path))
+        return 0;
+    if (!(text = strdup(SHARD_KUSTOMIZATION)))
+        return ll_error_set(-1, "out of memory");
+    return ll_overlay_put(ov, path, text, strlen(text));
+}
+
+/* The kustomization entries of tenant's file in dir, a folder of tier: in
+ * the tier's list, or in a shard's (made when new), itself in the tier's. */
+static int list_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents, const char *dir,
+                       const char *tier, const char *tenant)
+{
+    char path[1024], entry[128];
+    int error;
+
+    snprintf(path, sizeof(path), "%s/tenants/%s", ctx->root, tier);
+    if (strcmp(dir, path) != 0) {
+        const char *shard = dir + strlen(path) + 1;
+        snprintf(path, sizeof(path), "%s/kustomization.yaml", dir);
+        if ((error = ensure_kustomization(ov, path)) < 0)
+            return error;
+        snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", ctx->root, tier);
+        if ((error = kustomization_change(intents, path, shard, 1)) < 0)
+            return error;
+    }
+    snprintf(path, sizeof(path), "%s/kustomization.yaml", dir);
+    snprintf(entry, sizeof(entry), "%s.yaml", tenant);
+    return kustomization_change(intents, path, entry, 1);
+}
+
 /* Renders the tenant of op into tier and writes it there, with its
  * kustomization entry.  A different file already there is a conflict unless
  * replace (an update re-renders its own file). */
@@ -129,7 +164,7 @@ static int put_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
                       const ll_operation *op, int replace, ll_op_failure *why)
 {
     const char *tenant = op->tenant, *tier = op->tier;
-    char path[1024], dir[1000], entry[128], *tmpl = NULL, *rendered = NULL, *existing = NULL;
+    char path[1024], dir[1000], *tmpl = NULL, *rendered = NULL, *existing = NULL;
     size_t tmpl_len = 0, rendered_len = 0, existing_len = 0;
     /* What the file carries: the exact chart version chosen for the tenant
      * (chart_version), else its release as a range. */
@@ -177,25 +212,7 @@ static int put_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
         if (error < 0)
             goto done;
     }
-    snprintf(path, sizeof(path), "%s/tenants/%s", ctx->root, tier);
-    if (strcmp(dir, path) != 0) {
-        /* A shard: its own kustomization, listed by the tier's. */
-        const char *shard = dir + strlen(path) + 1;
-        snprintf(path, sizeof(path), "%s/kustomization.yaml", dir);
-        if (!ll_overlay_exists(ov, path)) {
-            char *text = strdup(SHARD_KUSTOMIZATION);
-            if (!text || (error = ll_overlay_put(ov, path, text, strlen(text))) < 0) {
-                error = text ? error : ll_error_set(-1, "out of memory");
-                goto done;
-            }
-        }
-        snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", ctx->root, tier);
-        if ((error = kustomization_change(intents, path, shard, 1)) < 0)
-            goto done;
-    }
-    snprintf(path, sizeof(path), "%s/kustomization.yaml", dir);
-    snprintf(entry, sizeof(entry), "%s.yaml", tenant);
-    error = kustomization_change(intents, path, entry, 1);
+    error = list_tenant(ctx, ov, intents, dir, tier, tenant);
 done:
     free(tmpl);
     free(rendered);
@@ -263,14 +280,7 @@ static int put_tier(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
     }
     free(existing);
     snprintf(path, sizeof(path), "%s/tenants/%s/kustomization.yaml", ctx->root, tier);
-    if (!ll_overlay_exists(ov, path)) {
-        char *text = strdup(SHARD_KUSTOMIZATION);
-        if (!text)
-            return ll_error_set(-1, "out of memory");
-        if ((error = ll_overlay_put(ov, path, text, strlen(text))) < 0)
-            return error;
-    }
-    return 0;
+    return ensure_kustomization(ov, path);
 }
 
 typedef struct folder_walk {

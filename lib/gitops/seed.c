@@ -22,6 +22,22 @@
 #include "landlord/template.h"
 #include "overlay.h"
 
+/* One tier folder: 1 when it holds a shard folder (two hex digits); *flat
+ * set when it holds a file besides its kustomization. */
+static int tier_layout(int *flat, const git_tree *tier)
+{
+    for (size_t k = 0; k < git_tree_entrycount(tier); k++) {
+        const git_tree_entry *e = git_tree_entry_byindex(tier, k);
+        const char *name = git_tree_entry_name(e);
+        if (git_tree_entry_type(e) == GIT_OBJECT_TREE && strlen(name) == 2 &&
+            strspn(name, "0123456789abcdef") == 2)
+            return 1;
+        if (git_tree_entry_type(e) == GIT_OBJECT_BLOB && strcmp(name, "kustomization.yaml"))
+            *flat = 1;
+    }
+    return 0;
+}
+
 /* The layout an existing repository uses, for git-layout auto: sharded when
  * a tier folder holds a shard folder (two hex digits), flat when one holds a
  * file besides its kustomization (a tenant, or the reference's
@@ -45,17 +61,7 @@ int gitops_layout_of(ll_gitops *g, git_commit *head)
         if (git_tree_entry_type(t) != GIT_OBJECT_TREE ||
             git_tree_lookup(&tier, g->repo, git_tree_entry_id(t)) < 0)
             continue;
-        for (size_t k = 0; k < git_tree_entrycount(tier); k++) {
-            const git_tree_entry *e = git_tree_entry_byindex(tier, k);
-            const char *name = git_tree_entry_name(e);
-            if (git_tree_entry_type(e) == GIT_OBJECT_TREE && strlen(name) == 2 &&
-                strspn(name, "0123456789abcdef") == 2) {
-                sharded = 1;
-                break;
-            }
-            if (git_tree_entry_type(e) == GIT_OBJECT_BLOB && strcmp(name, "kustomization.yaml"))
-                flat = 1;
-        }
+        sharded = tier_layout(&flat, tier);
         git_tree_free(tier);
         tier = NULL;
     }
