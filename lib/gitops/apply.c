@@ -7,7 +7,7 @@
  * a tier change writes or removes the tier's template and folder
  * (put_tier, delete_tier), a rollout edits the chart version of files in
  * place (apply_rollout).  Kustomization entries are not edited here: each
- * operation records them as intents ({path: {entry: add?}}) and the batch
+ * operation records them as intents (path, entry, in or out) and the batch
  * edits every kustomization once (batch.c).  Applying is idempotent (a
  * file that already matches is not written again), so a replay after a
  * crash changes nothing.  The commit message is made here too: one line
@@ -33,18 +33,56 @@
 #include "landlord/validate.h"
 #include "overlay.h"
 
-/* Records that entry must be in (add) or out of the kustomization at path.
- * The edits of a whole batch are made at once, one parse per file
- * (apply_kustomizations), so a batch costs one edit of each tier's list
- * however long the list is. */
-static int kustomization_change(json_t *intents, const char *path, const char *entry, int add)
+/* Records that entry must be in (add) or out of the kustomization at path
+ * (a later call for the same entry wins).  The edits of a whole batch are
+ * made at once, one parse per file (batch.c), so a batch costs one edit of
+ * each tier's list however long the list is. */
+static int kustomization_change(ll_kust_intents *intents, const char *path, const char *entry,
+                                int add)
 {
-    json_t *entries = json_object_get(intents, path);
-    if (!entries && json_object_set_new(intents, path, entries = json_object()) < 0)
+    ll_kust_intent *in;
+
+    for (size_t i = 0; i < intents->n; i++) {
+        in = &intents->v[i];
+        if (strcmp(in->path, path) == 0 && strcmp(in->entry, entry) == 0) {
+            in->add = add;
+            return 0;
+        }
+    }
+    if (intents->n == intents->cap) {
+        size_t cap = intents->cap ? intents->cap * 2 : 4;
+        ll_kust_intent *v = realloc(intents->v, cap * sizeof(*v));
+        if (!v)
+            return ll_error_set(-1, "out of memory");
+        intents->v = v;
+        intents->cap = cap;
+    }
+    in = &intents->v[intents->n];
+    if (!(in->path = strdup(path)) || !(in->entry = strdup(entry))) {
+        free(in->path);
         return ll_error_set(-1, "out of memory");
-    return json_object_set_new(entries, entry, json_boolean(add)) < 0
-               ? ll_error_set(-1, "out of memory")
-               : 0;
+    }
+    in->add = add;
+    intents->n++;
+    return 0;
+}
+
+void ll_kust_intents_clear(ll_kust_intents *intents)
+{
+    for (size_t i = 0; i < intents->n; i++) {
+        free(intents->v[i].path);
+        free(intents->v[i].entry);
+    }
+    intents->n = 0;
+}
+
+void ll_kust_intents_free(ll_kust_intents *intents)
+{
+    if (!intents)
+        return;
+    ll_kust_intents_clear(intents);
+    free(intents->v);
+    memset(intents, 0, sizeof(*intents));
 }
 
 #define SHARD_KUSTOMIZATION                                                                        \
@@ -136,8 +174,8 @@ static int ensure_kustomization(ll_overlay *ov, const char *path)
 
 /* The kustomization entries of tenant's file in dir, a folder of tier: in
  * the tier's list, or in a shard's (made when new), itself in the tier's. */
-static int list_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents, const char *dir,
-                       const char *tier, const char *tenant)
+static int list_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, ll_kust_intents *intents,
+                       const char *dir, const char *tier, const char *tenant)
 {
     char path[1024], entry[128];
     int error;
@@ -160,7 +198,7 @@ static int list_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
 /* Renders the tenant of op into tier and writes it there, with its
  * kustomization entry.  A different file already there is a conflict unless
  * replace (an update re-renders its own file). */
-static int put_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
+static int put_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, ll_kust_intents *intents,
                       const ll_operation *op, int replace, ll_op_failure *why)
 {
     const char *tenant = op->tenant, *tier = op->tier;
@@ -222,7 +260,7 @@ done:
 
 /* Removes the tenant's file from tier and its kustomization entry; absent
  * already is fine. */
-static int remove_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
+static int remove_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, ll_kust_intents *intents,
                          const char *tenant, const char *tier)
 {
     char path[1024], dir[1000], entry[128], *existing = NULL;
@@ -247,7 +285,7 @@ static int remove_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intent
 /* Writes a tier's template (from the operation's payload), makes its
  * tenants folder with an empty kustomization when it has none, and lists
  * the folder in tenants/kustomization.yaml. */
-static int put_tier(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
+static int put_tier(const ll_apply_ctx *ctx, ll_overlay *ov, ll_kust_intents *intents,
                     const ll_operation *op)
 {
     const char *tier = op->tier, *tmpl = op->tier_op.template_text;
@@ -303,7 +341,7 @@ static int on_folder_entry(const char *root, const git_tree_entry *e, void *payl
  * kustomization and empty shard kustomizations: a tenant file left there is
  * a conflict) and its entry in tenants/kustomization.yaml.  Absent already
  * is fine (a replay after a crash). */
-static int delete_tier(const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
+static int delete_tier(const ll_apply_ctx *ctx, ll_overlay *ov, ll_kust_intents *intents,
                        const ll_operation *op)
 {
     const char *tier = op->tier;
@@ -418,8 +456,8 @@ static int apply_rollout(const ll_apply_ctx *ctx, ll_overlay *ov, const ll_opera
     return 0;
 }
 
-int ll_apply_op(ll_op_failure *why, const ll_apply_ctx *ctx, ll_overlay *ov, json_t *intents,
-                const ll_operation *op)
+int ll_apply_op(ll_op_failure *why, const ll_apply_ctx *ctx, ll_overlay *ov,
+                ll_kust_intents *intents, const ll_operation *op)
 {
     int error;
 

@@ -159,79 +159,82 @@ static int batch_begin(batch *b, ll_gitops *g, size_t n)
     return 0;
 }
 
-/* Whether an operation's kustomization intents change the file as the batch
- * found it (members caches each file's entries). */
-static int intents_change(ll_overlay *ov, json_t *members, const json_t *intents)
+/* Whether an operation's kustomization intents change the files as the
+ * batch found them (members caches each file's entries). */
+static int intents_change(ll_overlay *ov, json_t *members, const ll_kust_intents *intents)
 {
-    const char *path, *entry;
-    json_t *entries, *want;
-
-    json_object_foreach((json_t *)intents, path, entries)
-    {
-        json_t *set = json_object_get(members, path);
+    for (size_t k = 0; k < intents->n; k++) {
+        const ll_kust_intent *in = &intents->v[k];
+        json_t *set = json_object_get(members, in->path);
         if (!set) {
             char *text = NULL;
             size_t len = 0;
             json_t *list = NULL, *v;
             size_t i;
             set = json_object();
-            if (ll_overlay_read(&text, &len, ov, path) == 0 && text &&
+            if (ll_overlay_read(&text, &len, ov, in->path) == 0 && text &&
                 ll_kustomize_resources(&list, text, len) == 0)
                 json_array_foreach(list, i, v)
                     json_object_set(set, json_string_value(v), json_true());
             json_decref(list);
             free(text);
-            json_object_set_new(members, path, set);
+            json_object_set_new(members, in->path, set);
         }
-        json_object_foreach(entries, entry, want)
-        {
-            if (json_is_true(want) != (json_object_get(set, entry) != NULL))
-                return 1;
-        }
+        if (in->add != (json_object_get(set, in->entry) != NULL))
+            return 1;
     }
     return 0;
 }
 
+/* Adds an operation's intents to the batch's plan ({path: {entry: add}},
+ * the later operation winning) and its id to touched ({path: [ids]}). */
+static void plan_intents(json_t *plan, json_t *touched, const ll_kust_intents *intents,
+                         long long id)
+{
+    for (size_t k = 0; k < intents->n; k++) {
+        const ll_kust_intent *in = &intents->v[k];
+        json_t *p = json_object_get(plan, in->path), *t = json_object_get(touched, in->path);
+        if (!p) {
+            json_object_set_new(plan, in->path, p = json_object());
+            json_object_set_new(touched, in->path, t = json_array());
+        }
+        json_object_set_new(p, in->entry, json_boolean(in->add));
+        if (json_array_size(t) == 0 ||
+            json_integer_value(json_array_get(t, json_array_size(t) - 1)) != id)
+            json_array_append_new(t, json_integer(id));
+    }
+}
+
 /* Applies op to the batch's overlay.  When it fails its partial changes
  * are taken back and it fails alone (b->failed); when it applies, its
- * kustomization intents join the batch's plan (touched: which operations
- * asked for each file).  Only running out of memory is an error. */
+ * kustomization intents join the batch's plan.  Only running out of
+ * memory is an error. */
 static int apply_one(batch *b, const ll_apply_ctx *ctx, const ll_operation *op, json_t *plan,
                      json_t *touched, json_t *members)
 {
     ll_op_failure why = LL_OP_FAILURE_CONFLICT;
-    json_t *intents = json_object(), *entries;
-    const char *path;
+    ll_kust_intents intents = {0};
     size_t puts = b->ov.puts;
     int error = 0;
 
     ll_overlay_begin(&b->ov);
-    if (ll_apply_op(&why, ctx, &b->ov, intents, op) < 0) {
+    if (ll_apply_op(&why, ctx, &b->ov, &intents, op) < 0) {
         ll_overlay_undo(&b->ov);
         ll_log_warn("msg=\"operation failed\" op=%lld tenant=%s error=\"%s\"", op->id,
                     op->tenant ? op->tenant : "-", ll_error_last()->message);
         error = ll_op_results_failed(&b->failed, op->id, why, ll_error_last()->message);
-        json_decref(intents);
-        return error;
+        goto done;
     }
     ll_overlay_keep(&b->ov);
     b->applied[b->n_applied++] = op;
     /* A replayed operation whose change is already there (pushed just
      * before a crash) is not named again. */
-    if (b->ov.puts != puts || intents_change(&b->ov, members, intents))
+    if (b->ov.puts != puts || intents_change(&b->ov, members, &intents))
         b->effective[b->n_effective++] = op;
-    json_object_foreach(intents, path, entries)
-    {
-        json_t *p = json_object_get(plan, path), *t = json_object_get(touched, path);
-        if (!p) {
-            json_object_set_new(plan, path, p = json_object());
-            json_object_set_new(touched, path, t = json_array());
-        }
-        json_object_update(p, entries); /* the later operation wins */
-        json_array_append_new(t, json_integer(op->id));
-    }
-    json_decref(intents);
-    return 0;
+    plan_intents(plan, touched, &intents, op->id);
+done:
+    ll_kust_intents_free(&intents);
+    return error;
 }
 
 /* Applies the n operations of work to the batch, then edits the

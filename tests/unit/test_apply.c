@@ -149,7 +149,7 @@ static void tenant_op(ll_operation *op, long long id, ll_op_kind kind, const cha
 
 /* Applies op in an operation of its own, as the batch does: undone when
  * it fails.  Returns its code; *why its failure class. */
-static int apply(fixture *f, json_t *intents, const ll_operation *op, ll_op_failure *why)
+static int apply(fixture *f, ll_kust_intents *intents, const ll_operation *op, ll_op_failure *why)
 {
     ll_op_failure w = LL_OP_FAILURE_NONE;
     int error;
@@ -164,18 +164,33 @@ static int apply(fixture *f, json_t *intents, const ll_operation *op, ll_op_fail
     return error;
 }
 
-/* The intent for entry of the kustomization at path: 1 in, 0 out, -1 none. */
-static int intent(const json_t *intents, const char *path, const char *entry)
+static ll_kust_intents *new_intents(void)
 {
-    const json_t *v = json_object_get(json_object_get(intents, path), entry);
-    return v ? json_is_true(v) : -1;
+    ll_kust_intents *in = calloc(1, sizeof(*in));
+    assert_non_null(in);
+    return in;
+}
+
+static void drop_intents(ll_kust_intents *in)
+{
+    ll_kust_intents_free(in);
+    free(in);
+}
+
+/* The intent for entry of the kustomization at path: 1 in, 0 out, -1 none. */
+static int intent(const ll_kust_intents *intents, const char *path, const char *entry)
+{
+    for (size_t i = 0; i < intents->n; i++)
+        if (strcmp(intents->v[i].path, path) == 0 && strcmp(intents->v[i].entry, entry) == 0)
+            return intents->v[i].add;
+    return -1;
 }
 
 static void test_onboard_flat(void **state)
 {
     (void)state;
     fixture *f = open_fixture(0);
-    json_t *intents = json_object();
+    ll_kust_intents *intents = new_intents();
     ll_operation op;
     char *text;
 
@@ -189,7 +204,7 @@ static void test_onboard_flat(void **state)
     free(text);
     /* The entry is an intent: the kustomization itself is edited by the batch. */
     assert_int_equal(intent(intents, ROOT "/tenants/basic/kustomization.yaml", "acme.yaml"), 1);
-    assert_int_equal(json_object_size(intents), 1);
+    assert_int_equal(intents->n, 1);
 
     /* Applying it again (a replay after a crash) writes nothing. */
     size_t puts = f->ov.puts;
@@ -205,7 +220,7 @@ static void test_onboard_flat(void **state)
     ll_operation_clear(&other);
 
     ll_operation_clear(&op);
-    json_decref(intents);
+    drop_intents(intents);
     close_fixture(f);
 }
 
@@ -213,7 +228,7 @@ static void test_onboard_sharded(void **state)
 {
     (void)state;
     fixture *f = open_fixture(1);
-    json_t *intents = json_object();
+    ll_kust_intents *intents = new_intents();
     ll_operation op;
     char path[512], shard[8];
     char *text;
@@ -234,7 +249,7 @@ static void test_onboard_sharded(void **state)
     assert_int_equal(intent(intents, path, "acme.yaml"), 1);
     assert_int_equal(intent(intents, ROOT "/tenants/premium/kustomization.yaml", shard), 1);
     ll_operation_clear(&op);
-    json_decref(intents);
+    drop_intents(intents);
     close_fixture(f);
 }
 
@@ -242,7 +257,7 @@ static void test_offboard_and_move(void **state)
 {
     (void)state;
     fixture *f = open_fixture(0);
-    json_t *intents = json_object();
+    ll_kust_intents *intents = new_intents();
     ll_operation op;
 
     tenant_op(&op, 1, LL_OP_ONBOARD, "acme", "basic", "0.0.1", "{}");
@@ -250,8 +265,8 @@ static void test_offboard_and_move(void **state)
     ll_operation_clear(&op);
 
     /* An update that changes the tier leaves the old folder. */
-    json_decref(intents);
-    intents = json_object();
+    drop_intents(intents);
+    intents = new_intents();
     tenant_op(&op, 2, LL_OP_UPDATE, "acme", "premium", "0.0.1", "{}");
     op.t.from_tier = dup_text("basic");
     assert_int_equal(apply(f, intents, &op, NULL), 0);
@@ -262,8 +277,8 @@ static void test_offboard_and_move(void **state)
     ll_operation_clear(&op);
 
     /* Offboarding removes the file and the entry; again, nothing to do. */
-    json_decref(intents);
-    intents = json_object();
+    drop_intents(intents);
+    intents = new_intents();
     tenant_op(&op, 3, LL_OP_OFFBOARD, "acme", "premium", NULL, NULL);
     assert_int_equal(apply(f, intents, &op, NULL), 0);
     assert_false(ll_overlay_exists(&f->ov, ROOT "/tenants/premium/acme.yaml"));
@@ -271,8 +286,9 @@ static void test_offboard_and_move(void **state)
     size_t puts = f->ov.puts;
     assert_int_equal(apply(f, intents, &op, NULL), 0);
     assert_int_equal(f->ov.puts, puts);
+    assert_int_equal(intents->n, 1); /* one intent per entry: the later wins */
     ll_operation_clear(&op);
-    json_decref(intents);
+    drop_intents(intents);
     close_fixture(f);
 }
 
@@ -282,7 +298,7 @@ static void test_failing_op_undone(void **state)
 {
     (void)state;
     fixture *f = open_fixture(0);
-    json_t *intents = json_object();
+    ll_kust_intents *intents = new_intents();
     ll_operation op;
     ll_op_failure why = LL_OP_FAILURE_NONE;
     char *before, *after;
@@ -315,7 +331,7 @@ static void test_failing_op_undone(void **state)
     assert_int_equal(why, LL_OP_FAILURE_RENDER);
     assert_false(ll_overlay_exists(&f->ov, ROOT "/tenants/basic/beta.yaml"));
     ll_operation_clear(&op);
-    json_decref(intents);
+    drop_intents(intents);
     close_fixture(f);
 }
 
@@ -337,7 +353,7 @@ static void test_tier_put_and_delete(void **state)
 {
     (void)state;
     fixture *f = open_fixture(0);
-    json_t *intents = json_object();
+    ll_kust_intents *intents = new_intents();
     ll_operation op;
     char *tmpl, *text;
 
@@ -362,8 +378,8 @@ static void test_tier_put_and_delete(void **state)
     ll_operation_clear(&op);
 
     /* A tier whose folder holds a tenant cannot be deleted. */
-    json_decref(intents);
-    intents = json_object();
+    drop_intents(intents);
+    intents = new_intents();
     ll_operation t;
     tenant_op(&t, 3, LL_OP_ONBOARD, "acme", "basic", "0.0.1", "{}");
     assert_int_equal(apply(f, intents, &t, NULL), 0);
@@ -386,8 +402,8 @@ static void test_tier_put_and_delete(void **state)
     ll_operation_clear(&op);
 
     /* An empty tier goes: template, folder, entry. */
-    json_decref(intents);
-    intents = json_object();
+    drop_intents(intents);
+    intents = new_intents();
     tier_op(&op, 5, LL_OP_TIER_DELETE, "advanced", NULL, 0);
     assert_int_equal(apply(f, intents, &op, NULL), 0);
     assert_false(ll_overlay_exists(&f->ov, ROOT "/tier-templates/advanced_tenant_template.yaml"));
@@ -395,7 +411,7 @@ static void test_tier_put_and_delete(void **state)
     assert_int_equal(intent(intents, ROOT "/tenants/kustomization.yaml", "advanced"), 0);
     ll_operation_clear(&op);
     free(tmpl);
-    json_decref(intents);
+    drop_intents(intents);
     close_fixture(f);
 }
 
@@ -403,7 +419,7 @@ static void test_rollout(void **state)
 {
     (void)state;
     fixture *f = open_fixture(0);
-    json_t *intents = json_object();
+    ll_kust_intents *intents = new_intents();
     ll_operation op, t;
     char *text;
 
@@ -435,8 +451,8 @@ static void test_rollout(void **state)
     op.rollout.pools = calloc(1, sizeof(*op.rollout.pools));
     op.rollout.pools[0].name = dup_text("pool-1");
     op.rollout.pools[0].to = dup_text("0.0.2");
-    json_decref(intents);
-    intents = json_object();
+    drop_intents(intents);
+    intents = new_intents();
     assert_int_equal(apply(f, intents, &op, NULL), 0);
     text = read_file(&f->ov, ROOT "/tenants/basic/acme.yaml");
     assert_non_null(strstr(text, "version: \"0.0.2\""));
@@ -448,7 +464,7 @@ static void test_rollout(void **state)
     assert_non_null(strstr(text, "version: \"0.0.2\""));
     free(text);
     assert_false(ll_overlay_exists(&f->ov, ROOT "/tenants/basic/gone.yaml"));
-    assert_int_equal(json_object_size(intents), 0); /* in-place edits only */
+    assert_int_equal(intents->n, 0); /* in-place edits only */
 
     /* A tenant without a target version is refused, and undone. */
     size_t changes = f->ov.n;
@@ -461,7 +477,7 @@ static void test_rollout(void **state)
     free(text);
     assert_int_equal(f->ov.n, changes);
     ll_operation_clear(&op);
-    json_decref(intents);
+    drop_intents(intents);
     close_fixture(f);
 }
 
