@@ -885,4 +885,3 @@ fail:
     reg_rollback(r);
     return error;
 }
-
