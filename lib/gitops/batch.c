@@ -205,6 +205,15 @@ static void plan_intents(json_t *plan, json_t *touched, const ll_kust_intents *i
     }
 }
 
+/* The tenant as the log names it: "-" for a rollout, empty for a tier
+ * change (whose row names the tenant ''). */
+static const char *logged_tenant(const ll_operation *op)
+{
+    if (op->tenant)
+        return op->tenant;
+    return op->kind == LL_OP_TIER_PUT || op->kind == LL_OP_TIER_DELETE ? "" : "-";
+}
+
 /* Applies op to the batch's overlay.  When it fails its partial changes
  * are taken back and it fails alone (b->failed); when it applies, its
  * kustomization intents join the batch's plan.  Only running out of
@@ -221,7 +230,7 @@ static int apply_one(batch *b, const ll_apply_ctx *ctx, const ll_operation *op, 
     if (ll_apply_op(&why, ctx, &b->ov, &intents, op) < 0) {
         ll_overlay_undo(&b->ov);
         ll_log_warn("msg=\"operation failed\" op=%lld tenant=%s error=\"%s\"", op->id,
-                    op->tenant ? op->tenant : "-", ll_error_last()->message);
+                    logged_tenant(op), ll_error_last()->message);
         error = ll_op_results_failed(&b->failed, op->id, why, ll_error_last()->message);
         goto done;
     }
