@@ -89,21 +89,20 @@ int ll_audit_record(ll_core *c, const ll_audit_entry *e)
 {
     ll_registry *r = ll_core_registry(c);
     ll_audit_entry copy = *e;
-    json_t *op = NULL;
+    ll_operation op = {0};
     int error;
 
     if (!r)
         return -1;
     /* The operation says which tenant or tier the request changed. */
     if (e->operation > 0 && ll_registry_op_get(&op, r, e->operation) == 0) {
-        const char *tenant = json_string_value(json_object_get(op, "tenant"));
-        if (!copy.tenant && tenant && tenant[0])
-            copy.tenant = tenant;
+        if (!copy.tenant && op.tenant && op.tenant[0])
+            copy.tenant = op.tenant;
         if (!copy.tier)
-            copy.tier = json_string_value(json_object_get(op, "tier"));
+            copy.tier = op.tier;
     }
     error = ll_registry_audit_add(r, &copy);
-    json_decref(op);
+    ll_operation_clear(&op);
     prune(c, 0);
     return error;
 }
@@ -538,7 +537,8 @@ int ll_tier_delete(long long *out_op, ll_core *c, const char *name, const char *
 int ll_tier_outcome(json_t **out, int *pending, ll_core *c, long long op, const char *name)
 {
     json_t *opj = NULL;
-    const char *state, *type, *why;
+    const char *state, *why;
+    ll_op_failure type = LL_OP_FAILURE_NONE;
     int error;
 
     *out = NULL;
@@ -553,18 +553,17 @@ int ll_tier_outcome(json_t **out, int *pending, ll_core *c, long long op, const 
     }
     if (strcmp(state, "failed") == 0) {
         ll_registry *r = ll_core_registry(c);
-        json_t *raw = NULL;
-        type = NULL;
+        ll_operation raw = {0};
         if (r && ll_registry_op_get(&raw, r, op) == 0)
-            type = json_string_value(json_object_get(raw, "error_type"));
+            type = raw.failure;
         why = json_string_value(json_object_get(opj, "error"));
-        if (type && strcmp(type, "conflict") == 0)
+        if (type == LL_OP_FAILURE_CONFLICT)
             error = ll_error_set(LL_ECONFLICT, "%s", why ? why : "conflict in the repository");
         else {
             error = ll_error_set(LL_EUPSTREAM, "%s", why ? why : "push failed");
             ll_error_hint("check the GitOps remote; /readyz shows its state");
         }
-        json_decref(raw);
+        ll_operation_clear(&raw);
         json_decref(opj);
         return error;
     }

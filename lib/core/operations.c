@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "landlord/core.h"
+#include "landlord/error.h"
 #include "landlord/registry.h"
 
 #include "core_int.h"
@@ -15,29 +16,41 @@
 int ll_core_op_queued(ll_core *c, long long op)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *opj = NULL;
+    ll_operation opr;
     int queued;
-    if (!r || ll_registry_op_get(&opj, r, op) < 0)
+    if (!r || ll_registry_op_get(&opr, r, op) < 0)
         return -1;
-    queued = strcmp(json_string_value(json_object_get(opj, "state")), "queued") == 0;
-    json_decref(opj);
+    queued = opr.state == LL_OP_QUEUED;
+    ll_operation_clear(&opr);
     return queued;
 }
 
 int ll_operation_get(json_t **out, ll_core *c, long long id)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *op = NULL;
+    ll_operation op;
+    json_t *v;
     int error;
     if (!r)
         return -1;
     if ((error = ll_registry_op_get(&op, r, id)) < 0)
         return error;
-    json_object_del(op, "payload");
-    json_object_del(op, "error_type");
-    /* Tier changes name no tenant. */
-    if (strncmp(json_string_value(json_object_get(op, "kind")), "tier_", 5) == 0)
-        json_object_set_new(op, "tenant", json_null());
-    *out = op;
+        /* The API's view: the record without its payload and failure class;
+         * tier changes and rollouts name no tenant. */
+#define TEXT(s) ((s) ? json_string(s) : json_null())
+    v = json_pack("{s:I, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:{s:o, s:o}, s:I, s:o}", "id",
+                  (json_int_t)op.id, "kind", ll_op_kind_name(op.kind), "tenant", TEXT(op.tenant),
+                  "tier", TEXT(op.tier), "state", ll_op_state_name(op.state), "commit",
+                  TEXT(op.commit), "error", TEXT(op.error), "created_at", TEXT(op.created_at),
+                  "updated_at", TEXT(op.updated_at), "author", "name", TEXT(op.author_name),
+                  "email", TEXT(op.author_email), "attempts", (json_int_t)op.attempts, "last_error",
+                  TEXT(op.last_error));
+#undef TEXT
+    if (v && op.rollout_id)
+        json_object_set_new(v, "rollout", json_integer(op.rollout_id));
+    ll_operation_clear(&op);
+    if (!v)
+        return ll_error_set(-1, "out of memory");
+    *out = v;
     return 0;
 }

@@ -377,18 +377,16 @@ typedef struct op_outcome {
 /* The operation's outcome; -1 when it cannot be read. */
 static int op_read(op_outcome *out, ll_rollouts *e, long long id)
 {
-    json_t *op = NULL;
+    ll_operation op = {0};
     memset(out, 0, sizeof(*out));
     if (ll_registry_op_get(&op, e->reg, id) < 0)
         return -1;
-    const char *state = str(op, "state");
-    out->state = !state                         ? OP_QUEUED
-                 : strcmp(state, "pushed") == 0 ? OP_PUSHED
-                 : strcmp(state, "failed") == 0 ? OP_FAILED
-                                                : OP_QUEUED;
-    out->commit = str(op, "commit") ? strdup(str(op, "commit")) : NULL;
-    out->error = str(op, "error") ? strdup(str(op, "error")) : NULL;
-    json_decref(op);
+    out->state = op.state == LL_OP_PUSHED   ? OP_PUSHED
+                 : op.state == LL_OP_FAILED ? OP_FAILED
+                                            : OP_QUEUED;
+    out->commit = op.commit ? strdup(op.commit) : NULL;
+    out->error = op.error ? strdup(op.error) : NULL;
+    ll_operation_clear(&op);
     return 0;
 }
 

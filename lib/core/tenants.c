@@ -55,9 +55,9 @@ static json_t *tenant_view(ll_core *c, const ll_tenant_record *rec)
 int ll_tenant_outcome(json_t **out, int *pending, ll_core *c, long long op, const char *id)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *opj = NULL;
+    ll_operation opr = {0};
     ll_tenant_record t = {0};
-    const char *state = "pushed";
+    ll_op_state state = LL_OP_PUSHED;
     int error;
 
     *out = NULL;
@@ -65,17 +65,16 @@ int ll_tenant_outcome(json_t **out, int *pending, ll_core *c, long long op, cons
     if (!r)
         return -1;
     if (op > 0) {
-        if ((error = ll_registry_op_get(&opj, r, op)) < 0)
+        if ((error = ll_registry_op_get(&opr, r, op)) < 0)
             return error;
-        state = json_string_value(json_object_get(opj, "state"));
+        state = opr.state;
     }
-    if (strcmp(state, "failed") == 0) {
-        const char *type = json_string_value(json_object_get(opj, "error_type"));
-        const char *why = json_string_value(json_object_get(opj, "error"));
-        if (type && strcmp(type, "render-failed") == 0) {
+    if (state == LL_OP_FAILED) {
+        const char *why = opr.error;
+        if (opr.failure == LL_OP_FAILURE_RENDER) {
             error = ll_error_set(LL_EINVALID, "%s", why ? why : "the template did not render");
             ll_error_kind("render-failed");
-        } else if (type && strcmp(type, "conflict") == 0) {
+        } else if (opr.failure == LL_OP_FAILURE_CONFLICT) {
             error = ll_error_set(LL_ECONFLICT, "%s", why ? why : "conflict in the repository");
         } else {
             error = ll_error_set(LL_EUPSTREAM, "%s", why ? why : "push failed");
@@ -83,14 +82,13 @@ int ll_tenant_outcome(json_t **out, int *pending, ll_core *c, long long op, cons
         }
         goto done;
     }
-    *pending = strcmp(state, "queued") == 0;
-    if ((error = ll_registry_tenant_get(
-             &t, r, opj ? json_string_value(json_object_get(opj, "tenant")) : id, 1)) < 0)
+    *pending = state == LL_OP_QUEUED;
+    if ((error = ll_registry_tenant_get(&t, r, op > 0 ? opr.tenant : id, 1)) < 0)
         goto done;
     *out = tenant_view(c, &t);
 done:
     ll_tenant_record_clear(&t);
-    json_decref(opj);
+    ll_operation_clear(&opr);
     return error;
 }
 

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "landlord/operation.h"
 #include "landlord/registry.h"
 
 /* Prepared statements kept per connection (see reg_prepare). */
@@ -98,10 +99,23 @@ int reg_store_events(ll_registry *r, const json_t *events);
 int reg_chart_version_for(char *out, size_t cap, ll_registry *r, const char *tier,
                           const char *release);
 
-/* Records that rollout operation op (a row as ll_registry_op_get gives it)
+/* Records that rollout operation op (its row as reg_op_row_json gives it)
  * was pushed at sha (ok) or failed, for the tenants it changes; inside the
  * caller's transaction (registry_rollouts.c). */
 int reg_rollout_op_finished(ll_registry *r, const json_t *op, int ok, const char *sha,
                             const char *now);
+
+/* The outbox's conversion (outbox.c).  Fills op's payload for its kind
+ * (op->kind set) from the row's payload JSON (borrowed); missing or
+ * mistyped fields stay NULL/0 (the writer refuses what it cannot apply). */
+int reg_op_from_payload(ll_operation *op, const json_t *payload);
+
+/* The inverse: op's payload as the row stores it (new reference). */
+json_t *reg_op_payload_json(const ll_operation *op);
+
+/* {"id", "kind", "tenant", "tier", "payload"} of op, for the stores that take
+ * an operation's row as JSON (reg_tier_finish, reg_rollout_op_finished);
+ * new reference, NULL when out of memory. */
+json_t *reg_op_row_json(const ll_operation *op);
 
 #endif

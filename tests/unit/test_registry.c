@@ -116,6 +116,27 @@ static int scalar_int(const char *sql)
     return v;
 }
 
+/* Records one outcome the way the git writer does. */
+static int finish_ok(ll_registry *r, long long id, const char *sha)
+{
+    ll_op_results res = {0};
+    int error = ll_op_results_ok(&res, id, sha);
+    if (error == 0)
+        error = ll_registry_ops_finish(r, res.v, res.n);
+    ll_op_results_free(&res);
+    return error;
+}
+
+static int finish_failed(ll_registry *r, long long id, ll_op_failure failure, const char *why)
+{
+    ll_op_results res = {0};
+    int error = ll_op_results_failed(&res, id, failure, why);
+    if (error == 0)
+        error = ll_registry_ops_finish(r, res.v, res.n);
+    ll_op_results_free(&res);
+    return error;
+}
+
 static void test_migrations(void **state)
 {
     ll_registry *r = NULL;
@@ -197,7 +218,8 @@ static void test_change_generation(void **state)
 static void test_tenant_lifecycle(void **state)
 {
     ll_registry *r = NULL;
-    json_t *t = NULL, *existing = NULL, *ops = NULL, *list = NULL, *res;
+    json_t *t = NULL, *existing = NULL, *list = NULL;
+    ll_op_list ops = {NULL, 0};
     char *next = NULL;
     long long op = 0, op2 = 0;
 
@@ -220,16 +242,12 @@ static void test_tenant_lifecycle(void **state)
 
     /* The outbox holds exactly one queued operation with the desired state. */
     assert_int_equal(ll_registry_ops_queued(&ops, r, 10), 0);
-    assert_int_equal(json_array_size(ops), 1);
-    assert_string_equal(json_string_value(json_object_get(
-                            json_object_get(json_array_get(ops, 0), "payload"), "release")),
-                        "0.0");
-    json_decref(ops);
+    assert_int_equal(ops.n, 1);
+    assert_int_equal(ops.ops[0].kind, LL_OP_ONBOARD);
+    assert_string_equal(ops.ops[0].t.release, "0.0");
+    ll_op_list_free(&ops);
 
-    res = json_pack("[{s:I, s:b, s:s}]", "id", (json_int_t)op, "ok", 1, "commit",
-                    "0123456789012345678901234567890123456789");
-    assert_int_equal(ll_registry_ops_finish(r, res), 0);
-    json_decref(res);
+    assert_int_equal(finish_ok(r, op, "0123456789012345678901234567890123456789"), 0);
     assert_int_equal(tenant_get_json(&t, r, "acme", 1), 0);
     assert_string_equal(json_string_value(json_object_get(t, "sync")), "committed");
     assert_string_equal(json_string_value(json_object_get(t, "commit")),
@@ -240,17 +258,11 @@ static void test_tenant_lifecycle(void **state)
     /* Offboard, then a failed re-onboard returns the tenant to offboarded. */
     assert_int_equal(offboard(&op, r, "acme"), 0);
     assert_true(op > 0);
-    res = json_pack("[{s:I, s:b, s:s}]", "id", (json_int_t)op, "ok", 1, "commit",
-                    "1111111111111111111111111111111111111111");
-    assert_int_equal(ll_registry_ops_finish(r, res), 0);
-    json_decref(res);
+    assert_int_equal(finish_ok(r, op, "1111111111111111111111111111111111111111"), 0);
     assert_int_equal(offboard(&op2, r, "acme"), 0);
     assert_int_equal(op2, 0); /* offboarded already */
     assert_int_equal(onboard(&op, &existing, r, "acme", "basic", "0.0", "{}"), 0);
-    res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "boom",
-                    "error_type", "upstream-failure");
-    assert_int_equal(ll_registry_ops_finish(r, res), 0);
-    json_decref(res);
+    assert_int_equal(finish_failed(r, op, LL_OP_FAILURE_NONE, "boom"), 0);
     assert_int_equal(tenant_get_json(&t, r, "acme", 1), 0);
     assert_string_equal(json_string_value(json_object_get(t, "lifecycle")), "offboarded");
     assert_string_equal(json_string_value(json_object_get(t, "tier")), "premium");
@@ -259,10 +271,7 @@ static void test_tenant_lifecycle(void **state)
 
     /* A failed first onboarding leaves no tenant behind. */
     assert_int_equal(onboard(&op, &existing, r, "beta", "basic", "0.0", "{}"), 0);
-    res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "boom",
-                    "error_type", "render-failed");
-    assert_int_equal(ll_registry_ops_finish(r, res), 0);
-    json_decref(res);
+    assert_int_equal(finish_failed(r, op, LL_OP_FAILURE_RENDER, "boom"), 0);
     assert_int_equal(tenant_get_json(&t, r, "beta", 0), LL_ENOTFOUND);
 
     /* Lists page by id. */
@@ -290,37 +299,32 @@ static void test_tenant_lifecycle(void **state)
 static void test_update_and_reconcile(void **state)
 {
     ll_registry *r = NULL;
-    json_t *t = NULL, *existing = NULL, *res, *ops = NULL, *index = NULL;
+    json_t *t = NULL, *existing = NULL, *index = NULL;
+    ll_op_list ops = {NULL, 0};
+    ll_operation got;
     long long op = 0;
 
     assert_int_equal(ll_registry_open(&r, path), 0);
     assert_int_equal(onboard(&op, &existing, r, "acme", "basic", "0.0", "{\"a\":1}"), 0);
-    res = json_pack("[{s:I, s:b, s:s}]", "id", (json_int_t)op, "ok", 1, "commit", "c1");
-    assert_int_equal(ll_registry_ops_finish(r, res), 0);
-    json_decref(res);
+    assert_int_equal(finish_ok(r, op, "c1"), 0);
 
     /* An update carries where the tenant comes from and what to return to. */
     assert_int_equal(update(&op, r, "acme", "premium", "1.2", "{\"b\":2}"), 0);
     assert_int_equal(ll_registry_ops_queued(&ops, r, 10), 0);
-    assert_int_equal(json_array_size(ops), 1);
-    json_t *o = json_array_get(ops, 0);
-    assert_string_equal(json_string_value(json_object_get(o, "kind")), "update");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(o, "payload"), "from_tier")), "basic");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(o, "author"), "email")),
-                        "ada@example.com");
-    assert_int_equal(ll_registry_ops_attempted(r, ops, "remote down"), 0);
-    json_decref(ops);
-    assert_int_equal(ll_registry_op_get(&ops, r, op), 0);
-    assert_int_equal(json_integer_value(json_object_get(ops, "attempts")), 1);
-    assert_string_equal(json_string_value(json_object_get(ops, "last_error")), "remote down");
-    json_decref(ops);
+    assert_int_equal(ops.n, 1);
+    const ll_operation *o = &ops.ops[0];
+    assert_int_equal(o->kind, LL_OP_UPDATE);
+    assert_string_equal(o->t.from_tier, "basic");
+    assert_string_equal(o->author_email, "ada@example.com");
+    assert_int_equal(ll_registry_ops_attempted(r, ops.ops, ops.n, "remote down"), 0);
+    ll_op_list_free(&ops);
+    assert_int_equal(ll_registry_op_get(&got, r, op), 0);
+    assert_int_equal(got.attempts, 1);
+    assert_string_equal(got.last_error, "remote down");
+    ll_operation_clear(&got);
 
     /* A failed update returns the tenant to its previous desired state. */
-    res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "x",
-                    "error_type", "conflict");
-    assert_int_equal(ll_registry_ops_finish(r, res), 0);
-    json_decref(res);
+    assert_int_equal(finish_failed(r, op, LL_OP_FAILURE_CONFLICT, "x"), 0);
     assert_int_equal(tenant_get_json(&t, r, "acme", 0), 0);
     assert_string_equal(json_string_value(json_object_get(t, "tier")), "basic");
     assert_string_equal(json_string_value(json_object_get(t, "release")), "0.0");
@@ -386,17 +390,16 @@ static void put_release(ll_registry *r, const char *version)
 static void test_chart_versions(void **state)
 {
     ll_registry *r = NULL;
-    json_t *existing = NULL, *ops = NULL;
+    json_t *existing = NULL;
+    ll_op_list ops = {NULL, 0};
     long long op = 0, id = 0;
 
     assert_int_equal(ll_registry_open(&r, path), 0);
     assert_int_equal(onboard(&op, &existing, r, "a", "basic", "0.0", "{}"), 0);
     assert_string_equal(chart_of(r, "a"), "0.0.x");
     assert_int_equal(ll_registry_ops_queued(&ops, r, 10), 0);
-    assert_string_equal(json_string_value(json_object_get(
-                            json_object_get(json_array_get(ops, 0), "payload"), "chart_version")),
-                        "0.0.x");
-    json_decref(ops);
+    assert_string_equal(ops.ops[0].t.chart_version, "0.0.x");
+    ll_op_list_free(&ops);
     put_release(r, "0.0.1");
     put_release(r, "0.0.10");
     put_release(r, "0.0.2");
@@ -440,10 +443,7 @@ static void test_chart_versions(void **state)
     assert_string_equal(chart_of(r, "b"), "0.1.0");
     /* A failed update returns to what the file carried. */
     assert_int_equal(update(&op, r, "f", "premium", "0.0.1", "{}"), 0);
-    json_t *res = json_pack("[{s:I, s:b, s:s, s:s}]", "id", (json_int_t)op, "ok", 0, "error", "x",
-                            "error_type", "conflict");
-    assert_int_equal(ll_registry_ops_finish(r, res), 0);
-    json_decref(res);
+    assert_int_equal(finish_failed(r, op, LL_OP_FAILURE_CONFLICT, "x"), 0);
     assert_string_equal(chart_of(r, "f"), "0.0.10");
     /* The catalogue's users are what files carry. */
     json_t *users = NULL, *u;
@@ -476,7 +476,8 @@ static void set_full(ll_registry *r, int full)
 static void test_full_volume(void **state)
 {
     ll_registry *r = NULL;
-    json_t *existing = NULL, *t = NULL, *ops = NULL;
+    json_t *existing = NULL, *t = NULL;
+    ll_op_list ops = {NULL, 0};
     char id[32], values[4096 + 16];
     long long op = 0;
     int error = 0, n;
@@ -500,8 +501,8 @@ static void test_full_volume(void **state)
     assert_true(sqlite3_get_autocommit(r->db));
     assert_int_equal(tenant_get_json(&t, r, id, 0), LL_ENOTFOUND);
     assert_int_equal(ll_registry_ops_queued(&ops, r, 1000), 0);
-    assert_int_equal(json_array_size(ops), n);
-    json_decref(ops);
+    assert_int_equal(ops.n, n);
+    ll_op_list_free(&ops);
     assert_int_equal(scalar_int("SELECT count(*) FROM tenants"), n);
     /* Reads go on. */
     assert_int_equal(ll_registry_ping(r), 0);

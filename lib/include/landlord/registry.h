@@ -6,9 +6,7 @@
  * schema_migrations table; a database newer than the binary is refused.
  *
  * Tenants come back as typed records (ll_tenant_record, below); operations
- * as JSON objects (new references):
- *   operation: id kind tenant tier payload state commit error error_type
- *              created_at updated_at
+ * as records too (operation.h).
  */
 #ifndef LANDLORD_REGISTRY_H
 #define LANDLORD_REGISTRY_H
@@ -19,6 +17,7 @@
 #include "landlord/etag.h"
 #include "landlord/rollout_records.h"
 #include "landlord/state.h"
+#include "landlord/operation.h"
 
 typedef struct ll_registry ll_registry;
 
@@ -175,22 +174,26 @@ int ll_registry_update(long long *out_op, ll_registry *r, const ll_tenant_desire
 int ll_registry_offboard(long long *out_op, ll_registry *r, const ll_tenant_desired *d,
                          const ll_registry_author *author);
 
-/* Up to limit queued operations, oldest first (new JSON array). */
-int ll_registry_ops_queued(json_t **out, ll_registry *r, int limit);
+/* --- the outbox (outbox.c) --- */
 
-/* The operation, or LL_ENOTFOUND. */
-int ll_registry_op_get(json_t **out, ll_registry *r, long long id);
+/* Up to limit queued operations, oldest first, into *out (owned by the
+ * caller: ll_op_list_free). */
+int ll_registry_ops_queued(ll_op_list *out, ll_registry *r, int limit);
 
-/* Records the outcome of operations in one transaction and moves their
- * tenants along.  results: [{"id": N, "ok": true, "commit": sha} |
- * {"id": N, "ok": false, "error": "...", "error_type": "..."}].  A failed
- * onboarding removes the tenant it created (or returns a re-onboarded tenant
- * to offboarded); a failed offboarding returns the tenant to active. */
-int ll_registry_ops_finish(ll_registry *r, const json_t *results);
+/* The operation into *out (owned by the caller: ll_operation_clear), or
+ * LL_ENOTFOUND. */
+int ll_registry_op_get(ll_operation *out, ll_registry *r, long long id);
 
-/* Counts a failed push attempt on each queued operation of ops (an array of
- * operations) and records why. */
-int ll_registry_ops_attempted(ll_registry *r, const json_t *ops, const char *why);
+/* Records the outcome of n operations (borrowed) in one transaction and
+ * moves their tenants, tiers or rollouts along.  A failed onboarding
+ * removes the tenant it created (or returns a re-onboarded tenant to
+ * offboarded); a failed update returns the tenant to its previous desired
+ * state; a failed offboarding returns the tenant to active. */
+int ll_registry_ops_finish(ll_registry *r, const ll_op_result *results, size_t n);
+
+/* Counts a failed push attempt on each queued operation of ops (n of
+ * them, borrowed) and records why. */
+int ll_registry_ops_attempted(ll_registry *r, const ll_operation *ops, size_t n, const char *why);
 
 /* How many operations are queued. */
 int ll_registry_ops_count_queued(long long *out, ll_registry *r);
