@@ -31,6 +31,7 @@
 #include "landlord/gitops.h"
 #include "landlord/log.h"
 #include "landlord/util.h"
+#include "landlord/worker.h"
 #include "status_int.h"
 
 #define POLL_MS            250
@@ -600,10 +601,7 @@ static int store_transitions(ll_status *s, round *rd)
     }
     if (!all.n)
         return 0;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (ll_registry_record_transitions(s->reg, all.v, all.n,
-                                       (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000) < 0) {
+    if (ll_registry_record_transitions(s->reg, all.v, all.n, ll_wall_ms()) < 0) {
         if (!retried)
             ll_log_warn("msg=\"cannot store state changes; retrying\" error=\"%s\"",
                         ll_error_last()->message);
@@ -710,12 +708,7 @@ void *st_follower_main(void *arg)
             continue;
         }
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (unsynced ? SYNC_POLL_MS : POLL_MS) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        ll_deadline_in(&until, unsynced ? SYNC_POLL_MS : POLL_MS);
         pthread_cond_timedwait(&s->wake, &s->lock, &until);
     }
     pthread_mutex_unlock(&s->lock);

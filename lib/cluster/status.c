@@ -20,6 +20,7 @@
 
 #include "landlord/error.h"
 #include "landlord/util.h"
+#include "landlord/worker.h"
 #include "status_int.h"
 
 #define NAMESPACES_WAIT_MS 2000 /* an ids check waits this long for the first list */
@@ -324,13 +325,7 @@ json_t *ll_status_verdict(ll_status *s, const char *id, const char *commit, cons
 static int wait_namespaces_listed(ll_status *s)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += NAMESPACES_WAIT_MS / 1000;
-    until.tv_nsec += (NAMESPACES_WAIT_MS % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    ll_deadline_in(&until, NAMESPACES_WAIT_MS);
     while (!s->namespaces_listed && !s->stop) {
         json_t *st = ll_informer_status(s->inf[I_ALL_NAMESPACES]);
         int failed = json_is_string(json_object_get(st, "error"));
@@ -388,14 +383,8 @@ void ll_status_wait(ll_status *s, unsigned long long seen, int64_t deadline_ms)
     if (now_ms >= deadline_ms)
         return;
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
     int64_t left = deadline_ms - now_ms;
-    until.tv_sec += left / 1000;
-    until.tv_nsec += (left % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    ll_deadline_in(&until, left);
     pthread_mutex_lock(&s->lock);
     while (!s->stop && s->generation == seen &&
            pthread_cond_timedwait(&s->changed, &s->lock, &until) == 0)

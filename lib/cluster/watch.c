@@ -18,6 +18,7 @@
 #include "landlord/log.h"
 #include "landlord/util.h"
 #include "landlord/watch.h"
+#include "landlord/worker.h"
 #include "kube_int.h"
 #include "watch_int.h"
 
@@ -32,12 +33,9 @@ struct ll_informer {
     ll_kube *kube;
     ll_informer_spec spec;
     char *kind, *path, *label_selector, *field_selector, *probe;
-    pthread_t thread;
-    int started;
+    ll_worker worker;
 
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    int stop;
+    pthread_mutex_t lock; /* what ll_informer_status reads */
     int synced, absent;
     long long objects, restarts;
     int listed; /* a list succeeded once */
@@ -54,29 +52,13 @@ static char *dup_or_null(const char *s)
 
 static int stopping(ll_informer *inf)
 {
-    pthread_mutex_lock(&inf->lock);
-    int stop = inf->stop;
-    pthread_mutex_unlock(&inf->lock);
-    return stop;
+    return ll_worker_stopping(&inf->worker);
 }
 
 /* Sleeps ms unless stopped first; returns 1 when stopped. */
 static int pause_ms(ll_informer *inf, int ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&inf->lock);
-    while (!inf->stop && pthread_cond_timedwait(&inf->wake, &inf->lock, &until) == 0)
-        ;
-    int stop = inf->stop;
-    pthread_mutex_unlock(&inf->lock);
-    return stop;
+    return ll_worker_wait(&inf->worker, ms);
 }
 
 static void set_state(ll_informer *inf, int synced, const char *error)
@@ -311,16 +293,15 @@ int ll_informer_start(ll_informer **out, ll_kube *k, const ll_informer_spec *spe
     inf->field_selector = dup_or_null(spec->field_selector);
     inf->probe = dup_or_null(spec->probe);
     pthread_mutex_init(&inf->lock, NULL);
-    pthread_cond_init(&inf->wake, NULL);
+    ll_worker_init(&inf->worker);
     if (!inf->kind || !inf->path) {
         ll_informer_stop(inf);
         return ll_error_set(-1, "out of memory");
     }
-    if (pthread_create(&inf->thread, NULL, run, inf) != 0) {
+    if (ll_worker_start(&inf->worker, run, inf, "a watch") < 0) {
         ll_informer_stop(inf);
         return ll_error_set(-1, "cannot start the %s watch", spec->kind);
     }
-    inf->started = 1;
     *out = inf;
     return 0;
 }
@@ -329,14 +310,8 @@ void ll_informer_stop(ll_informer *inf)
 {
     if (!inf)
         return;
-    pthread_mutex_lock(&inf->lock);
-    inf->stop = 1;
-    pthread_cond_broadcast(&inf->wake);
-    pthread_mutex_unlock(&inf->lock);
-    if (inf->started)
-        pthread_join(inf->thread, NULL);
+    ll_worker_destroy(&inf->worker);
     pthread_mutex_destroy(&inf->lock);
-    pthread_cond_destroy(&inf->wake);
     free(inf->kind);
     free(inf->path);
     free(inf->label_selector);

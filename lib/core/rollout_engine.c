@@ -37,6 +37,7 @@
 #include "landlord/registry.h"
 #include "landlord/rollouts.h"
 #include "landlord/util.h"
+#include "landlord/worker.h"
 
 #define POLL_MS       250
 #define FAILED_SHOWN  5 /* failed tenants named in a wave's error */
@@ -50,11 +51,8 @@ struct ll_rollouts {
     void *on_events_payload;
     ll_registry *reg; /* the engine thread's */
 
-    pthread_t thread;
-    int started;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    int notified, stopping;
+    ll_worker worker;
+    pthread_mutex_t lock;          /* generation */
     unsigned long long generation; /* events stored */
 };
 
@@ -575,28 +573,11 @@ static void round_(ll_rollouts *e)
 static void *engine_main(void *arg)
 {
     ll_rollouts *e = arg;
-    pthread_mutex_lock(&e->lock);
-    while (!e->stopping) {
-        if (!e->notified) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += POLL_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&e->wake, &e->lock, &until);
-            if (e->stopping)
-                break;
-        }
-        e->notified = 0;
-        pthread_mutex_unlock(&e->lock);
+    while (!ll_worker_wait(&e->worker, POLL_MS))
         round_(e);
-        pthread_mutex_lock(&e->lock);
-    }
-    pthread_mutex_unlock(&e->lock);
     return NULL;
 }
+
 int ll_rollouts_start(ll_rollouts **out, const ll_rollouts_options *o)
 {
     ll_rollouts *e = calloc(1, sizeof(*e));
@@ -612,7 +593,7 @@ int ll_rollouts_start(ll_rollouts **out, const ll_rollouts_options *o)
     e->on_events = o->on_events;
     e->on_events_payload = o->on_events_payload;
     pthread_mutex_init(&e->lock, NULL);
-    pthread_cond_init(&e->wake, NULL);
+    ll_worker_init(&e->worker);
     if (!e->db_path || !e->author_name || !e->author_email) {
         ll_rollouts_free(e);
         return ll_error_set(-1, "out of memory");
@@ -621,11 +602,10 @@ int ll_rollouts_start(ll_rollouts **out, const ll_rollouts_options *o)
         ll_rollouts_free(e);
         return error;
     }
-    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+    if ((error = ll_worker_start(&e->worker, engine_main, e, "the rollout engine")) < 0) {
         ll_rollouts_free(e);
-        return ll_error_set(-1, "cannot start the rollout engine");
+        return error;
     }
-    e->started = 1;
     ll_rollouts_notify(e); /* rollouts that were running before a restart */
     *out = e;
     return 0;
@@ -633,23 +613,16 @@ int ll_rollouts_start(ll_rollouts **out, const ll_rollouts_options *o)
 
 void ll_rollouts_stop(ll_rollouts *e)
 {
-    if (!e || !e->started)
-        return;
-    pthread_mutex_lock(&e->lock);
-    e->stopping = 1;
-    pthread_cond_broadcast(&e->wake);
-    pthread_mutex_unlock(&e->lock);
-    pthread_join(e->thread, NULL);
-    e->started = 0;
+    if (e)
+        ll_worker_stop(&e->worker);
 }
 
 void ll_rollouts_free(ll_rollouts *e)
 {
     if (!e)
         return;
-    ll_rollouts_stop(e);
+    ll_worker_destroy(&e->worker);
     ll_registry_close(e->reg);
-    pthread_cond_destroy(&e->wake);
     pthread_mutex_destroy(&e->lock);
     free(e->db_path);
     free(e->author_name);
@@ -661,10 +634,7 @@ void ll_rollouts_notify(ll_rollouts *e)
 {
     if (!e)
         return;
-    pthread_mutex_lock(&e->lock);
-    e->notified = 1;
-    pthread_cond_signal(&e->wake);
-    pthread_mutex_unlock(&e->lock);
+    ll_worker_poke(&e->worker);
 }
 
 unsigned long long ll_rollouts_generation(ll_rollouts *e)

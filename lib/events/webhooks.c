@@ -32,6 +32,7 @@
 #include "landlord/registry.h"
 #include "landlord/util.h"
 #include "landlord/webhooks.h"
+#include "landlord/worker.h"
 
 #define WEBHOOK_PARALLEL 16
 #define BACKOFF_MAX_MS   (5 * 60 * 1000)
@@ -44,22 +45,12 @@ struct ll_webhooks {
     char *db_path, *ca_file;
     ll_netpolicy *policy; /* read-only once started */
     int timeout_s, max_attempts;
-    pthread_t thread;
-    int started;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    int stop, poked;
+    ll_worker worker;
+    pthread_mutex_t lock; /* the counts */
     long long delivered, failed, given_up;
     ll_registry *reg;
     int unrecorded; /* deliverer thread: an outcome of this batch was not stored */
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int ll_webhook_sign(char out[65], const char *secret, const char *timestamp, const char *body,
                     size_t len)
@@ -333,7 +324,7 @@ static int prepare(attempt *a, const ll_webhooks *w, const json_t *d)
 
     a->body = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);
-    snprintf(stamp, sizeof(stamp), "%lld", now_ms() / 1000);
+    snprintf(stamp, sizeof(stamp), "%lld", (long long)(ll_wall_ms() / 1000));
     if (!a->body ||
         ll_webhook_sign(sig, secret ? secret : "", stamp, a->body, strlen(a->body)) < 0 ||
         pin(a) < 0 || !(a->easy = curl_easy_init()))
@@ -393,7 +384,7 @@ static void record(ll_webhooks *w, attempt *a, CURLcode rc)
         else
             snprintf(why, sizeof(why), "the receiver answered %ld", status);
         long long backoff = 1000LL << (a->attempts - 1 < 20 ? a->attempts - 1 : 20);
-        next = now_ms() + (backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff);
+        next = ll_wall_ms() + (backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff);
         gave_up = a->attempts >= w->max_attempts;
     }
     pthread_mutex_lock(&w->lock);
@@ -421,7 +412,7 @@ static int deliver_due(ll_webhooks *w)
     CURLM *multi = NULL;
     int running = 0;
 
-    if (ll_registry_deliveries_due(&due, w->reg, now_ms(), WEBHOOK_PARALLEL) < 0) {
+    if (ll_registry_deliveries_due(&due, w->reg, ll_wall_ms(), WEBHOOK_PARALLEL) < 0) {
         ll_log_warn("msg=\"cannot read deliveries\" error=\"%s\"", ll_error_last()->message);
         return 0;
     }
@@ -481,13 +472,7 @@ static int deliver_due(ll_webhooks *w)
 static void *run(void *arg)
 {
     ll_webhooks *w = arg;
-    for (;;) {
-        pthread_mutex_lock(&w->lock);
-        int stop = w->stop;
-        w->poked = 0;
-        pthread_mutex_unlock(&w->lock);
-        if (stop)
-            break;
+    while (!ll_worker_stopping(&w->worker)) {
         w->unrecorded = 0;
         int sent = deliver_due(w);
         if (sent == WEBHOOK_PARALLEL && !w->unrecorded)
@@ -495,23 +480,11 @@ static void *run(void *arg)
         long long next = ll_registry_deliveries_next_due(w->reg), wait_ms = IDLE_MS;
         /* Unrecorded outcomes stay due: no burst of repeats at the receiver. */
         if (next >= 0 && !w->unrecorded)
-            wait_ms = next - now_ms();
+            wait_ms = next - ll_wall_ms();
         if (wait_ms <= 0)
             continue;
-        if (wait_ms > IDLE_MS)
-            wait_ms = IDLE_MS;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += wait_ms / 1000;
-        until.tv_nsec += (wait_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_mutex_lock(&w->lock);
-        while (!w->stop && !w->poked && pthread_cond_timedwait(&w->wake, &w->lock, &until) == 0)
-            ;
-        pthread_mutex_unlock(&w->lock);
+        if (ll_worker_wait(&w->worker, wait_ms > IDLE_MS ? IDLE_MS : wait_ms))
+            break;
     }
     return NULL;
 }
@@ -527,15 +500,16 @@ int ll_webhooks_start(ll_webhooks **out, const ll_webhooks_options *o)
     w->timeout_s = o->timeout_s > 0 ? o->timeout_s : 5;
     w->max_attempts = o->max_attempts > 0 ? o->max_attempts : 8;
     pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->wake, NULL);
+    ll_worker_init(&w->worker);
     int error = ll_netpolicy_parse(&w->policy, o->allow_cidr);
     if (error == 0)
         error = ll_registry_open(&w->reg, w->db_path);
-    if (error < 0 || pthread_create(&w->thread, NULL, run, w) != 0) {
+    if (error == 0)
+        error = ll_worker_start(&w->worker, run, w, "the webhook deliverer");
+    if (error < 0) {
         ll_webhooks_stop(w);
-        return error < 0 ? error : ll_error_set(-1, "cannot start the webhook deliverer");
+        return error;
     }
-    w->started = 1;
     *out = w;
     return 0;
 }
@@ -544,26 +518,17 @@ void ll_webhooks_notify(ll_webhooks *w)
 {
     if (!w)
         return;
-    pthread_mutex_lock(&w->lock);
-    w->poked = 1;
-    pthread_cond_signal(&w->wake);
-    pthread_mutex_unlock(&w->lock);
+    ll_worker_poke(&w->worker);
 }
 
 void ll_webhooks_stop(ll_webhooks *w)
 {
     if (!w)
         return;
-    pthread_mutex_lock(&w->lock);
-    w->stop = 1;
-    pthread_cond_signal(&w->wake);
-    pthread_mutex_unlock(&w->lock);
-    if (w->started)
-        pthread_join(w->thread, NULL);
+    ll_worker_destroy(&w->worker);
     ll_registry_close(w->reg);
     ll_netpolicy_free(w->policy);
     pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->wake);
     free(w->db_path);
     free(w->ca_file);
     free(w);

@@ -25,18 +25,7 @@
 #include "landlord/error.h"
 #include "landlord/log.h"
 #include "landlord/util.h"
-
-/* *ts becomes the wall-clock time ms from now, for pthread_cond_timedwait. */
-static void in_ms(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
+#include "landlord/worker.h"
 
 /* The remote could not be reached: writes queue, retries back off. */
 void gitops_enter_degraded(ll_gitops *g, const char *why)
@@ -127,7 +116,7 @@ static void linger(ll_gitops *g, long long expect)
         if (left <= 0)
             break;
         struct timespec ts;
-        in_ms(&ts, left);
+        ll_deadline_in(&ts, left);
         pthread_mutex_lock(&g->lock);
         if (g->arrivals == seen && !g->stopping)
             pthread_cond_timedwait(&g->wake, &g->lock, &ts);
@@ -217,7 +206,7 @@ void *gitops_writer_main(void *arg)
         until = g->degraded ? g->retry_at_ms : g->next_poll_ms;
         while (!g->stopping && (g->degraded || !g->notified) && now < until) {
             int64_t left = until - now;
-            in_ms(&ts, left);
+            ll_deadline_in(&ts, left);
             pthread_cond_timedwait(&g->wake, &g->lock, &ts);
             now = ll_monotonic_ms();
         }
@@ -300,7 +289,7 @@ void ll_gitops_wait_progress(ll_gitops *g, unsigned long long seen, int64_t dead
         int64_t left = deadline_ms - ll_monotonic_ms();
         if (left <= 0)
             break;
-        in_ms(&ts, left);
+        ll_deadline_in(&ts, left);
         if (pthread_cond_timedwait(&g->progress, &g->lock, &ts) == ETIMEDOUT)
             break;
     }
