@@ -367,7 +367,7 @@ static int check_template(char *out_model, size_t cap, ll_core *c, const json_t 
         return error;
     }
     json_decref(locked);
-    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", root, name);
+    ll_tier_template_path(path, sizeof(path), root, name);
     files = json_object();
     json_object_set_new(files, path, json_stringn(text, len));
     cat = ll_tiers_build(files, root, &policy);

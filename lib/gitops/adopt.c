@@ -14,6 +14,7 @@
 #include "landlord/error.h"
 #include "landlord/log.h"
 #include "landlord/template.h"
+#include "landlord/tiers.h"
 #include "landlord/validate.h"
 #include "overlay.h"
 
@@ -96,7 +97,7 @@ static json_t *examine(ll_overlay *ov, const char *root, const char *tier, const
         json_object_get(json_object_get(json_object_get(hr, "spec"), "chart"), "spec"), "version"));
     release_of(release, sizeof(release), version, default_release);
     file_values = spec_values(hr);
-    snprintf(tpath, sizeof(tpath), "%s/tier-templates/%s_tenant_template.yaml", root, tier);
+    ll_tier_template_path(tpath, sizeof(tpath), root, tier);
     ll_render_input in = {id, tier, release, NULL, NULL};
     if (ll_overlay_read(&tmpl, &tlen, ov, tpath) == 0 && tmpl &&
         ll_template_render(&rendered, &rlen, tmpl, tlen, &in) == 0 &&

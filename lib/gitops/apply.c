@@ -211,7 +211,7 @@ static int put_tenant(const ll_apply_ctx *ctx, ll_overlay *ov, ll_kust_intents *
     int error;
 
     *why = LL_OP_FAILURE_CONFLICT;
-    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", ctx->root, tier);
+    ll_tier_template_path(path, sizeof(path), ctx->root, tier);
     if ((error = ll_overlay_read(&tmpl, &tmpl_len, ov, path)) < 0)
         goto done;
     if (!tmpl) {
@@ -303,7 +303,7 @@ static int put_tier(const ll_apply_ctx *ctx, ll_overlay *ov, ll_kust_intents *in
     }
     if ((error = kustomization_change(intents, path, tier, 1)) < 0)
         return error;
-    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", ctx->root, tier);
+    ll_tier_template_path(path, sizeof(path), ctx->root, tier);
     if ((error = ll_overlay_read(&existing, &len, ov, path)) < 0)
         return error;
     if (!existing || len != tmpl_len || memcmp(existing, tmpl, len) != 0) {
@@ -388,7 +388,7 @@ static int delete_tier(const ll_apply_ctx *ctx, ll_overlay *ov, ll_kust_intents 
         if ((error = ll_overlay_put(ov, json_string_value(file), NULL, 0)) < 0)
             goto done;
     }
-    snprintf(path, sizeof(path), "%s/tier-templates/%s_tenant_template.yaml", ctx->root, tier);
+    ll_tier_template_path(path, sizeof(path), ctx->root, tier);
     if (ll_overlay_exists(ov, path) && (error = ll_overlay_put(ov, path, NULL, 0)) < 0)
         goto done;
     snprintf(path, sizeof(path), "%s/tenants/kustomization.yaml", ctx->root);

@@ -266,3 +266,8 @@ int ll_tiers_is_pool(const json_t *catalogue, const char *name)
     }
     return 0;
 }
+
+void ll_tier_template_path(char *out, size_t cap, const char *root, const char *tier)
+{
+    snprintf(out, cap, "%s/tier-templates/%s_tenant_template.yaml", root, tier);
+}

@@ -13,6 +13,7 @@
 #ifndef LANDLORD_TIERS_H
 #define LANDLORD_TIERS_H
 
+#include <stddef.h>
 #include <jansson.h>
 
 #include "landlord/template.h"
@@ -41,6 +42,11 @@ json_t *ll_tiers_health(const json_t *catalogue);
 
 /* The tier named name in catalogue (borrowed), or NULL. */
 const json_t *ll_tiers_find(const json_t *catalogue, const char *name);
+
+/* Where a tier's template lives in the repository:
+ * <root>/tier-templates/<tier>_tenant_template.yaml (the reference's
+ * layout; root "" is the repository's top).  Cut to cap. */
+void ll_tier_template_path(char *out, size_t cap, const char *root, const char *tier);
 
 /* 1 when name is a pool environment of the catalogue. */
 int ll_tiers_is_pool(const json_t *catalogue, const char *name);
