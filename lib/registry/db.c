@@ -361,18 +361,10 @@ static void bind_list(sqlite3_stmt *st, const char *binds, va_list ap)
     }
 }
 
-int reg_rows(ll_registry *r, const char *what, reg_row_fn row, void *payload, const char *sql,
-             const char *binds, ...)
+int reg_step_rows(ll_registry *r, sqlite3_stmt *st, const char *what, reg_row_fn row,
+                  void *payload)
 {
-    sqlite3_stmt *st = NULL;
-    va_list ap;
     int error, rc, n = 0;
-
-    if ((error = reg_prepare(&st, r, sql)) < 0)
-        return error;
-    va_start(ap, binds);
-    bind_list(st, binds, ap);
-    va_end(ap);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (row && (error = row(st, payload)) < 0)
             goto done;
@@ -382,4 +374,19 @@ int reg_rows(ll_registry *r, const char *what, reg_row_fn row, void *payload, co
 done:
     reg_finalize(r, st);
     return error;
+}
+
+int reg_rows(ll_registry *r, const char *what, reg_row_fn row, void *payload, const char *sql,
+             const char *binds, ...)
+{
+    sqlite3_stmt *st = NULL;
+    va_list ap;
+    int error;
+
+    if ((error = reg_prepare(&st, r, sql)) < 0)
+        return error;
+    va_start(ap, binds);
+    bind_list(st, binds, ap);
+    va_end(ap);
+    return reg_step_rows(r, st, what, row, payload);
 }

@@ -68,6 +68,12 @@ typedef int (*reg_row_fn)(sqlite3_stmt *st, void *payload);
 int reg_rows(ll_registry *r, const char *what, reg_row_fn row, void *payload, const char *sql,
              const char *binds, ...);
 
+/* The loop of reg_rows for a statement already prepared (reg_prepare) and
+ * bound: steps st, calls row for each row, gives st back; returns as
+ * reg_rows does. */
+int reg_step_rows(ll_registry *r, sqlite3_stmt *st, const char *what, reg_row_fn row,
+                  void *payload);
+
 /* Runs one statement with text parameters (NULL binds NULL); returns the
  * number of changed rows or a negative code. */
 int reg_run(ll_registry *r, const char *sql, int n, const char *const *params);

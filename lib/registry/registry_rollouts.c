@@ -40,20 +40,12 @@ int rr_each(ll_registry *r, const char *sql, const rr_arg *args, size_t nargs, r
             void *payload)
 {
     sqlite3_stmt *st = NULL;
-    int error, rc, n = 0;
+    int error;
 
     if ((error = reg_prepare(&st, r, sql)) < 0)
         return error;
     bind_args(st, args, nargs);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (row && (error = row(st, payload)) < 0)
-            goto done;
-        n++;
-    }
-    error = rc == SQLITE_DONE ? n : reg_db_error(r, "read rollouts");
-done:
-    reg_finalize(r, st);
-    return error;
+    return reg_step_rows(r, st, "read rollouts", row, payload);
 }
 
 int rr_run(ll_registry *r, const char *sql, const rr_arg *args, size_t nargs)

@@ -26,10 +26,11 @@ typedef struct rr_arg {
     (const rr_arg[]){__VA_ARGS__}, sizeof((const rr_arg[]){__VA_ARGS__}) / sizeof(rr_arg)
 
 /* Maps the current row of st; a negative code stops the loop. */
-typedef int (*rr_row_fn)(sqlite3_stmt *st, void *payload);
+typedef reg_row_fn rr_row_fn;
 
-/* The registry's row loop: prepare sql, bind args, call row for each row
- * (when not NULL), finalize.  The number of rows, or a negative code. */
+/* reg_rows with typed parameters: prepare sql, bind args, then the
+ * registry's one row loop (reg_step_rows).  The number of rows, or a
+ * negative code. */
 int rr_each(ll_registry *r, const char *sql, const rr_arg *args, size_t nargs, rr_row_fn row,
             void *payload);
 
