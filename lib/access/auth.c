@@ -332,6 +332,52 @@ static BIGNUM *jwk_bn(const json_t *jwk, const char *name)
     return BN_bin2bn(buf, n, NULL);
 }
 
+/* Pushes an RSA JWK's n and e onto bld; *n and *e (new, the caller frees
+ * them) must live until the builder makes its parameters.  -1 (with why,
+ * when the key is at fault) when they cannot be pushed. */
+static int rsa_params(BIGNUM **n, BIGNUM **e, OSSL_PARAM_BLD *bld, const json_t *jwk, char *why,
+                      size_t why_cap)
+{
+    if (!(*n = jwk_bn(jwk, "n")) || !(*e = jwk_bn(jwk, "e"))) {
+        snprintf(why, why_cap, "RSA key without a valid n and e");
+        return -1;
+    }
+    if (!OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, *n) ||
+        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, *e))
+        return -1;
+    return 0;
+}
+
+/* Pushes an EC P-256 JWK's curve and point (x, y) onto bld; the point is
+ * built in point[65], which must live until the builder makes its
+ * parameters.  -1 (with why, when the key is at fault) otherwise. */
+static int ec_params(unsigned char point[65], OSSL_PARAM_BLD *bld, const json_t *jwk, char *why,
+                     size_t why_cap)
+{
+    const char *crv = json_string_value(json_object_get(jwk, "crv"));
+    const char *x = json_string_value(json_object_get(jwk, "x"));
+    const char *y = json_string_value(json_object_get(jwk, "y"));
+    unsigned char bx[48], by[48];
+
+    if (!crv || strcmp(crv, "P-256") != 0) {
+        snprintf(why, why_cap, "EC key on curve %.32s (only P-256 is supported)",
+                 crv ? crv : "(none)");
+        return -1;
+    }
+    point[0] = 4;
+    if (!x || !y || b64url_decode(bx, sizeof(bx), x, strlen(x)) != 32 ||
+        b64url_decode(by, sizeof(by), y, strlen(y)) != 32) {
+        snprintf(why, why_cap, "EC key without a valid x and y");
+        return -1;
+    }
+    memcpy(point + 1, bx, 32);
+    memcpy(point + 33, by, 32);
+    if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
+        !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 65))
+        return -1;
+    return 0;
+}
+
 /* One JWK (RSA, or EC P-256) as an EVP_PKEY; NULL with a message when it is
  * not usable. */
 static EVP_PKEY *jwk_key(const json_t *jwk, char *why, size_t why_cap)
@@ -344,38 +390,16 @@ static EVP_PKEY *jwk_key(const json_t *jwk, char *why, size_t why_cap)
     BIGNUM *n = NULL, *e = NULL;
     /* The builder keeps a pointer to the point until OSSL_PARAM_BLD_to_param:
      * it must live as long as this function. */
-    unsigned char point[65], bx[48], by[48];
+    unsigned char point[65];
 
     if (!bld)
         goto done;
     if (kty && strcmp(kty, "RSA") == 0) {
-        if (!(n = jwk_bn(jwk, "n")) || !(e = jwk_bn(jwk, "e"))) {
-            snprintf(why, why_cap, "RSA key without a valid n and e");
-            goto done;
-        }
-        if (!OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
-            !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+        if (rsa_params(&n, &e, bld, jwk, why, why_cap) < 0)
             goto done;
         ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
     } else if (kty && strcmp(kty, "EC") == 0) {
-        const char *crv = json_string_value(json_object_get(jwk, "crv"));
-        const char *x = json_string_value(json_object_get(jwk, "x"));
-        const char *y = json_string_value(json_object_get(jwk, "y"));
-        if (!crv || strcmp(crv, "P-256") != 0) {
-            snprintf(why, why_cap, "EC key on curve %.32s (only P-256 is supported)",
-                     crv ? crv : "(none)");
-            goto done;
-        }
-        point[0] = 4;
-        if (!x || !y || b64url_decode(bx, sizeof(bx), x, strlen(x)) != 32 ||
-            b64url_decode(by, sizeof(by), y, strlen(y)) != 32) {
-            snprintf(why, why_cap, "EC key without a valid x and y");
-            goto done;
-        }
-        memcpy(point + 1, bx, 32);
-        memcpy(point + 33, by, 32);
-        if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
-            !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)))
+        if (ec_params(point, bld, jwk, why, why_cap) < 0)
             goto done;
         ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
     } else {
@@ -802,23 +826,10 @@ range:
         LL_EAUTH, "the token's %s claim is out of range (a time from 1970 to year 9999)", name);
 }
 
-/* Checks the claims at now and fills *out; *out_nbf is the nbf claim, or
- * LLONG_MIN when there is none. */
-static int check_claims(ll_caller *out, long long *out_nbf, const ll_auth *a, const json_t *claims,
-                        long long now)
+/* The token's iss and aud, when landlord is configured with an issuer and
+ * an audience (aud: a string, or an array holding it). */
+static int check_iss_aud(const ll_auth *a, const json_t *claims)
 {
-    long long exp = 0, nbf = 0;
-    const char *sub = json_string_value(json_object_get(claims, "sub"));
-    const json_t *scope = json_object_get(claims, "scope"), *aud;
-    int rc, has_nbf;
-
-    if ((rc = number_claim(&exp, claims, "exp", 1)) < 0)
-        return rc;
-    if ((has_nbf = number_claim(&nbf, claims, "nbf", 0)) < 0)
-        return has_nbf;
-    if ((rc = time_window(exp, has_nbf, nbf, now, a->leeway)) < 0)
-        return rc;
-    *out_nbf = has_nbf ? nbf : LLONG_MIN;
     if (a->issuer[0]) {
         const char *iss = json_string_value(json_object_get(claims, "iss"));
         if (!iss || strcmp(iss, a->issuer) != 0)
@@ -828,7 +839,7 @@ static int check_claims(ll_caller *out, long long *out_nbf, const ll_auth *a, co
         int ok = 0;
         size_t i;
         json_t *v;
-        aud = json_object_get(claims, "aud");
+        const json_t *aud = json_object_get(claims, "aud");
         if (json_is_string(aud))
             ok = strcmp(json_string_value(aud), a->audience) == 0;
         json_array_foreach(aud, i, v) ok |=
@@ -836,6 +847,28 @@ static int check_claims(ll_caller *out, long long *out_nbf, const ll_auth *a, co
         if (!ok)
             return bad("the token is meant for another audience (aud)");
     }
+    return 0;
+}
+
+/* Checks the claims at now and fills *out; *out_nbf is the nbf claim, or
+ * LLONG_MIN when there is none. */
+static int check_claims(ll_caller *out, long long *out_nbf, const ll_auth *a, const json_t *claims,
+                        long long now)
+{
+    long long exp = 0, nbf = 0;
+    const char *sub = json_string_value(json_object_get(claims, "sub"));
+    const json_t *scope = json_object_get(claims, "scope");
+    int rc, has_nbf;
+
+    if ((rc = number_claim(&exp, claims, "exp", 1)) < 0)
+        return rc;
+    if ((has_nbf = number_claim(&nbf, claims, "nbf", 0)) < 0)
+        return has_nbf;
+    if ((rc = time_window(exp, has_nbf, nbf, now, a->leeway)) < 0)
+        return rc;
+    *out_nbf = has_nbf ? nbf : LLONG_MIN;
+    if ((rc = check_iss_aud(a, claims)) < 0)
+        return rc;
     if (!clean_text(sub))
         return bad("the token has no usable sub claim (1-255 characters, no control characters)");
     if (scope && (!json_is_string(scope) || json_string_length(scope) >= sizeof(out->scopes)))
@@ -855,27 +888,10 @@ static int check_claims(ll_caller *out, long long *out_nbf, const ll_auth *a, co
     return 0;
 }
 
-int ll_auth_verify(ll_caller *out, const ll_auth *a, const char *token, long long now_s)
+/* A token's shape: three base64url parts joined by two dots. */
+static int check_shape(const char *token, size_t n)
 {
-    jwt_t *head = NULL, *jwt = NULL;
-    json_t *claims = NULL;
-    const char *kid, *alg_name;
-    char kid_copy[128] = "";
-    size_t n = token ? strlen(token) : 0, dots = 0;
-    unsigned char digest[32];
-    long long nbf = LLONG_MIN;
-    jwt_alg_t alg;
-    int error, tried = 0, verified = 0, kid_known = 0, keep = 0;
-
-    if (n == 0)
-        return bad("no bearer token");
-    if (n > LL_TOKEN_MAX)
-        return bad("the token is too long");
-    if (a->cache && digest_of(digest, a->cache, token, n) == 0) {
-        if ((error = cache_get(out, a, digest, now_s)) != 0)
-            return error < 0 ? error : 0;
-        keep = 1;
-    }
+    size_t dots = 0;
     for (size_t i = 0; i < n; i++) {
         char c = token[i];
         if (c == '.')
@@ -886,23 +902,44 @@ int ll_auth_verify(ll_caller *out, const ll_auth *a, const char *token, long lon
     }
     if (dots != 2)
         return bad("the token is malformed");
-    /* The header, unverified: which algorithm and key it claims. */
+    return 0;
+}
+
+/* The header, unverified: which algorithm and key (kid, "" when it names
+ * none) the token claims.  alg none and unknown algorithms are refused. */
+static int read_header(jwt_alg_t *out_alg, char *kid, size_t kid_cap, const char *token)
+{
+    jwt_t *head = NULL;
+    const char *alg_name, *k;
+    jwt_alg_t alg;
+
     if (jwt_decode(&head, token, NULL, 0) != 0 || !head)
         return bad("the token is malformed");
     /* libjwt reports alg none for any token decoded without a key: the
      * header says which algorithm the token claims. */
     alg_name = jwt_get_header(head, "alg");
     alg = alg_name ? jwt_str_alg(alg_name) : JWT_ALG_INVAL;
-    kid = jwt_get_header(head, "kid");
-    if (kid)
-        snprintf(kid_copy, sizeof(kid_copy), "%s", kid);
+    k = jwt_get_header(head, "kid");
+    if (k)
+        snprintf(kid, kid_cap, "%s", k);
     jwt_free(head);
     if (alg == JWT_ALG_NONE)
         return bad("unsigned tokens (alg none) are not accepted");
     if (alg == JWT_ALG_INVAL)
         return bad("the token's alg is missing or unknown");
+    *out_alg = alg;
+    return 0;
+}
+
+/* The signature, checked with the keys of alg (and kid) only; the verified
+ * token's algorithm must still be the key's. */
+static int check_signature(const ll_auth *a, const char *token, jwt_alg_t alg, const char *kid)
+{
+    jwt_t *jwt = NULL;
+    int tried = 0, verified = 0, kid_known = 0;
+
     for (size_t i = 0; i < a->n; i++)
-        kid_known |= kid_copy[0] && strcmp(a->keys[i].kid, kid_copy) == 0;
+        kid_known |= kid[0] && strcmp(a->keys[i].kid, kid) == 0;
     for (size_t i = 0; i < a->n && !verified; i++) {
         const key *k = &a->keys[i];
         /* A key is only ever used for its own algorithm; a token naming a
@@ -910,7 +947,7 @@ int ll_auth_verify(ll_caller *out, const ll_auth *a, const char *token, long lon
          * the keys that have none). */
         if (k->alg != alg)
             continue;
-        if (kid_copy[0] && (kid_known ? strcmp(k->kid, kid_copy) != 0 : k->kid[0] != '\0'))
+        if (kid[0] && (kid_known ? strcmp(k->kid, kid) != 0 : k->kid[0] != '\0'))
             continue;
         tried++;
         if (jwt_decode(&jwt, token, k->material, (int)k->len) == 0 && jwt &&
@@ -922,10 +959,35 @@ int ll_auth_verify(ll_caller *out, const ll_auth *a, const char *token, long lon
     if (!tried)
         return ll_error_set(LL_EAUTH, "no configured key verifies %s tokens%s",
                             jwt_alg_str(alg) ? jwt_alg_str(alg) : "such",
-                            kid_copy[0] ? " with that kid" : "");
+                            kid[0] ? " with that kid" : "");
     if (!verified)
         return bad("the token's signature does not verify");
-    if ((error = claims_of(&claims, token)) < 0)
+    return 0;
+}
+
+int ll_auth_verify(ll_caller *out, const ll_auth *a, const char *token, long long now_s)
+{
+    json_t *claims = NULL;
+    char kid[128] = "";
+    size_t n = token ? strlen(token) : 0;
+    unsigned char digest[32];
+    long long nbf = LLONG_MIN;
+    jwt_alg_t alg = JWT_ALG_INVAL;
+    int error, keep = 0;
+
+    if (n == 0)
+        return bad("no bearer token");
+    if (n > LL_TOKEN_MAX)
+        return bad("the token is too long");
+    if (a->cache && digest_of(digest, a->cache, token, n) == 0) {
+        if ((error = cache_get(out, a, digest, now_s)) != 0)
+            return error < 0 ? error : 0;
+        keep = 1;
+    }
+    if ((error = check_shape(token, n)) < 0 ||
+        (error = read_header(&alg, kid, sizeof(kid), token)) < 0 ||
+        (error = check_signature(a, token, alg, kid)) < 0 ||
+        (error = claims_of(&claims, token)) < 0)
         return error;
     error = check_claims(out, &nbf, a, claims, now_s);
     json_decref(claims);
@@ -1073,16 +1135,9 @@ static int known_scope(const char *s, size_t n)
     return 0;
 }
 
-int ll_auth_mint(char **out, const ll_config *cfg, const char *sub, const char *scopes,
-                 const char *name, const char *email, long ttl_s)
+/* Every scope of the space-separated list is a known one. */
+static int check_scopes(const char *scopes)
 {
-    char path[1100], jti[33], *secret = NULL;
-    size_t len = 0;
-    jwt_t *jwt = NULL;
-    long long now = (long long)time(NULL);
-    int error;
-
-    *out = NULL;
     for (const char *p = scopes; *p;) {
         size_t n = strcspn(p, " ");
         if (n && !known_scope(p, n)) {
@@ -1094,6 +1149,40 @@ int ll_auth_mint(char **out, const ll_config *cfg, const char *sub, const char *
         while (*p == ' ')
             p++;
     }
+    return 0;
+}
+
+/* A local token's claims onto jwt: sub, scope, iat, exp, jti, iss, aud,
+ * name and email (the optional ones when given).  -1 when libjwt fails. */
+static int add_grants(jwt_t *jwt, const ll_config *cfg, const char *sub, const char *scopes,
+                      const char *name, const char *email, long long now, long ttl_s,
+                      const char *jti)
+{
+    if (jwt_add_grant(jwt, "sub", sub) != 0 ||
+        (scopes[0] && jwt_add_grant(jwt, "scope", scopes) != 0) ||
+        jwt_add_grant_int(jwt, "iat", (long)now) != 0 ||
+        jwt_add_grant_int(jwt, "exp", (long)(now + ttl_s)) != 0 ||
+        jwt_add_grant(jwt, "jti", jti) != 0 ||
+        (cfg->jwt_issuer[0] && jwt_add_grant(jwt, "iss", cfg->jwt_issuer) != 0) ||
+        (cfg->jwt_audience[0] && jwt_add_grant(jwt, "aud", cfg->jwt_audience) != 0) ||
+        (name && name[0] && jwt_add_grant(jwt, "name", name) != 0) ||
+        (email && email[0] && jwt_add_grant(jwt, "email", email) != 0))
+        return -1;
+    return 0;
+}
+
+int ll_auth_mint(char **out, const ll_config *cfg, const char *sub, const char *scopes,
+                 const char *name, const char *email, long ttl_s)
+{
+    char path[1100], jti[33], *secret = NULL;
+    size_t len = 0;
+    jwt_t *jwt = NULL;
+    long long now = (long long)time(NULL);
+    int error;
+
+    *out = NULL;
+    if ((error = check_scopes(scopes)) < 0)
+        return error;
     if (!clean_text(sub))
         return ll_error_set(LL_EINVALID, "--sub must be 1-255 characters without control "
                                          "characters or angle brackets");
@@ -1111,15 +1200,7 @@ int ll_auth_mint(char **out, const ll_config *cfg, const char *sub, const char *
     if ((error = ll_random_hex(jti, 16)) < 0)
         goto done;
     error = -1;
-    if (jwt_new(&jwt) != 0 || jwt_add_grant(jwt, "sub", sub) != 0 ||
-        (scopes[0] && jwt_add_grant(jwt, "scope", scopes) != 0) ||
-        jwt_add_grant_int(jwt, "iat", (long)now) != 0 ||
-        jwt_add_grant_int(jwt, "exp", (long)(now + ttl_s)) != 0 ||
-        jwt_add_grant(jwt, "jti", jti) != 0 ||
-        (cfg->jwt_issuer[0] && jwt_add_grant(jwt, "iss", cfg->jwt_issuer) != 0) ||
-        (cfg->jwt_audience[0] && jwt_add_grant(jwt, "aud", cfg->jwt_audience) != 0) ||
-        (name && name[0] && jwt_add_grant(jwt, "name", name) != 0) ||
-        (email && email[0] && jwt_add_grant(jwt, "email", email) != 0) ||
+    if (jwt_new(&jwt) != 0 || add_grants(jwt, cfg, sub, scopes, name, email, now, ttl_s, jti) < 0 ||
         jwt_set_alg(jwt, JWT_ALG_HS256, (unsigned char *)secret, (int)len) != 0 ||
         !(*out = jwt_encode_str(jwt))) {
         error = ll_error_set(-1, "cannot make the token");
