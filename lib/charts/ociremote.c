@@ -21,6 +21,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,21 +137,11 @@ static int component_ok(const char *s, size_t n)
     }
 }
 
-int ll_ociremote_parse_url(char *host, size_t host_cap, char *base, size_t base_cap,
-                           const char *url)
+/* The host part h[0..hl) of url: a name or IPv4 address, or [IPv6]; then
+ * an optional :port (1-65535). */
+static int check_host(const char *h, size_t hl, const char *url)
 {
-    const char *p, *h, *slash;
-    size_t hl;
-
-    if (!url || strncmp(url, "oci://", 6) != 0)
-        return ll_error_set(LL_EINVALID, "'%.200s' is not an oci:// URL", url ? url : "");
-    h = url + 6;
-    slash = strchr(h, '/');
-    hl = slash ? (size_t)(slash - h) : strlen(h);
-    if (hl == 0 || hl >= host_cap)
-        return ll_error_set(LL_EINVALID, "'%.200s' has no host (oci://host[:port]/path)", url);
-    /* host: a name or IPv4 address, or [IPv6]; then an optional :port */
-    p = h;
+    const char *p = h;
     if (*p == '[') {
         while (p < h + hl && *p != ']')
             p++;
@@ -171,11 +162,13 @@ int ll_ociremote_parse_url(char *host, size_t host_cap, char *base, size_t base_
         if (p == port || p != h + hl || v < 1 || v > 65535)
             return ll_error_set(LL_EINVALID, "'%.200s' has a bad port", url);
     }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
+    return 0;
+}
 
-    /* the base path: components separated by single '/', any outer '/' dropped */
-    p = slash ? slash : h + hl;
+/* The base path after the host (p, in url): components separated by single
+ * '/', any outer '/' dropped, into base. */
+static int parse_base(char *base, size_t base_cap, const char *p, const char *url)
+{
     while (*p == '/')
         p++;
     size_t bl = strlen(p);
@@ -199,6 +192,27 @@ int ll_ociremote_parse_url(char *host, size_t host_cap, char *base, size_t base_
     memcpy(base, p, bl);
     base[bl] = '\0';
     return 0;
+}
+
+int ll_ociremote_parse_url(char *host, size_t host_cap, char *base, size_t base_cap,
+                           const char *url)
+{
+    const char *h, *slash;
+    size_t hl;
+    int error;
+
+    if (!url || strncmp(url, "oci://", 6) != 0)
+        return ll_error_set(LL_EINVALID, "'%.200s' is not an oci:// URL", url ? url : "");
+    h = url + 6;
+    slash = strchr(h, '/');
+    hl = slash ? (size_t)(slash - h) : strlen(h);
+    if (hl == 0 || hl >= host_cap)
+        return ll_error_set(LL_EINVALID, "'%.200s' has no host (oci://host[:port]/path)", url);
+    if ((error = check_host(h, hl, url)) < 0)
+        return error;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    return parse_base(base, base_cap, slash ? slash : h + hl, url);
 }
 
 static int loopback(const char *host)
@@ -225,14 +239,75 @@ static int token_char(char c)
     return c && (isalnum((unsigned char)c) || strchr("!#$%&'*+-.^_`|~", c));
 }
 
+static const char *skip_blanks(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* A parameter's value at *pp, a quoted string (with backslash escapes) or
+ * a token (which may hold '/' and ':'), into value[cap] (*out_len bytes);
+ * *pp moves past it.  name is the parameter's, for messages. */
+static int param_value(char *value, size_t cap, size_t *out_len, const char **pp, const char *name)
+{
+    const char *p = *pp;
+    size_t vl = 0;
+    if (*p == '"') {
+        for (p++; *p && *p != '"'; p++) {
+            if (*p == '\\' && p[1])
+                p++;
+            if (vl + 1 >= cap)
+                return ll_error_set(LL_EINVALID, "challenge parameter %s is too long", name);
+            value[vl++] = *p;
+        }
+        if (*p != '"')
+            return ll_error_set(LL_EINVALID, "challenge parameter %s is not closed", name);
+        p++;
+    } else {
+        while (token_char(*p) || *p == '/' || *p == ':') {
+            if (vl + 1 >= cap)
+                return ll_error_set(LL_EINVALID, "challenge parameter %s is too long", name);
+            value[vl++] = *p++;
+        }
+    }
+    value[vl] = '\0';
+    *out_len = vl;
+    *pp = p;
+    return 0;
+}
+
+/* Keeps the parameters landlord uses (realm, service, scope) in out; the
+ * others are ignored. */
+static int keep_param(ll_oci_challenge *out, const char *name, const char *value, size_t vl)
+{
+    static const struct {
+        const char *name;
+        size_t offset, cap;
+    } kept[] = {
+        {"realm", offsetof(ll_oci_challenge, realm), sizeof(((ll_oci_challenge *)0)->realm)},
+        {"service", offsetof(ll_oci_challenge, service), sizeof(((ll_oci_challenge *)0)->service)},
+        {"scope", offsetof(ll_oci_challenge, scope), sizeof(((ll_oci_challenge *)0)->scope)},
+    };
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+        if (strcmp(name, kept[i].name) != 0)
+            continue;
+        if (vl >= kept[i].cap)
+            return ll_error_set(LL_EINVALID, "challenge parameter %s is too long", name);
+        memcpy((char *)out + kept[i].offset, value, vl + 1);
+        return 0;
+    }
+    return 0;
+}
+
 int ll_oci_challenge_parse(ll_oci_challenge *out, const char *v)
 {
     const char *p = v ? v : "";
     size_t n = 0;
+    int error;
 
     memset(out, 0, sizeof(*out));
-    while (*p == ' ' || *p == '\t')
-        p++;
+    p = skip_blanks(p);
     while (token_char(*p) && n + 1 < sizeof(out->scheme))
         out->scheme[n++] = (char)tolower((unsigned char)*p++);
     if (!n || (*p && *p != ' ' && *p != '\t'))
@@ -247,44 +322,13 @@ int ll_oci_challenge_parse(ll_oci_challenge *out, const char *v)
         while (token_char(*p) && nl + 1 < sizeof(name))
             name[nl++] = (char)tolower((unsigned char)*p++);
         name[nl] = '\0';
-        while (*p == ' ' || *p == '\t')
-            p++;
+        p = skip_blanks(p);
         if (!nl || *p != '=')
             return 0; /* another challenge, or a token68: nothing more we use */
-        p++;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (*p == '"') {
-            for (p++; *p && *p != '"'; p++) {
-                if (*p == '\\' && p[1])
-                    p++;
-                if (vl + 1 >= sizeof(value))
-                    return ll_error_set(LL_EINVALID, "challenge parameter %s is too long", name);
-                value[vl++] = *p;
-            }
-            if (*p != '"')
-                return ll_error_set(LL_EINVALID, "challenge parameter %s is not closed", name);
-            p++;
-        } else {
-            while (token_char(*p) || *p == '/' || *p == ':') {
-                if (vl + 1 >= sizeof(value))
-                    return ll_error_set(LL_EINVALID, "challenge parameter %s is too long", name);
-                value[vl++] = *p++;
-            }
-        }
-        value[vl] = '\0';
-        char *dst = !strcmp(name, "realm")     ? out->realm
-                    : !strcmp(name, "service") ? out->service
-                    : !strcmp(name, "scope")   ? out->scope
-                                               : NULL;
-        size_t cap = !strcmp(name, "realm")     ? sizeof(out->realm)
-                     : !strcmp(name, "service") ? sizeof(out->service)
-                                                : sizeof(out->scope);
-        if (dst) {
-            if (vl >= cap)
-                return ll_error_set(LL_EINVALID, "challenge parameter %s is too long", name);
-            memcpy(dst, value, vl + 1);
-        }
+        p = skip_blanks(p + 1);
+        if ((error = param_value(value, sizeof(value), &vl, &p, name)) < 0 ||
+            (error = keep_param(out, name, value, vl)) < 0)
+            return error;
     }
 }
 
@@ -404,10 +448,58 @@ static char *basic_credential(const char *user, const char *password)
     return out;
 }
 
+/* The transport: plain HTTP only to this machine, the origin, the timeout
+ * and the CA file. */
+static int open_transport(ll_ociremote *r, const ll_ociremote_options *o)
+{
+    r->plain_http = o->plain_http != 0;
+    if (r->plain_http && !loopback(r->host)) {
+        ll_error_set(LL_EINVALID,
+                     "oci-plain-http is only allowed for a registry on this machine, not %s",
+                     r->host);
+        ll_error_hint("use https (verification is always on; oci-ca-file adds a CA), or run the "
+                      "registry on 127.0.0.1, ::1 or localhost");
+        return LL_EINVALID;
+    }
+    snprintf(r->origin, sizeof(r->origin), "%s://%s", r->plain_http ? "http" : "https", r->host);
+    r->timeout_s = o->timeout_s > 0 ? o->timeout_s : 60;
+    if (o->ca_file && o->ca_file[0] && !(r->ca_file = strdup(o->ca_file)))
+        return ll_error_set(-1, "out of memory");
+    return 0;
+}
+
+/* The credentials: ECR (an ECR host, or oci-auth ecr) through the AWS
+ * credential chain, else Basic when a username is configured, else none. */
+static int open_credentials(ll_ociremote *r, const ll_ociremote_options *o)
+{
+    char region[64] = "";
+    int ecr = ll_ecr_host_region(region, sizeof(region), r->host);
+
+    if (o->auth && o->auth[0] && strcmp(o->auth, "auto") != 0 && strcmp(o->auth, "ecr") != 0)
+        return ll_error_set(LL_EINVALID, "oci-auth '%s' is not auto or ecr", o->auth);
+    if (ecr || (o->auth && !strcmp(o->auth, "ecr"))) {
+        const char *rg = o->aws_region && o->aws_region[0] ? o->aws_region
+                         : region[0]                       ? region
+                         : getenv("AWS_REGION")            ? getenv("AWS_REGION")
+                                                           : getenv("AWS_DEFAULT_REGION");
+        ll_aws_options ao = {.region = rg, .timeout_s = r->timeout_s};
+        int error = ll_aws_open(&r->aws, &ao);
+        if (error < 0)
+            return error;
+        if (o->username && o->username[0])
+            ll_log_warn("msg=\"oci-username ignored: ECR authenticates with AWS credentials\"");
+    } else if (o->username && o->username[0]) {
+        if (strchr(o->username, ':'))
+            return ll_error_set(LL_EINVALID, "oci-username must not contain ':'");
+        if (!(r->basic = basic_credential(o->username, o->password)))
+            return ll_error_set(-1, "out of memory");
+    }
+    return 0;
+}
+
 int ll_ociremote_open(ll_ociremote **out, const ll_ociremote_options *o)
 {
     ll_ociremote *r = calloc(1, sizeof(*r));
-    char region[64] = "";
     int error;
 
     *out = NULL;
@@ -424,47 +516,8 @@ int ll_ociremote_open(ll_ociremote **out, const ll_ociremote_options *o)
         goto fail;
     }
     snprintf(r->url, sizeof(r->url), "%s", o->url);
-    r->plain_http = o->plain_http != 0;
-    if (r->plain_http && !loopback(r->host)) {
-        error = ll_error_set(LL_EINVALID,
-                             "oci-plain-http is only allowed for a registry on this machine, "
-                             "not %s",
-                             r->host);
-        ll_error_hint("use https (verification is always on; oci-ca-file adds a CA), or run the "
-                      "registry on 127.0.0.1, ::1 or localhost");
+    if ((error = open_transport(r, o)) < 0 || (error = open_credentials(r, o)) < 0)
         goto fail;
-    }
-    snprintf(r->origin, sizeof(r->origin), "%s://%s", r->plain_http ? "http" : "https", r->host);
-    r->timeout_s = o->timeout_s > 0 ? o->timeout_s : 60;
-    if (o->ca_file && o->ca_file[0] && !(r->ca_file = strdup(o->ca_file))) {
-        error = ll_error_set(-1, "out of memory");
-        goto fail;
-    }
-    int ecr = ll_ecr_host_region(region, sizeof(region), r->host);
-    if (o->auth && o->auth[0] && strcmp(o->auth, "auto") != 0 && strcmp(o->auth, "ecr") != 0) {
-        error = ll_error_set(LL_EINVALID, "oci-auth '%s' is not auto or ecr", o->auth);
-        goto fail;
-    }
-    if (ecr || (o->auth && !strcmp(o->auth, "ecr"))) {
-        const char *rg = o->aws_region && o->aws_region[0] ? o->aws_region
-                         : region[0]                       ? region
-                         : getenv("AWS_REGION")            ? getenv("AWS_REGION")
-                                                           : getenv("AWS_DEFAULT_REGION");
-        ll_aws_options ao = {.region = rg, .timeout_s = r->timeout_s};
-        if ((error = ll_aws_open(&r->aws, &ao)) < 0)
-            goto fail;
-        if (o->username && o->username[0])
-            ll_log_warn("msg=\"oci-username ignored: ECR authenticates with AWS credentials\"");
-    } else if (o->username && o->username[0]) {
-        if (strchr(o->username, ':')) {
-            error = ll_error_set(LL_EINVALID, "oci-username must not contain ':'");
-            goto fail;
-        }
-        if (!(r->basic = basic_credential(o->username, o->password))) {
-            error = ll_error_set(-1, "out of memory");
-            goto fail;
-        }
-    }
     ll_log_info("msg=\"charts go to an OCI registry\" registry=%s base=%s auth=%s%s%s", r->host,
                 r->base[0] ? r->base : "/",
                 r->aws     ? "ecr"
