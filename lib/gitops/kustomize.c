@@ -207,69 +207,114 @@ static size_t dash_of(const ll_ytext *y, const yaml_node_t *item, int *ok)
     return p;
 }
 
-/* Line edits on a block sequence.  Returns 1 when the sequence is not laid
- * out one entry per line (the caller rewrites it), 0 when the edits are
- * added, or an error. */
-static int block_edits(ll_yedits *e, kz *k, const char *entry, int adding)
+/* Checks that every entry of the block sequence has its dash on its own
+ * line; *out_dash is the last one's offset.  1 when they do not (the
+ * caller rewrites the list), 0 when they do, or an error. */
+static int block_layout(size_t *out_dash, kz *k)
 {
-    const ll_ytext *y = &k->y;
     yaml_node_item_t *item;
     yaml_node_t *node;
-    size_t n = (size_t)(k->res->data.sequence.items.top - k->res->data.sequence.items.start);
-    size_t dash = 0, pos, end, start, seen = 0, nrange = 0, i;
-    size_t(*ranges)[2] = NULL;
-    char *pad = NULL, *fmt = NULL;
-    size_t fmt_len = 0;
-    const char *nl = ll_ytext_newline(y);
-    ll_buf line;
-    int ok = 1, error = 0;
+    int ok = 1;
 
-    ll_buf_init(&line, LL_YAML_TEXT_MAX);
     for (item = k->res->data.sequence.items.start; item < k->res->data.sequence.items.top; item++) {
         if (!(node = ll_ytext_node(k->doc, *item)))
             return ll_error_set(LL_ERROR, "yaml document has a dangling node");
-        dash = dash_of(y, node, &ok);
+        *out_dash = dash_of(&k->y, node, &ok);
         if (!ok)
             return 1;
     }
-    if (!adding && count_of(k->entries, entry) == n)
-        return 1; /* nothing left: the caller writes [] */
-    if (adding && count_of(k->entries, entry) == 0) {
-        /* Append after the last entry, at its dash's column. */
-        if ((error = ll_ytext_after_node(&pos, y, k->doc, k->res)) < 0)
-            goto done;
-        if (!(pad = spaces(dash - ll_ytext_line_start(y, dash)))) {
-            error = ll_error_set(LL_ERROR, "out of memory");
-            goto done;
-        }
-        if ((error = format_entry(&fmt, &fmt_len, entry)) < 0)
-            goto done;
-        if (pos == y->len && (y->len == 0 || y->text[y->len - 1] != '\n'))
-            error = ll_buf_printf(&line, "%s%s- %s", nl, pad, fmt);
-        else
-            error = ll_buf_printf(&line, "%s- %s%s", pad, fmt, nl);
-        if (error < 0)
-            goto done;
-        error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
+    return 0;
+}
+
+/* Appends "- entry" after the sequence's last entry, at the column of its
+ * dash (at offset dash). */
+static int block_append(ll_yedits *e, kz *k, const char *entry, size_t dash)
+{
+    const ll_ytext *y = &k->y;
+    const char *nl = ll_ytext_newline(y);
+    char *pad = NULL, *fmt = NULL;
+    size_t fmt_len = 0, pos;
+    ll_buf line;
+    int error;
+
+    ll_buf_init(&line, LL_YAML_TEXT_MAX);
+    if ((error = ll_ytext_after_node(&pos, y, k->doc, k->res)) < 0)
         goto done;
-    }
-    /* Remove whole lines: every copy, or every copy after the first. */
-    if (!(ranges = calloc(n ? n : 1, sizeof(*ranges)))) {
+    if (!(pad = spaces(dash - ll_ytext_line_start(y, dash)))) {
         error = ll_error_set(LL_ERROR, "out of memory");
         goto done;
     }
+    if ((error = format_entry(&fmt, &fmt_len, entry)) < 0)
+        goto done;
+    if (pos == y->len && (y->len == 0 || y->text[y->len - 1] != '\n'))
+        error = ll_buf_printf(&line, "%s%s- %s", nl, pad, fmt);
+    else
+        error = ll_buf_printf(&line, "%s- %s%s", pad, fmt, nl);
+    if (error < 0)
+        goto done;
+    error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
+done:
+    ll_buf_free(&line);
+    free(pad);
+    free(fmt);
+    return error;
+}
+
+/* The whole lines of one sequence entry: from its line's start to past the
+ * line break after its content. */
+static int entry_lines(size_t *out_start, size_t *out_end, const kz *k, yaml_node_t *node)
+{
+    const ll_ytext *y = &k->y;
+    size_t end;
+    int ok = 1, error;
+
+    *out_start = ll_ytext_line_start(y, dash_of(y, node, &ok));
+    if ((error = ll_ytext_content_end(&end, y, k->doc, node)) < 0)
+        return error;
+    end = ll_ytext_line_end(y, end);
+    if (end < y->len)
+        end += y->text[end] == '\r' ? 2 : 1;
+    *out_end = end;
+    return 0;
+}
+
+/* When the last range ends the text without a line break, it takes the
+ * line break before it instead. */
+static void take_break_before(size_t (*ranges)[2], size_t nrange, const ll_ytext *y)
+{
+    if (!nrange || ranges[nrange - 1][1] != y->len || y->len == 0 || y->text[y->len - 1] == '\n')
+        return;
+    size_t start = ranges[nrange - 1][0];
+    if (start > 0 && y->text[start - 1] == '\n')
+        start--;
+    if (start > 0 && y->text[start - 1] == '\r')
+        start--;
+    ranges[nrange - 1][0] = start;
+    if (nrange > 1 && ranges[nrange - 2][1] > start)
+        ranges[nrange - 2][1] = start;
+}
+
+/* Removes the whole lines of entry: every copy, or (adding) every copy
+ * after the first. */
+static int block_remove(ll_yedits *e, kz *k, const char *entry, int adding)
+{
+    const ll_ytext *y = &k->y;
+    size_t n = (size_t)(k->res->data.sequence.items.top - k->res->data.sequence.items.start);
+    size_t(*ranges)[2] = NULL;
+    size_t start, end, seen = 0, nrange = 0, i;
+    yaml_node_item_t *item;
+    int error = 0;
+
+    if (!(ranges = calloc(n ? n : 1, sizeof(*ranges))))
+        return ll_error_set(LL_ERROR, "out of memory");
     for (item = k->res->data.sequence.items.start; item < k->res->data.sequence.items.top; item++) {
-        node = ll_ytext_node(k->doc, *item);
+        yaml_node_t *node = ll_ytext_node(k->doc, *item);
         if (!ll_ytext_scalar_eq(node, entry, strlen(entry)))
             continue;
         if (adding && seen++ == 0)
             continue;
-        start = ll_ytext_line_start(y, dash_of(y, node, &ok));
-        if ((error = ll_ytext_content_end(&end, y, k->doc, node)) < 0)
+        if ((error = entry_lines(&start, &end, k, node)) < 0)
             goto done;
-        end = ll_ytext_line_end(y, end);
-        if (end < y->len)
-            end += y->text[end] == '\r' ? 2 : 1;
         if (nrange && ranges[nrange - 1][1] >= start) {
             ranges[nrange - 1][1] = end;
         } else {
@@ -278,27 +323,114 @@ static int block_edits(ll_yedits *e, kz *k, const char *entry, int adding)
             nrange++;
         }
     }
-    if (nrange && ranges[nrange - 1][1] == y->len && y->len > 0 && y->text[y->len - 1] != '\n') {
-        /* The last line goes and had no line break: take the one before. */
-        start = ranges[nrange - 1][0];
-        if (start > 0 && y->text[start - 1] == '\n')
-            start--;
-        if (start > 0 && y->text[start - 1] == '\r')
-            start--;
-        ranges[nrange - 1][0] = start;
-        if (nrange > 1 && ranges[nrange - 2][1] > start)
-            ranges[nrange - 2][1] = start;
-    }
+    take_break_before(ranges, nrange, y);
     for (i = 0; i < nrange; i++)
         if (ranges[i][1] > ranges[i][0] &&
             (error = ll_yedits_add(e, ranges[i][0], ranges[i][1], 0, "", 0)) < 0)
             goto done;
+done:
+    free(ranges);
+    return error;
+}
 
+/* Line edits on a block sequence.  Returns 1 when the sequence is not laid
+ * out one entry per line (the caller rewrites it), 0 when the edits are
+ * added, or an error. */
+static int block_edits(ll_yedits *e, kz *k, const char *entry, int adding)
+{
+    size_t n = (size_t)(k->res->data.sequence.items.top - k->res->data.sequence.items.start);
+    size_t dash = 0;
+    int error;
+
+    if ((error = block_layout(&dash, k)) != 0)
+        return error;
+    if (!adding && count_of(k->entries, entry) == n)
+        return 1; /* nothing left: the caller writes [] */
+    if (adding && count_of(k->entries, entry) == 0)
+        return block_append(e, k, entry, dash);
+    return block_remove(e, k, entry, adding);
+}
+
+/* No resources key in a block mapping: a new key after the mapping's last
+ * line, with the entry (fmt) in a block list. */
+static int add_key_block(ll_yedits *e, kz *k, const char *fmt)
+{
+    const ll_ytext *y = &k->y;
+    const char *nl = ll_ytext_newline(y);
+    size_t pos, indent = ll_ytext_map_indent(k->doc, k->root);
+    char *pad = NULL;
+    ll_buf line;
+    int error;
+
+    ll_buf_init(&line, LL_YAML_TEXT_MAX);
+    if ((error = ll_ytext_after_node(&pos, y, k->doc, k->root)) < 0)
+        goto done;
+    if (!(pad = spaces(indent))) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    if (pos == y->len && (y->len == 0 || y->text[y->len - 1] != '\n'))
+        error = ll_buf_printf(&line, "%s%sresources:%s%s  - %s", nl, pad, nl, pad, fmt);
+    else
+        error = ll_buf_printf(&line, "%sresources:%s%s  - %s%s", pad, nl, pad, fmt, nl);
+    if (error == 0)
+        error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
 done:
     ll_buf_free(&line);
-    free(ranges);
     free(pad);
-    free(fmt);
+    return error;
+}
+
+/* `resources:` with nothing after it: the entry (fmt) on the next line,
+ * indented two spaces more than the key. */
+static int fill_empty_key(ll_yedits *e, kz *k, const char *fmt)
+{
+    const ll_ytext *y = &k->y;
+    yaml_node_t *key = ll_ytext_node(k->doc, k->pair->key);
+    char *pad = NULL;
+    size_t pos;
+    ll_buf line;
+    int error;
+
+    ll_buf_init(&line, LL_YAML_TEXT_MAX);
+    if ((error = ll_ytext_colon_after(&pos, y, ll_ytext_end(y, key))) < 0)
+        goto done;
+    pos = ll_ytext_line_end(y, pos);
+    if (!(pad = spaces(key->start_mark.column + 2))) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    if ((error = ll_buf_printf(&line, "%s%s- %s", ll_ytext_newline(y), pad, fmt)) == 0)
+        error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
+done:
+    ll_buf_free(&line);
+    free(pad);
+    return error;
+}
+
+/* `resources: []` (how landlord seeds an empty tier) becomes a block list
+ * holding the entry (fmt), as people write kustomizations. */
+static int fill_empty_flow(ll_yedits *e, kz *k, const char *fmt)
+{
+    const ll_ytext *y = &k->y;
+    yaml_node_t *key = ll_ytext_node(k->doc, k->pair->key);
+    char *pad = NULL;
+    ll_buf line;
+    int error;
+
+    ll_buf_init(&line, LL_YAML_TEXT_MAX);
+    if (!(pad = spaces(key->start_mark.column + 2))) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    size_t start = ll_ytext_start(y, k->res), end = ll_ytext_end(y, k->res);
+    while (start > 0 && y->text[start - 1] == ' ')
+        start--;
+    if ((error = ll_buf_printf(&line, "%s%s- %s", ll_ytext_newline(y), pad, fmt)) == 0)
+        error = ll_yedits_add(e, start, end, 0, line.data, line.len);
+done:
+    ll_buf_free(&line);
+    free(pad);
     return error;
 }
 
@@ -306,14 +438,11 @@ done:
 static int plan_edits(ll_yedits *e, kz *k, const json_t *want, const char *entry, int adding)
 {
     const ll_ytext *y = &k->y;
-    char *flow = NULL, *pad = NULL, *fmt = NULL;
-    size_t flow_len = 0, fmt_len = 0, pos, indent;
-    const char *nl = ll_ytext_newline(y);
+    char *flow = NULL, *fmt = NULL;
+    size_t flow_len = 0, fmt_len = 0;
     int block_root = k->root->data.mapping.style != YAML_FLOW_MAPPING_STYLE;
-    ll_buf line;
     int error;
 
-    ll_buf_init(&line, LL_YAML_TEXT_MAX);
     if (ll_ytext_has_aliases(k->doc)) {
         error = ll_error_set(LL_EINVALID, WHAT ": files with yaml aliases cannot be edited");
         goto done;
@@ -325,57 +454,19 @@ static int plan_edits(ll_yedits *e, kz *k, const json_t *want, const char *entry
         goto done;
     if ((error = format_entry(&fmt, &fmt_len, entry)) < 0)
         goto done;
-    if (!k->pair && block_root) {
-        /* A new key after the last line of the mapping. */
-        indent = ll_ytext_map_indent(k->doc, k->root);
-        if ((error = ll_ytext_after_node(&pos, y, k->doc, k->root)) < 0)
-            goto done;
-        if (!(pad = spaces(indent))) {
-            error = ll_error_set(LL_ERROR, "out of memory");
-            goto done;
-        }
-        if (pos == y->len && (y->len == 0 || y->text[y->len - 1] != '\n'))
-            error = ll_buf_printf(&line, "%s%sresources:%s%s  - %s", nl, pad, nl, pad, fmt);
-        else
-            error = ll_buf_printf(&line, "%sresources:%s%s  - %s%s", pad, nl, pad, fmt, nl);
-        if (error == 0)
-            error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
-    } else if (!k->pair) {
+    if (!k->pair && block_root)
+        error = add_key_block(e, k, fmt);
+    else if (!k->pair)
         error = ll_ytext_insert_pair(e, y, k->doc, k->root, "\"resources\"", 11, flow, flow_len, 0);
-    } else if (block_root && ll_ytext_is_empty(k->res) && adding) {
-        /* `resources:` with nothing after it: entries on the next lines. */
-        yaml_node_t *key = ll_ytext_node(k->doc, k->pair->key);
-        if ((error = ll_ytext_colon_after(&pos, y, ll_ytext_end(y, key))) < 0)
-            goto done;
-        pos = ll_ytext_line_end(y, pos);
-        if (!(pad = spaces(key->start_mark.column + 2))) {
-            error = ll_error_set(LL_ERROR, "out of memory");
-            goto done;
-        }
-        if ((error = ll_buf_printf(&line, "%s%s- %s", nl, pad, fmt)) == 0)
-            error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
-    } else if (block_root && adding && k->res->type == YAML_SEQUENCE_NODE &&
-               k->res->data.sequence.items.top == k->res->data.sequence.items.start) {
-        /* `resources: []` (how landlord seeds an empty tier) becomes a block
-         * list, as people write kustomizations. */
-        yaml_node_t *key = ll_ytext_node(k->doc, k->pair->key);
-        if (!(pad = spaces(key->start_mark.column + 2))) {
-            error = ll_error_set(LL_ERROR, "out of memory");
-            goto done;
-        }
-        size_t start = ll_ytext_start(y, k->res), end = ll_ytext_end(y, k->res);
-        while (start > 0 && y->text[start - 1] == ' ')
-            start--;
-        if ((error = ll_buf_printf(&line, "%s%s- %s", nl, pad, fmt)) == 0)
-            error = ll_yedits_add(e, start, end, 0, line.data, line.len);
-    } else {
+    else if (block_root && ll_ytext_is_empty(k->res) && adding)
+        error = fill_empty_key(e, k, fmt);
+    else if (block_root && adding && k->res->type == YAML_SEQUENCE_NODE &&
+             k->res->data.sequence.items.top == k->res->data.sequence.items.start)
+        error = fill_empty_flow(e, k, fmt);
+    else
         error = ll_ytext_replace_value(e, y, k->doc, k->root, k->pair, flow, flow_len);
-    }
-
 done:
-    ll_buf_free(&line);
     free(flow);
-    free(pad);
     free(fmt);
     return error;
 }
@@ -642,6 +733,47 @@ done:
     return error;
 }
 
+/* The edits of ll_kustomize_edit made one entry at a time (removals, then
+ * the additions not also removed), for layouts block_multi cannot edit.
+ * *out is new. */
+static int edit_each(char **out, size_t *out_len, const char *text, size_t len, const json_t *add,
+                     const json_t *remove, const json_t *drop)
+{
+    char *cur = NULL, *next = NULL;
+    size_t cur_len = 0, next_len = 0, i;
+    json_t *v;
+    int ch, error;
+
+    if ((error = copy_text(&cur, &cur_len, text, len)) < 0)
+        return error;
+    json_array_foreach(remove, i, v)
+    {
+        if ((error = ll_kustomize_remove(&next, &next_len, &ch, cur, cur_len,
+                                         json_string_value(v))) < 0) {
+            free(cur);
+            return error;
+        }
+        free(cur);
+        cur = next, cur_len = next_len;
+    }
+    json_array_foreach(add, i, v)
+    {
+        if (json_object_get(drop, json_string_value(v)))
+            continue;
+        if ((error = ll_kustomize_add(&next, &next_len, &ch, cur, cur_len, json_string_value(v))) <
+            0) {
+            free(cur);
+            return error;
+        }
+        free(cur);
+        cur = next, cur_len = next_len;
+    }
+    *out = cur;
+    if (out_len)
+        *out_len = cur_len;
+    return 0;
+}
+
 int ll_kustomize_edit(char **out, size_t *out_len, int *changed, const char *text, size_t len,
                       const json_t *add, const json_t *remove)
 {
@@ -698,37 +830,9 @@ int ll_kustomize_edit(char **out, size_t *out_len, int *changed, const char *tex
         goto done;
     if (error == 1) {
         /* Any other layout: one entry at a time through the general path. */
-        char *cur = NULL, *next = NULL;
-        size_t cur_len = 0, next_len = 0;
-        int ch;
         ll_yedits_free(&edits);
-        if ((error = copy_text(&cur, &cur_len, text, len)) < 0)
+        if ((error = edit_each(out, out_len, text, len, add, remove, drop)) < 0)
             goto done;
-        json_array_foreach(remove, i, v)
-        {
-            if ((error = ll_kustomize_remove(&next, &next_len, &ch, cur, cur_len,
-                                             json_string_value(v))) < 0) {
-                free(cur);
-                goto done;
-            }
-            free(cur);
-            cur = next, cur_len = next_len;
-        }
-        json_array_foreach(add, i, v)
-        {
-            if (json_object_get(drop, json_string_value(v)))
-                continue;
-            if ((error = ll_kustomize_add(&next, &next_len, &ch, cur, cur_len,
-                                          json_string_value(v))) < 0) {
-                free(cur);
-                goto done;
-            }
-            free(cur);
-            cur = next, cur_len = next_len;
-        }
-        *out = cur;
-        if (out_len)
-            *out_len = cur_len;
         *changed = 1;
         goto done;
     }
