@@ -1213,34 +1213,24 @@ static int check_helm_release(policy_ctx *c, yaml_node_t *root, const char *ns)
 
 #define FLUX_SOURCES "source.toolkit.fluxcd.io"
 
-/* The rules for one object (a mapping with kind and apiVersion). */
-static int check_object(policy_ctx *c, yaml_node_t *root)
+/* The rules no list of kinds can lift: no cluster-scoped RBAC, no Flux
+ * source or Kustomization, no Secret in Flux's namespace.  api is the
+ * object's apiVersion, whose group is its first glen bytes. */
+static int fixed_rules(policy_ctx *c, const char *kind, const char *api, size_t glen,
+                       const char *ns)
 {
-    yaml_document_t *doc = c->doc;
-    const char *kind = scalar_of(get(doc, root, "kind"));
-    const char *api = scalar_of(get(doc, root, "apiVersion"));
-    const char *slash = strchr(api, '/'), *ns;
-    yaml_node_t *meta = get(doc, root, "metadata"), *name = get(doc, meta, "name");
-    yaml_node_t *nsn = get(doc, meta, "namespace");
-    size_t glen = slash ? (size_t)(slash - api) : 0;
-    char k[64], nm[64], v[64];
+    static const char *const flux_sources[] = {"GitRepository", "OCIRepository", "HelmRepository",
+                                               "Bucket", "HelmChart"};
+    int flux_source = glen == strlen(FLUX_SOURCES) && memcmp(api, FLUX_SOURCES, glen) == 0;
 
-    shown(k, kind);
-    shown(nm, scalar_of(name));
-    snprintf(c->what, sizeof(c->what), "document %zu (%s %s) at line %zu", c->docno, k, nm,
-             root->start_mark.line + 1);
-    ns = scalar_of(nsn);
-
-    /* Fixed rules: no list of kinds can allow these. */
+    for (size_t i = 0; i < sizeof(flux_sources) / sizeof(flux_sources[0]); i++)
+        flux_source |= strcmp(kind, flux_sources[i]) == 0;
     if (strcmp(kind, "ClusterRole") == 0 || strcmp(kind, "ClusterRoleBinding") == 0)
         return violation(c, "cluster-rbac",
                          "%s is cluster-scoped RBAC; a template may only declare Roles and "
                          "RoleBindings in the tenant's namespace",
                          c->what);
-    if ((glen == strlen(FLUX_SOURCES) && memcmp(api, FLUX_SOURCES, glen) == 0) ||
-        strcmp(kind, "GitRepository") == 0 || strcmp(kind, "OCIRepository") == 0 ||
-        strcmp(kind, "HelmRepository") == 0 || strcmp(kind, "Bucket") == 0 ||
-        strcmp(kind, "HelmChart") == 0)
+    if (flux_source)
         return violation(c, "flux-source",
                          "%s is a Flux source; a template may not make Flux fetch from "
                          "anywhere else",
@@ -1254,6 +1244,78 @@ static int check_object(policy_ctx *c, yaml_node_t *root)
         return violation(c, "flux-namespace-secret",
                          "%s is a Secret in %s, where Flux keeps its credentials", c->what,
                          c->flux_ns);
+    return 0;
+}
+
+/* Where a namespaced object may be: the tenant's own namespace, or Flux's
+ * for a HelmRelease or ConfigMap whose name holds {TENANT_ID}.  nsn and
+ * name are its metadata.namespace and metadata.name. */
+static int check_placement(policy_ctx *c, const char *kind, yaml_node_t *nsn, yaml_node_t *name)
+{
+    const char *ns = scalar_of(nsn);
+    char v[64];
+
+    if (!ns)
+        return violation(c, "object-namespace",
+                         "%s names no metadata.namespace; a template puts objects in the "
+                         "tenant's namespace or in %s",
+                         c->what, c->flux_ns);
+    if (c->has_namespace && is_tenant_id(c, nsn))
+        return 0; /* the tenant's own */
+    if (strcmp(ns, c->flux_ns) != 0 || (node_mask(c->s, nsn) & PH_IDENTITY)) {
+        shown(v, ns);
+        return violation(c, "object-namespace",
+                         "%s is in namespace '%s'; a template puts objects only in the tenant's "
+                         "namespace ({TENANT_ID}, declared by the template) or in %s",
+                         c->what, v, c->flux_ns);
+    }
+    if (strcmp(kind, "HelmRelease") != 0 && strcmp(kind, "ConfigMap") != 0)
+        return violation(c, "object-namespace",
+                         "%s is in %s, where a template may only put HelmReleases and "
+                         "ConfigMaps",
+                         c->what, c->flux_ns);
+    if (!(node_mask(c->s, name) & PH_TENANT))
+        return violation(c, "object-name",
+                         "%s is in %s but its name does not hold {TENANT_ID}: it could take "
+                         "over an object that is not the tenant's",
+                         c->what, c->flux_ns);
+    return 0;
+}
+
+/* A RoleBinding binds a Role of its own namespace, never a ClusterRole. */
+static int check_role_binding(policy_ctx *c, yaml_node_t *root)
+{
+    yaml_node_t *ref = get(c->doc, root, "roleRef");
+    char v[64];
+
+    if (ll_ytext_scalar_eq(get(c->doc, ref, "kind"), "Role", 4))
+        return 0;
+    shown(v, scalar_of(get(c->doc, ref, "kind")));
+    return violation(c, "rolebinding-cluster-role",
+                     "%s binds a %s; a RoleBinding may only bind a Role of its own "
+                     "namespace (ClusterRoles such as cluster-admin are refused)",
+                     c->what, v[0] ? v : "role of no kind");
+}
+
+/* The rules for one object (a mapping with kind and apiVersion). */
+static int check_object(policy_ctx *c, yaml_node_t *root)
+{
+    yaml_document_t *doc = c->doc;
+    const char *kind = scalar_of(get(doc, root, "kind"));
+    const char *api = scalar_of(get(doc, root, "apiVersion"));
+    const char *slash = strchr(api, '/');
+    yaml_node_t *meta = get(doc, root, "metadata"), *name = get(doc, meta, "name");
+    yaml_node_t *nsn = get(doc, meta, "namespace");
+    size_t glen = slash ? (size_t)(slash - api) : 0;
+    char k[64], nm[64], v[64];
+    int error;
+
+    shown(k, kind);
+    shown(nm, scalar_of(name));
+    snprintf(c->what, sizeof(c->what), "document %zu (%s %s) at line %zu", c->docno, k, nm,
+             root->start_mark.line + 1);
+    if ((error = fixed_rules(c, kind, api, glen, scalar_of(nsn))) < 0)
+        return error;
     if (!kind_listed(c->kinds, kind, api, glen)) {
         shown(v, api);
         return violation(c, "kind-not-allowed", "%s: kind %s of %s is not on the tier-kinds list",
@@ -1268,43 +1330,37 @@ static int check_object(policy_ctx *c, yaml_node_t *root)
         return 0;
     }
     /* Every other kind is namespaced. */
-    if (!ns)
-        return violation(c, "object-namespace",
-                         "%s names no metadata.namespace; a template puts objects in the "
-                         "tenant's namespace or in %s",
-                         c->what, c->flux_ns);
-    if (c->has_namespace && is_tenant_id(c, nsn)) {
-        /* the tenant's own */
-    } else if (strcmp(ns, c->flux_ns) == 0 && !(node_mask(c->s, nsn) & PH_IDENTITY)) {
-        if (strcmp(kind, "HelmRelease") != 0 && strcmp(kind, "ConfigMap") != 0)
-            return violation(c, "object-namespace",
-                             "%s is in %s, where a template may only put HelmReleases and "
-                             "ConfigMaps",
-                             c->what, c->flux_ns);
-        if (!(node_mask(c->s, name) & PH_TENANT))
-            return violation(c, "object-name",
-                             "%s is in %s but its name does not hold {TENANT_ID}: it could take "
-                             "over an object that is not the tenant's",
-                             c->what, c->flux_ns);
-    } else {
-        shown(v, ns);
-        return violation(c, "object-namespace",
-                         "%s is in namespace '%s'; a template puts objects only in the tenant's "
-                         "namespace ({TENANT_ID}, declared by the template) or in %s",
-                         c->what, v, c->flux_ns);
-    }
+    if ((error = check_placement(c, kind, nsn, name)) < 0)
+        return error;
     if (strcmp(kind, "HelmRelease") == 0)
-        return check_helm_release(c, root, ns);
-    if (strcmp(kind, "RoleBinding") == 0) {
-        yaml_node_t *ref = get(doc, root, "roleRef");
-        if (!ll_ytext_scalar_eq(get(doc, ref, "kind"), "Role", 4)) {
-            shown(v, scalar_of(get(doc, ref, "kind")));
-            return violation(c, "rolebinding-cluster-role",
-                             "%s binds a %s; a RoleBinding may only bind a Role of its own "
-                             "namespace (ClusterRoles such as cluster-admin are refused)",
-                             c->what, v[0] ? v : "role of no kind");
-        }
-    }
+        return check_helm_release(c, root, scalar_of(nsn));
+    if (strcmp(kind, "RoleBinding") == 0)
+        return check_role_binding(c, root);
+    return 0;
+}
+
+/* The first look at a document (root): core YAML, no placeholder in its
+ * type, a kind and an apiVersion; notes whether it is the tenant's
+ * Namespace. */
+static int check_document(policy_ctx *c, yaml_node_t *root)
+{
+    size_t line = root->start_mark.line + 1;
+    yaml_node_t *kind = get(c->doc, root, "kind"), *api = get(c->doc, root, "apiVersion");
+    int error;
+
+    if ((error = check_yaml(c)) < 0)
+        return error;
+    if (node_mask(c->s, kind) || node_mask(c->s, api))
+        return violation(c, "placeholder-in-type",
+                         "document %zu at line %zu has a placeholder in its kind or "
+                         "apiVersion; placeholders may only stand in scalar values",
+                         c->docno, line);
+    if (!scalar_of(kind) || !scalar_of(api))
+        return ll_error_set(LL_EINVALID,
+                            "tier template: document %zu at line %zu has no kind or apiVersion",
+                            c->docno, line);
+    if (strcmp(scalar_of(kind), "Namespace") == 0 && !strchr(scalar_of(api), '/'))
+        c->has_namespace = 1;
     return 0;
 }
 
@@ -1313,8 +1369,8 @@ int ll_template_check_policy(const char **out_rule, const char *tmpl, size_t len
 {
     sample s;
     policy_ctx c;
-    yaml_node_t *root, *kind, *api;
-    size_t d, line;
+    yaml_node_t *root;
+    size_t d;
     int error;
 
     memset(&c, 0, sizeof(c));
@@ -1334,29 +1390,8 @@ int ll_template_check_policy(const char **out_rule, const char *tmpl, size_t len
     for (d = 0; d < s.y.ndocs; d++) {
         c.doc = &s.y.docs[d];
         c.docno = d + 1;
-        if (!(root = ll_ytext_root(c.doc)))
-            continue;
-        if ((error = check_yaml(&c)) < 0)
+        if ((root = ll_ytext_root(c.doc)) && (error = check_document(&c, root)) < 0)
             goto done;
-        line = root->start_mark.line + 1;
-        kind = get(c.doc, root, "kind");
-        api = get(c.doc, root, "apiVersion");
-        if (node_mask(&s, kind) || node_mask(&s, api)) {
-            error = violation(&c, "placeholder-in-type",
-                              "document %zu at line %zu has a placeholder in its kind or "
-                              "apiVersion; placeholders may only stand in scalar values",
-                              c.docno, line);
-            goto done;
-        }
-        if (!scalar_of(kind) || !scalar_of(api)) {
-            error = ll_error_set(LL_EINVALID,
-                                 "tier template: document %zu at line %zu has no kind or "
-                                 "apiVersion",
-                                 c.docno, line);
-            goto done;
-        }
-        if (strcmp(scalar_of(kind), "Namespace") == 0 && !strchr(scalar_of(api), '/'))
-            c.has_namespace = 1;
     }
     for (d = 0; d < s.y.ndocs; d++) {
         c.doc = &s.y.docs[d];
@@ -1600,14 +1635,88 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* Where the template places the tenant, into c->names: the pool
+ * environments, its namespaces, the namespaces and names of its
+ * HelmReleases. */
+static void collect_names(lock_ctx *c, const json_t *pools)
+{
+    static const char *const places[] = {"targetNamespace", "storageNamespace", "releaseName"};
+    const char *v;
+    yaml_node_t *root, *spec;
+    json_t *p;
+    size_t d, i;
+
+    json_array_foreach(pools, i, p)
+    {
+        if (json_is_string(p))
+            json_object_set(c->names, json_string_value(p), json_true());
+    }
+    for (d = 0; d < c->s->y.ndocs; d++) {
+        yaml_document_t *doc = &c->s->y.docs[d];
+        if (!(root = ll_ytext_root(doc)) || root->type != YAML_MAPPING_NODE)
+            continue;
+        if (ll_ytext_scalar_eq(get(doc, root, "kind"), "Namespace", 9) &&
+            (v = scalar_of(get(doc, get(doc, root, "metadata"), "name"))) && *v)
+            json_object_set(c->names, v, json_true());
+        if (!ll_ytext_scalar_eq(get(doc, root, "kind"), "HelmRelease", 11))
+            continue;
+        spec = get(doc, root, "spec");
+        for (i = 0; i < sizeof(places) / sizeof(places[0]); i++)
+            if ((v = scalar_of(get(doc, spec, places[i]))) && *v)
+                json_object_set(c->names, v, json_true());
+    }
+}
+
+/* Locks, in every HelmRelease, the paths its annotation names and the
+ * values derived from the tenant's identity or placement. */
+static int lock_releases(lock_ctx *c)
+{
+    yaml_node_t *root, *values;
+    json_t *direct = NULL;
+    int error;
+
+    for (size_t d = 0; d < c->s->y.ndocs; d++) {
+        c->doc = &c->s->y.docs[d];
+        c->budget = (size_t)(c->doc->nodes.top - c->doc->nodes.start) + ALIAS_BUDGET;
+        if (!(root = ll_ytext_root(c->doc)) || root->type != YAML_MAPPING_NODE ||
+            !ll_ytext_scalar_eq(get(c->doc, root, "kind"), "HelmRelease", 11))
+            continue;
+        if ((error = lock_annotated(c, root, d + 1)) < 0)
+            return error;
+        values = get(c->doc, get(c->doc, root, "spec"), "values");
+        if (!values || values->type != YAML_MAPPING_NODE)
+            continue;
+        if ((error = walk(&direct, c, values, "", 1)) < 0)
+            return error;
+        json_decref(direct);
+        direct = NULL;
+    }
+    return 0;
+}
+
+/* The keys of object obj, sorted, as a new array. */
+static int sorted_keys(json_t **out, const json_t *obj)
+{
+    size_t i = 0, n = json_object_size(obj);
+    const char **keys = calloc(n ? n : 1, sizeof(*keys)), *key;
+    json_t *v;
+
+    if (!keys || !(*out = json_array())) {
+        free(keys);
+        return ll_error_set(LL_ERROR, "out of memory");
+    }
+    json_object_foreach((json_t *)obj, key, v) keys[i++] = key;
+    qsort(keys, n, sizeof(*keys), cmp_str);
+    for (i = 0; i < n; i++)
+        json_array_append_new(*out, json_string(keys[i]));
+    free(keys);
+    return 0;
+}
+
 int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, const json_t *pools)
 {
     sample s;
     lock_ctx c = {0};
-    yaml_node_t *root, *spec, *values;
-    json_t *direct = NULL, *p;
-    const char **keys = NULL, *key;
-    size_t d, i, n;
     int error;
 
     *out = NULL;
@@ -1620,61 +1729,14 @@ int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, const 
     }
     if ((error = sample_load(&s, tmpl, len)) < 0)
         goto done;
-    /* Where the template places the tenant: its namespaces, the namespaces
-     * and names of its HelmReleases, the pool environments. */
-    json_array_foreach(pools, i, p)
-    {
-        if (json_is_string(p))
-            json_object_set(c.names, json_string_value(p), json_true());
-    }
-    for (d = 0; d < s.y.ndocs; d++) {
-        yaml_document_t *doc = &s.y.docs[d];
-        static const char *const places[] = {"targetNamespace", "storageNamespace", "releaseName"};
-        const char *v;
-        if (!(root = ll_ytext_root(doc)) || root->type != YAML_MAPPING_NODE)
-            continue;
-        if (ll_ytext_scalar_eq(get(doc, root, "kind"), "Namespace", 9) &&
-            (v = scalar_of(get(doc, get(doc, root, "metadata"), "name"))) && *v)
-            json_object_set(c.names, v, json_true());
-        if (!ll_ytext_scalar_eq(get(doc, root, "kind"), "HelmRelease", 11))
-            continue;
-        spec = get(doc, root, "spec");
-        for (i = 0; i < sizeof(places) / sizeof(places[0]); i++)
-            if ((v = scalar_of(get(doc, spec, places[i]))) && *v)
-                json_object_set(c.names, v, json_true());
-    }
-    for (d = 0; d < s.y.ndocs; d++) {
-        c.doc = &s.y.docs[d];
-        c.budget = (size_t)(c.doc->nodes.top - c.doc->nodes.start) + ALIAS_BUDGET;
-        if (!(root = ll_ytext_root(c.doc)) || root->type != YAML_MAPPING_NODE ||
-            !ll_ytext_scalar_eq(get(c.doc, root, "kind"), "HelmRelease", 11))
-            continue;
-        if ((error = lock_annotated(&c, root, d + 1)) < 0)
-            goto done;
-        values = get(c.doc, get(c.doc, root, "spec"), "values");
-        if (!values || values->type != YAML_MAPPING_NODE)
-            continue;
-        if ((error = walk(&direct, &c, values, "", 1)) < 0)
-            goto done;
-        json_decref(direct);
-        direct = NULL;
-    }
-    n = json_object_size(c.locked);
-    if (!(keys = calloc(n ? n : 1, sizeof(*keys))) || !(*out = json_array())) {
-        error = ll_error_set(LL_ERROR, "out of memory");
+    collect_names(&c, pools);
+    if ((error = lock_releases(&c)) < 0)
         goto done;
-    }
-    i = 0;
-    json_object_foreach(c.locked, key, p) keys[i++] = key;
-    qsort(keys, n, sizeof(*keys), cmp_str);
-    for (i = 0; i < n; i++)
-        json_array_append_new(*out, json_string(keys[i]));
-    error = 0;
+    error = sorted_keys(out, c.locked);
 
 done:
     sample_free(&s);
 early:
-    free(keys);
     json_decref(c.names);
     json_decref(c.locked);
     return error;
