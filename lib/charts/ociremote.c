@@ -377,26 +377,39 @@ static int resolve(char **out, const char *base, const char *location)
 
 /* HEAD the blob; when missing POST an upload and PUT it whole.  *uploaded
  * counts uploads. */
-static int push_blob(oci_op *o, const char *digest, const void *data, size_t len, int *uploaded)
+/* HEAD of the blob at url: 1 when the registry has it (200, or a 3xx: a
+ * registry redirecting to its storage), 0 when it has not (404). */
+static int blob_exists(oci_op *o, const char *url)
 {
-    ll_ociremote *r = o->r;
-    char url[1200], *put = NULL, *loc = NULL;
+    oci_request head = {"HEAD", url, NULL, NULL, NULL, 0, ERROR_KEEP};
     oci_reply rp;
     int error;
 
-    snprintf(url, sizeof(url), "%s/v2/%s/blobs/%s", r->origin, o->repo, digest);
-    oci_request head = {"HEAD", url, NULL, NULL, NULL, 0, ERROR_KEEP};
     ll_ocireq_reply_init(&rp, ERROR_KEEP);
     if ((error = ll_ocireq_send(o, &head, &rp)) < 0)
         goto done;
     if (rp.status == 200 || (rp.status >= 300 && rp.status < 400))
-        goto done; /* there already (a 3xx: a registry redirecting to its storage) */
-    if (rp.status != 404) {
+        error = 1;
+    else if (rp.status != 404)
         error = ll_ocireq_http_error(o, &head, &rp);
-        goto done;
-    }
+done:
+    ll_ocireq_reply_free(&rp);
+    return error;
+}
+
+/* Starts an upload (POST .../blobs/uploads/; on ECR, the repository is
+ * created first when the registry does not know it): *out_loc is the
+ * upload's absolute URL (new). */
+static int start_upload(char **out_loc, oci_op *o)
+{
+    ll_ociremote *r = o->r;
+    char url[1200];
+    oci_reply rp;
+    int error;
+
     snprintf(url, sizeof(url), "%s/v2/%s/blobs/uploads/", r->origin, o->repo);
     oci_request post = {"POST", url, NULL, NULL, "", 0, ERROR_KEEP};
+    ll_ocireq_reply_init(&rp, ERROR_KEEP);
     for (;;) {
         ll_ocireq_reply_free(&rp);
         ll_ocireq_reply_init(&rp, ERROR_KEEP);
@@ -422,7 +435,26 @@ static int push_blob(oci_op *o, const char *digest, const void *data, size_t len
                                  : ll_ocireq_http_error(o, &post, &rp);
         goto done;
     }
-    if ((error = resolve(&loc, url, rp.location)) < 0)
+    error = resolve(out_loc, url, rp.location);
+done:
+    ll_ocireq_reply_free(&rp);
+    return error;
+}
+
+static int push_blob(oci_op *o, const char *digest, const void *data, size_t len, int *uploaded)
+{
+    ll_ociremote *r = o->r;
+    char url[1200], *put = NULL, *loc = NULL;
+    oci_reply rp;
+    int error;
+
+    ll_ocireq_reply_init(&rp, ERROR_KEEP);
+    snprintf(url, sizeof(url), "%s/v2/%s/blobs/%s", r->origin, o->repo, digest);
+    if ((error = blob_exists(o, url)) != 0) {
+        error = error > 0 ? 0 : error; /* there already */
+        goto done;
+    }
+    if ((error = start_upload(&loc, o)) < 0)
         goto done;
     if (asprintf(&put, "%s%sdigest=%s", loc, strchr(loc, '?') ? "&" : "?", digest) < 0) {
         put = NULL;
@@ -430,8 +462,6 @@ static int push_blob(oci_op *o, const char *digest, const void *data, size_t len
         goto done;
     }
     oci_request q = {"PUT", put, NULL, "application/octet-stream", data, len, ERROR_KEEP};
-    ll_ocireq_reply_free(&rp);
-    ll_ocireq_reply_init(&rp, ERROR_KEEP);
     if ((error = ll_ocireq_send(o, &q, &rp)) < 0)
         goto done;
     if (rp.status != 201) {

@@ -136,27 +136,78 @@ static int add(struct curl_slist **list, const char *line)
 }
 
 /* Sends q once, with the Authorization header auth (or none). */
-int ll_ocireq_perform(oci_op *o, const oci_request *q, const char *auth, oci_reply *rp)
+/* The request's headers: no Expect: 100-continue, its Content-Type (an
+ * empty one drops curl's form type), the credentials auth (or none) and
+ * Accept.  *out is a new list. */
+static int request_headers(struct curl_slist **out, const oci_request *q, const char *auth)
 {
-    ll_ociremote *r = o->r;
     struct curl_slist *headers = NULL;
-    char errbuf[CURL_ERROR_SIZE] = "", line[300], path[600];
-    int64_t t0 = ll_monotonic_ms();
-    CURL *h = o->h;
-    CURLcode rc;
+    char line[300];
 
-    curl_easy_reset(h);
-    /* No Expect: 100-continue; an empty Content-Type drops curl's form type. */
     snprintf(line, sizeof(line), "Content-Type:%s%s", q->content_type ? " " : "",
              q->content_type ? q->content_type : "");
     if (add(&headers, "Expect:") < 0 || add(&headers, line) < 0 ||
         (auth && add(&headers, auth) < 0))
-        goto oom;
+        goto done;
     if (q->accept) {
         snprintf(line, sizeof(line), "Accept: %s", q->accept);
         if (add(&headers, line) < 0)
-            goto oom;
+            goto done;
     }
+    *out = headers;
+    return 0;
+done:
+    curl_slist_free_all(headers);
+    return ll_error_set(-1, "out of memory");
+}
+
+/* The method and body of q on h (GET is curl's default). */
+static void set_method(CURL *h, const oci_request *q)
+{
+    if (!strcmp(q->method, "HEAD")) {
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (!strcmp(q->method, "POST") || !strcmp(q->method, "PUT")) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->body ? q->body : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
+        if (!strcmp(q->method, "PUT"))
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PUT");
+    } else if (strcmp(q->method, "GET") != 0) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
+    }
+}
+
+/* LL_EUPSTREAM for a request curl could not complete (rc, errbuf), with a
+ * hint for the usual causes. */
+static int exchange_failed(const ll_ociremote *r, const oci_request *q, const char *path,
+                           CURLcode rc, const char *errbuf)
+{
+    ll_error_set(LL_EUPSTREAM, "oci registry %s: %s %s: %s", r->host, q->method, path,
+                 errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+        rc == CURLE_SSL_CONNECT_ERROR)
+        ll_error_hint("the registry's TLS certificate was not accepted: give its CA in "
+                      "oci-ca-file");
+    else if (rc == CURLE_UNSUPPORTED_PROTOCOL)
+        ll_error_hint("the registry sent an http:// URL; landlord only follows https "
+                      "unless oci-plain-http is set");
+    else
+        ll_error_hint("check oci-url and that the registry is reachable");
+    return LL_EUPSTREAM;
+}
+
+int ll_ocireq_perform(oci_op *o, const oci_request *q, const char *auth, oci_reply *rp)
+{
+    ll_ociremote *r = o->r;
+    struct curl_slist *headers = NULL;
+    char errbuf[CURL_ERROR_SIZE] = "", path[600];
+    int64_t t0 = ll_monotonic_ms();
+    CURL *h = o->h;
+    CURLcode rc;
+    int error;
+
+    curl_easy_reset(h);
+    if ((error = request_headers(&headers, q, auth)) < 0)
+        return error;
     curl_easy_setopt(h, CURLOPT_URL, q->url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, r->plain_http ? "http,https" : "https");
@@ -172,16 +223,7 @@ int ll_ocireq_perform(oci_op *o, const oci_request *q, const char *auth, oci_rep
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)r->timeout_s);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)r->timeout_s * 10);
-    if (!strcmp(q->method, "HEAD")) {
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    } else if (!strcmp(q->method, "POST") || !strcmp(q->method, "PUT")) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->body ? q->body : "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
-        if (!strcmp(q->method, "PUT"))
-            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PUT");
-    } else if (strcmp(q->method, "GET") != 0) {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
-    }
+    set_method(h, q);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, rp);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -193,24 +235,9 @@ int ll_ocireq_perform(oci_op *o, const oci_request *q, const char *auth, oci_rep
     path_of(path, sizeof(path), q->url);
     ll_log_debug("msg=\"registry request\" method=%s path=%s status=%ld ms=%lld", q->method, path,
                  rp->status, (long long)(ll_monotonic_ms() - t0));
-    if (rc != CURLE_OK) {
-        ll_error_set(LL_EUPSTREAM, "oci registry %s: %s %s: %s", r->host, q->method, path,
-                     errbuf[0] ? errbuf : curl_easy_strerror(rc));
-        if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
-            rc == CURLE_SSL_CONNECT_ERROR)
-            ll_error_hint("the registry's TLS certificate was not accepted: give its CA in "
-                          "oci-ca-file");
-        else if (rc == CURLE_UNSUPPORTED_PROTOCOL)
-            ll_error_hint("the registry sent an http:// URL; landlord only follows https "
-                          "unless oci-plain-http is set");
-        else
-            ll_error_hint("check oci-url and that the registry is reachable");
-        return LL_EUPSTREAM;
-    }
+    if (rc != CURLE_OK)
+        return exchange_failed(r, q, path, rc, errbuf);
     return 0;
-oom:
-    curl_slist_free_all(headers);
-    return ll_error_set(-1, "out of memory");
 }
 
 /* "CODE: message" of a registry error body, when it has one. */
