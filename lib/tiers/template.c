@@ -121,13 +121,45 @@ static int check_value(const char *placeholder, const char *value)
     return 0;
 }
 
+/* A placeholder and the value it takes. */
+typedef struct ph_slot {
+    const char *name;
+    const char *value;
+} ph_slot;
+
+/* Sets and checks ph's value.  For {RELEASE_VERSION} (release) it is the
+ * release's version expression, worked out at the first use into expr
+ * (cap bytes, "" until then); the others have theirs from the input. */
+static int placeholder_value(ph_slot *ph, int release, const ll_render_input *in, char *expr,
+                             size_t cap)
+{
+    int error;
+
+    if (!release) {
+        if (!ph->value)
+            return ll_error_set(LL_EINVALID, "template uses %s but no value was given for it",
+                                ph->name);
+        return check_value(ph->name, ph->value);
+    }
+    if (!in || !in->release)
+        return ll_error_set(LL_EINVALID,
+                            "template uses {RELEASE_VERSION} but no release was given");
+    if (!expr[0]) {
+        if ((error = ll_release_expr(expr, cap, in->release)) < 0)
+            return error;
+        if ((error = check_value("{RELEASE_VERSION}", expr)) < 0)
+            return error;
+    }
+    ph->value = expr;
+    return 0;
+}
+
+/* Pass 1: tmpl[0..len) with every placeholder replaced by its value into
+ * out; subs records where each one landed. */
 static int substitute(ll_buf *out, ll_tpl_ranges *subs, const char *tmpl, size_t len,
                       const ll_render_input *in)
 {
-    struct {
-        const char *name;
-        const char *value;
-    } ph[] = {
+    ph_slot ph[] = {
         {"{RELEASE_VERSION}.x", NULL},
         {"{RELEASE_VERSION}", NULL},
         {"{TENANT_ID}", in ? in->tenant_id : NULL},
@@ -135,10 +167,10 @@ static int substitute(ll_buf *out, ll_tpl_ranges *subs, const char *tmpl, size_t
         {"{ENVIRONMENT_ID}", in ? in->environment_id : NULL},
     };
     const size_t nph = sizeof(ph) / sizeof(ph[0]);
-    char expr[128];
+    char expr[128] = "";
     const char *p = tmpl, *end = tmpl + len, *brace;
     size_t i, n, at;
-    int error, have_expr = 0;
+    int error;
 
     while (p < end) {
         brace = memchr(p, '{', (size_t)(end - p));
@@ -158,25 +190,8 @@ static int substitute(ll_buf *out, ll_tpl_ranges *subs, const char *tmpl, size_t
             p++;
             continue;
         }
-        if (i < 2) {
-            if (!in || !in->release)
-                return ll_error_set(LL_EINVALID,
-                                    "template uses {RELEASE_VERSION} but no release was given");
-            if (!have_expr) {
-                if ((error = ll_release_expr(expr, sizeof(expr), in->release)) < 0)
-                    return error;
-                if ((error = check_value("{RELEASE_VERSION}", expr)) < 0)
-                    return error;
-                have_expr = 1;
-            }
-            ph[i].value = expr;
-        } else {
-            if (!ph[i].value)
-                return ll_error_set(LL_EINVALID, "template uses %s but no value was given for it",
-                                    ph[i].name);
-            if ((error = check_value(ph[i].name, ph[i].value)) < 0)
-                return error;
-        }
+        if ((error = placeholder_value(&ph[i], i < 2, in, expr, sizeof(expr))) < 0)
+            return error;
         at = out->len;
         if ((error = ll_buf_adds(out, ph[i].value)) < 0)
             return error;
