@@ -180,96 +180,115 @@ static json_t *scalar_json(const yaml_node_t *n)
     return json_stringn(s, n->data.scalar.length);
 }
 
-static int node_json(json_t **out, load_ctx *c, yaml_node_t *n, int depth)
+static int node_json(json_t **out, load_ctx *c, yaml_node_t *n, int depth);
+
+/* A sequence's items into the new array *out. */
+static int seq_json(json_t **out, load_ctx *c, yaml_node_t *n, int depth)
 {
-    json_t *v = NULL, *child = NULL;
+    json_t *v = json_array(), *child = NULL;
     yaml_node_item_t *item;
+    yaml_node_t *value;
+    int error = 0;
+
+    if (!v) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    for (item = n->data.sequence.items.start; item < n->data.sequence.items.top; item++) {
+        if (!(value = ll_ytext_node(c->doc, *item))) {
+            error = ll_error_set(LL_ERROR, "yaml document has a dangling node");
+            goto done;
+        }
+        if ((error = node_json(&child, c, value, depth + 1)) < 0)
+            goto done;
+        if (json_array_append_new(v, child) < 0) {
+            error = ll_error_set(LL_ERROR, "out of memory");
+            goto done;
+        }
+    }
+    *out = v;
+    v = NULL;
+done:
+    json_decref(v);
+    return error;
+}
+
+/* A mapping's pairs into the new object *out: keys are strings (without
+ * NUL bytes), unique and valid UTF-8. */
+static int map_json(json_t **out, load_ctx *c, yaml_node_t *n, int depth)
+{
+    json_t *v = json_object(), *child = NULL;
     yaml_node_pair_t *pair;
     yaml_node_t *key, *value;
-    int error = LL_EINVALID;
+    int error = 0;
 
+    if (!v) {
+        error = ll_error_set(LL_ERROR, "out of memory");
+        goto done;
+    }
+    for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
+        key = ll_ytext_node(c->doc, pair->key);
+        value = ll_ytext_node(c->doc, pair->value);
+        if (!key || !value) {
+            error = ll_error_set(LL_ERROR, "yaml document has a dangling node");
+            goto done;
+        }
+        if (key->type != YAML_SCALAR_NODE ||
+            strlen((const char *)key->data.scalar.value) != key->data.scalar.length) {
+            error = ll_error_set(LL_EINVALID, "yaml mapping key at line %zu is not a string",
+                                 key->start_mark.line + 1);
+            goto done;
+        }
+        if (json_object_get(v, (const char *)key->data.scalar.value)) {
+            error = ll_error_set(LL_EINVALID, "yaml mapping has a duplicate key at line %zu",
+                                 key->start_mark.line + 1);
+            goto done;
+        }
+        if ((error = node_json(&child, c, value, depth + 1)) < 0)
+            goto done;
+        if (json_object_set_new(v, (const char *)key->data.scalar.value, child) < 0) {
+            error = ll_error_set(LL_EINVALID, "yaml mapping key at line %zu is not valid utf-8",
+                                 key->start_mark.line + 1);
+            goto done;
+        }
+    }
+    *out = v;
+    v = NULL;
+done:
+    json_decref(v);
+    return error;
+}
+
+/* Node n as a new jansson value *out, at nesting depth, within c's alias
+ * budget. */
+static int node_json(json_t **out, load_ctx *c, yaml_node_t *n, int depth)
+{
     *out = NULL;
     if (depth > LL_YAML_DEPTH_MAX) {
         ll_error_set(LL_EINVALID, "yaml nested more than %d levels deep at line %zu",
                      LL_YAML_DEPTH_MAX, n->start_mark.line + 1);
-        goto done;
+        return LL_EINVALID;
     }
     if (c->budget == 0) {
         ll_error_set(LL_EINVALID, "yaml aliases expand to too many nodes");
-        goto done;
+        return LL_EINVALID;
     }
     c->budget--;
     switch (n->type) {
     case YAML_SCALAR_NODE:
-        if (!(v = scalar_json(n))) {
+        if (!(*out = scalar_json(n))) {
             ll_error_set(LL_EINVALID, "yaml scalar at line %zu is not valid utf-8",
                          n->start_mark.line + 1);
-            goto done;
+            return LL_EINVALID;
         }
-        break;
+        return 0;
     case YAML_SEQUENCE_NODE:
-        if (!(v = json_array()))
-            goto oom;
-        for (item = n->data.sequence.items.start; item < n->data.sequence.items.top; item++) {
-            if (!(value = ll_ytext_node(c->doc, *item)))
-                goto dangling;
-            if ((error = node_json(&child, c, value, depth + 1)) < 0)
-                goto done;
-            if (json_array_append_new(v, child) < 0) {
-                child = NULL;
-                goto oom;
-            }
-            child = NULL;
-        }
-        break;
+        return seq_json(out, c, n, depth);
     case YAML_MAPPING_NODE:
-        if (!(v = json_object()))
-            goto oom;
-        for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
-            key = ll_ytext_node(c->doc, pair->key);
-            value = ll_ytext_node(c->doc, pair->value);
-            if (!key || !value)
-                goto dangling;
-            if (key->type != YAML_SCALAR_NODE ||
-                strlen((const char *)key->data.scalar.value) != key->data.scalar.length) {
-                error = ll_error_set(LL_EINVALID, "yaml mapping key at line %zu is not a string",
-                                     key->start_mark.line + 1);
-                goto done;
-            }
-            if (json_object_get(v, (const char *)key->data.scalar.value)) {
-                error = ll_error_set(LL_EINVALID, "yaml mapping has a duplicate key at line %zu",
-                                     key->start_mark.line + 1);
-                goto done;
-            }
-            if ((error = node_json(&child, c, value, depth + 1)) < 0)
-                goto done;
-            if (json_object_set_new(v, (const char *)key->data.scalar.value, child) < 0) {
-                child = NULL;
-                error = ll_error_set(LL_EINVALID, "yaml mapping key at line %zu is not valid utf-8",
-                                     key->start_mark.line + 1);
-                goto done;
-            }
-            child = NULL;
-        }
-        break;
+        return map_json(out, c, n, depth);
     default:
-        goto dangling;
+        return ll_error_set(LL_ERROR, "yaml document has a dangling node");
     }
-    *out = v;
-    v = NULL;
-    error = 0;
-    goto done;
-
-oom:
-    error = ll_error_set(LL_ERROR, "out of memory");
-    goto done;
-dangling:
-    error = ll_error_set(LL_ERROR, "yaml document has a dangling node");
-
-done:
-    json_decref(child);
-    json_decref(v);
-    return error;
 }
 
 int ll_yaml_load_json(json_t **out, const char *text, size_t len)
