@@ -169,6 +169,21 @@ static long long octal_field(const unsigned char *p, size_t n)
     return v;
 }
 
+/* The decimal number [p, end) of a pax record, or -1 when it is empty,
+ * holds anything but digits, or does not fit. */
+static long long pax_number(const char *p, const char *end)
+{
+    long long v = 0;
+    if (p == end)
+        return -1;
+    for (const char *q = p; q < end; q++) {
+        if (*q < '0' || *q > '9' || v > (LLONG_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (*q - '0');
+    }
+    return v;
+}
+
 /* The "size" record of a pax body, or -1 when it has none; -2 when the
  * body is malformed (Go refuses it too); -3 when it has a GNU.sparse.*
  * record (libarchive takes GNU.sparse.name as the path even when Go, with
@@ -188,17 +203,8 @@ static long long pax_size_record(const char *p, size_t n)
             return -2;
         if (eq - kv >= 11 && memcmp(kv, "GNU.sparse.", 11) == 0)
             return -3;
-        if (eq - kv == 4 && memcmp(kv, "size", 4) == 0) {
-            long long v = 0;
-            if (eq + 1 == end)
-                return -2;
-            for (const char *q = eq + 1; q < end; q++) {
-                if (*q < '0' || *q > '9' || v > (LLONG_MAX - 9) / 10)
-                    return -2;
-                v = v * 10 + (*q - '0');
-            }
-            size = v;
-        }
+        if (eq - kv == 4 && memcmp(kv, "size", 4) == 0 && (size = pax_number(eq + 1, end)) < 0)
+            return -2;
         p += len;
         n -= len;
     }
