@@ -51,11 +51,38 @@ static void kz_free(kz *k)
     ll_ytext_free(&k->y);
 }
 
+/* k->entries (a new array): the strings of the resources sequence, none
+ * when it is absent or null. */
+static int load_entries(kz *k)
+{
+    yaml_node_item_t *item;
+    yaml_node_t *node;
+
+    if (!(k->entries = json_array()))
+        return ll_error_set(LL_ERROR, "out of memory");
+    if (!k->res || ll_ytext_is_null(k->res))
+        return 0;
+    if (k->res->type != YAML_SEQUENCE_NODE)
+        return ll_error_set(LL_EINVALID, WHAT ": resources at line %zu is not a sequence",
+                            (size_t)k->res->start_mark.line + 1);
+    for (item = k->res->data.sequence.items.start; item < k->res->data.sequence.items.top; item++) {
+        node = ll_ytext_node(k->doc, *item);
+        if (!node || node->type != YAML_SCALAR_NODE)
+            return ll_error_set(LL_EINVALID, WHAT ": resources entry at line %zu is not a string",
+                                node ? (size_t)node->start_mark.line + 1 : 0);
+        if (json_array_append_new(k->entries, json_stringn((const char *)node->data.scalar.value,
+                                                           node->data.scalar.length)) < 0)
+            return ll_error_set(LL_EINVALID,
+                                WHAT ": resources entry at line %zu is not valid utf-8",
+                                (size_t)node->start_mark.line + 1);
+    }
+    return 0;
+}
+
 static int kz_load(kz *k, const char *text, size_t len)
 {
     yaml_node_pair_t *pair;
-    yaml_node_item_t *item;
-    yaml_node_t *root, *node;
+    yaml_node_t *root;
     size_t d, seen = 0;
     int error;
 
@@ -79,25 +106,7 @@ static int kz_load(kz *k, const char *text, size_t len)
         return ll_error_set(LL_EINVALID, WHAT ": resources is listed more than once");
     k->pair = ll_ytext_map_pair(k->doc, k->root, "resources", 9);
     k->res = k->pair ? ll_ytext_node(k->doc, k->pair->value) : NULL;
-    if (!(k->entries = json_array()))
-        return ll_error_set(LL_ERROR, "out of memory");
-    if (!k->res || ll_ytext_is_null(k->res))
-        return 0;
-    if (k->res->type != YAML_SEQUENCE_NODE)
-        return ll_error_set(LL_EINVALID, WHAT ": resources at line %zu is not a sequence",
-                            (size_t)k->res->start_mark.line + 1);
-    for (item = k->res->data.sequence.items.start; item < k->res->data.sequence.items.top; item++) {
-        node = ll_ytext_node(k->doc, *item);
-        if (!node || node->type != YAML_SCALAR_NODE)
-            return ll_error_set(LL_EINVALID, WHAT ": resources entry at line %zu is not a string",
-                                node ? (size_t)node->start_mark.line + 1 : 0);
-        if (json_array_append_new(k->entries, json_stringn((const char *)node->data.scalar.value,
-                                                           node->data.scalar.length)) < 0)
-            return ll_error_set(LL_EINVALID,
-                                WHAT ": resources entry at line %zu is not valid utf-8",
-                                (size_t)node->start_mark.line + 1);
-    }
-    return 0;
+    return load_entries(k);
 }
 
 static int check_entry(const char *entry)
@@ -515,13 +524,39 @@ int ll_kustomize_resources(json_t **out, const char *text, size_t len)
     return error;
 }
 
+/* What the list must become (a new array): entries without entry
+ * (removing), or with entry once, at its first place or appended (adding);
+ * count is how often entries holds it. */
+static int want_of(json_t **out, const json_t *entries, const char *entry, int adding, size_t count)
+{
+    json_t *want = json_array(), *v;
+    size_t i, seen = 0;
+
+    if (!want)
+        return ll_error_set(LL_ERROR, "out of memory");
+    json_array_foreach(entries, i, v)
+    {
+        if (!strcmp(json_string_value(v), entry) && (!adding || seen++ > 0))
+            continue;
+        if (json_array_append(want, v) < 0)
+            goto done;
+    }
+    if (adding && count == 0 && json_array_append_new(want, json_string(entry)) < 0)
+        goto done;
+    *out = want;
+    return 0;
+done:
+    json_decref(want);
+    return ll_error_set(LL_ERROR, "out of memory");
+}
+
 /* Shared body of add and remove. */
 static int edit(char **out, size_t *out_len, int *changed, const char *text, size_t len,
                 const char *entry, int adding)
 {
     ll_yedits edits;
-    json_t *want = NULL, *v;
-    size_t count, i, seen = 0;
+    json_t *want = NULL;
+    size_t count;
     kz k;
     int error;
 
@@ -541,23 +576,8 @@ static int edit(char **out, size_t *out_len, int *changed, const char *text, siz
         error = copy_text(out, out_len, text, len);
         goto done;
     }
-    if (!(want = json_array())) {
-        error = ll_error_set(LL_ERROR, "out of memory");
+    if ((error = want_of(&want, k.entries, entry, adding, count)) < 0)
         goto done;
-    }
-    json_array_foreach(k.entries, i, v)
-    {
-        if (!strcmp(json_string_value(v), entry) && (!adding || seen++ > 0))
-            continue;
-        if (json_array_append(want, v) < 0) {
-            error = ll_error_set(LL_ERROR, "out of memory");
-            goto done;
-        }
-    }
-    if (adding && count == 0 && json_array_append_new(want, json_string(entry)) < 0) {
-        error = ll_error_set(LL_ERROR, "out of memory");
-        goto done;
-    }
     if ((error = plan_edits(&edits, &k, want, entry, adding)) < 0)
         goto done;
     if ((error = finish(out, out_len, text, len, &edits, want)) < 0)
