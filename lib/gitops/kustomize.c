@@ -235,14 +235,15 @@ static int block_layout(size_t *out_dash, kz *k)
     return 0;
 }
 
-/* Appends "- entry" after the sequence's last entry, at the column of its
- * dash (at offset dash). */
-static int block_append(ll_yedits *e, kz *k, const char *entry, size_t dash)
+/* Appends "- entry" lines for the entries of append after the sequence's
+ * last entry, at the column of its dash (at offset dash). */
+static int append_lines(ll_yedits *e, kz *k, const json_t *append, size_t dash)
 {
     const ll_ytext *y = &k->y;
     const char *nl = ll_ytext_newline(y);
     char *pad = NULL, *fmt = NULL;
-    size_t fmt_len = 0, pos;
+    size_t fmt_len = 0, i, pos;
+    json_t *v;
     ll_buf line;
     int error;
 
@@ -253,19 +254,35 @@ static int block_append(ll_yedits *e, kz *k, const char *entry, size_t dash)
         error = ll_error_set(LL_ERROR, "out of memory");
         goto done;
     }
-    if ((error = format_entry(&fmt, &fmt_len, entry)) < 0)
-        goto done;
-    if (pos == y->len && (y->len == 0 || y->text[y->len - 1] != '\n'))
-        error = ll_buf_printf(&line, "%s%s- %s", nl, pad, fmt);
-    else
-        error = ll_buf_printf(&line, "%s- %s%s", pad, fmt, nl);
-    if (error < 0)
-        goto done;
+    int no_final_newline = pos == y->len && (y->len == 0 || y->text[y->len - 1] != '\n');
+    json_array_foreach(append, i, v)
+    {
+        free(fmt);
+        fmt = NULL;
+        if ((error = format_entry(&fmt, &fmt_len, json_string_value(v))) < 0)
+            goto done;
+        if (no_final_newline)
+            error = ll_buf_printf(&line, "%s%s- %s", nl, pad, fmt);
+        else
+            error = ll_buf_printf(&line, "%s- %s%s", pad, fmt, nl);
+        if (error < 0)
+            goto done;
+    }
     error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
 done:
     ll_buf_free(&line);
     free(pad);
     free(fmt);
+    return error;
+}
+
+/* Appends "- entry" after the sequence's last entry, at the column of its
+ * dash (at offset dash). */
+static int block_append(ll_yedits *e, kz *k, const char *entry, size_t dash)
+{
+    json_t *one = json_pack("[s]", entry);
+    int error = one ? append_lines(e, k, one, dash) : ll_error_set(LL_ERROR, "out of memory");
+    json_decref(one);
     return error;
 }
 
@@ -679,15 +696,9 @@ static int block_multi(ll_yedits *e, kz *k, const json_t *remove, const json_t *
     yaml_node_item_t *item;
     yaml_node_t *node;
     json_t *seen = json_object();
-    size_t dash = 0, pos, start, end;
-    const char *nl = ll_ytext_newline(y);
-    char *pad = NULL, *fmt = NULL;
-    size_t fmt_len = 0, i, kept = 0;
-    json_t *v;
-    ll_buf line;
+    size_t dash = 0, start, end, kept = 0;
     int ok = 1, error = 0, last_goes = 0;
 
-    ll_buf_init(&line, LL_YAML_TEXT_MAX);
     for (item = k->res->data.sequence.items.start; item < k->res->data.sequence.items.top; item++) {
         char key[ENTRY_MAX + 1];
         node = ll_ytext_node(k->doc, *item);
@@ -722,34 +733,10 @@ static int block_multi(ll_yedits *e, kz *k, const json_t *remove, const json_t *
         error = 1; /* empty result, or appending where the last line goes: rewrite */
         goto done;
     }
-    if (json_array_size(append)) {
-        if ((error = ll_ytext_after_node(&pos, y, k->doc, k->res)) < 0)
-            goto done;
-        if (!(pad = spaces(dash - ll_ytext_line_start(y, dash)))) {
-            error = ll_error_set(LL_ERROR, "out of memory");
-            goto done;
-        }
-        int no_final_newline = pos == y->len && (y->len == 0 || y->text[y->len - 1] != '\n');
-        json_array_foreach(append, i, v)
-        {
-            free(fmt);
-            fmt = NULL;
-            if ((error = format_entry(&fmt, &fmt_len, json_string_value(v))) < 0)
-                goto done;
-            if (no_final_newline)
-                error = ll_buf_printf(&line, "%s%s- %s", nl, pad, fmt);
-            else
-                error = ll_buf_printf(&line, "%s- %s%s", pad, fmt, nl);
-            if (error < 0)
-                goto done;
-        }
-        error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
-    }
+    if (json_array_size(append))
+        error = append_lines(e, k, append, dash);
 done:
     json_decref(seen);
-    ll_buf_free(&line);
-    free(pad);
-    free(fmt);
     return error;
 }
 
