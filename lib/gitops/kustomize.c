@@ -407,31 +407,41 @@ done:
     return error;
 }
 
-/* `resources:` with nothing after it: the entry (fmt) on the next line,
- * indented two spaces more than the key. */
-static int fill_empty_key(ll_yedits *e, kz *k, const char *fmt)
+/* Replaces [start, end) with the entry (fmt) as a block list item on a
+ * line of its own, indented two spaces more than the resources key. */
+static int entry_line(ll_yedits *e, kz *k, size_t start, size_t end, const char *fmt)
 {
     const ll_ytext *y = &k->y;
     yaml_node_t *key = ll_ytext_node(k->doc, k->pair->key);
     char *pad = NULL;
-    size_t pos;
     ll_buf line;
     int error;
 
     ll_buf_init(&line, LL_YAML_TEXT_MAX);
-    if ((error = ll_ytext_colon_after(&pos, y, ll_ytext_end(y, key))) < 0)
-        goto done;
-    pos = ll_ytext_line_end(y, pos);
     if (!(pad = spaces(key->start_mark.column + 2))) {
         error = ll_error_set(LL_ERROR, "out of memory");
         goto done;
     }
     if ((error = ll_buf_printf(&line, "%s%s- %s", ll_ytext_newline(y), pad, fmt)) == 0)
-        error = ll_yedits_add(e, pos, pos, 0, line.data, line.len);
+        error = ll_yedits_add(e, start, end, 0, line.data, line.len);
 done:
     ll_buf_free(&line);
     free(pad);
     return error;
+}
+
+/* `resources:` with nothing after it: the entry (fmt) on the next line. */
+static int fill_empty_key(ll_yedits *e, kz *k, const char *fmt)
+{
+    const ll_ytext *y = &k->y;
+    yaml_node_t *key = ll_ytext_node(k->doc, k->pair->key);
+    size_t pos;
+    int error;
+
+    if ((error = ll_ytext_colon_after(&pos, y, ll_ytext_end(y, key))) < 0)
+        return error;
+    pos = ll_ytext_line_end(y, pos);
+    return entry_line(e, k, pos, pos, fmt);
 }
 
 /* `resources: []` (how landlord seeds an empty tier) becomes a block list
@@ -439,25 +449,11 @@ done:
 static int fill_empty_flow(ll_yedits *e, kz *k, const char *fmt)
 {
     const ll_ytext *y = &k->y;
-    yaml_node_t *key = ll_ytext_node(k->doc, k->pair->key);
-    char *pad = NULL;
-    ll_buf line;
-    int error;
-
-    ll_buf_init(&line, LL_YAML_TEXT_MAX);
-    if (!(pad = spaces(key->start_mark.column + 2))) {
-        error = ll_error_set(LL_ERROR, "out of memory");
-        goto done;
-    }
     size_t start = ll_ytext_start(y, k->res), end = ll_ytext_end(y, k->res);
+
     while (start > 0 && y->text[start - 1] == ' ')
         start--;
-    if ((error = ll_buf_printf(&line, "%s%s- %s", ll_ytext_newline(y), pad, fmt)) == 0)
-        error = ll_yedits_add(e, start, end, 0, line.data, line.len);
-done:
-    ll_buf_free(&line);
-    free(pad);
-    return error;
+    return entry_line(e, k, start, end, fmt);
 }
 
 /* Edits that turn k's resources into want. */
