@@ -333,6 +333,27 @@ static int64_t wall_ms(void)
 
 /* GET <realm>?service=..&scope=.. with the Basic credential (when one is
  * configured); stores the token for o->scope.  Called with r->lock held. */
+/* Keeps token tok (steals it) for scope in r's cache, in scope's slot or
+ * the next one round, to be used for use_ms from now.  Under r->lock. */
+static int keep_token(ll_ociremote *r, const char *scope, char *tok, int64_t use_ms)
+{
+    oci_token *t = cached_token(r, scope);
+    if (!t) {
+        t = &r->tokens[r->next_token++ % TOKENS];
+        free(t->scope);
+        t->scope = strdup(scope);
+    }
+    wipe_free(t->value);
+    t->value = tok;
+    t->refresh_ms = wall_ms() + use_ms;
+    if (!t->scope) {
+        wipe_free(t->value);
+        t->value = NULL;
+        return ll_error_set(-1, "out of memory");
+    }
+    return 0;
+}
+
 static int fetch_token(oci_op *o)
 {
     ll_ociremote *r = o->r;
@@ -382,22 +403,10 @@ static int fetch_token(oci_op *o)
     }
     if (error < 0)
         goto done;
-    oci_token *t = cached_token(r, o->scope);
-    if (!t) {
-        t = &r->tokens[r->next_token++ % TOKENS];
-        free(t->scope);
-        t->scope = strdup(o->scope);
-    }
-    wipe_free(t->value);
-    t->value = tok;
+    error = keep_token(r, o->scope, tok, use_ms);
     tok = NULL;
-    t->refresh_ms = wall_ms() + use_ms;
-    if (!t->scope) {
-        wipe_free(t->value);
-        t->value = NULL;
-        error = ll_error_set(-1, "out of memory");
+    if (error < 0)
         goto done;
-    }
     ll_log_debug("msg=\"registry token fetched\" registry=%s scope=%s use_s=%lld", r->host,
                  o->scope, (long long)(use_ms / 1000));
     error = 0;
