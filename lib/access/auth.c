@@ -212,6 +212,37 @@ void ll_auth_cache_stats(const ll_auth *a, unsigned long long *hits, size_t *ent
 
 /* --- verification ---------------------------------------------------------------- */
 
+/* base64url (no padding) into out, which must have room for the padded
+ * length's 3/4; returns the decoded length or -1. */
+int ll_auth_b64url_decode(unsigned char *out, size_t cap, const char *in, size_t n)
+{
+    char *std;
+    size_t padded = (n + 3) / 4 * 4;
+    int len, pad = (int)(padded - n);
+
+    if (n % 4 == 1 || padded / 4 * 3 > cap)
+        return -1;
+    if (!(std = malloc(padded + 1)))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '-')
+            c = '+';
+        else if (c == '_')
+            c = '/';
+        else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+            free(std);
+            return -1;
+        }
+        std[i] = c;
+    }
+    memset(std + n, '=', (size_t)pad);
+    std[padded] = '\0';
+    len = EVP_DecodeBlock(out, (unsigned char *)std, (int)padded);
+    free(std);
+    return len < 0 ? -1 : len - pad;
+}
+
 static int bad(const char *why)
 {
     return ll_error_set(LL_EAUTH, "%s", why);

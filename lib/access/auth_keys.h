@@ -1,8 +1,10 @@
 /* auth_keys.h - what the bearer-token files share (private to
  * lib/access): the ll_auth handle with its keys and verified-token cache,
  * and the helpers more than one of them uses.  auth_keys.c loads keys and
- * opens an ll_auth; auth.c verifies tokens (and keeps the cache);
- * auth_mint.c makes local tokens. */
+ * opens an ll_auth; auth.c verifies tokens, keeps the cache and decodes
+ * base64url (for both); auth_mint.c makes local tokens.  Calls go one
+ * way: auth_mint.c and auth_keys.c call auth.c, auth_mint.c calls
+ * auth_keys.c. */
 #ifndef LANDLORD_AUTH_KEYS_H
 #define LANDLORD_AUTH_KEYS_H
 
