@@ -8,7 +8,8 @@
  * nothing is inflated beyond it, and nothing but Chart.yaml is kept.  The
  * last two blocks handed to tar stay in `feed` (tar may have read ahead of
  * what it consumed), and every block handed to tar also goes through a
- * scanner that frames the tar as Go's archive/tar (Helm's reader) does.
+ * scanner that frames the tar as Go's archive/tar (Helm's reader) does
+ * (chart_tar.c).
  *
  * Each entry is checked when its header is read: the entry count, the
  * size it declares, its path, its type.  Paths are held to what Helm's
@@ -40,6 +41,7 @@
 #include "landlord/chart.h"
 #include "landlord/error.h"
 #include "landlord/template.h"
+#include "chart_tar.h"
 
 #define CHART_YAML_MAX (1u << 20)
 #define PATH_MAX_LEN   4096
@@ -120,210 +122,6 @@ int ll_semver_valid(const char *v)
     return *p == '\0';
 }
 
-/* --- the tar's framing, as Helm reads it ---------------------------------------------- */
-
-/* Helm reads charts with Go's archive/tar; libarchive's tar reader
- * differs: it reads some entry types as headers of the next entry (GNU
- * volume 'V', Solaris ACL 'A', Sun's 'X'), or a body that Go skips (a
- * pax "size" on a folder).  An entry either one hides from the other
- * could be a second Chart.yaml.  So the stream tar reads also goes
- * through this scanner, which frames headers and bodies as Go does and
- * refuses every entry type but regular files ('0', '\0'), folders ('5'),
- * pax headers ('x', 'g') and GNU long names ('L', 'K'): the types
- * `helm package`, GNU tar and pax write for a chart, on which both
- * readers agree. */
-
-#define PAX_MAX (1u << 20) /* libarchive's own limit on a pax header */
-
-enum { SCAN_HEADER, SCAN_PAX, SCAN_SKIP, SCAN_END };
-
-typedef struct scan {
-    int state;
-    unsigned char hdr[512]; /* the header being gathered */
-    size_t have;
-    unsigned long long left; /* SCAN_SKIP, SCAN_PAX: bytes to go */
-    unsigned long long pad;  /* SCAN_PAX: padding after the pax body */
-    char *pax;               /* SCAN_PAX: the body gathered */
-    size_t pax_len;
-    long long pax_size;    /* a pax "size" for the next entry, or -1 */
-    int paxes, long_names; /* pax and GNU long name headers before the next entry */
-    char why[200];         /* the refusal, once refused */
-} scan;
-
-/* A header's octal number field, as Go's parseOctal takes it (spaces and
- * NULs around digits); -1 when it is anything else (base-256 included:
- * no chart needs 8 GiB). */
-static long long octal_field(const unsigned char *p, size_t n)
-{
-    size_t a = 0, b = n;
-    long long v = 0;
-    while (a < b && (p[a] == ' ' || p[a] == '\0'))
-        a++;
-    while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\0'))
-        b--;
-    for (size_t i = a; i < b; i++) {
-        if (p[i] < '0' || p[i] > '7' || v > (LLONG_MAX >> 3))
-            return -1;
-        v = v * 8 + (p[i] - '0');
-    }
-    return v;
-}
-
-/* The "size" record of a pax body, or -1 when it has none; -2 when the
- * body is malformed (Go refuses it too); -3 when it has a GNU.sparse.*
- * record (libarchive takes GNU.sparse.name as the path even when Go, with
- * no sparse map, does not; sparse files are refused anyway). */
-static long long pax_size_record(const char *p, size_t n)
-{
-    long long size = -1;
-    while (n > 0) {
-        size_t len = 0, i = 0;
-        while (i < n && p[i] >= '0' && p[i] <= '9' && len < PAX_MAX)
-            len = len * 10 + (size_t)(p[i++] - '0');
-        if (i == 0 || i >= n || p[i] != ' ' || len <= i + 1 || len > n || p[len - 1] != '\n')
-            return -2;
-        const char *kv = p + i + 1, *end = p + len - 1;
-        const char *eq = memchr(kv, '=', (size_t)(end - kv));
-        if (!eq)
-            return -2;
-        if (eq - kv >= 11 && memcmp(kv, "GNU.sparse.", 11) == 0)
-            return -3;
-        if (eq - kv == 4 && memcmp(kv, "size", 4) == 0) {
-            long long v = 0;
-            if (eq + 1 == end)
-                return -2;
-            for (const char *q = eq + 1; q < end; q++) {
-                if (*q < '0' || *q > '9' || v > (LLONG_MAX - 9) / 10)
-                    return -2;
-                v = v * 10 + (*q - '0');
-            }
-            size = v;
-        }
-        p += len;
-        n -= len;
-    }
-    return size;
-}
-
-static int scan_refuse(scan *sc, const char *why)
-{
-    snprintf(sc->why, sizeof(sc->why), "%s", why);
-    return -1;
-}
-
-/* A whole header is in sc->hdr: what follows it. */
-static int scan_header(scan *sc)
-{
-    const unsigned char *h = sc->hdr;
-    char type = (char)h[156];
-    long long size = octal_field(h + 124, 12);
-    static const unsigned char zero[512];
-
-    sc->have = 0;
-    if (memcmp(h, zero, sizeof(zero)) == 0) {
-        sc->state = SCAN_END; /* the end marker: check_rest reads on */
-        return 0;
-    }
-    if (size < 0)
-        return scan_refuse(sc, "a tar header with a size that is not an octal number");
-    unsigned long long body = (unsigned long long)size;
-    /* Go and libarchive apply a chain of these headers in other orders
-     * (Go: the last long name, a long name over a pax path, a global
-     * header takes the pax records before it; libarchive: the first long
-     * name, the outer header last): only one of a kind per entry. */
-    if ((type == 'x' && sc->long_names) || (type == 'L' && (sc->paxes || sc->long_names)) ||
-        (type == 'g' && (sc->paxes || sc->long_names)))
-        return scan_refuse(sc, "an entry named by more than one pax or GNU long name header");
-    sc->paxes += type == 'x';
-    sc->long_names += type == 'L';
-    if (type == '0' || type == '\0' || type == '5')
-        sc->paxes = sc->long_names = 0;
-    switch (type) {
-    case 'x':
-        if (body > PAX_MAX)
-            return scan_refuse(sc, "a pax header larger than 1 MiB");
-        free(sc->pax);
-        if (!(sc->pax = malloc(body ? body : 1)))
-            return scan_refuse(sc, "a pax header that cannot be kept (out of memory)");
-        sc->pax_len = 0;
-        sc->left = body;
-        sc->pad = (512 - body % 512) % 512;
-        sc->state = SCAN_PAX;
-        if (!body) {
-            sc->pax_size = -1;
-            sc->state = SCAN_HEADER;
-        }
-        return 0;
-    case 'g':
-    case 'L':
-    case 'K':
-        break;
-    case '5':
-        if (sc->pax_size > 0)
-            return scan_refuse(sc, "a folder whose pax header gives it data");
-        body = 0; /* Go reads no body for a folder */
-        sc->pax_size = -1;
-        break;
-    case '0':
-    case '\0':
-        if (sc->pax_size >= 0)
-            body = (unsigned long long)sc->pax_size;
-        sc->pax_size = -1;
-        break;
-    default:
-        snprintf(sc->why, sizeof(sc->why),
-                 "an entry of tar type '%c', which is neither a file nor a folder (only those, "
-                 "pax headers and GNU long names are read alike by landlord and Helm)",
-                 type >= 0x20 && type < 0x7f ? type : '?');
-        return -1;
-    }
-    sc->left = body + (512 - body % 512) % 512;
-    sc->state = sc->left ? SCAN_SKIP : SCAN_HEADER;
-    return 0;
-}
-
-/* Scans the next n bytes of the stream.  -1 once refused (sc->why). */
-static int scan_feed(scan *sc, const unsigned char *p, size_t n)
-{
-    while (n > 0 && sc->state != SCAN_END) {
-        size_t k;
-        switch (sc->state) {
-        case SCAN_HEADER:
-            k = n < 512 - sc->have ? n : 512 - sc->have;
-            memcpy(sc->hdr + sc->have, p, k);
-            sc->have += k;
-            if (sc->have == 512 && scan_header(sc) < 0)
-                return -1;
-            break;
-        case SCAN_PAX:
-            k = n < sc->left ? n : (size_t)sc->left;
-            memcpy(sc->pax + sc->pax_len, p, k);
-            sc->pax_len += k;
-            sc->left -= k;
-            if (!sc->left) {
-                sc->pax_size = pax_size_record(sc->pax, sc->pax_len);
-                if (sc->pax_size == -2)
-                    return scan_refuse(sc, "a malformed pax header");
-                if (sc->pax_size == -3)
-                    return scan_refuse(sc, "a pax header with GNU sparse records, which Helm's "
-                                           "reader and landlord's name differently");
-                sc->left = sc->pad;
-                sc->state = sc->left ? SCAN_SKIP : SCAN_HEADER;
-            }
-            break;
-        default: /* SCAN_SKIP */
-            k = n < sc->left ? n : (size_t)sc->left;
-            sc->left -= k;
-            if (!sc->left)
-                sc->state = SCAN_HEADER;
-            break;
-        }
-        p += k;
-        n -= k;
-    }
-    return 0;
-}
-
 /* --- the inflated stream --------------------------------------------------------------- */
 
 typedef struct feed {
@@ -336,8 +134,8 @@ typedef struct feed {
     char error[LL_ERROR_MSG_MAX];     /* gz's message when failed */
     char *buf[2];                     /* the last two blocks handed to tar */
     size_t len[2];
-    int cur;    /* buf[cur] is the last */
-    scan frame; /* what tar is handed, framed as Helm frames it */
+    int cur;           /* buf[cur] is the last */
+    ll_tar_scan frame; /* what tar is handed, framed as Helm frames it */
 } feed;
 
 /* Takes gz's next block into f->block; at the end sets f->eof.  -1 when gz
@@ -384,7 +182,7 @@ static la_ssize_t feed_read(struct archive *a, void *payload, const void **out)
     if (!f->left)
         return 0;
     size_t n = f->left < FEED_CHUNK ? f->left : FEED_CHUNK;
-    if (scan_feed(&f->frame, (const unsigned char *)f->block, n) < 0) {
+    if (ll_tar_scan_feed(&f->frame, (const unsigned char *)f->block, n) < 0) {
         archive_set_error(a, EILSEQ, "%s", f->frame.why);
         return -1;
     }
@@ -563,165 +361,170 @@ static int check_path(const char *path, char *top, size_t top_cap)
 
 /* --- the archive ----------------------------------------------------------------------- */
 
-int ll_chart_read_limited(json_t **out_meta, const void *data, size_t len, const char *name,
-                          const ll_chart_limits *lim)
-{
-    struct archive *tar = NULL;
-    struct archive_entry *entry;
-    feed f = {0};
-    seen files = {0}, folders = {0};
-    char top[256] = "", *yaml = NULL;
-    size_t yaml_len = 0;
-    unsigned long long entries = 0, declared = 0;
-    json_t *meta = NULL;
-    int error = 0, rc;
+/* One read of an upload: the two readers and what the entries told so
+ * far.  Everything here is freed by reading_free(). */
+typedef struct reading {
+    const ll_chart_limits *lim;
+    struct archive *tar;
+    feed f;
+    seen files, folders; /* names (as Helm names them) of files and folders */
+    char top[256];       /* the top folder, from the first entry */
+    char *yaml;          /* Chart.yaml, once read */
+    size_t yaml_len;
+    unsigned long long entries, declared; /* entries read; the sizes they declare */
+} reading;
 
-    *out_meta = NULL;
-    f.cap = lim->unpacked;
-    f.frame.pax_size = -1;
-    f.gz = archive_read_new();
-    tar = archive_read_new();
-    f.buf[0] = malloc(FEED_CHUNK);
-    f.buf[1] = malloc(FEED_CHUNK);
-    if (!f.gz || !tar || !f.buf[0] || !f.buf[1]) {
-        error = ll_error_set(-1, "out of memory");
-        goto done;
-    }
+static void reading_free(reading *rd)
+{
+    archive_read_free(rd->tar);
+    archive_read_free(rd->f.gz);
+    free(rd->f.buf[0]);
+    free(rd->f.buf[1]);
+    free(rd->f.frame.pax);
+    free(rd->files.slots);
+    free(rd->folders.slots);
+    free(rd->yaml);
+}
+
+/* Opens gz on the upload and tar on what gz inflates. */
+static int open_archive(reading *rd, const void *data, size_t len)
+{
+    struct archive_entry *entry;
+    feed *f = &rd->f;
+    f->cap = rd->lim->unpacked;
+    f->frame.pax_size = -1;
+    f->gz = archive_read_new();
+    rd->tar = archive_read_new();
+    f->buf[0] = malloc(FEED_CHUNK);
+    f->buf[1] = malloc(FEED_CHUNK);
+    if (!f->gz || !rd->tar || !f->buf[0] || !f->buf[1])
+        return ll_error_set(-1, "out of memory");
     /* gzip only, tar only: what helm package makes. */
-    archive_read_support_filter_gzip(f.gz);
-    archive_read_support_format_raw(f.gz);
-    if (archive_read_open_memory(f.gz, data, len) != ARCHIVE_OK ||
-        archive_read_next_header(f.gz, &entry) != ARCHIVE_OK) {
-        error = refuse("the upload is not a gzip-compressed tar archive: %s",
-                       archive_error_string(f.gz) ?: "empty");
-        goto done;
+    archive_read_support_filter_gzip(f->gz);
+    archive_read_support_format_raw(f->gz);
+    if (archive_read_open_memory(f->gz, data, len) != ARCHIVE_OK ||
+        archive_read_next_header(f->gz, &entry) != ARCHIVE_OK)
+        return refuse("the upload is not a gzip-compressed tar archive: %s",
+                      archive_error_string(f->gz) ?: "empty");
+    if (archive_filter_code(f->gz, 0) != ARCHIVE_FILTER_GZIP)
+        return refuse("the upload is not gzip-compressed%s", "");
+    archive_read_support_format_tar(rd->tar);
+    archive_read_support_format_gnutar(rd->tar);
+    if (archive_read_open(rd->tar, f, NULL, feed_read, NULL) != ARCHIVE_OK)
+        return read_failed(f, rd->tar, "the upload is not a gzip-compressed tar archive");
+    return 0;
+}
+
+/* The checks of an entry's header, in order: the entry count, its path,
+ * its type, the size it declares and the sum of the sizes declared. */
+static int check_entry(reading *rd, struct archive_entry *entry)
+{
+    const ll_chart_limits *lim = rd->lim;
+    const char *path = archive_entry_pathname(entry);
+    mode_t type = archive_entry_filetype(entry);
+    la_int64_t size = archive_entry_size(entry);
+    int error;
+
+    if (++rd->entries > lim->entries)
+        return refuse("the chart archive holds more than %llu entries (chart-max-entries)",
+                      lim->entries);
+    if (!path)
+        return refuse("the chart archive holds an entry without a readable path%s", "");
+    if ((error = check_path(path, rd->top, sizeof(rd->top))) < 0)
+        return error;
+    if ((type != AE_IFREG && type != AE_IFDIR) || archive_entry_hardlink(entry) ||
+        archive_entry_sparse_count(entry) > 0)
+        return refuse("the chart archive holds '%.200s', which is neither a file nor a "
+                      "folder (links and sparse files are refused)",
+                      path);
+    if (type == AE_IFDIR && size > 0)
+        /* A regular entry named with a trailing '/', or a folder given
+         * data: Go's reader would read a file there. */
+        return refuse("the chart archive holds a folder that declares data: '%.200s'", path);
+    if (size < 0 || (unsigned long long)size > lim->entry_size)
+        return refuse("the chart archive's '%.200s' is larger than %llu bytes "
+                      "(chart-max-entry-size)",
+                      path, lim->entry_size);
+    rd->declared += (unsigned long long)size;
+    if (rd->declared > lim->unpacked)
+        return over_cap(&rd->f);
+    return 0;
+}
+
+/* The name as Helm's loader gives it: the path after the top folder,
+ * without a trailing '/'; *out_len 0 for the top folder itself. */
+static const char *helm_name(size_t *out_len, const char *path, const char *top)
+{
+    size_t tl = strlen(top), rest_len = strlen(path) - tl;
+    const char *rest = path + tl;
+    if (*rest == '/') {
+        rest++;
+        rest_len--;
     }
-    if (archive_filter_code(f.gz, 0) != ARCHIVE_FILTER_GZIP) {
-        error = refuse("the upload is not gzip-compressed%s", "");
-        goto done;
+    if (rest_len && rest[rest_len - 1] == '/')
+        rest_len--;
+    *out_len = rest_len;
+    return rest;
+}
+
+/* Reads Chart.yaml's body (size bytes, capped) into rd->yaml. */
+static int read_chart_yaml(reading *rd, const char *path, la_int64_t size)
+{
+    if ((unsigned long long)size > CHART_YAML_MAX)
+        return refuse("%.200s is larger than 1 MiB", path);
+    rd->yaml = malloc((size_t)size + 1);
+    la_ssize_t got = rd->yaml ? archive_read_data(rd->tar, rd->yaml, (size_t)size) : -1;
+    if (got != size)
+        return rd->yaml ? read_failed(&rd->f, rd->tar, "cannot read Chart.yaml from the archive")
+                        : ll_error_set(-1, "out of memory");
+    rd->yaml[size] = '\0';
+    rd->yaml_len = (size_t)size;
+    return 0;
+}
+
+/* One entry: its checks, then its name (a file or a folder, never both,
+ * never twice); Chart.yaml's body is read. */
+static int take_entry(reading *rd, struct archive_entry *entry)
+{
+    const char *path = archive_entry_pathname(entry);
+    mode_t type = archive_entry_filetype(entry);
+    size_t rest_len;
+    int error;
+
+    if ((error = check_entry(rd, entry)) < 0)
+        return error;
+    const char *rest = helm_name(&rest_len, path, rd->top);
+    if (!rest_len) {
+        if (type == AE_IFREG)
+            return refuse("the chart archive holds a file '%.200s' outside its top folder", path);
+        return 0; /* the top folder itself */
     }
-    archive_read_support_format_tar(tar);
-    archive_read_support_format_gnutar(tar);
-    if (archive_read_open(tar, &f, NULL, feed_read, NULL) != ARCHIVE_OK) {
-        error = read_failed(&f, tar, "the upload is not a gzip-compressed tar archive");
-        goto done;
-    }
-    while ((rc = archive_read_next_header(tar, &entry)) == ARCHIVE_OK) {
-        const char *path = archive_entry_pathname(entry);
-        mode_t type = archive_entry_filetype(entry);
-        la_int64_t size = archive_entry_size(entry);
-        if (++entries > lim->entries) {
-            error = refuse("the chart archive holds more than %llu entries (chart-max-entries)",
-                           lim->entries);
-            goto done;
-        }
-        if (!path) {
-            error = refuse("the chart archive holds an entry without a readable path%s", "");
-            goto done;
-        }
-        if ((error = check_path(path, top, sizeof(top))) < 0)
-            goto done;
-        if ((type != AE_IFREG && type != AE_IFDIR) || archive_entry_hardlink(entry) ||
-            archive_entry_sparse_count(entry) > 0) {
-            error = refuse("the chart archive holds '%.200s', which is neither a file nor a "
-                           "folder (links and sparse files are refused)",
-                           path);
-            goto done;
-        }
-        if (type == AE_IFDIR && size > 0) {
-            /* A regular entry named with a trailing '/', or a folder given
-             * data: Go's reader would read a file there. */
-            error = refuse("the chart archive holds a folder that declares data: '%.200s'", path);
-            goto done;
-        }
-        if (size < 0 || (unsigned long long)size > lim->entry_size) {
-            error = refuse("the chart archive's '%.200s' is larger than %llu bytes "
-                           "(chart-max-entry-size)",
-                           path, lim->entry_size);
-            goto done;
-        }
-        declared += (unsigned long long)size;
-        if (declared > lim->unpacked) {
-            error = over_cap(&f);
-            goto done;
-        }
-        /* The name as Helm's loader gives it: the path after the top folder. */
-        size_t tl = strlen(top), rest_len = strlen(path) - tl;
-        const char *rest = path + tl;
-        if (*rest == '/') {
-            rest++;
-            rest_len--;
-        }
-        if (rest_len && rest[rest_len - 1] == '/')
-            rest_len--;
-        if (!rest_len) {
-            if (type == AE_IFREG) {
-                error =
-                    refuse("the chart archive holds a file '%.200s' outside its top folder", path);
-                goto done;
-            }
-            continue; /* the top folder itself */
-        }
-        /* Helm's loader skips folders, but a name must not be both. */
-        uint64_t h = name_hash(rest, rest_len);
-        if (seen_has(type == AE_IFREG ? &folders : &files, h)) {
-            error = refuse("the chart archive holds '%.200s' as a file and as a folder", path);
-            goto done;
-        }
-        if (type != AE_IFREG) {
-            if (seen_add(&folders, h) < 0) {
-                error = ll_error_set(-1, "out of memory");
-                goto done;
-            }
-            continue;
-        }
-        int is_chart_yaml = rest_len == 10 && memcmp(rest, "Chart.yaml", 10) == 0;
-        int added = seen_add(&files, h);
-        if (added < 0) {
-            error = ll_error_set(-1, "out of memory");
-            goto done;
-        }
-        if (!added) {
-            error = is_chart_yaml ? refuse("the chart archive holds %s/Chart.yaml twice (Helm "
-                                           "would read both): exactly one is allowed",
-                                           top)
-                                  : refuse("the chart archive holds '%.200s' twice", path);
-            goto done;
-        }
-        if (!is_chart_yaml)
-            continue;
-        if ((unsigned long long)size > CHART_YAML_MAX) {
-            error = refuse("%.200s is larger than 1 MiB", path);
-            goto done;
-        }
-        yaml = malloc((size_t)size + 1);
-        la_ssize_t got = yaml ? archive_read_data(tar, yaml, (size_t)size) : -1;
-        if (got != size) {
-            error = yaml ? read_failed(&f, tar, "cannot read Chart.yaml from the archive")
-                         : ll_error_set(-1, "out of memory");
-            goto done;
-        }
-        yaml[size] = '\0';
-        yaml_len = (size_t)size;
-    }
-    if (rc != ARCHIVE_EOF) {
-        error = read_failed(&f, tar, "the chart archive is damaged");
-        goto done;
-    }
-    if (entries == 0) {
-        error = refuse("the upload is not a tar archive with entries%s", "");
-        goto done;
-    }
-    if ((error = check_rest(&f, (unsigned long long)archive_filter_bytes(tar, 0), len)) < 0)
-        goto done;
-    if (!yaml) {
-        error = refuse("the chart archive has no %s/Chart.yaml", top[0] ? top : "<chart>");
-        goto done;
-    }
-    if (ll_yaml_load_json(&meta, yaml, yaml_len) < 0) {
-        error = refuse("Chart.yaml is not valid YAML: %s", ll_error_last()->message);
-        goto done;
-    }
+    /* Helm's loader skips folders, but a name must not be both. */
+    uint64_t h = name_hash(rest, rest_len);
+    if (seen_has(type == AE_IFREG ? &rd->folders : &rd->files, h))
+        return refuse("the chart archive holds '%.200s' as a file and as a folder", path);
+    if (type != AE_IFREG)
+        return seen_add(&rd->folders, h) < 0 ? ll_error_set(-1, "out of memory") : 0;
+    int is_chart_yaml = rest_len == 10 && memcmp(rest, "Chart.yaml", 10) == 0;
+    int added = seen_add(&rd->files, h);
+    if (added < 0)
+        return ll_error_set(-1, "out of memory");
+    if (!added)
+        return is_chart_yaml ? refuse("the chart archive holds %s/Chart.yaml twice (Helm "
+                                      "would read both): exactly one is allowed",
+                                      rd->top)
+                             : refuse("the chart archive holds '%.200s' twice", path);
+    if (!is_chart_yaml)
+        return 0;
+    return read_chart_yaml(rd, path, archive_entry_size(entry));
+}
+
+/* Chart.yaml parsed: one mapping.  *out_meta gets a new reference. */
+static int load_chart_yaml(json_t **out_meta, const char *yaml, size_t len)
+{
+    json_t *meta = NULL;
+    if (ll_yaml_load_json(&meta, yaml, len) < 0)
+        return refuse("Chart.yaml is not valid YAML: %s", ll_error_last()->message);
     /* One document; the loader gives the documents as an array. */
     if (json_is_array(meta) && json_array_size(meta) == 1) {
         json_t *doc = json_incref(json_array_get(meta, 0));
@@ -729,35 +532,70 @@ int ll_chart_read_limited(json_t **out_meta, const void *data, size_t len, const
         meta = doc;
     }
     if (!json_is_object(meta)) {
-        error = refuse("Chart.yaml must be one mapping%s", "");
-        goto done;
+        json_decref(meta);
+        return refuse("Chart.yaml must be one mapping%s", "");
     }
+    *out_meta = meta;
+    return 0;
+}
+
+/* Chart.yaml's fields: apiVersion v2, the tenant chart's name, a semantic
+ * version, and the top folder named after the chart.  meta is borrowed. */
+static int check_meta(const json_t *meta, const char *name, const char *top)
+{
     const char *api = json_string_value(json_object_get(meta, "apiVersion"));
     const char *cname = json_string_value(json_object_get(meta, "name"));
     const char *version = json_string_value(json_object_get(meta, "version"));
-    if (!api || strcmp(api, "v2") != 0) {
-        error = refuse("Chart.yaml apiVersion must be v2, not '%.32s'", api ? api : "(none)");
-    } else if (!cname || strcmp(cname, name) != 0) {
+    if (!api || strcmp(api, "v2") != 0)
+        return refuse("Chart.yaml apiVersion must be v2, not '%.32s'", api ? api : "(none)");
+    if (!cname || strcmp(cname, name) != 0) {
         ll_error_set(LL_EINVALID, "the chart is '%.64s', not the tenant chart '%.64s'",
                      cname ? cname : "(no name)", name);
         ll_error_kind("invalid-chart");
-        error = LL_EINVALID;
-    } else if (!version || !ll_semver_valid(version)) {
-        error = refuse("Chart.yaml version '%.64s' is not a semantic version 2.0 (1.2.3, numbers "
-                       "without leading zeros that fit in 64 bits)",
-                       version ? version : "(none)");
-    } else if (strcmp(top, cname) != 0) {
-        error = refuse("the chart's top folder must be its name, not '%.64s'", top);
+        return LL_EINVALID;
     }
+    if (!version || !ll_semver_valid(version))
+        return refuse("Chart.yaml version '%.64s' is not a semantic version 2.0 (1.2.3, numbers "
+                      "without leading zeros that fit in 64 bits)",
+                      version ? version : "(none)");
+    if (strcmp(top, cname) != 0)
+        return refuse("the chart's top folder must be its name, not '%.64s'", top);
+    return 0;
+}
+
+int ll_chart_read_limited(json_t **out_meta, const void *data, size_t len, const char *name,
+                          const ll_chart_limits *lim)
+{
+    reading rd = {.lim = lim};
+    struct archive_entry *entry;
+    json_t *meta = NULL;
+    int error, rc;
+
+    *out_meta = NULL;
+    if ((error = open_archive(&rd, data, len)) < 0)
+        goto done;
+    while ((rc = archive_read_next_header(rd.tar, &entry)) == ARCHIVE_OK)
+        if ((error = take_entry(&rd, entry)) < 0)
+            goto done;
+    if (rc != ARCHIVE_EOF) {
+        error = read_failed(&rd.f, rd.tar, "the chart archive is damaged");
+        goto done;
+    }
+    if (rd.entries == 0) {
+        error = refuse("the upload is not a tar archive with entries%s", "");
+        goto done;
+    }
+    if ((error = check_rest(&rd.f, (unsigned long long)archive_filter_bytes(rd.tar, 0), len)) < 0)
+        goto done;
+    if (!rd.yaml) {
+        error = refuse("the chart archive has no %s/Chart.yaml", rd.top[0] ? rd.top : "<chart>");
+        goto done;
+    }
+    if ((error = load_chart_yaml(&meta, rd.yaml, rd.yaml_len)) < 0)
+        goto done;
+    error = check_meta(meta, name, rd.top);
 done:
-    archive_read_free(tar);
-    archive_read_free(f.gz);
-    free(f.buf[0]);
-    free(f.buf[1]);
-    free(f.frame.pax);
-    free(files.slots);
-    free(folders.slots);
-    free(yaml);
+    reading_free(&rd);
     if (error < 0) {
         json_decref(meta);
         return error;

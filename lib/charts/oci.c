@@ -60,12 +60,57 @@ static int compare_keys(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* org.opencontainers.image.authors from Chart.yaml's maintainers, as Helm
+ * writes it: "name (email), name". */
+static void add_authors(json_t *all, const json_t *meta)
+{
+    const json_t *maintainers = json_object_get(meta, "maintainers");
+    json_t *m;
+    size_t i;
+    ll_buf b;
+
+    if (!json_array_size(maintainers))
+        return;
+    ll_buf_init(&b, 64 * 1024);
+    json_array_foreach(maintainers, i, m)
+    {
+        const char *mn = json_string_value(json_object_get(m, "name"));
+        const char *me = json_string_value(json_object_get(m, "email"));
+        ll_buf_printf(&b, "%s%s", i ? ", " : "", mn ? mn : "");
+        if (me && me[0])
+            ll_buf_printf(&b, " (%s)", me);
+    }
+    json_object_set_new(all, "org.opencontainers.image.authors", json_string(b.data ? b.data : ""));
+    ll_buf_free(&b);
+}
+
+/* A copy of object all with its keys in sorted order (new, NULL when out
+ * of memory); all is freed (steals). */
+static json_t *sorted_by_key(json_t *all)
+{
+    json_t *sorted = json_object(), *v;
+    size_t n = json_object_size(all), k = 0;
+    const char **keys = calloc(n ? n : 1, sizeof(*keys)), *key;
+
+    if (!keys) {
+        json_decref(all);
+        json_decref(sorted);
+        return NULL; /* the manifest's json_pack fails: out of memory */
+    }
+    json_object_foreach(all, key, v) keys[k++] = key;
+    qsort(keys, n, sizeof(*keys), compare_keys);
+    for (k = 0; k < n; k++)
+        json_object_set(sorted, keys[k], json_object_get(all, keys[k]));
+    free(keys);
+    json_decref(all);
+    return sorted;
+}
+
 /* Helm's manifest annotations, sorted by key. */
 static json_t *annotations_of(const json_t *meta, const char *created)
 {
-    json_t *all = json_object(), *sorted = json_object(), *v, *m;
+    json_t *all = json_object(), *v;
     const char *key;
-    size_t i;
     const char *name = json_string_value(json_object_get(meta, "name"));
     const char *version = json_string_value(json_object_get(meta, "version"));
     const char *description = json_string_value(json_object_get(meta, "description"));
@@ -87,38 +132,10 @@ static json_t *annotations_of(const json_t *meta, const char *created)
         json_object_set_new(all, "org.opencontainers.image.url", json_string(home));
     if (source && source[0])
         json_object_set_new(all, "org.opencontainers.image.source", json_string(source));
-    if (json_array_size(json_object_get(meta, "maintainers"))) {
-        ll_buf b;
-        ll_buf_init(&b, 64 * 1024);
-        json_array_foreach(json_object_get(meta, "maintainers"), i, m)
-        {
-            const char *mn = json_string_value(json_object_get(m, "name"));
-            const char *me = json_string_value(json_object_get(m, "email"));
-            ll_buf_printf(&b, "%s%s", i ? ", " : "", mn ? mn : "");
-            if (me && me[0])
-                ll_buf_printf(&b, " (%s)", me);
-        }
-        json_object_set_new(all, "org.opencontainers.image.authors",
-                            json_string(b.data ? b.data : ""));
-        ll_buf_free(&b);
-    }
+    add_authors(all, meta);
     if (!json_object_get(all, "org.opencontainers.image.created"))
         json_object_set_new(all, "org.opencontainers.image.created", json_string(created));
-
-    size_t n = json_object_size(all), k = 0;
-    const char **keys = calloc(n ? n : 1, sizeof(*keys));
-    if (!keys) {
-        json_decref(all);
-        json_decref(sorted);
-        return NULL; /* the manifest's json_pack fails: out of memory */
-    }
-    json_object_foreach(all, key, v) keys[k++] = key;
-    qsort(keys, n, sizeof(*keys), compare_keys);
-    for (k = 0; k < n; k++)
-        json_object_set(sorted, keys[k], json_object_get(all, keys[k]));
-    free(keys);
-    json_decref(all);
-    return sorted;
+    return sorted_by_key(all);
 }
 
 int ll_oci_artifact_build(ll_oci_artifact *out, const json_t *meta, const void *tgz, size_t len,

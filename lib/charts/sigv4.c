@@ -282,14 +282,60 @@ static int hmac(unsigned char out[32], const void *key, size_t key_len, const ch
     return 0;
 }
 
+/* 1. the canonical request into canon; list gets the signed headers'
+ * names (';'-separated, NUL-terminated). */
+static int canonical_request(ll_buf *canon, ll_buf *list, const ll_sigv4_request *req)
+{
+    char payload_hash[65];
+
+    sha256_hex(payload_hash, req->payload ? req->payload : "", req->payload_len);
+    if (ll_buf_printf(canon, "%s\n", req->method) < 0 || canonical_uri(canon, req->path) < 0 ||
+        ll_buf_adds(canon, "\n") < 0 || canonical_query(canon, req->query) < 0 ||
+        ll_buf_adds(canon, "\n") < 0 ||
+        canonical_headers(canon, list, req->headers, req->nheaders) < 0 ||
+        ll_buf_add(list, "", 0) < 0 ||
+        ll_buf_printf(canon, "\n%s\n%s", list->data, payload_hash) < 0)
+        return -1;
+    return 0;
+}
+
+/* 3. the signing key (from the secret, the date, region and service),
+ * 4. the signature of string_to_sign in hex into sig[65].  The key and
+ * the secret's copy are wiped. */
+static int signature(char sig[65], const char *secret_access_key, const char *date,
+                     const char *region, const char *service, const char *string_to_sign)
+{
+    unsigned char k[32], k2[32];
+    size_t sl = strlen(secret_access_key);
+    char *secret = malloc(sl + 5);
+    int error = -1;
+
+    if (!secret)
+        goto done;
+    memcpy(secret, "AWS4", 4);
+    memcpy(secret + 4, secret_access_key, sl + 1);
+    if (hmac(k, secret, sl + 4, date) < 0 || hmac(k2, k, 32, region) < 0 ||
+        hmac(k, k2, 32, service) < 0 || hmac(k2, k, 32, "aws4_request") < 0 ||
+        hmac(k, k2, 32, string_to_sign) < 0)
+        goto done;
+    ll_hex_encode(sig, k, 32);
+    error = 0;
+done:
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(k2, sizeof(k2));
+    if (secret) {
+        OPENSSL_cleanse(secret, sl + 4);
+        free(secret);
+    }
+    return error;
+}
+
 int ll_sigv4_sign(ll_sigv4 *out, const ll_sigv4_request *req, const char *access_key_id,
                   const char *secret_access_key, const char *region, const char *service,
                   const char *amz_date)
 {
     ll_buf canon, sts, list, auth;
-    char payload_hash[65], canon_hash[65], date[9], sig[65];
-    unsigned char k[32], k2[32];
-    char *secret = NULL;
+    char canon_hash[65], date[9], sig[65];
     int error = -1;
 
     memset(out, 0, sizeof(*out));
@@ -302,33 +348,15 @@ int ll_sigv4_sign(ll_sigv4 *out, const ll_sigv4_request *req, const char *access
     ll_buf_init(&list, 64 * 1024);
     ll_buf_init(&auth, 64 * 1024);
 
-    /* 1. the canonical request */
-    sha256_hex(payload_hash, req->payload ? req->payload : "", req->payload_len);
-    if (ll_buf_printf(&canon, "%s\n", req->method) < 0 || canonical_uri(&canon, req->path) < 0 ||
-        ll_buf_adds(&canon, "\n") < 0 || canonical_query(&canon, req->query) < 0 ||
-        ll_buf_adds(&canon, "\n") < 0 ||
-        canonical_headers(&canon, &list, req->headers, req->nheaders) < 0 ||
-        ll_buf_add(&list, "", 0) < 0 ||
-        ll_buf_printf(&canon, "\n%s\n%s", list.data, payload_hash) < 0)
+    if (canonical_request(&canon, &list, req) < 0)
         goto done;
-
     /* 2. the string to sign */
     sha256_hex(canon_hash, canon.data, canon.len);
     if (ll_buf_printf(&sts, "AWS4-HMAC-SHA256\n%s\n%s/%s/%s/aws4_request\n%s", amz_date, date,
                       region, service, canon_hash) < 0)
         goto done;
-
-    /* 3. the signing key, 4. the signature */
-    size_t sl = strlen(secret_access_key);
-    if (!(secret = malloc(sl + 5)))
+    if (signature(sig, secret_access_key, date, region, service, sts.data) < 0)
         goto done;
-    memcpy(secret, "AWS4", 4);
-    memcpy(secret + 4, secret_access_key, sl + 1);
-    if (hmac(k, secret, sl + 4, date) < 0 || hmac(k2, k, 32, region) < 0 ||
-        hmac(k, k2, 32, service) < 0 || hmac(k2, k, 32, "aws4_request") < 0 ||
-        hmac(k, k2, 32, sts.data) < 0)
-        goto done;
-    ll_hex_encode(sig, k, 32);
     if (ll_buf_printf(&auth,
                       "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, "
                       "Signature=%s",
@@ -339,12 +367,6 @@ int ll_sigv4_sign(ll_sigv4 *out, const ll_sigv4_request *req, const char *access
     out->authorization = ll_buf_steal(&auth, NULL);
     error = 0;
 done:
-    OPENSSL_cleanse(k, sizeof(k));
-    OPENSSL_cleanse(k2, sizeof(k2));
-    if (secret) {
-        OPENSSL_cleanse(secret, sl + 4);
-        free(secret);
-    }
     ll_buf_free(&canon);
     ll_buf_free(&sts);
     ll_buf_free(&list);

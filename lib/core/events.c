@@ -89,78 +89,122 @@ static int check_receiver(ll_core *c, const char *url)
     return error;
 }
 
+/* A subscription as POST /api/v1/webhooks asks for it; the strings and
+ * types are borrowed from the body. */
+typedef struct webhook_request {
+    const char *url, *secret, *description;
+    const json_t *types; /* NULL: the default, tenant.* */
+} webhook_request;
+
+/* The body's fields, each of one JSON type; any other field is refused. */
+static int read_request(webhook_request *out, const json_t *body)
+{
+    static const struct {
+        const char *name;
+        json_type type;
+    } fields[] = {
+        {"url", JSON_STRING},
+        {"secret", JSON_STRING},
+        {"description", JSON_STRING},
+        {"event_types", JSON_ARRAY},
+    };
+    const char **strings[] = {&out->url, &out->secret, &out->description};
+    const size_t nfields = sizeof(fields) / sizeof(fields[0]);
+    const char *key;
+    json_t *v;
+
+    *out = (webhook_request){.description = ""};
+    if (!json_is_object(body))
+        return ll_core_field_error("", "the body must be a JSON object");
+    json_object_foreach((json_t *)body, key, v)
+    {
+        size_t i = 0;
+        while (i < nfields && strcmp(key, fields[i].name) != 0)
+            i++;
+        if (i == nfields)
+            return ll_core_field_error(key, "unknown field '%.64s'", key);
+        if (json_typeof(v) != fields[i].type)
+            return ll_core_field_error(key, "%s has the wrong type", key);
+        if (fields[i].type == JSON_STRING)
+            *strings[i] = json_string_value(v);
+        else
+            out->types = v;
+    }
+    return 0;
+}
+
+/* The caller's secret (16-256 printable characters without spaces), or,
+ * when there is none, 32 random bytes in hex written to generated[65]. */
+static int check_secret(const char **secret, char generated[65])
+{
+    if (!*secret) {
+        if (ll_random_hex(generated, 32) < 0)
+            return -1;
+        *secret = generated;
+        return 0;
+    }
+    size_t n = strlen(*secret);
+    int printable = n >= 16 && n <= 256;
+    for (size_t i = 0; printable && i < n; i++)
+        printable = (*secret)[i] > 0x20 && (*secret)[i] < 0x7f;
+    if (!printable)
+        return ll_core_field_error("secret",
+                                   "secret must be 16-256 printable characters without spaces");
+    return 0;
+}
+
+/* event_types, when given: 1 to TYPES_MAX known event types. */
+static int check_types(const json_t *types)
+{
+    size_t i, n = json_array_size(types);
+    json_t *v;
+
+    if (!types)
+        return 0;
+    if (n == 0 || n > TYPES_MAX)
+        return ll_core_field_error("event_types", "event_types must list 1 to %d types", TYPES_MAX);
+    json_array_foreach(types, i, v)
+    {
+        if (!json_is_string(v) || !valid_type(json_string_value(v)))
+            return ll_core_field_error("event_types",
+                                       "event_types[%zu] is not an event type (tenant.*, "
+                                       "tenant.ready, rollout.*, rollout.failed, ...)",
+                                       i);
+    }
+    return 0;
+}
+
 int ll_webhook_create(json_t **out, ll_core *c, const json_t *body)
 {
     ll_registry *r = ll_core_registry(c);
-    const char *key, *url = NULL, *secret = NULL, *description = "";
-    json_t *v, *types = NULL, *hook = NULL;
+    webhook_request req;
+    json_t *hook = NULL;
     char generated[65];
     int error;
 
     *out = NULL;
     if (!r)
         return -1;
-    if (!json_is_object(body))
-        return ll_core_field_error("", "the body must be a JSON object");
-    json_object_foreach((json_t *)body, key, v)
-    {
-        if (strcmp(key, "url") == 0 && json_is_string(v))
-            url = json_string_value(v);
-        else if (strcmp(key, "secret") == 0 && json_is_string(v))
-            secret = json_string_value(v);
-        else if (strcmp(key, "description") == 0 && json_is_string(v))
-            description = json_string_value(v);
-        else if (strcmp(key, "event_types") == 0 && json_is_array(v))
-            types = v;
-        else if (strcmp(key, "url") == 0 || strcmp(key, "secret") == 0 ||
-                 strcmp(key, "description") == 0 || strcmp(key, "event_types") == 0)
-            return ll_core_field_error(key, "%s has the wrong type", key);
-        else
-            return ll_core_field_error(key, "unknown field '%.64s'", key);
-    }
-    if (!url)
-        return ll_core_field_error("url", "url is required");
-    if ((error = check_url(url)) < 0)
+    if ((error = read_request(&req, body)) < 0)
         return error;
-    if (strlen(description) > DESCRIPTION_MAX)
+    if (!req.url)
+        return ll_core_field_error("url", "url is required");
+    if ((error = check_url(req.url)) < 0)
+        return error;
+    if (strlen(req.description) > DESCRIPTION_MAX)
         return ll_core_field_error("description", "description is longer than %d characters",
                                    DESCRIPTION_MAX);
-    if (secret) {
-        size_t n = strlen(secret);
-        int printable = n >= 16 && n <= 256;
-        for (size_t i = 0; printable && i < n; i++)
-            printable = secret[i] > 0x20 && secret[i] < 0x7f;
-        if (!printable)
-            return ll_core_field_error("secret",
-                                       "secret must be 16-256 printable characters without spaces");
-    } else {
-        if (ll_random_hex(generated, 32) < 0)
-            return -1;
-        secret = generated;
-    }
-    if (types) {
-        size_t i, n = json_array_size(types);
-        if (n == 0 || n > TYPES_MAX)
-            return ll_core_field_error("event_types", "event_types must list 1 to %d types",
-                                       TYPES_MAX);
-        json_array_foreach(types, i, v)
-        {
-            if (!json_is_string(v) || !valid_type(json_string_value(v)))
-                return ll_core_field_error("event_types",
-                                           "event_types[%zu] is not an event type (tenant.*, "
-                                           "tenant.ready, rollout.*, rollout.failed, ...)",
-                                           i);
-        }
-    }
-    if ((error = check_receiver(c, url)) < 0)
+    if ((error = check_secret(&req.secret, generated)) < 0 ||
+        (error = check_types(req.types)) < 0 || (error = check_receiver(c, req.url)) < 0)
         return error;
     json_t *def = json_pack("[s]", "tenant.*");
-    error = ll_registry_webhook_create(&hook, r, url, secret, types ? types : def, description);
+    error = ll_registry_webhook_create(&hook, r, req.url, req.secret, req.types ? req.types : def,
+                                       req.description);
     json_decref(def);
     if (error < 0)
         return error;
     /* The secret is shown once, to whoever created the subscription. */
-    json_object_set_new(hook, "secret", json_string(secret));
+    json_object_set_new(hook, "secret", json_string(req.secret));
     *out = hook;
     return 0;
 }

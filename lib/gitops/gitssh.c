@@ -53,14 +53,8 @@
 #include <libssh2.h>
 
 #include "gitssh.h"
+#include "gitssh_int.h"
 #include "gitstream.h"
-
-typedef struct {
-    char user[256]; /* empty when the URL has none */
-    char host[256]; /* without [] around an IPv6 address */
-    char port[8];
-    char path[2048]; /* as the remote command gets it */
-} ssh_url;
 
 typedef struct {
     git_smart_subtransport_stream parent;
@@ -120,41 +114,45 @@ static int copy_part(char *dst, size_t cap, const char *src, size_t len)
     return 0;
 }
 
-/* Splits an ssh remote URL: ssh://[user[:password]@]host[:port]/path (also
- * ssh+git://, git+ssh://) or scp-like [user@]host:path.  A password in the
- * URL is ignored (ssh remotes log in with a key) and never copied.  The
- * path is what the remote command gets: "/~user/x" becomes "~user/x", as
- * in git.  Returns 0, or -1 with the libgit2 error set (without the URL,
- * which may hold a password). */
-static int parse_url(ssh_url *out, const char *url)
+/* Where the authority ([user@]host[:port]) starts and ends, and where the
+ * path starts: after "://" up to the first '/'; scp-like, up to the ':'
+ * after the host (an IPv6 address in [] may hold ':'). */
+static int locate_parts(const char **out_start, const char **out_end, const char **out_path,
+                        const char *url, const char *scheme)
 {
-    const char *scheme = strstr(url, "://"), *start, *end, *path, *at, *host, *host_end;
-    const char *port = NULL;
+    const char *colon, *at, *host;
 
-    memset(out, 0, sizeof(*out));
     if (scheme) {
-        start = scheme + 3;
-        end = start + strcspn(start, "/");
-        path = end;
-    } else {
-        const char *colon = strchr(url, ':');
-        start = url;
-        at = strchr(url, '@');
-        host = at && (!colon || at < colon) ? at + 1 : url;
-        if (*host == '[' && strchr(host, ']'))
-            colon = strchr(strchr(host, ']'), ':');
-        else
-            colon = strchr(host, ':');
-        if (!colon)
-            return fail(-1, "ssh remote url has no ':' between host and path");
-        end = colon;
-        path = colon + 1;
+        *out_start = scheme + 3;
+        *out_end = *out_start + strcspn(*out_start, "/");
+        *out_path = *out_end;
+        return 0;
     }
-    at = NULL;
+    colon = strchr(url, ':');
+    at = strchr(url, '@');
+    host = at && (!colon || at < colon) ? at + 1 : url;
+    if (*host == '[' && strchr(host, ']'))
+        colon = strchr(strchr(host, ']'), ':');
+    else
+        colon = strchr(host, ':');
+    if (!colon)
+        return fail(-1, "ssh remote url has no ':' between host and path");
+    *out_start = url;
+    *out_end = colon;
+    *out_path = colon + 1;
+    return 0;
+}
+
+/* The user name before the authority's last '@' (a password after its
+ * ':' is dropped); *out_host is where the host starts. */
+static int parse_user(ll_ssh_url *out, const char **out_host, const char *start, const char *end)
+{
+    const char *at = NULL;
+
     for (const char *p = start; p < end; p++)
         if (*p == '@')
             at = p;
-    host = at ? at + 1 : start;
+    *out_host = at ? at + 1 : start;
     if (at) {
         size_t n = strcspn(start, ":"); /* user[:password] */
         if (copy_part(out->user, sizeof(out->user), start,
@@ -162,7 +160,15 @@ static int parse_url(ssh_url *out, const char *url)
             return fail(-1, "ssh remote url has a user name longer than %zu bytes",
                         sizeof(out->user) - 1);
     }
-    host_end = end;
+    return 0;
+}
+
+/* host[:port] or [IPv6][:port] in [host, end): out->host, and out->port
+ * (1-65535, 22 when there is none). */
+static int parse_host(ll_ssh_url *out, const char *host, const char *end)
+{
+    const char *host_end = end, *port = NULL;
+
     if (*host == '[') {
         const char *close = memchr(host, ']', (size_t)(end - host));
         if (!close)
@@ -192,6 +198,13 @@ static int parse_url(ssh_url *out, const char *url)
     } else {
         snprintf(out->port, sizeof(out->port), "22");
     }
+    return 0;
+}
+
+/* The repository path as the remote command gets it ("/~user/x" of an
+ * ssh:// URL becomes "~user/x"); not empty, without a single quote. */
+static int parse_path(ll_ssh_url *out, const char *path, int scheme)
+{
     if (scheme && path[0] == '/' && path[1] == '~')
         path++;
     if (!path[0] || strcmp(path, "/") == 0)
@@ -204,6 +217,19 @@ static int parse_url(ssh_url *out, const char *url)
     if (copy_part(out->path, sizeof(out->path), path, strlen(path)) < 0)
         return fail(-1, "ssh repository path is longer than %zu bytes", sizeof(out->path) - 1);
     return 0;
+}
+
+int ll_git_ssh_parse_url(ll_ssh_url *out, const char *url)
+{
+    const char *scheme = strstr(url, "://"), *start = NULL, *end = NULL, *path = NULL, *host = NULL;
+    int error;
+
+    memset(out, 0, sizeof(*out));
+    if ((error = locate_parts(&start, &end, &path, url, scheme)) < 0 ||
+        (error = parse_user(out, &host, start, end)) < 0 ||
+        (error = parse_host(out, host, end)) < 0)
+        return error;
+    return parse_path(out, path, scheme != NULL);
 }
 
 /* --- the stream ------------------------------------------------------------ */
@@ -319,7 +345,7 @@ static git_cert_ssh_raw_type_t raw_type(int libssh2_type)
  * (as libgit2's transport does, but with valid = 0 always: known_hosts is
  * not read).  Returns 0 when the callback accepts it, else a negative code
  * with the libgit2 error set (the callback's message when it set one). */
-static int check_host_key(ssh_stream *s, ssh_subtransport *t, const ssh_url *u)
+static int check_host_key(ssh_stream *s, ssh_subtransport *t, const ll_ssh_url *u)
 {
     git_cert_hostkey cert = {.parent.cert_type = GIT_CERT_HOSTKEY_LIBSSH2};
     const char *hash;
@@ -354,7 +380,7 @@ static int check_host_key(ssh_stream *s, ssh_subtransport *t, const ssh_url *u)
  * once).  Returns 0, GIT_EAUTH when the server refuses the key or the
  * callback gives none, or another negative code; the libgit2 error is
  * set. */
-static int authenticate(ssh_stream *s, ssh_subtransport *t, const ssh_url *u)
+static int authenticate(ssh_stream *s, ssh_subtransport *t, const ll_ssh_url *u)
 {
     git_credential *cred = NULL;
     git_credential_ssh_key *key;
@@ -398,13 +424,13 @@ done:
  * set; on failure everything made so far is freed. */
 static int open_stream(ssh_stream **out, ssh_subtransport *t, const char *url, const char *cmd)
 {
-    ssh_url u;
+    ll_ssh_url u;
     ssh_stream *s = NULL;
     char command[sizeof(u.path) + 32], doing[64];
     int error, rc;
 
     *out = NULL;
-    if ((error = parse_url(&u, url)) < 0)
+    if ((error = ll_git_ssh_parse_url(&u, url)) < 0)
         return error;
     if (!(s = calloc(1, sizeof(*s)))) {
         git_error_set_oom();

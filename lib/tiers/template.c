@@ -11,72 +11,42 @@
  *     no value can change the YAML structure around it.
  *  2. quote: the text is parsed; every plain scalar touching a substituted
  *     range that a YAML 1.1 or 1.2 reader would not take as a string
- *     (ll_yaml_plain_is_ambiguous) is replaced by the same text double-quoted.
+ *     (ll_yaml_plain_is_ambiguous, yamlread.c) is replaced by the same text
+ *     double-quoted.
  *  3. merge: the chart value overrides are merged into spec.values of each
  *     HelmRelease document by text edits at libyaml's node positions
  *     (yamltext.h), so every untouched line keeps its bytes and comments.
  *  4. check: the result is parsed once more; every document must be a
  *     mapping with apiVersion, kind and metadata.name.
  *
- * ll_yaml_load_json() reads YAML into jansson values for callers and tests
- * that need the data rather than the text.
- *
- * Tier templates are code that Flux runs with cluster-wide power, so
- * ll_template_check_policy() holds them to a policy (kinds, namespaces,
- * core YAML), and ll_template_locked_values() reads off which chart values
- * the template derives from the tenant's identity and placement, so that
- * ll_template_check_values() can keep a tenant's values away from them.
- * Both work on the template with sample values substituted (pass 1 only):
- * the recorded ranges say exactly which scalars hold which placeholder.
+ * ll_template_set_chart_version() edits a rendered file's chart version in
+ * place.  The same pass 1 with sample values gives the template that the
+ * tier policy (template_policy.c) and the locked values
+ * (template_locked.c) read: the recorded ranges say exactly which scalars
+ * hold which placeholder (template_int.h).
  *
  * Everything is reentrant; the thread-local last error carries the reason of
  * a failure.
  */
-#include <errno.h>
-#include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "landlord/error.h"
 #include "landlord/template.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
 #include "base/yamltext.h"
+#include "template_int.h"
 
 #define WHAT "rendered template"
 
 /* Longest value a placeholder may take. */
 #define VALUE_MAX 253
 
-/* Alias expansions ll_yaml_load_json allows beyond the nodes of a document. */
-#define ALIAS_BUDGET 100000
-
-/* Which placeholder a substituted range came from. */
-#define PH_RELEASE 1
-#define PH_TENANT  2
-#define PH_TIER    4
-#define PH_ENV     8
-/* The placeholders that stand for who and where the tenant is. */
-#define PH_IDENTITY (PH_TENANT | PH_TIER | PH_ENV)
-
-typedef struct range {
-    size_t start;
-    size_t end;
-    int ph; /* PH_* */
-} range;
-
-typedef struct ranges {
-    range *v;
-    size_t n;
-    size_t alloc;
-} ranges;
-
-static int ranges_add(ranges *r, size_t start, size_t end, int ph)
+static int ranges_add(ll_tpl_ranges *r, size_t start, size_t end, int ph)
 {
-    range *v;
+    ll_tpl_range *v;
     size_t n;
 
     if (r->n == r->alloc) {
@@ -96,7 +66,7 @@ static int ranges_add(ranges *r, size_t start, size_t end, int ph)
 
 /* The index of the first range of r (sorted, disjoint) ending after start
  * (r->n: none). */
-static size_t ranges_first_after(const ranges *r, size_t start)
+static size_t ranges_first_after(const ll_tpl_ranges *r, size_t start)
 {
     size_t lo = 0, hi = r->n, mid;
 
@@ -111,14 +81,14 @@ static size_t ranges_first_after(const ranges *r, size_t start)
 }
 
 /* 1 when [start, end) shares a byte with a range of r. */
-static int ranges_touch(const ranges *r, size_t start, size_t end)
+static int ranges_touch(const ll_tpl_ranges *r, size_t start, size_t end)
 {
     size_t lo = ranges_first_after(r, start);
     return lo < r->n && r->v[lo].start < end;
 }
 
-/* The PH_* bits of the ranges of r that share a byte with [start, end). */
-static int ranges_mask(const ranges *r, size_t start, size_t end)
+/* The PH_* bits of the ll_tpl_ranges of r that share a byte with [start, end). */
+static int ranges_mask(const ll_tpl_ranges *r, size_t start, size_t end)
 {
     size_t lo = ranges_first_after(r, start);
     int mask = 0;
@@ -126,119 +96,6 @@ static int ranges_mask(const ranges *r, size_t start, size_t end)
     for (; lo < r->n && r->v[lo].start < end; lo++)
         mask |= r->v[lo].ph;
     return mask;
-}
-
-/* ---- ambiguity of plain scalars ---------------------------------------- */
-
-static int is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static int is_hex(char c)
-{
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-static int eq_nocase(const char *s, const char *word)
-{
-    return strcasecmp(s, word) == 0;
-}
-
-/* 0x.., 0o.., 0b.. (after the sign): digits of the base, '_' and, for hex
- * floats as Go reads them, '.', 'p' and an exponent sign. */
-static int is_prefixed_number(const char *s)
-{
-    char base;
-    int digits = 0;
-
-    if (s[0] != '0' || !s[1])
-        return 0;
-    base = s[1];
-    if (base != 'x' && base != 'X' && base != 'o' && base != 'O' && base != 'b' && base != 'B')
-        return 0;
-    for (s += 2; *s; s++) {
-        if (is_hex(*s))
-            digits++;
-        else if (*s != '_' && *s != '.' && *s != 'p' && *s != 'P' && *s != '+' && *s != '-')
-            return 0;
-    }
-    return digits > 0;
-}
-
-/* Decimal integers and floats in any reader's taste, generously: digits with
- * '_', ',' (Ruby) and ':' (YAML 1.1 base 60), an optional fraction, an
- * optional exponent.  "1", "0777", "1_000", "1:20", "1.5", ".5", "5.",
- * "1e3", "1E-3", "6.02e+23". */
-static int is_decimal_number(const char *s)
-{
-    int digits = 0;
-
-    while (is_digit(*s) || *s == '_' || *s == ',' || *s == ':')
-        digits += is_digit(*s++);
-    if (*s == '.') {
-        s++;
-        while (is_digit(*s) || *s == '_')
-            digits += is_digit(*s++);
-    }
-    if (!digits)
-        return 0;
-    if (*s == 'e' || *s == 'E') {
-        s++;
-        if (*s == '+' || *s == '-')
-            s++;
-        if (!is_digit(*s))
-            return 0;
-        while (is_digit(*s))
-            s++;
-    }
-    return *s == '\0';
-}
-
-/* YYYY-M-D at the start, then the end or a time part. */
-static int is_timestamp(const char *s)
-{
-    int i, n;
-
-    for (i = 0; i < 4; i++)
-        if (!is_digit(s[i]))
-            return 0;
-    s += 4;
-    for (i = 0; i < 2; i++) {
-        if (*s++ != '-')
-            return 0;
-        for (n = 0; is_digit(*s) && n < 2; n++)
-            s++;
-        if (!n)
-            return 0;
-    }
-    return *s == '\0' || *s == 'T' || *s == 't' || *s == ' ' || *s == '\t';
-}
-
-int ll_yaml_plain_is_ambiguous(const char *s)
-{
-    /* Booleans of YAML 1.1, 1.2 and go-yaml (any case), null, YAML 1.1's
-     * merge and value keys, and floats spelled as words. */
-    static const char *const words[] = {"y",    "n",   "yes",       "no",       "true", "false",
-                                        "on",   "off", "null",      "~",        "<<",   "=",
-                                        ".inf", "inf", ".infinity", "infinity", ".nan", "nan"};
-    const char *num = s;
-    size_t i;
-
-    if (!s || !*s)
-        return 1;
-    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (eq_nocase(s, words[i]))
-            return 1;
-    if (*num == '+' || *num == '-') {
-        num++;
-        if (eq_nocase(num, ".inf") || eq_nocase(num, "inf") || eq_nocase(num, ".infinity") ||
-            eq_nocase(num, "infinity"))
-            return 1;
-    }
-    if (is_prefixed_number(num) || is_decimal_number(num))
-        return 1;
-    return is_timestamp(s);
 }
 
 /* ---- pass 1: substitution ---------------------------------------------- */
@@ -254,7 +111,7 @@ static int check_value(const char *placeholder, const char *value)
                             placeholder, VALUE_MAX);
     for (i = 0; i < n; i++) {
         c = value[i];
-        if (!(is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
               (i > 0 && (c == '-' || c == '.' || c == '_'))))
             return ll_error_set(LL_EINVALID,
                                 "template value for %s may only hold letters, digits, '-', '.' "
@@ -264,13 +121,45 @@ static int check_value(const char *placeholder, const char *value)
     return 0;
 }
 
-static int substitute(ll_buf *out, ranges *subs, const char *tmpl, size_t len,
+/* A placeholder and the value it takes. */
+typedef struct ph_slot {
+    const char *name;
+    const char *value;
+} ph_slot;
+
+/* Sets and checks ph's value.  For {RELEASE_VERSION} (release) it is the
+ * release's version expression, worked out at the first use into expr
+ * (cap bytes, "" until then); the others have theirs from the input. */
+static int placeholder_value(ph_slot *ph, int release, const ll_render_input *in, char *expr,
+                             size_t cap)
+{
+    int error;
+
+    if (!release) {
+        if (!ph->value)
+            return ll_error_set(LL_EINVALID, "template uses %s but no value was given for it",
+                                ph->name);
+        return check_value(ph->name, ph->value);
+    }
+    if (!in || !in->release)
+        return ll_error_set(LL_EINVALID,
+                            "template uses {RELEASE_VERSION} but no release was given");
+    if (!expr[0]) {
+        if ((error = ll_release_expr(expr, cap, in->release)) < 0)
+            return error;
+        if ((error = check_value("{RELEASE_VERSION}", expr)) < 0)
+            return error;
+    }
+    ph->value = expr;
+    return 0;
+}
+
+/* Pass 1: tmpl[0..len) with every placeholder replaced by its value into
+ * out; subs records where each one landed. */
+static int substitute(ll_buf *out, ll_tpl_ranges *subs, const char *tmpl, size_t len,
                       const ll_render_input *in)
 {
-    struct {
-        const char *name;
-        const char *value;
-    } ph[] = {
+    ph_slot ph[] = {
         {"{RELEASE_VERSION}.x", NULL},
         {"{RELEASE_VERSION}", NULL},
         {"{TENANT_ID}", in ? in->tenant_id : NULL},
@@ -278,10 +167,10 @@ static int substitute(ll_buf *out, ranges *subs, const char *tmpl, size_t len,
         {"{ENVIRONMENT_ID}", in ? in->environment_id : NULL},
     };
     const size_t nph = sizeof(ph) / sizeof(ph[0]);
-    char expr[128];
+    char expr[128] = "";
     const char *p = tmpl, *end = tmpl + len, *brace;
     size_t i, n, at;
-    int error, have_expr = 0;
+    int error;
 
     while (p < end) {
         brace = memchr(p, '{', (size_t)(end - p));
@@ -301,25 +190,8 @@ static int substitute(ll_buf *out, ranges *subs, const char *tmpl, size_t len,
             p++;
             continue;
         }
-        if (i < 2) {
-            if (!in || !in->release)
-                return ll_error_set(LL_EINVALID,
-                                    "template uses {RELEASE_VERSION} but no release was given");
-            if (!have_expr) {
-                if ((error = ll_release_expr(expr, sizeof(expr), in->release)) < 0)
-                    return error;
-                if ((error = check_value("{RELEASE_VERSION}", expr)) < 0)
-                    return error;
-                have_expr = 1;
-            }
-            ph[i].value = expr;
-        } else {
-            if (!ph[i].value)
-                return ll_error_set(LL_EINVALID, "template uses %s but no value was given for it",
-                                    ph[i].name);
-            if ((error = check_value(ph[i].name, ph[i].value)) < 0)
-                return error;
-        }
+        if ((error = placeholder_value(&ph[i], i < 2, in, expr, sizeof(expr))) < 0)
+            return error;
         at = out->len;
         if ((error = ll_buf_adds(out, ph[i].value)) < 0)
             return error;
@@ -333,7 +205,7 @@ static int substitute(ll_buf *out, ranges *subs, const char *tmpl, size_t len,
 /* ---- pass 2: quoting ----------------------------------------------------- */
 
 static int quote_ambiguous(char **out, size_t *out_len, const char *text, size_t len,
-                           const ranges *subs)
+                           const ll_tpl_ranges *subs)
 {
     ll_ytext y = {0};
     ll_yedits edits;
@@ -670,7 +542,7 @@ int ll_template_render(char **out, size_t *out_len, const char *tmpl, size_t tmp
                        const ll_render_input *in)
 {
     ll_buf sub;
-    ranges subs = {0};
+    ll_tpl_ranges subs = {0};
     char *quoted = NULL, *merged = NULL;
     size_t quoted_len = 0, merged_len = 0;
     const json_t *values = in ? in->values : NULL;
@@ -777,199 +649,16 @@ done:
     return error;
 }
 
-/* ---- YAML as JSON ------------------------------------------------------- */
+/* ---- the template with sample values ------------------------------------ */
 
-typedef struct load_ctx {
-    yaml_document_t *doc;
-    size_t budget; /* nodes still allowed to be converted */
-} load_ctx;
-
-static int is_decimal_int(const char *s)
-{
-    if (*s == '-' || *s == '+')
-        s++;
-    if (s[0] == '0')
-        return s[1] == '\0';
-    if (!is_digit(*s))
-        return 0;
-    while (is_digit(*s))
-        s++;
-    return *s == '\0';
-}
-
-static json_t *scalar_json(const yaml_node_t *n)
-{
-    const char *s = (const char *)n->data.scalar.value;
-    long long ll;
-    char *end;
-
-    if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
-        if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
-            return json_true();
-        if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
-            return json_false();
-        if (ll_ytext_is_null(n))
-            return json_null();
-        if (is_decimal_int(s)) {
-            errno = 0;
-            ll = strtoll(s, &end, 10);
-            if (errno == 0 && *end == '\0')
-                return json_integer((json_int_t)ll);
-        }
-    }
-    return json_stringn(s, n->data.scalar.length);
-}
-
-static int node_json(json_t **out, load_ctx *c, yaml_node_t *n, int depth)
-{
-    json_t *v = NULL, *child = NULL;
-    yaml_node_item_t *item;
-    yaml_node_pair_t *pair;
-    yaml_node_t *key, *value;
-    int error = LL_EINVALID;
-
-    *out = NULL;
-    if (depth > LL_YAML_DEPTH_MAX) {
-        ll_error_set(LL_EINVALID, "yaml nested more than %d levels deep at line %zu",
-                     LL_YAML_DEPTH_MAX, n->start_mark.line + 1);
-        goto done;
-    }
-    if (c->budget == 0) {
-        ll_error_set(LL_EINVALID, "yaml aliases expand to too many nodes");
-        goto done;
-    }
-    c->budget--;
-    switch (n->type) {
-    case YAML_SCALAR_NODE:
-        if (!(v = scalar_json(n))) {
-            ll_error_set(LL_EINVALID, "yaml scalar at line %zu is not valid utf-8",
-                         n->start_mark.line + 1);
-            goto done;
-        }
-        break;
-    case YAML_SEQUENCE_NODE:
-        if (!(v = json_array()))
-            goto oom;
-        for (item = n->data.sequence.items.start; item < n->data.sequence.items.top; item++) {
-            if (!(value = ll_ytext_node(c->doc, *item)))
-                goto dangling;
-            if ((error = node_json(&child, c, value, depth + 1)) < 0)
-                goto done;
-            if (json_array_append_new(v, child) < 0) {
-                child = NULL;
-                goto oom;
-            }
-            child = NULL;
-        }
-        break;
-    case YAML_MAPPING_NODE:
-        if (!(v = json_object()))
-            goto oom;
-        for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
-            key = ll_ytext_node(c->doc, pair->key);
-            value = ll_ytext_node(c->doc, pair->value);
-            if (!key || !value)
-                goto dangling;
-            if (key->type != YAML_SCALAR_NODE ||
-                strlen((const char *)key->data.scalar.value) != key->data.scalar.length) {
-                error = ll_error_set(LL_EINVALID, "yaml mapping key at line %zu is not a string",
-                                     key->start_mark.line + 1);
-                goto done;
-            }
-            if (json_object_get(v, (const char *)key->data.scalar.value)) {
-                error = ll_error_set(LL_EINVALID, "yaml mapping has a duplicate key at line %zu",
-                                     key->start_mark.line + 1);
-                goto done;
-            }
-            if ((error = node_json(&child, c, value, depth + 1)) < 0)
-                goto done;
-            if (json_object_set_new(v, (const char *)key->data.scalar.value, child) < 0) {
-                child = NULL;
-                error = ll_error_set(LL_EINVALID, "yaml mapping key at line %zu is not valid utf-8",
-                                     key->start_mark.line + 1);
-                goto done;
-            }
-            child = NULL;
-        }
-        break;
-    default:
-        goto dangling;
-    }
-    *out = v;
-    v = NULL;
-    error = 0;
-    goto done;
-
-oom:
-    error = ll_error_set(LL_ERROR, "out of memory");
-    goto done;
-dangling:
-    error = ll_error_set(LL_ERROR, "yaml document has a dangling node");
-
-done:
-    json_decref(child);
-    json_decref(v);
-    return error;
-}
-
-int ll_yaml_load_json(json_t **out, const char *text, size_t len)
-{
-    ll_ytext y = {0};
-    json_t *docs = NULL, *v = NULL;
-    load_ctx c;
-    yaml_node_t *root;
-    size_t d, nodes;
-    int error;
-
-    *out = NULL;
-    if ((error = ll_ytext_load(&y, text, len, "yaml")) < 0)
-        goto done;
-    if (!(docs = json_array())) {
-        error = ll_error_set(LL_ERROR, "out of memory");
-        goto done;
-    }
-    for (d = 0; d < y.ndocs; d++) {
-        c.doc = &y.docs[d];
-        nodes = (size_t)(c.doc->nodes.top - c.doc->nodes.start);
-        c.budget = nodes + ALIAS_BUDGET;
-        root = yaml_document_get_root_node(c.doc);
-        if ((error = node_json(&v, &c, root, 0)) < 0)
-            goto done;
-        if (json_array_append_new(docs, v) < 0) {
-            v = NULL;
-            error = ll_error_set(LL_ERROR, "out of memory");
-            goto done;
-        }
-        v = NULL;
-    }
-    *out = docs;
-    docs = NULL;
-    error = 0;
-
-done:
-    json_decref(docs);
-    ll_ytext_free(&y);
-    return error;
-}
-
-/* ---- the tier policy ------------------------------------------------------- */
-
-/* The policy and the locked values look at the template with every
- * placeholder replaced by a sample value.  The samples are letters, digits
- * and '-', so the YAML structure is the template's own, and the ranges say
- * where each placeholder landed. */
-#define SAMPLE_TENANT "sample-tenant"
-
+/* The policy (template_policy.c) and the locked values (template_locked.c)
+ * look at the template with every placeholder replaced by a sample value.
+ * The samples are letters, digits and '-', so the YAML structure is the
+ * template's own, and the ranges say where each placeholder landed. */
 static const ll_render_input sample_input = {SAMPLE_TENANT, "sample-tier", "0.0", "sample-env",
                                              NULL};
 
-typedef struct sample {
-    ll_buf text;
-    ranges subs;
-    ll_ytext y;
-} sample;
-
-static int sample_load(sample *s, const char *tmpl, size_t len)
+int ll_tpl_sample_load(ll_tpl_sample *s, const char *tmpl, size_t len)
 {
     int error;
 
@@ -985,21 +674,19 @@ static int sample_load(sample *s, const char *tmpl, size_t len)
     return ll_ytext_load(&s->y, s->text.data ? s->text.data : "", s->text.len, "tier template");
 }
 
-static void sample_free(sample *s)
+void ll_tpl_sample_free(ll_tpl_sample *s)
 {
     ll_ytext_free(&s->y);
     ll_buf_free(&s->text);
     free(s->subs.v);
 }
 
-/* The PH_* bits of the placeholders n's text (with its tag or anchor) holds. */
-static int node_mask(const sample *s, const yaml_node_t *n)
+int ll_tpl_mask(const ll_tpl_sample *s, const yaml_node_t *n)
 {
     return n ? ranges_mask(&s->subs, ll_ytext_start(&s->y, n), ll_ytext_end(&s->y, n)) : 0;
 }
 
-/* The text of a scalar without NUL bytes inside, else NULL. */
-static const char *scalar_of(const yaml_node_t *n)
+const char *ll_tpl_scalar(const yaml_node_t *n)
 {
     if (!n || n->type != YAML_SCALAR_NODE ||
         strlen((const char *)n->data.scalar.value) != n->data.scalar.length)
@@ -1007,749 +694,15 @@ static const char *scalar_of(const yaml_node_t *n)
     return (const char *)n->data.scalar.value;
 }
 
-static yaml_node_t *get(yaml_document_t *doc, yaml_node_t *map, const char *key)
+yaml_node_t *ll_tpl_get(yaml_document_t *doc, yaml_node_t *map, const char *key)
 {
     return map && map->type == YAML_MAPPING_NODE ? ll_ytext_map_get(doc, map, key) : NULL;
 }
 
-/* s for a message: at most 63 bytes of printable ASCII (others become '?'). */
-static void shown(char out[64], const char *s)
+void ll_tpl_shown(char out[64], const char *s)
 {
     size_t i;
     for (i = 0; s && s[i] && i < 63; i++)
         out[i] = (unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f ? '?' : s[i];
     out[i] = '\0';
-}
-
-typedef struct policy_ctx {
-    sample *s;
-    yaml_document_t *doc;
-    size_t docno;
-    const char *kinds, *flux_ns;
-    const json_t *pools;
-    int has_namespace; /* the template declares the tenant's Namespace */
-    const char **rule;
-    char what[200]; /* "document 2 (ClusterRoleBinding evil) at line 12" */
-} policy_ctx;
-
-static int violation(policy_ctx *c, const char *rule, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int violation(policy_ctx *c, const char *rule, const char *fmt, ...)
-{
-    char msg[LL_ERROR_MSG_MAX];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    ll_error_set(LL_EINVALID, "template breaks the tier policy (%s): %s", rule, msg);
-    ll_error_kind("tier-policy");
-    if (c->rule)
-        *c->rule = rule;
-    return LL_EINVALID;
-}
-
-static int is_core_tag(const char *tag)
-{
-    static const char *const core[] = {YAML_STR_TAG,  YAML_INT_TAG, YAML_FLOAT_TAG, YAML_BOOL_TAG,
-                                       YAML_NULL_TAG, YAML_SEQ_TAG, YAML_MAP_TAG};
-    for (size_t i = 0; i < sizeof(core) / sizeof(core[0]); i++)
-        if (strcmp(tag, core[i]) == 0)
-            return 1;
-    return 0;
-}
-
-/* Core YAML only: no tags beyond the core schema's, no merge keys, and no
- * placeholder in a mapping key.  Every node is looked at once, aliases or
- * not. */
-static int check_yaml(policy_ctx *c)
-{
-    yaml_node_t *n, *key;
-    yaml_node_pair_t *pair;
-    size_t line;
-    char tag[64];
-
-    for (n = c->doc->nodes.start; n < c->doc->nodes.top; n++) {
-        line = n->start_mark.line + 1;
-        if (!n->tag || !is_core_tag((const char *)n->tag)) {
-            shown(tag, (const char *)n->tag);
-            return violation(c, "yaml-tag",
-                             "document %zu at line %zu carries the tag %s; a template uses the "
-                             "YAML core schema only (str, int, float, bool, null, map, seq)",
-                             c->docno, line, tag);
-        }
-        if (n->type != YAML_MAPPING_NODE)
-            continue;
-        for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
-            if (!(key = ll_ytext_node(c->doc, pair->key)))
-                continue;
-            line = key->start_mark.line + 1;
-            if (key->type == YAML_SCALAR_NODE &&
-                key->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-                ll_ytext_scalar_eq(key, "<<", 2))
-                return violation(c, "yaml-merge-key",
-                                 "document %zu at line %zu uses a merge key (<<), which is not "
-                                 "core YAML and would hide what the object holds",
-                                 c->docno, line);
-            if (node_mask(c->s, key))
-                return violation(c, "placeholder-in-key",
-                                 "document %zu at line %zu has a placeholder in a mapping key; "
-                                 "placeholders may only stand in scalar values",
-                                 c->docno, line);
-        }
-    }
-    return 0;
-}
-
-/* 1 when kind of group (glen bytes) is on the list: "Kind" for the core
- * group, "Kind.group" for the others, separated by commas. */
-static int kind_listed(const char *list, const char *kind, const char *group, size_t glen)
-{
-    const char *p = list, *e, *end, *dot;
-    size_t n, klen = strlen(kind);
-
-    while (*p) {
-        n = strcspn(p, ",");
-        e = p;
-        end = p + n;
-        while (e < end && (*e == ' ' || *e == '\t'))
-            e++;
-        while (end > e && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        dot = memchr(e, '.', (size_t)(end - e));
-        if ((size_t)((dot ? dot : end) - e) == klen && memcmp(e, kind, klen) == 0 &&
-            (dot ? (size_t)(end - dot - 1) == glen && memcmp(dot + 1, group, glen) == 0
-                 : glen == 0))
-            return 1;
-        p += n;
-        if (*p == ',')
-            p++;
-    }
-    return 0;
-}
-
-/* n is exactly {TENANT_ID}: the name of the tenant's own namespace. */
-static int is_tenant_id(const policy_ctx *c, const yaml_node_t *n)
-{
-    const char *v = scalar_of(n);
-    return v && strcmp(v, SAMPLE_TENANT) == 0 && (node_mask(c->s, n) & PH_TENANT);
-}
-
-/* A namespace a HelmRelease may install into or keep its release in: the
- * tenant's own (declared by the template) or a pool environment. */
-static int helm_namespace_ok(const policy_ctx *c, const yaml_node_t *n)
-{
-    const char *v = scalar_of(n);
-    size_t i;
-    json_t *p;
-
-    if (c->has_namespace && is_tenant_id(c, n))
-        return 1;
-    json_array_foreach(c->pools, i, p)
-    {
-        if (v && json_is_string(p) && strcmp(json_string_value(p), v) == 0 &&
-            !(node_mask(c->s, n) & PH_IDENTITY))
-            return 1;
-    }
-    return 0;
-}
-
-static int check_helm_release(policy_ctx *c, yaml_node_t *root, const char *ns)
-{
-    yaml_document_t *doc = c->doc;
-    yaml_node_t *spec = get(doc, root, "spec"), *target, *storage, *from, *item;
-    yaml_node_item_t *it;
-    char v[64];
-
-    if (get(doc, spec, "kubeConfig"))
-        return violation(c, "helm-kubeconfig",
-                         "%s sets spec.kubeConfig: a template may not deploy to another cluster",
-                         c->what);
-    if (get(doc, spec, "postRenderers"))
-        return violation(c, "helm-post-renderers",
-                         "%s sets spec.postRenderers: a template may not rewrite what its chart "
-                         "renders (it could move the chart's objects to any namespace)",
-                         c->what);
-    if (get(doc, spec, "serviceAccountName") && strcmp(ns, c->flux_ns) == 0)
-        return violation(c, "helm-service-account",
-                         "%s sets spec.serviceAccountName in %s: it would install as an account "
-                         "of Flux's own namespace",
-                         c->what, c->flux_ns);
-    target = get(doc, spec, "targetNamespace");
-    storage = get(doc, spec, "storageNamespace");
-    if (!target && strcmp(ns, c->flux_ns) == 0)
-        return violation(c, "helm-target-namespace",
-                         "%s sets no spec.targetNamespace: its chart would be installed in %s",
-                         c->what, c->flux_ns);
-    if (target && !helm_namespace_ok(c, target)) {
-        shown(v, scalar_of(target));
-        return violation(c, "helm-target-namespace",
-                         "%s installs its chart in '%s'; a HelmRelease may only target the "
-                         "tenant's namespace ({TENANT_ID}, declared by the template) or a pool "
-                         "environment",
-                         c->what, v);
-    }
-    if (storage && !helm_namespace_ok(c, storage)) {
-        shown(v, scalar_of(storage));
-        return violation(c, "helm-target-namespace",
-                         "%s keeps its release in '%s'; a HelmRelease may only use the tenant's "
-                         "namespace ({TENANT_ID}, declared by the template) or a pool environment",
-                         c->what, v);
-    }
-    from = get(doc, spec, "valuesFrom");
-    if (from && from->type == YAML_SEQUENCE_NODE && strcmp(ns, c->flux_ns) == 0) {
-        for (it = from->data.sequence.items.start; it < from->data.sequence.items.top; it++) {
-            item = ll_ytext_node(doc, *it);
-            if (ll_ytext_scalar_eq(get(doc, item, "kind"), "Secret", 6))
-                return violation(c, "flux-namespace-secret",
-                                 "%s takes values from a Secret in %s, where Flux keeps its "
-                                 "credentials",
-                                 c->what, c->flux_ns);
-        }
-    }
-    return 0;
-}
-
-#define FLUX_SOURCES "source.toolkit.fluxcd.io"
-
-/* The rules for one object (a mapping with kind and apiVersion). */
-static int check_object(policy_ctx *c, yaml_node_t *root)
-{
-    yaml_document_t *doc = c->doc;
-    const char *kind = scalar_of(get(doc, root, "kind"));
-    const char *api = scalar_of(get(doc, root, "apiVersion"));
-    const char *slash = strchr(api, '/'), *ns;
-    yaml_node_t *meta = get(doc, root, "metadata"), *name = get(doc, meta, "name");
-    yaml_node_t *nsn = get(doc, meta, "namespace");
-    size_t glen = slash ? (size_t)(slash - api) : 0;
-    char k[64], nm[64], v[64];
-
-    shown(k, kind);
-    shown(nm, scalar_of(name));
-    snprintf(c->what, sizeof(c->what), "document %zu (%s %s) at line %zu", c->docno, k, nm,
-             root->start_mark.line + 1);
-    ns = scalar_of(nsn);
-
-    /* Fixed rules: no list of kinds can allow these. */
-    if (strcmp(kind, "ClusterRole") == 0 || strcmp(kind, "ClusterRoleBinding") == 0)
-        return violation(c, "cluster-rbac",
-                         "%s is cluster-scoped RBAC; a template may only declare Roles and "
-                         "RoleBindings in the tenant's namespace",
-                         c->what);
-    if ((glen == strlen(FLUX_SOURCES) && memcmp(api, FLUX_SOURCES, glen) == 0) ||
-        strcmp(kind, "GitRepository") == 0 || strcmp(kind, "OCIRepository") == 0 ||
-        strcmp(kind, "HelmRepository") == 0 || strcmp(kind, "Bucket") == 0 ||
-        strcmp(kind, "HelmChart") == 0)
-        return violation(c, "flux-source",
-                         "%s is a Flux source; a template may not make Flux fetch from "
-                         "anywhere else",
-                         c->what);
-    if (strcmp(kind, "Kustomization") == 0)
-        return violation(c, "flux-kustomization",
-                         "%s is a Kustomization; a template may not make Flux apply other paths "
-                         "or repositories",
-                         c->what);
-    if (strcmp(kind, "Secret") == 0 && ns && strcmp(ns, c->flux_ns) == 0)
-        return violation(c, "flux-namespace-secret",
-                         "%s is a Secret in %s, where Flux keeps its credentials", c->what,
-                         c->flux_ns);
-    if (!kind_listed(c->kinds, kind, api, glen)) {
-        shown(v, api);
-        return violation(c, "kind-not-allowed", "%s: kind %s of %s is not on the tier-kinds list",
-                         c->what, k, v);
-    }
-    if (strcmp(kind, "Namespace") == 0 && glen == 0) {
-        if (!is_tenant_id(c, name))
-            return violation(c, "foreign-namespace",
-                             "%s: a template may only declare the tenant's own namespace, "
-                             "named exactly {TENANT_ID}",
-                             c->what);
-        return 0;
-    }
-    /* Every other kind is namespaced. */
-    if (!ns)
-        return violation(c, "object-namespace",
-                         "%s names no metadata.namespace; a template puts objects in the "
-                         "tenant's namespace or in %s",
-                         c->what, c->flux_ns);
-    if (c->has_namespace && is_tenant_id(c, nsn)) {
-        /* the tenant's own */
-    } else if (strcmp(ns, c->flux_ns) == 0 && !(node_mask(c->s, nsn) & PH_IDENTITY)) {
-        if (strcmp(kind, "HelmRelease") != 0 && strcmp(kind, "ConfigMap") != 0)
-            return violation(c, "object-namespace",
-                             "%s is in %s, where a template may only put HelmReleases and "
-                             "ConfigMaps",
-                             c->what, c->flux_ns);
-        if (!(node_mask(c->s, name) & PH_TENANT))
-            return violation(c, "object-name",
-                             "%s is in %s but its name does not hold {TENANT_ID}: it could take "
-                             "over an object that is not the tenant's",
-                             c->what, c->flux_ns);
-    } else {
-        shown(v, ns);
-        return violation(c, "object-namespace",
-                         "%s is in namespace '%s'; a template puts objects only in the tenant's "
-                         "namespace ({TENANT_ID}, declared by the template) or in %s",
-                         c->what, v, c->flux_ns);
-    }
-    if (strcmp(kind, "HelmRelease") == 0)
-        return check_helm_release(c, root, ns);
-    if (strcmp(kind, "RoleBinding") == 0) {
-        yaml_node_t *ref = get(doc, root, "roleRef");
-        if (!ll_ytext_scalar_eq(get(doc, ref, "kind"), "Role", 4)) {
-            shown(v, scalar_of(get(doc, ref, "kind")));
-            return violation(c, "rolebinding-cluster-role",
-                             "%s binds a %s; a RoleBinding may only bind a Role of its own "
-                             "namespace (ClusterRoles such as cluster-admin are refused)",
-                             c->what, v[0] ? v : "role of no kind");
-        }
-    }
-    return 0;
-}
-
-int ll_template_check_policy(const char **out_rule, const char *tmpl, size_t len,
-                             const ll_tier_policy *policy)
-{
-    sample s;
-    policy_ctx c;
-    yaml_node_t *root, *kind, *api;
-    size_t d, line;
-    int error;
-
-    memset(&c, 0, sizeof(c));
-    if (out_rule)
-        *out_rule = NULL;
-    c.rule = out_rule;
-    c.s = &s;
-    c.kinds = policy && policy->kinds && policy->kinds[0] ? policy->kinds : LL_TIER_KINDS_DEFAULT;
-    c.flux_ns = policy && policy->flux_namespace && policy->flux_namespace[0]
-                    ? policy->flux_namespace
-                    : "flux-system";
-    c.pools = policy ? policy->pools : NULL;
-    if ((error = sample_load(&s, tmpl, len)) < 0)
-        goto done;
-    /* First the YAML itself, the types, and whether the tenant gets a
-     * namespace of its own. */
-    for (d = 0; d < s.y.ndocs; d++) {
-        c.doc = &s.y.docs[d];
-        c.docno = d + 1;
-        if (!(root = ll_ytext_root(c.doc)))
-            continue;
-        if ((error = check_yaml(&c)) < 0)
-            goto done;
-        line = root->start_mark.line + 1;
-        kind = get(c.doc, root, "kind");
-        api = get(c.doc, root, "apiVersion");
-        if (node_mask(&s, kind) || node_mask(&s, api)) {
-            error = violation(&c, "placeholder-in-type",
-                              "document %zu at line %zu has a placeholder in its kind or "
-                              "apiVersion; placeholders may only stand in scalar values",
-                              c.docno, line);
-            goto done;
-        }
-        if (!scalar_of(kind) || !scalar_of(api)) {
-            error = ll_error_set(LL_EINVALID,
-                                 "tier template: document %zu at line %zu has no kind or "
-                                 "apiVersion",
-                                 c.docno, line);
-            goto done;
-        }
-        if (strcmp(scalar_of(kind), "Namespace") == 0 && !strchr(scalar_of(api), '/'))
-            c.has_namespace = 1;
-    }
-    for (d = 0; d < s.y.ndocs; d++) {
-        c.doc = &s.y.docs[d];
-        c.docno = d + 1;
-        if ((root = ll_ytext_root(c.doc)) && (error = check_object(&c, root)) < 0)
-            goto done;
-    }
-    error = 0;
-
-done:
-    sample_free(&s);
-    return error;
-}
-
-/* ---- values derived from the tenant's identity --------------------------- */
-
-/* Extra locked paths a HelmRelease of a tier names, comma-separated. */
-#define LOCKED_ANNOTATION "landlord.dev/locked-values"
-#define POINTER_MAX       512
-
-typedef struct lock_ctx {
-    sample *s;
-    yaml_document_t *doc;
-    json_t *names;  /* object: the names that place the tenant (namespaces, release names) */
-    json_t *locked; /* object: pointer -> true */
-    size_t budget;  /* nodes still allowed to be visited (aliases) */
-} lock_ctx;
-
-static int lock(lock_ctx *c, const char *pointer)
-{
-    return json_object_set_new(c->locked, pointer, json_true()) < 0
-               ? ll_error_set(LL_ERROR, "out of memory")
-               : 0;
-}
-
-/* prefix + "/" + key, with '~' and '/' escaped (RFC 6901): a new string. */
-static char *pointer_child(const char *prefix, const char *key)
-{
-    size_t n = strlen(prefix), k = strlen(key), i, o;
-    char *out = malloc(n + 2 * k + 2);
-
-    if (!out)
-        return NULL;
-    memcpy(out, prefix, n);
-    o = n;
-    out[o++] = '/';
-    for (i = 0; i < k; i++) {
-        if (key[i] == '~' || key[i] == '/') {
-            out[o++] = '~';
-            out[o++] = key[i] == '~' ? '0' : '1';
-        } else {
-            out[o++] = key[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/* A scalar holding {TENANT_ID}, {TIER} or {ENVIRONMENT_ID}, or naming where
- * the tenant is placed. */
-static int derived(lock_ctx *c, const yaml_node_t *n)
-{
-    const char *v = scalar_of(n);
-    if (node_mask(c->s, n) & PH_IDENTITY)
-        return 1;
-    return v && *v && json_object_get(c->names, v) != NULL;
-}
-
-static int visit(lock_ctx *c, int depth)
-{
-    if (depth > LL_YAML_DEPTH_MAX)
-        return ll_error_set(LL_EINVALID, "tier template: values nested more than %d levels deep",
-                            LL_YAML_DEPTH_MAX);
-    if (c->budget == 0)
-        return ll_error_set(LL_EINVALID, "tier template: yaml aliases expand to too many nodes");
-    c->budget--;
-    return 0;
-}
-
-/* 1 when a scalar under n is derived, 0 when none is, or an error. */
-static int any_derived(lock_ctx *c, yaml_node_t *n, int depth)
-{
-    yaml_node_item_t *it;
-    yaml_node_pair_t *pair;
-    int error, found = 0;
-
-    if ((error = visit(c, depth)) < 0)
-        return error;
-    if (n->type == YAML_SCALAR_NODE)
-        return derived(c, n);
-    if (n->type == YAML_SEQUENCE_NODE) {
-        for (it = n->data.sequence.items.start; !found && it < n->data.sequence.items.top; it++) {
-            yaml_node_t *item = ll_ytext_node(c->doc, *it);
-            if (item && (found = any_derived(c, item, depth + 1)) < 0)
-                return found;
-        }
-    } else if (n->type == YAML_MAPPING_NODE) {
-        for (pair = n->data.mapping.pairs.start; !found && pair < n->data.mapping.pairs.top;
-             pair++) {
-            yaml_node_t *value = ll_ytext_node(c->doc, pair->value);
-            if (value && (found = any_derived(c, value, depth + 1)) < 0)
-                return found;
-        }
-    }
-    return found;
-}
-
-/* Locks the derived values under mapping map (at pointer path).  *direct
- * gets the keys of map whose own values were locked (a new object). */
-static int walk(json_t **direct, lock_ctx *c, yaml_node_t *map, const char *path, int depth)
-{
-    json_t *mine = json_object(), *below = json_object(), *all = json_object(), *sub = NULL, *v;
-    yaml_node_pair_t *pair;
-    const char *k, *leaf;
-    char *child = NULL, *grand = NULL;
-    int error = 0, hit;
-
-    *direct = NULL;
-    if (!mine || !below || !all) {
-        error = ll_error_set(LL_ERROR, "out of memory");
-        goto done;
-    }
-    if ((error = visit(c, depth)) < 0)
-        goto done;
-    for (pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
-        yaml_node_t *key = ll_ytext_node(c->doc, pair->key);
-        yaml_node_t *value = ll_ytext_node(c->doc, pair->value);
-        if (!(k = scalar_of(key)) || !value)
-            continue;
-        if (!(child = pointer_child(path, k))) {
-            error = ll_error_set(LL_ERROR, "out of memory");
-            goto done;
-        }
-        if (value->type == YAML_MAPPING_NODE) {
-            if ((error = walk(&sub, c, value, child, depth + 1)) < 0)
-                goto done;
-            json_object_set_new(below, k, sub);
-            sub = NULL;
-        } else {
-            /* A scalar, or a sequence (which a tenant's values replace
-             * whole) holding a derived scalar. */
-            if ((hit = any_derived(c, value, depth + 1)) < 0) {
-                error = hit;
-                goto done;
-            }
-            if (hit && (error = lock(c, child)) < 0)
-                goto done;
-            if (hit && json_object_set_new(mine, k, json_true()) < 0) {
-                error = ll_error_set(LL_ERROR, "out of memory");
-                goto done;
-            }
-        }
-        free(child);
-        child = NULL;
-    }
-    /* A key that places one of several sibling mappings (apps.producer.envId)
-     * places every one of them (apps.consumer.envId). */
-    json_object_foreach(below, k, sub)
-    {
-        json_object_foreach(sub, leaf, v) json_object_set(all, leaf, json_true());
-    }
-    sub = NULL;
-    json_object_foreach(below, k, v)
-    {
-        json_t *unused;
-        json_object_foreach(all, leaf, unused)
-        {
-            free(child);
-            free(grand);
-            grand = NULL;
-            if (!(child = pointer_child(path, k)) || !(grand = pointer_child(child, leaf))) {
-                error = ll_error_set(LL_ERROR, "out of memory");
-                goto done;
-            }
-            if ((error = lock(c, grand)) < 0)
-                goto done;
-        }
-    }
-    *direct = mine;
-    mine = NULL;
-
-done:
-    free(child);
-    free(grand);
-    json_decref(sub);
-    json_decref(mine);
-    json_decref(below);
-    json_decref(all);
-    return error;
-}
-
-/* Checks a JSON pointer's syntax: "/" then segments, "~" only as ~0 or ~1. */
-static int pointer_ok(const char *p, size_t n)
-{
-    if (n == 0 || n > POINTER_MAX || p[0] != '/')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)p[i] < 0x21 || p[i] == ',')
-            return 0;
-        if (p[i] == '~' && (i + 1 == n || (p[i + 1] != '0' && p[i + 1] != '1')))
-            return 0;
-    }
-    return 1;
-}
-
-/* The paths the annotation of a HelmRelease names. */
-static int lock_annotated(lock_ctx *c, yaml_node_t *root, size_t docno)
-{
-    yaml_node_t *meta = get(c->doc, root, "metadata");
-    const char *list = scalar_of(get(c->doc, get(c->doc, meta, "annotations"), LOCKED_ANNOTATION));
-    char one[POINTER_MAX + 1], bad[64];
-    size_t n;
-    int error;
-
-    while (list && *list) {
-        list += strspn(list, " \t\r\n,");
-        n = strcspn(list, " \t\r\n,");
-        if (!n)
-            break;
-        if (!pointer_ok(list, n)) {
-            memcpy(bad, list, n < 63 ? n : 63);
-            bad[n < 63 ? n : 63] = '\0';
-            shown(bad, bad);
-            ll_error_set(LL_EINVALID,
-                         "tier template: document %zu: annotation %s holds '%s', not a JSON "
-                         "pointer into the values (like /apps/producer/enabled)",
-                         docno, LOCKED_ANNOTATION, bad);
-            return LL_EINVALID;
-        }
-        memcpy(one, list, n);
-        one[n] = '\0';
-        if ((error = lock(c, one)) < 0)
-            return error;
-        list += n;
-    }
-    return 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, const json_t *pools)
-{
-    sample s;
-    lock_ctx c = {0};
-    yaml_node_t *root, *spec, *values;
-    json_t *direct = NULL, *p;
-    const char **keys = NULL, *key;
-    size_t d, i, n;
-    int error;
-
-    *out = NULL;
-    c.s = &s;
-    c.names = json_object();
-    c.locked = json_object();
-    if (!c.names || !c.locked) {
-        error = ll_error_set(LL_ERROR, "out of memory");
-        goto early;
-    }
-    if ((error = sample_load(&s, tmpl, len)) < 0)
-        goto done;
-    /* Where the template places the tenant: its namespaces, the namespaces
-     * and names of its HelmReleases, the pool environments. */
-    json_array_foreach(pools, i, p)
-    {
-        if (json_is_string(p))
-            json_object_set(c.names, json_string_value(p), json_true());
-    }
-    for (d = 0; d < s.y.ndocs; d++) {
-        yaml_document_t *doc = &s.y.docs[d];
-        static const char *const places[] = {"targetNamespace", "storageNamespace", "releaseName"};
-        const char *v;
-        if (!(root = ll_ytext_root(doc)) || root->type != YAML_MAPPING_NODE)
-            continue;
-        if (ll_ytext_scalar_eq(get(doc, root, "kind"), "Namespace", 9) &&
-            (v = scalar_of(get(doc, get(doc, root, "metadata"), "name"))) && *v)
-            json_object_set(c.names, v, json_true());
-        if (!ll_ytext_scalar_eq(get(doc, root, "kind"), "HelmRelease", 11))
-            continue;
-        spec = get(doc, root, "spec");
-        for (i = 0; i < sizeof(places) / sizeof(places[0]); i++)
-            if ((v = scalar_of(get(doc, spec, places[i]))) && *v)
-                json_object_set(c.names, v, json_true());
-    }
-    for (d = 0; d < s.y.ndocs; d++) {
-        c.doc = &s.y.docs[d];
-        c.budget = (size_t)(c.doc->nodes.top - c.doc->nodes.start) + ALIAS_BUDGET;
-        if (!(root = ll_ytext_root(c.doc)) || root->type != YAML_MAPPING_NODE ||
-            !ll_ytext_scalar_eq(get(c.doc, root, "kind"), "HelmRelease", 11))
-            continue;
-        if ((error = lock_annotated(&c, root, d + 1)) < 0)
-            goto done;
-        values = get(c.doc, get(c.doc, root, "spec"), "values");
-        if (!values || values->type != YAML_MAPPING_NODE)
-            continue;
-        if ((error = walk(&direct, &c, values, "", 1)) < 0)
-            goto done;
-        json_decref(direct);
-        direct = NULL;
-    }
-    n = json_object_size(c.locked);
-    if (!(keys = calloc(n ? n : 1, sizeof(*keys))) || !(*out = json_array())) {
-        error = ll_error_set(LL_ERROR, "out of memory");
-        goto done;
-    }
-    i = 0;
-    json_object_foreach(c.locked, key, p) keys[i++] = key;
-    qsort(keys, n, sizeof(*keys), cmp_str);
-    for (i = 0; i < n; i++)
-        json_array_append_new(*out, json_string(keys[i]));
-    error = 0;
-
-done:
-    sample_free(&s);
-early:
-    free(keys);
-    json_decref(c.names);
-    json_decref(c.locked);
-    return error;
-}
-
-/* The next segment of a JSON pointer at *p (past its '/'), unescaped into
- * seg (cap bytes); *p moves to the next '/' or the end. */
-static void next_segment(char *seg, size_t cap, const char **p)
-{
-    const char *s = *p + 1;
-    size_t o = 0;
-
-    for (; *s && *s != '/'; s++) {
-        char ch = *s;
-        if (ch == '~' && (s[1] == '0' || s[1] == '1'))
-            ch = *++s == '0' ? '~' : '/';
-        if (o + 1 < cap)
-            seg[o++] = ch;
-    }
-    seg[o] = '\0';
-    *p = s;
-}
-
-int ll_template_check_values(const json_t *locked, const json_t *values)
-{
-    const char *pointer, *p;
-    const json_t *v, *child;
-    char *seg = NULL;
-    size_t i;
-    json_t *entry;
-    int error = 0;
-
-    if (!json_is_object(values))
-        return 0;
-    json_array_foreach(locked, i, entry)
-    {
-        if (!(pointer = json_string_value(entry)) || pointer[0] != '/')
-            continue;
-        free(seg);
-        if (!(seg = malloc(strlen(pointer) + 1)))
-            return ll_error_set(LL_ERROR, "out of memory");
-        v = values;
-        for (p = pointer; *p == '/';) {
-            next_segment(seg, strlen(pointer) + 1, &p);
-            if (!(child = json_object_get(v, seg)))
-                break;
-            if (!*p) {
-                error = ll_error_set(LL_EINVALID,
-                                     "values may not set %s: the tier derives it from the "
-                                     "tenant's identity or placement",
-                                     pointer);
-                ll_error_field("values");
-                ll_error_hint("leave it out: landlord fills it from the tenant's id, tier and "
-                              "pool");
-                goto done;
-            }
-            if (!json_is_object(child)) {
-                error = ll_error_set(LL_EINVALID,
-                                     "values may not replace %.*s with a %s: the tier derives "
-                                     "%s under it from the tenant's identity or placement",
-                                     (int)(p - pointer), pointer,
-                                     json_is_array(child)    ? "list"
-                                     : json_is_string(child) ? "string"
-                                     : json_is_null(child)   ? "null"
-                                                             : "scalar",
-                                     pointer);
-                ll_error_field("values");
-                ll_error_hint("send a mapping there, without %s", pointer);
-                goto done;
-            }
-            v = child;
-        }
-    }
-
-done:
-    free(seg);
-    return error;
 }

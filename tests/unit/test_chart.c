@@ -481,6 +481,18 @@ static void test_entry_types_helm_reads_otherwise(void **state)
     at = raw_entry(tar_buf, at, NAME "/Chart.yaml", '0', CHART_YAML);
     len = gzip_of(gz_buf, sizeof(gz_buf), tar_buf, at + 1024, 0, NULL);
     assert_int_equal(read_with(gz_buf, len, &lim), LL_EINVALID);
+    /* A pax "size" must be a decimal number that fits in 63 bits. */
+    static const char *const bad_sizes[] = {"8 size=\n", "11 size=1x\n", "11 size=-1\n",
+                                            "29 size=99999999999999999999\n"};
+    for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++) {
+        memset(tar_buf, 0, 8192);
+        at = raw_entry(tar_buf, 0, NAME "/Chart.yaml", '0', CHART_YAML);
+        at = raw_entry(tar_buf, at, "PaxHeaders/b", 'x', bad_sizes[i]);
+        at = raw_entry(tar_buf, at, NAME "/b.yaml", '0', "a: 1\n");
+        len = gzip_of(gz_buf, sizeof(gz_buf), tar_buf, at + 1024, 0, NULL);
+        assert_int_equal(read_with(gz_buf, len, &lim), LL_EINVALID);
+        expect_message("malformed pax header");
+    }
 }
 
 static void test_pax_and_gnu_long_names(void **state)

@@ -447,6 +447,40 @@ static void test_release_expressions(void **state)
     }
 }
 
+/* A missing value names its placeholder; the release's expression is
+ * worked out once and serves every {RELEASE_VERSION} of the template. */
+static void test_missing_values_named(void **state)
+{
+    static const char tmpl[] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {TENANT_ID}\n"
+                               "data:\n  a: \"{RELEASE_VERSION}.x\"\n  b: \"{RELEASE_VERSION}\"\n"
+                               "  c: {TIER}\n";
+    static const struct {
+        const char *id, *tier, *release, *why;
+    } cases[] = {
+        {NULL, "basic", "1.0", "template uses {TENANT_ID} but no value was given for it"},
+        {"acme", NULL, "1.0", "template uses {TIER} but no value was given for it"},
+        {"acme", "basic", NULL, "template uses {RELEASE_VERSION} but no release was given"},
+        {"acme", "-basic", "1.0", "template value for {TIER} may only hold letters"},
+    };
+    int rc;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out =
+            render(&rc, tmpl, strlen(tmpl), cases[i].id, cases[i].tier, cases[i].release, NULL);
+        assert_int_equal(rc, LL_EINVALID);
+        if (strncmp(ll_error_last()->message, cases[i].why, strlen(cases[i].why)) != 0)
+            fail_msg("case %zu: '%s' does not start with '%s'", i, ll_error_last()->message,
+                     cases[i].why);
+        free(out);
+    }
+    char *out = render(&rc, tmpl, strlen(tmpl), "acme", "basic", "1.2", NULL);
+    assert_int_equal(rc, 0);
+    assert_string_equal(out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: acme\n"
+                             "data:\n  a: \"1.2.x\"\n  b: \"1.2.x\"\n  c: basic\n");
+    free(out);
+}
+
 static void test_bad_inputs(void **state)
 {
     static const char tmpl_all[] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: "
@@ -1602,6 +1636,7 @@ int main(void)
         cmocka_unit_test(test_reference_templates),
         cmocka_unit_test(test_env_template_without_final_newline),
         cmocka_unit_test(test_release_expressions),
+        cmocka_unit_test(test_missing_values_named),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_other_braces_untouched),
         cmocka_unit_test(test_ambiguous_ids),
