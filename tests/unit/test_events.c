@@ -109,7 +109,9 @@ static void test_transitions_become_events(void **state)
 {
     (void)state;
     ll_registry *r = NULL;
-    json_t *hook = NULL, *due = NULL;
+    ll_webhook hook = {0};
+    ll_delivery *due = NULL;
+    size_t ndue = 99;
     ll_event *events = NULL;
     size_t n = 99;
     char text[512];
@@ -118,18 +120,21 @@ static void test_transitions_become_events(void **state)
     run_sql("INSERT INTO tenants (id, tier, release, lifecycle, sync, created_at, updated_at) "
             "VALUES ('acme', 'premium', '1.2.x', 'active', 'committed', 'x', 'x')");
     /* One webhook for every tenant event, one for ready only, one for rollouts. */
-    json_t *all = json_pack("[s]", "tenant.*"), *ready = json_pack("[s]", "tenant.ready"),
-           *rollouts = json_pack("[s]", "rollout.*");
-    assert_int_equal(ll_registry_webhook_create(&hook, r, "https://a.example/", "s", all, ""), 0);
-    json_decref(hook);
-    assert_int_equal(ll_registry_webhook_create(&hook, r, "https://b.example/", "s", ready, ""), 0);
-    json_decref(hook);
-    assert_int_equal(ll_registry_webhook_create(&hook, r, "https://c.example/", "s", rollouts, ""),
+    ll_names all = {NULL, 0}, ready = {NULL, 0}, rollouts = {NULL, 0};
+    assert_int_equal(ll_names_add(&all, "tenant.*"), 0);
+    assert_int_equal(ll_names_add(&ready, "tenant.ready"), 0);
+    assert_int_equal(ll_names_add(&rollouts, "rollout.*"), 0);
+    assert_int_equal(ll_registry_webhook_create(&hook, r, "https://a.example/", "s", &all, ""), 0);
+    ll_registry_webhook_clear(&hook);
+    assert_int_equal(ll_registry_webhook_create(&hook, r, "https://b.example/", "s", &ready, ""),
                      0);
-    json_decref(hook);
-    json_decref(all);
-    json_decref(ready);
-    json_decref(rollouts);
+    ll_registry_webhook_clear(&hook);
+    assert_int_equal(ll_registry_webhook_create(&hook, r, "https://c.example/", "s", &rollouts, ""),
+                     0);
+    ll_registry_webhook_clear(&hook);
+    ll_names_clear(&all);
+    ll_names_clear(&ready);
+    ll_names_clear(&rollouts);
 
     /* Nothing to store: nothing done. */
     assert_int_equal(ll_registry_record_transitions(r, NULL, 0, 1000), 0);
@@ -183,30 +188,28 @@ static void test_transitions_become_events(void **state)
 
     /* Deliveries: both events for tenant.*, the ready one for tenant.ready,
      * none for rollout.*; due at now_ms, not before. */
-    assert_int_equal(ll_registry_deliveries_due(&due, r, 999, 10), 0);
-    assert_int_equal(json_array_size(due), 0);
-    json_decref(due);
-    assert_int_equal(ll_registry_deliveries_due(&due, r, 1000, 10), 0);
-    assert_int_equal(json_array_size(due), 3);
-    size_t i;
-    json_t *d;
+    assert_int_equal(ll_registry_deliveries_due(&due, &ndue, r, 999, 10), 0);
+    assert_null(due);
+    assert_int_equal(ndue, 0);
+    assert_int_equal(ll_registry_deliveries_due(&due, &ndue, r, 1000, 10), 0);
+    assert_int_equal(ndue, 3);
     int to_b = 0;
-    json_array_foreach(due, i, d)
-    {
-        const char *url = json_string_value(json_object_get(d, "url"));
-        assert_string_not_equal(url, "https://c.example/");
-        if (strcmp(url, "https://b.example/") == 0) {
+    for (size_t i = 0; i < ndue; i++) {
+        const ll_delivery *d = &due[i];
+        assert_string_not_equal(d->url, "https://c.example/");
+        if (strcmp(d->url, "https://b.example/") == 0) {
             to_b++;
-            assert_string_equal(json_string_value(json_object_get(d, "event_type")),
-                                "tenant.ready");
-            assert_string_equal(
-                json_string_value(json_object_get(json_object_get(d, "data"), "deployed_chart")),
-                "1.2.3");
+            assert_string_equal(d->event_type, "tenant.ready");
+            json_t *data = json_loads(d->data, 0, NULL);
+            assert_non_null(data);
+            assert_string_equal(json_string_value(json_object_get(data, "deployed_chart")),
+                                "1.2.3");
+            json_decref(data);
         }
-        assert_string_equal(json_string_value(json_object_get(d, "tenant")), "acme");
+        assert_string_equal(d->tenant, "acme");
     }
     assert_int_equal(to_b, 1);
-    json_decref(due);
+    ll_registry_deliveries_free(due, ndue);
     ll_registry_close(r);
 }
 
