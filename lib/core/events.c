@@ -178,6 +178,22 @@ static int check_types(const json_t *types)
     return 0;
 }
 
+/* The checked event_types of a request (borrowed; NULL: the default,
+ * tenant.*) into out (ll_names_clear). */
+static int request_types(ll_names *out, const json_t *types)
+{
+    size_t i;
+    json_t *t;
+    if (!types && ll_names_add(out, "tenant.*") < 0)
+        return ll_error_set(-1, "out of memory");
+    json_array_foreach(types, i, t)
+    {
+        if (ll_names_add(out, json_string_value(t)) < 0)
+            return ll_error_set(-1, "out of memory");
+    }
+    return 0;
+}
+
 /* A subscription as the API shows it: {"id", "url", "event_types",
  * "description", "created_at"}, and "secret" when secret is not NULL
  * (borrowed; shown once, to whoever created the subscription).  New
@@ -202,8 +218,6 @@ int ll_webhook_create(json_t **out, ll_core *c, const json_t *body)
     ll_webhook hook = {0};
     ll_names types = {NULL, 0};
     char generated[65];
-    size_t i;
-    json_t *t;
     int error;
 
     *out = NULL;
@@ -221,16 +235,7 @@ int ll_webhook_create(json_t **out, ll_core *c, const json_t *body)
     if ((error = check_secret(&req.secret, generated)) < 0 ||
         (error = check_types(req.types)) < 0 || (error = check_receiver(c, req.url)) < 0)
         return error;
-    if (!req.types)
-        error = ll_names_add(&types, "tenant.*");
-    json_array_foreach(req.types, i, t)
-    {
-        if (error == 0)
-            error = ll_names_add(&types, json_string_value(t));
-    }
-    if (error < 0)
-        error = ll_error_set(-1, "out of memory");
-    if (error == 0 &&
+    if ((error = request_types(&types, req.types)) == 0 &&
         (error = ll_registry_webhook_create(&hook, r, req.url, req.secret, &types,
                                             req.description)) == 0 &&
         !(*out = webhook_json(&hook, req.secret)))
