@@ -1,13 +1,14 @@
 /* registry_events.c - events (tenants' state transitions), webhook
- * subscriptions and their delivery log, and the release catalogue, in the
+ * subscriptions and their delivery log, and tenants' state counts, in the
  * registry's SQLite file.
  *
  * Everything goes in and out as records (registry.h): ll_transition,
- * ll_event, ll_webhook, ll_delivery, ll_state_count, ll_release,
- * ll_release_use.  Each kind of row becomes its record in one function
- * (webhook_from_row, delivery_from_row, release_from_row, ...), and every
- * query runs through reg_rows; lists grow in a `records` array that the
- * caller gets as a new array with its free function.  JSON appears only
+ * ll_event, ll_webhook, ll_delivery, ll_state_count.  Each kind of row
+ * becomes its record in one function (event_row, webhook_from_row,
+ * delivery_from_row, state_count_from_row), and the queries of webhooks,
+ * deliveries and counts run through reg_rows, lists growing in a
+ * reg_records array (records.c) that the caller gets as a new array with
+ * its free function.  JSON appears only
  * where a column stores it (event data, a webhook's event_types); the
  * service builds API and webhook bodies from the records.  A webhook's
  * secret is read back only for the deliverer (ll_registry_deliveries_due),
@@ -27,76 +28,6 @@
 #include "landlord/util.h"
 #include "registry_int.h"
 
-/* --- rows into records ------------------------------------------------------- */
-
-/* A growing array of records of size bytes each, filled from rows by
- * from_row (which starts from a zeroed record; a record it could not fill
- * completely is kept, for clear to free its parts). */
-typedef struct records {
-    void *v;
-    size_t n, cap, size;
-    int (*from_row)(void *item, sqlite3_stmt *st);
-    void (*clear)(void *item);
-} records;
-
-/* reg_row_fn: appends the row to the records payload points to. */
-static int collect(sqlite3_stmt *st, void *payload)
-{
-    records *l = payload;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        void *v = realloc(l->v, cap * l->size);
-        if (!v)
-            return ll_error_set(-1, "out of memory");
-        l->v = v;
-        l->cap = cap;
-    }
-    char *item = (char *)l->v + l->n * l->size;
-    memset(item, 0, l->size);
-    l->n++;
-    return l->from_row(item, st) < 0 ? ll_error_set(-1, "out of memory") : 0;
-}
-
-/* Frees the records and what each owns. */
-static void records_free(void *v, size_t n, size_t size, void (*clear)(void *))
-{
-    for (size_t i = 0; v && i < n; i++)
-        clear((char *)v + i * size);
-    free(v);
-}
-
-/* Ends a reg_rows loop into l that returned error: on success hands the
- * records over (*out the array, NULL when none; *out_n its length), else
- * frees them and returns error. */
-static int records_finish(void **out, size_t *out_n, records *l, int error)
-{
-    *out = NULL;
-    *out_n = 0;
-    if (error < 0 || !l->n) {
-        records_free(l->v, l->n, l->size, l->clear);
-        return error < 0 ? error : 0;
-    }
-    *out = l->v;
-    *out_n = l->n;
-    return 0;
-}
-
-/* Column i as a new string, NULL when SQL NULL (or out of memory: *oom). */
-static char *dup_col(sqlite3_stmt *st, int i, int *oom)
-{
-    const char *v = (const char *)sqlite3_column_text(st, i);
-    char *s = v ? strdup(v) : NULL;
-    if (v && !s)
-        *oom = 1;
-    return s;
-}
-
-static void copy_col(char *to, size_t cap, sqlite3_stmt *st, int i)
-{
-    const char *v = (const char *)sqlite3_column_text(st, i);
-    snprintf(to, cap, "%s", v ? v : "");
-}
-
 /* --- webhooks: the records to and from rows ------------------------------------ */
 
 #define WEBHOOK_COLS "id, url, event_types, description, created_at"
@@ -111,9 +42,9 @@ static int webhook_from_row(void *item, sqlite3_stmt *st)
     size_t i;
 
     w->id = sqlite3_column_int64(st, 0);
-    w->url = dup_col(st, 1, &oom);
-    w->description = dup_col(st, 3, &oom);
-    copy_col(w->created_at, sizeof(w->created_at), st, 4);
+    w->url = reg_dup_col(st, 1, &oom);
+    w->description = reg_dup_col(st, 3, &oom);
+    reg_copy_col(w->created_at, sizeof(w->created_at), st, 4);
     json_array_foreach(types, i, t)
     {
         if (json_is_string(t) && ll_names_add(&w->event_types, json_string_value(t)) < 0)
@@ -151,7 +82,7 @@ static void webhook_clear(void *item)
 
 void ll_registry_webhooks_free(ll_webhook *items, size_t n)
 {
-    records_free(items, n, sizeof(*items), webhook_clear);
+    reg_records_free(items, n, sizeof(*items), webhook_clear);
 }
 
 #define WEBHOOK_RECORDS                                                                            \
@@ -179,10 +110,10 @@ typedef struct hook_set {
 
 static int subscriptions(hook_set *out, ll_registry *r)
 {
-    records l = WEBHOOK_RECORDS;
-    int error =
-        reg_rows(r, "read webhooks", collect, &l, "SELECT " WEBHOOK_COLS " FROM webhooks", NULL);
-    return records_finish((void **)&out->v, &out->n, &l, error);
+    reg_records l = WEBHOOK_RECORDS;
+    int error = reg_rows(r, "read webhooks", reg_collect, &l,
+                         "SELECT " WEBHOOK_COLS " FROM webhooks", NULL);
+    return reg_records_finish((void **)&out->v, &out->n, &l, error);
 }
 
 /* Stores one event and a pending delivery for every subscription in subs
@@ -341,9 +272,9 @@ static int event_row(ll_event *out, sqlite3_stmt *st)
     const char *data = (const char *)sqlite3_column_text(st, 3);
     memset(out, 0, sizeof(*out));
     out->id = sqlite3_column_int64(st, 0);
-    copy_col(out->type, sizeof(out->type), st, 1);
-    copy_col(out->tenant, sizeof(out->tenant), st, 2);
-    copy_col(out->created_at, sizeof(out->created_at), st, 4);
+    reg_copy_col(out->type, sizeof(out->type), st, 1);
+    reg_copy_col(out->tenant, sizeof(out->tenant), st, 2);
+    reg_copy_col(out->created_at, sizeof(out->created_at), st, 4);
     out->data = strdup(data ? data : "{}");
     return out->data ? 0 : -1;
 }
@@ -423,8 +354,8 @@ static int state_count_from_row(void *item, sqlite3_stmt *st)
 {
     ll_state_count *c = item;
     int oom = 0;
-    c->tier = dup_col(st, 0, &oom);
-    c->state = dup_col(st, 1, &oom);
+    c->tier = reg_dup_col(st, 0, &oom);
+    c->state = reg_dup_col(st, 1, &oom);
     c->count = sqlite3_column_int64(st, 2);
     return oom ? -1 : 0;
 }
@@ -438,20 +369,20 @@ static void state_count_clear(void *item)
 
 void ll_registry_state_counts_free(ll_state_count *counts, size_t n)
 {
-    records_free(counts, n, sizeof(*counts), state_count_clear);
+    reg_records_free(counts, n, sizeof(*counts), state_count_clear);
 }
 
 int ll_registry_state_counts(ll_state_count **out, size_t *out_n, ll_registry *r)
 {
-    records l = {.size = sizeof(ll_state_count),
-                 .from_row = state_count_from_row,
-                 .clear = state_count_clear};
-    int error = reg_rows(r, "count states", collect, &l,
+    reg_records l = {.size = sizeof(ll_state_count),
+                     .from_row = state_count_from_row,
+                     .clear = state_count_clear};
+    int error = reg_rows(r, "count states", reg_collect, &l,
                          "SELECT tier, coalesce(observed_state, CASE lifecycle WHEN 'active' "
                          "THEN 'unknown' ELSE lifecycle END) AS state, count(*) FROM tenants "
                          "GROUP BY 1, 2 ORDER BY 1, 2",
                          NULL);
-    return records_finish((void **)out, out_n, &l, error);
+    return reg_records_finish((void **)out, out_n, &l, error);
 }
 
 /* --- webhooks -------------------------------------------------------------------- */
@@ -493,10 +424,10 @@ int ll_registry_webhook_create(ll_webhook *out, ll_registry *r, const char *url,
 
 int ll_registry_webhook_list(ll_webhook **out, size_t *out_n, ll_registry *r)
 {
-    records l = WEBHOOK_RECORDS;
-    int error = reg_rows(r, "list webhooks", collect, &l,
+    reg_records l = WEBHOOK_RECORDS;
+    int error = reg_rows(r, "list webhooks", reg_collect, &l,
                          "SELECT " WEBHOOK_COLS " FROM webhooks ORDER BY id", NULL);
-    return records_finish((void **)out, out_n, &l, error);
+    return reg_records_finish((void **)out, out_n, &l, error);
 }
 
 int ll_registry_webhook_get(ll_webhook *out, ll_registry *r, long long id)
@@ -559,10 +490,10 @@ static int delivery_from_row(void *item, sqlite3_stmt *st)
     d->state = delivery_state_of((const char *)sqlite3_column_text(st, 3));
     d->attempts = sqlite3_column_int(st, 4);
     d->last_status = sqlite3_column_type(st, 5) == SQLITE_NULL ? 0 : sqlite3_column_int(st, 5);
-    d->last_error = dup_col(st, 6, &oom);
-    copy_col(d->created_at, sizeof(d->created_at), st, 7);
-    copy_col(d->updated_at, sizeof(d->updated_at), st, 8);
-    copy_col(d->event_type, sizeof(d->event_type), st, 9);
+    d->last_error = reg_dup_col(st, 6, &oom);
+    reg_copy_col(d->created_at, sizeof(d->created_at), st, 7);
+    reg_copy_col(d->updated_at, sizeof(d->updated_at), st, 8);
+    reg_copy_col(d->event_type, sizeof(d->event_type), st, 9);
     return oom ? -1 : 0;
 }
 
@@ -572,13 +503,13 @@ static int due_from_row(void *item, sqlite3_stmt *st)
 {
     ll_delivery *d = item;
     int oom = delivery_from_row(d, st) < 0;
-    d->url = dup_col(st, 10, &oom);
-    d->secret = dup_col(st, 11, &oom);
-    d->data = dup_col(st, 12, &oom);
+    d->url = reg_dup_col(st, 10, &oom);
+    d->secret = reg_dup_col(st, 11, &oom);
+    d->data = reg_dup_col(st, 12, &oom);
     if (!d->data && !oom && !(d->data = strdup("{}")))
         oom = 1;
-    copy_col(d->event_created_at, sizeof(d->event_created_at), st, 13);
-    copy_col(d->tenant, sizeof(d->tenant), st, 14);
+    reg_copy_col(d->event_created_at, sizeof(d->event_created_at), st, 13);
+    reg_copy_col(d->tenant, sizeof(d->tenant), st, 14);
     return oom ? -1 : 0;
 }
 
@@ -593,35 +524,36 @@ static void delivery_clear(void *item)
 
 void ll_registry_deliveries_free(ll_delivery *items, size_t n)
 {
-    records_free(items, n, sizeof(*items), delivery_clear);
+    reg_records_free(items, n, sizeof(*items), delivery_clear);
 }
 
 int ll_registry_deliveries(ll_delivery **out, size_t *out_n, ll_registry *r, long long webhook,
                            long long before, int limit)
 {
-    records l = {
+    reg_records l = {
         .size = sizeof(ll_delivery), .from_row = delivery_from_row, .clear = delivery_clear};
-    int error = reg_rows(r, "list deliveries", collect, &l,
+    int error = reg_rows(r, "list deliveries", reg_collect, &l,
                          "SELECT " DELIVERY_COLS " FROM deliveries d JOIN events e ON e.id = "
                          "d.event_id WHERE d.webhook_id = ? AND d.id < ? ORDER BY d.id DESC "
                          "LIMIT ?",
                          "IIi", webhook, before > 0 ? before : (long long)1 << 62, limit);
-    return records_finish((void **)out, out_n, &l, error);
+    return reg_records_finish((void **)out, out_n, &l, error);
 }
 
 int ll_registry_deliveries_due(ll_delivery **out, size_t *out_n, ll_registry *r, long long now_ms,
                                int limit)
 {
-    records l = {.size = sizeof(ll_delivery), .from_row = due_from_row, .clear = delivery_clear};
+    reg_records l = {
+        .size = sizeof(ll_delivery), .from_row = due_from_row, .clear = delivery_clear};
     /* Polled by the deliverer after every batch of events: prepared once. */
-    int error = reg_rows(r, "read due deliveries", collect, &l,
+    int error = reg_rows(r, "read due deliveries", reg_collect, &l,
                          "SELECT " DELIVERY_COLS ", w.url, w.secret, e.data, e.created_at, "
                          "e.tenant_id FROM "
                          "deliveries d JOIN events e ON e.id = d.event_id JOIN webhooks w ON "
                          "w.id = d.webhook_id WHERE d.state = 'pending' AND d.next_at_ms <= ? "
                          "ORDER BY d.next_at_ms, d.id LIMIT ?",
                          "Ii", now_ms, limit);
-    return records_finish((void **)out, out_n, &l, error);
+    return reg_records_finish((void **)out, out_n, &l, error);
 }
 
 /* The first column of the first row, as a long long payload points to; -1
@@ -667,134 +599,4 @@ int ll_registry_delivery_attempted(ll_registry *r, long long id, ll_delivery_sta
     sqlite3_bind_int64(st, 7, id);
     error = reg_step_rows(r, st, "record delivery", NULL, NULL);
     return error < 0 ? error : 0;
-}
-
-/* --- releases: the records to and from rows ---------------------------------------- */
-
-#define RELEASE_COLS                                                                               \
-    "version, tag, manifest_digest, chart_digest, config_digest, size, location, app_version, "    \
-    "pushed_at"
-
-/* A releases row (RELEASE_COLS) as a record; 0, or -1 out of memory. */
-static int release_from_row(void *item, sqlite3_stmt *st)
-{
-    ll_release *rel = item;
-    int oom = 0;
-    rel->version = dup_col(st, 0, &oom);
-    rel->tag = dup_col(st, 1, &oom);
-    rel->digest = dup_col(st, 2, &oom);
-    rel->chart_digest = dup_col(st, 3, &oom);
-    rel->config_digest = dup_col(st, 4, &oom);
-    rel->size = sqlite3_column_int64(st, 5);
-    rel->location = dup_col(st, 6, &oom);
-    rel->app_version = dup_col(st, 7, &oom);
-    rel->pushed_at = dup_col(st, 8, &oom);
-    return oom ? -1 : 0;
-}
-
-void ll_registry_release_clear(ll_release *rel)
-{
-    if (!rel)
-        return;
-    free(rel->version);
-    free(rel->tag);
-    free(rel->digest);
-    free(rel->chart_digest);
-    free(rel->config_digest);
-    free(rel->location);
-    free(rel->app_version);
-    free(rel->pushed_at);
-    memset(rel, 0, sizeof(*rel));
-}
-
-static void release_clear(void *item)
-{
-    ll_registry_release_clear(item);
-}
-
-void ll_registry_releases_free(ll_release *items, size_t n)
-{
-    records_free(items, n, sizeof(*items), release_clear);
-}
-
-int ll_registry_release_put(ll_registry *r, const ll_release *rel)
-{
-    int error =
-        reg_rows(r, "store release", NULL, NULL,
-                 "INSERT INTO releases (" RELEASE_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 "sssssIsss", rel->version, rel->tag, rel->digest, rel->chart_digest,
-                 rel->config_digest, rel->size, rel->location, rel->app_version, rel->pushed_at);
-    return error < 0 ? error : 0;
-}
-
-/* reg_row_fn: the first row into the release payload points to. */
-static int release_one(sqlite3_stmt *st, void *payload)
-{
-    ll_release *rel = payload;
-    if (rel->version)
-        return 0;
-    return release_from_row(rel, st) < 0 ? ll_error_set(-1, "out of memory") : 0;
-}
-
-int ll_registry_release_get(ll_release *out, ll_registry *r, const char *version)
-{
-    int error;
-    memset(out, 0, sizeof(*out));
-    error = reg_rows(r, "read release", release_one, out,
-                     "SELECT " RELEASE_COLS " FROM releases WHERE version = ?", "s", version);
-    if (error == 0)
-        error = ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version);
-    if (error < 0) {
-        ll_registry_release_clear(out);
-        return error;
-    }
-    return 0;
-}
-
-int ll_registry_release_list(ll_release **out, size_t *out_n, ll_registry *r)
-{
-    records l = {.size = sizeof(ll_release), .from_row = release_from_row, .clear = release_clear};
-    int error =
-        reg_rows(r, "list releases", collect, &l, "SELECT " RELEASE_COLS " FROM releases", NULL);
-    return records_finish((void **)out, out_n, &l, error);
-}
-
-int ll_registry_release_delete(ll_registry *r, const char *version)
-{
-    const char *p[] = {version};
-    int n = reg_run(r, "DELETE FROM releases WHERE version = ?", 1, p);
-    if (n < 0)
-        return n;
-    return n == 0 ? ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version) : 0;
-}
-
-static int release_use_from_row(void *item, sqlite3_stmt *st)
-{
-    ll_release_use *u = item;
-    int oom = 0;
-    u->release = dup_col(st, 0, &oom);
-    u->count = sqlite3_column_int64(st, 1);
-    return oom ? -1 : 0;
-}
-
-static void release_use_clear(void *item)
-{
-    free(((ll_release_use *)item)->release);
-}
-
-void ll_registry_release_uses_free(ll_release_use *uses, size_t n)
-{
-    records_free(uses, n, sizeof(*uses), release_use_clear);
-}
-
-int ll_registry_release_users(ll_release_use **out, size_t *out_n, ll_registry *r)
-{
-    records l = {.size = sizeof(ll_release_use),
-                 .from_row = release_use_from_row,
-                 .clear = release_use_clear};
-    int error = reg_rows(r, "count releases in use", collect, &l,
-                         "SELECT coalesce(chart_version, release), count(*) FROM tenants "
-                         "WHERE lifecycle != 'offboarded' GROUP BY 1",
-                         NULL);
-    return records_finish((void **)out, out_n, &l, error);
 }

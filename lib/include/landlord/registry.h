@@ -365,7 +365,7 @@ int ll_registry_delivery_attempted(ll_registry *r, long long id, ll_delivery_sta
                                    int attempts, long long next_at_ms, int status,
                                    const char *error_text);
 
-/* --- releases (registry_events.c) --- */
+/* --- releases (releases.c) --- */
 
 /* An uploaded release as stored; every string owned (app_version NULL when
  * the chart has none). */
