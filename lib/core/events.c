@@ -4,7 +4,11 @@
  * the delivery log, the event stream's reads, and /metrics.
  *
  * Events are written by the status follower (status.c) and delivered by
- * webhooks.c; this file only reads them, and stores subscriptions.
+ * webhooks.c; this file only reads them, and stores subscriptions.  The
+ * registry hands records (ll_webhook, ll_delivery, ll_event,
+ * ll_state_count); each becomes the API's JSON in one function here
+ * (webhook_json, delivery_json, event_json).  A subscription's secret is
+ * shown once, in the answer to its creation, and never read back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,11 +178,45 @@ static int check_types(const json_t *types)
     return 0;
 }
 
+/* The checked event_types of a request (borrowed; NULL: the default,
+ * tenant.*) into out (ll_names_clear). */
+static int request_types(ll_names *out, const json_t *types)
+{
+    size_t i;
+    json_t *t;
+    if (!types && ll_names_add(out, "tenant.*") < 0)
+        return ll_error_set(-1, "out of memory");
+    json_array_foreach(types, i, t)
+    {
+        if (ll_names_add(out, json_string_value(t)) < 0)
+            return ll_error_set(-1, "out of memory");
+    }
+    return 0;
+}
+
+/* A subscription as the API shows it: {"id", "url", "event_types",
+ * "description", "created_at"}, and "secret" when secret is not NULL
+ * (borrowed; shown once, to whoever created the subscription).  New
+ * reference. */
+static json_t *webhook_json(const ll_webhook *w, const char *secret)
+{
+    json_t *types = json_array();
+    for (size_t i = 0; i < w->event_types.n; i++)
+        json_array_append_new(types, json_string(w->event_types.v[i]));
+    json_t *o =
+        json_pack("{s:I, s:s?, s:o, s:s?, s:s}", "id", (json_int_t)w->id, "url", w->url,
+                  "event_types", types, "description", w->description, "created_at", w->created_at);
+    if (o && secret)
+        json_object_set_new(o, "secret", json_string(secret));
+    return o;
+}
+
 int ll_webhook_create(json_t **out, ll_core *c, const json_t *body)
 {
     ll_registry *r = ll_core_registry(c);
     webhook_request req;
-    json_t *hook = NULL;
+    ll_webhook hook = {0};
+    ll_names types = {NULL, 0};
     char generated[65];
     int error;
 
@@ -197,27 +235,30 @@ int ll_webhook_create(json_t **out, ll_core *c, const json_t *body)
     if ((error = check_secret(&req.secret, generated)) < 0 ||
         (error = check_types(req.types)) < 0 || (error = check_receiver(c, req.url)) < 0)
         return error;
-    json_t *def = json_pack("[s]", "tenant.*");
-    error = ll_registry_webhook_create(&hook, r, req.url, req.secret, req.types ? req.types : def,
-                                       req.description);
-    json_decref(def);
-    if (error < 0)
-        return error;
-    /* The secret is shown once, to whoever created the subscription. */
-    json_object_set_new(hook, "secret", json_string(req.secret));
-    *out = hook;
-    return 0;
+    if ((error = request_types(&types, req.types)) == 0 &&
+        (error = ll_registry_webhook_create(&hook, r, req.url, req.secret, &types,
+                                            req.description)) == 0 &&
+        !(*out = webhook_json(&hook, req.secret)))
+        error = ll_error_set(-1, "out of memory");
+    ll_names_clear(&types);
+    ll_registry_webhook_clear(&hook);
+    return error;
 }
 
 int ll_webhook_list(json_t **out, ll_core *c)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *items = NULL;
+    ll_webhook *hooks = NULL;
+    size_t n = 0;
     int error;
     if (!r)
         return -1;
-    if ((error = ll_registry_webhook_list(&items, r)) < 0)
+    if ((error = ll_registry_webhook_list(&hooks, &n, r)) < 0)
         return error;
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items, webhook_json(&hooks[i], NULL));
+    ll_registry_webhooks_free(hooks, n);
     *out = json_pack("{s:o}", "items", items);
     return 0;
 }
@@ -225,7 +266,16 @@ int ll_webhook_list(json_t **out, ll_core *c)
 int ll_webhook_get(json_t **out, ll_core *c, long long id)
 {
     ll_registry *r = ll_core_registry(c);
-    return r ? ll_registry_webhook_get(out, r, id) : -1;
+    ll_webhook hook = {0};
+    int error;
+    *out = NULL;
+    if (!r)
+        return -1;
+    if ((error = ll_registry_webhook_get(&hook, r, id)) < 0)
+        return error;
+    *out = webhook_json(&hook, NULL);
+    ll_registry_webhook_clear(&hook);
+    return *out ? 0 : ll_error_set(-1, "out of memory");
 }
 
 int ll_webhook_delete(ll_core *c, long long id)
@@ -234,25 +284,41 @@ int ll_webhook_delete(ll_core *c, long long id)
     return r ? ll_registry_webhook_delete(r, id) : -1;
 }
 
+/* A delivery as the log shows it: {"id", "webhook", "event", "state",
+ * "attempts", "last_error", "created_at", "updated_at", "event_type",
+ * "last_status"} (null for no status or error).  New reference. */
+static json_t *delivery_json(const ll_delivery *d)
+{
+    return json_pack("{s:I, s:I, s:I, s:s, s:I, s:s?, s:s, s:s, s:s, s:o}", "id", (json_int_t)d->id,
+                     "webhook", (json_int_t)d->webhook, "event", (json_int_t)d->event, "state",
+                     ll_delivery_state_name(d->state), "attempts", (json_int_t)d->attempts,
+                     "last_error", d->last_error, "created_at", d->created_at, "updated_at",
+                     d->updated_at, "event_type", d->event_type, "last_status",
+                     d->last_status ? json_integer(d->last_status) : json_null());
+}
+
 int ll_webhook_deliveries(json_t **out, ll_core *c, long long id, long long before, int limit)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *hook = NULL, *items = NULL;
+    ll_webhook hook = {0};
+    ll_delivery *rows = NULL;
+    size_t n = 0;
     int error;
 
     if (!r)
         return -1;
     if ((error = ll_registry_webhook_get(&hook, r, id)) < 0)
         return error;
-    json_decref(hook);
-    if ((error = ll_registry_deliveries(&items, r, id, before, limit + 1)) < 0)
+    ll_registry_webhook_clear(&hook);
+    if ((error = ll_registry_deliveries(&rows, &n, r, id, before, limit + 1)) < 0)
         return error;
-    json_t *next = json_null();
-    if (json_array_size(items) > (size_t)limit) {
-        json_array_remove(items, (size_t)limit);
-        next = json_sprintf("%lld", (long long)json_integer_value(json_object_get(
-                                        json_array_get(items, (size_t)limit - 1), "id")));
-    }
+    /* One more than asked for says whether a next page exists. */
+    json_t *items = json_array(), *next = json_null();
+    for (size_t i = 0; i < n && i < (size_t)limit; i++)
+        json_array_append_new(items, delivery_json(&rows[i]));
+    if (n > (size_t)limit)
+        next = json_sprintf("%lld", rows[limit - 1].id);
+    ll_registry_deliveries_free(rows, n);
     *out = json_pack("{s:o, s:o}", "items", items, "next_cursor", next);
     return 0;
 }
@@ -301,7 +367,9 @@ unsigned long long ll_core_events_generation(ll_core *c)
 int ll_core_metrics(char **out, size_t *out_len, ll_core *c)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *counts = NULL, *row, *kube = NULL, *w;
+    ll_state_count *counts = NULL;
+    size_t ncounts = 0;
+    json_t *kube = NULL, *w;
     long long buckets[LL_PUSH_BUCKETS + 1], count = 0, sum_ms = 0, queued = 0, cumulative = 0;
     long long delivered = 0, failed = 0, given_up = 0;
     size_t i;
@@ -311,22 +379,18 @@ int ll_core_metrics(char **out, size_t *out_len, ll_core *c)
     *out = NULL;
     if (!r)
         return -1;
-    if ((error = ll_registry_state_counts(&counts, r)) < 0 ||
+    if ((error = ll_registry_state_counts(&counts, &ncounts, r)) < 0 ||
         (error = ll_registry_ops_count_queued(&queued, r)) < 0) {
-        json_decref(counts);
+        ll_registry_state_counts_free(counts, ncounts);
         return error;
     }
     ll_buf_init(&b, 4 << 20);
     ll_buf_adds(&b, "# HELP landlord_tenants Tenants by tier and observed state.\n"
                     "# TYPE landlord_tenants gauge\n");
-    json_array_foreach(counts, i, row)
-    {
-        ll_buf_printf(&b, "landlord_tenants{tier=\"%s\",state=\"%s\"} %lld\n",
-                      json_string_value(json_object_get(row, "tier")),
-                      json_string_value(json_object_get(row, "state")),
-                      (long long)json_integer_value(json_object_get(row, "count")));
-    }
-    json_decref(counts);
+    for (i = 0; i < ncounts; i++)
+        ll_buf_printf(&b, "landlord_tenants{tier=\"%s\",state=\"%s\"} %lld\n", counts[i].tier,
+                      counts[i].state, counts[i].count);
+    ll_registry_state_counts_free(counts, ncounts);
     ll_buf_printf(&b,
                   "# HELP landlord_operations_queued Operations waiting to be pushed.\n"
                   "# TYPE landlord_operations_queued gauge\n"

@@ -11,7 +11,9 @@
  * an existing version is a conflict.  A delete removes the manifest from
  * where the release lives first, then the record.  Uploads and deletes
  * take release_lock, so two uploads of one version cannot race between
- * the registry and the record.
+ * the registry and the record.  The registry hands releases as records
+ * (ll_release); the catalogue sorts them newest first and counts their
+ * tenants, and release_json is the one place one becomes the API's JSON.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -28,14 +30,30 @@
 #include "landlord/validate.h"
 #include "core_int.h"
 
+/* The catalogue: every release, newest version first, with how many
+ * tenants run or target each. */
+typedef struct catalogue {
+    ll_release *rows; /* as listed (owned) */
+    size_t n;
+    ll_release **sorted; /* rows, newest first (borrowed from rows) */
+    long long *tenants;  /* per sorted[i] */
+} catalogue;
+
+static void catalogue_clear(catalogue *cat)
+{
+    ll_registry_releases_free(cat->rows, cat->n);
+    free(cat->sorted);
+    free(cat->tenants);
+    memset(cat, 0, sizeof(*cat));
+}
+
 /* The uploaded version a tenant's release stands for: itself when pinned;
  * for "1.2" (floating) the newest upload of 1.2.*; NULL when none. */
-static const char *resolves_to(const char *release, const json_t *releases)
+static const char *resolves_to(const char *release, const catalogue *cat)
 {
     char prefix[64];
-    size_t i, n = strlen(release);
+    size_t n = strlen(release);
     const char *best = NULL;
-    json_t *r;
     if (n > 2 && strcmp(release + n - 2, ".x") == 0)
         n -= 2;
     int dots = 0;
@@ -43,9 +61,8 @@ static const char *resolves_to(const char *release, const json_t *releases)
         dots += release[k] == '.';
     int floating = dots == 1; /* "1.2" */
     snprintf(prefix, sizeof(prefix), "%.*s.", (int)n, release);
-    json_array_foreach(releases, i, r)
-    {
-        const char *v = json_string_value(json_object_get(r, "version"));
+    for (size_t i = 0; i < cat->n; i++) {
+        const char *v = cat->sorted[i]->version;
         if (floating ? strncmp(v, prefix, strlen(prefix)) != 0 || strchr(v, '-')
                      : strcmp(v, release) != 0)
             continue;
@@ -55,75 +72,83 @@ static const char *resolves_to(const char *release, const json_t *releases)
     return best;
 }
 
-/* Sets "tenants" on each release: how many tenants run or target it. */
-static int count_users(json_t *releases, ll_registry *r)
+/* Counts into cat->tenants how many tenants run or target each release. */
+static int count_users(catalogue *cat, ll_registry *r)
 {
-    json_t *users = NULL, *u, *rel;
-    size_t i;
+    ll_release_use *uses = NULL;
+    size_t nuses = 0;
     int error;
-    if ((error = ll_registry_release_users(&users, r)) < 0)
+    if ((error = ll_registry_release_users(&uses, &nuses, r)) < 0)
         return error;
-    json_array_foreach(releases, i, rel) json_object_set_new(rel, "tenants", json_integer(0));
-    json_array_foreach(users, i, u)
-    {
-        const char *v = resolves_to(json_string_value(json_object_get(u, "release")), releases);
-        size_t k;
-        json_array_foreach(releases, k, rel)
-        {
-            if (v && strcmp(json_string_value(json_object_get(rel, "version")), v) == 0)
-                json_object_set_new(
-                    rel, "tenants",
-                    json_integer(json_integer_value(json_object_get(rel, "tenants")) +
-                                 json_integer_value(json_object_get(u, "count"))));
+    for (size_t u = 0; u < nuses; u++) {
+        const char *v = resolves_to(uses[u].release, cat);
+        for (size_t k = 0; v && k < cat->n; k++) {
+            if (strcmp(cat->sorted[k]->version, v) == 0)
+                cat->tenants[k] += uses[u].count;
         }
     }
-    json_decref(users);
+    ll_registry_release_uses_free(uses, nuses);
     return 0;
 }
 
 static int newest_first(const void *a, const void *b)
 {
-    const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
-    return ll_semver_cmp(json_string_value(json_object_get(y, "version")),
-                         json_string_value(json_object_get(x, "version")));
+    const ll_release *x = *(const ll_release *const *)a, *y = *(const ll_release *const *)b;
+    return ll_semver_cmp(y->version, x->version);
 }
 
-/* The catalogue, newest version first, with tenant counts. */
-static int catalogue(json_t **out, ll_registry *r)
+/* Reads the catalogue into *out (catalogue_clear). */
+static int catalogue_read(catalogue *out, ll_registry *r)
 {
-    json_t *rows = NULL;
     int error;
-    *out = NULL;
-    if ((error = ll_registry_release_list(&rows, r)) < 0)
+    memset(out, 0, sizeof(*out));
+    if ((error = ll_registry_release_list(&out->rows, &out->n, r)) < 0)
         return error;
-    size_t n = json_array_size(rows);
-    json_t **items = calloc(n ? n : 1, sizeof(*items));
-    for (size_t i = 0; i < n; i++)
-        items[i] = json_array_get(rows, i);
-    qsort(items, n, sizeof(*items), newest_first);
-    json_t *sorted = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append(sorted, items[i]);
-    free(items);
-    json_decref(rows);
-    if ((error = count_users(sorted, r)) < 0) {
-        json_decref(sorted);
-        return error;
+    out->sorted = calloc(out->n ? out->n : 1, sizeof(*out->sorted));
+    out->tenants = calloc(out->n ? out->n : 1, sizeof(*out->tenants));
+    if (!out->sorted || !out->tenants) {
+        catalogue_clear(out);
+        return ll_error_set(-1, "out of memory");
     }
-    *out = sorted;
-    return 0;
+    for (size_t i = 0; i < out->n; i++)
+        out->sorted[i] = &out->rows[i];
+    qsort(out->sorted, out->n, sizeof(*out->sorted), newest_first);
+    if ((error = count_users(out, r)) < 0)
+        catalogue_clear(out);
+    return error;
 }
 
-static json_t *find(const json_t *list, const char *version)
+/* The place of version in cat's order, -1 when it is not there. */
+static long find(const catalogue *cat, const char *version)
 {
-    size_t i;
-    json_t *r;
-    json_array_foreach(list, i, r)
-    {
-        if (strcmp(json_string_value(json_object_get(r, "version")), version) == 0)
-            return r;
+    for (size_t i = 0; i < cat->n; i++) {
+        if (strcmp(cat->sorted[i]->version, version) == 0)
+            return (long)i;
     }
-    return NULL;
+    return -1;
+}
+
+/* A release as the API shows it: {"version", "tag", "digest",
+ * "chart_digest", "config_digest", "size", "location", "app_version",
+ * "pushed_at", "tenants"} (new reference). */
+static json_t *release_json(const ll_release *rel, long long tenants)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s?, s:s, s:I}", "version", rel->version,
+                     "tag", rel->tag, "digest", rel->digest, "chart_digest", rel->chart_digest,
+                     "config_digest", rel->config_digest, "size", (json_int_t)rel->size, "location",
+                     rel->location, "app_version", rel->app_version, "pushed_at", rel->pushed_at,
+                     "tenants", (json_int_t)tenants);
+}
+
+/* The API's answer for version in cat: a new reference, or LL_ENOTFOUND. */
+static int catalogue_get(json_t **out, const catalogue *cat, const char *version)
+{
+    long i = find(cat, version);
+    *out = NULL;
+    if (i < 0)
+        return ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version);
+    *out = release_json(cat->sorted[i], cat->tenants[i]);
+    return *out ? 0 : ll_error_set(-1, "out of memory");
 }
 
 /* Stores a's artifact where releases go: the OCI registry (*location the
@@ -152,7 +177,9 @@ static int store(char *location, size_t cap, char digest[80], char config_digest
 int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, size_t len)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *meta = NULL, *existing = NULL, *rel = NULL, *list = NULL;
+    json_t *meta = NULL;
+    ll_release existing = {0};
+    catalogue cat = {0};
     ll_oci_artifact a = {0};
     char now[32], chart_digest[80], digest[80], config_digest[80], location[1200];
     int error;
@@ -172,13 +199,11 @@ int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, 
     ll_oci_digest(chart_digest, data, len);
     pthread_mutex_lock(&c->release_lock);
     if (ll_registry_release_get(&existing, r, version) == 0) {
-        if (strcmp(json_string_value(json_object_get(existing, "chart_digest")), chart_digest) !=
-            0) {
-            error =
-                ll_error_set(LL_ECONFLICT,
-                             "release %s exists with another chart (%s); a version is "
-                             "immutable",
-                             version, json_string_value(json_object_get(existing, "chart_digest")));
+        if (strcmp(existing.chart_digest, chart_digest) != 0) {
+            error = ll_error_set(LL_ECONFLICT,
+                                 "release %s exists with another chart (%s); a version is "
+                                 "immutable",
+                                 version, existing.chart_digest);
             ll_error_hint("upload the chart under a new version");
             goto done;
         }
@@ -188,92 +213,106 @@ int ll_release_upload(json_t **out, int *created, ll_core *c, const void *data, 
             (error = store(location, sizeof(location), digest, config_digest, c, &a, data, len)) <
                 0)
             goto done;
-        rel = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:O?, s:s}", "version", version, "tag",
-                        a.tag, "digest", digest, "chart_digest", a.layer_digest, "config_digest",
-                        config_digest, "size", (json_int_t)len, "location", location, "app_version",
-                        json_object_get(meta, "appVersion"), "pushed_at", now);
-        if ((error = ll_registry_release_put(r, rel)) < 0)
+        ll_release rel = {
+            .version = (char *)version,
+            .tag = a.tag,
+            .digest = digest,
+            .chart_digest = a.layer_digest,
+            .config_digest = config_digest,
+            .size = (long long)len,
+            .location = location,
+            .app_version = (char *)json_string_value(json_object_get(meta, "appVersion")),
+            .pushed_at = now,
+        };
+        if ((error = ll_registry_release_put(r, &rel)) < 0)
             goto done;
         *created = 1;
     }
-    if ((error = catalogue(&list, r)) < 0)
+    if ((error = catalogue_read(&cat, r)) < 0)
         goto done;
-    *out = json_incref(find(list, version));
-    error = *out ? 0 : ll_error_set(-1, "release %s vanished", version);
+    if (find(&cat, version) < 0)
+        error = ll_error_set(-1, "release %s vanished", version);
+    else
+        error = catalogue_get(out, &cat, version);
 done:
     pthread_mutex_unlock(&c->release_lock);
     ll_oci_artifact_free(&a);
     json_decref(meta);
-    json_decref(existing);
-    json_decref(rel);
-    json_decref(list);
+    ll_registry_release_clear(&existing);
+    catalogue_clear(&cat);
     return error;
 }
 
 int ll_release_list(json_t **out, ll_core *c)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *list = NULL;
+    catalogue cat;
     int error;
     if (!r)
         return -1;
-    if ((error = catalogue(&list, r)) < 0)
+    if ((error = catalogue_read(&cat, r)) < 0)
         return error;
-    *out = json_pack("{s:o}", "items", list);
+    json_t *items = json_array();
+    for (size_t i = 0; i < cat.n; i++)
+        json_array_append_new(items, release_json(cat.sorted[i], cat.tenants[i]));
+    catalogue_clear(&cat);
+    *out = json_pack("{s:o}", "items", items);
     return 0;
 }
 
 int ll_release_get(json_t **out, ll_core *c, const char *version)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *list = NULL;
+    catalogue cat;
     int error;
     *out = NULL;
     if (!r)
         return -1;
-    if ((error = catalogue(&list, r)) < 0)
+    if ((error = catalogue_read(&cat, r)) < 0)
         return error;
-    *out = json_incref(find(list, version));
-    json_decref(list);
-    return *out ? 0 : ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version);
+    error = catalogue_get(out, &cat, version);
+    catalogue_clear(&cat);
+    return error;
 }
 
 /* Removes the release's artifact from where it lives: its tag from the
  * layout, or its manifest from the OCI registry.  A registry release while
  * another registry (or none) is configured is LL_ECONFLICT: landlord
  * cannot reach it, and the record stays. */
-static int unstore(ll_core *c, const json_t *rel)
+static int unstore(ll_core *c, const ll_release *rel)
 {
-    const char *location = json_string_value(json_object_get(rel, "location"));
-    const char *tag = json_string_value(json_object_get(rel, "tag"));
-    const char *digest = json_string_value(json_object_get(rel, "digest"));
     int error;
-    if (!location || !strcmp(location, "local")) {
-        error = ll_oci_layout_untag(c->oci_dir, tag);
+    if (!rel->location || !strcmp(rel->location, "local")) {
+        error = ll_oci_layout_untag(c->oci_dir, rel->tag);
         return error == LL_ENOTFOUND ? 0 : error;
     }
-    if (!c->oci || !ll_ociremote_owns(c->oci, location)) {
+    if (!c->oci || !ll_ociremote_owns(c->oci, rel->location)) {
         error = ll_error_set(LL_ECONFLICT,
                              "release %s lives in %s, which is not the configured "
                              "registry",
-                             json_string_value(json_object_get(rel, "version")), location);
+                             rel->version, rel->location);
         ll_error_hint("set oci-url to that registry to delete it");
         return error;
     }
-    return ll_ociremote_delete(c->oci, c->cfg.chart_name, digest);
+    return ll_ociremote_delete(c->oci, c->cfg.chart_name, rel->digest);
 }
 
 int ll_release_delete(ll_core *c, const char *version)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *rel = NULL;
+    catalogue cat = {0};
+    long i;
     int error;
     if (!r)
         return -1;
     pthread_mutex_lock(&c->release_lock);
-    if ((error = ll_release_get(&rel, c, version)) < 0)
+    if ((error = catalogue_read(&cat, r)) < 0)
         goto done;
-    long long users = json_integer_value(json_object_get(rel, "tenants"));
+    if ((i = find(&cat, version)) < 0) {
+        error = ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version);
+        goto done;
+    }
+    long long users = cat.tenants[i];
     if (users > 0) {
         error = ll_error_set(LL_ECONFLICT, "release %s is run or targeted by %lld tenant(s)",
                              version, users);
@@ -293,10 +332,11 @@ int ll_release_delete(ll_core *c, const char *version)
         goto done;
     }
     /* The artifact first: a registry that refuses leaves the record. */
-    if ((error = unstore(c, rel)) < 0 || (error = ll_registry_release_delete(r, version)) < 0)
+    if ((error = unstore(c, cat.sorted[i])) < 0 ||
+        (error = ll_registry_release_delete(r, version)) < 0)
         goto done;
 done:
     pthread_mutex_unlock(&c->release_lock);
-    json_decref(rel);
+    catalogue_clear(&cat);
     return error;
 }

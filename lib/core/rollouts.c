@@ -158,7 +158,7 @@ typedef struct create_req {
 
 static int parse_version(create_req *q, const json_t *body, ll_registry *r)
 {
-    json_t *rel = NULL;
+    ll_release rel = {0};
     q->version = str(body, "version");
     if (!q->version)
         return ll_core_field_error("version", json_object_get(body, "version")
@@ -175,7 +175,7 @@ static int parse_version(create_req *q, const json_t *body, ll_registry *r)
         ll_error_hint("upload it first: POST /api/v1/releases");
         return LL_EINVALID;
     }
-    json_decref(rel);
+    ll_registry_release_clear(&rel);
     return 0;
 }
 

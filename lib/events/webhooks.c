@@ -4,7 +4,8 @@
  * at once through one curl multi handle, record each outcome, and sleep
  * until the next delivery is due, ll_webhooks_notify() or stop.  It owns
  * its registry connection.  Secrets are read from the registry per batch
- * and never logged.  An outcome that cannot be recorded (a full volume)
+ * (ll_delivery records) and never logged; delivery_body is the one place a
+ * delivery becomes the JSON a receiver gets.  An outcome that cannot be recorded (a full volume)
  * leaves its delivery due: the thread then waits IDLE_MS before the next
  * batch instead of sending it again at once.
  *
@@ -273,12 +274,12 @@ static int pin(attempt *a)
 
 /* Starts the delivery d (from ll_registry_deliveries_due): its receiver's
  * host is being resolved afterwards, unless a->refusal says why not. */
-static void begin(attempt *a, const ll_webhooks *w, const json_t *d)
+static void begin(attempt *a, const ll_webhooks *w, const ll_delivery *d)
 {
-    a->id = json_integer_value(json_object_get(d, "id"));
-    a->attempts = (int)json_integer_value(json_object_get(d, "attempts")) + 1;
+    a->id = d->id;
+    a->attempts = d->attempts + 1;
     a->policy = w->policy;
-    if (target_parse(&a->target, json_string_value(json_object_get(d, "url"))) < 0)
+    if (target_parse(&a->target, d->url) < 0)
         a->refusal = "url not usable";
     else if (ll_net_lookup_start(&a->lookup, a->target.host) < 0)
         a->refusal = "host could not be resolved";
@@ -312,33 +313,39 @@ static void check(attempt *a, int64_t deadline_ms)
     }
 }
 
+/* The body a receiver gets for delivery d: {"id", "type", "created_at",
+ * "data"} of its event, compact JSON (a new string, NULL out of memory). */
+static char *delivery_body(const ll_delivery *d)
+{
+    json_t *data = d->data ? json_loads(d->data, 0, NULL) : NULL;
+    json_t *payload =
+        json_pack("{s:I, s:s, s:s, s:o}", "id", (json_int_t)d->event, "type", d->event_type,
+                  "created_at", d->event_created_at, "data", data ? data : json_object());
+    char *body = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+    json_decref(payload);
+    return body;
+}
+
 /* Builds the request for delivery d, whose receiver passed check(). */
-static int prepare(attempt *a, const ll_webhooks *w, const json_t *d)
+static int prepare(attempt *a, const ll_webhooks *w, const ll_delivery *d)
 {
     char stamp[32], sig[65], header[256];
-    const char *secret = json_string_value(json_object_get(d, "secret"));
-    json_t *payload =
-        json_pack("{s:O, s:O, s:O, s:O}", "id", json_object_get(d, "event"), "type",
-                  json_object_get(d, "event_type"), "created_at",
-                  json_object_get(d, "event_created_at"), "data", json_object_get(d, "data"));
 
-    a->body = json_dumps(payload, JSON_COMPACT);
-    json_decref(payload);
+    a->body = delivery_body(d);
     snprintf(stamp, sizeof(stamp), "%lld", (long long)(ll_wall_ms() / 1000));
     if (!a->body ||
-        ll_webhook_sign(sig, secret ? secret : "", stamp, a->body, strlen(a->body)) < 0 ||
+        ll_webhook_sign(sig, d->secret ? d->secret : "", stamp, a->body, strlen(a->body)) < 0 ||
         pin(a) < 0 || !(a->easy = curl_easy_init()))
         return -1;
     a->headers = curl_slist_append(a->headers, "Content-Type: application/json");
     a->headers = curl_slist_append(a->headers, "User-Agent: landlord");
-    snprintf(header, sizeof(header), "Landlord-Event: %s",
-             json_string_value(json_object_get(d, "event_type")));
+    snprintf(header, sizeof(header), "Landlord-Event: %s", d->event_type);
     a->headers = curl_slist_append(a->headers, header);
     snprintf(header, sizeof(header), "Landlord-Delivery: %lld", a->id);
     a->headers = curl_slist_append(a->headers, header);
     snprintf(header, sizeof(header), "Landlord-Signature: t=%s,v1=%s", stamp, sig);
     a->headers = curl_slist_append(a->headers, header);
-    curl_easy_setopt(a->easy, CURLOPT_URL, json_string_value(json_object_get(d, "url")));
+    curl_easy_setopt(a->easy, CURLOPT_URL, d->url);
     curl_easy_setopt(a->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(a->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(a->easy, CURLOPT_HTTPHEADER, a->headers);
@@ -395,7 +402,9 @@ static void record(ll_webhooks *w, attempt *a, CURLcode rc)
     if (!delivered)
         ll_log_info("msg=\"webhook delivery failed\" delivery=%lld attempt=%d error=\"%s\"%s",
                     a->id, a->attempts, why, gave_up ? " gave_up=1" : "");
-    const char *state = delivered ? "delivered" : gave_up ? "failed" : "pending";
+    ll_delivery_state state = delivered ? LL_DELIVERY_DELIVERED
+                              : gave_up ? LL_DELIVERY_FAILED
+                                        : LL_DELIVERY_PENDING;
     if (ll_registry_delivery_attempted(w->reg, a->id, state, a->attempts, next, (int)status,
                                        why[0] ? why : NULL) < 0) {
         ll_log_warn("msg=\"cannot record a delivery\" error=\"%s\"", ll_error_last()->message);
@@ -406,23 +415,20 @@ static void record(ll_webhooks *w, attempt *a, CURLcode rc)
 /* Sends one batch of due deliveries; returns how many were due. */
 static int deliver_due(ll_webhooks *w)
 {
-    json_t *due = NULL, *d;
+    ll_delivery *due = NULL;
     attempt batch[WEBHOOK_PARALLEL];
-    size_t i, n = 0;
+    size_t i, n = 0, ndue = 0;
     CURLM *multi = NULL;
     int running = 0;
 
-    if (ll_registry_deliveries_due(&due, w->reg, ll_wall_ms(), WEBHOOK_PARALLEL) < 0) {
+    if (ll_registry_deliveries_due(&due, &ndue, w->reg, ll_wall_ms(), WEBHOOK_PARALLEL) < 0) {
         ll_log_warn("msg=\"cannot read deliveries\" error=\"%s\"", ll_error_last()->message);
         return 0;
     }
     memset(batch, 0, sizeof(batch));
     /* Every receiver's host resolves at once, within one timeout. */
-    json_array_foreach(due, i, d)
-    {
-        if (n < WEBHOOK_PARALLEL)
-            begin(&batch[n++], w, d);
-    }
+    for (i = 0; i < ndue && n < WEBHOOK_PARALLEL; i++)
+        begin(&batch[n++], w, &due[i]);
     int64_t deadline = ll_monotonic_ms() + (int64_t)w->timeout_s * 1000;
     for (i = 0; i < n; i++)
         check(&batch[i], deadline);
@@ -433,7 +439,7 @@ static int deliver_due(ll_webhooks *w)
             record(w, a, CURLE_COULDNT_CONNECT);
             continue;
         }
-        if (!multi || prepare(a, w, json_array_get(due, i)) < 0) {
+        if (!multi || prepare(a, w, &due[i]) < 0) {
             record(w, a, CURLE_FAILED_INIT);
             continue;
         }
@@ -464,9 +470,8 @@ static int deliver_due(ll_webhooks *w)
         free(batch[i].body);
     }
     curl_multi_cleanup(multi);
-    int count = (int)json_array_size(due);
-    json_decref(due);
-    return count;
+    ll_registry_deliveries_free(due, ndue);
+    return (int)ndue;
 }
 
 static void *run(void *arg)

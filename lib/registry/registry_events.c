@@ -1,10 +1,18 @@
 /* registry_events.c - events (tenants' state transitions), webhook
- * subscriptions and their delivery log, in the registry's SQLite file.
+ * subscriptions and their delivery log, and tenants' state counts, in the
+ * registry's SQLite file.
  *
- * Transitions come in and events go out as records (ll_transition,
- * ll_event in registry.h); the section "transitions and events" is the one
- * place they become rows and back: the state's name, the event type
- * "tenant.<state>" and the event's JSON data.
+ * Everything goes in and out as records (registry.h): ll_transition,
+ * ll_event, ll_webhook, ll_delivery, ll_state_count.  Each kind of row
+ * becomes its record in one function (event_row, webhook_from_row,
+ * delivery_from_row, state_count_from_row), and the queries of webhooks,
+ * deliveries and counts run through reg_rows, lists growing in a
+ * reg_records array (records.c) that the caller gets as a new array with
+ * its free function.  JSON appears only
+ * where a column stores it (event data, a webhook's event_types); the
+ * service builds API and webhook bodies from the records.  A webhook's
+ * secret is read back only for the deliverer (ll_registry_deliveries_due),
+ * never into an ll_webhook.
  *
  * A transition is stored with its event and one pending delivery per
  * subscribed webhook in one transaction, so a delivery is never lost and
@@ -20,59 +28,102 @@
 #include "landlord/util.h"
 #include "registry_int.h"
 
-/* 1 when type matches one of patterns (a JSON array of types, or prefixes
- * ending in '*'). */
-static int type_matches(const json_t *patterns, const char *type)
+/* --- webhooks: the records to and from rows ------------------------------------ */
+
+#define WEBHOOK_COLS "id, url, event_types, description, created_at"
+
+/* A webhooks row (WEBHOOK_COLS) as a record; event_types is stored as a
+ * JSON array of strings ([] when unreadable).  0, or -1 out of memory. */
+static int webhook_from_row(void *item, sqlite3_stmt *st)
 {
+    ll_webhook *w = item;
+    json_t *types = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL), *t;
+    int oom = 0;
     size_t i;
-    json_t *p;
-    json_array_foreach(patterns, i, p)
+
+    w->id = sqlite3_column_int64(st, 0);
+    w->url = reg_dup_col(st, 1, &oom);
+    w->description = reg_dup_col(st, 3, &oom);
+    reg_copy_col(w->created_at, sizeof(w->created_at), st, 4);
+    json_array_foreach(types, i, t)
     {
-        const char *s = json_string_value(p);
-        size_t n = s ? strlen(s) : 0;
-        if (!s)
-            continue;
+        if (json_is_string(t) && ll_names_add(&w->event_types, json_string_value(t)) < 0)
+            oom = 1;
+    }
+    json_decref(types);
+    return oom ? -1 : 0;
+}
+
+/* types as the column stores them: a compact JSON array (new string). */
+static char *types_text(const ll_names *types)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; types && i < types->n; i++)
+        json_array_append_new(a, json_string(types->v[i]));
+    char *text = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return text;
+}
+
+void ll_registry_webhook_clear(ll_webhook *w)
+{
+    if (!w)
+        return;
+    free(w->url);
+    free(w->description);
+    ll_names_clear(&w->event_types);
+    memset(w, 0, sizeof(*w));
+}
+
+static void webhook_clear(void *item)
+{
+    ll_registry_webhook_clear(item);
+}
+
+void ll_registry_webhooks_free(ll_webhook *items, size_t n)
+{
+    reg_records_free(items, n, sizeof(*items), webhook_clear);
+}
+
+#define WEBHOOK_RECORDS                                                                            \
+    {                                                                                              \
+        .size = sizeof(ll_webhook), .from_row = webhook_from_row, .clear = webhook_clear           \
+    }
+
+/* 1 when type matches one of patterns (types, or prefixes ending in '*'). */
+static int type_matches(const ll_names *patterns, const char *type)
+{
+    for (size_t i = 0; i < patterns->n; i++) {
+        const char *s = patterns->v[i];
+        size_t n = strlen(s);
         if (n && s[n - 1] == '*' ? strncmp(s, type, n - 1) == 0 : strcmp(s, type) == 0)
             return 1;
     }
     return 0;
 }
 
-/* The webhooks and what each subscribed to: [{"id", "types"}]. */
-static int subscriptions(json_t **out, ll_registry *r)
-{
-    sqlite3_stmt *hooks = NULL;
-    json_t *subs = json_array();
-    int error, rc;
+/* The webhooks and what each subscribed to. */
+typedef struct hook_set {
+    ll_webhook *v;
+    size_t n;
+} hook_set;
 
-    if ((error = reg_prepare(&hooks, r, "SELECT id, event_types FROM webhooks")) < 0) {
-        json_decref(subs);
-        return error;
-    }
-    while ((rc = sqlite3_step(hooks)) == SQLITE_ROW) {
-        json_t *types = json_loads((const char *)sqlite3_column_text(hooks, 1), 0, NULL);
-        json_array_append_new(subs, json_pack("{s:I, s:o}", "id", sqlite3_column_int64(hooks, 0),
-                                              "types", types ? types : json_array()));
-    }
-    reg_finalize(r, hooks);
-    if (rc != SQLITE_DONE) {
-        json_decref(subs);
-        return reg_db_error(r, "read webhooks");
-    }
-    *out = subs;
-    return 0;
+static int subscriptions(hook_set *out, ll_registry *r)
+{
+    reg_records l = WEBHOOK_RECORDS;
+    int error = reg_rows(r, "read webhooks", reg_collect, &l,
+                         "SELECT " WEBHOOK_COLS " FROM webhooks", NULL);
+    return reg_records_finish((void **)&out->v, &out->n, &l, error);
 }
 
 /* Stores one event and a pending delivery for every subscription in subs
  * whose types match; inside the caller's transaction.  tenant NULL: an
  * event of no single tenant (stored as ''). */
-static int store_event(ll_registry *r, const json_t *subs, const char *type, const char *tenant,
+static int store_event(ll_registry *r, const hook_set *subs, const char *type, const char *tenant,
                        const json_t *data, const char *now, long long now_ms)
 {
     sqlite3_stmt *ev = NULL, *del = NULL;
     char *text = json_dumps(data, JSON_COMPACT);
-    size_t k;
-    json_t *sub;
     int error;
 
     /* Run for every state transition the follower stores: prepared once. */
@@ -92,12 +143,11 @@ static int store_event(ll_registry *r, const json_t *subs, const char *type, con
         goto done;
     }
     long long event_id = sqlite3_column_int64(ev, 0);
-    json_array_foreach(subs, k, sub)
-    {
-        if (!type_matches(json_object_get(sub, "types"), type))
+    for (size_t k = 0; k < subs->n; k++) {
+        if (!type_matches(&subs->v[k].event_types, type))
             continue;
         sqlite3_reset(del);
-        sqlite3_bind_int64(del, 1, json_integer_value(json_object_get(sub, "id")));
+        sqlite3_bind_int64(del, 1, subs->v[k].id);
         sqlite3_bind_int64(del, 2, event_id);
         sqlite3_bind_int64(del, 3, now_ms);
         reg_bind_text(del, 4, now);
@@ -117,7 +167,8 @@ done:
 
 int reg_store_events(ll_registry *r, const json_t *events)
 {
-    json_t *subs = NULL, *e;
+    hook_set subs = {NULL, 0};
+    json_t *e;
     char now[32];
     size_t i;
     int error;
@@ -129,12 +180,12 @@ int reg_store_events(ll_registry *r, const json_t *events)
     ll_now_rfc3339(now);
     json_array_foreach(events, i, e)
     {
-        if ((error = store_event(r, subs, json_string_value(json_object_get(e, "type")),
+        if ((error = store_event(r, &subs, json_string_value(json_object_get(e, "type")),
                                  json_string_value(json_object_get(e, "tenant")),
                                  json_object_get(e, "data"), now, ll_wall_ms())) < 0)
             break;
     }
-    json_decref(subs);
+    ll_registry_webhooks_free(subs.v, subs.n);
     return error;
 }
 
@@ -165,7 +216,7 @@ static json_t *transition_data(const ll_transition *t)
 
 /* Sets the observed state of transition t's tenant and stores its event;
  * inside the caller's transaction.  st: the prepared UPDATE. */
-static int store_transition(ll_registry *r, sqlite3_stmt *st, const json_t *subs,
+static int store_transition(ll_registry *r, sqlite3_stmt *st, const hook_set *subs,
                             const ll_transition *t, const char *now, long long now_ms)
 {
     char type[80];
@@ -188,7 +239,7 @@ int ll_registry_record_transitions(ll_registry *r, const ll_transition *t, size_
                                    long long now_ms)
 {
     sqlite3_stmt *st = NULL;
-    json_t *subs = NULL;
+    hook_set subs = {NULL, 0};
     char now[32];
     int error;
 
@@ -203,21 +254,15 @@ int ll_registry_record_transitions(ll_registry *r, const ll_transition *t, size_
              &st, r, "UPDATE tenants SET observed_state = ?, observed_since = ? WHERE id = ?")) < 0)
         goto done;
     for (size_t i = 0; i < n && error == 0; i++)
-        error = store_transition(r, st, subs, &t[i], now, now_ms);
+        error = store_transition(r, st, &subs, &t[i], now, now_ms);
 done:
-    json_decref(subs);
+    ll_registry_webhooks_free(subs.v, subs.n);
     reg_finalize(r, st);
     if (error < 0) {
         reg_rollback(r);
         return error;
     }
     return reg_commit(r);
-}
-
-static void copy_col(char *to, size_t cap, sqlite3_stmt *st, int i)
-{
-    const char *v = (const char *)sqlite3_column_text(st, i);
-    snprintf(to, cap, "%s", v ? v : "");
 }
 
 /* An events row (id, type, tenant_id, data, created_at) as a record; 0, or
@@ -227,9 +272,9 @@ static int event_row(ll_event *out, sqlite3_stmt *st)
     const char *data = (const char *)sqlite3_column_text(st, 3);
     memset(out, 0, sizeof(*out));
     out->id = sqlite3_column_int64(st, 0);
-    copy_col(out->type, sizeof(out->type), st, 1);
-    copy_col(out->tenant, sizeof(out->tenant), st, 2);
-    copy_col(out->created_at, sizeof(out->created_at), st, 4);
+    reg_copy_col(out->type, sizeof(out->type), st, 1);
+    reg_copy_col(out->tenant, sizeof(out->tenant), st, 2);
+    reg_copy_col(out->created_at, sizeof(out->created_at), st, 4);
     out->data = strdup(data ? data : "{}");
     return out->data ? 0 : -1;
 }
@@ -303,117 +348,101 @@ int ll_registry_events_prune(ll_registry *r, long long keep)
     return reg_exec(r, sql);
 }
 
-int ll_registry_state_counts(json_t **out, ll_registry *r)
-{
-    sqlite3_stmt *st = NULL;
-    json_t *rows = json_array();
-    int error, rc;
+/* --- state counts ---------------------------------------------------------------- */
 
-    if ((error = reg_prepare(&st, r,
-                             "SELECT tier, coalesce(observed_state, CASE lifecycle WHEN 'active' "
-                             "THEN 'unknown' ELSE lifecycle END) AS state, count(*) FROM tenants "
-                             "GROUP BY 1, 2 ORDER BY 1, 2")) < 0)
-        goto fail;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(rows, json_pack("{s:o, s:o, s:I}", "tier", reg_col_text(st, 0),
-                                              "state", reg_col_text(st, 1), "count",
-                                              (json_int_t)sqlite3_column_int64(st, 2)));
-    if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "count states");
-        goto fail;
-    }
-    reg_finalize(r, st);
-    *out = rows;
-    return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(rows);
-    return error;
+static int state_count_from_row(void *item, sqlite3_stmt *st)
+{
+    ll_state_count *c = item;
+    int oom = 0;
+    c->tier = reg_dup_col(st, 0, &oom);
+    c->state = reg_dup_col(st, 1, &oom);
+    c->count = sqlite3_column_int64(st, 2);
+    return oom ? -1 : 0;
 }
 
-/* --- webhooks ------------------------------------------------------------------ */
-
-#define WEBHOOK_COLS "id, url, event_types, description, created_at"
-
-static json_t *webhook_row(sqlite3_stmt *st)
+static void state_count_clear(void *item)
 {
-    json_t *types = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
-    return json_pack("{s:I, s:o, s:o, s:o, s:o}", "id", (json_int_t)sqlite3_column_int64(st, 0),
-                     "url", reg_col_text(st, 1), "event_types", types ? types : json_array(),
-                     "description", reg_col_text(st, 3), "created_at", reg_col_text(st, 4));
+    ll_state_count *c = item;
+    free(c->tier);
+    free(c->state);
 }
 
-int ll_registry_webhook_create(json_t **out, ll_registry *r, const char *url, const char *secret,
-                               const json_t *types, const char *description)
+void ll_registry_state_counts_free(ll_state_count *counts, size_t n)
 {
-    sqlite3_stmt *st = NULL;
-    char now[32], *types_json = json_dumps(types, JSON_COMPACT);
+    reg_records_free(counts, n, sizeof(*counts), state_count_clear);
+}
+
+int ll_registry_state_counts(ll_state_count **out, size_t *out_n, ll_registry *r)
+{
+    reg_records l = {.size = sizeof(ll_state_count),
+                     .from_row = state_count_from_row,
+                     .clear = state_count_clear};
+    int error = reg_rows(r, "count states", reg_collect, &l,
+                         "SELECT tier, coalesce(observed_state, CASE lifecycle WHEN 'active' "
+                         "THEN 'unknown' ELSE lifecycle END) AS state, count(*) FROM tenants "
+                         "GROUP BY 1, 2 ORDER BY 1, 2",
+                         NULL);
+    return reg_records_finish((void **)out, out_n, &l, error);
+}
+
+/* --- webhooks -------------------------------------------------------------------- */
+
+/* reg_row_fn: the first row into the webhook payload points to. */
+static int webhook_one(sqlite3_stmt *st, void *payload)
+{
+    ll_webhook *w = payload;
+    if (w->url)
+        return 0;
+    return webhook_from_row(w, st) < 0 ? ll_error_set(-1, "out of memory") : 0;
+}
+
+int ll_registry_webhook_create(ll_webhook *out, ll_registry *r, const char *url, const char *secret,
+                               const ll_names *types, const char *description)
+{
+    char now[32], *types_json = types_text(types);
     int error;
 
-    *out = NULL;
+    memset(out, 0, sizeof(*out));
     ll_now_rfc3339(now);
-    if ((error = reg_prepare(&st, r,
-                             "INSERT INTO webhooks (url, secret, event_types, description, "
-                             "created_at) VALUES (?, ?, ?, ?, ?) RETURNING " WEBHOOK_COLS)) < 0)
-        goto done;
-    reg_bind_text(st, 1, url);
-    reg_bind_text(st, 2, secret);
-    reg_bind_text(st, 3, types_json ? types_json : "[]");
-    reg_bind_text(st, 4, description ? description : "");
-    reg_bind_text(st, 5, now);
     /* Outside a transaction the insert commits when the statement ends,
-     * after its RETURNING row: only SQLITE_DONE says it is stored. */
-    if (sqlite3_step(st) == SQLITE_ROW)
-        *out = webhook_row(st);
-    if (!*out || sqlite3_step(st) != SQLITE_DONE) {
+     * after its RETURNING row: only the loop's end (SQLITE_DONE) says it
+     * is stored. */
+    error = reg_rows(r, "store webhook", webhook_one, out,
+                     "INSERT INTO webhooks (url, secret, event_types, description, "
+                     "created_at) VALUES (?, ?, ?, ?, ?) RETURNING " WEBHOOK_COLS,
+                     "sssss", url, secret, types_json ? types_json : "[]",
+                     description ? description : "", now);
+    if (error == 0)
         error = reg_db_error(r, "store webhook");
-        json_decref(*out);
-        *out = NULL;
-    }
-done:
-    reg_finalize(r, st);
     free(types_json);
-    return error;
-}
-
-int ll_registry_webhook_list(json_t **out, ll_registry *r)
-{
-    sqlite3_stmt *st = NULL;
-    json_t *rows = json_array();
-    int error, rc;
-
-    if ((error = reg_prepare(&st, r, "SELECT " WEBHOOK_COLS " FROM webhooks ORDER BY id")) < 0)
-        goto fail;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(rows, webhook_row(st));
-    if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "list webhooks");
-        goto fail;
-    }
-    reg_finalize(r, st);
-    *out = rows;
-    return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(rows);
-    return error;
-}
-
-int ll_registry_webhook_get(json_t **out, ll_registry *r, long long id)
-{
-    sqlite3_stmt *st = NULL;
-    int error;
-
-    *out = NULL;
-    if ((error = reg_prepare(&st, r, "SELECT " WEBHOOK_COLS " FROM webhooks WHERE id = ?")) < 0)
+    if (error < 0) {
+        ll_registry_webhook_clear(out);
         return error;
-    sqlite3_bind_int64(st, 1, id);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        *out = webhook_row(st);
-    else
+    }
+    return 0;
+}
+
+int ll_registry_webhook_list(ll_webhook **out, size_t *out_n, ll_registry *r)
+{
+    reg_records l = WEBHOOK_RECORDS;
+    int error = reg_rows(r, "list webhooks", reg_collect, &l,
+                         "SELECT " WEBHOOK_COLS " FROM webhooks ORDER BY id", NULL);
+    return reg_records_finish((void **)out, out_n, &l, error);
+}
+
+int ll_registry_webhook_get(ll_webhook *out, ll_registry *r, long long id)
+{
+    int error;
+    memset(out, 0, sizeof(*out));
+    error = reg_rows(r, "read webhook", webhook_one, out,
+                     "SELECT " WEBHOOK_COLS " FROM webhooks WHERE id = ?", "I", id);
+    if (error == 0)
         error = ll_error_set(LL_ENOTFOUND, "no webhook %lld", id);
-    reg_finalize(r, st);
-    return error;
+    if (error < 0) {
+        ll_registry_webhook_clear(out);
+        return error;
+    }
+    return 0;
 }
 
 int ll_registry_webhook_delete(ll_registry *r, long long id)
@@ -428,109 +457,126 @@ int ll_registry_webhook_delete(ll_registry *r, long long id)
     return 0;
 }
 
+/* --- deliveries: the records to and from rows ------------------------------------- */
+
+static const char *const delivery_states[] = {"pending", "delivered", "failed"};
+
+const char *ll_delivery_state_name(ll_delivery_state s)
+{
+    return (unsigned)s < 3 ? delivery_states[s] : "pending";
+}
+
+/* The state named name; only the three names are ever stored. */
+static ll_delivery_state delivery_state_of(const char *name)
+{
+    for (int i = 0; name && i < 3; i++)
+        if (strcmp(name, delivery_states[i]) == 0)
+            return (ll_delivery_state)i;
+    return LL_DELIVERY_PENDING;
+}
+
 #define DELIVERY_COLS                                                                              \
     "d.id, d.webhook_id, d.event_id, d.state, d.attempts, d.last_status, d.last_error, "           \
     "d.created_at, d.updated_at, e.type"
 
-static json_t *delivery_row(sqlite3_stmt *st)
+/* A deliveries row (DELIVERY_COLS) as a record; 0, or -1 out of memory. */
+static int delivery_from_row(void *item, sqlite3_stmt *st)
 {
-    json_t *d = json_pack(
-        "{s:I, s:I, s:I, s:o, s:I, s:o, s:o, s:o, s:o}", "id",
-        (json_int_t)sqlite3_column_int64(st, 0), "webhook", (json_int_t)sqlite3_column_int64(st, 1),
-        "event", (json_int_t)sqlite3_column_int64(st, 2), "state", reg_col_text(st, 3), "attempts",
-        (json_int_t)sqlite3_column_int64(st, 4), "last_error", reg_col_text(st, 6), "created_at",
-        reg_col_text(st, 7), "updated_at", reg_col_text(st, 8), "event_type", reg_col_text(st, 9));
-    json_object_set_new(d, "last_status",
-                        sqlite3_column_type(st, 5) == SQLITE_NULL
-                            ? json_null()
-                            : json_integer(sqlite3_column_int64(st, 5)));
-    return d;
+    ll_delivery *d = item;
+    int oom = 0;
+    d->id = sqlite3_column_int64(st, 0);
+    d->webhook = sqlite3_column_int64(st, 1);
+    d->event = sqlite3_column_int64(st, 2);
+    d->state = delivery_state_of((const char *)sqlite3_column_text(st, 3));
+    d->attempts = sqlite3_column_int(st, 4);
+    d->last_status = sqlite3_column_type(st, 5) == SQLITE_NULL ? 0 : sqlite3_column_int(st, 5);
+    d->last_error = reg_dup_col(st, 6, &oom);
+    reg_copy_col(d->created_at, sizeof(d->created_at), st, 7);
+    reg_copy_col(d->updated_at, sizeof(d->updated_at), st, 8);
+    reg_copy_col(d->event_type, sizeof(d->event_type), st, 9);
+    return oom ? -1 : 0;
 }
 
-int ll_registry_deliveries(json_t **out, ll_registry *r, long long webhook, long long before,
-                           int limit)
+/* A due delivery's row: DELIVERY_COLS, then the webhook's url and secret,
+ * the event's data ("{}" when none), created_at and tenant. */
+static int due_from_row(void *item, sqlite3_stmt *st)
 {
-    sqlite3_stmt *st = NULL;
-    json_t *rows = json_array();
-    int error, rc;
-
-    if ((error = reg_prepare(&st, r,
-                             "SELECT " DELIVERY_COLS " FROM deliveries d JOIN events e ON e.id = "
-                             "d.event_id WHERE d.webhook_id = ? AND d.id < ? ORDER BY d.id DESC "
-                             "LIMIT ?")) < 0)
-        goto fail;
-    sqlite3_bind_int64(st, 1, webhook);
-    sqlite3_bind_int64(st, 2, before > 0 ? before : (long long)1 << 62);
-    sqlite3_bind_int(st, 3, limit);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(rows, delivery_row(st));
-    if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "list deliveries");
-        goto fail;
-    }
-    reg_finalize(r, st);
-    *out = rows;
-    return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(rows);
-    return error;
+    ll_delivery *d = item;
+    int oom = delivery_from_row(d, st) < 0;
+    d->url = reg_dup_col(st, 10, &oom);
+    d->secret = reg_dup_col(st, 11, &oom);
+    d->data = reg_dup_col(st, 12, &oom);
+    if (!d->data && !oom && !(d->data = strdup("{}")))
+        oom = 1;
+    reg_copy_col(d->event_created_at, sizeof(d->event_created_at), st, 13);
+    reg_copy_col(d->tenant, sizeof(d->tenant), st, 14);
+    return oom ? -1 : 0;
 }
 
-int ll_registry_deliveries_due(json_t **out, ll_registry *r, long long now_ms, int limit)
+static void delivery_clear(void *item)
 {
-    sqlite3_stmt *st = NULL;
-    json_t *rows = json_array();
-    int error, rc;
+    ll_delivery *d = item;
+    free(d->last_error);
+    free(d->url);
+    free(d->secret);
+    free(d->data);
+}
 
+void ll_registry_deliveries_free(ll_delivery *items, size_t n)
+{
+    reg_records_free(items, n, sizeof(*items), delivery_clear);
+}
+
+int ll_registry_deliveries(ll_delivery **out, size_t *out_n, ll_registry *r, long long webhook,
+                           long long before, int limit)
+{
+    reg_records l = {
+        .size = sizeof(ll_delivery), .from_row = delivery_from_row, .clear = delivery_clear};
+    int error = reg_rows(r, "list deliveries", reg_collect, &l,
+                         "SELECT " DELIVERY_COLS " FROM deliveries d JOIN events e ON e.id = "
+                         "d.event_id WHERE d.webhook_id = ? AND d.id < ? ORDER BY d.id DESC "
+                         "LIMIT ?",
+                         "IIi", webhook, before > 0 ? before : (long long)1 << 62, limit);
+    return reg_records_finish((void **)out, out_n, &l, error);
+}
+
+int ll_registry_deliveries_due(ll_delivery **out, size_t *out_n, ll_registry *r, long long now_ms,
+                               int limit)
+{
+    reg_records l = {
+        .size = sizeof(ll_delivery), .from_row = due_from_row, .clear = delivery_clear};
     /* Polled by the deliverer after every batch of events: prepared once. */
-    if ((error = reg_prepare(
-             &st, r,
-             "SELECT " DELIVERY_COLS ", w.url, w.secret, e.data, e.created_at, "
-             "nullif(e.tenant_id, '') FROM deliveries d JOIN events e ON e.id = d.event_id "
-             "JOIN webhooks w ON w.id = d.webhook_id WHERE d.state = 'pending' "
-             "AND d.next_at_ms <= ? ORDER BY d.next_at_ms, d.id LIMIT ?")) < 0)
-        goto fail;
-    sqlite3_bind_int64(st, 1, now_ms);
-    sqlite3_bind_int(st, 2, limit);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *d = delivery_row(st);
-        const char *data = (const char *)sqlite3_column_text(st, 12);
-        json_t *dj = data ? json_loads(data, 0, NULL) : NULL;
-        json_object_set_new(d, "url", reg_col_text(st, 10));
-        json_object_set_new(d, "secret", reg_col_text(st, 11));
-        json_object_set_new(d, "data", dj ? dj : json_object());
-        json_object_set_new(d, "event_created_at", reg_col_text(st, 13));
-        json_object_set_new(d, "tenant", reg_col_text(st, 14));
-        json_array_append_new(rows, d);
-    }
-    if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "read due deliveries");
-        goto fail;
-    }
-    reg_finalize(r, st);
-    *out = rows;
+    int error = reg_rows(r, "read due deliveries", reg_collect, &l,
+                         "SELECT " DELIVERY_COLS ", w.url, w.secret, e.data, e.created_at, "
+                         "e.tenant_id FROM "
+                         "deliveries d JOIN events e ON e.id = d.event_id JOIN webhooks w ON "
+                         "w.id = d.webhook_id WHERE d.state = 'pending' AND d.next_at_ms <= ? "
+                         "ORDER BY d.next_at_ms, d.id LIMIT ?",
+                         "Ii", now_ms, limit);
+    return reg_records_finish((void **)out, out_n, &l, error);
+}
+
+/* The first column of the first row, as a long long payload points to; -1
+ * stays when it is NULL. */
+static int first_int(sqlite3_stmt *st, void *payload)
+{
+    if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *(long long *)payload = sqlite3_column_int64(st, 0);
     return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(rows);
-    return error;
 }
 
 long long ll_registry_deliveries_next_due(ll_registry *r)
 {
-    sqlite3_stmt *st = NULL;
     long long next = -1;
-    if (reg_prepare(&st, r, "SELECT min(next_at_ms) FROM deliveries WHERE state = 'pending'") < 0)
+    if (reg_rows(r, "read the next due delivery", first_int, &next,
+                 "SELECT min(next_at_ms) FROM deliveries WHERE state = 'pending'", NULL) < 0)
         return -1;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-        next = sqlite3_column_int64(st, 0);
-    reg_finalize(r, st);
     return next;
 }
 
-int ll_registry_delivery_attempted(ll_registry *r, long long id, const char *state, int attempts,
-                                   long long next_at_ms, int status, const char *error_text)
+int ll_registry_delivery_attempted(ll_registry *r, long long id, ll_delivery_state state,
+                                   int attempts, long long next_at_ms, int status,
+                                   const char *error_text)
 {
     sqlite3_stmt *st = NULL;
     char now[32];
@@ -541,7 +587,7 @@ int ll_registry_delivery_attempted(ll_registry *r, long long id, const char *sta
                              "UPDATE deliveries SET state = ?, attempts = ?, next_at_ms = ?, "
                              "last_status = ?, last_error = ?, updated_at = ? WHERE id = ?")) < 0)
         return error;
-    reg_bind_text(st, 1, state);
+    reg_bind_text(st, 1, ll_delivery_state_name(state));
     sqlite3_bind_int(st, 2, attempts);
     sqlite3_bind_int64(st, 3, next_at_ms);
     if (status > 0)
@@ -551,119 +597,6 @@ int ll_registry_delivery_attempted(ll_registry *r, long long id, const char *sta
     reg_bind_text(st, 5, error_text);
     reg_bind_text(st, 6, now);
     sqlite3_bind_int64(st, 7, id);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        error = reg_db_error(r, "record delivery");
-    reg_finalize(r, st);
-    return error;
-}
-
-/* --- releases ----------------------------------------------------------------- */
-
-#define RELEASE_COLS                                                                               \
-    "version, tag, manifest_digest, chart_digest, config_digest, size, location, app_version, "    \
-    "pushed_at"
-
-static json_t *release_row(sqlite3_stmt *st)
-{
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o}", "version",
-                     reg_col_text(st, 0), "tag", reg_col_text(st, 1), "digest", reg_col_text(st, 2),
-                     "chart_digest", reg_col_text(st, 3), "config_digest", reg_col_text(st, 4),
-                     "size", (json_int_t)sqlite3_column_int64(st, 5), "location",
-                     reg_col_text(st, 6), "app_version", reg_col_text(st, 7), "pushed_at",
-                     reg_col_text(st, 8));
-}
-
-int ll_registry_release_put(ll_registry *r, const json_t *rel)
-{
-    sqlite3_stmt *st = NULL;
-    int error;
-    if ((error = reg_prepare(&st, r,
-                             "INSERT INTO releases (" RELEASE_COLS
-                             ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) < 0)
-        return error;
-    const char *keys[] = {"version", "tag",      "digest",      "chart_digest", "config_digest",
-                          NULL,      "location", "app_version", "pushed_at"};
-    for (int i = 0; i < 9; i++) {
-        if (!keys[i])
-            sqlite3_bind_int64(st, i + 1, json_integer_value(json_object_get(rel, "size")));
-        else
-            reg_bind_text(st, i + 1, json_string_value(json_object_get(rel, keys[i])));
-    }
-    if (sqlite3_step(st) != SQLITE_DONE)
-        error = reg_db_error(r, "store release");
-    reg_finalize(r, st);
-    return error;
-}
-
-int ll_registry_release_get(json_t **out, ll_registry *r, const char *version)
-{
-    sqlite3_stmt *st = NULL;
-    int error;
-    *out = NULL;
-    if ((error = reg_prepare(&st, r, "SELECT " RELEASE_COLS " FROM releases WHERE version = ?")) <
-        0)
-        return error;
-    reg_bind_text(st, 1, version);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        *out = release_row(st);
-    else
-        error = ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version);
-    reg_finalize(r, st);
-    return error;
-}
-
-int ll_registry_release_list(json_t **out, ll_registry *r)
-{
-    sqlite3_stmt *st = NULL;
-    json_t *rows = json_array();
-    int error, rc;
-    if ((error = reg_prepare(&st, r, "SELECT " RELEASE_COLS " FROM releases")) < 0)
-        goto fail;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(rows, release_row(st));
-    if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "list releases");
-        goto fail;
-    }
-    reg_finalize(r, st);
-    *out = rows;
-    return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(rows);
-    return error;
-}
-
-int ll_registry_release_delete(ll_registry *r, const char *version)
-{
-    const char *p[] = {version};
-    int n = reg_run(r, "DELETE FROM releases WHERE version = ?", 1, p);
-    if (n < 0)
-        return n;
-    return n == 0 ? ll_error_set(LL_ENOTFOUND, "no release '%.64s'", version) : 0;
-}
-
-int ll_registry_release_users(json_t **out, ll_registry *r)
-{
-    sqlite3_stmt *st = NULL;
-    json_t *rows = json_array();
-    int error, rc;
-    if ((error = reg_prepare(&st, r,
-                             "SELECT coalesce(chart_version, release), count(*) FROM tenants "
-                             "WHERE lifecycle != 'offboarded' GROUP BY 1")) < 0)
-        goto fail;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(rows, json_pack("{s:o, s:I}", "release", reg_col_text(st, 0), "count",
-                                              (json_int_t)sqlite3_column_int64(st, 1)));
-    if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "count releases in use");
-        goto fail;
-    }
-    reg_finalize(r, st);
-    *out = rows;
-    return 0;
-fail:
-    reg_finalize(r, st);
-    json_decref(rows);
-    return error;
+    error = reg_step_rows(r, st, "record delivery", NULL, NULL);
+    return error < 0 ? error : 0;
 }

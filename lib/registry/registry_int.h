@@ -74,6 +74,36 @@ int reg_rows(ll_registry *r, const char *what, reg_row_fn row, void *payload, co
 int reg_step_rows(ll_registry *r, sqlite3_stmt *st, const char *what, reg_row_fn row,
                   void *payload);
 
+/* A growing array of records of size bytes each (records.c), filled from
+ * rows by from_row, which starts from a zeroed record and returns -1 when
+ * out of memory; a record it could not fill completely is kept, for clear
+ * to free its parts.  Start it as {.size, .from_row, .clear}. */
+typedef struct reg_records {
+    void *v;
+    size_t n, cap, size;
+    int (*from_row)(void *item, sqlite3_stmt *st);
+    void (*clear)(void *item);
+} reg_records;
+
+/* reg_row_fn for reg_rows: appends the row to the reg_records payload
+ * points to. */
+int reg_collect(sqlite3_stmt *st, void *payload);
+
+/* Ends a reg_rows loop into l that returned error: on success hands the
+ * array over (*out a new array, NULL when none; *out_n its length) and
+ * returns 0; else frees it and returns error. */
+int reg_records_finish(void **out, size_t *out_n, reg_records *l, int error);
+
+/* Frees n records of size bytes at v (clear on each, then v); NULL is fine. */
+void reg_records_free(void *v, size_t n, size_t size, void (*clear)(void *));
+
+/* Column i as a new string, NULL when SQL NULL (or out of memory: then
+ * *oom is set to 1). */
+char *reg_dup_col(sqlite3_stmt *st, int i, int *oom);
+
+/* Column i copied into to[cap] ("" when NULL; cut at cap). */
+void reg_copy_col(char *to, size_t cap, sqlite3_stmt *st, int i);
+
 /* Runs one statement with text parameters (NULL binds NULL); returns the
  * number of changed rows or a negative code. */
 int reg_run(ll_registry *r, const char *sql, int n, const char *const *params);

@@ -376,12 +376,17 @@ static const char *chart_of(ll_registry *r, const char *id)
 
 static void put_release(ll_registry *r, const char *version)
 {
-    json_t *rel =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s}", "version", version, "tag", version,
-                  "digest", "sha256:m", "chart_digest", "sha256:c", "config_digest", "sha256:f",
-                  "size", 1, "location", "local", "pushed_at", "2026-01-01T00:00:00.000Z");
-    assert_int_equal(ll_registry_release_put(r, rel), 0);
-    json_decref(rel);
+    char tag[64];
+    snprintf(tag, sizeof(tag), "%s", version);
+    ll_release rel = {.version = tag,
+                      .tag = tag,
+                      .digest = "sha256:m",
+                      .chart_digest = "sha256:c",
+                      .config_digest = "sha256:f",
+                      .size = 1,
+                      .location = "local",
+                      .pushed_at = "2026-01-01T00:00:00.000Z"};
+    assert_int_equal(ll_registry_release_put(r, &rel), 0);
 }
 
 /* What a tenant's file carries: the range while nothing is uploaded; then
@@ -446,15 +451,15 @@ static void test_chart_versions(void **state)
     assert_int_equal(finish_failed(r, op, LL_OP_FAILURE_CONFLICT, "x"), 0);
     assert_string_equal(chart_of(r, "f"), "0.0.10");
     /* The catalogue's users are what files carry. */
-    json_t *users = NULL, *u;
-    size_t i;
+    ll_release_use *users = NULL;
+    size_t n = 0;
     long long on_10 = 0;
-    assert_int_equal(ll_registry_release_users(&users, r), 0);
-    json_array_foreach(
-        users, i, u) if (strcmp(json_string_value(json_object_get(u, "release")), "0.0.10") == 0)
-        on_10 = json_integer_value(json_object_get(u, "count"));
+    assert_int_equal(ll_registry_release_users(&users, &n, r), 0);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(users[i].release, "0.0.10") == 0)
+            on_10 = users[i].count;
     assert_int_equal(on_10, 1); /* f; b moved to 0.1.0 */
-    json_decref(users);
+    ll_registry_release_uses_free(users, n);
     ll_registry_close(r);
 }
 

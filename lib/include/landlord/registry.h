@@ -260,9 +260,20 @@ int ll_registry_events_after(ll_event **out, size_t *count, ll_registry *r, long
 /* Frees what ll_registry_events_after returned; NULL is fine. */
 void ll_registry_events_free(ll_event *events, size_t count);
 
-/* Tenants per tier and state: [{"tier", "state", "count"}], the state being
- * the last observed one, else unknown (active) or the lifecycle. */
-int ll_registry_state_counts(json_t **out, ll_registry *r);
+/* How many tenants of a tier are in a state: the last observed one, else
+ * unknown (active) or the lifecycle. */
+typedef struct ll_state_count {
+    char *tier;  /* owned */
+    char *state; /* owned */
+    long long count;
+} ll_state_count;
+
+/* Tenants per tier and state, ordered by tier then state: *out a new array
+ * of *out_n counts (ll_registry_state_counts_free), NULL when none. */
+int ll_registry_state_counts(ll_state_count **out, size_t *out_n, ll_registry *r);
+
+/* Frees what ll_registry_state_counts returned; NULL is fine. */
+void ll_registry_state_counts_free(ll_state_count *counts, size_t n);
 
 /* The newest event's id, 0 when none. */
 int ll_registry_events_last(long long *out, ll_registry *r);
@@ -270,40 +281,121 @@ int ll_registry_events_last(long long *out, ll_registry *r);
 /* Keeps the newest keep events (and their deliveries). */
 int ll_registry_events_prune(ll_registry *r, long long keep);
 
-/* Webhooks: {"id", "url", "event_types", "description", "created_at"}; the
- * secret is stored but never read back here. */
-int ll_registry_webhook_create(json_t **out, ll_registry *r, const char *url, const char *secret,
-                               const json_t *types, const char *description);
-int ll_registry_webhook_list(json_t **out, ll_registry *r);
-int ll_registry_webhook_get(json_t **out, ll_registry *r, long long id); /* LL_ENOTFOUND */
-int ll_registry_webhook_delete(ll_registry *r, long long id);            /* LL_ENOTFOUND */
+/* A webhook subscription as stored.  The secret is stored but never read
+ * back into one. */
+typedef struct ll_webhook {
+    long long id;
+    char *url;            /* owned */
+    ll_names event_types; /* owned: types, or prefixes ending in '*' */
+    char *description;    /* owned; "" when none */
+    char created_at[40];  /* RFC 3339 */
+} ll_webhook;
+
+/* Frees what w owns (w itself is the caller's); NULL is fine. */
+void ll_registry_webhook_clear(ll_webhook *w);
+
+/* Frees an array of webhooks and what each owns; NULL is fine. */
+void ll_registry_webhooks_free(ll_webhook *items, size_t n);
+
+/* Stores a subscription (url, secret, types and description borrowed;
+ * description NULL: "") and fills *out with it as stored (cleared first;
+ * ll_registry_webhook_clear). */
+int ll_registry_webhook_create(ll_webhook *out, ll_registry *r, const char *url, const char *secret,
+                               const ll_names *types, const char *description);
+
+/* Every webhook by id: *out a new array of *out_n (ll_registry_webhooks_free),
+ * NULL when none. */
+int ll_registry_webhook_list(ll_webhook **out, size_t *out_n, ll_registry *r);
+
+/* Webhook id into *out (cleared first; ll_registry_webhook_clear).
+ * LL_ENOTFOUND. */
+int ll_registry_webhook_get(ll_webhook *out, ll_registry *r, long long id);
+int ll_registry_webhook_delete(ll_registry *r, long long id); /* LL_ENOTFOUND */
+
+/* Where a delivery stands: due (again) at its next_at_ms, or done. */
+typedef enum ll_delivery_state {
+    LL_DELIVERY_PENDING = 0,
+    LL_DELIVERY_DELIVERED,
+    LL_DELIVERY_FAILED /* gave up */
+} ll_delivery_state;
+
+/* "pending", "delivered" or "failed": the state's name as stored and shown
+ * (static). */
+const char *ll_delivery_state_name(ll_delivery_state s);
+
+/* One delivery of an event to a webhook, as read back. */
+typedef struct ll_delivery {
+    long long id, webhook, event;
+    ll_delivery_state state;
+    int attempts;
+    int last_status;     /* the receiver's last HTTP status, 0: none */
+    char *last_error;    /* owned; NULL: none */
+    char created_at[40]; /* RFC 3339 */
+    char updated_at[40];
+    char event_type[64];
+    /* Filled by ll_registry_deliveries_due only (else NULL and ""): */
+    char *url;                 /* owned */
+    char *secret;              /* owned; never logged, never in an API answer */
+    char *data;                /* owned: the event's data, compact JSON text */
+    char event_created_at[40]; /* RFC 3339 */
+    char tenant[64];           /* the event's tenant, "" when of no single one */
+} ll_delivery;
+
+/* Frees an array of deliveries and what each owns; NULL is fine. */
+void ll_registry_deliveries_free(ll_delivery *items, size_t n);
 
 /* The delivery log of a webhook, newest first, ids below before (0: from
- * the newest): [{"id", "webhook", "event", "event_type", "state", "attempts",
- * "last_status", "last_error", "created_at", "updated_at"}]. */
-int ll_registry_deliveries(json_t **out, ll_registry *r, long long webhook, long long before,
-                           int limit);
+ * the newest), at most limit: *out a new array of *out_n
+ * (ll_registry_deliveries_free), NULL when none. */
+int ll_registry_deliveries(ll_delivery **out, size_t *out_n, ll_registry *r, long long webhook,
+                           long long before, int limit);
 
-/* Pending deliveries due at now_ms, with what sending needs: the above plus
- * "url", "secret", "data", "event_created_at", "tenant". */
-int ll_registry_deliveries_due(json_t **out, ll_registry *r, long long now_ms, int limit);
+/* Pending deliveries due at now_ms, at most limit, with what sending needs
+ * (url, secret, data, event_created_at, tenant): as ll_registry_deliveries. */
+int ll_registry_deliveries_due(ll_delivery **out, size_t *out_n, ll_registry *r, long long now_ms,
+                               int limit);
 
 /* The earliest next_at_ms of a pending delivery, -1 when none. */
 long long ll_registry_deliveries_next_due(ll_registry *r);
 
 /* Records an attempt: state pending (retry at next_at_ms), delivered or
- * failed; status the HTTP status (0: none), error_text why it failed. */
-int ll_registry_delivery_attempted(ll_registry *r, long long id, const char *state, int attempts,
-                                   long long next_at_ms, int status, const char *error_text);
+ * failed; status the HTTP status (0: none), error_text why it failed
+ * (borrowed; NULL: none). */
+int ll_registry_delivery_attempted(ll_registry *r, long long id, ll_delivery_state state,
+                                   int attempts, long long next_at_ms, int status,
+                                   const char *error_text);
 
-/* --- releases (registry_events.c) --- */
+/* --- releases (releases.c) --- */
 
-/* Stores an uploaded release: {"version", "tag", "digest" (manifest),
- * "chart_digest", "config_digest", "size", "location", "app_version"?,
- * "pushed_at"}.  LL_ECONFLICT when the version exists. */
-int ll_registry_release_put(ll_registry *r, const json_t *rel);
-int ll_registry_release_get(json_t **out, ll_registry *r, const char *version); /* LL_ENOTFOUND */
-int ll_registry_release_list(json_t **out, ll_registry *r);
+/* An uploaded release as stored; every string owned (app_version NULL when
+ * the chart has none). */
+typedef struct ll_release {
+    char *version, *tag;
+    char *digest; /* the manifest's */
+    char *chart_digest, *config_digest;
+    long long size;
+    char *location; /* "local" or the OCI reference */
+    char *app_version;
+    char *pushed_at; /* RFC 3339 */
+} ll_release;
+
+/* Frees what rel owns (rel itself is the caller's); NULL is fine. */
+void ll_registry_release_clear(ll_release *rel);
+
+/* Frees an array of releases and what each owns; NULL is fine. */
+void ll_registry_releases_free(ll_release *items, size_t n);
+
+/* Stores an uploaded release (borrowed).  LL_ECONFLICT when the version
+ * exists. */
+int ll_registry_release_put(ll_registry *r, const ll_release *rel);
+
+/* The release of version into *out (cleared first;
+ * ll_registry_release_clear).  LL_ENOTFOUND. */
+int ll_registry_release_get(ll_release *out, ll_registry *r, const char *version);
+
+/* Every release, in no order: *out a new array of *out_n
+ * (ll_registry_releases_free), NULL when none. */
+int ll_registry_release_list(ll_release **out, size_t *out_n, ll_registry *r);
 int ll_registry_release_delete(ll_registry *r, const char *version); /* LL_ENOTFOUND */
 
 /* --- rollouts (registry_rollouts.c reads, registry_rollout_steps.c writes) --- */
@@ -379,9 +471,19 @@ int ll_registry_rollouts_using(long long *out, ll_registry *r, const char *versi
  * (new reference). */
 int ll_registry_tier_versions(json_t **out, ll_registry *r);
 
-/* Tenants not offboarded per chart version their files carry (an exact
- * version, or a range while none was uploaded): [{"release", "count"}]. */
-int ll_registry_release_users(json_t **out, ll_registry *r);
+/* How many tenants not offboarded carry a chart version in their files
+ * (an exact version, or a range while none was uploaded). */
+typedef struct ll_release_use {
+    char *release; /* owned */
+    long long count;
+} ll_release_use;
+
+/* The uses of every chart version: *out a new array of *out_n
+ * (ll_registry_release_uses_free), NULL when none. */
+int ll_registry_release_users(ll_release_use **out, size_t *out_n, ll_registry *r);
+
+/* Frees what ll_registry_release_users returned; NULL is fine. */
+void ll_registry_release_uses_free(ll_release_use *uses, size_t n);
 
 /* --- audit, idempotency, tiers (registry_auth.c) --- */
 
