@@ -196,7 +196,7 @@ static void cache_put(const ll_auth *a, const unsigned char digest[32], const ll
     pthread_mutex_unlock(&t->lock);
 }
 
-void ll_auth_cache_stats(const ll_auth *a, unsigned long long *hits, size_t *entries)
+void ll_auth_cache_stats(unsigned long long *hits, size_t *entries, const ll_auth *a)
 {
     tcache *t = a->cache;
     *hits = 0;

@@ -107,7 +107,7 @@ int ll_validate_reserved_list(const char *list)
     return 0;
 }
 
-int ll_reserved_match(const char *list, const char *name, char *match, size_t cap)
+int ll_reserved_match(char *match, size_t cap, const char *list, const char *name)
 {
     const char *p = list, *e;
     size_t n, len = strlen(name);

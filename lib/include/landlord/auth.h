@@ -62,7 +62,7 @@ int ll_auth_verify(ll_caller *out, const ll_auth *a, const char *token, long lon
 
 /* The verified-token cache's counters: *hits, requests it answered, and
  * *entries, tokens it holds now (both 0 without a cache). */
-void ll_auth_cache_stats(const ll_auth *a, unsigned long long *hits, size_t *entries);
+void ll_auth_cache_stats(unsigned long long *hits, size_t *entries, const ll_auth *a);
 
 /* 1 when the caller may use a route that needs scope: it carries the scope
  * or admin; tenants:write also allows tenants:read. */

@@ -19,6 +19,6 @@ void ll_ratelimit_free(ll_ratelimit *rl);
 
 /* Takes a token from key's bucket at now_ms (monotonic).  1: allowed; 0:
  * limited, *retry_after_s the whole seconds until a token is back (>= 1). */
-int ll_ratelimit_take(ll_ratelimit *rl, const char *key, int64_t now_ms, int *retry_after_s);
+int ll_ratelimit_take(int *retry_after_s, ll_ratelimit *rl, const char *key, int64_t now_ms);
 
 #endif

@@ -46,7 +46,7 @@ void ll_registry_set_quiet(ll_registry *r, int quiet);
 
 /* The number of migrations applied (PRAGMA user_version), and how many this
  * binary knows. */
-int ll_registry_schema_version(ll_registry *r, int *out_applied, int *out_known);
+int ll_registry_schema_version(int *out_applied, int *out_known, ll_registry *r);
 
 /* A trivial query, for /readyz. */
 int ll_registry_ping(ll_registry *r);
