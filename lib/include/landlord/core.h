@@ -5,6 +5,11 @@
  * (new references) shaped as docs/api.md describes.  Errors are the LL_E*
  * codes with ll_error_last() saying why; ll_error_last()->kind refines the
  * class where the code alone is too coarse ("render-failed").
+ *
+ * Ownership, unless a prototype says otherwise: `json_t **out` receives a
+ * new reference (json_decref), `const json_t *body` and strings are borrowed
+ * for the call, handles from ll_core_* accessors are borrowed for the life
+ * of the core.
  */
 #ifndef LANDLORD_CORE_H
 #define LANDLORD_CORE_H

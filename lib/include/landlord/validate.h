@@ -2,6 +2,9 @@
  *
  * Every function returns 0 or LL_EINVALID with a message and the field at
  * fault set through ll_error_set()/ll_error_field().
+ *
+ * Ownership: every argument is borrowed for the call; `char *out, size_t
+ * cap` buffers are the caller's.
  */
 #ifndef LANDLORD_VALIDATE_H
 #define LANDLORD_VALIDATE_H
