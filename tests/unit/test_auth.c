@@ -77,6 +77,20 @@ static void test_durations(void **state)
     assert_int_equal(ll_parse_duration(&v, "-5m"), LL_EINVALID);
     assert_int_equal(ll_parse_duration(&v, "1hh"), LL_EINVALID);
     assert_int_equal(ll_parse_duration(&v, "h"), LL_EINVALID);
+    /* The bounds and units exactly: 366 days is the most in any unit. */
+    assert_int_equal(ll_parse_duration(&v, "30s"), 0);
+    assert_int_equal(v, 30);
+    assert_int_equal(ll_parse_duration(&v, "366d"), 0);
+    assert_int_equal(v, 366L * 86400);
+    assert_int_equal(ll_parse_duration(&v, "8784h"), 0);
+    assert_int_equal(ll_parse_duration(&v, "8785h"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "31622401"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "5x"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "5sx"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, ""), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "99999999999999999999d"), LL_EINVALID);
+    assert_int_equal(v, 366L * 86400); /* untouched by refusals */
+    assert_non_null(strstr(ll_error_last()->hint, "90s"));
 }
 
 /* Mint with the embedded default secret in a temp data dir, verify, and

@@ -57,11 +57,12 @@ static void test_releases(void **state)
     static const struct {
         const char *release, *expr;
     } cases[] = {
-        {"0.0", "0.0.x"},         {"1.2", "1.2.x"}, {"1.2.x", "1.2.x"}, {"1.2.3", "1.2.3"},
-        {"10.20.30", "10.20.30"}, {"", NULL},       {"1", NULL},        {"1.x", NULL},
-        {"1.2.3.4", NULL},        {"01.2", NULL},   {"1.2.", NULL},     {"v1.2", NULL},
-        {"1.2.3-rc1", NULL},      {"1..2", NULL},   {"a.b", NULL},      {"1.2.X", NULL},
-        {"${x}", NULL},
+        {"0.0", "0.0.x"},         {"1.2", "1.2.x"},   {"1.2.x", "1.2.x"}, {"1.2.3", "1.2.3"},
+        {"10.20.30", "10.20.30"}, {"", NULL},         {"1", NULL},        {"1.x", NULL},
+        {"1.2.3.4", NULL},        {"01.2", NULL},     {"1.2.", NULL},     {"v1.2", NULL},
+        {"1.2.3-rc1", NULL},      {"1..2", NULL},     {"a.b", NULL},      {"1.2.X", NULL},
+        {"${x}", NULL},           {"1.2.xx", NULL},   {"1.2.3x", NULL},   {"1.2x", NULL},
+        {"1.2.03", NULL},         {"1.2.0", "1.2.0"},
     };
     char out[64];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
