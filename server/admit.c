@@ -78,7 +78,7 @@ static void client_addr(ll_req *req, char *out, size_t cap)
 static int within_rate(ll_req *req, const char *key, enum MHD_Result *ret)
 {
     int retry = 0;
-    if (!limiter || ll_ratelimit_take(limiter, key, ll_monotonic_ms(), &retry))
+    if (!limiter || ll_ratelimit_take(&retry, limiter, key, ll_monotonic_ms()))
         return 1;
     req->retry_after = retry;
     *ret = ll_reply_problem(req, 429, "too-many-requests",

@@ -70,7 +70,7 @@ static void release_answer(void *cls)
 enum MHD_Result ll_reply_answer(ll_req *req, unsigned status, ll_answer *answer)
 {
     size_t len = 0;
-    const char *text = ll_answer_text(answer, &len);
+    const char *text = ll_answer_text(&len, answer);
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
         len, (void *)text, release_answer, answer);
     if (!resp) {

@@ -196,7 +196,7 @@ static void cache_put(const ll_auth *a, const unsigned char digest[32], const ll
     pthread_mutex_unlock(&t->lock);
 }
 
-void ll_auth_cache_stats(const ll_auth *a, unsigned long long *hits, size_t *entries)
+void ll_auth_cache_stats(unsigned long long *hits, size_t *entries, const ll_auth *a)
 {
     tcache *t = a->cache;
     *hits = 0;
@@ -314,21 +314,22 @@ static int number_claim(long long *out, const json_t *claims, const char *name, 
     }
     if (!json_is_number(v))
         return ll_error_set(LL_EAUTH, "the token's %s claim is not a number", name);
+    int in_range;
+    long long when = 0;
     if (json_is_integer(v)) {
         json_int_t i = json_integer_value(v);
-        if (i < 0 || i > NUMERIC_DATE_MAX)
-            goto range;
-        *out = (long long)i;
+        if ((in_range = i >= 0 && i <= NUMERIC_DATE_MAX))
+            when = (long long)i;
     } else {
         double d = json_real_value(v);
-        if (!(d >= 0 && d <= (double)NUMERIC_DATE_MAX)) /* NaN too */
-            goto range;
-        *out = (long long)d;
+        if ((in_range = d >= 0 && d <= (double)NUMERIC_DATE_MAX)) /* false for NaN too */
+            when = (long long)d;
     }
+    if (!in_range)
+        return ll_error_set(
+            LL_EAUTH, "the token's %s claim is out of range (a time from 1970 to year 9999)", name);
+    *out = when;
     return 1;
-range:
-    return ll_error_set(
-        LL_EAUTH, "the token's %s claim is out of range (a time from 1970 to year 9999)", name);
 }
 
 /* The token's iss and aud, when landlord is configured with an issuer and

@@ -445,26 +445,27 @@ int ll_auth_open(ll_auth **out, const ll_config *cfg)
     ll_auth_secret_path(path, sizeof(path), cfg);
     if (path[0]) {
         if (!cfg->jwt_secret_file[0] && (error = ll_auth_ensure_secret(path, cfg->data)) < 0)
-            goto fail;
+            goto done;
         if ((error = ll_auth_read_secret(&secret, &len, path)) < 0)
-            goto fail;
+            goto done;
         error = add_key(a, JWT_ALG_HS256, NULL, secret, len);
         memset(secret, 0, len);
         free(secret);
         if (error < 0)
-            goto fail;
+            goto done;
     }
     if (cfg->jwt_public_key_file[0]) {
         if ((error = load_public_key(a, cfg->jwt_public_key_file)) < 0)
-            goto fail;
+            goto done;
     }
     if (cfg->jwt_jwks_file[0]) {
         if ((error = load_jwks(a, cfg->jwt_jwks_file)) < 0)
-            goto fail;
+            goto done;
     }
     *out = a;
-    return 0;
-fail:
+    a = NULL;
+    error = 0;
+done:
     ll_auth_free(a);
     return error;
 }

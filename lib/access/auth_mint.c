@@ -18,34 +18,42 @@
 
 /* --- local tokens -------------------------------------------------------------------- */
 
+/* The seconds in a duration's unit (s, m, h or d; none is seconds), 0 for
+ * anything else. */
+static long unit_seconds(const char *unit)
+{
+    if (!unit[0])
+        return 1;
+    if (unit[1])
+        return 0;
+    switch (unit[0]) {
+    case 's':
+        return 1;
+    case 'm':
+        return 60;
+    case 'h':
+        return 3600;
+    case 'd':
+        return 86400;
+    default:
+        return 0;
+    }
+}
+
 int ll_parse_duration(long *out, const char *text)
 {
     char *end;
-    long v, mult = 1;
+    long v, mult;
     errno = 0;
     v = strtol(text, &end, 10);
-    if (errno || end == text || v <= 0)
-        goto bad;
-    if (*end == 's')
-        mult = 1;
-    else if (*end == 'm')
-        mult = 60;
-    else if (*end == 'h')
-        mult = 3600;
-    else if (*end == 'd')
-        mult = 86400;
-    else if (*end)
-        goto bad;
-    if (*end && end[1])
-        goto bad;
-    if (v > 366L * 86400 / mult)
-        goto bad;
+    mult = unit_seconds(end);
+    if (errno || end == text || v <= 0 || !mult || v > 366L * 86400 / mult) {
+        ll_error_set(LL_EINVALID, "'%.32s' is not a duration of at most 366 days", text);
+        ll_error_hint("write 90s, 15m, 1h or 7d");
+        return LL_EINVALID;
+    }
     *out = v * mult;
     return 0;
-bad:
-    ll_error_set(LL_EINVALID, "'%.32s' is not a duration of at most 366 days", text);
-    ll_error_hint("write 90s, 15m, 1h or 7d");
-    return LL_EINVALID;
 }
 
 static int known_scope(const char *s, size_t n)

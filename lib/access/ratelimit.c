@@ -100,7 +100,7 @@ static void sweep(ll_ratelimit *rl, int64_t now_ms)
     rl->slots = fresh;
 }
 
-int ll_ratelimit_take(ll_ratelimit *rl, const char *key, int64_t now_ms, int *retry_after_s)
+int ll_ratelimit_take(int *retry_after_s, ll_ratelimit *rl, const char *key, int64_t now_ms)
 {
     char k[KEY_MAX];
     unsigned long j;

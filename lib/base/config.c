@@ -405,16 +405,79 @@ int ll_config_set(ll_config *cfg, const char *name, const char *value, const cha
     return 0;
 }
 
+/* How far load_yaml has read: mapping depth, the key awaiting its value,
+ * and the position of the current event for messages. */
+typedef struct yaml_walk {
+    int depth, have_key, finished;
+    char key[128];
+    char where[1200];
+} yaml_walk;
+
+/* Applies one parse event of a config file: 0, or LL_EINVALID with the
+ * error set (ev is borrowed; the caller deletes it). */
+static int apply_event(ll_config *cfg, yaml_walk *w, const yaml_event_t *ev)
+{
+    switch (ev->type) {
+    case YAML_STREAM_END_EVENT:
+        w->finished = 1;
+        break;
+    case YAML_MAPPING_START_EVENT:
+        if (++w->depth > 1) {
+            ll_error_set(LL_EINVALID, "%s: '%s' takes a single value, not a mapping", w->where,
+                         w->key);
+            ll_error_hint("settings are flat: write '%s: value'", w->key);
+            return LL_EINVALID;
+        }
+        break;
+    case YAML_MAPPING_END_EVENT:
+        w->depth--;
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        ll_error_set(LL_EINVALID, "%s: unexpected list%s%s", w->where, w->have_key ? " for " : "",
+                     w->have_key ? w->key : "");
+        ll_error_hint("settings are flat: write 'name: value'");
+        return LL_EINVALID;
+    case YAML_ALIAS_EVENT:
+        ll_error_set(LL_EINVALID, "%s: aliases are not supported here", w->where);
+        ll_error_hint("write the value out");
+        return LL_EINVALID;
+    case YAML_SCALAR_EVENT: {
+        const char *text = (const char *)ev->data.scalar.value;
+        if (w->depth != 1) {
+            ll_error_set(LL_EINVALID, "%s: the config file must be a mapping", w->where);
+            ll_error_hint("write one 'name: value' per line");
+            return LL_EINVALID;
+        }
+        if (!w->have_key) {
+            snprintf(w->key, sizeof(w->key), "%s", text);
+            if (!find(w->key) || strcmp(w->key, "config") == 0) {
+                ll_error_set(LL_EINVALID, "%s: unknown setting '%s'", w->where, w->key);
+                ll_error_hint("run 'landlord serve --help' for the settings a file may set");
+                return LL_EINVALID;
+            }
+            w->have_key = 1;
+        } else {
+            if (ll_config_set(cfg, w->key, text, w->where) < 0)
+                return LL_EINVALID;
+            w->have_key = 0;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
 /* Applies the settings of the YAML stream the parser reads (from a file or
  * from memory); path names it in messages. */
 static int load_yaml(ll_config *cfg, yaml_parser_t *parser, const char *path)
 {
-    int depth = 0, done = 0;
+    yaml_walk w = {0};
     yaml_event_t ev;
-    char key[128] = "", where[1200];
-    int have_key = 0;
+    int error;
 
-    while (!done) {
+    while (!w.finished) {
         if (!yaml_parser_parse(parser, &ev)) {
             ll_error_set(LL_EINVALID, "%s:%zu:%zu: %s", path, parser->problem_mark.line + 1,
                          parser->problem_mark.column + 1,
@@ -422,62 +485,12 @@ static int load_yaml(ll_config *cfg, yaml_parser_t *parser, const char *path)
             ll_error_hint("the config file is a YAML mapping of setting: value");
             return LL_EINVALID;
         }
-        snprintf(where, sizeof(where), "%s:%zu:%zu", path, ev.start_mark.line + 1,
+        snprintf(w.where, sizeof(w.where), "%s:%zu:%zu", path, ev.start_mark.line + 1,
                  ev.start_mark.column + 1);
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            done = 1;
-            break;
-        case YAML_MAPPING_START_EVENT:
-            if (++depth > 1) {
-                ll_error_set(LL_EINVALID, "%s: '%s' takes a single value, not a mapping", where,
-                             key);
-                ll_error_hint("settings are flat: write '%s: value'", key);
-                goto fail_event;
-            }
-            break;
-        case YAML_MAPPING_END_EVENT:
-            depth--;
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-            ll_error_set(LL_EINVALID, "%s: unexpected list%s%s", where, have_key ? " for " : "",
-                         have_key ? key : "");
-            ll_error_hint("settings are flat: write 'name: value'");
-            goto fail_event;
-        case YAML_ALIAS_EVENT:
-            ll_error_set(LL_EINVALID, "%s: aliases are not supported here", where);
-            ll_error_hint("write the value out");
-            goto fail_event;
-        case YAML_SCALAR_EVENT: {
-            const char *text = (const char *)ev.data.scalar.value;
-            if (depth != 1) {
-                ll_error_set(LL_EINVALID, "%s: the config file must be a mapping", where);
-                ll_error_hint("write one 'name: value' per line");
-                goto fail_event;
-            }
-            if (!have_key) {
-                snprintf(key, sizeof(key), "%s", text);
-                if (!find(key) || strcmp(key, "config") == 0) {
-                    ll_error_set(LL_EINVALID, "%s: unknown setting '%s'", where, key);
-                    ll_error_hint("run 'landlord serve --help' for the settings a file may set");
-                    goto fail_event;
-                }
-                have_key = 1;
-            } else {
-                if (ll_config_set(cfg, key, text, where) < 0)
-                    goto fail_event;
-                have_key = 0;
-            }
-            break;
-        }
-        default:
-            break;
-        }
+        error = apply_event(cfg, &w, &ev);
         yaml_event_delete(&ev);
-        continue;
-    fail_event:
-        yaml_event_delete(&ev);
-        return LL_EINVALID;
+        if (error < 0)
+            return error;
     }
     return 0;
 }
@@ -493,14 +506,14 @@ int ll_config_load_file(ll_config *cfg, const char *path)
     if (!(f = fopen(path, "rb"))) {
         ll_error_set(LL_EINVALID, "%s: cannot open config file: %s", path, strerror(errno));
         ll_error_hint("check the --config path");
-        goto out;
+        goto done;
     }
     yaml_parser_set_input_file(&parser, f);
     if ((error = load_yaml(cfg, &parser, path)) < 0)
-        goto out;
+        goto done;
     snprintf(cfg->config, sizeof(cfg->config), "%s", path);
     error = 0;
-out:
+done:
     yaml_parser_delete(&parser);
     if (f)
         fclose(f);

@@ -107,7 +107,7 @@ int ll_validate_reserved_list(const char *list)
     return 0;
 }
 
-int ll_reserved_match(const char *list, const char *name, char *match, size_t cap)
+int ll_reserved_match(char *match, size_t cap, const char *list, const char *name)
 {
     const char *p = list, *e;
     size_t n, len = strlen(name);
@@ -145,20 +145,24 @@ static int number(const char **p)
     return 1;
 }
 
+/* MAJOR.MINOR, MAJOR.MINOR.x or MAJOR.MINOR.PATCH, nothing after. */
+static int release_form(const char *p)
+{
+    if (!number(&p) || *p++ != '.' || !number(&p))
+        return 0;
+    if (*p == '\0')
+        return 1;
+    if (*p++ != '.')
+        return 0;
+    return (p[0] == 'x' && p[1] == '\0') || (number(&p) && *p == '\0');
+}
+
 int ll_validate_release(const char *release)
 {
-    const char *p = release;
     if (!release || !*release)
         return invalid("release", "release must not be empty");
-    if (!number(&p) || *p++ != '.' || !number(&p))
-        goto bad;
-    if (*p == '\0')
+    if (release_form(release))
         return 0;
-    if (*p++ != '.')
-        goto bad;
-    if ((p[0] == 'x' && p[1] == '\0') || (number(&p) && *p == '\0'))
-        return 0;
-bad:
     return invalid("release",
                    "release '%.64s' is not a version like 1.2.3 or a range like 1.2 or 1.2.x",
                    release);

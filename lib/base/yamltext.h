@@ -9,6 +9,9 @@
  * mark.index in characters (code points), not bytes; ll_ytext converts.  A
  * UTF-8 byte order mark at the start is skipped (positions still count it);
  * other encodings are refused.
+ *
+ * yamltext.c loads and finds positions; yamledit.c makes the edits and the
+ * YAML of new values.
  */
 #ifndef LANDLORD_YAMLTEXT_H
 #define LANDLORD_YAMLTEXT_H

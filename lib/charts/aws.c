@@ -260,17 +260,17 @@ int ll_aws_open(ll_aws **out, const ll_aws_options *opts)
     if (!opts->region || !opts->region[0]) {
         error = ll_error_set(LL_EINVALID, "aws: no region");
         ll_error_hint("set aws-region (or AWS_REGION)");
-        goto fail;
+        goto done;
     }
     snprintf(a->region, sizeof(a->region), "%s", opts->region);
     a->timeout_s = opts->timeout_s > 0 ? opts->timeout_s : DEFAULT_TIMEOUT;
     a->ca_bundle = env_dup("AWS_CA_BUNDLE");
     if (!(a->ecr_endpoint = endpoint_of("AWS_ENDPOINT_URL_ECR", "api.ecr.", a->region)) ||
         !(a->sts_endpoint = endpoint_of("AWS_ENDPOINT_URL_STS", "sts.", a->region)))
-        goto fail;
+        goto done;
     if ((error = check_endpoint("the ECR endpoint", a->ecr_endpoint, 0, &a->ecr_host)) < 0 ||
         (error = check_endpoint("the STS endpoint", a->sts_endpoint, 0, NULL)) < 0)
-        goto fail;
+        goto done;
 
     /* The SDKs' order: environment, web identity, container (Pod Identity). */
     char *akid = env_dup("AWS_ACCESS_KEY_ID"), *secret = env_dup("AWS_SECRET_ACCESS_KEY");
@@ -293,7 +293,7 @@ int ll_aws_open(ll_aws **out, const ll_aws_options *opts)
         } else if (a->pod_uri) {
             if ((error =
                      check_endpoint("AWS_CONTAINER_CREDENTIALS_FULL_URI", a->pod_uri, 1, NULL)) < 0)
-                goto fail;
+                goto done;
             a->pod_token_file = env_dup("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
             a->pod_token = env_dup("AWS_CONTAINER_AUTHORIZATION_TOKEN");
             a->source = "pod-identity";
@@ -304,8 +304,9 @@ int ll_aws_open(ll_aws **out, const ll_aws_options *opts)
     ll_log_info("msg=\"aws credentials\" source=%s region=%s ecr=%s", a->source, a->region,
                 a->ecr_host);
     *out = a;
-    return 0;
-fail:
+    a = NULL;
+    error = 0;
+done:
     ll_aws_free(a);
     return error;
 }

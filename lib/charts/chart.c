@@ -225,6 +225,36 @@ static int read_failed(const feed *f, struct archive *tar, const char *what)
     return refuse("%s: %s", what, archive_error_string(tar) ?: "unreadable");
 }
 
+/* Whether what tar read ahead past `consumed` bytes, in the two buffers
+ * (the current one handed out after `last` bytes, the other after
+ * `before`), is all zeros. */
+static int read_ahead_zero(const feed *f, unsigned long long consumed, unsigned long long last,
+                           unsigned long long before)
+{
+    if (consumed < last &&
+        !all_zero(f->buf[f->cur ^ 1] + (consumed - before), (size_t)(last - consumed)))
+        return 0;
+    if (consumed > last)
+        return all_zero(f->buf[f->cur] + (consumed - last), (size_t)(f->handed - consumed));
+    return all_zero(f->buf[f->cur], f->len[f->cur]);
+}
+
+/* Inflates the rest of the gzip stream: 1 when it is all zeros, 0 when it
+ * holds data, or the refusal when it is damaged or past the cap. */
+static int stream_rest_zero(feed *f)
+{
+    for (;;) {
+        if (!all_zero(f->block, f->left))
+            return 0;
+        f->left = 0;
+        if (f->eof)
+            return 1;
+        if (inflate_next(f) < 0)
+            return f->over ? over_cap(f)
+                           : refuse("the chart archive's gzip stream is damaged: %s", f->error);
+    }
+}
+
 /* Once tar reached its end marker, having consumed `consumed` bytes: what
  * it read ahead, and the rest of the stream, must be zeros; the upload
  * (len bytes) must end with the gzip stream. */
@@ -232,37 +262,22 @@ static int check_rest(feed *f, unsigned long long consumed, size_t len)
 {
     unsigned long long last = f->handed - f->len[f->cur];
     unsigned long long before = last - f->len[f->cur ^ 1];
+    int zero;
     if (f->frame.state != SCAN_END && (f->frame.state != SCAN_HEADER || f->frame.have))
         return refuse("the chart archive's tar stream ends inside an entry");
     if (consumed > f->handed || consumed < before)
         return refuse("the chart archive's end could not be told from its contents");
-    if (consumed < last &&
-        !all_zero(f->buf[f->cur ^ 1] + (consumed - before), (size_t)(last - consumed)))
-        goto hidden;
-    if (consumed > last) {
-        if (!all_zero(f->buf[f->cur] + (consumed - last), (size_t)(f->handed - consumed)))
-            goto hidden;
-    } else if (!all_zero(f->buf[f->cur], f->len[f->cur])) {
-        goto hidden;
-    }
-    for (;;) {
-        if (!all_zero(f->block, f->left))
-            goto hidden;
-        f->left = 0;
-        if (f->eof)
-            break;
-        if (inflate_next(f) < 0)
-            return f->over ? over_cap(f)
-                           : refuse("the chart archive's gzip stream is damaged: %s", f->error);
-    }
+    zero = read_ahead_zero(f, consumed, last, before) ? stream_rest_zero(f) : 0;
+    if (zero < 0)
+        return zero;
+    if (!zero)
+        return refuse("the chart archive holds data after the tar's end marker (only zero "
+                      "padding may follow it)");
     la_int64_t taken = archive_filter_bytes(f->gz, -1);
     if (taken < 0 || (unsigned long long)taken != len)
         return refuse("the upload holds %llu bytes after the end of its gzip stream",
                       taken < 0 ? 0ull : (unsigned long long)len - (unsigned long long)taken);
     return 0;
-hidden:
-    return refuse("the chart archive holds data after the tar's end marker (only zero padding "
-                  "may follow it)");
 }
 
 /* --- paths ----------------------------------------------------------------------------- */

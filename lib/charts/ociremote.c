@@ -144,11 +144,11 @@ int ll_ociremote_open(ll_ociremote **out, const ll_ociremote_options *o)
                                         o->url)) < 0) {
         ll_error_hint("write oci-url as oci://host[:port]/path, e.g. "
                       "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/charts");
-        goto fail;
+        goto done;
     }
     snprintf(r->url, sizeof(r->url), "%s", o->url);
     if ((error = open_transport(r, o)) < 0 || (error = open_credentials(r, o)) < 0)
-        goto fail;
+        goto done;
     ll_log_info("msg=\"charts go to an OCI registry\" registry=%s base=%s auth=%s%s%s", r->host,
                 r->base[0] ? r->base : "/",
                 r->aws     ? "ecr"
@@ -156,8 +156,9 @@ int ll_ociremote_open(ll_ociremote **out, const ll_ociremote_options *o)
                            : "none",
                 r->plain_http ? " transport=http" : "", r->ca_file ? " ca_file=set" : "");
     *out = r;
-    return 0;
-fail:
+    r = NULL;
+    error = 0;
+done:
     ll_ociremote_free(r);
     return error;
 }

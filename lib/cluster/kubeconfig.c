@@ -322,17 +322,10 @@ static int kc_cluster(ll_kube *k, const char *kc, const char *dir, const json_t 
     return 0;
 }
 
-static int kc_user(ll_kube *k, const char *kc, const char *dir, const json_t *cfg, const char *name)
+/* Refuses the kinds of user landlord does not support: exec plugins,
+ * auth-providers, basic authentication. */
+static int kc_user_supported(const char *kc, const json_t *user, const char *name)
 {
-    const json_t *entry = named(cfg, "users", name), *user;
-    const char *token, *token_file, *why = NULL;
-    char what[300];
-    int error;
-
-    if (!entry)
-        return kc_refuse(kc, "fix the context's user or add the user to users",
-                         "user \"%s\" is not in users", name);
-    user = json_object_get(entry, "user");
     if (json_object_get(user, "exec"))
         return kc_refuse(kc,
                          "give the user a token, a tokenFile or a client certificate and key "
@@ -349,6 +342,17 @@ static int kc_user(ll_kube *k, const char *kc, const char *dir, const json_t *cf
         return kc_refuse(kc, "give the user a token, a tokenFile or a client certificate and key",
                          "user \"%s\": basic authentication (username, password) is not supported",
                          name);
+    return 0;
+}
+
+/* The user's client certificate and key into k: both or neither, and a
+ * matching pair. */
+static int kc_user_cert(ll_kube *k, const char *kc, const char *dir, const json_t *user,
+                        const char *name)
+{
+    const char *why = NULL;
+    char what[300];
+    int error;
 
     snprintf(what, sizeof(what), "user \"%s\"", name);
     if ((error = load_pem(&k->cert, &k->cert_len, kc, what, user, "client-certificate", dir)) < 0 ||
@@ -360,34 +364,55 @@ static int kc_user(ll_kube *k, const char *kc, const char *dir, const json_t *cf
                          k->cert ? "certificate" : "key", k->cert ? "key" : "certificate");
     if (k->cert && check_pair(k->cert, k->cert_len, k->key, k->key_len, &why) < 0)
         return kc_refuse(kc, NULL, "user \"%s\": %s", name, why);
+    return 0;
+}
 
-    /* client-go: a readable tokenFile wins over token, which is the fallback. */
-    token = kube_str(user, "token");
-    token_file = kube_str(user, "tokenFile");
+/* The user's token into k.  client-go: a readable tokenFile wins over
+ * token, which is the fallback. */
+static int kc_user_token(ll_kube *k, const char *kc, const char *dir, const json_t *user,
+                         const char *name)
+{
+    const char *token = kube_str(user, "token"), *token_file = kube_str(user, "tokenFile");
+    char *fresh = NULL;
+    int error;
+
     for (const char *p = token; p && *p; p++) {
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             return kc_refuse(kc, NULL, "user \"%s\": the token holds control characters", name);
     }
     if (token && !(k->token = dup_str(token)))
         return LL_ERROR;
-    if (token_file) {
-        char *fresh = NULL;
-        if (!(k->token_path = resolve(dir, token_file)))
-            return LL_ERROR;
-        if ((error = kube_read_token(&fresh, &k->token_st, k->token_path)) < 0) {
-            if (!k->token) {
-                char prefix[400];
-                snprintf(prefix, sizeof(prefix), "kubeconfig %s: user \"%s\": tokenFile", kc, name);
-                return wrap_error(LL_EINVALID, prefix);
-            }
-            ll_log_warn("msg=\"kubernetes tokenFile unreadable, using token\" path=%s",
-                        k->token_path);
-        } else {
-            free(k->token);
-            k->token = fresh;
+    if (!token_file)
+        return 0;
+    if (!(k->token_path = resolve(dir, token_file)))
+        return LL_ERROR;
+    if ((error = kube_read_token(&fresh, &k->token_st, k->token_path)) < 0) {
+        if (!k->token) {
+            char prefix[400];
+            snprintf(prefix, sizeof(prefix), "kubeconfig %s: user \"%s\": tokenFile", kc, name);
+            return wrap_error(LL_EINVALID, prefix);
         }
+        ll_log_warn("msg=\"kubernetes tokenFile unreadable, using token\" path=%s", k->token_path);
+    } else {
+        free(k->token);
+        k->token = fresh;
     }
     return 0;
+}
+
+static int kc_user(ll_kube *k, const char *kc, const char *dir, const json_t *cfg, const char *name)
+{
+    const json_t *entry = named(cfg, "users", name), *user;
+    int error;
+
+    if (!entry)
+        return kc_refuse(kc, "fix the context's user or add the user to users",
+                         "user \"%s\" is not in users", name);
+    user = json_object_get(entry, "user");
+    if ((error = kc_user_supported(kc, user, name)) < 0 ||
+        (error = kc_user_cert(k, kc, dir, user, name)) < 0)
+        return error;
+    return kc_user_token(k, kc, dir, user, name);
 }
 
 /* Fills k from the kubeconfig text[0..len) read from the file kc (whose

@@ -39,7 +39,7 @@ struct ll_answer {
     char text[]; /* len bytes, NUL, then the id and its NUL */
 };
 
-const char *ll_answer_text(const ll_answer *a, size_t *out_len)
+const char *ll_answer_text(size_t *out_len, const ll_answer *a)
 {
     *out_len = a->len;
     return a->text;

@@ -368,7 +368,7 @@ const char *ll_core_git_url(const ll_core *c)
     return ll_gitops_url(c->git);
 }
 
-json_t *ll_core_ready(ll_core *c, int *ok)
+json_t *ll_core_ready(int *ok, ll_core *c)
 {
     ll_registry *r = ll_core_registry(c);
     json_t *checks = json_object(), *snap = ll_gitops_status(c->git), *git;

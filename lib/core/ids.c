@@ -137,7 +137,7 @@ static int reserved(const ll_core *c, const json_t *tiers, const char *name, cha
         snprintf(why, cap, "landlord's Flux objects live there (flux-namespace)");
     else if (ll_tiers_is_pool(tiers, name))
         snprintf(why, cap, "a pool environment has that name");
-    else if (ll_reserved_match(c->cfg.reserved_namespaces, name, match, sizeof(match)))
+    else if (ll_reserved_match(match, sizeof(match), c->cfg.reserved_namespaces, name))
         snprintf(why, cap, "it matches '%s' in reserved-namespaces (platform namespaces)", match);
     else
         return 0;

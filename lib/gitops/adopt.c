@@ -157,20 +157,14 @@ static void collect(json_t *found, git_repository *repo, git_tree *folder, const
     }
 }
 
-int ll_adopt_scan(json_t **out_stats, git_repository *repo, git_tree *tree, const char *head_sha,
-                  const char *root, const char *default_release, ll_registry *reg)
+/* Every tenant file under <root>/tenants/<tier>/ of tree into found:
+ * id -> {"tier", "path"}. */
+static void find_tenant_files(json_t *found, git_repository *repo, git_tree *tree, const char *root)
 {
-    json_t *found = json_object(), *index = NULL, *adopt = json_array(), *drifted = json_array(),
-           *returned = json_array(), *v;
     git_tree_entry *dir_entry = NULL;
     git_tree *tenants = NULL;
-    ll_overlay ov = {0};
     char path[1024];
-    const char *id;
-    int error = -1;
 
-    ov.repo = repo;
-    ov.base = tree;
     snprintf(path, sizeof(path), "%s/tenants", root);
     if (git_tree_entry_bypath(&dir_entry, tree, path) == 0 &&
         git_tree_entry_type(dir_entry) == GIT_OBJECT_TREE &&
@@ -188,9 +182,19 @@ int ll_adopt_scan(json_t **out_stats, git_repository *repo, git_tree *tree, cons
             git_tree_free(folder);
         }
     }
-    if ((error = ll_registry_tenant_index(&index, reg)) < 0)
-        goto done;
-    json_object_foreach(found, id, v)
+    git_tree_free(tenants);
+    git_tree_entry_free(dir_entry);
+}
+
+/* The files found against the registry's index: unknown (or offboarded
+ * and committed) tenants to adopt, drifted ones that came back. */
+static void sort_found(json_t *adopt, json_t *returned, ll_overlay *ov, const json_t *found,
+                       const json_t *index, const char *root, const char *default_release)
+{
+    const char *id;
+    json_t *v;
+
+    json_object_foreach((json_t *)found, id, v)
     {
         json_t *known = json_object_get(index, id);
         const char *lifecycle = json_string_value(json_object_get(known, "lifecycle"));
@@ -199,19 +203,44 @@ int ll_adopt_scan(json_t **out_stats, git_repository *repo, git_tree *tree, cons
         const char *file = json_string_value(json_object_get(v, "path"));
         if (!known || (strcmp(lifecycle, "offboarded") == 0 && strcmp(sync, "committed") == 0)) {
             json_t *rec;
-            if ((rec = examine(&ov, root, tier, id, file, default_release)))
+            if ((rec = examine(ov, root, tier, id, file, default_release)))
                 json_array_append_new(adopt, rec);
         } else if (strcmp(lifecycle, "drifted") == 0) {
             json_array_append_new(returned, json_string(id));
         }
     }
-    json_object_foreach(index, id, v)
+}
+
+/* Active, committed tenants of the index whose file is gone: drifted. */
+static void find_drifted(json_t *drifted, const json_t *found, const json_t *index)
+{
+    const char *id;
+    json_t *v;
+
+    json_object_foreach((json_t *)index, id, v)
     {
         if (strcmp(json_string_value(json_object_get(v, "lifecycle")), "active") == 0 &&
             strcmp(json_string_value(json_object_get(v, "sync")), "committed") == 0 &&
             !json_object_get(found, id))
             json_array_append_new(drifted, json_string(id));
     }
+}
+
+int ll_adopt_scan(json_t **out_stats, git_repository *repo, git_tree *tree, const char *head_sha,
+                  const char *root, const char *default_release, ll_registry *reg)
+{
+    json_t *found = json_object(), *index = NULL, *adopt = json_array(), *drifted = json_array(),
+           *returned = json_array();
+    ll_overlay ov = {0};
+    int error = -1;
+
+    ov.repo = repo;
+    ov.base = tree;
+    find_tenant_files(found, repo, tree, root);
+    if ((error = ll_registry_tenant_index(&index, reg)) < 0)
+        goto done;
+    sort_found(adopt, returned, &ov, found, index, root, default_release);
+    find_drifted(drifted, found, index);
     if (json_array_size(adopt) || json_array_size(drifted) || json_array_size(returned)) {
         if ((error = ll_registry_reconcile(reg, adopt, drifted, returned, head_sha)) < 0)
             goto done;
@@ -227,8 +256,6 @@ int ll_adopt_scan(json_t **out_stats, git_repository *repo, git_tree *tree, cons
     error = 0;
 done:
     ll_overlay_free(&ov);
-    git_tree_free(tenants);
-    git_tree_entry_free(dir_entry);
     json_decref(found);
     json_decref(index);
     json_decref(adopt);

@@ -157,6 +157,48 @@ void ll_overlay_free(ll_overlay *ov)
     memset(ov, 0, sizeof(*ov));
 }
 
+/* Change c as an update of the base into *up: 1 when it changes the base,
+ * 0 when not (the same blob, or removing what is not there), or the error.
+ * *blob receives the id of c's data (when it has data). */
+static int change_update(git_tree_update *up, git_oid *blob, const ll_overlay *ov, const change *c)
+{
+    git_tree_entry *old = NULL;
+    int exists = ov->base && git_tree_entry_bypath(&old, ov->base, c->path) == 0;
+    int result = 0;
+
+    if (c->data) {
+        if (git_blob_create_from_buffer(blob, ov->repo, c->data, c->len) < 0) {
+            result = git_fail(-1, "git: cannot write a blob");
+        } else if (!exists || !git_oid_equal(git_tree_entry_id(old), blob)) {
+            up->action = GIT_TREE_UPDATE_UPSERT;
+            up->id = *blob;
+            up->filemode = GIT_FILEMODE_BLOB;
+            up->path = c->path;
+            result = 1;
+        }
+    } else if (exists) {
+        up->action = GIT_TREE_UPDATE_REMOVE;
+        up->path = c->path;
+        result = 1;
+    }
+    git_tree_entry_free(old);
+    return result;
+}
+
+/* A new empty tree of repo into *out: the base of an overlay without one. */
+static int empty_tree(git_tree **out, git_repository *repo)
+{
+    git_treebuilder *tb = NULL;
+    git_oid id;
+    int error = 0;
+
+    if (git_treebuilder_new(&tb, repo, NULL) < 0 || git_treebuilder_write(&id, tb) < 0 ||
+        git_tree_lookup(out, repo, &id) < 0)
+        error = git_fail(-1, "git: cannot write an empty tree");
+    git_treebuilder_free(tb);
+    return error;
+}
+
 /* Writes the overlay as a new tree on the base; *changed 0 when it equals
  * the base. */
 int ll_overlay_write(git_oid *out, int *changed, ll_overlay *ov)
@@ -164,7 +206,6 @@ int ll_overlay_write(git_oid *out, int *changed, ll_overlay *ov)
     git_tree_update *ups = calloc(ov->n ? ov->n : 1, sizeof(*ups));
     git_oid *blobs = calloc(ov->n ? ov->n : 1, sizeof(*blobs));
     git_tree *empty = NULL;
-    git_treebuilder *tb = NULL;
     size_t n = 0;
     int error = -1;
 
@@ -173,30 +214,9 @@ int ll_overlay_write(git_oid *out, int *changed, ll_overlay *ov)
         goto done;
     }
     for (size_t i = 0; i < ov->n; i++) {
-        change *c = &ov->changes[i];
-        git_tree_entry *old = NULL;
-        int exists = ov->base && git_tree_entry_bypath(&old, ov->base, c->path) == 0;
-        if (c->data) {
-            if (git_blob_create_from_buffer(&blobs[i], ov->repo, c->data, c->len) < 0) {
-                git_tree_entry_free(old);
-                error = git_fail(-1, "git: cannot write a blob");
-                goto done;
-            }
-            if (exists && git_oid_equal(git_tree_entry_id(old), &blobs[i])) {
-                git_tree_entry_free(old);
-                continue;
-            }
-            ups[n].action = GIT_TREE_UPDATE_UPSERT;
-            ups[n].id = blobs[i];
-            ups[n].filemode = GIT_FILEMODE_BLOB;
-            ups[n].path = c->path;
-            n++;
-        } else if (exists) {
-            ups[n].action = GIT_TREE_UPDATE_REMOVE;
-            ups[n].path = c->path;
-            n++;
-        }
-        git_tree_entry_free(old);
+        if ((error = change_update(&ups[n], &blobs[i], ov, &ov->changes[i])) < 0)
+            goto done;
+        n += (size_t)error;
     }
     *changed = n > 0;
     if (!n) {
@@ -205,22 +225,14 @@ int ll_overlay_write(git_oid *out, int *changed, ll_overlay *ov)
         error = 0;
         goto done;
     }
-    if (!ov->base) {
-        git_oid empty_id;
-        if (git_treebuilder_new(&tb, ov->repo, NULL) < 0 ||
-            git_treebuilder_write(&empty_id, tb) < 0 ||
-            git_tree_lookup(&empty, ov->repo, &empty_id) < 0) {
-            error = git_fail(-1, "git: cannot write an empty tree");
-            goto done;
-        }
-    }
+    if (!ov->base && (error = empty_tree(&empty, ov->repo)) < 0)
+        goto done;
     if (git_tree_create_updated(out, ov->repo, ov->base ? ov->base : empty, n, ups) < 0) {
         error = git_fail(-1, "git: cannot write the tree");
         goto done;
     }
     error = 0;
 done:
-    git_treebuilder_free(tb);
     git_tree_free(empty);
     free(ups);
     free(blobs);

@@ -314,7 +314,7 @@ void ll_registry_close(ll_registry *r)
     free(r);
 }
 
-int ll_registry_schema_version(ll_registry *r, int *out_applied, int *out_known)
+int ll_registry_schema_version(int *out_applied, int *out_known, ll_registry *r)
 {
     const ll_embedded_file *list[256];
     *out_known = known_migrations(list, 256);
@@ -361,8 +361,7 @@ static void bind_list(sqlite3_stmt *st, const char *binds, va_list ap)
     }
 }
 
-int reg_step_rows(ll_registry *r, sqlite3_stmt *st, const char *what, reg_row_fn row,
-                  void *payload)
+int reg_step_rows(ll_registry *r, sqlite3_stmt *st, const char *what, reg_row_fn row, void *payload)
 {
     int error, rc, n = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -509,7 +509,7 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
                     7, p);
         free(values);
         if (error < 0)
-            goto fail;
+            goto done;
     }
     json_array_foreach(drifted, i, v)
     {
@@ -519,7 +519,7 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
                  "UPDATE tenants SET lifecycle = 'drifted', updated_at = ? WHERE id = ? AND "
                  "lifecycle = 'active' AND sync = 'committed'",
                  2, p)) < 0)
-            goto fail;
+            goto done;
     }
     json_array_foreach(returned, i, v)
     {
@@ -529,10 +529,13 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
                          "UPDATE tenants SET lifecycle = 'active', updated_at = ? WHERE id = ? AND "
                          "lifecycle = 'drifted'",
                          2, p)) < 0)
-            goto fail;
+            goto done;
     }
-    return reg_commit(r);
-fail:
-    reg_rollback(r);
+    error = 0;
+done:
+    if (error < 0)
+        reg_rollback(r);
+    else
+        error = reg_commit(r);
     return error;
 }

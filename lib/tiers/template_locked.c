@@ -331,7 +331,7 @@ static int sorted_keys(json_t **out, const json_t *obj)
 
 int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, const json_t *pools)
 {
-    ll_tpl_sample s;
+    ll_tpl_sample s = {0}; /* all zero: ll_tpl_sample_free accepts it unloaded */
     lock_ctx c = {0};
     int error;
 
@@ -341,7 +341,7 @@ int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, const 
     c.locked = json_object();
     if (!c.names || !c.locked) {
         error = ll_error_set(LL_ERROR, "out of memory");
-        goto early;
+        goto done;
     }
     if ((error = ll_tpl_sample_load(&s, tmpl, len)) < 0)
         goto done;
@@ -352,7 +352,6 @@ int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, const 
 
 done:
     ll_tpl_sample_free(&s);
-early:
     json_decref(c.names);
     json_decref(c.locked);
     return error;

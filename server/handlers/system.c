@@ -22,7 +22,7 @@ enum MHD_Result h_healthz_get(ll_req *req)
 enum MHD_Result h_readyz_get(ll_req *req)
 {
     int ok = 0;
-    json_t *body = ll_core_ready(req->core, &ok);
+    json_t *body = ll_core_ready(&ok, req->core);
     return ll_reply_json(req, ok ? 200 : 503, body);
 }
 

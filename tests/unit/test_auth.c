@@ -77,6 +77,20 @@ static void test_durations(void **state)
     assert_int_equal(ll_parse_duration(&v, "-5m"), LL_EINVALID);
     assert_int_equal(ll_parse_duration(&v, "1hh"), LL_EINVALID);
     assert_int_equal(ll_parse_duration(&v, "h"), LL_EINVALID);
+    /* The bounds and units exactly: 366 days is the most in any unit. */
+    assert_int_equal(ll_parse_duration(&v, "30s"), 0);
+    assert_int_equal(v, 30);
+    assert_int_equal(ll_parse_duration(&v, "366d"), 0);
+    assert_int_equal(v, 366L * 86400);
+    assert_int_equal(ll_parse_duration(&v, "8784h"), 0);
+    assert_int_equal(ll_parse_duration(&v, "8785h"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "31622401"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "5x"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "5sx"), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, ""), LL_EINVALID);
+    assert_int_equal(ll_parse_duration(&v, "99999999999999999999d"), LL_EINVALID);
+    assert_int_equal(v, 366L * 86400); /* untouched by refusals */
+    assert_non_null(strstr(ll_error_last()->hint, "90s"));
 }
 
 /* Mint with the embedded default secret in a temp data dir, verify, and
@@ -196,7 +210,7 @@ static unsigned long long cache_hits(const ll_auth *a, size_t *entries)
 {
     unsigned long long hits = 0;
     size_t n = 0;
-    ll_auth_cache_stats(a, &hits, &n);
+    ll_auth_cache_stats(&hits, &n, a);
     if (entries)
         *entries = n;
     return hits;
@@ -381,17 +395,17 @@ static void test_token_buckets(void **state)
     int retry = 0;
     assert_int_equal(ll_ratelimit_new(&rl, 2.0, 3.0, 4), 0);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(ll_ratelimit_take(rl, "sub:a", 1000, &retry), 1);
-    assert_int_equal(ll_ratelimit_take(rl, "sub:a", 1000, &retry), 0);
+        assert_int_equal(ll_ratelimit_take(&retry, rl, "sub:a", 1000), 1);
+    assert_int_equal(ll_ratelimit_take(&retry, rl, "sub:a", 1000), 0);
     assert_int_equal(retry, 1);
-    assert_int_equal(ll_ratelimit_take(rl, "sub:b", 1000, &retry), 1); /* its own bucket */
-    assert_int_equal(ll_ratelimit_take(rl, "sub:a", 1500, &retry), 1); /* 0.5 s: one token */
-    assert_int_equal(ll_ratelimit_take(rl, "sub:a", 1500, &retry), 0);
+    assert_int_equal(ll_ratelimit_take(&retry, rl, "sub:b", 1000), 1); /* its own bucket */
+    assert_int_equal(ll_ratelimit_take(&retry, rl, "sub:a", 1500), 1); /* 0.5 s: one token */
+    assert_int_equal(ll_ratelimit_take(&retry, rl, "sub:a", 1500), 0);
     /* Many callers: the table stays bounded and idle buckets make room. */
     for (int i = 0; i < 1000; i++) {
         char k[32];
         snprintf(k, sizeof(k), "sub:%d", i);
-        assert_int_equal(ll_ratelimit_take(rl, k, 100000 + i * 10000, &retry), 1);
+        assert_int_equal(ll_ratelimit_take(&retry, rl, k, 100000 + i * 10000), 1);
     }
     ll_ratelimit_free(rl);
 }

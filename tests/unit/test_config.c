@@ -137,12 +137,46 @@ static void test_text(void **state)
     assert_int_equal(cfg.http_threads, 7);
 }
 
+/* Each event a config file may not hold is refused with its message and a
+ * hint, at the name given; settings before it were applied. */
+static void test_text_refusals(void **state)
+{
+    static const struct {
+        const char *text, *words, *hint;
+    } cases[] = {
+        {"http-threads: 5\nlisten:\n  a: b\n", "'listen' takes a single value, not a mapping",
+         "write 'listen: value'"},
+        {"http-threads: 5\nlisten: [a]\n", "unexpected list for listen", "settings are flat"},
+        {"http-threads: 5\nlog-level: &a info\nlisten: *a\n", "aliases are not supported",
+         "write the value out"},
+        {"http-threads: 5\nconfig: other.yaml\n", "unknown setting 'config'", "--help"},
+        {"just text\n", "the config file must be a mapping", "one 'name: value' per line"},
+        {"- a\n", "unexpected list", "settings are flat"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ll_config cfg;
+        ll_config_defaults(&cfg);
+        assert_int_equal(
+            ll_config_load_text(&cfg, "mem.yaml", cases[i].text, strlen(cases[i].text)),
+            LL_EINVALID);
+        const ll_error *e = ll_error_last();
+        if (strncmp(e->message, "mem.yaml:", 9) != 0 || !strstr(e->message, cases[i].words))
+            fail_msg("case %zu: '%s' lacks '%s'", i, e->message, cases[i].words);
+        if (!strstr(e->hint, cases[i].hint))
+            fail_msg("case %zu: hint '%s' lacks '%s'", i, e->hint, cases[i].hint);
+        if (strncmp(cases[i].text, "http-threads: 5", 15) == 0)
+            assert_int_equal(cfg.http_threads, 5);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_file_and_env),
-        cmocka_unit_test(test_file_errors), cmocka_unit_test(test_set),
-        cmocka_unit_test(test_tier_kinds),  cmocka_unit_test(test_text),
+        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_file_and_env),
+        cmocka_unit_test(test_file_errors),   cmocka_unit_test(test_set),
+        cmocka_unit_test(test_tier_kinds),    cmocka_unit_test(test_text),
+        cmocka_unit_test(test_text_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

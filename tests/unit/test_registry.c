@@ -143,7 +143,7 @@ static void test_migrations(void **state)
     int applied = 0, known = 0;
 
     assert_int_equal(ll_registry_open(&r, path), 0);
-    assert_int_equal(ll_registry_schema_version(r, &applied, &known), 0);
+    assert_int_equal(ll_registry_schema_version(&applied, &known, r), 0);
     assert_true(known >= 1);
     assert_int_equal(applied, known);
     ll_registry_close(r);

@@ -57,11 +57,12 @@ static void test_releases(void **state)
     static const struct {
         const char *release, *expr;
     } cases[] = {
-        {"0.0", "0.0.x"},         {"1.2", "1.2.x"}, {"1.2.x", "1.2.x"}, {"1.2.3", "1.2.3"},
-        {"10.20.30", "10.20.30"}, {"", NULL},       {"1", NULL},        {"1.x", NULL},
-        {"1.2.3.4", NULL},        {"01.2", NULL},   {"1.2.", NULL},     {"v1.2", NULL},
-        {"1.2.3-rc1", NULL},      {"1..2", NULL},   {"a.b", NULL},      {"1.2.X", NULL},
-        {"${x}", NULL},
+        {"0.0", "0.0.x"},         {"1.2", "1.2.x"},   {"1.2.x", "1.2.x"}, {"1.2.3", "1.2.3"},
+        {"10.20.30", "10.20.30"}, {"", NULL},         {"1", NULL},        {"1.x", NULL},
+        {"1.2.3.4", NULL},        {"01.2", NULL},     {"1.2.", NULL},     {"v1.2", NULL},
+        {"1.2.3-rc1", NULL},      {"1..2", NULL},     {"a.b", NULL},      {"1.2.X", NULL},
+        {"${x}", NULL},           {"1.2.xx", NULL},   {"1.2.3x", NULL},   {"1.2x", NULL},
+        {"1.2.03", NULL},         {"1.2.0", "1.2.0"},
     };
     char out[64];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -152,16 +153,16 @@ static void test_reserved_lists(void **state)
     char match[80];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int hit =
-            ll_reserved_match(LL_RESERVED_NAMESPACES_DEFAULT, cases[i].name, match, sizeof(match));
+            ll_reserved_match(match, sizeof(match), LL_RESERVED_NAMESPACES_DEFAULT, cases[i].name);
         if (hit != (cases[i].match != NULL))
             fail_msg("'%s' should %sbe reserved", cases[i].name, cases[i].match ? "" : "not ");
         if (hit)
             assert_string_equal(match, cases[i].match);
     }
-    assert_int_equal(ll_reserved_match(" acme ,  x-* ", "x-1", match, sizeof(match)), 1);
+    assert_int_equal(ll_reserved_match(match, sizeof(match), " acme ,  x-* ", "x-1"), 1);
     assert_string_equal(match, "x-*");
-    assert_int_equal(ll_reserved_match(" acme ,  x-* ", "acme", NULL, 0), 1);
-    assert_int_equal(ll_reserved_match("", "acme", NULL, 0), 0);
+    assert_int_equal(ll_reserved_match(NULL, 0, " acme ,  x-* ", "acme"), 1);
+    assert_int_equal(ll_reserved_match(NULL, 0, "", "acme"), 0);
 }
 
 /* The namespaces ll_ids_namespaces() gives, sorted and joined with ','. */

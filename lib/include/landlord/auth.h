@@ -11,6 +11,10 @@
  *
  * Secrets and tokens never appear in messages: errors say what is wrong with
  * a token, never what it holds.
+ *
+ * Ownership, unless a prototype says otherwise: pointer arguments are
+ * borrowed for the call (read, never kept or freed); `char *out, size_t cap`
+ * buffers are the caller's.
  */
 #ifndef LANDLORD_AUTH_H
 #define LANDLORD_AUTH_H
@@ -43,7 +47,7 @@ typedef struct ll_caller {
  * created (32 random bytes as hex, mode 0600) when missing; the path is
  * logged, never the content.  Errors (unreadable or short secret, a key that
  * is neither RSA nor EC P-256, a JWKS without a usable key) are LL_EINVALID
- * with a hint. */
+ * with a hint.  *out: a new handle (ll_auth_free); cfg is read, not kept. */
 int ll_auth_open(ll_auth **out, const ll_config *cfg);
 
 void ll_auth_free(ll_auth *a);
@@ -62,7 +66,7 @@ int ll_auth_verify(ll_caller *out, const ll_auth *a, const char *token, long lon
 
 /* The verified-token cache's counters: *hits, requests it answered, and
  * *entries, tokens it holds now (both 0 without a cache). */
-void ll_auth_cache_stats(const ll_auth *a, unsigned long long *hits, size_t *entries);
+void ll_auth_cache_stats(unsigned long long *hits, size_t *entries, const ll_auth *a);
 
 /* 1 when the caller may use a route that needs scope: it carries the scope
  * or admin; tenants:write also allows tenants:read. */

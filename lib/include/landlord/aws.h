@@ -14,6 +14,10 @@
  * ECR authorization token are cached and fetched again before they expire.
  *
  * Secrets never reach a log line or an error message.
+ *
+ * Ownership, unless a prototype says otherwise: pointer arguments are
+ * borrowed for the call (read, never kept or freed); `char *out, size_t cap`
+ * buffers are the caller's.
  */
 #ifndef LANDLORD_AWS_H
 #define LANDLORD_AWS_H
@@ -71,7 +75,8 @@ typedef struct ll_aws_options {
 /* Reads the AWS_* environment once (token files are read again on every
  * exchange: kubelet rotates them).  Never fails for missing credentials:
  * that is reported by the first call needing them.  LL_EINVALID for an
- * endpoint override that is not https (http only to a loopback address). */
+ * endpoint override that is not https (http only to a loopback address).  *out: a new handle
+ * (ll_aws_free); opts is read, not kept. */
 int ll_aws_open(ll_aws **out, const ll_aws_options *opts);
 void ll_aws_free(ll_aws *a);
 

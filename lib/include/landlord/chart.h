@@ -19,6 +19,9 @@
  * is not a mapping, apiVersion other than v2, a name other than the
  * expected one, a version that is not semantic versioning 2.0 with
  * numbers that fit in 64 bits.
+ *
+ * Ownership: pointer arguments are borrowed for the call; what a function
+ * hands out is named in its comment.
  */
 #ifndef LANDLORD_CHART_H
 #define LANDLORD_CHART_H
@@ -51,7 +54,8 @@ int ll_semver_valid(const char *v);
 int ll_chart_read_limited(json_t **out_meta, const void *data, size_t len, const char *name,
                           const ll_chart_limits *limits);
 
-/* ll_chart_read_limited() with the default limits. */
+/* ll_chart_read_limited() with the default limits.  data is borrowed; *out_meta is the caller's
+ * (json_decref). */
 int ll_chart_read(json_t **out_meta, const void *data, size_t len, const char *name);
 
 #endif

@@ -4,6 +4,9 @@
  * environment variable (LANDLORD_ + upper-cased name with '_'), a type, a
  * default and bounds.  Sources apply in order: defaults < file < environment
  * < flags.  The configuration is read-only once the server runs.
+ *
+ * Ownership: every pointer argument is borrowed for the call; values are
+ * copied into the ll_config (whose strings are arrays: nothing to free).
  */
 #ifndef LANDLORD_CONFIG_H
 #define LANDLORD_CONFIG_H

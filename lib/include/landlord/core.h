@@ -5,6 +5,11 @@
  * (new references) shaped as docs/api.md describes.  Errors are the LL_E*
  * codes with ll_error_last() saying why; ll_error_last()->kind refines the
  * class where the code alone is too coarse ("render-failed").
+ *
+ * Ownership, unless a prototype says otherwise: `json_t **out` receives a
+ * new reference (json_decref), `const json_t *body` and strings are borrowed
+ * for the call, handles from ll_core_* accessors are borrowed for the life
+ * of the core.
  */
 #ifndef LANDLORD_CORE_H
 #define LANDLORD_CORE_H
@@ -43,7 +48,7 @@ ll_registry *ll_core_registry(ll_core *c);
 /* Readiness (new reference): {"status": "ready"|"degraded"|"unavailable",
  * "checks": {registry, git, kube, oci}}; *ok 1/0.  The oci check (the
  * chart registry's last outcome) never changes the status. */
-json_t *ll_core_ready(ll_core *c, int *ok);
+json_t *ll_core_ready(int *ok, ll_core *c);
 
 /* Writes: each checks the request completely, then stores the desired state
  * and queues an operation for the git writer in one transaction, and returns
@@ -52,8 +57,8 @@ json_t *ll_core_ready(ll_core *c, int *ok);
  * wait for the writer without holding a thread per request.
  *
  * Onboard: body {id, tier, release?, values?} (borrowed).  LL_EEXISTS:
- * *out_existing is the existing tenant (new reference).  LL_EINVALID: a bad field (ll_error_last()->field) or
- * a template that does not render (kind "render-failed"). */
+ * *out_existing is the existing tenant (new reference).  LL_EINVALID: a bad field
+ * (ll_error_last()->field) or a template that does not render (kind "render-failed"). */
 int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, const json_t *body);
 
 /* Change: body {tier?, release?, values?}, at least one.  LL_ENOTFOUND,
@@ -105,7 +110,7 @@ int ll_tenant_answer(ll_answer **out, ll_core *c, const char *id);
 
 /* The answer's text (borrowed, NUL-terminated, *out_len bytes) and ETag
  * (borrowed); both live as long as the reference. */
-const char *ll_answer_text(const ll_answer *a, size_t *out_len);
+const char *ll_answer_text(size_t *out_len, const ll_answer *a);
 const char *ll_answer_etag(const ll_answer *a);
 
 /* Gives back a reference from ll_tenant_answer (NULL is fine); any thread. */

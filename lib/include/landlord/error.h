@@ -5,6 +5,10 @@
  * message that goes with the most recent failure on this thread is kept by
  * ll_error_set() and read with ll_error_last(); lower layers set it, upper
  * layers pass the code up and leave the message alone.
+ *
+ * Ownership: the strings given to the setters are copied (truncated to
+ * their fields); ll_error_last() and ll_error_name() return borrowed or
+ * static text the caller never frees.
  */
 #ifndef LANDLORD_ERROR_H
 #define LANDLORD_ERROR_H
@@ -55,7 +59,7 @@ const ll_error *ll_error_last(void);
 /* Forget the last error. */
 void ll_error_clear(void);
 
-/* A short stable name for a code ("invalid", "not-found", ...). */
+/* A short stable name for a code ("invalid", "not-found", ...).  Static string. */
 const char *ll_error_name(int code);
 
 /* The code for a failed system call's errno: LL_ENOSPACE when the volume is

@@ -6,6 +6,9 @@
  * one commit, pushes it, and records the outcome.  A rejected push (someone
  * else moved the branch) is answered with fetch and rebuild.  Other threads
  * only notify the writer, wait for an operation, and read snapshots.
+ *
+ * Ownership, unless a prototype says otherwise: pointer arguments are
+ * borrowed for the call; `json_t *` results are new references.
  */
 #ifndef LANDLORD_GITOPS_H
 #define LANDLORD_GITOPS_H
@@ -57,7 +60,9 @@ typedef struct ll_gitops_options {
  * no root folder (never with import_only), makes the registry follow the
  * repository (adoption, drift), and reads the tier catalogue.  Does not start
  * the writer thread.  When the remote cannot be reached: with a head from an
- * earlier run, opens degraded (writes queue); without one, LL_EUPSTREAM. */
+ * earlier run, opens degraded (writes queue); without one, LL_EUPSTREAM.  *out: a new handle
+ * (ll_gitops_free); opts' strings are copied, its callbacks and payload are kept until
+ * ll_gitops_stop. */
 int ll_gitops_open(ll_gitops **out, const ll_gitops_options *opts);
 
 /* Where the layout puts a tenant's file: flat at <root>/tenants/<tier>/<id>.yaml

@@ -24,6 +24,10 @@
  * (unreachable, 5xx after retries) LL_EUPSTREAM.
  *
  * Thread-safe: requests may run on several threads at once.
+ *
+ * Ownership, unless a prototype says otherwise: pointer arguments are
+ * borrowed for the call; `json_t **out` receives a new reference
+ * (json_decref).
  */
 #ifndef LANDLORD_KUBE_H
 #define LANDLORD_KUBE_H

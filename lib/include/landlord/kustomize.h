@@ -15,6 +15,9 @@
  * characters.  A file with more than one document is refused (LL_EINVALID),
  * and so is editing one that uses YAML aliases; messages start with
  * "kustomization: ".
+ *
+ * Ownership: text and entries are borrowed for the call; `char **out`
+ * receives a new NUL-terminated buffer the caller frees (free).
  */
 #ifndef LANDLORD_KUSTOMIZE_H
 #define LANDLORD_KUSTOMIZE_H

@@ -2,6 +2,8 @@
  *
  * Messages must never carry a token, password or other credential.  The level
  * is checked before anything is formatted.
+ *
+ * Ownership: arguments are borrowed for the call; nothing is kept.
  */
 #ifndef LANDLORD_LOG_H
 #define LANDLORD_LOG_H

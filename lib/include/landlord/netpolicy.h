@@ -9,6 +9,10 @@
  * IPv4 address they carry.  Everything here is pure and thread-safe except
  * the resolver, which runs getaddrinfo() on a thread of its own so that a
  * caller can stop waiting for it.
+ *
+ * Ownership, unless a prototype says otherwise: pointer arguments are
+ * borrowed for the call; ll_netaddr_list and ll_netaddr are plain values
+ * (nothing to free).
  */
 #ifndef LANDLORD_NETPOLICY_H
 #define LANDLORD_NETPOLICY_H
@@ -55,7 +59,7 @@ typedef struct ll_addr_verdict {
 } ll_addr_verdict;
 
 /* "public", "loopback", "link-local", "private", "unspecified", "multicast",
- * "broadcast" or "reserved". */
+ * "broadcast" or "reserved".  Static string. */
 const char *ll_addr_class_name(ll_addr_class cls);
 
 /* Parses a numeric address (dotted quad or IPv6 text, no zone): 0 or

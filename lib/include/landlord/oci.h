@@ -12,6 +12,10 @@
  * <dir>/blobs/sha256/<hex> and <dir>/index.json listing each manifest with
  * its tag in org.opencontainers.image.ref.name.  Files are written to a
  * temporary name and renamed, so a crash leaves no half blob or index.
+ *
+ * Ownership: pointer arguments are borrowed for the call (meta and tgz
+ * too: ll_oci_artifact_build copies what it needs); an ll_oci_artifact owns
+ * its bytes (ll_oci_artifact_free); `json_t **out` receives a new reference.
  */
 #ifndef LANDLORD_OCI_H
 #define LANDLORD_OCI_H

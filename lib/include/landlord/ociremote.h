@@ -22,6 +22,10 @@
  * (CURLOPT_NOSIGNAL, connections kept alive across calls), freed when the
  * thread ends.  Shared state (challenge, tokens, health) is under mutexes.
  * Credentials and tokens never reach a log line, an error message or a URL.
+ *
+ * Ownership, unless a prototype says otherwise: pointer arguments are
+ * borrowed for the call; `out` records and buffers are the caller's and
+ * hold no heap memory.
  */
 #ifndef LANDLORD_OCIREMOTE_H
 #define LANDLORD_OCIREMOTE_H
@@ -66,7 +70,8 @@ int ll_oci_challenge_parse(ll_oci_challenge *out, const char *value);
 
 /* Checks the options and opens the client (no network yet; ECR: the AWS
  * credential chain).  LL_EINVALID with a hint for a bad URL, plain HTTP to
- * another machine, ECR without a region. */
+ * another machine, ECR without a region.  *out: a new handle (ll_ociremote_free); opts' strings are
+ * copied. */
 int ll_ociremote_open(ll_ociremote **out, const ll_ociremote_options *opts);
 void ll_ociremote_free(ll_ociremote *r);
 
@@ -102,7 +107,7 @@ int ll_ociremote_delete(ll_ociremote *r, const char *chart, const char *digest);
 /* For /readyz (new reference): {"status": "ok"|"failed"|"unknown",
  * "registry", "url", "auth", "credentials"? (ECR: where AWS credentials
  * come from), "error"?, "checked_at"?} from the last exchange (no request
- * is made). */
+ * is made).  New reference. */
 json_t *ll_ociremote_health(ll_ociremote *r);
 
 #endif

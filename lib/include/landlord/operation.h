@@ -153,7 +153,8 @@ int ll_op_results_ok(ll_op_results *res, long long id, const char *commit);
 int ll_op_results_failed(ll_op_results *res, long long id, ll_op_failure failure,
                          const char *error);
 
-/* Moves every outcome of from to the end of to (from ends empty). */
+/* Moves every outcome of from to the end of to (from ends empty).  The outcomes move: to owns them,
+ * from keeps nothing. */
 int ll_op_results_take(ll_op_results *to, ll_op_results *from);
 
 /* Frees the outcomes and empties res; NULL is fine. */

@@ -7,6 +7,12 @@
  *
  * Tenants come back as typed records (ll_tenant_record, below); operations
  * as records too (operation.h).
+ *
+ * Ownership, unless a prototype says otherwise: pointer arguments are
+ * borrowed for the call (read, never kept); `json_t **out` receives a new
+ * reference (json_decref); records filled through `out` (ll_tenant_record,
+ * ll_operation, ll_op_list, ll_audit_page, arrays of them) are the caller's,
+ * cleared or freed with the function their comment names.
  */
 #ifndef LANDLORD_REGISTRY_H
 #define LANDLORD_REGISTRY_H
@@ -29,7 +35,7 @@ typedef struct ll_registry_author {
 
 /* Opens (creating it if needed) and migrates the database at path.
  * WAL, foreign keys on, busy timeout 5 s.  LL_ECONFLICT when the database
- * was written by a newer landlord. */
+ * was written by a newer landlord.  *out: a new handle (ll_registry_close). */
 int ll_registry_open(ll_registry **out, const char *path);
 
 void ll_registry_close(ll_registry *r);
@@ -46,7 +52,7 @@ void ll_registry_set_quiet(ll_registry *r, int quiet);
 
 /* The number of migrations applied (PRAGMA user_version), and how many this
  * binary knows. */
-int ll_registry_schema_version(ll_registry *r, int *out_applied, int *out_known);
+int ll_registry_schema_version(int *out_applied, int *out_known, ll_registry *r);
 
 /* A trivial query, for /readyz. */
 int ll_registry_ping(ll_registry *r);

@@ -11,6 +11,10 @@
  * copies), freed by its *_free function (which accepts NULL).  A step
  * (ll_rollout_step) only borrows: it lives on its caller's stack for one
  * registry call.
+ *
+ * Ownership: the records here own their strings and arrays; each is
+ * released with its _clear/_free function.  Pointer arguments are borrowed
+ * for the call unless a prototype says otherwise.
  */
 #ifndef LANDLORD_ROLLOUT_RECORDS_H
 #define LANDLORD_ROLLOUT_RECORDS_H

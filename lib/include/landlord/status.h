@@ -16,6 +16,9 @@
  * read what it computed.  When the branch moves and reconcile_now is set, it
  * asks Flux to fetch at once (merge-patches reconcile.fluxcd.io/requestedAt
  * on the GitRepository).  Thread-safe.
+ *
+ * Ownership, unless a prototype says otherwise: pointer arguments are
+ * borrowed for the call; `json_t *` results are new references.
  */
 #ifndef LANDLORD_STATUS_H
 #define LANDLORD_STATUS_H

@@ -6,6 +6,8 @@
  * ll_storage_ok().  /readyz shows the state, so an operator sees why writes
  * answer 503 and sees it clear once space is freed, without a restart.
  * Process-wide and thread-safe: the volume is shared by every connection.
+ *
+ * Ownership: message is borrowed for the call.
  */
 #ifndef LANDLORD_STORAGE_H
 #define LANDLORD_STORAGE_H

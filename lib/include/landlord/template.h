@@ -4,6 +4,10 @@
  * validated values only, keeps every comment of the template (Flux image
  * automation markers live in comments), merges the tenant's chart value
  * overrides into spec.values of each HelmRelease, and checks the result.
+ *
+ * Ownership, unless a prototype says otherwise: text, JSON and input
+ * records are borrowed for the call; `char **out` receives a new buffer the
+ * caller frees (free), `json_t **out` a new reference (json_decref).
  */
 #ifndef LANDLORD_TEMPLATE_H
 #define LANDLORD_TEMPLATE_H

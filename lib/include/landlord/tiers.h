@@ -9,6 +9,9 @@
  *                          "locked_values": ["/tenantId", ...]}},
  *    "pools": ["pool-1", ...],
  *    "pool_versions": {"pool-1": "<chart version its file asks for>", ...}}
+ *
+ * Ownership: JSON arguments are borrowed for the call; results say
+ * whether they are new references or borrowed from the catalogue.
  */
 #ifndef LANDLORD_TIERS_H
 #define LANDLORD_TIERS_H

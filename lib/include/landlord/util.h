@@ -1,4 +1,8 @@
-/* util.h - capped growable buffers, time stamps, random ids. */
+/* util.h - capped growable buffers, time stamps, random ids.
+ *
+ * Ownership: pointer arguments are borrowed for the call; an ll_buf owns
+ * its bytes until ll_buf_free or ll_buf_steal.
+ */
 #ifndef LANDLORD_UTIL_H
 #define LANDLORD_UTIL_H
 

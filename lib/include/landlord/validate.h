@@ -2,6 +2,9 @@
  *
  * Every function returns 0 or LL_EINVALID with a message and the field at
  * fault set through ll_error_set()/ll_error_field().
+ *
+ * Ownership: every argument is borrowed for the call; `char *out, size_t
+ * cap` buffers are the caller's.
  */
 #ifndef LANDLORD_VALIDATE_H
 #define LANDLORD_VALIDATE_H
@@ -42,7 +45,7 @@ int ll_validate_reserved_list(const char *list);
 /* 1 when name matches an entry of list (a valid reserved-namespaces value);
  * the entry it matched is copied into match (cap bytes, may be 0).  0 when
  * none does. */
-int ll_reserved_match(const char *list, const char *name, char *match, size_t cap);
+int ll_reserved_match(char *match, size_t cap, const char *list, const char *name);
 
 /* A release: "1.2.3" (pinned), "1.2" or "1.2.x" (floating on the patch). */
 int ll_validate_release(const char *release);

@@ -27,6 +27,10 @@
  * differently a moment later (DNS rebinding) gains nothing.  Redirects are
  * not followed, and no proxy is used (http_proxy and friends are ignored):
  * the address checked must be the receiver's.
+ *
+ * Ownership, unless a prototype says otherwise: pointer arguments are
+ * borrowed for the call; ll_webhook_target is a plain value (nothing to
+ * free).
  */
 #ifndef LANDLORD_WEBHOOKS_H
 #define LANDLORD_WEBHOOKS_H
@@ -69,6 +73,8 @@ typedef struct ll_webhook_target {
 int ll_webhook_check_url(ll_webhook_target *out, const char *url, const ll_netpolicy *policy,
                          int timeout_ms);
 
+/* *out: a new handle, ended and freed with ll_webhooks_stop; opts is read (ca_file copied), not
+ * kept. */
 int ll_webhooks_start(ll_webhooks **out, const ll_webhooks_options *opts);
 
 /* New deliveries may be due: look now. */

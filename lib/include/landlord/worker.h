@@ -26,7 +26,9 @@ typedef struct ll_worker {
 /* Prepares w (not started). */
 void ll_worker_init(ll_worker *w);
 
-/* Runs main(arg) on a new thread.  0, or -1 with the error set. */
+/* Runs main(arg) on a new thread.  0, or -1 with the error set.  arg is handed to the thread as is:
+ * it must outlive it (until ll_worker_stop); what (a name for the error message) is borrowed for
+ * the call. */
 int ll_worker_start(ll_worker *w, void *(*main)(void *), void *arg, const char *what);
 
 /* Asks the thread to stop and waits for it; nothing when not started.  The
