@@ -81,7 +81,7 @@ int ll_buf_printf(ll_buf *b, const char *fmt, ...)
     return error;
 }
 
-char *ll_buf_steal(ll_buf *b, size_t *out_len)
+char *ll_buf_steal(size_t *out_len, ll_buf *b)
 {
     char *p = b->data;
     if (!p) {
@@ -204,7 +204,7 @@ int ll_read_file(char **out, size_t *out_len, const char *path, size_t cap)
             goto done;
         }
     }
-    *out = ll_buf_steal(&b, out_len);
+    *out = ll_buf_steal(out_len, &b);
     error = 0;
 done:
     if (fd >= 0)

@@ -135,7 +135,7 @@ static char *reencode(const char *s, size_t n)
         return NULL;
     }
     free(raw);
-    return ll_buf_steal(&b, NULL);
+    return ll_buf_steal(NULL, &b);
 }
 
 /* The canonical query: key=value pairs encoded and sorted by key, then value. */
@@ -362,9 +362,9 @@ int ll_sigv4_sign(ll_sigv4 *out, const ll_sigv4_request *req, const char *access
                       "Signature=%s",
                       access_key_id, date, region, service, list.data, sig) < 0)
         goto done;
-    out->canonical_request = ll_buf_steal(&canon, NULL);
-    out->string_to_sign = ll_buf_steal(&sts, NULL);
-    out->authorization = ll_buf_steal(&auth, NULL);
+    out->canonical_request = ll_buf_steal(NULL, &canon);
+    out->string_to_sign = ll_buf_steal(NULL, &sts);
+    out->authorization = ll_buf_steal(NULL, &auth);
     error = 0;
 done:
     ll_buf_free(&canon);

@@ -396,7 +396,7 @@ int ll_core_metrics(char **out, size_t *out_len, ll_core *c)
                   "# TYPE landlord_operations_queued gauge\n"
                   "landlord_operations_queued %lld\n",
                   queued);
-    ll_gitops_push_stats(c->git, buckets, &count, &sum_ms);
+    ll_gitops_push_stats(buckets, &count, &sum_ms, c->git);
     ll_buf_adds(&b, "# HELP landlord_git_push_seconds Time of each successful push.\n"
                     "# TYPE landlord_git_push_seconds histogram\n");
     for (int k = 0; k < LL_PUSH_BUCKETS; k++) {
@@ -427,7 +427,7 @@ int ll_core_metrics(char **out, size_t *out_len, ll_core *c)
                       json_is_true(json_object_get(w, "synced")));
     }
     json_decref(kube);
-    ll_webhooks_counts(c->webhooks, &delivered, &failed, &given_up);
+    ll_webhooks_counts(&delivered, &failed, &given_up, c->webhooks);
     ll_buf_printf(&b,
                   "# HELP landlord_webhook_deliveries_total Webhook deliveries made.\n"
                   "# TYPE landlord_webhook_deliveries_total counter\n"
@@ -440,6 +440,6 @@ int ll_core_metrics(char **out, size_t *out_len, ll_core *c)
                   "# TYPE landlord_webhook_given_up_total counter\n"
                   "landlord_webhook_given_up_total %lld\n",
                   delivered, failed, given_up);
-    *out = ll_buf_steal(&b, out_len);
+    *out = ll_buf_steal(out_len, &b);
     return *out ? 0 : ll_error_set(-1, "out of memory");
 }

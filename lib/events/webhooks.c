@@ -539,8 +539,8 @@ void ll_webhooks_stop(ll_webhooks *w)
     free(w);
 }
 
-void ll_webhooks_counts(ll_webhooks *w, long long *delivered, long long *failed_attempts,
-                        long long *given_up)
+void ll_webhooks_counts(long long *delivered, long long *failed_attempts, long long *given_up,
+                        ll_webhooks *w)
 {
     *delivered = *failed_attempts = *given_up = 0;
     if (!w)

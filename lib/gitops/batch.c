@@ -539,8 +539,8 @@ int gitops_run_batch(ll_op_results *results, ll_gitops *g, const ll_operation *o
     return error;
 }
 
-void ll_gitops_push_stats(ll_gitops *g, long long buckets[LL_PUSH_BUCKETS + 1], long long *count,
-                          long long *sum_ms)
+void ll_gitops_push_stats(long long buckets[LL_PUSH_BUCKETS + 1], long long *count,
+                          long long *sum_ms, ll_gitops *g)
 {
     pthread_mutex_lock(&g->lock);
     memcpy(buckets, g->push_buckets, sizeof(g->push_buckets));

@@ -284,7 +284,7 @@ int ll_kustomize_new(char **out, size_t *out_len, const char *const *entries, si
         error = ll_error_set(LL_ERROR, WHAT ": new file does not list the resources intended");
         goto done;
     }
-    if (!(*out = ll_buf_steal(&b, out_len))) {
+    if (!(*out = ll_buf_steal(out_len, &b))) {
         error = ll_error_set(LL_ERROR, "out of memory");
         goto done;
     }

@@ -32,7 +32,7 @@ static int id_row(sqlite3_stmt *st, void *payload)
 /* Queues an operation (kind, for tenant and tier) carrying payload (stolen;
  * NULL: it could not be built) inside the caller's transaction; *out its
  * id. */
-static int insert_op(long long *out, ll_registry *r, const char *kind, const char *tenant,
+static int insert_op(long long *out, ll_registry *r, ll_op_kind kind, const char *tenant,
                      const char *tier, json_t *payload, const char *now,
                      const ll_registry_author *author)
 {
@@ -46,7 +46,8 @@ static int insert_op(long long *out, ll_registry *r, const char *kind, const cha
                      "INSERT INTO operations (kind, tenant_id, tier, payload, state, "
                      "created_at, updated_at, author_name, author_email) VALUES (?, ?, ?, ?, "
                      "'queued', ?, ?, ?, ?) RETURNING id",
-                     "ssssssss", kind, tenant, tier, text, now, now, author->name, author->email);
+                     "ssssssss", ll_op_kind_name(kind), tenant, tier, text, now, now, author->name,
+                     author->email);
     free(text);
     if (error == 0)
         error = ll_error_set(-1, "registry: queue operation: no id returned");
@@ -123,7 +124,7 @@ int ll_registry_onboard(long long *out_op, ll_tenant_record *out_existing, ll_re
                         chart);
     if (desired && revive)
         json_object_set_new(desired, "previous", previous_of(&existing));
-    if ((error = insert_op(out_op, r, "onboard", d->id, d->tier, desired, now, author)) < 0 ||
+    if ((error = insert_op(out_op, r, LL_OP_ONBOARD, d->id, d->tier, desired, now, author)) < 0 ||
         (error = reg_tenant_put(r, d, values_json, chart, *out_op, now, revive)) < 0)
         goto done;
     error = reg_commit(r);
@@ -151,7 +152,7 @@ int ll_registry_offboard(long long *out_op, ll_registry *r, const ll_tenant_desi
         (error = check_if_match(&t, d->if_match)) < 0)
         goto done;
     if (t.lifecycle != LL_TENANT_OFFBOARDED &&
-        ((error = insert_op(out_op, r, "offboard", d->id, t.tier, json_object(), now, author)) <
+        ((error = insert_op(out_op, r, LL_OP_OFFBOARD, d->id, t.tier, json_object(), now, author)) <
              0 ||
          (error = reg_tenant_set_offboarding(r, d->id, *out_op, now)) < 0))
         goto done;
@@ -209,7 +210,7 @@ int ll_registry_update(long long *out_op, ll_registry *r, const ll_tenant_desire
     desired = json_pack("{s:s, s:O, s:s, s:o, s:o}", "release", d->release, "values", d->values,
                         "chart_version", chart, "from_tier", string_or_null(t.tier), "previous",
                         previous_of(&t));
-    if ((error = insert_op(out_op, r, "update", d->id, d->tier, desired, now, author)) < 0 ||
+    if ((error = insert_op(out_op, r, LL_OP_UPDATE, d->id, d->tier, desired, now, author)) < 0 ||
         (error = reg_tenant_set_desired(r, d, values_json, chart, *out_op, now)) < 0)
         goto done;
     error = reg_commit(r);

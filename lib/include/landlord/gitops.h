@@ -114,7 +114,7 @@ json_t *ll_gitops_status(ll_gitops *g);
  * the slower ones. */
 #define LL_PUSH_BUCKETS 9
 extern const int ll_push_bounds_ms[LL_PUSH_BUCKETS];
-void ll_gitops_push_stats(ll_gitops *g, long long buckets[LL_PUSH_BUCKETS + 1], long long *count,
-                          long long *sum_ms);
+void ll_gitops_push_stats(long long buckets[LL_PUSH_BUCKETS + 1], long long *count,
+                          long long *sum_ms, ll_gitops *g);
 
 #endif

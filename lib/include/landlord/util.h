@@ -28,7 +28,7 @@ int ll_buf_adds(ll_buf *b, const char *s);
 int ll_buf_printf(ll_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Hands the bytes to the caller (who frees them) and resets the buffer. */
-char *ll_buf_steal(ll_buf *b, size_t *out_len);
+char *ll_buf_steal(size_t *out_len, ll_buf *b);
 
 void ll_buf_free(ll_buf *b);
 

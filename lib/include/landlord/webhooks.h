@@ -83,8 +83,8 @@ void ll_webhooks_notify(ll_webhooks *w);
 void ll_webhooks_stop(ll_webhooks *w);
 
 /* Deliveries made (2xx) and attempts that failed, since start. */
-void ll_webhooks_counts(ll_webhooks *w, long long *delivered, long long *failed_attempts,
-                        long long *given_up);
+void ll_webhooks_counts(long long *delivered, long long *failed_attempts, long long *given_up,
+                        ll_webhooks *w);
 
 /* out = hex HMAC-SHA256(secret, timestamp "." body). */
 int ll_webhook_sign(char out[65], const char *secret, const char *timestamp, const char *body,
