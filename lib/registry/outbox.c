@@ -221,12 +221,6 @@ static char *dup_str(const json_t *o, const char *key)
     return s ? strdup(s) : NULL;
 }
 
-static char *col_dup(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? strdup((const char *)t) : NULL;
-}
-
 static void desired_from(ll_op_desired *d, const json_t *o)
 {
     d->tier = dup_str(o, "tier");
@@ -404,22 +398,22 @@ static int op_from_row(ll_operation *out, sqlite3_stmt *st)
     out->id = sqlite3_column_int64(st, 0);
     if ((error = kind_of(&out->kind, (const char *)sqlite3_column_text(st, 1))) < 0)
         goto done;
-    out->tenant = col_dup(st, 2);
+    out->tenant = reg_dup_col(st, 2, NULL);
     if (out->tenant && !out->tenant[0]) {
         free(out->tenant); /* a tier operation names no tenant */
         out->tenant = NULL;
     }
-    out->tier = col_dup(st, 3);
+    out->tier = reg_dup_col(st, 3, NULL);
     out->state = state_of((const char *)sqlite3_column_text(st, 5));
-    out->commit = col_dup(st, 6);
-    out->error = col_dup(st, 7);
+    out->commit = reg_dup_col(st, 6, NULL);
+    out->error = reg_dup_col(st, 7, NULL);
     out->failure = failure_of((const char *)sqlite3_column_text(st, 8));
-    out->created_at = col_dup(st, 9);
-    out->updated_at = col_dup(st, 10);
-    out->author_name = col_dup(st, 11);
-    out->author_email = col_dup(st, 12);
+    out->created_at = reg_dup_col(st, 9, NULL);
+    out->updated_at = reg_dup_col(st, 10, NULL);
+    out->author_name = reg_dup_col(st, 11, NULL);
+    out->author_email = reg_dup_col(st, 12, NULL);
     out->attempts = sqlite3_column_int64(st, 13);
-    out->last_error = col_dup(st, 14);
+    out->last_error = reg_dup_col(st, 14, NULL);
     out->rollout_id = sqlite3_column_int64(st, 15);
     error = reg_op_from_payload(out, payload);
 done:

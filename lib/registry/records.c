@@ -53,7 +53,7 @@ char *reg_dup_col(sqlite3_stmt *st, int i, int *oom)
 {
     const char *v = (const char *)sqlite3_column_text(st, i);
     char *s = v ? strdup(v) : NULL;
-    if (v && !s)
+    if (v && !s && oom)
         *oom = 1;
     return s;
 }

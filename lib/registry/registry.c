@@ -169,12 +169,6 @@ json_t *ll_tenant_record_json(const ll_tenant_record *t)
     "updated_at, offboarded_at, origin, path, observed_state, observed_since, chart_version"
 
 /* Column i as a new string, or NULL. */
-static char *col_dup(sqlite3_stmt *st, int i)
-{
-    const char *s = (const char *)sqlite3_column_text(st, i);
-    return s ? strdup(s) : NULL;
-}
-
 /* The one conversion of a tenants row (TENANT_COLS) into a record. */
 static int tenant_of_row(ll_tenant_record *t, sqlite3_stmt *st)
 {
@@ -184,22 +178,22 @@ static int tenant_of_row(ll_tenant_record *t, sqlite3_stmt *st)
     t->values = vj ? json_loads(vj, 0, NULL) : NULL;
     if (!t->values)
         t->values = json_object();
-    t->id = col_dup(st, 0);
-    t->tier = col_dup(st, 1);
-    t->release = col_dup(st, 2);
+    t->id = reg_dup_col(st, 0, NULL);
+    t->tier = reg_dup_col(st, 1, NULL);
+    t->release = reg_dup_col(st, 2, NULL);
     /* The schema's CHECK constraints admit only the names known here. */
     ll_tenant_lifecycle_parse(&t->lifecycle, (const char *)sqlite3_column_text(st, 4));
     ll_tenant_sync_parse(&t->sync, (const char *)sqlite3_column_text(st, 5));
-    t->commit = col_dup(st, 6);
+    t->commit = reg_dup_col(st, 6, NULL);
     t->operation = sqlite3_column_type(st, 7) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 7);
-    t->created_at = col_dup(st, 8);
-    t->updated_at = col_dup(st, 9);
-    t->offboarded_at = col_dup(st, 10);
+    t->created_at = reg_dup_col(st, 8, NULL);
+    t->updated_at = reg_dup_col(st, 9, NULL);
+    t->offboarded_at = reg_dup_col(st, 10, NULL);
     ll_tenant_origin_parse(&t->origin, (const char *)sqlite3_column_text(st, 11));
-    t->path = col_dup(st, 12);
-    t->observed_state = col_dup(st, 13);
-    t->observed_since = col_dup(st, 14);
-    t->chart_version = col_dup(st, 15);
+    t->path = reg_dup_col(st, 12, NULL);
+    t->observed_state = reg_dup_col(st, 13, NULL);
+    t->observed_since = reg_dup_col(st, 14, NULL);
+    t->chart_version = reg_dup_col(st, 15, NULL);
     {
         /* The version of the desired state: what If-Match compares. */
         const char *parts[] = {(const char *)sqlite3_column_text(st, 1),
@@ -227,9 +221,9 @@ static int commit_row(sqlite3_stmt *st, void *payload)
         return ll_error_set(-1, "out of memory");
     t->commits = grown;
     t->commits[t->n_commits++] = (ll_tenant_commit){
-        .sha = col_dup(st, 0),
-        .operation = col_dup(st, 1),
-        .at = col_dup(st, 2),
+        .sha = reg_dup_col(st, 0, NULL),
+        .operation = reg_dup_col(st, 1, NULL),
+        .at = reg_dup_col(st, 2, NULL),
     };
     return 0;
 }

@@ -98,7 +98,7 @@ int reg_records_finish(void **out, size_t *out_n, reg_records *l, int error);
 void reg_records_free(void *v, size_t n, size_t size, void (*clear)(void *));
 
 /* Column i as a new string, NULL when SQL NULL (or out of memory: then
- * *oom is set to 1). */
+ * *oom, when not NULL, is set to 1).  The registry's one column copier. */
 char *reg_dup_col(sqlite3_stmt *st, int i, int *oom);
 
 /* Column i copied into to[cap] ("" when NULL; cut at cap). */

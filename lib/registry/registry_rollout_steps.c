@@ -525,11 +525,11 @@ static int wave_tenant_pick(sqlite3_stmt *st, void *payload)
                                                                                             : 0;
     if (!(m = moves_add(&p->moving)))
         return -1;
-    m->id = rr_text(st, 0);
-    m->tier = rr_text(st, 1);
-    m->path = rr_text(st, 5);
+    m->id = reg_dup_col(st, 0, NULL);
+    m->tier = reg_dup_col(st, 1, NULL);
+    m->path = reg_dup_col(st, 5, NULL);
     m->to = strdup(p->version);
-    m->from = rr_text(st, 3);
+    m->from = reg_dup_col(st, 3, NULL);
     m->prev_op = sqlite3_column_int64(st, 6);
     return 0;
 }
@@ -682,10 +682,10 @@ static int back_pick(sqlite3_stmt *st, void *payload)
     if (active && chart && from && strcmp(chart, p->version) == 0) {
         if (!(m = moves_add(&p->back)))
             return -1;
-        m->id = rr_text(st, 0);
-        m->tier = rr_text(st, 2);
-        m->path = rr_text(st, 5);
-        m->to = rr_text(st, 1);
+        m->id = reg_dup_col(st, 0, NULL);
+        m->tier = reg_dup_col(st, 2, NULL);
+        m->path = reg_dup_col(st, 5, NULL);
+        m->to = reg_dup_col(st, 1, NULL);
         m->from = strdup(p->version);
         m->prev_op = sqlite3_column_int64(st, 6);
         return 0;

@@ -60,12 +60,6 @@ int rr_run(ll_registry *r, const char *sql, const rr_arg *args, size_t nargs)
     return error;
 }
 
-char *rr_text(sqlite3_stmt *st, int i)
-{
-    const char *s = (const char *)sqlite3_column_text(st, i);
-    return s ? strdup(s) : NULL;
-}
-
 int rr_grow(void **v, size_t n, size_t size)
 {
     void *grown = realloc(*v, (n + 1) * size);
@@ -103,7 +97,7 @@ static int state_row(sqlite3_stmt *st, void *payload)
     s->found = 1;
     to_text(s->state, sizeof(s->state), st, 0);
     free(s->version);
-    s->version = rr_text(st, 1);
+    s->version = reg_dup_col(st, 1, NULL);
     return 0;
 }
 
@@ -141,7 +135,7 @@ static int tier_version_row(sqlite3_stmt *st, void *payload)
 {
     struct newest *n = payload;
     free(n->tier_version);
-    n->tier_version = rr_text(st, 0);
+    n->tier_version = reg_dup_col(st, 0, NULL);
     return 0;
 }
 
@@ -217,7 +211,7 @@ static int rollout_row(ll_rollout *ro, sqlite3_stmt *st)
     char state[32], on_failure[32];
     int error;
     ro->id = sqlite3_column_int64(st, 0);
-    ro->version = rr_text(st, 1);
+    ro->version = reg_dup_col(st, 1, NULL);
     to_text(state, sizeof(state), st, 2);
     to_text(on_failure, sizeof(on_failure), st, 3);
     if ((error = ll_rollout_state_parse(&ro->state, state)) < 0 ||
@@ -226,14 +220,14 @@ static int rollout_row(ll_rollout *ro, sqlite3_stmt *st)
         return error;
     ro->wave_timeout = sqlite3_column_int64(st, 5);
     ro->current_wave = sqlite3_column_int(st, 6);
-    ro->reason = rr_text(st, 7);
+    ro->reason = reg_dup_col(st, 7, NULL);
     ro->rollback_op = sqlite3_column_int64(st, 8);
-    ro->rollback_sha = rr_text(st, 9);
-    ro->author_name = rr_text(st, 10);
-    ro->author_email = rr_text(st, 11);
-    ro->created_at = rr_text(st, 12);
-    ro->updated_at = rr_text(st, 13);
-    ro->finished_at = rr_text(st, 14);
+    ro->rollback_sha = reg_dup_col(st, 9, NULL);
+    ro->author_name = reg_dup_col(st, 10, NULL);
+    ro->author_email = reg_dup_col(st, 11, NULL);
+    ro->created_at = reg_dup_col(st, 12, NULL);
+    ro->updated_at = reg_dup_col(st, 13, NULL);
+    ro->finished_at = reg_dup_col(st, 14, NULL);
     return 0;
 }
 
@@ -267,14 +261,14 @@ static int wave_row(sqlite3_stmt *st, void *payload)
     w->soak_seconds = sqlite3_column_int64(st, 2);
     to_text(state, sizeof(state), st, 3);
     w->operation_id = sqlite3_column_int64(st, 4);
-    w->commit_sha = rr_text(st, 5);
+    w->commit_sha = reg_dup_col(st, 5, NULL);
     w->deadline_ms = opt_int(st, 6, &w->has_deadline);
     w->soak_until_ms = opt_int(st, 7, &w->has_soak_until);
-    w->error = rr_text(st, 8);
-    w->started_at = rr_text(st, 9);
-    w->pushed_at = rr_text(st, 10);
-    w->ready_at = rr_text(st, 11);
-    w->finished_at = rr_text(st, 12);
+    w->error = reg_dup_col(st, 8, NULL);
+    w->started_at = reg_dup_col(st, 9, NULL);
+    w->pushed_at = reg_dup_col(st, 10, NULL);
+    w->ready_at = reg_dup_col(st, 11, NULL);
+    w->finished_at = reg_dup_col(st, 12, NULL);
     if ((error = ll_wave_state_parse(&w->state, state)) < 0)
         return error;
     return selector_col(&w->selector, st, 1);
@@ -288,9 +282,9 @@ static int pool_row(sqlite3_stmt *st, void *payload)
     if ((error = rr_grow((void **)&ro->pools, ro->npools, sizeof(*ro->pools))) < 0)
         return error;
     ll_rollout_pool *p = &ro->pools[ro->npools++];
-    p->pool = rr_text(st, 0);
+    p->pool = reg_dup_col(st, 0, NULL);
     p->wave = sqlite3_column_int(st, 1);
-    p->from_version = rr_text(st, 2);
+    p->from_version = reg_dup_col(st, 2, NULL);
     to_text(state, sizeof(state), st, 3);
     return ll_pool_state_parse(&p->state, state);
 }
@@ -321,13 +315,13 @@ static int tenant_row(sqlite3_stmt *st, void *payload)
     if ((error = rr_grow((void **)&ro->tenants, ro->ntenants, sizeof(*ro->tenants))) < 0)
         return error;
     ll_rollout_tenant *t = &ro->tenants[ro->ntenants++];
-    t->id = rr_text(st, 0);
-    t->tier = rr_text(st, 1);
+    t->id = reg_dup_col(st, 0, NULL);
+    t->tier = reg_dup_col(st, 1, NULL);
     t->wave = sqlite3_column_int(st, 2); /* NULL (skipped): 0 */
-    t->from_version = rr_text(st, 3);
+    t->from_version = reg_dup_col(st, 3, NULL);
     to_text(state, sizeof(state), st, 4);
-    t->reason = rr_text(st, 5);
-    t->updated_at = rr_text(st, 6);
+    t->reason = reg_dup_col(st, 5, NULL);
+    t->updated_at = reg_dup_col(st, 6, NULL);
     return ll_rt_state_parse(&t->state, state);
 }
 
@@ -456,11 +450,11 @@ static int candidate_row(sqlite3_stmt *st, void *payload)
     if ((error = rr_grow((void **)&a->v, a->n, sizeof(*a->v))) < 0)
         return error;
     ll_rollout_candidate *c = &a->v[a->n++];
-    c->id = rr_text(st, 0);
-    c->tier = rr_text(st, 1);
-    c->release = rr_text(st, 2);
-    c->chart_version = rr_text(st, 3);
-    c->lifecycle = rr_text(st, 4);
+    c->id = reg_dup_col(st, 0, NULL);
+    c->tier = reg_dup_col(st, 1, NULL);
+    c->release = reg_dup_col(st, 2, NULL);
+    c->chart_version = reg_dup_col(st, 3, NULL);
+    c->lifecycle = reg_dup_col(st, 4, NULL);
     c->active = c->lifecycle && strcmp(c->lifecycle, "active") == 0;
     return 0;
 }
@@ -504,14 +498,14 @@ static int wave_tenant_row(sqlite3_stmt *st, void *payload)
     if ((error = rr_grow((void **)&a->v, a->n, sizeof(*a->v))) < 0)
         return error;
     ll_wave_tenant *t = &a->v[a->n++];
-    t->id = rr_text(st, 0);
+    t->id = reg_dup_col(st, 0, NULL);
     to_text(state, sizeof(state), st, 1);
-    t->reason = rr_text(st, 2);
-    t->lifecycle = rr_text(st, 3);
+    t->reason = reg_dup_col(st, 2, NULL);
+    t->lifecycle = reg_dup_col(st, 3, NULL);
     t->active = t->lifecycle && strcmp(t->lifecycle, "active") == 0;
-    t->commit_sha = rr_text(st, 4);
-    t->sync = rr_text(st, 5);
-    t->chart_version = rr_text(st, 6);
+    t->commit_sha = reg_dup_col(st, 4, NULL);
+    t->sync = reg_dup_col(st, 5, NULL);
+    t->chart_version = reg_dup_col(st, 6, NULL);
     return ll_rt_state_parse(&t->state, state);
 }
 

@@ -37,10 +37,6 @@ int rr_each(ll_registry *r, const char *sql, const rr_arg *args, size_t nargs, r
 /* Runs one statement; the number of changed rows or a negative code. */
 int rr_run(ll_registry *r, const char *sql, const rr_arg *args, size_t nargs);
 
-/* Column i as a new string (NULL for NULL; -1 is not reported: callers
- * check what they need). */
-char *rr_text(sqlite3_stmt *st, int i);
-
 /* Makes room for one more item of size bytes in *v (holding *n); -1 out of
  * memory. */
 int rr_grow(void **v, size_t n, size_t size);
