@@ -4,9 +4,9 @@
  *
  * Everything goes in and out as records (registry.h): ll_transition,
  * ll_event, ll_webhook, ll_delivery, ll_state_count.  Each kind of row
- * becomes its record in one function (event_row, webhook_from_row,
+ * becomes its record in one function (event_from_row, webhook_from_row,
  * delivery_from_row, state_count_from_row), and the queries of webhooks,
- * deliveries and counts run through reg_rows, lists growing in a
+ * events, deliveries and counts run through reg_rows, lists growing in a
  * reg_records array (records.c) that the caller gets as a new array with
  * its free function.  JSON appears only
  * where a column stores it (event data, a webhook's event_types); the
@@ -102,6 +102,15 @@ static int type_matches(const ll_names *patterns, const char *type)
     return 0;
 }
 
+/* The first column of the first row, as a long long payload points to; -1
+ * stays when it is NULL. */
+static int first_int(sqlite3_stmt *st, void *payload)
+{
+    if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *(long long *)payload = sqlite3_column_int64(st, 0);
+    return 0;
+}
+
 /* The webhooks and what each subscribed to. */
 typedef struct hook_set {
     ll_webhook *v;
@@ -122,47 +131,25 @@ static int subscriptions(hook_set *out, ll_registry *r)
 static int store_event(ll_registry *r, const hook_set *subs, const char *type, const char *tenant,
                        const json_t *data, const char *now, long long now_ms)
 {
-    sqlite3_stmt *ev = NULL, *del = NULL;
     char *text = json_dumps(data, JSON_COMPACT);
+    long long event_id = -1;
     int error;
 
-    /* Run for every state transition the follower stores: prepared once. */
-    if ((error = reg_prepare(&ev, r,
-                             "INSERT INTO events (type, tenant_id, data, created_at) VALUES (?, ?, "
-                             "?, ?) RETURNING id")) < 0 ||
-        (error = reg_prepare(&del, r,
+    /* Run for every state transition the follower stores: the statements
+     * stay prepared in the registry's cache. */
+    error = reg_rows(r, "store event", first_int, &event_id,
+                     "INSERT INTO events (type, tenant_id, data, created_at) VALUES (?, ?, ?, ?) "
+                     "RETURNING id",
+                     "ssss", type, tenant ? tenant : "", text ? text : "{}", now);
+    for (size_t k = 0; error >= 0 && k < subs->n; k++) {
+        if (type_matches(&subs->v[k].event_types, type))
+            error = reg_rows(r, "queue delivery", NULL, NULL,
                              "INSERT INTO deliveries (webhook_id, event_id, state, next_at_ms, "
-                             "created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)")) < 0)
-        goto done;
-    reg_bind_text(ev, 1, type);
-    reg_bind_text(ev, 2, tenant ? tenant : "");
-    reg_bind_text(ev, 3, text ? text : "{}");
-    reg_bind_text(ev, 4, now);
-    if (sqlite3_step(ev) != SQLITE_ROW) {
-        error = reg_db_error(r, "store event");
-        goto done;
+                             "created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)",
+                             "IIIss", subs->v[k].id, event_id, now_ms, now, now);
     }
-    long long event_id = sqlite3_column_int64(ev, 0);
-    for (size_t k = 0; k < subs->n; k++) {
-        if (!type_matches(&subs->v[k].event_types, type))
-            continue;
-        sqlite3_reset(del);
-        sqlite3_bind_int64(del, 1, subs->v[k].id);
-        sqlite3_bind_int64(del, 2, event_id);
-        sqlite3_bind_int64(del, 3, now_ms);
-        reg_bind_text(del, 4, now);
-        reg_bind_text(del, 5, now);
-        if (sqlite3_step(del) != SQLITE_DONE) {
-            error = reg_db_error(r, "queue delivery");
-            goto done;
-        }
-    }
-    error = 0;
-done:
-    reg_finalize(r, ev);
-    reg_finalize(r, del);
     free(text);
-    return error;
+    return error < 0 ? error : 0;
 }
 
 int reg_store_events(ll_registry *r, const json_t *events)
@@ -215,19 +202,16 @@ static json_t *transition_data(const ll_transition *t)
 }
 
 /* Sets the observed state of transition t's tenant and stores its event;
- * inside the caller's transaction.  st: the prepared UPDATE. */
-static int store_transition(ll_registry *r, sqlite3_stmt *st, const hook_set *subs,
-                            const ll_transition *t, const char *now, long long now_ms)
+ * inside the caller's transaction. */
+static int store_transition(ll_registry *r, const hook_set *subs, const ll_transition *t,
+                            const char *now, long long now_ms)
 {
     char type[80];
-    int error = 0, rc;
-    reg_bind_text(st, 1, ll_tenant_state_name(t->state));
-    reg_bind_text(st, 2, t->since);
-    reg_bind_text(st, 3, t->tenant);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return reg_db_error(r, "store a tenant's state");
+    int error = reg_rows(r, "store a tenant's state", NULL, NULL,
+                         "UPDATE tenants SET observed_state = ?, observed_since = ? WHERE id = ?",
+                         "sss", ll_tenant_state_name(t->state), t->since, t->tenant);
+    if (error < 0)
+        return error;
     json_t *data = transition_data(t);
     transition_type(type, sizeof(type), t);
     error = store_event(r, subs, type, t->tenant, data, now, now_ms);
@@ -238,7 +222,6 @@ static int store_transition(ll_registry *r, sqlite3_stmt *st, const hook_set *su
 int ll_registry_record_transitions(ll_registry *r, const ll_transition *t, size_t n,
                                    long long now_ms)
 {
-    sqlite3_stmt *st = NULL;
     hook_set subs = {NULL, 0};
     char now[32];
     int error;
@@ -248,16 +231,10 @@ int ll_registry_record_transitions(ll_registry *r, const ll_transition *t, size_
     ll_now_rfc3339(now);
     if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
-    if ((error = subscriptions(&subs, r)) < 0)
-        goto done;
-    if ((error = reg_prepare(
-             &st, r, "UPDATE tenants SET observed_state = ?, observed_since = ? WHERE id = ?")) < 0)
-        goto done;
+    error = subscriptions(&subs, r);
     for (size_t i = 0; i < n && error == 0; i++)
-        error = store_transition(r, st, &subs, &t[i], now, now_ms);
-done:
+        error = store_transition(r, &subs, &t[i], now, now_ms);
     ll_registry_webhooks_free(subs.v, subs.n);
-    reg_finalize(r, st);
     if (error < 0) {
         reg_rollback(r);
         return error;
@@ -267,10 +244,10 @@ done:
 
 /* An events row (id, type, tenant_id, data, created_at) as a record; 0, or
  * -1 when out of memory. */
-static int event_row(ll_event *out, sqlite3_stmt *st)
+static int event_from_row(void *item, sqlite3_stmt *st)
 {
+    ll_event *out = item;
     const char *data = (const char *)sqlite3_column_text(st, 3);
-    memset(out, 0, sizeof(*out));
     out->id = sqlite3_column_int64(st, 0);
     reg_copy_col(out->type, sizeof(out->type), st, 1);
     reg_copy_col(out->tenant, sizeof(out->tenant), st, 2);
@@ -279,64 +256,37 @@ static int event_row(ll_event *out, sqlite3_stmt *st)
     return out->data ? 0 : -1;
 }
 
+static void event_clear(void *item)
+{
+    free(((ll_event *)item)->data);
+}
+
 void ll_registry_events_free(ll_event *events, size_t count)
 {
-    for (size_t i = 0; events && i < count; i++)
-        free(events[i].data);
-    free(events);
+    reg_records_free(events, count, sizeof(*events), event_clear);
 }
 
 int ll_registry_events_after(ll_event **out, size_t *count, ll_registry *r, long long after,
                              int limit)
 {
-    sqlite3_stmt *st = NULL;
-    ll_event *rows = NULL;
-    size_t n = 0;
-    int error, rc = SQLITE_DONE;
+    reg_records l = {.size = sizeof(ll_event), .from_row = event_from_row, .clear = event_clear};
+    int error = 0;
 
-    *out = NULL;
-    *count = 0;
-    if (limit <= 0)
-        return 0;
-    if (!(rows = calloc((size_t)limit, sizeof(*rows))))
-        return ll_error_set(-1, "out of memory");
-    if ((error = reg_prepare(&st, r,
-                             "SELECT id, type, tenant_id, data, created_at FROM events WHERE id > "
-                             "? ORDER BY id LIMIT ?")) < 0)
-        goto done;
-    sqlite3_bind_int64(st, 1, after);
-    sqlite3_bind_int(st, 2, limit);
-    while (n < (size_t)limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (event_row(&rows[n++], st) < 0) {
-            error = ll_error_set(-1, "out of memory");
-            goto done;
-        }
-    }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        error = reg_db_error(r, "read events");
-        goto done;
-    }
-    *out = n ? rows : NULL;
-    *count = n;
-    if (n)
-        rows = NULL;
-done:
-    reg_finalize(r, st);
-    ll_registry_events_free(rows, n);
-    return error;
+    if (limit > 0)
+        error = reg_rows(r, "read events", reg_collect, &l,
+                         "SELECT id, type, tenant_id, data, created_at FROM events WHERE id > ? "
+                         "ORDER BY id LIMIT ?",
+                         "Ii", after, limit);
+    return reg_records_finish((void **)out, count, &l, error);
 }
 
 int ll_registry_events_last(long long *out, ll_registry *r)
 {
-    sqlite3_stmt *st = NULL;
     int error;
     *out = 0;
-    if ((error = reg_prepare(&st, r, "SELECT coalesce(max(id), 0) FROM events")) < 0)
-        return error;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        *out = sqlite3_column_int64(st, 0);
-    reg_finalize(r, st);
-    return 0;
+    error = reg_rows(r, "read the last event", first_int, out,
+                     "SELECT coalesce(max(id), 0) FROM events", NULL);
+    return error < 0 ? error : 0;
 }
 
 int ll_registry_events_prune(ll_registry *r, long long keep)
@@ -554,15 +504,6 @@ int ll_registry_deliveries_due(ll_delivery **out, size_t *out_n, ll_registry *r,
                          "ORDER BY d.next_at_ms, d.id LIMIT ?",
                          "Ii", now_ms, limit);
     return reg_records_finish((void **)out, out_n, &l, error);
-}
-
-/* The first column of the first row, as a long long payload points to; -1
- * stays when it is NULL. */
-static int first_int(sqlite3_stmt *st, void *payload)
-{
-    if (sqlite3_column_type(st, 0) != SQLITE_NULL)
-        *(long long *)payload = sqlite3_column_int64(st, 0);
-    return 0;
 }
 
 long long ll_registry_deliveries_next_due(ll_registry *r)
