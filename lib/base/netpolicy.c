@@ -346,7 +346,7 @@ static int allowed_block(const ll_netpolicy *p, int family, const unsigned char 
     return 0;
 }
 
-int ll_netpolicy_allows(const ll_netpolicy *p, const ll_netaddr *a, ll_addr_verdict *why)
+int ll_netpolicy_allows(ll_addr_verdict *why, const ll_netpolicy *p, const ll_netaddr *a)
 {
     ll_addr_verdict v = ll_netaddr_classify(a);
     const v4_form *form = carried_v4(a);

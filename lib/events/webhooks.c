@@ -138,7 +138,7 @@ static int target_allowed(const ll_webhook_target *t, const ll_netpolicy *p, ll_
                           ll_addr_verdict *why)
 {
     for (size_t i = 0; i < t->addrs.n; i++) {
-        if (!ll_netpolicy_allows(p, &t->addrs.a[i], why)) {
+        if (!ll_netpolicy_allows(why, p, &t->addrs.a[i])) {
             *bad = t->addrs.a[i];
             return LL_EFORBIDDEN;
         }
@@ -228,7 +228,7 @@ static curl_socket_t open_checked(void *clientp, curlsocktype purpose,
         a->refused = 1;
         return CURL_SOCKET_BAD;
     }
-    if (!ll_netpolicy_allows(a->policy, &addr, &why)) {
+    if (!ll_netpolicy_allows(&why, a->policy, &addr)) {
         ll_netaddr_format(text, sizeof(text), &addr);
         ll_log_warn("msg=\"webhook receiver address not allowed at connect\" delivery=%lld "
                     "address=%s class=%s",

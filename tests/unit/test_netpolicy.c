@@ -123,7 +123,7 @@ static void test_classes(void **state)
         else
             assert_non_null(v.block);
         /* Without an allow list only public addresses pass. */
-        assert_int_equal(ll_netpolicy_allows(NULL, &a, NULL), v.cls == LL_ADDR_PUBLIC);
+        assert_int_equal(ll_netpolicy_allows(NULL, NULL, &a), v.cls == LL_ADDR_PUBLIC);
     }
 }
 
@@ -215,11 +215,11 @@ static void test_allow_list(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         a = addr(cases[i].addr);
-        if (ll_netpolicy_allows(p, &a, &why) != cases[i].allowed)
+        if (ll_netpolicy_allows(&why, p, &a) != cases[i].allowed)
             fail_msg("%s: allowed should be %d", cases[i].addr, cases[i].allowed);
     }
     a = addr("10.0.0.1");
-    assert_int_equal(ll_netpolicy_allows(p, &a, &why), 0);
+    assert_int_equal(ll_netpolicy_allows(&why, p, &a), 0);
     assert_int_equal(why.cls, LL_ADDR_PRIVATE);
     assert_string_equal(why.block, "10.0.0.0/8");
     ll_netpolicy_free(p);
@@ -227,7 +227,7 @@ static void test_allow_list(void **state)
     /* Empty: nothing beyond public addresses. */
     assert_int_equal(ll_netpolicy_parse(&p, ""), 0);
     a = addr("127.0.0.1");
-    assert_int_equal(ll_netpolicy_allows(p, &a, NULL), 0);
+    assert_int_equal(ll_netpolicy_allows(NULL, p, &a), 0);
     ll_netpolicy_free(p);
     assert_int_equal(ll_netpolicy_parse(&p, NULL), 0);
     ll_netpolicy_free(p);
@@ -235,9 +235,9 @@ static void test_allow_list(void **state)
     /* Everything, for an operator who says so. */
     assert_int_equal(ll_netpolicy_parse(&p, "0.0.0.0/0,::/0"), 0);
     a = addr("169.254.169.254");
-    assert_int_equal(ll_netpolicy_allows(p, &a, NULL), 1);
+    assert_int_equal(ll_netpolicy_allows(NULL, p, &a), 1);
     a = addr("::1");
-    assert_int_equal(ll_netpolicy_allows(p, &a, NULL), 1);
+    assert_int_equal(ll_netpolicy_allows(NULL, p, &a), 1);
     ll_netpolicy_free(p);
     ll_netpolicy_free(NULL);
 }

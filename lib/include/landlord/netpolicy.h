@@ -94,7 +94,7 @@ void ll_netpolicy_free(ll_netpolicy *p);
 /* 1 when a may be connected to: it is public, or it (or the IPv4 address
  * it carries) is in an allowed block; else 0 with *why (when not NULL)
  * saying what it is.  p may be NULL: nothing beyond public addresses. */
-int ll_netpolicy_allows(const ll_netpolicy *p, const ll_netaddr *a, ll_addr_verdict *why);
+int ll_netpolicy_allows(ll_addr_verdict *why, const ll_netpolicy *p, const ll_netaddr *a);
 
 /* --- resolution, bounded in time --- */
 
