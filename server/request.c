@@ -26,7 +26,7 @@ const char *ll_req_query(ll_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-int ll_req_query_int(ll_req *req, const char *name, long min, long max, long def, long *out)
+int ll_req_query_int(long *out, ll_req *req, const char *name, long min, long max, long def)
 {
     const char *v = ll_req_query(req, name);
     char *end;
@@ -57,7 +57,7 @@ static long long positive_id(const char *text)
     return text && *text && !errno && !*end && v > 0 ? v : 0;
 }
 
-int ll_req_param_id(ll_req *req, const char *what, long long *out)
+int ll_req_param_id(long long *out, ll_req *req, const char *what)
 {
     if (!(*out = positive_id(req->params[0]))) {
         ll_error_set(LL_ENOTFOUND, "no %s '%.32s'", what, req->params[0]);
@@ -67,7 +67,7 @@ int ll_req_param_id(ll_req *req, const char *what, long long *out)
     return 0;
 }
 
-int ll_req_query_cursor(ll_req *req, long long *out)
+int ll_req_query_cursor(long long *out, ll_req *req)
 {
     const char *cursor = ll_req_query(req, "cursor");
     *out = 0;
@@ -80,7 +80,7 @@ int ll_req_query_cursor(ll_req *req, long long *out)
     return 0;
 }
 
-int ll_req_json_body(ll_req *req, json_t **out)
+int ll_req_json_body(json_t **out, ll_req *req)
 {
     const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");
     json_error_t jerr;

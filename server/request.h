@@ -81,19 +81,19 @@ const char *ll_req_query(ll_req *req, const char *name);
 
 /* Reads an integer query parameter within [min, max] into *out (def when
  * absent).  On failure a 422 is sent and -1 returned. */
-int ll_req_query_int(ll_req *req, const char *name, long min, long max, long def, long *out);
+int ll_req_query_int(long *out, ll_req *req, const char *name, long min, long max, long def);
 
 /* The route's {id} as a positive whole number into *out; otherwise a 404
  * naming `what` ("no webhook 'x'") is sent and -1 returned. */
-int ll_req_param_id(ll_req *req, const char *what, long long *out);
+int ll_req_param_id(long long *out, ll_req *req, const char *what);
 
 /* The `cursor` query parameter as a positive id into *out (0 when absent);
  * otherwise a 422 is sent and -1 returned. */
-int ll_req_query_cursor(ll_req *req, long long *out);
+int ll_req_query_cursor(long long *out, ll_req *req);
 
 /* Parses the body as a strict JSON document into *out (new reference, the
  * caller's).  On failure the problem reply is sent, *out is NULL and -1
  * returned; the handler then returns MHD_YES. */
-int ll_req_json_body(ll_req *req, json_t **out);
+int ll_req_json_body(json_t **out, ll_req *req);
 
 #endif

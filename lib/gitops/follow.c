@@ -92,7 +92,7 @@ void gitops_publish_tiers(ll_gitops *g, git_commit *head)
 
 /* Makes the registry and the tier catalogue follow the remote head, when it
  * is one they have not followed yet. */
-int gitops_follow_head(ll_gitops *g, json_t **out_stats)
+int gitops_follow_head(json_t **out_stats, ll_gitops *g)
 {
     git_commit *head = NULL;
     git_tree *tree = NULL;

@@ -203,7 +203,7 @@ static int int_row(sqlite3_stmt *st, void *payload)
     return 0;
 }
 
-static int user_version(ll_registry *r, int *out)
+static int user_version(int *out, ll_registry *r)
 {
     *out = 0;
     int error = reg_rows(r, "read user_version", int_row, out, "PRAGMA user_version", NULL);
@@ -218,7 +218,7 @@ static int migrate(ll_registry *r, const char *path)
 
     if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
-    if ((error = user_version(r, &applied)) < 0)
+    if ((error = user_version(&applied, r)) < 0)
         goto done;
     if (applied > n) {
         ll_error_set(LL_ECONFLICT,
@@ -318,7 +318,7 @@ int ll_registry_schema_version(int *out_applied, int *out_known, ll_registry *r)
 {
     const ll_embedded_file *list[256];
     *out_known = known_migrations(list, 256);
-    return user_version(r, out_applied);
+    return user_version(out_applied, r);
 }
 
 int ll_registry_ping(ll_registry *r)

@@ -9,7 +9,7 @@ enum MHD_Result h_audit_list(ll_req *req)
     long limit;
     int error;
 
-    if (ll_req_query_int(req, "limit", 1, 500, 50, &limit) < 0)
+    if (ll_req_query_int(&limit, req, "limit", 1, 500, 50) < 0)
         return MHD_YES;
     error = ll_audit_list(&list, req->core, ll_req_query(req, "tenant"), ll_req_query(req, "actor"),
                           ll_req_query(req, "since"), ll_req_query(req, "until"),

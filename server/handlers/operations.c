@@ -9,7 +9,7 @@ enum MHD_Result h_operations_get(ll_req *req)
     long long id;
     int error;
 
-    if (ll_req_param_id(req, "operation", &id) < 0)
+    if (ll_req_param_id(&id, req, "operation") < 0)
         return MHD_YES;
     if ((error = ll_operation_get(&op, req->core, id)) < 0)
         return ll_reply_error(req, error);

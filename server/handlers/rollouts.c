@@ -13,7 +13,7 @@ enum MHD_Result h_rollouts_create(ll_req *req)
     char location[64];
     int error;
 
-    if (ll_req_json_body(req, &body) < 0)
+    if (ll_req_json_body(&body, req) < 0)
         return MHD_YES;
     error = ll_rollout_create(&ro, req->core, body);
     json_decref(body);
@@ -31,8 +31,8 @@ enum MHD_Result h_rollouts_list(ll_req *req)
     long limit;
     int error;
 
-    if (ll_req_query_int(req, "limit", 1, 500, 50, &limit) < 0 ||
-        ll_req_query_cursor(req, &before) < 0)
+    if (ll_req_query_int(&limit, req, "limit", 1, 500, 50) < 0 ||
+        ll_req_query_cursor(&before, req) < 0)
         return MHD_YES;
     if ((error = ll_rollout_list(&list, req->core, before, (int)limit)) < 0)
         return ll_reply_error(req, error);
@@ -44,7 +44,7 @@ enum MHD_Result h_rollouts_get(ll_req *req)
     json_t *ro = NULL;
     long long id;
     int error;
-    if (ll_req_param_id(req, "rollout", &id) < 0)
+    if (ll_req_param_id(&id, req, "rollout") < 0)
         return MHD_YES;
     if ((error = ll_rollout_get(&ro, req->core, id)) < 0)
         return ll_reply_error(req, error);
@@ -58,9 +58,9 @@ static enum MHD_Result control(ll_req *req, const char *action)
     long long id;
     int error;
 
-    if (ll_req_param_id(req, "rollout", &id) < 0)
+    if (ll_req_param_id(&id, req, "rollout") < 0)
         return MHD_YES;
-    if (req->body.len > 0 && ll_req_json_body(req, &body) < 0)
+    if (req->body.len > 0 && ll_req_json_body(&body, req) < 0)
         return MHD_YES;
     error = ll_rollout_control(&ro, req->core, id, action, body);
     json_decref(body);

@@ -6,10 +6,10 @@
 #include "../problem.h"
 #include "handlers.h"
 
-static int wait_param(ll_req *req, int *out)
+static int wait_param(int *out, ll_req *req)
 {
     long wait;
-    if (ll_req_query_int(req, "wait", 0, 300, -1, &wait) < 0)
+    if (ll_req_query_int(&wait, req, "wait", 0, 300, -1) < 0)
         return -1;
     *out = (int)wait;
     return 0;
@@ -70,7 +70,7 @@ enum MHD_Result h_tenants_create(ll_req *req)
     long long op = 0;
     int wait, error;
 
-    if (wait_param(req, &wait) < 0 || ll_req_json_body(req, &body) < 0)
+    if (wait_param(&wait, req) < 0 || ll_req_json_body(&body, req) < 0)
         return MHD_YES;
     audit_tenant(req, body);
     error = ll_tenant_onboard(&op, &existing, req->core, body);
@@ -88,7 +88,7 @@ enum MHD_Result h_tenants_update(ll_req *req)
     long long op = 0;
     int wait, error;
 
-    if (wait_param(req, &wait) < 0 || ll_req_json_body(req, &body) < 0)
+    if (wait_param(&wait, req) < 0 || ll_req_json_body(&body, req) < 0)
         return MHD_YES;
     error = ll_tenant_update(&op, req->core, req->params[0], body, ll_req_header(req, "If-Match"));
     json_decref(body);
@@ -102,7 +102,7 @@ enum MHD_Result h_tenants_delete(ll_req *req)
     long long op = 0;
     int wait, error;
 
-    if (wait_param(req, &wait) < 0)
+    if (wait_param(&wait, req) < 0)
         return MHD_YES;
     if ((error = ll_tenant_offboard(&op, req->core, req->params[0],
                                     ll_req_header(req, "If-Match"))) < 0)
@@ -137,7 +137,7 @@ enum MHD_Result h_tenants_get(ll_req *req)
         ll_error_field("wait");
         return ll_reply_error(req, LL_EINVALID);
     }
-    if (ll_req_query_int(req, "timeout", 1, 300, 60, &timeout) < 0)
+    if (ll_req_query_int(&timeout, req, "timeout", 1, 300, 60) < 0)
         return MHD_YES;
     if ((error = ll_tenant_get(&tenant, req->core, req->params[0])) < 0)
         return ll_reply_error(req, error);
@@ -151,7 +151,7 @@ enum MHD_Result h_tenants_list(ll_req *req)
     long limit;
     int error;
 
-    if (ll_req_query_int(req, "limit", 1, 500, 50, &limit) < 0)
+    if (ll_req_query_int(&limit, req, "limit", 1, 500, 50) < 0)
         return MHD_YES;
     error = ll_tenant_list(&list, req->core, ll_req_query(req, "tier"), ll_req_query(req, "state"),
                            ll_req_query(req, "cursor"), (int)limit);
@@ -166,7 +166,7 @@ enum MHD_Result h_tenants_history(ll_req *req)
     long limit;
     int error;
 
-    if (ll_req_query_int(req, "limit", 1, 500, 50, &limit) < 0)
+    if (ll_req_query_int(&limit, req, "limit", 1, 500, 50) < 0)
         return MHD_YES;
     error = ll_tenant_history(&list, req->core, req->params[0], ll_req_query(req, "cursor"),
                               (int)limit);

@@ -71,10 +71,10 @@ static enum MHD_Result finish_deleted(ll_req *req)
     return reply_change(req, 204);
 }
 
-static int wait_param(ll_req *req, int *out)
+static int wait_param(int *out, ll_req *req)
 {
     long wait;
-    if (ll_req_query_int(req, "wait", 0, 300, -1, &wait) < 0)
+    if (ll_req_query_int(&wait, req, "wait", 0, 300, -1) < 0)
         return -1;
     *out = (int)wait;
     return 0;
@@ -86,7 +86,7 @@ enum MHD_Result h_tiers_put(ll_req *req)
     long long op = 0;
     int wait, created = 0, error;
 
-    if (wait_param(req, &wait) < 0 || ll_req_json_body(req, &body) < 0)
+    if (wait_param(&wait, req) < 0 || ll_req_json_body(&body, req) < 0)
         return MHD_YES;
     error = ll_tier_put(&op, &created, req->core, req->params[0], body,
                         ll_req_header(req, "If-Match"), ll_req_header(req, "If-None-Match"));
@@ -101,7 +101,7 @@ enum MHD_Result h_tiers_delete(ll_req *req)
     long long op = 0;
     int wait, error;
 
-    if (wait_param(req, &wait) < 0)
+    if (wait_param(&wait, req) < 0)
         return MHD_YES;
     if ((error = ll_tier_delete(&op, req->core, req->params[0], ll_req_header(req, "If-Match"))) <
         0)

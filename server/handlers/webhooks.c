@@ -11,7 +11,7 @@ enum MHD_Result h_webhooks_create(ll_req *req)
     char location[64];
     int error;
 
-    if (ll_req_json_body(req, &body) < 0)
+    if (ll_req_json_body(&body, req) < 0)
         return MHD_YES;
     error = ll_webhook_create(&hook, req->core, body);
     json_decref(body);
@@ -36,7 +36,7 @@ enum MHD_Result h_webhooks_get(ll_req *req)
     json_t *hook = NULL;
     long long id;
     int error;
-    if (ll_req_param_id(req, "webhook", &id) < 0)
+    if (ll_req_param_id(&id, req, "webhook") < 0)
         return MHD_YES;
     if ((error = ll_webhook_get(&hook, req->core, id)) < 0)
         return ll_reply_error(req, error);
@@ -47,7 +47,7 @@ enum MHD_Result h_webhooks_delete(ll_req *req)
 {
     long long id;
     int error;
-    if (ll_req_param_id(req, "webhook", &id) < 0)
+    if (ll_req_param_id(&id, req, "webhook") < 0)
         return MHD_YES;
     if ((error = ll_webhook_delete(req->core, id)) < 0)
         return ll_reply_error(req, error);
@@ -61,9 +61,9 @@ enum MHD_Result h_webhooks_deliveries(ll_req *req)
     long limit;
     int error;
 
-    if (ll_req_param_id(req, "webhook", &id) < 0 ||
-        ll_req_query_int(req, "limit", 1, 500, 50, &limit) < 0 ||
-        ll_req_query_cursor(req, &before) < 0)
+    if (ll_req_param_id(&id, req, "webhook") < 0 ||
+        ll_req_query_int(&limit, req, "limit", 1, 500, 50) < 0 ||
+        ll_req_query_cursor(&before, req) < 0)
         return MHD_YES;
     if ((error = ll_webhook_deliveries(&list, req->core, id, before, (int)limit)) < 0)
         return ll_reply_error(req, error);
