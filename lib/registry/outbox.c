@@ -12,8 +12,9 @@
  *
  * How it works.  The one conversion between a row (and its payload JSON)
  * and an ll_operation lives here (op_from_row, reg_op_from_payload), and
- * its inverse for the stores that still take the row's JSON
- * (reg_op_payload_json, reg_op_row_json); the kinds' names as strings exist
+ * its inverse for the row's payload column (reg_op_payload_json); the
+ * stores that follow an outcome take the record.  The kinds' names as
+ * strings exist
  * only in kind_names.  Finishing runs in one BEGIN IMMEDIATE transaction:
  * each outcome marks its row, then its store follows (a pushed tenant is
  * committed, a failed onboarding removed or returned to offboarded, a
@@ -375,14 +376,6 @@ json_t *reg_op_payload_json(const ll_operation *op)
     return p;
 }
 
-json_t *reg_op_row_json(const ll_operation *op)
-{
-    json_t *payload = reg_op_payload_json(op);
-    return json_pack("{s:I, s:s, s:o, s:s, s:o}", "id", (json_int_t)op->id, "kind",
-                     ll_op_kind_name(op->kind), "tenant", str_or_null(op->tenant), "tier",
-                     op->tier ? op->tier : "", "payload", payload ? payload : json_object());
-}
-
 #define OP_COLS                                                                                    \
     "id, kind, tenant_id, tier, payload, state, commit_sha, error, error_type, created_at, "       \
     "updated_at, author_name, author_email, attempts, last_error, rollout_id"
@@ -577,32 +570,18 @@ static int tenant_failed(ll_registry *r, const ll_operation *op, const char *opi
 static int store_follows(ll_registry *r, const ll_operation *op, const ll_op_result *res,
                          const char *opid, const char *now)
 {
-    json_t *row = NULL;
-    int error;
-
     switch (op->kind) {
     case LL_OP_TIER_PUT:
     case LL_OP_TIER_DELETE:
         /* A tier change moves no tenant; a pushed one updates tier_info. */
-        if (!res->ok)
-            return 0;
-        if (!(row = reg_op_row_json(op)))
-            return ll_error_set(-1, "out of memory");
-        error = reg_tier_finish(r, row, now);
-        break;
+        return res->ok ? reg_tier_finish(r, op, now) : 0;
     case LL_OP_ROLLOUT:
-        if (!(row = reg_op_row_json(op)))
-            return ll_error_set(-1, "out of memory");
-        error = reg_rollout_op_finished(r, row, res->ok, res->ok ? res->commit : NULL, now);
-        break;
+        return reg_rollout_op_finished(r, op, res->ok, res->ok ? res->commit : NULL, now);
     default:
         /* Only the tenant's latest operation moves the tenant. */
-        error = res->ok ? tenant_pushed(r, op, res->commit, opid, now)
-                        : tenant_failed(r, op, opid, now);
-        break;
+        return res->ok ? tenant_pushed(r, op, res->commit, opid, now)
+                       : tenant_failed(r, op, opid, now);
     }
-    json_decref(row);
-    return error;
 }
 
 static int finish_one(ll_registry *r, const ll_op_result *res, const char *now)

@@ -557,19 +557,16 @@ done:
     return 0;
 }
 
-int reg_tier_finish(ll_registry *r, const json_t *op, const char *now)
+int reg_tier_finish(ll_registry *r, const ll_operation *op, const char *now)
 {
-    const char *kind = json_string_value(json_object_get(op, "kind"));
-    const char *tier = json_string_value(json_object_get(op, "tier"));
-    const char *desc =
-        json_string_value(json_object_get(json_object_get(op, "payload"), "description"));
+    const char *desc = op->tier_op.description;
     int n;
 
-    if (strcmp(kind, "tier_delete") == 0) {
-        const char *p[] = {tier};
+    if (op->kind == LL_OP_TIER_DELETE) {
+        const char *p[] = {op->tier};
         n = reg_run(r, "DELETE FROM tier_info WHERE name = ?", 1, p);
     } else {
-        const char *p[] = {tier, desc ? desc : "", now};
+        const char *p[] = {op->tier, desc ? desc : "", now};
         n = reg_run(r,
                     "INSERT INTO tier_info (name, description, updated_at) VALUES (?1, ?2, ?3) ON "
                     "CONFLICT (name) DO UPDATE SET description = ?2, updated_at = ?3",

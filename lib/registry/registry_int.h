@@ -122,7 +122,7 @@ int reg_tenant_set_offboarding(ll_registry *r, const char *id, long long op, con
 
 /* Records the outcome of a pushed tier operation (tier_put stores its
  * description, tier_delete forgets it); inside the caller's transaction. */
-int reg_tier_finish(ll_registry *r, const json_t *op, const char *now);
+int reg_tier_finish(ll_registry *r, const ll_operation *op, const char *now);
 /* Stores events ([{"type", "tenant"?, "data"}]) with a pending delivery for
  * every matching webhook, inside the caller's transaction (registry_events.c). */
 int reg_store_events(ll_registry *r, const json_t *events);
@@ -135,10 +135,9 @@ int reg_store_events(ll_registry *r, const json_t *events);
 int reg_chart_version_for(char *out, size_t cap, ll_registry *r, const char *tier,
                           const char *release);
 
-/* Records that rollout operation op (its row as reg_op_row_json gives it)
- * was pushed at sha (ok) or failed, for the tenants it changes; inside the
- * caller's transaction (registry_rollouts.c). */
-int reg_rollout_op_finished(ll_registry *r, const json_t *op, int ok, const char *sha,
+/* Records that rollout operation op was pushed at sha (ok) or failed, for the tenants it changes;
+ * inside the caller's transaction (registry_rollouts.c). */
+int reg_rollout_op_finished(ll_registry *r, const ll_operation *op, int ok, const char *sha,
                             const char *now);
 
 /* The outbox's conversion (outbox.c).  Fills op's payload for its kind
@@ -148,10 +147,5 @@ int reg_op_from_payload(ll_operation *op, const json_t *payload);
 
 /* The inverse: op's payload as the row stores it (new reference). */
 json_t *reg_op_payload_json(const ll_operation *op);
-
-/* {"id", "kind", "tenant", "tier", "payload"} of op, for the stores that take
- * an operation's row as JSON (reg_tier_finish, reg_rollout_op_finished);
- * new reference, NULL when out of memory. */
-json_t *reg_op_row_json(const ll_operation *op);
 
 #endif

@@ -168,36 +168,32 @@ static int queue_moves(long long *out_op, ll_registry *r, long long id, int wave
     return error < 0 ? error : 0;
 }
 
-int reg_rollout_op_finished(ll_registry *r, const json_t *op, int ok, const char *sha,
+int reg_rollout_op_finished(ll_registry *r, const ll_operation *op, int ok, const char *sha,
                             const char *now)
 {
-    long long id = json_integer_value(json_object_get(op, "id"));
-    const json_t *payload = json_object_get(op, "payload"), *t;
-    size_t i;
+    const ll_op_rollout_payload *p = &op->rollout;
     int error;
 
     if (ok)
         return rr_run(r,
                       "UPDATE tenants SET sync = 'committed', commit_sha = ?, updated_at = ? "
                       "WHERE operation_id = ?",
-                      RR_ARGS(RR_S(sha), RR_S(now), RR_I(id))) < 0
+                      RR_ARGS(RR_S(sha), RR_S(now), RR_I(op->id))) < 0
                    ? -1
                    : 0;
     /* Nothing of it reached git: each tenant it still owns returns to what
      * its file carries (and to the operation before, pending if that one
-     * still is).  The payload is the one payload_json() stored. */
-    json_array_foreach(json_object_get(payload, "tenants"), i, t)
-    {
-        const json_t *prev = json_object_get(t, "prev_op");
-        if ((error = rr_run(r,
-                            "UPDATE tenants SET chart_version = ?1, updated_at = ?2, "
-                            "operation_id = ?3, sync = CASE WHEN (SELECT state FROM operations "
-                            "WHERE id = ?3) = 'queued' THEN 'pending' ELSE 'committed' END "
-                            "WHERE id = ?4 AND operation_id = ?5",
-                            RR_ARGS(RR_S(json_string_value(json_object_get(t, "from"))), RR_S(now),
-                                    json_is_integer(prev) ? RR_I(json_integer_value(prev)) : RR_NUL,
-                                    RR_S(json_string_value(json_object_get(t, "id"))), RR_I(id)))) <
-            0)
+     * still is). */
+    for (size_t i = 0; i < p->n_tenants; i++) {
+        const ll_op_move *t = &p->tenants[i];
+        if ((error =
+                 rr_run(r,
+                        "UPDATE tenants SET chart_version = ?1, updated_at = ?2, "
+                        "operation_id = ?3, sync = CASE WHEN (SELECT state FROM operations "
+                        "WHERE id = ?3) = 'queued' THEN 'pending' ELSE 'committed' END "
+                        "WHERE id = ?4 AND operation_id = ?5",
+                        RR_ARGS(RR_S(t->from), RR_S(now), t->prev_op ? RR_I(t->prev_op) : RR_NUL,
+                                RR_S(t->id), RR_I(op->id)))) < 0)
             return error;
     }
     return 0;

@@ -294,7 +294,8 @@ static void test_rows(void **state)
 }
 
 /* Typed outcomes: the failure class is stored as the row's error_type and
- * read back; a pushed tier change updates the tier's description; a failed
+ * read back; a pushed tier change updates the tier's description (a pushed
+ * deletion forgets it); a failed
  * rollout operation returns its tenants to their versions before it. */
 static void test_finish(void **state)
 {
@@ -336,6 +337,14 @@ static void test_finish(void **state)
     free(v);
     v = sql_text("SELECT description FROM tier_info WHERE name = 'gold'");
     assert_string_equal(v, "shiny");
+    free(v);
+    /* A pushed tier_delete forgets it. */
+    assert_int_equal(ll_registry_tier_op(&tier, r, "tier_delete", "gold", "{}", &author), 0);
+    assert_int_equal(ll_op_results_ok(&res, tier, "c2"), 0);
+    assert_int_equal(ll_registry_ops_finish(r, res.v, res.n), 0);
+    ll_op_results_free(&res);
+    v = sql_text("SELECT count(*) FROM tier_info WHERE name = 'gold'");
+    assert_string_equal(v, "0");
     free(v);
 
     /* A rollout operation that moved acme from 0.0.x to 0.0.2 fails. */
