@@ -80,6 +80,17 @@ int ll_worker_wait(ll_worker *w, int64_t ms)
     return stop;
 }
 
+int ll_worker_sleep(ll_worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    while (!w->stop && !w->poked)
+        pthread_cond_wait(&w->wake, &w->lock);
+    w->poked = 0;
+    int stop = w->stop;
+    pthread_mutex_unlock(&w->lock);
+    return stop;
+}
+
 int ll_worker_stopping(ll_worker *w)
 {
     pthread_mutex_lock(&w->lock);

@@ -107,7 +107,7 @@ static void init_handle(ll_gitops *g, const ll_gitops_options *o)
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->wake, NULL);
     pthread_cond_init(&g->progress, NULL);
-    pthread_cond_init(&g->pack_wake, NULL);
+    ll_worker_init(&g->packer);
     g->workdir = dup_or_empty(o->workdir);
     g->url = dup_or_empty(o->url);
     g->shown_url = redact_url(g->url);
@@ -320,9 +320,8 @@ int ll_gitops_start(ll_gitops *g)
     if (pthread_create(&g->thread, NULL, gitops_writer_main, g) != 0)
         return ll_error_set(-1, "cannot start the git writer thread");
     g->started = 1;
-    if (pthread_create(&g->packer, NULL, gitops_packer_main, g) != 0)
-        return ll_error_set(-1, "cannot start the git packer thread");
-    g->packer_started = 1;
+    if (ll_worker_start(&g->packer, gitops_packer_main, g, "the git packer") < 0)
+        return -1;
     ll_gitops_notify(g); /* operations queued before a restart */
     return 0;
 }
@@ -335,12 +334,10 @@ void ll_gitops_stop(ll_gitops *g)
     g->stopping = 1;
     pthread_cond_broadcast(&g->wake);
     pthread_cond_broadcast(&g->progress);
-    pthread_cond_broadcast(&g->pack_wake);
     pthread_mutex_unlock(&g->lock);
     pthread_join(g->thread, NULL);
-    if (g->packer_started)
-        pthread_join(g->packer, NULL);
-    g->started = g->packer_started = 0;
+    ll_worker_stop(&g->packer);
+    g->started = 0;
 }
 
 void ll_gitops_free(ll_gitops *g)
@@ -371,7 +368,7 @@ void ll_gitops_free(ll_gitops *g)
     free(g->ssh_host_key);
     pthread_cond_destroy(&g->wake);
     pthread_cond_destroy(&g->progress);
-    pthread_cond_destroy(&g->pack_wake);
+    ll_worker_destroy(&g->packer);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }

@@ -28,6 +28,7 @@
 #include "landlord/gitops.h"
 #include "landlord/operation.h"
 #include "landlord/registry.h"
+#include "landlord/worker.h"
 
 #define BACKOFF_MIN_MS 250
 /* Packs (one per pushed batch) a repository collects before small ones are
@@ -62,12 +63,11 @@ struct ll_gitops {
     pthread_cond_t wake;     /* the writer waits here for work */
     pthread_cond_t progress; /* waiters wait here for outcomes */
     int notified, stopping;
-    /* The packer thread (packer_main): asked after each batch; it sets
+    /* The packer thread (packer_main): poked after each batch; it sets
      * reopen_clone for the writer when it replaced the clone's packs. */
-    pthread_t packer;
-    pthread_cond_t pack_wake;
-    int packer_started, pack_asked, reopen_clone, git_missing;
-    unsigned long long arrivals; /* ll_gitops_notify calls: work stored */
+    ll_worker packer;
+    int reopen_clone, git_missing; /* reopen_clone under lock; git_missing packer only */
+    unsigned long long arrivals;   /* ll_gitops_notify calls: work stored */
     unsigned long long generation;
     json_t *tiers;  /* immutable snapshot */
     json_t *status; /* immutable snapshot */

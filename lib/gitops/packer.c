@@ -2,14 +2,15 @@
  *
  * How it works.  Each pushed batch leaves one pack in the clone (and one in
  * the embedded remote, when landlord hosts it).  After a batch the writer
- * asks the packer (a flag and a condition); once a repository holds
+ * pokes the packer (an ll_worker, lib/base/worker.c); once a repository holds
  * PACKS_MERGED_AT packs the packer runs `git repack -d --geometric=2` on
  * it, then sets reopen_clone so the writer opens the clone anew between
  * batches (its handle holds the removed files open), and calls on_repacked
  * so the status follower does the same.  Without git installed it stops.
  *
- * Threads.  The packer never touches g->repo; it shares g->lock with the
- * writer for the flags pack_asked, reopen_clone, notified and stopping.
+ * Threads.  The packer never touches g->repo; it sleeps on its worker's
+ * lock and shares g->lock with the writer only for the flags reopen_clone
+ * and notified.
  */
 #include <pthread.h>
 
@@ -18,14 +19,12 @@
 #include "landlord/error.h"
 #include "landlord/log.h"
 #include "landlord/util.h"
+#include "landlord/worker.h"
 
 /* Has the packer merge packs once a batch is done (cheap: a flag). */
 void gitops_ask_packer(ll_gitops *g)
 {
-    pthread_mutex_lock(&g->lock);
-    g->pack_asked = 1;
-    pthread_cond_signal(&g->pack_wake);
-    pthread_mutex_unlock(&g->lock);
+    ll_worker_poke(&g->packer);
 }
 
 /* Writer thread, between batches: the packer replaced packs, so the clone
@@ -73,15 +72,8 @@ void *gitops_packer_main(void *arg)
     ll_gitops *g = arg;
     int first = 1;
 
-    for (;;) {
-        pthread_mutex_lock(&g->lock);
-        while (!g->pack_asked && !g->stopping && !first)
-            pthread_cond_wait(&g->pack_wake, &g->lock);
-        int stop = g->stopping;
-        g->pack_asked = 0;
-        pthread_mutex_unlock(&g->lock);
-        if (stop || g->git_missing)
-            break;
+    while (!g->git_missing &&
+           !(first ? ll_worker_stopping(&g->packer) : ll_worker_sleep(&g->packer))) {
         int changed = repack_one(g, g->workdir, first);
         if (g->own_remote && !g->git_missing)
             repack_one(g, g->url, first);

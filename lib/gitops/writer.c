@@ -11,7 +11,10 @@
  * and turns the status degraded, with retries backing off up to 30 s.
  *
  * Threads.  One writer thread; others call ll_gitops_notify and wait on
- * the progress counter (g->lock, g->wake, g->progress).
+ * the progress counter (g->lock, g->wake, g->progress).  It is not an
+ * ll_worker (lib/base/worker.c): its wake-up condition (notified,
+ * degraded, arrivals) and the progress generation callers wait on are one
+ * state under g->lock; a worker's own lock would split it.
  */
 #include <errno.h>
 #include <malloc.h>

@@ -1,6 +1,7 @@
 /* Unit tests of lib/base/worker.c: a poke is kept until the next wait, a
  * wait without one sleeps its time, stop wakes a sleeping thread and is
- * joined, a stopped worker starts again, deadlines carry into seconds. */
+ * joined, a stopped worker starts again, a sleep without a time limit
+ * ends on a poke or a stop, deadlines carry into seconds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,6 +79,43 @@ static void test_stop_wakes_and_joins(void **state)
     assert_int_equal(c.rounds, 1);
 }
 
+static void *sleep_rounds(void *arg)
+{
+    counter *c = arg;
+    while (!ll_worker_sleep(&c->w)) {
+        c->rounds++;
+        ll_worker_poke(&c->done);
+    }
+    return NULL;
+}
+
+static void test_sleep(void **state)
+{
+    (void)state;
+    counter c = {0};
+    ll_worker_init(&c.w);
+    ll_worker_init(&c.done);
+    /* A poke kept from before the sleep ends it at once. */
+    ll_worker_poke(&c.w);
+    assert_int_equal(ll_worker_sleep(&c.w), 0);
+    assert_int_equal(ll_worker_start(&c.w, sleep_rounds, &c, "a sleeper"), 0);
+    /* Without a poke the thread sleeps: no round (done not poked) in 100 ms. */
+    int64_t t0 = ll_monotonic_ms();
+    assert_int_equal(ll_worker_wait(&c.done, 100), 0);
+    assert_true(ll_monotonic_ms() - t0 >= 90);
+    /* Each poke is a round. */
+    ll_worker_poke(&c.w);
+    t0 = ll_monotonic_ms();
+    assert_int_equal(ll_worker_wait(&c.done, 600000), 0);
+    assert_true(ll_monotonic_ms() - t0 < 30000);
+    /* Stop ends the sleep and joins. */
+    ll_worker_stop(&c.w);
+    assert_int_equal(c.rounds, 1);
+    assert_int_equal(ll_worker_sleep(&c.w), 1); /* stopped: no sleep */
+    ll_worker_destroy(&c.w);
+    ll_worker_destroy(&c.done);
+}
+
 static void test_deadline(void **state)
 {
     (void)state;
@@ -96,6 +134,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_poke_is_kept),
         cmocka_unit_test(test_stop_wakes_and_joins),
+        cmocka_unit_test(test_sleep),
         cmocka_unit_test(test_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,6 @@
 /* worker.h - one background thread that sleeps until poked, a timeout or
  * stop: the mechanics every worker of landlord shares (the webhook
- * deliverer, the rollout engine, the informers).
+ * deliverer, the rollout engine, the informers, the git packer).
  *
  * The owner embeds an ll_worker, calls ll_worker_init once, ll_worker_start
  * with its thread's main, and ll_worker_destroy at the end (which stops and
@@ -45,6 +45,10 @@ void ll_worker_poke(ll_worker *w);
  * (ms <= 0: not at all) or stop; clears the poke.  1 when the thread is to
  * stop, else 0. */
 int ll_worker_wait(ll_worker *w, int64_t ms);
+
+/* On the thread: ll_worker_wait without a time limit (until poked since
+ * the last wait, or stop).  1 when the thread is to stop, else 0. */
+int ll_worker_sleep(ll_worker *w);
 
 /* 1 once stop was asked. */
 int ll_worker_stopping(ll_worker *w);
