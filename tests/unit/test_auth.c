@@ -23,6 +23,7 @@
 #include "landlord/error.h"
 #include "landlord/ratelimit.h"
 #include "landlord/registry.h"
+#include "support.h"
 
 static void test_scopes(void **state)
 {
@@ -97,7 +98,7 @@ static void test_durations(void **state)
  * see the claim checks refuse what they must. */
 static void test_mint_and_verify(void **state)
 {
-    char dir[] = "/tmp/landlord-auth-XXXXXX", path[300];
+    char dir[64], path[300];
     ll_config cfg;
     ll_auth *a = NULL;
     ll_caller c;
@@ -105,7 +106,7 @@ static void test_mint_and_verify(void **state)
     struct stat st;
     long long now = (long long)time(NULL);
 
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(ut_temp_dir(dir, sizeof(dir), "auth"), 0);
     ll_config_defaults(&cfg);
     snprintf(cfg.data, sizeof(cfg.data), "%s", dir);
     assert_int_equal(ll_auth_mint(&tok, &cfg, "me", "tenants:write", "Me", "me@x.test", 60), 0);
@@ -134,18 +135,17 @@ static void test_mint_and_verify(void **state)
     assert_int_equal(ll_auth_mint(&tok, &cfg, "me", "tenants:writ", NULL, NULL, 60), LL_EINVALID);
     assert_int_equal(ll_auth_mint(&tok, &cfg, "   ", "", NULL, NULL, 60), LL_EINVALID);
     ll_auth_free(a);
-    unlink(path);
-    rmdir(dir);
+    assert_int_equal(ut_remove_tree(dir), 0);
 }
 
 static void test_short_secret_refused(void **state)
 {
-    char dir[] = "/tmp/landlord-auth-XXXXXX", path[300];
+    char dir[64], path[300];
     ll_config cfg;
     ll_auth *a = NULL;
     FILE *f;
 
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(ut_temp_dir(dir, sizeof(dir), "auth"), 0);
     snprintf(path, sizeof(path), "%s/short", dir);
     assert_non_null(f = fopen(path, "w"));
     fputs("too-short\n", f);
@@ -154,8 +154,7 @@ static void test_short_secret_refused(void **state)
     snprintf(cfg.jwt_secret_file, sizeof(cfg.jwt_secret_file), "%s", path);
     assert_int_equal(ll_auth_open(&a, &cfg), LL_EINVALID);
     assert_null(strstr(ll_error_last()->message, "too-short")); /* never echoed */
-    unlink(path);
-    rmdir(dir);
+    assert_int_equal(ut_remove_tree(dir), 0);
 }
 
 /* --- the verified-token cache ------------------------------------------------------ */
@@ -170,8 +169,7 @@ typedef struct cache_fixture {
 static void cache_setup(cache_fixture *fx, const char *secret, long cache_size)
 {
     FILE *f;
-    snprintf(fx->dir, sizeof(fx->dir), "/tmp/landlord-auth-XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
+    assert_int_equal(ut_temp_dir(fx->dir, sizeof(fx->dir), "auth"), 0);
     snprintf(fx->path, sizeof(fx->path), "%s/secret", fx->dir);
     assert_non_null(f = fopen(fx->path, "w"));
     fprintf(f, "%s\n", secret);
@@ -184,8 +182,7 @@ static void cache_setup(cache_fixture *fx, const char *secret, long cache_size)
 
 static void cache_teardown(cache_fixture *fx)
 {
-    unlink(fx->path);
-    rmdir(fx->dir);
+    assert_int_equal(ut_remove_tree(fx->dir), 0);
 }
 
 /* An HS256 token for sub with exp, and nbf unless it is 0 (a new string). */

@@ -19,50 +19,34 @@
 #include "landlord/error.h"
 #include "landlord/registry.h"
 #include "landlord/state.h"
+#include "support.h"
 
 static char dir[64], path[128];
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/ll-events-XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-    snprintf(path, sizeof(path), "%s/landlord.db", dir);
-    return 0;
+    return ut_temp_db(dir, sizeof(dir), path, sizeof(path), "events");
 }
 
 static int teardown(void **state)
 {
-    char cmd[200];
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ut_remove_tree(dir);
 }
 
 /* Runs sql on the database file with its own connection. */
 static void run_sql(const char *sql)
 {
-    sqlite3 *db = NULL;
-    char *err = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-        fail_msg("%s: %s", sql, err);
-    sqlite3_close(db);
+    ut_sql_exec(path, sql);
 }
 
 /* The first column of the first row of sql as text, into out ("" when none). */
 static void scalar_text(char *out, size_t cap, const char *sql)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    out[0] = '\0';
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-        snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    char *v = ut_sql_text(path, sql);
+    snprintf(out, cap, "%s", v ? v : "");
+    free(v);
 }
 
 static void test_state_names(void **state)

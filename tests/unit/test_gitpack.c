@@ -1,9 +1,7 @@
 /* Unit tests of lib/gitops/gitpack.c: the in-memory object store, one pack per
  * store, and git's geometric repack: every object stays readable while the
  * repository ends with a few packs and no loose objects. */
-#define _GNU_SOURCE /* nftw, mkdtemp */
 #include <dirent.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,14 +15,7 @@
 
 #include "gitops/gitpack.h"
 #include "landlord/error.h"
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
+#include "support.h"
 
 static size_t count_files(const char *dir, const char *suffix)
 {
@@ -90,13 +81,13 @@ static void commit_one(git_oid *out, git_repository *repo, const git_oid *parent
 static void test_store_and_repack(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/landlord-gitpack-XXXXXX";
+    char dir[64];
     git_repository *repo = NULL, *check = NULL;
     git_odb_backend *mem = NULL;
     git_oid head, prev, loose;
     const int commits = 40;
 
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(ut_temp_dir(dir, sizeof(dir), "gitpack"), 0);
     assert_int_equal(git_repository_init(&repo, dir, 1), 0);
     /* A loose object written the usual way, before the store exists. */
     assert_int_equal(git_blob_create_from_buffer(&loose, repo, "loose\n", 6), 0);
@@ -160,7 +151,7 @@ static void test_store_and_repack(void **state)
 
     git_repository_free(check);
     git_repository_free(repo);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(ut_remove_tree(dir), 0);
 }
 
 static void test_repack_names_the_failure(void **state)

@@ -30,6 +30,7 @@
 #include "landlord/kube.h"
 #include "landlord/log.h"
 #include "landlord/util.h"
+#include "support.h"
 
 static char dir[64];
 
@@ -107,8 +108,7 @@ static void make_cert(const char **cert, const char **key, const char *cn)
 
 static int setup(void **state)
 {
-    snprintf(dir, sizeof(dir), "/tmp/ll-kube-XXXXXX");
-    if (!mkdtemp(dir))
+    if (ut_temp_dir(dir, sizeof(dir), "kube") < 0)
         return -1;
     unsetenv("KUBECONFIG");
     unsetenv("KUBERNETES_SERVICE_HOST");
@@ -118,15 +118,13 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[200];
     for (int i = 0; i < npool; i++)
         free(pool[i]);
     npool = 0;
     unsetenv("KUBECONFIG");
     unsetenv("KUBERNETES_SERVICE_HOST");
     unsetenv("KUBERNETES_SERVICE_PORT");
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ut_remove_tree(dir);
 }
 
 /* A kubeconfig with one context "main" over cluster "c1" and user "u1";

@@ -1,7 +1,5 @@
 /* Unit tests of lib/charts/oci.c: the chart's OCI artifact as Helm pushes it, and
  * the OCI image layout on disk. */
-#define _GNU_SOURCE /* nftw */
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +13,7 @@
 #include "landlord/error.h"
 #include "landlord/oci.h"
 #include "landlord/util.h"
+#include "support.h"
 
 #define CREATED "2026-11-23T10:00:00Z"
 
@@ -124,23 +123,15 @@ static void expect_blob(const char *dir, const char *digest, const char *data, s
     free(text);
 }
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void test_layout(void **state)
 {
     (void)state;
-    char dir[256] = "/tmp/landlord-oci-XXXXXX", path[600];
+    char dir[256], path[600];
     ll_oci_artifact a, b;
     json_t *m1 = meta("1.2.3"), *m2 = meta("1.2.4"), *d = NULL;
     size_t n = 0;
 
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(ut_temp_dir(dir, sizeof(dir), "oci"), 0);
     strcat(dir, "/charts");
     assert_int_equal(ll_oci_artifact_build(&a, m1, "one", 3, CREATED), 0);
     assert_int_equal(ll_oci_artifact_build(&b, m2, "two!", 4, CREATED), 0);
@@ -172,7 +163,7 @@ static void test_layout(void **state)
     ll_oci_artifact_free(&a);
     ll_oci_artifact_free(&b);
     *strrchr(dir, '/') = '\0';
-    nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(ut_remove_tree(dir), 0);
 }
 
 int main(void)

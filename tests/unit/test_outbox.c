@@ -16,6 +16,7 @@
 #include "landlord/error.h"
 #include "landlord/operation.h"
 #include "landlord/registry.h"
+#include "support.h"
 #include "registry/registry_int.h"
 
 static char dir[64], path[128];
@@ -52,43 +53,25 @@ static int offboard(long long *op, ll_registry *r, const char *id)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/ll-outbox-XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-    snprintf(path, sizeof(path), "%s/landlord.db", dir);
-    return 0;
+    return ut_temp_db(dir, sizeof(dir), path, sizeof(path), "outbox");
 }
 
 static int teardown(void **state)
 {
-    char cmd[200];
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ut_remove_tree(dir);
 }
 
 /* Runs sql on its own connection; the first column of the first row as
  * text (caller frees), or NULL. */
 static char *sql_text(const char *sql)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    char *v = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-        v = strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
+    return ut_sql_text(path, sql);
 }
 
 static void sql_exec(const char *sql)
 {
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    ut_sql_exec(path, sql);
 }
 
 /* payload (as the producers write it) -> record -> payload: the same JSON. */

@@ -16,6 +16,7 @@
 #include "landlord/core.h"
 #include "landlord/error.h"
 #include "landlord/registry.h"
+#include "support.h"
 
 static char dir[64], path[128];
 static const ll_registry_author author = {"Ada", "ada@example.com"};
@@ -23,28 +24,19 @@ static const ll_registry_author author = {"Ada", "ada@example.com"};
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/ll-registry-auth-XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-    snprintf(path, sizeof(path), "%s/landlord.db", dir);
-    return 0;
+    return ut_temp_db(dir, sizeof(dir), path, sizeof(path), "registry-auth");
 }
 
 static int teardown(void **state)
 {
-    char cmd[200];
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ut_remove_tree(dir);
 }
 
 /* Runs sql on the database file, as another connection would. */
 static void run_sql(const char *sql)
 {
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    ut_sql_exec(path, sql);
 }
 
 /* --- audit ----------------------------------------------------------------------- */
