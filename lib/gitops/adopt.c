@@ -1,9 +1,11 @@
 /* adopt.c - the registry follows the repository.
  *
  * Git holds the desired state.  A scan lists the tier folders' tenant files
- * (tree entries only: cheap even at 100k tenants), compares them with the
- * registry's index, and reads and parses only the files of tenants it is
- * about to adopt.  Tenants landlord is working on (sync pending) are left
+ * (tree entries only: cheap even at 100k tenants), orders them by id and
+ * compares them with the registry's index (ll_tenant_index_entry records,
+ * ordered by id too), and reads and parses only the files of tenants it is
+ * about to adopt; what it found goes to ll_registry_reconcile as
+ * ll_adoption records and lists of ids.  Tenants landlord is working on (sync pending) are left
  * alone: their files are about to change.  Runs on the git writer thread.
  */
 #include <stdio.h>
@@ -79,26 +81,48 @@ static void release_of(char *out, size_t cap, const char *version, const char *d
     snprintf(out, cap, "%s", def);
 }
 
-/* Builds the adoption record of one tenant file, or NULL when the file is
- * not a tenant (no HelmRelease). */
-static json_t *examine(ll_overlay *ov, const char *root, const char *tier, const char *id,
-                       const char *path, const char *default_release)
+/* A tenant file the scan found: its id, tier folder and path. */
+typedef struct found_file {
+    char id[64];
+    char tier[64];
+    char *path; /* owned (a scan may find 100k files: not a fixed buffer) */
+    size_t seq; /* order found in: the first file of an id wins */
+} found_file;
+
+typedef struct found_list {
+    found_file *v;
+    size_t n, cap;
+} found_list;
+
+/* An adoption of one tenant file (its strings its own), or none. */
+typedef struct adoption_rec {
+    char release[64];
+    json_t *values; /* a reference of its own */
+} adoption_rec;
+
+/* Reads one tenant file into *out: its release and its values (as
+ * overrides of what the tier's template renders).  0, or -1 when the file
+ * is not a tenant (no HelmRelease). */
+static int examine(adoption_rec *out, ll_overlay *ov, const char *root, const found_file *f,
+                   const char *default_release)
 {
-    char *text = NULL, *tmpl = NULL, *rendered = NULL, tpath[1024], release[64];
+    char *text = NULL, *tmpl = NULL, *rendered = NULL, tpath[1024];
     size_t len = 0, tlen = 0, rlen = 0;
-    json_t *docs = NULL, *tdocs = NULL, *rec = NULL, *values = NULL;
+    json_t *docs = NULL, *tdocs = NULL, *values = NULL;
     const json_t *hr, *file_values;
     const char *version;
+    int error = -1;
 
-    if (ll_overlay_read(&text, &len, ov, path) < 0 || !text ||
+    out->values = NULL;
+    if (ll_overlay_read(&text, &len, ov, f->path) < 0 || !text ||
         ll_yaml_load_json(&docs, text, len) < 0 || !(hr = helm_release(docs)))
         goto done;
     version = json_string_value(json_object_get(
         json_object_get(json_object_get(json_object_get(hr, "spec"), "chart"), "spec"), "version"));
-    release_of(release, sizeof(release), version, default_release);
+    release_of(out->release, sizeof(out->release), version, default_release);
     file_values = spec_values(hr);
-    ll_tier_template_path(tpath, sizeof(tpath), root, tier);
-    ll_render_input in = {id, tier, release, NULL, NULL};
+    ll_tier_template_path(tpath, sizeof(tpath), root, f->tier);
+    ll_render_input in = {f->id, f->tier, out->release, NULL, NULL};
     if (ll_overlay_read(&tmpl, &tlen, ov, tpath) == 0 && tmpl &&
         ll_template_render(&rendered, &rlen, tmpl, tlen, &in) == 0 &&
         ll_yaml_load_json(&tdocs, rendered, rlen) == 0 && helm_release(tdocs)) {
@@ -108,17 +132,15 @@ static json_t *examine(ll_overlay *ov, const char *root, const char *tier, const
     } else if (file_values) {
         values = json_deep_copy(file_values);
     }
-    rec = json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id, "tier", tier, "release", release, "path",
-                    path, "values", values ? values : json_object());
-    values = NULL;
+    out->values = values ? values : json_object();
+    error = 0;
 done:
-    json_decref(values);
     json_decref(docs);
     json_decref(tdocs);
     free(text);
     free(tmpl);
     free(rendered);
-    return rec;
+    return error;
 }
 
 static int is_shard_name(const char *name)
@@ -126,10 +148,36 @@ static int is_shard_name(const char *name)
     return strlen(name) == 2 && strspn(name, "0123456789abcdef") == 2;
 }
 
-/* Adds the tenant files of folder (at path) to found as id -> {tier, path};
- * with shards, also those one level down in shard folders (git-layout
- * sharded).  The first file of an id wins. */
-static void collect(json_t *found, git_repository *repo, git_tree *folder, const char *path,
+/* Appends a file to found; -1 when out of memory. */
+static int found_add(found_list *found, const char *id, const char *tier, const char *path)
+{
+    if (found->n == found->cap) {
+        size_t cap = found->cap ? found->cap * 2 : 64;
+        found_file *v = realloc(found->v, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        found->v = v;
+        found->cap = cap;
+    }
+    found_file *f = &found->v[found->n];
+    if (!(f->path = strdup(path)))
+        return -1;
+    snprintf(f->id, sizeof(f->id), "%s", id);
+    snprintf(f->tier, sizeof(f->tier), "%s", tier);
+    f->seq = found->n++;
+    return 0;
+}
+
+static void found_free(found_list *found)
+{
+    for (size_t i = 0; i < found->n; i++)
+        free(found->v[i].path);
+    free(found->v);
+}
+
+/* Adds the tenant files of folder (at path) to found; with shards, also
+ * those one level down in shard folders (git-layout sharded). */
+static void collect(found_list *found, git_repository *repo, git_tree *folder, const char *path,
                     const char *tier, int shards)
 {
     for (size_t k = 0; k < git_tree_entrycount(folder); k++) {
@@ -150,16 +198,41 @@ static void collect(json_t *found, git_repository *repo, git_tree *folder, const
             continue;
         memcpy(tid, name, n - 5);
         tid[n - 5] = '\0';
-        if (ll_validate_tenant_id(tid) < 0 || json_object_get(found, tid))
+        if (ll_validate_tenant_id(tid) < 0)
             continue;
         snprintf(file, sizeof(file), "%s/%s", path, name);
-        json_object_set_new(found, tid, json_pack("{s:s, s:s}", "tier", tier, "path", file));
+        if (found_add(found, tid, tier, file) < 0)
+            ll_log_warn("msg=\"out of memory while scanning tenant files\" path=%s", file);
     }
 }
 
-/* Every tenant file under <root>/tenants/<tier>/ of tree into found:
- * id -> {"tier", "path"}. */
-static void find_tenant_files(json_t *found, git_repository *repo, git_tree *tree, const char *root)
+static int by_id_then_seq(const void *a, const void *b)
+{
+    const found_file *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Orders found by id, keeping the first file found of each id. */
+static void found_sort(found_list *found)
+{
+    size_t kept = 0;
+    if (found->n)
+        qsort(found->v, found->n, sizeof(*found->v), by_id_then_seq);
+    for (size_t i = 0; i < found->n; i++) {
+        if (kept && strcmp(found->v[kept - 1].id, found->v[i].id) == 0) {
+            free(found->v[i].path);
+            continue;
+        }
+        found->v[kept++] = found->v[i];
+    }
+    found->n = kept;
+}
+
+/* Every tenant file under <root>/tenants/<tier>/ of tree into found,
+ * ordered by id, one per id. */
+static void find_tenant_files(found_list *found, git_repository *repo, git_tree *tree,
+                              const char *root)
 {
     git_tree_entry *dir_entry = NULL;
     git_tree *tenants = NULL;
@@ -184,82 +257,120 @@ static void find_tenant_files(json_t *found, git_repository *repo, git_tree *tre
     }
     git_tree_free(tenants);
     git_tree_entry_free(dir_entry);
+    found_sort(found);
+}
+
+/* What the scan will change in the registry. */
+typedef struct scan_result {
+    ll_adoption *adopt;
+    adoption_rec *recs; /* what adopt[i] points into */
+    size_t n_adopt;
+    ll_names drifted, returned;
+} scan_result;
+
+static void scan_result_clear(scan_result *res)
+{
+    for (size_t i = 0; i < res->n_adopt; i++)
+        json_decref(res->recs[i].values);
+    free(res->adopt);
+    free(res->recs);
+    ll_names_clear(&res->drifted);
+    ll_names_clear(&res->returned);
+}
+
+static int by_index_id(const void *key, const void *item)
+{
+    return strcmp(key, ((const ll_tenant_index_entry *)item)->id);
+}
+
+static int by_found_id(const void *key, const void *item)
+{
+    return strcmp(key, ((const found_file *)item)->id);
 }
 
 /* The files found against the registry's index: unknown (or offboarded
- * and committed) tenants to adopt, drifted ones that came back. */
-static void sort_found(json_t *adopt, json_t *returned, ll_overlay *ov, const json_t *found,
-                       const json_t *index, const char *root, const char *default_release)
+ * and committed) tenants to adopt, drifted ones that came back.  -1 when
+ * out of memory. */
+static int sort_found(scan_result *res, ll_overlay *ov, const found_list *found,
+                      const ll_tenant_index_entry *index, size_t n_index, const char *root,
+                      const char *default_release)
 {
-    const char *id;
-    json_t *v;
-
-    json_object_foreach((json_t *)found, id, v)
-    {
-        json_t *known = json_object_get(index, id);
-        const char *lifecycle = json_string_value(json_object_get(known, "lifecycle"));
-        const char *sync = json_string_value(json_object_get(known, "sync"));
-        const char *tier = json_string_value(json_object_get(v, "tier"));
-        const char *file = json_string_value(json_object_get(v, "path"));
-        if (!known || (strcmp(lifecycle, "offboarded") == 0 && strcmp(sync, "committed") == 0)) {
-            json_t *rec;
-            if ((rec = examine(ov, root, tier, id, file, default_release)))
-                json_array_append_new(adopt, rec);
-        } else if (strcmp(lifecycle, "drifted") == 0) {
-            json_array_append_new(returned, json_string(id));
+    if (found->n && (!(res->adopt = calloc(found->n, sizeof(*res->adopt))) ||
+                     !(res->recs = calloc(found->n, sizeof(*res->recs)))))
+        return -1;
+    for (size_t i = 0; i < found->n; i++) {
+        const found_file *f = &found->v[i];
+        const ll_tenant_index_entry *known =
+            n_index ? bsearch(f->id, index, n_index, sizeof(*index), by_index_id) : NULL;
+        if (!known ||
+            (known->lifecycle == LL_TENANT_OFFBOARDED && known->sync == LL_TENANT_COMMITTED)) {
+            adoption_rec *rec = &res->recs[res->n_adopt];
+            if (examine(rec, ov, root, f, default_release) < 0)
+                continue;
+            res->adopt[res->n_adopt++] = (ll_adoption){.id = f->id,
+                                                       .tier = f->tier,
+                                                       .release = rec->release,
+                                                       .path = f->path,
+                                                       .values = rec->values};
+        } else if (known->lifecycle == LL_TENANT_DRIFTED &&
+                   ll_names_add(&res->returned, f->id) < 0) {
+            return -1;
         }
     }
+    return 0;
 }
 
-/* Active, committed tenants of the index whose file is gone: drifted. */
-static void find_drifted(json_t *drifted, const json_t *found, const json_t *index)
+/* Active, committed tenants of the index whose file is gone: drifted.  -1
+ * when out of memory. */
+static int find_drifted(ll_names *drifted, const found_list *found,
+                        const ll_tenant_index_entry *index, size_t n_index)
 {
-    const char *id;
-    json_t *v;
-
-    json_object_foreach((json_t *)index, id, v)
-    {
-        if (strcmp(json_string_value(json_object_get(v, "lifecycle")), "active") == 0 &&
-            strcmp(json_string_value(json_object_get(v, "sync")), "committed") == 0 &&
-            !json_object_get(found, id))
-            json_array_append_new(drifted, json_string(id));
+    for (size_t i = 0; i < n_index; i++) {
+        const ll_tenant_index_entry *e = &index[i];
+        if (e->lifecycle == LL_TENANT_ACTIVE && e->sync == LL_TENANT_COMMITTED &&
+            !(found->n && bsearch(e->id, found->v, found->n, sizeof(*found->v), by_found_id)) &&
+            ll_names_add(drifted, e->id) < 0)
+            return -1;
     }
+    return 0;
 }
 
-int ll_adopt_scan(json_t **out_stats, git_repository *repo, git_tree *tree, const char *head_sha,
-                  const char *root, const char *default_release, ll_registry *reg)
+int ll_adopt_scan(ll_adopt_stats *out_stats, git_repository *repo, git_tree *tree,
+                  const char *head_sha, const char *root, const char *default_release,
+                  ll_registry *reg)
 {
-    json_t *found = json_object(), *index = NULL, *adopt = json_array(), *drifted = json_array(),
-           *returned = json_array();
+    found_list found = {0};
+    ll_tenant_index_entry *index = NULL;
+    size_t n_index = 0;
+    scan_result res = {0};
     ll_overlay ov = {0};
     int error = -1;
 
     ov.repo = repo;
     ov.base = tree;
-    find_tenant_files(found, repo, tree, root);
-    if ((error = ll_registry_tenant_index(&index, reg)) < 0)
+    find_tenant_files(&found, repo, tree, root);
+    if ((error = ll_registry_tenant_index(&index, &n_index, reg)) < 0)
         goto done;
-    sort_found(adopt, returned, &ov, found, index, root, default_release);
-    find_drifted(drifted, found, index);
-    if (json_array_size(adopt) || json_array_size(drifted) || json_array_size(returned)) {
-        if ((error = ll_registry_reconcile(reg, adopt, drifted, returned, head_sha)) < 0)
+    if (sort_found(&res, &ov, &found, index, n_index, root, default_release) < 0 ||
+        find_drifted(&res.drifted, &found, index, n_index) < 0) {
+        error = ll_error_set(-1, "out of memory");
+        goto done;
+    }
+    if (res.n_adopt || res.drifted.n || res.returned.n) {
+        if ((error = ll_registry_reconcile(reg, res.adopt, res.n_adopt, &res.drifted, &res.returned,
+                                           head_sha)) < 0)
             goto done;
         ll_log_info("msg=\"registry follows the repository\" adopted=%zu drifted=%zu returned=%zu "
                     "head=%s",
-                    json_array_size(adopt), json_array_size(drifted), json_array_size(returned),
-                    head_sha);
+                    res.n_adopt, res.drifted.n, res.returned.n, head_sha);
     }
     if (out_stats)
-        *out_stats =
-            json_pack("{s:i, s:i, s:i}", "adopted", (int)json_array_size(adopt), "drifted",
-                      (int)json_array_size(drifted), "returned", (int)json_array_size(returned));
+        *out_stats = (ll_adopt_stats){res.n_adopt, res.drifted.n, res.returned.n};
     error = 0;
 done:
     ll_overlay_free(&ov);
-    json_decref(found);
-    json_decref(index);
-    json_decref(adopt);
-    json_decref(drifted);
-    json_decref(returned);
+    found_free(&found);
+    free(index);
+    scan_result_clear(&res);
     return error;
 }

@@ -13,12 +13,17 @@
 
 #include "landlord/registry.h"
 
+/* How many tenants a scan adopted, marked drifted, and found returned. */
+typedef struct ll_adopt_stats {
+    size_t adopted, drifted, returned;
+} ll_adopt_stats;
+
 /* Scans tree (the head commit head_sha's tree) and records what it finds in
- * reg.  *out_stats (may be NULL) gets {"adopted": N, "drifted": N,
- * "returned": N}.  Files that hold no HelmRelease (dummy-configmap.yaml) are
- * not tenants. */
-int ll_adopt_scan(json_t **out_stats, git_repository *repo, git_tree *tree, const char *head_sha,
-                  const char *root, const char *default_release, ll_registry *reg);
+ * reg; *out_stats (may be NULL) gets the counts.  Files that hold no
+ * HelmRelease (dummy-configmap.yaml) are not tenants. */
+int ll_adopt_scan(ll_adopt_stats *out_stats, git_repository *repo, git_tree *tree,
+                  const char *head_sha, const char *root, const char *default_release,
+                  ll_registry *reg);
 
 /* What actual changes relative to base, as chart value overrides: keys whose
  * values differ (objects compared key by key), null for keys actual lacks.

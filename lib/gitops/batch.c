@@ -440,7 +440,7 @@ static int after_rejected(int *built, ll_gitops *g, batch *b, int attempt)
      * head fetched before the pause would lose again. */
     if (attempt > 0)
         gitops_jitter_sleep(g, attempt);
-    if ((error = gitops_fetch(g)) < 0 || (error = gitops_follow_head(NULL, g)) < 0 ||
+    if ((error = gitops_fetch(g)) < 0 || (error = gitops_follow_head(g)) < 0 ||
         (error = gitops_remote_head(&now, g)) < 0)
         return error;
     if (now && b->head && git_oid_equal(git_commit_id(now), git_commit_id(b->head))) {

@@ -92,15 +92,13 @@ void gitops_publish_tiers(ll_gitops *g, git_commit *head)
 
 /* Makes the registry and the tier catalogue follow the remote head, when it
  * is one they have not followed yet. */
-int gitops_follow_head(json_t **out_stats, ll_gitops *g)
+int gitops_follow_head(ll_gitops *g)
 {
     git_commit *head = NULL;
     git_tree *tree = NULL;
     char sha[GIT_OID_HEXSZ + 1];
     int error;
 
-    if (out_stats)
-        *out_stats = NULL;
     if ((error = gitops_remote_head(&head, g)) < 0 || !head)
         return error;
     if (g->have_scanned && git_oid_equal(&g->scanned, git_commit_id(head))) {
@@ -110,7 +108,7 @@ int gitops_follow_head(json_t **out_stats, ll_gitops *g)
     git_oid_tostr(sha, sizeof(sha), git_commit_id(head));
     if (git_commit_tree(&tree, head) < 0) {
         error = gitops_git_fail(-1, "git: cannot read the head tree");
-    } else if ((error = ll_adopt_scan(out_stats, g->repo, tree, sha, g->root, g->default_release,
+    } else if ((error = ll_adopt_scan(NULL, g->repo, tree, sha, g->root, g->default_release,
                                       g->reg)) == 0) {
         git_oid_cpy(&g->scanned, git_commit_id(head));
         g->have_scanned = 1;

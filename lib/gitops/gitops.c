@@ -269,7 +269,7 @@ static int open_reachable(ll_gitops *g)
             goto done;
         g->sharded = gitops_layout_of(g, head);
     }
-    if ((error = gitops_follow_head(NULL, g)) < 0)
+    if ((error = gitops_follow_head(g)) < 0)
         goto done;
     git_commit_free(head);
     head = NULL;

@@ -125,9 +125,8 @@ void *gitops_packer_main(void *arg);
 void gitops_publish_tiers(ll_gitops *g, git_commit *head);
 
 /* Makes the registry and the tier catalogue follow the remote head, when
- * they have not followed it yet; *out_stats (or NULL) gets the scan's
- * figures (new reference, or NULL). */
-int gitops_follow_head(json_t **out_stats, ll_gitops *g);
+ * they have not followed it yet. */
+int gitops_follow_head(ll_gitops *g);
 
 /* --- batch.c ------------------------------------------------------------------- */
 

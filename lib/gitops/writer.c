@@ -227,7 +227,7 @@ void *gitops_writer_main(void *arg)
         }
         if (g->degraded || now >= g->next_poll_ms) {
             g->next_poll_ms = now + g->poll_interval_ms;
-            if ((error = gitops_fetch(g)) < 0 || (error = gitops_follow_head(NULL, g)) < 0) {
+            if ((error = gitops_fetch(g)) < 0 || (error = gitops_follow_head(g)) < 0) {
                 char why[LL_ERROR_MSG_MAX];
                 ll_op_list queued = {NULL, 0};
                 snprintf(why, sizeof(why), "%s", ll_error_last()->message);

@@ -443,52 +443,51 @@ int ll_registry_tenant_changes_prune(ll_registry *r, long long upto)
     return reg_exec(r, sql);
 }
 
-static int index_row(sqlite3_stmt *st, void *payload)
+/* A row (id, tier, lifecycle, sync) as an index entry; the CHECK
+ * constraints of the tenants table keep the names to the enums'. */
+static int index_from_row(void *item, sqlite3_stmt *st)
 {
-    json_object_set_new(payload, (const char *)sqlite3_column_text(st, 0),
-                        json_pack("{s:o, s:o, s:o}", "tier", reg_col_text(st, 1), "lifecycle",
-                                  reg_col_text(st, 2), "sync", reg_col_text(st, 3)));
+    ll_tenant_index_entry *e = item;
+    reg_copy_col(e->id, sizeof(e->id), st, 0);
+    reg_copy_col(e->tier, sizeof(e->tier), st, 1);
+    ll_tenant_lifecycle_parse(&e->lifecycle, (const char *)sqlite3_column_text(st, 2));
+    ll_tenant_sync_parse(&e->sync, (const char *)sqlite3_column_text(st, 3));
     return 0;
 }
 
-int ll_registry_tenant_index(json_t **out, ll_registry *r)
+static void index_clear(void *item)
 {
-    json_t *index = json_object();
-    int error = reg_rows(r, "index tenants", index_row, index,
-                         "SELECT id, tier, lifecycle, sync FROM tenants", NULL);
-    if (error < 0) {
-        json_decref(index);
-        return error;
-    }
-    *out = index;
-    return 0;
+    (void)item; /* values only */
+}
+
+int ll_registry_tenant_index(ll_tenant_index_entry **out, size_t *out_n, ll_registry *r)
+{
+    reg_records l = {
+        .size = sizeof(ll_tenant_index_entry), .from_row = index_from_row, .clear = index_clear};
+    /* BINARY collation: memcmp order, which is strcmp's. */
+    int error = reg_rows(r, "index tenants", reg_collect, &l,
+                         "SELECT id, tier, lifecycle, sync FROM tenants ORDER BY id", NULL);
+    return reg_records_finish((void **)out, out_n, &l, error);
 }
 
 /* An adopted file's chart version: its release as the range it reads
  * ("1.2" -> "1.2.x"), or the exact version. */
 #define ADOPTED_CHART "CASE WHEN ?3 GLOB '*.*.*' THEN ?3 ELSE ?3 || '.x' END"
 
-int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *drifted,
-                          const json_t *returned, const char *commit)
+int ll_registry_reconcile(ll_registry *r, const ll_adoption *adopt, size_t n_adopt,
+                          const ll_names *drifted, const ll_names *returned, const char *commit)
 {
     char now[32];
-    size_t i;
-    json_t *v;
     int error;
 
     ll_now_rfc3339(now);
     if ((error = reg_exec(r, "BEGIN IMMEDIATE")) < 0)
         return error;
-    json_array_foreach(adopt, i, v)
-    {
-        char *values = json_dumps(json_object_get(v, "values"), JSON_COMPACT | JSON_SORT_KEYS);
-        const char *p[] = {json_string_value(json_object_get(v, "id")),
-                           json_string_value(json_object_get(v, "tier")),
-                           json_string_value(json_object_get(v, "release")),
-                           values ? values : "{}",
-                           commit,
-                           now,
-                           json_string_value(json_object_get(v, "path"))};
+    for (size_t i = 0; i < n_adopt; i++) {
+        const ll_adoption *a = &adopt[i];
+        char *values = a->values ? json_dumps(a->values, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        const char *p[] = {a->id,  a->tier, a->release, values ? values : "{}",
+                           commit, now,     a->path};
         /* New, or offboarded earlier and put back by hand: adopted either way.
          * A tenant landlord is working on is never touched. */
         error =
@@ -505,9 +504,8 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
         if (error < 0)
             goto done;
     }
-    json_array_foreach(drifted, i, v)
-    {
-        const char *p[] = {now, json_string_value(v)};
+    for (size_t i = 0; drifted && i < drifted->n; i++) {
+        const char *p[] = {now, drifted->v[i]};
         if ((error = reg_run(
                  r,
                  "UPDATE tenants SET lifecycle = 'drifted', updated_at = ? WHERE id = ? AND "
@@ -515,9 +513,8 @@ int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *dri
                  2, p)) < 0)
             goto done;
     }
-    json_array_foreach(returned, i, v)
-    {
-        const char *p[] = {now, json_string_value(v)};
+    for (size_t i = 0; returned && i < returned->n; i++) {
+        const char *p[] = {now, returned->v[i]};
         if ((error =
                  reg_run(r,
                          "UPDATE tenants SET lifecycle = 'active', updated_at = ? WHERE id = ? AND "

@@ -299,7 +299,7 @@ static void test_tenant_lifecycle(void **state)
 static void test_update_and_reconcile(void **state)
 {
     ll_registry *r = NULL;
-    json_t *t = NULL, *existing = NULL, *index = NULL;
+    json_t *t = NULL, *existing = NULL;
     ll_op_list ops = {NULL, 0};
     ll_operation got;
     long long op = 0;
@@ -333,29 +333,42 @@ static void test_update_and_reconcile(void **state)
     json_decref(t);
 
     /* Scans: adopt a new tenant, mark one drifted, bring it back. */
-    json_t *adopt = json_pack("[{s:s, s:s, s:s, s:{}}]", "id", "found", "tier", "basic", "release",
-                              "0.0", "values");
-    json_t *drift = json_pack("[s]", "acme"), *none = json_array();
-    assert_int_equal(ll_registry_reconcile(r, adopt, drift, none, "c2"), 0);
+    json_t *no_values = json_object();
+    ll_adoption adopt = {.id = "found",
+                         .tier = "basic",
+                         .release = "0.0",
+                         .path = "tenants/basic/found.yaml",
+                         .values = no_values};
+    ll_names drift = {0}, none = {0};
+    ll_tenant_index_entry *index = NULL;
+    size_t n_index = 0;
+    assert_int_equal(ll_names_add(&drift, "acme"), 0);
+    assert_int_equal(ll_registry_reconcile(r, &adopt, 1, &drift, &none, "c2"), 0);
     assert_int_equal(tenant_get_json(&t, r, "found", 0), 0);
     assert_string_equal(json_string_value(json_object_get(t, "origin")), "adopted");
     assert_string_equal(json_string_value(json_object_get(t, "commit")), "c2");
+    assert_string_equal(json_string_value(json_object_get(t, "chart_version")), "0.0.x");
     json_decref(t);
-    assert_int_equal(ll_registry_tenant_index(&index, r), 0);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(index, "acme"), "lifecycle")), "drifted");
-    json_decref(index);
+    /* The index: every tenant, ordered by id, as enums. */
+    assert_int_equal(ll_registry_tenant_index(&index, &n_index, r), 0);
+    assert_int_equal(n_index, 2);
+    assert_string_equal(index[0].id, "acme");
+    assert_string_equal(index[0].tier, "basic");
+    assert_int_equal(index[0].lifecycle, LL_TENANT_DRIFTED);
+    assert_int_equal(index[0].sync, LL_TENANT_COMMITTED);
+    assert_string_equal(index[1].id, "found");
+    assert_int_equal(index[1].lifecycle, LL_TENANT_ACTIVE);
+    free(index);
     /* Updating an existing tenant through a scan is refused: only new ones. */
-    assert_int_equal(ll_registry_reconcile(r, adopt, none, drift, "c3"), 0);
+    assert_int_equal(ll_registry_reconcile(r, &adopt, 1, &none, &drift, "c3"), 0);
     assert_int_equal(tenant_get_json(&t, r, "found", 0), 0);
     assert_string_equal(json_string_value(json_object_get(t, "commit")), "c2");
     json_decref(t);
     assert_int_equal(tenant_get_json(&t, r, "acme", 0), 0);
     assert_string_equal(json_string_value(json_object_get(t, "lifecycle")), "active");
     json_decref(t);
-    json_decref(adopt);
-    json_decref(drift);
-    json_decref(none);
+    json_decref(no_values);
+    ll_names_clear(&drift);
 
     /* Offboarded tenants cannot be changed. */
     assert_int_equal(offboard(&op, r, "found"), 0);

@@ -212,16 +212,34 @@ int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r);
 /* Forgets the changes up to upto (the status follower has read them). */
 int ll_registry_tenant_changes_prune(ll_registry *r, long long upto);
 
-/* Every tenant as {"<id>": {"tier", "lifecycle", "sync"}} (new reference). */
-int ll_registry_tenant_index(json_t **out, ll_registry *r);
+/* A tenant as the repository scan (lib/gitops/adopt.c) compares it with
+ * the files it finds: a value. */
+typedef struct ll_tenant_index_entry {
+    char id[64];
+    char tier[64];
+    ll_tenant_lifecycle lifecycle;
+    ll_tenant_sync sync;
+} ll_tenant_index_entry;
+
+/* Every tenant, ordered by id (strcmp order, for bsearch): *out a new
+ * array of *out_n entries (free()), NULL when there is none. */
+int ll_registry_tenant_index(ll_tenant_index_entry **out, size_t *out_n, ll_registry *r);
+
+/* A tenant file the scan adopts.  Its fields are borrowed for the call. */
+typedef struct ll_adoption {
+    const char *id, *tier;
+    const char *release;  /* a version or x.y line, read off the file's chart version */
+    const char *path;     /* the file, from the repository's top */
+    const json_t *values; /* opaque chart values, stored as given (keys sorted); NULL: {} */
+} ll_adoption;
 
 /* Applies what a scan of the repository found, in one transaction: adopt
- * ([{"id","tier","release","values"}]) inserts unknown tenants (or revives
- * offboarded ones) as origin adopted at commit; drifted ([ids]) marks active,
- * committed tenants whose files vanished; returned ([ids]) makes drifted
- * tenants whose files are back active again. */
-int ll_registry_reconcile(ll_registry *r, const json_t *adopt, const json_t *drifted,
-                          const json_t *returned, const char *commit);
+ * (n_adopt files) inserts unknown tenants (or revives offboarded ones) as
+ * origin adopted at commit; drifted (ids) marks active, committed tenants
+ * whose files vanished; returned (ids) makes drifted tenants whose files
+ * are back active again.  Everything is borrowed for the call. */
+int ll_registry_reconcile(ll_registry *r, const ll_adoption *adopt, size_t n_adopt,
+                          const ll_names *drifted, const ll_names *returned, const char *commit);
 
 /* --- events and webhooks (registry_events.c) --- */
 
