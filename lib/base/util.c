@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,21 @@ void ll_buf_free(ll_buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->alloc = 0;
+}
+
+int ll_grow(void **v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    if (*cap > SIZE_MAX / 2 / size)
+        return ll_error_set(-1, "out of memory");
+    size_t grown_cap = *cap ? *cap * 2 : 16;
+    void *grown = realloc(*v, grown_cap * size);
+    if (!grown)
+        return ll_error_set(-1, "out of memory");
+    *v = grown;
+    *cap = grown_cap;
+    return 0;
 }
 
 void ll_now_rfc3339(char out[32])

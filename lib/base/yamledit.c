@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "landlord/error.h"
+#include "landlord/util.h"
 #include "yamltext.h"
 
 /* Length of the code point at s that YAML must not see raw, else 0; *cp is
@@ -118,20 +119,12 @@ void ll_yedits_init(ll_yedits *e)
 int ll_yedits_add(ll_yedits *e, size_t start, size_t end, int order, const char *text,
                   size_t text_len)
 {
-    ll_yedit *v;
     char *copy;
-    size_t n;
 
     if (start > end)
         return ll_error_set(LL_ERROR, "bad yaml edit range");
-    if (e->n == e->alloc) {
-        n = e->alloc ? e->alloc * 2 : 8;
-        v = realloc(e->v, n * sizeof(*v));
-        if (!v)
-            return ll_error_set(LL_ERROR, "out of memory");
-        e->v = v;
-        e->alloc = n;
-    }
+    if (ll_grow((void **)&e->v, &e->alloc, e->n, sizeof(*e->v)) < 0)
+        return LL_ERROR;
     if (!(copy = malloc(text_len + 1)))
         return ll_error_set(LL_ERROR, "out of memory");
     if (text_len)

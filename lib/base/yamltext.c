@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "landlord/error.h"
+#include "landlord/util.h"
 #include "yamltext.h"
 
 #define CKPT_STEP 64
@@ -111,8 +112,6 @@ int ll_ytext_load(ll_ytext *y, const char *text, size_t len, const char *what)
 {
     int error = -1, parser_ready = 0;
     yaml_parser_t parser;
-    yaml_document_t *docs;
-    size_t n;
 
     memset(y, 0, sizeof(*y));
     y->text = text;
@@ -138,15 +137,9 @@ int ll_ytext_load(ll_ytext *y, const char *text, size_t len, const char *what)
     yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text + y->base, len - y->base);
     for (;;) {
-        if (y->ndocs == y->docs_alloc) {
-            n = y->docs_alloc ? y->docs_alloc * 2 : 4;
-            docs = realloc(y->docs, n * sizeof(*docs));
-            if (!docs) {
-                error = ll_error_set(LL_ERROR, "out of memory");
-                goto done;
-            }
-            y->docs = docs;
-            y->docs_alloc = n;
+        if (ll_grow((void **)&y->docs, &y->docs_alloc, y->ndocs, sizeof(*y->docs)) < 0) {
+            error = LL_ERROR;
+            goto done;
         }
         if (!yaml_parser_load(&parser, &y->docs[y->ndocs])) {
             error = parse_error(&parser, text + y->base, len - y->base, what);

@@ -17,6 +17,7 @@
 #include "landlord/log.h"
 #include "landlord/template.h"
 #include "landlord/tiers.h"
+#include "landlord/util.h"
 #include "landlord/validate.h"
 #include "overlay.h"
 
@@ -151,14 +152,8 @@ static int is_shard_name(const char *name)
 /* Appends a file to found; -1 when out of memory. */
 static int found_add(found_list *found, const char *id, const char *tier, const char *path)
 {
-    if (found->n == found->cap) {
-        size_t cap = found->cap ? found->cap * 2 : 64;
-        found_file *v = realloc(found->v, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        found->v = v;
-        found->cap = cap;
-    }
+    if (ll_grow((void **)&found->v, &found->cap, found->n, sizeof(*found->v)) < 0)
+        return -1;
     found_file *f = &found->v[found->n];
     if (!(f->path = strdup(path)))
         return -1;

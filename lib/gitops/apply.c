@@ -49,14 +49,8 @@ static int kustomization_change(ll_kust_intents *intents, const char *path, cons
             return 0;
         }
     }
-    if (intents->n == intents->cap) {
-        size_t cap = intents->cap ? intents->cap * 2 : 4;
-        ll_kust_intent *v = realloc(intents->v, cap * sizeof(*v));
-        if (!v)
-            return ll_error_set(-1, "out of memory");
-        intents->v = v;
-        intents->cap = cap;
-    }
+    if (ll_grow((void **)&intents->v, &intents->cap, intents->n, sizeof(*intents->v)) < 0)
+        return -1;
     in = &intents->v[intents->n];
     if (!(in->path = strdup(path)) || !(in->entry = strdup(entry))) {
         free(in->path);

@@ -4,6 +4,7 @@
 #include <git2.h>
 
 #include "landlord/error.h"
+#include "landlord/util.h"
 #include "overlay.h"
 
 #define FILE_CAP (8u << 20)
@@ -73,15 +74,9 @@ int ll_overlay_put(ll_overlay *ov, const char *path, char *data, size_t len)
     ov->puts++;
     change *c = ll_overlay_find(ov, path);
     if (!c) {
-        if (ov->n == ov->cap) {
-            size_t ncap = ov->cap ? ov->cap * 2 : 16;
-            change *nc = realloc(ov->changes, ncap * sizeof(*nc));
-            if (!nc) {
-                free(data);
-                return ll_error_set(-1, "out of memory");
-            }
-            ov->changes = nc;
-            ov->cap = ncap;
+        if (ll_grow((void **)&ov->changes, &ov->cap, ov->n, sizeof(*ov->changes)) < 0) {
+            free(data);
+            return -1;
         }
         c = &ov->changes[ov->n++];
         c->path = strdup(path);
@@ -93,15 +88,9 @@ int ll_overlay_put(ll_overlay *ov, const char *path, char *data, size_t len)
             return ll_error_set(-1, "out of memory");
         }
     } else if ((size_t)(c - ov->changes) < ov->mark) {
-        if (ov->nundo == ov->capundo) {
-            size_t ncap = ov->capundo ? ov->capundo * 2 : 8;
-            undo *nu = realloc(ov->undo, ncap * sizeof(*nu));
-            if (!nu) {
-                free(data);
-                return ll_error_set(-1, "out of memory");
-            }
-            ov->undo = nu;
-            ov->capundo = ncap;
+        if (ll_grow((void **)&ov->undo, &ov->capundo, ov->nundo, sizeof(*ov->undo)) < 0) {
+            free(data);
+            return -1;
         }
         ov->undo[ov->nundo++] = (undo){(size_t)(c - ov->changes), c->data, c->len};
         c->data = data;

@@ -153,14 +153,8 @@ void ll_op_list_free(ll_op_list *list)
 
 static ll_op_result *result_add(ll_op_results *res, long long id)
 {
-    if (res->n == res->cap) {
-        size_t cap = res->cap ? res->cap * 2 : 16;
-        ll_op_result *v = realloc(res->v, cap * sizeof(*v));
-        if (!v)
-            return NULL;
-        res->v = v;
-        res->cap = cap;
-    }
+    if (ll_grow((void **)&res->v, &res->cap, res->n, sizeof(*res->v)) < 0)
+        return NULL;
     ll_op_result *r = &res->v[res->n++];
     memset(r, 0, sizeof(*r));
     r->id = id;

@@ -10,19 +10,14 @@
 #include <string.h>
 
 #include "landlord/error.h"
+#include "landlord/util.h"
 #include "registry_int.h"
 
 int reg_collect(sqlite3_stmt *st, void *payload)
 {
     reg_records *l = payload;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        void *v = realloc(l->v, cap * l->size);
-        if (!v)
-            return ll_error_set(-1, "out of memory");
-        l->v = v;
-        l->cap = cap;
-    }
+    if (ll_grow(&l->v, &l->cap, l->n, l->size) < 0)
+        return -1;
     char *item = (char *)l->v + l->n * l->size;
     memset(item, 0, l->size);
     l->n++;

@@ -282,14 +282,8 @@ static int page_row(sqlite3_stmt *st, void *payload)
         p->more = 1;
         return 0;
     }
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 16;
-        ll_tenant_record *grown = realloc(p->items, cap * sizeof(*grown));
-        if (!grown)
-            return ll_error_set(-1, "out of memory");
-        p->items = grown;
-        p->cap = cap;
-    }
+    if (ll_grow((void **)&p->items, &p->cap, p->n, sizeof(*p->items)) < 0)
+        return -1;
     int error = tenant_of_row(&p->items[p->n], st);
     if (error == 0)
         p->n++;

@@ -46,17 +46,8 @@
 
 static int ranges_add(ll_tpl_ranges *r, size_t start, size_t end, int ph)
 {
-    ll_tpl_range *v;
-    size_t n;
-
-    if (r->n == r->alloc) {
-        n = r->alloc ? r->alloc * 2 : 16;
-        v = realloc(r->v, n * sizeof(*v));
-        if (!v)
-            return ll_error_set(LL_ERROR, "out of memory");
-        r->v = v;
-        r->alloc = n;
-    }
+    if (ll_grow((void **)&r->v, &r->alloc, r->n, sizeof(*r->v)) < 0)
+        return LL_ERROR;
     r->v[r->n].start = start;
     r->v[r->n].end = end;
     r->v[r->n].ph = ph;

@@ -32,6 +32,12 @@ char *ll_buf_steal(size_t *out_len, ll_buf *b);
 
 void ll_buf_free(ll_buf *b);
 
+/* Makes room for one more item of size bytes in the array *v, which holds
+ * n items in room for *cap: when full, *cap doubles (from 16) and *v is
+ * reallocated.  The new item's bytes are left as they are.  0, or -1 with
+ * the error set when out of memory (*v and *cap unchanged). */
+int ll_grow(void **v, size_t *cap, size_t n, size_t size);
+
 /* Now as RFC 3339 UTC with milliseconds: "2026-11-23T18:16:26.123Z". */
 void ll_now_rfc3339(char out[32]);
 
