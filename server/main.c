@@ -62,6 +62,8 @@ static void usage(FILE *out)
             "commands:\n"
             "  serve      run the HTTP API (see 'landlord serve --help')\n"
             "  import     build the registry from an existing GitOps repository\n"
+            "  backup     copy the registry into a file, while serving (--to FILE)\n"
+            "  restore    put a backup back, while stopped (--from FILE)\n"
             "  token      mint a bearer token from the server's secret (see 'landlord token "
             "--help')\n"
             "  routes     print the route table as JSON\n"
@@ -295,6 +297,73 @@ done:
     return status;
 }
 
+/* Removes --name VALUE (or --name=VALUE) from argv (*argc shrinks) and
+ * returns VALUE (borrowed from argv), or NULL when absent. */
+static const char *take_option(int *argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < *argc; i++) {
+        const char *a = argv[i];
+        int used = 0;
+        const char *value = NULL;
+        if (strncmp(a, "--", 2) != 0 || strncmp(a + 2, name, n) != 0)
+            continue;
+        if (a[2 + n] == '=')
+            value = a + 3 + n, used = 1;
+        else if (a[2 + n] == '\0' && i + 1 < *argc)
+            value = argv[i + 1], used = 2;
+        else
+            continue;
+        memmove(&argv[i], &argv[i + used], (size_t)(*argc - i - used) * sizeof(*argv));
+        *argc -= used;
+        return value;
+    }
+    return NULL;
+}
+
+/* landlord backup / restore: the registry of --data copied to a file
+ * while serving, or put back from one while stopped. */
+static int cmd_backup(int argc, char **argv, int restore)
+{
+    const char *verb = restore ? "restore" : "backup", *opt = restore ? "from" : "to";
+    ll_config cfg;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            if (restore)
+                printf("usage: landlord restore --data DIR --from FILE\n\n"
+                       "Puts the registry backup FILE (made by 'landlord backup') in place of\n"
+                       "the registry of DIR, which is kept as landlord.db.before-restore.\n"
+                       "Refused while a landlord serves DIR.  At its next start landlord\n"
+                       "follows the repository again: tenant files the backup does not know\n"
+                       "are adopted.  Takes --data (and --config) like 'landlord serve'.\n");
+            else
+                printf("usage: landlord backup --data DIR --to FILE\n\n"
+                       "Copies the registry of DIR into the new file FILE as one consistent\n"
+                       "state, while landlord serves DIR (SQLite's online backup API).  FILE\n"
+                       "must not exist.  Takes --data (and --config) like 'landlord serve'.\n");
+            return 0;
+        }
+    }
+    const char *file = take_option(&argc, argv, opt);
+    if (!file || !*file) {
+        fprintf(stderr, "landlord: %s needs --%s FILE\n  hint: landlord %s --data DIR --%s FILE\n",
+                verb, opt, verb, opt);
+        return 2;
+    }
+    if (load_config(&cfg, argc, argv) < 0) {
+        fail("bad configuration");
+        return 2;
+    }
+    if ((restore ? ll_core_restore(&cfg, file) : ll_core_backup(&cfg, file)) < 0) {
+        fail(restore ? "cannot restore" : "cannot back up");
+        return 1;
+    }
+    printf(restore ? "landlord: restored %s into %s\n" : "landlord: backed up %2$s into %1$s\n",
+           file, cfg.data);
+    return 0;
+}
+
 static void token_usage(FILE *out)
 {
     fprintf(
@@ -439,6 +508,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "import") == 0)
         return cmd_import(argc - 2, argv + 2);
+    if (strcmp(cmd, "backup") == 0 || strcmp(cmd, "restore") == 0)
+        return cmd_backup(argc - 2, argv + 2, strcmp(cmd, "restore") == 0);
     if (strcmp(cmd, "token") == 0)
         return cmd_token(argc - 2, argv + 2);
     if (strcmp(cmd, "routes") == 0)

@@ -5,11 +5,17 @@
  * the registry's after-commit hook, which runs on every commit of every
  * thread, costs one load while all is well; the message and the time it
  * turned full are kept under a mutex for /readyz.
+ *
+ * The data dir's lock is a flock: held by the process that serves (or
+ * imports, or restores) the dir, gone with it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "landlord/error.h"
 #include "landlord/log.h"
@@ -69,4 +75,33 @@ int ll_storage_message_full(const char *message)
 {
     return message && (strstr(message, strerror(ENOSPC)) || strstr(message, strerror(EDQUOT)) ||
                        strstr(message, "the data volume is full"));
+}
+
+int ll_storage_lock(int *out_fd, const char *dir)
+{
+    char path[4096];
+    int fd;
+
+    *out_fd = -1;
+    if ((size_t)snprintf(path, sizeof(path), "%s/landlord.lock", dir) >= sizeof(path))
+        return ll_error_set(LL_EINVALID, "data dir path too long");
+    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+        return ll_error_set(ll_error_of_errno(errno), "cannot open %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        close(fd);
+        if (err != EWOULDBLOCK)
+            return ll_error_set(LL_ERROR, "cannot lock %s: %s", path, strerror(err));
+        ll_error_set(LL_ECONFLICT, "another landlord process uses the data dir %s", dir);
+        ll_error_hint("stop it first, or give this one a --data of its own");
+        return LL_ECONFLICT;
+    }
+    *out_fd = fd;
+    return 0;
+}
+
+void ll_storage_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* closing the last descriptor lets the flock go */
 }

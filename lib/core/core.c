@@ -210,9 +210,10 @@ static int set_paths(ll_core *c)
     char data[1024];
     int error;
     if ((error = ll_mkdir_p(c->cfg.data)) < 0 ||
-        (error = absolute(data, sizeof(data), c->cfg.data)) < 0)
+        (error = absolute(data, sizeof(data), c->cfg.data)) < 0 ||
+        (error = ll_storage_lock(&c->data_lock, data)) < 0)
         return error;
-    snprintf(c->db_path, sizeof(c->db_path), "%s/landlord.db", data);
+    snprintf(c->db_path, sizeof(c->db_path), "%s/" LL_CORE_REGISTRY_FILE, data);
     snprintf(c->work_path, sizeof(c->work_path), "%s/work.git", data);
     snprintf(c->oci_dir, sizeof(c->oci_dir), "%s/oci/%s", data, c->cfg.chart_name);
     if (c->cfg.git_url[0])
@@ -312,6 +313,7 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode)
     if (!c)
         return ll_error_set(-1, "out of memory");
     c->cfg = *cfg;
+    c->data_lock = -1;
     pthread_mutex_init(&c->prune_lock, NULL);
     pthread_mutex_init(&c->release_lock, NULL);
     if ((error = ll_core_context_init(c)) < 0 || (error = ll_core_answers_init(c)) < 0 ||
@@ -355,6 +357,7 @@ void ll_core_free(ll_core *c)
     ll_core_context_free(c);
     ll_core_answers_free(c);
     pthread_mutex_destroy(&c->prune_lock);
+    ll_storage_unlock(c->data_lock); /* last: every thread has ended */
     free(c);
 }
 

@@ -17,8 +17,12 @@
 #include "landlord/webhooks.h"
 
 struct ll_auth;
+/* The registry's file in the data dir. */
+#define LL_CORE_REGISTRY_FILE "landlord.db"
+
 struct ll_core {
     ll_config cfg;
+    int data_lock; /* the data dir's lock (ll_storage_lock), -1 before */
     char db_path[1100];
     char git_url[1100];
     char work_path[1100];

@@ -35,6 +35,16 @@ int ll_core_open(ll_core **out, const ll_config *cfg, ll_core_mode mode);
 /* Stops the writer and frees everything; NULL is fine. */
 void ll_core_free(ll_core *c);
 
+/* Copies the registry of cfg's data dir into the new file to while a
+ * landlord may be serving it (backup.c, ll_registry_backup).  cfg is
+ * borrowed. */
+int ll_core_backup(const ll_config *cfg, const char *to);
+
+/* Replaces the registry of cfg's data dir by the backup from
+ * (ll_registry_restore), holding the data dir's lock: LL_ECONFLICT while
+ * a landlord serves it.  cfg is borrowed. */
+int ll_core_restore(const ll_config *cfg, const char *from);
+
 /* The configuration (borrowed, read-only). */
 const ll_config *ll_core_config(const ll_core *c);
 

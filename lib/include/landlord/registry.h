@@ -57,6 +57,24 @@ int ll_registry_schema_version(int *out_applied, int *out_known, ll_registry *r)
 /* A trivial query, for /readyz. */
 int ll_registry_ping(ll_registry *r);
 
+/* --- backup and restore of the SQLite file (backup.c) --- */
+
+/* Copies the registry file db_path into the new file to, as one
+ * consistent state, while landlord may be writing it (SQLite's online
+ * backup API over a read-only connection).  to is whole or absent after:
+ * written as <to>.partial, synced, renamed.  LL_ECONFLICT when to exists;
+ * LL_ENOTFOUND without a registry. */
+int ll_registry_backup(const char *db_path, const char *to);
+
+/* Replaces the registry file db_path by the backup from, for a landlord
+ * that is not running (the caller holds the data dir's lock): checks from
+ * (SQLite's integrity check; a landlord registry), keeps the current file
+ * as <db_path>.before-restore, and opens the result with ll_registry_open
+ * (older backups are migrated; one newer than this binary is refused and
+ * the old file put back).  LL_EINVALID for a file that is no sound
+ * registry. */
+int ll_registry_restore(const char *db_path, const char *from);
+
 /* --- tenants (registry.c: the store; tenant_writes.c: its writes) --- */
 
 /* What landlord asked for a tenant (tenants.lifecycle). */

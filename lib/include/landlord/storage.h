@@ -32,4 +32,14 @@ json_t *ll_storage_health(void);
  * that a volume was full. */
 int ll_storage_message_full(const char *message);
 
+/* Takes the data dir's lock (an exclusive flock on <dir>/landlord.lock,
+ * which the kernel lets go when the process ends, even by kill -9), so
+ * that two landlords never share a registry, clone and embedded remote.
+ * *out_fd the lock's descriptor (ll_storage_unlock); LL_ECONFLICT when
+ * another process holds it. */
+int ll_storage_lock(int *out_fd, const char *dir);
+
+/* Lets the lock go; fd < 0 is fine. */
+void ll_storage_unlock(int fd);
+
 #endif
