@@ -12,7 +12,8 @@
  * `namespaces` keeps each one's name and, when a Kustomization applied it,
  * which one and its landlord.dev/tenant label (ll_status_namespace_owner).
  *
- * Tenants' records (trec) live in an open-addressing map by id (tmap).
+ * Tenants' records (trec) live in an open-addressing map by id (tmap);
+ * st_trec_judged keeps a record's verdict (its words in one allocation).
  *
  * Locking: every function here that touches the handle runs under
  * s->lock (the callbacks take it themselves).

@@ -6,7 +6,10 @@
  * records), follower.c (the thread that derives states and records
  * transitions) and this file: opening and freeing the handle, and the
  * answers other threads ask for (describe, stamp, health, a tenant's state
- * or verdict, a namespace's owner, the generation).
+ * or verdict, a namespace's owner, the generation).  Answers that other
+ * modules read are typed records (ll_verdict, ll_kube_health); the health
+ * becomes JSON here, in ll_kube_health_json, beside its record, so /readyz's
+ * kube check has one spelling (and a unit test) whoever assembles /readyz.
  *
  * Locking: `lock` guards cache, tenants, owners, dirty, namespaces and
  * generation; every read here takes it and copies what it returns.  The

@@ -15,9 +15,9 @@
  * Records that cross these files are typed: a tenant's record (trec), the
  * objects its file declares (st_object), a tenant as the rules read it
  * (st_tenant), the cluster's facts for one tenant (st_facts) and a verdict
- * (st_verdict).  The cached slims stay packed JSON text, as the informers
- * give them: tens of thousands are kept, and text is the smallest form
- * that holds them.
+ * (st_verdict: status.h's ll_verdict, which the module also hands out).  The cached slims stay
+ * packed JSON text, as the informers give them: tens of thousands are kept, and text is the
+ * smallest form that holds them.
  */
 #ifndef LANDLORD_STATUS_INT_H
 #define LANDLORD_STATUS_INT_H

@@ -17,6 +17,11 @@
  * asks Flux to fetch at once (merge-patches reconcile.fluxcd.io/requestedAt
  * on the GitRepository).  Thread-safe.
  *
+ * What other modules read comes as typed records filled into out
+ * parameters: a tenant's verdict (ll_verdict), the cluster's health
+ * (ll_kube_health, each informer's ll_watch_health); ll_kube_health_json
+ * spells the health as /readyz shows it.
+ *
  * Ownership, unless a prototype says otherwise: pointer arguments are
  * borrowed for the call; `json_t *` results are new references.
  */
