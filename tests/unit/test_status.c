@@ -730,6 +730,20 @@ static st_verdict derived(long generation, const char *hr_status)
     return v;
 }
 
+/* r takes verdict v as the follower keeps it; its record then reads back
+ * (into *out) with state, reason, a message saying says, and v's words. */
+static void judged(ll_verdict *out, trec *r, st_verdict v, ll_tenant_state state,
+                   const char *reason, const char *says)
+{
+    st_trec_judged(r, &v);
+    assert_int_equal(st_trec_verdict(out, r, ACME_COMMIT, "committed"), 0);
+    assert_int_equal(out->state, state);
+    assert_string_equal(out->reason, reason);
+    assert_string_equal(out->message, v.message);
+    assert_non_null(strstr(out->message, says));
+    assert_string_equal(out->deployed_chart, v.deployed_chart);
+}
+
 /* The verdict record ll_status_verdict hands out: what the follower
  * derived for the tenant's desired state (st_trec_judged, as derive_one
  * keeps it), typed, for a ready and a failed tenant; nothing for another
@@ -747,13 +761,8 @@ static void test_verdict_record(void **state)
     assert_int_equal(st_trec_verdict(&out, r, ACME_COMMIT, "committed"), LL_ENOTFOUND);
     assert_int_equal(st_trec_verdict(&out, NULL, ACME_COMMIT, "committed"), LL_ENOTFOUND);
 
-    st_verdict ready = derived(3, READY_STATUS);
-    st_trec_judged(r, &ready);
-    assert_int_equal(st_trec_verdict(&out, r, ACME_COMMIT, "committed"), 0);
-    assert_int_equal(out.state, LL_STATE_READY);
-    assert_string_equal(out.reason, "UpgradeSucceeded");
-    assert_string_equal(out.message, ready.message);
-    assert_non_null(strstr(out.message, "Helm upgrade succeeded"));
+    judged(&out, r, derived(3, READY_STATUS), LL_STATE_READY, "UpgradeSucceeded",
+           "Helm upgrade succeeded");
     assert_string_equal(out.deployed_chart, "1.2.3");
     /* Any sync; but not for another desired commit or sync (zeroed). */
     assert_int_equal(st_trec_verdict(&out, r, ACME_COMMIT, NULL), 0);
@@ -765,14 +774,8 @@ static void test_verdict_record(void **state)
     assert_int_equal(st_trec_verdict(&out, r, NULL, NULL), LL_ENOTFOUND);
     assert_int_equal(st_trec_verdict(&out, r, ACME_COMMIT, "pending"), LL_ENOTFOUND);
 
-    st_verdict failed = derived(1, INSTALL_FAILED_STATUS);
-    st_trec_judged(r, &failed);
-    assert_int_equal(st_trec_verdict(&out, r, ACME_COMMIT, "committed"), 0);
-    assert_int_equal(out.state, LL_STATE_FAILED);
-    assert_string_equal(out.reason, "InstallFailed");
-    assert_string_equal(out.message, failed.message);
-    assert_non_null(strstr(out.message, "context deadline exceeded"));
-    assert_string_equal(out.deployed_chart, failed.deployed_chart);
+    judged(&out, r, derived(1, INSTALL_FAILED_STATUS), LL_STATE_FAILED, "InstallFailed",
+           "context deadline exceeded");
     /* The desired state moved on since: that verdict is no answer. */
     snprintf(r->commit, sizeof(r->commit), "%s", "1111111111111111111111111111111111111111");
     assert_int_equal(st_trec_verdict(&out, r, r->commit, "committed"), LL_ENOTFOUND);
