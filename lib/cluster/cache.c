@@ -12,7 +12,8 @@
  * `namespaces` keeps each one's name and, when a Kustomization applied it,
  * which one and its landlord.dev/tenant label (ll_status_namespace_owner).
  *
- * Tenants' records (trec) live in an open-addressing map by id (tmap).
+ * Tenants' records (trec) live in an open-addressing map by id (tmap);
+ * st_trec_judged keeps a record's verdict (its words in one allocation).
  *
  * Locking: every function here that touches the handle runs under
  * s->lock (the callbacks take it themselves).
@@ -104,6 +105,31 @@ void st_trec_free(trec *r)
     st_objects_clear(&r->objects);
     free(r->said);
     free(r);
+}
+
+/* The words of verdict v, as a record keeps them (NULL when out of memory). */
+static st_said *said_of(const st_verdict *v)
+{
+    size_t n = strlen(v->message) + 1;
+    st_said *said = malloc(sizeof(*said) + n);
+    if (!said)
+        return NULL;
+    snprintf(said->reason, sizeof(said->reason), "%s", v->reason);
+    snprintf(said->deployed_chart, sizeof(said->deployed_chart), "%s", v->deployed_chart);
+    memcpy(said->message, v->message, n);
+    return said;
+}
+
+void st_trec_judged(trec *r, const st_verdict *v)
+{
+    r->state = v->state;
+    /* What the state was derived for (ll_status_state compares). */
+    snprintf(r->state_commit, sizeof(r->state_commit), "%s", r->commit);
+    snprintf(r->state_sync, sizeof(r->state_sync), "%s", r->sync);
+    /* Per-object details are derived again when asked for (describe):
+     * thousands of tenants keep only their verdict. */
+    free(r->said);
+    r->said = said_of(v);
 }
 
 int st_tenant_of(st_tenant *out, st_objects *view, ll_status *s, const trec *r)
@@ -385,11 +411,10 @@ int st_all_synced(ll_status *s, char *why, size_t cap)
 {
     for (int i = 0; i < N_INFORMERS; i++) {
         if (!ll_informer_synced(s->inf[i])) {
-            json_t *st = ll_informer_status(s->inf[i]);
-            const char *err = json_string_value(json_object_get(st, "error"));
+            ll_watch_health w;
+            ll_informer_health(&w, s->inf[i]);
             snprintf(why, cap, "%s: %s", st_kinds[i],
-                     err ? err : "listing the cluster's objects for the first time");
-            json_decref(st);
+                     w.error[0] ? w.error : "listing the cluster's objects for the first time");
             return 0;
         }
     }

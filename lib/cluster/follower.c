@@ -489,19 +489,6 @@ static void note_revisions(ll_status *s, const round *rd)
     snprintf(s->applied_rev, sizeof(s->applied_rev), "%s", rd->applied);
 }
 
-/* The words of verdict v, as r keeps them (NULL when out of memory). */
-static st_said *said_of(const st_verdict *v)
-{
-    size_t n = strlen(v->message) + 1;
-    st_said *said = malloc(sizeof(*said) + n);
-    if (!said)
-        return NULL;
-    snprintf(said->reason, sizeof(said->reason), "%s", v->reason);
-    snprintf(said->deployed_chart, sizeof(said->deployed_chart), "%s", v->deployed_chart);
-    memcpy(said->message, v->message, n);
-    return said;
-}
-
 /* The transition of r to verdict v, at stamp. */
 static void transition_of(ll_transition *t, const trec *r, const st_verdict *v, const char *stamp,
                           const char *applied)
@@ -553,14 +540,7 @@ static void derive_one(round *rd, ll_status *s, trec *r, const json_t *maps)
         if (tlist_add(&rd->moved, &tr) < 0)
             ll_log_error("msg=\"state change dropped: out of memory\" tenant=%s", r->id);
     }
-    r->state = v.state;
-    /* What the state was derived for (ll_status_state compares). */
-    set_text(r->state_commit, sizeof(r->state_commit), r->commit);
-    set_text(r->state_sync, sizeof(r->state_sync), r->sync);
-    /* Per-object details are derived again when asked for (describe):
-     * thousands of tenants keep only their verdict. */
-    free(r->said);
-    r->said = said_of(&v);
+    st_trec_judged(r, &v);
     r->fetched = (unsigned char)facts.fetched;
 }
 

@@ -6,7 +6,10 @@
  * records), follower.c (the thread that derives states and records
  * transitions) and this file: opening and freeing the handle, and the
  * answers other threads ask for (describe, stamp, health, a tenant's state
- * or verdict, a namespace's owner, the generation).
+ * or verdict, a namespace's owner, the generation).  Answers that other
+ * modules read are typed records (ll_verdict, ll_kube_health); the health
+ * becomes JSON here, in ll_kube_health_json, beside its record, so /readyz's
+ * kube check has one spelling (and a unit test) whoever assembles /readyz.
  *
  * Locking: `lock` guards cache, tenants, owners, dirty, namespaces and
  * generation; every read here takes it and copies what it returns.  The
@@ -254,26 +257,61 @@ unsigned long long ll_status_stamp(ll_status *s, const char *id)
     return stamp;
 }
 
-json_t *ll_status_health(ll_status *s)
+_Static_assert(N_INFORMERS <= LL_KUBE_WATCHES_MAX, "ll_kube_health holds every informer");
+
+void ll_status_health(ll_kube_health *out, ll_status *s)
 {
+    memset(out, 0, sizeof(*out));
     if (!s || !s->kube)
+        return; /* LL_KUBE_NOT_CONFIGURED */
+    int ok = st_all_synced(s, out->error, sizeof(out->error));
+    out->status = ok ? LL_KUBE_OK : LL_KUBE_DEGRADED;
+    out->server = ll_kube_server(s->kube);
+    out->source = ll_kube_source(s->kube);
+    for (int i = 0; i < N_INFORMERS; i++)
+        ll_informer_health(&out->watches[i], s->inf[i]);
+    out->n_watches = N_INFORMERS;
+    pthread_mutex_lock(&s->lock);
+    snprintf(out->reconcile_requested_at, sizeof(out->reconcile_requested_at), "%s",
+             s->requested_at);
+    snprintf(out->reconcile_handled_at, sizeof(out->reconcile_handled_at), "%s", s->handled_at);
+    out->namespaces_known = s->namespaces_listed;
+    if (s->namespaces_listed)
+        out->namespaces = (long long)json_object_size(s->namespaces);
+    pthread_mutex_unlock(&s->lock);
+}
+
+json_t *ll_kube_health_json(const ll_kube_health *h)
+{
+    if (h->status == LL_KUBE_NOT_CONFIGURED)
         return json_pack("{s:s}", "status", "not-configured");
     json_t *watches = json_array();
-    char why[LL_ERROR_MSG_MAX + 64] = "";
-    int ok = st_all_synced(s, why, sizeof(why));
-    for (int i = 0; i < N_INFORMERS; i++)
-        json_array_append_new(watches, ll_informer_status(s->inf[i]));
-    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < h->n_watches; i++) {
+        const ll_watch_health *w = &h->watches[i];
+        json_array_append_new(watches,
+                              json_pack("{s:s, s:b, s:I, s:I, s:s?, s:b}", "kind", w->kind,
+                                        "synced", w->state == LL_WATCH_SYNCED, "objects",
+                                        (json_int_t)w->objects, "restarts", (json_int_t)w->restarts,
+                                        "error", or_null(w->error), "absent", w->absent));
+    }
     json_t *reconcile =
-        json_pack("{s:s?, s:s?}", "requested_at", s->requested_at[0] ? s->requested_at : NULL,
-                  "handled_at", s->handled_at[0] ? s->handled_at : NULL);
-    json_t *namespaces =
-        s->namespaces_listed ? json_integer((json_int_t)json_object_size(s->namespaces)) : NULL;
-    pthread_mutex_unlock(&s->lock);
+        json_pack("{s:s?, s:s?}", "requested_at", or_null(h->reconcile_requested_at), "handled_at",
+                  or_null(h->reconcile_handled_at));
+    json_t *namespaces = h->namespaces_known ? json_integer((json_int_t)h->namespaces) : NULL;
+    int ok = h->status == LL_KUBE_OK;
     return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o*, s:s?}", "status", ok ? "ok" : "degraded",
-                     "server", ll_kube_server(s->kube), "source", ll_kube_source(s->kube),
-                     "watches", watches, "reconcile", reconcile, "namespaces", namespaces, "error",
-                     ok ? NULL : why);
+                     "server", h->server, "source", h->source, "watches", watches, "reconcile",
+                     reconcile, "namespaces", namespaces, "error", ok ? NULL : h->error);
+}
+
+/* Under lock: 1 when r's last verdict was derived for the desired commit
+ * and sync given (a state derived for an older desired state is no
+ * answer). */
+static int derived_for(const trec *r, const char *commit, const char *sync)
+{
+    const char *had = or_null(r->state_commit), *was = or_null(r->state_sync);
+    return (commit ? had && strcmp(had, commit) == 0 : !had) &&
+           (!sync || (was && strcmp(was, sync) == 0));
 }
 
 int ll_status_state(ll_tenant_state *out, ll_status *s, const char *id, const char *commit,
@@ -285,12 +323,7 @@ int ll_status_state(ll_tenant_state *out, ll_status *s, const char *id, const ch
         return LL_ENOTFOUND;
     pthread_mutex_lock(&s->lock);
     const trec *r = st_tmap_get(&s->tenants, id);
-    const char *had = r ? or_null(r->state_commit) : NULL;
-    const char *was = r ? or_null(r->state_sync) : NULL;
-    /* A state derived for an older desired state is no answer. */
-    int current = (commit ? had && strcmp(had, commit) == 0 : !had) &&
-                  (!sync || (was && strcmp(was, sync) == 0));
-    if (r && r->state != LL_STATE_NONE && current) {
+    if (r && r->state != LL_STATE_NONE && derived_for(r, commit, sync)) {
         *out = r->state;
         error = 0;
     }
@@ -298,25 +331,29 @@ int ll_status_state(ll_tenant_state *out, ll_status *s, const char *id, const ch
     return error;
 }
 
-json_t *ll_status_verdict(ll_status *s, const char *id, const char *commit, const char *sync)
+int st_trec_verdict(ll_verdict *out, const trec *r, const char *commit, const char *sync)
 {
-    json_t *out = NULL;
-    if (!s || !s->kube)
-        return NULL;
-    pthread_mutex_lock(&s->lock);
-    const trec *r = st_tmap_get(&s->tenants, id);
-    const char *had = r ? or_null(r->state_commit) : NULL;
-    const char *was = r ? or_null(r->state_sync) : NULL;
-    int current = (commit ? had && strcmp(had, commit) == 0 : !had) &&
-                  (!sync || (was && strcmp(was, sync) == 0));
-    if (r && r->said && current) {
-        out = json_pack("{s:s, s:s, s:s}", "state", ll_tenant_state_name(r->state), "reason",
-                        r->said->reason, "message", r->said->message);
-        if (r->said->deployed_chart[0])
-            json_object_set_new(out, "deployed_chart", json_string(r->said->deployed_chart));
+    memset(out, 0, sizeof(*out));
+    if (!r || !r->said || !derived_for(r, commit, sync))
+        return LL_ENOTFOUND;
+    out->state = r->state;
+    snprintf(out->reason, sizeof(out->reason), "%s", r->said->reason);
+    snprintf(out->message, sizeof(out->message), "%s", r->said->message);
+    snprintf(out->deployed_chart, sizeof(out->deployed_chart), "%s", r->said->deployed_chart);
+    return 0;
+}
+
+int ll_status_verdict(ll_verdict *out, ll_status *s, const char *id, const char *commit,
+                      const char *sync)
+{
+    if (!s || !s->kube) {
+        memset(out, 0, sizeof(*out));
+        return LL_ENOTFOUND;
     }
+    pthread_mutex_lock(&s->lock);
+    int error = st_trec_verdict(out, st_tmap_get(&s->tenants, id), commit, sync);
     pthread_mutex_unlock(&s->lock);
-    return out;
+    return error;
 }
 
 /* Under lock: 1 once the namespaces were listed, waiting for the first
@@ -327,10 +364,10 @@ static int wait_namespaces_listed(ll_status *s)
     struct timespec until;
     ll_deadline_in(&until, NAMESPACES_WAIT_MS);
     while (!s->namespaces_listed && !s->stop) {
-        json_t *st = ll_informer_status(s->inf[I_ALL_NAMESPACES]);
-        int failed = json_is_string(json_object_get(st, "error"));
-        json_decref(st);
-        if (failed || pthread_cond_timedwait(&s->changed, &s->lock, &until) != 0)
+        ll_watch_health w;
+        ll_informer_health(&w, s->inf[I_ALL_NAMESPACES]);
+        if (w.state == LL_WATCH_FAILED ||
+            pthread_cond_timedwait(&s->changed, &s->lock, &until) != 0)
             break;
     }
     return s->namespaces_listed;

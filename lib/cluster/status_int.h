@@ -15,9 +15,9 @@
  * Records that cross these files are typed: a tenant's record (trec), the
  * objects its file declares (st_object), a tenant as the rules read it
  * (st_tenant), the cluster's facts for one tenant (st_facts) and a verdict
- * (st_verdict).  The cached slims stay packed JSON text, as the informers
- * give them: tens of thousands are kept, and text is the smallest form
- * that holds them.
+ * (st_verdict: status.h's ll_verdict, which the module also hands out).  The cached slims stay
+ * packed JSON text, as the informers give them: tens of thousands are kept, and text is the
+ * smallest form that holds them.
  */
 #ifndef LANDLORD_STATUS_INT_H
 #define LANDLORD_STATUS_INT_H
@@ -90,13 +90,9 @@ typedef struct st_facts {
     const char *failed_ks; /* the Kustomization failed on one: its message (borrowed), or NULL */
 } st_facts;
 
-/* A tenant's derived state: docs/api.md "Observed state". */
-typedef struct st_verdict {
-    ll_tenant_state state;
-    char reason[128];
-    char message[1280];
-    char deployed_chart[64]; /* the first HelmRelease's history[0] chart version, or "" */
-} st_verdict;
+/* A tenant's derived state: docs/api.md "Observed state"; the record
+ * ll_status_verdict hands out (status.h). */
+typedef ll_verdict st_verdict;
 
 /* What a tenant's record keeps of its last verdict (one allocation). */
 typedef struct st_said {
@@ -167,6 +163,16 @@ trec *st_tmap_add(tmap *m, const char *id);
 
 /* Frees a record; NULL is fine. */
 void st_trec_free(trec *r);
+
+/* r took verdict v (borrowed) for its desired state as it is now (commit,
+ * sync): its state, what that was derived for, and the verdict's words
+ * (said stays NULL when out of memory). */
+void st_trec_judged(trec *r, const st_verdict *v);
+
+/* r's last verdict into *out, when it was derived for the desired commit
+ * (NULL: none) and sync (NULL: any) given; else LL_ENOTFOUND and *out
+ * zeroed.  r may be NULL (LL_ENOTFOUND).  status.c; under lock. */
+int st_trec_verdict(ll_verdict *out, const trec *r, const char *commit, const char *sync);
 
 /* Frees every record of m and its slots. */
 void st_tmap_free(tmap *m);

@@ -35,8 +35,9 @@ struct ll_informer {
     char *kind, *path, *label_selector, *field_selector, *probe;
     ll_worker worker;
 
-    pthread_mutex_t lock; /* what ll_informer_status reads */
-    int synced, absent;
+    pthread_mutex_t lock; /* what ll_informer_health reads */
+    ll_watch_state state;
+    int absent;
     long long objects, restarts;
     int listed; /* a list succeeded once */
     char error[LL_ERROR_MSG_MAX];
@@ -61,10 +62,11 @@ static int pause_ms(ll_informer *inf, int ms)
     return ll_worker_wait(&inf->worker, ms);
 }
 
+/* Synced (error NULL), or failed with error. */
 static void set_state(ll_informer *inf, int synced, const char *error)
 {
     pthread_mutex_lock(&inf->lock);
-    inf->synced = synced;
+    inf->state = synced ? LL_WATCH_SYNCED : LL_WATCH_FAILED;
     snprintf(inf->error, sizeof(inf->error), "%s", error ? error : "");
     pthread_mutex_unlock(&inf->lock);
 }
@@ -320,21 +322,23 @@ void ll_informer_stop(ll_informer *inf)
     free(inf);
 }
 
-json_t *ll_informer_status(ll_informer *inf)
+void ll_informer_health(ll_watch_health *out, ll_informer *inf)
 {
+    memset(out, 0, sizeof(*out));
+    out->kind = inf->kind;
     pthread_mutex_lock(&inf->lock);
-    json_t *s =
-        json_pack("{s:s, s:b, s:I, s:I, s:s?, s:b}", "kind", inf->kind, "synced", inf->synced,
-                  "objects", (json_int_t)inf->objects, "restarts", (json_int_t)inf->restarts,
-                  "error", inf->error[0] ? inf->error : NULL, "absent", inf->absent);
+    out->state = inf->state;
+    out->objects = inf->objects;
+    out->restarts = inf->restarts;
+    out->absent = inf->absent;
+    snprintf(out->error, sizeof(out->error), "%s", inf->error);
     pthread_mutex_unlock(&inf->lock);
-    return s;
 }
 
 int ll_informer_synced(ll_informer *inf)
 {
     pthread_mutex_lock(&inf->lock);
-    int synced = inf->synced;
+    int synced = inf->state == LL_WATCH_SYNCED;
     pthread_mutex_unlock(&inf->lock);
     return synced;
 }

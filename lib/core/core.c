@@ -391,9 +391,9 @@ json_t *ll_core_ready(int *ok, ll_core *c)
     json_decref(snap);
     json_object_set_new(git, "queued", json_integer(queued));
     json_object_set_new(checks, "git", git);
-    json_t *kube = ll_status_health(c->status);
-    const char *kube_status = json_string_value(json_object_get(kube, "status"));
-    json_object_set_new(checks, "kube", kube);
+    ll_kube_health kube;
+    ll_status_health(&kube, c->status);
+    json_object_set_new(checks, "kube", ll_kube_health_json(&kube));
     /* The registry of charts: the outcome of the last exchange (no request
      * is made here); it does not change the overall status. */
     json_object_set_new(checks, "oci",
@@ -423,7 +423,7 @@ json_t *ll_core_ready(int *ok, ll_core *c)
      * a full volume, whose writes answer 503 while reads go on. */
     status = !reg_ok ? "unavailable"
              : strcmp(json_string_value(json_object_get(git, "status")), "ok") == 0 &&
-                     strcmp(kube_status, "degraded") != 0 && storage_ok && tiers_ok
+                     kube.status != LL_KUBE_DEGRADED && storage_ok && tiers_ok
                  ? "ready"
                  : "degraded";
     return json_pack("{s:s, s:o}", "status", status, "checks", checks);

@@ -369,7 +369,7 @@ int ll_core_metrics(char **out, size_t *out_len, ll_core *c)
     ll_registry *r = ll_core_registry(c);
     ll_state_count *counts = NULL;
     size_t ncounts = 0;
-    json_t *kube = NULL, *w;
+    ll_kube_health kube;
     long long buckets[LL_PUSH_BUCKETS + 1], count = 0, sum_ms = 0, queued = 0, cumulative = 0;
     long long delivered = 0, failed = 0, given_up = 0;
     size_t i;
@@ -409,24 +409,17 @@ int ll_core_metrics(char **out, size_t *out_len, ll_core *c)
                   "landlord_git_push_seconds_sum %.3f\n"
                   "landlord_git_push_seconds_count %lld\n",
                   count, sum_ms / 1000.0, count);
-    kube = ll_status_health(c->status);
+    ll_status_health(&kube, c->status);
     ll_buf_adds(&b, "# HELP landlord_watch_restarts_total Lists repeated after a watch expired "
                     "(410 Gone) or failed.\n# TYPE landlord_watch_restarts_total counter\n");
-    json_array_foreach(json_object_get(kube, "watches"), i, w)
-    {
-        ll_buf_printf(&b, "landlord_watch_restarts_total{kind=\"%s\"} %lld\n",
-                      json_string_value(json_object_get(w, "kind")),
-                      (long long)json_integer_value(json_object_get(w, "restarts")));
-    }
+    for (i = 0; i < kube.n_watches; i++)
+        ll_buf_printf(&b, "landlord_watch_restarts_total{kind=\"%s\"} %lld\n", kube.watches[i].kind,
+                      kube.watches[i].restarts);
     ll_buf_adds(&b, "# HELP landlord_watch_synced 1 while the collection is listed and watched.\n"
                     "# TYPE landlord_watch_synced gauge\n");
-    json_array_foreach(json_object_get(kube, "watches"), i, w)
-    {
-        ll_buf_printf(&b, "landlord_watch_synced{kind=\"%s\"} %d\n",
-                      json_string_value(json_object_get(w, "kind")),
-                      json_is_true(json_object_get(w, "synced")));
-    }
-    json_decref(kube);
+    for (i = 0; i < kube.n_watches; i++)
+        ll_buf_printf(&b, "landlord_watch_synced{kind=\"%s\"} %d\n", kube.watches[i].kind,
+                      kube.watches[i].state == LL_WATCH_SYNCED);
     ll_webhooks_counts(&delivered, &failed, &given_up, c->webhooks);
     ll_buf_printf(&b,
                   "# HELP landlord_webhook_deliveries_total Webhook deliveries made.\n"

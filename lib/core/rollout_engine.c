@@ -56,11 +56,6 @@ struct ll_rollouts {
     unsigned long long generation; /* events stored */
 };
 
-static const char *str(const json_t *o, const char *key)
-{
-    return json_string_value(json_object_get(o, key));
-}
-
 static void stored_events(ll_rollouts *e)
 {
     pthread_mutex_lock(&e->lock);
@@ -185,16 +180,17 @@ static ll_rt_state judge(reason_buf reason, tally *n, ll_rollouts *e, const ll_r
         return LL_RT_SKIPPED;
     }
     n->total++;
-    json_t *v = ll_status_verdict(e->status, t->id, t->commit_sha, t->sync);
-    const char *state = str(v, "state"), *deployed = str(v, "deployed_chart");
-    if (state && strcmp(state, "ready") == 0 && deployed && strcmp(deployed, ro->version) == 0) {
+    ll_verdict v;
+    if (ll_status_verdict(&v, e->status, t->id, t->commit_sha, t->sync) < 0)
+        return became; /* not derived for its desired state yet */
+    if (v.state == LL_STATE_READY && v.deployed_chart[0] &&
+        strcmp(v.deployed_chart, ro->version) == 0) {
         n->ready++;
         if (t->state != LL_RT_READY)
             became = LL_RT_READY;
-    } else if (state && strcmp(state, "failed") == 0) {
-        const char *why = str(v, "message") ? str(v, "message") : str(v, "reason");
+    } else if (v.state == LL_STATE_FAILED) {
         n->failed++;
-        snprintf(reason, sizeof(reason_buf), "%.*s", MESSAGE_SHOWN, why ? why : "(null)");
+        snprintf(reason, sizeof(reason_buf), "%.*s", MESSAGE_SHOWN, v.message);
         if (n->failed <= FAILED_SHOWN) {
             size_t len = strlen(n->failures);
             snprintf(n->failures + len, sizeof(n->failures) - len, "%s%s: %s", len ? "; " : "",
@@ -203,7 +199,6 @@ static ll_rt_state judge(reason_buf reason, tally *n, ll_rollouts *e, const ll_r
         if (t->state != LL_RT_FAILED)
             became = LL_RT_FAILED;
     }
-    json_decref(v);
     return became;
 }
 
@@ -297,9 +292,9 @@ static void wave_succeeded(ll_rollouts *e, const ll_rollout *ro, int wave, const
 static void wave_timed_out(ll_rollouts *e, const ll_rollout *ro, int wave, const tally *n)
 {
     char why[300];
-    json_t *health = ll_status_health(e->status);
-    const char *kube = str(health, "status");
-    if (!kube || strcmp(kube, "ok") != 0) {
+    ll_kube_health health;
+    ll_status_health(&health, e->status);
+    if (health.status != LL_KUBE_OK) {
         /* Never pretend: states were unknown, nothing says the tenants
          * failed.  Stop and let a person look. */
         snprintf(why, sizeof(why),
@@ -320,7 +315,6 @@ static void wave_timed_out(ll_rollouts *e, const ll_rollout *ro, int wave, const
                  wave, ro->wave_timeout, n->ready, n->total);
         fail_wave(e, ro, wave, why);
     }
-    json_decref(health);
 }
 
 /* Looks at the tenants of a waiting or soaking wave; records who turned

@@ -1,7 +1,9 @@
 /* Unit tests of lib/cluster's pure part (slim.c, derive.c): slim objects
  * and the rules that turn Flux's objects into a tenant's state (docs/api.md
  * "Observed state", protocols.md §4), one case or more per rule.  Objects
- * are written the way the API returns them. */
+ * are written the way the API returns them.  Then the records the module
+ * hands out (status.h): a tenant's verdict, the cluster's health, and the
+ * JSON /readyz builds from that. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -248,19 +250,22 @@ static void test_installing_is_provisioning(void **state)
                        "NotCreated"));
 }
 
+/* A HelmRelease whose install failed for good (generation 1). */
+static const char *INSTALL_FAILED_STATUS =
+    "{\"observedGeneration\":1,\"failures\":1,\"lastAttemptedRevision\":\"1.2.3\","
+    "\"conditions\":[{\"type\":\"Stalled\",\"status\":\"True\",\"reason\":\"RetriesExceeded\","
+    "\"message\":\"Failed to install after 1 attempt(s)\"},"
+    "{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"InstallFailed\","
+    "\"message\":\"Helm install failed for release acme/acme-premium with chart "
+    "helm-tenant-chart@1.2.3: context deadline exceeded\"}],"
+    "\"history\":[{\"version\":1,\"status\":\"failed\",\"chartVersion\":\"1.2.3\"}]}";
+
 static void test_failures(void **state)
 {
     (void)state;
-    const char *install_failed =
-        "{\"observedGeneration\":1,\"failures\":1,\"lastAttemptedRevision\":\"1.2.3\","
-        "\"conditions\":[{\"type\":\"Stalled\",\"status\":\"True\",\"reason\":\"RetriesExceeded\","
-        "\"message\":\"Failed to install after 1 attempt(s)\"},"
-        "{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"InstallFailed\","
-        "\"message\":\"Helm install failed for release acme/acme-premium with chart "
-        "helm-tenant-chart@1.2.3: context deadline exceeded\"}],"
-        "\"history\":[{\"version\":1,\"status\":\"failed\",\"chartVersion\":\"1.2.3\"}]}";
-    json_t *d = expect(tenant("active", "committed", "1.2.x"),
-                       cluster(1, helmrelease(1, install_failed)), "failed", "InstallFailed");
+    json_t *d =
+        expect(tenant("active", "committed", "1.2.x"),
+               cluster(1, helmrelease(1, INSTALL_FAILED_STATUS)), "failed", "InstallFailed");
     assert_non_null(strstr(json_string_value(json_object_get(d, "message")), "context deadline"));
     json_decref(d);
 
@@ -700,6 +705,186 @@ static void test_typed_verdict(void **state)
     json_decref(c);
 }
 
+#define ACME_COMMIT "450796ddb2ab6724ee1cc32a4be56da032d1cca0"
+
+/* The verdict st_derive gives tenant acme (its HelmRelease asking for
+ * 1.2.x) on a cluster whose HelmRelease has status hr_status at
+ * generation, with its commit applied. */
+static st_verdict derived(long generation, const char *hr_status)
+{
+    json_t *c = cluster(1, helmrelease(generation, hr_status)), *packed = packed_cluster(c);
+    st_object objects[] = {
+        {.kind = ST_NAMESPACE, .key = "acme"},
+        {.kind = ST_HELMRELEASE, .key = HR_KEY, .chart = "1.2.x"},
+    };
+    st_tenant t = {.lifecycle = "active",
+                   .sync = "committed",
+                   .commit = ACME_COMMIT,
+                   .objects = objects,
+                   .n_objects = 2};
+    st_facts facts = {.applied = 1, .fetched = 1};
+    st_verdict v;
+    st_derive(&v, NULL, &t, packed, &facts);
+    json_decref(packed);
+    json_decref(c);
+    return v;
+}
+
+/* r takes verdict v as the follower keeps it; its record then reads back
+ * (into *out) with state, reason, a message saying says, and v's words. */
+static void judged(ll_verdict *out, trec *r, st_verdict v, ll_tenant_state state,
+                   const char *reason, const char *says)
+{
+    st_trec_judged(r, &v);
+    assert_int_equal(st_trec_verdict(out, r, ACME_COMMIT, "committed"), 0);
+    assert_int_equal(out->state, state);
+    assert_string_equal(out->reason, reason);
+    assert_string_equal(out->message, v.message);
+    assert_non_null(strstr(out->message, says));
+    assert_string_equal(out->deployed_chart, v.deployed_chart);
+}
+
+/* The verdict record ll_status_verdict hands out: what the follower
+ * derived for the tenant's desired state (st_trec_judged, as derive_one
+ * keeps it), typed, for a ready and a failed tenant; nothing for another
+ * desired commit or sync, nor without a cluster. */
+static void test_verdict_record(void **state)
+{
+    (void)state;
+    tmap m = {0};
+    ll_verdict out;
+    trec *r = st_tmap_add(&m, "acme");
+    assert_non_null(r);
+    snprintf(r->commit, sizeof(r->commit), "%s", ACME_COMMIT);
+    snprintf(r->sync, sizeof(r->sync), "%s", "committed");
+    /* Not derived yet. */
+    assert_int_equal(st_trec_verdict(&out, r, ACME_COMMIT, "committed"), LL_ENOTFOUND);
+    assert_int_equal(st_trec_verdict(&out, NULL, ACME_COMMIT, "committed"), LL_ENOTFOUND);
+
+    judged(&out, r, derived(3, READY_STATUS), LL_STATE_READY, "UpgradeSucceeded",
+           "Helm upgrade succeeded");
+    assert_string_equal(out.deployed_chart, "1.2.3");
+    /* Any sync; but not for another desired commit or sync (zeroed). */
+    assert_int_equal(st_trec_verdict(&out, r, ACME_COMMIT, NULL), 0);
+    assert_int_equal(out.state, LL_STATE_READY);
+    assert_int_equal(st_trec_verdict(&out, r, "0000000000000000000000000000000000000000", NULL),
+                     LL_ENOTFOUND);
+    assert_int_equal(out.state, LL_STATE_NONE);
+    assert_string_equal(out.reason, "");
+    assert_int_equal(st_trec_verdict(&out, r, NULL, NULL), LL_ENOTFOUND);
+    assert_int_equal(st_trec_verdict(&out, r, ACME_COMMIT, "pending"), LL_ENOTFOUND);
+
+    judged(&out, r, derived(1, INSTALL_FAILED_STATUS), LL_STATE_FAILED, "InstallFailed",
+           "context deadline exceeded");
+    /* The desired state moved on since: that verdict is no answer. */
+    snprintf(r->commit, sizeof(r->commit), "%s", "1111111111111111111111111111111111111111");
+    assert_int_equal(st_trec_verdict(&out, r, r->commit, "committed"), LL_ENOTFOUND);
+    st_tmap_free(&m);
+
+    /* Without a cluster there is no verdict. */
+    assert_int_equal(ll_status_verdict(&out, NULL, "acme", ACME_COMMIT, NULL), LL_ENOTFOUND);
+    assert_int_equal(out.state, LL_STATE_NONE);
+}
+
+static char *dumps(const json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT);
+    assert_non_null(text);
+    return text;
+}
+
+/* A status without a cluster: the health record says not configured, and
+ * /readyz's kube check shows only that. */
+static void test_health_without_cluster(void **state)
+{
+    (void)state;
+    ll_status_options opts = {.db_path = "unused.db", .git_dir = "unused.git"};
+    ll_status *s = NULL;
+    ll_kube_health h;
+    ll_verdict v;
+
+    assert_int_equal(ll_status_open(&s, NULL, &opts), 0);
+    assert_non_null(s);
+    assert_int_equal(ll_status_configured(s), 0);
+    memset(&h, 0xff, sizeof(h));
+    ll_status_health(&h, s);
+    assert_int_equal(h.status, LL_KUBE_NOT_CONFIGURED);
+    assert_int_equal(h.n_watches, 0);
+    assert_null(h.server);
+    assert_string_equal(h.error, "");
+    assert_int_equal(h.namespaces_known, 0);
+    json_t *j = ll_kube_health_json(&h);
+    char *text = dumps(j);
+    assert_string_equal(text, "{\"status\":\"not-configured\"}");
+    free(text);
+    json_decref(j);
+    assert_int_equal(ll_status_verdict(&v, s, "acme", ACME_COMMIT, "committed"), LL_ENOTFOUND);
+    ll_status_free(s);
+    /* No status at all reads the same. */
+    ll_status_health(&h, NULL);
+    assert_int_equal(h.status, LL_KUBE_NOT_CONFIGURED);
+}
+
+/* /readyz's kube check built from a health record: every field /readyz
+ * shows, in its order, with null for what is absent. */
+static void test_health_json(void **state)
+{
+    (void)state;
+    ll_kube_health h;
+    memset(&h, 0, sizeof(h));
+    h.status = LL_KUBE_DEGRADED;
+    h.server = "https://10.0.0.1:6443";
+    h.source = "in-cluster";
+    h.watches[0] = (ll_watch_health){
+        .kind = "GitRepository", .state = LL_WATCH_SYNCED, .objects = 1, .restarts = 2};
+    h.watches[1] = (ll_watch_health){
+        .kind = "HelmRelease", .state = LL_WATCH_FAILED, .objects = 40, .restarts = 3};
+    snprintf(h.watches[1].error, sizeof(h.watches[1].error), "%s", "kubernetes: 403 Forbidden");
+    h.watches[2] = (ll_watch_health){.kind = "Terraform", .state = LL_WATCH_SYNCED, .absent = 1};
+    h.watches[3] = (ll_watch_health){.kind = "AllNamespaces", .state = LL_WATCH_LISTING};
+    h.n_watches = 4;
+    snprintf(h.reconcile_requested_at, sizeof(h.reconcile_requested_at), "%s",
+             "2026-12-08T03:00:00Z");
+    h.namespaces_known = 1;
+    h.namespaces = 12;
+    snprintf(h.error, sizeof(h.error), "%s", "HelmRelease: kubernetes: 403 Forbidden");
+
+    json_t *j = ll_kube_health_json(&h);
+    char *text = dumps(j);
+    assert_string_equal(
+        text, "{\"status\":\"degraded\",\"server\":\"https://10.0.0.1:6443\","
+              "\"source\":\"in-cluster\",\"watches\":["
+              "{\"kind\":\"GitRepository\",\"synced\":true,\"objects\":1,\"restarts\":2,"
+              "\"error\":null,\"absent\":false},"
+              "{\"kind\":\"HelmRelease\",\"synced\":false,\"objects\":40,\"restarts\":3,"
+              "\"error\":\"kubernetes: 403 Forbidden\",\"absent\":false},"
+              "{\"kind\":\"Terraform\",\"synced\":true,\"objects\":0,\"restarts\":0,"
+              "\"error\":null,\"absent\":true},"
+              "{\"kind\":\"AllNamespaces\",\"synced\":false,\"objects\":0,\"restarts\":0,"
+              "\"error\":null,\"absent\":false}],"
+              "\"reconcile\":{\"requested_at\":\"2026-12-08T03:00:00Z\",\"handled_at\":null},"
+              "\"namespaces\":12,\"error\":\"HelmRelease: kubernetes: 403 Forbidden\"}");
+    free(text);
+    json_decref(j);
+
+    /* Every watch synced: ok, no error; namespaces absent until listed. */
+    h.status = LL_KUBE_OK;
+    h.n_watches = 1;
+    h.namespaces_known = 0;
+    snprintf(h.reconcile_handled_at, sizeof(h.reconcile_handled_at), "%s", "2026-12-08T03:00:01Z");
+    j = ll_kube_health_json(&h);
+    text = dumps(j);
+    assert_string_equal(text,
+                        "{\"status\":\"ok\",\"server\":\"https://10.0.0.1:6443\","
+                        "\"source\":\"in-cluster\",\"watches\":["
+                        "{\"kind\":\"GitRepository\",\"synced\":true,\"objects\":1,\"restarts\":2,"
+                        "\"error\":null,\"absent\":false}],"
+                        "\"reconcile\":{\"requested_at\":\"2026-12-08T03:00:00Z\","
+                        "\"handled_at\":\"2026-12-08T03:00:01Z\"},\"error\":null}");
+    free(text);
+    json_decref(j);
+}
+
 /* What a tenant's file declares: the watched kinds only, keys with their
  * namespace (default when none), chart versions and values digests. */
 static void test_declared_objects(void **state)
@@ -775,6 +960,9 @@ int main(void)
         cmocka_unit_test(test_the_worst_object_speaks),
         cmocka_unit_test(test_typed_verdict),
         cmocka_unit_test(test_declared_objects),
+        cmocka_unit_test(test_verdict_record),
+        cmocka_unit_test(test_health_without_cluster),
+        cmocka_unit_test(test_health_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

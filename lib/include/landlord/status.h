@@ -17,6 +17,11 @@
  * asks Flux to fetch at once (merge-patches reconcile.fluxcd.io/requestedAt
  * on the GitRepository).  Thread-safe.
  *
+ * What other modules read comes as typed records filled into out
+ * parameters: a tenant's verdict (ll_verdict), the cluster's health
+ * (ll_kube_health, each informer's ll_watch_health); ll_kube_health_json
+ * spells the health as /readyz shows it.
+ *
  * Ownership, unless a prototype says otherwise: pointer arguments are
  * borrowed for the call; `json_t *` results are new references.
  */
@@ -28,6 +33,7 @@
 
 #include "landlord/kube.h"
 #include "landlord/state.h"
+#include "landlord/watch.h"
 
 typedef struct ll_status ll_status;
 
@@ -74,10 +80,41 @@ void ll_status_describe(ll_status *s, json_t *view);
 /* 1 when a cluster is configured (states are followed). */
 int ll_status_configured(const ll_status *s);
 
-/* For /readyz: {"status": "ok"|"degraded"|"not-configured", "server",
- * "source", "watches": [informer status...], "namespaces": n (namespaces
- * known in the cluster, once listed), "error"}.  New reference. */
-json_t *ll_status_health(ll_status *s);
+/* The cluster check of /readyz, as ll_kube_health_json spells it. */
+typedef enum ll_kube_status {
+    LL_KUBE_NOT_CONFIGURED = 0, /* no cluster: states are "unknown" */
+    LL_KUBE_OK,                 /* every informer synced */
+    LL_KUBE_DEGRADED,           /* one is not (yet): error says which and why */
+} ll_kube_status;
+
+#define LL_KUBE_WATCHES_MAX 8 /* informers of one ll_status (7 today) */
+
+/* How following the cluster goes.  With LL_KUBE_NOT_CONFIGURED only
+ * status is set (the rest is zero). */
+typedef struct ll_kube_health {
+    ll_kube_status status;
+    const char *server; /* the API server, borrowed from s: valid until ll_status_free */
+    const char *source; /* where its address came from, borrowed likewise */
+    ll_watch_health watches[LL_KUBE_WATCHES_MAX]; /* [0..n_watches), kinds borrowed from s */
+    size_t n_watches;
+    char reconcile_requested_at[64];   /* landlord's last reconcile request, or "" */
+    char reconcile_handled_at[64];     /* the one Flux last handled, or "" */
+    int namespaces_known;              /* the cluster's namespaces were listed */
+    long long namespaces;              /* how many there are, when known */
+    char error[LL_ERROR_MSG_MAX + 64]; /* DEGRADED: the first informer not synced, and why */
+} ll_kube_health;
+
+/* How following the cluster goes, into *out (strings borrowed from s; see
+ * ll_kube_health).  s may be NULL (not configured). */
+void ll_status_health(ll_kube_health *out, ll_status *s);
+
+/* /readyz's "kube" check from h (borrowed): {"status": "ok"|"degraded"|
+ * "not-configured", "server", "source", "watches": [{"kind", "synced",
+ * "objects", "restarts", "error", "absent"}...], "reconcile":
+ * {"requested_at", "handled_at"}, "namespaces"? (once listed), "error"};
+ * only "status" when not configured.  New reference (NULL when out of
+ * memory).  The one place that record becomes JSON. */
+json_t *ll_kube_health_json(const ll_kube_health *h);
 
 /* Tenant id's state into *out, when it was derived for the desired commit
  * and sync given (the registry's; borrowed).  LL_ENOTFOUND (and
@@ -86,11 +123,19 @@ json_t *ll_status_health(ll_status *s);
 int ll_status_state(ll_tenant_state *out, ll_status *s, const char *id, const char *commit,
                     const char *sync);
 
-/* The follower's verdict on tenant id, when it was derived for the
- * desired commit and sync given: {"state", "reason", "message",
- * "deployed_chart"?} (new reference); NULL when not (yet), or without a
- * cluster. */
-json_t *ll_status_verdict(ll_status *s, const char *id, const char *commit, const char *sync);
+/* A tenant's derived state and its words: docs/api.md "Observed state". */
+typedef struct ll_verdict {
+    ll_tenant_state state;
+    char reason[128];        /* e.g. "UpgradeFailed" */
+    char message[1280];      /* one line for a person */
+    char deployed_chart[64]; /* the first HelmRelease's history[0] chart version, or "" */
+} ll_verdict;
+
+/* The follower's verdict on tenant id into *out, when it was derived for
+ * the desired commit and sync given (the registry's; borrowed).
+ * LL_ENOTFOUND (and *out zeroed) when not (yet), or without a cluster. */
+int ll_status_verdict(ll_verdict *out, ll_status *s, const char *id, const char *commit,
+                      const char *sync);
 
 /* A namespace as the cluster and landlord's clone show it. */
 typedef struct ll_namespace_owner {

@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "landlord/error.h"
 #include "landlord/kube.h"
 
 typedef struct ll_informer ll_informer;
@@ -50,11 +51,25 @@ int ll_informer_start(ll_informer **out, ll_kube *k, const ll_informer_spec *spe
  * client first so a running watch returns at once. */
 void ll_informer_stop(ll_informer *inf);
 
-/* {"kind", "synced": bool, "objects": n, "restarts": n (lists after the first:
- *  a watch expired with 410 or failed),
- *  "error": last failure or null, "absent": bool (optional API missing)};
- * new reference. */
-json_t *ll_informer_status(ll_informer *inf);
+/* Where an informer stands. */
+typedef enum ll_watch_state {
+    LL_WATCH_LISTING = 0, /* its first list is under way */
+    LL_WATCH_SYNCED,      /* listed, and watching (or listing again after a 410) */
+    LL_WATCH_FAILED,      /* the last list or watch failed; listing again after a pause */
+} ll_watch_state;
+
+/* What an informer reports of itself (/readyz's "watches", /metrics). */
+typedef struct ll_watch_health {
+    const char *kind; /* borrowed from the informer: valid until ll_informer_stop */
+    ll_watch_state state;
+    long long objects;            /* in the collection, as last listed and watched */
+    long long restarts;           /* lists after the first: a watch expired with 410 or failed */
+    int absent;                   /* the optional API is missing (an empty collection) */
+    char error[LL_ERROR_MSG_MAX]; /* FAILED: the failure's message (may be ""); else "" */
+} ll_watch_health;
+
+/* inf's status, copied into *out (out->kind borrowed from inf). */
+void ll_informer_health(ll_watch_health *out, ll_informer *inf);
 
 /* 1 once the first list succeeded and no failure since the last one. */
 int ll_informer_synced(ll_informer *inf);
