@@ -138,18 +138,16 @@ done:
 /* The objects a registry row's file declares at its desired commit into
  * *out: 1 when read, 0 when an active tenant's file cannot be read, -1
  * when a tenant being removed has no file to read (nothing changes). */
-static int read_row_file(st_objects *out, ll_status *s, const json_t *row, const char *id,
-                         const char *commit)
+static int read_row_file(st_objects *out, ll_status *s, const ll_tenant_record *row)
 {
-    const char *path = json_string_value(json_object_get(row, "path"));
-    int gone = strcmp(json_string_value(json_object_get(row, "lifecycle")) ?: "", "active") != 0;
+    const char *commit = row->commit;
+    int gone = row->lifecycle != LL_TENANT_ACTIVE;
     char file[1024];
 
-    if (path)
-        snprintf(file, sizeof(file), "%s", path);
+    if (row->path)
+        snprintf(file, sizeof(file), "%s", row->path);
     else
-        ll_tenant_file_path(file, sizeof(file), s->root, s->sharded,
-                            json_string_value(json_object_get(row, "tier")), id);
+        ll_tenant_file_path(file, sizeof(file), s->root, s->sharded, row->tier, row->id);
     /* An offboarding commit removed the file: its objects are the ones the
      * file declared just before. */
     if (read_declared(out, s, commit, file, 0) == 0 ||
@@ -178,23 +176,19 @@ static void set_owners(ll_status *s, const char *id, const st_objects *old, cons
 /* Under lock: tenant id's record as registry row shows it (added when
  * new); objects (stolen; read: 1, unreadable: 0, none: -1, as
  * read_row_file says) when its file was read.  -1 when out of memory. */
-static int update_record(ll_status *s, const char *id, const json_t *row, st_objects *objects,
-                         int read)
+static int update_record(ll_status *s, const ll_tenant_record *row, st_objects *objects, int read)
 {
-    const char *commit = json_string_value(json_object_get(row, "commit"));
+    const char *id = row->id, *commit = row->commit;
     trec *r = st_tmap_get(&s->tenants, id);
     if (!r) {
         if (!(r = st_tmap_add(&s->tenants, id)))
             return -1;
         /* What was derived before a restart: not a transition. */
-        if (ll_tenant_state_parse(&r->state,
-                                  json_string_value(json_object_get(row, "observed_state"))) == 0)
-            set_text(r->since, sizeof(r->since),
-                     json_string_value(json_object_get(row, "observed_since")));
+        if (ll_tenant_state_parse(&r->state, row->observed_state) == 0)
+            set_text(r->since, sizeof(r->since), row->observed_since);
     }
-    set_text(r->lifecycle, sizeof(r->lifecycle),
-             json_string_value(json_object_get(row, "lifecycle")));
-    set_text(r->sync, sizeof(r->sync), json_string_value(json_object_get(row, "sync")));
+    set_text(r->lifecycle, sizeof(r->lifecycle), ll_tenant_lifecycle_name(row->lifecycle));
+    set_text(r->sync, sizeof(r->sync), ll_tenant_sync_name(row->sync));
     set_text(r->commit, sizeof(r->commit), commit);
     if (read >= 0) {
         set_owners(s, id, &r->objects, objects);
@@ -214,8 +208,8 @@ static int update_record(ll_status *s, const char *id, const json_t *row, st_obj
  * desired commit moved.  Follower thread. */
 static void load_tenants(ll_status *s)
 {
-    json_t *rows = NULL, *row;
-    size_t i;
+    ll_tenant_record *rows = NULL;
+    size_t n = 0;
 
     if (!s->reg) {
         if (ll_registry_open(&s->reg, s->db_path) < 0)
@@ -225,15 +219,14 @@ static void load_tenants(ll_status *s)
         ll_registry_set_quiet(s->reg, 1);
     }
     long long seq = s->seq;
-    if (ll_registry_tenants_changed(&rows, &seq, s->reg) < 0)
+    if (ll_registry_tenants_changed(&rows, &n, &seq, s->reg) < 0)
         return;
     if (seq > s->seq && seq > 0)
         ll_registry_tenant_changes_prune(s->reg, seq);
     s->seq = seq;
-    json_array_foreach(rows, i, row)
-    {
-        const char *id = json_string_value(json_object_get(row, "id"));
-        const char *commit = json_string_value(json_object_get(row, "commit"));
+    for (size_t i = 0; i < n; i++) {
+        const ll_tenant_record *row = &rows[i];
+        const char *id = row->id, *commit = row->commit;
         st_objects objects = {NULL, 0};
         int read = -1;
 
@@ -243,13 +236,13 @@ static void load_tenants(ll_status *s)
         pthread_mutex_unlock(&s->lock);
         /* git work without the lock */
         if (need)
-            read = read_row_file(&objects, s, row, id, commit);
+            read = read_row_file(&objects, s, row);
         pthread_mutex_lock(&s->lock);
-        update_record(s, id, row, &objects, read);
+        update_record(s, row, &objects, read);
         pthread_mutex_unlock(&s->lock);
         st_objects_clear(&objects);
     }
-    json_decref(rows);
+    ll_tenant_records_free(rows, n);
 }
 
 static void ask_reconcile(ll_status *s)
@@ -358,14 +351,8 @@ typedef struct tlist {
 /* Appends a copy of t; 0, or -1 when out of memory (t is then dropped). */
 static int tlist_add(tlist *l, const ll_transition *t)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        ll_transition *grown = realloc(l->v, cap * sizeof(*grown));
-        if (!grown)
-            return -1;
-        l->v = grown;
-        l->cap = cap;
-    }
+    if (ll_grow((void **)&l->v, &l->cap, l->n, sizeof(*l->v)) < 0)
+        return -1;
     l->v[l->n++] = *t;
     return 0;
 }

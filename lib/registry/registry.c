@@ -389,29 +389,31 @@ int reg_tenant_set_offboarding(ll_registry *r, const char *id, long long op, con
                    3, p);
 }
 
-/* Rows of the follower's poll: records as JSON, and the newest change. */
+/* Rows of the follower's poll: records, and the newest change. */
 typedef struct changed_rows {
-    json_t *rows;
+    ll_tenant_record *v;
+    size_t n, cap;
     long long top;
 } changed_rows;
 
 static int changed_row(sqlite3_stmt *st, void *payload)
 {
     changed_rows *c = payload;
-    ll_tenant_record t;
-    int error = tenant_of_row(&t, st);
-    if (error < 0)
+    int error;
+    if (ll_grow((void **)&c->v, &c->cap, c->n, sizeof(*c->v)) < 0)
+        return -1;
+    if ((error = tenant_of_row(&c->v[c->n], st)) < 0)
         return error;
-    json_array_append_new(c->rows, ll_tenant_record_json(&t));
-    ll_tenant_record_clear(&t);
+    c->n++;
     if (sqlite3_column_int64(st, 16) > c->top)
         c->top = sqlite3_column_int64(st, 16);
     return 0;
 }
 
-int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r)
+int ll_registry_tenants_changed(ll_tenant_record **out, size_t *out_n, long long *seq,
+                                ll_registry *r)
 {
-    changed_rows c = {json_array(), *seq < 0 ? 0 : *seq};
+    changed_rows c = {NULL, 0, 0, *seq < 0 ? 0 : *seq};
     /* The follower's poll, every round: prepared once (both forms). */
     int error = reg_rows(r, "read changed tenants", changed_row, &c,
                          *seq < 0 ? "SELECT " TENANT_COLS ", (SELECT coalesce(max(seq), 0) FROM "
@@ -421,11 +423,14 @@ int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r)
                                     "WHERE id IN (SELECT tenant_id FROM tenant_changes WHERE "
                                     "seq > ?)",
                          "I", *seq);
+    *out = NULL;
+    *out_n = 0;
     if (error < 0) {
-        json_decref(c.rows);
+        ll_tenant_records_free(c.v, c.n);
         return error;
     }
-    *out = c.rows;
+    *out = c.v;
+    *out_n = c.n;
     *seq = c.top;
     return 0;
 }

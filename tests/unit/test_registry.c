@@ -895,6 +895,47 @@ static int stop_at_two(sqlite3_stmt *st, void *payload)
     return sqlite3_column_int(st, 0) == 2 ? LL_ECONFLICT : 0;
 }
 
+/* The follower's poll: every tenant at first (seq -1), then only those
+ * whose desired state changed after the change number it was given, as
+ * records with their lifecycle and sync. */
+static void test_tenants_changed(void **state)
+{
+    (void)state;
+    ll_registry *r = NULL;
+    ll_tenant_record *rows = NULL;
+    json_t *existing = NULL;
+    long long op = 0, seq = -1, first;
+    size_t n = 0;
+
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(onboard(&op, &existing, r, "acme", "basic", "0.0", "{}"), 0);
+    assert_int_equal(onboard(&op, &existing, r, "beta", "premium", "0.0", "{\"a\": 1}"), 0);
+    assert_int_equal(ll_registry_tenants_changed(&rows, &n, &seq, r), 0);
+    assert_int_equal(n, 2);
+    assert_true(seq > 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(strcmp(rows[i].id, "acme") == 0 || strcmp(rows[i].id, "beta") == 0);
+        assert_int_equal(rows[i].lifecycle, LL_TENANT_ACTIVE);
+        assert_int_equal(rows[i].sync, LL_TENANT_PENDING);
+    }
+    ll_tenant_records_free(rows, n);
+    first = seq;
+    /* Nothing changed since: no rows, seq stays. */
+    assert_int_equal(ll_registry_tenants_changed(&rows, &n, &seq, r), 0);
+    assert_int_equal(n, 0);
+    assert_null(rows);
+    assert_int_equal(seq, first);
+    /* One changes: only it. */
+    assert_int_equal(update(&op, r, "beta", "basic", "0.0", "{}"), 0);
+    assert_int_equal(ll_registry_tenants_changed(&rows, &n, &seq, r), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].id, "beta");
+    assert_string_equal(rows[0].tier, "basic");
+    assert_true(seq > first);
+    ll_tenant_records_free(rows, n);
+    ll_registry_close(r);
+}
+
 /* The row loop binds, maps each row, counts them and gives the statement
  * back whatever happens; more statements out at once than the cache keeps
  * are finalized when given back. */
@@ -951,6 +992,7 @@ int main(void)
         cmocka_unit_test(test_tenant_record_json),
         cmocka_unit_test_setup_teardown(test_tenant_desired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_row_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenants_changed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

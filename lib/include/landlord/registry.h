@@ -222,10 +222,12 @@ int ll_registry_ops_attempted(ll_registry *r, const ll_operation *ops, size_t n,
 /* How many operations are queued. */
 int ll_registry_ops_count_queued(long long *out, ll_registry *r);
 
-/* The tenants (as ll_tenant_record_json gives them) whose
- * desired state changed after change number *seq (-1: every tenant);
- * *seq becomes the newest change read.  New reference. */
-int ll_registry_tenants_changed(json_t **out, long long *seq, ll_registry *r);
+/* The tenants whose desired state changed after change number *seq (-1:
+ * every tenant): *out a new array of *out_n records
+ * (ll_tenant_records_free), NULL when none; *seq becomes the newest change
+ * read. */
+int ll_registry_tenants_changed(ll_tenant_record **out, size_t *out_n, long long *seq,
+                                ll_registry *r);
 
 /* Forgets the changes up to upto (the status follower has read them). */
 int ll_registry_tenant_changes_prune(ll_registry *r, long long upto);
