@@ -77,9 +77,10 @@ static int step(ll_rollouts *e, const ll_rollout_step *s)
     return error;
 }
 
-/* {"type", "data": {"version", "wave"?, ...}}, new reference: the keys of
- * more (stolen; may be NULL) follow in data. */
-static json_t *event_with(const char *type, const ll_rollout *ro, int wave, json_t *more)
+/* An event of type (a static string) with data {"version", "wave"?, ...}
+ * (a reference of its own: ll_event_notes_clear): the keys of more
+ * (stolen; may be NULL) follow in data. */
+static ll_event_note event_with(const char *type, const ll_rollout *ro, int wave, json_t *more)
 {
     json_t *data = json_pack("{s:s}", "version", ro->version);
     if (wave > 0)
@@ -87,16 +88,16 @@ static json_t *event_with(const char *type, const ll_rollout *ro, int wave, json
     if (more)
         json_object_update(data, more);
     json_decref(more);
-    return json_pack("{s:s, s:o}", "type", type, "data", data);
+    return (ll_event_note){.type = type, .data = data};
 }
 
-static json_t *event(const char *type, const ll_rollout *ro, int wave)
+static ll_event_note event(const char *type, const ll_rollout *ro, int wave)
 {
     return event_with(type, ro, wave, NULL);
 }
 
 /* The event with data.reason = why. */
-static json_t *event_why(const char *type, const ll_rollout *ro, int wave, const char *why)
+static ll_event_note event_why(const char *type, const ll_rollout *ro, int wave, const char *why)
 {
     return event_with(type, ro, wave, json_pack("{s:s}", "reason", why));
 }
@@ -114,10 +115,9 @@ static void queued(ll_rollouts *e, long long op)
 static void fail_wave(ll_rollouts *e, const ll_rollout *ro, int wave, const char *why)
 {
     char now[32];
-    json_t *failed = event_with("rollout.failed", ro, wave,
-                                json_pack("{s:s, s:s}", "reason", why, "on_failure",
-                                          ll_on_failure_name(ro->on_failure))),
-           *events;
+    ll_event_note events[2] = {event_with(
+        "rollout.failed", ro, wave,
+        json_pack("{s:s, s:s}", "reason", why, "on_failure", ll_on_failure_name(ro->on_failure)))};
     ll_rollout_step s = {.rollout = ro->id,
                          .expect = LL_ROLLOUT_BIT(LL_ROLLOUT_RUNNING),
                          .set = LL_SET_REASON,
@@ -134,9 +134,10 @@ static void fail_wave(ll_rollouts *e, const ll_rollout *ro, int wave, const char
     if (ro->on_failure == LL_ON_FAILURE_ROLLBACK) {
         ll_registry_author author = {e->author_name, e->author_email};
         long long op = 0;
-        s.events = events = json_pack("[o]", failed);
+        s.events = events;
+        s.nevents = 1; /* failed */
         int error = ll_registry_rollout_rollback(&op, e->reg, ro->id, &s, &author);
-        json_decref(events);
+        ll_event_notes_clear(events, 1);
         if (error == 0)
             queued(e, op);
         else if (error != LL_ECONFLICT)
@@ -146,9 +147,11 @@ static void fail_wave(ll_rollouts *e, const ll_rollout *ro, int wave, const char
     }
     s.set |= LL_SET_STATE;
     s.state = LL_ROLLOUT_PAUSED;
-    s.events = events = json_pack("[o, o]", failed, event_why("rollout.paused", ro, wave, why));
+    events[1] = event_why("rollout.paused", ro, wave, why);
+    s.events = events;
+    s.nevents = 2; /* failed, paused */
     step(e, &s);
-    json_decref(events);
+    ll_event_notes_clear(events, 2);
 }
 
 /* --- watching a wave ---------------------------------------------------------------- */
@@ -209,8 +212,8 @@ static int judge_wave(tally *n, ll_rollouts *e, const ll_rollout *ro, int wave)
     ll_wave_tenant *rows = NULL;
     ll_rt_change *changes = NULL;
     reason_buf *reasons = NULL;
-    json_t *events = json_array();
-    size_t count = 0, nchanges = 0;
+    ll_event_note *events = NULL;
+    size_t count = 0, nchanges = 0, nevents = 0;
     int error;
 
     if ((error = ll_registry_rollout_wave_tenants(&rows, &count, e->reg, ro->id, wave)) < 0) {
@@ -220,7 +223,8 @@ static int judge_wave(tally *n, ll_rollouts *e, const ll_rollout *ro, int wave)
     }
     changes = calloc(count ? count : 1, sizeof(*changes));
     reasons = calloc(count ? count : 1, sizeof(*reasons));
-    if (!changes || !reasons) {
+    events = calloc(count ? count : 1, sizeof(*events));
+    if (!changes || !reasons || !events) {
         error = ll_error_set(-1, "out of memory");
         goto done;
     }
@@ -235,22 +239,23 @@ static int judge_wave(tally *n, ll_rollouts *e, const ll_rollout *ro, int wave)
         json_t *more = json_pack("{s:s}", "tenant", rows[i].id);
         if (reasons[i][0])
             json_object_set_new(more, "reason", json_string(reasons[i]));
-        json_t *ev =
+        events[nevents] =
             event_with(became == LL_RT_READY ? "rollout.tenant_ready" : "rollout.tenant_failed", ro,
                        wave, more);
-        json_object_set_new(ev, "tenant", json_string(rows[i].id));
-        json_array_append_new(events, ev);
+        events[nevents++].tenant = rows[i].id;
     }
     if (nchanges) {
         ll_rollout_step s = {.rollout = ro->id,
                              .expect = LL_ROLLOUT_BIT(LL_ROLLOUT_RUNNING),
                              .tenants = changes,
                              .ntenants = nchanges,
-                             .events = events};
+                             .events = events,
+                             .nevents = nevents};
         error = step(e, &s);
     }
 done:
-    json_decref(events);
+    ll_event_notes_clear(events, nevents);
+    free(events);
     free(changes);
     free(reasons);
     ll_wave_tenants_free(rows, count);
@@ -261,7 +266,7 @@ done:
 static void wave_succeeded(ll_rollouts *e, const ll_rollout *ro, int wave, const char *now)
 {
     int last = (size_t)wave >= ro->nwaves;
-    json_t *events = json_pack("[o]", event("rollout.wave_succeeded", ro, wave));
+    ll_event_note events[2] = {event("rollout.wave_succeeded", ro, wave)};
     ll_rollout_step s = {.rollout = ro->id,
                          .expect = LL_ROLLOUT_BIT(LL_ROLLOUT_RUNNING),
                          .set = LL_SET_CURRENT_WAVE,
@@ -270,7 +275,8 @@ static void wave_succeeded(ll_rollouts *e, const ll_rollout *ro, int wave, const
                          .wave_set = LL_WSET_STATE | LL_WSET_FINISHED_AT,
                          .wave_state = LL_WAVE_SUCCEEDED,
                          .wave_finished_at = now,
-                         .events = events};
+                         .events = events,
+                         .nevents = 1};
     if (last) {
         s.set |= LL_SET_STATE | LL_SET_FINISHED_AT;
         s.state = LL_ROLLOUT_SUCCEEDED;
@@ -281,11 +287,11 @@ static void wave_succeeded(ll_rollouts *e, const ll_rollout *ro, int wave, const
             s.tier_versions = &ro->scope.names;
             s.tier_version = ro->version;
         }
-        json_array_append_new(events, event("rollout.succeeded", ro, 0));
+        events[s.nevents++] = event("rollout.succeeded", ro, 0);
         ll_log_info("msg=\"rollout succeeded\" rollout=%lld version=%s", ro->id, ro->version);
     }
     step(e, &s);
-    json_decref(events);
+    ll_event_notes_clear(events, s.nevents);
 }
 
 /* The wave's deadline passed with tenants not ready. */
@@ -301,15 +307,16 @@ static void wave_timed_out(ll_rollouts *e, const ll_rollout *ro, int wave, const
                  "wave %d timed out after %lld s while the cluster could not be watched (%zu "
                  "of %zu tenant(s) ready)",
                  wave, ro->wave_timeout, n->ready, n->total);
-        json_t *events = json_pack("[o]", event_why("rollout.paused", ro, wave, why));
+        ll_event_note paused = event_why("rollout.paused", ro, wave, why);
         ll_rollout_step s = {.rollout = ro->id,
                              .expect = LL_ROLLOUT_BIT(LL_ROLLOUT_RUNNING),
                              .set = LL_SET_STATE | LL_SET_REASON,
                              .state = LL_ROLLOUT_PAUSED,
                              .reason = why,
-                             .events = events};
+                             .events = &paused,
+                             .nevents = 1};
         step(e, &s);
-        json_decref(events);
+        ll_event_notes_clear(&paused, 1);
     } else {
         snprintf(why, sizeof(why), "wave %d timed out after %lld s: %zu of %zu tenant(s) ready",
                  wave, ro->wave_timeout, n->ready, n->total);
@@ -395,11 +402,11 @@ static void drive_rollback(ll_rollouts *e, const ll_rollout *ro, const char *now
     if (op_read(&op, e, ro->rollback_op) < 0)
         return;
     ll_rollout_step s = {.rollout = ro->id, .expect = LL_ROLLOUT_BIT(LL_ROLLOUT_ROLLING_BACK)};
-    json_t *events = NULL;
+    ll_event_note ev = {0};
     if (op.state == OP_PUSHED) {
-        json_t *ev =
-            event_with("rollout.rolled_back", ro, 0, json_pack("{s:s?}", "commit", op.commit));
-        s.events = events = json_pack("[o]", ev);
+        ev = event_with("rollout.rolled_back", ro, 0, json_pack("{s:s?}", "commit", op.commit));
+        s.events = &ev;
+        s.nevents = 1;
         s.set = LL_SET_STATE | LL_SET_FINISHED_AT | LL_SET_ROLLBACK_SHA;
         s.state = LL_ROLLOUT_ROLLED_BACK;
         s.finished_at = now;
@@ -409,14 +416,16 @@ static void drive_rollback(ll_rollouts *e, const ll_rollout *ro, const char *now
     } else if (op.state == OP_FAILED) {
         char why[LL_ERROR_MSG_MAX + 64];
         snprintf(why, sizeof(why), "the rollback commit failed: %s", op.error ? op.error : "?");
-        s.events = events = json_pack("[o]", event_why("rollout.failed", ro, 0, why));
+        ev = event_why("rollout.failed", ro, 0, why);
+        s.events = &ev;
+        s.nevents = 1;
         s.set = LL_SET_STATE | LL_SET_REASON | LL_SET_FINISHED_AT;
         s.state = LL_ROLLOUT_FAILED;
         s.reason = why;
         s.finished_at = now;
         step(e, &s);
     }
-    json_decref(events);
+    ll_event_notes_clear(&ev, 1);
     op_clear(&op);
 }
 
@@ -425,10 +434,10 @@ static int start_wave(ll_rollouts *e, const ll_rollout *ro, int wave)
 {
     long long op = 0;
     ll_registry_author author = {e->author_name, e->author_email};
-    json_t *events = json_pack("[o]", event("rollout.wave_started", ro, wave));
-    ll_rollout_step s = {.rollout = ro->id, .events = events};
+    ll_event_note started = event("rollout.wave_started", ro, wave);
+    ll_rollout_step s = {.rollout = ro->id, .events = &started, .nevents = 1};
     int error = ll_registry_rollout_wave_start(&op, e->reg, ro->id, wave, &s, &author);
-    json_decref(events);
+    ll_event_notes_clear(&started, 1);
     if (error == 0) {
         ll_log_info("msg=\"rollout wave started\" rollout=%lld wave=%d op=%lld", ro->id, wave, op);
         queued(e, op);
@@ -493,16 +502,17 @@ static int drive_running(ll_rollouts *e, const ll_rollout *ro, const char *now)
     int wave = ro->current_wave;
     const ll_wave *w = ll_rollout_wave(ro, wave);
     ll_rollout_step s = {.rollout = ro->id, .expect = LL_ROLLOUT_BIT(LL_ROLLOUT_RUNNING)};
-    json_t *events;
 
     if (!w) {
         /* No waves at all: nothing to do. */
-        s.events = events = json_pack("[o]", event("rollout.succeeded", ro, 0));
+        ll_event_note done = event("rollout.succeeded", ro, 0);
+        s.events = &done;
+        s.nevents = 1;
         s.set = LL_SET_STATE | LL_SET_FINISHED_AT;
         s.state = LL_ROLLOUT_SUCCEEDED;
         s.finished_at = now;
         step(e, &s);
-        json_decref(events);
+        ll_event_notes_clear(&done, 1);
         return 0;
     }
     switch (w->state) {

@@ -444,7 +444,7 @@ static int act(ll_core *c, ll_registry *r, const ll_rollout *ro, action a, const
     ll_rt_change *changes = NULL;
     ll_wave_tenant *rows = NULL;
     size_t nrows = 0;
-    json_t *events = NULL;
+    ll_event_note event = {0};
     char now[32];
     int error;
 
@@ -458,9 +458,11 @@ static int act(ll_core *c, ll_registry *r, const ll_rollout *ro, action a, const
         return error;
     }
     /* The event names what happened and why. */
-    events = json_pack("[{s:s, s:{s:s, s:i, s:s}}]", "type", types[a], "data", "version",
-                       ro->version, "wave", ro->current_wave, "reason", why);
-    s.events = events;
+    event = (ll_event_note){.type = types[a],
+                            .data = json_pack("{s:s, s:i, s:s}", "version", ro->version, "wave",
+                                              ro->current_wave, "reason", why)};
+    s.events = &event;
+    s.nevents = 1;
     s.set |= LL_SET_STATE;
     if (a == ACT_PAUSE) {
         s.expect = LL_ROLLOUT_BIT(LL_ROLLOUT_RUNNING);
@@ -476,8 +478,8 @@ static int act(ll_core *c, ll_registry *r, const ll_rollout *ro, action a, const
         s.set |= LL_SET_FINISHED_AT;
         s.finished_at = now;
     }
-    error = events ? ll_registry_rollout_step(r, &s) : ll_error_set(-1, "out of memory");
-    json_decref(events);
+    error = event.data ? ll_registry_rollout_step(r, &s) : ll_error_set(-1, "out of memory");
+    ll_event_notes_clear(&event, 1);
     free(changes);
     ll_wave_tenants_free(rows, nrows);
     return error;

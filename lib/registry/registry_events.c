@@ -152,25 +152,31 @@ static int store_event(ll_registry *r, const hook_set *subs, const char *type, c
     return error < 0 ? error : 0;
 }
 
-int reg_store_events(ll_registry *r, const json_t *events)
+int reg_store_events(ll_registry *r, const ll_event_note *events, size_t n, long long rollout,
+                     const char *at)
 {
     hook_set subs = {NULL, 0};
-    json_t *e;
     char now[32];
-    size_t i;
-    int error;
+    int error = 0;
 
-    if (!json_array_size(events))
+    if (!n)
         return 0;
     if ((error = subscriptions(&subs, r)) < 0)
         return error;
     ll_now_rfc3339(now);
-    json_array_foreach(events, i, e)
-    {
-        if ((error = store_event(r, &subs, json_string_value(json_object_get(e, "type")),
-                                 json_string_value(json_object_get(e, "tenant")),
-                                 json_object_get(e, "data"), now, ll_wall_ms())) < 0)
+    for (size_t i = 0; i < n && error == 0; i++) {
+        /* The note's data, with the rollout and when added to a copy. */
+        json_t *data = events[i].data ? json_deep_copy(events[i].data) : json_object();
+        if (!data) {
+            error = ll_error_set(-1, "out of memory");
             break;
+        }
+        if (rollout > 0)
+            json_object_set_new(data, "rollout", json_integer(rollout));
+        if (at)
+            json_object_set_new(data, "at", json_string(at));
+        error = store_event(r, &subs, events[i].type, events[i].tenant, data, now, ll_wall_ms());
+        json_decref(data);
     }
     ll_registry_webhooks_free(subs.v, subs.n);
     return error;

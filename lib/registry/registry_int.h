@@ -123,9 +123,12 @@ int reg_tenant_set_offboarding(ll_registry *r, const char *id, long long op, con
 /* Records the outcome of a pushed tier operation (tier_put stores its
  * description, tier_delete forgets it); inside the caller's transaction. */
 int reg_tier_finish(ll_registry *r, const ll_operation *op, const char *now);
-/* Stores events ([{"type", "tenant"?, "data"}]) with a pending delivery for
- * every matching webhook, inside the caller's transaction (registry_events.c). */
-int reg_store_events(ll_registry *r, const json_t *events);
+/* Stores n events (borrowed) with a pending delivery for every matching
+ * webhook, inside the caller's transaction (registry_events.c); each
+ * event's data is stored with "rollout" (when > 0) and "at" (when not
+ * NULL) added. */
+int reg_store_events(ll_registry *r, const ll_event_note *events, size_t n, long long rollout,
+                     const char *at);
 
 /* What the file of a tenant with release in tier carries (registry_rollouts.c):
  * a pinned release as it is; a floating one the version its tier runs (set

@@ -273,27 +273,6 @@ static int update_wave(ll_registry *r, long long id, const ll_rollout_step *s)
     return run_clause(r, &c, "rollout_id = ? AND wave = ?", RR_I(id), RR_I(s->wave), 2);
 }
 
-/* Adds "rollout" and "at" to each event's data and stores them. */
-static int events_of(ll_registry *r, long long id, const json_t *events, const char *now)
-{
-    json_t *copy = json_deep_copy(events), *e;
-    size_t i;
-    int error;
-    if (!copy)
-        return 0;
-    json_array_foreach(copy, i, e)
-    {
-        json_t *data = json_object_get(e, "data");
-        if (!data)
-            json_object_set_new(e, "data", data = json_object());
-        json_object_set_new(data, "rollout", json_integer(id));
-        json_object_set_new(data, "at", json_string(now));
-    }
-    error = reg_store_events(r, copy);
-    json_decref(copy);
-    return error;
-}
-
 /* The generic part of a step, inside the caller's transaction. */
 static int step_body(ll_registry *r, long long id, const ll_rollout_step *s, const char *now)
 {
@@ -318,18 +297,19 @@ static int step_body(ll_registry *r, long long id, const ll_rollout_step *s, con
                                     RR_S(now)))) < 0)
             return error;
     }
-    return events_of(r, id, s->events, now);
+    return reg_store_events(r, s->events, s->nevents, id, now);
 }
 
-/* step (borrowed) minus the rollout fields in drop, with events (borrowed)
- * for its own, then the commit. */
+/* step (borrowed) minus the rollout fields in drop, with n events
+ * (borrowed) for its own, then the commit. */
 static int commit_with(ll_registry *r, long long id, const ll_rollout_step *step, unsigned drop,
-                       const json_t *events, const char *now)
+                       const ll_event_note *events, size_t n, const char *now)
 {
     ll_rollout_step own = *step;
     int error;
     own.set &= ~drop;
     own.events = events;
+    own.nevents = n;
     if ((error = step_body(r, id, &own, now)) < 0)
         return error;
     return reg_commit(r);
@@ -476,12 +456,13 @@ int ll_registry_rollout_create(long long *out_id, ll_registry *r, const ll_rollo
     free(scope);
     if (error < 0 || (error = insert_parts(r, id, spec, now)) < 0)
         return rollback(r, error);
-    json_t *events =
-        json_pack("[{s:s, s:{s:s, s:I, s:I, s:I, s:s}}]", "type", "rollout.started", "data",
-                  "version", spec->version, "targets", (json_int_t)spec->targets, "waves",
-                  (json_int_t)spec->nwaves, "rollout", (json_int_t)id, "at", now);
-    error = events ? reg_store_events(r, events) : ll_error_set(-1, "out of memory");
-    json_decref(events);
+    ll_event_note started = {.type = "rollout.started",
+                             .data = json_pack("{s:s, s:I, s:I}", "version", spec->version,
+                                               "targets", (json_int_t)spec->targets, "waves",
+                                               (json_int_t)spec->nwaves)};
+    error = started.data ? reg_store_events(r, &started, 1, id, now)
+                         : ll_error_set(-1, "out of memory");
+    ll_event_notes_clear(&started, 1);
     if (error < 0)
         return rollback(r, error);
     if ((error = reg_commit(r)) < 0)
@@ -608,7 +589,7 @@ int ll_registry_rollout_wave_start(long long *out_op, ll_registry *r, long long 
 {
     struct wave_pick p = {0};
     char now[32], *version = NULL;
-    json_t *events = NULL;
+    ll_event_note *events = NULL;
     long long op = 0;
     int error;
 
@@ -631,20 +612,33 @@ int ll_registry_rollout_wave_start(long long *out_op, ll_registry *r, long long 
                          RR_ARGS(RR_I(id), RR_I(wave)), pool_pick, &p.moving)) < 0 ||
         (error = wave_moves(&op, r, id, wave, &p, now, author)) < 0)
         goto done;
-    /* The first event says what the wave moves. */
-    events = json_deep_copy(step->events);
-    json_t *data = json_object_get(json_array_get(events, 0), "data");
-    if (data) {
+    /* The first event says what the wave moves (in a copy of its data). */
+    if (step->nevents) {
+        if (!(events = calloc(step->nevents, sizeof(*events)))) {
+            error = ll_error_set(-1, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < step->nevents; i++) {
+            events[i] = step->events[i];
+            events[i].data = json_incref(step->events[i].data);
+        }
+        json_t *data = step->events[0].data ? json_deep_copy(step->events[0].data) : json_object();
+        json_decref(events[0].data);
+        if (!(events[0].data = data)) {
+            error = ll_error_set(-1, "out of memory");
+            goto done;
+        }
         json_object_set_new(data, "tenants", json_integer((json_int_t)p.moving.n));
         json_object_set_new(data, "skipped", json_integer((json_int_t)p.skipped.n));
         json_object_set_new(data, "operation", op ? json_integer(op) : json_null());
     }
-    if ((error = commit_with(r, id, step, 0, events, now)) == 0)
+    if ((error = commit_with(r, id, step, 0, events, step->nevents, now)) == 0)
         *out_op = op;
 done:
     if (error < 0)
         reg_rollback(r);
-    json_decref(events);
+    ll_event_notes_clear(events, events ? step->nevents : 0);
+    free(events);
     free(version);
     moves_clear(&p.moving);
     ll_names_clear(&p.skipped);
@@ -740,7 +734,8 @@ int ll_registry_rollout_rollback(long long *out_op, ll_registry *r, long long id
 {
     struct back_pick p = {.r = r, .id = id};
     char now[32], *version = NULL;
-    json_t *events = NULL;
+    ll_event_note *events = NULL;
+    size_t nevents = 0;
     long long op = 0;
     int error;
 
@@ -764,19 +759,26 @@ int ll_registry_rollout_rollback(long long *out_op, ll_registry *r, long long id
         (error = back_moves(&op, &p, author)) < 0)
         goto done;
     /* step's events, then what the rollback did. */
-    events = step->events ? json_deep_copy(step->events) : json_array();
-    json_array_append_new(events,
-                          json_pack("{s:s, s:{s:s, s:I, s:o, s:s?}}", "type",
-                                    op ? "rollout.rolling_back" : "rollout.rolled_back", "data",
-                                    "version", version, "tenants", (json_int_t)p.back.n,
-                                    "operation", op ? json_integer(op) : json_null(), "reason",
-                                    step->set & LL_SET_REASON ? step->reason : NULL));
-    if ((error = commit_with(r, id, step, LL_SET_STATE, events, now)) == 0)
+    if (!(events = calloc(step->nevents + 1, sizeof(*events)))) {
+        error = ll_error_set(-1, "out of memory");
+        goto done;
+    }
+    for (; nevents < step->nevents; nevents++) {
+        events[nevents] = step->events[nevents];
+        events[nevents].data = json_incref(step->events[nevents].data);
+    }
+    events[nevents++] = (ll_event_note){
+        .type = op ? "rollout.rolling_back" : "rollout.rolled_back",
+        .data = json_pack("{s:s, s:I, s:o, s:s?}", "version", version, "tenants",
+                          (json_int_t)p.back.n, "operation", op ? json_integer(op) : json_null(),
+                          "reason", step->set & LL_SET_REASON ? step->reason : NULL)};
+    if ((error = commit_with(r, id, step, LL_SET_STATE, events, nevents, now)) == 0)
         *out_op = op;
 done:
     if (error < 0)
         reg_rollback(r);
-    json_decref(events);
+    ll_event_notes_clear(events, nevents);
+    free(events);
     free(version);
     moves_clear(&p.back);
     ll_names_clear(&p.left);

@@ -85,6 +85,14 @@ int ll_names_has(const ll_names *l, const char *name)
     return 0;
 }
 
+void ll_event_notes_clear(ll_event_note *notes, size_t n)
+{
+    for (size_t i = 0; notes && i < n; i++) {
+        json_decref(notes[i].data);
+        notes[i].data = NULL;
+    }
+}
+
 void ll_names_clear(ll_names *l)
 {
     if (!l)

@@ -466,6 +466,17 @@ class EndToEnd(RolloutTestCase):
                           "rollout.wave_started", "rollout.wave_succeeded", "rollout.wave_started",
                           "rollout.wave_succeeded", "rollout.succeeded"])
         self.assertEqual(types.count("rollout.tenant_ready"), 6)
+        # Each wave_started event says what its wave moved (added by the
+        # registry to the engine's event), with the rollout and when.
+        started = [json.loads(e["data"]) for e in self.s.rows("events")
+                   if e["type"] == "rollout.wave_started" and json.loads(e["data"]).get("rollout") == ro["id"]]
+        self.assertEqual([d["wave"] for d in started], [1, 2, 3])
+        for d in started:
+            self.assertEqual(d["version"], ro["version"])
+            self.assertIsInstance(d["tenants"], int)
+            self.assertEqual(d["skipped"], 0)
+            self.assertIsInstance(d["operation"], int)
+            self.assertRegex(d["at"], r"^\d{4}-\d{2}-\d{2}T")
         streamed = read_events(self.s, "/api/v1/events?after=0",
                                lambda e: e["event"] == "rollout.succeeded")
         mine = [e for e in streamed if e["event"].startswith("rollout.") and e["data"]["data"]["rollout"] == ro["id"]]

@@ -256,6 +256,19 @@ enum {
     LL_WSET_COMMIT_SHA = 1 << 7,
 };
 
+/* An event a rollout step stores with the step and sends to the webhooks
+ * subscribed to its type.  data is the event's body: JSON stored as it is
+ * (an opaque value to the registry, but for the "rollout" and "at" it adds
+ * to a copy). */
+typedef struct ll_event_note {
+    const char *type;   /* "rollout.<event>" (borrowed) */
+    const char *tenant; /* the tenant it concerns, or NULL (borrowed) */
+    json_t *data;       /* a reference of the note's owner; NULL: {} */
+} ll_event_note;
+
+/* Drops the data references of n notes (notes itself is the caller's). */
+void ll_event_notes_clear(ll_event_note *notes, size_t n);
+
 /* One step of the engine or a control action (ll_registry_rollout_step):
  * borrows everything.  A string field named in set or wave_set but NULL
  * stores NULL. */
@@ -276,10 +289,8 @@ typedef struct ll_rollout_step {
     size_t ntenants;
     const ll_names *tier_versions; /* tiers that run tier_version from now on */
     const char *tier_version;
-    /* [{"type", "tenant"?, "data"}] (borrowed; may be NULL): events are
-     * stored and sent to webhooks as JSON; "rollout" and "at" are added to
-     * each data. */
-    const json_t *events;
+    const ll_event_note *events; /* stored with the step (borrowed); NULL: none */
+    size_t nevents;
 } ll_rollout_step;
 
 #endif
