@@ -4,7 +4,8 @@
  * environments off pooled-envs/kustomization.yaml and their chart versions
  * off their files, keeps a template that breaks the policy (unusable) and
  * leaves out those that do not render; find, is_pool, pool_version, the
- * model name table and the reference count. */
+ * model name table and the reference count; and the JSON the core builds
+ * from the records (tier views, the /readyz tiers check). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,8 @@
 #include "landlord/embedded.h"
 #include "landlord/error.h"
 #include "landlord/tiers.h"
+
+#include "core/core_int.h"
 
 #define ROOT "app/prod"
 
@@ -286,6 +289,94 @@ static void test_order_index_and_refs(void **state)
     ll_tier_catalogue_unref(cat);
 }
 
+/* The edge where the records become the API's JSON (core/tier_views.c):
+ * a tier's view holds the catalogue's fields in the order the API always
+ * gave them, then the registry's facts; /readyz's tiers check lists the
+ * violations. */
+static void test_views_and_health(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {
+        "name",    "template_path", "template",      "deployment_model",
+        "pools",   "policy",        "locked_values", "description",
+        "tenants", "etag",          "version"};
+    json_t *files = seed_files();
+    char path[200];
+    ll_tier_count counts[] = {{"basic", 3}};
+    ll_tier_note notes[] = {{"basic", "Shared"}};
+    ll_tier_version versions[] = {{"basic", "1.2.0"}};
+    ll_tier_facts facts = {counts, 1, notes, 1, versions, 1};
+
+    put(files, ROOT "/pooled-envs/kustomization.yaml", KUSTOMIZATION);
+    ll_tier_catalogue *cat = ll_tiers_build(files, ROOT, NULL);
+    json_decref(files);
+    json_t *health = ll_core_tiers_health(cat);
+    assert_string_equal(json_string_value(json_object_get(health, "status")), "ok");
+    assert_null(json_object_get(health, "violations"));
+    json_decref(health);
+
+    json_t *v = ll_core_tier_view(ll_tiers_find(cat, "basic"), &facts, 1), *x;
+    const char *key;
+    size_t i = 0;
+    json_object_foreach(v, key, x)
+    {
+        assert_true(i < sizeof(keys) / sizeof(keys[0]));
+        assert_string_equal(key, keys[i++]);
+    }
+    assert_int_equal(i, sizeof(keys) / sizeof(keys[0]));
+    ll_tier_template_path(path, sizeof(path), ROOT, "basic");
+    assert_string_equal(json_string_value(json_object_get(v, "template_path")), path);
+    assert_string_equal(json_string_value(json_object_get(v, "deployment_model")), "pooled");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(v, "pools"), 0)),
+                        "pool-1");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(v, "policy"), "status")),
+                        "ok");
+    assert_int_equal(json_object_size(json_object_get(v, "policy")), 1);
+    assert_true(json_array_size(json_object_get(v, "locked_values")) > 0);
+    assert_string_equal(json_string_value(json_object_get(v, "description")), "Shared");
+    assert_int_equal(json_integer_value(json_object_get(v, "tenants")), 3);
+    assert_string_equal(json_string_value(json_object_get(v, "version")), "1.2.0");
+    char *etag = strdup(json_string_value(json_object_get(v, "etag")));
+    json_decref(v);
+
+    /* Without facts: no description, no tenants, no version, another etag;
+     * and no template unless asked. */
+    v = ll_core_tier_view(ll_tiers_find(cat, "basic"), NULL, 0);
+    assert_null(json_object_get(v, "template"));
+    assert_string_equal(json_string_value(json_object_get(v, "description")), "");
+    assert_int_equal(json_integer_value(json_object_get(v, "tenants")), 0);
+    assert_true(json_is_null(json_object_get(v, "version")));
+    assert_string_not_equal(json_string_value(json_object_get(v, "etag")), etag);
+    free(etag);
+    json_decref(v);
+    ll_tier_catalogue_unref(cat);
+
+    /* A violated tier: its policy in the view, and /readyz fails. */
+    files = json_object();
+    ll_tier_template_path(path, sizeof(path), ROOT, "rbac");
+    put(files, path, RBAC);
+    cat = ll_tiers_build(files, ROOT, NULL);
+    json_decref(files);
+    v = ll_core_tier_view(ll_tiers_find(cat, "rbac"), NULL, 0);
+    json_t *policy = json_object_get(v, "policy");
+    assert_string_equal(json_string_value(json_object_get(policy, "status")), "violated");
+    assert_string_equal(json_string_value(json_object_get(policy, "rule")), "cluster-rbac");
+    assert_non_null(json_string_value(json_object_get(policy, "error")));
+    assert_string_equal(json_string_value(json_object_get(v, "deployment_model")), "custom");
+    json_decref(v);
+    health = ll_core_tiers_health(cat);
+    assert_string_equal(json_string_value(json_object_get(health, "status")), "failed");
+    x = json_array_get(json_object_get(health, "violations"), 0);
+    assert_string_equal(json_string_value(json_object_get(x, "tier")), "rbac");
+    assert_string_equal(json_string_value(json_object_get(x, "rule")), "cluster-rbac");
+    assert_non_null(json_string_value(json_object_get(x, "error")));
+    json_decref(health);
+    ll_tier_catalogue_unref(cat);
+    health = ll_core_tiers_health(NULL);
+    assert_string_equal(json_string_value(json_object_get(health, "status")), "ok");
+    json_decref(health);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_build_pools_of_the_policy),
         cmocka_unit_test(test_model_names),
         cmocka_unit_test(test_order_index_and_refs),
+        cmocka_unit_test(test_views_and_health),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
