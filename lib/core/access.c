@@ -410,15 +410,12 @@ static void current_etag(char out[LL_ETAG_MAX], ll_core *c, ll_registry *r, cons
 {
     ll_tier_catalogue *tiers = ll_gitops_tiers(c->git);
     const ll_tier *t = ll_tiers_find(tiers, name);
-    ll_tier_facts facts = {0};
-    json_t *view;
+    ll_tier_note *notes = NULL;
+    size_t n = 0;
     out[0] = '\0';
-    if (t && ll_registry_tier_info(&facts.notes, &facts.n_notes, r) == 0) {
-        view = ll_core_tier_view(t, &facts, 0);
-        snprintf(out, LL_ETAG_MAX, "%s", json_string_value(json_object_get(view, "etag")));
-        json_decref(view);
-    }
-    ll_tier_facts_clear(&facts);
+    if (t && ll_registry_tier_info(&notes, &n, r) == 0)
+        ll_core_tier_etag(out, t, ll_tier_note_of(notes, n, name));
+    ll_registry_tier_notes_free(notes, n);
     ll_tier_catalogue_unref(tiers);
 }
 

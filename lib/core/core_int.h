@@ -80,6 +80,10 @@ typedef struct ll_tier_facts {
 /* Frees the arrays of f (f itself is the caller's); f is empty after. */
 void ll_tier_facts_clear(ll_tier_facts *f);
 
+/* The ETag of tier (borrowed) with its description (NULL: "") into out:
+ * over the template and the description, what a tier PUT changes. */
+void ll_core_tier_etag(char out[LL_ETAG_MAX], const ll_tier *tier, const char *description);
+
 /* A catalogue tier (borrowed) as the API shows it: its records with the
  * tenant count, description and version facts (borrowed; NULL: none) hold
  * for it, and its etag; template only when asked.  A new reference. */

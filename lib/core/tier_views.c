@@ -56,6 +56,12 @@ static json_t *policy_json(const ll_tier_verdict *p)
                      "error", p->error ? p->error : "");
 }
 
+void ll_core_tier_etag(char out[LL_ETAG_MAX], const ll_tier *tier, const char *description)
+{
+    const char *parts[] = {tier->template_text, description ? description : ""};
+    ll_etag_of(out, parts, 2);
+}
+
 json_t *ll_core_tier_view(const ll_tier *tier, const ll_tier_facts *facts, int with_template)
 {
     static const ll_tier_facts none = {0};
@@ -63,7 +69,6 @@ json_t *ll_core_tier_view(const ll_tier *tier, const ll_tier_facts *facts, int w
     const char *desc = ll_tier_note_of(f->notes, f->n_notes, tier->name);
     const char *version = ll_tier_version_of(f->versions, f->n_versions, tier->name);
     char etag[LL_ETAG_MAX];
-    const char *parts[] = {tier->template_text, desc ? desc : ""};
     json_t *v = json_pack("{s:s, s:s}", "name", tier->name, "template_path", tier->template_path);
 
     if (with_template)
@@ -72,7 +77,7 @@ json_t *ll_core_tier_view(const ll_tier *tier, const ll_tier_facts *facts, int w
     json_object_set_new(v, "pools", names_json(tier->pools, tier->n_pools));
     json_object_set_new(v, "policy", policy_json(&tier->policy));
     json_object_set_new(v, "locked_values", json_deep_copy(tier->locked_values));
-    ll_etag_of(etag, parts, 2);
+    ll_core_tier_etag(etag, tier, desc);
     json_object_set_new(v, "description", json_string(desc ? desc : ""));
     json_object_set_new(v, "tenants",
                         json_integer(ll_tier_count_of(f->counts, f->n_counts, tier->name)));
