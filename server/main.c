@@ -239,7 +239,8 @@ static int cmd_import(int argc, char **argv)
 {
     ll_config cfg;
     ll_core *core = NULL;
-    json_t *counts = NULL;
+    ll_tier_count *counts = NULL;
+    size_t n_counts = 0;
     ll_registry *r;
     int status = 1;
 
@@ -269,27 +270,22 @@ static int cmd_import(int argc, char **argv)
         fail("cannot import");
         goto done;
     }
-    if (!(r = ll_core_registry(core)) || ll_registry_tenant_counts(&counts, r) < 0) {
+    if (!(r = ll_core_registry(core)) || ll_registry_tenant_counts(&counts, &n_counts, r) < 0) {
         fail("cannot read the registry");
         goto done;
     }
     {
-        const char *tier;
-        json_t *n;
         long long total = 0;
-        json_object_foreach(counts, tier, n) total += json_integer_value(n);
+        for (size_t i = 0; i < n_counts; i++)
+            total += counts[i].count;
         printf("landlord: imported %lld tenants (", total);
-        int first = 1;
-        json_object_foreach(counts, tier, n)
-        {
-            printf("%s%s: %lld", first ? "" : ", ", tier, (long long)json_integer_value(n));
-            first = 0;
-        }
+        for (size_t i = 0; i < n_counts; i++)
+            printf("%s%s: %lld", i ? ", " : "", counts[i].tier, counts[i].count);
         printf(") from %s into %s\n", ll_core_git_url(core), cfg.data);
     }
     status = 0;
 done:
-    json_decref(counts);
+    ll_registry_tier_counts_free(counts, n_counts);
     ll_core_free(core);
     libssh2_exit();
     git_libgit2_shutdown();

@@ -319,15 +319,16 @@ static int check_tier_name(const char *name)
  * objects for a sample tenant, and it meets the tier policy (kinds,
  * namespaces, core YAML: 422 tier-policy naming the rule).  *out_model is
  * the deployment model the catalogue will read off it. */
-static int check_template(char *out_model, size_t cap, ll_core *c, const json_t *tmpl,
+static int check_template(ll_deployment_model *out_model, ll_core *c, const json_t *tmpl,
                           const char *name)
 {
     const char *text = json_string_value(tmpl), *root = c->cfg.git_root;
     size_t len = json_string_length(tmpl);
     char *rendered = NULL, path[512];
     size_t rlen = 0;
-    json_t *files, *cat, *current, *locked = NULL;
-    const json_t *tier;
+    json_t *files, *locked = NULL;
+    ll_tier_catalogue *cat, *current;
+    const ll_tier *tier;
     int error;
 
     if (!text)
@@ -358,11 +359,10 @@ static int check_template(char *out_model, size_t cap, ll_core *c, const json_t 
     free(rendered);
     /* The pools a HelmRelease may target: those of the repository now. */
     current = ll_gitops_tiers(c->git);
-    ll_tier_policy policy = {c->cfg.tier_kinds, c->cfg.flux_namespace,
-                             json_object_get(current, "pools")};
+    ll_tier_policy policy = ll_tiers_policy(current, c->cfg.tier_kinds, c->cfg.flux_namespace);
     if ((error = ll_template_check_policy(NULL, text, len, &policy)) < 0 ||
-        (error = ll_template_locked_values(&locked, text, len, policy.pools)) < 0) {
-        json_decref(current);
+        (error = ll_template_locked_values(&locked, text, len, policy.pools, policy.n_pools)) < 0) {
+        ll_tier_catalogue_unref(current);
         ll_error_field("template");
         return error;
     }
@@ -371,16 +371,18 @@ static int check_template(char *out_model, size_t cap, ll_core *c, const json_t 
     files = json_object();
     json_object_set_new(files, path, json_stringn(text, len));
     cat = ll_tiers_build(files, root, &policy);
-    json_decref(current);
+    ll_tier_catalogue_unref(current);
     json_decref(files);
+    if (!cat)
+        return -1;
     if (!(tier = ll_tiers_find(cat, name))) {
-        json_decref(cat);
+        ll_tier_catalogue_unref(cat);
         ll_core_field_error("template", "template does not render for a sample tenant");
         ll_error_kind("render-failed");
         return LL_EINVALID;
     }
-    snprintf(out_model, cap, "%s", json_string_value(json_object_get(tier, "deployment_model")));
-    json_decref(cat);
+    *out_model = tier->model;
+    ll_tier_catalogue_unref(cat);
     return 0;
 }
 
@@ -406,16 +408,15 @@ static int check_description(const json_t *v)
 /* The tier's current version, for If-Match; "" when it does not exist. */
 static void current_etag(char out[LL_ETAG_MAX], ll_core *c, ll_registry *r, const char *name)
 {
-    json_t *tiers = ll_gitops_tiers(c->git), *info = NULL, *view;
-    const json_t *t = ll_tiers_find(tiers, name);
+    ll_tier_catalogue *tiers = ll_gitops_tiers(c->git);
+    const ll_tier *t = ll_tiers_find(tiers, name);
+    ll_tier_note *notes = NULL;
+    size_t n = 0;
     out[0] = '\0';
-    if (t && ll_registry_tier_info(&info, r) == 0) {
-        view = ll_core_tier_view(t, NULL, info, NULL, 0);
-        snprintf(out, LL_ETAG_MAX, "%s", json_string_value(json_object_get(view, "etag")));
-        json_decref(view);
-    }
-    json_decref(info);
-    json_decref(tiers);
+    if (t && ll_registry_tier_info(&notes, &n, r) == 0)
+        ll_core_tier_etag(out, t, ll_tier_note_of(notes, n, name));
+    ll_registry_tier_notes_free(notes, n);
+    ll_tier_catalogue_unref(tiers);
 }
 
 static int preconditions(const char *etag, const char *if_match, const char *if_none_match,
@@ -443,7 +444,9 @@ int ll_tier_put(long long *out_op, int *out_created, ll_core *c, const char *nam
 {
     ll_registry *r = ll_core_registry(c);
     const json_t *tmpl, *desc, *model;
-    char derived[32], etag[LL_ETAG_MAX], *payload = NULL;
+    char etag[LL_ETAG_MAX], *payload = NULL;
+    const char *derived;
+    ll_deployment_model model_read = LL_MODEL_CUSTOM;
     ll_author_buf author_buf;
     ll_registry_author author = ll_core_author(c, &author_buf);
     const char *key;
@@ -478,8 +481,9 @@ int ll_tier_put(long long *out_op, int *out_created, ll_core *c, const char *nam
         return error;
     if (model && !json_is_string(model))
         return ll_core_field_error("deployment_model", "deployment_model must be a string");
-    if ((error = check_template(derived, sizeof(derived), c, tmpl, name)) < 0)
+    if ((error = check_template(&model_read, c, tmpl, name)) < 0)
         return error;
+    derived = ll_deployment_model_name(model_read);
     if (model && strcmp(json_string_value(model), derived) != 0) {
         ll_core_field_error("deployment_model",
                             "the template deploys tenants %s, not %.16s (the model is read off "

@@ -71,19 +71,16 @@ static int read_password(char **out, const char *path, const char *setting)
  * (the reference's), else "v2"; the setting wins when given. */
 static const char *helm_version(ll_core *c)
 {
-    json_t *cat = ll_gitops_tiers(c->git);
-    const char *name, *version = "v2";
-    json_t *tier;
+    ll_tier_catalogue *cat = ll_gitops_tiers(c->git);
+    const char *version = "v2";
     if (c->cfg.flux_helm_version[0])
         version = c->cfg.flux_helm_version;
     else
-        json_object_foreach(json_object_get(cat, "tiers"), name, tier)
-        {
-            const char *t = json_string_value(json_object_get(tier, "template"));
-            if (t && strstr(t, "helm.toolkit.fluxcd.io/v2beta1"))
+        for (size_t i = 0; cat && i < cat->n_tiers; i++) {
+            if (strstr(cat->tiers[i].template_text, "helm.toolkit.fluxcd.io/v2beta1"))
                 version = "v2beta1";
         }
-    json_decref(cat);
+    ll_tier_catalogue_unref(cat);
     return version;
 }
 
@@ -413,9 +410,10 @@ json_t *ll_core_ready(int *ok, ll_core *c)
     json_object_set_new(checks, "storage", storage);
     /* Tier templates in the repository that break the policy: their tenants
      * are not rendered until they are fixed. */
-    json_t *cat = ll_gitops_tiers(c->git), *tiers = ll_tiers_health(cat);
+    ll_tier_catalogue *cat = ll_gitops_tiers(c->git);
+    json_t *tiers = ll_core_tiers_health(cat);
     int tiers_ok = strcmp(json_string_value(json_object_get(tiers, "status")), "ok") == 0;
-    json_decref(cat);
+    ll_tier_catalogue_unref(cat);
     json_object_set_new(checks, "tiers", tiers);
     /* A degraded remote still takes writes (they queue): ready, but say so. */
     *ok = reg_ok;

@@ -69,10 +69,35 @@ void ll_core_answers_free(ll_core *c);
  * process and prunes what is past retention (access.c). */
 void ll_access_start(ll_core *c);
 
-/* A catalogue tier as the API shows it: with its tenant count (counts),
- * description (info: tier_info) and etag; template only when asked. */
-json_t *ll_core_tier_view(const json_t *tier, const json_t *counts, const json_t *info,
-                          const json_t *versions, int with_template);
+/* What the registry knows of the tiers (tier_views.c): tenant counts,
+ * descriptions (tier_info) and the versions rollouts brought them to.
+ * Each array is owned; any may be empty. */
+typedef struct ll_tier_facts {
+    ll_tier_count *counts;
+    size_t n_counts;
+    ll_tier_note *notes;
+    size_t n_notes;
+    ll_tier_version *versions;
+    size_t n_versions;
+} ll_tier_facts;
+
+/* Frees the arrays of f (f itself is the caller's); f is empty after. */
+void ll_tier_facts_clear(ll_tier_facts *f);
+
+/* The ETag of tier (borrowed) with its description (NULL: "") into out:
+ * over the template and the description, what a tier PUT changes. */
+void ll_core_tier_etag(char out[LL_ETAG_MAX], const ll_tier *tier, const char *description);
+
+/* A catalogue tier (borrowed) as the API shows it: its records with the
+ * tenant count, description and version facts (borrowed; NULL: none) hold
+ * for it, and its etag; template only when asked.  A new reference. */
+json_t *ll_core_tier_view(const ll_tier *tier, const ll_tier_facts *facts, int with_template);
+
+/* The tiers check of /readyz for cat (borrowed; NULL: no tiers):
+ * {"status": "ok"}, or {"status": "failed", "violations": [{"tier",
+ * "rule", "error"}]} for the tiers whose templates break the policy.  A
+ * new reference. */
+json_t *ll_core_tiers_health(const ll_tier_catalogue *cat);
 
 /* The commit author of the current request (see context.c); the strings
  * are borrowed from buf or the configuration. */

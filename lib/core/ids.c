@@ -127,7 +127,8 @@ done:
 }
 
 /* 1 when no tenant may own namespace name; why says which rule. */
-static int reserved(const ll_core *c, const json_t *tiers, const char *name, char *why, size_t cap)
+static int reserved(const ll_core *c, const ll_tier_catalogue *tiers, const char *name, char *why,
+                    size_t cap)
 {
     char match[80];
     if (strcmp(name, "default") == 0 || strcmp(name, "flux-system") == 0 ||
@@ -144,7 +145,7 @@ static int reserved(const ll_core *c, const json_t *tiers, const char *name, cha
     return 1;
 }
 
-int ll_ids_check_name(ll_core *c, const json_t *tiers, const char *id)
+int ll_ids_check_name(ll_core *c, const ll_tier_catalogue *tiers, const char *id)
 {
     char why[200];
     if (!reserved(c, tiers, id, why, sizeof(why)))
@@ -155,8 +156,8 @@ int ll_ids_check_name(ll_core *c, const json_t *tiers, const char *id)
 }
 
 /* Checks one namespace tenant id would own (see ids.h). */
-static int check_namespace(ll_core *c, const json_t *tiers, const char *id, const char *name,
-                           const char *field)
+static int check_namespace(ll_core *c, const ll_tier_catalogue *tiers, const char *id,
+                           const char *name, const char *field)
 {
     ll_namespace_owner o;
     char why[700];
@@ -206,26 +207,24 @@ static int check_namespace(ll_core *c, const json_t *tiers, const char *id, cons
     return LL_EINVALID;
 }
 
-int ll_ids_check_namespaces(ll_core *c, const json_t *tiers, const char *id, const char *tier,
-                            const char *release, const char *from_tier, const char *field)
+int ll_ids_check_namespaces(ll_core *c, const ll_tier_catalogue *tiers, const char *id,
+                            const char *tier, const char *release, const char *from_tier,
+                            const char *field)
 {
-    const json_t *t = ll_tiers_find(tiers, tier), *was = NULL, *tmpl;
+    const ll_tier *t = ll_tiers_find(tiers, tier), *was = NULL;
     json_t *now = NULL, *before = NULL, *ns;
     size_t i;
     int error = 0;
 
     if (!t || (from_tier && strcmp(from_tier, tier) == 0))
         return 0; /* an unknown tier is refused by the caller's checks */
-    tmpl = json_object_get(t, "template");
-    if ((error = ll_ids_namespaces(&now, json_string_value(tmpl), json_string_length(tmpl), id,
-                                   tier, release)) < 0)
+    if ((error = ll_ids_namespaces(&now, t->template_text, t->template_len, id, tier, release)) < 0)
         goto done;
     /* What the tenant owns already (its tier may have left the repository,
      * or no longer render: then nothing). */
     if (from_tier && (was = ll_tiers_find(tiers, from_tier))) {
-        tmpl = json_object_get(was, "template");
-        if (ll_ids_namespaces(&before, json_string_value(tmpl), json_string_length(tmpl), id,
-                              from_tier, release) < 0)
+        if (ll_ids_namespaces(&before, was->template_text, was->template_len, id, from_tier,
+                              release) < 0)
             before = NULL;
     }
     json_array_foreach(now, i, ns)

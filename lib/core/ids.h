@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "core_int.h"
+#include "landlord/tiers.h"
 
 /* The namespaces tenant id would own under tier template tmpl (len
  * bytes), rendered with tier and release: every Namespace the rendered
@@ -25,7 +26,7 @@ int ll_ids_namespaces(json_t **out, const char *tmpl, size_t len, const char *id
 /* Onboarding, any tier: refuses an id matching the reserved-namespaces
  * list, the flux-namespace, or a pool environment of catalogue tiers
  * (field "id"). */
-int ll_ids_check_name(ll_core *c, const json_t *tiers, const char *id);
+int ll_ids_check_name(ll_core *c, const ll_tier_catalogue *tiers, const char *id);
 
 /* Onboarding (from_tier NULL) or a move from from_tier to tier: refuses
  * when a namespace the id would own in tier (and did not own in
@@ -37,7 +38,8 @@ int ll_ids_check_name(ll_core *c, const json_t *tiers, const char *id);
  * field names the request field (e.g. "id", "tier").  Without a cluster,
  * or before the cluster's namespaces were ever listed, only the reserved
  * names are checked. */
-int ll_ids_check_namespaces(ll_core *c, const json_t *tiers, const char *id, const char *tier,
-                            const char *release, const char *from_tier, const char *field);
+int ll_ids_check_namespaces(ll_core *c, const ll_tier_catalogue *tiers, const char *id,
+                            const char *tier, const char *release, const char *from_tier,
+                            const char *field);
 
 #endif

@@ -70,7 +70,8 @@ static int check_named(const ll_plan *p, const ll_rollout_candidate *c, const ll
 }
 
 int ll_plan_init(ll_plan *p, const char *version, const ll_rollout_candidate *candidates, size_t n,
-                 const ll_names *scope_tiers, const ll_names *names, const json_t *catalogue)
+                 const ll_names *scope_tiers, const ll_names *names,
+                 const ll_tier_catalogue *catalogue)
 {
     memset(p, 0, sizeof(*p));
     p->version = version;
@@ -200,11 +201,8 @@ static int pool_wave(const ll_plan *p, const char *pool)
 {
     int wave = 0;
     for (size_t m = 0; m < p->scope_tiers->n; m++) {
-        const json_t *tier = ll_tiers_find(p->catalogue, p->scope_tiers->v[m]), *x;
-        size_t i;
-        int serves = 0;
-        json_array_foreach(json_object_get(tier, "pools"), i, x) serves |=
-            json_is_string(x) && strcmp(json_string_value(x), pool) == 0;
+        const ll_tier *tier = ll_tiers_find(p->catalogue, p->scope_tiers->v[m]);
+        int serves = ll_tier_uses_pool(tier, pool);
         for (size_t q = 0; serves && q < p->ntenants; q++) {
             const ll_rollout_tenant *t = &p->tenants[q];
             if (t->state != LL_RT_SKIPPED && t->tier &&
@@ -233,17 +231,14 @@ static int add_pool(ll_plan *p, const char *name, const char *from)
 /* The pools of the scope's tiers that move, each once. */
 static int plan_pools(ll_plan *p)
 {
-    const json_t *versions = json_object_get(p->catalogue, "pool_versions"), *x;
     ll_names seen = {0};
     int error = 0;
 
     for (size_t i = 0; i < p->scope_tiers->n && error >= 0; i++) {
-        const json_t *tier = ll_tiers_find(p->catalogue, p->scope_tiers->v[i]);
-        size_t k;
-        json_array_foreach(json_object_get(tier, "pools"), k, x)
-        {
-            const char *name = json_string_value(x);
-            const char *from = name ? json_string_value(json_object_get(versions, name)) : NULL;
+        const ll_tier *tier = ll_tiers_find(p->catalogue, p->scope_tiers->v[i]);
+        for (size_t k = 0; tier && k < tier->n_pools; k++) {
+            const char *name = tier->pools[k];
+            const char *from = ll_tiers_pool_version(p->catalogue, name);
             if (!name || ll_names_has(&seen, name) || !ll_tiers_is_pool(p->catalogue, name) ||
                 !from || strcmp(from, p->version) == 0 || ll_validate_label(name, 63, "pool") < 0)
                 continue;

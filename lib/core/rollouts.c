@@ -179,7 +179,7 @@ static int parse_version(create_req *q, const json_t *body, ll_registry *r)
     return 0;
 }
 
-static int parse_scope(create_req *q, const json_t *body, const json_t *catalogue)
+static int parse_scope(create_req *q, const json_t *body, const ll_tier_catalogue *catalogue)
 {
     const json_t *tiers = json_object_get(body, "tiers"), *names = json_object_get(body, "tenants");
     int error;
@@ -202,7 +202,8 @@ static int parse_scope(create_req *q, const json_t *body, const json_t *catalogu
 }
 
 /* The body of a create request, checked, into q. */
-static int parse_create(create_req *q, const json_t *body, ll_registry *r, const json_t *catalogue)
+static int parse_create(create_req *q, const json_t *body, ll_registry *r,
+                        const ll_tier_catalogue *catalogue)
 {
     static const char *const create_keys[] = {
         "version", "tiers", "tenants", "waves", "on_failure", "wave_timeout_seconds", NULL};
@@ -230,7 +231,7 @@ static int parse_create(create_req *q, const json_t *body, ll_registry *r, const
 /* Plans the waves of q (by default one of every tenant) over the
  * candidates. */
 static int plan(ll_plan *p, const create_req *q, const ll_rollout_candidate *candidates, size_t n,
-                const json_t *catalogue)
+                const ll_tier_catalogue *catalogue)
 {
     const ll_names *tiers = q->scope.kind == LL_SELECT_TIERS ? &q->scope.names : NULL;
     int error = ll_plan_init(p, q->version, candidates, n, tiers, tiers ? NULL : &q->scope.names,
@@ -292,7 +293,7 @@ static int answer(json_t **out, ll_registry *r, long long id)
 int ll_rollout_create(json_t **out, ll_core *c, const json_t *body)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *catalogue = ll_gitops_tiers(c->git);
+    ll_tier_catalogue *catalogue = ll_gitops_tiers(c->git);
     create_req q = {.timeout = c->cfg.rollout_wave_timeout};
     ll_rollout_candidate *candidates = NULL;
     size_t n = 0;
@@ -324,7 +325,7 @@ int ll_rollout_create(json_t **out, ll_core *c, const json_t *body)
     ll_rollouts_notify(ll_core_rollouts(c));
     error = answer(out, r, id);
 done:
-    json_decref(catalogue);
+    ll_tier_catalogue_unref(catalogue);
     ll_selector_clear(&q.scope);
     ll_rollout_candidates_free(candidates, n);
     ll_plan_clear(&p);

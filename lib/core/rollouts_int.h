@@ -6,14 +6,15 @@
 #include <jansson.h>
 
 #include "landlord/rollout_records.h"
+#include "landlord/tiers.h"
 
 /* A rollout being planned: every tenant it concerns (skipped, or a target
  * in a wave once planned), its waves and its pools. */
 typedef struct ll_plan {
-    const char *version;         /* borrowed */
-    const json_t *catalogue;     /* the tiers (borrowed) */
-    const ll_names *scope_tiers; /* NULL for a scope of tenants (borrowed) */
-    ll_rollout_tenant *tenants;  /* wave 0 until a wave takes it */
+    const char *version;                /* borrowed */
+    const ll_tier_catalogue *catalogue; /* the tiers (borrowed) */
+    const ll_names *scope_tiers;        /* NULL for a scope of tenants (borrowed) */
+    ll_rollout_tenant *tenants;         /* wave 0 until a wave takes it */
     size_t ntenants;
     size_t targets;           /* tenants not skipped */
     size_t assigned;          /* targets in a wave */
@@ -30,7 +31,8 @@ typedef struct ll_plan {
  * (names, borrowed), each must be a candidate and active (LL_EINVALID on
  * field "tenants").  Clear p with ll_plan_clear whatever it returns. */
 int ll_plan_init(ll_plan *p, const char *version, const ll_rollout_candidate *candidates, size_t n,
-                 const ll_names *scope_tiers, const ll_names *names, const json_t *catalogue);
+                 const ll_names *scope_tiers, const ll_names *names,
+                 const ll_tier_catalogue *catalogue);
 
 /* Plans the next wave (req: its selector and soak_seconds, read): tiers
  * (each in the catalogue and the scope) take their unassigned targets;

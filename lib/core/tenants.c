@@ -125,10 +125,10 @@ static int check_fields(const json_t *body, const char *const *allowed, const ch
 /* Checks a desired state completely, including a trial render of the tier's
  * template: a tenant whose objects would be invalid is refused now, before
  * anything is stored. */
-static int check_desired(const json_t *tiers, const char *id, const char *tier, const char *release,
-                         const json_t *values)
+static int check_desired(const ll_tier_catalogue *tiers, const char *id, const char *tier,
+                         const char *release, const json_t *values)
 {
-    const json_t *tier_obj, *tmpl;
+    const ll_tier *tier_obj;
     char *rendered = NULL;
     size_t rlen;
     int error;
@@ -148,10 +148,9 @@ static int check_desired(const json_t *tiers, const char *id, const char *tier, 
     /* Nor may values set what the template derives from who the tenant is. */
     if (values && (error = ll_tiers_check_values(tier_obj, values)) < 0)
         return error;
-    tmpl = json_object_get(tier_obj, "template");
     ll_render_input in = {id, tier, release, NULL, values};
-    if ((error = ll_template_render(&rendered, &rlen, json_string_value(tmpl),
-                                    json_string_length(tmpl), &in)) < 0) {
+    if ((error = ll_template_render(&rendered, &rlen, tier_obj->template_text,
+                                    tier_obj->template_len, &in)) < 0) {
         ll_error_kind("render-failed");
         return error;
     }
@@ -165,7 +164,7 @@ static const char *const onboard_strings[] = {"id", "tier", "release", NULL};
 int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, const json_t *body)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *tiers = ll_gitops_tiers(c->git);
+    ll_tier_catalogue *tiers = ll_gitops_tiers(c->git);
     ll_tenant_record existing = {0};
     const json_t *values;
     const char *id, *tier, *release;
@@ -215,7 +214,7 @@ int ll_tenant_onboard(long long *out_op, json_t **out_existing, ll_core *c, cons
     *out_op = op;
 done:
     ll_tenant_record_clear(&existing);
-    json_decref(tiers);
+    ll_tier_catalogue_unref(tiers);
     return error;
 }
 
@@ -237,7 +236,7 @@ int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t
                      const char *if_match)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *tiers = ll_gitops_tiers(c->git);
+    ll_tier_catalogue *tiers = ll_gitops_tiers(c->git);
     ll_tenant_record current = {0};
     const json_t *values;
     const char *tier, *release;
@@ -304,7 +303,7 @@ int ll_tenant_update(long long *out_op, ll_core *c, const char *id, const json_t
     *out_op = op;
 done:
     ll_tenant_record_clear(&current);
-    json_decref(tiers);
+    ll_tier_catalogue_unref(tiers);
     return error;
 }
 

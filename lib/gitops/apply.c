@@ -123,25 +123,23 @@ static void tenant_location(char *path, size_t cap, char *dir, size_t dir_cap,
 static int check_tier_template(const ll_apply_ctx *ctx, const char *tier, const char *tmpl,
                                size_t len, const json_t *values, ll_op_failure *why)
 {
-    const json_t *cat = ctx->tiers;
+    const ll_tier_catalogue *cat = ctx->tiers;
     json_t *locked = NULL;
-    const json_t *known = ll_tiers_find(cat, tier);
-    const json_t *text = json_object_get(known, "template");
+    const ll_tier *known = ll_tiers_find(cat, tier);
     char msg[LL_ERROR_MSG_MAX];
     const char *rule = NULL;
     int error;
 
     *why = LL_OP_FAILURE_CONFLICT;
-    if (text && json_string_length(text) == len &&
-        memcmp(json_string_value(text), tmpl, len) == 0) {
+    if (known && known->template_len == len && memcmp(known->template_text, tmpl, len) == 0) {
         if ((error = ll_tiers_usable(known)) == 0 &&
             (error = ll_tiers_check_values(known, values)) < 0)
             *why = LL_OP_FAILURE_RENDER;
         return error;
     }
-    ll_tier_policy policy = {ctx->tier_kinds, ctx->flux_namespace, json_object_get(cat, "pools")};
+    ll_tier_policy policy = ll_tiers_policy(cat, ctx->tier_kinds, ctx->flux_namespace);
     if ((error = ll_template_check_policy(&rule, tmpl, len, &policy)) < 0 ||
-        (error = ll_template_locked_values(&locked, tmpl, len, policy.pools)) < 0) {
+        (error = ll_template_locked_values(&locked, tmpl, len, policy.pools, policy.n_pools)) < 0) {
         snprintf(msg, sizeof(msg), "%s", ll_error_last()->message);
         error = ll_error_set(LL_ECONFLICT,
                              "tier '%s' breaks the tier policy (%s), so its tenants are not "

@@ -10,16 +10,17 @@
 #include <jansson.h>
 
 #include "landlord/operation.h"
+#include "landlord/tiers.h"
 #include "landlord/util.h"
 #include "overlay.h"
 
 /* What applying needs besides the overlay; all borrowed. */
 typedef struct ll_apply_ctx {
-    const char *root;           /* the GitOps root folder, e.g. "application-plane/production" */
-    int sharded;                /* new tenant files go to shard folders */
-    const json_t *tiers;        /* the tier catalogue (tiers.h), or NULL */
-    const char *tier_kinds;     /* the tier policy's kinds, "" for the default */
-    const char *flux_namespace; /* where templates put HelmReleases, "" for the default */
+    const char *root; /* the GitOps root folder, e.g. "application-plane/production" */
+    int sharded;      /* new tenant files go to shard folders */
+    const ll_tier_catalogue *tiers; /* the tier catalogue (tiers.h), or NULL */
+    const char *tier_kinds;         /* the tier policy's kinds, "" for the default */
+    const char *flux_namespace;     /* where templates put HelmReleases, "" for the default */
 } ll_apply_ctx;
 
 /* An entry an operation needs in (add) or out of a kustomization's

@@ -298,7 +298,8 @@ static int drop_broken(const ll_operation **work, size_t *n_work, ll_op_results 
 static int build(batch *b, ll_gitops *g, const ll_operation **work, size_t *n_work,
                  ll_op_results *kfailed)
 {
-    json_t *tiers = ll_gitops_tiers(g), *broken = NULL;
+    ll_tier_catalogue *tiers = ll_gitops_tiers(g);
+    json_t *broken = NULL;
     ll_apply_ctx ctx = {g->root, g->sharded, tiers, g->tier_kinds, g->flux_namespace};
     int error;
 
@@ -317,7 +318,7 @@ static int build(batch *b, ll_gitops *g, const ll_operation **work, size_t *n_wo
     }
     batch_free(b);
 done:
-    json_decref(tiers);
+    ll_tier_catalogue_unref(tiers);
     return error;
 }
 

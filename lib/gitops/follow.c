@@ -8,7 +8,8 @@
  * immutable snapshot (ll_gitops_tiers).
  *
  * Threads.  Following runs on the thread that owns the repository; the
- * snapshot is swapped under g->lock and handed out as a new reference.
+ * snapshot (typed records, tiers.h) is swapped under g->lock and handed
+ * out as a new reference (ll_tier_catalogue_ref).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -22,9 +23,10 @@
 #include "landlord/tiers.h"
 #include "overlay.h"
 
-static json_t *read_tiers(ll_gitops *g, git_commit *commit)
+static ll_tier_catalogue *read_tiers(ll_gitops *g, git_commit *commit)
 {
-    json_t *files = json_object(), *cat;
+    json_t *files = json_object();
+    ll_tier_catalogue *cat;
     git_tree *tree = NULL, *dir = NULL;
     git_tree_entry *entry = NULL;
     ll_overlay ov = {0};
@@ -71,7 +73,7 @@ static json_t *read_tiers(ll_gitops *g, git_commit *commit)
         }
         free(text);
     }
-    ll_tier_policy policy = {g->tier_kinds, g->flux_namespace, NULL};
+    ll_tier_policy policy = {g->tier_kinds, g->flux_namespace, NULL, 0};
     cat = ll_tiers_build(files, g->root, &policy);
     json_decref(files);
     git_tree_free(dir);
@@ -82,12 +84,15 @@ static json_t *read_tiers(ll_gitops *g, git_commit *commit)
 
 void gitops_publish_tiers(ll_gitops *g, git_commit *head)
 {
-    json_t *cat = read_tiers(g, head), *old;
+    ll_tier_catalogue *cat = read_tiers(g, head), *old;
+    /* Out of memory: the old catalogue stays. */
+    if (!cat)
+        return;
     pthread_mutex_lock(&g->lock);
     old = g->tiers;
     g->tiers = cat;
     pthread_mutex_unlock(&g->lock);
-    json_decref(old);
+    ll_tier_catalogue_unref(old);
 }
 
 /* Makes the registry and the tier catalogue follow the remote head, when it
@@ -119,11 +124,11 @@ int gitops_follow_head(ll_gitops *g)
     return error;
 }
 
-json_t *ll_gitops_tiers(ll_gitops *g)
+ll_tier_catalogue *ll_gitops_tiers(ll_gitops *g)
 {
-    json_t *t;
+    ll_tier_catalogue *t;
     pthread_mutex_lock(&g->lock);
-    t = json_incref(g->tiers);
+    t = ll_tier_catalogue_ref(g->tiers);
     pthread_mutex_unlock(&g->lock);
     return t;
 }

@@ -347,7 +347,7 @@ void ll_gitops_free(ll_gitops *g)
     ll_gitops_stop(g);
     ll_registry_close(g->reg);
     git_repository_free(g->repo);
-    json_decref(g->tiers);
+    ll_tier_catalogue_unref(g->tiers);
     json_decref(g->status);
     free(g->workdir);
     free(g->url);

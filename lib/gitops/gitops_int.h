@@ -69,8 +69,8 @@ struct ll_gitops {
     int reopen_clone, git_missing; /* reopen_clone under lock; git_missing packer only */
     unsigned long long arrivals;   /* ll_gitops_notify calls: work stored */
     unsigned long long generation;
-    json_t *tiers;  /* immutable snapshot */
-    json_t *status; /* immutable snapshot */
+    ll_tier_catalogue *tiers; /* immutable snapshot; one reference */
+    json_t *status;           /* immutable snapshot */
     /* Push latency: counts per bucket of push_bounds_ms (last: above). */
     long long push_buckets[LL_PUSH_BUCKETS + 1], push_count, push_sum_ms;
 };

@@ -319,26 +319,43 @@ int ll_registry_tenant_list(ll_tenant_record **out_items, size_t *out_count, cha
     return 0;
 }
 
-static int count_row(sqlite3_stmt *st, void *payload)
+static int tier_count_from_row(void *item, sqlite3_stmt *st)
 {
-    json_object_set_new(payload, (const char *)sqlite3_column_text(st, 0),
-                        json_integer(sqlite3_column_int64(st, 1)));
+    ll_tier_count *c = item;
+    int oom = 0;
+    c->tier = reg_dup_col(st, 0, &oom);
+    c->count = sqlite3_column_int64(st, 1);
+    return oom ? -1 : 0;
+}
+
+static void tier_count_clear(void *item)
+{
+    free(((ll_tier_count *)item)->tier);
+}
+
+void ll_registry_tier_counts_free(ll_tier_count *v, size_t n)
+{
+    reg_records_free(v, n, sizeof(*v), tier_count_clear);
+}
+
+long long ll_tier_count_of(const ll_tier_count *v, size_t n, const char *tier)
+{
+    for (size_t i = 0; tier && i < n; i++) {
+        if (v[i].tier && strcmp(v[i].tier, tier) == 0)
+            return v[i].count;
+    }
     return 0;
 }
 
-int ll_registry_tenant_counts(json_t **out, ll_registry *r)
+int ll_registry_tenant_counts(ll_tier_count **out, size_t *out_n, ll_registry *r)
 {
-    json_t *counts = json_object();
-    int error = reg_rows(r, "count tenants", count_row, counts,
+    reg_records l = {
+        .size = sizeof(ll_tier_count), .from_row = tier_count_from_row, .clear = tier_count_clear};
+    int error = reg_rows(r, "count tenants", reg_collect, &l,
                          "SELECT tier, count(*) FROM tenants WHERE lifecycle != 'offboarded' "
                          "GROUP BY tier",
                          NULL);
-    if (error < 0) {
-        json_decref(counts);
-        return error;
-    }
-    *out = counts;
-    return 0;
+    return reg_records_finish((void **)out, out_n, &l, error);
 }
 
 /* --- tenants: writes inside the caller's transaction ---------------------------- */

@@ -533,28 +533,43 @@ done:
     return reg_commit(r);
 }
 
-int ll_registry_tier_info(json_t **out, ll_registry *r)
+static int tier_note_from_row(void *item, sqlite3_stmt *st)
 {
-    sqlite3_stmt *st = NULL;
-    json_t *info = json_object();
-    int error, rc;
+    ll_tier_note *t = item;
+    int oom = 0;
+    t->name = reg_dup_col(st, 0, &oom);
+    t->description = reg_dup_col(st, 1, &oom);
+    return oom ? -1 : 0;
+}
 
-    if ((error = reg_prepare(&st, r, "SELECT name, description FROM tier_info")) < 0)
-        goto done;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_object_set_new(info, (const char *)sqlite3_column_text(st, 0), reg_col_text(st, 1));
-    if (rc != SQLITE_DONE) {
-        error = reg_db_error(r, "read tier descriptions");
-        goto done;
+static void tier_note_clear(void *item)
+{
+    ll_tier_note *t = item;
+    free(t->name);
+    free(t->description);
+}
+
+void ll_registry_tier_notes_free(ll_tier_note *v, size_t n)
+{
+    reg_records_free(v, n, sizeof(*v), tier_note_clear);
+}
+
+const char *ll_tier_note_of(const ll_tier_note *v, size_t n, const char *tier)
+{
+    for (size_t i = 0; tier && i < n; i++) {
+        if (v[i].name && strcmp(v[i].name, tier) == 0)
+            return v[i].description;
     }
-done:
-    reg_finalize(r, st);
-    if (error < 0) {
-        json_decref(info);
-        return error;
-    }
-    *out = info;
-    return 0;
+    return NULL;
+}
+
+int ll_registry_tier_info(ll_tier_note **out, size_t *out_n, ll_registry *r)
+{
+    reg_records l = {
+        .size = sizeof(ll_tier_note), .from_row = tier_note_from_row, .clear = tier_note_clear};
+    int error = reg_rows(r, "read tier descriptions", reg_collect, &l,
+                         "SELECT name, description FROM tier_info", NULL);
+    return reg_records_finish((void **)out, out_n, &l, error);
 }
 
 int reg_tier_finish(ll_registry *r, const ll_operation *op, const char *now)

@@ -549,23 +549,42 @@ int ll_registry_rollouts_using(long long *out, ll_registry *r, const char *versi
     return error < 0 ? error : 0;
 }
 
-static int tier_version_pair(sqlite3_stmt *st, void *payload)
+static int tier_version_from_row(void *item, sqlite3_stmt *st)
 {
-    json_object_set_new(payload, (const char *)sqlite3_column_text(st, 0),
-                        json_string((const char *)sqlite3_column_text(st, 1)));
-    return 0;
+    ll_tier_version *t = item;
+    int oom = 0;
+    t->tier = reg_dup_col(st, 0, &oom);
+    t->version = reg_dup_col(st, 1, &oom);
+    return oom ? -1 : 0;
 }
 
-int ll_registry_tier_versions(json_t **out, ll_registry *r)
+static void tier_version_clear(void *item)
 {
-    json_t *map = json_object();
-    int error =
-        rr_each(r, "SELECT tier, version FROM tier_versions", NULL, 0, tier_version_pair, map);
-    *out = NULL;
-    if (error < 0) {
-        json_decref(map);
-        return error;
+    ll_tier_version *t = item;
+    free(t->tier);
+    free(t->version);
+}
+
+void ll_registry_tier_versions_free(ll_tier_version *v, size_t n)
+{
+    reg_records_free(v, n, sizeof(*v), tier_version_clear);
+}
+
+const char *ll_tier_version_of(const ll_tier_version *v, size_t n, const char *tier)
+{
+    for (size_t i = 0; tier && i < n; i++) {
+        if (v[i].tier && strcmp(v[i].tier, tier) == 0)
+            return v[i].version;
     }
-    *out = map;
-    return 0;
+    return NULL;
+}
+
+int ll_registry_tier_versions(ll_tier_version **out, size_t *out_n, ll_registry *r)
+{
+    reg_records l = {.size = sizeof(ll_tier_version),
+                     .from_row = tier_version_from_row,
+                     .clear = tier_version_clear};
+    int error = reg_rows(r, "read rollouts", reg_collect, &l,
+                         "SELECT tier, version FROM tier_versions", NULL);
+    return reg_records_finish((void **)out, out_n, &l, error);
 }

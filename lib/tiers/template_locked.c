@@ -254,18 +254,16 @@ static int cmp_str(const void *a, const void *b)
 /* Where the template places the tenant, into c->names: the pool
  * environments, its namespaces, the namespaces and names of its
  * HelmReleases. */
-static void collect_names(lock_ctx *c, const json_t *pools)
+static void collect_names(lock_ctx *c, char *const *pools, size_t n_pools)
 {
     static const char *const places[] = {"targetNamespace", "storageNamespace", "releaseName"};
     const char *v;
     yaml_node_t *root, *spec;
-    json_t *p;
     size_t d, i;
 
-    json_array_foreach(pools, i, p)
-    {
-        if (json_is_string(p))
-            json_object_set(c->names, json_string_value(p), json_true());
+    for (i = 0; pools && i < n_pools; i++) {
+        if (pools[i])
+            json_object_set(c->names, pools[i], json_true());
     }
     for (d = 0; d < c->s->y.ndocs; d++) {
         yaml_document_t *doc = &c->s->y.docs[d];
@@ -329,7 +327,8 @@ static int sorted_keys(json_t **out, const json_t *obj)
     return 0;
 }
 
-int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, const json_t *pools)
+int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, char *const *pools,
+                              size_t n_pools)
 {
     ll_tpl_sample s = {0}; /* all zero: ll_tpl_sample_free accepts it unloaded */
     lock_ctx c = {0};
@@ -345,7 +344,7 @@ int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, const 
     }
     if ((error = ll_tpl_sample_load(&s, tmpl, len)) < 0)
         goto done;
-    collect_names(&c, pools);
+    collect_names(&c, pools, n_pools);
     if ((error = lock_releases(&c)) < 0)
         goto done;
     error = sorted_keys(out, c.locked);

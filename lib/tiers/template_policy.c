@@ -30,7 +30,8 @@ typedef struct policy_ctx {
     yaml_document_t *doc;
     size_t docno;
     const char *kinds, *flux_ns;
-    const json_t *pools;
+    char *const *pools;
+    size_t n_pools;
     int has_namespace; /* the template declares the tenant's Namespace */
     const char **rule;
     char what[200]; /* "document 2 (ClusterRoleBinding evil) at line 12" */
@@ -145,14 +146,11 @@ static int is_tenant_id(const policy_ctx *c, const yaml_node_t *n)
 static int helm_namespace_ok(const policy_ctx *c, const yaml_node_t *n)
 {
     const char *v = ll_tpl_scalar(n);
-    size_t i;
-    json_t *p;
 
     if (c->has_namespace && is_tenant_id(c, n))
         return 1;
-    json_array_foreach(c->pools, i, p)
-    {
-        if (v && json_is_string(p) && strcmp(json_string_value(p), v) == 0 &&
+    for (size_t i = 0; i < c->n_pools; i++) {
+        if (v && c->pools[i] && strcmp(c->pools[i], v) == 0 &&
             !(ll_tpl_mask(c->s, n) & PH_IDENTITY))
             return 1;
     }
@@ -388,6 +386,7 @@ int ll_template_check_policy(const char **out_rule, const char *tmpl, size_t len
                     ? policy->flux_namespace
                     : "flux-system";
     c.pools = policy ? policy->pools : NULL;
+    c.n_pools = policy && policy->pools ? policy->n_pools : 0;
     if ((error = ll_tpl_sample_load(&s, tmpl, len)) < 0)
         goto done;
     /* First the YAML itself, the types, and whether the tenant gets a

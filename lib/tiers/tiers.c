@@ -4,7 +4,13 @@
  * deployment model is read off what its template enables per tenant, and the
  * pool environments are what pooled-envs/kustomization.yaml lists.  The
  * catalogue is built once per new head by the git writer and then shared,
- * read-only, between threads.
+ * read-only, between threads: typed records (tiers.h) held by an atomic
+ * reference count, freed by whoever gives the last reference back.
+ *
+ * Building parses input: the rendered sample of each template and the pool
+ * environments' files are read as JSON documents (ll_yaml_load_json), and
+ * what they say is copied into the records; nothing outside this file
+ * reads the catalogue by string key.
  *
  * Each tier is judged against the template policy (ll_template_check_policy)
  * when the catalogue is built: a tier that breaks it stays in the catalogue
@@ -26,13 +32,83 @@
 
 #define SUFFIX "_tenant_template.yaml"
 
+/* --- deployment models -------------------------------------------------------------------- */
+
+static const char *const model_names[] = {
+    [LL_MODEL_SILOED] = "siloed",
+    [LL_MODEL_POOLED] = "pooled",
+    [LL_MODEL_HYBRID] = "hybrid",
+    [LL_MODEL_CUSTOM] = "custom",
+};
+
+const char *ll_deployment_model_name(ll_deployment_model model)
+{
+    if ((unsigned)model >= sizeof(model_names) / sizeof(model_names[0]))
+        return "custom";
+    return model_names[model];
+}
+
+int ll_deployment_model_parse(ll_deployment_model *out, const char *text)
+{
+    for (size_t i = 0; text && i < sizeof(model_names) / sizeof(model_names[0]); i++) {
+        if (strcmp(model_names[i], text) == 0) {
+            *out = (ll_deployment_model)i;
+            return 0;
+        }
+    }
+    return ll_error_set(LL_EINVALID, "unknown deployment model '%.32s'", text ? text : "");
+}
+
+/* --- lists of names ------------------------------------------------------------------------- */
+
+static int has_name(char *const *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i], name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Appends a copy of the len bytes of name to *v (*n long); -1 out of memory. */
+static int add_name(char ***v, size_t *n, const char *name, size_t len)
+{
+    char **grown = realloc(*v, (*n + 1) * sizeof(**v));
+    if (!grown)
+        return -1;
+    *v = grown;
+    if (!(grown[*n] = strndup(name, len)))
+        return -1;
+    (*n)++;
+    return 0;
+}
+
+/* A NUL-terminated copy of the len bytes at text (which may hold NULs). */
+static char *copy_bytes(const char *text, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (copy) {
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+    }
+    return copy;
+}
+
+static void free_names(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* --- building --------------------------------------------------------------------------------- */
+
 /* Reads apps.<name>.enabled and envId of every HelmRelease in a rendered
- * sample. */
-static void describe(json_t *tier, const json_t *docs)
+ * sample: the tier's deployment model and the pools its apps use. */
+static int describe(ll_tier *tier, const json_t *docs)
 {
     size_t i, enabled = 0, pooled = 0;
-    json_t *doc, *pools = json_array();
-    const char *model;
+    json_t *doc;
 
     json_array_foreach(docs, i, doc)
     {
@@ -52,219 +128,340 @@ static void describe(json_t *tier, const json_t *docs)
                 continue;
             }
             pooled++;
-            if (env) {
-                int seen = 0;
-                size_t k;
-                json_t *p;
-                json_array_foreach(pools, k, p) seen |= strcmp(json_string_value(p), env) == 0;
-                if (!seen)
-                    json_array_append_new(pools, json_string(env));
-            }
+            if (env && !has_name(tier->pools, tier->n_pools, env) &&
+                add_name(&tier->pools, &tier->n_pools, env, strlen(env)) < 0)
+                return -1;
         }
     }
     if (enabled && pooled)
-        model = "hybrid";
+        tier->model = LL_MODEL_HYBRID;
     else if (enabled)
-        model = "siloed";
+        tier->model = LL_MODEL_SILOED;
     else if (pooled)
-        model = "pooled";
+        tier->model = LL_MODEL_POOLED;
     else
-        model = "custom";
-    json_object_set_new(tier, "deployment_model", json_string(model));
-    json_object_set_new(tier, "pools", pools);
+        tier->model = LL_MODEL_CUSTOM;
+    return 0;
 }
 
 /* Adds the pool environments pooled-envs/kustomization.yaml lists. */
-static void read_pools(json_t *pools, const char *path, const json_t *content)
+static int read_pools(ll_tier_catalogue *cat, const char *path, const json_t *content)
 {
     json_t *list = NULL, *entry;
     size_t i;
+    int error = 0;
 
     if (ll_kustomize_resources(&list, json_string_value(content), json_string_length(content)) <
         0) {
         ll_log_warn("msg=\"cannot read pool environments\" path=%s error=\"%s\"", path,
                     ll_error_last()->message);
-        return;
+        return 0;
     }
     json_array_foreach(list, i, entry)
     {
         const char *e = json_string_value(entry);
         size_t el = strlen(e);
         if (el > 5 && strcmp(e + el - 5, ".yaml") == 0)
-            json_array_append_new(pools, json_stringn(e, el - 5));
-        else
-            json_array_append_new(pools, json_string(e));
+            el -= 5;
+        if ((error = add_name(&cat->pools, &cat->n_pools, e, el)) < 0)
+            break;
     }
     json_decref(list);
+    return error;
 }
 
 /* The policy verdict and the locked values of a tier's template. */
-static void judge(json_t *tier, const char *name, const char *text, size_t len,
-                  const ll_tier_policy *policy)
+static int judge(ll_tier *tier, const char *text, size_t len, const ll_tier_policy *policy)
 {
     const char *rule = NULL;
     json_t *locked = NULL;
 
     if (ll_template_check_policy(&rule, text, len, policy) < 0 ||
-        ll_template_locked_values(&locked, text, len, policy->pools) < 0) {
+        ll_template_locked_values(&locked, text, len, policy->pools, policy->n_pools) < 0) {
         ll_log_warn("msg=\"tier template breaks the tier policy; its tenants are not rendered\" "
                     "tier=%s rule=%s error=\"%s\"",
-                    name, rule ? rule : "template", ll_error_last()->message);
-        json_object_set_new(tier, "policy",
-                            json_pack("{s:s, s:s, s:s}", "status", "violated", "rule",
-                                      rule ? rule : "template", "error", ll_error_last()->message));
+                    tier->name, rule ? rule : "template", ll_error_last()->message);
+        tier->policy.violated = 1;
+        tier->policy.rule = strdup(rule ? rule : "template");
+        tier->policy.error = strdup(ll_error_last()->message);
+        if (!tier->policy.rule || !tier->policy.error)
+            return -1;
         locked = json_array();
-    } else {
-        json_object_set_new(tier, "policy", json_pack("{s:s}", "status", "ok"));
     }
-    json_object_set_new(tier, "locked_values", locked);
+    tier->locked_values = locked;
+    return locked ? 0 : -1;
 }
 
-json_t *ll_tiers_build(const json_t *files, const char *root, const ll_tier_policy *policy)
+static void tier_clear(ll_tier *t)
 {
-    json_t *cat = json_object(), *tiers = json_object(), *pools = json_array(), *content;
-    char prefix[512], kust_path[512];
+    free(t->name);
+    free(t->template_text);
+    free(t->template_path);
+    free_names(t->pools, t->n_pools);
+    free(t->policy.rule);
+    free(t->policy.error);
+    json_decref(t->locked_values);
+    memset(t, 0, sizeof(*t));
+}
+
+/* The tier name of a template's path, into name[cap]; 0 when path is not
+ * a tier template. */
+static int tier_name_of(char *name, size_t cap, const char *path, const char *prefix)
+{
+    size_t plen = strlen(prefix), n = strlen(path), slen = sizeof(SUFFIX) - 1;
+
+    if (strncmp(path, prefix, plen) != 0 || n < plen + sizeof(SUFFIX) ||
+        strcmp(path + n - slen, SUFFIX) != 0 || n - plen - slen >= cap)
+        return 0;
+    memcpy(name, path + plen, n - plen - slen);
+    name[n - plen - slen] = '\0';
+    return 1;
+}
+
+/* Adds the tier whose template text (len bytes) is at path to cat, when it
+ * renders for a sample tenant.  0, or -1 out of memory. */
+static int add_tier(ll_tier_catalogue *cat, const char *name, const char *path, const char *text,
+                    size_t len, const ll_tier_policy *policy)
+{
+    char *rendered = NULL;
+    size_t rlen;
+    json_t *docs = NULL;
+    ll_tier t = {0}, *grown;
+    int error = -1;
+
+    ll_render_input in = {"sample-tenant", name, "0.0", NULL, NULL};
+    if (ll_template_render(&rendered, &rlen, text, len, &in) < 0 ||
+        ll_yaml_load_json(&docs, rendered, rlen) < 0) {
+        ll_log_warn("msg=\"ignoring tier whose template does not render\" tier=%s error=\"%s\"",
+                    name, ll_error_last()->message);
+        free(rendered);
+        return 0;
+    }
+    t.template_len = len;
+    if (!(t.name = strdup(name)) || !(t.template_path = strdup(path)) ||
+        !(t.template_text = copy_bytes(text, len)) || describe(&t, docs) < 0 ||
+        judge(&t, text, len, policy) < 0 ||
+        !(grown = realloc(cat->tiers, (cat->n_tiers + 1) * sizeof(*grown))))
+        goto done;
+    cat->tiers = grown;
+    cat->tiers[cat->n_tiers++] = t;
+    memset(&t, 0, sizeof(t));
+    error = 0;
+done:
+    tier_clear(&t);
+    json_decref(docs);
+    free(rendered);
+    return error;
+}
+
+/* The chart version pool's environment file (text) asks for: that of its
+ * first HelmRelease that names one.  0, or -1 out of memory. */
+static int add_pool_version(ll_tier_catalogue *cat, const char *pool, const json_t *text)
+{
+    json_t *docs = NULL, *doc;
+    ll_pool_version *grown;
+    size_t k;
+    int error = 0;
+
+    if (!text || ll_tiers_pool_version(cat, pool) ||
+        ll_yaml_load_json(&docs, json_string_value(text), json_string_length(text)) < 0)
+        return 0;
+    json_array_foreach(docs, k, doc)
+    {
+        const char *kind = json_string_value(json_object_get(doc, "kind"));
+        const char *v = json_string_value(json_object_get(
+            json_object_get(json_object_get(json_object_get(doc, "spec"), "chart"), "spec"),
+            "version"));
+        if (!kind || strcmp(kind, "HelmRelease") != 0 || !v)
+            continue;
+        if (!(grown = realloc(cat->versions, (cat->n_versions + 1) * sizeof(*grown)))) {
+            error = -1;
+            break;
+        }
+        cat->versions = grown;
+        grown = &cat->versions[cat->n_versions];
+        grown->pool = strdup(pool);
+        grown->version = strdup(v);
+        cat->n_versions++;
+        if (!grown->pool || !grown->version)
+            error = -1;
+        break;
+    }
+    json_decref(docs);
+    return error;
+}
+
+ll_tier_catalogue *ll_tiers_build(const json_t *files, const char *root,
+                                  const ll_tier_policy *policy)
+{
+    ll_tier_catalogue *cat = ll_tier_catalogue_new();
+    char prefix[512], kust_path[512], pool_path[700];
     const char *path;
-    size_t plen;
+    json_t *content;
     ll_tier_policy p = {0};
 
+    if (!cat)
+        return NULL;
     snprintf(prefix, sizeof(prefix), "%s/tier-templates/", root);
     snprintf(kust_path, sizeof(kust_path), "%s/pooled-envs/kustomization.yaml", root);
-    plen = strlen(prefix);
     /* The pools first: templates are judged against them. */
-    if ((content = json_object_get(files, kust_path)))
-        read_pools(pools, kust_path, content);
+    if ((content = json_object_get(files, kust_path)) && read_pools(cat, kust_path, content) < 0)
+        goto oom;
     if (policy)
         p = *policy;
-    if (json_array_size(pools) > 0 || !p.pools)
-        p.pools = pools;
+    if (cat->n_pools > 0 || !p.pools) {
+        p.pools = cat->pools;
+        p.n_pools = cat->n_pools;
+    }
     json_object_foreach((json_t *)files, path, content)
     {
-        const char *text = json_string_value(content);
-        size_t len = json_string_length(content), n = strlen(path);
-        char name[128], *rendered = NULL;
-        size_t rlen;
-        json_t *docs = NULL, *tier;
-
-        if (strncmp(path, prefix, plen) != 0 || n < plen + sizeof(SUFFIX) ||
-            strcmp(path + n - (sizeof(SUFFIX) - 1), SUFFIX) != 0 ||
-            n - plen - (sizeof(SUFFIX) - 1) >= sizeof(name))
+        char name[128];
+        if (!tier_name_of(name, sizeof(name), path, prefix))
             continue;
-        memcpy(name, path + plen, n - plen - (sizeof(SUFFIX) - 1));
-        name[n - plen - (sizeof(SUFFIX) - 1)] = '\0';
         if (ll_validate_label(name, 63, "tier") < 0) {
             ll_log_warn("msg=\"ignoring tier template with a bad name\" path=%s", path);
             continue;
         }
-        ll_render_input in = {"sample-tenant", name, "0.0", NULL, NULL};
-        if (ll_template_render(&rendered, &rlen, text, len, &in) < 0 ||
-            ll_yaml_load_json(&docs, rendered, rlen) < 0) {
-            ll_log_warn("msg=\"ignoring tier whose template does not render\" tier=%s error=\"%s\"",
-                        name, ll_error_last()->message);
-            free(rendered);
-            continue;
-        }
-        tier = json_pack("{s:s, s:s, s:s}", "name", name, "template_path", path, "template", "");
-        json_object_set_new(tier, "template", json_stringn(text, len));
-        describe(tier, docs);
-        judge(tier, name, text, len, &p);
-        json_object_set_new(tiers, name, tier);
-        json_decref(docs);
-        free(rendered);
+        if (add_tier(cat, name, path, json_string_value(content), json_string_length(content), &p) <
+            0)
+            goto oom;
     }
     /* The chart version each pool environment's HelmRelease asks for (what
      * a rollout moves with the first wave of a tier the pool serves). */
-    json_t *versions = json_object(), *pool;
-    size_t i;
-    json_array_foreach(pools, i, pool)
-    {
-        char pool_path[700];
-        json_t *docs = NULL, *doc;
-        size_t k;
-        snprintf(pool_path, sizeof(pool_path), "%s/pooled-envs/%s.yaml", root,
-                 json_string_value(pool));
-        json_t *text = json_object_get(files, pool_path);
-        if (!text ||
-            ll_yaml_load_json(&docs, json_string_value(text), json_string_length(text)) < 0)
-            continue;
-        json_array_foreach(docs, k, doc)
-        {
-            const char *kind = json_string_value(json_object_get(doc, "kind"));
-            const char *v = json_string_value(json_object_get(
-                json_object_get(json_object_get(json_object_get(doc, "spec"), "chart"), "spec"),
-                "version"));
-            if (kind && strcmp(kind, "HelmRelease") == 0 && v) {
-                json_object_set_new(versions, json_string_value(pool), json_string(v));
-                break;
-            }
-        }
-        json_decref(docs);
+    for (size_t i = 0; i < cat->n_pools; i++) {
+        snprintf(pool_path, sizeof(pool_path), "%s/pooled-envs/%s.yaml", root, cat->pools[i]);
+        if (add_pool_version(cat, cat->pools[i], json_object_get(files, pool_path)) < 0)
+            goto oom;
     }
-    json_object_set_new(cat, "tiers", tiers);
-    json_object_set_new(cat, "pools", pools);
-    json_object_set_new(cat, "pool_versions", versions);
+    if (ll_tier_catalogue_index(cat) < 0)
+        goto oom;
+    return cat;
+oom:
+    ll_error_set(-1, "out of memory");
+    ll_tier_catalogue_unref(cat);
+    return NULL;
+}
+
+/* --- the catalogue ---------------------------------------------------------------------------- */
+
+ll_tier_catalogue *ll_tier_catalogue_new(void)
+{
+    ll_tier_catalogue *cat = calloc(1, sizeof(*cat));
+    if (cat)
+        cat->refs = 1;
     return cat;
 }
 
-const json_t *ll_tiers_find(const json_t *catalogue, const char *name)
+static int by_name_cmp(const void *a, const void *b)
 {
-    return json_object_get(json_object_get(catalogue, "tiers"), name);
+    return strcmp((*(const ll_tier *const *)a)->name, (*(const ll_tier *const *)b)->name);
 }
 
-int ll_tiers_usable(const json_t *tier)
+int ll_tier_catalogue_index(ll_tier_catalogue *cat)
 {
-    const json_t *policy = json_object_get(tier, "policy");
-    const char *name = json_string_value(json_object_get(tier, "name"));
+    const ll_tier **index = malloc((cat->n_tiers ? cat->n_tiers : 1) * sizeof(*index));
 
-    if (!policy || strcmp(json_string_value(json_object_get(policy, "status")) ?: "", "ok") == 0)
+    if (!index)
+        return ll_error_set(-1, "out of memory");
+    for (size_t i = 0; i < cat->n_tiers; i++)
+        index[i] = &cat->tiers[i];
+    qsort(index, cat->n_tiers, sizeof(*index), by_name_cmp);
+    free((void *)cat->by_name);
+    cat->by_name = index;
+    return 0;
+}
+
+ll_tier_catalogue *ll_tier_catalogue_ref(ll_tier_catalogue *cat)
+{
+    if (cat)
+        __atomic_add_fetch(&cat->refs, 1, __ATOMIC_RELAXED);
+    return cat;
+}
+
+void ll_tier_catalogue_unref(ll_tier_catalogue *cat)
+{
+    if (!cat || __atomic_sub_fetch(&cat->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    for (size_t i = 0; i < cat->n_tiers; i++)
+        tier_clear(&cat->tiers[i]);
+    free(cat->tiers);
+    free((void *)cat->by_name);
+    free_names(cat->pools, cat->n_pools);
+    for (size_t i = 0; i < cat->n_versions; i++) {
+        free(cat->versions[i].pool);
+        free(cat->versions[i].version);
+    }
+    free(cat->versions);
+    free(cat);
+}
+
+const ll_tier *ll_tiers_find(const ll_tier_catalogue *cat, const char *name)
+{
+    size_t lo = 0, hi;
+
+    if (!cat || !name || !cat->by_name)
+        return NULL;
+    for (hi = cat->n_tiers; lo < hi;) {
+        size_t mid = lo + (hi - lo) / 2;
+        const ll_tier *t = cat->by_name[mid];
+        int c = strcmp(name, t->name);
+        if (c == 0)
+            return t;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+int ll_tiers_usable(const ll_tier *tier)
+{
+    const char *name = tier && tier->name ? tier->name : "?";
+
+    if (!tier || !tier->policy.violated)
         return 0;
     ll_error_set(LL_ECONFLICT,
                  "tier '%s' breaks the tier policy (%s), so its tenants are not rendered until "
                  "its template is fixed: %s",
-                 name ? name : "?", json_string_value(json_object_get(policy, "rule")) ?: "?",
-                 json_string_value(json_object_get(policy, "error")) ?: "");
+                 name, tier->policy.rule ? tier->policy.rule : "?",
+                 tier->policy.error ? tier->policy.error : "");
     ll_error_field("tier");
     ll_error_hint("fix the template with PUT /api/v1/tiers/%s; GET /api/v1/tiers/%s and /readyz "
                   "show what is wrong",
-                  name ? name : "?", name ? name : "?");
+                  name, name);
     return LL_ECONFLICT;
 }
 
-int ll_tiers_check_values(const json_t *tier, const json_t *values)
+int ll_tiers_check_values(const ll_tier *tier, const json_t *values)
 {
-    return ll_template_check_values(json_object_get(tier, "locked_values"), values);
+    return ll_template_check_values(tier ? tier->locked_values : NULL, values);
 }
 
-json_t *ll_tiers_health(const json_t *catalogue)
+int ll_tier_uses_pool(const ll_tier *tier, const char *pool)
 {
-    json_t *bad = json_array(), *tier;
-    const char *name;
-
-    json_object_foreach(json_object_get(catalogue, "tiers"), name, tier)
-    {
-        const json_t *policy = json_object_get(tier, "policy");
-        if (policy && strcmp(json_string_value(json_object_get(policy, "status")) ?: "", "ok") != 0)
-            json_array_append_new(bad, json_pack("{s:s, s:O, s:O}", "tier", name, "rule",
-                                                 json_object_get(policy, "rule"), "error",
-                                                 json_object_get(policy, "error")));
-    }
-    if (json_array_size(bad) == 0) {
-        json_decref(bad);
-        return json_pack("{s:s}", "status", "ok");
-    }
-    return json_pack("{s:s, s:o}", "status", "failed", "violations", bad);
+    return tier && pool && has_name(tier->pools, tier->n_pools, pool);
 }
 
-int ll_tiers_is_pool(const json_t *catalogue, const char *name)
+int ll_tiers_is_pool(const ll_tier_catalogue *cat, const char *name)
 {
-    size_t i;
-    json_t *p;
-    json_array_foreach(json_object_get(catalogue, "pools"), i, p)
-    {
-        if (strcmp(json_string_value(p), name) == 0)
-            return 1;
+    return cat && name && has_name(cat->pools, cat->n_pools, name);
+}
+
+const char *ll_tiers_pool_version(const ll_tier_catalogue *cat, const char *pool)
+{
+    for (size_t i = 0; cat && pool && i < cat->n_versions; i++) {
+        if (strcmp(cat->versions[i].pool, pool) == 0)
+            return cat->versions[i].version;
     }
-    return 0;
+    return NULL;
+}
+
+ll_tier_policy ll_tiers_policy(const ll_tier_catalogue *cat, const char *kinds,
+                               const char *flux_namespace)
+{
+    ll_tier_policy p = {kinds, flux_namespace, cat ? cat->pools : NULL, cat ? cat->n_pools : 0};
+    return p;
 }
 
 void ll_tier_template_path(char *out, size_t cap, const char *root, const char *tier)

@@ -31,7 +31,7 @@ typedef struct fixture {
     char dir[64];
     git_repository *repo;
     git_tree *seeded;
-    json_t *tiers;
+    ll_tier_catalogue *tiers;
     ll_overlay ov;
     ll_apply_ctx ctx;
 } fixture;
@@ -122,7 +122,7 @@ static void close_fixture(fixture *f)
 {
     ll_overlay_free(&f->ov);
     git_tree_free(f->seeded);
-    json_decref(f->tiers);
+    ll_tier_catalogue_unref(f->tiers);
     git_repository_free(f->repo);
     nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(f);

@@ -1,7 +1,7 @@
 /* Unit tests of lib/registry: migrations, tenants, the outbox, a full volume
  * (SQLite's max_page_count makes the database "full" on demand), the tenant
  * record's conversions (enum names, SQL row -> record -> JSON, the desired
- * state as stored) and db.c's row loop. */
+ * state as stored), db.c's row loop and the tier reads as records. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -646,6 +646,67 @@ static void exec_sql(const char *sql)
     sqlite3_close(db);
 }
 
+/* The tier reads become typed arrays: tenants counted per tier (not the
+ * offboarded), the descriptions of tier_info, the versions of
+ * tier_versions; empty tables give NULL and 0; the lookups find by name. */
+static void test_tier_records(void **state)
+{
+    ll_registry *r = NULL;
+    ll_tier_count *counts = (ll_tier_count *)1;
+    ll_tier_note *notes = (ll_tier_note *)1;
+    ll_tier_version *versions = (ll_tier_version *)1;
+    size_t n_counts = 9, n_notes = 9, n_versions = 9;
+    json_t *existing = NULL;
+    long long op = 0;
+
+    assert_int_equal(ll_registry_open(&r, path), 0);
+    assert_int_equal(ll_registry_tenant_counts(&counts, &n_counts, r), 0);
+    assert_int_equal(ll_registry_tier_info(&notes, &n_notes, r), 0);
+    assert_int_equal(ll_registry_tier_versions(&versions, &n_versions, r), 0);
+    assert_null(counts);
+    assert_null(notes);
+    assert_null(versions);
+    assert_int_equal(n_counts + n_notes + n_versions, 0);
+    assert_int_equal(ll_tier_count_of(counts, n_counts, "basic"), 0);
+
+    assert_int_equal(onboard(&op, &existing, r, "acme", "premium", "0.0", "{}"), 0);
+    assert_int_equal(onboard(&op, &existing, r, "beta", "premium", "0.0", "{}"), 0);
+    assert_int_equal(onboard(&op, &existing, r, "gone", "basic", "0.0", "{}"), 0);
+    assert_int_equal(onboard(&op, &existing, r, "kept", "basic", "0.0", "{}"), 0);
+    exec_sql("UPDATE tenants SET lifecycle = 'offboarded' WHERE id = 'gone';"
+             "INSERT INTO tier_info (name, description, updated_at) VALUES "
+             "('gold', 'For the big ones', 't'), ('basic', '', 't');"
+             "INSERT INTO tier_versions (tier, version, updated_at) VALUES "
+             "('basic', '1.2.0', 't');");
+    assert_int_equal(ll_registry_tenant_counts(&counts, &n_counts, r), 0);
+    assert_int_equal(n_counts, 2);
+    assert_int_equal(ll_tier_count_of(counts, n_counts, "premium"), 2);
+    assert_int_equal(ll_tier_count_of(counts, n_counts, "basic"), 1);
+    assert_int_equal(ll_tier_count_of(counts, n_counts, "gold"), 0);
+    assert_int_equal(ll_tier_count_of(counts, n_counts, NULL), 0);
+
+    assert_int_equal(ll_registry_tier_info(&notes, &n_notes, r), 0);
+    assert_int_equal(n_notes, 2);
+    assert_string_equal(ll_tier_note_of(notes, n_notes, "gold"), "For the big ones");
+    assert_string_equal(ll_tier_note_of(notes, n_notes, "basic"), "");
+    assert_null(ll_tier_note_of(notes, n_notes, "premium"));
+
+    assert_int_equal(ll_registry_tier_versions(&versions, &n_versions, r), 0);
+    assert_int_equal(n_versions, 1);
+    assert_string_equal(versions[0].tier, "basic");
+    assert_string_equal(versions[0].version, "1.2.0");
+    assert_string_equal(ll_tier_version_of(versions, n_versions, "basic"), "1.2.0");
+    assert_null(ll_tier_version_of(versions, n_versions, "premium"));
+
+    ll_registry_tier_counts_free(counts, n_counts);
+    ll_registry_tier_notes_free(notes, n_notes);
+    ll_registry_tier_versions_free(versions, n_versions);
+    ll_registry_tier_counts_free(NULL, 0);
+    ll_registry_tier_notes_free(NULL, 0);
+    ll_registry_tier_versions_free(NULL, 0);
+    ll_registry_close(r);
+}
+
 /* A tenants row becomes a record field by field: strings or NULL, enums,
  * the operation id, values parsed, the etag over the desired state's
  * columns, commits only when asked for. */
@@ -988,6 +1049,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_volume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_when_full, setup, teardown),
         cmocka_unit_test(test_tenant_enum_names),
+        cmocka_unit_test_setup_teardown(test_tier_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_record_from_row, setup, teardown),
         cmocka_unit_test(test_tenant_record_json),
         cmocka_unit_test_setup_teardown(test_tenant_desired, setup, teardown),

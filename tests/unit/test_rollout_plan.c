@@ -18,13 +18,39 @@
 /* Tiers basic (pool shared-a), premium (pools shared-a and shared-b), gold
  * (pool shared-c, which runs 2.0.0 already); every pool runs 1.0.0 but
  * shared-c. */
-static json_t *catalogue(void)
+static char **strs(const char *const *list, size_t *n)
 {
-    return json_pack("{s:{s:{s:[s]}, s:{s:[s, s]}, s:{s:[s]}}, s:[s, s, s], s:{s:s, s:s, s:s}}",
-                     "tiers", "basic", "pools", "shared-a", "premium", "pools", "shared-a",
-                     "shared-b", "gold", "pools", "shared-c", "pools", "shared-a", "shared-b",
-                     "shared-c", "pool_versions", "shared-a", "1.0.0", "shared-b", "1.0.0",
-                     "shared-c", "2.0.0");
+    char **v = calloc(8, sizeof(*v));
+    assert_non_null(v);
+    for (*n = 0; list[*n]; (*n)++)
+        v[*n] = strdup(list[*n]);
+    return v;
+}
+
+static ll_tier_catalogue *catalogue(void)
+{
+    static const char *const names[] = {"basic", "premium", "gold"};
+    static const char *const tier_pools[][3] = {
+        {"shared-a", NULL}, {"shared-a", "shared-b", NULL}, {"shared-c", NULL}};
+    static const char *const pools[] = {"shared-a", "shared-b", "shared-c", NULL};
+    static const char *const versions[] = {"1.0.0", "1.0.0", "2.0.0"};
+    ll_tier_catalogue *cat = ll_tier_catalogue_new();
+
+    assert_non_null(cat);
+    cat->tiers = calloc(3, sizeof(*cat->tiers));
+    cat->versions = calloc(3, sizeof(*cat->versions));
+    assert_non_null(cat->tiers);
+    assert_non_null(cat->versions);
+    for (size_t i = 0; i < 3; i++) {
+        cat->tiers[i].name = strdup(names[i]);
+        cat->tiers[i].pools = strs(tier_pools[i], &cat->tiers[i].n_pools);
+        cat->versions[i].pool = strdup(pools[i]);
+        cat->versions[i].version = strdup(versions[i]);
+    }
+    cat->n_tiers = cat->n_versions = 3;
+    cat->pools = strs(pools, &cat->n_pools);
+    assert_int_equal(ll_tier_catalogue_index(cat), 0);
+    return cat;
 }
 
 /* A candidate: id, tier, release, chart version; active unless lifecycle. */
@@ -98,7 +124,7 @@ static const ll_rollout_pool *pool(const ll_plan *p, const char *name)
 /* Plans waves (each cleared after) over the candidates; the code of the
  * first failing step. */
 static int plan(ll_plan *p, const cand *c, size_t n, const ll_names *scope_tiers,
-                const ll_names *named, ll_wave *waves, size_t nwaves, const json_t *cat)
+                const ll_names *named, ll_wave *waves, size_t nwaves, const ll_tier_catalogue *cat)
 {
     ll_rollout_candidate *v = candidates(c, n);
     int error = ll_plan_init(p, "2.0.0", v, n, scope_tiers, named, cat);
@@ -125,7 +151,7 @@ static const cand fleet[] = {
  * wave that holds a tenant of a tier they serve. */
 static void test_waves_by_tier(void **state)
 {
-    json_t *cat = catalogue();
+    ll_tier_catalogue *cat = catalogue();
     ll_names scope = names((const char *[]){"basic", "premium", "gold", NULL});
     ll_wave waves[] = {wave_tiers((const char *[]){"premium", NULL}),
                        wave_tiers((const char *[]){"basic", "gold", NULL})};
@@ -155,14 +181,14 @@ static void test_waves_by_tier(void **state)
     assert_null(pool(&p, "shared-c"));
     ll_plan_clear(&p);
     ll_names_clear(&scope);
-    json_decref(cat);
+    ll_tier_catalogue_unref(cat);
     (void)state;
 }
 
 /* A pool whose tiers have no target moves with wave 1. */
 static void test_pool_without_targets(void **state)
 {
-    json_t *cat = catalogue();
+    ll_tier_catalogue *cat = catalogue();
     ll_names scope = names((const char *[]){"basic", NULL});
     static const cand pinned[] = {{"a1", "basic", "1.0.3", "1.0.3", NULL}};
     ll_wave waves[] = {wave_percent(100, 0)};
@@ -174,7 +200,7 @@ static void test_pool_without_targets(void **state)
     assert_int_equal(pool(&p, "shared-a")->wave, 1);
     ll_plan_clear(&p);
     ll_names_clear(&scope);
-    json_decref(cat);
+    ll_tier_catalogue_unref(cat);
     (void)state;
 }
 
@@ -182,7 +208,7 @@ static void test_pool_without_targets(void **state)
  * unassigned (rounded up), in the candidates' order. */
 static void test_named_then_percentages(void **state)
 {
-    json_t *cat = catalogue();
+    ll_tier_catalogue *cat = catalogue();
     ll_names scope = names((const char *[]){"basic", "premium", "gold", NULL});
     ll_wave waves[] = {wave_tenants((const char *[]){"g1", NULL}), wave_percent(30, 60),
                        wave_percent(50, 0), wave_percent(100, 0)};
@@ -205,7 +231,7 @@ static void test_named_then_percentages(void **state)
     assert_int_equal(pool(&p, "shared-b")->wave, 3);
     ll_plan_clear(&p);
     ll_names_clear(&scope);
-    json_decref(cat);
+    ll_tier_catalogue_unref(cat);
     (void)state;
 }
 
@@ -213,7 +239,7 @@ static void test_named_then_percentages(void **state)
  * wave naming one leaves it skipped. */
 static void test_skipped(void **state)
 {
-    json_t *cat = catalogue();
+    ll_tier_catalogue *cat = catalogue();
     static const cand some[] = {
         {"p1", "basic", "1.0.3", "1.0.3", NULL}, /* pinned */
         {"t1", "basic", "1.0", "2.0.0", NULL},   /* there already */
@@ -236,14 +262,14 @@ static void test_skipped(void **state)
     assert_int_equal(p.npools, 0); /* a scope of tenants moves no pool */
     ll_plan_clear(&p);
     ll_names_clear(&named);
-    json_decref(cat);
+    ll_tier_catalogue_unref(cat);
     (void)state;
 }
 
 /* What a plan refuses, with the field it names. */
 static void test_refused(void **state)
 {
-    json_t *cat = catalogue();
+    ll_tier_catalogue *cat = catalogue();
     ll_names scope = names((const char *[]){"basic", "premium", NULL});
     ll_plan p;
 
@@ -282,7 +308,7 @@ static void test_refused(void **state)
     ll_plan_clear(&p);
     ll_names_clear(&named);
     ll_names_clear(&scope);
-    json_decref(cat);
+    ll_tier_catalogue_unref(cat);
     (void)state;
 }
 

@@ -1305,8 +1305,8 @@ static char *with_doc(const char *base, const char *doc)
 static void test_policy_accepts(void **state)
 {
     (void)state;
-    json_t *pools = json_pack("[s]", "pool-1");
-    ll_tier_policy policy = {NULL, NULL, pools};
+    char *pools[] = {"pool-1"};
+    ll_tier_policy policy = {NULL, NULL, pools, 1};
     const char *ok[] = {BASIC_V2BETA1, PREMIUM_V2BETA1, ADVANCED_V2BETA1, PREMIUM_V2};
     /* What a siloed tier may add in the tenant's namespace, and a
      * HelmRelease's values in a ConfigMap of flux-system. */
@@ -1341,7 +1341,6 @@ static void test_policy_accepts(void **state)
     assert_int_equal(ll_template_check_policy(&rule, BASIC_V2BETA1, strlen(BASIC_V2BETA1), NULL),
                      LL_EINVALID);
     assert_string_equal(rule, "helm-target-namespace");
-    json_decref(pools);
 }
 
 static void test_policy_refuses(void **state)
@@ -1477,8 +1476,8 @@ static void test_policy_refuses(void **state)
          "premium\n  namespace: flux-system\nspec:\n  targetNamespace: {TENANT_ID}\n",
          "object-name"},
     };
-    json_t *pools = json_pack("[s]", "pool-1");
-    ll_tier_policy policy = {NULL, "flux-system", pools};
+    char *pools[] = {"pool-1"};
+    ll_tier_policy policy = {NULL, "flux-system", pools, 1};
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *t = with_doc(PREMIUM_V2, cases[i].doc);
@@ -1500,7 +1499,6 @@ static void test_policy_refuses(void **state)
     assert_int_equal(ll_template_check_policy(&rule, t, strlen(t), &policy), LL_EINVALID);
     assert_string_equal(rule, "object-namespace");
     free(t);
-    json_decref(pools);
 }
 
 static void test_policy_kinds_setting(void **state)
@@ -1514,8 +1512,8 @@ static void test_policy_kinds_setting(void **state)
     const char *rule = NULL;
     ll_tier_policy wide = {"Namespace, HelmRelease.helm.toolkit.fluxcd.io , Deployment.apps,"
                            "ClusterRoleBinding.rbac.authorization.k8s.io",
-                           NULL, NULL};
-    ll_tier_policy narrow = {"HelmRelease.helm.toolkit.fluxcd.io", NULL, NULL};
+                           NULL, NULL, 0};
+    ll_tier_policy narrow = {"HelmRelease.helm.toolkit.fluxcd.io", NULL, NULL, 0};
 
     assert_int_equal(ll_template_check_policy(&rule, t, strlen(t), &wide), 0);
     /* Listed or not, cluster-scoped RBAC stays out. */
@@ -1525,7 +1523,7 @@ static void test_policy_kinds_setting(void **state)
                      LL_EINVALID);
     assert_string_equal(rule, "kind-not-allowed");
     /* Another Flux namespace: flux-system is then a namespace like others. */
-    ll_tier_policy other = {NULL, "flux", NULL};
+    ll_tier_policy other = {NULL, "flux", NULL, 0};
     assert_int_equal(ll_template_check_policy(&rule, PREMIUM_V2, strlen(PREMIUM_V2), &other),
                      LL_EINVALID);
     assert_string_equal(rule, "object-namespace");
@@ -1539,13 +1537,13 @@ static void test_policy_kinds_setting(void **state)
 }
 
 /* The locked values of text, as one comma-separated string (static). */
-static const char *locked_of(const char *text, const json_t *pools)
+static const char *locked_of(const char *text, char *const *pools)
 {
     static char out[1024];
     json_t *locked = NULL, *p;
     size_t i, n = 0;
 
-    if (ll_template_locked_values(&locked, text, strlen(text), pools) != 0)
+    if (ll_template_locked_values(&locked, text, strlen(text), pools, pools ? 1 : 0) != 0)
         fail_msg("%s", ll_error_last()->message);
     out[0] = '\0';
     json_array_foreach(locked, i, p) n +=
@@ -1557,7 +1555,7 @@ static const char *locked_of(const char *text, const json_t *pools)
 static void test_locked_values(void **state)
 {
     (void)state;
-    json_t *pools = json_pack("[s]", "pool-1");
+    char *pools[] = {"pool-1"};
 
     assert_string_equal(locked_of(BASIC_V2BETA1, pools),
                         "/apps/consumer/envId,/apps/producer/envId,/tenantId");
@@ -1585,9 +1583,8 @@ static void test_locked_values(void **state)
     json_t *locked = NULL;
     const char *bad = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n"
                       "  name: x\n  annotations:\n    landlord.dev/locked-values: apps.x\n";
-    assert_int_equal(ll_template_locked_values(&locked, bad, strlen(bad), NULL), LL_EINVALID);
+    assert_int_equal(ll_template_locked_values(&locked, bad, strlen(bad), NULL, 0), LL_EINVALID);
     assert_null(locked);
-    json_decref(pools);
 }
 
 static void test_check_values(void **state)

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "landlord/registry.h"
+#include "landlord/tiers.h"
 
 typedef struct ll_gitops ll_gitops;
 
@@ -102,8 +103,9 @@ int ll_gitops_degraded(ll_gitops *g);
 /* The remote URL without any user:password@ part (borrowed). */
 const char *ll_gitops_url(const ll_gitops *g);
 
-/* The tier catalogue of the current head (see tiers.h); new reference. */
-json_t *ll_gitops_tiers(ll_gitops *g);
+/* The tier catalogue of the current head (see tiers.h): a new reference
+ * (ll_tier_catalogue_unref), NULL before the first head is read. */
+ll_tier_catalogue *ll_gitops_tiers(ll_gitops *g);
 
 /* {"status": "ok"|"degraded", "head": sha, "branch", "url" (without
  * credentials), "error"?}; new reference. */

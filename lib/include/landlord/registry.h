@@ -173,8 +173,20 @@ int ll_registry_tenant_list(ll_tenant_record **out_items, size_t *out_count, cha
                             ll_registry *r, const char *tier, int lifecycle, const char *after,
                             int limit);
 
-/* Tenants not offboarded, counted per tier: {"basic": 3, ...}. */
-int ll_registry_tenant_counts(json_t **out, ll_registry *r);
+/* How many tenants (not offboarded) a tier holds. */
+typedef struct ll_tier_count {
+    char *tier; /* owned */
+    long long count;
+} ll_tier_count;
+
+/* Tenants not offboarded, counted per tier: *out a new array of *out_n
+ * records, one per tier that has any (free with ll_registry_tier_counts_free;
+ * NULL when none). */
+int ll_registry_tenant_counts(ll_tier_count **out, size_t *out_n, ll_registry *r);
+/* Frees n records at v and v (NULL is fine). */
+void ll_registry_tier_counts_free(ll_tier_count *v, size_t n);
+/* The count of tier in v (n records), 0 when it is not there. */
+long long ll_tier_count_of(const ll_tier_count *v, size_t n, const char *tier);
 
 /* Stores the tenant d (lifecycle active, sync pending) and its onboard
  * operation in one transaction.  An offboarded tenant is reused.
@@ -511,9 +523,20 @@ int ll_registry_rollout_wave_tenants(ll_wave_tenant **out, size_t *out_n, ll_reg
  * rollback would return a tenant or pool to. */
 int ll_registry_rollouts_using(long long *out, ll_registry *r, const char *version);
 
-/* {"<tier>": version} for the tiers a successful rollout brought somewhere
- * (new reference). */
-int ll_registry_tier_versions(json_t **out, ll_registry *r);
+/* The version a successful rollout last brought a tier to. */
+typedef struct ll_tier_version {
+    char *tier;    /* owned */
+    char *version; /* owned */
+} ll_tier_version;
+
+/* The tiers a successful rollout brought somewhere: *out a new array of
+ * *out_n records (free with ll_registry_tier_versions_free; NULL when
+ * none). */
+int ll_registry_tier_versions(ll_tier_version **out, size_t *out_n, ll_registry *r);
+/* Frees n records at v and v (NULL is fine). */
+void ll_registry_tier_versions_free(ll_tier_version *v, size_t n);
+/* The version of tier in v (n records; borrowed from v), or NULL. */
+const char *ll_tier_version_of(const ll_tier_version *v, size_t n, const char *tier);
 
 /* How many tenants not offboarded carry a chart version in their files
  * (an exact version, or a range while none was uploaded). */
@@ -640,7 +663,18 @@ int ll_registry_idem_prune(ll_registry *r, long long before_ms, int in_flight_to
 int ll_registry_tier_op(long long *out_op, ll_registry *r, const char *kind, const char *tier,
                         const char *payload, const ll_registry_author *author);
 
-/* {"<tier>": "<description>"} of the tiers landlord wrote (new reference). */
-int ll_registry_tier_info(json_t **out, ll_registry *r);
+/* What landlord keeps of a tier it wrote: its description. */
+typedef struct ll_tier_note {
+    char *name;        /* owned */
+    char *description; /* owned; NULL when none */
+} ll_tier_note;
+
+/* The notes of the tiers landlord wrote: *out a new array of *out_n
+ * records (free with ll_registry_tier_notes_free; NULL when none). */
+int ll_registry_tier_info(ll_tier_note **out, size_t *out_n, ll_registry *r);
+/* Frees n records at v and v (NULL is fine). */
+void ll_registry_tier_notes_free(ll_tier_note *v, size_t n);
+/* The description of tier in v (n records; borrowed from v), or NULL. */
+const char *ll_tier_note_of(const ll_tier_note *v, size_t n, const char *tier);
 
 #endif

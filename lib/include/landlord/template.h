@@ -87,8 +87,9 @@ int ll_template_check_objects(const char *text, size_t len);
 typedef struct ll_tier_policy {
     const char *kinds;          /* allowed kinds, as LL_TIER_KINDS_DEFAULT; NULL or "": that */
     const char *flux_namespace; /* where the HelmReleases live; NULL or "": flux-system */
-    const json_t *pools;        /* pool environments (array of names) a HelmRelease may
-                                   target; borrowed, may be NULL */
+    char *const *pools;         /* pool environments a HelmRelease may target, n_pools
+                                   names; borrowed, may be NULL */
+    size_t n_pools;
 } ll_tier_policy;
 
 /* Checks a tier template against the policy, on the template with sample
@@ -135,9 +136,10 @@ int ll_template_check_policy(const char **out_rule, const char *tmpl, size_t len
  * several sibling mappings (apps.producer.envId), the same key in each
  * sibling (apps.consumer.envId).  A HelmRelease may name more in its
  * annotation landlord.dev/locked-values: JSON pointers separated by commas.
- * *out is a new array.  Returns 0, LL_EINVALID (bad YAML, a bad pointer in
- * the annotation) or -1. */
-int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, const json_t *pools);
+ * pools: n_pools names (borrowed, NULL when none).  *out is a new array.  Returns 0, LL_EINVALID
+ * (bad YAML, a bad pointer in the annotation) or -1. */
+int ll_template_locked_values(json_t **out, const char *tmpl, size_t len, char *const *pools,
+                              size_t n_pools);
 
 /* Refuses values (a tenant's chart value overrides) that set a locked path
  * (an array of JSON pointers, as ll_template_locked_values gives), or that
