@@ -498,27 +498,25 @@ class CheckerTest(unittest.TestCase):
 
     def test_other_mistakes_refused(self):
         objs = build(OVERLAYS["single"])
+
+        def config(o):
+            return _find(o, "ConfigMap", "landlord-config", "landlord")[0]["data"]
         cases = {
-            "is no setting": lambda c, pod, o: o.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-                "name": "landlord-config", "namespace": "landlord"}, "data": {"LANDLORD_GIT_URLL": "x",
-                                                                              "LANDLORD_DATA": "/var/lib/landlord",
-                                                                              "LANDLORD_LISTEN": "0.0.0.0:8443"}}),
-            "is no volumeMount": lambda c, pod, o: c.setdefault("env", []).append(
-                {"name": "LANDLORD_GIT_SSH_KEY_FILE", "value": "/etc/nowhere/ssh-key"}),
-            "readOnlyRootFilesystem": lambda c, pod, o: c["securityContext"].pop("readOnlyRootFilesystem"),
-            "drop ALL": lambda c, pod, o: c["securityContext"]["capabilities"].update(drop=["NET_RAW"]),
-            "httpGet of /readyz": lambda c, pod, o: c["readinessProbe"]["httpGet"].update(path="/healthz"),
-            "resources.limits.memory": lambda c, pod, o: c["resources"]["limits"].pop("memory"),
-            "given as a value": lambda c, pod, o: c.setdefault("env", []).append(
+            "is no setting": lambda c, o: config(o).update(LANDLORD_GIT_URLL="https://x/y.git"),
+            "is no volumeMount": lambda c, o: config(o).update(LANDLORD_GIT_SSH_KEY_FILE="/etc/nowhere/ssh-key"),
+            "not in a Secret volume": lambda c, o: config(o).update(LANDLORD_GIT_CA_FILE="/tmp/ca.crt"),
+            "readOnlyRootFilesystem": lambda c, o: c["securityContext"].pop("readOnlyRootFilesystem"),
+            "drop ALL": lambda c, o: c["securityContext"]["capabilities"].update(drop=["NET_RAW"]),
+            "httpGet of /readyz": lambda c, o: c["readinessProbe"]["httpGet"].update(path="/healthz"),
+            "resources.limits.memory": lambda c, o: c["resources"]["limits"].pop("memory"),
+            "given as a value": lambda c, o: c.setdefault("env", []).append(
                 {"name": "LANDLORD_JWT_SECRET", "value": "hunter2"}),
+            "flag --database-url": lambda c, o: c.update(args=["--database-url=postgres://db/x"]),
+            "not on the container port": lambda c, o: config(o).update(LANDLORD_LISTEN="0.0.0.0:8080"),
         }
         for want, spoil in cases.items():
             bad = copy.deepcopy(objs)
-            pod = deployment(bad)["spec"]["template"]["spec"]
-            if want == "is no setting":
-                bad = [o for o in bad if o["kind"] != "ConfigMap"]
-                pod = deployment(bad)["spec"]["template"]["spec"]
-            spoil(pod["containers"][0], pod, bad)
+            spoil(deployment(bad)["spec"]["template"]["spec"]["containers"][0], bad)
             probs = shape_problems(bad)
             self.assertTrue(any(want in x for x in probs), "%s: %s" % (want, probs))
 
@@ -567,6 +565,25 @@ class ManifestTest(unittest.TestCase):
                 self.assertEqual(canon(build(path)), canon(ref))
                 checked += 1
         self.assertEqual(checked, 3)
+
+    def test_commented_settings_are_real(self):
+        """The alternatives configmap.yaml offers as comments (ssh, JWKS,
+        another registry) name real settings and files under the mounts."""
+        with open(os.path.join(BASE, "configmap.yaml")) as f:
+            commented = re.findall(r"^\s*#\s*(LANDLORD_[A-Z0-9_]+):\s*(\S+)", f.read(), re.M)
+        self.assertGreaterEqual(len(commented), 5, commented)
+        objs = build(OVERLAYS["single"])
+        c = deployment(objs)["spec"]["template"]["spec"]["containers"][0]
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        for name, value in commented:
+            with self.subTest(setting=name):
+                self.assertIn(env_to_setting(name), landlord_settings())
+                if name.endswith("_FILE"):
+                    self.assertIn(os.path.dirname(value), mounts)
+                    cm = _find(objs, "ConfigMap", "landlord-config", "landlord")[0]
+                    cm["data"][name] = value
+                    self.assertEqual(shape_problems(objs), [], "with %s=%s" % (name, value))
+                    del cm["data"][name]
 
     def test_service_account_and_rbac(self):
         objs = build(BASE)
