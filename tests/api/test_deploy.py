@@ -426,6 +426,18 @@ def shape_problems(objs, allowed_pending=frozenset()):
                     if _selects(sel, ((d["spec"]["template"].get("metadata") or {}).get("labels") or {}))]
             if not pods:
                 p.append("%s: selects no pod of the build" % where)
+            cports = {(pt.get("name"), pt.get("containerPort")) for d in pods
+                      for c in d["spec"]["template"]["spec"].get("containers") or [] for pt in c.get("ports") or []}
+            names, numbers = {n for n, _ in cports}, {n for _, n in cports}
+            if o["kind"] == "Service":
+                for sp in (o.get("spec") or {}).get("ports") or []:
+                    if sp.get("targetPort") not in names | numbers:
+                        p.append("%s: targetPort %r is no container port" % (where, sp.get("targetPort")))
+            if o["kind"] == "NetworkPolicy":
+                for rule in (o.get("spec") or {}).get("ingress") or []:
+                    for rp in rule.get("ports") or []:
+                        if rp.get("port") not in names | numbers:
+                            p.append("%s: ingress port %r is no container port" % (where, rp.get("port")))
         if o["kind"] in ("ClusterRoleBinding", "RoleBinding"):
             ref = o.get("roleRef") or {}
             if not _find(objs, ref.get("kind"), ref.get("name"),
@@ -513,6 +525,8 @@ class CheckerTest(unittest.TestCase):
                 {"name": "LANDLORD_JWT_SECRET", "value": "hunter2"}),
             "flag --database-url": lambda c, o: c.update(args=["--database-url=postgres://db/x"]),
             "not on the container port": lambda c, o: config(o).update(LANDLORD_LISTEN="0.0.0.0:8080"),
+            "ingress port 8443 is no container port": lambda c, o: c["ports"][0].update(containerPort=8080) or
+            config(o).update(LANDLORD_LISTEN="0.0.0.0:8080"),
         }
         for want, spoil in cases.items():
             bad = copy.deepcopy(objs)
