@@ -46,8 +46,8 @@ import yaml  # noqa: E402
 from common import poll  # noqa: E402
 from fluxsim import FluxSim  # noqa: E402
 from gitserver import GitServer  # noqa: E402
-from harness import (HEX40, SOURCE_DIR, LandlordTestCase, Server, landlord_bin, make_temp_dir,  # noqa: E402
-                     onboard, run_landlord)
+from harness import (HEX40, SOURCE_DIR, LandlordTestCase, Server, make_temp_dir, onboard,  # noqa: E402
+                     run_landlord)
 from kubeapi import RBAC, KubeAPI, request_info  # noqa: E402
 
 DEPLOY = os.path.join(SOURCE_DIR, "deploy", "kubernetes")

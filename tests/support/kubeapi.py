@@ -56,11 +56,11 @@ Cache-Control: no-cache, private, X-Kubernetes-Pf-*; a body over 2 KiB goes
 chunked (Go's net/http), gzip from 128 KiB when the client accepts it.
 
 KubeAPI(tls=True, tokens=None, forbid=None, terraform=False, anonymous=False,
-        history_size=1000, rbac=None, bookmark_interval=1.0, namespace_delete_delay=0.2,
+        history_size=1000, bookmark_interval=1.0, namespace_delete_delay=0.2,
         continue_ttl=300.0, watch_expired="event", max_watch_seconds=1800,
         namespaces=("default", "kube-system", "kube-public",
                     "kube-node-lease", "flux-system"),
-        not_found_body="text", port=None, version="1.31")
+        not_found_body="text", port=None, version="1.31", rbac=None)
     tokens: {token: user}; None disables authentication (every request is
         user "admin").  An unknown or missing token: 401 (golden body); a
         missing token with anonymous=True is system:anonymous, who may only
@@ -1340,10 +1340,10 @@ def err_forbidden_info(info, user):
 
 class KubeAPI:
     def __init__(self, tls=True, tokens=None, forbid=None, terraform=False, anonymous=False, history_size=1000,
-                 rbac=None, bookmark_interval=1.0, namespace_delete_delay=0.2, continue_ttl=300.0, watch_expired="event",
+                 bookmark_interval=1.0, namespace_delete_delay=0.2, continue_ttl=300.0, watch_expired="event",
                  max_watch_seconds=1800, namespaces=("default", "kube-system", "kube-public", "kube-node-lease",
                                                      "flux-system"),
-                 not_found_body="text", port=None, version="1.31"):
+                 not_found_body="text", port=None, version="1.31", rbac=None):
         self.tls = bool(tls)
         self.host = "localhost" if self.tls else "127.0.0.1"
         self.port = port
