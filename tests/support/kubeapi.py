@@ -60,7 +60,7 @@ KubeAPI(tls=True, tokens=None, forbid=None, terraform=False, anonymous=False,
         continue_ttl=300.0, watch_expired="event", max_watch_seconds=1800,
         namespaces=("default", "kube-system", "kube-public",
                     "kube-node-lease", "flux-system"),
-        not_found_body="text", port=None, version="1.31")
+        not_found_body="text", port=None, version="1.31", rbac=None)
     tokens: {token: user}; None disables authentication (every request is
         user "admin").  An unknown or missing token: 401 (golden body); a
         missing token with anonymous=True is system:anonymous, who may only
@@ -69,6 +69,19 @@ KubeAPI(tls=True, tokens=None, forbid=None, terraform=False, anonymous=False,
         requests.  A rule is "*", "<plural>" (every verb, subresources too),
         "<plural>/status", or "<verb> <plural>[/status]" (verb one of get
         list watch create update patch delete deletecollection, or *).
+    rbac: None, or a list of RBAC objects (ClusterRole, Role, ClusterRoleBinding,
+        RoleBinding, as applied): every authenticated request is then
+        authorized as kube-apiserver's RBAC authorizer would, on the request
+        attributes it derives (request_info(): list vs get by name, watch,
+        fieldSelector metadata.name as the name, patch, subresources,
+        non-resource URLs); the built-in system:discovery and
+        system:public-info-viewer let every authenticated user GET /api*,
+        /apis*, /version and the health URLs.  A token's user named
+        system:serviceaccount:<ns>:<name> is that service account (groups
+        system:serviceaccounts[:<ns>]).  A request no rule allows gets the
+        golden 403, whether or not the stand-in serves the resource;
+        .rbac.used counts (role id, rule index, verb) per allowed request
+        and .rbac.denied lists the refused ones.
     tls: HTTPS with the test CA of gitserver.py and a certificate for DNS
         name localhost (url is https://localhost:PORT); client certificates
         signed by that CA are accepted too (user = certificate CN).
@@ -1113,6 +1126,215 @@ class _Abort(Exception):
     pass
 
 
+# -- RBAC ----------------------------------------------------------------------------------------
+
+
+def request_info(method, path, query):
+    """The attributes the apiserver authorizes a request by, as
+    k8s.io/apiserver's RequestInfoFactory derives them (the subset landlord
+    can reach: /api and /apis prefixes, no /watch/ legacy prefix):
+    {"resource_request": bool, "verb", "path", "api_group", "api_version",
+    "namespace", "resource", "subresource", "name"}.
+
+    /apis/<group>/<version>, /apis/<group>, /apis, /api, /version and the
+    health URLs are non-resource requests (verb: the method, lower case).
+    A resource GET without a name is list, or watch with watch=1|true; a
+    list or watch with fieldSelector metadata.name=<n> is authorized as a
+    request for the name n (so RBAC resourceNames can allow it); DELETE
+    without a name is deletecollection."""
+    parts = [p for p in path.split("/") if p]
+    info = {"resource_request": False, "verb": method.lower(), "path": path, "api_group": "",
+            "api_version": "", "namespace": "", "resource": "", "subresource": "", "name": ""}
+    if len(parts) < 3 or parts[0] not in ("api", "apis"):
+        return info
+    rest = parts[1:]
+    if parts[0] == "apis":
+        if len(rest) < 3:
+            return info
+        info["api_group"], rest = rest[0], rest[1:]
+    info["resource_request"] = True
+    info["api_version"], rest = rest[0], rest[1:]
+    verb = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch",
+            "DELETE": "delete"}.get(method, "")
+    if rest and rest[0] == "namespaces":
+        if len(rest) > 1:
+            info["namespace"] = rest[1]
+            if len(rest) > 2 and rest[2] not in ("status", "finalize"):
+                rest = rest[2:]
+    if len(rest) >= 3:
+        info["subresource"] = rest[2]
+    if len(rest) >= 2:
+        info["name"] = rest[1]
+    if rest:
+        info["resource"] = rest[0]
+    if not info["name"] and verb == "get":
+        w = str(query.get("watch", "")).lower()
+        verb = "watch" if w in ("1", "t", "true") else "list"
+        for term in (query.get("fieldSelector") or "").split(","):
+            for op in ("==", "="):
+                if op in term:
+                    k, _, v = term.partition(op)
+                    if k.strip() == "metadata.name" and "!" not in k and v.strip():
+                        info["name"] = v.strip()
+                    break
+    if not info["name"] and verb == "delete":
+        verb = "deletecollection"
+    info["verb"] = verb
+    return info
+
+
+# The built-in ClusterRoles every authenticated user is bound to (their
+# bindings name the group system:authenticated): system:discovery and
+# system:public-info-viewer, as kube-apiserver 1.14+ bootstraps them.
+BUILTIN_NON_RESOURCE = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz", "/version",
+                        "/version/", "/openapi", "/openapi/*")
+
+
+def _rule_allows(rule, info):
+    """rbac/v1 PolicyRule semantics (k8s.io/kubernetes plugin/pkg/auth/
+    authorizer/rbac: VerbMatches, APIGroupMatches, ResourceMatches,
+    ResourceNameMatches, NonResourceURLMatches)."""
+    verbs = rule.get("verbs") or []
+    if "*" not in verbs and info["verb"] not in verbs:
+        return False
+    if not info["resource_request"]:
+        for u in rule.get("nonResourceURLs") or []:
+            if u == "*" or u == info["path"] or (u.endswith("*") and info["path"].startswith(u[:-1])):
+                return True
+        return False
+    groups = rule.get("apiGroups") or []
+    if "*" not in groups and info["api_group"] not in groups:
+        return False
+    combined = info["resource"] + ("/" + info["subresource"] if info["subresource"] else "")
+    ok = False
+    for r in rule.get("resources") or []:
+        if r == "*" or r == combined or (info["subresource"] and r == "*/" + info["subresource"]):
+            ok = True
+            break
+    if not ok:
+        return False
+    names = rule.get("resourceNames") or []
+    return not names or info["name"] in names
+
+
+def _groups_of(user):
+    """The groups the apiserver gives a token's user: service accounts
+    system:serviceaccounts and system:serviceaccounts:<ns>; everyone
+    authenticated system:authenticated."""
+    groups = ["system:authenticated"]
+    if user.startswith("system:serviceaccount:") and user.count(":") == 3:
+        groups += ["system:serviceaccounts", "system:serviceaccounts:" + user.split(":")[2]]
+    return groups
+
+
+def _subject_matches(subject, user, groups, binding_ns):
+    kind = subject.get("kind")
+    if kind == "User":
+        return subject.get("name") == user
+    if kind == "Group":
+        return subject.get("name") in groups
+    if kind == "ServiceAccount":
+        ns = subject.get("namespace") or binding_ns
+        return user == "system:serviceaccount:%s:%s" % (ns, subject.get("name"))
+    return False
+
+
+class RBAC:
+    """The RBAC authorizer over a fixed set of ClusterRoles, Roles and their
+    bindings (objects as kubectl would apply them), plus the built-in
+    discovery roles of every authenticated user.  allows() answers one
+    request and records which rule allowed it, with which verb."""
+
+    def __init__(self, objects):
+        self.cluster_roles, self.roles, self.crbs, self.rbs = {}, {}, [], []
+        for o in objects:
+            kind, md = o.get("kind"), o.get("metadata") or {}
+            if kind == "ClusterRole":
+                self.cluster_roles[md["name"]] = o
+            elif kind == "Role":
+                self.roles[(md["namespace"], md["name"])] = o
+            elif kind == "ClusterRoleBinding":
+                self.crbs.append(o)
+            elif kind == "RoleBinding":
+                self.rbs.append(o)
+            else:
+                raise ValueError("not an RBAC object: %s" % kind)
+        self._lock = threading.Lock()
+        self.used = collections.Counter()  # (role id, rule index, verb) -> requests allowed
+        self.denied = []  # request infos refused, with the user
+
+    def rules(self):
+        """Every rule of every role some binding grants: [(role id, index,
+        rule)], role id "ClusterRole/<name>" or "Role/<ns>/<name>"."""
+        out = []
+        for rid, role in self._bound_roles():
+            for i, rule in enumerate(role.get("rules") or []):
+                out.append((rid, i, rule))
+        return out
+
+    def _bound_roles(self):
+        seen = {}
+        for b in self.crbs:
+            ref = b.get("roleRef") or {}
+            if ref.get("kind") == "ClusterRole" and ref.get("name") in self.cluster_roles:
+                seen["ClusterRole/" + ref["name"]] = self.cluster_roles[ref["name"]]
+        for b in self.rbs:
+            ref, ns = b.get("roleRef") or {}, b["metadata"]["namespace"]
+            if ref.get("kind") == "Role" and (ns, ref.get("name")) in self.roles:
+                seen["Role/%s/%s" % (ns, ref["name"])] = self.roles[(ns, ref["name"])]
+            elif ref.get("kind") == "ClusterRole" and ref.get("name") in self.cluster_roles:
+                seen["ClusterRole/" + ref["name"]] = self.cluster_roles[ref["name"]]
+        return sorted(seen.items())
+
+    def _applicable(self, user, groups, namespace):
+        """[(role id, role)] that apply to user in namespace ("" = the
+        cluster scope): ClusterRoleBindings everywhere, RoleBindings in
+        their own namespace only."""
+        out = []
+        for b in self.crbs:
+            ref = b.get("roleRef") or {}
+            if ref.get("kind") == "ClusterRole" and ref.get("name") in self.cluster_roles and any(
+                    _subject_matches(s, user, groups, "") for s in b.get("subjects") or []):
+                out.append(("ClusterRole/" + ref["name"], self.cluster_roles[ref["name"]]))
+        if namespace:
+            for b in self.rbs:
+                ns, ref = b["metadata"]["namespace"], b.get("roleRef") or {}
+                if ns != namespace or not any(_subject_matches(s, user, groups, ns) for s in b.get("subjects") or []):
+                    continue
+                if ref.get("kind") == "Role" and (ns, ref.get("name")) in self.roles:
+                    out.append(("Role/%s/%s" % (ns, ref["name"]), self.roles[(ns, ref["name"])]))
+                elif ref.get("kind") == "ClusterRole" and ref.get("name") in self.cluster_roles:
+                    out.append(("ClusterRole/" + ref["name"], self.cluster_roles[ref["name"]]))
+        return out
+
+    def allows(self, user, info):
+        groups = _groups_of(user)
+        if not info["resource_request"] and info["verb"] == "get" and "system:authenticated" in groups and \
+                _rule_allows({"verbs": ["get"], "nonResourceURLs": list(BUILTIN_NON_RESOURCE)}, info):
+            with self._lock:
+                self.used[("system:discovery", 0, "get")] += 1
+            return True
+        for rid, role in self._applicable(user, groups, info["namespace"]):
+            for i, rule in enumerate(role.get("rules") or []):
+                if _rule_allows(rule, info):
+                    with self._lock:
+                        self.used[(rid, i, info["verb"])] += 1
+                    return True
+        with self._lock:
+            self.denied.append(dict(info, user=user))
+        return False
+
+
+def err_forbidden_info(info, user):
+    """The apiserver's 403 for a request RBAC refused, from its request
+    info (the resource need not be one this stand-in serves)."""
+    if not info["resource_request"]:
+        return err_forbidden(None, user, info["verb"], None, path=info["path"])
+    res = Resource(info["api_group"], [info["api_version"]], info["resource"], info["resource"], info["resource"])
+    return err_forbidden(res, user, info["verb"], info["namespace"] or None, info["name"] or None,
+                         info["subresource"] or None)
+
+
 # -- the server ----------------------------------------------------------------------------------
 
 
@@ -1121,12 +1343,13 @@ class KubeAPI:
                  bookmark_interval=1.0, namespace_delete_delay=0.2, continue_ttl=300.0, watch_expired="event",
                  max_watch_seconds=1800, namespaces=("default", "kube-system", "kube-public", "kube-node-lease",
                                                      "flux-system"),
-                 not_found_body="text", port=None, version="1.31"):
+                 not_found_body="text", port=None, version="1.31", rbac=None):
         self.tls = bool(tls)
         self.host = "localhost" if self.tls else "127.0.0.1"
         self.port = port
         self.tokens = None if tokens is None else dict(tokens)
         self.forbid = dict(forbid or {})
+        self.rbac = RBAC(rbac) if rbac is not None else None
         self.anonymous = anonymous
         self.history_size = history_size
         self.bookmark_interval = bookmark_interval
@@ -1994,7 +2217,7 @@ class KubeAPI:
                 if fault["plain"]:
                     e.plain = (e.message or "") + "\n"
                 raise e
-            self._authorize(user, token, route, path)
+            self._authorize(user, token, route, path, method, query)
             if route["kind"] == "notfound":
                 raise ApiError(404, "NotFound", "the server could not find the requested resource", {},
                                plain="404 page not found\n" if self.not_found_body == "text" else None)
@@ -2063,7 +2286,7 @@ class KubeAPI:
             return "system:anonymous", None
         raise ApiError(401, "Unauthorized", "Unauthorized")
 
-    def _authorize(self, user, token, route, path):
+    def _authorize(self, user, token, route, path, method="GET", query=None):
         if user == "system:anonymous":
             if path.rstrip("/") in ("/version", "/healthz", "/readyz", "/livez"):
                 return
@@ -2071,6 +2294,10 @@ class KubeAPI:
                 raise err_forbidden(route["res"], user, route["verb"], route.get("namespace"), route.get("name"),
                                     route.get("subresource"))
             raise err_forbidden(None, user, "get", None, path=path)
+        if self.rbac is not None:
+            info = request_info(method, path, query or {})
+            if not self.rbac.allows(user, info):
+                raise err_forbidden_info(info, user)
         res = route.get("res")
         if res is None:
             return
