@@ -2,8 +2,6 @@
  * repository seeded with landlord's default layout (in a temporary bare
  * repository), asserting the files and kustomization intents each leaves;
  * a failing operation undone; the commit message and its trailer. */
-#define _GNU_SOURCE /* nftw, mkdtemp */
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +20,7 @@
 #include "landlord/kustomize.h"
 #include "landlord/template.h"
 #include "landlord/tiers.h"
+#include "support.h"
 
 #define ROOT "gitops"
 
@@ -35,14 +34,6 @@ typedef struct fixture {
     ll_overlay ov;
     ll_apply_ctx ctx;
 } fixture;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static char *dup_text(const char *s)
 {
@@ -111,8 +102,7 @@ static fixture *open_fixture(int sharded)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/landlord-apply-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(ut_temp_dir(f->dir, sizeof(f->dir), "apply"), 0);
     assert_int_equal(git_repository_init(&f->repo, f->dir, 1), 0);
     seed_base(f, sharded);
     return f;
@@ -124,7 +114,7 @@ static void close_fixture(fixture *f)
     git_tree_free(f->seeded);
     ll_tier_catalogue_unref(f->tiers);
     git_repository_free(f->repo);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(ut_remove_tree(f->dir), 0);
     free(f);
 }
 

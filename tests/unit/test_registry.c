@@ -16,6 +16,7 @@
 #include "landlord/error.h"
 #include "landlord/registry.h"
 #include "landlord/storage.h"
+#include "support.h"
 #include "registry/registry_int.h"
 
 static char dir[64], path[128];
@@ -88,32 +89,23 @@ static int offboard(long long *op, ll_registry *r, const char *id)
 
 static int setup(void **state)
 {
-    snprintf(dir, sizeof(dir), "/tmp/ll-registry-XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-    snprintf(path, sizeof(path), "%s/landlord.db", dir);
-    return 0;
+    (void)state;
+    return ut_temp_db(dir, sizeof(dir), path, sizeof(path), "registry");
 }
 
 static int teardown(void **state)
 {
-    char cmd[200];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    (void)state;
+    return ut_remove_tree(dir);
 }
 
+/* The first column of the first row of sql as an int (-1 when none). */
 static int scalar_int(const char *sql)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int v = -1;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
+    char *v = ut_sql_text(path, sql);
+    int n = v ? atoi(v) : -1;
+    free(v);
+    return n;
 }
 
 /* Records one outcome the way the git writer does. */
@@ -640,10 +632,7 @@ static void test_tenant_enum_names(void **state)
 /* Runs sql on the database file behind the registry's back. */
 static void exec_sql(const char *sql)
 {
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    ut_sql_exec(path, sql);
 }
 
 /* The tier reads become typed arrays: tenants counted per tier (not the
