@@ -540,38 +540,34 @@ int ll_tier_delete(long long *out_op, ll_core *c, const char *name, const char *
 
 int ll_tier_outcome(json_t **out, int *pending, ll_core *c, long long op, const char *name)
 {
-    json_t *opj = NULL;
-    const char *state, *why;
-    ll_op_failure type = LL_OP_FAILURE_NONE;
+    ll_registry *r = ll_core_registry(c);
+    ll_operation rec;
     int error;
 
     *out = NULL;
     *pending = 0;
-    if ((error = ll_operation_get(&opj, c, op)) < 0)
+    if (!r)
+        return -1;
+    if ((error = ll_registry_op_get(&rec, r, op)) < 0)
         return error;
-    state = json_string_value(json_object_get(opj, "state"));
-    if (strcmp(state, "queued") == 0) {
+    if (rec.state == LL_OP_QUEUED) {
         *pending = 1;
-        *out = opj;
-        return 0;
+        *out = ll_core_operation_json(&rec);
+        ll_operation_clear(&rec);
+        return *out ? 0 : ll_error_set(-1, "out of memory");
     }
-    if (strcmp(state, "failed") == 0) {
-        ll_registry *r = ll_core_registry(c);
-        ll_operation raw = {0};
-        if (r && ll_registry_op_get(&raw, r, op) == 0)
-            type = raw.failure;
-        why = json_string_value(json_object_get(opj, "error"));
-        if (type == LL_OP_FAILURE_CONFLICT)
+    if (rec.state == LL_OP_FAILED) {
+        const char *why = rec.error;
+        if (rec.failure == LL_OP_FAILURE_CONFLICT)
             error = ll_error_set(LL_ECONFLICT, "%s", why ? why : "conflict in the repository");
         else {
             error = ll_error_set(LL_EUPSTREAM, "%s", why ? why : "push failed");
             ll_error_hint("check the GitOps remote; /readyz shows its state");
         }
-        ll_operation_clear(&raw);
-        json_decref(opj);
+        ll_operation_clear(&rec);
         return error;
     }
-    json_decref(opj);
+    ll_operation_clear(&rec);
     error = ll_tier_get(out, c, name);
     if (error == LL_ENOTFOUND) {
         *out = NULL; /* deleted */

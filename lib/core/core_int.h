@@ -114,4 +114,9 @@ static inline ll_rollouts *ll_core_rollouts(ll_core *c)
 int ll_core_field_error(const char *field, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* An operation as the API shows it (GET /api/v1/operations/{id}): the
+ * record without its payload and failure class (operations.c).  New
+ * reference, NULL when out of memory; op is borrowed. */
+json_t *ll_core_operation_json(const ll_operation *op);
+
 #endif

@@ -25,6 +25,25 @@ int ll_core_op_queued(ll_core *c, long long op)
     return queued;
 }
 
+json_t *ll_core_operation_json(const ll_operation *o)
+{
+    json_t *v;
+    /* The API's view: the record without its payload and failure class;
+     * tier changes and rollouts name no tenant. */
+#define TEXT(s) ((s) ? json_string(s) : json_null())
+    v = json_pack("{s:I, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:{s:o, s:o}, s:I, s:o}", "id",
+                  (json_int_t)o->id, "kind", ll_op_kind_name(o->kind), "tenant", TEXT(o->tenant),
+                  "tier", TEXT(o->tier), "state", ll_op_state_name(o->state), "commit",
+                  TEXT(o->commit), "error", TEXT(o->error), "created_at", TEXT(o->created_at),
+                  "updated_at", TEXT(o->updated_at), "author", "name", TEXT(o->author_name),
+                  "email", TEXT(o->author_email), "attempts", (json_int_t)o->attempts, "last_error",
+                  TEXT(o->last_error));
+#undef TEXT
+    if (v && o->rollout_id)
+        json_object_set_new(v, "rollout", json_integer(o->rollout_id));
+    return v;
+}
+
 int ll_operation_get(json_t **out, ll_core *c, long long id)
 {
     ll_registry *r = ll_core_registry(c);
@@ -35,19 +54,7 @@ int ll_operation_get(json_t **out, ll_core *c, long long id)
         return -1;
     if ((error = ll_registry_op_get(&op, r, id)) < 0)
         return error;
-        /* The API's view: the record without its payload and failure class;
-         * tier changes and rollouts name no tenant. */
-#define TEXT(s) ((s) ? json_string(s) : json_null())
-    v = json_pack("{s:I, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:{s:o, s:o}, s:I, s:o}", "id",
-                  (json_int_t)op.id, "kind", ll_op_kind_name(op.kind), "tenant", TEXT(op.tenant),
-                  "tier", TEXT(op.tier), "state", ll_op_state_name(op.state), "commit",
-                  TEXT(op.commit), "error", TEXT(op.error), "created_at", TEXT(op.created_at),
-                  "updated_at", TEXT(op.updated_at), "author", "name", TEXT(op.author_name),
-                  "email", TEXT(op.author_email), "attempts", (json_int_t)op.attempts, "last_error",
-                  TEXT(op.last_error));
-#undef TEXT
-    if (v && op.rollout_id)
-        json_object_set_new(v, "rollout", json_integer(op.rollout_id));
+    v = ll_core_operation_json(&op);
     ll_operation_clear(&op);
     if (!v)
         return ll_error_set(-1, "out of memory");
