@@ -58,17 +58,15 @@ int ll_storage_is_full(void)
     return __atomic_load_n(&full, __ATOMIC_ACQUIRE);
 }
 
-json_t *ll_storage_health(void)
+void ll_storage_health(ll_storage_state *out)
 {
-    json_t *h;
+    memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&lock);
-    if (__atomic_load_n(&full, __ATOMIC_ACQUIRE))
-        h = json_pack("{s:s, s:s, s:s}", "status", "full", "error", message_at_full, "since",
-                      since);
-    else
-        h = json_pack("{s:s}", "status", "ok");
+    if ((out->full = __atomic_load_n(&full, __ATOMIC_ACQUIRE))) {
+        snprintf(out->error, sizeof(out->error), "%s", message_at_full);
+        snprintf(out->since, sizeof(out->since), "%s", since);
+    }
     pthread_mutex_unlock(&lock);
-    return h;
 }
 
 int ll_storage_message_full(const char *message)

@@ -368,12 +368,50 @@ const char *ll_core_git_url(const ll_core *c)
     return ll_gitops_url(c->git);
 }
 
+/* The git check of /readyz: the remote's health and the queue. */
+static json_t *git_check(const ll_git_health *h, long long queued)
+{
+    json_t *git;
+    if (!h->known)
+        git = json_pack("{s:s}", "status", "degraded");
+    else
+        git = json_pack("{s:s, s:s, s:s, s:s*, s:s*}", "status", h->degraded ? "degraded" : "ok",
+                        "branch", h->branch, "url", h->url, "head", h->head[0] ? h->head : NULL,
+                        "error", h->error[0] ? h->error : NULL);
+    json_object_set_new(git, "queued", json_integer(queued));
+    return git;
+}
+
+/* The storage check of /readyz: the volume's state, else full when the
+ * git writer's error (git_error, or NULL) says so. */
+static json_t *storage_check(const ll_storage_state *st, const char *git_error)
+{
+    if (st->full)
+        return json_pack("{s:s, s:s, s:s}", "status", "full", "error", st->error, "since",
+                         st->since);
+    if (git_error && ll_storage_message_full(git_error))
+        return json_pack("{s:s, s:s}", "status", "full", "error", git_error);
+    return json_pack("{s:s}", "status", "ok");
+}
+
+/* 1 when no tier of cat breaks the policy. */
+static int tiers_ok(const ll_tier_catalogue *cat)
+{
+    for (size_t i = 0; cat && i < cat->n_tiers; i++)
+        if (cat->tiers[i].policy.violated)
+            return 0;
+    return 1;
+}
+
 json_t *ll_core_ready(int *ok, ll_core *c)
 {
     ll_registry *r = ll_core_registry(c);
-    json_t *checks = json_object(), *snap = ll_gitops_status(c->git), *git;
+    json_t *checks = json_object();
     int reg_ok = r && ll_registry_ping(r) == 0;
     long long queued = 0;
+    ll_git_health git;
+    ll_kube_health kube;
+    ll_storage_state storage;
     const char *status;
 
     if (reg_ok) {
@@ -384,11 +422,8 @@ json_t *ll_core_ready(int *ok, ll_core *c)
             checks, "registry",
             json_pack("{s:s, s:s}", "status", "failed", "error", ll_error_last()->message));
     }
-    git = snap ? json_deep_copy(snap) : json_pack("{s:s}", "status", "degraded");
-    json_decref(snap);
-    json_object_set_new(git, "queued", json_integer(queued));
-    json_object_set_new(checks, "git", git);
-    ll_kube_health kube;
+    ll_gitops_health(&git, c->git);
+    json_object_set_new(checks, "git", git_check(&git, queued));
     ll_status_health(&kube, c->status);
     json_object_set_new(checks, "kube", ll_kube_health_json(&kube));
     /* The registry of charts: the outcome of the last exchange (no request
@@ -399,29 +434,23 @@ json_t *ll_core_ready(int *ok, ll_core *c)
     /* The data volume: full while writes fail for lack of space, the
      * registry's or the git writer's in landlord's clone (whose error names
      * it); clear again once a write gets through. */
-    json_t *storage = ll_storage_health();
-    const char *git_error = json_string_value(json_object_get(git, "error"));
-    int storage_ok = strcmp(json_string_value(json_object_get(storage, "status")), "ok") == 0;
-    if (storage_ok && ll_storage_message_full(git_error)) {
-        json_decref(storage);
-        storage = json_pack("{s:s, s:s}", "status", "full", "error", git_error);
-        storage_ok = 0;
-    }
-    json_object_set_new(checks, "storage", storage);
+    ll_storage_health(&storage);
+    const char *git_error = git.known && git.degraded ? git.error : NULL;
+    int storage_full = storage.full || (git_error && ll_storage_message_full(git_error));
+    json_object_set_new(checks, "storage", storage_check(&storage, git_error));
     /* Tier templates in the repository that break the policy: their tenants
      * are not rendered until they are fixed. */
     ll_tier_catalogue *cat = ll_gitops_tiers(c->git);
-    json_t *tiers = ll_core_tiers_health(cat);
-    int tiers_ok = strcmp(json_string_value(json_object_get(tiers, "status")), "ok") == 0;
+    int tiers_fine = tiers_ok(cat);
+    json_object_set_new(checks, "tiers", ll_core_tiers_health(cat));
     ll_tier_catalogue_unref(cat);
-    json_object_set_new(checks, "tiers", tiers);
     /* A degraded remote still takes writes (they queue): ready, but say so. */
     *ok = reg_ok;
     /* So does an unreachable cluster: states read "unknown" meanwhile; and
      * a full volume, whose writes answer 503 while reads go on. */
     status = !reg_ok ? "unavailable"
-             : strcmp(json_string_value(json_object_get(git, "status")), "ok") == 0 &&
-                     kube.status != LL_KUBE_DEGRADED && storage_ok && tiers_ok
+             : git.known && !git.degraded && kube.status != LL_KUBE_DEGRADED && !storage_full &&
+                     tiers_fine
                  ? "ready"
                  : "degraded";
     return json_pack("{s:s, s:o}", "status", status, "checks", checks);

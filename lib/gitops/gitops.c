@@ -30,7 +30,8 @@
  *
  * Threads.  Before ll_gitops_start() only the caller touches the repository;
  * after, only the writer thread does.  lock guards the wake-up flags, the
- * generation counter and the published snapshots (tiers, status).
+ * generation counter and what is published (the tier catalogue, the
+ * remote's health).
  */
 #define _GNU_SOURCE /* nftw */
 #include <ftw.h>
@@ -348,7 +349,6 @@ void ll_gitops_free(ll_gitops *g)
     ll_registry_close(g->reg);
     git_repository_free(g->repo);
     ll_tier_catalogue_unref(g->tiers);
-    json_decref(g->status);
     free(g->workdir);
     free(g->url);
     free(g->shown_url);

@@ -10,12 +10,12 @@
  *               -> apply.c   one operation applied to an overlay (apply.h)
  *               -> follow.c  the registry and the tier catalogue follow the head
  *     -> packer.c  the packer thread: merges packs off the writer's path
- *     -> remote.c  the clone, fetch, push, credentials, the status snapshot
+ *     -> remote.c  the clone, fetch, push, credentials, the remote's health
  *
  * Threads.  Before ll_gitops_start() only the caller touches the
  * repository; after, only the writer thread does (the packer works on the
  * files with git, never through g->repo).  lock guards the wake-up flags,
- * the generation counter and the published snapshots (tiers, status).
+ * the generation counter and what is published (tiers, health).
  */
 #ifndef LANDLORD_GITOPS_INT_H
 #define LANDLORD_GITOPS_INT_H
@@ -70,7 +70,7 @@ struct ll_gitops {
     unsigned long long arrivals;   /* ll_gitops_notify calls: work stored */
     unsigned long long generation;
     ll_tier_catalogue *tiers; /* immutable snapshot; one reference */
-    json_t *status;           /* immutable snapshot */
+    ll_git_health health;     /* under lock: what gitops_set_status published */
     /* Push latency: counts per bucket of push_bounds_ms (last: above). */
     long long push_buckets[LL_PUSH_BUCKETS + 1], push_count, push_sum_ms;
 };
@@ -80,7 +80,7 @@ struct ll_gitops {
 /* Sets the error from libgit2's last error, prefixed by what; returns code. */
 int gitops_git_fail(int code, const char *what);
 
-/* Publishes the status snapshot: ok (error NULL) or degraded with error;
+/* Publishes the remote's health: ok (error NULL) or degraded with error;
  * head NULL keeps the head the snapshot had. */
 void gitops_set_status(ll_gitops *g, const git_oid *head, const char *error);
 

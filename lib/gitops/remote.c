@@ -34,29 +34,20 @@ int gitops_git_fail(int code, const char *what)
     return ll_error_set(code, "%s: %s", what, e && e->message ? e->message : "unknown git error");
 }
 
-/* Publishes the status snapshot: ok (error NULL) or degraded with error;
- * head NULL keeps the head the snapshot had. */
+/* Publishes the remote's state: ok (error NULL) or degraded with error;
+ * head NULL keeps the head it had. */
 void gitops_set_status(ll_gitops *g, const git_oid *head, const char *error)
 {
-    json_t *s = json_object(), *old;
-    char sha[GIT_OID_HEXSZ + 1] = "";
-
-    json_object_set_new(s, "status", json_string(error ? "degraded" : "ok"));
-    json_object_set_new(s, "branch", json_string(g->branch));
-    json_object_set_new(s, "url", json_string(g->shown_url));
+    ll_git_health *h = &g->health;
     pthread_mutex_lock(&g->lock);
-    if (head) {
-        git_oid_tostr(sha, sizeof(sha), head);
-        json_object_set_new(s, "head", json_string(sha));
-    } else if (g->status && json_object_get(g->status, "head")) {
-        json_object_set(s, "head", json_object_get(g->status, "head"));
-    }
-    if (error)
-        json_object_set_new(s, "error", json_string(error));
-    old = g->status;
-    g->status = s;
+    h->known = 1;
+    h->degraded = error != NULL;
+    snprintf(h->branch, sizeof(h->branch), "%s", g->branch);
+    snprintf(h->url, sizeof(h->url), "%s", g->shown_url);
+    if (head)
+        git_oid_tostr(h->head, sizeof(h->head), head);
+    snprintf(h->error, sizeof(h->error), "%s", error ? error : "");
     pthread_mutex_unlock(&g->lock);
-    json_decref(old);
 }
 
 typedef struct remote_ctx {
@@ -323,17 +314,14 @@ int ll_gitops_degraded(ll_gitops *g)
 {
     int degraded;
     pthread_mutex_lock(&g->lock);
-    degraded = g->status &&
-               strcmp(json_string_value(json_object_get(g->status, "status")), "degraded") == 0;
+    degraded = g->health.known && g->health.degraded;
     pthread_mutex_unlock(&g->lock);
     return degraded;
 }
 
-json_t *ll_gitops_status(ll_gitops *g)
+void ll_gitops_health(ll_git_health *out, ll_gitops *g)
 {
-    json_t *s;
     pthread_mutex_lock(&g->lock);
-    s = json_incref(g->status);
+    *out = g->health;
     pthread_mutex_unlock(&g->lock);
-    return s;
 }

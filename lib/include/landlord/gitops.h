@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "landlord/error.h"
 #include "landlord/registry.h"
 #include "landlord/tiers.h"
 
@@ -107,9 +108,18 @@ const char *ll_gitops_url(const ll_gitops *g);
  * (ll_tier_catalogue_unref), NULL before the first head is read. */
 ll_tier_catalogue *ll_gitops_tiers(ll_gitops *g);
 
-/* {"status": "ok"|"degraded", "head": sha, "branch", "url" (without
- * credentials), "error"?}; new reference. */
-json_t *ll_gitops_status(ll_gitops *g);
+/* The remote as the writer last found it: a value, copied out. */
+typedef struct ll_git_health {
+    int known;        /* 0 until the writer first reached or failed to reach the remote */
+    int degraded;     /* the remote is unreachable (writes queue) */
+    char head[41];    /* the remote head, "" when unknown */
+    char branch[256]; /* cut to fit */
+    char url[1100];   /* without credentials; cut to fit */
+    char error[LL_ERROR_MSG_MAX]; /* why degraded, "" when not */
+} ll_git_health;
+
+/* Copies the remote's state into *out. */
+void ll_gitops_health(ll_git_health *out, ll_gitops *g);
 
 /* Latency of successful pushes: buckets[i] counts pushes of at most
  * ll_push_bounds_ms[i] ms (and above the previous bound); buckets[LL_PUSH_BUCKETS]

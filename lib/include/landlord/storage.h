@@ -12,7 +12,7 @@
 #ifndef LANDLORD_STORAGE_H
 #define LANDLORD_STORAGE_H
 
-#include <jansson.h>
+#include "landlord/error.h"
 
 /* Records that a write failed for lack of space: path is the file that could
  * not be written (logged, never shown to callers), message the error a
@@ -25,8 +25,15 @@ void ll_storage_ok(void);
 /* 1 while the last write to the data volume failed for lack of space. */
 int ll_storage_is_full(void);
 
-/* {"status": "ok"} or {"status": "full", "error", "since"} (new reference). */
-json_t *ll_storage_health(void);
+/* The data volume's state, copied out: a value. */
+typedef struct ll_storage_state {
+    int full;                     /* the last write failed for lack of space */
+    char error[LL_ERROR_MSG_MAX]; /* the error a caller was given then, "" when not full */
+    char since[32];               /* when it turned full (RFC 3339), "" when not */
+} ll_storage_state;
+
+/* Copies the volume's state into *out. */
+void ll_storage_health(ll_storage_state *out);
 
 /* 1 when an error message (libgit2's, which ends with strerror(errno)) says
  * that a volume was full. */
