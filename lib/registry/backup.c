@@ -173,11 +173,22 @@ static int checkpoint(const char *path)
     return error;
 }
 
+/* Removes the WAL and shared-memory index next to the registry at path:
+ * they belong to a file that is no longer there. */
+static void forget_wal(const char *path)
+{
+    char side[4200];
+    snprintf(side, sizeof(side), "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", path);
+    unlink(side);
+}
+
 int ll_registry_restore(const char *db_path, const char *from)
 {
     sqlite3 *src = NULL;
     ll_registry *r = NULL;
-    char tmp[4096], before[4096], side[4200];
+    char tmp[4096], before[4096];
     int error, moved = 0;
 
     if ((error = check_backup(from)) < 0)
@@ -202,10 +213,7 @@ int ll_registry_restore(const char *db_path, const char *from)
         moved = 1;
     }
     /* What an old WAL or index holds belongs to the file set aside. */
-    snprintf(side, sizeof(side), "%s-wal", db_path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", db_path);
-    unlink(side);
+    forget_wal(db_path);
     if (rename(tmp, db_path) != 0) {
         error = ll_error_set(ll_error_of_errno(errno), "cannot put %s in place: %s", db_path,
                              strerror(errno));
@@ -216,6 +224,7 @@ int ll_registry_restore(const char *db_path, const char *from)
         char why[LL_ERROR_MSG_MAX];
         snprintf(why, sizeof(why), "%s", ll_error_last()->message);
         unlink(db_path);
+        forget_wal(db_path); /* the refused file's, never the old one's */
         if (moved && rename(before, db_path) == 0)
             moved = 0;
         ll_error_set(error, "%s cannot be restored: %s", from, why);
