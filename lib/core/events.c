@@ -20,6 +20,7 @@
 #include "landlord/gitops.h"
 #include "landlord/netpolicy.h"
 #include "landlord/registry.h"
+#include "landlord/tiers.h"
 #include "landlord/util.h"
 #include "landlord/validate.h"
 #include "core_int.h"
@@ -387,9 +388,16 @@ int ll_core_metrics(char **out, size_t *out_len, ll_core *c)
     ll_buf_init(&b, 4 << 20);
     ll_buf_adds(&b, "# HELP landlord_tenants Tenants by tier and observed state.\n"
                     "# TYPE landlord_tenants gauge\n");
-    for (i = 0; i < ncounts; i++)
+    /* Offboarded tenants of a tier that is gone are no series: a deleted
+     * tier's series end with it. */
+    ll_tier_catalogue *cat = ll_gitops_tiers(c->git);
+    for (i = 0; i < ncounts; i++) {
+        if (strcmp(counts[i].state, "offboarded") == 0 && !ll_tiers_find(cat, counts[i].tier))
+            continue;
         ll_buf_printf(&b, "landlord_tenants{tier=\"%s\",state=\"%s\"} %lld\n", counts[i].tier,
                       counts[i].state, counts[i].count);
+    }
+    ll_tier_catalogue_unref(cat);
     ll_registry_state_counts_free(counts, ncounts);
     ll_buf_printf(&b,
                   "# HELP landlord_operations_queued Operations waiting to be pushed.\n"

@@ -3,6 +3,7 @@ listing, offboarding, re-onboarding, tiers, operations, restarts, with the
 GitOps remote and the registry read back after each step."""
 
 import os
+import re
 import sys
 import time
 import unittest
@@ -326,6 +327,29 @@ class TenantApi(SharedServerTestCase):
         self.assertEqual(count(), n0)
 
     # -- offboarding --------------------------------------------------------------
+
+    def test_metrics_end_with_a_deleted_tier(self):
+        """/metrics counts offboarded tenants under their tier while the
+        tier exists; once the tier is deleted its series are gone, and the
+        other tiers' stay."""
+        s = self.s
+
+        def series(tier):
+            r = s.get("/metrics")
+            self.assertEqual(r.status, 200)
+            text = r.body.decode()
+            return re.findall(r'^landlord_tenants\{tier="%s",state="([^"]+)"\} (\d+)$' % tier, text, re.M)
+
+        tmpl = s.get("/api/v1/tiers/premium").json["template"].replace("premium", "metered")
+        self.assertJson(s.request("PUT", "/api/v1/tiers/metered", json_body={"template": tmpl}), 201)
+        self.assertJson(onboard(s, "gauged", "metered"), 201)
+        self.assertEqual(series("metered"), [("unknown", "1")])
+        self.assertJson(s.delete("/api/v1/tenants/gauged"), 200)
+        self.assertEqual(series("metered"), [("offboarded", "1")])
+        self.assertEqual(s.delete("/api/v1/tiers/metered").status, 204)
+        self.assertEqual(series("metered"), [])
+        self.assertJson(onboard(s, "not-metered", "basic"), 201)
+        self.assertTrue(series("basic"), "the other tiers keep their series")
 
     def test_offboard(self):
         on, _, _ = self.assertOnboarded("leaving", "premium")
