@@ -18,10 +18,13 @@
  * Locking: every function here that touches the handle runs under
  * s->lock (the callbacks take it themselves).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "landlord/error.h"
+#include "landlord/log.h"
 #include "landlord/util.h"
 #include "status_int.h"
 
@@ -362,6 +365,67 @@ static void on_all_namespaces(const char *type, const char *key, const json_t *s
 
 /* --- starting and asking the informers --------------------------------------------- */
 
+/* 1 when v is a Kubernetes API version name (v1, v2beta1): what may go into a
+ * path. */
+static int api_version_name(const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+    return n >= 2 && n < 32 && v[0] == 'v' &&
+           strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789") == n;
+}
+
+/* The HelmRelease collection at a version the cluster serves (the informer's
+ * resolve hook): the version the templates or the setting ask for when the
+ * cluster serves it, else the group's preferred version.  Asks API discovery
+ * (GET /apis/helm.toolkit.fluxcd.io, which every authenticated user may
+ * read) before each list, and keeps what it learnt for /readyz and the tier
+ * views. */
+static int resolve_helm(char *out, size_t cap, void *payload)
+{
+    ll_status *s = payload;
+    json_t *group = NULL, *v;
+    char served[sizeof(s->helm_served)] = "", chosen[32] = "";
+    size_t i, used = 0;
+    int error = ll_kube_get(&group, s->kube, "/apis/helm.toolkit.fluxcd.io");
+
+    if (error == LL_ENOTFOUND) {
+        ll_error_set(LL_ENOTFOUND, "the cluster serves no helm.toolkit.fluxcd.io API");
+        ll_error_hint("install Flux's helm-controller (its HelmRelease CRD)");
+        return LL_ENOTFOUND;
+    }
+    if (error < 0)
+        return error;
+    const char *preferred =
+        json_string_value(json_object_get(json_object_get(group, "preferredVersion"), "version"));
+    json_array_foreach(json_object_get(group, "versions"), i, v)
+    {
+        const char *name = json_string_value(json_object_get(v, "version"));
+        if (!api_version_name(name) || used + strlen(name) + 2 > sizeof(served))
+            continue;
+        used +=
+            (size_t)snprintf(served + used, sizeof(served) - used, "%s%s", used ? "," : "", name);
+        if (strcmp(name, s->helm_version) == 0 ||
+            (!chosen[0] && preferred && strcmp(name, preferred) == 0))
+            snprintf(chosen, sizeof(chosen), "%s", name);
+    }
+    json_decref(group);
+    if (!chosen[0]) {
+        ll_error_set(LL_ENOTFOUND, "the cluster serves no usable helm.toolkit.fluxcd.io version");
+        return LL_ENOTFOUND;
+    }
+    pthread_mutex_lock(&s->lock);
+    int changed = strcmp(s->helm_watched, chosen) != 0;
+    snprintf(s->helm_served, sizeof(s->helm_served), "%s", served);
+    snprintf(s->helm_watched, sizeof(s->helm_watched), "%s", chosen);
+    pthread_mutex_unlock(&s->lock);
+    if (changed && strcmp(chosen, s->helm_version) != 0)
+        ll_log_warn("msg=\"the cluster does not serve the HelmRelease version the tier templates "
+                    "use; watching the one it serves\" wanted=%s watching=%s served=%s",
+                    s->helm_version, chosen, served);
+    snprintf(out, cap, "/apis/helm.toolkit.fluxcd.io/%s/helmreleases", chosen);
+    return 0;
+}
+
 int st_start_informers(ll_status *s)
 {
     char selector[600], field[300], paths[N_INFORMERS][400], probe[200];
@@ -397,6 +461,7 @@ int st_start_informers(ll_status *s)
                                                       : NULL,
             .field_selector = i < I_HELMRELEASE ? field : NULL,
             .probe = i == I_TERRAFORM || i == I_CHART_TERRAFORM ? probe : NULL,
+            .resolve = i == I_HELMRELEASE ? resolve_helm : NULL,
             .slim = i == I_ALL_NAMESPACES ? namespace_slim : slim_packed,
             .on_change = fns[i],
             .payload = s,

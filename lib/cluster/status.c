@@ -275,9 +275,23 @@ void ll_status_health(ll_kube_health *out, ll_status *s)
     snprintf(out->reconcile_requested_at, sizeof(out->reconcile_requested_at), "%s",
              s->requested_at);
     snprintf(out->reconcile_handled_at, sizeof(out->reconcile_handled_at), "%s", s->handled_at);
+    snprintf(out->helm_served, sizeof(out->helm_served), "%s", s->helm_served);
+    snprintf(out->helm_watched, sizeof(out->helm_watched), "%s", s->helm_watched);
     out->namespaces_known = s->namespaces_listed;
     if (s->namespaces_listed)
         out->namespaces = (long long)json_object_size(s->namespaces);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void ll_status_helm_versions(char *served, size_t served_cap, char *watched, size_t watched_cap,
+                             ll_status *s)
+{
+    served[0] = watched[0] = '\0';
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    snprintf(served, served_cap, "%s", s->helm_served);
+    snprintf(watched, watched_cap, "%s", s->helm_watched);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -298,10 +312,22 @@ json_t *ll_kube_health_json(const ll_kube_health *h)
         json_pack("{s:s?, s:s?}", "requested_at", or_null(h->reconcile_requested_at), "handled_at",
                   or_null(h->reconcile_handled_at));
     json_t *namespaces = h->namespaces_known ? json_integer((json_int_t)h->namespaces) : NULL;
+    json_t *helm = NULL;
+    if (h->helm_watched[0]) {
+        json_t *served = json_array();
+        const char *p = h->helm_served;
+        while (*p) {
+            size_t n = strcspn(p, ",");
+            json_array_append_new(served, json_stringn(p, n));
+            p += n + (p[n] == ',');
+        }
+        helm = json_pack("{s:s, s:o}", "version", h->helm_watched, "served", served);
+    }
     int ok = h->status == LL_KUBE_OK;
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o*, s:s?}", "status", ok ? "ok" : "degraded",
-                     "server", h->server, "source", h->source, "watches", watches, "reconcile",
-                     reconcile, "namespaces", namespaces, "error", ok ? NULL : h->error);
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o*, s:o*, s:s?}", "status",
+                     ok ? "ok" : "degraded", "server", h->server, "source", h->source, "watches",
+                     watches, "reconcile", reconcile, "helmreleases", helm, "namespaces",
+                     namespaces, "error", ok ? NULL : h->error);
 }
 
 /* Under lock: 1 when r's last verdict was derived for the desired commit

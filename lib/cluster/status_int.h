@@ -186,6 +186,9 @@ void st_tmap_free(tmap *m);
 struct ll_status {
     ll_kube *kube;
     char *db_path, *git_dir, *root, *flux_ns, *gitrepo, *ks, *helm_version, *branch;
+    /* Under lock: the HelmRelease versions the cluster serves ("v2,v2beta1",
+     * from discovery; "" before it answered) and the one watched. */
+    char helm_served[128], helm_watched[32];
     int sharded, reconcile_now;
     void (*on_events)(void *payload);
     void *on_events_payload;

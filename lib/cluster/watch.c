@@ -201,6 +201,26 @@ static int probe_absent(ll_informer *inf)
     return error == LL_ENOTFOUND;
 }
 
+/* The path of the next list, when the spec resolves it (informer thread:
+ * nobody else reads inf->path once started).  0, or the resolver's code. */
+static int resolve_path(ll_informer *inf)
+{
+    char path[512];
+    int error;
+    if (!inf->spec.resolve)
+        return 0;
+    if ((error = inf->spec.resolve(path, sizeof(path), inf->spec.payload)) < 0)
+        return error;
+    if (strcmp(path, inf->path) != 0) {
+        char *copy = strdup(path);
+        if (!copy)
+            return ll_error_set(-1, "out of memory");
+        free(inf->path);
+        inf->path = copy;
+    }
+    return 0;
+}
+
 static void *run(void *arg)
 {
     ll_informer *inf = arg;
@@ -217,7 +237,7 @@ static void *run(void *arg)
                 break;
             continue;
         }
-        if (list_all(&objects, inf) < 0) {
+        if (resolve_path(inf) < 0 || list_all(&objects, inf) < 0) {
             if (stopping(inf))
                 break;
             set_state(inf, 0, ll_error_last()->message);

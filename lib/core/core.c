@@ -394,11 +394,15 @@ static json_t *storage_check(const ll_storage_state *st, const char *git_error)
     return json_pack("{s:s}", "status", "ok");
 }
 
-/* 1 when no tier of cat breaks the policy. */
-static int tiers_ok(const ll_tier_catalogue *cat)
+/* 1 when no tier of cat breaks the policy or declares a HelmRelease
+ * version the cluster does not serve (kube's discovery). */
+static int tiers_ok(const ll_tier_catalogue *cat, const ll_kube_health *kube)
 {
+    char why[LL_ERROR_MSG_MAX];
     for (size_t i = 0; cat && i < cat->n_tiers; i++)
-        if (cat->tiers[i].policy.violated)
+        if (cat->tiers[i].policy.violated ||
+            ll_core_tier_unserved(why, sizeof(why), &cat->tiers[i], kube->helm_served,
+                                  kube->helm_watched))
             return 0;
     return 1;
 }
@@ -441,8 +445,9 @@ json_t *ll_core_ready(int *ok, ll_core *c)
     /* Tier templates in the repository that break the policy: their tenants
      * are not rendered until they are fixed. */
     ll_tier_catalogue *cat = ll_gitops_tiers(c->git);
-    int tiers_fine = tiers_ok(cat);
-    json_object_set_new(checks, "tiers", ll_core_tiers_health(cat));
+    int tiers_fine = tiers_ok(cat, &kube);
+    json_object_set_new(checks, "tiers",
+                        ll_core_tiers_health(cat, kube.helm_served, kube.helm_watched));
     ll_tier_catalogue_unref(cat);
     /* A degraded remote still takes writes (they queue): ready, but say so. */
     *ok = reg_ok;

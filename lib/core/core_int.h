@@ -79,7 +79,16 @@ typedef struct ll_tier_facts {
     size_t n_notes;
     ll_tier_version *versions;
     size_t n_versions;
+    char helm_served[128]; /* HelmRelease versions the cluster serves, "" unknown */
+    char helm_watched[32]; /* the one landlord watches, "" unknown */
 } ll_tier_facts;
+
+/* 1 when tier's template declares HelmReleases at a version of
+ * helm.toolkit.fluxcd.io that the cluster does not serve (served: "v2,...",
+ * "" unknown: 0), with why (the version, what is served and the fix:
+ * watched, the version landlord watches) in out. */
+int ll_core_tier_unserved(char *out, size_t cap, const ll_tier *tier, const char *served,
+                          const char *watched);
 
 /* Frees the arrays of f (f itself is the caller's); f is empty after. */
 void ll_tier_facts_clear(ll_tier_facts *f);
@@ -95,9 +104,11 @@ json_t *ll_core_tier_view(const ll_tier *tier, const ll_tier_facts *facts, int w
 
 /* The tiers check of /readyz for cat (borrowed; NULL: no tiers):
  * {"status": "ok"}, or {"status": "failed", "violations": [{"tier",
- * "rule", "error"}]} for the tiers whose templates break the policy.  A
+ * "rule", "error"}]} for the tiers whose templates break the policy, or
+ * declare a HelmRelease version the cluster does not serve (rule
+ * "api-version"; served, watched as ll_core_tier_unserved takes them).  A
  * new reference. */
-json_t *ll_core_tiers_health(const ll_tier_catalogue *cat);
+json_t *ll_core_tiers_health(const ll_tier_catalogue *cat, const char *served, const char *watched);
 
 /* The commit author of the current request (see context.c); the strings
  * are borrowed from buf or the configuration. */

@@ -29,10 +29,13 @@ void ll_tier_facts_clear(ll_tier_facts *f)
     memset(f, 0, sizeof(*f));
 }
 
-/* Reads every fact of the tiers from r into f (cleared on failure). */
-static int load_facts(ll_tier_facts *f, ll_registry *r)
+/* Reads every fact of the tiers from r and c's cluster into f (cleared on
+ * failure). */
+static int load_facts(ll_tier_facts *f, ll_core *c, ll_registry *r)
 {
     int error;
+    ll_status_helm_versions(f->helm_served, sizeof(f->helm_served), f->helm_watched,
+                            sizeof(f->helm_watched), c->status);
     if ((error = ll_registry_tenant_counts(&f->counts, &f->n_counts, r)) < 0 ||
         (error = ll_registry_tier_info(&f->notes, &f->n_notes, r)) < 0 ||
         (error = ll_registry_tier_versions(&f->versions, &f->n_versions, r)) < 0)
@@ -54,6 +57,43 @@ static json_t *policy_json(const ll_tier_verdict *p)
         return json_pack("{s:s}", "status", "ok");
     return json_pack("{s:s, s:s, s:s}", "status", "violated", "rule", p->rule ? p->rule : "",
                      "error", p->error ? p->error : "");
+}
+
+/* 1 when version is in served ("v2,v2beta1"). */
+static int served_has(const char *served, const char *version, size_t n)
+{
+    for (const char *p = served; *p;) {
+        size_t m = strcspn(p, ",");
+        if (m == n && strncmp(p, version, n) == 0)
+            return 1;
+        p += m + (p[m] == ',');
+    }
+    return 0;
+}
+
+int ll_core_tier_unserved(char *out, size_t cap, const ll_tier *tier, const char *served,
+                          const char *watched)
+{
+    static const char group[] = "helm.toolkit.fluxcd.io/";
+    const char *p = tier->template_text;
+
+    if (!served || !served[0])
+        return 0;
+    while ((p = strstr(p, group))) {
+        const char *v = p + sizeof(group) - 1;
+        size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789");
+        p = v;
+        /* An API version (v2, v2beta1), not a label key (helm.toolkit.fluxcd.io/name). */
+        if (n < 2 || n > 30 || v[0] != 'v' || v[1] < '0' || v[1] > '9' || served_has(served, v, n))
+            continue;
+        snprintf(out, cap,
+                 "its HelmReleases are helm.toolkit.fluxcd.io/%.*s, which the cluster does not "
+                 "serve (it serves %s): Flux cannot apply them; change the template's apiVersion "
+                 "to helm.toolkit.fluxcd.io/%s (PUT /api/v1/tiers/%s)",
+                 (int)n, v, served, watched && watched[0] ? watched : "v2", tier->name);
+        return 1;
+    }
+    return 0;
 }
 
 void ll_core_tier_etag(char out[LL_ETAG_MAX], const ll_tier *tier, const char *description)
@@ -84,6 +124,15 @@ json_t *ll_core_tier_view(const ll_tier *tier, const ll_tier_facts *facts, int w
     json_object_set_new(v, "etag", json_string(etag));
     /* Where the last successful rollout of the tier brought it. */
     json_object_set_new(v, "version", version ? json_string(version) : json_null());
+    /* Whether the cluster serves what the template declares (once known). */
+    if (f->helm_served[0]) {
+        char why[LL_ERROR_MSG_MAX];
+        json_object_set_new(
+            v, "cluster",
+            ll_core_tier_unserved(why, sizeof(why), tier, f->helm_served, f->helm_watched)
+                ? json_pack("{s:s, s:s}", "status", "unserved", "error", why)
+                : json_pack("{s:s}", "status", "served"));
+    }
     return v;
 }
 
@@ -95,7 +144,7 @@ int ll_tier_list(json_t **out, ll_core *c)
     json_t *items;
     int error;
 
-    if (!r || (error = load_facts(&facts, r)) < 0) {
+    if (!r || (error = load_facts(&facts, c, r)) < 0) {
         ll_tier_catalogue_unref(tiers);
         return r ? error : -1;
     }
@@ -120,16 +169,17 @@ int ll_tier_get(json_t **out, ll_core *c, const char *name)
         error = ll_error_set(LL_ENOTFOUND, "no tier '%.64s'", name);
     else if (!r)
         error = -1;
-    else if ((error = load_facts(&facts, r)) == 0)
+    else if ((error = load_facts(&facts, c, r)) == 0)
         *out = ll_core_tier_view(t, &facts, 1);
     ll_tier_facts_clear(&facts);
     ll_tier_catalogue_unref(tiers);
     return error;
 }
 
-json_t *ll_core_tiers_health(const ll_tier_catalogue *cat)
+json_t *ll_core_tiers_health(const ll_tier_catalogue *cat, const char *served, const char *watched)
 {
     json_t *bad = json_array();
+    char why[LL_ERROR_MSG_MAX];
 
     for (size_t i = 0; cat && i < cat->n_tiers; i++) {
         const ll_tier *t = &cat->tiers[i];
@@ -137,6 +187,9 @@ json_t *ll_core_tiers_health(const ll_tier_catalogue *cat)
             json_array_append_new(bad, json_pack("{s:s, s:s, s:s}", "tier", t->name, "rule",
                                                  t->policy.rule ? t->policy.rule : "", "error",
                                                  t->policy.error ? t->policy.error : ""));
+        else if (ll_core_tier_unserved(why, sizeof(why), t, served, watched))
+            json_array_append_new(bad, json_pack("{s:s, s:s, s:s}", "tier", t->name, "rule",
+                                                 "api-version", "error", why));
     }
     if (json_array_size(bad) == 0) {
         json_decref(bad);

@@ -77,11 +77,12 @@ class Stack:
     instead; sim=False: no Flux."""
 
     def __init__(self, tokens=None, kube_token=None, token_file=None, sim=True, bookmark_interval=1.0,
-                 landlord_args=(), forbid=None, api_down=False, terraform=False):
+                 landlord_args=(), forbid=None, api_down=False, terraform=False, helm_versions=None):
         self.repo = "gitops-%d" % next(_repos)
         GS.create_repo(self.repo)
         self.api = KubeAPI(tls=True, tokens=tokens or {"tok-1": "landlord"}, forbid=forbid,
-                           bookmark_interval=bookmark_interval, terraform=terraform).start()
+                           bookmark_interval=bookmark_interval, terraform=terraform,
+                           helm_versions=helm_versions).start()
         self.dir = make_temp_dir("landlord-status-")
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
         if token_file:
@@ -417,6 +418,39 @@ class LifecycleTest(SharedStackTestCase):
                         "landlord listed or watched v2beta1 HelmReleases")
         self.assertFalse(any("/apis/helm.toolkit.fluxcd.io/v2/helmreleases" in p for p in paths),
                          "and not v2")
+
+    def test_helmrelease_version_the_cluster_serves(self):
+        """Asked for v2beta1 (a reference-shaped repository) by a cluster whose
+        Flux serves only v2, landlord watches v2 (API discovery), tenants get
+        ready, /readyz says which version it watches; a tier whose template
+        declares v2beta1 is reported on /readyz and on the tier, with the fix."""
+        st = self.new_stack(landlord_args=["--flux-helm-version", "v2beta1"], helm_versions=["v2"])
+        t = self.onboard_ok(st.server, "served", "premium")
+        self.assertReady(st.server, "served", commit=t["commit"], chart="0.0.1")
+        paths = [str(r) for r in st.api.requests]
+        self.assertTrue(any("/apis/helm.toolkit.fluxcd.io/v2/helmreleases" in p for p in paths),
+                        "landlord listed or watched v2 HelmReleases")
+        self.assertFalse(any("/apis/helm.toolkit.fluxcd.io/v2beta1/helmreleases" in p for p in paths),
+                         "and never the version the cluster does not serve")
+        ready = self.assertJson(st.server.get("/readyz"), 200)
+        self.assertEqual(ready["checks"]["kube"]["helmreleases"], {"version": "v2", "served": ["v2"]})
+        self.assertEqual(ready["checks"]["tiers"], {"status": "ok"})
+        self.assertEqual(self.assertJson(st.server.get("/api/v1/tiers/premium"), 200)["cluster"],
+                         {"status": "served"})
+        # A tier written for v2beta1: Flux could not apply it here.
+        tmpl = self.assertJson(st.server.get("/api/v1/tiers/premium"), 200)["template"]
+        old = tmpl.replace("helm.toolkit.fluxcd.io/v2\n", "helm.toolkit.fluxcd.io/v2beta1\n").replace("premium", "legacy")
+        self.assertIn("helm.toolkit.fluxcd.io/v2beta1", old)
+        self.assertJson(st.server.request("PUT", "/api/v1/tiers/legacy", json_body={"template": old}), 201)
+        tier = self.assertJson(st.server.get("/api/v1/tiers/legacy"), 200)
+        self.assertEqual(tier["cluster"]["status"], "unserved")
+        self.assertIn("helm.toolkit.fluxcd.io/v2beta1", tier["cluster"]["error"])
+        self.assertIn("change the template's apiVersion to helm.toolkit.fluxcd.io/v2", tier["cluster"]["error"])
+        r = st.server.get("/readyz")
+        self.assertEqual(r.json["status"], "degraded")
+        self.assertEqual(r.json["checks"]["tiers"]["status"], "failed")
+        self.assertEqual([(v["tier"], v["rule"]) for v in r.json["checks"]["tiers"]["violations"]],
+                         [("legacy", "api-version")])
 
     def test_metrics(self):
         self.onboard_ok(self.s, "metered", "premium")

@@ -38,7 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ll_informer_spec spec = {"HelmRelease", "/apis/helm.toolkit.fluxcd.io/v2/helmreleases",
                              NULL,          NULL,
                              NULL,          ll_status_slim,
-                             on_change,     NULL};
+                             on_change,     NULL,
+                             NULL};
     json_t *page = NULL, *objects;
     char rv[128], cont[2048];
 

@@ -60,7 +60,11 @@ KubeAPI(tls=True, tokens=None, forbid=None, terraform=False, anonymous=False,
         continue_ttl=300.0, watch_expired="event", max_watch_seconds=1800,
         namespaces=("default", "kube-system", "kube-public",
                     "kube-node-lease", "flux-system"),
-        not_found_body="text", port=None, version="1.31", rbac=None)
+        not_found_body="text", port=None, version="1.31", rbac=None,
+        helm_versions=None)
+    helm_versions: None (HelmRelease served at v2 and v2beta1), or the only
+        versions served, the first the storage one (["v2"]: a current Flux);
+        discovery (/apis, /apis/helm.toolkit.fluxcd.io) says the same.
     tokens: {token: user}; None disables authentication (every request is
         user "admin").  An unknown or missing token: 401 (golden body); a
         missing token with anonymous=True is system:anonymous, who may only
@@ -171,6 +175,7 @@ Observation:
 
 import base64
 import collections
+import copy
 import gzip
 import http.server
 import json
@@ -1338,12 +1343,19 @@ def err_forbidden_info(info, user):
 # -- the server ----------------------------------------------------------------------------------
 
 
+def _with_versions(res, versions):
+    """A copy of res served at versions only (the first is the storage version)."""
+    r = copy.copy(res)
+    r.versions = list(versions)
+    return r
+
+
 class KubeAPI:
     def __init__(self, tls=True, tokens=None, forbid=None, terraform=False, anonymous=False, history_size=1000,
                  bookmark_interval=1.0, namespace_delete_delay=0.2, continue_ttl=300.0, watch_expired="event",
                  max_watch_seconds=1800, namespaces=("default", "kube-system", "kube-public", "kube-node-lease",
                                                      "flux-system"),
-                 not_found_body="text", port=None, version="1.31", rbac=None):
+                 not_found_body="text", port=None, version="1.31", rbac=None, helm_versions=None):
         self.tls = bool(tls)
         self.host = "localhost" if self.tls else "127.0.0.1"
         self.port = port
@@ -1360,6 +1372,11 @@ class KubeAPI:
         self.not_found_body = not_found_body
         self.kube_version = version
         self.resources = list(RESOURCES) + ([TERRAFORM] if terraform else [])
+        if helm_versions is not None:
+            # A cluster whose Flux serves only these HelmRelease versions
+            # (a current Flux serves v2 alone).
+            self.resources = [_with_versions(r, helm_versions) if r.plural == "helmreleases" else r
+                              for r in self.resources]
         self.terraform = terraform
         self._by_path = {}
         for r in self.resources:

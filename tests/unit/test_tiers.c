@@ -305,12 +305,17 @@ static void test_views_and_health(void **state)
     ll_tier_count counts[] = {{"basic", 3}};
     ll_tier_note notes[] = {{"basic", "Shared"}};
     ll_tier_version versions[] = {{"basic", "1.2.0"}};
-    ll_tier_facts facts = {counts, 1, notes, 1, versions, 1};
+    ll_tier_facts facts = {.counts = counts,
+                           .n_counts = 1,
+                           .notes = notes,
+                           .n_notes = 1,
+                           .versions = versions,
+                           .n_versions = 1};
 
     put(files, ROOT "/pooled-envs/kustomization.yaml", KUSTOMIZATION);
     ll_tier_catalogue *cat = ll_tiers_build(files, ROOT, NULL);
     json_decref(files);
-    json_t *health = ll_core_tiers_health(cat);
+    json_t *health = ll_core_tiers_health(cat, "", "");
     assert_string_equal(json_string_value(json_object_get(health, "status")), "ok");
     assert_null(json_object_get(health, "violations"));
     json_decref(health);
@@ -364,7 +369,7 @@ static void test_views_and_health(void **state)
     assert_non_null(json_string_value(json_object_get(policy, "error")));
     assert_string_equal(json_string_value(json_object_get(v, "deployment_model")), "custom");
     json_decref(v);
-    health = ll_core_tiers_health(cat);
+    health = ll_core_tiers_health(cat, "", "");
     assert_string_equal(json_string_value(json_object_get(health, "status")), "failed");
     x = json_array_get(json_object_get(health, "violations"), 0);
     assert_string_equal(json_string_value(json_object_get(x, "tier")), "rbac");
@@ -372,9 +377,54 @@ static void test_views_and_health(void **state)
     assert_non_null(json_string_value(json_object_get(x, "error")));
     json_decref(health);
     ll_tier_catalogue_unref(cat);
-    health = ll_core_tiers_health(NULL);
+    health = ll_core_tiers_health(NULL, "", "");
     assert_string_equal(json_string_value(json_object_get(health, "status")), "ok");
     json_decref(health);
+}
+
+/* A template's HelmRelease version against what the cluster serves: the
+ * fix names the version landlord watches; label keys of the group, an
+ * unknown served list, or a served version are no finding; the /readyz
+ * check reports it as rule api-version. */
+static void test_unserved_versions(void **state)
+{
+    (void)state;
+    char why[512];
+    char legacy[] = "apiVersion: helm.toolkit.fluxcd.io/v2beta1\nkind: HelmRelease\n";
+    char labels[] =
+        "metadata:\n  labels:\n    helm.toolkit.fluxcd.io/name: x\n"
+        "    helm.toolkit.fluxcd.io/version: y\napiVersion: helm.toolkit.fluxcd.io/v2\n";
+    ll_tier t = {.name = "legacy", .template_text = legacy, .template_len = sizeof(legacy) - 1};
+
+    assert_int_equal(ll_core_tier_unserved(why, sizeof(why), &t, "v2", "v2"), 1);
+    assert_non_null(strstr(why, "helm.toolkit.fluxcd.io/v2beta1, which the cluster does not serve "
+                                "(it serves v2)"));
+    assert_non_null(
+        strstr(why, "apiVersion to helm.toolkit.fluxcd.io/v2 (PUT /api/v1/tiers/legacy)"));
+    assert_int_equal(ll_core_tier_unserved(why, sizeof(why), &t, "v2,v2beta1", "v2"), 0);
+    assert_int_equal(ll_core_tier_unserved(why, sizeof(why), &t, "", ""), 0);
+    t.template_text = labels;
+    t.template_len = sizeof(labels) - 1;
+    assert_int_equal(ll_core_tier_unserved(why, sizeof(why), &t, "v2", "v2"), 0);
+
+    ll_tier_catalogue *cat = ll_tier_catalogue_new();
+    assert_non_null(cat);
+    assert_non_null(cat->tiers = calloc(1, sizeof(*cat->tiers)));
+    cat->n_tiers = 1;
+    assert_non_null(cat->tiers[0].name = strdup("legacy"));
+    assert_non_null(cat->tiers[0].template_text = strdup(legacy));
+    cat->tiers[0].template_len = strlen(legacy);
+    assert_int_equal(ll_tier_catalogue_index(cat), 0);
+    json_t *health = ll_core_tiers_health(cat, "v2", "v2");
+    assert_string_equal(json_string_value(json_object_get(health, "status")), "failed");
+    json_t *v = json_array_get(json_object_get(health, "violations"), 0);
+    assert_string_equal(json_string_value(json_object_get(v, "tier")), "legacy");
+    assert_string_equal(json_string_value(json_object_get(v, "rule")), "api-version");
+    json_decref(health);
+    health = ll_core_tiers_health(cat, "v2,v2beta1", "v2");
+    assert_string_equal(json_string_value(json_object_get(health, "status")), "ok");
+    json_decref(health);
+    ll_tier_catalogue_unref(cat);
 }
 
 int main(void)
@@ -386,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_model_names),
         cmocka_unit_test(test_order_index_and_refs),
         cmocka_unit_test(test_views_and_health),
+        cmocka_unit_test(test_unserved_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

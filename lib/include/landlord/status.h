@@ -97,10 +97,13 @@ typedef struct ll_kube_health {
     const char *source; /* where its address came from, borrowed likewise */
     ll_watch_health watches[LL_KUBE_WATCHES_MAX]; /* [0..n_watches), kinds borrowed from s */
     size_t n_watches;
-    char reconcile_requested_at[64];   /* landlord's last reconcile request, or "" */
-    char reconcile_handled_at[64];     /* the one Flux last handled, or "" */
-    int namespaces_known;              /* the cluster's namespaces were listed */
-    long long namespaces;              /* how many there are, when known */
+    char reconcile_requested_at[64]; /* landlord's last reconcile request, or "" */
+    char reconcile_handled_at[64];   /* the one Flux last handled, or "" */
+    char helm_served[128]; /* HelmRelease versions the cluster serves ("v2,v2beta1"), or "" before
+                              discovery */
+    char helm_watched[32]; /* the version landlord watches, or "" */
+    int namespaces_known;  /* the cluster's namespaces were listed */
+    long long namespaces;  /* how many there are, when known */
     char error[LL_ERROR_MSG_MAX + 64]; /* DEGRADED: the first informer not synced, and why */
 } ll_kube_health;
 
@@ -108,10 +111,18 @@ typedef struct ll_kube_health {
  * ll_kube_health).  s may be NULL (not configured). */
 void ll_status_health(ll_kube_health *out, ll_status *s);
 
+/* The HelmRelease versions the cluster serves ("v2,v2beta1") and the one
+ * landlord watches, as API discovery last said, into served and watched
+ * (each "" before discovery answered, or without a cluster; cut to cap).
+ * Any thread; s may be NULL. */
+void ll_status_helm_versions(char *served, size_t served_cap, char *watched, size_t watched_cap,
+                             ll_status *s);
+
 /* /readyz's "kube" check from h (borrowed): {"status": "ok"|"degraded"|
  * "not-configured", "server", "source", "watches": [{"kind", "synced",
  * "objects", "restarts", "error", "absent"}...], "reconcile":
- * {"requested_at", "handled_at"}, "namespaces"? (once listed), "error"};
+ * {"requested_at", "handled_at"}, "helmreleases"? {"version", "served":
+ * [...]} (once discovered), "namespaces"? (once listed), "error"};
  * only "status" when not configured.  New reference (NULL when out of
  * memory).  The one place that record becomes JSON. */
 json_t *ll_kube_health_json(const ll_kube_health *h);

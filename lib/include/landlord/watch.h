@@ -41,6 +41,11 @@ typedef struct ll_informer_spec {
     json_t *(*slim)(const json_t *object);
     ll_informer_fn on_change;
     void *payload;
+    /* Called on the informer's thread before each list: writes the
+     * collection's path into out (cap bytes), e.g. at a version it asked
+     * the cluster for.  A negative code fails that list (retried after a
+     * pause, like a failed list).  NULL: path as given. */
+    int (*resolve)(char *out, size_t cap, void *payload);
 } ll_informer_spec;
 
 /* Starts the informer's thread.  *out is new (ll_informer_stop); k is
