@@ -373,6 +373,15 @@ struct ll_net_lookup {
     char host[];
 };
 
+/* Lookup threads still running (atomic): an abandoned lookup's thread
+ * runs on until getaddrinfo returns. */
+static int lookups_running;
+
+int ll_net_lookups_running(void)
+{
+    return __atomic_load_n(&lookups_running, __ATOMIC_ACQUIRE);
+}
+
 static void lookup_unref(ll_net_lookup *l)
 {
     pthread_mutex_lock(&l->lock);
@@ -404,6 +413,7 @@ static void *lookup_run(void *arg)
     pthread_cond_signal(&l->done_cond);
     pthread_mutex_unlock(&l->lock);
     lookup_unref(l);
+    __atomic_sub_fetch(&lookups_running, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -441,9 +451,11 @@ int ll_net_lookup_start(ll_net_lookup **out, const char *host)
     pthread_attr_init(&ta);
     pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
     pthread_t t;
+    __atomic_add_fetch(&lookups_running, 1, __ATOMIC_ACQ_REL);
     int rc = pthread_create(&t, &ta, lookup_run, l);
     pthread_attr_destroy(&ta);
     if (rc != 0) {
+        __atomic_sub_fetch(&lookups_running, 1, __ATOMIC_RELEASE);
         l->refs = 1;
         lookup_unref(l);
         return ll_error_set(-1, "cannot start a thread to resolve a host: %s", strerror(rc));

@@ -105,6 +105,10 @@ typedef struct ll_net_lookup ll_net_lookup;
  * thread could be started (message set). */
 int ll_net_lookup_start(ll_net_lookup **out, const char *host);
 
+/* How many lookup threads are still running, abandoned ones included (a
+ * thread ends only when getaddrinfo returns).  For tests and shutdown. */
+int ll_net_lookups_running(void);
+
 /* Waits for a lookup until deadline_ms (ll_monotonic_ms) and consumes it
  * (an unfinished lookup is abandoned: its thread frees it).  Fills *out
  * with every TCP address of the host, without duplicates.  Returns 0;
