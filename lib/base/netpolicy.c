@@ -382,6 +382,17 @@ int ll_net_lookups_running(void)
     return __atomic_load_n(&lookups_running, __ATOMIC_ACQUIRE);
 }
 
+int ll_net_lookups_drain(int64_t timeout_ms)
+{
+    int64_t until = ll_monotonic_ms() + timeout_ms;
+    int left;
+    while ((left = ll_net_lookups_running()) > 0 && ll_monotonic_ms() < until) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return left;
+}
+
 static void lookup_unref(ll_net_lookup *l)
 {
     pthread_mutex_lock(&l->lock);

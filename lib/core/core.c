@@ -77,7 +77,7 @@ static const char *helm_version(ll_core *c)
         version = c->cfg.flux_helm_version;
     else
         for (size_t i = 0; cat && i < cat->n_tiers; i++) {
-            if (strstr(cat->tiers[i].template_text, "helm.toolkit.fluxcd.io/v2beta1"))
+            if (strcmp(cat->tiers[i].helm_version, "v2beta1") == 0)
                 version = "v2beta1";
         }
     ll_tier_catalogue_unref(cat);
@@ -394,19 +394,6 @@ static json_t *storage_check(const ll_storage_state *st, const char *git_error)
     return json_pack("{s:s}", "status", "ok");
 }
 
-/* 1 when no tier of cat breaks the policy or declares a HelmRelease
- * version the cluster does not serve (kube's discovery). */
-static int tiers_ok(const ll_tier_catalogue *cat, const ll_kube_health *kube)
-{
-    char why[LL_ERROR_MSG_MAX];
-    for (size_t i = 0; cat && i < cat->n_tiers; i++)
-        if (cat->tiers[i].policy.violated ||
-            ll_core_tier_unserved(why, sizeof(why), &cat->tiers[i], kube->helm_served,
-                                  kube->helm_watched))
-            return 0;
-    return 1;
-}
-
 json_t *ll_core_ready(int *ok, ll_core *c)
 {
     ll_registry *r = ll_core_registry(c);
@@ -445,9 +432,10 @@ json_t *ll_core_ready(int *ok, ll_core *c)
     /* Tier templates in the repository that break the policy: their tenants
      * are not rendered until they are fixed. */
     ll_tier_catalogue *cat = ll_gitops_tiers(c->git);
-    int tiers_fine = tiers_ok(cat, &kube);
-    json_object_set_new(checks, "tiers",
-                        ll_core_tiers_health(cat, kube.helm_served, kube.helm_watched));
+    int tiers_fine = 0;
+    json_object_set_new(
+        checks, "tiers",
+        ll_core_tiers_health(&tiers_fine, cat, kube.helm_served, kube.helm_watched));
     ll_tier_catalogue_unref(cat);
     /* A degraded remote still takes writes (they queue): ready, but say so. */
     *ok = reg_ok;

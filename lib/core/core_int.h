@@ -83,7 +83,7 @@ typedef struct ll_tier_facts {
     char helm_watched[32]; /* the one landlord watches, "" unknown */
 } ll_tier_facts;
 
-/* 1 when tier's template declares HelmReleases at a version of
+/* 1 when tier's HelmReleases (ll_tier.helm_version) are at a version of
  * helm.toolkit.fluxcd.io that the cluster does not serve (served: "v2,...",
  * "" unknown: 0), with why (the version, what is served and the fix:
  * watched, the version landlord watches) in out. */
@@ -106,9 +106,10 @@ json_t *ll_core_tier_view(const ll_tier *tier, const ll_tier_facts *facts, int w
  * {"status": "ok"}, or {"status": "failed", "violations": [{"tier",
  * "rule", "error"}]} for the tiers whose templates break the policy, or
  * declare a HelmRelease version the cluster does not serve (rule
- * "api-version"; served, watched as ll_core_tier_unserved takes them).  A
- * new reference. */
-json_t *ll_core_tiers_health(const ll_tier_catalogue *cat, const char *served, const char *watched);
+ * "api-version"; served, watched as ll_core_tier_unserved takes them);
+ * *out_ok 1 when the status is ok.  A new reference. */
+json_t *ll_core_tiers_health(int *out_ok, const ll_tier_catalogue *cat, const char *served,
+                             const char *watched);
 
 /* The commit author of the current request (see context.c); the strings
  * are borrowed from buf or the configuration. */

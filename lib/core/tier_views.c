@@ -74,26 +74,15 @@ static int served_has(const char *served, const char *version, size_t n)
 int ll_core_tier_unserved(char *out, size_t cap, const ll_tier *tier, const char *served,
                           const char *watched)
 {
-    static const char group[] = "helm.toolkit.fluxcd.io/";
-    const char *p = tier->template_text;
-
-    if (!served || !served[0])
+    const char *v = tier->helm_version;
+    if (!served || !served[0] || !v[0] || served_has(served, v, strlen(v)))
         return 0;
-    while ((p = strstr(p, group))) {
-        const char *v = p + sizeof(group) - 1;
-        size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789");
-        p = v;
-        /* An API version (v2, v2beta1), not a label key (helm.toolkit.fluxcd.io/name). */
-        if (n < 2 || n > 30 || v[0] != 'v' || v[1] < '0' || v[1] > '9' || served_has(served, v, n))
-            continue;
-        snprintf(out, cap,
-                 "its HelmReleases are helm.toolkit.fluxcd.io/%.*s, which the cluster does not "
-                 "serve (it serves %s): Flux cannot apply them; change the template's apiVersion "
-                 "to helm.toolkit.fluxcd.io/%s (PUT /api/v1/tiers/%s)",
-                 (int)n, v, served, watched && watched[0] ? watched : "v2", tier->name);
-        return 1;
-    }
-    return 0;
+    snprintf(out, cap,
+             "its HelmReleases are helm.toolkit.fluxcd.io/%s, which the cluster does not serve (it "
+             "serves %s): Flux cannot apply them; change the template's apiVersion to "
+             "helm.toolkit.fluxcd.io/%s (PUT /api/v1/tiers/%s)",
+             v, served, watched && watched[0] ? watched : "v2", tier->name);
+    return 1;
 }
 
 void ll_core_tier_etag(char out[LL_ETAG_MAX], const ll_tier *tier, const char *description)
@@ -176,7 +165,8 @@ int ll_tier_get(json_t **out, ll_core *c, const char *name)
     return error;
 }
 
-json_t *ll_core_tiers_health(const ll_tier_catalogue *cat, const char *served, const char *watched)
+json_t *ll_core_tiers_health(int *out_ok, const ll_tier_catalogue *cat, const char *served,
+                             const char *watched)
 {
     json_t *bad = json_array();
     char why[LL_ERROR_MSG_MAX];
@@ -191,7 +181,8 @@ json_t *ll_core_tiers_health(const ll_tier_catalogue *cat, const char *served, c
             json_array_append_new(bad, json_pack("{s:s, s:s, s:s}", "tier", t->name, "rule",
                                                  "api-version", "error", why));
     }
-    if (json_array_size(bad) == 0) {
+    *out_ok = json_array_size(bad) == 0;
+    if (*out_ok) {
         json_decref(bad);
         return json_pack("{s:s}", "status", "ok");
     }

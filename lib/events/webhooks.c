@@ -533,10 +533,7 @@ void ll_webhooks_stop(ll_webhooks *w)
     ll_worker_destroy(&w->worker);
     /* Lookups the deliverer abandoned run on until getaddrinfo returns: give
      * them a moment, so that nothing of theirs is in flight at exit. */
-    for (int i = 0; i < 200 && ll_net_lookups_running() > 0; i++) {
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    ll_net_lookups_drain(2000);
     ll_registry_close(w->reg);
     ll_netpolicy_free(w->policy);
     pthread_mutex_destroy(&w->lock);

@@ -103,6 +103,8 @@ static void free_names(char **v, size_t n)
 
 /* --- building --------------------------------------------------------------------------------- */
 
+#define HELM_GROUP "helm.toolkit.fluxcd.io/"
+
 /* Reads apps.<name>.enabled and envId of every HelmRelease in a rendered
  * sample: the tier's deployment model and the pools its apps use. */
 static int describe(ll_tier *tier, const json_t *docs)
@@ -115,9 +117,14 @@ static int describe(ll_tier *tier, const json_t *docs)
         const char *kind = json_string_value(json_object_get(doc, "kind"));
         json_t *apps =
             json_object_get(json_object_get(json_object_get(doc, "spec"), "values"), "apps");
-        const char *name;
+        const char *name, *api = json_string_value(json_object_get(doc, "apiVersion"));
         json_t *app;
-        if (!kind || strcmp(kind, "HelmRelease") != 0 || !json_is_object(apps))
+        if (!kind || strcmp(kind, "HelmRelease") != 0)
+            continue;
+        if (!tier->helm_version[0] && api && strncmp(api, HELM_GROUP, sizeof(HELM_GROUP) - 1) == 0)
+            snprintf(tier->helm_version, sizeof(tier->helm_version), "%s",
+                     api + sizeof(HELM_GROUP) - 1);
+        if (!json_is_object(apps))
             continue;
         json_object_foreach(apps, name, app)
         {

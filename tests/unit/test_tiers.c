@@ -116,6 +116,10 @@ static void test_build_models_and_pools(void **state)
     assert_int_equal(premium->model, LL_MODEL_SILOED);
     assert_int_equal(advanced->model, LL_MODEL_HYBRID);
     assert_int_equal(plain->model, LL_MODEL_CUSTOM);
+    /* The HelmReleases' version (plain has none). */
+    assert_string_equal(basic->helm_version, "v2");
+    assert_string_equal(advanced->helm_version, "v2");
+    assert_string_equal(plain->helm_version, "");
     /* basic's two apps both use pool-1: listed once. */
     assert_int_equal(basic->n_pools, 1);
     assert_string_equal(basic->pools[0], "pool-1");
@@ -315,7 +319,9 @@ static void test_views_and_health(void **state)
     put(files, ROOT "/pooled-envs/kustomization.yaml", KUSTOMIZATION);
     ll_tier_catalogue *cat = ll_tiers_build(files, ROOT, NULL);
     json_decref(files);
-    json_t *health = ll_core_tiers_health(cat, "", "");
+    int ok = -1;
+    json_t *health = ll_core_tiers_health(&ok, cat, "", "");
+    assert_int_equal(ok, 1);
     assert_string_equal(json_string_value(json_object_get(health, "status")), "ok");
     assert_null(json_object_get(health, "violations"));
     json_decref(health);
@@ -369,7 +375,8 @@ static void test_views_and_health(void **state)
     assert_non_null(json_string_value(json_object_get(policy, "error")));
     assert_string_equal(json_string_value(json_object_get(v, "deployment_model")), "custom");
     json_decref(v);
-    health = ll_core_tiers_health(cat, "", "");
+    health = ll_core_tiers_health(&ok, cat, "", "");
+    assert_int_equal(ok, 0);
     assert_string_equal(json_string_value(json_object_get(health, "status")), "failed");
     x = json_array_get(json_object_get(health, "violations"), 0);
     assert_string_equal(json_string_value(json_object_get(x, "tier")), "rbac");
@@ -377,51 +384,61 @@ static void test_views_and_health(void **state)
     assert_non_null(json_string_value(json_object_get(x, "error")));
     json_decref(health);
     ll_tier_catalogue_unref(cat);
-    health = ll_core_tiers_health(NULL, "", "");
+    health = ll_core_tiers_health(&ok, NULL, "", "");
     assert_string_equal(json_string_value(json_object_get(health, "status")), "ok");
     json_decref(health);
 }
 
-/* A template's HelmRelease version against what the cluster serves: the
- * fix names the version landlord watches; label keys of the group, an
- * unknown served list, or a served version are no finding; the /readyz
- * check reports it as rule api-version. */
+/* A template's HelmRelease version, read off its rendered HelmReleases
+ * (label keys of the group are not versions), against what the cluster
+ * serves: the fix names the version landlord watches; an unknown served
+ * list or a served version is no finding; the /readyz check reports it as
+ * rule api-version. */
 static void test_unserved_versions(void **state)
 {
     (void)state;
-    char why[512];
-    char legacy[] = "apiVersion: helm.toolkit.fluxcd.io/v2beta1\nkind: HelmRelease\n";
-    char labels[] =
-        "metadata:\n  labels:\n    helm.toolkit.fluxcd.io/name: x\n"
-        "    helm.toolkit.fluxcd.io/version: y\napiVersion: helm.toolkit.fluxcd.io/v2\n";
-    ll_tier t = {.name = "legacy", .template_text = legacy, .template_len = sizeof(legacy) - 1};
+    json_t *files = seed_files(), *premium, *health, *v;
+    char path[200], why[512], *legacy;
+    int ok = -1;
 
-    assert_int_equal(ll_core_tier_unserved(why, sizeof(why), &t, "v2", "v2"), 1);
+    ll_tier_template_path(path, sizeof(path), ROOT, "premium");
+    premium = json_object_get(files, path);
+    const char *text = json_string_value(premium),
+               *at = strstr(text, "helm.toolkit.fluxcd.io/v2\n");
+    assert_non_null(at);
+    assert_non_null(legacy = malloc(strlen(text) + 8));
+    sprintf(legacy, "%.*shelm.toolkit.fluxcd.io/v2beta1\n%s", (int)(at - text), text,
+            at + strlen("helm.toolkit.fluxcd.io/v2\n"));
+    ll_tier_template_path(path, sizeof(path), ROOT, "legacy");
+    put(files, path, legacy);
+    put(files, ROOT "/pooled-envs/kustomization.yaml", KUSTOMIZATION);
+    free(legacy);
+    ll_tier_catalogue *cat = ll_tiers_build(files, ROOT, NULL);
+    json_decref(files);
+    assert_non_null(cat);
+    const ll_tier *t = ll_tiers_find(cat, "legacy");
+    assert_non_null(t);
+    assert_string_equal(t->helm_version, "v2beta1");
+    assert_string_equal(ll_tiers_find(cat, "premium")->helm_version, "v2");
+
+    assert_int_equal(ll_core_tier_unserved(why, sizeof(why), t, "v2", "v2"), 1);
     assert_non_null(strstr(why, "helm.toolkit.fluxcd.io/v2beta1, which the cluster does not serve "
                                 "(it serves v2)"));
     assert_non_null(
         strstr(why, "apiVersion to helm.toolkit.fluxcd.io/v2 (PUT /api/v1/tiers/legacy)"));
-    assert_int_equal(ll_core_tier_unserved(why, sizeof(why), &t, "v2,v2beta1", "v2"), 0);
-    assert_int_equal(ll_core_tier_unserved(why, sizeof(why), &t, "", ""), 0);
-    t.template_text = labels;
-    t.template_len = sizeof(labels) - 1;
-    assert_int_equal(ll_core_tier_unserved(why, sizeof(why), &t, "v2", "v2"), 0);
+    assert_int_equal(ll_core_tier_unserved(why, sizeof(why), t, "v2,v2beta1", "v2"), 0);
+    assert_int_equal(ll_core_tier_unserved(why, sizeof(why), t, "", ""), 0);
 
-    ll_tier_catalogue *cat = ll_tier_catalogue_new();
-    assert_non_null(cat);
-    assert_non_null(cat->tiers = calloc(1, sizeof(*cat->tiers)));
-    cat->n_tiers = 1;
-    assert_non_null(cat->tiers[0].name = strdup("legacy"));
-    assert_non_null(cat->tiers[0].template_text = strdup(legacy));
-    cat->tiers[0].template_len = strlen(legacy);
-    assert_int_equal(ll_tier_catalogue_index(cat), 0);
-    json_t *health = ll_core_tiers_health(cat, "v2", "v2");
+    health = ll_core_tiers_health(&ok, cat, "v2", "v2");
+    assert_int_equal(ok, 0);
     assert_string_equal(json_string_value(json_object_get(health, "status")), "failed");
-    json_t *v = json_array_get(json_object_get(health, "violations"), 0);
+    assert_int_equal(json_array_size(json_object_get(health, "violations")), 1);
+    v = json_array_get(json_object_get(health, "violations"), 0);
     assert_string_equal(json_string_value(json_object_get(v, "tier")), "legacy");
     assert_string_equal(json_string_value(json_object_get(v, "rule")), "api-version");
     json_decref(health);
-    health = ll_core_tiers_health(cat, "v2,v2beta1", "v2");
+    health = ll_core_tiers_health(&ok, cat, "v2,v2beta1", "v2");
+    assert_int_equal(ok, 1);
     assert_string_equal(json_string_value(json_object_get(health, "status")), "ok");
     json_decref(health);
     ll_tier_catalogue_unref(cat);

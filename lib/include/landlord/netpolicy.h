@@ -106,8 +106,12 @@ typedef struct ll_net_lookup ll_net_lookup;
 int ll_net_lookup_start(ll_net_lookup **out, const char *host);
 
 /* How many lookup threads are still running, abandoned ones included (a
- * thread ends only when getaddrinfo returns).  For tests and shutdown. */
+ * thread ends only when getaddrinfo returns). */
 int ll_net_lookups_running(void);
+
+/* Waits up to timeout_ms for every lookup thread to end (at shutdown, so
+ * that none is inside the resolver at exit); returns how many still run. */
+int ll_net_lookups_drain(int64_t timeout_ms);
 
 /* Waits for a lookup until deadline_ms (ll_monotonic_ms) and consumes it
  * (an unfinished lookup is abandoned: its thread frees it).  Fills *out

@@ -52,7 +52,9 @@ typedef struct ll_tier {
     size_t template_len;
     char *template_path; /* where it lives in the repository */
     ll_deployment_model model;
-    char **pools; /* pool environments its apps use (envId), first seen first */
+    char helm_version[32]; /* the version of helm.toolkit.fluxcd.io its HelmReleases
+                              declare (v2, v2beta1: the first), "" when none */
+    char **pools;          /* pool environments its apps use (envId), first seen first */
     size_t n_pools;
     ll_tier_verdict policy;
     json_t *locked_values; /* JSON pointers its template derives from the
